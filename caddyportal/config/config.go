@@ -1,0 +1,437 @@
+// Package config holds the portal's configuration: the JSON shape that the
+// Caddy module embeds, its defaults and clamping (Educates reference §4.5,
+// §5.2), and its validation. It does not import Caddy, so the rest of the
+// portal logic can be tested without a server.
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Duration is a time.Duration that unmarshals from JSON as either an integer
+// number of nanoseconds or a duration string ("90s", "60m", "2h", "1d"),
+// the same forms Caddy's own duration type accepts.
+type Duration time.Duration
+
+// MarshalJSON writes the duration as integer nanoseconds, as Caddy does.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(int64(d)) }
+
+// UnmarshalJSON accepts integer nanoseconds or a duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		v, err := ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		*d = Duration(v)
+		return nil
+	}
+	var n int64
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("duration must be a string like \"60m\" or integer nanoseconds: %w", err)
+	}
+	*d = Duration(n)
+	return nil
+}
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// ParseDuration parses Go duration syntax plus a "d" (day) unit, and refuses
+// negative values: no portal setting means anything negative.
+func ParseDuration(s string) (time.Duration, error) {
+	if len(s) > 64 {
+		return 0, fmt.Errorf("duration %q is too long", s[:64])
+	}
+	var total time.Duration
+	rest := s
+	// Expand whole days first so "1d12h" works like Caddy's parser.
+	if i := strings.IndexByte(rest, 'd'); i > 0 {
+		days, err := strconv.ParseFloat(rest[:i], 64)
+		if err != nil {
+			return 0, fmt.Errorf("invalid duration %q", s)
+		}
+		total = time.Duration(days * float64(24*time.Hour))
+		rest = rest[i+1:]
+	}
+	if rest != "" {
+		v, err := time.ParseDuration(rest)
+		if err != nil {
+			return 0, fmt.Errorf("invalid duration %q (use forms like 90s, 60m, 2h, 1d)", s)
+		}
+		total += v
+	}
+	if total < 0 || strings.HasPrefix(s, "-") {
+		return 0, fmt.Errorf("duration %q must not be negative", s)
+	}
+	return total, nil
+}
+
+// Values accepted by the enumerated settings.
+const (
+	CatalogPrivate = "private"
+	CatalogPublic  = "public"
+
+	RegistrationOneStep   = "one-step"
+	RegistrationAnonymous = "anonymous"
+	RegistrationDisabled  = "disabled"
+
+	DashboardsPath = "path"
+	DashboardsHost = "host"
+
+	StorageBadger = "badger"
+	StorageEtcd   = "etcd"
+)
+
+// Defaults applied when a setting is left out.
+const (
+	DefaultName              = "portal"
+	DefaultRobotUsername     = "robot@educates"
+	DefaultAdminUsername     = "educates"
+	DefaultAccessTokenTTL    = 10 * time.Hour
+	DefaultRefreshTokenTTL   = 30 * 24 * time.Hour
+	DefaultActivationTimeout = 60 * time.Second
+	DefaultRetention         = 36 * time.Hour
+)
+
+// Portal is the whole configuration of one training portal.
+type Portal struct {
+	// Name of the portal. Environments are named `<name>-wNN` and sessions
+	// `<name>-wNN-sNNN`. Lowercase letters, digits and dashes. Default: `portal`.
+	Name string `json:"name,omitempty"`
+
+	// Storage selects where users, sessions and tokens are kept.
+	// Default: Badger under Caddy's data directory, in `caddyportal/<name>`.
+	Storage *Storage `json:"storage,omitempty"`
+
+	// URL is the public base URL of the portal, without a trailing slash.
+	// Default: derived from each request's scheme and host.
+	URL string `json:"url,omitempty"`
+
+	// Index is the fallback index URL: where browsers go when a session ends
+	// and the session has no index_url of its own, and the default for
+	// requests that give no index_url.
+	Index string `json:"index,omitempty"`
+
+	// Redirects lists the origins (scheme://host[:port]) that index_url and
+	// redirect_url may point at, besides the origins of Index and URL.
+	Redirects []string `json:"redirects,omitempty"`
+
+	// Catalog visibility: `private` (default) needs a bearer token for the
+	// catalog routes; `public` lets anyone list RUNNING environments.
+	Catalog string `json:"catalog,omitempty"`
+
+	// Registration mode for learners' web logins: `one-step` (default),
+	// `anonymous`, or `disabled` (only the admin can log in).
+	Registration string `json:"registration,omitempty"`
+
+	// Sessions holds the portal-wide session caps.
+	Sessions SessionLimits `json:"sessions,omitempty"`
+
+	// Robot is the REST API user (OAuth2 password grant). The password is required.
+	Robot Credentials `json:"robot,omitempty"`
+
+	// Client is the OAuth2 client that REST callers authenticate as.
+	// Both the ID and the secret are required.
+	Client Client `json:"client,omitempty"`
+
+	// Admin is the admin login for the web pages. Optional.
+	Admin *Credentials `json:"admin,omitempty"`
+
+	// Dashboards says where session dashboards are served: `path` (default)
+	// under /workshops/session/<s>/ on the portal host, or `host` at
+	// <s>.<domain>.
+	Dashboards Dashboards `json:"dashboards,omitempty"`
+
+	// Tokens sets OAuth2 token lifetimes.
+	Tokens TokenLifetimes `json:"tokens,omitempty"`
+
+	// ActivationTimeout is the default activation window for a requested
+	// session when the request gives no `timeout`. Default: 60s.
+	ActivationTimeout Duration `json:"activation_timeout,omitempty"`
+
+	// Retention is how long STOPPED session records are kept before they
+	// are purged. Default: 36h.
+	Retention Duration `json:"retention,omitempty"`
+
+	// Workshops are the workshops offered, one environment each, in order.
+	Workshops []Workshop `json:"workshops,omitempty"`
+}
+
+// Storage selects and configures the state backend.
+type Storage struct {
+	// Backend is `badger` (default) or `etcd`.
+	Backend string `json:"backend,omitempty"`
+	// Path is the Badger data directory. Default: under Caddy's data directory.
+	Path string `json:"path,omitempty"`
+	// Endpoints are the etcd endpoints.
+	Endpoints []string `json:"endpoints,omitempty"`
+	// Prefix is the etcd key prefix. Default: `/caddyportal/<name>/`.
+	Prefix string `json:"prefix,omitempty"`
+	// Username and Password authenticate to etcd.
+	Username string `json:"username,omitempty"`
+	// Password for Username.
+	Password string `json:"password,omitempty"`
+	// TLS holds file paths for etcd client TLS.
+	TLS *StorageTLS `json:"tls,omitempty"`
+}
+
+// StorageTLS holds file paths for an etcd client certificate.
+type StorageTLS struct {
+	// CA is the CA bundle that signs the etcd server certificate.
+	CA string `json:"ca,omitempty"`
+	// Cert is the client certificate.
+	Cert string `json:"cert,omitempty"`
+	// Key is the client key.
+	Key string `json:"key,omitempty"`
+}
+
+// SessionLimits are the portal-wide caps; 0 means no cap.
+type SessionLimits struct {
+	// Maximum caps allocated sessions across the portal. It is also the
+	// default capacity of each workshop.
+	Maximum int `json:"maximum,omitempty"`
+	// Registered caps concurrent sessions per web-registered user.
+	Registered int `json:"registered,omitempty"`
+	// Anonymous caps concurrent sessions per REST-created or anonymous
+	// user. Default: the Registered value.
+	Anonymous int `json:"anonymous,omitempty"`
+}
+
+// Credentials are a username and password.
+type Credentials struct {
+	// Username of the account.
+	Username string `json:"username,omitempty"`
+	// Password of the account. Placeholders such as {env.X} are expanded.
+	Password string `json:"password,omitempty"`
+}
+
+// Client is an OAuth2 client registration.
+type Client struct {
+	// ID is the client_id.
+	ID string `json:"id,omitempty"`
+	// Secret is the client_secret. Placeholders such as {env.X} are expanded.
+	Secret string `json:"secret,omitempty"`
+}
+
+// Dashboards selects how session dashboards are addressed.
+type Dashboards struct {
+	// Mode is `path` (default) or `host`.
+	Mode string `json:"mode,omitempty"`
+	// Domain is the parent domain of session hosts in `host` mode.
+	Domain string `json:"domain,omitempty"`
+}
+
+// TokenLifetimes sets OAuth2 token lifetimes.
+type TokenLifetimes struct {
+	// Access token lifetime. Default: 10h (expires_in 36000).
+	Access Duration `json:"access,omitempty"`
+	// Refresh token lifetime. Default: 30 days.
+	Refresh Duration `json:"refresh,omitempty"`
+}
+
+// Workshop is one workshop offered by the portal.
+type Workshop struct {
+	// Name is the workshop resource name, unique within the portal.
+	Name string `json:"name"`
+	// Title shown in catalogs.
+	Title string `json:"title,omitempty"`
+	// Description shown in catalogs.
+	Description string `json:"description,omitempty"`
+	// Vendor of the workshop.
+	Vendor string `json:"vendor,omitempty"`
+	// Authors of the workshop.
+	Authors []string `json:"authors,omitempty"`
+	// Difficulty, free text such as `beginner`.
+	Difficulty string `json:"difficulty,omitempty"`
+	// Duration is free text such as `30m`, shown in catalogs; it is not the
+	// session time limit (see Expires).
+	Duration string `json:"duration,omitempty"`
+	// Tags of the workshop.
+	Tags []string `json:"tags,omitempty"`
+	// Labels feed the catalog and its `labels[k]=v` filters.
+	Labels map[string]string `json:"labels,omitempty"`
+	// Logo is an image URL or data URL.
+	Logo string `json:"logo,omitempty"`
+	// URL of the workshop's home page.
+	URL string `json:"url,omitempty"`
+	// Alias is the published name (catalog `workshop.name`).
+	Alias string `json:"alias,omitempty"`
+
+	// Capacity caps the environment's sessions, reserved ones included.
+	// Default: the upstream pool size, else sessions.maximum, else 0.
+	Capacity *int `json:"capacity,omitempty"`
+	// Reserved sessions kept ready. Default 1, clamped to 0..capacity.
+	Reserved *int `json:"reserved,omitempty"`
+	// Initial sessions created at start. Default: reserved; clamped to
+	// 0..capacity and raised to at least reserved unless 0.
+	Initial *int `json:"initial,omitempty"`
+
+	// Expires is the session duration from activation; 0 means unlimited.
+	Expires Duration `json:"expires,omitempty"`
+	// Overtime is the extension step (at least 5 minutes when set).
+	Overtime Duration `json:"overtime,omitempty"`
+	// Deadline caps extensions, counted from activation. Default: Expires.
+	Deadline Duration `json:"deadline,omitempty"`
+	// Orphaned ends sessions idle this long; 0 disables it.
+	Orphaned Duration `json:"orphaned,omitempty"`
+	// Overdue is the startup timeout for the dashboard; 0 disables it.
+	Overdue Duration `json:"overdue,omitempty"`
+
+	// Upstreams are the dashboard addresses: a fixed pool (one per session
+	// slot), or a single address template containing `{session}`.
+	Upstreams []string `json:"upstreams,omitempty"`
+}
+
+// SessionPlaceholder marks an upstream address template.
+const SessionPlaceholder = "{session}"
+
+var nameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+
+// Template reports whether the workshop's upstream is a `{session}` address
+// template rather than a fixed pool, and returns it.
+func (w Workshop) Template() (string, bool) {
+	if len(w.Upstreams) == 1 && strings.Contains(w.Upstreams[0], SessionPlaceholder) {
+		return w.Upstreams[0], true
+	}
+	return "", false
+}
+
+// PublishedName is the alias if set, else the resource name.
+func (w Workshop) PublishedName() string {
+	if w.Alias != "" {
+		return w.Alias
+	}
+	return w.Name
+}
+
+// Validate checks the configuration and returns the first problem found,
+// worded for an operator.
+func (p *Portal) Validate() error {
+	if p.Name != "" && (!nameRE.MatchString(p.Name) || len(p.Name) > 40) {
+		return fmt.Errorf("name %q: use lowercase letters, digits and dashes (at most 40)", p.Name)
+	}
+	if p.Storage != nil {
+		switch p.Storage.Backend {
+		case "", StorageBadger:
+		case StorageEtcd:
+			if len(p.Storage.Endpoints) == 0 {
+				return fmt.Errorf("storage etcd: at least one endpoint is required")
+			}
+		default:
+			return fmt.Errorf("storage %q: unknown backend (use badger or etcd)", p.Storage.Backend)
+		}
+	}
+	for _, u := range append([]string{p.URL, p.Index}, p.Redirects...) {
+		if u == "" {
+			continue
+		}
+		if _, err := Origin(u); err != nil {
+			return err
+		}
+	}
+	switch p.Catalog {
+	case "", CatalogPrivate, CatalogPublic:
+	default:
+		return fmt.Errorf("catalog %q: use private or public", p.Catalog)
+	}
+	switch p.Registration {
+	case "", RegistrationOneStep, RegistrationAnonymous, RegistrationDisabled:
+	default:
+		return fmt.Errorf("registration %q: use one-step, anonymous or disabled", p.Registration)
+	}
+	if p.Sessions.Maximum < 0 || p.Sessions.Registered < 0 || p.Sessions.Anonymous < 0 {
+		return fmt.Errorf("sessions: limits must not be negative")
+	}
+	if p.Robot.Password == "" {
+		return fmt.Errorf("robot: a password is required")
+	}
+	if p.Client.ID == "" || p.Client.Secret == "" {
+		return fmt.Errorf("client: an id and a secret are required")
+	}
+	if p.Admin != nil && p.Admin.Password == "" {
+		return fmt.Errorf("admin: a password is required")
+	}
+	switch p.Dashboards.Mode {
+	case "", DashboardsPath:
+	case DashboardsHost:
+		if p.Dashboards.Domain == "" {
+			return fmt.Errorf("dashboards host: a domain is required")
+		}
+	default:
+		return fmt.Errorf("dashboards %q: use path or host <domain>", p.Dashboards.Mode)
+	}
+	for _, d := range []Duration{p.Tokens.Access, p.Tokens.Refresh, p.ActivationTimeout, p.Retention} {
+		if d < 0 {
+			return fmt.Errorf("durations must not be negative")
+		}
+	}
+	seen := map[string]bool{}
+	for i, w := range p.Workshops {
+		if err := w.validate(); err != nil {
+			return fmt.Errorf("workshop %q: %w", w.Name, err)
+		}
+		if seen[w.Name] {
+			return fmt.Errorf("workshop %q: declared twice (workshop %d)", w.Name, i+1)
+		}
+		seen[w.Name] = true
+	}
+	return nil
+}
+
+func (w Workshop) validate() error {
+	if w.Name == "" {
+		return fmt.Errorf("a name is required")
+	}
+	if !nameRE.MatchString(w.Name) {
+		return fmt.Errorf("name: use lowercase letters, digits and dashes")
+	}
+	for _, n := range []*int{w.Capacity, w.Reserved, w.Initial} {
+		if n != nil && *n < 0 {
+			return fmt.Errorf("capacity, reserved and initial must not be negative")
+		}
+	}
+	for _, d := range []Duration{w.Expires, w.Overtime, w.Deadline, w.Orphaned, w.Overdue} {
+		if d < 0 {
+			return fmt.Errorf("durations must not be negative")
+		}
+	}
+	if len(w.Upstreams) == 0 {
+		return fmt.Errorf("upstream: at least one dashboard address is required")
+	}
+	for _, u := range w.Upstreams {
+		if u == "" {
+			return fmt.Errorf("upstream: empty address")
+		}
+		if strings.Contains(u, SessionPlaceholder) && len(w.Upstreams) > 1 {
+			return fmt.Errorf("upstream: a {session} template must be the only address")
+		}
+	}
+	if w.Capacity != nil && w.Reserved != nil && *w.Reserved > *w.Capacity {
+		return fmt.Errorf("reserved (%d) is larger than capacity (%d)", *w.Reserved, *w.Capacity)
+	}
+	if _, tmpl := w.Template(); !tmpl && w.Capacity != nil && *w.Capacity > len(w.Upstreams) {
+		return fmt.Errorf("capacity (%d) is larger than the upstream pool (%d addresses)", *w.Capacity, len(w.Upstreams))
+	}
+	return nil
+}
+
+// Origin returns the scheme://host[:port] of an absolute http(s) URL, in
+// lowercase, or an error naming the URL.
+func Origin(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+		return "", fmt.Errorf("%q is not an absolute http(s) URL", raw)
+	}
+	return strings.ToLower(u.Scheme + "://" + u.Host), nil
+}

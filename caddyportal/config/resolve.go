@@ -1,0 +1,123 @@
+package config
+
+import (
+	"fmt"
+	"time"
+)
+
+// Environment is a workshop as the portal runs it: named, with every
+// default applied and every number clamped (Educates reference §4.5).
+type Environment struct {
+	// Name is `<portal>-wNN`, NN counting workshops from 1 in declaration order.
+	Name string
+	// Workshop is the workshop as configured.
+	Workshop Workshop
+	// Capacity, Reserved and Initial are the effective values.
+	Capacity, Reserved, Initial int
+	// Expires, Overtime, Deadline, Orphaned and Overdue are the effective
+	// durations; Deadline is at least Expires.
+	Expires, Overtime, Deadline, Orphaned, Overdue time.Duration
+}
+
+// WithDefaults returns a copy of p with every unset portal-level setting
+// filled in. It does not change the workshops; see Environments.
+func (p Portal) WithDefaults() Portal {
+	if p.Name == "" {
+		p.Name = DefaultName
+	}
+	if p.Catalog == "" {
+		p.Catalog = CatalogPrivate
+	}
+	if p.Registration == "" {
+		p.Registration = RegistrationOneStep
+	}
+	if p.Robot.Username == "" {
+		p.Robot.Username = DefaultRobotUsername
+	}
+	if p.Admin != nil && p.Admin.Username == "" {
+		a := *p.Admin
+		a.Username = DefaultAdminUsername
+		p.Admin = &a
+	}
+	if p.Dashboards.Mode == "" {
+		p.Dashboards.Mode = DashboardsPath
+	}
+	if p.Tokens.Access == 0 {
+		p.Tokens.Access = Duration(DefaultAccessTokenTTL)
+	}
+	if p.Tokens.Refresh == 0 {
+		p.Tokens.Refresh = Duration(DefaultRefreshTokenTTL)
+	}
+	if p.ActivationTimeout == 0 {
+		p.ActivationTimeout = Duration(DefaultActivationTimeout)
+	}
+	if p.Retention == 0 {
+		p.Retention = Duration(DefaultRetention)
+	}
+	if p.Sessions.Anonymous == 0 {
+		p.Sessions.Anonymous = p.Sessions.Registered
+	}
+	return p
+}
+
+// Environments returns the effective environments of the portal, in
+// declaration order.
+func (p Portal) Environments() []Environment {
+	name := p.Name
+	if name == "" {
+		name = DefaultName
+	}
+	envs := make([]Environment, 0, len(p.Workshops))
+	for i, w := range p.Workshops {
+		envs = append(envs, resolveWorkshop(fmt.Sprintf("%s-w%02d", name, i+1), w, p.Sessions.Maximum))
+	}
+	return envs
+}
+
+func resolveWorkshop(name string, w Workshop, maximum int) Environment {
+	e := Environment{Name: name, Workshop: w}
+	_, tmpl := w.Template()
+	switch {
+	case w.Capacity != nil:
+		e.Capacity = *w.Capacity
+	case !tmpl:
+		e.Capacity = len(w.Upstreams)
+		if maximum > 0 && maximum < e.Capacity {
+			e.Capacity = maximum
+		}
+	default:
+		e.Capacity = maximum
+	}
+	e.Reserved = 1
+	if w.Reserved != nil {
+		e.Reserved = *w.Reserved
+	}
+	e.Reserved = clamp(e.Reserved, 0, e.Capacity)
+	e.Initial = e.Reserved
+	if w.Initial != nil {
+		e.Initial = *w.Initial
+	}
+	e.Initial = clamp(e.Initial, 0, e.Capacity)
+	if e.Initial != 0 && e.Initial < e.Reserved {
+		e.Initial = e.Reserved
+	}
+	e.Expires = w.Expires.D()
+	e.Overtime = w.Overtime.D()
+	e.Deadline = w.Deadline.D()
+	if e.Deadline < e.Expires {
+		e.Deadline = e.Expires
+	}
+	e.Orphaned = w.Orphaned.D()
+	e.Overdue = w.Overdue.D()
+	return e
+}
+
+func clamp(v, lo, hi int) int {
+	if v < lo {
+		return lo
+	}
+	if v > hi {
+		return hi
+	}
+	return v
+}

@@ -1,0 +1,63 @@
+// Package store defines the small transactional key-value interface that the
+// portal's state lives behind. Badger (package badgerstore) implements it for
+// one machine; an etcd backend can implement it with the same semantics for
+// several replicas.
+//
+// Semantics every implementation must provide:
+//
+//   - Update runs fn in a serializable read-modify-write transaction. If the
+//     commit conflicts with another transaction that wrote a key fn read, the
+//     whole fn is run again on fresh data (a bounded number of times), so fn
+//     must have no side effects outside the transaction.
+//   - Update returns only after the write is durable to the degree the
+//     backend was configured for (Badger: synced to disk when SyncWrites).
+//   - View runs fn on a consistent snapshot.
+//   - Keys starting with "~" are reserved for the implementation (for
+//     example an expiry index) and are never passed to callers.
+//   - Keys are strings; Scan visits keys with a prefix in ascending byte
+//     order.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrNotFound is returned by Txn.Get for a missing key.
+var ErrNotFound = errors.New("store: key not found")
+
+// ErrConflict is returned by Update when fn kept conflicting with other
+// writers after all retries.
+var ErrConflict = errors.New("store: transaction conflict, retries exhausted")
+
+// ErrUnavailable wraps errors that mean the backend cannot be reached now
+// (for example etcd is down); callers answer 503 and try again later.
+var ErrUnavailable = errors.New("store: backend unavailable")
+
+// Store is a transactional key-value store.
+type Store interface {
+	// Update runs fn in a read-write transaction, retrying on conflict.
+	Update(ctx context.Context, fn func(tx Txn) error) error
+	// View runs fn in a read-only transaction.
+	View(ctx context.Context, fn func(tx Txn) error) error
+	// Close releases the store. It is safe to call more than once.
+	Close() error
+}
+
+// Txn is one transaction. It must not be used after fn returns.
+type Txn interface {
+	// Get returns the value of key, or ErrNotFound.
+	Get(key string) ([]byte, error)
+	// Set writes key. Set in a View transaction returns an error.
+	Set(key string, value []byte) error
+	// SetExpiring writes key with an expiry instant: from that instant on
+	// (exactly, not rounded to seconds) Get and Scan no longer see it, and
+	// the store's background sweeper reclaims it.
+	SetExpiring(key string, value []byte, expiresAt time.Time) error
+	// Delete removes key; deleting a missing key is not an error.
+	Delete(key string) error
+	// Scan calls fn for each key with the prefix, in ascending order, until
+	// fn returns an error (returned by Scan) or the keys run out.
+	Scan(prefix string, fn func(key string, value []byte) error) error
+}
