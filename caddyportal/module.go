@@ -7,13 +7,20 @@ package caddyportal
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/caddyportal/caddyportal/caddyportal/api"
 	"github.com/caddyportal/caddyportal/caddyportal/config"
+	"github.com/caddyportal/caddyportal/caddyportal/gate"
+	"github.com/caddyportal/caddyportal/caddyportal/oauth"
+	"github.com/caddyportal/caddyportal/caddyportal/redirects"
+	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+	"github.com/caddyportal/caddyportal/caddyportal/tokens"
 )
 
 func init() {
@@ -26,7 +33,11 @@ func init() {
 type Handler struct {
 	config.Portal
 
-	logger *zap.Logger
+	logger   *zap.Logger
+	storeKey string
+	svc      *sessions.Service
+	api      *api.API
+	cookies  *gate.Cookies
 }
 
 // CaddyModule returns the Caddy module information.
@@ -37,7 +48,8 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision expands placeholders in secrets and applies defaults.
+// Provision expands placeholders in secrets, applies defaults, opens (or
+// shares) the state store and starts the portal service.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	repl := caddy.NewReplacer()
@@ -50,7 +62,67 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.Admin = &a
 	}
 	h.Portal = h.Portal.WithDefaults()
+	if err := h.Portal.Validate(); err != nil {
+		return fmt.Errorf("portal: %w", err)
+	}
+	key, dir, err := storeKey(h.Portal)
+	if err != nil {
+		return fmt.Errorf("portal: %w", err)
+	}
+	st, err := acquireStore(key, dir)
+	if err != nil {
+		return fmt.Errorf("portal %s: opening store in %s: %w", h.Name, dir, err)
+	}
+	h.storeKey = key
+	h.svc, err = sessions.New(ctx, st, h.Portal, sessions.Options{Logger: h.logger})
+	if err != nil {
+		return fmt.Errorf("portal %s: %w", h.Name, err)
+	}
+	secret, err := h.svc.Secret(ctx)
+	if err != nil {
+		return fmt.Errorf("portal %s: reading secret: %w", h.Name, err)
+	}
+	signer, err := tokens.NewSigner(tokens.DeriveKey(secret, "cookies"))
+	if err != nil {
+		return err
+	}
+	h.cookies = gate.NewCookies(signer, "portal-"+h.Name+"-")
+	policy, err := redirects.NewPolicy(append([]string{h.URL, h.Index}, h.Redirects...)...)
+	if err != nil {
+		return fmt.Errorf("portal: redirects: %w", err)
+	}
+	uid := tokens.DeriveKey(secret, "uid")
+	h.api = api.New(api.Options{
+		Service:    h.svc,
+		Issuer:     oauth.NewIssuer(st, h.Tokens.Access.D(), h.Tokens.Refresh.D(), nil),
+		Redirects:  policy,
+		Logger:     h.logger,
+		ClientIP:   clientIP,
+		OnActivate: h.activated,
+		PortalUID:  fmt.Sprintf("%x-%x-%x-%x-%x", uid[0:4], uid[4:6], uid[6:8], uid[8:10], uid[10:16]),
+	})
 	return nil
+}
+
+// activated issues the session's dashboard cookie after a successful
+// activation and returns the dashboard entry to redirect to.
+func (h *Handler) activated(w http.ResponseWriter, r *http.Request, sess *sessions.Session) (string, error) {
+	entry := "/workshops/session/" + sess.Name + "/"
+	http.SetCookie(w, h.cookies.Issue(sess.Name, sess.Owner, entry, r.TLS != nil, h.svc.Now()))
+	return entry, nil
+}
+
+// clientIP is the address failed logins are counted against: Caddy's
+// client IP, which honours trusted_proxies.
+func clientIP(r *http.Request) string {
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+		return ip
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 // Validate checks the configuration.
@@ -61,13 +133,24 @@ func (h *Handler) Validate() error {
 	return nil
 }
 
-// Cleanup releases what Provision acquired.
+// Cleanup stops the service and releases the shared store. It copes with a
+// Provision that failed part-way.
 func (h *Handler) Cleanup() error {
+	if h.svc != nil {
+		h.svc.Close()
+	}
+	if h.storeKey != "" {
+		releaseStore(h.storeKey)
+	}
 	return nil
 }
 
 // ServeHTTP serves the portal's routes and passes anything else on.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if hh := h.api.Handler(r); hh != nil {
+		hh.ServeHTTP(w, r)
+		return nil
+	}
 	return next.ServeHTTP(w, r)
 }
 

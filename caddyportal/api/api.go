@@ -1,0 +1,284 @@
+// Package api serves the training portal REST API, wire-compatible with the
+// Educates training portal (reference §1, §2, §8), as plain net/http
+// handlers over the sessions service and the OAuth issuer. It does not
+// import Caddy.
+//
+// Where the original has flaws (reference §7.2) this API fixes them and keeps
+// the wire format: every error has a JSON {"error": ...} body, 500s for bad
+// input are 400s, user ids may be any percent-encoded string, and a request
+// may name a workshop (or its alias) instead of its environment.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddyportal/caddyportal/caddyportal/config"
+	"github.com/caddyportal/caddyportal/caddyportal/oauth"
+	"github.com/caddyportal/caddyportal/caddyportal/redirects"
+	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+	"github.com/caddyportal/caddyportal/caddyportal/store"
+)
+
+// Limits on what a client may send.
+const (
+	maxBodyBytes  = 1 << 20
+	maxFormBytes  = 64 << 10
+	maxParameters = 200
+)
+
+// Options configure an API.
+type Options struct {
+	// Service allocates and manages sessions. Required.
+	Service *sessions.Service
+	// Issuer issues and checks bearer tokens. Required.
+	Issuer *oauth.Issuer
+	// Redirects decides which index_url values are allowed. Required.
+	Redirects *redirects.Policy
+	// Logger; default no-op.
+	Logger *zap.Logger
+	// ClientIP returns the address failed logins are counted against;
+	// default: the host of r.RemoteAddr.
+	ClientIP func(r *http.Request) string
+	// OnActivate is called after a successful activation, before the
+	// redirect: the gate issues its cookie here and returns where the
+	// browser goes. Default: the path-mode dashboard entry.
+	OnActivate func(w http.ResponseWriter, r *http.Request, sess *sessions.Session) (string, error)
+	// PortalUID identifies this portal in catalog responses.
+	PortalUID string
+}
+
+// API is the REST API.
+type API struct {
+	svc      *sessions.Service
+	cfg      config.Portal
+	issuer   *oauth.Issuer
+	redirect *redirects.Policy
+	log      *zap.Logger
+	clientIP func(r *http.Request) string
+	limiter  *loginLimiter
+	opts     Options
+}
+
+// New returns an API.
+func New(opts Options) *API {
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.ClientIP == nil {
+		opts.ClientIP = func(r *http.Request) string {
+			host, _, err := net.SplitHostPort(r.RemoteAddr)
+			if err != nil {
+				return r.RemoteAddr
+			}
+			return host
+		}
+	}
+	if opts.OnActivate == nil {
+		opts.OnActivate = func(_ http.ResponseWriter, _ *http.Request, sess *sessions.Session) (string, error) {
+			return "/workshops/session/" + sess.Name + "/", nil
+		}
+	}
+	return &API{svc: opts.Service, cfg: opts.Service.Config(), issuer: opts.Issuer, redirect: opts.Redirects,
+		log: opts.Logger, clientIP: opts.ClientIP, limiter: newLoginLimiter(opts.Service.Now), opts: opts}
+}
+
+// route is a matched API route: a handler and the path segments it uses.
+type route struct {
+	handle    func(a *API, w http.ResponseWriter, r *http.Request, arg string)
+	arg       string
+	methods   string // allowed methods, comma-separated
+	protected bool
+}
+
+// Handler returns the handler for r if r is an API route, else nil.
+// Paths match with or without the trailing slash and with extra leading
+// slashes (clients that join URLs naively send `//workshops/...`).
+func (a *API) Handler(r *http.Request) http.Handler {
+	rt, ok := match(r.URL)
+	if !ok {
+		return nil
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { a.serve(w, r, rt) })
+}
+
+// Segments splits a request path into its decoded segments after
+// normalizing leading and trailing slashes. ok is false if an escape is
+// invalid.
+func Segments(u *url.URL) ([]string, bool) {
+	p := strings.Trim(u.EscapedPath(), "/")
+	if p == "" {
+		return nil, true
+	}
+	parts := strings.Split(p, "/")
+	for i, s := range parts {
+		d, err := url.PathUnescape(s)
+		if err != nil {
+			return nil, false
+		}
+		parts[i] = d
+	}
+	return parts, true
+}
+
+func match(u *url.URL) (route, bool) {
+	seg, ok := Segments(u)
+	if !ok || len(seg) < 2 {
+		return route{}, false
+	}
+	// Accept the documented `/session/<s>/...` form as an alias
+	// (reference §2.1 DOC≠CODE).
+	if seg[0] == "session" && len(seg) == 3 {
+		seg = append([]string{"workshops"}, seg...)
+	}
+	switch {
+	case len(seg) == 2 && seg[0] == "oauth2" && seg[1] == "token":
+		return route{handle: (*API).token, methods: "POST"}, true
+	case len(seg) == 2 && seg[0] == "oauth2" && seg[1] == "revoke-token":
+		return route{handle: (*API).revoke, methods: "POST"}, true
+	case seg[0] != "workshops":
+		return route{}, false
+	case len(seg) == 3 && seg[1] == "catalog" && seg[2] == "environments":
+		return route{handle: (*API).catalogEnvironments, methods: "GET,HEAD"}, true
+	case len(seg) == 3 && seg[1] == "catalog" && seg[2] == "workshops":
+		return route{handle: (*API).catalogWorkshops, methods: "GET,HEAD"}, true
+	case len(seg) == 4 && seg[1] == "environment" && seg[3] == "status":
+		return route{handle: (*API).environmentStatus, arg: seg[2], methods: "GET,HEAD", protected: true}, true
+	case len(seg) == 4 && seg[1] == "environment" && seg[3] == "request":
+		return route{handle: (*API).request, arg: seg[2], methods: "GET,POST", protected: true}, true
+	case len(seg) == 4 && seg[1] == "session" && seg[3] == "activate":
+		return route{handle: (*API).activate, arg: seg[2], methods: "GET,HEAD"}, true
+	case len(seg) == 4 && seg[1] == "session" && seg[3] == "schedule":
+		return route{handle: (*API).schedule, arg: seg[2], methods: "GET,HEAD", protected: true}, true
+	case len(seg) == 4 && seg[1] == "session" && seg[3] == "extend":
+		return route{handle: (*API).extend, arg: seg[2], methods: "GET,POST", protected: true}, true
+	case len(seg) == 4 && seg[1] == "session" && seg[3] == "terminate":
+		return route{handle: (*API).terminate, arg: seg[2], methods: "GET,POST", protected: true}, true
+	case len(seg) == 4 && seg[1] == "session" && seg[3] == "authorize":
+		return route{handle: (*API).authorize, arg: seg[2], methods: "GET,HEAD", protected: true}, true
+	case len(seg) == 4 && seg[1] == "user" && seg[3] == "sessions":
+		return route{handle: (*API).userSessions, arg: seg[2], methods: "GET,HEAD", protected: true}, true
+	}
+	return route{}, false
+}
+
+type principalKey struct{}
+
+func (a *API) serve(w http.ResponseWriter, r *http.Request, rt route) {
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+	if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+		w.Header().Set("Access-Control-Allow-Methods", rt.methods+",OPTIONS")
+		w.Header().Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
+		w.Header().Set("Access-Control-Max-Age", "86400")
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	if rt.protected {
+		p, err := a.bearer(r)
+		if err != nil {
+			// Educates answers a bare 403 here, and clients test for it;
+			// keep the status and add the JSON body.
+			a.fail(w, http.StatusForbidden, "Authentication credentials were not provided or are invalid", err)
+			return
+		}
+		r = r.WithContext(context.WithValue(r.Context(), principalKey{}, p))
+	}
+	if !methodAllowed(r.Method, rt.methods) {
+		w.Header().Set("Allow", rt.methods)
+		writeError(w, http.StatusMethodNotAllowed, "Method \""+r.Method+"\" not allowed")
+		return
+	}
+	rt.handle(a, w, r, rt.arg)
+}
+
+func methodAllowed(m, allowed string) bool {
+	for _, a := range strings.Split(allowed, ",") {
+		if m == a {
+			return true
+		}
+	}
+	return false
+}
+
+// bearer returns the principal of the request's bearer token.
+func (a *API) bearer(r *http.Request) (oauth.Principal, error) {
+	h := r.Header.Get("Authorization")
+	const prefix = "bearer "
+	if len(h) <= len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+		return oauth.Principal{}, oauth.ErrInvalid
+	}
+	return a.issuer.Check(r.Context(), strings.TrimSpace(h[len(prefix):]))
+}
+
+func principal(r *http.Request) (oauth.Principal, bool) {
+	p, ok := r.Context().Value(principalKey{}).(oauth.Principal)
+	return p, ok
+}
+
+func isRobot(p oauth.Principal) bool { return p.Group == sessions.GroupRobot }
+func isStaff(p oauth.Principal) bool { return p.Group == sessions.GroupStaff }
+
+// writeJSON writes v with status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":"internal error"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// writeError writes {"error": msg}.
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}
+
+// fail writes an error response, turning store outages into 503 and
+// logging anything unexpected; cause may be nil.
+func (a *API) fail(w http.ResponseWriter, status int, msg string, cause error) {
+	switch {
+	case cause == nil, errors.Is(cause, oauth.ErrInvalid):
+	case errors.Is(cause, store.ErrUnavailable), errors.Is(cause, store.ErrConflict),
+		errors.Is(cause, sessions.ErrClosed), errors.Is(cause, context.DeadlineExceeded):
+		w.Header().Set("Retry-After", "1")
+		status, msg = http.StatusServiceUnavailable, "Portal is temporarily unavailable, try again"
+		a.log.Warn("request failed: backend unavailable", zap.Error(cause))
+	case status >= 500:
+		a.log.Error("request failed", zap.Error(cause))
+	}
+	writeError(w, status, msg)
+}
+
+// selfOrigin is the origin the request arrived on, or the configured URL.
+func (a *API) selfOrigin(r *http.Request) string {
+	if a.cfg.URL != "" {
+		return strings.TrimSuffix(a.cfg.URL, "/")
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+// query parses the query string strictly: a malformed one is a 400.
+func query(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "Malformed query string")
+		return nil, false
+	}
+	return q, true
+}
+
+func now(a *API) time.Time { return a.svc.Now() }

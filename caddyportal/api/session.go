@@ -1,0 +1,391 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/mail"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
+	"github.com/caddyportal/caddyportal/caddyportal/redirects"
+	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+)
+
+// requestResponse is the session request response, keys in the order of
+// reference §2.5.
+type requestResponse struct {
+	Name        string `json:"name"`
+	Session     string `json:"session"`
+	User        string `json:"user"`
+	URL         string `json:"url"`
+	Namespace   string `json:"namespace"`
+	Workshop    string `json:"workshop"`
+	Environment string `json:"environment"`
+}
+
+// request serves /workshops/environment/<env>/request/ on GET and POST.
+func (a *API) request(w http.ResponseWriter, r *http.Request, env string) {
+	p, _ := principal(r)
+	if !isRobot(p) && !isStaff(p) {
+		writeError(w, http.StatusForbidden, "Session requests not permitted")
+		return
+	}
+	e := a.resolveEnvironment(env)
+	if e == nil {
+		writeError(w, http.StatusForbidden, "Environment does not exist")
+		return
+	}
+	q, ok := query(w, r)
+	if !ok {
+		return
+	}
+	params, status, msg := readParameters(w, r)
+	if status != 0 {
+		writeError(w, status, msg)
+		return
+	}
+	req := sessions.Request{Environment: e.Name, User: q.Get("user"), Session: q.Get("session"), Params: params}
+	req.IndexURL = first(q, "index_url", "redirect_url")
+	if req.IndexURL == "" {
+		req.IndexURL = a.cfg.Index
+	}
+	if req.IndexURL == "" {
+		writeError(w, http.StatusBadRequest, "Need redirect URL for workshop index")
+		return
+	}
+	if err := a.redirect.Check(req.IndexURL, a.selfOrigin(r)); err != nil {
+		writeError(w, http.StatusBadRequest, "Redirect URL for workshop index is not allowed: "+err.Error())
+		return
+	}
+	if req.Email = q.Get("email"); req.Email != "" {
+		if addr, err := mail.ParseAddress(req.Email); err != nil || addr.Address != req.Email {
+			writeError(w, http.StatusBadRequest, "Invalid email address provided")
+			return
+		}
+	}
+	req.FirstName, req.LastName = first(q, "first_name", "firstname"), first(q, "last_name", "lastname")
+	if t := q.Get("timeout"); t != "" {
+		n, err := strconv.Atoi(t)
+		if err != nil || n < 0 || n > 10*365*24*3600 {
+			writeError(w, http.StatusBadRequest, "Invalid timeout value, expected whole seconds")
+			return
+		}
+		d := time.Duration(n) * time.Second
+		req.Timeout = &d
+	}
+	if req.AnalyticsURL = q.Get("analytics_url"); req.AnalyticsURL != "" {
+		if u, err := url.Parse(req.AnalyticsURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			writeError(w, http.StatusBadRequest, "Invalid analytics URL provided")
+			return
+		}
+	}
+	for _, v := range []string{req.User, req.Email, req.FirstName, req.LastName, req.Session} {
+		if len(v) > 256 {
+			writeError(w, http.StatusBadRequest, "Request parameter too long")
+			return
+		}
+	}
+	res, err := a.svc.RequestSession(r.Context(), req)
+	switch {
+	case errors.Is(err, sessions.ErrNoSession), errors.Is(err, sessions.ErrCannotReacquire):
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	case errors.Is(err, sessions.ErrUserNotPermitted):
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	case errors.Is(err, sessions.ErrNoEnvironment):
+		writeError(w, http.StatusForbidden, err.Error())
+		return
+	case err != nil:
+		a.fail(w, http.StatusServiceUnavailable, "Portal is temporarily unavailable, try again", err)
+		return
+	}
+	s := res.Session
+	v := url.Values{"token": {res.Token}, "index_url": {req.IndexURL}}
+	writeJSON(w, http.StatusOK, requestResponse{Name: s.Name, Session: s.Name, User: res.User,
+		URL: "/workshops/session/" + s.Name + "/activate/?" + v.Encode(), Namespace: s.Name,
+		Workshop: s.Workshop, Environment: s.Environment})
+}
+
+// resolveEnvironment finds an environment by name, or a running one by
+// workshop name or alias (the documented form, reference §7.2 #4).
+func (a *API) resolveEnvironment(name string) *sessions.Environment {
+	if e := a.svc.Environment(name); e != nil {
+		return e
+	}
+	for _, e := range a.svc.Environments() {
+		if e.State == sessions.EnvRunning && (e.Workshop.Name == name || e.Workshop.Alias != "" && e.Workshop.Alias == name) {
+			return e
+		}
+	}
+	return nil
+}
+
+// readParameters reads the optional JSON body {"parameters": [...]}, on any
+// method. It returns a status and message when the body is refused.
+func readParameters(w http.ResponseWriter, r *http.Request) ([]sessions.Param, int, string) {
+	if r.Body == nil {
+		return nil, 0, ""
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, http.StatusRequestEntityTooLarge, "Request payload too large"
+		}
+		return nil, http.StatusBadRequest, "Invalid JSON request payload"
+	}
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		return nil, 0, ""
+	}
+	var raw any
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(&raw); err != nil || dec.More() {
+		return nil, http.StatusBadRequest, "Invalid JSON request payload"
+	}
+	const malformed = "Malformed JSON request payload"
+	obj, ok := raw.(map[string]any)
+	if !ok {
+		return nil, http.StatusBadRequest, malformed
+	}
+	list, present := obj["parameters"]
+	if !present || list == nil {
+		return nil, 0, ""
+	}
+	items, ok := list.([]any)
+	if !ok || len(items) > maxParameters {
+		return nil, http.StatusBadRequest, malformed
+	}
+	var params []sessions.Param
+	for _, it := range items {
+		m, ok := it.(map[string]any)
+		if !ok {
+			return nil, http.StatusBadRequest, malformed
+		}
+		name, ok := m["name"].(string)
+		if !ok || name == "" {
+			return nil, http.StatusBadRequest, malformed
+		}
+		value := ""
+		if v, present := m["value"]; present {
+			if value, ok = v.(string); !ok {
+				return nil, http.StatusBadRequest, malformed
+			}
+		}
+		params = append(params, sessions.Param{Name: name, Value: value})
+	}
+	return params, 0, ""
+}
+
+func first(q url.Values, keys ...string) string {
+	for _, k := range keys {
+		if v := q.Get(k); v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// activate serves /workshops/session/<s>/activate/?token=.
+func (a *API) activate(w http.ResponseWriter, r *http.Request, name string) {
+	q, ok := query(w, r)
+	if !ok {
+		return
+	}
+	token := q.Get("token")
+	if token == "" {
+		writeError(w, http.StatusBadRequest, "No access token supplied")
+		return
+	}
+	sess, err := a.svc.Activate(r.Context(), name, token)
+	switch {
+	case errors.Is(err, sessions.ErrSessionEnded):
+		index := a.cfg.Index
+		if sess != nil && sess.IndexURL != "" {
+			index = sess.IndexURL
+		}
+		if index == "" {
+			writeError(w, http.StatusBadRequest, "Invalid session name supplied")
+			return
+		}
+		http.Redirect(w, r, redirects.WithNotification(index, "session-deleted"), http.StatusFound)
+		return
+	case errors.Is(err, sessions.ErrSessionNotFound):
+		writeError(w, http.StatusBadRequest, "Invalid session name supplied")
+		return
+	case errors.Is(err, sessions.ErrBadToken):
+		writeError(w, http.StatusBadRequest, "Invalid access token for session")
+		return
+	case err != nil:
+		a.fail(w, http.StatusServiceUnavailable, "Portal is temporarily unavailable, try again", err)
+		return
+	}
+	target, err := a.opts.OnActivate(w, r, sess)
+	if err != nil {
+		a.fail(w, http.StatusServiceUnavailable, "Portal is temporarily unavailable, try again", err)
+		return
+	}
+	http.Redirect(w, r, target, http.StatusFound)
+}
+
+// sessionFor loads a session for a protected session route and checks that
+// the caller is a robot, staff or the owner. ok is false when the response
+// has been written.
+func (a *API) sessionFor(w http.ResponseWriter, r *http.Request, name string) (*sessions.Session, bool) {
+	sess, err := a.svc.Get(r.Context(), name)
+	if errors.Is(err, sessions.ErrSessionNotFound) || err == nil && sess.State == lifecycle.Stopped {
+		writeError(w, http.StatusNotFound, "Session not found")
+		return nil, false
+	}
+	if err != nil {
+		a.fail(w, http.StatusServiceUnavailable, "Portal is temporarily unavailable, try again", err)
+		return nil, false
+	}
+	p, _ := principal(r)
+	if !isRobot(p) && !isStaff(p) && (sess.Owner == "" || p.User != sess.Owner) {
+		writeError(w, http.StatusForbidden, "Access to session not permitted")
+		return nil, false
+	}
+	return sess, true
+}
+
+// scheduleJSON is the schedule/extend response (reference §2.7, §2.8).
+type scheduleJSON struct {
+	Status     lifecycle.State `json:"status"`
+	Started    lifecycle.Time  `json:"started"`
+	Expires    lifecycle.Time  `json:"expires"`
+	Extended   *bool           `json:"extended,omitempty"`
+	Expiring   bool            `json:"expiring"`
+	Countdown  *int            `json:"countdown,omitempty"`
+	Extendable *bool           `json:"extendable,omitempty"`
+}
+
+func scheduleBody(sess *sessions.Session, sch lifecycle.Schedule, extended *bool) scheduleJSON {
+	out := scheduleJSON{Status: sess.State, Started: lifecycle.Time(sess.Started), Expires: lifecycle.Time(sess.Expires),
+		Extended: extended, Expiring: sch.Expiring}
+	if sch.HasExpiry {
+		out.Countdown, out.Extendable = &sch.Countdown, &sch.Extendable
+	}
+	return out
+}
+
+func (a *API) schedule(w http.ResponseWriter, r *http.Request, name string) {
+	if _, ok := a.sessionFor(w, r, name); !ok {
+		return
+	}
+	sess, sch, err := a.svc.Schedule(r.Context(), name)
+	if a.sessionError(w, err) {
+		return
+	}
+	writeJSON(w, http.StatusOK, scheduleBody(sess, sch, nil))
+}
+
+func (a *API) extend(w http.ResponseWriter, r *http.Request, name string) {
+	if _, ok := a.sessionFor(w, r, name); !ok {
+		return
+	}
+	sess, sch, extended, err := a.svc.Extend(r.Context(), name)
+	if a.sessionError(w, err) {
+		return
+	}
+	writeJSON(w, http.StatusOK, scheduleBody(sess, sch, &extended))
+}
+
+func (a *API) terminate(w http.ResponseWriter, r *http.Request, name string) {
+	if _, ok := a.sessionFor(w, r, name); !ok {
+		return
+	}
+	sess, err := a.svc.Terminate(r.Context(), name, "")
+	if a.sessionError(w, err) {
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Started lifecycle.Time `json:"started"`
+		Expires lifecycle.Time `json:"expires"`
+	}{lifecycle.Time(sess.Started), lifecycle.Time(sess.Expires)})
+}
+
+func (a *API) authorize(w http.ResponseWriter, r *http.Request, name string) {
+	sess, ok := a.sessionFor(w, r, name)
+	if !ok {
+		return
+	}
+	if sess.Reserved() {
+		writeError(w, http.StatusBadRequest, sessions.ErrNotInUse.Error())
+		return
+	}
+	p, _ := principal(r)
+	writeJSON(w, http.StatusOK, struct {
+		Owner string `json:"owner"`
+		User  string `json:"user"`
+		Staff bool   `json:"staff"`
+	}{sess.Owner, p.User, isStaff(p)})
+}
+
+// sessionError writes the response for a session action error and reports
+// whether it did.
+func (a *API) sessionError(w http.ResponseWriter, err error) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, sessions.ErrSessionNotFound):
+		writeError(w, http.StatusNotFound, "Session not found")
+	case errors.Is(err, sessions.ErrNotInUse):
+		writeError(w, http.StatusBadRequest, err.Error())
+	default:
+		a.fail(w, http.StatusServiceUnavailable, "Portal is temporarily unavailable, try again", err)
+	}
+	return true
+}
+
+// userSessionJSON is an entry of /workshops/user/<u>/sessions/ (no state).
+type userSessionJSON struct {
+	Name        string          `json:"name"`
+	Namespace   string          `json:"namespace"`
+	Workshop    string          `json:"workshop"`
+	Environment string          `json:"environment"`
+	Started     lifecycle.Time  `json:"started"`
+	Expires     *lifecycle.Time `json:"expires,omitempty"`
+	Countdown   *int            `json:"countdown,omitempty"`
+	Extendable  *bool           `json:"extendable,omitempty"`
+}
+
+func (a *API) userSessions(w http.ResponseWriter, r *http.Request, user string) {
+	p, _ := principal(r)
+	if !isRobot(p) && !isStaff(p) {
+		writeError(w, http.StatusForbidden, "Session requests not permitted")
+		return
+	}
+	list, err := a.svc.UserSessions(r.Context(), user)
+	if err != nil {
+		a.fail(w, http.StatusServiceUnavailable, "Portal is temporarily unavailable, try again", err)
+		return
+	}
+	now := now(a)
+	out := []userSessionJSON{}
+	for _, s := range list {
+		item := userSessionJSON{Name: s.Name, Namespace: s.Name, Workshop: s.Workshop, Environment: s.Environment,
+			Started: lifecycle.Time(s.Started)}
+		if !s.Expires.IsZero() {
+			var pol lifecycle.Policy
+			if e := a.svc.Environment(s.Environment); e != nil {
+				pol = e.Policy
+			}
+			sch := pol.Schedule(now, lifecycle.Times{State: s.State, Started: s.Started, Expires: s.Expires})
+			exp := lifecycle.Time(s.Expires)
+			item.Expires, item.Countdown, item.Extendable = &exp, &sch.Countdown, &sch.Extendable
+		}
+		out = append(out, item)
+	}
+	writeJSON(w, http.StatusOK, struct {
+		User     string            `json:"user"`
+		Sessions []userSessionJSON `json:"sessions"`
+	}{user, out})
+}

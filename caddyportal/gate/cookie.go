@@ -1,0 +1,71 @@
+// Package gate decides which browser may reach which session's dashboard:
+// it issues and checks the signed per-session dashboard cookie. It does not
+// import Caddy.
+package gate
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/caddyportal/caddyportal/caddyportal/tokens"
+)
+
+// cookiePurpose binds signatures to dashboard cookies, so a signed value
+// made for another purpose (a ticket, a CSRF token) is refused here.
+const cookiePurpose = "dashboard-cookie"
+
+// CookieTTL bounds a dashboard cookie's signature; the session's own expiry
+// is checked on every request as well.
+const CookieTTL = 24 * time.Hour
+
+// ErrWrongSession is returned for a valid cookie of another session.
+var ErrWrongSession = errors.New("gate: cookie belongs to another session")
+
+// Cookies issues and verifies dashboard cookies.
+type Cookies struct {
+	signer *tokens.Signer
+	prefix string
+}
+
+// NewCookies returns a cookie codec whose cookie names start with prefix.
+func NewCookies(signer *tokens.Signer, prefix string) *Cookies {
+	return &Cookies{signer: signer, prefix: prefix}
+}
+
+// Name is the cookie name for a session: one cookie per session, so two
+// sessions in one browser never overwrite each other.
+func (c *Cookies) Name(session string) string { return c.prefix + session }
+
+// Issue returns a fresh cookie for session and user. path scopes it to the
+// session's dashboard; secure marks it for TLS only.
+func (c *Cookies) Issue(session, user, path string, secure bool, now time.Time) *http.Cookie {
+	exp := now.Add(CookieTTL)
+	return &http.Cookie{
+		Name:     c.Name(session),
+		Value:    c.signer.Sign(cookiePurpose, []byte(session+"\n"+user), exp),
+		Path:     path,
+		Expires:  exp,
+		HttpOnly: true,
+		Secure:   secure,
+		SameSite: http.SameSiteLaxMode,
+	}
+}
+
+// Verify checks the request's cookie for session and returns its user.
+func (c *Cookies) Verify(r *http.Request, session string, now time.Time) (string, error) {
+	ck, err := r.Cookie(c.Name(session))
+	if err != nil {
+		return "", err
+	}
+	payload, err := c.signer.Verify(cookiePurpose, ck.Value, now)
+	if err != nil {
+		return "", err
+	}
+	s, user, ok := strings.Cut(string(payload), "\n")
+	if !ok || s != session {
+		return "", ErrWrongSession
+	}
+	return user, nil
+}

@@ -1,0 +1,240 @@
+package caddyportal_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+
+	_ "github.com/caddyportal/caddyportal/caddyportal"
+	"github.com/caddyportal/caddyportal/caddyportal/store"
+	"github.com/caddyportal/caddyportal/caddyportal/store/badgerstore"
+)
+
+// portal is a real Caddy server running a portal, for end-to-end tests.
+type portal struct {
+	t    *testing.T
+	base string
+	port int
+	dir  string
+}
+
+const (
+	robotUser   = "robot@portal"
+	robotPass   = "robot-pass"
+	clientID    = "test-client"
+	clientSec   = "test-secret"
+	adminUser   = "admin"
+	adminPass   = "admin-pass"
+	hubOrigin   = "https://hub.example.com"
+	defaultBody = `
+		name demo
+		storage badger {dir}
+		index https://hub.example.com/
+		redirects https://hub.example.com
+		sessions maximum 10 registered 1 anonymous 2
+		robot robot@portal robot-pass
+		client test-client test-secret
+		admin admin admin-pass
+		workshop lab-k8s {
+			title "Kubernetes 101"
+			alias k8s
+			labels {
+				level beginner
+			}
+			reserved 0
+			expires 60m
+			deadline 120m
+			upstream 127.0.0.1:1 127.0.0.1:2 127.0.0.1:3
+		}
+		workshop lab-py {
+			title "Python"
+			reserved 1
+			upstream {session}.py.invalid:80
+			capacity 4
+		}
+`
+)
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startPortal loads a Caddy config with a portal whose block body is body
+// ({dir} is replaced by the data directory). The server is stopped at the
+// end of the test.
+func startPortal(t *testing.T, dir, body string) *portal {
+	t.Helper()
+	p := &portal{t: t, port: freePort(t), dir: dir}
+	p.base = fmt.Sprintf("http://127.0.0.1:%d", p.port)
+	p.load(body)
+	t.Cleanup(func() { _ = caddy.Stop() })
+	return p
+}
+
+// load (re)loads the config; on a running server this is a config reload.
+func (p *portal) load(body string) {
+	p.t.Helper()
+	cf := fmt.Sprintf(`{
+	admin off
+	persist_config off
+	storage file_system %s
+	grace_period 1s
+	log default {
+		output discard
+	}
+}
+http://127.0.0.1:%d {
+	bind 127.0.0.1
+	portal {
+%s
+	}
+	respond "not the portal" 404
+}
+`, filepath.Join(p.dir, "caddy"), p.port, strings.ReplaceAll(body, "{dir}", filepath.Join(p.dir, "badger")))
+	adapter := caddyconfig.GetAdapter("caddyfile")
+	cfg, warns, err := adapter.Adapt([]byte(cf), map[string]any{"filename": "Caddyfile"})
+	if err != nil {
+		p.t.Fatalf("adapt: %v", err)
+	}
+	_ = warns
+	if err := caddy.Load(cfg, true); err != nil {
+		p.t.Fatalf("load: %v", err)
+	}
+}
+
+type resp struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r resp) json(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.body, &m); err != nil {
+		t.Fatalf("body is not a JSON object: %v: %s", err, r.body)
+	}
+	return m
+}
+
+var noRedirect = &http.Client{
+	Timeout:       10 * time.Second,
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}
+
+func (p *portal) do(method, path, token string, body io.Reader, hdr map[string]string) resp {
+	p.t.Helper()
+	req, err := http.NewRequest(method, p.base+path, body)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	res, err := noRedirect.Do(req)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return resp{res.StatusCode, res.Header, b}
+}
+
+func (p *portal) token(user, pass string) string {
+	p.t.Helper()
+	form := url.Values{"grant_type": {"password"}, "username": {user}, "password": {pass}}
+	req, _ := http.NewRequest("POST", p.base+"/oauth2/token/", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(clientID, clientSec)
+	res, err := noRedirect.Do(req)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(res.Body).Decode(&out)
+	if res.StatusCode != 200 {
+		p.t.Fatalf("token: %d %v", res.StatusCode, out)
+	}
+	return out["access_token"].(string)
+}
+
+func (p *portal) request(token, env, query string) resp {
+	p.t.Helper()
+	return p.do("GET", "/workshops/environment/"+env+"/request/?"+query, token, nil, nil)
+}
+
+// openStore opens the portal's Badger directory after the server stopped,
+// to check what was really written.
+func openStore(t *testing.T, dir string) *badgerstore.Store {
+	t.Helper()
+	st, err := badgerstore.Open(badgerstore.DefaultOptions(filepath.Join(dir, "badger")))
+	if err != nil {
+		t.Fatalf("reopening the store after stop: %v", err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return st
+}
+
+type storedSession struct {
+	Name        string `json:"name"`
+	Environment string `json:"environment"`
+	State       string `json:"state"`
+	Owner       string `json:"owner"`
+	Slot        int    `json:"slot"`
+	Upstream    string `json:"upstream"`
+}
+
+func storedSessions(t *testing.T, st store.Store) map[string]storedSession {
+	t.Helper()
+	out := map[string]storedSession{}
+	err := st.View(context.Background(), func(tx store.Txn) error {
+		return tx.Scan("s/", func(_ string, v []byte) error {
+			var s storedSession
+			if err := json.Unmarshal(v, &s); err != nil {
+				return err
+			}
+			out[s.Name] = s
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestMain(m *testing.M) {
+	// Keep Caddy's own files (autosave, certificates) out of the home dir.
+	tmp, err := os.MkdirTemp("", "caddyportal-test-home")
+	if err == nil {
+		os.Setenv("XDG_DATA_HOME", tmp)
+		os.Setenv("XDG_CONFIG_HOME", tmp)
+	}
+	code := m.Run()
+	os.RemoveAll(tmp)
+	os.Exit(code)
+}

@@ -1,0 +1,338 @@
+package sessions
+
+import (
+	"context"
+	"errors"
+	"runtime/debug"
+	"sort"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
+	"github.com/caddyportal/caddyportal/caddyportal/store"
+	"github.com/caddyportal/caddyportal/caddyportal/tokens"
+)
+
+// Get returns a session as it is at now (passed deadlines applied). A
+// session never stored, or purged, is ErrSessionNotFound; a STOPPED one is
+// returned with its state so callers can still find its index URL.
+func (s *Service) Get(ctx context.Context, name string) (*Session, error) {
+	var sess *Session
+	err := s.st.View(ctx, func(tx store.Txn) error {
+		var err error
+		sess, err = s.load(tx, name)
+		return err
+	})
+	return sess, err
+}
+
+func (s *Service) load(tx store.Txn, name string) (*Session, error) {
+	v, err := tx.Get(keySession(name))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, ErrSessionNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	sess := &Session{}
+	if err := unmarshal(v, sess); err != nil {
+		return nil, ErrSessionNotFound
+	}
+	sess.State, sess.Reason = sess.Effective(s.now())
+	return sess, nil
+}
+
+// mutate runs fn on a live (not STOPPED) session in a read-write
+// transaction and writes it back if fn reports a change.
+func (s *Service) mutate(ctx context.Context, name string, fn func(sess *Session, now time.Time) (bool, []Event, error)) (*Session, error) {
+	var out *Session
+	var events []Event
+	err := s.st.Update(ctx, func(tx store.Txn) error {
+		sess, err := s.load(tx, name)
+		if err != nil {
+			return err
+		}
+		out = sess
+		if sess.State == lifecycle.Stopped {
+			return ErrSessionNotFound
+		}
+		changed, evs, err := fn(sess, s.now())
+		if err != nil || !changed {
+			return err
+		}
+		events = evs
+		return tx.Set(keySession(name), marshal(sess))
+	})
+	if err == nil {
+		s.emit(events)
+	}
+	return out, err
+}
+
+// Activate checks an activation token and starts the session if it is not
+// running yet. Activation can be repeated while the session lives. A
+// STOPPING or STOPPED session gives ErrSessionEnded together with the
+// session, whose index URL the caller may redirect to.
+func (s *Service) Activate(ctx context.Context, name, token string) (*Session, error) {
+	sess, err := s.mutate(ctx, name, func(sess *Session, now time.Time) (bool, []Event, error) {
+		if sess.State == lifecycle.Stopping {
+			return false, nil, ErrSessionEnded
+		}
+		// Check every stored hash so timing does not tell which matched.
+		ok := false
+		for _, h := range sess.TokenHashes {
+			if tokens.Matches(token, h) {
+				ok = true
+			}
+		}
+		if !ok || sess.Owner == "" {
+			return false, nil, ErrBadToken
+		}
+		if sess.State == lifecycle.Running {
+			return false, nil, nil
+		}
+		e := s.byEnv[sess.Environment]
+		sess.State = lifecycle.Running
+		sess.Started = now
+		sess.Expires = time.Time{}
+		if e != nil {
+			sess.Expires = e.Policy.ExpiresAtActivation(now)
+		}
+		sess.LastActivity = now
+		return true, []Event{sessionEvent("Session/Started", sess, now, nil)}, nil
+	})
+	if errors.Is(err, ErrSessionNotFound) && sess != nil {
+		return sess, ErrSessionEnded
+	}
+	return sess, err
+}
+
+// Schedule returns the session and its expiry view (reference §2.7).
+func (s *Service) Schedule(ctx context.Context, name string) (*Session, lifecycle.Schedule, error) {
+	sess, err := s.Get(ctx, name)
+	if err != nil {
+		return nil, lifecycle.Schedule{}, err
+	}
+	if sess.State == lifecycle.Stopped {
+		return nil, lifecycle.Schedule{}, ErrSessionNotFound
+	}
+	return sess, s.policy(sess).Schedule(s.now(), times(sess)), nil
+}
+
+// Extend extends the session's expiry when the rules of reference §4.4
+// allow it; when they do not, it is not an error and extended is false.
+func (s *Service) Extend(ctx context.Context, name string) (*Session, lifecycle.Schedule, bool, error) {
+	var extended bool
+	sess, err := s.mutate(ctx, name, func(sess *Session, now time.Time) (bool, []Event, error) {
+		if sess.Reserved() {
+			return false, nil, ErrNotInUse
+		}
+		var exp time.Time
+		exp, extended = s.policy(sess).Extend(now, times(sess))
+		if !extended {
+			return false, nil, nil
+		}
+		sess.Expires = exp
+		return true, []Event{sessionEvent("Session/Extended", sess, now, map[string]any{"expires": lifecycle.Format(exp)})}, nil
+	})
+	if err != nil {
+		return nil, lifecycle.Schedule{}, false, err
+	}
+	return sess, s.policy(sess).Schedule(s.now(), times(sess)), extended, nil
+}
+
+// Terminate stops a session: it is STOPPING at once (its dashboard is
+// refused) and STOPPED, its slot free, after the stopping grace.
+// Terminating a STOPPING session again is not an error.
+func (s *Service) Terminate(ctx context.Context, name, reason string) (*Session, error) {
+	if reason == "" {
+		reason = "terminated"
+	}
+	return s.mutate(ctx, name, func(sess *Session, now time.Time) (bool, []Event, error) {
+		if sess.Reserved() {
+			return false, nil, ErrNotInUse
+		}
+		if sess.State == lifecycle.Stopping {
+			return false, nil, nil
+		}
+		sess.State = lifecycle.Stopping
+		sess.Expires = now
+		sess.Stopped = now.Add(s.opts.StopGrace)
+		sess.Reason = reason
+		return true, []Event{sessionEvent("Session/Terminate", sess, now, nil), sessionEvent("Session/Stopping", sess, now, nil)}, nil
+	})
+}
+
+// Touch records dashboard activity for idle tracking. It writes at most
+// once per minute per session to keep the store quiet.
+func (s *Service) Touch(ctx context.Context, name string) error {
+	_, err := s.mutate(ctx, name, func(sess *Session, now time.Time) (bool, []Event, error) {
+		if now.Sub(sess.LastActivity) < time.Minute {
+			return false, nil, nil
+		}
+		sess.LastActivity = now
+		return true, nil, nil
+	})
+	return err
+}
+
+// EnvironmentSessions returns the live sessions of each environment (reserves
+// included), keyed by environment name, as they are at now.
+func (s *Service) EnvironmentSessions(ctx context.Context) (map[string][]*Session, error) {
+	out := map[string][]*Session{}
+	err := s.st.View(ctx, func(tx store.Txn) error {
+		t := s.viewState(tx)
+		for _, e := range s.envs {
+			m, err := t.env(e.Name)
+			if err != nil {
+				return err
+			}
+			out[e.Name] = sortedSessions(m)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// UserSessions returns the user's sessions that are neither STOPPING nor
+// STOPPED, pending ones included (reference §2.11).
+func (s *Service) UserSessions(ctx context.Context, user string) ([]*Session, error) {
+	var out []*Session
+	err := s.st.View(ctx, func(tx store.Txn) error {
+		owned, err := s.viewState(tx).owned(user)
+		for _, sess := range owned {
+			if sess.State != lifecycle.Stopping {
+				out = append(out, sess)
+			}
+		}
+		return err
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, err
+}
+
+// GetUser returns a stored user, or ErrNotFound from the store.
+func (s *Service) GetUser(ctx context.Context, id string) (*User, error) {
+	u := &User{}
+	err := s.st.View(ctx, func(tx store.Txn) error {
+		v, err := tx.Get(keyUser(id))
+		if err != nil {
+			return err
+		}
+		return unmarshal(v, u)
+	})
+	return u, err
+}
+
+// Policy returns the expiry maths of a session's environment.
+func (s *Service) policy(sess *Session) lifecycle.Policy {
+	if e := s.byEnv[sess.Environment]; e != nil {
+		return e.Policy
+	}
+	return lifecycle.Policy{}
+}
+
+func times(sess *Session) lifecycle.Times {
+	return lifecycle.Times{State: sess.State, Started: sess.Started, Expires: sess.Expires}
+}
+
+func sessionEvent(name string, sess *Session, now time.Time, data map[string]any) Event {
+	return Event{Name: name, Time: now, User: sess.Owner, Session: sess.Name, Environment: sess.Environment, Workshop: sess.Workshop, Data: data}
+}
+
+func sortedSessions(m map[string]*Session) []*Session {
+	out := make([]*Session, 0, len(m))
+	for _, sess := range m {
+		out = append(out, sess)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Created.Equal(out[j].Created) {
+			return out[i].Created.Before(out[j].Created)
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out
+}
+
+// Reconcile runs one background pass: passed deadlines and idle timeouts
+// become durable STOPPED records, reserves are topped up, and removed
+// environments drain.
+func (s *Service) Reconcile(ctx context.Context) error {
+	var events []Event
+	err := s.st.Update(ctx, func(tx store.Txn) error {
+		t, err := s.newTxState(tx)
+		if err != nil {
+			return err
+		}
+		for _, e := range s.envs {
+			m, err := t.env(e.Name)
+			if err != nil {
+				return err
+			}
+			for _, sess := range sortedSessions(m) {
+				idle := e.Orphaned > 0 && sess.State == lifecycle.Running && !sess.LastActivity.IsZero() &&
+					!t.now.Before(sess.LastActivity.Add(e.Orphaned))
+				if idle || e.State != EnvRunning && sess.Reserved() {
+					reason := "orphaned"
+					if !idle {
+						reason = "environment-removed"
+					}
+					sess.Reason = reason
+					if err := t.finalize(sess, reason); err != nil {
+						return err
+					}
+				}
+			}
+			switch {
+			case e.State == EnvRunning && !s.isLazy(e):
+				if err := t.topUp(e, e.Reserved); err != nil {
+					return err
+				}
+			case e.State == EnvStopping && len(m) == 0:
+				// Drained: the stored record becomes STOPPED, so the next
+				// start no longer lists the environment.
+				var rec envRecord
+				v, err := tx.Get(keyEnv(e.Name))
+				if err != nil || unmarshal(v, &rec) != nil || rec.State == EnvStopped {
+					continue
+				}
+				rec.State = EnvStopped
+				if err := tx.Set(keyEnv(e.Name), marshal(rec)); err != nil {
+					return err
+				}
+			}
+		}
+		events = t.events
+		return nil
+	})
+	if err == nil {
+		s.emit(events)
+	}
+	return err
+}
+
+func (s *Service) reconcileLoop() {
+	defer s.wg.Done()
+	tick := time.NewTicker(s.opts.ReconcileInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-tick.C:
+			s.reconcileOnce()
+		}
+	}
+}
+
+func (s *Service) reconcileOnce() {
+	defer func() {
+		if v := recover(); v != nil {
+			s.log.Error("reconcile panicked", zap.Any("panic", v), zap.ByteString("stack", debug.Stack()))
+		}
+	}()
+	if err := s.Reconcile(s.ctx); err != nil && s.ctx.Err() == nil {
+		s.log.Warn("reconcile failed", zap.Error(err))
+	}
+}

@@ -1,0 +1,441 @@
+package sessions
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
+	"github.com/caddyportal/caddyportal/caddyportal/store"
+	"github.com/caddyportal/caddyportal/caddyportal/tokens"
+)
+
+// maxTokensPerSession bounds how many activation tokens one session keeps;
+// each reacquire adds one so earlier links keep working.
+const maxTokensPerSession = 8
+
+// Request asks for a session in an environment (reference §2.5).
+type Request struct {
+	Environment string
+	// User is the portal user id; empty creates a new random user.
+	User      string
+	Email     string
+	FirstName string
+	LastName  string
+	// Group of a user created by this request; default anonymous.
+	Group        string
+	IndexURL     string
+	AnalyticsURL string
+	// Timeout is the activation window; nil means the portal default, and
+	// 0 means the workshop duration (no deadline if that is unlimited).
+	Timeout *time.Duration
+	// Session, when set, makes the request reacquire-only.
+	Session string
+	Params  []Param
+	// NoToken creates a session that needs no activation link (web flows);
+	// it starts RUNNING at once.
+	NoToken bool
+}
+
+// Result is an allocated (or reacquired) session and a fresh activation
+// token for it.
+type Result struct {
+	Session *Session
+	User    string
+	Token   string
+}
+
+type allocReq struct {
+	req  Request
+	done chan allocRes
+}
+
+type allocRes struct {
+	res Result
+	err error
+}
+
+// RequestSession allocates a session or returns the user's existing one.
+// Requests are committed in batches: one durable write serves every request
+// that arrived while the previous batch was being written.
+func (s *Service) RequestSession(ctx context.Context, req Request) (Result, error) {
+	if s.byEnv[req.Environment] == nil {
+		return Result{}, ErrNoEnvironment
+	}
+	r := &allocReq{req: req, done: make(chan allocRes, 1)}
+	select {
+	case s.reqs <- r:
+	case <-ctx.Done():
+		return Result{}, ctx.Err()
+	case <-s.ctx.Done():
+		return Result{}, ErrClosed
+	}
+	select {
+	case out := <-r.done:
+		return out.res, out.err
+	case <-ctx.Done():
+		return Result{}, ctx.Err()
+	}
+}
+
+func (s *Service) allocLoop() {
+	defer s.wg.Done()
+	for {
+		var first *allocReq
+		select {
+		case first = <-s.reqs:
+		case <-s.ctx.Done():
+			s.drainClosed()
+			return
+		}
+		batch := []*allocReq{first}
+	fill:
+		for len(batch) < s.opts.MaxBatch {
+			select {
+			case r := <-s.reqs:
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		s.runBatch(batch)
+	}
+}
+
+func (s *Service) drainClosed() {
+	for {
+		select {
+		case r := <-s.reqs:
+			r.done <- allocRes{err: ErrClosed}
+		default:
+			return
+		}
+	}
+}
+
+func (s *Service) runBatch(batch []*allocReq) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.log.Error("session allocation panicked", zap.Any("panic", v), zap.ByteString("stack", debug.Stack()))
+			for _, r := range batch {
+				select {
+				case r.done <- allocRes{err: fmt.Errorf("internal error")}:
+				default:
+				}
+			}
+		}
+	}()
+	results := make([]allocRes, len(batch))
+	var events []Event
+	err := s.st.Update(s.ctx, func(tx store.Txn) error {
+		t, err := s.newTxState(tx)
+		if err != nil {
+			return err
+		}
+		for i, r := range batch {
+			res, err := t.allocate(r.req)
+			if err != nil && !isRequestError(err) {
+				return err // a store failure aborts the whole batch
+			}
+			results[i] = allocRes{res: res, err: err}
+		}
+		events = t.events
+		return nil
+	})
+	if err != nil {
+		for i := range results {
+			results[i] = allocRes{err: err}
+		}
+	} else {
+		s.emit(events)
+	}
+	for i, r := range batch {
+		r.done <- results[i]
+	}
+}
+
+func isRequestError(err error) bool {
+	return errors.Is(err, ErrNoSession) || errors.Is(err, ErrCannotReacquire) ||
+		errors.Is(err, ErrUserNotPermitted) || errors.Is(err, ErrNoEnvironment)
+}
+
+// allocate implements the allocation algorithm of reference §2.5 inside the
+// batch transaction.
+func (t *txState) allocate(req Request) (Result, error) {
+	e := t.s.byEnv[req.Environment]
+	if e == nil {
+		return Result{}, ErrNoEnvironment
+	}
+	user, err := t.user(req)
+	if err != nil {
+		return Result{}, err
+	}
+	owned, err := t.owned(user.ID)
+	if err != nil {
+		return Result{}, err
+	}
+	deadline := t.activationDeadline(e, req.Timeout)
+
+	// 1. The user's existing session in this environment.
+	for _, sess := range owned {
+		if sess.Environment != e.Name || sess.State == lifecycle.Stopping {
+			continue
+		}
+		if req.Session != "" && req.Session != sess.Name {
+			return Result{}, ErrNoSession
+		}
+		if len(sess.TokenHashes) == 0 {
+			return Result{}, ErrCannotReacquire
+		}
+		if sess.Pending() {
+			sess.Expires = deadline
+		}
+		return t.handOut(sess, user.ID, req)
+	}
+	// 2. Reacquire-only.
+	if req.Session != "" {
+		return Result{}, ErrNoSession
+	}
+	// 3. Per-user cap.
+	if limit := t.s.userLimit(user.Group); limit > 0 && len(owned) >= limit {
+		return Result{}, ErrNoSession
+	}
+	t.s.markActive(e)
+	m, err := t.env(e.Name)
+	if err != nil {
+		return Result{}, err
+	}
+	// 4. A reserve ready to hand out (oldest first).
+	var reserve *Session
+	for _, sess := range m {
+		if sess.Reserved() && sess.State == lifecycle.Waiting &&
+			(reserve == nil || sess.Created.Before(reserve.Created) || sess.Created.Equal(reserve.Created) && sess.Name < reserve.Name) {
+			reserve = sess
+		}
+	}
+	if reserve == nil {
+		// 5. Create on demand, within capacity and the portal maximum.
+		if e.State != EnvRunning || len(m) >= e.Capacity {
+			return Result{}, ErrNoSession
+		}
+		if maxSessions := t.s.cfg.Sessions.Maximum; maxSessions > 0 {
+			total, err := t.totalLive()
+			if err != nil {
+				return Result{}, err
+			}
+			if total >= maxSessions {
+				ok, err := t.evictOldestReserve()
+				if err != nil || !ok {
+					return Result{}, errors.Join(err, ErrNoSession)
+				}
+			}
+		}
+		if reserve, err = t.newSession(e, ""); err != nil {
+			return Result{}, err
+		}
+	}
+	reserve.Owner = user.ID
+	reserve.Allocated = t.now
+	reserve.IndexURL = req.IndexURL
+	reserve.AnalyticsURL = req.AnalyticsURL
+	reserve.Params = req.Params
+	reserve.Expires = deadline
+	if req.NoToken {
+		reserve.State = lifecycle.Running
+		reserve.Started = t.now
+		reserve.Expires = e.Policy.ExpiresAtActivation(t.now)
+		reserve.LastActivity = t.now
+	}
+	res, err := t.handOut(reserve, user.ID, req)
+	if err != nil {
+		return Result{}, err
+	}
+	t.event("Session/Pending", reserve, nil)
+	// Replace the reserve that was taken.
+	return res, t.topUp(e, e.Reserved)
+}
+
+// handOut issues a fresh activation token for sess and writes it.
+func (t *txState) handOut(sess *Session, user string, req Request) (Result, error) {
+	var tok string
+	if !req.NoToken {
+		var err error
+		if tok, err = tokens.New(); err != nil {
+			return Result{}, err
+		}
+		sess.TokenHashes = append(sess.TokenHashes, tokens.Hash(tok))
+		if n := len(sess.TokenHashes); n > maxTokensPerSession {
+			sess.TokenHashes = sess.TokenHashes[n-maxTokensPerSession:]
+		}
+	}
+	if req.AnalyticsURL != "" {
+		sess.AnalyticsURL = req.AnalyticsURL
+	}
+	if err := t.put(sess); err != nil {
+		return Result{}, err
+	}
+	cp := *sess
+	return Result{Session: &cp, User: user, Token: tok}, nil
+}
+
+func (t *txState) activationDeadline(e *Environment, timeout *time.Duration) time.Time {
+	d := t.s.cfg.ActivationTimeout.D()
+	if timeout != nil {
+		d = *timeout
+	}
+	if d == 0 {
+		d = e.Expires
+	}
+	if d == 0 {
+		return time.Time{}
+	}
+	return t.now.Add(d)
+}
+
+// user loads or creates the request's user and applies the details it
+// carries (Educates ignores them for existing users; reference §7.2 #9).
+func (t *txState) user(req Request) (*User, error) {
+	id := req.User
+	if id == "" {
+		var err error
+		if id, err = newUserID(); err != nil {
+			return nil, err
+		}
+	}
+	cfg := t.s.cfg
+	if id == cfg.Robot.Username || cfg.Admin != nil && id == cfg.Admin.Username {
+		return nil, ErrUserNotPermitted
+	}
+	u := &User{}
+	v, err := t.tx.Get(keyUser(id))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		group := req.Group
+		if group == "" {
+			group = GroupAnonymous
+		}
+		u = &User{ID: id, Group: group, Created: t.now}
+		t.events = append(t.events, Event{Name: "User/Create", Time: t.now, User: id})
+	case err != nil:
+		return nil, err
+	default:
+		if err := unmarshal(v, u); err != nil {
+			return nil, err
+		}
+		if u.Group == GroupStaff || u.Group == GroupRobot {
+			return nil, ErrUserNotPermitted
+		}
+	}
+	changed := errors.Is(err, store.ErrNotFound)
+	for _, f := range []struct {
+		dst *string
+		src string
+	}{{&u.Email, req.Email}, {&u.FirstName, req.FirstName}, {&u.LastName, req.LastName}} {
+		if f.src != "" && *f.dst != f.src {
+			*f.dst = f.src
+			changed = true
+		}
+	}
+	if changed {
+		if err := t.tx.Set(keyUser(id), marshal(u)); err != nil {
+			return nil, err
+		}
+	}
+	return u, nil
+}
+
+// owned returns the user's live sessions, finalizing passed deadlines.
+func (t *txState) owned(user string) ([]*Session, error) {
+	var envs, stale []string
+	err := t.tx.Scan(prefixOwned(user), func(k string, _ []byte) error {
+		v, err := t.tx.Get(keySession(k[len(prefixOwned(user)):]))
+		if errors.Is(err, store.ErrNotFound) {
+			stale = append(stale, k)
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var sess Session
+		if err := unmarshal(v, &sess); err == nil {
+			envs = append(envs, sess.Environment)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range stale {
+		if t.readOnly {
+			break
+		}
+		if err := t.tx.Delete(k); err != nil {
+			return nil, err
+		}
+	}
+	var out []*Session
+	seen := map[string]bool{}
+	for _, env := range envs {
+		if seen[env] {
+			continue
+		}
+		seen[env] = true
+		m, err := t.env(env)
+		if err != nil {
+			return nil, err
+		}
+		for _, sess := range m {
+			if sess.Owner == user {
+				out = append(out, sess)
+			}
+		}
+	}
+	return out, nil
+}
+
+func (s *Service) userLimit(group string) int {
+	switch group {
+	case GroupStaff, GroupRobot:
+		return 0
+	case GroupRegistered:
+		return s.cfg.Sessions.Registered
+	default:
+		return s.cfg.Sessions.Anonymous
+	}
+}
+
+func (s *Service) markActive(e *Environment) {
+	s.mu.Lock()
+	e.Lazy = false
+	s.mu.Unlock()
+}
+
+func (s *Service) isLazy(e *Environment) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return e.Lazy
+}
+
+// createInitial creates an environment's initial reserves.
+func (s *Service) createInitial(ctx context.Context, e *Environment) error {
+	var events []Event
+	err := s.st.Update(ctx, func(tx store.Txn) error {
+		t, err := s.newTxState(tx)
+		if err != nil {
+			return err
+		}
+		if err := t.topUp(e, e.Initial); err != nil {
+			return err
+		}
+		events = t.events
+		return nil
+	})
+	if err == nil {
+		s.emit(events)
+	}
+	return err
+}

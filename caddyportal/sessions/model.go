@@ -1,0 +1,166 @@
+// Package sessions allocates workshop sessions to users and runs their
+// lifecycle, on any store.Store. It does not import Caddy.
+//
+// # Key schema
+//
+// All state lives under these keys (values are JSON):
+//
+//	alloc                 allocation generation; every transaction that changes
+//	                      capacity reads and writes it, so concurrent allocations
+//	                      conflict and retry instead of overbooking (the store's
+//	                      conflict detection covers keys read, not ranges scanned)
+//	secret                the portal's random signing secret (cookies, tickets)
+//	env/<env>             Environment record: workshop name, state, number
+//	seq/<env>             the environment's session counter (names never repeat)
+//	u/<user>              User record
+//	s/<session>           Session record; once STOPPED it expires after the
+//	                      retention period and the store's sweeper purges it
+//	l/<env>/<session>     live index: sessions not yet STOPPED (reserves included)
+//	o/<user>/<session>    owner index: a user's sessions not yet STOPPED
+//
+// Deadlines are stored in the records and checked on every read: a pending
+// session past its activation deadline, or a running one past its expiry, is
+// treated as STOPPED from that instant on, whether or not a background pass
+// has written that yet. Background passes only make it durable and reclaim
+// space.
+package sessions
+
+import (
+	"encoding/json"
+	"net/url"
+	"time"
+
+	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
+)
+
+// User groups. REST-created users are "anonymous" as in Educates.
+const (
+	GroupAnonymous  = "anonymous"
+	GroupRegistered = "registered"
+	GroupStaff      = "staff"
+	GroupRobot      = "robot"
+)
+
+// User is a portal user.
+type User struct {
+	ID        string    `json:"id"`
+	Email     string    `json:"email,omitempty"`
+	FirstName string    `json:"first_name,omitempty"`
+	LastName  string    `json:"last_name,omitempty"`
+	Group     string    `json:"group"`
+	Created   time.Time `json:"created"`
+	// PasswordHash is set for users who registered through the web pages.
+	PasswordHash string `json:"password_hash,omitempty"`
+}
+
+// Param is a request parameter passed to the workshop.
+type Param struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// Session is one workshop session.
+type Session struct {
+	Name        string          `json:"name"`
+	Environment string          `json:"environment"`
+	Workshop    string          `json:"workshop"`
+	State       lifecycle.State `json:"state"`
+	Owner       string          `json:"owner,omitempty"`
+	// TokenHashes are hashes of the activation tokens handed out for this
+	// session (a reacquire adds one); the tokens themselves are never stored.
+	TokenHashes  []string  `json:"token_hashes,omitempty"`
+	IndexURL     string    `json:"index_url,omitempty"`
+	AnalyticsURL string    `json:"analytics_url,omitempty"`
+	Params       []Param   `json:"params,omitempty"`
+	Slot         int       `json:"slot"`
+	Upstream     string    `json:"upstream"`
+	Created      time.Time `json:"created"`
+	Allocated    time.Time `json:"allocated,omitzero"`
+	Started      time.Time `json:"started,omitzero"`
+	// Expires is the activation deadline while pending and the expiry while
+	// running; terminate sets it to the instant of termination.
+	Expires time.Time `json:"expires,omitzero"`
+	// Stopped is when the session becomes (or became) STOPPED; while
+	// STOPPING it is the end of the stopping grace.
+	Stopped      time.Time `json:"stopped,omitzero"`
+	LastActivity time.Time `json:"last_activity,omitzero"`
+	// Reason says why the session stopped: terminated, expired,
+	// activation-timeout, orphaned, evicted, environment-removed.
+	Reason string `json:"reason,omitempty"`
+}
+
+// Reserved reports whether the session is an unowned spare.
+func (s *Session) Reserved() bool { return s.Owner == "" }
+
+// Pending reports whether the session is allocated but not yet activated.
+func (s *Session) Pending() bool {
+	return s.Owner != "" && (s.State == lifecycle.Starting || s.State == lifecycle.Waiting)
+}
+
+// Effective returns the state the session is in at now, applying deadlines
+// that have passed but not been written yet, and the reason for a stop.
+func (s *Session) Effective(now time.Time) (lifecycle.State, string) {
+	switch s.State {
+	case lifecycle.Stopped:
+		return s.State, s.Reason
+	case lifecycle.Stopping:
+		at := s.Stopped
+		if at.IsZero() {
+			at = s.Expires
+		}
+		if !at.IsZero() && !now.Before(at) {
+			return lifecycle.Stopped, s.Reason
+		}
+		return s.State, s.Reason
+	}
+	if s.Expires.IsZero() || now.Before(s.Expires) {
+		return s.State, s.Reason
+	}
+	switch {
+	case s.State == lifecycle.Running:
+		return lifecycle.Stopped, "expired"
+	case s.Pending():
+		return lifecycle.Stopped, "activation-timeout"
+	}
+	return s.State, s.Reason
+}
+
+// Live reports whether the session is not STOPPED at now.
+func (s *Session) Live(now time.Time) bool {
+	st, _ := s.Effective(now)
+	return st != lifecycle.Stopped
+}
+
+// Environment states.
+const (
+	EnvRunning  = "RUNNING"
+	EnvStopping = "STOPPING"
+	EnvStopped  = "STOPPED"
+)
+
+// envRecord is the stored part of an environment: the mapping from a
+// workshop to its stable environment name, which must not change when the
+// configuration is reordered.
+type envRecord struct {
+	Name     string    `json:"name"`
+	Workshop string    `json:"workshop"`
+	Number   int       `json:"number"`
+	State    string    `json:"state"`
+	Created  time.Time `json:"created"`
+}
+
+const (
+	keyAlloc  = "alloc"
+	keySecret = "secret"
+)
+
+func keyEnv(env string) string          { return "env/" + env }
+func keySeq(env string) string          { return "seq/" + env }
+func keyUser(id string) string          { return "u/" + url.PathEscape(id) }
+func keySession(name string) string     { return "s/" + name }
+func keyLive(env, name string) string   { return "l/" + env + "/" + name }
+func prefixLive(env string) string      { return "l/" + env + "/" }
+func keyOwned(user, name string) string { return prefixOwned(user) + name }
+func prefixOwned(user string) string    { return "o/" + url.PathEscape(user) + "/" }
+func marshal(v any) []byte              { b, _ := json.Marshal(v); return b }
+func unmarshal(b []byte, v any) error   { return json.Unmarshal(b, v) }

@@ -1,0 +1,283 @@
+package sessions
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddyportal/caddyportal/caddyportal/config"
+	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
+	"github.com/caddyportal/caddyportal/caddyportal/store"
+)
+
+// Errors returned by the service. The API maps them to status codes.
+var (
+	ErrNoEnvironment    = errors.New("Environment does not exist")
+	ErrNoSession        = errors.New("No session available")
+	ErrCannotReacquire  = errors.New("Cannot be reacquired")
+	ErrUserNotPermitted = errors.New("Session requests not permitted for user")
+	ErrSessionNotFound  = errors.New("Session not found")
+	ErrSessionEnded     = errors.New("Session has ended")
+	ErrNotInUse         = errors.New("Session is not currently in use")
+	ErrBadToken         = errors.New("Invalid access token for session")
+	ErrClosed           = errors.New("portal is shutting down")
+)
+
+// Options tune a Service. The zero value is usable.
+type Options struct {
+	// Now is the clock; default time.Now. Tests inject their own.
+	Now func() time.Time
+	// StopGrace is how long a terminated session stays STOPPING (its slot
+	// held, its dashboard refused) before it is STOPPED. Default 2s.
+	StopGrace time.Duration
+	// ReconcileInterval is the period of the background pass that tops up
+	// reserves and makes passed deadlines durable. Default 5s.
+	ReconcileInterval time.Duration
+	// MaxBatch bounds how many session requests share one transaction.
+	// Default 256.
+	MaxBatch int
+	// Logger receives state changes; default no-op.
+	Logger *zap.Logger
+	// OnEvent is called after each committed state change, in commit order.
+	// It must not block.
+	OnEvent func(Event)
+}
+
+// Event is a committed state change, named as Educates analytics events.
+type Event struct {
+	Name        string
+	Time        time.Time
+	User        string
+	Session     string
+	Environment string
+	Workshop    string
+	Data        map[string]any
+}
+
+// Environment is a workshop environment as the service runs it.
+type Environment struct {
+	config.Environment
+	// State is RUNNING for configured workshops, STOPPING for removed ones
+	// that still have sessions, STOPPED afterwards.
+	State string
+	// Number orders environments by creation.
+	Number int
+	// Policy holds the expiry maths parameters.
+	Policy lifecycle.Policy
+	// Lazy is true until the environment has had reserves created: with
+	// initial 0 no reserve exists before the first request.
+	Lazy bool
+}
+
+// Service allocates sessions and runs their lifecycle on a store.
+type Service struct {
+	st    store.Store
+	cfg   config.Portal
+	opts  Options
+	now   func() time.Time
+	log   *zap.Logger
+	envs  []*Environment // ordered by Number
+	byEnv map[string]*Environment
+
+	reqs   chan *allocReq
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	mu     sync.Mutex // guards Lazy flags
+}
+
+// New syncs the configured workshops with the stored environments and
+// starts the service's background work. Close stops it.
+func New(ctx context.Context, st store.Store, cfg config.Portal, opts Options) (*Service, error) {
+	cfg = cfg.WithDefaults()
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.StopGrace <= 0 {
+		opts.StopGrace = 2 * time.Second
+	}
+	if opts.ReconcileInterval <= 0 {
+		opts.ReconcileInterval = 5 * time.Second
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 256
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	s := &Service{st: st, cfg: cfg, opts: opts, now: opts.Now, log: opts.Logger, byEnv: map[string]*Environment{}}
+	if err := s.syncEnvironments(ctx); err != nil {
+		return nil, err
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.reqs = make(chan *allocReq, 4096)
+	s.wg.Add(2)
+	go s.allocLoop()
+	go s.reconcileLoop()
+	return s, nil
+}
+
+// Close stops background work. Requests already queued are answered with
+// ErrClosed.
+func (s *Service) Close() {
+	s.cancel()
+	s.wg.Wait()
+}
+
+// Config returns the portal configuration with defaults applied.
+func (s *Service) Config() config.Portal { return s.cfg }
+
+// Now returns the service clock's current time.
+func (s *Service) Now() time.Time { return s.now() }
+
+// Environments returns every known environment in creation order.
+func (s *Service) Environments() []*Environment { return s.envs }
+
+// Environment returns one environment by name, or nil.
+func (s *Service) Environment(name string) *Environment { return s.byEnv[name] }
+
+// syncEnvironments maps each configured workshop to its stored environment
+// (by workshop name), creates environments for new workshops, and marks
+// environments of removed workshops STOPPING.
+func (s *Service) syncEnvironments(ctx context.Context) error {
+	resolved := s.cfg.Environments()
+	var envs []*Environment
+	var created []*Environment
+	err := s.st.Update(ctx, func(tx store.Txn) error {
+		envs, created = nil, nil
+		stored := map[string]*envRecord{} // by workshop, RUNNING only
+		var all []*envRecord
+		maxNum := 0
+		prefix := s.cfg.Name + "-w"
+		err := tx.Scan("env/", func(_ string, v []byte) error {
+			var r envRecord
+			if err := unmarshal(v, &r); err != nil {
+				return nil // a corrupt record must not stop the portal
+			}
+			if !strings.HasPrefix(r.Name, prefix) {
+				return nil
+			}
+			all = append(all, &r)
+			maxNum = max(maxNum, r.Number)
+			if r.State == EnvRunning {
+				stored[r.Workshop] = &r
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		now := s.now()
+		inConfig := map[string]bool{}
+		for _, re := range resolved {
+			inConfig[re.Workshop.Name] = true
+			rec := stored[re.Workshop.Name]
+			fresh := rec == nil
+			if fresh {
+				maxNum++
+				rec = &envRecord{Name: fmt.Sprintf("%s%02d", prefix, maxNum), Workshop: re.Workshop.Name, Number: maxNum, State: EnvRunning, Created: now}
+				if err := tx.Set(keyEnv(rec.Name), marshal(rec)); err != nil {
+					return err
+				}
+				all = append(all, rec)
+			}
+			re.Name = rec.Name
+			e := &Environment{Environment: re, State: EnvRunning, Number: rec.Number, Lazy: re.Initial == 0,
+				Policy: lifecycle.Policy{Expires: re.Expires, Overtime: re.Overtime, Deadline: re.Deadline}}
+			envs = append(envs, e)
+			if fresh {
+				created = append(created, e)
+			}
+		}
+		for _, r := range all {
+			if inConfig[r.Workshop] && r.State == EnvRunning || r.State == EnvStopped {
+				continue
+			}
+			if r.State == EnvRunning {
+				r.State = EnvStopping
+				if err := tx.Set(keyEnv(r.Name), marshal(r)); err != nil {
+					return err
+				}
+			}
+			envs = append(envs, &Environment{Environment: config.Environment{Name: r.Name, Workshop: config.Workshop{Name: r.Workshop}}, State: r.State, Number: r.Number, Lazy: true})
+		}
+		if _, err := tx.Get(keySecret); errors.Is(err, store.ErrNotFound) {
+			secret := make([]byte, 32)
+			if _, err := rand.Read(secret); err != nil {
+				return err
+			}
+			return tx.Set(keySecret, secret)
+		} else if err != nil {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("loading environments: %w", err)
+	}
+	sort.Slice(envs, func(i, j int) bool { return envs[i].Number < envs[j].Number })
+	s.envs = envs
+	for _, e := range envs {
+		s.byEnv[e.Name] = e
+	}
+	// Initial reserves for environments seen for the first time.
+	for _, e := range created {
+		if e.Initial > 0 {
+			if err := s.createInitial(ctx, e); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Secret returns the portal's persistent random secret, from which cookie
+// and ticket signing keys are derived. It is shared by all replicas.
+func (s *Service) Secret(ctx context.Context) ([]byte, error) {
+	var secret []byte
+	err := s.st.View(ctx, func(tx store.Txn) error {
+		v, err := tx.Get(keySecret)
+		secret = append([]byte(nil), v...)
+		return err
+	})
+	return secret, err
+}
+
+func (s *Service) emit(events []Event) {
+	for _, ev := range events {
+		if ce := s.log.Check(zap.InfoLevel, "session event"); ce != nil {
+			ce.Write(zap.String("event", ev.Name), zap.String("session", ev.Session),
+				zap.String("user", ev.User), zap.String("environment", ev.Environment))
+		}
+		if s.opts.OnEvent != nil {
+			s.opts.OnEvent(ev)
+		}
+	}
+}
+
+// newUserID returns a random UUIDv4, used when a request names no user.
+func newUserID() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16]), nil
+}
+
+// sessionName formats `<env>-sNNN`.
+func sessionName(env string, n int) string { return env + "-s" + fmt.Sprintf("%03d", n) }
+
+func parseInt(b []byte) int {
+	n, _ := strconv.Atoi(string(b))
+	return n
+}

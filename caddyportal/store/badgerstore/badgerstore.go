@@ -1,0 +1,380 @@
+// Package badgerstore implements store.Store on an embedded Badger v4
+// database, for a portal that runs on one machine.
+//
+// # Value encoding
+//
+// Every value is stored with a one-byte header so that an expiry instant can
+// travel with the value:
+//
+//	0x00 <value>                          plain value, never expires
+//	0x01 <8-byte big-endian int64> <value> expires at that Unix time in nanoseconds
+//
+// Get and Scan decode the header and hide a value whose expiry instant is at
+// or before Options.Now, so expiry is exact to the nanosecond. Badger's own
+// TTL has one-second granularity and follows the wall clock, so an expiring
+// entry also gets Badger's ExpiresAt rounded up to the next whole second:
+// Badger then hides it no earlier than the store does, and compaction
+// reclaims its space even if the sweeper never gets to it.
+//
+// # Reserved keys
+//
+// Keys starting with "~" belong to this package. Callers cannot write them,
+// Get reports them missing and Scan never visits them. The schema is:
+//
+//	~x/<8-byte expiry><user key>   expiry index entry, empty value
+//
+// where <8-byte expiry> is the expiry's Unix nanoseconds as a big-endian
+// uint64 with the sign bit flipped, so that byte order is time order. The
+// background sweeper walks this index from the start up to Options.Now and
+// deletes each user key whose stored expiry still matches, without scanning
+// the rest of the database. SetExpiring adds an entry; Set, Delete and a new
+// SetExpiring on the same key remove the old one. An entry whose user key is
+// gone or carries another expiry is stale and the sweeper just drops it.
+//
+// The portal's own key schema is documented with the portal logic, not here.
+package badgerstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+	"go.uber.org/zap"
+
+	"github.com/caddyportal/caddyportal/caddyportal/store"
+)
+
+// Default intervals of the background loops.
+const (
+	DefaultGCInterval    = 10 * time.Minute
+	DefaultSweepInterval = 30 * time.Second
+)
+
+// maxAttempts bounds how often Update runs fn when commits keep conflicting.
+const maxAttempts = 50
+
+// exclusiveAfter is the number of conflicting attempts after which Update
+// stops competing and runs its remaining attempts alone (see Store.writers).
+const exclusiveAfter = 4
+
+// ErrClosed is returned by Update, View and Sweep after Close.
+var ErrClosed = errors.New("store: closed")
+
+// ErrLocked is wrapped by the error Open returns when another process (or
+// another open in this process) holds the database directory.
+var ErrLocked = errors.New("store: database directory is locked")
+
+// Options configures Open. Start from DefaultOptions: its zero value is not
+// durable, because SyncWrites is false there.
+type Options struct {
+	// Dir is the database directory. It must be empty when InMemory is set.
+	Dir string
+	// InMemory keeps everything in memory (for tests); nothing is persisted.
+	InMemory bool
+	// SyncWrites makes every acknowledged Update survive a process kill and
+	// a power loss by syncing the write-ahead log before Update returns.
+	// Concurrent commits share one sync. DefaultOptions sets it; Badger
+	// ignores it in memory.
+	SyncWrites bool
+	// Logger receives Badger's messages (its Info level as Debug) and the
+	// background loops' errors. Nil discards them.
+	Logger *zap.Logger
+	// Now is the clock that decides expiry. Nil means time.Now. It should
+	// follow the wall clock roughly, because Badger's own TTL (a space
+	// reclaim aid only) uses the wall clock.
+	Now func() time.Time
+	// GCInterval is how often the value-log GC runs. Zero means
+	// DefaultGCInterval; negative disables it. It never runs in memory.
+	GCInterval time.Duration
+	// SweepInterval is how often expired keys are deleted. Zero means
+	// DefaultSweepInterval; negative disables the background sweeper (Sweep
+	// can still be called).
+	SweepInterval time.Duration
+}
+
+// DefaultOptions returns durable options for a database in dir.
+func DefaultOptions(dir string) Options {
+	return Options{Dir: dir, SyncWrites: true}
+}
+
+// Store is a store.Store backed by Badger. Its methods are safe for
+// concurrent use.
+type Store struct {
+	db  *badger.DB
+	log *zap.Logger
+	now func() time.Time
+
+	// ctx belongs to the store, not to any caller or Caddy config: the
+	// background loops must live exactly as long as the database.
+	ctx    context.Context
+	cancel context.CancelFunc
+	bg     sync.WaitGroup
+
+	// mu guards closed; inflight counts running Update/View/Sweep calls so
+	// that Close never closes the database under them (Badger panics when an
+	// iterator is created on a closed DB).
+	mu       sync.Mutex
+	closed   bool
+	inflight sync.WaitGroup
+
+	// writers makes starving Updates win. Optimistic attempts share it;
+	// an Update that has conflicted exclusiveAfter times takes it
+	// exclusively, so no other Update commits during its attempt and it
+	// cannot conflict. Without this, a hot key (a capacity counter) can
+	// starve an unlucky writer: every round of contenders has one winner.
+	writers sync.RWMutex
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the database described by opts and starts
+// its background loops.
+func Open(opts Options) (*Store, error) {
+	if opts.InMemory && opts.Dir != "" {
+		return nil, fmt.Errorf("badgerstore: dir %q must be empty for an in-memory store", opts.Dir)
+	}
+	if !opts.InMemory && opts.Dir == "" {
+		return nil, errors.New("badgerstore: dir is required unless in memory")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+
+	// The small-memory profile: the defaults cost about 86 MB of heap at
+	// open, these about a tenth of that, which suits a few thousand small
+	// session records. The block cache is only useful with compression.
+	bopts := badger.DefaultOptions(opts.Dir).
+		WithInMemory(opts.InMemory).
+		WithSyncWrites(opts.SyncWrites && !opts.InMemory).
+		WithLogger(zapLogger{log.Named("badger")}).
+		WithMemTableSize(16 << 20).
+		WithNumMemtables(2).
+		WithNumLevelZeroTables(2).
+		WithNumLevelZeroTablesStall(4).
+		WithBlockCacheSize(0).
+		WithCompression(options.None).
+		WithValueLogFileSize(64 << 20).
+		WithNumCompactors(2)
+	db, err := badger.Open(bopts)
+	if err != nil {
+		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
+			return nil, fmt.Errorf("badgerstore: %w: %q is in use by another process or by a second open "+
+				"in this process; to change a running Caddy's configuration use `caddy reload` "+
+				"instead of starting a second instance: %w", ErrLocked, opts.Dir, err)
+		}
+		return nil, fmt.Errorf("badgerstore: opening %q: %w", opts.Dir, err)
+	}
+
+	s := &Store{db: db, log: log, now: now}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+
+	gcEvery := opts.GCInterval
+	if gcEvery == 0 {
+		gcEvery = DefaultGCInterval
+	}
+	if gcEvery > 0 && !opts.InMemory {
+		s.bg.Add(1)
+		go s.loop("value log gc", gcEvery, s.runGC)
+	}
+	sweepEvery := opts.SweepInterval
+	if sweepEvery == 0 {
+		sweepEvery = DefaultSweepInterval
+	}
+	if sweepEvery > 0 {
+		s.bg.Add(1)
+		go s.loop("expiry sweep", sweepEvery, s.backgroundSweep)
+	}
+	return s, nil
+}
+
+// Close stops the background loops, waits for running calls to finish and
+// closes the database. Later calls return the first call's result. Close
+// must not be called from inside an Update or View function.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		s.cancel()
+		s.bg.Wait()
+		s.inflight.Wait()
+		if err := s.db.Close(); err != nil {
+			s.closeErr = fmt.Errorf("badgerstore: closing: %w", err)
+		}
+	})
+	return s.closeErr
+}
+
+// enter registers a running call, or reports that the store is closed.
+// Every successful enter must be paired with s.inflight.Done().
+func (s *Store) enter() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.inflight.Add(1)
+	return nil
+}
+
+// Update runs fn in a read-write transaction and commits it. When the commit
+// conflicts with a concurrent writer, fn runs again on fresh data after a
+// small jittered backoff; after a few conflicts it runs alone, excluding
+// other Updates, so it cannot starve. Update returns store.ErrConflict only
+// if 50 attempts conflict, which takes writes from outside the store. An
+// error from fn discards the transaction and is returned as is. fn must not
+// call Update or Close on the same store.
+func (s *Store) Update(ctx context.Context, fn func(tx store.Txn) error) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.inflight.Done()
+	for attempt := 1; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		conflict, err := s.tryUpdate(fn, attempt > exclusiveAfter)
+		if !conflict {
+			return err
+		}
+		if attempt >= maxAttempts {
+			return fmt.Errorf("%w (%d attempts)", store.ErrConflict, attempt)
+		}
+		if attempt >= exclusiveAfter {
+			continue // the lock is the queue now
+		}
+		t := time.NewTimer(backoff(attempt))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-s.ctx.Done():
+			t.Stop()
+			return ErrClosed
+		}
+	}
+}
+
+// backoff returns a random wait before attempt+1: full jitter over a window
+// that doubles from 1ms, which spreads out writers colliding on one key.
+func backoff(attempt int) time.Duration {
+	window := time.Millisecond << min(attempt-1, 4)
+	return time.Duration(rand.Int64N(int64(window))) + 50*time.Microsecond
+}
+
+// tryUpdate runs fn once and commits, alone if exclusive. conflict reports a
+// commit conflict that Update should retry.
+func (s *Store) tryUpdate(fn func(tx store.Txn) error, exclusive bool) (conflict bool, err error) {
+	if exclusive {
+		s.writers.Lock()
+		defer s.writers.Unlock()
+	} else {
+		s.writers.RLock()
+		defer s.writers.RUnlock()
+	}
+	if s.ctx.Err() != nil {
+		return false, ErrClosed
+	}
+	btx := s.db.NewTransaction(true)
+	defer btx.Discard()
+	tx := &txn{btx: btx, now: s.now(), writable: true}
+	err = fn(tx)
+	tx.done = true
+	if err != nil {
+		return false, err
+	}
+	if err := btx.Commit(); err != nil {
+		if errors.Is(err, badger.ErrConflict) {
+			return true, err
+		}
+		return false, fmt.Errorf("badgerstore: commit: %w", err)
+	}
+	return false, nil
+}
+
+// View runs fn in a read-only transaction on a consistent snapshot.
+func (s *Store) View(ctx context.Context, fn func(tx store.Txn) error) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.inflight.Done()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	btx := s.db.NewTransaction(false)
+	defer btx.Discard()
+	tx := &txn{btx: btx, now: s.now()}
+	err := fn(tx)
+	tx.done = true
+	return err
+}
+
+// loop runs task every interval on the store's own context until Close.
+func (s *Store) loop(name string, every time.Duration, task func()) {
+	defer s.bg.Done()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+			s.safely(name, task)
+		}
+	}
+}
+
+// safely runs task and logs a panic instead of letting it kill the server.
+func (s *Store) safely(name string, task func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("panic in store background task",
+				zap.String("task", name),
+				zap.Any("panic", r),
+				zap.ByteString("stack", debug.Stack()))
+		}
+	}()
+	task()
+}
+
+// runGC rewrites value-log files until Badger finds nothing worth
+// rewriting. With the portal's small values the log stays nearly empty, so
+// this is normally a single cheap call.
+func (s *Store) runGC() {
+	for s.ctx.Err() == nil {
+		err := s.db.RunValueLogGC(0.5)
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
+			s.log.Warn("value log gc failed", zap.Error(err))
+		}
+		return
+	}
+}
+
+func (s *Store) backgroundSweep() {
+	n, err := s.Sweep(s.ctx)
+	switch {
+	case err != nil && !errors.Is(err, ErrClosed) && !errors.Is(err, context.Canceled):
+		s.log.Warn("expiry sweep failed", zap.Error(err))
+	case n > 0:
+		s.log.Debug("expiry sweep", zap.Int("deleted", n))
+	}
+}

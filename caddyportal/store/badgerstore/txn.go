@@ -1,0 +1,291 @@
+package badgerstore
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/caddyportal/caddyportal/caddyportal/store"
+)
+
+// Value headers; see the package documentation.
+const (
+	hdrPlain    byte = 0x00
+	hdrExpiring byte = 0x01
+)
+
+const (
+	// reservedPrefix starts every key that belongs to this package.
+	reservedPrefix = "~"
+	// expiryIndexPrefix starts the expiry index entries.
+	expiryIndexPrefix = "~x/"
+)
+
+// ErrReservedKey is returned when a caller writes a key starting with "~".
+var ErrReservedKey = errors.New("store: keys starting with \"~\" are reserved")
+
+// ErrReadOnly is returned by writes inside View.
+var ErrReadOnly = errors.New("store: write in a read-only transaction")
+
+// errTxnDone is returned when a Txn is used after its function returned.
+var errTxnDone = errors.New("store: transaction used after its function returned")
+
+// Expiry instants must fit int64 Unix nanoseconds (years 1678 to 2262).
+var (
+	minExpiry = time.Unix(0, math.MinInt64)
+	maxExpiry = time.Unix(0, math.MaxInt64)
+)
+
+// txn adapts a Badger transaction to store.Txn.
+type txn struct {
+	btx      *badger.Txn
+	now      time.Time // one instant per attempt, so the whole fn sees one expiry cut-off
+	writable bool
+	done     bool
+}
+
+var _ store.Txn = (*txn)(nil)
+
+// record is a decoded stored value.
+type record struct {
+	value    []byte
+	expiring bool
+	expires  int64 // Unix nanoseconds, when expiring
+}
+
+func encode(value []byte, expiring bool, expires int64) []byte {
+	if !expiring {
+		buf := make([]byte, 1+len(value))
+		buf[0] = hdrPlain
+		copy(buf[1:], value)
+		return buf
+	}
+	buf := make([]byte, 9+len(value))
+	buf[0] = hdrExpiring
+	binary.BigEndian.PutUint64(buf[1:9], uint64(expires))
+	copy(buf[9:], value)
+	return buf
+}
+
+func decode(raw []byte) (record, error) {
+	if len(raw) == 0 {
+		return record{}, errors.New("badgerstore: corrupt value: empty")
+	}
+	switch raw[0] {
+	case hdrPlain:
+		return record{value: raw[1:]}, nil
+	case hdrExpiring:
+		if len(raw) < 9 {
+			return record{}, errors.New("badgerstore: corrupt value: short expiry header")
+		}
+		return record{value: raw[9:], expiring: true, expires: int64(binary.BigEndian.Uint64(raw[1:9]))}, nil
+	default:
+		return record{}, fmt.Errorf("badgerstore: corrupt value: unknown header %#x", raw[0])
+	}
+}
+
+// expiredAt reports whether r is gone at now: an expiry instant is the first
+// instant at which the key is no longer visible.
+func (r record) expiredAt(now time.Time) bool {
+	return r.expiring && r.expires <= now.UnixNano()
+}
+
+// indexKey returns the expiry index key of key expiring at nanos.
+func indexKey(nanos int64, key string) []byte {
+	b := make([]byte, 0, len(expiryIndexPrefix)+8+len(key))
+	b = append(b, expiryIndexPrefix...)
+	b = binary.BigEndian.AppendUint64(b, uint64(nanos)^(1<<63))
+	return append(b, key...)
+}
+
+// parseIndexKey is the inverse of indexKey.
+func parseIndexKey(k []byte) (nanos int64, key string, ok bool) {
+	if len(k) < len(expiryIndexPrefix)+8 || string(k[:len(expiryIndexPrefix)]) != expiryIndexPrefix {
+		return 0, "", false
+	}
+	rest := k[len(expiryIndexPrefix):]
+	return int64(binary.BigEndian.Uint64(rest[:8]) ^ (1 << 63)), string(rest[8:]), true
+}
+
+// badgerExpiresAt rounds nanos up to the next whole Unix second, so Badger
+// never hides a key before the store does. Zero would mean "never" to
+// Badger, so instants at or before the epoch map to 1.
+func badgerExpiresAt(nanos int64) uint64 {
+	secs := nanos / 1e9
+	if nanos%1e9 > 0 {
+		secs++
+	}
+	if secs < 1 {
+		return 1
+	}
+	return uint64(secs)
+}
+
+func (t *txn) check() error {
+	if t.done {
+		return errTxnDone
+	}
+	return nil
+}
+
+func (t *txn) checkWrite(key string) error {
+	if err := t.check(); err != nil {
+		return err
+	}
+	if !t.writable {
+		return ErrReadOnly
+	}
+	if strings.HasPrefix(key, reservedPrefix) {
+		return fmt.Errorf("%w: %q", ErrReservedKey, key)
+	}
+	return nil
+}
+
+// load returns the decoded record of key, including an expired one, or
+// store.ErrNotFound. In a read-write transaction the read joins the conflict
+// set, so a concurrent change to key makes this transaction retry.
+func (t *txn) load(key string) (record, error) {
+	item, err := t.btx.Get([]byte(key))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return record{}, store.ErrNotFound
+	}
+	if err != nil {
+		return record{}, fmt.Errorf("badgerstore: get %q: %w", key, err)
+	}
+	raw, err := item.ValueCopy(nil)
+	if err != nil {
+		return record{}, fmt.Errorf("badgerstore: get %q: %w", key, err)
+	}
+	return decode(raw)
+}
+
+// Get returns a copy of key's value, or store.ErrNotFound if it is missing,
+// expired or reserved.
+func (t *txn) Get(key string) ([]byte, error) {
+	if err := t.check(); err != nil {
+		return nil, err
+	}
+	if key == "" || strings.HasPrefix(key, reservedPrefix) {
+		return nil, store.ErrNotFound
+	}
+	r, err := t.load(key)
+	if err != nil {
+		return nil, err
+	}
+	if r.expiredAt(t.now) {
+		return nil, store.ErrNotFound
+	}
+	return r.value, nil
+}
+
+// Set writes key without expiry, clearing any expiry it had.
+func (t *txn) Set(key string, value []byte) error {
+	return t.write(key, value, false, 0)
+}
+
+// SetExpiring writes key so that it disappears at expiresAt exactly.
+func (t *txn) SetExpiring(key string, value []byte, expiresAt time.Time) error {
+	if expiresAt.Before(minExpiry) || expiresAt.After(maxExpiry) {
+		return fmt.Errorf("badgerstore: expiry %v of %q is out of range", expiresAt, key)
+	}
+	return t.write(key, value, true, expiresAt.UnixNano())
+}
+
+func (t *txn) write(key string, value []byte, expiring bool, expires int64) error {
+	if err := t.checkWrite(key); err != nil {
+		return err
+	}
+	if err := t.dropIndexEntry(key); err != nil {
+		return err
+	}
+	// encode copies value, so the caller may reuse its buffer before commit.
+	e := badger.NewEntry([]byte(key), encode(value, expiring, expires))
+	if expiring {
+		e.ExpiresAt = badgerExpiresAt(expires)
+		if err := t.btx.Set(indexKey(expires, key), nil); err != nil {
+			return fmt.Errorf("badgerstore: set %q: %w", key, err)
+		}
+	}
+	if err := t.btx.SetEntry(e); err != nil {
+		return fmt.Errorf("badgerstore: set %q: %w", key, err)
+	}
+	return nil
+}
+
+// dropIndexEntry deletes the expiry index entry of key's current value, if
+// it has one.
+func (t *txn) dropIndexEntry(key string) error {
+	old, err := t.load(key)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !old.expiring {
+		return nil
+	}
+	if err := t.btx.Delete(indexKey(old.expires, key)); err != nil {
+		return fmt.Errorf("badgerstore: delete expiry of %q: %w", key, err)
+	}
+	return nil
+}
+
+// Delete removes key and its expiry index entry.
+func (t *txn) Delete(key string) error {
+	if err := t.checkWrite(key); err != nil {
+		return err
+	}
+	if err := t.dropIndexEntry(key); err != nil {
+		return err
+	}
+	if err := t.btx.Delete([]byte(key)); err != nil {
+		return fmt.Errorf("badgerstore: delete %q: %w", key, err)
+	}
+	return nil
+}
+
+// Scan visits the visible keys with prefix in ascending byte order. Reserved
+// keys are skipped, and a reserved prefix visits nothing.
+func (t *txn) Scan(prefix string, fn func(key string, value []byte) error) error {
+	if err := t.check(); err != nil {
+		return err
+	}
+	if strings.HasPrefix(prefix, reservedPrefix) {
+		return nil
+	}
+	opts := badger.DefaultIteratorOptions
+	opts.Prefix = []byte(prefix)
+	it := t.btx.NewIterator(opts)
+	defer it.Close()
+	for it.Rewind(); it.Valid(); {
+		item := it.Item()
+		k := item.Key()
+		// Only Scan("") can reach the reserved range; jump over it rather
+		// than stopping, because keys above "~" (0x7f and up) follow it.
+		if prefix == "" && len(k) > 0 && k[0] == reservedPrefix[0] {
+			it.Seek([]byte{reservedPrefix[0] + 1})
+			continue
+		}
+		raw, err := item.ValueCopy(nil)
+		if err != nil {
+			return fmt.Errorf("badgerstore: scan %q: %w", k, err)
+		}
+		r, err := decode(raw)
+		if err != nil {
+			return err
+		}
+		if !r.expiredAt(t.now) {
+			if err := fn(string(k), r.value); err != nil {
+				return err
+			}
+		}
+		it.Next()
+	}
+	return nil
+}
