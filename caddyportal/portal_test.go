@@ -26,7 +26,7 @@ import (
 
 // portal is a real Caddy server running a portal, for end-to-end tests.
 type portal struct {
-	t    *testing.T
+	t    testing.TB
 	base string
 	port int
 	dir  string
@@ -69,7 +69,7 @@ const (
 `
 )
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -82,7 +82,10 @@ func freePort(t *testing.T) int {
 // startPortal loads a Caddy config with a portal whose block body is body
 // ({dir} is replaced by the data directory). The server is stopped at the
 // end of the test.
-func startPortal(t *testing.T, dir, body string) *portal {
+func startPortal(t *testing.T, dir, body string) *portal { return startPortalB(t, dir, body) }
+
+// startPortalB is startPortal for tests and benchmarks alike.
+func startPortalB(t testing.TB, dir, body string) *portal {
 	t.Helper()
 	p := &portal{t: t, port: freePort(t), dir: dir}
 	p.base = fmt.Sprintf("http://127.0.0.1:%d", p.port)
@@ -128,7 +131,7 @@ type resp struct {
 	body   []byte
 }
 
-func (r resp) json(t *testing.T) map[string]any {
+func (r resp) json(t testing.TB) map[string]any {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal(r.body, &m); err != nil {

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// caddyVersion is the Caddy release the project builds on. The binary must
+// report it: a dependency that pulls in a newer Caddy through MVS would
+// change the product silently.
+const caddyVersion = "v2.11.9"
+
+// goTool returns the go command of the toolchain running the test, so the
+// binary is built with the same Go as the tests.
+func goTool(t *testing.T) string {
+	t.Helper()
+	if root := runtime.GOROOT(); root != "" {
+		p := filepath.Join(root, "bin", "go")
+		if runtime.GOOS == "windows" {
+			p += ".exe"
+		}
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	p, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("no go command: %v", err)
+	}
+	return p
+}
+
+// run runs the binary with args and returns its stdout; a non-zero exit
+// fails the test with stderr.
+func run(t *testing.T, bin string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	// Keep Caddy's data and config (autosave, storage) out of $HOME.
+	dir := t.TempDir()
+	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir, "HOME="+dir)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s %s: %v\nstderr:\n%s", filepath.Base(bin), strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.String()
+}
+
+// TestBinary builds the command once, as an operator would with `go build`,
+// and checks that it is Caddy at the pinned version with the portal module
+// compiled in and that the example Caddyfile adapts to a portal route.
+func TestBinary(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "caddyportal")
+	if runtime.GOOS == "windows" {
+		bin += ".exe"
+	}
+	build := exec.Command(goTool(t), "build", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+
+	t.Run("version", func(t *testing.T) {
+		out := run(t, bin, "version")
+		if f := strings.Fields(out); len(f) == 0 || f[0] != caddyVersion {
+			t.Fatalf("version printed %q, want %s first", out, caddyVersion)
+		}
+	})
+
+	t.Run("list-modules", func(t *testing.T) {
+		out := run(t, bin, "list-modules")
+		var found bool
+		for _, line := range strings.Split(out, "\n") {
+			if strings.TrimSpace(line) == "http.handlers.portal" {
+				found = true
+			}
+		}
+		if !found {
+			t.Fatalf("list-modules does not list http.handlers.portal:\n%s", out)
+		}
+	})
+
+	t.Run("adapt example", func(t *testing.T) {
+		caddyfile := filepath.Join("..", "..", "Caddyfile.example")
+		out := run(t, bin, "adapt", "--config", caddyfile)
+		var cfg any
+		if err := json.Unmarshal([]byte(out), &cfg); err != nil {
+			t.Fatalf("adapt output is not JSON: %v\n%s", err, out)
+		}
+		if !hasHandler(cfg, "portal") {
+			t.Fatalf("adapted config has no {\"handler\":\"portal\"} route:\n%s", out)
+		}
+	})
+}
+
+// hasHandler reports whether v, a decoded JSON config, contains an object
+// with "handler": name at any depth (routes can nest in subroutes).
+func hasHandler(v any, name string) bool {
+	switch v := v.(type) {
+	case map[string]any:
+		if h, ok := v["handler"].(string); ok && h == name {
+			return true
+		}
+		for _, e := range v {
+			if hasHandler(e, name) {
+				return true
+			}
+		}
+	case []any:
+		for _, e := range v {
+			if hasHandler(e, name) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func TestHasHandler(t *testing.T) {
+	tests := []struct {
+		config string
+		want   bool
+	}{
+		{`{"apps":{"http":{"servers":{"srv0":{"routes":[{"handle":[{"handler":"portal"}]}]}}}}}`, true},
+		{`{"routes":[{"handle":[{"handler":"subroute","routes":[{"handle":[{"handler":"portal"}]}]}]}]}`, true},
+		{`{"routes":[{"handle":[{"handler":"static_response","body":"portal"}]}]}`, false},
+		{`{"handler":"portals"}`, false},
+		{`[]`, false},
+	}
+	for _, tt := range tests {
+		var v any
+		if err := json.Unmarshal([]byte(tt.config), &v); err != nil {
+			t.Fatal(err)
+		}
+		if got := hasHandler(v, "portal"); got != tt.want {
+			t.Errorf("hasHandler(%s) = %v, want %v", tt.config, got, tt.want)
+		}
+	}
+}
