@@ -33,11 +33,20 @@ func init() {
 type Handler struct {
 	config.Portal
 
-	logger   *zap.Logger
-	storeKey string
-	svc      *sessions.Service
-	api      *api.API
-	cookies  *gate.Cookies
+	// StreamCloseDelay is how long dashboard WebSockets and other streams
+	// stay open after a config reload before they are closed, so that a
+	// reload does not disconnect every learner's terminal at once.
+	// Default: 10m.
+	StreamCloseDelay caddy.Duration `json:"stream_close_delay,omitempty"`
+
+	logger    *zap.Logger
+	proxy     caddyhttp.MiddlewareHandler
+	activity  *activity
+	redirects *redirects.Policy
+	storeKey  string
+	svc       *sessions.Service
+	api       *api.API
+	cookies   *gate.Cookies
 }
 
 // CaddyModule returns the Caddy module information.
@@ -91,6 +100,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("portal: redirects: %w", err)
 	}
+	h.redirects = policy
+	if err := h.loadProxy(ctx); err != nil {
+		return fmt.Errorf("portal %s: %w", h.Name, err)
+	}
 	uid := tokens.DeriveKey(secret, "uid")
 	h.api = api.New(api.Options{
 		Service:    h.svc,
@@ -102,14 +115,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		PortalUID:  fmt.Sprintf("%x-%x-%x-%x-%x", uid[0:4], uid[4:6], uid[6:8], uid[8:10], uid[10:16]),
 	})
 	return nil
-}
-
-// activated issues the session's dashboard cookie after a successful
-// activation and returns the dashboard entry to redirect to.
-func (h *Handler) activated(w http.ResponseWriter, r *http.Request, sess *sessions.Session) (string, error) {
-	entry := "/workshops/session/" + sess.Name + "/"
-	http.SetCookie(w, h.cookies.Issue(sess.Name, sess.Owner, entry, r.TLS != nil, h.svc.Now()))
-	return entry, nil
 }
 
 // clientIP is the address failed logins are counted against: Caddy's
@@ -150,6 +155,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if hh := h.api.Handler(r); hh != nil {
 		hh.ServeHTTP(w, r)
 		return nil
+	}
+	if handled, err := h.serveBrowser(w, r, next); handled {
+		return err
 	}
 	return next.ServeHTTP(w, r)
 }

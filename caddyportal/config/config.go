@@ -136,14 +136,14 @@ type Portal struct {
 	Registration string `json:"registration,omitempty"`
 
 	// Sessions holds the portal-wide session caps.
-	Sessions SessionLimits `json:"sessions,omitempty"`
+	Sessions SessionLimits `json:"sessions,omitzero"`
 
 	// Robot is the REST API user (OAuth2 password grant). The password is required.
-	Robot Credentials `json:"robot,omitempty"`
+	Robot Credentials `json:"robot,omitzero"`
 
 	// Client is the OAuth2 client that REST callers authenticate as.
 	// Both the ID and the secret are required.
-	Client Client `json:"client,omitempty"`
+	Client Client `json:"client,omitzero"`
 
 	// Admin is the admin login for the web pages. Optional.
 	Admin *Credentials `json:"admin,omitempty"`
@@ -151,10 +151,10 @@ type Portal struct {
 	// Dashboards says where session dashboards are served: `path` (default)
 	// under /workshops/session/<s>/ on the portal host, or `host` at
 	// <s>.<domain>.
-	Dashboards Dashboards `json:"dashboards,omitempty"`
+	Dashboards Dashboards `json:"dashboards,omitzero"`
 
 	// Tokens sets OAuth2 token lifetimes.
-	Tokens TokenLifetimes `json:"tokens,omitempty"`
+	Tokens TokenLifetimes `json:"tokens,omitzero"`
 
 	// ActivationTimeout is the default activation window for a requested
 	// session when the request gives no `timeout`. Default: 60s.
@@ -388,6 +388,11 @@ func (p *Portal) Validate() error {
 	}
 	return nil
 }
+
+// Validate checks one workshop on its own (name, numbers, durations and
+// upstreams), without the portal-wide checks of Portal.Validate. The
+// Caddyfile parser uses it to report a problem at the workshop's line.
+func (w Workshop) Validate() error { return w.validate() }
 
 func (w Workshop) validate() error {
 	if w.Name == "" {

@@ -69,3 +69,29 @@ func (c *Cookies) Verify(r *http.Request, session string, now time.Time) (string
 	}
 	return user, nil
 }
+
+// ticketPurpose binds signatures to host-mode hand-off tickets.
+const ticketPurpose = "dashboard-ticket"
+
+// TicketTTL is how long a hand-off ticket is valid: long enough for one
+// redirect, short enough that a leaked URL is useless.
+const TicketTTL = 60 * time.Second
+
+// IssueTicket returns a one-time hand-off ticket for session and user; nonce
+// makes each ticket distinct so its single use can be recorded.
+func (c *Cookies) IssueTicket(session, user, nonce string, now time.Time) string {
+	return c.signer.Sign(ticketPurpose, []byte(session+"\n"+user+"\n"+nonce), now.Add(TicketTTL))
+}
+
+// VerifyTicket checks a ticket for session and returns its user and nonce.
+func (c *Cookies) VerifyTicket(ticket, session string, now time.Time) (user, nonce string, err error) {
+	payload, err := c.signer.Verify(ticketPurpose, ticket, now)
+	if err != nil {
+		return "", "", err
+	}
+	parts := strings.SplitN(string(payload), "\n", 3)
+	if len(parts) != 3 || parts[0] != session {
+		return "", "", ErrWrongSession
+	}
+	return parts[1], parts[2], nil
+}

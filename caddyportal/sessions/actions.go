@@ -336,3 +336,24 @@ func (s *Service) reconcileOnce() {
 		s.log.Warn("reconcile failed", zap.Error(err))
 	}
 }
+
+// UseOnce records that a one-time value (identified by key, for example a
+// ticket nonce) was used; it reports false if it had been used already. The
+// record expires at until, after which the value is invalid anyway.
+func (s *Service) UseOnce(ctx context.Context, key string, until time.Time) (bool, error) {
+	first := false
+	err := s.st.Update(ctx, func(tx store.Txn) error {
+		k := "n/" + tokens.Hash(key)
+		_, err := tx.Get(k)
+		if err == nil {
+			first = false
+			return nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		first = true
+		return tx.SetExpiring(k, nil, until)
+	})
+	return first, err
+}

@@ -204,6 +204,11 @@ func (t *txState) allocate(req Request) (Result, error) {
 	if limit := t.s.userLimit(user.Group); limit > 0 && len(owned) >= limit {
 		return Result{}, ErrNoSession
 	}
+	// A removed (STOPPING) environment has capacity 0: it only hands back
+	// existing sessions, never one of its leftover reserves.
+	if e.State != EnvRunning {
+		return Result{}, ErrNoSession
+	}
 	t.s.markActive(e)
 	m, err := t.env(e.Name)
 	if err != nil {
@@ -219,7 +224,7 @@ func (t *txState) allocate(req Request) (Result, error) {
 	}
 	if reserve == nil {
 		// 5. Create on demand, within capacity and the portal maximum.
-		if e.State != EnvRunning || len(m) >= e.Capacity {
+		if len(m) >= e.Capacity {
 			return Result{}, ErrNoSession
 		}
 		if maxSessions := t.s.cfg.Sessions.Maximum; maxSessions > 0 {
@@ -229,8 +234,11 @@ func (t *txState) allocate(req Request) (Result, error) {
 			}
 			if total >= maxSessions {
 				ok, err := t.evictOldestReserve()
-				if err != nil || !ok {
-					return Result{}, errors.Join(err, ErrNoSession)
+				if err != nil {
+					return Result{}, err // a store failure, not "no session"
+				}
+				if !ok {
+					return Result{}, ErrNoSession
 				}
 			}
 		}

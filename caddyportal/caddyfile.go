@@ -1,0 +1,653 @@
+package caddyportal
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddyportal/caddyportal/caddyportal/config"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("portal", parseCaddyfile)
+	// The portal owns its API, activation and dashboard routes and passes
+	// everything else on, so it must run before the site's own handle
+	// blocks; ordering it here spares operators an `order` global option.
+	httpcaddyfile.RegisterDirectiveOrder("portal", httpcaddyfile.Before, "handle")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	var hd Handler
+	if err := hd.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+	return &hd, nil
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	portal [<matcher>] {
+//		name      <name>
+//		storage   badger [<dir>]
+//		storage   etcd <endpoints...> {
+//			prefix   <prefix>
+//			username <user>
+//			password <pass>
+//			tls      <ca> [<cert> <key>]
+//		}
+//		url       <public base url>
+//		index     <url>
+//		redirects <origins...>
+//		catalog   private|public
+//		registration one-step|anonymous|disabled
+//		sessions  [maximum <n>] [registered <n>] [anonymous <n>]
+//		sessions  {
+//			maximum    <n>
+//			registered <n>
+//			anonymous  <n>
+//		}
+//		robot     <username> <password>
+//		client    <id> <secret>
+//		admin     <username> <password>
+//		dashboards path|host <domain>
+//		tokens    [access <duration>] [refresh <duration>]
+//		tokens    {
+//			access  <duration>
+//			refresh <duration>
+//		}
+//		activation_timeout <duration>
+//		retention <duration>
+//		stream_close_delay <duration>
+//		workshop <name> {
+//			title       <text>
+//			description <text>
+//			vendor      <text>
+//			authors     <names...>
+//			difficulty  <text>
+//			duration    <text>
+//			tags        <tags...>
+//			labels      <key> <value> [<key> <value>...]
+//			labels      {
+//				<key> <value>
+//			}
+//			logo        <url>
+//			url         <url>
+//			alias       <name>
+//			capacity    <n>
+//			reserved    <n>
+//			initial     <n>
+//			expires     <duration>
+//			overtime    <duration>
+//			deadline    <duration>
+//			orphaned    <duration>
+//			overdue     <duration>
+//			upstream    <addresses...>
+//			upstream    <template containing {session}>
+//		}
+//	}
+//
+// `redirects`, `workshop` and, inside a workshop, `authors`, `tags`,
+// `labels` and `upstream` may be repeated and accumulate; every other
+// option may be given once. `robot` and `client` are required and at least
+// one workshop is expected. Counts are non-negative integers; durations use
+// Caddy's syntax (90s, 60m, 2h, 1d).
+//
+// Caddy's parser does not allow anything after a `{` on the same line, so
+// the one-line forms of `sessions`, `tokens` and `labels` are written
+// without braces: `sessions maximum 10 registered 1 anonymous 1`.
+//
+// `{$VAR}` environment variables are expanded when the Caddyfile is read;
+// `{env.VAR}` placeholders in the robot password, the client id and secret
+// and the admin password are kept in the JSON config and expanded when the
+// handler is provisioned, which keeps those secrets out of the adapted JSON.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume directive name
+	if d.NextArg() {
+		return d.Errf("portal: unexpected argument %q (options go in the portal { ... } block)", d.Val())
+	}
+
+	seen := map[string]bool{}
+	workshopAt := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if opt != "redirects" && opt != "workshop" {
+			if seen[opt] {
+				return d.Errf("portal option %q given twice", opt)
+			}
+			seen[opt] = true
+		}
+		var err error
+		switch opt {
+		case "name":
+			h.Name, err = oneArg(d, opt, "name <name>")
+		case "storage":
+			h.Storage, err = parseStorage(d)
+		case "url":
+			var u string
+			if u, err = oneURL(d, opt, "url <public base url>"); err == nil {
+				// The portal appends its own paths to the base URL.
+				h.URL = strings.TrimRight(u, "/")
+			}
+		case "index":
+			h.Index, err = oneURL(d, opt, "index <url>")
+		case "redirects":
+			err = parseRedirects(d, h)
+		case "catalog":
+			h.Catalog, err = oneOf(d, opt, config.CatalogPrivate, config.CatalogPublic)
+		case "registration":
+			h.Registration, err = oneOf(d, opt, config.RegistrationOneStep, config.RegistrationAnonymous, config.RegistrationDisabled)
+		case "sessions":
+			err = parseSessions(d, &h.Sessions)
+		case "robot":
+			var c config.Credentials
+			if c, err = credentials(d, opt, "robot <username> <password>"); err == nil {
+				h.Robot = c
+			}
+		case "client":
+			var c config.Credentials
+			if c, err = credentials(d, opt, "client <id> <secret>"); err == nil {
+				h.Client = config.Client{ID: c.Username, Secret: c.Password}
+			}
+		case "admin":
+			var c config.Credentials
+			if c, err = credentials(d, opt, "admin <username> <password>"); err == nil {
+				h.Admin = &c
+			}
+		case "dashboards":
+			h.Dashboards, err = parseDashboards(d)
+		case "tokens":
+			err = parseTokens(d, &h.Tokens)
+		case "activation_timeout":
+			h.ActivationTimeout, err = oneDuration(d, opt)
+		case "retention":
+			h.Retention, err = oneDuration(d, opt)
+		case "stream_close_delay":
+			var v config.Duration
+			v, err = oneDuration(d, opt)
+			h.StreamCloseDelay = caddy.Duration(v)
+		case "workshop":
+			var w config.Workshop
+			if w, err = parseWorkshop(d, workshopAt); err == nil {
+				h.Workshops = append(h.Workshops, w)
+			}
+		default:
+			return d.Errf("unrecognized portal option %q", opt)
+		}
+		if err != nil {
+			return err
+		}
+	}
+
+	// The cursor is now on the portal block's closing brace (or on the
+	// directive when there is no block), which is the line these refer to.
+	if !seen["robot"] {
+		return d.Err("portal: missing `robot <username> <password>` (the REST API user)")
+	}
+	if !seen["client"] {
+		return d.Err("portal: missing `client <id> <secret>` (the OAuth2 client of the REST API)")
+	}
+	if err := h.Portal.Validate(); err != nil {
+		return d.Errf("portal: %v", err)
+	}
+	return nil
+}
+
+// lineArgs returns the arguments of the option at the cursor and refuses a
+// block after them, so that a stray `{` is reported at its option rather
+// than as an unknown option on the next line.
+func lineArgs(d *caddyfile.Dispenser, opt string) ([]string, error) {
+	args := d.RemainingArgs()
+	if d.NextBlock(d.Nesting()) {
+		d.Prev() // back to the `{`, on the option's line
+		return nil, d.Errf("%s: unexpected block", opt)
+	}
+	return args, nil
+}
+
+func usageErr(d *caddyfile.Dispenser, opt, usage string) error {
+	return d.Errf("%s: wrong argument count (usage: %s)", opt, usage)
+}
+
+func oneArg(d *caddyfile.Dispenser, opt, usage string) (string, error) {
+	args, err := lineArgs(d, opt)
+	if err != nil {
+		return "", err
+	}
+	if len(args) != 1 {
+		return "", usageErr(d, opt, usage)
+	}
+	if args[0] == "" {
+		return "", d.Errf("%s: empty value", opt)
+	}
+	return args[0], nil
+}
+
+func oneURL(d *caddyfile.Dispenser, opt, usage string) (string, error) {
+	u, err := oneArg(d, opt, usage)
+	if err != nil {
+		return "", err
+	}
+	if _, err := config.Origin(u); err != nil {
+		return "", d.Errf("%s: %v", opt, err)
+	}
+	return u, nil
+}
+
+func oneOf(d *caddyfile.Dispenser, opt string, values ...string) (string, error) {
+	usage := opt + " " + strings.Join(values, "|")
+	v, err := oneArg(d, opt, usage)
+	if err != nil {
+		return "", err
+	}
+	for _, ok := range values {
+		if v == ok {
+			return v, nil
+		}
+	}
+	return "", d.Errf("%s: unknown value %q (use %s)", opt, v, strings.Join(values, ", "))
+}
+
+func oneDuration(d *caddyfile.Dispenser, opt string) (config.Duration, error) {
+	v, err := oneArg(d, opt, opt+" <duration>")
+	if err != nil {
+		return 0, err
+	}
+	return duration(d, opt, v)
+}
+
+// duration parses Caddy's duration syntax, which adds the `d` unit to Go's.
+func duration(d *caddyfile.Dispenser, opt, s string) (config.Duration, error) {
+	v, err := caddy.ParseDuration(s)
+	if err != nil {
+		return 0, d.Errf("%s: invalid duration %q (use forms like 90s, 60m, 2h, 1d)", opt, s)
+	}
+	if v < 0 {
+		return 0, d.Errf("%s: duration %q must not be negative", opt, s)
+	}
+	return config.Duration(v), nil
+}
+
+// count parses a non-negative integer.
+func count(d *caddyfile.Dispenser, opt, s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return 0, d.Errf("%s: %q is not a non-negative integer", opt, s)
+	}
+	return n, nil
+}
+
+func credentials(d *caddyfile.Dispenser, opt, usage string) (config.Credentials, error) {
+	args, err := lineArgs(d, opt)
+	if err != nil {
+		return config.Credentials{}, err
+	}
+	if len(args) != 2 || args[0] == "" || args[1] == "" {
+		// A {$VAR} that expands to nothing disappears before we see the
+		// line, so a missing second argument is most often an unset variable.
+		return config.Credentials{}, d.Errf("%s: two non-empty arguments are required (usage: %s); is an environment variable unset?", opt, usage)
+	}
+	return config.Credentials{Username: args[0], Password: args[1]}, nil
+}
+
+func parseRedirects(d *caddyfile.Dispenser, h *Handler) error {
+	args, err := lineArgs(d, "redirects")
+	if err != nil {
+		return err
+	}
+	if len(args) == 0 {
+		return usageErr(d, "redirects", "redirects <origins...>")
+	}
+	for _, u := range args {
+		if _, err := config.Origin(u); err != nil {
+			return d.Errf("redirects: %v", err)
+		}
+	}
+	h.Redirects = append(h.Redirects, args...)
+	return nil
+}
+
+func parseStorage(d *caddyfile.Dispenser) (*config.Storage, error) {
+	const usage = "storage badger [<dir>] | storage etcd <endpoints...> { ... }"
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return nil, usageErr(d, "storage", usage)
+	}
+	s := &config.Storage{Backend: args[0]}
+	switch args[0] {
+	case config.StorageBadger:
+		if len(args) > 2 {
+			return nil, usageErr(d, "storage", usage)
+		}
+		if len(args) == 2 {
+			s.Path = args[1]
+		}
+		if d.NextBlock(d.Nesting()) {
+			d.Prev() // back to the `{`, on the option's line
+			return nil, d.Err("storage badger: unexpected block")
+		}
+		return s, nil
+	case config.StorageEtcd:
+		if len(args) == 1 {
+			return nil, d.Err("storage etcd: at least one endpoint is required")
+		}
+		s.Endpoints = args[1:]
+	default:
+		return nil, d.Errf("storage: unknown backend %q (use badger or etcd)", args[0])
+	}
+
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if seen[opt] {
+			return nil, d.Errf("storage etcd option %q given twice", opt)
+		}
+		seen[opt] = true
+		var err error
+		switch opt {
+		case "prefix":
+			s.Prefix, err = oneArg(d, "prefix", "prefix <prefix>")
+		case "username":
+			s.Username, err = oneArg(d, "username", "username <user>")
+		case "password":
+			s.Password, err = oneArg(d, "password", "password <pass>")
+		case "tls":
+			var args []string
+			if args, err = lineArgs(d, opt); err == nil {
+				switch len(args) {
+				case 1:
+					s.TLS = &config.StorageTLS{CA: args[0]}
+				case 3:
+					s.TLS = &config.StorageTLS{CA: args[0], Cert: args[1], Key: args[2]}
+				default:
+					err = usageErr(d, "tls", "tls <ca> [<cert> <key>]")
+				}
+			}
+		default:
+			return nil, d.Errf("unrecognized storage etcd option %q", opt)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if (s.Username == "") != (s.Password == "") {
+		return nil, d.Err("storage etcd: username and password go together")
+	}
+	return s, nil
+}
+
+// pairs reads `<key> <value>` pairs given inline after the option or in a
+// block, one pair per line. Caddy's parser refuses tokens after a `{` on the
+// same line, so the inline form is the one-line spelling.
+func pairs(d *caddyfile.Dispenser, opt string, set func(key, val string) error) error {
+	args := d.RemainingArgs()
+	if len(args)%2 != 0 {
+		return d.Errf("%s: expected <key> <value> pairs, got %d arguments", opt, len(args))
+	}
+	n := len(args) / 2
+	for i := 0; i < len(args); i += 2 {
+		if err := set(args[i], args[i+1]); err != nil {
+			return err
+		}
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		key := d.Val()
+		vals, err := lineArgs(d, opt+" "+key)
+		if err != nil {
+			return err
+		}
+		if len(vals) != 1 {
+			return d.Errf("%s: %s: expected exactly one value", opt, key)
+		}
+		if err := set(key, vals[0]); err != nil {
+			return err
+		}
+		n++
+	}
+	if n == 0 {
+		return d.Errf("%s: expected at least one <key> <value> pair", opt)
+	}
+	return nil
+}
+
+func parseSessions(d *caddyfile.Dispenser, s *config.SessionLimits) error {
+	seen := map[string]bool{}
+	return pairs(d, "sessions", func(key, val string) error {
+		var dst *int
+		switch key {
+		case "maximum":
+			dst = &s.Maximum
+		case "registered":
+			dst = &s.Registered
+		case "anonymous":
+			dst = &s.Anonymous
+		default:
+			return d.Errf("unrecognized sessions option %q (use maximum, registered, anonymous)", key)
+		}
+		if seen[key] {
+			return d.Errf("sessions: %s given twice", key)
+		}
+		seen[key] = true
+		n, err := count(d, "sessions "+key, val)
+		*dst = n
+		return err
+	})
+}
+
+func parseTokens(d *caddyfile.Dispenser, t *config.TokenLifetimes) error {
+	seen := map[string]bool{}
+	return pairs(d, "tokens", func(key, val string) error {
+		var dst *config.Duration
+		switch key {
+		case "access":
+			dst = &t.Access
+		case "refresh":
+			dst = &t.Refresh
+		default:
+			return d.Errf("unrecognized tokens option %q (use access, refresh)", key)
+		}
+		if seen[key] {
+			return d.Errf("tokens: %s given twice", key)
+		}
+		seen[key] = true
+		v, err := duration(d, "tokens "+key, val)
+		*dst = v
+		return err
+	})
+}
+
+func parseDashboards(d *caddyfile.Dispenser) (config.Dashboards, error) {
+	const usage = "dashboards path | dashboards host <domain>"
+	args, err := lineArgs(d, "dashboards")
+	if err != nil {
+		return config.Dashboards{}, err
+	}
+	if len(args) == 0 {
+		return config.Dashboards{}, usageErr(d, "dashboards", usage)
+	}
+	switch args[0] {
+	case config.DashboardsPath:
+		if len(args) != 1 {
+			return config.Dashboards{}, usageErr(d, "dashboards", usage)
+		}
+		return config.Dashboards{Mode: config.DashboardsPath}, nil
+	case config.DashboardsHost:
+		if len(args) != 2 || args[1] == "" {
+			return config.Dashboards{}, d.Err("dashboards host: a domain is required (usage: dashboards host <domain>)")
+		}
+		domain := args[1]
+		if strings.ContainsAny(domain, "/:@ ") || strings.HasPrefix(domain, ".") || strings.HasSuffix(domain, ".") {
+			return config.Dashboards{}, d.Errf("dashboards host: %q is not a domain name (sessions are served at <session>.<domain>)", domain)
+		}
+		return config.Dashboards{Mode: config.DashboardsHost, Domain: strings.ToLower(domain)}, nil
+	default:
+		return config.Dashboards{}, d.Errf("dashboards: unknown mode %q (use path or host <domain>)", args[0])
+	}
+}
+
+// errAt reports an error at the line of tok rather than at the cursor, for
+// problems that belong to a whole workshop block.
+func errAt(tok caddyfile.Token, format string, args ...any) error {
+	td := caddyfile.NewDispenser([]caddyfile.Token{tok})
+	td.Next()
+	return td.Errf(format, args...)
+}
+
+// parseWorkshop reads one `workshop <name> { ... }` block. taken holds the
+// names already declared; the name is added to it.
+func parseWorkshop(d *caddyfile.Dispenser, taken map[string]bool) (config.Workshop, error) {
+	tok := d.Token()
+	if !d.NextArg() {
+		return config.Workshop{}, usageErr(d, "workshop", "workshop <name> { ... }")
+	}
+	w := config.Workshop{Name: d.Val()}
+	if d.NextArg() {
+		return config.Workshop{}, usageErr(d, "workshop", "workshop <name> { ... }")
+	}
+	if taken[w.Name] {
+		return config.Workshop{}, d.Errf("workshop %q: declared twice", w.Name)
+	}
+	taken[w.Name] = true
+
+	seen := map[string]bool{}
+	labels := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		switch opt {
+		case "authors", "tags", "labels", "upstream":
+		default:
+			if seen[opt] {
+				return config.Workshop{}, d.Errf("workshop option %q given twice", opt)
+			}
+			seen[opt] = true
+		}
+		var err error
+		switch opt {
+		case "title":
+			w.Title, err = oneArg(d, opt, "title <text>")
+		case "description":
+			w.Description, err = oneArg(d, opt, "description <text>")
+		case "vendor":
+			w.Vendor, err = oneArg(d, opt, "vendor <text>")
+		case "difficulty":
+			w.Difficulty, err = oneArg(d, opt, "difficulty <text>")
+		case "duration":
+			w.Duration, err = oneArg(d, opt, "duration <text>")
+		case "logo":
+			w.Logo, err = oneArg(d, opt, "logo <url>")
+		case "url":
+			w.URL, err = oneURL(d, opt, "url <url>")
+		case "alias":
+			w.Alias, err = oneArg(d, opt, "alias <name>")
+		case "authors":
+			w.Authors, err = appendArgs(d, opt, w.Authors)
+		case "tags":
+			w.Tags, err = appendArgs(d, opt, w.Tags)
+		case "labels":
+			err = pairs(d, opt, func(key, val string) error {
+				if key == "" {
+					return d.Err("labels: empty label name")
+				}
+				if labels[key] {
+					return d.Errf("labels: %q given twice", key)
+				}
+				labels[key] = true
+				if w.Labels == nil {
+					w.Labels = map[string]string{}
+				}
+				w.Labels[key] = val
+				return nil
+			})
+		case "capacity":
+			w.Capacity, err = oneCount(d, opt)
+		case "reserved":
+			w.Reserved, err = oneCount(d, opt)
+		case "initial":
+			w.Initial, err = oneCount(d, opt)
+		case "expires":
+			w.Expires, err = oneDuration(d, opt)
+		case "overtime":
+			w.Overtime, err = oneDuration(d, opt)
+		case "deadline":
+			w.Deadline, err = oneDuration(d, opt)
+		case "orphaned":
+			w.Orphaned, err = oneDuration(d, opt)
+		case "overdue":
+			w.Overdue, err = oneDuration(d, opt)
+		case "upstream":
+			w.Upstreams, err = parseUpstream(d, w.Upstreams)
+		default:
+			return config.Workshop{}, d.Errf("unrecognized workshop option %q", opt)
+		}
+		if err != nil {
+			return config.Workshop{}, err
+		}
+	}
+	if err := w.Validate(); err != nil {
+		return config.Workshop{}, errAt(tok, "workshop %q: %v", w.Name, err)
+	}
+	return w, nil
+}
+
+func appendArgs(d *caddyfile.Dispenser, opt string, to []string) ([]string, error) {
+	args, err := lineArgs(d, opt)
+	if err != nil {
+		return nil, err
+	}
+	if len(args) == 0 {
+		return nil, usageErr(d, opt, opt+" <values...>")
+	}
+	return append(to, args...), nil
+}
+
+func oneCount(d *caddyfile.Dispenser, opt string) (*int, error) {
+	v, err := oneArg(d, opt, opt+" <n>")
+	if err != nil {
+		return nil, err
+	}
+	n, err := count(d, opt, v)
+	if err != nil {
+		return nil, err
+	}
+	return &n, nil
+}
+
+func parseUpstream(d *caddyfile.Dispenser, pool []string) ([]string, error) {
+	args, err := lineArgs(d, "upstream")
+	if err != nil {
+		return nil, err
+	}
+	if len(args) == 0 {
+		return nil, d.Err("upstream: at least one dashboard address is required (usage: upstream <addresses...> | upstream <template containing {session}>)")
+	}
+	seen := map[string]bool{}
+	for _, u := range pool {
+		seen[u] = true
+	}
+	for _, u := range args {
+		if u == "" {
+			return nil, d.Err("upstream: empty address")
+		}
+		if seen[u] {
+			// Each address is one session slot; listing it twice would
+			// hand one dashboard to two learners.
+			return nil, d.Errf("upstream: %q listed twice", u)
+		}
+		seen[u] = true
+	}
+	pool = append(pool, args...)
+	if len(pool) > 1 {
+		for _, u := range pool {
+			if strings.Contains(u, config.SessionPlaceholder) {
+				return nil, d.Errf("upstream: a %s template must be the only address, not part of a pool", config.SessionPlaceholder)
+			}
+		}
+	}
+	return pool, nil
+}
+
+// Interface guard.
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

@@ -1,0 +1,303 @@
+package caddyportal
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/caddyportal/caddyportal/caddyportal/config"
+)
+
+func intp(n int) *int { return &n }
+
+func dur(d time.Duration) config.Duration { return config.Duration(d) }
+
+// required is the minimum a valid portal block needs besides its workshops.
+const required = `
+	robot robot@portal pw
+	client id secret
+`
+
+const oneWorkshop = `
+	workshop lab {
+		upstream 127.0.0.1:9001
+	}
+`
+
+var (
+	requiredCfg = config.Portal{
+		Robot:  config.Credentials{Username: "robot@portal", Password: "pw"},
+		Client: config.Client{ID: "id", Secret: "secret"},
+	}
+	oneWorkshopCfg = []config.Workshop{{Name: "lab", Upstreams: []string{"127.0.0.1:9001"}}}
+)
+
+func withRequired(p config.Portal) config.Portal {
+	p.Robot, p.Client = requiredCfg.Robot, requiredCfg.Client
+	if p.Workshops == nil {
+		p.Workshops = oneWorkshopCfg
+	}
+	return p
+}
+
+func TestUnmarshalCaddyfile(t *testing.T) {
+	tests := []struct {
+		name  string
+		input string
+		want  config.Portal
+	}{
+		{
+			name:  "minimal",
+			input: "portal {" + required + oneWorkshop + "}",
+			want:  withRequired(config.Portal{}),
+		},
+		{
+			name: "portal options",
+			input: `portal {
+				name demo
+				storage badger /data
+				url https://portal.example.com/
+				index https://hub.example.com/
+				redirects https://a.example.com
+				redirects https://b.example.com https://c.example.com
+				catalog public
+				registration disabled
+				sessions {
+					maximum 10
+					registered 1
+				}
+				admin root root-pw
+				dashboards host labs.example.com
+				tokens {
+					access 2h
+				}
+				activation_timeout 2m
+				retention 1d12h
+				` + required + oneWorkshop + `}`,
+			want: withRequired(config.Portal{
+				Name:              "demo",
+				Storage:           &config.Storage{Backend: "badger", Path: "/data"},
+				URL:               "https://portal.example.com",
+				Index:             "https://hub.example.com/",
+				Redirects:         []string{"https://a.example.com", "https://b.example.com", "https://c.example.com"},
+				Catalog:           "public",
+				Registration:      "disabled",
+				Sessions:          config.SessionLimits{Maximum: 10, Registered: 1},
+				Admin:             &config.Credentials{Username: "root", Password: "root-pw"},
+				Dashboards:        config.Dashboards{Mode: "host", Domain: "labs.example.com"},
+				Tokens:            config.TokenLifetimes{Access: dur(2 * time.Hour)},
+				ActivationTimeout: dur(2 * time.Minute),
+				Retention:         dur(36 * time.Hour),
+			}),
+		},
+		{
+			name:  "inline pairs",
+			input: "portal {\nsessions maximum 3 anonymous 2\ntokens refresh 1h access 1m\n" + required + "workshop lab {\nlabels a b c d\nupstream x:1\n}\n}",
+			want: withRequired(config.Portal{
+				Sessions:  config.SessionLimits{Maximum: 3, Anonymous: 2},
+				Tokens:    config.TokenLifetimes{Access: dur(time.Minute), Refresh: dur(time.Hour)},
+				Workshops: []config.Workshop{{Name: "lab", Labels: map[string]string{"a": "b", "c": "d"}, Upstreams: []string{"x:1"}}},
+			}),
+		},
+		{
+			name: "storage etcd",
+			input: `portal {
+				storage etcd http://e1:2379 http://e2:2379 {
+					prefix /p/
+					username u
+					password p
+					tls ca.pem
+				}` + required + oneWorkshop + `}`,
+			want: withRequired(config.Portal{Storage: &config.Storage{
+				Backend: "etcd", Endpoints: []string{"http://e1:2379", "http://e2:2379"},
+				Prefix: "/p/", Username: "u", Password: "p", TLS: &config.StorageTLS{CA: "ca.pem"},
+			}}),
+		},
+		{
+			name: "workshop options",
+			input: `portal {` + required + `
+				workshop lab {
+					title "A title"
+					description "Some words"
+					vendor v
+					authors a b
+					authors c
+					difficulty hard
+					duration 1h
+					tags t1
+					tags t2
+					labels {
+						k v
+					}
+					labels k2 v2
+					logo data:image/png;base64,AAAA
+					url https://example.com/lab
+					alias lab-alias
+					capacity 2
+					reserved 1
+					initial 2
+					expires 1h
+					overtime 10m
+					deadline 3h
+					orphaned 0s
+					overdue 5m
+					upstream a:1
+					upstream b:2
+				}
+				workshop tmpl {
+					upstream {session}.svc:80
+				}
+			}`,
+			want: withRequired(config.Portal{Workshops: []config.Workshop{
+				{
+					Name: "lab", Title: "A title", Description: "Some words", Vendor: "v",
+					Authors: []string{"a", "b", "c"}, Difficulty: "hard", Duration: "1h",
+					Tags: []string{"t1", "t2"}, Labels: map[string]string{"k": "v", "k2": "v2"},
+					Logo: "data:image/png;base64,AAAA", URL: "https://example.com/lab", Alias: "lab-alias",
+					Capacity: intp(2), Reserved: intp(1), Initial: intp(2),
+					Expires: dur(time.Hour), Overtime: dur(10 * time.Minute), Deadline: dur(3 * time.Hour),
+					Overdue: dur(5 * time.Minute), Upstreams: []string{"a:1", "b:2"},
+				},
+				{Name: "tmpl", Upstreams: []string{"{session}.svc:80"}},
+			}}),
+		},
+		{
+			name:  "runtime placeholders stay",
+			input: "portal {\nrobot r {env.PW}\nclient {env.ID} {env.SECRET}\n" + oneWorkshop + "}",
+			want: config.Portal{
+				Robot:     config.Credentials{Username: "r", Password: "{env.PW}"},
+				Client:    config.Client{ID: "{env.ID}", Secret: "{env.SECRET}"},
+				Workshops: oneWorkshopCfg,
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var h Handler
+			if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tt.input)); err != nil {
+				t.Fatalf("UnmarshalCaddyfile: %v", err)
+			}
+			if !reflect.DeepEqual(h.Portal, tt.want) {
+				t.Errorf("got  %+v\nwant %+v", h.Portal, tt.want)
+			}
+		})
+	}
+}
+
+func TestUnmarshalCaddyfileErrors(t *testing.T) {
+	ws := func(body string) string {
+		return "portal {" + required + "workshop lab {\n" + body + "\n}\n}"
+	}
+	tests := []struct {
+		name, input, want string
+	}{
+		{"directive argument", "portal x {" + required + oneWorkshop + "}", `portal: unexpected argument "x"`},
+		{"unknown option", "portal {\nbogus 1\n" + required + oneWorkshop + "}", `unrecognized portal option "bogus", at Testfile:2`},
+		{"unknown workshop option", ws("upstream a:1\nbogus"), `unrecognized workshop option "bogus", at Testfile:6`},
+		{"option twice", "portal {\nname a\nname b\n" + required + oneWorkshop + "}", `portal option "name" given twice, at Testfile:3`},
+		{"workshop option twice", ws("upstream a:1\ntitle a\ntitle b"), `workshop option "title" given twice`},
+		{"url without scheme", "portal {\nurl example.com\n" + required + oneWorkshop + "}", `url: "example.com" is not an absolute http(s) URL, at Testfile:2`},
+		{"url two args", "portal {\nurl https://a https://b\n" + required + oneWorkshop + "}", `url: wrong argument count (usage: url <public base url>), at Testfile:2`},
+		{"option with block", "portal {\nname a {\nx\n}\n" + required + oneWorkshop + "}", `name: unexpected block, at Testfile:2`},
+		{"redirects empty", "portal {\nredirects\n" + required + oneWorkshop + "}", `redirects: wrong argument count`},
+		{"bad catalog", "portal {\ncatalog open\n" + required + oneWorkshop + "}", `catalog: unknown value "open" (use private, public)`},
+		{"bad registration", "portal {\nregistration two-step\n" + required + oneWorkshop + "}", `registration: unknown value "two-step"`},
+		{"sessions odd pairs", "portal {\nsessions maximum\n" + required + oneWorkshop + "}", `sessions: expected <key> <value> pairs, got 1 arguments`},
+		{"sessions empty", "portal {\nsessions\n" + required + oneWorkshop + "}", `sessions: expected at least one <key> <value> pair`},
+		{"sessions negative", "portal {\nsessions maximum -1\n" + required + oneWorkshop + "}", `sessions maximum: "-1" is not a non-negative integer`},
+		{"sessions twice", "portal {\nsessions maximum 1 maximum 2\n" + required + oneWorkshop + "}", `sessions: maximum given twice`},
+		{"sessions block value missing", "portal {\nsessions {\nmaximum\n}\n" + required + oneWorkshop + "}", `sessions: maximum: expected exactly one value, at Testfile:3`},
+		{"sessions block two values", "portal {\nsessions {\nmaximum 1 2\n}\n" + required + oneWorkshop + "}", `sessions: maximum: expected exactly one value, at Testfile:3`},
+		{"tokens unknown", "portal {\ntokens id 1h\n" + required + oneWorkshop + "}", `unrecognized tokens option "id"`},
+		{"tokens negative", "portal {\ntokens access -1h\n" + required + oneWorkshop + "}", `tokens access: duration "-1h" must not be negative`},
+		{"activation_timeout bad", "portal {\nactivation_timeout soon\n" + required + oneWorkshop + "}", `activation_timeout: invalid duration "soon"`},
+		{"robot one arg", "portal {\nrobot r\nclient id secret\n" + oneWorkshop + "}", `robot: two non-empty arguments are required`},
+		{"robot empty password", "portal {\nrobot r \"\"\nclient id secret\n" + oneWorkshop + "}", `robot: two non-empty arguments are required`},
+		{"client one arg", "portal {\nrobot r p\nclient id\n" + oneWorkshop + "}", `client: two non-empty arguments are required`},
+		{"missing robot", "portal {\nclient id secret\n" + oneWorkshop + "}", "portal: missing `robot <username> <password>`"},
+		{"missing client", "portal {\nrobot r p\n" + oneWorkshop + "}", "portal: missing `client <id> <secret>`"},
+		{"no block", "portal", "portal: missing `robot"},
+		{"dashboards extra", "portal {\ndashboards path x\n" + required + oneWorkshop + "}", `dashboards: wrong argument count`},
+		{"dashboards host url", "portal {\ndashboards host https://x.example.com\n" + required + oneWorkshop + "}", `dashboards host: "https://x.example.com" is not a domain name`},
+		{"storage none", "portal {\nstorage\n" + required + oneWorkshop + "}", `storage: wrong argument count`},
+		{"storage badger block", "portal {\nstorage badger /d {\nx y\n}\n" + required + oneWorkshop + "}", `storage badger: unexpected block, at Testfile:2`},
+		{"storage badger extra", "portal {\nstorage badger /a /b\n" + required + oneWorkshop + "}", `storage: wrong argument count`},
+		{"etcd tls two", "portal {\nstorage etcd e:1 {\ntls a b\n}\n" + required + oneWorkshop + "}", `tls: wrong argument count (usage: tls <ca> [<cert> <key>])`},
+		{"etcd user without password", "portal {\nstorage etcd e:1 {\nusername u\n}\n" + required + oneWorkshop + "}", `storage etcd: username and password go together`},
+		{"workshop no name", "portal {" + required + "workshop {\nupstream a:1\n}\n}", `workshop: wrong argument count`},
+		{"workshop two names", "portal {" + required + "workshop a b {\nupstream a:1\n}\n}", `workshop: wrong argument count`},
+		{"workshop duplicate", "portal {" + required + oneWorkshop + oneWorkshop + "}", `workshop "lab": declared twice, at Testfile:9`},
+		{"capacity not a number", ws("capacity many\nupstream a:1"), `capacity: "many" is not a non-negative integer`},
+		{"initial overflow", ws("initial 99999999999999999999\nupstream a:1"), `initial: "99999999999999999999" is not a non-negative integer`},
+		{"reserved > capacity", ws("capacity 1\nreserved 2\nupstream a:1"), `workshop "lab": reserved (2) is larger than capacity (1), at Testfile:4`},
+		{"capacity > pool", ws("capacity 2\nupstream a:1"), `workshop "lab": capacity (2) is larger than the upstream pool (1 addresses), at Testfile:4`},
+		{"no upstream", ws("title t"), `workshop "lab": upstream: at least one dashboard address is required, at Testfile:4`},
+		{"empty upstream", ws("upstream"), `upstream: at least one dashboard address is required`},
+		{"empty upstream address", ws(`upstream ""`), `upstream: empty address`},
+		{"upstream twice", ws("upstream a:1\nupstream a:1"), `upstream: "a:1" listed twice, at Testfile:6`},
+		{"template in pool", ws("upstream a:1 {session}:80"), `upstream: a {session} template must be the only address`},
+		{"labels odd", ws("labels a\nupstream a:1"), `labels: expected <key> <value> pairs, got 1 arguments`},
+		{"labels twice", ws("labels a b a c\nupstream a:1"), `labels: "a" given twice`},
+		{"labels empty key", ws("labels \"\" b\nupstream a:1"), `labels: empty label name`},
+		{"workshop url bad", ws("url /lab\nupstream a:1"), `url: "/lab" is not an absolute http(s) URL`},
+		{"expires bad", ws("expires 1 hour\nupstream a:1"), `expires: wrong argument count`},
+		{"overdue negative", ws("overdue -1s\nupstream a:1"), `overdue: duration "-1s" must not be negative`},
+		{"bad portal name", "portal {\nname UPPER\n" + required + oneWorkshop + "}", `portal: name "UPPER": use lowercase letters, digits and dashes (at most 40), at Testfile:10`},
+		{"bad admin", "portal {\nadmin a\n" + required + oneWorkshop + "}", `admin: two non-empty arguments are required`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var h Handler
+			err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tt.input))
+			if err == nil {
+				t.Fatalf("want an error containing %q, got none; parsed %+v", tt.want, h.Portal)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q\ndoes not contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestUnmarshalCaddyfileEnv checks {$VAR} expansion, which happens while
+// the Caddyfile is read, including a password variable that is empty.
+func TestUnmarshalCaddyfileEnv(t *testing.T) {
+	const input = "portal {\nrobot robot@portal {$CADDYPORTAL_TEST_PW}\nclient id secret\n" + oneWorkshop + "}"
+
+	t.Setenv("CADDYPORTAL_TEST_PW", "s3cret")
+	var h Handler
+	if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input)); err != nil {
+		t.Fatal(err)
+	}
+	if h.Robot.Password != "s3cret" {
+		t.Errorf("robot password %q, want s3cret", h.Robot.Password)
+	}
+
+	t.Setenv("CADDYPORTAL_TEST_PW", "")
+	h = Handler{}
+	err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input))
+	if err == nil || !strings.Contains(err.Error(), "robot: two non-empty arguments are required") || !strings.Contains(err.Error(), "Testfile:2") {
+		t.Errorf("empty password variable: got %v", err)
+	}
+}
+
+// TestParsedConfigValidates checks that whatever the parser accepts also
+// passes the handler's own Validate, which Caddy runs after Provision.
+func TestParsedConfigValidates(t *testing.T) {
+	input := "portal {\ndashboards host x.example.com\nsessions maximum 2\n" + required +
+		"workshop a {\nupstream {session}:1\nreserved 2\n}\nworkshop b {\nupstream a:1 a:2\ncapacity 2\nreserved 2\ninitial 1\n}\n}"
+	var h Handler
+	if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input)); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	envs := h.Environments()
+	if len(envs) != 2 || envs[0].Capacity != 2 || envs[1].Capacity != 2 || envs[1].Initial != 2 {
+		t.Errorf("environments: %+v", envs)
+	}
+}

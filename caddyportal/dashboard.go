@@ -1,0 +1,433 @@
+package caddyportal
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/caddyportal/caddyportal/caddyportal/config"
+	"github.com/caddyportal/caddyportal/caddyportal/gate"
+	"github.com/caddyportal/caddyportal/caddyportal/redirects"
+	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+	"github.com/caddyportal/caddyportal/caddyportal/tokens"
+)
+
+// defaultStreamCloseDelay keeps dashboard WebSockets (terminals, editors)
+// open this long after a config reload instead of cutting them at once.
+const defaultStreamCloseDelay = 10 * time.Minute
+
+// ticketParam carries the host-mode hand-off ticket.
+const ticketParam = "portal_ticket"
+
+// loadProxy loads Caddy's own reverse proxy, with the portal upstream
+// source, as a module of this config so Caddy cleans it up (and closes or
+// delays closing its WebSockets) with the config.
+func (h *Handler) loadProxy(ctx caddy.Context) error {
+	delay := time.Duration(h.StreamCloseDelay)
+	if delay == 0 {
+		delay = defaultStreamCloseDelay
+	}
+	raw, err := json.Marshal(map[string]any{
+		"dynamic_upstreams":  map[string]string{"source": "portal"},
+		"stream_close_delay": int64(delay),
+		"flush_interval":     -1, // dashboards stream: flush at once
+	})
+	if err != nil {
+		return err
+	}
+	mod, err := ctx.LoadModuleByID("http.handlers.reverse_proxy", raw)
+	if err != nil {
+		return fmt.Errorf("loading reverse proxy: %w", err)
+	}
+	h.proxy = mod.(caddyhttp.MiddlewareHandler)
+	h.activity = newActivity(h.svc)
+	go h.activity.run(ctx)
+	return nil
+}
+
+// sessionHost returns the session named by a host-mode request's Host, or "".
+func (h *Handler) sessionHost(r *http.Request) string {
+	if h.Dashboards.Mode != config.DashboardsHost {
+		return ""
+	}
+	host := r.Host
+	if hh, _, err := net.SplitHostPort(host); err == nil {
+		host = hh
+	}
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	suffix := "." + strings.ToLower(h.Dashboards.Domain)
+	name, ok := strings.CutSuffix(host, suffix)
+	if !ok || name == "" || strings.Contains(name, ".") {
+		return ""
+	}
+	return name
+}
+
+// serveBrowser handles the portal's browser routes that are not REST API
+// routes: dashboards (path mode), the delete link, anonymous create and
+// the on-demand TLS ask endpoint. handled is false for other requests.
+func (h *Handler) serveBrowser(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) (bool, error) {
+	if name := h.sessionHost(r); name != "" {
+		return true, h.serveSessionHost(w, r, name, next)
+	}
+	p := r.URL.Path
+	switch {
+	case p == "/workshops/tls/ask" || p == "/workshops/tls/ask/":
+		h.serveAsk(w, r)
+		return true, nil
+	case strings.HasPrefix(p, "/workshops/environment/"):
+		rest := strings.TrimPrefix(p, "/workshops/environment/")
+		env, tail, _ := strings.Cut(rest, "/")
+		if tail == "create" || tail == "create/" {
+			h.serveCreate(w, r, env)
+			return true, nil
+		}
+	case strings.HasPrefix(p, "/workshops/session/"):
+		rest := strings.TrimPrefix(r.URL.EscapedPath(), "/workshops/session/")
+		name, tail, hasSlash := strings.Cut(rest, "/")
+		if name == "" {
+			return false, nil
+		}
+		if tail == "delete" || tail == "delete/" {
+			h.serveDelete(w, r, name)
+			return true, nil
+		}
+		if h.Dashboards.Mode == config.DashboardsHost {
+			return false, nil
+		}
+		if !hasSlash {
+			http.Redirect(w, r, "/workshops/session/"+name+"/", http.StatusFound)
+			return true, nil
+		}
+		return true, h.serveDashboard(w, r, name, "/"+tail, next)
+	}
+	return false, nil
+}
+
+// admit applies the gate rules to a dashboard request for session name and
+// returns the session and its user, or writes the refusal and returns nil.
+func (h *Handler) admit(w http.ResponseWriter, r *http.Request, name string) (*sessions.Session, string) {
+	sess, err := h.svc.Get(r.Context(), name)
+	if errors.Is(err, sessions.ErrSessionNotFound) {
+		h.notify(w, r, h.Index, "session-invalid", http.StatusNotFound, "Unknown session",
+			"This workshop session does not exist (it may have ended long ago).")
+		return nil, ""
+	}
+	if err != nil {
+		h.logger.Warn("gate: loading session", zap.String("session", name), zap.Error(err))
+		page(w, http.StatusServiceUnavailable, "Portal unavailable", "The portal cannot check this session right now. Try again in a moment.")
+		return nil, ""
+	}
+	if sess.State.Ending() {
+		h.notify(w, r, indexOf(sess, h.Index), "session-deleted", http.StatusGone, "Session ended",
+			"This workshop session has ended.")
+		return nil, ""
+	}
+	user, err := h.cookies.Verify(r, name, h.svc.Now())
+	if err != nil || user != sess.Owner {
+		page(w, http.StatusForbidden, "Not signed in to this session",
+			"This browser is not signed in to this workshop session. Open the workshop from the link your training portal gave you.")
+		return nil, ""
+	}
+	return sess, user
+}
+
+// serveDashboard proxies a path-mode dashboard request to the session's
+// upstream, with the /workshops/session/<name> prefix stripped.
+func (h *Handler) serveDashboard(w http.ResponseWriter, r *http.Request, name, rest string, next caddyhttp.Handler) error {
+	sess, user := h.admit(w, r, name)
+	if sess == nil {
+		return nil
+	}
+	path, err := url.PathUnescape(rest)
+	if err != nil {
+		page(w, http.StatusBadRequest, "Bad request", "The request path is not valid.")
+		return nil
+	}
+	r.Header.Set("X-Forwarded-Prefix", "/workshops/session/"+name)
+	r.URL.Path, r.URL.RawPath = path, rest
+	return h.forward(w, r, sess, user, next)
+}
+
+// forward proxies an admitted request to the session's upstream.
+func (h *Handler) forward(w http.ResponseWriter, r *http.Request, sess *sessions.Session, user string, next caddyhttp.Handler) error {
+	gate.StripIdentity(r.Header, h.cookies.Name(""), sess.Name, user)
+	caddyhttp.SetVar(r.Context(), upstreamVar, sess.Upstream)
+	done := h.activity.begin(sess.Name, isStream(r))
+	defer done()
+	err := h.proxy.ServeHTTP(w, r, next)
+	var he caddyhttp.HandlerError
+	if errors.As(err, &he) && he.StatusCode >= 502 && he.StatusCode <= 504 {
+		h.logger.Warn("gate: dashboard upstream failed", zap.String("session", sess.Name),
+			zap.String("upstream", sess.Upstream), zap.Error(err))
+		page(w, http.StatusBadGateway, "Dashboard not reachable",
+			"The workshop dashboard is not answering right now. Wait a moment and reload the page.")
+		return nil
+	}
+	return err
+}
+
+// isStream reports whether r opens a long-lived stream (a WebSocket over
+// HTTP/1.1 Upgrade or HTTP/2 extended CONNECT).
+func isStream(r *http.Request) bool {
+	return r.Header.Get("Upgrade") != "" || r.Method == http.MethodConnect
+}
+
+// serveSessionHost serves a host-mode session host: the ticket hand-off,
+// the delete link and the dashboard itself.
+func (h *Handler) serveSessionHost(w http.ResponseWriter, r *http.Request, name string, next caddyhttp.Handler) error {
+	if ticket := r.URL.Query().Get(ticketParam); ticket != "" {
+		h.exchangeTicket(w, r, name, ticket)
+		return nil
+	}
+	if p := r.URL.Path; p == "/workshops/session/"+name+"/delete/" || p == "/workshops/session/"+name+"/delete" {
+		h.serveDelete(w, r, name)
+		return nil
+	}
+	sess, user := h.admit(w, r, name)
+	if sess == nil {
+		return nil
+	}
+	return h.forward(w, r, sess, user, next)
+}
+
+// exchangeTicket turns a one-time hand-off ticket into the session host's
+// own cookie and redirects to the same URL without the ticket.
+func (h *Handler) exchangeTicket(w http.ResponseWriter, r *http.Request, name, ticket string) {
+	now := h.svc.Now()
+	user, nonce, err := h.cookies.VerifyTicket(ticket, name, now)
+	if err == nil {
+		var first bool
+		first, err = h.svc.UseOnce(r.Context(), "ticket:"+nonce, now.Add(gate.TicketTTL))
+		if err == nil && !first {
+			err = errors.New("ticket already used")
+		}
+	}
+	if err != nil {
+		page(w, http.StatusForbidden, "Link expired",
+			"This sign-in link is invalid, expired or already used. Open the workshop again from your training portal.")
+		return
+	}
+	http.SetCookie(w, h.cookies.Issue(name, user, "/", r.TLS != nil, now))
+	u := *r.URL
+	q := u.Query()
+	q.Del(ticketParam)
+	u.RawQuery = q.Encode()
+	u.Scheme, u.Host = "", ""
+	http.Redirect(w, r, u.RequestURI(), http.StatusFound)
+}
+
+// activated issues the session's dashboard credentials after a successful
+// activation and returns where the browser goes: the path-mode dashboard
+// with a fresh cookie, or the session host with a one-time ticket.
+func (h *Handler) activated(w http.ResponseWriter, r *http.Request, sess *sessions.Session) (string, error) {
+	now := h.svc.Now()
+	if h.Dashboards.Mode != config.DashboardsHost {
+		entry := "/workshops/session/" + sess.Name + "/"
+		http.SetCookie(w, h.cookies.Issue(sess.Name, sess.Owner, entry, r.TLS != nil, now))
+		return entry, nil
+	}
+	nonce, err := tokens.New()
+	if err != nil {
+		return "", err
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	host := sess.Name + "." + h.Dashboards.Domain
+	if _, port, err := net.SplitHostPort(r.Host); err == nil {
+		host = net.JoinHostPort(host, port)
+	}
+	q := url.Values{ticketParam: {h.cookies.IssueTicket(sess.Name, sess.Owner, nonce, now)}}
+	return scheme + "://" + host + "/?" + q.Encode(), nil
+}
+
+// serveAsk answers Caddy's on_demand_tls `ask`: 200 only for the host of a
+// live session in host mode.
+func (h *Handler) serveAsk(w http.ResponseWriter, r *http.Request) {
+	domain := r.URL.Query().Get("domain")
+	req := &http.Request{Host: domain}
+	name := h.sessionHost(req)
+	if name != "" {
+		if sess, err := h.svc.Get(r.Context(), name); err == nil && !sess.State.Ending() {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+	}
+	http.Error(w, "not a live session host", http.StatusNotFound)
+}
+
+// serveDelete ends the session of a signed-in browser and sends it to the
+// session's index with a notification (reference §3.2).
+func (h *Handler) serveDelete(w http.ResponseWriter, r *http.Request, name string) {
+	sess, _ := h.admit(w, r, name)
+	if sess == nil {
+		return
+	}
+	if _, err := h.svc.Terminate(r.Context(), name, "deleted"); err != nil && !errors.Is(err, sessions.ErrSessionNotFound) {
+		page(w, http.StatusServiceUnavailable, "Portal unavailable", "The session could not be ended right now. Try again.")
+		return
+	}
+	note := "session-deleted"
+	if n := r.URL.Query().Get("notification"); n == "startup-timeout" {
+		note = n
+	}
+	h.notify(w, r, indexOf(sess, h.Index), note, http.StatusOK, "Session ended", "Your workshop session has ended.")
+}
+
+// serveCreate is the anonymous-mode start link: it creates an anonymous
+// user and session and takes the browser straight to the dashboard.
+func (h *Handler) serveCreate(w http.ResponseWriter, r *http.Request, env string) {
+	if h.Registration != config.RegistrationAnonymous {
+		page(w, http.StatusForbidden, "Not available", "This portal does not offer anonymous workshop sessions.")
+		return
+	}
+	index := r.URL.Query().Get("index_url")
+	if index == "" || h.redirects.Check(index, "") != nil {
+		index = h.Index
+	}
+	e := h.svc.Environment(env)
+	if e == nil || e.State != sessions.EnvRunning {
+		h.notify(w, r, index, "workshop-invalid", http.StatusNotFound, "Unknown workshop", "There is no such workshop.")
+		return
+	}
+	res, err := h.svc.RequestSession(r.Context(), sessions.Request{Environment: env, Group: sessions.GroupAnonymous, IndexURL: index})
+	if err != nil {
+		h.notify(w, r, index, "session-unavailable", http.StatusServiceUnavailable, "No session available",
+			"All workshop sessions are in use. Try again later.")
+		return
+	}
+	sess, err := h.svc.Activate(r.Context(), res.Session.Name, res.Token)
+	if err != nil {
+		h.notify(w, r, index, "session-unavailable", http.StatusServiceUnavailable, "No session available",
+			"The workshop session could not be started. Try again later.")
+		return
+	}
+	target, err := h.activated(w, r, sess)
+	if err != nil {
+		page(w, http.StatusServiceUnavailable, "Portal unavailable", "Try again in a moment.")
+		return
+	}
+	http.Redirect(w, r, target, http.StatusFound)
+}
+
+// notify redirects to target with a notification, or shows a page when
+// there is nowhere to go.
+func (h *Handler) notify(w http.ResponseWriter, r *http.Request, target, note string, status int, title, msg string) {
+	if target == "" {
+		page(w, status, title, msg)
+		return
+	}
+	http.Redirect(w, r, redirects.WithNotification(target, note), http.StatusFound)
+}
+
+func indexOf(sess *sessions.Session, fallback string) string {
+	if sess != nil && sess.IndexURL != "" {
+		return sess.IndexURL
+	}
+	return fallback
+}
+
+var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{.Title}}</title>
+<style>body{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}
+h1{font-size:1.4rem}p{line-height:1.5}.code{color:#888}</style></head>
+<body><h1>{{.Title}}</h1><p>{{.Message}}</p><p class="code">HTTP {{.Status}}</p></body></html>
+`))
+
+// page writes a small, clear HTML page for browser-facing refusals.
+func page(w http.ResponseWriter, status int, title, msg string) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = pageTmpl.Execute(w, struct {
+		Title, Message string
+		Status         int
+	}{title, msg, status})
+}
+
+// activity records dashboard use for idle tracking without a store write
+// per request: requests touch a session at most every touchEvery, and open
+// streams (WebSockets) count as activity for as long as they stay open.
+type activity struct {
+	svc  *sessions.Service
+	mu   sync.Mutex
+	last map[string]time.Time
+	open map[string]int
+}
+
+const touchEvery = 30 * time.Second
+
+func newActivity(svc *sessions.Service) *activity {
+	return &activity{svc: svc, last: map[string]time.Time{}, open: map[string]int{}}
+}
+
+// begin notes a request for session and returns the func to call when it
+// ends.
+func (a *activity) begin(session string, stream bool) func() {
+	now := a.svc.Now()
+	a.mu.Lock()
+	due := now.Sub(a.last[session]) >= touchEvery
+	if due {
+		a.last[session] = now
+	}
+	if stream {
+		a.open[session]++
+	}
+	a.mu.Unlock()
+	if due {
+		go func() { _ = a.svc.Touch(context.Background(), session) }()
+	}
+	if !stream {
+		return func() {}
+	}
+	return func() {
+		a.mu.Lock()
+		if a.open[session]--; a.open[session] <= 0 {
+			delete(a.open, session)
+		}
+		a.mu.Unlock()
+	}
+}
+
+// run touches sessions with open streams until ctx ends.
+func (a *activity) run(ctx context.Context) {
+	t := time.NewTicker(touchEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			a.mu.Lock()
+			var names []string
+			for s := range a.open {
+				names = append(names, s)
+			}
+			now := a.svc.Now()
+			for s := range a.last {
+				if now.Sub(a.last[s]) > 10*touchEvery {
+					delete(a.last, s)
+				}
+			}
+			a.mu.Unlock()
+			for _, s := range names {
+				_ = a.svc.Touch(ctx, s)
+			}
+		}
+	}
+}
