@@ -279,3 +279,60 @@ func TestConcurrentRequestsRespectCapacity(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// TestCatalogRoutes covers the workshop catalog, the environment status
+// route and the public catalog on a real server.
+func TestCatalogRoutes(t *testing.T) {
+	p := startPortal(t, t.TempDir(), strings.Replace(defaultBody, "name demo", "name demo\n\t\tcatalog public", 1))
+	tok := p.token(robotUser, robotPass)
+	if r := p.request(tok, "k8s", "user=by-alias"); r.status != 200 || r.json(t)["environment"] != "demo-w01" {
+		t.Fatalf("request by workshop alias: %d %s", r.status, r.body)
+	}
+
+	ws := p.do("GET", "/workshops/catalog/workshops", tok, nil, nil)
+	if ws.status != 200 {
+		t.Fatalf("workshops catalog: %d %s", ws.status, ws.body)
+	}
+	items := ws.json(t)["workshops"].([]any)
+	if len(items) != 2 {
+		t.Fatalf("want 2 workshops: %s", ws.body)
+	}
+	w1 := items[0].(map[string]any)
+	env := w1["environment"].(map[string]any)
+	if w1["name"] != "k8s" || w1["resource"] != "lab-k8s" || env["name"] != "demo-w01" || env["allocated"] != float64(1) || env["capacity"] != float64(3) {
+		t.Fatalf("first workshop: %v", w1)
+	}
+
+	st := p.do("GET", "/workshops/environment/demo-w01/status/?sessions=true", tok, nil, nil).json(t)
+	stw := st["workshop"].(map[string]any)
+	if _, has := stw["resource"]; has || stw["name"] != "lab-k8s" {
+		t.Fatalf("status workshop must name the resource and have no resource key: %v", stw)
+	}
+	list := st["sessions"].([]any)
+	item := list[0].(map[string]any)
+	if item["user"] != "by-alias" || item["state"] != "WAITING" || item["started"] != nil {
+		t.Fatalf("status session item: %v", item)
+	}
+	// Pending: expires is the activation deadline, 60s away by default.
+	if c := item["countdown"].(float64); c < 50 || c > 60 {
+		t.Fatalf("pending countdown %v, want about 60", c)
+	}
+	if !regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?Z$`).MatchString(item["expires"].(string)) {
+		t.Fatalf("datetime format: %v", item["expires"])
+	}
+
+	// Public catalog: no token, RUNNING only, no sessions even if asked.
+	pub := p.do("GET", "/workshops/catalog/environments/?sessions=true&state=stopping", "", nil, nil)
+	if pub.status != 200 {
+		t.Fatalf("public catalog: %d %s", pub.status, pub.body)
+	}
+	for _, e := range pub.json(t)["environments"].([]any) {
+		if _, has := e.(map[string]any)["sessions"]; has {
+			t.Fatalf("anonymous caller got sessions: %s", pub.body)
+		}
+	}
+	// A bad token is still refused on a public catalog.
+	if r := p.do("GET", "/workshops/catalog/environments/", "bogus", nil, nil); r.status != 403 {
+		t.Fatalf("bad token on public catalog: %d", r.status)
+	}
+}
