@@ -106,9 +106,10 @@ func (a *API) request(w http.ResponseWriter, r *http.Request, env string) {
 		return
 	}
 	s := res.Session
-	v := url.Values{"token": {res.Token}, "index_url": {req.IndexURL}}
+	// token first, as Educates writes it.
+	query := "token=" + url.QueryEscape(res.Token) + "&index_url=" + url.QueryEscape(req.IndexURL)
 	writeJSON(w, http.StatusOK, requestResponse{Name: s.Name, Session: s.Name, User: res.User,
-		URL: "/workshops/session/" + s.Name + "/activate/?" + v.Encode(), Namespace: s.Name,
+		URL: "/workshops/session/" + s.Name + "/activate/?" + query, Namespace: s.Name,
 		Workshop: s.Workshop, Environment: s.Environment})
 }
 
