@@ -79,9 +79,6 @@ func (h *Handler) sessionHost(r *http.Request) string {
 // routes: dashboards (path mode), the delete link, anonymous create and
 // the on-demand TLS ask endpoint. handled is false for other requests.
 func (h *Handler) serveBrowser(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) (bool, error) {
-	if name := h.sessionHost(r); name != "" {
-		return true, h.serveSessionHost(w, r, name, next)
-	}
 	p := r.URL.Path
 	switch {
 	case p == "/workshops/tls/ask" || p == "/workshops/tls/ask/":
@@ -221,12 +218,15 @@ func (h *Handler) exchangeTicket(w http.ResponseWriter, r *http.Request, name, t
 		return
 	}
 	http.SetCookie(w, h.cookies.Issue(name, user, "/", r.TLS != nil, now))
-	u := *r.URL
-	q := u.Query()
+	// One leading slash only: a path like //evil.example/ would make the
+	// Location protocol-relative, an open redirect off the session host.
+	target := "/" + strings.TrimLeft(r.URL.EscapedPath(), "/")
+	q := r.URL.Query()
 	q.Del(ticketParam)
-	u.RawQuery = q.Encode()
-	u.Scheme, u.Host = "", ""
-	http.Redirect(w, r, u.RequestURI(), http.StatusFound)
+	if len(q) > 0 {
+		target += "?" + q.Encode()
+	}
+	http.Redirect(w, r, target, http.StatusFound)
 }
 
 // activated issues the session's dashboard credentials after a successful

@@ -152,6 +152,11 @@ func (h *Handler) Cleanup() error {
 
 // ServeHTTP serves the portal's routes and passes anything else on.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	// A session host belongs to its dashboard entirely: its paths may look
+	// like API routes but are the dashboard's own.
+	if name := h.sessionHost(r); name != "" {
+		return h.serveSessionHost(w, r, name, next)
+	}
 	if hh := h.api.Handler(r); hh != nil {
 		hh.ServeHTTP(w, r)
 		return nil

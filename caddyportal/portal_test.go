@@ -30,6 +30,14 @@ type portal struct {
 	base string
 	port int
 	dir  string
+	// site is the portal's site address (a format with the port as %d);
+	// empty means http://127.0.0.1:%d. Host-mode tests need a site that
+	// matches any Host.
+	site string
+	// extra is appended to the Caddyfile after the portal's site: more
+	// site blocks for the same server (for example a plain reverse_proxy
+	// to compare with the gate).
+	extra string
 }
 
 const (
@@ -94,9 +102,24 @@ func startPortalB(t testing.TB, dir, body string) *portal {
 	return p
 }
 
+// startPortalSites is startPortal with a custom site address (see
+// portal.site; "" for the default) and extra Caddyfile site blocks.
+func startPortalSites(t testing.TB, dir, body, site, extra string) *portal {
+	t.Helper()
+	p := &portal{t: t, port: freePort(t), dir: dir, site: site, extra: extra}
+	p.base = fmt.Sprintf("http://127.0.0.1:%d", p.port)
+	p.load(body)
+	t.Cleanup(func() { _ = caddy.Stop() })
+	return p
+}
+
 // load (re)loads the config; on a running server this is a config reload.
 func (p *portal) load(body string) {
 	p.t.Helper()
+	site := p.site
+	if site == "" {
+		site = "http://127.0.0.1:%d"
+	}
 	cf := fmt.Sprintf(`{
 	admin off
 	persist_config off
@@ -106,14 +129,15 @@ func (p *portal) load(body string) {
 		output discard
 	}
 }
-http://127.0.0.1:%d {
+%s {
 	bind 127.0.0.1
 	portal {
 %s
 	}
 	respond "not the portal" 404
 }
-`, filepath.Join(p.dir, "caddy"), p.port, strings.ReplaceAll(body, "{dir}", filepath.Join(p.dir, "badger")))
+%s
+`, filepath.Join(p.dir, "caddy"), fmt.Sprintf(site, p.port), strings.ReplaceAll(body, "{dir}", filepath.Join(p.dir, "badger")), p.extra)
 	adapter := caddyconfig.GetAdapter("caddyfile")
 	cfg, warns, err := adapter.Adapt([]byte(cf), map[string]any{"filename": "Caddyfile"})
 	if err != nil {

@@ -1,0 +1,98 @@
+package caddyportal_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// chromiumPath is where the browser tests expect Chromium (.ci/run
+// installs the Debian package).
+const chromiumPath = "/usr/bin/chromium"
+
+// artifactDir collects files for a human to look at after a run: the
+// repository's testdata/artifacts (gitignored).
+const artifactDir = "../testdata/artifacts"
+
+// TestBrowserDashboard drives a real headless Chromium through the learner's
+// path: the activation link on the portal, the redirect with the dashboard
+// cookie, the dashboard page served by the upstream through the gate, and the
+// page's own script talking over a WebSocket through the gate. It checks
+// what the browser rendered and saves a screenshot.
+func TestBrowserDashboard(t *testing.T) {
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Fatalf("browser test needs Chromium at %s (%v): install it with `apt-get install -y chromium chromium-driver` (.ci/run does this)", chromiumPath, err)
+	}
+	up := startUpstream(t, "alpha")
+	p := startPortal(t, t.TempDir(), gateBody("", up.addr))
+	tok := p.token(robotUser, robotPass)
+	m := p.request(tok, "demo-w01", "user=browser&index_url=https://hub.example.com/").json(t)
+	name := m["name"].(string)
+	link := p.base + m["url"].(string)
+
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromiumPath),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1024, 640),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
+	defer cancelBrowser()
+
+	var location, heading, echoed, status, jsCookies string
+	var png []byte
+	err := chromedp.Run(bctx,
+		chromedp.Navigate(link),
+		// The page's script adds #echoed once the echo came back.
+		chromedp.WaitReady("#echoed", chromedp.ByQuery),
+		chromedp.Location(&location),
+		chromedp.Text("h1", &heading, chromedp.ByQuery),
+		chromedp.Text("#echo", &echoed, chromedp.ByQuery),
+		chromedp.Text("#status", &status, chromedp.ByQuery),
+		chromedp.Evaluate(`document.cookie`, &jsCookies),
+		chromedp.CaptureScreenshot(&png),
+	)
+	if err != nil {
+		t.Fatalf("browser: %v", err)
+	}
+	if want := p.base + "/workshops/session/" + name + "/"; location != want {
+		t.Fatalf("browser ended at %q, want %q", location, want)
+	}
+	if heading != "Workshop dashboard alpha" || echoed != "echo: hello through the gate" || status != "echoed" {
+		t.Fatalf("rendered: h1 %q, echo %q, status %q", heading, echoed, status)
+	}
+	// HttpOnly: the dashboard's scripts cannot read the portal cookie.
+	if strings.Contains(jsCookies, "portal-") {
+		t.Fatalf("page script can read the portal cookie: %q", jsCookies)
+	}
+	if got := up.lastWSHeader().Get("X-Portal-User"); got != "browser" {
+		t.Fatalf("upstream WebSocket saw X-Portal-User %q", got)
+	}
+	if len(png) < 8 || string(png[1:4]) != "PNG" {
+		t.Fatalf("screenshot is not a PNG (%d bytes)", len(png))
+	}
+	if err := os.MkdirAll(artifactDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	shot := filepath.Join(artifactDir, "browser-dashboard.png")
+	if err := os.WriteFile(shot, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", shot)
+}

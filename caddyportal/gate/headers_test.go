@@ -1,0 +1,79 @@
+package gate_test
+
+import (
+	"net/http"
+	"reflect"
+	"testing"
+
+	"github.com/caddyportal/caddyportal/caddyportal/gate"
+)
+
+func TestStripIdentity(t *testing.T) {
+	tests := []struct {
+		name   string
+		in     http.Header
+		cookie []string // want Cookie values; nil: no Cookie header
+		kept   map[string]string
+	}{
+		{
+			name: "client identity headers removed",
+			in: http.Header{
+				"X-Portal-User":                  {"evil"},
+				"X-Portal-Session":               {"other"},
+				"X-Portal-Anything":              {"x"},
+				"X-Forwarded-User":               {"evil"},
+				"X-Forwarded-Email":              {"evil@example.com"},
+				"X-Forwarded-Groups":             {"admins"},
+				"Remote-User":                    {"evil"},
+				"X-Remote-User":                  {"evil"},
+				"X-Auth-Request-User":            {"evil"},
+				"X-Auth-Request-Email":           {"evil@example.com"},
+				"X-Webauth-User":                 {"evil"},
+				"X-User":                         {"evil"},
+				"X-Email":                        {"evil@example.com"},
+				"Accept":                         {"text/html"},
+				"X-Forwarded-For":                {"10.0.0.1"},
+				"Authorization":                  {"Bearer upstream-own"},
+				"X-Forwarded-Preferred-Username": {"evil"},
+			},
+			kept: map[string]string{"Accept": "text/html", "X-Forwarded-For": "10.0.0.1", "Authorization": "Bearer upstream-own"},
+		},
+		{
+			name: "lower-case header keys (not canonicalised) removed",
+			in:   http.Header{"x-portal-user": {"evil"}, "x-portal-session": {"evil"}},
+		},
+		{
+			name:   "portal cookies removed, others kept",
+			in:     http.Header{"Cookie": {"portal-demo-demo-w01-s001=abc; app=1", "portal-demo-demo-w01-s002=def;theme=dark ;  ; x=y"}},
+			cookie: []string{"app=1; theme=dark; x=y"},
+		},
+		{
+			name: "only portal cookies: no Cookie header left",
+			in:   http.Header{"Cookie": {"portal-demo-a=1; portal-demo-b=2"}},
+		},
+		{
+			name:   "cookie named like the prefix without the dash is kept",
+			in:     http.Header{"Cookie": {"portal-demox=1"}},
+			cookie: []string{"portal-demox=1"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := tt.in.Clone()
+			gate.StripIdentity(h, "portal-demo-", "demo-w01-s001", "alice")
+			want := http.Header{
+				gate.HeaderSession: {"demo-w01-s001"},
+				gate.HeaderUser:    {"alice"},
+			}
+			for k, v := range tt.kept {
+				want.Set(k, v)
+			}
+			if tt.cookie != nil {
+				want["Cookie"] = tt.cookie
+			}
+			if !reflect.DeepEqual(h, want) {
+				t.Fatalf("after StripIdentity:\n got %v\nwant %v", h, want)
+			}
+		})
+	}
+}
