@@ -42,7 +42,9 @@ func (h *Handler) loadProxy(ctx caddy.Context) error {
 	raw, err := json.Marshal(map[string]any{
 		"dynamic_upstreams":  map[string]string{"source": "portal"},
 		"stream_close_delay": int64(delay),
-		"flush_interval":     -1, // dashboards stream: flush at once
+		// No flush_interval: Caddy already flushes streaming and
+		// unknown-length responses (SSE, terminals) at once, and forcing a
+		// flush on every write costs a syscall per chunk on plain pages.
 	})
 	if err != nil {
 		return err
@@ -116,7 +118,7 @@ func (h *Handler) serveBrowser(w http.ResponseWriter, r *http.Request, next cadd
 // admit applies the gate rules to a dashboard request for session name and
 // returns the session and its user, or writes the refusal and returns nil.
 func (h *Handler) admit(w http.ResponseWriter, r *http.Request, name string) (*sessions.Session, string) {
-	sess, err := h.svc.Get(r.Context(), name)
+	sess, err := h.svc.GetCached(r.Context(), name)
 	if errors.Is(err, sessions.ErrSessionNotFound) {
 		h.notify(w, r, h.Index, "session-invalid", http.StatusNotFound, "Unknown session",
 			"This workshop session does not exist (it may have ended long ago).")

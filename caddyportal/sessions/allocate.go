@@ -79,6 +79,17 @@ func (s *Service) RequestSession(ctx context.Context, req Request) (Result, erro
 		return out.res, out.err
 	case <-ctx.Done():
 		return Result{}, ctx.Err()
+	case <-s.ctx.Done():
+		// Closed: the queue is buffered, so the send above may have won
+		// the race with Close and nobody will read it. Wait for the loop to
+		// stop; a batch it was running has answered by then.
+		s.wg.Wait()
+		select {
+		case out := <-r.done:
+			return out.res, out.err
+		default:
+			return Result{}, ErrClosed
+		}
 	}
 }
 
@@ -154,6 +165,9 @@ func (s *Service) runBatch(batch []*allocReq) {
 		s.emit(events)
 	}
 	for i, r := range batch {
+		if results[i].res.Session != nil {
+			s.cache.drop(results[i].res.Session.Name)
+		}
 		r.done <- results[i]
 	}
 }

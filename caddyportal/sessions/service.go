@@ -87,6 +87,8 @@ type Service struct {
 	envs  []*Environment // ordered by Number
 	byEnv map[string]*Environment
 
+	cache gateCache
+
 	reqs   chan *allocReq
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -253,6 +255,9 @@ func (s *Service) Secret(ctx context.Context) ([]byte, error) {
 
 func (s *Service) emit(events []Event) {
 	for _, ev := range events {
+		if ev.Session != "" {
+			s.cache.drop(ev.Session)
+		}
 		if ce := s.log.Check(zap.InfoLevel, "session event"); ce != nil {
 			ce.Write(zap.String("event", ev.Name), zap.String("session", ev.Session),
 				zap.String("user", ev.User), zap.String("environment", ev.Environment))
