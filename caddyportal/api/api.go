@@ -98,6 +98,9 @@ type route struct {
 	arg       string
 	methods   string // allowed methods, comma-separated
 	protected bool
+	// catalog routes check the token themselves (the catalog may be
+	// public), but like protected routes answer 403 before 405.
+	catalog bool
 }
 
 // Handler returns the handler for r if r is an API route, else nil.
@@ -148,9 +151,9 @@ func match(u *url.URL) (route, bool) {
 	case seg[0] != "workshops":
 		return route{}, false
 	case len(seg) == 3 && seg[1] == "catalog" && seg[2] == "environments":
-		return route{handle: (*API).catalogEnvironments, methods: "GET,HEAD"}, true
+		return route{handle: (*API).catalogEnvironments, methods: "GET,HEAD", catalog: true}, true
 	case len(seg) == 3 && seg[1] == "catalog" && seg[2] == "workshops":
-		return route{handle: (*API).catalogWorkshops, methods: "GET,HEAD"}, true
+		return route{handle: (*API).catalogWorkshops, methods: "GET,HEAD", catalog: true}, true
 	case len(seg) == 4 && seg[1] == "environment" && seg[3] == "status":
 		return route{handle: (*API).environmentStatus, arg: seg[2], methods: "GET,HEAD", protected: true}, true
 	case len(seg) == 4 && seg[1] == "environment" && seg[3] == "request":
@@ -193,6 +196,11 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, rt route) {
 		r = r.WithContext(context.WithValue(r.Context(), principalKey{}, p))
 	}
 	if !methodAllowed(r.Method, rt.methods) {
+		if rt.catalog {
+			if _, ok := a.catalogAccess(w, r); !ok {
+				return
+			}
+		}
 		w.Header().Set("Allow", rt.methods)
 		writeError(w, http.StatusMethodNotAllowed, "Method \""+r.Method+"\" not allowed")
 		return

@@ -72,6 +72,21 @@ type environmentJSON struct {
 	Available int                `json:"available"`
 }
 
+// catalogEnvironmentJSON is environmentJSON in the key order of the catalog
+// route, where `sessions` comes last (reference §2.2); the status route
+// puts it after `workshop` (§2.4).
+type catalogEnvironmentJSON struct {
+	Name      string             `json:"name"`
+	State     string             `json:"state"`
+	Workshop  workshopJSON       `json:"workshop"`
+	Duration  int                `json:"duration"`
+	Capacity  int                `json:"capacity"`
+	Reserved  int                `json:"reserved"`
+	Allocated int                `json:"allocated"`
+	Available int                `json:"available"`
+	Sessions  *[]sessionItemJSON `json:"sessions,omitempty"`
+}
+
 // envSummaryJSON is the environment inside /catalog/workshops/ items.
 type envSummaryJSON struct {
 	Name      string `json:"name"`
@@ -139,16 +154,19 @@ func (a *API) catalogEnvironments(w http.ResponseWriter, r *http.Request, _ stri
 		a.fail(w, http.StatusServiceUnavailable, "Portal is temporarily unavailable, try again", err)
 		return
 	}
-	envs := []environmentJSON{}
+	envs := []catalogEnvironmentJSON{}
 	for _, e := range a.svc.Environments() {
 		if !states[e.State] || !nameMatches(e, names) || !labelsMatch(e, labels) {
 			continue
 		}
-		envs = append(envs, a.environment(e, all[e.Name], withSessions, true))
+		ej := a.environment(e, all[e.Name], withSessions, true)
+		envs = append(envs, catalogEnvironmentJSON{Name: ej.Name, State: ej.State, Workshop: ej.Workshop,
+			Duration: ej.Duration, Capacity: ej.Capacity, Reserved: ej.Reserved, Allocated: ej.Allocated,
+			Available: ej.Available, Sessions: ej.Sessions})
 	}
 	writeJSON(w, http.StatusOK, struct {
-		Portal       portalJSON        `json:"portal"`
-		Environments []environmentJSON `json:"environments"`
+		Portal       portalJSON               `json:"portal"`
+		Environments []catalogEnvironmentJSON `json:"environments"`
 	}{a.portal(r, all), envs})
 }
 

@@ -145,6 +145,11 @@ func readParameters(w http.ResponseWriter, r *http.Request) ([]sessions.Param, i
 	if len(body) == 0 {
 		return nil, 0, ""
 	}
+	// json.Valid refuses trailing data such as `{}}`, which the decoder's
+	// More check below lets through.
+	if !json.Valid(body) {
+		return nil, http.StatusBadRequest, "Invalid JSON request payload"
+	}
 	var raw any
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
