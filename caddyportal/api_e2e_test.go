@@ -103,6 +103,11 @@ func TestWalkThrough(t *testing.T) {
 		t.Fatalf("activation after terminate: %d %q", act.status, act.header.Get("Location"))
 	}
 
+	// Without the link's token, an ended session reveals nothing.
+	if bad := p.do("GET", "/workshops/session/"+name+"/activate/?token=guess", "", nil, nil); bad.status != 400 {
+		t.Fatalf("wrong token on an ended session: %d %q", bad.status, bad.header.Get("Location"))
+	}
+
 	rev := p.do("POST", "/oauth2/revoke-token/", "", strings.NewReader("token="+tok), map[string]string{"Content-Type": "application/x-www-form-urlencoded"})
 	if rev.status != 200 {
 		t.Fatalf("revoke: %d", rev.status)

@@ -159,7 +159,8 @@ func match(u *url.URL) (route, bool) {
 	case len(seg) == 4 && seg[1] == "environment" && seg[3] == "request":
 		return route{handle: (*API).request, arg: seg[2], methods: "GET,POST", protected: true}, true
 	case len(seg) == 4 && seg[1] == "session" && seg[3] == "activate":
-		return route{handle: (*API).activate, arg: seg[2], methods: "GET,HEAD"}, true
+		// GET only: a HEAD from a link prefetcher must not start a session.
+		return route{handle: (*API).activate, arg: seg[2], methods: "GET"}, true
 	case len(seg) == 4 && seg[1] == "session" && seg[3] == "schedule":
 		return route{handle: (*API).schedule, arg: seg[2], methods: "GET,HEAD", protected: true}, true
 	case len(seg) == 4 && seg[1] == "session" && seg[3] == "extend":

@@ -76,15 +76,12 @@ func (s *Service) mutate(ctx context.Context, name string, fn func(sess *Session
 // session, whose index URL the caller may redirect to.
 func (s *Service) Activate(ctx context.Context, name, token string) (*Session, error) {
 	sess, err := s.mutate(ctx, name, func(sess *Session, now time.Time) (bool, []Event, error) {
+		ok := tokenMatches(sess, token)
 		if sess.State == lifecycle.Stopping {
-			return false, nil, ErrSessionEnded
-		}
-		// Check every stored hash so timing does not tell which matched.
-		ok := false
-		for _, h := range sess.TokenHashes {
-			if tokens.Matches(token, h) {
-				ok = true
+			if !ok {
+				return false, nil, ErrBadToken
 			}
+			return false, nil, ErrSessionEnded
 		}
 		if !ok || sess.Owner == "" {
 			return false, nil, ErrBadToken
@@ -103,9 +100,26 @@ func (s *Service) Activate(ctx context.Context, name, token string) (*Session, e
 		return true, []Event{sessionEvent("Session/Started", sess, now, nil)}, nil
 	})
 	if errors.Is(err, ErrSessionNotFound) && sess != nil {
+		// Only the holder of a link to the ended session learns where it
+		// went (reference §2.6: only the owner's browser is redirected).
+		if !tokenMatches(sess, token) {
+			return nil, ErrSessionNotFound
+		}
 		return sess, ErrSessionEnded
 	}
 	return sess, err
+}
+
+// tokenMatches checks token against every stored hash, so timing does not
+// tell which one matched.
+func tokenMatches(sess *Session, token string) bool {
+	ok := false
+	for _, h := range sess.TokenHashes {
+		if tokens.Matches(token, h) {
+			ok = true
+		}
+	}
+	return ok
 }
 
 // Schedule returns the session and its expiry view (reference §2.7).

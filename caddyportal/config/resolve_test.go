@@ -1,0 +1,77 @@
+package config
+
+import (
+	"testing"
+	"time"
+)
+
+func ip(n int) *int { return &n }
+
+// TestEnvironmentsDefaultsAndClamping follows reference §4.5 and §4.4.
+func TestEnvironmentsDefaultsAndClamping(t *testing.T) {
+	pool := []string{"a:1", "b:1", "c:1"}
+	tmpl := []string{"{session}.svc:80"}
+	cases := []struct {
+		name                        string
+		maximum                     int
+		w                           Workshop
+		capacity, reserved, initial int
+	}{
+		{"pool size is the default capacity", 0, Workshop{Upstreams: pool}, 3, 1, 1},
+		{"portal maximum caps the pool default", 2, Workshop{Upstreams: pool}, 2, 1, 1},
+		{"template defaults to the portal maximum", 5, Workshop{Upstreams: tmpl}, 5, 1, 1},
+		{"template without maximum has no capacity", 0, Workshop{Upstreams: tmpl}, 0, 0, 0},
+		{"reserved clamped to capacity", 0, Workshop{Upstreams: tmpl, Capacity: ip(2), Reserved: ip(5)}, 2, 2, 2},
+		{"initial raised to reserved", 0, Workshop{Upstreams: pool, Reserved: ip(2), Initial: ip(1)}, 3, 2, 2},
+		{"initial 0 stays lazy", 0, Workshop{Upstreams: pool, Reserved: ip(2), Initial: ip(0)}, 3, 2, 0},
+		{"initial clamped to capacity", 0, Workshop{Upstreams: pool, Initial: ip(9)}, 3, 1, 3},
+		{"reserved 0", 0, Workshop{Upstreams: pool, Reserved: ip(0)}, 3, 0, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			c.w.Name = "w"
+			e := Portal{Name: "p", Sessions: SessionLimits{Maximum: c.maximum}, Workshops: []Workshop{c.w}}.Environments()[0]
+			if e.Name != "p-w01" || e.Capacity != c.capacity || e.Reserved != c.reserved || e.Initial != c.initial {
+				t.Fatalf("got %s capacity %d reserved %d initial %d, want p-w01 %d %d %d",
+					e.Name, e.Capacity, e.Reserved, e.Initial, c.capacity, c.reserved, c.initial)
+			}
+		})
+	}
+}
+
+func TestDeadlineDefaultsToExpires(t *testing.T) {
+	for _, c := range []struct{ expires, deadline, want time.Duration }{
+		{time.Hour, 0, time.Hour},
+		{time.Hour, 30 * time.Minute, time.Hour},
+		{time.Hour, 2 * time.Hour, 2 * time.Hour},
+		{0, 0, 0},
+	} {
+		w := Workshop{Name: "w", Upstreams: []string{"a:1"}, Expires: Duration(c.expires), Deadline: Duration(c.deadline)}
+		if got := (Portal{Workshops: []Workshop{w}}).Environments()[0].Deadline; got != c.want {
+			t.Errorf("expires %v deadline %v: got %v, want %v", c.expires, c.deadline, got, c.want)
+		}
+	}
+}
+
+func TestWithDefaults(t *testing.T) {
+	p := Portal{Sessions: SessionLimits{Registered: 2}, Admin: &Credentials{Password: "x"}}.WithDefaults()
+	if p.Name != DefaultName || p.Catalog != CatalogPrivate || p.Registration != RegistrationOneStep ||
+		p.Robot.Username != DefaultRobotUsername || p.Admin.Username != DefaultAdminUsername ||
+		p.Dashboards.Mode != DashboardsPath || p.Tokens.Access.D() != 10*time.Hour ||
+		p.ActivationTimeout.D() != time.Minute || p.Sessions.Anonymous != 2 {
+		t.Fatalf("defaults not applied: %+v", p)
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	for in, want := range map[string]time.Duration{"90s": 90 * time.Second, "1d": 24 * time.Hour, "1d12h": 36 * time.Hour, "60m": time.Hour} {
+		if got, err := ParseDuration(in); err != nil || got != want {
+			t.Errorf("%s: %v %v", in, got, err)
+		}
+	}
+	for _, bad := range []string{"-5m", "soon", "5", "1dd"} {
+		if _, err := ParseDuration(bad); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}
