@@ -15,6 +15,7 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/redirects"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 	"github.com/caddyportal/caddyportal/caddyportal/store/badgerstore"
+	"github.com/caddyportal/caddyportal/caddyportal/store/storetest"
 )
 
 // FuzzRequestParsing drives the request route with fuzzed query strings and
@@ -39,7 +40,7 @@ func FuzzRequestParsing(f *testing.F) {
 	}
 
 	t0 := time.Now().UTC().Truncate(time.Second)
-	clk := &fakeClock{t: t0}
+	clk := storetest.NewClock(t0)
 	st, err := badgerstore.Open(badgerstore.Options{InMemory: true, Now: clk.Now, SweepInterval: -1})
 	if err != nil {
 		f.Fatal(err)

@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,25 +20,12 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 	"github.com/caddyportal/caddyportal/caddyportal/store"
 	"github.com/caddyportal/caddyportal/caddyportal/store/badgerstore"
+	"github.com/caddyportal/caddyportal/caddyportal/store/storetest"
 )
 
-// fakeClock is a settable clock shared by store, service and API.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+// fakeClock is the conformance suite's settable clock, shared by store,
+// service and API.
+type fakeClock = storetest.Clock
 
 const (
 	robotUser   = "robot@educates"
@@ -108,7 +94,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	}
 	// Near the wall clock (Badger's own TTL follows it), with milliseconds.
 	t0 := time.Now().UTC().Truncate(time.Second).Add(123 * time.Millisecond)
-	clk := &fakeClock{t: t0}
+	clk := storetest.NewClock(t0)
 	st, err := badgerstore.Open(badgerstore.Options{InMemory: true, Now: clk.Now, SweepInterval: -1})
 	if err != nil {
 		t.Fatal(err)

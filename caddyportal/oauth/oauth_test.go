@@ -11,25 +11,12 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/oauth"
 	"github.com/caddyportal/caddyportal/caddyportal/store"
 	"github.com/caddyportal/caddyportal/caddyportal/store/badgerstore"
+	"github.com/caddyportal/caddyportal/caddyportal/store/storetest"
 )
 
-// fakeClock is a settable clock for the issuer and the store.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
+// fakeClock is the conformance suite's settable clock, shared by store,
+// service and API.
+type fakeClock = storetest.Clock
 
 const (
 	accessTTL  = 10 * time.Hour
@@ -42,7 +29,7 @@ func setup(t *testing.T) (*oauth.Issuer, store.Store, *fakeClock, time.Time) {
 	t.Helper()
 	// Near the wall clock: Badger's own TTL follows it.
 	t0 := time.Now().UTC().Truncate(time.Second)
-	clk := &fakeClock{t: t0}
+	clk := storetest.NewClock(t0)
 	st, err := badgerstore.Open(badgerstore.Options{InMemory: true, Now: clk.Now, SweepInterval: -1})
 	if err != nil {
 		t.Fatal(err)

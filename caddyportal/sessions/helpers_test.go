@@ -3,7 +3,6 @@ package sessions_test
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,37 +11,18 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 	"github.com/caddyportal/caddyportal/caddyportal/store"
 	"github.com/caddyportal/caddyportal/caddyportal/store/badgerstore"
+	"github.com/caddyportal/caddyportal/caddyportal/store/storetest"
 )
 
 // t0 is near the wall clock (Badger's own TTL, a space-reclaim aid, follows
 // the wall clock) and has a millisecond fraction so formatting bugs show.
 var t0 = time.Now().UTC().Truncate(time.Second).Add(123 * time.Millisecond)
 
-// fakeClock is a settable clock shared by the store and the service.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// fakeClock is the conformance suite's settable clock, shared by the store
+// and the service.
+type fakeClock = storetest.Clock
 
-func newClock() *fakeClock { return &fakeClock{t: t0} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+func newClock() *fakeClock { return storetest.NewClock(t0) }
 
 const grace = 2 * time.Second
 

@@ -54,6 +54,13 @@ func (c *Clock) Set(t time.Time) {
 	c.t = t
 }
 
+// Advance moves the clock forward by d.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
 // Run runs the conformance suite against stores made by open.
 func Run(t *testing.T, open OpenFunc) {
 	tests := []struct {
