@@ -85,6 +85,11 @@ func TestWalkThrough(t *testing.T) {
 		t.Fatalf("user session entries have no state key: %v", list[0])
 	}
 
+	auth := p.do("GET", "/workshops/session/"+name+"/authorize/", tok, nil, nil).json(t)
+	if auth["owner"] != "learner-1" || auth["user"] != robotUser || auth["staff"] != false {
+		t.Fatalf("authorize: %v", auth)
+	}
+
 	sch := p.do("GET", "/workshops/session/"+name+"/schedule/", tok, nil, nil).json(t)
 	if sch["status"] != "RUNNING" || sch["countdown"].(float64) < 3590 || sch["extendable"] != false || sch["expiring"] != false {
 		t.Fatalf("schedule: %v", sch)
