@@ -391,13 +391,8 @@ func (t *txState) owned(user string) ([]*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, k := range stale {
-		if t.readOnly {
-			break
-		}
-		if err := t.tx.Delete(k); err != nil {
-			return nil, err
-		}
+	if err := t.dropStale(stale); err != nil {
+		return nil, err
 	}
 	var out []*Session
 	seen := map[string]bool{}

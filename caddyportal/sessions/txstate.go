@@ -71,13 +71,8 @@ func (t *txState) env(name string) (map[string]*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, k := range stale {
-		if t.readOnly {
-			break
-		}
-		if err := t.tx.Delete(k); err != nil {
-			return nil, err
-		}
+	if err := t.dropStale(stale); err != nil {
+		return nil, err
 	}
 	for sn, sess := range m {
 		if st, reason := sess.Effective(t.now); st == lifecycle.Stopped {
@@ -89,6 +84,20 @@ func (t *txState) env(name string) (map[string]*Session, error) {
 	}
 	t.live[name] = m
 	return m, nil
+}
+
+// dropStale deletes index keys whose session record is gone or broken;
+// read-only passes leave them for the next read-write one.
+func (t *txState) dropStale(keys []string) error {
+	if t.readOnly {
+		return nil
+	}
+	for _, k := range keys {
+		if err := t.tx.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // finalize makes a stop durable: the record becomes STOPPED, leaves the
