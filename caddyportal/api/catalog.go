@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/caddyportal/caddyportal/caddyportal/config"
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
@@ -49,14 +50,31 @@ type workshopJSON struct {
 
 // sessionItemJSON is a session in catalog and status listings.
 type sessionItemJSON struct {
-	Name       string          `json:"name"`
-	State      lifecycle.State `json:"state"`
-	Namespace  string          `json:"namespace"`
-	User       string          `json:"user"`
-	Started    lifecycle.Time  `json:"started"`
+	Name      string          `json:"name"`
+	State     lifecycle.State `json:"state"`
+	Namespace string          `json:"namespace"`
+	User      string          `json:"user"`
+	Started   lifecycle.Time  `json:"started"`
+	expiryJSON
+}
+
+// expiryJSON holds the keys that listings send only when a session has an
+// expiry (reference §2.2, §2.11); embedded, they come last.
+type expiryJSON struct {
 	Expires    *lifecycle.Time `json:"expires,omitempty"`
 	Countdown  *int            `json:"countdown,omitempty"`
 	Extendable *bool           `json:"extendable,omitempty"`
+}
+
+// expiry returns the expiry keys of s at now under its environment's
+// policy; all are omitted when s has no expiry.
+func expiry(pol lifecycle.Policy, s *sessions.Session, now time.Time) expiryJSON {
+	if s.Expires.IsZero() {
+		return expiryJSON{}
+	}
+	sch := pol.Schedule(now, lifecycle.Times{State: s.State, Started: s.Started, Expires: s.Expires})
+	exp := lifecycle.Time(s.Expires)
+	return expiryJSON{Expires: &exp, Countdown: &sch.Countdown, Extendable: &sch.Extendable}
 }
 
 // environmentJSON is an environment in catalog and status responses.
@@ -263,13 +281,8 @@ func (a *API) environment(e *sessions.Environment, live []*sessions.Session, wit
 			continue
 		}
 		ej.Allocated++
-		item := sessionItemJSON{Name: s.Name, State: s.State, Namespace: s.Name, User: s.Owner, Started: lifecycle.Time(s.Started)}
-		if !s.Expires.IsZero() {
-			sch := e.Policy.Schedule(now, lifecycle.Times{State: s.State, Started: s.Started, Expires: s.Expires})
-			exp := lifecycle.Time(s.Expires)
-			item.Expires, item.Countdown, item.Extendable = &exp, &sch.Countdown, &sch.Extendable
-		}
-		items = append(items, item)
+		items = append(items, sessionItemJSON{Name: s.Name, State: s.State, Namespace: s.Name, User: s.Owner,
+			Started: lifecycle.Time(s.Started), expiryJSON: expiry(e.Policy, s, now)})
 	}
 	if withSessions {
 		ej.Sessions = &items

@@ -353,14 +353,12 @@ func (a *API) sessionError(w http.ResponseWriter, err error) bool {
 
 // userSessionJSON is an entry of /workshops/user/<u>/sessions/ (no state).
 type userSessionJSON struct {
-	Name        string          `json:"name"`
-	Namespace   string          `json:"namespace"`
-	Workshop    string          `json:"workshop"`
-	Environment string          `json:"environment"`
-	Started     lifecycle.Time  `json:"started"`
-	Expires     *lifecycle.Time `json:"expires,omitempty"`
-	Countdown   *int            `json:"countdown,omitempty"`
-	Extendable  *bool           `json:"extendable,omitempty"`
+	Name        string         `json:"name"`
+	Namespace   string         `json:"namespace"`
+	Workshop    string         `json:"workshop"`
+	Environment string         `json:"environment"`
+	Started     lifecycle.Time `json:"started"`
+	expiryJSON
 }
 
 func (a *API) userSessions(w http.ResponseWriter, r *http.Request, user string) {
@@ -377,18 +375,12 @@ func (a *API) userSessions(w http.ResponseWriter, r *http.Request, user string) 
 	now := now(a)
 	out := []userSessionJSON{}
 	for _, s := range list {
-		item := userSessionJSON{Name: s.Name, Namespace: s.Name, Workshop: s.Workshop, Environment: s.Environment,
-			Started: lifecycle.Time(s.Started)}
-		if !s.Expires.IsZero() {
-			var pol lifecycle.Policy
-			if e := a.svc.Environment(s.Environment); e != nil {
-				pol = e.Policy
-			}
-			sch := pol.Schedule(now, lifecycle.Times{State: s.State, Started: s.Started, Expires: s.Expires})
-			exp := lifecycle.Time(s.Expires)
-			item.Expires, item.Countdown, item.Extendable = &exp, &sch.Countdown, &sch.Extendable
+		var pol lifecycle.Policy
+		if e := a.svc.Environment(s.Environment); e != nil {
+			pol = e.Policy
 		}
-		out = append(out, item)
+		out = append(out, userSessionJSON{Name: s.Name, Namespace: s.Name, Workshop: s.Workshop,
+			Environment: s.Environment, Started: lifecycle.Time(s.Started), expiryJSON: expiry(pol, s, now)})
 	}
 	writeJSON(w, http.StatusOK, struct {
 		User     string            `json:"user"`
