@@ -274,6 +274,11 @@ func (a *API) fail(w http.ResponseWriter, status int, msg string, cause error) {
 	writeError(w, status, msg)
 }
 
+// unavailable answers 503 for a failure of the backend (logged by fail).
+func (a *API) unavailable(w http.ResponseWriter, err error) {
+	a.fail(w, http.StatusServiceUnavailable, "Portal is temporarily unavailable, try again", err)
+}
+
 // selfOrigin is the origin the request arrived on, or the configured URL.
 func (a *API) selfOrigin(r *http.Request) string {
 	if a.cfg.URL != "" {

@@ -169,7 +169,7 @@ func (a *API) catalogEnvironments(w http.ResponseWriter, r *http.Request, _ stri
 	}
 	all, err := a.svc.EnvironmentSessions(r.Context())
 	if err != nil {
-		a.fail(w, http.StatusServiceUnavailable, "Portal is temporarily unavailable, try again", err)
+		a.unavailable(w, err)
 		return
 	}
 	envs := []catalogEnvironmentJSON{}
@@ -196,7 +196,7 @@ func (a *API) catalogWorkshops(w http.ResponseWriter, r *http.Request, _ string)
 	}
 	all, err := a.svc.EnvironmentSessions(r.Context())
 	if err != nil {
-		a.fail(w, http.StatusServiceUnavailable, "Portal is temporarily unavailable, try again", err)
+		a.unavailable(w, err)
 		return
 	}
 	items := []workshopItemJSON{}
@@ -233,7 +233,7 @@ func (a *API) environmentStatus(w http.ResponseWriter, r *http.Request, env stri
 	}
 	all, err := a.svc.EnvironmentSessions(r.Context())
 	if err != nil {
-		a.fail(w, http.StatusServiceUnavailable, "Portal is temporarily unavailable, try again", err)
+		a.unavailable(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, a.environment(e, all[e.Name], truthy(q.Get("sessions")), false))

@@ -102,7 +102,7 @@ func (a *API) request(w http.ResponseWriter, r *http.Request, env string) {
 		writeError(w, http.StatusForbidden, err.Error())
 		return
 	case err != nil:
-		a.fail(w, http.StatusServiceUnavailable, "Portal is temporarily unavailable, try again", err)
+		a.unavailable(w, err)
 		return
 	}
 	s := res.Session
@@ -230,12 +230,12 @@ func (a *API) activate(w http.ResponseWriter, r *http.Request, name string) {
 		writeError(w, http.StatusBadRequest, "Invalid access token for session")
 		return
 	case err != nil:
-		a.fail(w, http.StatusServiceUnavailable, "Portal is temporarily unavailable, try again", err)
+		a.unavailable(w, err)
 		return
 	}
 	target, err := a.opts.OnActivate(w, r, sess)
 	if err != nil {
-		a.fail(w, http.StatusServiceUnavailable, "Portal is temporarily unavailable, try again", err)
+		a.unavailable(w, err)
 		return
 	}
 	http.Redirect(w, r, target, http.StatusFound)
@@ -251,7 +251,7 @@ func (a *API) sessionFor(w http.ResponseWriter, r *http.Request, name string) (*
 		return nil, false
 	}
 	if err != nil {
-		a.fail(w, http.StatusServiceUnavailable, "Portal is temporarily unavailable, try again", err)
+		a.unavailable(w, err)
 		return nil, false
 	}
 	p, _ := principal(r)
@@ -346,7 +346,7 @@ func (a *API) sessionError(w http.ResponseWriter, err error) bool {
 	case errors.Is(err, sessions.ErrNotInUse):
 		writeError(w, http.StatusBadRequest, err.Error())
 	default:
-		a.fail(w, http.StatusServiceUnavailable, "Portal is temporarily unavailable, try again", err)
+		a.unavailable(w, err)
 	}
 	return true
 }
@@ -369,7 +369,7 @@ func (a *API) userSessions(w http.ResponseWriter, r *http.Request, user string) 
 	}
 	list, err := a.svc.UserSessions(r.Context(), user)
 	if err != nil {
-		a.fail(w, http.StatusServiceUnavailable, "Portal is temporarily unavailable, try again", err)
+		a.unavailable(w, err)
 		return
 	}
 	now := now(a)

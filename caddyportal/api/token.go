@@ -63,7 +63,7 @@ func (a *API) token(w http.ResponseWriter, r *http.Request, _ string) {
 		}
 		g, err := a.issuer.Issue(r.Context(), p)
 		if err != nil {
-			a.fail(w, http.StatusServiceUnavailable, "Portal is temporarily unavailable, try again", err)
+			a.unavailable(w, err)
 			return
 		}
 		a.limiter.succeed(ip)
@@ -84,7 +84,7 @@ func (a *API) token(w http.ResponseWriter, r *http.Request, _ string) {
 			return
 		}
 		if err != nil {
-			a.fail(w, http.StatusServiceUnavailable, "Portal is temporarily unavailable, try again", err)
+			a.unavailable(w, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, grantResponse(g))
@@ -106,7 +106,7 @@ func (a *API) revoke(w http.ResponseWriter, r *http.Request, _ string) {
 		return
 	}
 	if err := a.issuer.Revoke(r.Context(), r.PostForm.Get("token")); err != nil {
-		a.fail(w, http.StatusServiceUnavailable, "Portal is temporarily unavailable, try again", err)
+		a.unavailable(w, err)
 		return
 	}
 	w.WriteHeader(http.StatusOK)
