@@ -1,7 +1,6 @@
 package caddyportal
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -164,8 +162,13 @@ func (h *Handler) serveDashboard(w http.ResponseWriter, r *http.Request, name, r
 func (h *Handler) forward(w http.ResponseWriter, r *http.Request, sess *sessions.Session, user string, next caddyhttp.Handler) error {
 	gate.StripIdentity(r.Header, h.cookies.Name(""), sess.Name, user)
 	caddyhttp.SetVar(r.Context(), upstreamVar, sess.Upstream)
-	done := h.activity.begin(sess.Name, isStream(r))
-	defer done()
+	if isStream(r) {
+		use, done := h.activity.stream(sess.Name)
+		defer done()
+		w = observeStream(w, r, use)
+	} else {
+		h.activity.request(sess.Name)
+	}
 	err := h.proxy.ServeHTTP(w, r, next)
 	var he caddyhttp.HandlerError
 	if errors.As(err, &he) && he.StatusCode >= 502 && he.StatusCode <= 504 {
@@ -360,76 +363,4 @@ func page(w http.ResponseWriter, status int, title, msg string) {
 		Title, Message string
 		Status         int
 	}{title, msg, status})
-}
-
-// activity records dashboard use for idle tracking without a store write
-// per request: requests touch a session at most every touchEvery, and open
-// streams (WebSockets) count as activity for as long as they stay open.
-type activity struct {
-	svc  *sessions.Service
-	mu   sync.Mutex
-	last map[string]time.Time
-	open map[string]int
-}
-
-const touchEvery = 30 * time.Second
-
-func newActivity(svc *sessions.Service) *activity {
-	return &activity{svc: svc, last: map[string]time.Time{}, open: map[string]int{}}
-}
-
-// begin notes a request for session and returns the func to call when it
-// ends.
-func (a *activity) begin(session string, stream bool) func() {
-	now := a.svc.Now()
-	a.mu.Lock()
-	due := now.Sub(a.last[session]) >= touchEvery
-	if due {
-		a.last[session] = now
-	}
-	if stream {
-		a.open[session]++
-	}
-	a.mu.Unlock()
-	if due {
-		go func() { _ = a.svc.Touch(context.Background(), session) }()
-	}
-	if !stream {
-		return func() {}
-	}
-	return func() {
-		a.mu.Lock()
-		if a.open[session]--; a.open[session] <= 0 {
-			delete(a.open, session)
-		}
-		a.mu.Unlock()
-	}
-}
-
-// run touches sessions with open streams until ctx ends.
-func (a *activity) run(ctx context.Context) {
-	t := time.NewTicker(touchEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			a.mu.Lock()
-			var names []string
-			for s := range a.open {
-				names = append(names, s)
-			}
-			now := a.svc.Now()
-			for s := range a.last {
-				if now.Sub(a.last[s]) > 10*touchEvery {
-					delete(a.last, s)
-				}
-			}
-			a.mu.Unlock()
-			for _, s := range names {
-				_ = a.svc.Touch(ctx, s)
-			}
-		}
-	}
 }
