@@ -13,5 +13,6 @@ import (
 )
 
 func main() {
+	enableExtendedConnect()
 	caddycmd.Main()
 }
