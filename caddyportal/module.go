@@ -45,6 +45,7 @@ type Handler struct {
 	redirects *redirects.Policy
 	storeKey  string
 	svc       *sessions.Service
+	listed    *runningPortal
 	api       *api.API
 	cookies   *gate.Cookies
 }
@@ -114,6 +115,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		OnActivate: h.activated,
 		PortalUID:  fmt.Sprintf("%x-%x-%x-%x-%x", uid[0:4], uid[4:6], uid[6:8], uid[8:10], uid[10:16]),
 	})
+	h.listed = register(h.Name, h.svc)
 	return nil
 }
 
@@ -141,6 +143,9 @@ func (h *Handler) Validate() error {
 // Cleanup stops the service and releases the shared store. It copes with a
 // Provision that failed part-way.
 func (h *Handler) Cleanup() error {
+	if h.listed != nil {
+		unregister(h.Name, h.listed, h.svc)
+	}
 	if h.svc != nil {
 		h.svc.Close()
 	}

@@ -38,6 +38,8 @@ type portal struct {
 	// site blocks for the same server (for example a plain reverse_proxy
 	// to compare with the gate).
 	extra string
+	// admin is Caddy's admin listener address; empty turns it off.
+	admin string
 }
 
 const (
@@ -120,8 +122,12 @@ func (p *portal) load(body string) {
 	if site == "" {
 		site = "http://127.0.0.1:%d"
 	}
+	admin := "off"
+	if p.admin != "" {
+		admin = p.admin
+	}
 	cf := fmt.Sprintf(`{
-	admin off
+	admin %s
 	persist_config off
 	storage file_system %s
 	grace_period 1s
@@ -137,7 +143,7 @@ func (p *portal) load(body string) {
 	respond "not the portal" 404
 }
 %s
-`, filepath.Join(p.dir, "caddy"), fmt.Sprintf(site, p.port), strings.ReplaceAll(body, "{dir}", filepath.Join(p.dir, "badger")), p.extra)
+`, admin, filepath.Join(p.dir, "caddy"), fmt.Sprintf(site, p.port), strings.ReplaceAll(body, "{dir}", filepath.Join(p.dir, "badger")), p.extra)
 	adapter := caddyconfig.GetAdapter("caddyfile")
 	cfg, warns, err := adapter.Adapt([]byte(cf), map[string]any{"filename": "Caddyfile"})
 	if err != nil {

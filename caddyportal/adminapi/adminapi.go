@@ -1,0 +1,259 @@
+// Package adminapi serves the portal's JSON endpoints for operators on
+// Caddy's admin API (by default localhost:2019): list environments and
+// sessions, terminate and extend sessions. It does not import Caddy; the
+// glue mounts Handler under the admin route prefix.
+//
+// Routes, below the prefix (default /portal/):
+//
+//	GET  /                                  {"portals": [names]}
+//	GET  /<portal>/environments/            environments with capacity and use
+//	GET  /<portal>/sessions/[?environment=&state=&user=]
+//	                                        live sessions (reserves included)
+//	GET  /<portal>/sessions/<session>/      one session, STOPPED ones too
+//	POST /<portal>/sessions/<session>/terminate/
+//	POST /<portal>/sessions/<session>/extend/
+//
+// Errors are JSON {"error": "..."} with a 4xx status (503 when the store
+// cannot be reached). The admin API has no authentication of its own:
+// Caddy's admin listener is the boundary (loopback by default).
+package adminapi
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
+	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+	"github.com/caddyportal/caddyportal/caddyportal/store"
+)
+
+// Portals finds the running portals by name.
+type Portals interface {
+	// Names lists the running portals, sorted.
+	Names() []string
+	// Service returns the portal's service, or nil.
+	Service(name string) *sessions.Service
+}
+
+// Handler serves the routes below prefix.
+type Handler struct {
+	prefix  string
+	portals Portals
+}
+
+// New returns the handler for routes below prefix (e.g. "/portal/").
+func New(prefix string, portals Portals) *Handler {
+	if !strings.HasSuffix(prefix, "/") {
+		prefix += "/"
+	}
+	return &Handler{prefix: prefix, portals: portals}
+}
+
+// EnvironmentJSON is one environment in the environments listing.
+type EnvironmentJSON struct {
+	Name      string `json:"name"`
+	Workshop  string `json:"workshop"`
+	State     string `json:"state"`
+	Capacity  int    `json:"capacity"`
+	Reserved  int    `json:"reserved"`
+	Allocated int    `json:"allocated"`
+	Available int    `json:"available"`
+}
+
+// SessionJSON is a session as operators see it.
+type SessionJSON struct {
+	Name         string          `json:"name"`
+	Environment  string          `json:"environment"`
+	Workshop     string          `json:"workshop"`
+	State        lifecycle.State `json:"state"`
+	Reason       string          `json:"reason,omitempty"`
+	Owner        string          `json:"owner,omitempty"`
+	Slot         int             `json:"slot"`
+	Upstream     string          `json:"upstream"`
+	Created      lifecycle.Time  `json:"created"`
+	Started      lifecycle.Time  `json:"started,omitzero"`
+	Expires      lifecycle.Time  `json:"expires,omitzero"`
+	LastActivity lifecycle.Time  `json:"last_activity,omitzero"`
+	Extended     *bool           `json:"extended,omitempty"`
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rest, ok := strings.CutPrefix(r.URL.Path, h.prefix)
+	if !ok {
+		writeError(w, http.StatusNotFound, "not a portal admin route")
+		return
+	}
+	parts := strings.FieldsFunc(rest, func(c rune) bool { return c == '/' })
+	if len(parts) == 0 {
+		if allow(w, r, http.MethodGet) {
+			writeJSON(w, http.StatusOK, map[string]any{"portals": nonNil(h.portals.Names())})
+		}
+		return
+	}
+	svc := h.portals.Service(parts[0])
+	if svc == nil {
+		writeError(w, http.StatusNotFound, "no running portal named "+parts[0])
+		return
+	}
+	switch {
+	case len(parts) == 2 && parts[1] == "environments":
+		if allow(w, r, http.MethodGet) {
+			h.environments(w, r, svc)
+		}
+	case len(parts) == 2 && parts[1] == "sessions":
+		if allow(w, r, http.MethodGet) {
+			h.sessions(w, r, svc)
+		}
+	case len(parts) == 3 && parts[1] == "sessions":
+		if allow(w, r, http.MethodGet) {
+			h.session(w, r, svc, parts[2])
+		}
+	case len(parts) == 4 && parts[1] == "sessions" && (parts[3] == "terminate" || parts[3] == "extend"):
+		if allow(w, r, http.MethodPost) {
+			h.act(w, r, svc, parts[2], parts[3])
+		}
+	default:
+		writeError(w, http.StatusNotFound, "unknown portal admin route "+r.URL.Path)
+	}
+}
+
+func (h *Handler) environments(w http.ResponseWriter, r *http.Request, svc *sessions.Service) {
+	all, err := svc.EnvironmentSessions(r.Context())
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	out := []EnvironmentJSON{}
+	for _, e := range svc.Environments() {
+		ej := EnvironmentJSON{Name: e.Name, Workshop: e.Workshop.Name, State: e.State,
+			Capacity: e.Capacity, Reserved: e.Reserved}
+		for _, s := range all[e.Name] {
+			switch {
+			case !s.Reserved():
+				ej.Allocated++
+			case s.State == lifecycle.Waiting:
+				ej.Available++
+			}
+		}
+		out = append(out, ej)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (h *Handler) sessions(w http.ResponseWriter, r *http.Request, svc *sessions.Service) {
+	q := r.URL.Query()
+	env, state, user := q.Get("environment"), q.Get("state"), q.Get("user")
+	if env != "" && svc.Environment(env) == nil {
+		writeError(w, http.StatusNotFound, "no environment named "+env)
+		return
+	}
+	all, err := svc.EnvironmentSessions(r.Context())
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	now := svc.Now()
+	out := []SessionJSON{}
+	for name, list := range all {
+		if env != "" && name != env {
+			continue
+		}
+		for _, s := range list {
+			sj := sessionJSON(s, now)
+			if state != "" && !strings.EqualFold(string(sj.State), state) || user != "" && s.Owner != user {
+				continue
+			}
+			out = append(out, sj)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (h *Handler) session(w http.ResponseWriter, r *http.Request, svc *sessions.Service, name string) {
+	s, err := svc.Get(r.Context(), name)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, sessionJSON(s, svc.Now()))
+}
+
+func (h *Handler) act(w http.ResponseWriter, r *http.Request, svc *sessions.Service, name, action string) {
+	var (
+		s        *sessions.Session
+		extended bool
+		err      error
+	)
+	if action == "terminate" {
+		s, err = svc.Terminate(r.Context(), name, "terminated")
+	} else {
+		s, _, extended, err = svc.Extend(r.Context(), name)
+	}
+	if errors.Is(err, sessions.ErrSessionNotFound) {
+		if _, gerr := svc.Get(r.Context(), name); gerr == nil {
+			writeError(w, http.StatusConflict, "session "+name+" has already ended")
+			return
+		}
+	}
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	sj := sessionJSON(s, svc.Now())
+	if action == "extend" {
+		sj.Extended = &extended
+	}
+	writeJSON(w, http.StatusOK, sj)
+}
+
+func sessionJSON(s *sessions.Session, now time.Time) SessionJSON {
+	state, reason := s.Effective(now)
+	return SessionJSON{Name: s.Name, Environment: s.Environment, Workshop: s.Workshop, State: state,
+		Reason: reason, Owner: s.Owner, Slot: s.Slot, Upstream: s.Upstream, Created: lifecycle.Time(s.Created),
+		Started: lifecycle.Time(s.Started), Expires: lifecycle.Time(s.Expires),
+		LastActivity: lifecycle.Time(s.LastActivity)}
+}
+
+// fail maps service errors to statuses: a missing session is 404, an action
+// the session's state does not allow is 409, an unreachable store 503.
+func fail(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, sessions.ErrSessionNotFound), errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusNotFound, "session not found")
+	case errors.Is(err, sessions.ErrNotInUse), errors.Is(err, sessions.ErrSessionEnded):
+		writeError(w, http.StatusConflict, err.Error())
+	default:
+		writeError(w, http.StatusServiceUnavailable, "portal state is unavailable: "+err.Error())
+	}
+}
+
+func allow(w http.ResponseWriter, r *http.Request, method string) bool {
+	if r.Method == method {
+		return true
+	}
+	w.Header().Set("Allow", method)
+	writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed; use "+method)
+	return false
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}
