@@ -1,0 +1,552 @@
+// Package etcdstore implements store.Store on etcd, so that several portal
+// replicas can share their state with the same semantics as the embedded
+// Badger store (package badgerstore).
+//
+// # Keys and values
+//
+// Every key is stored under Options.Prefix. Values carry the same one-byte
+// header as in badgerstore, so that an expiry instant travels with the value:
+//
+//	0x00 <value>                          plain value, never expires
+//	0x01 <8-byte big-endian int64> <value> expires at that Unix time in nanoseconds
+//
+// Get and Scan hide a value whose expiry instant is at or before Options.Now,
+// so expiry is exact to the nanosecond. etcd leases are not used for this:
+// they have one-second granularity and run on the etcd leader's clock.
+//
+// Keys starting with "~" belong to this package: callers cannot write them,
+// Get reports them missing, Scan and Watch never show them. The schema is:
+//
+//	~x/<8-byte expiry><user key>   expiry index entry, empty value
+//
+// where <8-byte expiry> is the Unix nanoseconds as a big-endian uint64 with
+// the sign bit flipped, so byte order is time order. SetExpiring adds an
+// entry; unlike badgerstore, Set and Delete do not remove an older entry,
+// because that would make every blind write read the old value first (and
+// join the transaction's compare set). An entry whose key is gone or carries
+// another expiry is stale, and the sweeper just drops it when its time comes.
+//
+// # Transactions
+//
+// Update is optimistic. fn runs against one snapshot revision R: the first
+// read is a linearizable read that fixes R, every later read is served at R.
+// Writes are buffered (Get and Scan see them: read-your-writes) and
+// committed with one etcd Txn whose If holds, for every key the attempt read
+// (by Get, and every key Scan visited), "ModRevision is still what R showed"
+// (0 for a missing key). If a compare fails, fn runs again on fresh data
+// after a small jittered backoff; like badgerstore, an attempt that has
+// conflicted a few times then runs alone among this store's Updates, so a
+// hot key cannot starve it (other replicas still compete). After
+// Options.MaxAttempts conflicts Update returns store.ErrConflict.
+//
+// etcd rejects a Txn with more than --max-txn-ops compares, or more than
+// that many operations (default 128 each; the limit applies to each list,
+// not to their sum). Expiring writes take two operations (the key and its
+// index entry). When an attempt would exceed Options.MaxTxnOps compares, the keys
+// visited only by Scan are not compared one by one; each scanned prefix gets
+// one range compare instead, "no key in the range has a ModRevision after R".
+// That detects every change to and insertion of a key under the prefix, but
+// not a deletion. The portal does not depend on scans for conflict
+// detection (capacity changes all read and write one "alloc" key, see
+// package sessions), so this only weakens what was never relied on. Keys
+// read with Get are always compared one by one; an attempt with more Get
+// reads or more operations than the limit fails with ErrTxnTooLarge.
+//
+// # Errors
+//
+// Every etcd call is bounded by Options.RequestTimeout. Unreachable etcd,
+// timeouts, a lost leader and similar transient conditions are returned
+// wrapped so that errors.Is(err, store.ErrUnavailable) holds; the client
+// reconnects by itself and the next call succeeds once etcd is back. An
+// ErrUnavailable from the commit of an Update means the outcome is unknown:
+// the write may or may not have been applied.
+//
+// # Expiry sweeper
+//
+// A goroutine owned by the store calls Sweep every Options.SweepInterval.
+// Sweep walks the expiry index up to Now and deletes each due key with a Txn
+// that compares the key's ModRevision with the one it checked, so several
+// replicas can sweep at once: each expired key is deleted exactly once, and
+// a key rewritten in the meantime is left alone.
+package etcdstore
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"google.golang.org/grpc"
+	grpcbackoff "google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/caddyportal/caddyportal/caddyportal/store"
+)
+
+// Defaults of Options.
+const (
+	DefaultDialTimeout    = 5 * time.Second
+	DefaultRequestTimeout = 3 * time.Second
+	DefaultSweepInterval  = 30 * time.Second
+	DefaultMaxTxnOps      = 128
+	DefaultMaxAttempts    = 50
+)
+
+// exclusiveAfter is the number of conflicting attempts after which Update
+// runs its remaining attempts alone among this store's Updates.
+const exclusiveAfter = 4
+
+// ErrClosed is returned by Update, View, Sweep and Watch after Close.
+var ErrClosed = errors.New("store: closed")
+
+// ErrTxnTooLarge is returned by Update when an attempt needs more compares
+// or more operations than Options.MaxTxnOps, even with range compares for
+// its scans. Raise etcd's --max-txn-ops and MaxTxnOps together, or split the
+// transaction.
+var ErrTxnTooLarge = errors.New("store: transaction too large for etcd")
+
+// Options configures Open.
+type Options struct {
+	// Endpoints are the etcd client URLs, for example http://10.0.0.1:2379.
+	Endpoints []string
+	// Prefix is prepended to every key, so several portals (or other
+	// applications) can share one etcd. It should end in a separator, for
+	// example "/caddyportal/demo/".
+	Prefix string
+	// Username and Password authenticate to etcd when Username is set.
+	Username string
+	Password string
+	// TLS is the client TLS configuration. When nil, one is built from
+	// CAFile, CertFile and KeyFile if any is set, and an https endpoint
+	// without any of them verifies the server against the system roots.
+	TLS *tls.Config
+	// CAFile is a PEM file of CA certificates that sign etcd's server
+	// certificate.
+	CAFile string
+	// CertFile and KeyFile are the PEM client certificate and key, for etcd
+	// configured with --client-cert-auth. They go together.
+	CertFile string
+	KeyFile  string
+	// DialTimeout bounds the first connection and the round trip Open makes
+	// to check that etcd answers. Zero means DefaultDialTimeout.
+	DialTimeout time.Duration
+	// RequestTimeout bounds every etcd call, so that an outage turns into
+	// store.ErrUnavailable quickly. Zero means DefaultRequestTimeout.
+	RequestTimeout time.Duration
+	// Logger receives the sweeper's and watches' errors and the etcd
+	// client's errors. Nil discards them.
+	Logger *zap.Logger
+	// Now is the clock that decides expiry. Nil means time.Now.
+	Now func() time.Time
+	// SweepInterval is how often expired keys are deleted. Zero means
+	// DefaultSweepInterval; negative disables the background sweeper (Sweep
+	// can still be called).
+	SweepInterval time.Duration
+	// MaxTxnOps is the etcd server's --max-txn-ops. Zero means
+	// DefaultMaxTxnOps, etcd's default.
+	MaxTxnOps int
+	// MaxAttempts bounds how often Update runs fn when commits conflict.
+	// Zero means DefaultMaxAttempts.
+	MaxAttempts int
+}
+
+// Store is a store.Store backed by etcd. Its methods are safe for
+// concurrent use.
+type Store struct {
+	cli         *clientv3.Client
+	prefix      string
+	log         *zap.Logger
+	now         func() time.Time
+	reqTimeout  time.Duration
+	maxTxnOps   int
+	maxAttempts int
+
+	// ctx belongs to the store: background loops, watches and in-flight
+	// calls end when Close cancels it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	bg     sync.WaitGroup
+
+	// mu guards closed; inflight counts running calls so that Close closes
+	// the client only after them.
+	mu       sync.Mutex
+	closed   bool
+	inflight sync.WaitGroup
+
+	// writers lets an Update that keeps conflicting run alone among this
+	// store's Updates (see badgerstore for the starvation it prevents).
+	writers sync.RWMutex
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open connects to etcd and checks, within DialTimeout, that it answers a
+// read under the prefix; then it starts the background sweeper.
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	if len(opts.Endpoints) == 0 {
+		return nil, errors.New("etcdstore: at least one endpoint is required")
+	}
+	if (opts.CertFile == "") != (opts.KeyFile == "") {
+		return nil, errors.New("etcdstore: a client certificate and its key go together")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	s := &Store{
+		prefix:      opts.Prefix,
+		log:         log,
+		now:         opts.Now,
+		reqTimeout:  orDefault(opts.RequestTimeout, DefaultRequestTimeout),
+		maxTxnOps:   opts.MaxTxnOps,
+		maxAttempts: opts.MaxAttempts,
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.maxTxnOps <= 0 {
+		s.maxTxnOps = DefaultMaxTxnOps
+	}
+	if s.maxAttempts <= 0 {
+		s.maxAttempts = DefaultMaxAttempts
+	}
+	tlsCfg, err := clientTLS(opts)
+	if err != nil {
+		return nil, err
+	}
+	dialTimeout := orDefault(opts.DialTimeout, DefaultDialTimeout)
+	where := strings.Join(opts.Endpoints, ", ")
+
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   opts.Endpoints,
+		DialTimeout: dialTimeout,
+		// Keepalives notice a silently dead connection (a partition, a
+		// crashed host) so the client switches endpoint or reconnects.
+		DialKeepAliveTime:    10 * time.Second,
+		DialKeepAliveTimeout: 3 * time.Second,
+		Username:             opts.Username,
+		Password:             opts.Password,
+		TLS:                  tlsCfg,
+		// gRPC's default reconnect backoff grows to two minutes, which
+		// would keep a replica down long after etcd is back; reconnect
+		// at least every two seconds instead.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff: grpcbackoff.Config{
+				BaseDelay:  100 * time.Millisecond,
+				Multiplier: 1.6,
+				Jitter:     0.2,
+				MaxDelay:   2 * time.Second,
+			},
+			MinConnectTimeout: dialTimeout,
+		})},
+		// The client logs every retry of an unavailable call as a warning;
+		// callers get those as ErrUnavailable already.
+		Logger: log.Named("etcd").WithOptions(zap.IncreaseLevel(zapcore.ErrorLevel)),
+	})
+	if err != nil {
+		if isUnavailable(err) {
+			err = fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+		}
+		return nil, fmt.Errorf("etcdstore: connecting to etcd at %s: %w", where, err)
+	}
+	s.cli = cli
+
+	// clientv3.New does not wait for a connection; one real read proves
+	// etcd answers (and that the credentials may read the prefix).
+	pctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	_, err = cli.Get(pctx, s.prefix+"~", clientv3.WithCountOnly())
+	cancel()
+	if err != nil {
+		cli.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if isUnavailable(err) {
+			return nil, fmt.Errorf("etcdstore: etcd at %s did not answer within %v: %w: %w",
+				where, dialTimeout, store.ErrUnavailable, err)
+		}
+		return nil, fmt.Errorf("etcdstore: reading from etcd at %s: %w", where, err)
+	}
+
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	sweepEvery := orDefault(opts.SweepInterval, DefaultSweepInterval)
+	if sweepEvery > 0 {
+		s.bg.Add(1)
+		go s.loop("expiry sweep", sweepEvery, s.backgroundSweep)
+	}
+	return s, nil
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
+// clientTLS returns the TLS configuration for the client, or nil for plain
+// connections.
+func clientTLS(opts Options) (*tls.Config, error) {
+	if opts.TLS != nil {
+		return opts.TLS, nil
+	}
+	https := false
+	for _, ep := range opts.Endpoints {
+		if strings.HasPrefix(ep, "https://") || strings.HasPrefix(ep, "unixs://") {
+			https = true
+		}
+	}
+	if opts.CAFile == "" && opts.CertFile == "" && !https {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if opts.CAFile != "" {
+		pem, err := os.ReadFile(opts.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("etcdstore: reading CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("etcdstore: CA file %s holds no PEM certificate", opts.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if opts.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(opts.CertFile, opts.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("etcdstore: loading client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+// Close stops the sweeper and watches, waits for running calls (each is
+// bounded by RequestTimeout, and Close cancels them) and closes the client.
+// Later calls return the first call's result. Close must not be called from
+// inside an Update or View function.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		s.cancel()
+		s.bg.Wait()
+		s.inflight.Wait()
+		if err := s.cli.Close(); err != nil && !errors.Is(err, context.Canceled) {
+			s.closeErr = fmt.Errorf("etcdstore: closing: %w", err)
+		}
+	})
+	return s.closeErr
+}
+
+// enter registers a running call, or reports that the store is closed.
+// Every successful enter must be paired with s.inflight.Done().
+func (s *Store) enter() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.inflight.Add(1)
+	return nil
+}
+
+// callCtx returns the context for one etcd call: the caller's, bounded by
+// RequestTimeout and canceled by Close.
+func (s *Store) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	c, cancel := context.WithTimeout(ctx, s.reqTimeout)
+	stop := context.AfterFunc(s.ctx, cancel)
+	return c, func() { stop(); cancel() }
+}
+
+// wrap turns an etcd call's error into the store's: the caller's own
+// context error as is, ErrClosed after Close, store.ErrUnavailable for
+// transient trouble, anything else with the operation named.
+func (s *Store) wrap(ctx context.Context, op string, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return cerr
+	}
+	if s.ctx.Err() != nil {
+		return ErrClosed
+	}
+	if isUnavailable(err) {
+		return fmt.Errorf("etcdstore: %s: %w: %w", op, store.ErrUnavailable, err)
+	}
+	return fmt.Errorf("etcdstore: %s: %w", op, err)
+}
+
+// isUnavailable reports whether err means etcd cannot serve now but may
+// again soon: no connection, no leader, a timeout, overload, no space.
+func isUnavailable(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || clientv3.IsConnCanceled(err) {
+		return true
+	}
+	var code codes.Code
+	var ee rpctypes.EtcdError
+	if errors.As(err, &ee) {
+		code = ee.Code()
+	} else if st, ok := status.FromError(err); ok {
+		code = st.Code()
+	} else {
+		return false
+	}
+	switch code {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled, codes.ResourceExhausted, codes.Aborted:
+		return true
+	}
+	return false
+}
+
+// isCompacted reports whether a read at the snapshot revision failed
+// because etcd compacted that revision away; the attempt must start over.
+func isCompacted(err error) bool {
+	return errors.Is(err, rpctypes.ErrCompacted) || errors.Is(err, rpctypes.ErrGRPCCompacted)
+}
+
+// errRetry marks an attempt that must run again on fresh data.
+var errRetry = errors.New("etcdstore: retry on fresh data")
+
+// Update runs fn in a read-write transaction and commits it with one etcd
+// Txn (see the package documentation). fn runs again on fresh data when the
+// commit finds that something it read has changed; an error from fn
+// discards the attempt and is returned as is. fn must not call Update or
+// Close on the same store.
+func (s *Store) Update(ctx context.Context, fn func(tx store.Txn) error) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.inflight.Done()
+	for attempt := 1; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		err := s.tryUpdate(ctx, fn, attempt > exclusiveAfter)
+		if !errors.Is(err, errRetry) {
+			return err
+		}
+		if attempt >= s.maxAttempts {
+			return fmt.Errorf("%w (%d attempts)", store.ErrConflict, attempt)
+		}
+		t := time.NewTimer(backoff(attempt))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-s.ctx.Done():
+			t.Stop()
+			return ErrClosed
+		}
+	}
+}
+
+// backoff returns a random wait before attempt+1: full jitter over a window
+// that doubles from 1ms to 16ms, which spreads out colliding writers.
+func backoff(attempt int) time.Duration {
+	window := time.Millisecond << min(attempt-1, 4)
+	return time.Duration(rand.Int64N(int64(window))) + 50*time.Microsecond
+}
+
+// tryUpdate runs fn once and commits, alone among this store's Updates if
+// exclusive. It returns errRetry when the attempt must run again.
+func (s *Store) tryUpdate(ctx context.Context, fn func(tx store.Txn) error, exclusive bool) error {
+	if exclusive {
+		s.writers.Lock()
+		defer s.writers.Unlock()
+	} else {
+		s.writers.RLock()
+		defer s.writers.RUnlock()
+	}
+	if s.ctx.Err() != nil {
+		return ErrClosed
+	}
+	tx := newTxn(ctx, s, true)
+	err := fn(tx)
+	tx.done = true
+	if tx.retry {
+		// A read hit a compacted snapshot; whatever fn made of that
+		// error, the attempt is void.
+		return errRetry
+	}
+	if err != nil {
+		return err
+	}
+	return tx.commit()
+}
+
+// View runs fn in a read-only transaction on a consistent snapshot.
+func (s *Store) View(ctx context.Context, fn func(tx store.Txn) error) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.inflight.Done()
+	for attempt := 1; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		tx := newTxn(ctx, s, false)
+		err := fn(tx)
+		tx.done = true
+		if !tx.retry {
+			return err
+		}
+		// The snapshot was compacted under fn; a fresh one is needed.
+		if attempt >= s.maxAttempts {
+			return fmt.Errorf("%w (%d attempts, snapshots compacted)", store.ErrConflict, attempt)
+		}
+	}
+}
+
+// loop runs task every interval on the store's own context until Close.
+func (s *Store) loop(name string, every time.Duration, task func()) {
+	defer s.bg.Done()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+			s.safely(name, task)
+		}
+	}
+}
+
+// safely runs task and logs a panic instead of letting it kill the server.
+func (s *Store) safely(name string, task func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("panic in store background task",
+				zap.String("task", name),
+				zap.Any("panic", r),
+				zap.ByteString("stack", debug.Stack()))
+		}
+	}()
+	task()
+}
+
+func (s *Store) backgroundSweep() {
+	n, err := s.Sweep(s.ctx)
+	switch {
+	case err != nil && !errors.Is(err, ErrClosed) && !errors.Is(err, context.Canceled):
+		s.log.Warn("expiry sweep failed", zap.Error(err))
+	case n > 0:
+		s.log.Debug("expiry sweep", zap.Int("deleted", n))
+	}
+}

@@ -1,0 +1,471 @@
+package etcdstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/caddyportal/caddyportal/caddyportal/store"
+)
+
+// Value headers; see the package documentation.
+const (
+	hdrPlain    byte = 0x00
+	hdrExpiring byte = 0x01
+)
+
+const (
+	// reservedPrefix starts every key that belongs to this package.
+	reservedPrefix = "~"
+	// expiryIndexPrefix starts the expiry index entries.
+	expiryIndexPrefix = "~x/"
+	// scanPage is how many keys one etcd range call of Scan returns, so a
+	// large prefix is neither one huge response nor read past where fn
+	// stops.
+	scanPage = 256
+)
+
+// ErrReservedKey is returned when a caller writes a key starting with "~".
+var ErrReservedKey = errors.New("store: keys starting with \"~\" are reserved")
+
+// ErrReadOnly is returned by writes inside View.
+var ErrReadOnly = errors.New("store: write in a read-only transaction")
+
+// errTxnDone is returned when a Txn is used after its function returned.
+var errTxnDone = errors.New("store: transaction used after its function returned")
+
+// Expiry instants must fit int64 Unix nanoseconds (years 1678 to 2262).
+var (
+	minExpiry = time.Unix(0, math.MinInt64)
+	maxExpiry = time.Unix(0, math.MaxInt64)
+)
+
+// record is a decoded stored value.
+type record struct {
+	value    []byte
+	expiring bool
+	expires  int64 // Unix nanoseconds, when expiring
+}
+
+func encode(value []byte, expiring bool, expires int64) []byte {
+	if !expiring {
+		buf := make([]byte, 1+len(value))
+		buf[0] = hdrPlain
+		copy(buf[1:], value)
+		return buf
+	}
+	buf := make([]byte, 9+len(value))
+	buf[0] = hdrExpiring
+	binary.BigEndian.PutUint64(buf[1:9], uint64(expires))
+	copy(buf[9:], value)
+	return buf
+}
+
+func decode(raw []byte) (record, error) {
+	if len(raw) == 0 {
+		return record{}, errors.New("etcdstore: corrupt value: empty")
+	}
+	switch raw[0] {
+	case hdrPlain:
+		return record{value: raw[1:]}, nil
+	case hdrExpiring:
+		if len(raw) < 9 {
+			return record{}, errors.New("etcdstore: corrupt value: short expiry header")
+		}
+		return record{value: raw[9:], expiring: true, expires: int64(binary.BigEndian.Uint64(raw[1:9]))}, nil
+	default:
+		return record{}, fmt.Errorf("etcdstore: corrupt value: unknown header %#x", raw[0])
+	}
+}
+
+// expiredAt reports whether r is gone at now: an expiry instant is the first
+// instant at which the key is no longer visible.
+func (r record) expiredAt(now time.Time) bool {
+	return r.expiring && r.expires <= now.UnixNano()
+}
+
+// indexKey returns the expiry index key (without the store prefix) of key
+// expiring at nanos.
+func indexKey(nanos int64, key string) string {
+	b := make([]byte, 0, len(expiryIndexPrefix)+8+len(key))
+	b = append(b, expiryIndexPrefix...)
+	b = binary.BigEndian.AppendUint64(b, uint64(nanos)^(1<<63))
+	return string(append(b, key...))
+}
+
+// parseIndexKey is the inverse of indexKey.
+func parseIndexKey(k string) (nanos int64, key string, ok bool) {
+	if len(k) < len(expiryIndexPrefix)+8 || !strings.HasPrefix(k, expiryIndexPrefix) {
+		return 0, "", false
+	}
+	rest := k[len(expiryIndexPrefix):]
+	return int64(binary.BigEndian.Uint64([]byte(rest[:8])) ^ (1 << 63)), rest[8:], true
+}
+
+// rangeEnd returns the end of the etcd range holding every key that starts
+// with p; "\x00" means "to the end of the keyspace", as in etcd.
+func rangeEnd(p string) string {
+	return clientv3.GetPrefixRangeEnd(p)
+}
+
+// userRanges returns the etcd ranges [start, end) that Scan(prefix) reads.
+// For the empty prefix the reserved range is left out, with a second range
+// for the keys that sort after "~" ("\x7f" and up).
+func (s *Store) userRanges(prefix string) [][2]string {
+	if prefix != "" {
+		p := s.prefix + prefix
+		return [][2]string{{p, rangeEnd(p)}}
+	}
+	start := s.prefix
+	if start == "" {
+		start = "\x00" // etcd refuses an empty key
+	}
+	return [][2]string{
+		{start, s.prefix + reservedPrefix},
+		{s.prefix + string(rune(reservedPrefix[0]+1)), rangeEnd(s.prefix)},
+	}
+}
+
+// loaded is what a read of one key at the snapshot found.
+type loaded struct {
+	raw    []byte // nil when missing
+	modRev int64  // 0 when missing
+}
+
+// write is a buffered write of one key.
+type write struct {
+	del      bool
+	raw      []byte // encoded value
+	expiring bool
+	expires  int64
+}
+
+// txn is one attempt of an Update, or one View.
+type txn struct {
+	s        *Store
+	ctx      context.Context
+	now      time.Time // one instant per attempt, so the whole fn sees one expiry cut-off
+	writable bool
+	done     bool
+	// retry is set when a read failed because the snapshot was compacted.
+	retry bool
+
+	rev     int64             // snapshot revision; 0 until the first read
+	cache   map[string]loaded // keys read with Get
+	scanned map[string]int64  // keys visited by Scan, with their ModRevision
+	scans   []string          // prefixes scanned
+	writes  map[string]write
+}
+
+var _ store.Txn = (*txn)(nil)
+
+func newTxn(ctx context.Context, s *Store, writable bool) *txn {
+	return &txn{
+		s:        s,
+		ctx:      ctx,
+		now:      s.now(),
+		writable: writable,
+		cache:    map[string]loaded{},
+		scanned:  map[string]int64{},
+		writes:   map[string]write{},
+	}
+}
+
+func (t *txn) check() error {
+	if t.done {
+		return errTxnDone
+	}
+	return nil
+}
+
+func (t *txn) checkWrite(key string) error {
+	if err := t.check(); err != nil {
+		return err
+	}
+	if !t.writable {
+		return ErrReadOnly
+	}
+	if key == "" {
+		return errors.New("store: empty key")
+	}
+	if strings.HasPrefix(key, reservedPrefix) {
+		return fmt.Errorf("%w: %q", ErrReservedKey, key)
+	}
+	return nil
+}
+
+// get runs one etcd range read at the snapshot, fixing the snapshot on the
+// first read.
+func (t *txn) get(op, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+	if t.rev != 0 {
+		opts = append(opts, clientv3.WithRev(t.rev))
+	}
+	ctx, cancel := t.s.callCtx(t.ctx)
+	defer cancel()
+	resp, err := t.s.cli.Get(ctx, key, opts...)
+	if err != nil {
+		if isCompacted(err) {
+			t.retry = true
+		}
+		return nil, t.s.wrap(t.ctx, op, err)
+	}
+	if t.rev == 0 {
+		t.rev = resp.Header.Revision
+	}
+	return resp, nil
+}
+
+// load returns what key holds at the snapshot; the read joins the compare
+// set of an Update.
+func (t *txn) load(key string) (loaded, error) {
+	if l, ok := t.cache[key]; ok {
+		return l, nil
+	}
+	resp, err := t.get(fmt.Sprintf("get %q", key), t.s.prefix+key)
+	if err != nil {
+		return loaded{}, err
+	}
+	var l loaded
+	if len(resp.Kvs) > 0 {
+		l = loaded{raw: resp.Kvs[0].Value, modRev: resp.Kvs[0].ModRevision}
+	}
+	t.cache[key] = l
+	return l, nil
+}
+
+// Get returns a copy of key's value, or store.ErrNotFound if it is missing,
+// expired or reserved.
+func (t *txn) Get(key string) ([]byte, error) {
+	if err := t.check(); err != nil {
+		return nil, err
+	}
+	if key == "" || strings.HasPrefix(key, reservedPrefix) {
+		return nil, store.ErrNotFound
+	}
+	if w, ok := t.writes[key]; ok {
+		return w.visible(t.now)
+	}
+	l, err := t.load(key)
+	if err != nil {
+		return nil, err
+	}
+	if l.raw == nil {
+		return nil, store.ErrNotFound
+	}
+	r, err := decode(l.raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w (key %q)", err, key)
+	}
+	if r.expiredAt(t.now) {
+		return nil, store.ErrNotFound
+	}
+	return bytes.Clone(r.value), nil
+}
+
+// visible returns a copy of the value a buffered write leaves, or
+// store.ErrNotFound.
+func (w write) visible(now time.Time) ([]byte, error) {
+	if w.del {
+		return nil, store.ErrNotFound
+	}
+	r, err := decode(w.raw)
+	if err != nil {
+		return nil, err
+	}
+	if r.expiredAt(now) {
+		return nil, store.ErrNotFound
+	}
+	return bytes.Clone(r.value), nil
+}
+
+// Set buffers a write of key without expiry.
+func (t *txn) Set(key string, value []byte) error {
+	return t.write(key, value, false, 0)
+}
+
+// SetExpiring buffers a write of key that disappears at expiresAt exactly.
+func (t *txn) SetExpiring(key string, value []byte, expiresAt time.Time) error {
+	if expiresAt.Before(minExpiry) || expiresAt.After(maxExpiry) {
+		return fmt.Errorf("etcdstore: expiry %v of %q is out of range", expiresAt, key)
+	}
+	return t.write(key, value, true, expiresAt.UnixNano())
+}
+
+func (t *txn) write(key string, value []byte, expiring bool, expires int64) error {
+	if err := t.checkWrite(key); err != nil {
+		return err
+	}
+	// encode copies value, so the caller may reuse its buffer before commit.
+	t.writes[key] = write{raw: encode(value, expiring, expires), expiring: expiring, expires: expires}
+	return nil
+}
+
+// Delete buffers the removal of key.
+func (t *txn) Delete(key string) error {
+	if err := t.checkWrite(key); err != nil {
+		return err
+	}
+	t.writes[key] = write{del: true}
+	return nil
+}
+
+// Scan visits the visible keys with prefix in ascending byte order, merging
+// the snapshot with the transaction's buffered writes. Reserved keys are
+// skipped, and a reserved prefix visits nothing.
+func (t *txn) Scan(prefix string, fn func(key string, value []byte) error) error {
+	if err := t.check(); err != nil {
+		return err
+	}
+	if strings.HasPrefix(prefix, reservedPrefix) {
+		return nil
+	}
+	if !slices.Contains(t.scans, prefix) {
+		t.scans = append(t.scans, prefix)
+	}
+
+	// The buffered writes under the prefix, in key order, to merge in.
+	var pending []string
+	for k := range t.writes {
+		if strings.HasPrefix(k, prefix) {
+			pending = append(pending, k)
+		}
+	}
+	slices.Sort(pending)
+	// emitPending visits the pending keys before upTo (through upTo when
+	// inclusive; all of them when upTo is nil).
+	emitPending := func(upTo *string, inclusive bool) error {
+		for len(pending) > 0 && (upTo == nil || pending[0] < *upTo || inclusive && pending[0] == *upTo) {
+			k := pending[0]
+			pending = pending[1:]
+			v, err := t.writes[k].visible(t.now)
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if err := fn(k, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+
+	for _, r := range t.s.userRanges(prefix) {
+		start, end := r[0], r[1]
+		for {
+			resp, err := t.get(fmt.Sprintf("scan %q", prefix), start,
+				clientv3.WithRange(end), clientv3.WithLimit(scanPage))
+			if err != nil {
+				return err
+			}
+			for _, kv := range resp.Kvs {
+				key := strings.TrimPrefix(string(kv.Key), t.s.prefix)
+				t.scanned[key] = kv.ModRevision
+				if err := emitPending(&key, false); err != nil {
+					return err
+				}
+				if len(pending) > 0 && pending[0] == key {
+					// The transaction's own write shadows the stored value.
+					if err := emitPending(&key, true); err != nil {
+						return err
+					}
+					continue
+				}
+				rec, err := decode(kv.Value)
+				if err != nil {
+					return fmt.Errorf("%w (key %q)", err, key)
+				}
+				if rec.expiredAt(t.now) {
+					continue
+				}
+				if err := fn(key, bytes.Clone(rec.value)); err != nil {
+					return err
+				}
+			}
+			if !resp.More || len(resp.Kvs) == 0 {
+				break
+			}
+			start = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+		}
+	}
+	// Buffered keys after the last stored one.
+	return emitPending(nil, false)
+}
+
+// commit writes the buffered writes with one etcd Txn guarded by the reads.
+// It returns errRetry when a compare failed.
+func (t *txn) commit() error {
+	if len(t.writes) == 0 {
+		// A snapshot read is serializable by itself: nothing to commit.
+		return nil
+	}
+	p := t.s.prefix
+
+	keys := make([]string, 0, len(t.writes))
+	for k := range t.writes {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys) // a deterministic Txn is easier to read in etcd's logs
+	var ops []clientv3.Op
+	for _, k := range keys {
+		w := t.writes[k]
+		if w.del {
+			ops = append(ops, clientv3.OpDelete(p+k))
+			continue
+		}
+		ops = append(ops, clientv3.OpPut(p+k, string(w.raw)))
+		if w.expiring {
+			ops = append(ops, clientv3.OpPut(p+indexKey(w.expires, k), ""))
+		}
+	}
+
+	var cmps []clientv3.Cmp
+	for k, l := range t.cache {
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(p+k), "=", l.modRev))
+	}
+	var scannedOnly []string
+	for k := range t.scanned {
+		if _, ok := t.cache[k]; !ok {
+			scannedOnly = append(scannedOnly, k)
+		}
+	}
+	// etcd limits the compares and the operations of a Txn separately,
+	// each to --max-txn-ops (not their sum).
+	if len(cmps)+len(scannedOnly) <= t.s.maxTxnOps {
+		for _, k := range scannedOnly {
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(p+k), "=", t.scanned[k]))
+		}
+	} else {
+		// Too many for one etcd Txn: one range compare per scanned range
+		// (see the package documentation for what this does not detect).
+		for _, prefix := range t.scans {
+			for _, r := range t.s.userRanges(prefix) {
+				cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(r[0]), "<", t.rev+1).WithRange(r[1]))
+			}
+		}
+	}
+	if len(cmps) > t.s.maxTxnOps || len(ops) > t.s.maxTxnOps {
+		return fmt.Errorf("%w: %d compares and %d operations, the limit is %d each",
+			ErrTxnTooLarge, len(cmps), len(ops), t.s.maxTxnOps)
+	}
+
+	ctx, cancel := t.s.callCtx(t.ctx)
+	defer cancel()
+	resp, err := t.s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+	if err != nil {
+		return t.s.wrap(t.ctx, "commit", err)
+	}
+	if !resp.Succeeded {
+		return errRetry
+	}
+	return nil
+}
