@@ -47,6 +47,13 @@ func (c *gateCache) put(sess *Session, now time.Time) {
 	c.entries[sess.Name] = cachedSession{sess: *sess, until: now.Add(gateCacheTTL)}
 }
 
+// clear forgets every entry.
+func (c *gateCache) clear() {
+	c.mu.Lock()
+	c.entries = nil
+	c.mu.Unlock()
+}
+
 func (c *gateCache) drop(name string) {
 	c.mu.Lock()
 	delete(c.entries, name)

@@ -124,6 +124,21 @@ func New(ctx context.Context, st store.Store, cfg config.Portal, opts Options) (
 	s.wg.Add(2)
 	go s.allocLoop()
 	go s.reconcileLoop()
+	if w, ok := st.(store.Watcher); ok {
+		// Other replicas change sessions too: drop their cached copies at
+		// once instead of serving them for up to gateCacheTTL.
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			w.Watch(s.ctx, keySession(""), func(key string) {
+				if key == "" {
+					s.cache.clear()
+					return
+				}
+				s.cache.drop(strings.TrimPrefix(key, keySession("")))
+			})
+		}()
+	}
 	return s, nil
 }
 

@@ -61,3 +61,14 @@ type Txn interface {
 	// fn returns an error (returned by Scan) or the keys run out.
 	Scan(prefix string, fn func(key string, value []byte) error) error
 }
+
+// Watcher is implemented by stores that several processes share (etcd), so
+// that caches kept by one process can drop what another one changed.
+type Watcher interface {
+	// Watch calls fn with the key of every change under prefix made by
+	// anyone, until ctx ends; it blocks until then and re-establishes the
+	// watch by itself after errors. fn("") means changes may have been
+	// missed (the watch just started, or resumed after history was
+	// compacted): drop everything cached under prefix.
+	Watch(ctx context.Context, prefix string, fn func(key string))
+}

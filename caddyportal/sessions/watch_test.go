@@ -1,0 +1,57 @@
+package sessions_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
+	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+	"github.com/caddyportal/caddyportal/caddyportal/store/etcdstore"
+	"github.com/caddyportal/caddyportal/caddyportal/store/etcdstore/etcdtest"
+)
+
+// TestReplicaCacheFollowsWatch runs two services, as two replicas would, on
+// two clients of one real etcd. Replica B's gate cache holds a running
+// session; replica A terminates it. B's clock stands still, so the cache
+// entry would never expire by age: only the store's watch can make B see
+// the change.
+func TestReplicaCacheFollowsWatch(t *testing.T) {
+	srv := etcdtest.Start(t)
+	clk := newClock()
+	open := func() *etcdstore.Store {
+		st, err := etcdstore.Open(context.Background(), etcdstore.Options{Endpoints: srv.Endpoints(),
+			Prefix: "/watch-test/", Now: clk.Now, SweepInterval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = st.Close() })
+		return st
+	}
+	cfg := portal(workshop("lab", 3, 0))
+	a := newService(t, open(), clk, cfg)
+	b := newService(t, open(), clk, cfg)
+	ctx := context.Background()
+
+	res := request(t, a, "demo-w01", "alice")
+	if _, err := a.Activate(ctx, res.Session.Name, res.Token); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := b.GetCached(ctx, res.Session.Name); err != nil || s.State != lifecycle.Running {
+		t.Fatalf("replica B sees %v, %v; want RUNNING", s, err)
+	}
+	if _, err := a.Terminate(ctx, res.Session.Name, ""); err != nil {
+		t.Fatal(err)
+	}
+	var last *sessions.Session
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		s, err := b.GetCached(ctx, res.Session.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if last = s; s.State == lifecycle.Stopping {
+			return
+		}
+	}
+	t.Fatalf("replica B still serves the session as %s after A terminated it", last.State)
+}
