@@ -75,15 +75,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.Portal.Validate(); err != nil {
 		return fmt.Errorf("portal: %w", err)
 	}
-	key, dir, err := storeKey(h.Portal)
+	spec, err := storeFor(h.Portal)
 	if err != nil {
 		return fmt.Errorf("portal: %w", err)
 	}
-	st, err := acquireStore(key, dir)
+	st, err := acquireStore(spec)
 	if err != nil {
-		return fmt.Errorf("portal %s: opening store in %s: %w", h.Name, dir, err)
+		return fmt.Errorf("portal %s: opening store in %s: %w", h.Name, spec.where, err)
 	}
-	h.storeKey = key
+	h.storeKey = spec.key
 	h.svc, err = sessions.New(ctx, st, h.Portal, sessions.Options{Logger: h.logger})
 	if err != nil {
 		return fmt.Errorf("portal %s: %w", h.Name, err)

@@ -1,15 +1,19 @@
 package caddyportal
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddyportal/caddyportal/caddyportal/config"
 	"github.com/caddyportal/caddyportal/caddyportal/store"
 	"github.com/caddyportal/caddyportal/caddyportal/store/badgerstore"
+	"github.com/caddyportal/caddyportal/caddyportal/store/etcdstore"
 )
 
 // stores holds each open store once per data directory. Caddy provisions a
@@ -23,35 +27,75 @@ type pooledStore struct{ store.Store }
 // Destruct closes the store when its last user is gone.
 func (p pooledStore) Destruct() error { return p.Close() }
 
-// storeKey returns the pool key and Badger directory for a portal.
-func storeKey(p config.Portal) (key, dir string, err error) {
+// storeSpec says which store a portal uses: its pool key, a description
+// for error messages, and how to open it.
+type storeSpec struct {
+	key   string
+	where string
+	open  func() (store.Store, error)
+}
+
+// storeFor resolves the portal's storage settings. Secrets in them may use
+// {env.*} placeholders, expanded here so they stay out of `caddy adapt`.
+func storeFor(p config.Portal) (storeSpec, error) {
 	if p.Storage != nil && p.Storage.Backend == config.StorageEtcd {
-		return "", "", fmt.Errorf("storage etcd: not available in this build yet; use badger")
+		return etcdSpec(p), nil
 	}
-	dir = filepath.Join(caddy.AppDataDir(), "caddyportal", p.Name)
+	dir := filepath.Join(caddy.AppDataDir(), "caddyportal", p.Name)
 	if p.Storage != nil && p.Storage.Path != "" {
 		dir = p.Storage.Path
 	}
-	if dir, err = filepath.Abs(dir); err != nil {
-		return "", "", err
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return storeSpec{}, err
 	}
-	return "badger:" + filepath.Clean(dir), dir, nil
-}
-
-// acquireStore opens the portal's store or shares the one already open.
-// Each successful call must be matched by one releaseStore(key).
-func acquireStore(key, dir string) (store.Store, error) {
-	v, _, err := stores.LoadOrNew(key, func() (caddy.Destructor, error) {
+	return storeSpec{key: "badger:" + filepath.Clean(dir), where: dir, open: func() (store.Store, error) {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("creating data directory: %w", err)
 		}
-		st, err := badgerstore.Open(badgerstore.Options{
+		return badgerstore.Open(badgerstore.Options{
 			Dir:        dir,
 			SyncWrites: true,
 			// The store outlives any one config, so it logs through
 			// Caddy's default logger rather than a config's.
 			Logger: caddy.Log().Named("portal.badger"),
 		})
+	}}, nil
+}
+
+// etcdSpec is the spec of an etcd-backed portal. Portals with the same
+// endpoints and prefix share one client.
+func etcdSpec(p config.Portal) storeSpec {
+	st := *p.Storage
+	prefix := st.Prefix
+	if prefix == "" {
+		prefix = "/caddyportal/" + p.Name + "/"
+	}
+	repl := caddy.NewReplacer()
+	opts := etcdstore.Options{
+		Endpoints: st.Endpoints,
+		Prefix:    prefix,
+		Username:  repl.ReplaceKnown(st.Username, ""),
+		Password:  repl.ReplaceKnown(st.Password, ""),
+		Logger:    caddy.Log().Named("portal.etcd"),
+	}
+	if st.TLS != nil {
+		opts.CAFile, opts.CertFile, opts.KeyFile = st.TLS.CA, st.TLS.Cert, st.TLS.Key
+	}
+	endpoints := slices.Clone(st.Endpoints)
+	slices.Sort(endpoints)
+	where := "etcd " + strings.Join(st.Endpoints, ",") + " prefix " + prefix
+	return storeSpec{key: "etcd:" + strings.Join(endpoints, ",") + "|" + prefix, where: where,
+		open: func() (store.Store, error) {
+			return etcdstore.Open(context.Background(), opts)
+		}}
+}
+
+// acquireStore opens the portal's store or shares the one already open.
+// Each successful call must be matched by one releaseStore(key).
+func acquireStore(spec storeSpec) (store.Store, error) {
+	v, _, err := stores.LoadOrNew(spec.key, func() (caddy.Destructor, error) {
+		st, err := spec.open()
 		if err != nil {
 			return nil, err
 		}

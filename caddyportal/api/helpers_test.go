@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -20,6 +22,7 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 	"github.com/caddyportal/caddyportal/caddyportal/store"
 	"github.com/caddyportal/caddyportal/caddyportal/store/badgerstore"
+	"github.com/caddyportal/caddyportal/caddyportal/store/etcdstore"
 	"github.com/caddyportal/caddyportal/caddyportal/store/storetest"
 )
 
@@ -95,11 +98,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	// Near the wall clock (Badger's own TTL follows it), with milliseconds.
 	t0 := time.Now().UTC().Truncate(time.Second).Add(123 * time.Millisecond)
 	clk := storetest.NewClock(t0)
-	st, err := badgerstore.Open(badgerstore.Options{InMemory: true, Now: clk.Now, SweepInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
+	st := testStore(t, clk)
 	sopts := sessions.Options{Now: clk.Now, StopGrace: o.stopGrace, ReconcileInterval: time.Hour}
 	if o.before != nil {
 		prev, err := sessions.New(context.Background(), st, *o.before, sopts)
@@ -304,4 +303,29 @@ func wantKeys(t *testing.T, what string, raw []byte, want ...string) {
 	if got := objectKeys(t, raw); !slices.Equal(got, want) {
 		t.Errorf("%s keys = %v, want %v", what, got, want)
 	}
+}
+
+// etcdEnv names the etcd endpoint the suite runs on instead of Badger; see
+// TestSuiteOnEtcd.
+const etcdEnv = "PORTAL_TEST_ETCD"
+
+// testStore opens the store a test runs on: in-memory Badger, or a fresh
+// key prefix on the etcd named by $PORTAL_TEST_ETCD.
+func testStore(t *testing.T, clk *storetest.Clock) store.Store {
+	t.Helper()
+	var (
+		st  store.Store
+		err error
+	)
+	if ep := os.Getenv(etcdEnv); ep != "" {
+		st, err = etcdstore.Open(context.Background(), etcdstore.Options{Endpoints: []string{ep},
+			Prefix: fmt.Sprintf("/apitest/%s/%d/", t.Name(), time.Now().UnixNano()), Now: clk.Now, SweepInterval: -1})
+	} else {
+		st, err = badgerstore.Open(badgerstore.Options{InMemory: true, Now: clk.Now, SweepInterval: -1})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return st
 }
