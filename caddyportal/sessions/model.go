@@ -13,6 +13,7 @@
 //	env/<env>             Environment record: workshop name, state, number
 //	seq/<env>             the environment's session counter (names never repeat)
 //	u/<user>              User record
+//	ue/<email>            user id of a web-registered user, by lowercased email
 //	s/<session>           Session record; once STOPPED it expires after the
 //	                      retention period and the store's sweeper purges it
 //	l/<env>/<session>     live index: sessions not yet STOPPED (reserves included)

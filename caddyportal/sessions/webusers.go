@@ -1,0 +1,147 @@
+package sessions
+
+// This file holds what the web pages (package webui) need from the store
+// beyond the REST API's needs: creating web-registered users, finding them
+// by email, and listing users and sessions for the admin pages.
+//
+// It adds one key prefix to the schema documented in model.go:
+//
+//	ue/<email>            email index of web-registered users: the value is
+//	                      the user id. <email> is lowercased and
+//	                      path-escaped, so lookups ignore case and the key
+//	                      never contains a bare '/'.
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"sort"
+	"strings"
+
+	"github.com/caddyportal/caddyportal/caddyportal/store"
+)
+
+// ErrUserExists is returned by CreateUser when the id or the email is taken.
+var ErrUserExists = errors.New("a user with this id or email already exists")
+
+func keyUserEmail(email string) string {
+	return "ue/" + url.PathEscape(strings.ToLower(strings.TrimSpace(email)))
+}
+
+// CreateUser stores a new user and, when it has an email, the email index,
+// in one transaction: two sign-ups racing for one email cannot both win. An
+// empty ID gets a random one; Created defaults to the service clock. It
+// returns the stored user, or ErrUserExists.
+func (s *Service) CreateUser(ctx context.Context, u User) (*User, error) {
+	if u.ID == "" {
+		id, err := newUserID()
+		if err != nil {
+			return nil, err
+		}
+		u.ID = id
+	}
+	if u.Created.IsZero() {
+		u.Created = s.now()
+	}
+	cfg := s.cfg
+	// The robot and admin names are reserved: a web user with one of them
+	// would be confused with those accounts in tokens and pages.
+	if u.ID == cfg.Robot.Username || cfg.Admin != nil && u.ID == cfg.Admin.Username {
+		return nil, ErrUserExists
+	}
+	err := s.st.Update(ctx, func(tx store.Txn) error {
+		if _, err := tx.Get(keyUser(u.ID)); err == nil {
+			return ErrUserExists
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if u.Email != "" {
+			if _, err := tx.Get(keyUserEmail(u.Email)); err == nil {
+				return ErrUserExists
+			} else if !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			if err := tx.Set(keyUserEmail(u.Email), []byte(u.ID)); err != nil {
+				return err
+			}
+		}
+		return tx.Set(keyUser(u.ID), marshal(u))
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.emit([]Event{{Name: "User/Create", Time: u.Created, User: u.ID}})
+	return &u, nil
+}
+
+// FindUserByEmail returns the user registered with email (case-insensitive),
+// or store.ErrNotFound, as GetUser does.
+func (s *Service) FindUserByEmail(ctx context.Context, email string) (*User, error) {
+	u := &User{}
+	err := s.st.View(ctx, func(tx store.Txn) error {
+		id, err := tx.Get(keyUserEmail(email))
+		if err != nil {
+			return err
+		}
+		v, err := tx.Get(keyUser(string(id)))
+		if err != nil {
+			return err
+		}
+		return unmarshal(v, u)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+// Users returns every stored user, oldest first (ties by id). Corrupt
+// records are skipped so one bad value cannot hide the rest.
+func (s *Service) Users(ctx context.Context) ([]*User, error) {
+	var out []*User
+	err := s.st.View(ctx, func(tx store.Txn) error {
+		out = nil
+		return tx.Scan("u/", func(_ string, v []byte) error {
+			u := &User{}
+			if unmarshal(v, u) == nil {
+				out = append(out, u)
+			}
+			return nil
+		})
+	})
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Created.Equal(out[j].Created) {
+			return out[i].Created.Before(out[j].Created)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out, err
+}
+
+// AllSessions returns every stored session record, live ones and STOPPED
+// ones still within the retention period, with passed deadlines applied
+// (as Get does), oldest first (ties by name). It reads only; passed
+// deadlines become durable in the next read-write pass.
+func (s *Service) AllSessions(ctx context.Context) ([]*Session, error) {
+	var out []*Session
+	err := s.st.View(ctx, func(tx store.Txn) error {
+		out = nil
+		now := s.now()
+		return tx.Scan("s/", func(_ string, v []byte) error {
+			sess := &Session{}
+			if unmarshal(v, sess) != nil {
+				return nil
+			}
+			sess.State, sess.Reason = sess.Effective(now)
+			out = append(out, sess)
+			return nil
+		})
+	})
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Created.Equal(out[j].Created) {
+			return out[i].Created.Before(out[j].Created)
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out, err
+}

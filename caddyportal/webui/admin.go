@@ -1,0 +1,354 @@
+package webui
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"sort"
+	"time"
+
+	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
+	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+)
+
+// requireAdmin returns the admin identity, or sends a browser that is not
+// logged in as the admin to the login page (GET) or refuses it (POST).
+func (u *UI) requireAdmin(w http.ResponseWriter, r *http.Request) (identity, bool) {
+	id := u.current(r)
+	if id.admin() {
+		return id, true
+	}
+	if r.Method == http.MethodPost {
+		u.fail(w, r, http.StatusForbidden, "Administrators only", "Sign in as the portal administrator to do this.")
+		return identity{}, false
+	}
+	next := r.URL.Path
+	if r.URL.RawQuery != "" {
+		next += "?" + r.URL.RawQuery
+	}
+	http.Redirect(w, r, "/accounts/login/?next="+url.QueryEscape(next), http.StatusFound)
+	return identity{}, false
+}
+
+// envRow is an environment on the overview page.
+type envRow struct {
+	Name, Workshop, Title, State        string
+	Capacity, Reserved                  int
+	Allocated, Available, Live          int
+	Expires, Overtime, Deadline, Orphan time.Duration
+}
+
+type overviewData struct {
+	Envs                           []envRow
+	Maximum, Registered, Anonymous int
+	Allocated, Live                int
+	Registration, Catalog          string
+	Chart                          chart
+}
+
+func (u *UI) overview(w http.ResponseWriter, r *http.Request, _ string) {
+	id, ok := u.requireAdmin(w, r)
+	if !ok {
+		return
+	}
+	live, err := u.svc.EnvironmentSessions(r.Context())
+	if err != nil {
+		u.unavailable(w, r, err)
+		return
+	}
+	all, err := u.svc.AllSessions(r.Context())
+	if err != nil {
+		u.unavailable(w, r, err)
+		return
+	}
+	d := overviewData{Maximum: u.cfg.Sessions.Maximum, Registered: u.cfg.Sessions.Registered,
+		Anonymous: u.cfg.Sessions.Anonymous, Registration: u.cfg.Registration, Catalog: u.cfg.Catalog}
+	for _, e := range u.svc.Environments() {
+		if e.State == sessions.EnvStopped {
+			continue
+		}
+		row := envRow{Name: e.Name, Workshop: e.Workshop.Name, Title: e.Workshop.Title, State: e.State,
+			Capacity: e.Capacity, Reserved: e.Reserved, Expires: e.Expires, Overtime: e.Overtime,
+			Deadline: e.Deadline, Orphan: e.Orphaned}
+		for _, s := range live[e.Name] {
+			row.Live++
+			switch {
+			case !s.Reserved():
+				row.Allocated++
+			case s.State == lifecycle.Waiting:
+				row.Available++
+			}
+		}
+		d.Allocated += row.Allocated
+		d.Live += row.Live
+		d.Envs = append(d.Envs, row)
+	}
+	d.Chart = sessionChart(all, u.svc.Now(), 6*time.Hour, 12)
+	u.render(w, r, http.StatusOK, "overview", id, view{Title: "Portal overview", Data: d})
+}
+
+// sessionRow is a session in the sessions list.
+type sessionRow struct {
+	Name, Environment, Workshop, Owner, Reason string
+	State                                      lifecycle.State
+	Created, Started, Expires                  time.Time
+}
+
+type sessionsData struct {
+	Rows []sessionRow
+	// Filters as given, for the form.
+	Env, State, User string
+	Envs             []string
+	States           []string
+	Total            int
+}
+
+// stateFilters are the state filter's choices: "active" (the default)
+// hides sessions that are ending or ended.
+var stateFilters = []string{"active", "all", "STARTING", "WAITING", "RUNNING", "STOPPING", "STOPPED"}
+
+func (u *UI) sessionsPage(w http.ResponseWriter, r *http.Request, _ string) {
+	id, ok := u.requireAdmin(w, r)
+	if !ok {
+		return
+	}
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		u.fail(w, r, http.StatusBadRequest, "Bad request", "The filter in the address is malformed.")
+		return
+	}
+	d := sessionsData{Env: q.Get("environment"), State: q.Get("state"), User: q.Get("user"), States: stateFilters}
+	if d.State == "" {
+		d.State = "active"
+	}
+	var want lifecycle.State
+	switch d.State {
+	case "active", "all":
+	default:
+		st, ok := lifecycle.ParseState(d.State)
+		if !ok {
+			u.fail(w, r, http.StatusBadRequest, "Bad request", "Unknown session state in the filter.")
+			return
+		}
+		want, d.State = st, string(st)
+	}
+	if len(d.User) > 256 || len(d.Env) > 128 {
+		u.fail(w, r, http.StatusBadRequest, "Bad request", "The filter is too long.")
+		return
+	}
+	for _, e := range u.svc.Environments() {
+		d.Envs = append(d.Envs, e.Name)
+	}
+	all, err := u.svc.AllSessions(r.Context())
+	if err != nil {
+		u.unavailable(w, r, err)
+		return
+	}
+	d.Total = len(all)
+	// Newest first: the admin usually looks for what just happened.
+	for i := len(all) - 1; i >= 0; i-- {
+		s := all[i]
+		switch {
+		case d.Env != "" && s.Environment != d.Env,
+			d.User != "" && s.Owner != d.User,
+			d.State == "active" && s.State.Ending(),
+			want != "" && s.State != want:
+			continue
+		}
+		d.Rows = append(d.Rows, sessionRow{Name: s.Name, Environment: s.Environment, Workshop: s.Workshop,
+			Owner: s.Owner, Reason: s.Reason, State: s.State, Created: s.Created, Started: s.Started, Expires: s.Expires})
+	}
+	u.render(w, r, http.StatusOK, "sessions", id, view{Title: "Sessions", Notice: notice(q.Get("notice")), Data: d})
+}
+
+// notices are the fixed messages that actions pass back by code, so the
+// address bar cannot inject text into a page.
+var notices = map[string]string{
+	"terminated":   "The session was terminated.",
+	"extended":     "The session was extended.",
+	"not-extended": "The session was not extended: it can only be extended shortly before it expires, and not past its deadline.",
+}
+
+func notice(code string) string { return notices[code] }
+
+// event is one entry of a session's timeline.
+type event struct {
+	At   time.Time
+	What string
+}
+
+type sessionData struct {
+	S         *sessions.Session
+	Timeline  []event
+	Schedule  lifecycle.Schedule
+	Countdown string
+	Live      bool
+	CanAct    bool
+	Owner     *sessions.User
+}
+
+func (u *UI) sessionPage(w http.ResponseWriter, r *http.Request, name string) {
+	id, ok := u.requireAdmin(w, r)
+	if !ok {
+		return
+	}
+	s, err := u.svc.Get(r.Context(), name)
+	if errors.Is(err, sessions.ErrSessionNotFound) {
+		u.fail(w, r, http.StatusNotFound, "Session not found", "There is no session named "+name+" (it may have been purged).")
+		return
+	}
+	if err != nil {
+		u.unavailable(w, r, err)
+		return
+	}
+	d := sessionData{S: s, Timeline: timeline(s), Live: !s.State.Ending(), CanAct: !s.State.Ending() && !s.Reserved()}
+	if s.Owner != "" {
+		if usr, err := u.svc.GetUser(r.Context(), s.Owner); err == nil {
+			d.Owner = usr
+		}
+	}
+	if d.Live {
+		if e := u.svc.Environment(s.Environment); e != nil {
+			d.Schedule = e.Policy.Schedule(u.svc.Now(), lifecycle.Times{State: s.State, Started: s.Started, Expires: s.Expires})
+		}
+		if d.Schedule.HasExpiry {
+			d.Countdown = (time.Duration(d.Schedule.Countdown) * time.Second).String()
+		}
+	}
+	q := r.URL.Query()
+	u.render(w, r, http.StatusOK, "session", id, view{Title: "Session " + s.Name, Notice: notice(q.Get("notice")), Data: d})
+}
+
+// timeline derives a session's history from the instants its record keeps.
+func timeline(s *sessions.Session) []event {
+	var out []event
+	add := func(t time.Time, what string) {
+		if !t.IsZero() {
+			out = append(out, event{t, what})
+		}
+	}
+	add(s.Created, "Created (as a reserve)")
+	if s.Owner != "" {
+		add(s.Allocated, "Allocated to "+s.Owner)
+	}
+	add(s.Started, "Activated, dashboard running")
+	if !s.LastActivity.IsZero() && !s.LastActivity.Equal(s.Started) {
+		add(s.LastActivity, "Last dashboard activity")
+	}
+	switch s.State {
+	case lifecycle.Stopping:
+		add(s.Expires, "Terminated ("+s.Reason+")")
+		add(s.Stopped, "Stops (end of the stopping grace)")
+	case lifecycle.Stopped:
+		add(s.Stopped, "Stopped ("+s.Reason+")")
+	default:
+		if s.Pending() {
+			add(s.Expires, "Activation deadline")
+		} else {
+			add(s.Expires, "Expires")
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].At.Before(out[j].At) })
+	return out
+}
+
+// action checks an admin POST: admin login first, then the CSRF token.
+func (u *UI) action(w http.ResponseWriter, r *http.Request) bool {
+	id, ok := u.requireAdmin(w, r)
+	if !ok {
+		return false
+	}
+	if !u.csrfOK(r, id) {
+		u.csrfFail(w, r)
+		return false
+	}
+	return true
+}
+
+func (u *UI) terminate(w http.ResponseWriter, r *http.Request, name string) {
+	if !u.action(w, r) {
+		return
+	}
+	_, err := u.svc.Terminate(r.Context(), name, "")
+	if u.actionError(w, r, err) {
+		return
+	}
+	http.Redirect(w, r, "/admin/sessions/?notice=terminated", http.StatusSeeOther)
+}
+
+func (u *UI) extend(w http.ResponseWriter, r *http.Request, name string) {
+	if !u.action(w, r) {
+		return
+	}
+	_, _, extended, err := u.svc.Extend(r.Context(), name)
+	if u.actionError(w, r, err) {
+		return
+	}
+	code := "extended"
+	if !extended {
+		code = "not-extended"
+	}
+	http.Redirect(w, r, "/admin/sessions/"+name+"/?notice="+code, http.StatusSeeOther)
+}
+
+// actionError writes the page for a failed session action and reports
+// whether it did.
+func (u *UI) actionError(w http.ResponseWriter, r *http.Request, err error) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, sessions.ErrSessionNotFound):
+		u.fail(w, r, http.StatusNotFound, "Session not found", "The session does not exist or has already stopped.")
+	case errors.Is(err, sessions.ErrNotInUse):
+		u.fail(w, r, http.StatusConflict, "Session not in use", "This session is a reserve that nobody uses; there is nothing to do.")
+	default:
+		u.unavailable(w, r, err)
+	}
+	return true
+}
+
+// userRow is a user on the users page.
+type userRow struct {
+	ID, Email, FirstName, LastName, Group string
+	Created                               time.Time
+	Live                                  []string
+	Total                                 int
+	// Password says the user signed up on the web; the hash itself is
+	// never handed to a template.
+	Password bool
+}
+
+func (u *UI) usersPage(w http.ResponseWriter, r *http.Request, _ string) {
+	id, ok := u.requireAdmin(w, r)
+	if !ok {
+		return
+	}
+	users, err := u.svc.Users(r.Context())
+	if err != nil {
+		u.unavailable(w, r, err)
+		return
+	}
+	all, err := u.svc.AllSessions(r.Context())
+	if err != nil {
+		u.unavailable(w, r, err)
+		return
+	}
+	byOwner := map[string][]*sessions.Session{}
+	for _, s := range all {
+		if s.Owner != "" {
+			byOwner[s.Owner] = append(byOwner[s.Owner], s)
+		}
+	}
+	var rows []userRow
+	for _, usr := range users {
+		row := userRow{ID: usr.ID, Email: usr.Email, FirstName: usr.FirstName, LastName: usr.LastName, Group: usr.Group,
+			Created: usr.Created, Total: len(byOwner[usr.ID]), Password: usr.PasswordHash != ""}
+		for _, s := range byOwner[usr.ID] {
+			if !s.State.Ending() {
+				row.Live = append(row.Live, s.Name)
+			}
+		}
+		rows = append(rows, row)
+	}
+	u.render(w, r, http.StatusOK, "users", id, view{Title: "Users", Data: rows})
+}

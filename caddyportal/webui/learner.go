@@ -1,0 +1,383 @@
+package webui
+
+import (
+	"errors"
+	"net/http"
+	"net/mail"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"go.uber.org/zap"
+
+	"github.com/caddyportal/caddyportal/caddyportal/config"
+	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
+	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+)
+
+// catalogPath is the HTML catalog, and the index of web-started sessions
+// when the portal has no `index`.
+const catalogPath = "/workshops/catalog/"
+
+// index serves `/`: the admin goes to the admin pages; everyone else to the
+// portal index when one is configured (reference §3.3), else the catalog.
+func (u *UI) index(w http.ResponseWriter, r *http.Request, _ string) {
+	id := u.current(r)
+	switch {
+	case id.admin():
+		http.Redirect(w, r, "/admin/", http.StatusFound)
+	case u.cfg.Index != "":
+		http.Redirect(w, r, u.cfg.Index, http.StatusFound)
+	default:
+		http.Redirect(w, r, catalogPath, http.StatusFound)
+	}
+}
+
+// learnersMayLogin reports whether anyone but the admin can log in.
+func (u *UI) learnersMayLogin() bool { return u.cfg.Registration == config.RegistrationOneStep }
+
+// localNext returns the `next` target if it is a path on this host, "" if
+// absent, and ok false for anything else (another host, a scheme, a
+// protocol-relative or backslash trick): never an open redirect.
+func (u *UI) localNext(raw string) (string, bool) {
+	if raw == "" {
+		return "", true
+	}
+	if !strings.HasPrefix(raw, "/") || u.redirect.Check(raw, "") != nil {
+		return "", false
+	}
+	return raw, true
+}
+
+type loginData struct {
+	Username string
+	Next     string
+	// AdminOnly says that only the admin can log in here.
+	AdminOnly bool
+}
+
+func (u *UI) loginPage(w http.ResponseWriter, r *http.Request, _ string) {
+	next, ok := u.localNext(r.URL.Query().Get("next"))
+	if !ok {
+		u.fail(w, r, http.StatusBadRequest, "Bad redirect", "The address to return to after signing in is not on this portal.")
+		return
+	}
+	id, err := u.visitor(w, r)
+	if err != nil {
+		u.unavailable(w, r, err)
+		return
+	}
+	if id.admin() || id.learner() {
+		http.Redirect(w, r, u.afterLogin(id, next), http.StatusFound)
+		return
+	}
+	u.render(w, r, http.StatusOK, "login", id, view{Title: "Sign in", CSRF: u.csrfToken(id),
+		Data: loginData{Next: next, AdminOnly: !u.learnersMayLogin()}})
+}
+
+func (u *UI) afterLogin(id identity, next string) string {
+	switch {
+	case next != "":
+		return next
+	case id.admin():
+		return "/admin/"
+	}
+	return catalogPath
+}
+
+// login checks the form, then the credentials: the admin's in any mode,
+// a learner's only with registration one-step.
+func (u *UI) login(w http.ResponseWriter, r *http.Request, _ string) {
+	id := u.current(r)
+	if !u.csrfOK(r, id) {
+		u.csrfFail(w, r)
+		return
+	}
+	next, ok := u.localNext(r.PostFormValue("next"))
+	if !ok {
+		u.fail(w, r, http.StatusBadRequest, "Bad redirect", "The address to return to after signing in is not on this portal.")
+		return
+	}
+	ip := u.clientIP(r)
+	if wait := u.limiter.blocked(ip); wait > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+		u.render(w, r, http.StatusTooManyRequests, "login", id, view{Title: "Sign in", CSRF: u.csrfToken(id),
+			Error: "Too many failed sign-in attempts. Wait a minute and try again.",
+			Data:  loginData{Next: next, AdminOnly: !u.learnersMayLogin()}})
+		return
+	}
+	user := strings.TrimSpace(r.PostFormValue("username"))
+	pw := r.PostFormValue("password")
+	form := loginData{Username: user, Next: next, AdminOnly: !u.learnersMayLogin()}
+	refuse := func(status int, msg string) {
+		u.limiter.fail(ip)
+		// The username helps an operator spot an attack; the password is
+		// never logged.
+		u.log.Info("webui: sign-in refused", zap.String("username", user), zap.String("client", ip))
+		u.render(w, r, status, "login", id, view{Title: "Sign in", CSRF: u.csrfToken(id), Error: msg, Data: form})
+	}
+	if len(user) > 256 || len(pw) > 1024 {
+		refuse(http.StatusBadRequest, "The username or password is too long.")
+		return
+	}
+	if u.checkAdmin(user, pw) {
+		u.limiter.succeed(ip)
+		nid, err := u.setLogin(w, r, roleAdmin, u.cfg.Admin.Username, u.fingerprint(u.cfg.Admin.Password))
+		if err != nil {
+			u.unavailable(w, r, err)
+			return
+		}
+		http.Redirect(w, r, u.afterLogin(nid, next), http.StatusSeeOther)
+		return
+	}
+	if !u.learnersMayLogin() {
+		refuse(http.StatusForbidden, "Sign-in is disabled on this portal: only the administrator can sign in.")
+		return
+	}
+	usr, err := u.checkLearner(r, user, pw)
+	if errors.Is(err, errLoginFailed) {
+		refuse(http.StatusUnauthorized, "The email address or password is not correct.")
+		return
+	}
+	if err != nil {
+		u.unavailable(w, r, err)
+		return
+	}
+	u.limiter.succeed(ip)
+	nid, err := u.setLogin(w, r, roleLearner, usr.ID, u.fingerprint(usr.PasswordHash))
+	if err != nil {
+		u.unavailable(w, r, err)
+		return
+	}
+	http.Redirect(w, r, u.afterLogin(nid, next), http.StatusSeeOther)
+}
+
+// csrfFail refuses a POST whose CSRF token is missing or does not belong
+// to this browser's login state.
+func (u *UI) csrfFail(w http.ResponseWriter, r *http.Request) {
+	u.fail(w, r, http.StatusForbidden, "Form expired",
+		"This form is no longer valid (it expired, or you signed in or out since it was shown). Go back, reload the page and try again.")
+}
+
+// logoutPage is GET /accounts/logout/: clients use it as an index_url, so
+// it shows a sign-out button rather than logging out on a GET that any
+// site could trigger.
+func (u *UI) logoutPage(w http.ResponseWriter, r *http.Request, _ string) {
+	id := u.current(r)
+	u.render(w, r, http.StatusOK, "logout", id, view{Title: "Sign out"})
+}
+
+func (u *UI) logout(w http.ResponseWriter, r *http.Request, _ string) {
+	id := u.current(r)
+	if !u.csrfOK(r, id) {
+		u.csrfFail(w, r)
+		return
+	}
+	u.clearLogin(w, r)
+	http.Redirect(w, r, "/accounts/login/", http.StatusSeeOther)
+}
+
+type signupData struct {
+	Email, FirstName, LastName string
+}
+
+func (u *UI) signupPage(w http.ResponseWriter, r *http.Request, _ string) {
+	if !u.learnersMayLogin() {
+		u.fail(w, r, http.StatusForbidden, "Registration disabled", "This portal does not accept new accounts.")
+		return
+	}
+	id, err := u.visitor(w, r)
+	if err != nil {
+		u.unavailable(w, r, err)
+		return
+	}
+	u.render(w, r, http.StatusOK, "signup", id, view{Title: "Create an account", CSRF: u.csrfToken(id), Data: signupData{}})
+}
+
+// Limits on sign-up fields. bcrypt reads at most 72 bytes of a password;
+// refusing longer ones avoids silently ignoring the rest.
+const (
+	minPassword = 8
+	maxPassword = 72
+	maxName     = 100
+	maxEmail    = 254
+)
+
+func (u *UI) signup(w http.ResponseWriter, r *http.Request, _ string) {
+	if !u.learnersMayLogin() {
+		u.fail(w, r, http.StatusForbidden, "Registration disabled", "This portal does not accept new accounts.")
+		return
+	}
+	id := u.current(r)
+	if !u.csrfOK(r, id) {
+		u.csrfFail(w, r)
+		return
+	}
+	form := signupData{Email: strings.TrimSpace(r.PostFormValue("email")),
+		FirstName: strings.TrimSpace(r.PostFormValue("first_name")), LastName: strings.TrimSpace(r.PostFormValue("last_name"))}
+	pw, pw2 := r.PostFormValue("password"), r.PostFormValue("password2")
+	bad := func(status int, msg string) {
+		u.render(w, r, status, "signup", id, view{Title: "Create an account", CSRF: u.csrfToken(id), Error: msg, Data: form})
+	}
+	addr, err := mail.ParseAddress(form.Email)
+	switch {
+	case form.Email == "" || len(form.Email) > maxEmail || err != nil || addr.Address != form.Email:
+		bad(http.StatusBadRequest, "Enter a valid email address.")
+		return
+	case utf8.RuneCountInString(form.FirstName) > maxName || utf8.RuneCountInString(form.LastName) > maxName:
+		bad(http.StatusBadRequest, "Names can be at most 100 characters long.")
+		return
+	case len(pw) < minPassword || len(pw) > maxPassword:
+		bad(http.StatusBadRequest, "The password must be 8 to 72 bytes long.")
+		return
+	case pw != pw2:
+		bad(http.StatusBadRequest, "The two passwords do not match.")
+		return
+	}
+	hash, err := hashPassword(pw, u.cost)
+	if err != nil {
+		u.unavailable(w, r, err)
+		return
+	}
+	usr, err := u.svc.CreateUser(r.Context(), sessions.User{Email: form.Email, FirstName: form.FirstName,
+		LastName: form.LastName, Group: sessions.GroupRegistered, PasswordHash: string(hash)})
+	if errors.Is(err, sessions.ErrUserExists) {
+		bad(http.StatusConflict, "An account with this email address already exists. Sign in instead.")
+		return
+	}
+	if err != nil {
+		u.unavailable(w, r, err)
+		return
+	}
+	u.log.Info("webui: learner signed up", zap.String("user", usr.ID))
+	nid, err := u.setLogin(w, r, roleLearner, usr.ID, u.fingerprint(usr.PasswordHash))
+	if err != nil {
+		u.unavailable(w, r, err)
+		return
+	}
+	http.Redirect(w, r, u.afterLogin(nid, ""), http.StatusSeeOther)
+}
+
+// catalogItem is one workshop in the HTML catalog.
+type catalogItem struct {
+	Environment string
+	Title       string
+	Description string
+	Duration    time.Duration
+	Difficulty  string
+	// Available counts ready reserves; 0 does not mean full, since
+	// sessions can be created on demand up to capacity.
+	Available int
+	Capacity  int
+	// Mine is the learner's live session in this environment, if any.
+	Mine string
+	// CreateURL is the anonymous-mode start link.
+	CreateURL string
+}
+
+type catalogData struct {
+	Items []catalogItem
+	// CanStart shows Start forms (a logged-in learner); Anonymous shows
+	// the anonymous start links; otherwise SignIn says how to start.
+	CanStart, Anonymous, SignIn bool
+}
+
+// catalog serves the HTML catalog. Non-admin users go to the portal index
+// when one is configured (reference §3.3); a private catalog needs a login.
+func (u *UI) catalog(w http.ResponseWriter, r *http.Request, _ string) {
+	id := u.current(r)
+	if !id.admin() && u.cfg.Index != "" {
+		http.Redirect(w, r, u.cfg.Index, http.StatusFound)
+		return
+	}
+	data := catalogData{}
+	switch {
+	case id.admin():
+	case u.cfg.Registration == config.RegistrationAnonymous:
+		data.Anonymous = true
+	case id.learner():
+		data.CanStart = true
+	case u.cfg.Catalog == config.CatalogPublic:
+		data.SignIn = u.learnersMayLogin()
+	default:
+		http.Redirect(w, r, "/accounts/login/?next="+url.QueryEscape(catalogPath), http.StatusFound)
+		return
+	}
+	live, err := u.svc.EnvironmentSessions(r.Context())
+	if err != nil {
+		u.unavailable(w, r, err)
+		return
+	}
+	for _, e := range u.svc.Environments() {
+		if e.State != sessions.EnvRunning {
+			continue
+		}
+		it := catalogItem{Environment: e.Name, Title: e.Workshop.Title, Description: e.Workshop.Description,
+			Duration: e.Expires, Difficulty: e.Workshop.Difficulty, Capacity: e.Capacity,
+			CreateURL: "/workshops/environment/" + e.Name + "/create/"}
+		if it.Title == "" {
+			it.Title = e.Workshop.PublishedName()
+		}
+		for _, s := range live[e.Name] {
+			switch {
+			case s.Reserved() && s.State == lifecycle.Waiting:
+				it.Available++
+			case id.learner() && s.Owner == id.User && !s.State.Ending():
+				it.Mine = s.Name
+			}
+		}
+		data.Items = append(data.Items, it)
+	}
+	u.render(w, r, http.StatusOK, "catalog", id, view{Title: "Workshops", Data: data})
+}
+
+// start is the catalog's Start form: it requests a session for the
+// learner and sends the browser to the session's activation link, the
+// same link the REST API hands out, so the gate issues its cookie there.
+func (u *UI) start(w http.ResponseWriter, r *http.Request, _ string) {
+	id := u.current(r)
+	if !id.learner() {
+		u.fail(w, r, http.StatusForbidden, "Sign in first", "Sign in to start a workshop.")
+		return
+	}
+	if !u.csrfOK(r, id) {
+		u.csrfFail(w, r)
+		return
+	}
+	env := r.PostFormValue("environment")
+	e := u.svc.Environment(env)
+	if e == nil || e.State != sessions.EnvRunning {
+		u.fail(w, r, http.StatusNotFound, "Unknown workshop", "There is no such workshop on this portal.")
+		return
+	}
+	index := u.cfg.Index
+	if index == "" {
+		index = catalogPath
+	}
+	res, err := u.svc.RequestSession(r.Context(), sessions.Request{Environment: e.Name, User: id.User, IndexURL: index})
+	switch {
+	case errors.Is(err, sessions.ErrNoSession), errors.Is(err, sessions.ErrCannotReacquire):
+		w.Header().Set("Retry-After", "30")
+		u.fail(w, r, http.StatusServiceUnavailable, "No session available",
+			"All sessions of this workshop are in use, or you have reached your limit of sessions. Try again later.")
+		return
+	case errors.Is(err, sessions.ErrUserNotPermitted):
+		u.fail(w, r, http.StatusForbidden, "Not permitted", "This account cannot start workshop sessions.")
+		return
+	case errors.Is(err, sessions.ErrNoEnvironment):
+		u.fail(w, r, http.StatusNotFound, "Unknown workshop", "There is no such workshop on this portal.")
+		return
+	case err != nil:
+		u.unavailable(w, r, err)
+		return
+	}
+	http.Redirect(w, r, ActivationPath(res.Session.Name, res.Token, index), http.StatusSeeOther)
+}
+
+// ActivationPath is the session's activation link, in the same form as the
+// REST API's request response (`url`): token first, as Educates writes it.
+func ActivationPath(session, token, index string) string {
+	return "/workshops/session/" + session + "/activate/?token=" + url.QueryEscape(token) + "&index_url=" + url.QueryEscape(index)
+}

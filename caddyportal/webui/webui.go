@@ -1,0 +1,308 @@
+// Package webui serves the portal's server-rendered web pages: the admin
+// pages (overview, sessions, session detail, users), the learner pages
+// (login, sign-up, HTML catalog) and the `/` redirect, following the
+// portal's `registration` mode (Educates reference §3.3, §5.2). It does not
+// import Caddy; the glue asks Handler for each request and falls through
+// when it returns nil, as it does for the REST API.
+//
+// Security model: the login state is a signed, expiring, HttpOnly cookie
+// (SameSite=Lax, Secure over TLS) that carries a random per-login id; every
+// form carries a CSRF token signed for that id, and every POST is checked
+// for it and for a same-origin Origin header. Learner passwords are stored
+// as bcrypt hashes; the admin password is compared in constant time; failed
+// logins are rate limited per client address and never logged with the
+// password.
+package webui
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/caddyportal/caddyportal/caddyportal/config"
+	"github.com/caddyportal/caddyportal/caddyportal/redirects"
+	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+	"github.com/caddyportal/caddyportal/caddyportal/tokens"
+)
+
+// Options configure the web pages.
+type Options struct {
+	// Service holds the portal state and lifecycle. Required.
+	Service *sessions.Service
+	// Key signs the login cookie and CSRF tokens; at least 32 bytes. The
+	// glue derives it from the portal secret with tokens.DeriveKey.
+	Key []byte
+	// CookiePrefix starts the login cookie's name ("portal-<name>-"). Using
+	// the gate's prefix means the gate strips the login cookie from
+	// requests it proxies to dashboards.
+	CookiePrefix string
+	// Redirects validates redirect targets. Required.
+	Redirects *redirects.Policy
+	// Logger; default no-op.
+	Logger *zap.Logger
+	// ClientIP returns the address failed logins are counted against;
+	// default: the host of r.RemoteAddr.
+	ClientIP func(r *http.Request) string
+	// PasswordCost is the bcrypt cost for new learner passwords; 0 means
+	// bcrypt.DefaultCost. Tests lower it to stay fast.
+	PasswordCost int
+}
+
+// UI serves the web pages.
+type UI struct {
+	svc      *sessions.Service
+	cfg      config.Portal
+	signer   *tokens.Signer
+	cookie   string
+	redirect *redirects.Policy
+	log      *zap.Logger
+	clientIP func(r *http.Request) string
+	limiter  *loginLimiter
+	cost     int
+	pages    map[string]*pageTemplate
+	bindKey  []byte // keys credential fingerprints in login cookies
+	// dummyHash is compared against when a login names no known user, so
+	// the answer takes as long as for a wrong password.
+	dummyHash []byte
+}
+
+// New returns the web pages for opts.
+func New(opts Options) (*UI, error) {
+	if opts.Service == nil {
+		return nil, errors.New("webui: a sessions service is required")
+	}
+	if opts.Redirects == nil {
+		return nil, errors.New("webui: a redirect policy is required")
+	}
+	signer, err := tokens.NewSigner(opts.Key)
+	if err != nil {
+		return nil, fmt.Errorf("webui: %w", err)
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.ClientIP == nil {
+		opts.ClientIP = func(r *http.Request) string {
+			host, _, err := net.SplitHostPort(r.RemoteAddr)
+			if err != nil {
+				return r.RemoteAddr
+			}
+			return host
+		}
+	}
+	pages, err := loadTemplates()
+	if err != nil {
+		return nil, fmt.Errorf("webui: %w", err)
+	}
+	u := &UI{svc: opts.Service, cfg: opts.Service.Config(), signer: signer, cookie: opts.CookiePrefix + "login",
+		redirect: opts.Redirects, log: opts.Logger, clientIP: opts.ClientIP,
+		limiter: newLoginLimiter(opts.Service.Now), cost: opts.PasswordCost, pages: pages,
+		bindKey: tokens.DeriveKey(opts.Key, "webui-bind")}
+	if u.dummyHash, err = hashPassword("not a password of anyone", u.cost); err != nil {
+		return nil, fmt.Errorf("webui: %w", err)
+	}
+	return u, nil
+}
+
+// route is a matched page: its handler and the methods it accepts.
+type route struct {
+	get  func(u *UI, w http.ResponseWriter, r *http.Request, arg string)
+	post func(u *UI, w http.ResponseWriter, r *http.Request, arg string)
+	arg  string
+	// slash is the canonical path when the request lacked the trailing
+	// slash; GETs are redirected there.
+	slash string
+}
+
+// Handler returns the handler for r if its path is one of the web pages
+// (`/`, `/accounts/...`, `/workshops/catalog/`, `/admin/...`), else nil so
+// the caller can fall through. The REST API's routes, such as
+// /workshops/catalog/environments/, never match here.
+func (u *UI) Handler(r *http.Request) http.Handler {
+	rt, ok := match(r.URL.Path)
+	if !ok || r.URL.Path == "/" && u.indexIsRoot(r) {
+		return nil
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { u.serve(w, r, rt) })
+}
+
+// indexIsRoot reports whether the portal index is this host's own `/`
+// (a hub page served by a later handler, as in Caddyfile.example): `/` is
+// then left to that handler instead of redirecting to itself forever.
+func (u *UI) indexIsRoot(r *http.Request) bool {
+	idx, err := url.Parse(u.cfg.Index)
+	return err == nil && u.cfg.Index != "" && strings.EqualFold(idx.Host, r.Host) &&
+		(idx.Path == "" || idx.Path == "/")
+}
+
+func match(path string) (route, bool) {
+	if path == "/" {
+		return route{get: (*UI).index}, true
+	}
+	clean := strings.TrimSuffix(path, "/")
+	slash := ""
+	if !strings.HasSuffix(path, "/") {
+		slash = path + "/"
+	}
+	switch clean {
+	case "/accounts/login":
+		return route{get: (*UI).loginPage, post: (*UI).login, slash: slash}, true
+	case "/accounts/logout":
+		return route{get: (*UI).logoutPage, post: (*UI).logout, slash: slash}, true
+	case "/accounts/signup", "/accounts/register":
+		return route{get: (*UI).signupPage, post: (*UI).signup, slash: slash}, true
+	case "/workshops/catalog":
+		return route{get: (*UI).catalog, post: (*UI).start, slash: slash}, true
+	case "/admin":
+		return route{get: (*UI).overview, slash: slash}, true
+	case "/admin/sessions":
+		return route{get: (*UI).sessionsPage, slash: slash}, true
+	case "/admin/users":
+		return route{get: (*UI).usersPage, slash: slash}, true
+	}
+	if rest, ok := strings.CutPrefix(clean, "/admin/sessions/"); ok {
+		name, action, _ := strings.Cut(rest, "/")
+		switch {
+		case !validName(name):
+		case action == "":
+			return route{get: (*UI).sessionPage, arg: name, slash: slash}, true
+		case action == "terminate":
+			return route{post: (*UI).terminate, arg: name}, true
+		case action == "extend":
+			return route{post: (*UI).extend, arg: name}, true
+		}
+	}
+	// The /admin/ and /accounts/ trees belong to the pages: anything else
+	// there is a page-styled 404, not a fall-through to the dashboards.
+	if strings.HasPrefix(path, "/admin/") || strings.HasPrefix(path, "/accounts/") {
+		return route{}, true
+	}
+	return route{}, false
+}
+
+// validName accepts the characters of session names, so a name never needs
+// escaping in the paths the pages build.
+func validName(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func (u *UI) serve(w http.ResponseWriter, r *http.Request, rt route) {
+	securityHeaders(w.Header())
+	if rt.get == nil && rt.post == nil {
+		u.fail(w, r, http.StatusNotFound, "Page not found", "There is no page at this address.")
+		return
+	}
+	// Only top-level navigations may load these pages: a script on a
+	// same-origin dashboard (path mode) must not fetch an admin page and
+	// read its CSRF token. Browsers send Sec-Fetch-Dest; without it (old
+	// browsers, curl) the CSRF and Origin checks still apply.
+	if d := r.Header.Get("Sec-Fetch-Dest"); d != "" && d != "document" {
+		// Rendered as nobody: the refusal must not carry a CSRF token
+		// either (the layout's sign-out form has one).
+		u.render(w, r, http.StatusForbidden, "error", identity{}, view{Title: "Not allowed",
+			Error: "This page can only be opened directly in the browser."})
+		return
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		if rt.get == nil {
+			w.Header().Set("Allow", "POST")
+			u.fail(w, r, http.StatusMethodNotAllowed, "Method not allowed", "This address only accepts form submissions.")
+			return
+		}
+		if rt.slash != "" {
+			target := rt.slash
+			if r.URL.RawQuery != "" {
+				target += "?" + r.URL.RawQuery
+			}
+			http.Redirect(w, r, target, http.StatusMovedPermanently)
+			return
+		}
+		rt.get(u, w, r, rt.arg)
+	case http.MethodPost:
+		if rt.post == nil {
+			w.Header().Set("Allow", "GET, HEAD")
+			u.fail(w, r, http.StatusMethodNotAllowed, "Method not allowed", "This page cannot be submitted to.")
+			return
+		}
+		if !u.sameOrigin(r) {
+			u.fail(w, r, http.StatusForbidden, "Request refused", "The form was submitted from another site.")
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+		if err := r.ParseForm(); err != nil {
+			u.fail(w, r, http.StatusBadRequest, "Bad request", "The form could not be read.")
+			return
+		}
+		rt.post(u, w, r, rt.arg)
+	default:
+		allow := "GET, HEAD"
+		if rt.post != nil {
+			allow += ", POST"
+		}
+		w.Header().Set("Allow", allow)
+		u.fail(w, r, http.StatusMethodNotAllowed, "Method not allowed", "This method is not supported here.")
+	}
+}
+
+// maxFormBytes bounds a form body; the largest form (sign-up) is far below.
+const maxFormBytes = 16 << 10
+
+func securityHeaders(h http.Header) {
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "same-origin")
+	// Inline CSS and SVG only; no scripts at all. form-action is left out
+	// on purpose: the Start form redirects on to the activation link and,
+	// in host mode, to a session host, which form-action would block.
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'")
+	// A page opened by a dashboard's script (window.open) lands in its own
+	// browsing context group, so the opener cannot read it.
+	h.Set("Cross-Origin-Opener-Policy", "same-origin")
+}
+
+// sameOrigin reports whether a POST may be from one of our own pages: an
+// Origin header, when present, must name the request's host or the
+// configured public URL; a browser that says the request is cross-site is
+// refused either way.
+func (u *UI) sameOrigin(r *http.Request) bool {
+	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+		return false
+	}
+	o := r.Header.Get("Origin")
+	if o == "" {
+		return true
+	}
+	if u.cfg.URL != "" {
+		if want, err := config.Origin(u.cfg.URL); err == nil && strings.EqualFold(o, want) {
+			return true
+		}
+	}
+	got, err := config.Origin(o)
+	if err != nil {
+		return false // "null" (sandboxed or privacy-redirected) included
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	self := strings.ToLower(scheme + "://" + r.Host)
+	// Behind a TLS-terminating proxy the request arrives over plain HTTP
+	// while the browser's origin is https; the host must match either way.
+	return got == self || strings.TrimPrefix(got, "https://") == strings.TrimPrefix(self, "http://")
+}

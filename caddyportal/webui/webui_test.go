@@ -1,0 +1,537 @@
+package webui_test
+
+import (
+	"context"
+	"crypto/tls"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/caddyportal/caddyportal/caddyportal/config"
+	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
+	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+	"github.com/caddyportal/caddyportal/caddyportal/tokens"
+)
+
+// TestRoutesLeaveAPIAlone: the pages claim their own paths and never the
+// REST API's or the gate's.
+func TestRoutesLeaveAPIAlone(t *testing.T) {
+	p := newPortal(t, portalConfig(config.RegistrationOneStep, ""))
+	for _, path := range []string{"/workshops/catalog/environments/", "/workshops/catalog/workshops",
+		"/workshops/environment/demo-w01/request/", "/workshops/session/demo-w01-s001/activate/",
+		"/workshops/session/demo-w01-s001/", "/workshops/user/bob/sessions/", "/oauth2/token/",
+		"/workshops/environment/demo-w01/create/", "/favicon.ico", "/workshops/"} {
+		if h := p.ui.Handler(httptest.NewRequest("GET", path, nil)); h != nil {
+			t.Errorf("webui claims %s", path)
+		}
+	}
+	for _, path := range []string{"/", "/accounts/login/", "/accounts/logout/", "/accounts/signup/",
+		"/workshops/catalog/", "/workshops/catalog", "/admin/", "/admin/sessions/", "/admin/sessions/demo-w01-s001/",
+		"/admin/users/", "/admin/nope/", "/accounts/nope"} {
+		if h := p.ui.Handler(httptest.NewRequest("GET", path, nil)); h == nil {
+			t.Errorf("webui does not serve %s", path)
+		}
+	}
+	b := p.browser()
+	for path, want := range map[string]int{"/admin/nope/": 404, "/accounts/nope": 404,
+		"/admin/sessions/BAD_NAME/": 404, "/admin/sessions/x/terminate/": 405} {
+		r := b.get(path)
+		if r.status != want || !strings.Contains(r.header.Get("Content-Type"), "text/html") || !strings.Contains(r.body, `id="error"`) {
+			t.Errorf("GET %s: %d %q, want %d with an HTML error page", path, r.status, r.header.Get("Content-Type"), want)
+		}
+	}
+	if r := b.do("DELETE", "/admin/", nil); r.status != http.StatusMethodNotAllowed {
+		t.Errorf("DELETE /admin/: %d", r.status)
+	}
+	if r := b.get("/admin"); r.status != http.StatusMovedPermanently || r.location() != "/admin/" {
+		t.Errorf("GET /admin: %d %q", r.status, r.location())
+	}
+}
+
+// TestAdminPagesNeedAdmin: nobody but the admin sees admin pages; others
+// are sent to the login page with a next that brings them back.
+func TestAdminPagesNeedAdmin(t *testing.T) {
+	p := newPortal(t, portalConfig(config.RegistrationOneStep, ""))
+	name := p.restRequest("bob")
+	learner := p.browser()
+	learner.signup("ann@example.com", "ann-password")
+	for _, b := range []*browser{p.browser(), learner} {
+		for _, path := range []string{"/admin/", "/admin/sessions/?state=all", "/admin/users/", "/admin/sessions/" + name + "/"} {
+			r := b.get(path)
+			want := "/accounts/login/?next=" + url.QueryEscape(path)
+			if r.status != http.StatusFound || r.location() != want {
+				t.Errorf("GET %s: %d to %q, want 302 to %q", path, r.status, r.location(), want)
+			}
+		}
+	}
+	// A cookie signed with another key is nobody.
+	forged := p.browser()
+	u, _ := url.Parse(p.srv.URL)
+	other, _ := tokens.NewSigner(make([]byte, 32))
+	forged.hc.Jar.SetCookies(u, []*http.Cookie{{Name: cookieName, Path: "/",
+		Value: other.Sign("webui-login", []byte("admin\nadmin\nsid\nbind"), time.Now().Add(time.Hour))}})
+	if r := forged.get("/admin/"); r.status != http.StatusFound {
+		t.Errorf("forged admin cookie: %d", r.status)
+	}
+}
+
+// TestAdminActionsRefused: every admin POST without an admin login, without
+// a valid CSRF token of that login, or from another origin is refused and
+// changes nothing.
+func TestAdminActionsRefused(t *testing.T) {
+	p := newPortal(t, portalConfig(config.RegistrationOneStep, ""))
+	name := p.restRequest("bob")
+	before := p.session(name).Expires
+
+	anon := p.browser()
+	visitor := p.browser()
+	visitorTok := visitor.csrf("/accounts/login/")
+	learner := p.browser()
+	learner.signup("ann@example.com", "ann-password")
+	learnerTok := learner.csrf("/workshops/catalog/")
+	admin := p.browser()
+	admin.login(adminUser, adminPass, "/admin/")
+	adminTok := admin.csrf("/admin/sessions/" + name + "/")
+	other := p.browser()
+	other.login(adminUser, adminPass, "/admin/")
+	otherTok := other.csrf("/admin/")
+
+	self := p.srv.URL
+	su, _ := url.Parse(self)
+	var cookieVal string
+	for _, c := range admin.hc.Jar.Cookies(su) {
+		if c.Name == cookieName {
+			cookieVal = c.Value
+		}
+	}
+	if cookieVal == "" {
+		t.Fatal("admin has no login cookie")
+	}
+	cases := []struct {
+		what string
+		b    *browser
+		csrf string
+		hdr  []string
+	}{
+		{"no login, no token", anon, "", nil},
+		{"no login, garbage token", anon, "x", nil},
+		{"visitor with its own valid token", visitor, visitorTok, nil},
+		{"learner with its own valid token", learner, learnerTok, nil},
+		{"admin without token", admin, "", nil},
+		{"admin with garbage token", admin, "garbage", nil},
+		{"admin with another login's token", admin, otherTok, nil},
+		{"admin with its login cookie value as token", admin, cookieVal, nil},
+		{"admin, cross-origin", admin, adminTok, []string{"Origin", "https://evil.example"}},
+		{"admin, origin null", admin, adminTok, []string{"Origin", "null"}},
+		{"admin, other port", admin, adminTok, []string{"Origin", "http://127.0.0.1:1"}},
+		{"admin, cross-site fetch metadata", admin, adminTok, []string{"Sec-Fetch-Site", "cross-site"}},
+	}
+	for _, action := range []string{"terminate", "extend"} {
+		path := "/admin/sessions/" + name + "/" + action + "/"
+		for _, c := range cases {
+			r := c.b.post(path, url.Values{"csrf": {c.csrf}}, c.hdr...)
+			if r.status != http.StatusForbidden || !strings.Contains(r.body, `id="error"`) {
+				t.Errorf("%s %s: %d, want 403 page", action, c.what, r.status)
+			}
+		}
+	}
+	s := p.session(name)
+	if s.State != lifecycle.Waiting || !s.Expires.Equal(before) {
+		t.Fatalf("refused actions changed the session: %s, expires %v (was %v)", s.State, s.Expires, before)
+	}
+	// Logging out needs the token too.
+	if r := admin.post("/accounts/logout/", url.Values{}); r.status != http.StatusForbidden {
+		t.Fatalf("logout without token: %d", r.status)
+	}
+	if r := admin.get("/admin/"); r.status != http.StatusOK {
+		t.Fatalf("admin logged out by a tokenless POST: %d", r.status)
+	}
+	// The real thing, same origin.
+	r := admin.post("/admin/sessions/"+name+"/terminate/", url.Values{"csrf": {adminTok}}, "Origin", self)
+	if r.status != http.StatusSeeOther || r.location() != "/admin/sessions/?notice=terminated" {
+		t.Fatalf("terminate: %d %q %s", r.status, r.location(), r.body)
+	}
+	if s := p.session(name); s.State != lifecycle.Stopping || s.Reason != "terminated" {
+		t.Fatalf("after terminate: %s %q", s.State, s.Reason)
+	}
+	// After logout the old token is worthless even with a new login.
+	if r := admin.post("/accounts/logout/", url.Values{"csrf": {adminTok}}); r.status != http.StatusSeeOther {
+		t.Fatalf("logout: %d", r.status)
+	}
+	admin.login(adminUser, adminPass, "/admin/")
+	name2 := p.restRequest("carol")
+	if r := admin.post("/admin/sessions/"+name2+"/terminate/", url.Values{"csrf": {adminTok}}); r.status != http.StatusForbidden {
+		t.Fatalf("token of an ended login accepted: %d", r.status)
+	}
+}
+
+// TestFetchMetadataRefused: a same-origin script (a path-mode dashboard)
+// cannot fetch admin pages to read their CSRF tokens.
+func TestFetchMetadataRefused(t *testing.T) {
+	p := newPortal(t, portalConfig(config.RegistrationOneStep, ""))
+	admin := p.browser()
+	admin.login(adminUser, adminPass, "/admin/")
+	for _, dest := range []string{"empty", "iframe", "script"} {
+		r := admin.get("/admin/sessions/", "Sec-Fetch-Dest", dest)
+		if r.status != http.StatusForbidden || strings.Contains(r.body, `name="csrf"`) {
+			t.Errorf("Sec-Fetch-Dest %s: %d", dest, r.status)
+		}
+	}
+	r := admin.get("/admin/sessions/", "Sec-Fetch-Dest", "document")
+	if r.status != http.StatusOK {
+		t.Fatalf("document navigation: %d", r.status)
+	}
+	for k, want := range map[string]string{"X-Frame-Options": "DENY", "Cross-Origin-Opener-Policy": "same-origin", "Cache-Control": "no-store"} {
+		if got := r.header.Get(k); got != want {
+			t.Errorf("%s = %q, want %q", k, got, want)
+		}
+	}
+	if csp := r.header.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'none'") || strings.Contains(csp, "script-src") {
+		t.Errorf("CSP %q", csp)
+	}
+}
+
+// TestRegistrationDisabled: only the admin can log in; sign-up is refused;
+// even a learner with a stored password cannot log in.
+func TestRegistrationDisabled(t *testing.T) {
+	p := newPortal(t, portalConfig(config.RegistrationDisabled, ""))
+	hash, _ := bcrypt.GenerateFromPassword([]byte("ann-password"), bcrypt.MinCost)
+	if _, err := p.svc.CreateUser(context.Background(), sessions.User{Email: "ann@example.com", Group: sessions.GroupRegistered,
+		PasswordHash: string(hash)}); err != nil {
+		t.Fatal(err)
+	}
+	b := p.browser()
+	page := b.get("/accounts/login/")
+	if page.status != http.StatusOK || !strings.Contains(page.body, "Only the portal administrator") || strings.Contains(page.body, "/accounts/signup/") {
+		t.Fatalf("login page: %d %s", page.status, page.body)
+	}
+	tok := b.csrf("/accounts/login/")
+	r := b.post("/accounts/login/", url.Values{"csrf": {tok}, "username": {"ann@example.com"}, "password": {"ann-password"}})
+	if r.status != http.StatusForbidden || !strings.Contains(r.body, "only the administrator can sign in") {
+		t.Fatalf("learner login: %d %s", r.status, r.body)
+	}
+	if c := loginCookie(r); c != nil {
+		t.Fatalf("refused login set a cookie: %v", c)
+	}
+	if r := b.get("/workshops/catalog/"); r.status != http.StatusFound || !strings.HasPrefix(r.location(), "/accounts/login/") {
+		t.Fatalf("catalog after refused login: %d %q", r.status, r.location())
+	}
+	if r := b.get("/accounts/signup/"); r.status != http.StatusForbidden {
+		t.Fatalf("signup page: %d", r.status)
+	}
+	r = b.post("/accounts/signup/", url.Values{"csrf": {tok}, "email": {"bob@example.com"}, "password": {"bob-password"}, "password2": {"bob-password"}})
+	if r.status != http.StatusForbidden {
+		t.Fatalf("signup post: %d", r.status)
+	}
+	if _, err := p.svc.FindUserByEmail(context.Background(), "bob@example.com"); err == nil {
+		t.Fatal("signup stored a user")
+	}
+	b.login(adminUser, adminPass, "/admin/")
+	if r := b.get("/admin/"); r.status != http.StatusOK {
+		t.Fatalf("admin overview: %d", r.status)
+	}
+}
+
+// TestSignupAndLogin: one-step registration end to end over HTTP, with the
+// cookie's flags and the form's validation.
+func TestSignupAndLogin(t *testing.T) {
+	p := newPortal(t, portalConfig(config.RegistrationOneStep, ""))
+	b := p.browser()
+	tok := b.csrf("/accounts/signup/")
+	for what, form := range map[string]url.Values{
+		"bad email":      {"email": {"not an email"}, "password": {"long-enough"}, "password2": {"long-enough"}},
+		"short password": {"email": {"ann@example.com"}, "password": {"short"}, "password2": {"short"}},
+		"long password":  {"email": {"ann@example.com"}, "password": {strings.Repeat("x", 73)}, "password2": {strings.Repeat("x", 73)}},
+		"mismatch":       {"email": {"ann@example.com"}, "password": {"long-enough"}, "password2": {"long-enough2"}},
+		"long name":      {"email": {"ann@example.com"}, "first_name": {strings.Repeat("n", 101)}, "password": {"long-enough"}, "password2": {"long-enough"}},
+	} {
+		form.Set("csrf", tok)
+		r := b.post("/accounts/signup/", form)
+		if r.status != http.StatusBadRequest || !strings.Contains(r.body, `id="error"`) {
+			t.Errorf("%s: %d", what, r.status)
+		}
+	}
+	if r := b.post("/accounts/signup/", url.Values{"email": {"ann@example.com"}, "password": {"ann-password"}, "password2": {"ann-password"}}); r.status != http.StatusForbidden {
+		t.Fatalf("signup without CSRF: %d", r.status)
+	}
+	r := b.post("/accounts/signup/", url.Values{"csrf": {tok}, "email": {"ann@example.com"}, "first_name": {"Ann"},
+		"password": {"ann-password"}, "password2": {"ann-password"}})
+	if r.status != http.StatusSeeOther || r.location() != "/workshops/catalog/" {
+		t.Fatalf("signup: %d %q", r.status, r.location())
+	}
+	c := loginCookie(r)
+	if c == nil || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Secure || c.Path != "/" || c.Expires.IsZero() {
+		t.Fatalf("login cookie flags: %+v", c)
+	}
+	usr, err := p.svc.FindUserByEmail(context.Background(), "ann@example.com")
+	if err != nil || usr.Group != sessions.GroupRegistered || bcrypt.CompareHashAndPassword([]byte(usr.PasswordHash), []byte("ann-password")) != nil {
+		t.Fatalf("stored user %+v, %v", usr, err)
+	}
+	cat := b.get("/workshops/catalog/")
+	if cat.status != http.StatusOK || !strings.Contains(cat.body, "Kubernetes 101") || !strings.Contains(cat.body, `id="start-demo-w01"`) ||
+		!strings.Contains(cat.body, "ann@example.com") {
+		t.Fatalf("catalog: %d %s", cat.status, cat.body)
+	}
+	// Sign out, then in again: a wrong password is refused, the right one works.
+	if r := b.post("/accounts/logout/", url.Values{"csrf": {b.csrf("/workshops/catalog/")}}); r.status != http.StatusSeeOther {
+		t.Fatalf("logout: %d", r.status)
+	}
+	if r := b.get("/workshops/catalog/"); r.status != http.StatusFound {
+		t.Fatalf("catalog after logout: %d", r.status)
+	}
+	tok = b.csrf("/accounts/login/")
+	for _, bad := range [][2]string{{"ann@example.com", "wrong-password"}, {"nobody@example.com", "ann-password"}} {
+		r := b.post("/accounts/login/", url.Values{"csrf": {tok}, "username": {bad[0]}, "password": {bad[1]}})
+		if r.status != http.StatusUnauthorized || !strings.Contains(r.body, "not correct") || loginCookie(r) != nil {
+			t.Fatalf("login %v: %d", bad, r.status)
+		}
+	}
+	b.login("ANN@example.com", "ann-password", "/workshops/catalog/")
+	// The same email cannot sign up twice.
+	other := p.browser()
+	tok = other.csrf("/accounts/signup/")
+	r = other.post("/accounts/signup/", url.Values{"csrf": {tok}, "email": {"ann@example.com"}, "password": {"x-password"}, "password2": {"x-password"}})
+	if r.status != http.StatusConflict {
+		t.Fatalf("duplicate signup: %d", r.status)
+	}
+}
+
+// TestSecureCookieOverTLS: the login cookie is Secure when the request came
+// over TLS.
+func TestSecureCookieOverTLS(t *testing.T) {
+	p := newPortal(t, portalConfig(config.RegistrationOneStep, ""))
+	req := httptest.NewRequest("GET", "https://portal.example.com/accounts/login/", nil)
+	req.TLS = &tls.ConnectionState{}
+	w := httptest.NewRecorder()
+	p.ui.Handler(req).ServeHTTP(w, req)
+	cs := w.Result().Cookies()
+	if w.Code != http.StatusOK || len(cs) != 1 || !cs[0].Secure || !cs[0].HttpOnly || cs[0].SameSite != http.SameSiteLaxMode {
+		t.Fatalf("TLS login page: %d cookies %+v", w.Code, cs)
+	}
+}
+
+// TestOpenRedirectRefused: `next` must be a path on this portal.
+func TestOpenRedirectRefused(t *testing.T) {
+	p := newPortal(t, portalConfig(config.RegistrationOneStep, ""))
+	b := p.browser()
+	tok := b.csrf("/accounts/login/")
+	for _, next := range []string{"https://evil.example/", "//evil.example/", "/\\evil.example/", `\\evil.example`,
+		"javascript:alert(1)", "http:/evil.example", "evil.example", "/ /evil", hubIndex} {
+		if r := b.get("/accounts/login/?next=" + url.QueryEscape(next)); r.status != http.StatusBadRequest {
+			t.Errorf("GET login next=%q: %d", next, r.status)
+		}
+		r := b.post("/accounts/login/", url.Values{"csrf": {tok}, "username": {adminUser}, "password": {adminPass}, "next": {next}})
+		if r.status != http.StatusBadRequest || loginCookie(r) != nil {
+			t.Errorf("POST login next=%q: %d to %q", next, r.status, r.location())
+		}
+	}
+	r := b.post("/accounts/login/", url.Values{"csrf": {tok}, "username": {adminUser}, "password": {adminPass}, "next": {"/admin/users/"}})
+	if r.status != http.StatusSeeOther || r.location() != "/admin/users/" {
+		t.Fatalf("local next: %d %q", r.status, r.location())
+	}
+}
+
+// TestLoginRateLimited: after ten failures from one address even the right
+// password gets 429 until a minute has passed.
+func TestLoginRateLimited(t *testing.T) {
+	p := newPortal(t, portalConfig(config.RegistrationOneStep, ""))
+	b := p.browser()
+	tok := b.csrf("/accounts/login/")
+	for i := range 10 {
+		r := b.post("/accounts/login/", url.Values{"csrf": {tok}, "username": {adminUser}, "password": {"wrong"}})
+		if r.status != http.StatusUnauthorized {
+			t.Fatalf("attempt %d: %d", i, r.status)
+		}
+	}
+	r := b.post("/accounts/login/", url.Values{"csrf": {tok}, "username": {adminUser}, "password": {adminPass}})
+	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" || loginCookie(r) != nil {
+		t.Fatalf("after 10 failures: %d", r.status)
+	}
+	p.clk.Advance(61 * time.Second)
+	r = b.post("/accounts/login/", url.Values{"csrf": {tok}, "username": {adminUser}, "password": {adminPass}})
+	if r.status != http.StatusSeeOther {
+		t.Fatalf("after the window: %d", r.status)
+	}
+}
+
+// TestStartWorkshop: the catalog's Start form allocates a session for the
+// learner and hands the browser the activation link, which the REST API's
+// activation route turns into a dashboard login.
+func TestStartWorkshop(t *testing.T) {
+	p := newPortal(t, portalConfig(config.RegistrationOneStep, ""))
+	b := p.browser()
+	b.signup("ann@example.com", "ann-password")
+	usr, err := p.svc.FindUserByEmail(context.Background(), "ann@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := b.csrf("/workshops/catalog/")
+	if r := b.post("/workshops/catalog/", url.Values{"environment": {env1}}); r.status != http.StatusForbidden {
+		t.Fatalf("start without CSRF: %d", r.status)
+	}
+	if r := p.browser().post("/workshops/catalog/", url.Values{"environment": {env1}, "csrf": {tok}}); r.status != http.StatusForbidden {
+		t.Fatalf("start without login: %d", r.status)
+	}
+	if r := b.post("/workshops/catalog/", url.Values{"environment": {"demo-w99"}, "csrf": {tok}}); r.status != http.StatusNotFound {
+		t.Fatalf("start unknown environment: %d", r.status)
+	}
+	r := b.post("/workshops/catalog/", url.Values{"environment": {env1}, "csrf": {tok}})
+	if r.status != http.StatusSeeOther || !strings.HasPrefix(r.location(), "/workshops/session/"+env1+"-s") {
+		t.Fatalf("start: %d %q %s", r.status, r.location(), r.body)
+	}
+	loc, _ := url.Parse(r.location())
+	name := strings.Split(loc.Path, "/")[3]
+	if loc.Path != "/workshops/session/"+name+"/activate/" || loc.Query().Get("token") == "" || loc.Query().Get("index_url") != "/workshops/catalog/" {
+		t.Fatalf("activation link %q", r.location())
+	}
+	if s := p.session(name); s.Owner != usr.ID || s.State != lifecycle.Waiting {
+		t.Fatalf("session %s: owner %q state %s", name, s.Owner, s.State)
+	}
+	r = b.get(r.location())
+	if r.status != http.StatusFound || r.location() != "/workshops/session/"+name+"/" {
+		t.Fatalf("activate: %d %q %s", r.status, r.location(), r.body)
+	}
+	if r := b.get(r.location()); r.status != http.StatusOK || !strings.Contains(r.body, "Workshop dashboard "+name) {
+		t.Fatalf("dashboard: %d %s", r.status, r.body)
+	}
+	if s := p.session(name); s.State != lifecycle.Running {
+		t.Fatalf("after activation: %s", s.State)
+	}
+	// The catalog now offers to resume it.
+	if cat := b.get("/workshops/catalog/"); !strings.Contains(cat.body, "Resume workshop") {
+		t.Fatalf("catalog does not offer resume: %s", cat.body)
+	}
+}
+
+// TestIndexRules: `/` and the catalog follow reference §3.3.
+func TestIndexRules(t *testing.T) {
+	p := newPortal(t, portalConfig(config.RegistrationOneStep, hubIndex))
+	b := p.browser()
+	if r := b.get("/"); r.status != http.StatusFound || r.location() != hubIndex {
+		t.Fatalf("/ with index: %d %q", r.status, r.location())
+	}
+	b.signup("ann@example.com", "ann-password")
+	if r := b.get("/workshops/catalog/"); r.status != http.StatusFound || r.location() != hubIndex {
+		t.Fatalf("learner catalog with index: %d %q", r.status, r.location())
+	}
+	admin := p.browser()
+	admin.login(adminUser, adminPass, "/admin/")
+	if r := admin.get("/"); r.status != http.StatusFound || r.location() != "/admin/" {
+		t.Fatalf("/ as admin: %d %q", r.status, r.location())
+	}
+	if r := admin.get("/workshops/catalog/"); r.status != http.StatusOK || strings.Contains(r.body, `class="start"`) {
+		t.Fatalf("admin catalog: %d", r.status)
+	}
+
+	q := newPortal(t, portalConfig(config.RegistrationOneStep, ""))
+	if r := q.browser().get("/"); r.status != http.StatusFound || r.location() != "/workshops/catalog/" {
+		t.Fatalf("/ without index: %d %q", r.status, r.location())
+	}
+	if r := q.browser().get("/workshops/catalog/"); r.status != http.StatusFound || r.location() != "/accounts/login/?next=%2Fworkshops%2Fcatalog%2F" {
+		t.Fatalf("private catalog, not logged in: %d %q", r.status, r.location())
+	}
+	cfg := portalConfig(config.RegistrationAnonymous, "")
+	cfg.Catalog = config.CatalogPublic
+	an := newPortal(t, cfg)
+	r := an.browser().get("/workshops/catalog/")
+	if r.status != http.StatusOK || !strings.Contains(r.body, `href="/workshops/environment/demo-w01/create/"`) {
+		t.Fatalf("anonymous catalog: %d %s", r.status, r.body)
+	}
+	if r := an.browser().get("/accounts/signup/"); r.status != http.StatusForbidden {
+		t.Fatalf("signup in anonymous mode: %d", r.status)
+	}
+}
+
+// TestAdminPages: what the admin sees of a REST-created session, filters,
+// extend, and the users list.
+func TestAdminPages(t *testing.T) {
+	p := newPortal(t, portalConfig(config.RegistrationOneStep, ""))
+	name := p.restRequest("bob")
+	admin := p.browser()
+	admin.login(adminUser, adminPass, "/admin/")
+
+	ov := admin.get("/admin/")
+	if ov.status != http.StatusOK || !strings.Contains(ov.body, `<dd id="allocated">1</dd>`) || !strings.Contains(ov.body, `<svg`) ||
+		!strings.Contains(ov.body, `id="env-demo-w01"`) || !strings.Contains(ov.body, "1h / 10m / 1h30m") {
+		t.Fatalf("overview: %d %s", ov.status, ov.body)
+	}
+	list := admin.get("/admin/sessions/")
+	if !strings.Contains(list.body, `id="row-`+name+`"`) {
+		t.Fatalf("sessions list lacks %s: %s", name, list.body)
+	}
+	for q, want := range map[string]bool{"user=bob": true, "user=nobody": false, "environment=demo-w01&state=WAITING": true,
+		"state=stopped": false, "state=all": true, "environment=other": false} {
+		r := admin.get("/admin/sessions/?" + q)
+		if r.status != http.StatusOK || strings.Contains(r.body, `id="row-`+name+`"`) != want {
+			t.Errorf("filter %s: %d, listed = %v, want %v", q, r.status, !want, want)
+		}
+	}
+	for _, q := range []string{"state=bogus", "user=%zz", "user=" + strings.Repeat("u", 300)} {
+		if r := admin.get("/admin/sessions/?" + q); r.status != http.StatusBadRequest {
+			t.Errorf("filter %s: %d, want 400", q, r.status)
+		}
+	}
+	det := admin.get("/admin/sessions/" + name + "/")
+	for _, want := range []string{"bob@example.org", `id="terminate"`, `id="extend"`, "Allocated to bob", "Activation deadline", "dash-" + name + ".svc:8080"} {
+		if !strings.Contains(det.body, want) {
+			t.Errorf("detail lacks %q", want)
+		}
+	}
+	if r := admin.get("/admin/sessions/demo-w01-s999/"); r.status != http.StatusNotFound {
+		t.Fatalf("unknown session: %d", r.status)
+	}
+	tok := admin.csrf("/admin/sessions/" + name + "/")
+	r := admin.post("/admin/sessions/"+name+"/extend/", url.Values{"csrf": {tok}})
+	if r.status != http.StatusSeeOther || r.location() != "/admin/sessions/"+name+"/?notice=not-extended" {
+		t.Fatalf("extend: %d %q", r.status, r.location())
+	}
+	// A reserve cannot be terminated.
+	var reserve string
+	live, _ := p.svc.EnvironmentSessions(context.Background())
+	for _, s := range live[env1] {
+		if s.Reserved() {
+			reserve = s.Name
+		}
+	}
+	if reserve == "" {
+		t.Fatal("no reserve")
+	}
+	if r := admin.post("/admin/sessions/"+reserve+"/terminate/", url.Values{"csrf": {tok}}); r.status != http.StatusConflict {
+		t.Fatalf("terminate reserve: %d", r.status)
+	}
+	users := admin.get("/admin/users/")
+	if !strings.Contains(users.body, `id="user-bob"`) || !strings.Contains(users.body, "bob@example.org") || strings.Contains(users.body, "$2a$") {
+		t.Fatalf("users page: %s", users.body)
+	}
+}
+
+// TestRootLeftToHubOnSameHost: when the portal index is the portal host's
+// own `/`, the pages must not claim `/` (they would redirect to themselves);
+// on any other host, or with another index, `/` is theirs.
+func TestRootLeftToHubOnSameHost(t *testing.T) {
+	p := newPortal(t, portalConfig(config.RegistrationOneStep, "http://portal.test:8080/"))
+	for _, c := range []struct {
+		host string
+		path string
+		want bool
+	}{
+		{"portal.test:8080", "/", false},
+		{"PORTAL.test:8080", "/", false},
+		{"other.test", "/", true},
+		{"portal.test:8080", "/admin/", true},
+	} {
+		r := httptest.NewRequest("GET", "http://"+c.host+c.path, nil)
+		if got := p.ui.Handler(r) != nil; got != c.want {
+			t.Errorf("%s%s claimed by the pages = %v, want %v", c.host, c.path, got, c.want)
+		}
+	}
+	other := newPortal(t, portalConfig(config.RegistrationOneStep, hubIndex))
+	if other.ui.Handler(httptest.NewRequest("GET", "http://portal.test:8080/", nil)) == nil {
+		t.Error("with an index elsewhere the pages must serve `/`")
+	}
+}
