@@ -35,25 +35,7 @@ func TestBrowserDashboard(t *testing.T) {
 	name := m["name"].(string)
 	link := p.base + m["url"].(string)
 
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1024, 640),
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
-	defer cancelBrowser()
+	bctx := browser(t)
 
 	var location, heading, echoed, status, jsCookies string
 	var png []byte
@@ -84,13 +66,45 @@ func TestBrowserDashboard(t *testing.T) {
 	if got := up.lastWSHeader().Get("X-Portal-User"); got != "browser" {
 		t.Fatalf("upstream WebSocket saw X-Portal-User %q", got)
 	}
+	keepScreenshot(t, png, "browser-dashboard.png")
+}
+
+// browser starts a headless Chromium for one test and returns its context.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromiumPath),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1024, 640),
+	}
+	// A bound on a hung browser, not a timed assertion.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	t.Cleanup(cancelAlloc)
+	bctx, cancelBrowser := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
+	t.Cleanup(cancelBrowser)
+	return bctx
+}
+
+// keepScreenshot writes png into the artefact directory.
+func keepScreenshot(t *testing.T, png []byte, name string) {
+	t.Helper()
 	if len(png) < 8 || string(png[1:4]) != "PNG" {
-		t.Fatalf("screenshot is not a PNG (%d bytes)", len(png))
+		t.Fatalf("screenshot %s is not a PNG (%d bytes)", name, len(png))
 	}
 	if err := os.MkdirAll(artifactDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	shot := filepath.Join(artifactDir, "browser-dashboard.png")
+	shot := filepath.Join(artifactDir, name)
 	if err := os.WriteFile(shot, png, 0o644); err != nil {
 		t.Fatal(err)
 	}

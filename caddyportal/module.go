@@ -21,6 +21,7 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/redirects"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 	"github.com/caddyportal/caddyportal/caddyportal/tokens"
+	"github.com/caddyportal/caddyportal/caddyportal/webui"
 )
 
 func init() {
@@ -47,6 +48,7 @@ type Handler struct {
 	svc       *sessions.Service
 	listed    *runningPortal
 	api       *api.API
+	ui        *webui.UI
 	cookies   *gate.Cookies
 }
 
@@ -102,6 +104,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("portal: redirects: %w", err)
 	}
 	h.redirects = policy
+	// The pages' cookies share the gate's prefix so the gate strips them
+	// from requests it proxies to dashboards.
+	h.ui, err = webui.New(webui.Options{Service: h.svc, Key: tokens.DeriveKey(secret, "webui"),
+		CookiePrefix: "portal-" + h.Name + "-", Redirects: policy, Logger: h.logger, ClientIP: clientIP})
+	if err != nil {
+		return fmt.Errorf("portal %s: %w", h.Name, err)
+	}
 	if err := h.loadProxy(ctx); err != nil {
 		return fmt.Errorf("portal %s: %w", h.Name, err)
 	}
@@ -163,6 +172,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.serveSessionHost(w, r, name, next)
 	}
 	if hh := h.api.Handler(r); hh != nil {
+		hh.ServeHTTP(w, r)
+		return nil
+	}
+	if hh := h.ui.Handler(r); hh != nil {
 		hh.ServeHTTP(w, r)
 		return nil
 	}
