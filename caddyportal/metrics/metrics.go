@@ -1,0 +1,580 @@
+// Package metrics holds the portal's Prometheus collectors: sessions by
+// state, allocations, activation latency, extensions, terminations, token
+// grants, gate traffic, open WebSockets and analytics webhook deliveries.
+//
+// It does not import Caddy. The Caddy glue passes in the registry it gets
+// from ctx.GetMetricsRegistry(). Caddy 2.11 gives every config its own
+// registry, so to keep counter values across config reloads the glue keeps
+// one *Metrics alive across configs and calls Register with each new
+// config's registry: the same collector objects, and so the same values,
+// are then exposed by the new registry (the idiom of Caddy's reverse proxy
+// and of caddy-ratelimit #101/#102). New itself also copes with a registry
+// that already holds these collectors from an earlier call, by reusing them.
+//
+// Every method is safe on a nil *Metrics, where it does nothing, so the
+// glue can run with metrics turned off.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
+	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+)
+
+// Namespace prefixes every metric name.
+const Namespace = "caddyportal"
+
+// Allocation results counted by caddyportal_allocations_total.
+const (
+	// ResultAllocated is a session handed to a user (a reserve or one
+	// created on demand).
+	ResultAllocated = "allocated"
+	// ResultNoSession is a refusal for lack of capacity or the user's cap
+	// (the service does not tell the two apart: both are ErrNoSession).
+	ResultNoSession = "no-session"
+	// ResultCannotReacquire is a refused reacquire of a session whose link
+	// cannot be handed out again.
+	ResultCannotReacquire = "cannot-reacquire"
+	// ResultNotPermitted is a request for a user who may not have sessions.
+	ResultNotPermitted = "not-permitted"
+	// ResultNoEnvironment is a request for an environment that does not
+	// exist. Its environment label is always empty: the name came from the
+	// client and must not create label values.
+	ResultNoEnvironment = "no-environment"
+	// ResultError is a backend failure.
+	ResultError = "error"
+)
+
+// Session state buckets of the caddyportal_sessions gauge. They split
+// WAITING into reserves (no owner) and pending (owned, not yet activated),
+// which is what an operator watching capacity wants to see.
+const (
+	StateReserved = "reserved"
+	StatePending  = "pending"
+	StateRunning  = "running"
+	StateStopping = "stopping"
+)
+
+// sessionStates lists the buckets a ServiceSessions snapshot fills with
+// zeros, so a dashboard line drops to 0 instead of vanishing.
+var sessionStates = [...]string{StateReserved, StatePending, StateRunning, StateStopping}
+
+// maxTracked bounds the per-session bookkeeping kept for activation latency
+// and termination reasons: events for sessions nobody activates or ends
+// (after a crash, say) must not grow memory without limit.
+const maxTracked = 1 << 16
+
+// SessionKey labels one sample of the caddyportal_sessions gauge.
+type SessionKey struct {
+	Environment string
+	State       string
+}
+
+// SessionsSource returns the current number of sessions by environment and
+// state. It is called once per scrape, so it should read a snapshot, not
+// walk the store more than once.
+type SessionsSource func(ctx context.Context) (map[SessionKey]int, error)
+
+// Metrics holds the portal's collectors. Create it with New; the zero value
+// is not usable, but a nil *Metrics is (every method is then a no-op).
+type Metrics struct {
+	sessions    *sessionsCollector
+	allocations *prometheus.CounterVec
+	activation  *prometheus.HistogramVec
+	extensions  *prometheus.CounterVec
+	terminated  *prometheus.CounterVec
+	tokens      *prometheus.CounterVec
+	gate        *prometheus.CounterVec
+	websockets  *prometheus.GaugeVec
+	webhooks    *prometheus.CounterVec
+
+	mu         sync.Mutex
+	pendingAt  map[string]time.Time // session → when it was handed out
+	terminates map[string]bool      // sessions counted at Session/Terminate
+}
+
+// New creates the collectors and registers them on reg (nil: register
+// nowhere). Where reg already holds collectors of the same names registered
+// by an earlier New or Register (an earlier config that used the same
+// registry), New adopts those, so their values carry on.
+func New(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		sessions: newSessionsCollector(),
+		allocations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "allocations_total",
+			Help: "Session requests by environment and result (allocated, no-session, cannot-reacquire, not-permitted, no-environment, error).",
+		}, []string{"environment", "result"}),
+		activation: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: Namespace, Name: "activation_latency_seconds",
+			Help: "Time from a session being handed to a user to its activation.",
+			// People click activation links: seconds to minutes.
+			Buckets: []float64{0.5, 1, 2, 5, 10, 20, 30, 45, 60, 120, 300, 600},
+		}, []string{"environment"}),
+		extensions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "extensions_total",
+			Help: "Session extensions by environment.",
+		}, []string{"environment"}),
+		terminated: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "terminations_total",
+			Help: "Sessions ended, by environment and reason (terminated, expired, orphaned, or the stop reason the service reports).",
+		}, []string{"environment", "reason"}),
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "token_requests_total",
+			Help: "OAuth2 token requests by grant type and result (ok or the OAuth2 error code).",
+		}, []string{"grant", "result"}),
+		gate: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "gate_requests_total",
+			Help: "Requests through the session gate by environment and status class.",
+		}, []string{"environment", "code"}),
+		websockets: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "websockets_open",
+			Help: "WebSockets and other streams open through the gate, by environment.",
+		}, []string{"environment"}),
+		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "webhook_deliveries_total",
+			Help: "Analytics webhook deliveries by result (ok, failed after retries, dropped because the queue was full or closed).",
+		}, []string{"result"}),
+		pendingAt:  map[string]time.Time{},
+		terminates: map[string]bool{},
+	}
+	if reg == nil {
+		return m, nil
+	}
+	var err error
+	if m.sessions, err = adopt(reg, m.sessions); err != nil {
+		return nil, err
+	}
+	if m.allocations, err = adopt(reg, m.allocations); err != nil {
+		return nil, err
+	}
+	if m.activation, err = adopt(reg, m.activation); err != nil {
+		return nil, err
+	}
+	if m.extensions, err = adopt(reg, m.extensions); err != nil {
+		return nil, err
+	}
+	if m.terminated, err = adopt(reg, m.terminated); err != nil {
+		return nil, err
+	}
+	if m.tokens, err = adopt(reg, m.tokens); err != nil {
+		return nil, err
+	}
+	if m.gate, err = adopt(reg, m.gate); err != nil {
+		return nil, err
+	}
+	if m.websockets, err = adopt(reg, m.websockets); err != nil {
+		return nil, err
+	}
+	if m.webhooks, err = adopt(reg, m.webhooks); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// adopt registers c on reg, or returns the collector of the same type that
+// reg already holds under the same descriptors.
+func adopt[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	err := reg.Register(c)
+	if err == nil {
+		return c, nil
+	}
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing, nil
+		}
+		return c, fmt.Errorf("metrics: a collector of another type is registered under the same name: %w", err)
+	}
+	return c, fmt.Errorf("metrics: registering collector: %w", err)
+}
+
+// collectors lists every collector in a fixed order.
+func (m *Metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.sessions, m.allocations, m.activation, m.extensions,
+		m.terminated, m.tokens, m.gate, m.websockets, m.webhooks}
+}
+
+// Register exposes the same collectors, with their current values, on
+// another registry: call it with each new config's registry on a reload.
+// Registering twice on one registry is not an error.
+func (m *Metrics) Register(reg prometheus.Registerer) error {
+	if m == nil || reg == nil {
+		return nil
+	}
+	for _, c := range m.collectors() {
+		err := reg.Register(c)
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) && are.ExistingCollector == c {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("metrics: registering collector: %w", err)
+		}
+	}
+	return nil
+}
+
+// Unregister removes the collectors from reg. Caddy drops a config's whole
+// registry with the config, so the glue does not need this; it is here for
+// callers that share one long-lived registry.
+func (m *Metrics) Unregister(reg prometheus.Registerer) {
+	if m == nil || reg == nil {
+		return
+	}
+	for _, c := range m.collectors() {
+		reg.Unregister(c)
+	}
+}
+
+// SetSessionsSource adds src as a source of the caddyportal_sessions gauge
+// and returns a function that removes it again. Where sources report the
+// same environment and state, the most recently added one wins: during a
+// reload the old and new config briefly overlap and must not be summed.
+// Portals have distinct environment names, so sources of different portals
+// never collide.
+func (m *Metrics) SetSessionsSource(src SessionsSource) (release func()) {
+	if m == nil || src == nil {
+		return func() {}
+	}
+	return m.sessions.add(src)
+}
+
+// ServiceSessions returns a SessionsSource that reads the live sessions of
+// svc once per call, with each session's effective state at the service's
+// clock, and zero-fills every state of every known environment.
+func ServiceSessions(svc *sessions.Service) SessionsSource {
+	return func(ctx context.Context) (map[SessionKey]int, error) {
+		byEnv, err := svc.EnvironmentSessions(ctx)
+		if err != nil {
+			return nil, err
+		}
+		now := svc.Now()
+		out := make(map[SessionKey]int, len(byEnv)*len(sessionStates))
+		for env, list := range byEnv {
+			for _, st := range sessionStates {
+				out[SessionKey{env, st}] = 0
+			}
+			for _, s := range list {
+				if st := bucket(s, now); st != "" {
+					out[SessionKey{env, st}]++
+				}
+			}
+		}
+		return out, nil
+	}
+}
+
+// bucket maps a session to its gauge bucket, or "" once it is stopped.
+func bucket(s *sessions.Session, now time.Time) string {
+	st, _ := s.Effective(now)
+	switch st {
+	case lifecycle.Stopped:
+		return ""
+	case lifecycle.Stopping:
+		return StateStopping
+	case lifecycle.Running:
+		return StateRunning
+	}
+	if s.Reserved() {
+		return StateReserved
+	}
+	return StatePending
+}
+
+// Allocation counts one session request for env with the given result
+// (one of the Result constants).
+func (m *Metrics) Allocation(env, result string) {
+	if m == nil {
+		return
+	}
+	m.allocations.WithLabelValues(env, result).Inc()
+}
+
+// AllocationFailed counts a refused or failed session request from the
+// error sessions.Service.RequestSession returned. A request for an unknown
+// environment is counted with an empty environment label, because that
+// name came from the client.
+func (m *Metrics) AllocationFailed(env string, err error) {
+	if m == nil || err == nil {
+		return
+	}
+	result := ResultError
+	switch {
+	case errors.Is(err, sessions.ErrNoEnvironment):
+		env, result = "", ResultNoEnvironment
+	case errors.Is(err, sessions.ErrNoSession):
+		result = ResultNoSession
+	case errors.Is(err, sessions.ErrCannotReacquire):
+		result = ResultCannotReacquire
+	case errors.Is(err, sessions.ErrUserNotPermitted):
+		result = ResultNotPermitted
+	}
+	m.Allocation(env, result)
+}
+
+// ActivationLatency records the time from hand-out to activation.
+func (m *Metrics) ActivationLatency(env string, d time.Duration) {
+	if m == nil || d < 0 {
+		return
+	}
+	m.activation.WithLabelValues(env).Observe(d.Seconds())
+}
+
+// Extension counts one session extension.
+func (m *Metrics) Extension(env string) {
+	if m == nil {
+		return
+	}
+	m.extensions.WithLabelValues(env).Inc()
+}
+
+// Termination counts one ended session.
+func (m *Metrics) Termination(env, reason string) {
+	if m == nil {
+		return
+	}
+	m.terminated.WithLabelValues(env, reason).Inc()
+}
+
+// TokenGrant counts one OAuth2 token request. grant is the grant_type
+// (anything but password, refresh_token, authorization_code and
+// client_credentials is counted as "other", so clients cannot create label
+// values); result is "ok" or the OAuth2 error code sent back.
+func (m *Metrics) TokenGrant(grant, result string) {
+	if m == nil {
+		return
+	}
+	switch grant {
+	case "password", "refresh_token", "authorization_code", "client_credentials":
+	default:
+		grant = "other"
+	}
+	m.tokens.WithLabelValues(grant, result).Inc()
+}
+
+// GateRequest counts one request through the gate by its status class
+// ("2xx" … "5xx"). env is the session's environment, or "" when the
+// session is unknown (the name came from the client).
+func (m *Metrics) GateRequest(env string, status int) {
+	if m == nil {
+		return
+	}
+	m.gate.WithLabelValues(env, statusClass(status)).Inc()
+}
+
+func statusClass(status int) string {
+	if status < 100 || status > 599 {
+		return "other"
+	}
+	return strconv.Itoa(status/100) + "xx"
+}
+
+// WebSocketOpened counts a stream opened through the gate.
+func (m *Metrics) WebSocketOpened(env string) {
+	if m == nil {
+		return
+	}
+	m.websockets.WithLabelValues(env).Inc()
+}
+
+// WebSocketClosed counts a stream through the gate that has closed.
+func (m *Metrics) WebSocketClosed(env string) {
+	if m == nil {
+		return
+	}
+	m.websockets.WithLabelValues(env).Dec()
+}
+
+// WebhookDelivery counts one webhook delivery that succeeded or was given
+// up after its retries. It fits webhooks.Options.OnResult.
+func (m *Metrics) WebhookDelivery(ok bool) {
+	if m == nil {
+		return
+	}
+	result := "ok"
+	if !ok {
+		result = "failed"
+	}
+	m.webhooks.WithLabelValues(result).Inc()
+}
+
+// WebhookDropped counts one webhook event dropped without an attempt. It
+// fits webhooks.Options.OnDrop.
+func (m *Metrics) WebhookDropped() {
+	if m == nil {
+		return
+	}
+	m.webhooks.WithLabelValues("dropped").Inc()
+}
+
+// ObserveEvent updates the counters from a committed state change of the
+// sessions service; pass it (or a function calling it) as
+// sessions.Options.OnEvent. It never blocks on I/O.
+//
+//   - Session/Pending counts an allocation and starts the activation clock;
+//   - Session/Started observes the activation latency;
+//   - Session/Extended counts an extension;
+//   - Session/Terminate counts a termination with reason "terminated";
+//     the Session/Deleted that follows when it is STOPPED is not counted
+//     again;
+//   - Session/Expired and Session/Orphaned count terminations with those
+//     reasons; any other Session/Deleted counts one with the reason in
+//     Data["reason"] if the service gives it, else "ended" for a user's
+//     session and "reserve-removed" for a reserve.
+func (m *Metrics) ObserveEvent(ev sessions.Event) {
+	if m == nil {
+		return
+	}
+	switch ev.Name {
+	case "Session/Pending":
+		m.Allocation(ev.Environment, ResultAllocated)
+		m.mu.Lock()
+		if len(m.pendingAt) >= maxTracked {
+			clear(m.pendingAt)
+		}
+		m.pendingAt[ev.Session] = ev.Time
+		m.mu.Unlock()
+	case "Session/Started":
+		m.mu.Lock()
+		at, ok := m.pendingAt[ev.Session]
+		delete(m.pendingAt, ev.Session)
+		m.mu.Unlock()
+		if ok {
+			m.ActivationLatency(ev.Environment, ev.Time.Sub(at))
+		}
+	case "Session/Extended":
+		m.Extension(ev.Environment)
+	case "Session/Terminate":
+		m.mu.Lock()
+		delete(m.pendingAt, ev.Session)
+		if len(m.terminates) >= maxTracked {
+			clear(m.terminates)
+		}
+		m.terminates[ev.Session] = true
+		m.mu.Unlock()
+		m.Termination(ev.Environment, "terminated")
+	case "Session/Expired", "Session/Orphaned", "Session/Deleted":
+		m.mu.Lock()
+		delete(m.pendingAt, ev.Session)
+		counted := m.terminates[ev.Session]
+		delete(m.terminates, ev.Session)
+		m.mu.Unlock()
+		if counted {
+			return
+		}
+		m.Termination(ev.Environment, endReason(ev))
+	}
+}
+
+// endReason names why a session ended for a Session/Expired, Orphaned or
+// Deleted event.
+func endReason(ev sessions.Event) string {
+	switch ev.Name {
+	case "Session/Expired":
+		return "expired"
+	case "Session/Orphaned":
+		return "orphaned"
+	}
+	if r, ok := ev.Data["reason"].(string); ok && r != "" {
+		return r
+	}
+	if ev.User == "" {
+		return "reserve-removed"
+	}
+	return "ended"
+}
+
+// sessionsCollector is the caddyportal_sessions gauge: on each scrape it
+// asks its sources for one snapshot each instead of being kept up to date
+// on every state change.
+type sessionsCollector struct {
+	desc   *prometheus.Desc
+	errors prometheus.Counter
+
+	mu      sync.Mutex
+	next    uint64
+	sources map[uint64]SessionsSource
+}
+
+func newSessionsCollector() *sessionsCollector {
+	return &sessionsCollector{
+		desc: prometheus.NewDesc(prometheus.BuildFQName(Namespace, "", "sessions"),
+			"Live sessions by environment and state (reserved, pending, running, stopping).",
+			[]string{"environment", "state"}, nil),
+		errors: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "sessions_scrape_errors_total",
+			Help: "Scrapes where a sessions snapshot could not be read.",
+		}),
+		sources: map[uint64]SessionsSource{},
+	}
+}
+
+func (c *sessionsCollector) add(src SessionsSource) func() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.next++
+	id := c.next
+	c.sources[id] = src
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			c.mu.Lock()
+			delete(c.sources, id)
+			c.mu.Unlock()
+		})
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *sessionsCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.desc
+	c.errors.Describe(ch)
+}
+
+// scrapeTimeout bounds one snapshot so a stuck store cannot hang /metrics.
+const scrapeTimeout = 5 * time.Second
+
+// Collect implements prometheus.Collector. Newer sources win over older
+// ones for the same environment and state.
+func (c *sessionsCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	ids := make([]uint64, 0, len(c.sources))
+	for id := range c.sources {
+		ids = append(ids, id)
+	}
+	srcs := make([]SessionsSource, len(ids))
+	sort.Slice(ids, func(i, j int) bool { return ids[i] > ids[j] })
+	for i, id := range ids {
+		srcs[i] = c.sources[id]
+	}
+	c.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
+	defer cancel()
+	seen := map[SessionKey]bool{}
+	for _, src := range srcs {
+		counts, err := src(ctx)
+		if err != nil {
+			// One failing store must not fail the whole /metrics page.
+			c.errors.Inc()
+			continue
+		}
+		for k, n := range counts {
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), k.Environment, k.State)
+		}
+	}
+	c.errors.Collect(ch)
+}
