@@ -1,0 +1,374 @@
+package caddyportal_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddyportal/caddyportal/caddyportal/store/etcdstore"
+	"github.com/caddyportal/caddyportal/caddyportal/store/etcdstore/etcdtest"
+)
+
+// replicaBody is a portal on etcd with a workshop of capacity slots (pool
+// upstreams that nobody listens on: the storm only allocates) and a
+// one-slot workshop whose dashboard is real.
+func replicaBody(endpoint, prefix string, slots int, dashboard string) string {
+	var pool []string
+	for i := range slots {
+		pool = append(pool, fmt.Sprintf("127.0.0.1:%d", 40000+i))
+	}
+	return `
+		name demo
+		storage etcd ` + endpoint + ` {
+			prefix ` + prefix + `
+		}
+		index https://hub.example.com/
+		redirects https://hub.example.com
+		sessions registered 1 anonymous 1
+		robot robot@portal robot-pass
+		client test-client test-secret
+		workshop storm {
+			reserved 0
+			upstream ` + strings.Join(pool, " ") + `
+		}
+		workshop real {
+			reserved 0
+			upstream ` + dashboard + `
+		}
+`
+}
+
+// replica is a caddyportal process: the real binary, built without the
+// race detector so a storm runs at the speed an operator would see.
+type replica struct {
+	cmd  *exec.Cmd
+	base string
+	logs *lockedBuffer
+}
+
+// lockedBuffer collects a process's output while it runs.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// portalBinary builds cmd/caddyportal once per test process.
+func portalBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "caddyportal-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "caddyportal")
+		out, err := exec.Command("go", "build", "-o", binPath, "../cmd/caddyportal").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// replicas starts n portal processes with the same portal body and waits
+// until each answers HTTP.
+func replicas(t *testing.T, n int, body string) []*replica {
+	t.Helper()
+	bin := portalBinary(t)
+	var out []*replica
+	for range n {
+		dir, port := t.TempDir(), freePort(t)
+		cf := filepath.Join(dir, "Caddyfile")
+		if err := os.WriteFile(cf, []byte(replicaCaddyfile(port, dir, body)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r := &replica{cmd: exec.Command(bin, "run", "--config", cf, "--adapter", "caddyfile"),
+			base: fmt.Sprintf("http://127.0.0.1:%d", port), logs: &lockedBuffer{}}
+		r.cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir, "HOME="+dir)
+		r.cmd.Stdout, r.cmd.Stderr = r.logs, r.logs
+		if err := r.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			r.kill()
+			if t.Failed() {
+				t.Logf("replica %s output:\n%s", r.base, r.logs)
+			}
+		})
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			if res, err := noRedirect.Get(r.base + "/workshops/catalog/environments/"); err == nil {
+				res.Body.Close()
+				break
+			}
+			if time.Now().After(deadline) || r.exited() {
+				t.Fatalf("replica %s did not start:\n%s", r.base, r.logs)
+			}
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// replicaCaddyfile is a portal site on 127.0.0.1:port whose warnings and
+// errors are kept for the failure report.
+func replicaCaddyfile(port int, dir, body string) string {
+	return fmt.Sprintf(`{
+	admin off
+	persist_config off
+	storage file_system %s
+	log default {
+		output stderr
+		level WARN
+	}
+}
+http://127.0.0.1:%d {
+	bind 127.0.0.1
+	portal {
+%s
+	}
+}
+`, filepath.Join(dir, "caddy"), port, body)
+}
+
+// kill sends SIGKILL and reaps the process; safe to call twice.
+func (r *replica) kill() {
+	if r.exited() {
+		return
+	}
+	_ = r.cmd.Process.Kill()
+	_ = r.cmd.Wait()
+}
+
+func (r *replica) exited() bool { return r.cmd.ProcessState != nil }
+
+// storedOn reads every session record under prefix straight from etcd.
+func storedOn(t *testing.T, srv *etcdtest.Server, prefix string) map[string]storedSession {
+	t.Helper()
+	st, err := etcdstore.Open(context.Background(), etcdstore.Options{Endpoints: srv.Endpoints(), Prefix: prefix, SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	return storedSessions(t, st)
+}
+
+// robotToken gets a token from one replica's token endpoint.
+func robotToken(t *testing.T, base string) string {
+	t.Helper()
+	p := &portal{t: t, base: base}
+	return p.token(robotUser, robotPass)
+}
+
+// acked is a session request that got a 200.
+type acked struct {
+	name, link string
+}
+
+// storm sends one session request per user, spread round-robin over the
+// replicas, all at once, and returns the acknowledged sessions, the number
+// of "No session available" answers and anything else.
+func storm(t *testing.T, bases []string, token string, users int, during func(done int)) (ok []acked, full int, other []string) {
+	t.Helper()
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 200}}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var done atomic.Int64
+	for i := range users {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			base := bases[i%len(bases)]
+			r, err := doWith(client, "GET", base+"/workshops/environment/demo-w01/request/?user=u"+fmt.Sprint(i)+
+				"&index_url=https://hub.example.com/", token, nil, nil)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				other = append(other, fmt.Sprintf("%s: %v", base, err))
+			case r.status == 200:
+				m := r.json(t)
+				ok = append(ok, acked{name: m["name"].(string), link: m["url"].(string)})
+			case r.status == 503 && strings.Contains(string(r.body), "No session available"):
+				full++
+			default:
+				other = append(other, fmt.Sprintf("%s: %d %s", base, r.status, r.body))
+			}
+			if during != nil {
+				during(int(done.Add(1)))
+			}
+		}()
+	}
+	wg.Wait()
+	return ok, full, other
+}
+
+// checkSlots checks the stored sessions of the storm workshop: every live
+// one holds its own slot, and no more are live than there are slots.
+func checkSlots(t *testing.T, stored map[string]storedSession, slots int) int {
+	t.Helper()
+	held := map[int]string{}
+	for _, s := range stored {
+		if s.Environment != "demo-w01" || s.State == "STOPPED" {
+			continue
+		}
+		if other, dup := held[s.Slot]; dup {
+			t.Fatalf("slot %d held by %s and %s", s.Slot, other, s.Name)
+		}
+		held[s.Slot] = s.Name
+	}
+	if len(held) > slots {
+		t.Fatalf("%d live sessions for %d slots", len(held), slots)
+	}
+	return len(held)
+}
+
+// TestReplicasShareCapacity: three portal processes on one etcd get 1,000
+// concurrent requests against capacity 100 and allocate exactly 100, with
+// distinct names and slots; a session requested on one replica is
+// activated on a second and its dashboard proxied by the third.
+func TestReplicasShareCapacity(t *testing.T) {
+	srv := etcdtest.Start(t)
+	up := startUpstream(t, "shared")
+	const prefix = "/replicas/"
+	reps := replicas(t, 3, replicaBody(srv.Endpoints()[0], prefix, 100, up.addr))
+	bases := []string{reps[0].base, reps[1].base, reps[2].base}
+	token := robotToken(t, bases[0]) // tokens live in etcd: any replica accepts them
+
+	ok, full, other := storm(t, bases, token, 1000, nil)
+	if len(other) > 0 {
+		t.Fatalf("%d unexpected answers, first: %s", len(other), other[0])
+	}
+	if len(ok) != 100 || full != 900 {
+		t.Fatalf("%d sessions allocated and %d refused, want 100 and 900", len(ok), full)
+	}
+	names := map[string]bool{}
+	for _, a := range ok {
+		if names[a.name] {
+			t.Fatalf("session %s handed out twice", a.name)
+		}
+		names[a.name] = true
+	}
+	stored := storedOn(t, srv, prefix)
+	if n := checkSlots(t, stored, 100); n != 100 {
+		t.Fatalf("%d live sessions stored, want 100", n)
+	}
+	for name := range names {
+		if _, found := stored[name]; !found {
+			t.Fatalf("acknowledged session %s is not in etcd", name)
+		}
+	}
+
+	// Requested on replica 0, activated on 1, dashboard through 2.
+	req := (&portal{t: t, base: bases[0]}).request(token, "demo-w02", "user=walker&index_url=https://hub.example.com/")
+	if req.status != 200 {
+		t.Fatalf("request on replica 0: %d %s", req.status, req.body)
+	}
+	m := req.json(t)
+	name, link := m["name"].(string), m["url"].(string)
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar, Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	res, err := browser.Get(bases[1] + link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusFound {
+		t.Fatalf("activation on replica 1: %d", res.StatusCode)
+	}
+	// The cookie was set for replica 1's origin; a browser behind a load
+	// balancer sends it to whichever replica answers.
+	u1, _ := url.Parse(bases[1] + "/workshops/session/" + name + "/")
+	u2, _ := url.Parse(bases[2] + "/workshops/session/" + name + "/")
+	jar.SetCookies(u2, jar.Cookies(u1))
+	page := get(t, browser, u2.String(), nil)
+	if page.status != 200 || !strings.Contains(string(page.body), "Workshop dashboard shared") {
+		t.Fatalf("dashboard through replica 2: %d %s", page.status, page.body)
+	}
+	probe := get(t, browser, u2.String()+"probe", nil)
+	var saw seen
+	if err := json.Unmarshal(probe.body, &saw); err != nil || saw.Header.Get("X-Portal-Session") != name {
+		t.Fatalf("upstream saw %d %s, want X-Portal-Session %s", probe.status, probe.body, name)
+	}
+}
+
+// TestReplicaKilledDuringStorm: one of three replicas is killed with
+// SIGKILL in the middle of a storm. No acknowledged session is lost (each
+// is stored and its token still activates, on a surviving replica), slots
+// stay unique, and the survivors keep allocating.
+func TestReplicaKilledDuringStorm(t *testing.T) {
+	srv := etcdtest.Start(t)
+	const prefix = "/killed/"
+	const slots = 300
+	reps := replicas(t, 3, replicaBody(srv.Endpoints()[0], prefix, slots, "127.0.0.1:1"))
+	bases := []string{reps[0].base, reps[1].base, reps[2].base}
+	token := robotToken(t, bases[0])
+
+	var killOnce sync.Once
+	ok, _, other := storm(t, bases, token, 600, func(done int) {
+		if done >= 150 {
+			killOnce.Do(reps[1].kill)
+		}
+	})
+	if !reps[1].exited() {
+		t.Fatal("replica 1 was not killed during the storm")
+	}
+	for _, o := range other {
+		if !strings.HasPrefix(o, bases[1]) {
+			t.Fatalf("a surviving replica failed a request: %s", o)
+		}
+	}
+	var survivors int
+	// Survivors go on allocating after the kill.
+	after := (&portal{t: t, base: bases[2]}).request(token, "demo-w01", "user=late&index_url=https://hub.example.com/")
+	if after.status != 200 {
+		t.Fatalf("a surviving replica stopped allocating: %d %s", after.status, after.body)
+	}
+
+	stored := storedOn(t, srv, prefix)
+	checkSlots(t, stored, slots)
+	for _, a := range ok {
+		if _, found := stored[a.name]; !found {
+			t.Fatalf("acknowledged session %s was lost", a.name)
+		}
+		res := get(t, noRedirect, bases[0]+a.link, nil)
+		if res.status != http.StatusFound {
+			t.Fatalf("token of acknowledged session %s no longer activates: %d %s", a.name, res.status, res.body)
+		}
+		survivors++
+	}
+	t.Logf("%d sessions acknowledged during the storm, %d requests lost with the killed replica", survivors, len(other))
+}
