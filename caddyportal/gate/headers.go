@@ -21,7 +21,19 @@ var identityHeaders = []string{
 	"X-Auth-Request-Groups", "X-Auth-Request-Access-Token", "X-Webauth-User",
 }
 
-// StripIdentity removes client-sent identity headers and the portal's own
+// clientAddressHeaders claim where a request came from or how it reached
+// the proxy. Caddy rewrites X-Forwarded-For, -Proto and -Host itself; these
+// others it passes through as the browser sent them, and dashboards or
+// their frameworks may trust them for client IPs, schemes or URLs.
+var clientAddressHeaders = []string{
+	"Forwarded", "X-Real-Ip", "X-Client-Ip", "True-Client-Ip", "X-Cluster-Client-Ip",
+	"Cf-Connecting-Ip", "Fastly-Client-Ip", "X-Original-Forwarded-For", "X-Forwarded-Port",
+	"X-Forwarded-Server", "X-Forwarded-Ssl", "X-Forwarded-Scheme", "Front-End-Https", "X-Url-Scheme",
+	"X-Original-Url", "X-Original-Host", "X-Rewrite-Url", "X-Host",
+}
+
+// StripIdentity removes client-sent identity and client-address headers
+// and the portal's own
 // cookies (with cookiePrefix) from a request about to be proxied, then sets
 // the gate's identity headers.
 func StripIdentity(h http.Header, cookiePrefix, session, user string) {
@@ -30,8 +42,10 @@ func StripIdentity(h http.Header, cookiePrefix, session, user string) {
 			delete(h, name)
 		}
 	}
-	for _, name := range identityHeaders {
-		h.Del(name)
+	for _, list := range [][]string{identityHeaders, clientAddressHeaders} {
+		for _, name := range list {
+			h.Del(name)
+		}
 	}
 	if cookies := h.Values("Cookie"); len(cookies) > 0 {
 		var kept []string

@@ -39,6 +39,23 @@ func TestStripIdentity(t *testing.T) {
 			kept: map[string]string{"Accept": "text/html", "X-Forwarded-For": "10.0.0.1", "Authorization": "Bearer upstream-own"},
 		},
 		{
+			name: "client address headers removed",
+			in: http.Header{
+				"Forwarded":          {"for=6.6.6.6;proto=https"},
+				"X-Real-Ip":          {"6.6.6.6"},
+				"X-Client-Ip":        {"6.6.6.6"},
+				"True-Client-Ip":     {"6.6.6.6"},
+				"Cf-Connecting-Ip":   {"6.6.6.6"},
+				"X-Forwarded-Port":   {"443"},
+				"X-Forwarded-Server": {"evil"},
+				"X-Original-Url":     {"/admin"},
+				"X-Original-Host":    {"evil.example"},
+				"X-Host":             {"evil.example"},
+				"User-Agent":         {"test"},
+			},
+			kept: map[string]string{"User-Agent": "test"},
+		},
+		{
 			name: "lower-case header keys (not canonicalised) removed",
 			in:   http.Header{"x-portal-user": {"evil"}, "x-portal-session": {"evil"}},
 		},
