@@ -31,6 +31,11 @@ var ErrNotFound = errors.New("store: key not found")
 // writers after all retries.
 var ErrConflict = errors.New("store: transaction conflict, retries exhausted")
 
+// ErrTooLarge is returned by Update when one transaction writes or reads
+// more than the backend accepts at once (etcd's --max-txn-ops); callers
+// that batch work split the batch and try again.
+var ErrTooLarge = errors.New("store: transaction too large")
+
 // ErrUnavailable wraps errors that mean the backend cannot be reached now
 // (for example etcd is down); callers answer 503 and try again later.
 var ErrUnavailable = errors.New("store: backend unavailable")

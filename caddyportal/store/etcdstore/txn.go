@@ -158,7 +158,10 @@ type txn struct {
 	// retry is set when a read failed because the snapshot was compacted.
 	retry bool
 
-	rev     int64             // snapshot revision; 0 until the first read
+	// snap is the mirror state the transaction reads; nil when a View
+	// reads etcd directly at rev (the mirror could not catch up in time).
+	snap    *snapshot
+	rev     int64             // snapshot revision; 0 until the first direct read
 	cache   map[string]loaded // keys read with Get
 	scanned map[string]int64  // keys visited by Scan, with their ModRevision
 	scans   []string          // prefixes scanned
@@ -167,16 +170,24 @@ type txn struct {
 
 var _ store.Txn = (*txn)(nil)
 
-func newTxn(ctx context.Context, s *Store, writable bool) *txn {
-	return &txn{
+// newTxn starts a transaction that reads snap, or etcd at rev when snap is
+// nil (rev 0: at the revision of the first read).
+func newTxn(ctx context.Context, s *Store, writable bool, snap *snapshot, rev int64) *txn {
+	t := &txn{
 		s:        s,
 		ctx:      ctx,
 		now:      s.now(),
 		writable: writable,
+		snap:     snap,
+		rev:      rev,
 		cache:    map[string]loaded{},
 		scanned:  map[string]int64{},
 		writes:   map[string]write{},
 	}
+	if snap != nil {
+		t.rev = snap.rev
+	}
+	return t
 }
 
 func (t *txn) check() error {
@@ -227,6 +238,14 @@ func (t *txn) get(op, key string, opts ...clientv3.OpOption) (*clientv3.GetRespo
 // set of an Update.
 func (t *txn) load(key string) (loaded, error) {
 	if l, ok := t.cache[key]; ok {
+		return l, nil
+	}
+	if t.snap != nil {
+		var l loaded
+		if n := lookup(t.snap.root, key); n != nil {
+			l = loaded{raw: n.raw, modRev: n.modRev}
+		}
+		t.cache[key] = l
 		return l, nil
 	}
 	resp, err := t.get(fmt.Sprintf("get %q", key), t.s.prefix+key)
@@ -359,6 +378,46 @@ func (t *txn) Scan(prefix string, fn func(key string, value []byte) error) error
 		return nil
 	}
 
+	err := t.stored(prefix, func(key string, raw []byte, modRev int64) error {
+		t.scanned[key] = modRev
+		if err := emitPending(&key, false); err != nil {
+			return err
+		}
+		if len(pending) > 0 && pending[0] == key {
+			// The transaction's own write shadows the stored value.
+			return emitPending(&key, true)
+		}
+		rec, err := decode(raw)
+		if err != nil {
+			return fmt.Errorf("%w (key %q)", err, key)
+		}
+		if rec.expiredAt(t.now) {
+			return nil
+		}
+		return fn(key, bytes.Clone(rec.value))
+	})
+	if err != nil {
+		return err
+	}
+	// Buffered keys after the last stored one.
+	return emitPending(nil, false)
+}
+
+// stored calls visit for every stored user key under prefix in key order,
+// from the mirror snapshot or, without one, from etcd at the snapshot
+// revision in pages.
+func (t *txn) stored(prefix string, visit func(key string, raw []byte, modRev int64) error) error {
+	if t.snap != nil {
+		var err error
+		ascend(t.snap.root, prefix, func(n *node) bool {
+			if !strings.HasPrefix(n.key, prefix) {
+				return false
+			}
+			err = visit(n.key, n.raw, n.modRev)
+			return err == nil
+		})
+		return err
+	}
 	for _, r := range t.s.userRanges(prefix) {
 		start, end := r[0], r[1]
 		for {
@@ -368,26 +427,7 @@ func (t *txn) Scan(prefix string, fn func(key string, value []byte) error) error
 				return err
 			}
 			for _, kv := range resp.Kvs {
-				key := strings.TrimPrefix(string(kv.Key), t.s.prefix)
-				t.scanned[key] = kv.ModRevision
-				if err := emitPending(&key, false); err != nil {
-					return err
-				}
-				if len(pending) > 0 && pending[0] == key {
-					// The transaction's own write shadows the stored value.
-					if err := emitPending(&key, true); err != nil {
-						return err
-					}
-					continue
-				}
-				rec, err := decode(kv.Value)
-				if err != nil {
-					return fmt.Errorf("%w (key %q)", err, key)
-				}
-				if rec.expiredAt(t.now) {
-					continue
-				}
-				if err := fn(key, bytes.Clone(rec.value)); err != nil {
+				if err := visit(strings.TrimPrefix(string(kv.Key), t.s.prefix), kv.Value, kv.ModRevision); err != nil {
 					return err
 				}
 			}
@@ -397,16 +437,106 @@ func (t *txn) Scan(prefix string, fn func(key string, value []byte) error) error
 			start = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 		}
 	}
-	// Buffered keys after the last stored one.
-	return emitPending(nil, false)
+	return nil
 }
 
-// commit writes the buffered writes with one etcd Txn guarded by the reads.
-// It returns errRetry when a compare failed.
-func (t *txn) commit() error {
-	if len(t.writes) == 0 {
-		// A snapshot read is serializable by itself: nothing to commit.
-		return nil
+// read reports whether the transaction read anything.
+func (t *txn) read() bool {
+	return len(t.cache) > 0 || len(t.scans) > 0
+}
+
+// group returns the key-prefix group of key: the key up to and including
+// its last '/' ("" for a key without one).
+func group(key string) string {
+	return key[:strings.LastIndexByte(key, '/')+1]
+}
+
+// compares returns the If of the commit: one ModRevision compare per key
+// read when they fit in MaxTxnOps, otherwise range compares for scanned
+// prefixes and then for the largest key-prefix groups of Get reads, until
+// they fit (see the package documentation).
+func (t *txn) compares() ([]clientv3.Cmp, error) {
+	p := t.s.prefix
+	limit := t.s.maxTxnOps
+	var scannedOnly []string
+	for k := range t.scanned {
+		if _, ok := t.cache[k]; !ok {
+			scannedOnly = append(scannedOnly, k)
+		}
+	}
+	var cmps []clientv3.Cmp
+	if len(t.cache)+len(scannedOnly) <= limit {
+		for k, l := range t.cache {
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(p+k), "=", l.modRev))
+		}
+		for _, k := range scannedOnly {
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(p+k), "=", t.scanned[k]))
+		}
+		return cmps, nil
+	}
+
+	// Range prefixes, in a deterministic order: every scanned prefix, then
+	// the groups of Get reads collapsed because they would not fit.
+	ranges := slices.Clone(t.scans)
+	nranges := 0
+	for _, pr := range ranges {
+		nranges += len(t.s.userRanges(pr))
+	}
+	groups := map[string][]string{}
+	for k := range t.cache {
+		g := group(k)
+		groups[g] = append(groups[g], k)
+	}
+	names := make([]string, 0, len(groups))
+	for g := range groups {
+		names = append(names, g)
+	}
+	// Largest first: each collapse saves the most compares.
+	slices.SortFunc(names, func(a, b string) int {
+		if d := len(groups[b]) - len(groups[a]); d != 0 {
+			return d
+		}
+		return strings.Compare(a, b)
+	})
+	perKey := len(t.cache)
+	collapsed := map[string]bool{}
+	for _, g := range names {
+		if perKey+nranges <= limit {
+			break
+		}
+		cost := len(t.s.userRanges(g))
+		if len(groups[g]) <= cost {
+			break // the rest are no larger: collapsing saves nothing
+		}
+		collapsed[g] = true
+		perKey -= len(groups[g])
+		nranges += cost
+		ranges = append(ranges, g)
+	}
+	if perKey+nranges > limit {
+		return nil, fmt.Errorf("%w: %d compares even with range compares, the limit is %d",
+			ErrTxnTooLarge, perKey+nranges, limit)
+	}
+	for k, l := range t.cache {
+		if !collapsed[group(k)] {
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(p+k), "=", l.modRev))
+		}
+	}
+	for _, pr := range ranges {
+		for _, r := range t.s.userRanges(pr) {
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(r[0]), "<", t.rev+1).WithRange(r[1]))
+		}
+	}
+	return cmps, nil
+}
+
+// commit writes the buffered writes with one etcd Txn guarded by the reads;
+// with no writes it only checks the reads (a read-only Txn, which etcd
+// serves without a log entry). It returns errRetry and the revision of the
+// failed Txn when a compare failed.
+func (t *txn) commit() (int64, error) {
+	if len(t.writes) == 0 && !t.read() {
+		return 0, nil
 	}
 	p := t.s.prefix
 
@@ -427,45 +557,28 @@ func (t *txn) commit() error {
 			ops = append(ops, clientv3.OpPut(p+indexKey(w.expires, k), ""))
 		}
 	}
-
-	var cmps []clientv3.Cmp
-	for k, l := range t.cache {
-		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(p+k), "=", l.modRev))
-	}
-	var scannedOnly []string
-	for k := range t.scanned {
-		if _, ok := t.cache[k]; !ok {
-			scannedOnly = append(scannedOnly, k)
-		}
-	}
 	// etcd limits the compares and the operations of a Txn separately,
-	// each to --max-txn-ops (not their sum).
-	if len(cmps)+len(scannedOnly) <= t.s.maxTxnOps {
-		for _, k := range scannedOnly {
-			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(p+k), "=", t.scanned[k]))
-		}
-	} else {
-		// Too many for one etcd Txn: one range compare per scanned range
-		// (see the package documentation for what this does not detect).
-		for _, prefix := range t.scans {
-			for _, r := range t.s.userRanges(prefix) {
-				cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(r[0]), "<", t.rev+1).WithRange(r[1]))
-			}
-		}
+	// each to --max-txn-ops (not their sum). Writes cannot be collapsed.
+	if len(ops) > t.s.maxTxnOps {
+		return 0, fmt.Errorf("%w: %d operations, the limit is %d",
+			ErrTxnTooLarge, len(ops), t.s.maxTxnOps)
 	}
-	if len(cmps) > t.s.maxTxnOps || len(ops) > t.s.maxTxnOps {
-		return fmt.Errorf("%w: %d compares and %d operations, the limit is %d each",
-			ErrTxnTooLarge, len(cmps), len(ops), t.s.maxTxnOps)
+	cmps, err := t.compares()
+	if err != nil {
+		return 0, err
 	}
 
 	ctx, cancel := t.s.callCtx(t.ctx)
 	defer cancel()
 	resp, err := t.s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
 	if err != nil {
-		return t.s.wrap(t.ctx, "commit", err)
+		return 0, t.s.wrap(t.ctx, "commit", err)
 	}
 	if !resp.Succeeded {
-		return errRetry
+		return resp.Header.Revision, errRetry
 	}
-	return nil
+	if len(t.writes) > 0 {
+		t.s.committed(t.writes, resp.Header.Revision)
+	}
+	return 0, nil
 }

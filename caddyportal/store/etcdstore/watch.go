@@ -42,7 +42,10 @@ func (s *Store) Watch(ctx context.Context, prefix string, fn func(key string)) {
 }
 
 // watch is Watch, returning why it stopped: ctx's error, ErrClosed, or a
-// refused prefix.
+// refused prefix. It is fed by the mirror's watch (see the package
+// documentation): fn(k) runs after the mirror has applied the change of k,
+// so a cache that reloads k through View in fn, or later, never reads the
+// state from before that change.
 func (s *Store) watch(ctx context.Context, prefix string, fn func(key string)) error {
 	if err := s.enter(); err != nil {
 		return err
@@ -51,75 +54,20 @@ func (s *Store) watch(ctx context.Context, prefix string, fn func(key string)) e
 	if strings.HasPrefix(prefix, reservedPrefix) {
 		return fmt.Errorf("etcdstore: watch %q: %w", prefix, ErrReservedKey)
 	}
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	defer context.AfterFunc(s.ctx, cancel)()
-
-	start := s.prefix + prefix
-	if start == "" {
-		start = "\x00" // etcd refuses an empty key
-	}
-	end := rangeEnd(s.prefix + prefix)
-	var next int64 // revision to resume from; 0 means start afresh
+	sub := s.mirror.subscribe(prefix)
+	defer s.mirror.unsubscribe(sub)
 	for {
-		if wctx.Err() != nil {
-			if err := ctx.Err(); err != nil {
-				return err
+		select {
+		case <-sub.signal:
+			for _, k := range sub.take() {
+				fn(k)
 			}
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.ctx.Done():
 			return ErrClosed
 		}
-		if next == 0 {
-			rev, err := s.currentRevision(wctx)
-			if err != nil {
-				s.log.Debug("watch: reading the current revision", zap.String("prefix", prefix), zap.Error(err))
-				sleep(wctx, watchRetry)
-				continue
-			}
-			next = rev + 1
-			fn("")
-		}
-		var gap bool
-		next, gap = s.watchFrom(wctx, start, end, next, fn)
-		if gap {
-			s.log.Info("watch: revisions compacted, resetting", zap.String("prefix", prefix))
-			next = 0
-			continue
-		}
-		sleep(wctx, watchRetry)
 	}
-}
-
-// watchFrom runs one etcd watch from revision next until it fails or ctx
-// ends. It returns the revision to resume from and whether events were
-// lost to compaction.
-func (s *Store) watchFrom(ctx context.Context, start, end string, next int64, fn func(string)) (int64, bool) {
-	// WithRequireLeader ends the watch when its member loses the leader,
-	// instead of leaving it silently stuck on a minority member.
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	defer cancel()
-	for resp := range s.cli.Watch(wctx, start, clientv3.WithRange(end), clientv3.WithRev(next)) {
-		if resp.CompactRevision != 0 {
-			return next, true
-		}
-		if err := resp.Err(); err != nil {
-			if ctx.Err() == nil {
-				s.log.Debug("watch interrupted", zap.Error(err))
-			}
-			return next, false
-		}
-		for _, ev := range resp.Events {
-			// A deletion's Kv carries the deleting revision too.
-			if ev.Kv.ModRevision >= next {
-				next = ev.Kv.ModRevision + 1
-			}
-			key := strings.TrimPrefix(string(ev.Kv.Key), s.prefix)
-			if strings.HasPrefix(key, reservedPrefix) {
-				continue
-			}
-			fn(key)
-		}
-	}
-	return next, false
 }
 
 // currentRevision returns etcd's current revision.
@@ -128,7 +76,7 @@ func (s *Store) currentRevision(ctx context.Context) (int64, error) {
 	defer cancel()
 	resp, err := s.cli.Get(cctx, s.prefix+reservedPrefix, clientv3.WithCountOnly())
 	if err != nil {
-		return 0, s.wrap(ctx, "watch: current revision", err)
+		return 0, s.wrap(ctx, "reading the current revision", err)
 	}
 	return resp.Header.Revision, nil
 }
