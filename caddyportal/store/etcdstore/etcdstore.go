@@ -308,7 +308,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		})},
 		// The client logs every retry of an unavailable call as a warning;
 		// callers get those as ErrUnavailable already.
-		Logger: log.Named("etcd").WithOptions(zap.IncreaseLevel(zapcore.ErrorLevel)),
+		Logger: log.Named("etcd").WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
+			return errorsOnly{c}
+		})),
 	})
 	if err != nil {
 		if isUnavailable(err) {
@@ -694,4 +696,24 @@ func (s *Store) backgroundSweep() {
 	case n > 0:
 		s.log.Debug("expiry sweep", zap.Int("deleted", n))
 	}
+}
+
+// errorsOnly passes on error-level entries and above. zap.IncreaseLevel
+// would do, but it refuses (and prints to stderr) when the wrapped core
+// is less verbose than error, as Caddy's discarding logger is.
+type errorsOnly struct{ zapcore.Core }
+
+func (c errorsOnly) Enabled(l zapcore.Level) bool {
+	return l >= zapcore.ErrorLevel && c.Core.Enabled(l)
+}
+
+func (c errorsOnly) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if !c.Enabled(e.Level) {
+		return ce
+	}
+	return c.Core.Check(e, ce)
+}
+
+func (c errorsOnly) With(fields []zapcore.Field) zapcore.Core {
+	return errorsOnly{c.Core.With(fields)}
 }
