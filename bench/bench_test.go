@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestQuick runs the whole harness at smoke-test sizes against a freshly
+// built portal binary and checks that every scenario ran, did the work it
+// was asked to do, and saw no errors. It proves the harness works; it does
+// not judge speed.
+func TestQuick(t *testing.T) {
+	o := quickOptions()
+	o.Workdir = t.TempDir()
+	o.Command = "go test ./bench -run TestQuick"
+	o.Progress = t.Logf
+	// A bound on a hung run, not a measurement.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	rep, err := run(ctx, o)
+	if err != nil {
+		t.Fatalf("harness: %v", err)
+	}
+	md := rep.Markdown()
+	t.Log("\n" + md)
+	for _, sc := range allScenarios {
+		n, ran := rep.Errors(sc)
+		if !ran {
+			t.Errorf("scenario %s did not run", sc)
+		}
+		if n != 0 {
+			t.Errorf("scenario %s: %d errors", sc, n)
+		}
+		if !strings.Contains(md, "| "+sc) {
+			t.Errorf("the results table has no %s rows", sc)
+		}
+	}
+	for key, want := range map[string]int{
+		"storm.served":  o.Users,
+		"ws.open":       o.WSConns,
+		"ws.echoes":     o.WSConns * o.WSMessages,
+		"scaling.flows": o.ScaleFlows * len(o.Sessions),
+		"memory.sizes":  len(o.Sessions),
+	} {
+		if got := rep.Count(key); got != want {
+			t.Errorf("%s = %d, want %d", key, got, want)
+		}
+	}
+	for _, key := range []string{"gate.gated", "gate.plain"} {
+		if rep.Count(key) == 0 {
+			t.Errorf("%s: no requests were served", key)
+		}
+	}
+	if !strings.Contains(md, "Machine: ") || !strings.Contains(md, "Command: `"+o.Command+"`") {
+		t.Errorf("the results do not name the machine and the command:\n%s", md)
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	var ds []time.Duration
+	for i := 100; i >= 1; i-- {
+		ds = append(ds, time.Duration(i)*time.Millisecond)
+	}
+	for _, c := range []struct {
+		q    float64
+		want time.Duration
+	}{{0.5, 50 * time.Millisecond}, {0.99, 99 * time.Millisecond}, {1, 100 * time.Millisecond}, {0, time.Millisecond}} {
+		if got := pct(ds, c.q); got != c.want {
+			t.Errorf("pct(%v) = %v, want %v", c.q, got, c.want)
+		}
+	}
+	if ds[0] != 100*time.Millisecond {
+		t.Error("pct sorted its input in place")
+	}
+	if pct(nil, 0.5) != 0 {
+		t.Error("pct of no samples is not 0")
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	o, err := parseFlags([]string{"-quick", "-scenario", "storm,ws", "-users", "70", "-sessions", "10,20", "-live", "0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Users != 70 || o.WSConns != quickOptions().WSConns || len(o.Scenarios) != 2 ||
+		len(o.Sessions) != 2 || o.Sessions[1] != 20 || o.LiveFraction != 0 {
+		t.Fatalf("parsed %+v", o)
+	}
+	if o, _ := parseFlags(nil); o.Users != 1000 || o.WSConns != 2000 || len(o.Scenarios) != len(allScenarios) {
+		t.Fatalf("defaults %+v", o)
+	}
+	for _, bad := range [][]string{
+		{"-scenario", "nope"}, {"-sessions", "1,x"}, {"-live", "2"}, {"-portal-env", "NOEQUALS"}, {"extra"},
+	} {
+		if _, err := parseFlags(bad); err == nil {
+			t.Errorf("parseFlags(%q) accepted bad input", bad)
+		}
+	}
+}

@@ -1,0 +1,221 @@
+// Command bench is the caddyportal benchmark harness (issue #5). It builds the
+// portal binary, runs it as a separate process with generated Caddyfiles,
+// starts stand-in dashboards (HTTP and WebSocket echo) in its own process on
+// 127.0.0.1 and drives load with a Go HTTP/1.1 keep-alive load generator.
+//
+//	go run ./bench -scenario all -out bench/results.md
+//
+// Scenarios (comma-separated, or "all"):
+//
+//	storm    N users request and activate a session at once, capacity N
+//	gate     gated dashboard proxy vs plain reverse_proxy, same upstream
+//	ws       concurrent WebSockets through the gate, echo round trips
+//	memory   RSS and start-up time with stored sessions seeded in advance
+//	scaling  request + activate latency as stored sessions grow
+//
+// memory and scaling share the seeded data directories, so "all" seeds
+// each size once. -quick runs tiny sizes as a smoke test.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func main() {
+	opts, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	rep, err := run(ctx, opts)
+	if rep != nil {
+		md := rep.Markdown()
+		fmt.Println()
+		fmt.Print(md)
+		if opts.Out != "" {
+			if werr := os.WriteFile(opts.Out, []byte(md), 0o644); werr != nil {
+				fmt.Fprintln(os.Stderr, "bench: writing results:", werr)
+				os.Exit(1)
+			}
+			fmt.Fprintf(os.Stderr, "bench: results written to %s\n", opts.Out)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	if rep.TotalErrors() > 0 {
+		fmt.Fprintf(os.Stderr, "bench: %d errors\n", rep.TotalErrors())
+		os.Exit(1)
+	}
+}
+
+// Options are the harness settings; see parseFlags for their meaning.
+type Options struct {
+	Scenarios    []string
+	Users        int
+	GateConns    int
+	Duration     time.Duration
+	WSConns      int
+	WSSessions   int
+	WSMessages   int
+	WSInterval   time.Duration
+	Sessions     []int
+	LiveFraction float64
+	ScaleFlows   int
+	ScaleConns   int
+	Binary       string
+	Workdir      string
+	Keep         bool
+	Profile      time.Duration
+	// PortalEnv is added to the portal process's environment (KEY=VALUE).
+	PortalEnv []string
+	Out       string
+	Command   string
+	// Verbose progress goes to Progress (nil: stderr).
+	Progress func(format string, args ...any)
+}
+
+var allScenarios = []string{"storm", "gate", "ws", "memory", "scaling"}
+
+// defaultOptions are the issue's sizes.
+func defaultOptions() Options {
+	return Options{
+		Scenarios:    allScenarios,
+		Users:        1000,
+		GateConns:    32,
+		Duration:     10 * time.Second,
+		WSConns:      2000,
+		WSSessions:   20,
+		WSMessages:   10,
+		WSInterval:   500 * time.Millisecond,
+		Sessions:     []int{1000, 10000, 100000},
+		LiveFraction: 0.05,
+		ScaleFlows:   500,
+		ScaleConns:   16,
+	}
+}
+
+// quickOptions is the smoke-test size: every scenario, seconds in all.
+func quickOptions() Options {
+	o := defaultOptions()
+	o.Users = 50
+	o.GateConns = 8
+	o.Duration = time.Second
+	o.WSConns = 50
+	o.WSSessions = 5
+	o.WSMessages = 3
+	o.WSInterval = 100 * time.Millisecond
+	o.Sessions = []int{1000}
+	o.ScaleFlows = 50
+	o.ScaleConns = 8
+	return o
+}
+
+func parseFlags(args []string) (Options, error) {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	quick := fs.Bool("quick", false, "smoke-test sizes (storm 50, ws 50, sessions 1000, 1s gate phases); explicit size flags still apply")
+	scen := fs.String("scenario", "all", "scenarios to run: all, or a comma-separated list of "+strings.Join(allScenarios, ","))
+	users := fs.Int("users", 0, "storm: users requesting and activating at once (capacity is the same) [1000]")
+	gateConns := fs.Int("conns", 0, "gate: concurrent keep-alive clients [32]")
+	dur := fs.Duration("duration", 0, "gate: measured time per proxy kind, split over two alternating rounds [10s]")
+	wsConns := fs.Int("ws", 0, "ws: concurrent WebSocket connections [2000]")
+	wsSess := fs.Int("ws-sessions", 0, "ws: sessions the connections are spread over [20]")
+	wsMsgs := fs.Int("ws-messages", 0, "ws: echo round trips per connection [10]")
+	wsEvery := fs.Duration("ws-interval", 0, "ws: pause between one connection's messages [500ms]")
+	sess := fs.String("sessions", "", "memory, scaling: stored session counts to seed, comma-separated [1000,10000,100000]")
+	live := fs.Float64("live", defaultOptions().LiveFraction, "memory, scaling: fraction of seeded sessions left running, the rest STOPPED")
+	flows := fs.Int("flows", 0, "scaling: request+activate flows measured per size [500]")
+	flowConns := fs.Int("flow-conns", 0, "scaling: concurrent clients for those flows [16]")
+	bin := fs.String("binary", "", "use this caddyportal binary instead of building ./cmd/caddyportal")
+	work := fs.String("workdir", "", "directory for binaries, data and logs (default: a new temp dir)")
+	keep := fs.Bool("keep", false, "keep the work directory (Caddyfiles, logs, data, seeded stores) after the run; a later run with the same -workdir reuses the seeded stores")
+	prof := fs.Duration("pprof", 0, "storm, memory, scaling: enable the portal's admin API and save CPU profiles of this length taken under load (and heap profiles) into the work directory; use with -keep")
+	penv := fs.String("portal-env", "", "extra environment for the portal process, comma-separated KEY=VALUE (e.g. GOMEMLIMIT=64MiB)")
+	out := fs.String("out", "", "also write the Markdown results to this file")
+	if err := fs.Parse(args); err != nil {
+		return Options{}, err
+	}
+	if fs.NArg() > 0 {
+		return Options{}, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	o := defaultOptions()
+	if *quick {
+		o = quickOptions()
+	}
+	if *scen != "all" {
+		o.Scenarios = nil
+		for _, s := range strings.Split(*scen, ",") {
+			s = strings.TrimSpace(s)
+			if !contains(allScenarios, s) {
+				return Options{}, fmt.Errorf("-scenario: unknown scenario %q (want all or %s)", s, strings.Join(allScenarios, ","))
+			}
+			o.Scenarios = append(o.Scenarios, s)
+		}
+	}
+	setPos := func(dst *int, v int) {
+		if v > 0 {
+			*dst = v
+		}
+	}
+	setPos(&o.Users, *users)
+	setPos(&o.GateConns, *gateConns)
+	setPos(&o.WSConns, *wsConns)
+	setPos(&o.WSSessions, *wsSess)
+	setPos(&o.WSMessages, *wsMsgs)
+	setPos(&o.ScaleFlows, *flows)
+	setPos(&o.ScaleConns, *flowConns)
+	if *wsEvery > 0 {
+		o.WSInterval = *wsEvery
+	}
+	if *dur > 0 {
+		o.Duration = *dur
+	}
+	if *live < 0 || *live > 1 {
+		return Options{}, fmt.Errorf("-live must be between 0 and 1")
+	}
+	o.LiveFraction = *live
+	if *sess != "" {
+		o.Sessions = nil
+		for _, s := range strings.Split(*sess, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(s))
+			if err != nil || n < 0 {
+				return Options{}, fmt.Errorf("-sessions: %q is not a count", s)
+			}
+			o.Sessions = append(o.Sessions, n)
+		}
+	}
+	o.Binary, o.Workdir, o.Keep, o.Out, o.Profile = *bin, *work, *keep, *out, *prof
+	if *penv != "" {
+		for _, kv := range strings.Split(*penv, ",") {
+			if !strings.Contains(kv, "=") {
+				return Options{}, fmt.Errorf("-portal-env: %q is not KEY=VALUE", kv)
+			}
+			o.PortalEnv = append(o.PortalEnv, strings.TrimSpace(kv))
+		}
+	}
+	o.Command = "go run ./bench " + strings.Join(args, " ")
+	return o, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,292 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Portal settings shared by the generated Caddyfiles and the in-process
+// seeding, which must agree on the portal and workshop names so that the
+// binary finds the seeded environment.
+const (
+	portalName   = "bench"
+	workshopName = "lab"
+	envName      = portalName + "-w01"
+	robotUser    = "robot@portal"
+	robotPass    = "robot-pass"
+	clientID     = "bench-client"
+	clientSecret = "bench-secret"
+	hubIndex     = "https://hub.example.com/"
+	// templateUpstream gives every session its own dashboard address
+	// without a fixed pool, so capacity is not bounded by pool size. The
+	// storm and scaling flows never open the dashboard.
+	templateUpstream = "{session}.lab.invalid:80"
+)
+
+// buildBinary builds ./cmd/caddyportal of the module at root into dir.
+func buildBinary(ctx context.Context, root, dir string) (string, error) {
+	bin := filepath.Join(dir, "caddyportal")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/caddyportal")
+	cmd.Dir = root
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build ./cmd/caddyportal: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// moduleRoot finds the caddyportal module directory from the working
+// directory upwards, so the harness runs from the repo root (go run ./bench)
+// as well as from bench/ (go test).
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && strings.Contains(string(b), "module github.com/caddyportal/caddyportal\n") {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("cannot find the caddyportal module (go.mod) above the working directory; run from the repository")
+		}
+		dir = parent
+	}
+}
+
+// portalSpec describes one generated Caddyfile.
+type portalSpec struct {
+	// Data is the Badger directory.
+	Data string
+	// Maximum is the portal-wide cap (sessions maximum).
+	Maximum int
+	// Capacity of the one workshop.
+	Capacity int
+	// Upstreams of the workshop: a pool or the template.
+	Upstreams []string
+	// Extra site blocks, appended verbatim.
+	Extra string
+	// Admin is the admin API address ("" turns it off); profiling uses
+	// its /debug/pprof endpoints.
+	Admin string
+	// Env is added to the process environment.
+	Env []string
+}
+
+// caddyfile renders the Caddyfile of a portal on port, with Caddy's own
+// state and log under work.
+func (s portalSpec) caddyfile(work string, port int) string {
+	admin := "off"
+	if s.Admin != "" {
+		admin = s.Admin
+	}
+	return fmt.Sprintf(`{
+	admin %s
+	persist_config off
+	storage file_system %s
+	grace_period 1s
+	log default {
+		output file %s
+		level INFO
+	}
+}
+
+http://127.0.0.1:%d {
+	bind 127.0.0.1
+	portal {
+		name %s
+		storage badger %s
+		index %s
+		catalog public
+		sessions maximum %d registered 1 anonymous 1
+		robot %s %s
+		client %s %s
+		workshop %s {
+			title "Benchmark lab"
+			reserved 0
+			initial 0
+			capacity %d
+			expires 60m
+			upstream %s
+		}
+	}
+	respond "not the portal" 404
+}
+%s`, admin, filepath.Join(work, "caddy"), filepath.Join(work, "caddy.log"), port,
+		portalName, s.Data, hubIndex, s.Maximum, robotUser, robotPass, clientID, clientSecret,
+		workshopName, s.Capacity, strings.Join(s.Upstreams, " "), s.Extra)
+}
+
+// proc is a running portal binary.
+type proc struct {
+	cmd  *exec.Cmd
+	Base string
+	Port int
+	// Ready is the time from starting the process to the first 200 from
+	// the portal's catalog route.
+	Ready time.Duration
+	done  chan error
+}
+
+// startPortal writes the Caddyfile into work and runs the binary until the
+// portal answers. It fails if the process exits or does not answer within
+// timeout (a bound on a broken start, not a measurement).
+func startPortal(ctx context.Context, bin, work string, spec portalSpec) (*proc, error) {
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		return nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cf := filepath.Join(work, "Caddyfile")
+	if err := os.WriteFile(cf, []byte(spec.caddyfile(work, port)), 0o600); err != nil {
+		return nil, err
+	}
+	stderr, err := os.Create(filepath.Join(work, "stderr.log"))
+	if err != nil {
+		return nil, err
+	}
+	defer stderr.Close()
+	cmd := exec.Command(bin, "run", "--config", cf, "--adapter", "caddyfile")
+	// Caddy's data and config directories (autosave, certificates) stay in
+	// the work directory instead of the user's home.
+	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+work, "XDG_CONFIG_HOME="+work, "HOME="+work)
+	cmd.Env = append(cmd.Env, spec.Env...)
+	cmd.Stdout, cmd.Stderr = stderr, stderr
+	p := &proc{cmd: cmd, Port: port, Base: fmt.Sprintf("http://127.0.0.1:%d", port), done: make(chan error, 1)}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", bin, err)
+	}
+	go func() { p.done <- cmd.Wait() }()
+
+	client := &http.Client{Timeout: 2 * time.Second}
+	defer client.CloseIdleConnections()
+	deadline := time.Now().Add(2 * time.Minute)
+	url := p.Base + "/workshops/catalog/environments/"
+	for {
+		res, err := client.Get(url)
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				p.Ready = time.Since(start)
+				return p, nil
+			}
+		}
+		select {
+		case err := <-p.done:
+			return nil, fmt.Errorf("portal exited before it was ready (%v); see %s", err, stderr.Name())
+		case <-ctx.Done():
+			p.Stop()
+			return nil, ctx.Err()
+		case <-time.After(2 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			p.Stop()
+			return nil, fmt.Errorf("portal not ready after 2 minutes; see %s", stderr.Name())
+		}
+	}
+}
+
+// Stop ends the process gracefully, killing it if it does not stop.
+func (p *proc) Stop() {
+	if p == nil || p.cmd.Process == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// memInfo is a process's memory from /proc/<pid>/status, in kB.
+type memInfo struct {
+	RSS, HWM int64 // VmRSS, VmHWM (peak)
+	// Anon is private memory (heap, stacks); File is file-backed pages
+	// mapped into the process: the binary's code and Badger's mmapped
+	// tables, which the kernel can drop under memory pressure.
+	Anon, File int64
+}
+
+// Mem reads the process's memory figures.
+func (p *proc) Mem() (memInfo, error) {
+	var m memInfo
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return m, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+		switch k {
+		case "VmRSS":
+			m.RSS = n
+		case "VmHWM":
+			m.HWM = n
+		case "RssAnon":
+			m.Anon = n
+		case "RssFile":
+			m.File = n
+		}
+	}
+	return m, sc.Err()
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// raiseFileLimit lifts the soft open-file limit to the hard one. Setting
+// it explicitly (rather than relying on the Go runtime's own raise) makes
+// child processes inherit it too, so the portal can hold thousands of
+// WebSockets and their upstream connections.
+func raiseFileLimit() (uint64, error) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, err
+	}
+	lim.Cur = lim.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, err
+	}
+	return lim.Cur, nil
+}
+
+// dirSize sums the sizes of the files under dir.
+func dirSize(dir string) int64 {
+	var n int64
+	_ = filepath.Walk(dir, func(_ string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() {
+			n += info.Size()
+		}
+		return nil
+	})
+	return n
+}
