@@ -252,7 +252,8 @@ func times(sess *Session) lifecycle.Times {
 }
 
 func sessionEvent(name string, sess *Session, now time.Time, data map[string]any) Event {
-	return Event{Name: name, Time: now, User: sess.Owner, Session: sess.Name, Environment: sess.Environment, Workshop: sess.Workshop, Data: data}
+	return Event{Name: name, Time: now, User: sess.Owner, Session: sess.Name, Environment: sess.Environment,
+		Workshop: sess.Workshop, Data: data, AnalyticsURL: sess.AnalyticsURL}
 }
 
 func sortedSessions(m map[string]*Session) []*Session {

@@ -104,8 +104,12 @@ func (s *Service) allocLoop() {
 			return
 		}
 		batch := []*allocReq{first}
+		limit := s.opts.MaxBatch
+		if c := int(s.batchCap.Load()); c > 0 && c < limit {
+			limit = c
+		}
 	fill:
-		for len(batch) < s.opts.MaxBatch {
+		for len(batch) < limit {
 			select {
 			case r := <-s.reqs:
 				batch = append(batch, r)
@@ -157,6 +161,17 @@ func (s *Service) runBatch(batch []*allocReq) {
 		events = t.events
 		return nil
 	})
+	if errors.Is(err, store.ErrTooLarge) && len(batch) > 1 {
+		// The store cannot take this many requests in one transaction
+		// (etcd's --max-txn-ops): keep later batches below this size and
+		// run this one in halves.
+		half := len(batch) / 2
+		s.batchCap.Store(int64(half))
+		s.log.Debug("allocation batch too large for the store, splitting", zap.Int("size", len(batch)))
+		s.runBatch(batch[:half])
+		s.runBatch(batch[half:])
+		return
+	}
 	if err != nil {
 		for i := range results {
 			results[i] = allocRes{err: err}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -60,6 +61,10 @@ type Event struct {
 	Environment string
 	Workshop    string
 	Data        map[string]any
+	// AnalyticsURL is the session's own analytics webhook (the request's
+	// analytics_url), empty for none and for user and environment events:
+	// the webhook dispatcher sends the event there too.
+	AnalyticsURL string
 }
 
 // Environment is a workshop environment as the service runs it.
@@ -88,6 +93,9 @@ type Service struct {
 	byEnv map[string]*Environment
 
 	cache gateCache
+	// batchCap, when set, is the largest allocation batch the store has
+	// accepted after refusing a larger one.
+	batchCap atomic.Int64
 
 	reqs   chan *allocReq
 	ctx    context.Context

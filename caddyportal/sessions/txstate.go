@@ -134,13 +134,18 @@ func (t *txState) finalize(sess *Session, reason string) error {
 		return err
 	}
 	name := "Session/Deleted"
+	var data map[string]any
 	switch sess.Reason {
 	case "expired":
 		name = "Session/Expired"
 	case "orphaned":
 		name = "Session/Orphaned"
+	default:
+		// Deleted covers several causes (terminated, evicted, environment
+		// removed…): the reason lets receivers and metrics tell them apart.
+		data = map[string]any{"reason": sess.Reason}
 	}
-	t.event(name, sess, nil)
+	t.event(name, sess, data)
 	return nil
 }
 
@@ -282,5 +287,5 @@ func (t *txState) topUp(e *Environment, want int) error {
 
 func (t *txState) event(name string, sess *Session, data map[string]any) {
 	t.events = append(t.events, Event{Name: name, Time: t.now, User: sess.Owner, Session: sess.Name,
-		Environment: sess.Environment, Workshop: sess.Workshop, Data: data})
+		Environment: sess.Environment, Workshop: sess.Workshop, Data: data, AnalyticsURL: sess.AnalyticsURL})
 }

@@ -2,6 +2,7 @@ package sessions_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -54,4 +55,35 @@ func TestReplicaCacheFollowsWatch(t *testing.T) {
 		}
 	}
 	t.Fatalf("replica B still serves the session as %s after A terminated it", last.State)
+}
+
+// TestBatchSplitWhenTooLarge: etcd refuses transactions with more than
+// --max-txn-ops operations. A burst of requests batched into one
+// transaction must then be split until it fits, never failed.
+func TestBatchSplitWhenTooLarge(t *testing.T) {
+	srv := etcdtest.Start(t, "--max-txn-ops", "32")
+	clk := newClock()
+	st, err := etcdstore.Open(context.Background(), etcdstore.Options{Endpoints: srv.Endpoints(),
+		Prefix: "/split-test/", Now: clk.Now, SweepInterval: -1, MaxTxnOps: 32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	svc := newService(t, st, clk, portal(workshop("lab", 60, 0)))
+	errs := make(chan error, 60)
+	for i := range 60 {
+		go func() {
+			_, err := svc.RequestSession(context.Background(), sessions.Request{Environment: "demo-w01",
+				User: fmt.Sprintf("user-%d", i), IndexURL: "https://hub.example.com/"})
+			errs <- err
+		}()
+	}
+	for range 60 {
+		if err := <-errs; err != nil {
+			t.Fatalf("a request in a burst failed: %v", err)
+		}
+	}
+	if n := len(live(t, svc, "demo-w01")); n != 60 {
+		t.Fatalf("%d live sessions after 60 requests, want 60", n)
+	}
 }
