@@ -55,6 +55,15 @@ type Options struct {
 	OnActivate func(w http.ResponseWriter, r *http.Request, sess *sessions.Session) (string, error)
 	// PortalUID identifies this portal in catalog responses.
 	PortalUID string
+	// OnToken, if set, is told the outcome of every token request: the
+	// grant_type the client sent and "ok" or the OAuth2 error code
+	// answered. It runs on the request path and must not block.
+	OnToken func(grant, result string)
+	// OnRequestFailed, if set, is told about every session request that
+	// named a valid environment (env, after alias resolution) or none that
+	// exists (err is sessions.ErrNoEnvironment, env the name given) and
+	// was refused or failed by the service. It must not block.
+	OnRequestFailed func(env string, err error)
 }
 
 // API is the REST API.

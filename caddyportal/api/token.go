@@ -30,35 +30,49 @@ func oauthError(w http.ResponseWriter, status int, code, desc string) {
 
 // token serves POST /oauth2/token/ (password and refresh_token grants).
 func (a *API) token(w http.ResponseWriter, r *http.Request, _ string) {
+	// The outcome is reported once on every exit; the grant is read from
+	// the form once it is parsed.
+	var grant string
+	result := "server_error"
+	defer func() {
+		if a.opts.OnToken != nil {
+			a.opts.OnToken(grant, result)
+		}
+	}()
+	fail := func(status int, code, desc string) {
+		result = code
+		oauthError(w, status, code, desc)
+	}
 	ip := a.clientIP(r)
 	if wait := a.limiter.blocked(ip); wait > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
-		oauthError(w, http.StatusTooManyRequests, "slow_down", "Too many failed attempts; try again later.")
+		fail(http.StatusTooManyRequests, "slow_down", "Too many failed attempts; try again later.")
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	if err := r.ParseForm(); err != nil {
-		oauthError(w, http.StatusBadRequest, "invalid_request", "Malformed form body.")
+		fail(http.StatusBadRequest, "invalid_request", "Malformed form body.")
 		return
 	}
 	form := r.PostForm
+	grant = form.Get("grant_type")
 	id, secret, basic := r.BasicAuth()
 	if !basic {
 		id, secret = form.Get("client_id"), form.Get("client_secret")
 	}
 	clientGiven := id != "" || secret != ""
 	clientOK := a.clientMatches(id, secret)
-	switch form.Get("grant_type") {
+	switch grant {
 	case "password":
 		if !clientOK {
 			a.limiter.fail(ip)
-			oauthError(w, http.StatusUnauthorized, "invalid_client", "")
+			fail(http.StatusUnauthorized, "invalid_client", "")
 			return
 		}
 		p, ok := a.checkPassword(form.Get("username"), form.Get("password"))
 		if !ok {
 			a.limiter.fail(ip)
-			oauthError(w, http.StatusBadRequest, "invalid_grant", "Invalid credentials given.")
+			fail(http.StatusBadRequest, "invalid_grant", "Invalid credentials given.")
 			return
 		}
 		g, err := a.issuer.Issue(r.Context(), p)
@@ -67,6 +81,7 @@ func (a *API) token(w http.ResponseWriter, r *http.Request, _ string) {
 			return
 		}
 		a.limiter.succeed(ip)
+		result = "ok"
 		writeJSON(w, http.StatusOK, grantResponse(g))
 	case "refresh_token":
 		// educates-hub refreshes without client credentials (reference
@@ -74,22 +89,23 @@ func (a *API) token(w http.ResponseWriter, r *http.Request, _ string) {
 		// wrong credentials when given are still refused.
 		if clientGiven && !clientOK {
 			a.limiter.fail(ip)
-			oauthError(w, http.StatusUnauthorized, "invalid_client", "")
+			fail(http.StatusUnauthorized, "invalid_client", "")
 			return
 		}
 		g, _, err := a.issuer.Refresh(r.Context(), form.Get("refresh_token"))
 		if err == oauth.ErrInvalid {
 			a.limiter.fail(ip)
-			oauthError(w, http.StatusBadRequest, "invalid_grant", "Invalid refresh token.")
+			fail(http.StatusBadRequest, "invalid_grant", "Invalid refresh token.")
 			return
 		}
 		if err != nil {
 			a.unavailable(w, err)
 			return
 		}
+		result = "ok"
 		writeJSON(w, http.StatusOK, grantResponse(g))
 	default:
-		oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "")
+		fail(http.StatusBadRequest, "unsupported_grant_type", "")
 	}
 }
 
