@@ -62,6 +62,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		activation_timeout <duration>
 //		retention <duration>
 //		stream_close_delay <duration>
+//		analytics <webhook url>
 //		workshop <name> {
 //			title       <text>
 //			description <text>
@@ -99,6 +100,11 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // Caddy's parser does not allow anything after a `{` on the same line, so
 // the one-line forms of `sessions`, `tokens` and `labels` are written
 // without braces: `sessions maximum 10 registered 1 anonymous 1`.
+//
+// `analytics` is the global analytics webhook (an absolute http or https
+// URL without credentials; a query string may carry the receiver's secret):
+// every user, environment and session event is POSTed there as JSON, in the
+// background, in order per session.
 //
 // `{$VAR}` environment variables are expanded when the Caddyfile is read;
 // `{env.VAR}` placeholders in the robot password, the client id and secret
@@ -169,6 +175,15 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			var v config.Duration
 			v, err = oneDuration(d, opt)
 			h.StreamCloseDelay = caddy.Duration(v)
+		case "analytics":
+			var u string
+			if u, err = oneArg(d, opt, "analytics <webhook url>"); err == nil {
+				h.Analytics = u
+				// Checked here too, to report the option's own line.
+				if verr := config.ValidateWebhookURL(u); verr != nil {
+					err = d.Errf("analytics: %v", verr)
+				}
+			}
 		case "workshop":
 			var w config.Workshop
 			if w, err = parseWorkshop(d, workshopAt); err == nil {

@@ -164,6 +164,14 @@ type Portal struct {
 	// are purged. Default: 36h.
 	Retention Duration `json:"retention,omitempty"`
 
+	// Analytics is the global analytics webhook: an absolute http or https
+	// URL that receives every user, environment and session event as a
+	// JSON POST (the payload of Educates' `analytics.webhook.url`).
+	// Delivery is asynchronous, with a timeout and bounded retries.
+	// Sessions requested with an `analytics_url` also send their own
+	// events there. Default: none.
+	Analytics string `json:"analytics,omitempty"`
+
 	// Workshops are the workshops offered, one environment each, in order.
 	Workshops []Workshop `json:"workshops,omitempty"`
 }
@@ -340,6 +348,11 @@ func (p *Portal) Validate() error {
 			return err
 		}
 	}
+	if p.Analytics != "" {
+		if err := ValidateWebhookURL(p.Analytics); err != nil {
+			return fmt.Errorf("analytics: %w", err)
+		}
+	}
 	switch p.Catalog {
 	case "", CatalogPrivate, CatalogPublic:
 	default:
@@ -439,4 +452,18 @@ func Origin(raw string) (string, error) {
 		return "", fmt.Errorf("%q is not an absolute http(s) URL", raw)
 	}
 	return strings.ToLower(u.Scheme + "://" + u.Host), nil
+}
+
+// ValidateWebhookURL accepts an absolute http or https URL with a host and
+// no credentials (they would end up in logs). A query string is allowed:
+// many receivers take their secret there.
+func ValidateWebhookURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
+		return fmt.Errorf("%q is not an absolute http(s) URL with a host", raw)
+	}
+	if u.User != nil {
+		return fmt.Errorf("the webhook URL must not contain a username or password")
+	}
+	return nil
 }
