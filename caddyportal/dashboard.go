@@ -115,7 +115,16 @@ func (h *Handler) serveBrowser(w http.ResponseWriter, r *http.Request, next cadd
 
 // admit applies the gate rules to a dashboard request for session name and
 // returns the session and its user, or writes the refusal and returns nil.
-func (h *Handler) admit(w http.ResponseWriter, r *http.Request, name string) (*sessions.Session, string) {
+// Refusals are counted as gate requests without an environment: the
+// session name came from the client and must not create label values.
+func (h *Handler) admit(w http.ResponseWriter, r *http.Request, name string) (sess *sessions.Session, user string) {
+	rec := newStatusRecorder(w)
+	w = rec
+	defer func() {
+		if sess == nil {
+			h.metrics.GateRequest("", rec.Status(nil))
+		}
+	}()
 	sess, err := h.svc.GetCached(r.Context(), name)
 	if errors.Is(err, sessions.ErrSessionNotFound) {
 		h.notify(w, r, h.Index, "session-invalid", http.StatusNotFound, "Unknown session",
@@ -132,7 +141,7 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, name string) (*s
 			"This workshop session has ended.")
 		return nil, ""
 	}
-	user, err := h.cookies.Verify(r, name, h.svc.Now())
+	user, err = h.cookies.Verify(r, name, h.svc.Now())
 	if err != nil || user != sess.Owner {
 		page(w, http.StatusForbidden, "Not signed in to this session",
 			"This browser is not signed in to this workshop session. Open the workshop from the link your training portal gave you.")
@@ -150,6 +159,7 @@ func (h *Handler) serveDashboard(w http.ResponseWriter, r *http.Request, name, r
 	}
 	path, err := url.PathUnescape(rest)
 	if err != nil {
+		h.metrics.GateRequest(sess.Environment, http.StatusBadRequest)
 		page(w, http.StatusBadRequest, "Bad request", "The request path is not valid.")
 		return nil
 	}
@@ -162,7 +172,13 @@ func (h *Handler) serveDashboard(w http.ResponseWriter, r *http.Request, name, r
 func (h *Handler) forward(w http.ResponseWriter, r *http.Request, sess *sessions.Session, user string, next caddyhttp.Handler) error {
 	gate.StripIdentity(r.Header, h.cookies.Name(""), sess.Name, user)
 	caddyhttp.SetVar(r.Context(), upstreamVar, sess.Upstream)
+	// The recorder sits under the stream observer: the proxy's writes and
+	// hijack pass through both (each unwraps to the next).
+	rec := newStatusRecorder(w)
+	w = rec
 	if isStream(r) {
+		h.metrics.WebSocketOpened(sess.Environment)
+		defer h.metrics.WebSocketClosed(sess.Environment)
 		use, done := h.activity.stream(sess.Name)
 		defer done()
 		w = observeStream(w, r, use)
@@ -176,9 +192,56 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, sess *sessions
 			zap.String("upstream", sess.Upstream), zap.Error(err))
 		page(w, http.StatusBadGateway, "Dashboard not reachable",
 			"The workshop dashboard is not answering right now. Wait a moment and reload the page.")
-		return nil
+		err = nil
 	}
+	h.metrics.GateRequest(sess.Environment, rec.Status(err))
 	return err
+}
+
+// statusRecorder notes the status a handler sends, for the gate metrics.
+// It embeds Caddy's wrapper, whose Unwrap lets http.ResponseController
+// reach the connection for hijacks (WebSockets), flushes and deadlines.
+type statusRecorder struct {
+	*caddyhttp.ResponseWriterWrapper
+	status int
+}
+
+func newStatusRecorder(w http.ResponseWriter) *statusRecorder {
+	return &statusRecorder{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
+}
+
+// WriteHeader records the first final status (or 101 Switching
+// Protocols); other 1xx answers such as 103 Early Hints come before it.
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
+		s.status = code
+	}
+	s.ResponseWriterWrapper.WriteHeader(code)
+}
+
+// Write records the implicit 200 of a body sent without a header.
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriterWrapper.Write(b)
+}
+
+// Status is the status sent, or, when nothing was written, the one Caddy
+// will send for err (a handler error's status, 500 for any other error,
+// the implicit 200 for none).
+func (s *statusRecorder) Status(err error) int {
+	if s.status != 0 {
+		return s.status
+	}
+	var he caddyhttp.HandlerError
+	switch {
+	case err == nil:
+		return http.StatusOK
+	case errors.As(err, &he) && he.StatusCode != 0:
+		return he.StatusCode
+	}
+	return http.StatusInternalServerError
 }
 
 // isStream reports whether r opens a long-lived stream (a WebSocket over

@@ -6,9 +6,11 @@
 package caddyportal
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -17,12 +19,19 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/api"
 	"github.com/caddyportal/caddyportal/caddyportal/config"
 	"github.com/caddyportal/caddyportal/caddyportal/gate"
+	"github.com/caddyportal/caddyportal/caddyportal/metrics"
 	"github.com/caddyportal/caddyportal/caddyportal/oauth"
 	"github.com/caddyportal/caddyportal/caddyportal/redirects"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 	"github.com/caddyportal/caddyportal/caddyportal/tokens"
+	"github.com/caddyportal/caddyportal/caddyportal/webhooks"
 	"github.com/caddyportal/caddyportal/caddyportal/webui"
 )
+
+// webhookCloseTimeout bounds how long an old config keeps delivering the
+// analytics events it had queued after a reload or stop. It runs in the
+// background, so a hanging receiver never delays the reload itself.
+const webhookCloseTimeout = 10 * time.Second
 
 func init() {
 	caddy.RegisterModule(Handler{})
@@ -50,6 +59,13 @@ type Handler struct {
 	api       *api.API
 	ui        *webui.UI
 	cookies   *gate.Cookies
+
+	// metrics are the process-wide collectors (see metricspool.go);
+	// metricsHeld says this handler holds a reference to them.
+	metrics      *metrics.Metrics
+	metricsHeld  bool
+	releaseGauge func()
+	webhooks     *webhooks.Dispatcher
 }
 
 // CaddyModule returns the Caddy module information.
@@ -77,6 +93,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.Portal.Validate(); err != nil {
 		return fmt.Errorf("portal: %w", err)
 	}
+	if err := h.provisionObservability(ctx); err != nil {
+		return fmt.Errorf("portal %s: %w", h.Name, err)
+	}
 	spec, err := storeFor(h.Portal)
 	if err != nil {
 		return fmt.Errorf("portal: %w", err)
@@ -86,7 +105,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("portal %s: opening store in %s: %w", h.Name, spec.where, err)
 	}
 	h.storeKey = spec.key
-	h.svc, err = sessions.New(ctx, st, h.Portal, sessions.Options{Logger: h.logger})
+	h.svc, err = sessions.New(ctx, st, h.Portal, sessions.Options{Logger: h.logger, OnEvent: h.onEvent})
 	if err != nil {
 		return fmt.Errorf("portal %s: %w", h.Name, err)
 	}
@@ -115,17 +134,56 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("portal %s: %w", h.Name, err)
 	}
 	uid := tokens.DeriveKey(secret, "uid")
+	portalUID := fmt.Sprintf("%x-%x-%x-%x-%x", uid[0:4], uid[4:6], uid[6:8], uid[8:10], uid[10:16])
 	h.api = api.New(api.Options{
-		Service:    h.svc,
-		Issuer:     oauth.NewIssuer(st, h.Tokens.Access.D(), h.Tokens.Refresh.D(), nil),
-		Redirects:  policy,
-		Logger:     h.logger,
-		ClientIP:   clientIP,
-		OnActivate: h.activated,
-		PortalUID:  fmt.Sprintf("%x-%x-%x-%x-%x", uid[0:4], uid[4:6], uid[6:8], uid[8:10], uid[10:16]),
+		Service:         h.svc,
+		Issuer:          oauth.NewIssuer(st, h.Tokens.Access.D(), h.Tokens.Refresh.D(), nil),
+		Redirects:       policy,
+		Logger:          h.logger,
+		ClientIP:        clientIP,
+		OnActivate:      h.activated,
+		PortalUID:       portalUID,
+		OnToken:         h.metrics.TokenGrant,
+		OnRequestFailed: h.metrics.AllocationFailed,
 	})
+	// The dispatcher held the events emitted since the service started
+	// until it knows the portal's uid, which comes from the store.
+	h.webhooks.SetPortal(webhooks.Portal{Name: h.Name, UID: portalUID, URL: h.URL})
+	h.releaseGauge = h.metrics.SetSessionsSource(metrics.ServiceSessions(h.svc))
 	h.listed = register(h.Name, h.svc)
 	return nil
+}
+
+// provisionObservability exposes the process's portal collectors on this
+// config's metrics registry and starts the analytics webhook dispatcher.
+func (h *Handler) provisionObservability(ctx caddy.Context) error {
+	m, err := acquireMetrics()
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	h.metrics, h.metricsHeld = m, true
+	if err := m.Register(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
+	h.webhooks, err = webhooks.New(webhooks.Options{
+		URL:      h.Analytics,
+		Portal:   webhooks.Portal{Name: h.Name, URL: h.URL},
+		Hold:     true,
+		Logger:   h.logger.Named("analytics"),
+		OnResult: m.WebhookDelivery,
+		OnDrop:   m.WebhookDropped,
+	})
+	if err != nil {
+		return fmt.Errorf("analytics: %w", err)
+	}
+	return nil
+}
+
+// onEvent receives every committed state change of the service. Both
+// calls only count and queue: the service calls it on the request path.
+func (h *Handler) onEvent(ev sessions.Event) {
+	h.metrics.ObserveEvent(ev)
+	h.webhooks.Send(ev, ev.AnalyticsURL)
 }
 
 // clientIP is the address failed logins are counted against: Caddy's
@@ -152,14 +210,32 @@ func (h *Handler) Validate() error {
 // Cleanup stops the service and releases the shared store. It copes with a
 // Provision that failed part-way.
 func (h *Handler) Cleanup() error {
+	if h.releaseGauge != nil {
+		h.releaseGauge()
+	}
 	if h.listed != nil {
 		unregister(h.Name, h.listed, h.svc)
 	}
 	if h.svc != nil {
 		h.svc.Close()
 	}
+	if d := h.webhooks; d != nil {
+		// The service is closed, so nothing more is queued: deliver what
+		// is left in the background, for a bounded time.
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), webhookCloseTimeout)
+			defer cancel()
+			_ = d.Close(ctx)
+		}()
+	}
 	if h.storeKey != "" {
 		releaseStore(h.storeKey)
+	}
+	// Caddy drops this config's registry with the config, so the
+	// collectors need no Unregister; only the pool reference goes.
+	if h.metricsHeld {
+		h.metricsHeld = false
+		releaseMetrics()
 	}
 	return nil
 }
