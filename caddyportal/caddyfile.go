@@ -62,6 +62,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		activation_timeout <duration>
 //		retention <duration>
 //		stream_close_delay <duration>
+//		dashboard_timeout <duration>
 //		analytics <webhook url>
 //		workshop <name> {
 //			title       <text>
@@ -175,6 +176,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			var v config.Duration
 			v, err = oneDuration(d, opt)
 			h.StreamCloseDelay = caddy.Duration(v)
+		case "dashboard_timeout":
+			var v config.Duration
+			v, err = oneDuration(d, opt)
+			h.DashboardTimeout = caddy.Duration(v)
 		case "analytics":
 			var u string
 			if u, err = oneArg(d, opt, "analytics <webhook url>"); err == nil {

@@ -26,6 +26,10 @@ import (
 // open this long after a config reload instead of cutting them at once.
 const defaultStreamCloseDelay = 10 * time.Minute
 
+// defaultDashboardTimeout bounds the wait for a dashboard's response
+// headers; a hung dashboard then gets the browser an error page.
+const defaultDashboardTimeout = 30 * time.Second
+
 // ticketParam carries the host-mode hand-off ticket.
 const ticketParam = "portal_ticket"
 
@@ -37,9 +41,14 @@ func (h *Handler) loadProxy(ctx caddy.Context) error {
 	if delay == 0 {
 		delay = defaultStreamCloseDelay
 	}
+	timeout := time.Duration(h.DashboardTimeout)
+	if timeout == 0 {
+		timeout = defaultDashboardTimeout
+	}
 	raw, err := json.Marshal(map[string]any{
 		"dynamic_upstreams":  map[string]string{"source": "portal"},
 		"stream_close_delay": int64(delay),
+		"transport": map[string]any{"protocol": "http", "response_header_timeout": int64(timeout)},
 		// No flush_interval: Caddy already flushes streaming and
 		// unknown-length responses (SSE, terminals) at once, and forcing a
 		// flush on every write costs a syscall per chunk on plain pages.

@@ -49,6 +49,13 @@ type Handler struct {
 	// Default: 10m.
 	StreamCloseDelay caddy.Duration `json:"stream_close_delay,omitempty"`
 
+	// DashboardTimeout is how long the gate waits for a dashboard's
+	// response headers before giving the browser an error page, so a
+	// dashboard that accepts connections but never answers cannot hang
+	// browsers. It does not limit WebSockets or streams once they answered.
+	// Default: 30s.
+	DashboardTimeout caddy.Duration `json:"dashboard_timeout,omitempty"`
+
 	logger    *zap.Logger
 	proxy     caddyhttp.MiddlewareHandler
 	activity  *activity

@@ -39,6 +39,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -170,8 +172,14 @@ func Open(opts Options) (*Store, error) {
 		WithCompression(options.None).
 		WithValueLogFileSize(64 << 20).
 		WithNumCompactors(2)
+	if !opts.InMemory {
+		removeEmptyMemtables(opts.Dir)
+	}
 	db, err := badger.Open(bopts)
 	if err != nil {
+		if !opts.InMemory {
+			removeEmptyMemtables(opts.Dir)
+		}
 		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
 			return nil, fmt.Errorf("badgerstore: %w: %q is in use by another process or by a second open "+
 				"in this process; to change a running Caddy's configuration use `caddy reload` "+
@@ -376,5 +384,20 @@ func (s *Store) backgroundSweep() {
 		s.log.Warn("expiry sweep failed", zap.Error(err))
 	case n > 0:
 		s.log.Debug("expiry sweep", zap.Int("deleted", n))
+	}
+}
+
+// removeEmptyMemtables deletes zero-length memtable files. Badger creates
+// the file of a new memtable before it sizes it; when that fails (disk
+// full, file size limit) the empty file stays behind and every later open
+// fails with "while opening fid: N err: Create a new file"
+// (dgraph-io/badger#2207). An empty memtable file holds no writes, so
+// removing it loses nothing; a memtable in use is never empty.
+func removeEmptyMemtables(dir string) {
+	files, _ := filepath.Glob(filepath.Join(dir, "*.mem"))
+	for _, f := range files {
+		if fi, err := os.Stat(f); err == nil && fi.Mode().IsRegular() && fi.Size() == 0 {
+			_ = os.Remove(f)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -290,5 +291,35 @@ func TestAcknowledgedWritesSurviveKill(t *testing.T) {
 		if k := fmt.Sprintf("acked/%03d", i); got[k] != "v" {
 			t.Fatalf("after kill: %q missing (have %d keys)", k, len(got))
 		}
+	}
+}
+
+// TestOpenAfterFailedMemtable: a start that failed on a full disk leaves an
+// empty memtable file; the next open must still succeed with the data.
+func TestOpenAfterFailedMemtable(t *testing.T) {
+	dir := t.TempDir()
+	st, err := badgerstore.Open(badgerstore.DefaultOptions(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Update(context.Background(), func(tx store.Txn) error { return tx.Set("k", []byte("v")) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"00001.mem", "00002.mem", "00007.mem"} {
+		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err = badgerstore.Open(badgerstore.DefaultOptions(dir))
+	if err != nil {
+		t.Fatalf("reopening with empty memtable files left behind: %v", err)
+	}
+	defer st.Close()
+	var got []byte
+	if err := st.View(context.Background(), func(tx store.Txn) error { got, err = tx.Get("k"); return err }); err != nil || string(got) != "v" {
+		t.Fatalf("after reopening: %q, %v", got, err)
 	}
 }
