@@ -107,46 +107,52 @@ func portalBinary(t *testing.T) string {
 // until each answers HTTP.
 func replicas(t *testing.T, n int, body string) []*replica {
 	t.Helper()
-	bin := portalBinary(t)
 	var out []*replica
 	for range n {
 		dir, port := t.TempDir(), freePort(t)
-		cf := filepath.Join(dir, "Caddyfile")
-		if err := os.WriteFile(cf, []byte(replicaCaddyfile(port, dir, body)), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		r := &replica{cmd: exec.Command(bin, "run", "--config", cf, "--adapter", "caddyfile"),
-			base: fmt.Sprintf("http://127.0.0.1:%d", port), logs: &lockedBuffer{}}
-		r.cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir, "HOME="+dir)
-		r.cmd.Stdout, r.cmd.Stderr = r.logs, r.logs
-		if err := r.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			r.kill()
-			if t.Failed() {
-				t.Logf("replica %s output:\n%s", r.base, r.logs)
-			}
-		})
-		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			if res, err := noRedirect.Get(r.base + "/workshops/catalog/environments/"); err == nil {
-				res.Body.Close()
-				break
-			}
-			if time.Now().After(deadline) || r.exited() {
-				t.Fatalf("replica %s did not start:\n%s", r.base, r.logs)
-			}
-		}
-		out = append(out, r)
+		out = append(out, startProcess(t, dir, port, replicaCaddyfile(port, "off", dir, body)))
 	}
 	return out
 }
 
-// replicaCaddyfile is a portal site on 127.0.0.1:port whose warnings and
-// errors are kept for the failure report.
-func replicaCaddyfile(port int, dir, body string) string {
+// startProcess runs the portal binary on the Caddyfile text cf (written
+// into dir) and waits until 127.0.0.1:port answers HTTP.
+func startProcess(t *testing.T, dir string, port int, cf string) *replica {
+	t.Helper()
+	path := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(path, []byte(cf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := &replica{cmd: exec.Command(portalBinary(t), "run", "--config", path, "--adapter", "caddyfile"),
+		base: fmt.Sprintf("http://127.0.0.1:%d", port), logs: &lockedBuffer{}}
+	r.cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir, "HOME="+dir)
+	r.cmd.Stdout, r.cmd.Stderr = r.logs, r.logs
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		r.kill()
+		if t.Failed() {
+			t.Logf("portal %s output:\n%s", r.base, r.logs)
+		}
+	})
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if res, err := noRedirect.Get(r.base + "/workshops/catalog/environments/"); err == nil {
+			res.Body.Close()
+			return r
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("portal %s did not start:\n%s", r.base, r.logs)
+		}
+	}
+}
+
+// replicaCaddyfile is a portal site on 127.0.0.1:port ({dir} in body is
+// the Badger directory) whose warnings and errors are kept for the failure
+// report; admin is Caddy's admin address or "off".
+func replicaCaddyfile(port int, admin, dir, body string) string {
 	return fmt.Sprintf(`{
-	admin off
+	admin %s
 	persist_config off
 	storage file_system %s
 	log default {
@@ -160,7 +166,7 @@ http://127.0.0.1:%d {
 %s
 	}
 }
-`, filepath.Join(dir, "caddy"), port, body)
+`, admin, filepath.Join(dir, "caddy"), port, strings.ReplaceAll(body, "{dir}", filepath.Join(dir, "badger")))
 }
 
 // kill sends SIGKILL and reaps the process; safe to call twice.
@@ -332,13 +338,13 @@ func TestReplicasShareCapacity(t *testing.T) {
 func TestReplicaKilledDuringStorm(t *testing.T) {
 	srv := etcdtest.Start(t)
 	const prefix = "/killed/"
-	const slots = 300
+	const slots = 500
 	reps := replicas(t, 3, replicaBody(srv.Endpoints()[0], prefix, slots, "127.0.0.1:1"))
 	bases := []string{reps[0].base, reps[1].base, reps[2].base}
 	token := robotToken(t, bases[0])
 
 	var killOnce sync.Once
-	ok, _, other := storm(t, bases, token, 600, func(done int) {
+	ok, _, other := storm(t, bases, token, 400, func(done int) {
 		if done >= 150 {
 			killOnce.Do(reps[1].kill)
 		}

@@ -1,0 +1,515 @@
+package caddyportal_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// seedStore runs a portal on dir, requests a session for each user and
+// stops it again; it returns the session names.
+func seedStore(t *testing.T, dir string, users ...string) []string {
+	t.Helper()
+	p := startPortal(t, dir, defaultBody)
+	tok := p.token(robotUser, robotPass)
+	var names []string
+	for _, u := range users {
+		r := p.request(tok, "demo-w01", "user="+u+"&index_url=https://hub.example.com/")
+		if r.status != 200 {
+			t.Fatalf("seeding %s: %d %s", u, r.status, r.body)
+		}
+		names = append(names, r.json(t)["name"].(string))
+	}
+	if err := stopCaddy(); err != nil {
+		t.Fatal(err)
+	}
+	return names
+}
+
+// checkSeeded reopens dir's store with write access and checks that every
+// seeded session is there and that the store takes writes.
+func checkSeeded(t *testing.T, dir string, names []string) {
+	t.Helper()
+	st := openStore(t, dir)
+	got := storedSessions(t, st)
+	for _, n := range names {
+		if s, ok := got[n]; !ok || s.Owner == "" {
+			t.Fatalf("session %s lost or changed after the failed start: %+v (have %d)", n, s, len(got))
+		}
+	}
+	if err := st.Close(); err != nil {
+		t.Fatalf("closing the reopened store: %v", err)
+	}
+	// And a portal starts on it again and still knows the sessions.
+	p := startPortal(t, dir, defaultBody)
+	tok := p.token(robotUser, robotPass)
+	for _, n := range names {
+		if r := p.do("GET", "/workshops/session/"+n+"/schedule/", tok, nil, nil); r.status != 200 {
+			t.Fatalf("session %s after restart: %d %s", n, r.status, r.body)
+		}
+	}
+	if err := stopCaddy(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// wantStartError checks that a portal start failed with an error that names
+// the data directory.
+func wantStartError(t *testing.T, err error, dataDir string) {
+	t.Helper()
+	if err == nil {
+		t.Fatal("the portal started on an unusable data directory")
+	}
+	if !strings.Contains(err.Error(), dataDir) {
+		t.Fatalf("start error does not name the data directory %s: %v", dataDir, err)
+	}
+}
+
+// TestFaultReadOnlyDataDir: a data directory that cannot be written (a
+// read-only bind mount, which stops root as well) makes the start fail with
+// an error naming it, and the store in it is intact afterwards.
+func TestFaultReadOnlyDataDir(t *testing.T) {
+	dir := t.TempDir()
+	names := seedStore(t, dir, "ro-1", "ro-2")
+	data := filepath.Join(dir, "badger")
+
+	err := syscall.Mount(data, data, "", syscall.MS_BIND, "")
+	if isEPERM(err) {
+		// No mount here (unprivileged CI): a data directory under a regular
+		// file is refused by the kernel for root too.
+		t.Logf("mount not permitted (%v): using a data directory under a regular file", err)
+		file := filepath.Join(dir, "file")
+		if err := os.WriteFile(file, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		bad := filepath.Join(file, "badger")
+		wantStartError(t, loadCaddyfile(portalCaddyfile(freePort(t), dir, strings.Replace(defaultBody, "{dir}", bad, 1))), bad)
+		checkSeeded(t, dir, names)
+		return
+	}
+	if err != nil {
+		t.Fatalf("bind mount: %v", err)
+	}
+	mounted := true
+	unmount := func() {
+		if mounted {
+			if err := syscall.Unmount(data, syscall.MNT_DETACH); err != nil {
+				t.Errorf("unmount %s: %v", data, err)
+			}
+			mounted = false
+		}
+	}
+	t.Cleanup(unmount)
+	if err := syscall.Mount("", data, "", syscall.MS_REMOUNT|syscall.MS_BIND|syscall.MS_RDONLY, ""); err != nil {
+		t.Fatalf("remount read-only: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(data, "probe"), nil, 0o600); !errors.Is(err, syscall.EROFS) {
+		t.Fatalf("the data directory is not read-only: %v", err)
+	}
+	before := dirListing(t, data)
+
+	wantStartError(t, loadCaddyfile(portalCaddyfile(freePort(t), dir, defaultBody)), data)
+	if after := dirListing(t, data); after != before {
+		t.Fatalf("the failed start changed the data directory:\n%s\n%s", before, after)
+	}
+	unmount()
+	checkSeeded(t, dir, names)
+}
+
+// dirListing names and sizes the files of dir.
+func dirListing(t *testing.T, dir string) string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, e := range ents {
+		info, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.WriteString(e.Name() + " " + info.Mode().String() + " " + itoa(int(info.Size())) + "\n")
+	}
+	return b.String()
+}
+
+// TestFaultDiskFullAtStart: a portal that cannot grow its files (a file-size
+// limit, which fails writes with EFBIG exactly like a full disk does with
+// ENOSPC) fails to start with an error naming the data directory, does not
+// crash, and leaves the store intact. It runs in a child process, so that
+// neither the limit nor a crash can touch the test binary.
+func TestFaultDiskFullAtStart(t *testing.T) {
+	dir := t.TempDir()
+	names := seedStore(t, dir, "full-1", "full-2")
+	data := filepath.Join(dir, "badger")
+	verdict, out, err := startOnce(t, dir, defaultBody, faultFsizeEnv+"="+itoa(64<<10))
+	if err != nil || !strings.HasPrefix(verdict, childLoadFail) {
+		t.Fatalf("start under a 64 KiB file-size limit: verdict %q, exit %v; output:\n%s", verdict, err, tail(out))
+	}
+	if !strings.Contains(verdict, data) {
+		t.Fatalf("start error does not name the data directory %s: %s", data, verdict)
+	}
+	checkSeeded(t, dir, names)
+}
+
+// TestFaultFullFilesystemAtStart: the same on a really full file system (a
+// small tmpfs filled to the last byte), where mounting is permitted.
+func TestFaultFullFilesystemAtStart(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "badger")
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	err := syscall.Mount("tmpfs", data, "tmpfs", 0, "size=4m,mode=0700")
+	if isEPERM(err) {
+		// TestFaultDiskFullAtStart covers the same failure without mount.
+		t.Logf("mount not permitted (%v): checking the file-size limit path only", err)
+		verdict, out, err := startOnce(t, dir, defaultBody, faultFsizeEnv+"="+itoa(64<<10))
+		if err != nil || !strings.HasPrefix(verdict, childLoadFail) || !strings.Contains(verdict, data) {
+			t.Fatalf("start under a file-size limit: verdict %q, exit %v; output:\n%s", verdict, err, tail(out))
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(data, syscall.MNT_DETACH); err != nil {
+			t.Errorf("unmount %s: %v", data, err)
+		}
+	})
+	names := seedStore(t, dir, "tmpfs-1", "tmpfs-2")
+
+	// Fill the file system.
+	filler := filepath.Join(data, "filler")
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 4096)
+	for {
+		if _, err := f.Write(chunk); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("filling: %v", err)
+			}
+			break
+		}
+	}
+	f.Close()
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(data, &fs); err != nil || fs.Bavail != 0 {
+		t.Fatalf("file system not full: %d blocks free (%v)", fs.Bavail, err)
+	}
+
+	verdict, out, err := startOnce(t, dir, defaultBody)
+	if err != nil || !strings.HasPrefix(verdict, childLoadFail) {
+		t.Fatalf("start on a full file system: verdict %q, exit %v; output:\n%s", verdict, err, tail(out))
+	}
+	if !strings.Contains(verdict, data) {
+		t.Fatalf("start error does not name the data directory %s: %s", data, verdict)
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	checkSeeded(t, dir, names)
+}
+
+// tail is the end of a long output, for failure messages.
+func tail(s string) string {
+	const n = 4000
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+// TestFaultReloadUnderLoad: config reloads during steady API, dashboard
+// and WebSocket traffic fail no request and do not interrupt the open
+// WebSocket.
+func TestFaultReloadUnderLoad(t *testing.T) {
+	up := startUpstream(t, "alpha")
+	body := gateBody("", up.addr, "127.0.0.1:1")
+	// The real binary, reloaded with `caddyportal reload` through its admin
+	// API as an operator would. (Not the in-process harness: under the race
+	// detector Caddy 2.11's reverse proxy reports a benign race between a
+	// handler's cleanup and the struct copies of a WebSocket still open
+	// through it; the binary is built without -race.)
+	dir, port, admin := t.TempDir(), freePort(t), fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	proc := startProcess(t, dir, port, replicaCaddyfile(port, admin, dir, body))
+	p := &portal{t: t, base: proc.base, port: port, dir: dir}
+	reload := func(body string) {
+		t.Helper()
+		cf := filepath.Join(dir, "Caddyfile")
+		if err := os.WriteFile(cf, []byte(replicaCaddyfile(port, admin, dir, body)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(portalBinary(t), "reload", "--config", cf, "--adapter", "caddyfile", "--address", admin).CombinedOutput()
+		if err != nil {
+			t.Fatalf("caddyportal reload: %v\n%s", err, out)
+		}
+	}
+	tok := p.token(robotUser, robotPass)
+	name, ck, _ := p.activate(tok, "demo-w01", "alice")
+	ws, res, err := dialWS(t, nil, "ws"+strings.TrimPrefix(p.base, "http")+sessionPath(name)+"ws", cookieHdr(ck))
+	if err != nil {
+		t.Fatalf("websocket: %v %v", err, res)
+	}
+
+	type check struct {
+		method, path, token string
+		hdr                 map[string]string
+	}
+	checks := []check{
+		{"GET", "/workshops/catalog/environments/", tok, nil},
+		{"GET", "/workshops/session/" + name + "/schedule/", tok, nil},
+		{"GET", "/workshops/user/alice/sessions/", tok, nil},
+		{"GET", sessionPath(name) + "load", "", cookieHdr(ck)},
+		{"GET", sessionPath(name), "", cookieHdr(ck)},
+	}
+	var (
+		stop     = make(chan struct{})
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		failures []string
+		done     = make([]atomic.Int64, len(checks)+1) // the last is the WebSocket
+	)
+	fail := func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(failures) < 20 {
+			failures = append(failures, fmt.Sprintf(format, args...))
+		}
+	}
+	client := httpClient(10 * time.Second)
+	defer client.CloseIdleConnections()
+	for i, c := range checks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				r, err := doWith(client, c.method, p.base+c.path, c.token, nil, c.hdr)
+				if err != nil {
+					fail("%s %s: %v", c.method, c.path, err)
+				} else if r.status != 200 {
+					fail("%s %s: %d %s", c.method, c.path, r.status, r.body)
+				}
+				done[i].Add(1)
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for n := 0; ; n++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			msg := fmt.Sprintf("message %d", n)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := ws.Write(ctx, websocket.MessageText, []byte(msg))
+			var got []byte
+			if err == nil {
+				_, got, err = ws.Read(ctx)
+			}
+			cancel()
+			if err != nil || string(got) != msg {
+				fail("websocket echo %q: %q %v", msg, got, err)
+				return
+			}
+			done[len(checks)].Add(1)
+		}
+	}()
+
+	// progressed waits (bounded) until every kind of traffic has completed
+	// more requests than it had at mark.
+	progressed := func(mark []int64) {
+		for i := 0; i < 1000; i++ {
+			ok := true
+			for k := range done {
+				ok = ok && done[k].Load() > mark[k]
+			}
+			if ok {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Errorf("traffic stalled around a reload: %v", mark)
+	}
+	snapshot := func() []int64 {
+		m := make([]int64, len(done))
+		for k := range done {
+			m[k] = done[k].Load()
+		}
+		return m
+	}
+	const reloads = 3
+	for i := 1; i <= reloads; i++ {
+		progressed(snapshot())
+		reload(strings.Replace(body, `"Gate lab"`, fmt.Sprintf(`"Gate lab %d"`, i), 1))
+		progressed(snapshot())
+	}
+	close(stop)
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Fatalf("%d+ requests failed across %d reloads:\n%s", len(failures), reloads, strings.Join(failures, "\n"))
+	}
+	cat := p.do("GET", "/workshops/catalog/environments/", tok, nil, nil).json(t)
+	if title := cat["environments"].([]any)[0].(map[string]any)["workshop"].(map[string]any)["title"]; title != fmt.Sprintf("Gate lab %d", reloads) {
+		t.Fatalf("the last reload did not apply: %v", title)
+	}
+	echo(t, ws, "after all reloads")
+	t.Logf("requests per kind: %v", snapshot())
+}
+
+// faultyUpstream is a dashboard address whose connections misbehave: hang
+// accepts and never answers; reset answers every request with a TCP RST.
+func faultyUpstream(t *testing.T, mode string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			switch mode {
+			case "hang":
+				mu.Lock()
+				conns = append(conns, c)
+				mu.Unlock()
+				go func() { _, _ = io.Copy(io.Discard, c) }()
+			case "reset":
+				go func() {
+					// Read the request head, then abort: SO_LINGER 0 makes
+					// Close send RST instead of FIN.
+					buf := make([]byte, 4096)
+					_, _ = c.Read(buf)
+					_ = c.(*net.TCPConn).SetLinger(0)
+					_ = c.Close()
+				}()
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return l.Addr().String()
+}
+
+// faultBody is a portal with a workshop on a faulty dashboard (demo-w01)
+// and one on a healthy one (demo-w02).
+func faultBody(extra, faulty, healthy string) string {
+	return gateBody(extra, faulty) + `
+		workshop lab-healthy {
+			reserved 0
+			upstream ` + healthy + `
+		}
+`
+}
+
+// checkFaultyDashboard checks what a browser gets from a faulty dashboard
+// (a clear HTML page, 502 or 504, for pages and WebSockets), that the
+// healthy session works meanwhile, and that the faulty session is
+// terminated normally.
+func checkFaultyDashboard(t *testing.T, p *portal, tok string, client *http.Client) {
+	t.Helper()
+	bad, ckBad, _ := p.activate(tok, "demo-w01", "alice")
+	good, ckGood, _ := p.activate(tok, "demo-w02", "bob")
+
+	type answer struct {
+		r   resp
+		err error
+	}
+	pending := make(chan answer, 1)
+	go func() {
+		r, err := doWith(client, "GET", p.base+sessionPath(bad)+"page", "", nil, cookieHdr(ckBad))
+		pending <- answer{r, err}
+	}()
+	// The healthy dashboard answers while the faulty one is in trouble.
+	for i := 0; i < 3; i++ {
+		r := p.do("GET", sessionPath(good)+"ok", "", nil, cookieHdr(ckGood))
+		var s seen
+		if r.status != 200 || json.Unmarshal(r.body, &s) != nil || s.Upstream != "healthy" {
+			t.Fatalf("healthy session during the fault: %d %s", r.status, r.body)
+		}
+	}
+	a := <-pending
+	if a.err != nil {
+		t.Fatalf("the browser got no answer from the faulty dashboard: %v", a.err)
+	}
+	if a.r.status != http.StatusBadGateway && a.r.status != http.StatusGatewayTimeout {
+		t.Fatalf("faulty dashboard: status %d, want 502 or 504: %s", a.r.status, a.r.body)
+	}
+	wantPage(t, a.r, a.r.status, "Dashboard not reachable")
+
+	wsURL := "ws" + strings.TrimPrefix(p.base, "http") + sessionPath(bad) + "ws"
+	if _, res, err := dialWS(t, client, wsURL, cookieHdr(ckBad)); err == nil || res == nil ||
+		res.StatusCode != http.StatusBadGateway && res.StatusCode != http.StatusGatewayTimeout {
+		t.Fatalf("websocket to the faulty dashboard: %v %v", err, res)
+	}
+	if r := p.do("GET", "/workshops/session/"+bad+"/terminate/", tok, nil, nil); r.status != 200 {
+		t.Fatalf("terminating the faulty session: %d %s", r.status, r.body)
+	}
+	if s := p.do("GET", "/workshops/session/"+bad+"/schedule/", tok, nil, nil); s.status == 200 && s.json(t)["status"] == "RUNNING" {
+		t.Fatalf("faulty session still running after terminate: %s", s.body)
+	}
+	wantRedirect(t, p.do("GET", sessionPath(bad), "", nil, cookieHdr(ckBad)), hubOrigin+"/alice?notification=session-deleted")
+	if r := p.do("GET", sessionPath(good), "", nil, cookieHdr(ckGood)); r.status != 200 {
+		t.Fatalf("healthy session after the fault: %d %s", r.status, r.body)
+	}
+}
+
+// TestFaultUpstreamResets: a dashboard that resets every connection gives
+// the browser the 502 page; nothing else is affected.
+func TestFaultUpstreamResets(t *testing.T) {
+	healthy := startUpstream(t, "healthy")
+	p := startPortal(t, t.TempDir(), faultBody("", faultyUpstream(t, "reset"), healthy.addr))
+	checkFaultyDashboard(t, p, p.token(robotUser, robotPass), httpClient(30*time.Second))
+}
+
+// TestFaultUpstreamHangs: a dashboard that accepts connections and never
+// answers gives the browser a 504/502 page after the portal's dashboard
+// timeout instead of hanging; nothing else is affected.
+//
+// It needs the portal option `dashboard_timeout` (the reverse proxy's
+// response header timeout for dashboard upstreams).
+func TestFaultUpstreamHangs(t *testing.T) {
+	healthy := startUpstream(t, "healthy")
+	p := startPortal(t, t.TempDir(), faultBody("dashboard_timeout 1s", faultyUpstream(t, "hang"), healthy.addr))
+	// The client waits far longer than the portal's timeout: if the portal
+	// has none, the request fails here instead of hanging the test.
+	checkFaultyDashboard(t, p, p.token(robotUser, robotPass), httpClient(30*time.Second))
+}
