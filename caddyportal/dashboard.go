@@ -48,7 +48,7 @@ func (h *Handler) loadProxy(ctx caddy.Context) error {
 	raw, err := json.Marshal(map[string]any{
 		"dynamic_upstreams":  map[string]string{"source": "portal"},
 		"stream_close_delay": int64(delay),
-		"transport": map[string]any{"protocol": "http", "response_header_timeout": int64(timeout)},
+		"transport":          map[string]any{"protocol": "http", "response_header_timeout": int64(timeout)},
 		// No flush_interval: Caddy already flushes streaming and
 		// unknown-length responses (SSE, terminals) at once, and forcing a
 		// flush on every write costs a syscall per chunk on plain pages.
