@@ -274,12 +274,33 @@ func sortedSessions(m map[string]*Session) []*Session {
 // become durable STOPPED records, reserves are topped up, and removed
 // environments drain.
 func (s *Service) Reconcile(ctx context.Context) error {
+	// Each pass makes at most a budget of stops durable; an expiry wave
+	// takes several passes.
+	for range maxReconcilePasses {
+		capped, err := s.reconcilePass(ctx)
+		if errors.Is(err, store.ErrTooLarge) && s.shrinkFinalize() {
+			continue
+		}
+		if err != nil || !capped {
+			return err
+		}
+	}
+	return nil
+}
+
+// maxReconcilePasses bounds one Reconcile; the next tick goes on.
+const maxReconcilePasses = 100
+
+// reconcilePass is one Reconcile transaction; capped reports that stops
+// were left for another pass.
+func (s *Service) reconcilePass(ctx context.Context) (capped bool, err error) {
 	var events []Event
-	err := s.st.Update(ctx, func(tx store.Txn) error {
+	err = s.st.Update(ctx, func(tx store.Txn) error {
 		t, err := s.newTxState(tx)
 		if err != nil {
 			return err
 		}
+		defer func() { capped = t.capped }()
 		for _, e := range s.envs {
 			m, err := t.env(e.Name)
 			if err != nil {
@@ -288,7 +309,7 @@ func (s *Service) Reconcile(ctx context.Context) error {
 			for _, sess := range sortedSessions(m) {
 				idle := e.Orphaned > 0 && sess.State == lifecycle.Running && !sess.LastActivity.IsZero() &&
 					!t.now.Before(sess.LastActivity.Add(e.Orphaned))
-				if idle || e.State != EnvRunning && sess.Reserved() {
+				if (idle || e.State != EnvRunning && sess.Reserved()) && t.spend() {
 					reason := "orphaned"
 					if !idle {
 						reason = "environment-removed"
@@ -324,7 +345,7 @@ func (s *Service) Reconcile(ctx context.Context) error {
 	if err == nil {
 		s.emit(events)
 	}
-	return err
+	return capped, err
 }
 
 func (s *Service) reconcileLoop() {

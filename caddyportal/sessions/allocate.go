@@ -161,6 +161,12 @@ func (s *Service) runBatch(batch []*allocReq) {
 		events = t.events
 		return nil
 	})
+	if errors.Is(err, store.ErrTooLarge) && len(batch) == 1 && s.shrinkFinalize() {
+		// One request alone is too large: the stops it makes durable on
+		// the way are what weigh; allow fewer per transaction and retry.
+		s.runBatch(batch)
+		return
+	}
 	if errors.Is(err, store.ErrTooLarge) && len(batch) > 1 {
 		// The store cannot take this many requests in one transaction
 		// (etcd's --max-txn-ops): keep later batches below this size and

@@ -96,6 +96,12 @@ type Service struct {
 	// batchCap, when set, is the largest allocation batch the store has
 	// accepted after refusing a larger one.
 	batchCap atomic.Int64
+	// finalizeCap is how many passed deadlines one transaction makes
+	// durable (see txState.spend); it halves when the store refuses a
+	// transaction as too large.
+	finalizeCap atomic.Int64
+	// decoded caches decoded session records by their stored bytes.
+	decoded decodeCache
 
 	reqs   chan *allocReq
 	ctx    context.Context
@@ -124,6 +130,7 @@ func New(ctx context.Context, st store.Store, cfg config.Portal, opts Options) (
 		opts.Logger = zap.NewNop()
 	}
 	s := &Service{st: st, cfg: cfg, opts: opts, now: opts.Now, log: opts.Logger, byEnv: map[string]*Environment{}}
+	s.finalizeCap.Store(defaultFinalizeCap)
 	if err := s.syncEnvironments(ctx); err != nil {
 		return nil, err
 	}
@@ -148,6 +155,26 @@ func New(ctx context.Context, st store.Store, cfg config.Portal, opts Options) (
 		}()
 	}
 	return s, nil
+}
+
+// defaultFinalizeCap keeps a transaction that makes stops durable well
+// inside Badger's transaction size limit (which a wave of about 5,000
+// sessions expiring together exceeded).
+const defaultFinalizeCap = 500
+
+// shrinkFinalize halves the finalization budget after the store refused a
+// transaction as too large; false when it cannot shrink further.
+func (s *Service) shrinkFinalize() bool {
+	for {
+		c := s.finalizeCap.Load()
+		if c <= 1 {
+			return false
+		}
+		if s.finalizeCap.CompareAndSwap(c, c/2) {
+			s.log.Debug("store refused a large transaction; finalizing fewer sessions per transaction", zap.Int64("cap", c/2))
+			return true
+		}
+	}
 }
 
 // Close stops background work. Requests already queued are answered with

@@ -22,6 +22,13 @@ type txState struct {
 	// readOnly states (View transactions) apply passed deadlines to what
 	// they return but leave writing them to the next read-write pass.
 	readOnly bool
+	// finalizeLeft is how many more passed deadlines this transaction may
+	// make durable; capped is set when some were left for a later pass.
+	// A wave of thousands of sessions expiring together would otherwise
+	// make one transaction larger than the store accepts, and every
+	// allocation would fail on it.
+	finalizeLeft int
+	capped       bool
 }
 
 func (s *Service) viewState(tx store.Txn) *txState {
@@ -29,7 +36,8 @@ func (s *Service) viewState(tx store.Txn) *txState {
 }
 
 func (s *Service) newTxState(tx store.Txn) (*txState, error) {
-	t := &txState{s: s, tx: tx, now: s.now(), live: map[string]map[string]*Session{}}
+	t := &txState{s: s, tx: tx, now: s.now(), live: map[string]map[string]*Session{},
+		finalizeLeft: int(s.finalizeCap.Load())}
 	// Read and bump the allocation generation: any two capacity-changing
 	// transactions now conflict, which makes scanned ranges safe.
 	v, err := tx.Get(keyAlloc)
@@ -60,12 +68,12 @@ func (t *txState) env(name string) (map[string]*Session, error) {
 		if err != nil {
 			return err
 		}
-		var sess Session
-		if err := unmarshal(v, &sess); err != nil {
+		sess, err := t.s.decoded.decode(sn, v)
+		if err != nil {
 			stale = append(stale, k)
 			return nil
 		}
-		m[sn] = &sess
+		m[sn] = sess
 		return nil
 	})
 	if err != nil {
@@ -77,6 +85,9 @@ func (t *txState) env(name string) (map[string]*Session, error) {
 	for sn, sess := range m {
 		if st, reason := sess.Effective(t.now); st == lifecycle.Stopped {
 			delete(m, sn)
+			if !t.spend() {
+				continue // already STOPPED for every reader; a later pass writes it
+			}
 			if err := t.finalize(sess, reason); err != nil {
 				return nil, err
 			}
@@ -84,6 +95,21 @@ func (t *txState) env(name string) (map[string]*Session, error) {
 	}
 	t.live[name] = m
 	return m, nil
+}
+
+// spend takes one finalization from the transaction's budget; false means
+// the budget is used up and the caller should leave the session for a
+// later pass. Read-only states write nothing and never run out.
+func (t *txState) spend() bool {
+	if t.readOnly {
+		return true
+	}
+	if t.finalizeLeft <= 0 {
+		t.capped = true
+		return false
+	}
+	t.finalizeLeft--
+	return true
 }
 
 // dropStale deletes index keys whose session record is gone or broken;

@@ -304,12 +304,19 @@ func (s *Store) tryUpdate(fn func(tx store.Txn) error, exclusive bool) (conflict
 	tx := &txn{btx: btx, now: s.now(), writable: true}
 	err = fn(tx)
 	tx.done = true
+	if errors.Is(err, badger.ErrTxnTooBig) {
+		// Badger's limit follows the memtable size: callers split the work.
+		return false, fmt.Errorf("badgerstore: %w: %w", store.ErrTooLarge, err)
+	}
 	if err != nil {
 		return false, err
 	}
 	if err := btx.Commit(); err != nil {
 		if errors.Is(err, badger.ErrConflict) {
 			return true, err
+		}
+		if errors.Is(err, badger.ErrTxnTooBig) {
+			return false, fmt.Errorf("badgerstore: %w: %w", store.ErrTooLarge, err)
 		}
 		return false, fmt.Errorf("badgerstore: commit: %w", err)
 	}

@@ -261,6 +261,9 @@ func (t *txn) Scan(prefix string, fn func(key string, value []byte) error) error
 	}
 	opts := badger.DefaultIteratorOptions
 	opts.Prefix = []byte(prefix)
+	// Values are small and kept in the LSM tree; prefetching them starts
+	// goroutines per batch of items, which cost more than they save.
+	opts.PrefetchValues = false
 	it := t.btx.NewIterator(opts)
 	defer it.Close()
 	for it.Rewind(); it.Valid(); {

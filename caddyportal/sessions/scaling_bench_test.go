@@ -1,0 +1,46 @@
+package sessions_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+	"github.com/caddyportal/caddyportal/caddyportal/store/badgerstore"
+)
+
+// BenchmarkRequestWithLive measures one session request while the
+// environment already has live sessions: allocation reads every live
+// record, so this shows how request cost grows with the live set. Compare
+// the sub-benchmarks of one run with each other.
+func BenchmarkRequestWithLive(b *testing.B) {
+	for _, n := range []int{0, 1000, 5000} {
+		b.Run(fmt.Sprintf("live=%d", n), func(b *testing.B) {
+			clk := newClock()
+			st, err := badgerstore.Open(badgerstore.Options{InMemory: true, Now: clk.Now, SweepInterval: -1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Close()
+			svc, err := sessions.New(context.Background(), st, portal(workshop("lab", n+b.N+10, 0)),
+				sessions.Options{Now: clk.Now, ReconcileInterval: time.Hour})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer svc.Close()
+			ctx := context.Background()
+			for i := range n {
+				if _, err := svc.RequestSession(ctx, sessions.Request{Environment: "demo-w01", User: fmt.Sprint("seed-", i)}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ResetTimer()
+			for i := range b.N {
+				if _, err := svc.RequestSession(ctx, sessions.Request{Environment: "demo-w01", User: fmt.Sprint("bench-", i)}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
