@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/caddyportal/caddyportal/caddyportal/config"
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
 	"github.com/caddyportal/caddyportal/caddyportal/redirects"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
@@ -80,7 +81,9 @@ func (a *API) request(w http.ResponseWriter, r *http.Request, env string) {
 		req.Timeout = &d
 	}
 	if req.AnalyticsURL = q.Get("analytics_url"); req.AnalyticsURL != "" {
-		if u, err := url.Parse(req.AnalyticsURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		// The same rule as the portal's own webhook: absolute http(s), no
+		// credentials, so the dispatcher never refuses it later.
+		if config.ValidateWebhookURL(req.AnalyticsURL) != nil {
 			writeError(w, http.StatusBadRequest, "Invalid analytics URL provided")
 			return
 		}

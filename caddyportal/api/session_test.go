@@ -169,6 +169,7 @@ func TestRequestValidation(t *testing.T) {
 		{"timeout": {" 5"}},
 		{"analytics_url": {"ftp://x"}},
 		{"analytics_url": {"not a url"}},
+		{"analytics_url": {"https://user:pass@a.example.com/hook"}},
 		{"user": {strings.Repeat("u", 300)}},
 	} {
 		r := h.get("/workshops/environment/demo-w02/request/?"+q.Encode(), h.robot)
