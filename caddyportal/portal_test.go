@@ -153,6 +153,10 @@ func (p *portal) load(body string) {
 	if err := caddy.Load(cfg, true); err != nil {
 		p.t.Fatalf("load: %v", err)
 	}
+	// The old server closes its idle keep-alive connections; a request
+	// racing that close on a pooled connection fails with EOF, which
+	// browsers retry and Go's client does not always. Start afresh.
+	noRedirect.CloseIdleConnections()
 }
 
 type resp struct {
