@@ -83,7 +83,7 @@ var (
 )
 
 // portalBinary builds cmd/caddyportal once per test process.
-func portalBinary(t *testing.T) string {
+func portalBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "caddyportal-bin")
@@ -105,7 +105,7 @@ func portalBinary(t *testing.T) string {
 
 // replicas starts n portal processes with the same portal body and waits
 // until each answers HTTP.
-func replicas(t *testing.T, n int, body string) []*replica {
+func replicas(t testing.TB, n int, body string) []*replica {
 	t.Helper()
 	var out []*replica
 	for range n {
@@ -117,7 +117,7 @@ func replicas(t *testing.T, n int, body string) []*replica {
 
 // startProcess runs the portal binary on the Caddyfile text cf (written
 // into dir) and waits until 127.0.0.1:port answers HTTP.
-func startProcess(t *testing.T, dir string, port int, cf string) *replica {
+func startProcess(t testing.TB, dir string, port int, cf string) *replica {
 	t.Helper()
 	path := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(path, []byte(cf), 0o600); err != nil {
@@ -192,7 +192,7 @@ func storedOn(t *testing.T, srv *etcdtest.Server, prefix string) map[string]stor
 }
 
 // robotToken gets a token from one replica's token endpoint.
-func robotToken(t *testing.T, base string) string {
+func robotToken(t testing.TB, base string) string {
 	t.Helper()
 	p := &portal{t: t, base: base}
 	return p.token(robotUser, robotPass)
