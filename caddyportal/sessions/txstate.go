@@ -17,14 +17,14 @@ import (
 // each environment's live sessions so a batch of requests reads them once,
 // and collects events to emit after the commit.
 type txState struct {
-	s    *Service
-	tx   store.Txn
-	now  time.Time
-	live map[string]map[string]*Session // env → name → live session
+	s      *Service
+	tx     store.Txn
+	now    time.Time
+	live   map[string]map[string]*Session // env → name → live session
 	// names is each loaded environment's stored live set, dirty the ones
 	// this transaction changed (written back by flush).
-	names  map[string]map[string]bool
-	dirty  map[string]bool
+	names map[string]map[string]bool
+	dirty map[string]bool
 	events []Event
 	// readOnly states (View transactions) apply passed deadlines to what
 	// they return but leave writing them to the next read-write pass.
