@@ -295,9 +295,12 @@ const maxReconcilePasses = 100
 // were left for another pass.
 func (s *Service) reconcilePass(ctx context.Context) (capped bool, err error) {
 	var events []Event
-	err = s.updateState(ctx, func(t *txState) error {
+	err = s.st.Update(ctx, func(tx store.Txn) error {
+		t, err := s.newTxState(tx)
+		if err != nil {
+			return err
+		}
 		defer func() { capped = t.capped }()
-		tx := t.tx
 		for _, e := range s.envs {
 			m, err := t.env(e.Name)
 			if err != nil {

@@ -146,7 +146,11 @@ func (s *Service) runBatch(batch []*allocReq) {
 	}()
 	results := make([]allocRes, len(batch))
 	var events []Event
-	err := s.updateState(s.ctx, func(t *txState) error {
+	err := s.st.Update(s.ctx, func(tx store.Txn) error {
+		t, err := s.newTxState(tx)
+		if err != nil {
+			return err
+		}
 		for i, r := range batch {
 			res, err := t.allocate(r.req)
 			if err != nil && !isRequestError(err) {
@@ -408,12 +412,8 @@ func (t *txState) owned(user string) ([]*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !t.readOnly {
-		for _, k := range stale {
-			if err := t.tx.Delete(k); err != nil {
-				return nil, err
-			}
-		}
+	if err := t.dropStale(stale); err != nil {
+		return nil, err
 	}
 	var out []*Session
 	seen := map[string]bool{}
@@ -461,7 +461,11 @@ func (s *Service) isLazy(e *Environment) bool {
 // createInitial creates an environment's initial reserves.
 func (s *Service) createInitial(ctx context.Context, e *Environment) error {
 	var events []Event
-	err := s.updateState(ctx, func(t *txState) error {
+	err := s.st.Update(ctx, func(tx store.Txn) error {
+		t, err := s.newTxState(tx)
+		if err != nil {
+			return err
+		}
 		if err := t.topUp(e, e.Initial); err != nil {
 			return err
 		}

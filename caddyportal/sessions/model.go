@@ -16,14 +16,7 @@
 //	ue/<email>            user id of a web-registered user, by lowercased email
 //	s/<session>           Session record; once STOPPED it expires after the
 //	                      retention period and the store's sweeper purges it
-//	ls/<env>              live set: JSON list of the environment's sessions not
-//	                      yet STOPPED (reserves included). One record rather than
-//	                      a key per session, so that finding the live sessions
-//	                      never walks the deletion markers of every session that
-//	                      ever ended (which made requests slower as stored
-//	                      sessions grew). Stores written before it had
-//	                      l/<env>/<session> keys; the first read-write pass
-//	                      folds them into the record.
+//	l/<env>/<session>     live index: sessions not yet STOPPED (reserves included)
 //	o/<user>/<session>    owner index: a user's sessions not yet STOPPED
 //
 // Deadlines are stored in the records and checked on every read: a pending
@@ -166,7 +159,7 @@ func keyEnv(env string) string          { return "env/" + env }
 func keySeq(env string) string          { return "seq/" + env }
 func keyUser(id string) string          { return "u/" + url.PathEscape(id) }
 func keySession(name string) string     { return "s/" + name }
-func keyLiveSet(env string) string      { return "ls/" + env }
+func keyLive(env, name string) string   { return "l/" + env + "/" + name }
 func prefixLive(env string) string      { return "l/" + env + "/" }
 func keyOwned(user, name string) string { return prefixOwned(user) + name }
 func prefixOwned(user string) string    { return "o/" + url.PathEscape(user) + "/" }

@@ -1,10 +1,7 @@
 package sessions
 
 import (
-	"context"
 	"errors"
-	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -21,10 +18,6 @@ type txState struct {
 	tx     store.Txn
 	now    time.Time
 	live   map[string]map[string]*Session // env → name → live session
-	// names is each loaded environment's stored live set, dirty the ones
-	// this transaction changed (written back by flush).
-	names map[string]map[string]bool
-	dirty map[string]bool
 	events []Event
 	// readOnly states (View transactions) apply passed deadlines to what
 	// they return but leave writing them to the next read-write pass.
@@ -39,29 +32,11 @@ type txState struct {
 }
 
 func (s *Service) viewState(tx store.Txn) *txState {
-	return &txState{s: s, tx: tx, now: s.now(), live: map[string]map[string]*Session{},
-		names: map[string]map[string]bool{}, dirty: map[string]bool{}, readOnly: true}
-}
-
-// updateState runs fn on a read-write txState in one store transaction and
-// writes the changed live sets back before the commit. Every transaction
-// that may change capacity goes through here.
-func (s *Service) updateState(ctx context.Context, fn func(t *txState) error) error {
-	return s.st.Update(ctx, func(tx store.Txn) error {
-		t, err := s.newTxState(tx)
-		if err != nil {
-			return err
-		}
-		if err := fn(t); err != nil {
-			return err
-		}
-		return t.flush()
-	})
+	return &txState{s: s, tx: tx, now: s.now(), live: map[string]map[string]*Session{}, readOnly: true}
 }
 
 func (s *Service) newTxState(tx store.Txn) (*txState, error) {
 	t := &txState{s: s, tx: tx, now: s.now(), live: map[string]map[string]*Session{},
-		names: map[string]map[string]bool{}, dirty: map[string]bool{},
 		finalizeLeft: int(s.finalizeCap.Load())}
 	// Read and bump the allocation generation: any two capacity-changing
 	// transactions now conflict, which makes scanned ranges safe.
@@ -81,29 +56,32 @@ func (t *txState) env(name string) (map[string]*Session, error) {
 	if m, ok := t.live[name]; ok {
 		return m, nil
 	}
-	set, err := t.liveNames(name)
-	if err != nil {
-		return nil, err
-	}
 	m := map[string]*Session{}
 	var stale []string
-	for _, sn := range sortedNames(set) {
+	err := t.tx.Scan(prefixLive(name), func(k string, _ []byte) error {
+		sn := strings.TrimPrefix(k, prefixLive(name))
 		v, err := t.tx.Get(keySession(sn))
 		if errors.Is(err, store.ErrNotFound) {
-			stale = append(stale, sn)
-			continue
+			stale = append(stale, k)
+			return nil
 		}
 		if err != nil {
-			return nil, err
+			return err
 		}
 		sess, err := t.s.decoded.decode(sn, v)
 		if err != nil {
-			stale = append(stale, sn)
-			continue
+			stale = append(stale, k)
+			return nil
 		}
 		m[sn] = sess
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	t.dropStale(name, stale)
+	if err := t.dropStale(stale); err != nil {
+		return nil, err
+	}
 	for sn, sess := range m {
 		if st, reason := sess.Effective(t.now); st == lifecycle.Stopped {
 			delete(m, sn)
@@ -134,78 +112,18 @@ func (t *txState) spend() bool {
 	return true
 }
 
-// dropStale forgets live-set entries whose session record is gone or
-// broken; read-only passes leave that to the next read-write one.
-func (t *txState) dropStale(env string, names []string) {
-	if t.readOnly || len(names) == 0 {
-		return
+// dropStale deletes index keys whose session record is gone or broken;
+// read-only passes leave them for the next read-write one.
+func (t *txState) dropStale(keys []string) error {
+	if t.readOnly {
+		return nil
 	}
-	for _, n := range names {
-		delete(t.names[env], n)
-	}
-	t.dirty[env] = true
-}
-
-// liveNames loads an environment's live set: the record ls/<env>, or for a
-// store written before it existed, the per-session index keys l/<env>/…,
-// which a read-write pass then folds into the record.
-func (t *txState) liveNames(env string) (map[string]bool, error) {
-	if set, ok := t.names[env]; ok {
-		return set, nil
-	}
-	set := map[string]bool{}
-	v, err := t.tx.Get(keyLiveSet(env))
-	switch {
-	case err == nil:
-		var list []string
-		if err := unmarshal(v, &list); err != nil {
-			return nil, fmt.Errorf("live set of %s: %w", env, err)
-		}
-		for _, n := range list {
-			set[n] = true
-		}
-	case errors.Is(err, store.ErrNotFound):
-		var legacy []string
-		err := t.tx.Scan(prefixLive(env), func(k string, _ []byte) error {
-			legacy = append(legacy, k)
-			set[strings.TrimPrefix(k, prefixLive(env))] = true
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-		if !t.readOnly && len(legacy) > 0 {
-			for _, k := range legacy {
-				if err := t.tx.Delete(k); err != nil {
-					return nil, err
-				}
-			}
-			t.dirty[env] = true
-		}
-	default:
-		return nil, err
-	}
-	t.names[env] = set
-	return set, nil
-}
-
-// flush writes the live sets this transaction changed.
-func (t *txState) flush() error {
-	for env := range t.dirty {
-		if err := t.tx.Set(keyLiveSet(env), marshal(sortedNames(t.names[env]))); err != nil {
+	for _, k := range keys {
+		if err := t.tx.Delete(k); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-func sortedNames(set map[string]bool) []string {
-	out := make([]string, 0, len(set))
-	for n := range set {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // finalize makes a stop durable: the record becomes STOPPED, leaves the
@@ -229,12 +147,9 @@ func (t *txState) finalize(sess *Session, reason string) error {
 	if t.readOnly {
 		return nil
 	}
-	set, err := t.liveNames(sess.Environment)
-	if err != nil {
+	if err := t.tx.Delete(keyLive(sess.Environment, sess.Name)); err != nil {
 		return err
 	}
-	delete(set, sess.Name)
-	t.dirty[sess.Environment] = true
 	if sess.Owner != "" {
 		if err := t.tx.Delete(keyOwned(sess.Owner, sess.Name)); err != nil {
 			return err
@@ -268,13 +183,8 @@ func (t *txState) put(sess *Session) error {
 	if err := t.tx.Set(keySession(sess.Name), marshal(sess)); err != nil {
 		return err
 	}
-	set, err := t.liveNames(sess.Environment)
-	if err != nil {
+	if err := t.tx.Set(keyLive(sess.Environment, sess.Name), nil); err != nil {
 		return err
-	}
-	if !set[sess.Name] {
-		set[sess.Name] = true
-		t.dirty[sess.Environment] = true
 	}
 	if sess.Owner != "" {
 		return t.tx.Set(keyOwned(sess.Owner, sess.Name), nil)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"testing"
 	"time"
 
@@ -70,57 +69,4 @@ func storedStates(t *testing.T, st store.Store) map[lifecycle.State]int {
 		t.Fatal(err)
 	}
 	return out
-}
-
-// liveSet reads an environment's stored live set.
-func liveSet(t *testing.T, st store.Store, env string) []string {
-	t.Helper()
-	var set []string
-	err := st.View(context.Background(), func(tx store.Txn) error {
-		v, err := tx.Get("ls/" + env)
-		if err != nil {
-			return err
-		}
-		return json.Unmarshal(v, &set)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return set
-}
-
-// TestLegacyLiveIndexFolded: a store written with one l/<env>/<session>
-// key per live session (before the live set record) is read correctly,
-// and the first read-write pass folds the keys into the record.
-func TestLegacyLiveIndexFolded(t *testing.T) {
-	svc, st, _ := setup(t, portal(workshop("lab", 3, 0)))
-	ctx := context.Background()
-	a := request(t, svc, "demo-w01", "alice")
-	b := request(t, svc, "demo-w01", "bob")
-	// Rewrite the live set as the old layout had it.
-	err := st.Update(ctx, func(tx store.Txn) error {
-		if err := tx.Delete("ls/demo-w01"); err != nil {
-			return err
-		}
-		for _, n := range []string{a.Session.Name, b.Session.Name} {
-			if err := tx.Set("l/demo-w01/"+n, nil); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := names(live(t, svc, "demo-w01")); !slices.Equal(got, []string{a.Session.Name, b.Session.Name}) {
-		t.Fatalf("live sessions read from the old layout: %v", got)
-	}
-	c := request(t, svc, "demo-w01", "carol")
-	if got := liveSet(t, st, "demo-w01"); !slices.Equal(got, []string{a.Session.Name, b.Session.Name, c.Session.Name}) {
-		t.Fatalf("live set after a read-write pass: %v", got)
-	}
-	if has(t, st, "l/demo-w01/"+a.Session.Name) {
-		t.Fatal("old index keys left behind after folding")
-	}
-	requestErr(t, svc, sessions.Request{Environment: "demo-w01", User: "dave"}, sessions.ErrNoSession)
 }
