@@ -211,12 +211,12 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, sess *sessions
 // It embeds Caddy's wrapper, whose Unwrap lets http.ResponseController
 // reach the connection for hijacks (WebSockets), flushes and deadlines.
 type statusRecorder struct {
-	*caddyhttp.ResponseWriterWrapper
-	status int
+	caddyhttp.ResponseWriterWrapper // by value: one allocation per request
+	status                          int
 }
 
 func newStatusRecorder(w http.ResponseWriter) *statusRecorder {
-	return &statusRecorder{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
+	return &statusRecorder{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
 }
 
 // WriteHeader records the first final status (or 101 Switching

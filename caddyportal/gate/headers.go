@@ -37,8 +37,9 @@ var clientAddressHeaders = []string{
 // cookies (with cookiePrefix) from a request about to be proxied, then sets
 // the gate's identity headers.
 func StripIdentity(h http.Header, cookiePrefix, session, user string) {
+	const portalPrefix = "x-portal-"
 	for name := range h {
-		if strings.HasPrefix(strings.ToLower(name), "x-portal-") {
+		if len(name) >= len(portalPrefix) && strings.EqualFold(name[:len(portalPrefix)], portalPrefix) {
 			delete(h, name)
 		}
 	}

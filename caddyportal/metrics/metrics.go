@@ -20,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"sync"
 	"time"
 
@@ -371,11 +370,15 @@ func (m *Metrics) GateRequest(env string, status int) {
 	m.gate.WithLabelValues(env, statusClass(status)).Inc()
 }
 
+// statusClasses are the code label values, so a request does not build
+// one.
+var statusClasses = [...]string{"1xx", "2xx", "3xx", "4xx", "5xx"}
+
 func statusClass(status int) string {
 	if status < 100 || status > 599 {
 		return "other"
 	}
-	return strconv.Itoa(status/100) + "xx"
+	return statusClasses[status/100-1]
 }
 
 // WebSocketOpened counts a stream opened through the gate.

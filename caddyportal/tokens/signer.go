@@ -7,6 +7,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
+	"sync"
 	"time"
 )
 
@@ -61,6 +63,9 @@ const macDomain = "caddyportal signed value v1\x00"
 // safe for concurrent use.
 type Signer struct {
 	key []byte
+	// macs reuses HMAC states: the gate verifies a cookie on every
+	// dashboard request, and a fresh HMAC costs several allocations.
+	macs sync.Pool
 }
 
 // NewSigner returns a Signer for key, which must be at least MinKeyLen
@@ -69,7 +74,9 @@ func NewSigner(key []byte) (*Signer, error) {
 	if len(key) < MinKeyLen {
 		return nil, fmt.Errorf("signing key must be at least %d bytes, got %d", MinKeyLen, len(key))
 	}
-	return &Signer{key: append([]byte(nil), key...)}, nil
+	sg := &Signer{key: append([]byte(nil), key...)}
+	sg.macs.New = func() any { return hmac.New(sha256.New, sg.key) }
+	return sg, nil
 }
 
 // Sign returns payload signed for purpose and valid until expires, as an
@@ -139,7 +146,9 @@ func (s *Signer) open(purpose, value string) ([]byte, time.Time, error) {
 // the body. The length prefix keeps purpose and body unambiguous: no choice
 // of purpose can shift bytes into the body or back.
 func (s *Signer) mac(purpose string, body []byte) []byte {
-	m := hmac.New(sha256.New, s.key)
+	m := s.macs.Get().(hash.Hash)
+	defer s.macs.Put(m)
+	m.Reset()
 	m.Write([]byte(macDomain))
 	var n [8]byte
 	binary.BigEndian.PutUint64(n[:], uint64(len(purpose)))
