@@ -68,7 +68,7 @@ func sweepOnce(t *txn) (deleted, seen int, err error) {
 			// Deleted behind the index's back (for example by Badger's TTL).
 		case err != nil:
 			return 0, 0, err
-		case r.expiring && r.expires == d.nanos:
+		case r.Expiring && r.Expires == d.nanos:
 			if err := t.btx.Delete([]byte(d.key)); err != nil {
 				return 0, 0, fmt.Errorf("badgerstore: sweep %q: %w", d.key, err)
 			}

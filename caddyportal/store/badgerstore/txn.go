@@ -11,12 +11,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/caddyportal/caddyportal/caddyportal/store"
-)
-
-// Value headers; see the package documentation.
-const (
-	hdrPlain    byte = 0x00
-	hdrExpiring byte = 0x01
+	"github.com/caddyportal/caddyportal/caddyportal/store/internal/valuefmt"
 )
 
 const (
@@ -52,48 +47,13 @@ type txn struct {
 var _ store.Txn = (*txn)(nil)
 
 // record is a decoded stored value.
-type record struct {
-	value    []byte
-	expiring bool
-	expires  int64 // Unix nanoseconds, when expiring
-}
+type record = valuefmt.Record
 
 func encode(value []byte, expiring bool, expires int64) []byte {
-	if !expiring {
-		buf := make([]byte, 1+len(value))
-		buf[0] = hdrPlain
-		copy(buf[1:], value)
-		return buf
-	}
-	buf := make([]byte, 9+len(value))
-	buf[0] = hdrExpiring
-	binary.BigEndian.PutUint64(buf[1:9], uint64(expires))
-	copy(buf[9:], value)
-	return buf
+	return valuefmt.Encode(value, expiring, expires)
 }
 
-func decode(raw []byte) (record, error) {
-	if len(raw) == 0 {
-		return record{}, errors.New("badgerstore: corrupt value: empty")
-	}
-	switch raw[0] {
-	case hdrPlain:
-		return record{value: raw[1:]}, nil
-	case hdrExpiring:
-		if len(raw) < 9 {
-			return record{}, errors.New("badgerstore: corrupt value: short expiry header")
-		}
-		return record{value: raw[9:], expiring: true, expires: int64(binary.BigEndian.Uint64(raw[1:9]))}, nil
-	default:
-		return record{}, fmt.Errorf("badgerstore: corrupt value: unknown header %#x", raw[0])
-	}
-}
-
-// expiredAt reports whether r is gone at now: an expiry instant is the first
-// instant at which the key is no longer visible.
-func (r record) expiredAt(now time.Time) bool {
-	return r.expiring && r.expires <= now.UnixNano()
-}
+func decode(raw []byte) (record, error) { return valuefmt.Decode("badgerstore", raw) }
 
 // indexKey returns the expiry index key of key expiring at nanos.
 func indexKey(nanos int64, key string) []byte {
@@ -177,10 +137,10 @@ func (t *txn) Get(key string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if r.expiredAt(t.now) {
+	if r.ExpiredAt(t.now) {
 		return nil, store.ErrNotFound
 	}
-	return r.value, nil
+	return r.Value, nil
 }
 
 // Set writes key without expiry, clearing any expiry it had.
@@ -227,10 +187,10 @@ func (t *txn) dropIndexEntry(key string) error {
 	if err != nil {
 		return err
 	}
-	if !old.expiring {
+	if !old.Expiring {
 		return nil
 	}
-	if err := t.btx.Delete(indexKey(old.expires, key)); err != nil {
+	if err := t.btx.Delete(indexKey(old.Expires, key)); err != nil {
 		return fmt.Errorf("badgerstore: delete expiry of %q: %w", key, err)
 	}
 	return nil
@@ -283,8 +243,8 @@ func (t *txn) Scan(prefix string, fn func(key string, value []byte) error) error
 		if err != nil {
 			return err
 		}
-		if !r.expiredAt(t.now) {
-			if err := fn(string(k), r.value); err != nil {
+		if !r.ExpiredAt(t.now) {
+			if err := fn(string(k), r.Value); err != nil {
 				return err
 			}
 		}

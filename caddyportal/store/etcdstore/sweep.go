@@ -65,7 +65,7 @@ func (s *Store) sweepOne(ctx context.Context, idx string, idxRev, nanos int64, k
 	}
 	if len(resp.Kvs) > 0 {
 		kv := resp.Kvs[0]
-		if rec, err := decode(kv.Value); err == nil && rec.expiring && rec.expires == nanos {
+		if rec, err := decode(kv.Value); err == nil && rec.Expiring && rec.Expires == nanos {
 			// Delete key only if nobody has written it since we looked; the
 			// loser of two sweepers racing here sees ModRevision 0.
 			tr, err := s.cli.Txn(cctx).

@@ -14,12 +14,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/caddyportal/caddyportal/caddyportal/store"
-)
-
-// Value headers; see the package documentation.
-const (
-	hdrPlain    byte = 0x00
-	hdrExpiring byte = 0x01
+	"github.com/caddyportal/caddyportal/caddyportal/store/internal/valuefmt"
 )
 
 const (
@@ -49,48 +44,13 @@ var (
 )
 
 // record is a decoded stored value.
-type record struct {
-	value    []byte
-	expiring bool
-	expires  int64 // Unix nanoseconds, when expiring
-}
+type record = valuefmt.Record
 
 func encode(value []byte, expiring bool, expires int64) []byte {
-	if !expiring {
-		buf := make([]byte, 1+len(value))
-		buf[0] = hdrPlain
-		copy(buf[1:], value)
-		return buf
-	}
-	buf := make([]byte, 9+len(value))
-	buf[0] = hdrExpiring
-	binary.BigEndian.PutUint64(buf[1:9], uint64(expires))
-	copy(buf[9:], value)
-	return buf
+	return valuefmt.Encode(value, expiring, expires)
 }
 
-func decode(raw []byte) (record, error) {
-	if len(raw) == 0 {
-		return record{}, errors.New("etcdstore: corrupt value: empty")
-	}
-	switch raw[0] {
-	case hdrPlain:
-		return record{value: raw[1:]}, nil
-	case hdrExpiring:
-		if len(raw) < 9 {
-			return record{}, errors.New("etcdstore: corrupt value: short expiry header")
-		}
-		return record{value: raw[9:], expiring: true, expires: int64(binary.BigEndian.Uint64(raw[1:9]))}, nil
-	default:
-		return record{}, fmt.Errorf("etcdstore: corrupt value: unknown header %#x", raw[0])
-	}
-}
-
-// expiredAt reports whether r is gone at now: an expiry instant is the first
-// instant at which the key is no longer visible.
-func (r record) expiredAt(now time.Time) bool {
-	return r.expiring && r.expires <= now.UnixNano()
-}
+func decode(raw []byte) (record, error) { return valuefmt.Decode("etcdstore", raw) }
 
 // indexKey returns the expiry index key (without the store prefix) of key
 // expiring at nanos.
@@ -283,10 +243,10 @@ func (t *txn) Get(key string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w (key %q)", err, key)
 	}
-	if r.expiredAt(t.now) {
+	if r.ExpiredAt(t.now) {
 		return nil, store.ErrNotFound
 	}
-	return bytes.Clone(r.value), nil
+	return bytes.Clone(r.Value), nil
 }
 
 // visible returns a copy of the value a buffered write leaves, or
@@ -299,10 +259,10 @@ func (w write) visible(now time.Time) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if r.expiredAt(now) {
+	if r.ExpiredAt(now) {
 		return nil, store.ErrNotFound
 	}
-	return bytes.Clone(r.value), nil
+	return bytes.Clone(r.Value), nil
 }
 
 // Set buffers a write of key without expiry.
@@ -391,10 +351,10 @@ func (t *txn) Scan(prefix string, fn func(key string, value []byte) error) error
 		if err != nil {
 			return fmt.Errorf("%w (key %q)", err, key)
 		}
-		if rec.expiredAt(t.now) {
+		if rec.ExpiredAt(t.now) {
 			return nil
 		}
-		return fn(key, bytes.Clone(rec.value))
+		return fn(key, bytes.Clone(rec.Value))
 	})
 	if err != nil {
 		return err
