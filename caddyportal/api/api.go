@@ -23,6 +23,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddyportal/caddyportal/caddyportal/config"
+	"github.com/caddyportal/caddyportal/caddyportal/loginlimit"
 	"github.com/caddyportal/caddyportal/caddyportal/oauth"
 	"github.com/caddyportal/caddyportal/caddyportal/redirects"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
@@ -74,7 +75,7 @@ type API struct {
 	redirect *redirects.Policy
 	log      *zap.Logger
 	clientIP func(r *http.Request) string
-	limiter  *loginLimiter
+	limiter  *loginlimit.Limiter
 	opts     Options
 }
 
@@ -98,7 +99,7 @@ func New(opts Options) *API {
 		}
 	}
 	return &API{svc: opts.Service, cfg: opts.Service.Config(), issuer: opts.Issuer, redirect: opts.Redirects,
-		log: opts.Logger, clientIP: opts.ClientIP, limiter: newLoginLimiter(opts.Service.Now), opts: opts}
+		log: opts.Logger, clientIP: opts.ClientIP, limiter: loginlimit.New(opts.Service.Now), opts: opts}
 }
 
 // route is a matched API route: a handler and the path segments it uses.

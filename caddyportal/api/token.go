@@ -4,7 +4,6 @@ import (
 	"crypto/subtle"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/caddyportal/caddyportal/caddyportal/oauth"
@@ -44,7 +43,7 @@ func (a *API) token(w http.ResponseWriter, r *http.Request, _ string) {
 		oauthError(w, status, code, desc)
 	}
 	ip := a.clientIP(r)
-	if wait := a.limiter.blocked(ip); wait > 0 {
+	if wait := a.limiter.Blocked(ip); wait > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
 		fail(http.StatusTooManyRequests, "slow_down", "Too many failed attempts; try again later.")
 		return
@@ -65,13 +64,13 @@ func (a *API) token(w http.ResponseWriter, r *http.Request, _ string) {
 	switch grant {
 	case "password":
 		if !clientOK {
-			a.limiter.fail(ip)
+			a.limiter.Fail(ip)
 			fail(http.StatusUnauthorized, "invalid_client", "")
 			return
 		}
 		p, ok := a.checkPassword(form.Get("username"), form.Get("password"))
 		if !ok {
-			a.limiter.fail(ip)
+			a.limiter.Fail(ip)
 			fail(http.StatusBadRequest, "invalid_grant", "Invalid credentials given.")
 			return
 		}
@@ -80,7 +79,7 @@ func (a *API) token(w http.ResponseWriter, r *http.Request, _ string) {
 			a.unavailable(w, err)
 			return
 		}
-		a.limiter.succeed(ip)
+		a.limiter.Succeed(ip)
 		result = "ok"
 		writeJSON(w, http.StatusOK, grantResponse(g))
 	case "refresh_token":
@@ -88,13 +87,13 @@ func (a *API) token(w http.ResponseWriter, r *http.Request, _ string) {
 		// §1.4); the refresh token is itself a secret, so accept that, but
 		// wrong credentials when given are still refused.
 		if clientGiven && !clientOK {
-			a.limiter.fail(ip)
+			a.limiter.Fail(ip)
 			fail(http.StatusUnauthorized, "invalid_client", "")
 			return
 		}
 		g, _, err := a.issuer.Refresh(r.Context(), form.Get("refresh_token"))
 		if err == oauth.ErrInvalid {
-			a.limiter.fail(ip)
+			a.limiter.Fail(ip)
 			fail(http.StatusBadRequest, "invalid_grant", "Invalid refresh token.")
 			return
 		}
@@ -154,83 +153,4 @@ func (a *API) checkPassword(user, pass string) (oauth.Principal, bool) {
 		}
 	}
 	return found, ok
-}
-
-// loginLimiter slows down repeated failed logins from one client address:
-// after loginBurst failures within loginWindow, further attempts get 429
-// until the window has passed since the last failure.
-type loginLimiter struct {
-	mu    sync.Mutex
-	now   func() time.Time
-	fails map[string]*failures
-}
-
-type failures struct {
-	count int
-	last  time.Time
-}
-
-const (
-	loginBurst  = 10
-	loginWindow = time.Minute
-	maxTracked  = 100000
-)
-
-func newLoginLimiter(now func() time.Time) *loginLimiter {
-	return &loginLimiter{now: now, fails: map[string]*failures{}}
-}
-
-func (l *loginLimiter) blocked(ip string) time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	f := l.fails[ip]
-	if f == nil || f.count < loginBurst {
-		return 0
-	}
-	wait := f.last.Add(loginWindow).Sub(l.now())
-	if wait <= 0 {
-		delete(l.fails, ip)
-		return 0
-	}
-	return wait
-}
-
-func (l *loginLimiter) fail(ip string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	f := l.fails[ip]
-	if f == nil || now.Sub(f.last) > loginWindow {
-		if len(l.fails) >= maxTracked {
-			l.prune(now)
-		}
-		f = &failures{}
-		l.fails[ip] = f
-	}
-	f.count++
-	f.last = now
-}
-
-func (l *loginLimiter) succeed(ip string) {
-	l.mu.Lock()
-	delete(l.fails, ip)
-	l.mu.Unlock()
-}
-
-// prune drops stale entries so a flood of addresses cannot grow the map
-// without bound.
-func (l *loginLimiter) prune(now time.Time) {
-	for k, f := range l.fails {
-		if now.Sub(f.last) > loginWindow {
-			delete(l.fails, k)
-		}
-	}
-	if len(l.fails) >= maxTracked {
-		for k := range l.fails {
-			delete(l.fails, k)
-			if len(l.fails) < maxTracked/2 {
-				break
-			}
-		}
-	}
 }

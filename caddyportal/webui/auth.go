@@ -8,7 +8,6 @@ import (
 	"errors"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -198,71 +197,4 @@ func (u *UI) checkLearner(r *http.Request, email, pw string) (*sessions.User, er
 		return nil, errLoginFailed
 	}
 	return usr, nil
-}
-
-// loginLimiter slows down repeated failed logins from one client address,
-// like the REST API's: after loginBurst failures within loginWindow,
-// further attempts get 429 until the window has passed since the last
-// failure. Its map is bounded.
-type loginLimiter struct {
-	mu    sync.Mutex
-	now   func() time.Time
-	fails map[string]*failures
-}
-
-type failures struct {
-	count int
-	last  time.Time
-}
-
-const (
-	loginBurst  = 10
-	loginWindow = time.Minute
-	maxTracked  = 100000
-)
-
-func newLoginLimiter(now func() time.Time) *loginLimiter {
-	return &loginLimiter{now: now, fails: map[string]*failures{}}
-}
-
-// blocked returns how long ip must wait, or 0.
-func (l *loginLimiter) blocked(ip string) time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	f := l.fails[ip]
-	if f == nil || f.count < loginBurst {
-		return 0
-	}
-	wait := f.last.Add(loginWindow).Sub(l.now())
-	if wait <= 0 {
-		delete(l.fails, ip)
-		return 0
-	}
-	return wait
-}
-
-func (l *loginLimiter) fail(ip string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	f := l.fails[ip]
-	if f == nil || now.Sub(f.last) > loginWindow {
-		if len(l.fails) >= maxTracked {
-			for k, old := range l.fails {
-				if now.Sub(old.last) > loginWindow || len(l.fails) >= maxTracked {
-					delete(l.fails, k)
-				}
-			}
-		}
-		f = &failures{}
-		l.fails[ip] = f
-	}
-	f.count++
-	f.last = now
-}
-
-func (l *loginLimiter) succeed(ip string) {
-	l.mu.Lock()
-	delete(l.fails, ip)
-	l.mu.Unlock()
 }

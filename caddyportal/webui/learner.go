@@ -101,7 +101,7 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request, _ string) {
 		return
 	}
 	ip := u.clientIP(r)
-	if wait := u.limiter.blocked(ip); wait > 0 {
+	if wait := u.limiter.Blocked(ip); wait > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
 		u.render(w, r, http.StatusTooManyRequests, "login", id, view{Title: "Sign in", CSRF: u.csrfToken(id),
 			Error: "Too many failed sign-in attempts. Wait a minute and try again.",
@@ -112,7 +112,7 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request, _ string) {
 	pw := r.PostFormValue("password")
 	form := loginData{Username: user, Next: next, AdminOnly: !u.learnersMayLogin()}
 	refuse := func(status int, msg string) {
-		u.limiter.fail(ip)
+		u.limiter.Fail(ip)
 		// The username helps an operator spot an attack; the password is
 		// never logged.
 		u.log.Info("webui: sign-in refused", zap.String("username", user), zap.String("client", ip))
@@ -123,7 +123,7 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request, _ string) {
 		return
 	}
 	if u.checkAdmin(user, pw) {
-		u.limiter.succeed(ip)
+		u.limiter.Succeed(ip)
 		nid, err := u.setLogin(w, r, roleAdmin, u.cfg.Admin.Username, u.fingerprint(u.cfg.Admin.Password))
 		if err != nil {
 			u.unavailable(w, r, err)
@@ -145,7 +145,7 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request, _ string) {
 		u.unavailable(w, r, err)
 		return
 	}
-	u.limiter.succeed(ip)
+	u.limiter.Succeed(ip)
 	nid, err := u.setLogin(w, r, roleLearner, usr.ID, u.fingerprint(usr.PasswordHash))
 	if err != nil {
 		u.unavailable(w, r, err)

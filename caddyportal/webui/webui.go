@@ -25,6 +25,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddyportal/caddyportal/caddyportal/config"
+	"github.com/caddyportal/caddyportal/caddyportal/loginlimit"
 	"github.com/caddyportal/caddyportal/caddyportal/redirects"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 	"github.com/caddyportal/caddyportal/caddyportal/tokens"
@@ -62,7 +63,7 @@ type UI struct {
 	redirect *redirects.Policy
 	log      *zap.Logger
 	clientIP func(r *http.Request) string
-	limiter  *loginLimiter
+	limiter  *loginlimit.Limiter
 	cost     int
 	pages    map[string]*pageTemplate
 	bindKey  []byte // keys credential fingerprints in login cookies
@@ -101,7 +102,7 @@ func New(opts Options) (*UI, error) {
 	}
 	u := &UI{svc: opts.Service, cfg: opts.Service.Config(), signer: signer, cookie: opts.CookiePrefix + "login",
 		redirect: opts.Redirects, log: opts.Logger, clientIP: opts.ClientIP,
-		limiter: newLoginLimiter(opts.Service.Now), cost: opts.PasswordCost, pages: pages,
+		limiter: loginlimit.New(opts.Service.Now), cost: opts.PasswordCost, pages: pages,
 		bindKey: tokens.DeriveKey(opts.Key, "webui-bind")}
 	if u.dummyHash, err = hashPassword("not a password of anyone", u.cost); err != nil {
 		return nil, fmt.Errorf("webui: %w", err)
