@@ -30,12 +30,16 @@ const defaultStreamCloseDelay = 10 * time.Minute
 // headers; a hung dashboard then gets the browser an error page.
 const defaultDashboardTimeout = 30 * time.Second
 
+// upstreamVar is the request variable in which the gate leaves the dial
+// address of the session's dashboard; the proxy's upstream dials it.
+const upstreamVar = "portal.upstream"
+
 // ticketParam carries the host-mode hand-off ticket.
 const ticketParam = "portal_ticket"
 
-// loadProxy loads Caddy's own reverse proxy, with the portal upstream
-// source, as a module of this config so Caddy cleans it up (and closes or
-// delays closing its WebSockets) with the config.
+// loadProxy loads Caddy's own reverse proxy, dialing the address the gate
+// chose for the session, as a module of this config so Caddy cleans it up
+// (and closes or delays closing its WebSockets) with the config.
 func (h *Handler) loadProxy(ctx caddy.Context) error {
 	delay := time.Duration(h.StreamCloseDelay)
 	if delay == 0 {
@@ -46,7 +50,10 @@ func (h *Handler) loadProxy(ctx caddy.Context) error {
 		timeout = defaultDashboardTimeout
 	}
 	raw, err := json.Marshal(map[string]any{
-		"dynamic_upstreams":  map[string]string{"source": "portal"},
+		// One static upstream whose dial address is the placeholder the
+		// gate fills per request. Dynamic upstreams would cost a copy of
+		// the whole proxy handler and a global lock per request.
+		"upstreams":          []map[string]string{{"dial": "{http.vars." + upstreamVar + "}"}},
 		"stream_close_delay": int64(delay),
 		"transport":          map[string]any{"protocol": "http", "response_header_timeout": int64(timeout)},
 		// No flush_interval: Caddy already flushes streaming and
