@@ -378,3 +378,37 @@ func TestReplicaKilledDuringStorm(t *testing.T) {
 	}
 	t.Logf("%d sessions acknowledged during the storm, %d requests lost with the killed replica", survivors, len(other))
 }
+
+// TestEtcdOutage: a portal whose etcd cannot be reached at start is refused
+// with an error naming the endpoint; one whose etcd goes away later answers
+// 503 quickly and recovers by itself when etcd is back.
+func TestEtcdOutage(t *testing.T) {
+	verdict, out, _ := startOnce(t, t.TempDir(), replicaBody("http://127.0.0.1:1", "/down/", 2, "127.0.0.1:1"))
+	if !strings.HasPrefix(verdict, childLoadFail) || !strings.Contains(verdict, "127.0.0.1:1") {
+		t.Fatalf("start with etcd unreachable: verdict %q, want a load error naming the endpoint\n%s", verdict, out)
+	}
+
+	srv := etcdtest.Start(t)
+	rep := replicas(t, 1, replicaBody(srv.Endpoints()[0], "/outage/", 10, "127.0.0.1:1"))[0]
+	token := robotToken(t, rep.base)
+	p := &portal{t: t, base: rep.base}
+	if r := p.request(token, "demo-w01", "user=before&index_url=https://hub.example.com/"); r.status != 200 {
+		t.Fatalf("before the outage: %d %s", r.status, r.body)
+	}
+
+	srv.Stop()
+	client := httpClient(30 * time.Second) // a bound on a hang, not a speed check
+	r, err := doWith(client, "GET", rep.base+"/workshops/environment/demo-w01/request/?user=during&index_url=https://hub.example.com/", token, nil, nil)
+	if err != nil || r.status != http.StatusServiceUnavailable || !strings.Contains(string(r.body), "error") {
+		t.Fatalf("during the outage: %v %d %s, want a 503 JSON error", err, r.status, r.body)
+	}
+
+	srv.Restart()
+	var last resp
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if last, err = doWith(client, "GET", rep.base+"/workshops/environment/demo-w01/request/?user=after&index_url=https://hub.example.com/", token, nil, nil); err == nil && last.status == 200 {
+			return
+		}
+	}
+	t.Fatalf("the portal did not recover after etcd came back: %v %d %s", err, last.status, last.body)
+}
