@@ -129,17 +129,9 @@ func (h *Handler) environments(w http.ResponseWriter, r *http.Request, svc *sess
 	}
 	out := []EnvironmentJSON{}
 	for _, e := range svc.Environments() {
-		ej := EnvironmentJSON{Name: e.Name, Workshop: e.Workshop.Name, State: e.State,
-			Capacity: e.Capacity, Reserved: e.Reserved}
-		for _, s := range all[e.Name] {
-			switch {
-			case !s.Reserved():
-				ej.Allocated++
-			case s.State == lifecycle.Waiting:
-				ej.Available++
-			}
-		}
-		out = append(out, ej)
+		use := sessions.UsageOf(all[e.Name])
+		out = append(out, EnvironmentJSON{Name: e.Name, Workshop: e.Workshop.Name, State: e.State,
+			Capacity: e.Capacity, Reserved: e.Reserved, Allocated: use.Allocated, Available: use.Available})
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -93,6 +93,29 @@ type Session struct {
 // Reserved reports whether the session is an unowned spare.
 func (s *Session) Reserved() bool { return s.Owner == "" }
 
+// Usage is how an environment's live sessions are used, as the catalog and
+// the operator views report it.
+type Usage struct {
+	// Allocated counts sessions with an owner.
+	Allocated int
+	// Available counts reserves ready to be handed out.
+	Available int
+}
+
+// UsageOf counts the live sessions of one environment.
+func UsageOf(live []*Session) Usage {
+	var u Usage
+	for _, s := range live {
+		switch {
+		case !s.Reserved():
+			u.Allocated++
+		case s.State == lifecycle.Waiting:
+			u.Available++
+		}
+	}
+	return u
+}
+
 // Pending reports whether the session is allocated but not yet activated.
 func (s *Session) Pending() bool {
 	return s.Owner != "" && (s.State == lifecycle.Starting || s.State == lifecycle.Waiting)

@@ -70,15 +70,8 @@ func (u *UI) overview(w http.ResponseWriter, r *http.Request, _ string) {
 		row := envRow{Name: e.Name, Workshop: e.Workshop.Name, Title: e.Workshop.Title, State: e.State,
 			Capacity: e.Capacity, Reserved: e.Reserved, Expires: e.Expires, Overtime: e.Overtime,
 			Deadline: e.Deadline, Orphan: e.Orphaned}
-		for _, s := range live[e.Name] {
-			row.Live++
-			switch {
-			case !s.Reserved():
-				row.Allocated++
-			case s.State == lifecycle.Waiting:
-				row.Available++
-			}
-		}
+		use := sessions.UsageOf(live[e.Name])
+		row.Live, row.Allocated, row.Available = len(live[e.Name]), use.Allocated, use.Available
 		d.Allocated += row.Allocated
 		d.Live += row.Live
 		d.Envs = append(d.Envs, row)
