@@ -145,6 +145,12 @@ func match(path string) (route, bool) {
 	if path == "/" {
 		return route{get: (*UI).index}, true
 	}
+	// Every dashboard request asks too: answer those without building
+	// anything.
+	if !strings.HasPrefix(path, "/admin") && !strings.HasPrefix(path, "/accounts/") &&
+		!strings.HasPrefix(path, "/workshops/catalog") {
+		return route{}, false
+	}
 	clean := strings.TrimSuffix(path, "/")
 	slash := ""
 	if !strings.HasSuffix(path, "/") {
