@@ -82,7 +82,7 @@ func browser(t *testing.T) context.Context {
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profileDir(t)),
 		chromedp.WindowSize(1024, 640),
 	}
 	// A bound on a hung browser, not a timed assertion.
@@ -93,6 +93,28 @@ func browser(t *testing.T) context.Context {
 	bctx, cancelBrowser := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
 	t.Cleanup(cancelBrowser)
 	return bctx
+}
+
+// profileDir is a Chromium profile directory removed after the test. It is
+// not t.TempDir: Chromium's helper processes can still write into it for a
+// moment after the browser exits, and a directory that is not empty at
+// that instant fails TempDir's cleanup, not anything under test.
+func profileDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "portal-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for range 50 {
+			if os.RemoveAll(dir) == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("leaving Chromium profile %s behind", dir)
+	})
+	return dir
 }
 
 // keepScreenshot writes png into the artefact directory.
