@@ -294,12 +294,8 @@ const maxReconcilePasses = 100
 // reconcilePass is one Reconcile transaction; capped reports that stops
 // were left for another pass.
 func (s *Service) reconcilePass(ctx context.Context) (capped bool, err error) {
-	var events []Event
-	err = s.st.Update(ctx, func(tx store.Txn) error {
-		t, err := s.newTxState(tx)
-		if err != nil {
-			return err
-		}
+	err = s.update(ctx, func(t *txState) error {
+		tx := t.tx
 		defer func() { capped = t.capped }()
 		for _, e := range s.envs {
 			m, err := t.env(e.Name)
@@ -339,12 +335,8 @@ func (s *Service) reconcilePass(ctx context.Context) (capped bool, err error) {
 				}
 			}
 		}
-		events = t.events
 		return nil
 	})
-	if err == nil {
-		s.emit(events)
-	}
 	return capped, err
 }
 

@@ -145,12 +145,7 @@ func (s *Service) runBatch(batch []*allocReq) {
 		}
 	}()
 	results := make([]allocRes, len(batch))
-	var events []Event
-	err := s.st.Update(s.ctx, func(tx store.Txn) error {
-		t, err := s.newTxState(tx)
-		if err != nil {
-			return err
-		}
+	err := s.update(s.ctx, func(t *txState) error {
 		for i, r := range batch {
 			res, err := t.allocate(r.req)
 			if err != nil && !isRequestError(err) {
@@ -158,7 +153,6 @@ func (s *Service) runBatch(batch []*allocReq) {
 			}
 			results[i] = allocRes{res: res, err: err}
 		}
-		events = t.events
 		return nil
 	})
 	if errors.Is(err, store.ErrTooLarge) && len(batch) == 1 && s.shrinkFinalize() {
@@ -182,8 +176,6 @@ func (s *Service) runBatch(batch []*allocReq) {
 		for i := range results {
 			results[i] = allocRes{err: err}
 		}
-	} else {
-		s.emit(events)
 	}
 	for i, r := range batch {
 		if results[i].res.Session != nil {
@@ -245,41 +237,32 @@ func (t *txState) allocate(req Request) (Result, error) {
 		return Result{}, ErrNoSession
 	}
 	t.s.markActive(e)
-	m, err := t.env(e.Name)
+	// 4. A reserve ready to hand out (oldest first).
+	reserve, err := t.takeReserve(e)
 	if err != nil {
 		return Result{}, err
 	}
-	// 4. A reserve ready to hand out (oldest first).
-	var reserve *Session
-	for _, sess := range m {
-		if sess.Reserved() && sess.State == lifecycle.Waiting &&
-			(reserve == nil || sess.Created.Before(reserve.Created) || sess.Created.Equal(reserve.Created) && sess.Name < reserve.Name) {
-			reserve = sess
-		}
-	}
 	if reserve == nil {
 		// 5. Create on demand, within capacity and the portal maximum.
-		if len(m) >= e.Capacity {
-			return Result{}, ErrNoSession
+		room, err := t.underCapacity(e)
+		if err == nil && room {
+			if room, err = t.underMaximum(); err == nil && !room {
+				// Full only because of the portal maximum: the oldest
+				// reserve anywhere gives way.
+				room, err = t.evictOldestReserve()
+			}
 		}
-		if maxSessions := t.s.cfg.Sessions.Maximum; maxSessions > 0 {
-			total, err := t.totalLive()
-			if err != nil {
-				return Result{}, err
-			}
-			if total >= maxSessions {
-				ok, err := t.evictOldestReserve()
-				if err != nil {
-					return Result{}, err // a store failure, not "no session"
-				}
-				if !ok {
-					return Result{}, ErrNoSession
-				}
-			}
+		if err != nil {
+			return Result{}, err // a store failure, not "no session"
+		}
+		if !room {
+			return Result{}, ErrNoSession
 		}
 		if reserve, err = t.newSession(e, ""); err != nil {
 			return Result{}, err
 		}
+		// Made for this request, it is nobody's spare.
+		t.counts[e.Name].dropReserve(reserve.Name)
 	}
 	reserve.Owner = user.ID
 	reserve.Allocated = t.now
@@ -391,46 +374,39 @@ func (t *txState) user(req Request) (*User, error) {
 	return u, nil
 }
 
-// owned returns the user's live sessions, finalizing passed deadlines.
+// owned returns the user's live sessions, finalizing passed deadlines. It
+// reads only the user's own records, whatever else is live.
 func (t *txState) owned(user string) ([]*Session, error) {
-	var envs, stale []string
+	var names, stale []string
 	err := t.tx.Scan(prefixOwned(user), func(k string, _ []byte) error {
-		v, err := t.tx.Get(keySession(k[len(prefixOwned(user)):]))
-		if errors.Is(err, store.ErrNotFound) {
-			stale = append(stale, k)
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		var sess Session
-		if err := unmarshal(v, &sess); err == nil {
-			envs = append(envs, sess.Environment)
-		}
+		names = append(names, k[len(prefixOwned(user)):])
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	if err := t.dropStale(stale); err != nil {
-		return nil, err
-	}
 	var out []*Session
-	seen := map[string]bool{}
-	for _, env := range envs {
-		if seen[env] {
-			continue
-		}
-		seen[env] = true
-		m, err := t.env(env)
+	for _, name := range names {
+		sess, err := t.session(name)
 		if err != nil {
 			return nil, err
 		}
-		for _, sess := range m {
-			if sess.Owner == user {
-				out = append(out, sess)
-			}
+		if sess == nil || sess.Owner != user || sess.State == lifecycle.Stopped {
+			stale = append(stale, keyOwned(user, name))
+			continue
 		}
+		if st, reason := sess.Effective(t.now); st == lifecycle.Stopped {
+			if t.spend() {
+				if err := t.finalize(sess, reason); err != nil {
+					return nil, err
+				}
+			}
+			continue
+		}
+		out = append(out, sess)
+	}
+	if err := t.dropStale(stale); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -460,20 +436,5 @@ func (s *Service) isLazy(e *Environment) bool {
 
 // createInitial creates an environment's initial reserves.
 func (s *Service) createInitial(ctx context.Context, e *Environment) error {
-	var events []Event
-	err := s.st.Update(ctx, func(tx store.Txn) error {
-		t, err := s.newTxState(tx)
-		if err != nil {
-			return err
-		}
-		if err := t.topUp(e, e.Initial); err != nil {
-			return err
-		}
-		events = t.events
-		return nil
-	})
-	if err == nil {
-		s.emit(events)
-	}
-	return err
+	return s.update(ctx, func(t *txState) error { return t.topUp(e, e.Initial) })
 }

@@ -17,6 +17,10 @@
 //	s/<session>           Session record; once STOPPED it expires after the
 //	                      retention period and the store's sweeper purges it
 //	l/<env>/<session>     live index: sessions not yet STOPPED (reserves included)
+//	c/<env>               the environment's counters: how many keys its live index
+//	                      holds, and its reserves ready to hand out, oldest first;
+//	                      allocation decides from these instead of reading every
+//	                      live record (rebuilt from the live index when missing)
 //	o/<user>/<session>    owner index: a user's sessions not yet STOPPED
 //
 // Deadlines are stored in the records and checked on every read: a pending
@@ -29,6 +33,7 @@ package sessions
 import (
 	"encoding/json"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
@@ -183,8 +188,44 @@ func keySeq(env string) string          { return "seq/" + env }
 func keyUser(id string) string          { return "u/" + url.PathEscape(id) }
 func keySession(name string) string     { return "s/" + name }
 func keyLive(env, name string) string   { return "l/" + env + "/" + name }
+func keyCount(env string) string        { return "c/" + env }
 func prefixLive(env string) string      { return "l/" + env + "/" }
 func keyOwned(user, name string) string { return prefixOwned(user) + name }
 func prefixOwned(user string) string    { return "o/" + url.PathEscape(user) + "/" }
 func marshal(v any) []byte              { b, _ := json.Marshal(v); return b }
 func unmarshal(b []byte, v any) error   { return json.Unmarshal(b, v) }
+
+// envCount is the stored counters of an environment (key c/<env>).
+type envCount struct {
+	// Live is how many sessions the live index holds: the live ones plus
+	// any whose deadline passed and that no pass has finalized yet, so it
+	// never undercounts.
+	Live int `json:"live"`
+	// Reserves are the names of unowned WAITING sessions, oldest first.
+	Reserves []string `json:"reserves,omitempty"`
+	dirty    bool
+}
+
+// enter counts a session that just entered the live index.
+func (c *envCount) enter(sess *Session) {
+	c.Live++
+	if sess.Reserved() && sess.State == lifecycle.Waiting {
+		c.Reserves = append(c.Reserves, sess.Name)
+	}
+	c.dirty = true
+}
+
+// leave uncounts a session that just left the live index.
+func (c *envCount) leave(name string) {
+	c.Live--
+	c.dropReserve(name)
+	c.dirty = true
+}
+
+// dropReserve removes name from the reserves, if it is there.
+func (c *envCount) dropReserve(name string) {
+	if i := slices.Index(c.Reserves, name); i >= 0 {
+		c.Reserves = slices.Delete(c.Reserves, i, i+1)
+		c.dirty = true
+	}
+}

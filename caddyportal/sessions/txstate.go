@@ -1,6 +1,7 @@
 package sessions
 
 import (
+	"context"
 	"errors"
 	"strconv"
 	"strings"
@@ -14,10 +15,15 @@ import (
 // each environment's live sessions so a batch of requests reads them once,
 // and collects events to emit after the commit.
 type txState struct {
-	s      *Service
-	tx     store.Txn
-	now    time.Time
-	live   map[string]map[string]*Session // env → name → live session
+	s    *Service
+	tx   store.Txn
+	now  time.Time
+	live map[string]map[string]*Session // env → name → live session
+	// loaded holds every session record this transaction has read, so
+	// each is one object however it was reached.
+	loaded map[string]*Session
+	// counts holds the environments' counters this transaction has read.
+	counts map[string]*envCount
 	events []Event
 	// readOnly states (View transactions) apply passed deadlines to what
 	// they return but leave writing them to the next read-write pass.
@@ -32,12 +38,19 @@ type txState struct {
 }
 
 func (s *Service) viewState(tx store.Txn) *txState {
-	return &txState{s: s, tx: tx, now: s.now(), live: map[string]map[string]*Session{}, readOnly: true}
+	t := s.blankState(tx)
+	t.readOnly = true
+	return t
+}
+
+func (s *Service) blankState(tx store.Txn) *txState {
+	return &txState{s: s, tx: tx, now: s.now(), live: map[string]map[string]*Session{},
+		loaded: map[string]*Session{}, counts: map[string]*envCount{}}
 }
 
 func (s *Service) newTxState(tx store.Txn) (*txState, error) {
-	t := &txState{s: s, tx: tx, now: s.now(), live: map[string]map[string]*Session{},
-		finalizeLeft: int(s.finalizeCap.Load())}
+	t := s.blankState(tx)
+	t.finalizeLeft = int(s.finalizeCap.Load())
 	// Read and bump the allocation generation: any two capacity-changing
 	// transactions now conflict, which makes scanned ranges safe.
 	v, err := tx.Get(keyAlloc)
@@ -50,36 +63,40 @@ func (s *Service) newTxState(tx store.Txn) (*txState, error) {
 	return t, nil
 }
 
+// update runs fn in a transaction that may change capacity, writes the
+// counters fn changed, and emits fn's events once the commit succeeded.
+func (s *Service) update(ctx context.Context, fn func(t *txState) error) error {
+	var events []Event
+	err := s.st.Update(ctx, func(tx store.Txn) error {
+		t, err := s.newTxState(tx)
+		if err != nil {
+			return err
+		}
+		if err := fn(t); err != nil {
+			return err
+		}
+		if err := t.flush(); err != nil {
+			return err
+		}
+		events = t.events
+		return nil
+	})
+	if err == nil {
+		s.emit(events)
+	}
+	return err
+}
+
 // env returns the live sessions of an environment, finalizing (writing as
-// STOPPED) the ones whose deadline has passed.
+// STOPPED) the ones whose deadline has passed. It reads every live record:
+// allocation only comes here when the environment's counters say it is
+// full, and background passes do.
 func (t *txState) env(name string) (map[string]*Session, error) {
 	if m, ok := t.live[name]; ok {
 		return m, nil
 	}
-	m := map[string]*Session{}
-	var stale []string
-	err := t.tx.Scan(prefixLive(name), func(k string, _ []byte) error {
-		sn := strings.TrimPrefix(k, prefixLive(name))
-		v, err := t.tx.Get(keySession(sn))
-		if errors.Is(err, store.ErrNotFound) {
-			stale = append(stale, k)
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		sess, err := t.s.decoded.decode(sn, v)
-		if err != nil {
-			stale = append(stale, k)
-			return nil
-		}
-		m[sn] = sess
-		return nil
-	})
+	m, err := t.scanLive(name)
 	if err != nil {
-		return nil, err
-	}
-	if err := t.dropStale(stale); err != nil {
 		return nil, err
 	}
 	for sn, sess := range m {
@@ -95,6 +112,108 @@ func (t *txState) env(name string) (map[string]*Session, error) {
 	}
 	t.live[name] = m
 	return m, nil
+}
+
+// scanLive reads the live index of an environment and every record it
+// lists, dropping index keys whose record is gone, and recounts the
+// environment's counters from what it found. It finalizes nothing, so
+// that finalize can call it (through count) before a session leaves the
+// index and count that session exactly once.
+func (t *txState) scanLive(name string) (map[string]*Session, error) {
+	m := map[string]*Session{}
+	var stale []string
+	indexed := 0
+	err := t.tx.Scan(prefixLive(name), func(k string, _ []byte) error {
+		sn := strings.TrimPrefix(k, prefixLive(name))
+		sess, err := t.session(sn)
+		if err != nil {
+			return err
+		}
+		if sess == nil {
+			stale = append(stale, k)
+			return nil
+		}
+		indexed++
+		if sess.State != lifecycle.Stopped { // finalized earlier in this transaction
+			m[sn] = sess
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := t.dropStale(stale); err != nil {
+		return nil, err
+	}
+	c := &envCount{Live: indexed, dirty: true}
+	for _, sess := range sortedSessions(m) {
+		if sess.Reserved() && sess.State == lifecycle.Waiting {
+			c.Reserves = append(c.Reserves, sess.Name)
+		}
+	}
+	t.counts[name] = c
+	return m, nil
+}
+
+// session returns a session record as this transaction sees it, or nil if
+// it is gone or unreadable.
+func (t *txState) session(name string) (*Session, error) {
+	if sess, ok := t.loaded[name]; ok {
+		return sess, nil
+	}
+	v, err := t.tx.Get(keySession(name))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	sess, err := t.s.decoded.decode(name, v)
+	if err != nil {
+		return nil, nil
+	}
+	t.loaded[name] = sess
+	return sess, nil
+}
+
+// count returns the counters of an environment, rebuilding them from the
+// live index when they are missing (a store written before they existed)
+// or unreadable.
+func (t *txState) count(env string) (*envCount, error) {
+	if c, ok := t.counts[env]; ok {
+		return c, nil
+	}
+	v, err := t.tx.Get(keyCount(env))
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	if err == nil {
+		c := &envCount{}
+		if unmarshal(v, c) == nil && c.Live >= 0 {
+			t.counts[env] = c
+			return c, nil
+		}
+	}
+	if _, err := t.scanLive(env); err != nil {
+		return nil, err
+	}
+	return t.counts[env], nil
+}
+
+// flush writes the counters this transaction changed.
+func (t *txState) flush() error {
+	if t.readOnly {
+		return nil
+	}
+	for env, c := range t.counts {
+		if !c.dirty {
+			continue
+		}
+		if err := t.tx.Set(keyCount(env), marshal(c)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // spend takes one finalization from the transaction's budget; false means
@@ -129,6 +248,16 @@ func (t *txState) dropStale(keys []string) error {
 // finalize makes a stop durable: the record becomes STOPPED, leaves the
 // indexes, and expires after the retention period.
 func (t *txState) finalize(sess *Session, reason string) error {
+	var c *envCount
+	if !t.readOnly {
+		// Read the counters while sess is still in the live index: if they
+		// have to be rebuilt, the rebuild counts it, and the decrement
+		// below takes it out once.
+		var err error
+		if c, err = t.count(sess.Environment); err != nil {
+			return err
+		}
+	}
 	stoppedAt := t.now
 	if !sess.Expires.IsZero() && sess.Expires.Before(t.now) {
 		stoppedAt = sess.Expires
@@ -150,6 +279,7 @@ func (t *txState) finalize(sess *Session, reason string) error {
 	if err := t.tx.Delete(keyLive(sess.Environment, sess.Name)); err != nil {
 		return err
 	}
+	c.leave(sess.Name)
 	if sess.Owner != "" {
 		if err := t.tx.Delete(keyOwned(sess.Owner, sess.Name)); err != nil {
 			return err
@@ -180,6 +310,7 @@ func (t *txState) put(sess *Session) error {
 	if m, ok := t.live[sess.Environment]; ok {
 		m[sess.Name] = sess
 	}
+	t.loaded[sess.Name] = sess
 	if err := t.tx.Set(keySession(sess.Name), marshal(sess)); err != nil {
 		return err
 	}
@@ -192,8 +323,25 @@ func (t *txState) put(sess *Session) error {
 	return nil
 }
 
-// totalLive counts live sessions across all environments.
+// totalLive counts live sessions across all environments from their
+// counters. The count includes sessions whose deadline has passed but
+// that are not finalized yet, so it is never below the true number.
 func (t *txState) totalLive() (int, error) {
+	n := 0
+	for _, e := range t.s.envs {
+		c, err := t.count(e.Name)
+		if err != nil {
+			return 0, err
+		}
+		n += c.Live
+	}
+	return n, nil
+}
+
+// exactTotalLive reads every environment's live sessions, finalizing
+// passed deadlines, and counts what is left: the slow path for when the
+// counters say the portal maximum is reached.
+func (t *txState) exactTotalLive() (int, error) {
 	n := 0
 	for _, e := range t.s.envs {
 		m, err := t.env(e.Name)
@@ -205,17 +353,47 @@ func (t *txState) totalLive() (int, error) {
 	return n, nil
 }
 
+// underCapacity reports whether e can take one more live session. It
+// trusts the counters while they leave room, and reads the live sessions
+// only when they say full, since passed deadlines not yet finalized may
+// free places.
+func (t *txState) underCapacity(e *Environment) (bool, error) {
+	c, err := t.count(e.Name)
+	if err != nil || c.Live < e.Capacity {
+		return err == nil, err
+	}
+	m, err := t.env(e.Name)
+	return err == nil && len(m) < e.Capacity, err
+}
+
+// underMaximum reports whether the portal can take one more live session,
+// in the same way as underCapacity.
+func (t *txState) underMaximum() (bool, error) {
+	maxSessions := t.s.cfg.Sessions.Maximum
+	if maxSessions <= 0 {
+		return true, nil
+	}
+	total, err := t.totalLive()
+	if err != nil || total < maxSessions {
+		return err == nil, err
+	}
+	total, err = t.exactTotalLive()
+	return err == nil && total < maxSessions, err
+}
+
 // newSession creates a live session in env with the next name and a free
 // slot; owner may be empty for a reserve. The caller checked capacity.
 func (t *txState) newSession(e *Environment, owner string) (*Session, error) {
-	m, err := t.env(e.Name)
-	if err != nil {
-		return nil, err
-	}
 	slot, upstream := -1, ""
 	if tmpl, ok := e.Workshop.Template(); ok {
 		upstream = tmpl // completed below, once the name is known
 	} else {
+		// A fixed list of upstreams bounds the live sessions, so reading
+		// them all to find a free slot stays cheap.
+		m, err := t.env(e.Name)
+		if err != nil {
+			return nil, err
+		}
 		used := map[int]bool{}
 		for _, sess := range m {
 			used[sess.Slot] = true
@@ -245,9 +423,16 @@ func (t *txState) newSession(e *Environment, owner string) (*Session, error) {
 	}
 	sess := &Session{Name: name, Environment: e.Name, Workshop: e.Workshop.Name, State: lifecycle.Waiting,
 		Owner: owner, Slot: slot, Upstream: upstream, Created: t.now}
+	// Read the counters before the session enters the live index (see
+	// finalize).
+	c, err := t.count(e.Name)
+	if err != nil {
+		return nil, err
+	}
 	if err := t.put(sess); err != nil {
 		return nil, err
 	}
+	c.enter(sess)
 	t.event("Session/Created", sess, nil)
 	return sess, nil
 }
@@ -281,30 +466,26 @@ func (t *txState) topUp(e *Environment, want int) error {
 	if e.State != EnvRunning {
 		return nil
 	}
-	m, err := t.env(e.Name)
+	c, err := t.count(e.Name)
 	if err != nil {
 		return err
 	}
-	have := 0
-	for _, sess := range m {
-		if sess.Reserved() {
-			have++
+	for len(c.Reserves) < want {
+		ok, err := t.underCapacity(e)
+		if err == nil && ok {
+			ok, err = t.underMaximum()
 		}
-	}
-	for ; have < want && len(m) < e.Capacity; have++ {
-		if maxSessions := t.s.cfg.Sessions.Maximum; maxSessions > 0 {
-			total, err := t.totalLive()
-			if err != nil {
-				return err
-			}
-			if total >= maxSessions {
-				return nil
-			}
+		if err != nil || !ok {
+			return err
 		}
 		if _, err := t.newSession(e, ""); err != nil {
 			if errors.Is(err, ErrNoSession) {
 				return nil
 			}
+			return err
+		}
+		// A rebuild of the counters on the way may have replaced c.
+		if c, err = t.count(e.Name); err != nil {
 			return err
 		}
 	}
@@ -314,4 +495,27 @@ func (t *txState) topUp(e *Environment, want int) error {
 func (t *txState) event(name string, sess *Session, data map[string]any) {
 	t.events = append(t.events, Event{Name: name, Time: t.now, User: sess.Owner, Session: sess.Name,
 		Environment: sess.Environment, Workshop: sess.Workshop, Data: data, AnalyticsURL: sess.AnalyticsURL})
+}
+
+// takeReserve returns the oldest reserve of e that is ready to hand out
+// and takes it off the counters' list, or nil if there is none. Names on
+// the list that are no longer such a reserve are dropped on the way.
+func (t *txState) takeReserve(e *Environment) (*Session, error) {
+	c, err := t.count(e.Name)
+	if err != nil {
+		return nil, err
+	}
+	for len(c.Reserves) > 0 {
+		name := c.Reserves[0]
+		c.dropReserve(name)
+		sess, err := t.session(name)
+		if err != nil {
+			return nil, err
+		}
+		if sess != nil && sess.Environment == e.Name && sess.Reserved() &&
+			sess.State == lifecycle.Waiting && sess.Live(t.now) {
+			return sess, nil
+		}
+	}
+	return nil, nil
 }
