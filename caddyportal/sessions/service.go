@@ -100,8 +100,6 @@ type Service struct {
 	// durable (see txState.spend); it halves when the store refuses a
 	// transaction as too large.
 	finalizeCap atomic.Int64
-	// decoded caches decoded session records by their stored bytes.
-	decoded decodeCache
 
 	reqs   chan *allocReq
 	ctx    context.Context

@@ -168,8 +168,8 @@ func (t *txState) session(name string) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	sess, err := t.s.decoded.decode(name, v)
-	if err != nil {
+	sess := &Session{}
+	if unmarshal(v, sess) != nil {
 		return nil, nil
 	}
 	t.loaded[name] = sess
