@@ -32,7 +32,10 @@ import (
 
 // Limits on what a client may send.
 const (
-	maxBodyBytes  = 1 << 20
+	// maxBodyBytes bounds a session request's parameters: they are stored
+	// in the session record, which must fit one store transaction
+	// (Badger takes about 600 KB with the store's 4 MB memtables).
+	maxBodyBytes  = 128 << 10
 	maxFormBytes  = 64 << 10
 	maxParameters = 200
 )

@@ -99,6 +99,37 @@ func TestRequestOversizedBody(t *testing.T) {
 	}
 }
 
+// TestRequestLargestParameters: a body just under the limit is stored as
+// it came, so the limit, not the store, decides what is refused.
+func TestRequestLargestParameters(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	value := strings.Repeat("x", 120<<10)
+	body := `{"parameters":[{"name":"A","value":"` + value + `"}]}`
+	r := h.do("POST", "/workshops/environment/demo-w01/request/?user=big", h.robot, strings.NewReader(body), "Content-Type", "application/json")
+	if r.status != 200 {
+		t.Fatalf("request with %d bytes of parameters: %d %s", len(body), r.status, r.body)
+	}
+	all, err := h.svc.EnvironmentSessions(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, s := range all["demo-w01"] {
+		if s.Owner == "big" {
+			found = len(s.Params) == 1 && s.Params[0].Value == value
+		}
+	}
+	if !found {
+		t.Error("the session with the large parameter is not stored with it")
+	}
+	long := "https://hooks.example.com/" + strings.Repeat("a", 5000)
+	r = h.get("/workshops/environment/demo-w01/request/?user=u2&analytics_url="+url.QueryEscape(long), h.robot)
+	if r.status != 400 {
+		t.Errorf("analytics_url of %d bytes: %d %s", len(long), r.status, r.body)
+	}
+	r.errorText(t)
+}
+
 func mustSessions(t *testing.T, h *harness, env string) []string {
 	t.Helper()
 	all, err := h.svc.EnvironmentSessions(context.Background())
