@@ -11,9 +11,11 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/store"
 )
 
-// txState is one attempt of a transaction that may change capacity. It caches
-// each environment's live sessions so a batch of requests reads them once,
-// and collects events to emit after the commit.
+// txState is one attempt of a transaction that may change capacity. It
+// keeps what the transaction read (session records, environment counters,
+// and the whole live set of an environment when it had to be read) so a
+// batch of requests reads each once, and collects events to emit after the
+// commit. Counters it changed are written by flush.
 type txState struct {
 	s    *Service
 	tx   store.Txn
