@@ -9,11 +9,9 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-)
 
-// chromiumPath is where the browser tests expect Chromium (.ci/run
-// installs the Debian package).
-const chromiumPath = "/usr/bin/chromium"
+	"github.com/caddyportal/caddyportal/caddyportal/internal/browsertest"
+)
 
 // artifactDir collects files for a human to look at after a run: the
 // repository's testdata/artifacts (gitignored).
@@ -25,9 +23,6 @@ const artifactDir = "../testdata/artifacts"
 // page's own script talking over a WebSocket through the gate. It checks
 // what the browser rendered and saves a screenshot.
 func TestBrowserDashboard(t *testing.T) {
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("browser test needs Chromium at %s (%v): install it with `apt-get install -y chromium chromium-driver` (.ci/run does this)", chromiumPath, err)
-	}
 	up := startUpstream(t, "alpha")
 	p := startPortal(t, t.TempDir(), gateBody("", up.addr))
 	tok := p.token(robotUser, robotPass)
@@ -72,49 +67,7 @@ func TestBrowserDashboard(t *testing.T) {
 // browser starts a headless Chromium for one test and returns its context.
 func browser(t *testing.T) context.Context {
 	t.Helper()
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(profileDir(t)),
-		chromedp.WindowSize(1024, 640),
-	}
-	// A bound on a hung browser, not a timed assertion.
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-	t.Cleanup(cancelAlloc)
-	bctx, cancelBrowser := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
-	t.Cleanup(cancelBrowser)
-	return bctx
-}
-
-// profileDir is a Chromium profile directory removed after the test. It is
-// not t.TempDir: Chromium's helper processes can still write into it for a
-// moment after the browser exits, and a directory that is not empty at
-// that instant fails TempDir's cleanup, not anything under test.
-func profileDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "portal-chromium-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for range 50 {
-			if os.RemoveAll(dir) == nil {
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		t.Logf("leaving Chromium profile %s behind", dir)
-	})
-	return dir
+	return browsertest.New(t, 1024, 640, 60*time.Second)
 }
 
 // keepScreenshot writes png into the artefact directory.

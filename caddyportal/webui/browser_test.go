@@ -12,45 +12,17 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/caddyportal/caddyportal/caddyportal/config"
+	"github.com/caddyportal/caddyportal/caddyportal/internal/browsertest"
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 )
 
-// chromiumPath is where the browser tests expect Chromium (the Debian
-// package, as in the module's own browser test).
-const chromiumPath = "/usr/bin/chromium"
-
-// chrome starts a headless Chromium with the project's flags and returns
-// a browser context; it ends with the test.
+// chrome starts a headless Chromium for one test and returns a browser
+// context. The limit bounds a hung browser, not a timed assertion: the
+// steps below wait for elements, never for durations.
 func chrome(t *testing.T) context.Context {
 	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("browser test needs Chromium at %s (%v): install it with `apt-get install -y chromium`", chromiumPath, err)
-	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		// No UserDataDir: the allocator makes a temporary profile and
-		// removes it once Chromium has exited, which t.TempDir's cleanup
-		// can race with.
-		chromedp.WindowSize(1100, 760),
-	}
-	// A bound on a hung browser, not a timed assertion: the steps below
-	// wait for elements, never for durations.
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	t.Cleanup(cancel)
-	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-	t.Cleanup(cancelAlloc)
-	bctx, cancelBrowser := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
-	t.Cleanup(cancelBrowser)
-	return bctx
+	return browsertest.New(t, 1100, 760, 90*time.Second)
 }
 
 // artifactDir is where screenshots go: $ARTIFACTS_DIR if set, else
