@@ -278,6 +278,27 @@ func TestInitialZeroIsLazy(t *testing.T) {
 	}
 }
 
+// TestInitialZeroStaysActiveAfterRestart: once an environment with initial 0
+// has had its first request, a restarted portal keeps topping up its
+// reserves instead of waiting for another request.
+func TestInitialZeroStaysActiveAfterRestart(t *testing.T) {
+	w := workshop("lab", 2, 1)
+	w.Initial = intp(0)
+	svc, st, clk := setup(t, portal(w))
+	request(t, svc, "demo-w01", "alice")      // s001, and reserve s002
+	bob := request(t, svc, "demo-w01", "bob") // takes s002; full, no new reserve
+	if _, err := svc.Terminate(context.Background(), bob.Session.Name, ""); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(grace + time.Second)
+	svc.Close()
+	svc = newService(t, st, clk, portal(w))
+	reconcile(t, svc)
+	if got := reserves(live(t, svc, "demo-w01")); !slices.Equal(got, []string{"demo-w01-s003"}) {
+		t.Fatalf("reserves after a restart and a reconcile pass = %v, want the place bob left refilled", got)
+	}
+}
+
 func TestPortalMaximumEvictsOldestReserve(t *testing.T) {
 	lazy := workshop("a", 3, 1)
 	lazy.Initial = intp(0)

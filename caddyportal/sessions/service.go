@@ -240,7 +240,19 @@ func (s *Service) syncEnvironments(ctx context.Context) error {
 				all = append(all, rec)
 			}
 			re.Name = rec.Name
-			e := &Environment{Environment: re, State: EnvRunning, Number: rec.Number, Lazy: re.Initial == 0,
+			// With initial 0 an environment stays without reserves until its
+			// first request. Whether that request came is stored (it
+			// created sessions), so a restart does not make an environment
+			// in use lazy again.
+			lazy := re.Initial == 0
+			if lazy && !fresh {
+				seq, err := tx.Get(keySeq(rec.Name))
+				if err != nil && !errors.Is(err, store.ErrNotFound) {
+					return err
+				}
+				lazy = parseInt(seq) == 0
+			}
+			e := &Environment{Environment: re, State: EnvRunning, Number: rec.Number, Lazy: lazy,
 				Policy: lifecycle.Policy{Expires: re.Expires, Overtime: re.Overtime, Deadline: re.Deadline}}
 			envs = append(envs, e)
 			if fresh {
