@@ -133,7 +133,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	// The pages' cookies share the gate's prefix so the gate strips them
 	// from requests it proxies to dashboards.
 	h.ui, err = webui.New(webui.Options{Service: h.svc, Key: tokens.DeriveKey(secret, "webui"),
-		CookiePrefix: "portal-" + h.Name + "-", Redirects: policy, Logger: h.logger, ClientIP: clientIP})
+		CookiePrefix: "portal-" + h.Name + "-", Redirects: policy, Logger: h.logger, ClientIP: clientIP,
+		OnRequestFailed: h.metrics.AllocationFailed})
 	if err != nil {
 		return fmt.Errorf("portal %s: %w", h.Name, err)
 	}

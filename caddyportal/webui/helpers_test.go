@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -71,6 +72,9 @@ type portal struct {
 	clk *storetest.Clock
 	ui  *webui.UI
 	cfg config.Portal
+	// failed records what the pages reported to OnRequestFailed, as
+	// "<env> <error>".
+	failed *[]string
 }
 
 func newPortal(t *testing.T, cfg config.Portal) *portal {
@@ -110,8 +114,14 @@ func newPortal(t *testing.T, cfg config.Portal) *portal {
 			http.SetCookie(w, cookies.Issue(sess.Name, sess.Owner, entry, r.TLS != nil, clk.Now()))
 			return entry, nil
 		}})
+	var mu sync.Mutex
+	failed := &[]string{}
 	ui, err := webui.New(webui.Options{Service: svc, Key: tokens.DeriveKey(secret, "webui"), CookiePrefix: "portal-demo-",
-		Redirects: pol, PasswordCost: bcrypt.MinCost})
+		Redirects: pol, PasswordCost: bcrypt.MinCost, OnRequestFailed: func(env string, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			*failed = append(*failed, env+" "+err.Error())
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +151,7 @@ func newPortal(t *testing.T, cfg config.Portal) *portal {
 		http.NotFound(w, r)
 	}))
 	t.Cleanup(srv.Close)
-	return &portal{t: t, srv: srv, svc: svc, clk: clk, ui: ui, cfg: cfg}
+	return &portal{t: t, srv: srv, svc: svc, clk: clk, ui: ui, cfg: cfg, failed: failed}
 }
 
 // browser is an HTTP client with its own cookie jar that does not follow

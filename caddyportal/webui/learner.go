@@ -357,6 +357,9 @@ func (u *UI) start(w http.ResponseWriter, r *http.Request, _ string) {
 		index = catalogPath
 	}
 	res, err := u.svc.RequestSession(r.Context(), sessions.Request{Environment: e.Name, User: id.User, IndexURL: index})
+	if err != nil && u.failed != nil {
+		u.failed(e.Name, err)
+	}
 	switch {
 	case errors.Is(err, sessions.ErrNoSession), errors.Is(err, sessions.ErrCannotReacquire):
 		w.Header().Set("Retry-After", "30")

@@ -52,6 +52,10 @@ type Options struct {
 	// PasswordCost is the bcrypt cost for new learner passwords; 0 means
 	// bcrypt.DefaultCost. Tests lower it to stay fast.
 	PasswordCost int
+	// OnRequestFailed, if set, is told about every session request a
+	// learner's Start made that the service refused or failed, as the
+	// REST API's hook of the same name; the glue counts them in metrics.
+	OnRequestFailed func(env string, err error)
 }
 
 // UI serves the web pages.
@@ -63,6 +67,7 @@ type UI struct {
 	redirect *redirects.Policy
 	log      *zap.Logger
 	clientIP func(r *http.Request) string
+	failed   func(env string, err error)
 	limiter  *loginlimit.Limiter
 	cost     int
 	pages    map[string]*pageTemplate
@@ -101,7 +106,7 @@ func New(opts Options) (*UI, error) {
 		return nil, fmt.Errorf("webui: %w", err)
 	}
 	u := &UI{svc: opts.Service, cfg: opts.Service.Config(), signer: signer, cookie: opts.CookiePrefix + "login",
-		redirect: opts.Redirects, log: opts.Logger, clientIP: opts.ClientIP,
+		redirect: opts.Redirects, log: opts.Logger, clientIP: opts.ClientIP, failed: opts.OnRequestFailed,
 		limiter: loginlimit.New(opts.Service.Now), cost: opts.PasswordCost, pages: pages,
 		bindKey: tokens.DeriveKey(opts.Key, "webui-bind")}
 	if u.dummyHash, err = hashPassword("not a password of anyone", u.cost); err != nil {

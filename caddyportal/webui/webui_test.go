@@ -3,9 +3,11 @@ package webui_test
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -405,6 +407,29 @@ func TestStartWorkshop(t *testing.T) {
 	// The catalog now offers to resume it.
 	if cat := b.get("/workshops/catalog/"); !strings.Contains(cat.body, "Resume workshop") {
 		t.Fatalf("catalog does not offer resume: %s", cat.body)
+	}
+}
+
+// TestStartRefusedIsReported: a Start the service refuses (capacity full)
+// is reported to OnRequestFailed, so the glue's allocation metrics count
+// the pages' requests as they count the REST API's.
+func TestStartRefusedIsReported(t *testing.T) {
+	p := newPortal(t, portalConfig(config.RegistrationOneStep, ""))
+	for i := range 4 { // capacity 3
+		b := p.browser()
+		b.signup(fmt.Sprintf("learner%d@example.com", i), "learner-password")
+		tok := b.csrf("/workshops/catalog/")
+		r := b.post("/workshops/catalog/", url.Values{"environment": {env1}, "csrf": {tok}})
+		want := http.StatusSeeOther
+		if i == 3 {
+			want = http.StatusServiceUnavailable
+		}
+		if r.status != want {
+			t.Fatalf("learner %d start: %d, want %d", i, r.status, want)
+		}
+	}
+	if want := []string{env1 + " " + sessions.ErrNoSession.Error()}; !slices.Equal(*p.failed, want) {
+		t.Fatalf("reported failures %q, want %q", *p.failed, want)
 	}
 }
 
