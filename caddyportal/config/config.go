@@ -161,7 +161,8 @@ type Portal struct {
 	ActivationTimeout Duration `json:"activation_timeout,omitempty"`
 
 	// Retention is how long STOPPED session records are kept before they
-	// are purged. Default: 36h.
+	// are purged, and anonymous users after their last session stopped (or
+	// after they were created, if they never got one). Default: 36h.
 	Retention Duration `json:"retention,omitempty"`
 
 	// Analytics is the global analytics webhook: an absolute http or https

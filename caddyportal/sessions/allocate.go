@@ -221,6 +221,9 @@ func (t *txState) allocate(req Request) (Result, error) {
 		if sess.Pending() {
 			sess.Expires = deadline
 		}
+		if err := t.holdUser(user); err != nil {
+			return Result{}, err
+		}
 		return t.handOut(sess, user.ID, req)
 	}
 	// 2. Reacquire-only.
@@ -275,6 +278,9 @@ func (t *txState) allocate(req Request) (Result, error) {
 		reserve.Started = t.now
 		reserve.Expires = e.Policy.ExpiresAtActivation(t.now)
 		reserve.LastActivity = t.now
+	}
+	if err := t.holdUser(user); err != nil {
+		return Result{}, err
 	}
 	res, err := t.handOut(reserve, user.ID, req)
 	if err != nil {
@@ -345,6 +351,10 @@ func (t *txState) user(req Request) (*User, error) {
 			group = GroupAnonymous
 		}
 		u = &User{ID: id, Group: group, Created: t.now}
+		if group == GroupAnonymous {
+			// Purged unless a session is handed to them (holdUser).
+			u.Expires = t.now.Add(t.s.cfg.Retention.D())
+		}
 		t.events = append(t.events, Event{Name: "User/Create", Time: t.now, User: id})
 	case err != nil:
 		return nil, err
@@ -367,11 +377,57 @@ func (t *txState) user(req Request) (*User, error) {
 		}
 	}
 	if changed {
-		if err := t.tx.Set(keyUser(id), marshal(u)); err != nil {
+		if err := t.putUser(u); err != nil {
 			return nil, err
 		}
 	}
 	return u, nil
+}
+
+// putUser writes a user record, expiring at its purge instant if it has one.
+func (t *txState) putUser(u *User) error {
+	if u.Expires.IsZero() {
+		return t.tx.Set(keyUser(u.ID), marshal(u))
+	}
+	return t.tx.SetExpiring(keyUser(u.ID), marshal(u), u.Expires)
+}
+
+// holdUser keeps a user who is handed a session from being purged.
+func (t *txState) holdUser(u *User) error {
+	if u.Expires.IsZero() {
+		return nil
+	}
+	u.Expires = time.Time{}
+	return t.putUser(u)
+}
+
+// errHeld stops the scan in releaseUser at the first session found.
+var errHeld = errors.New("user holds a session")
+
+// releaseUser schedules the purge of an anonymous user whose last live
+// session just stopped at stoppedAt: the retention period later, when the
+// session record goes too.
+func (t *txState) releaseUser(id string, stoppedAt time.Time) error {
+	v, err := t.tx.Get(keyUser(id))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	u := &User{}
+	if unmarshal(v, u) != nil || u.Group != GroupAnonymous {
+		return nil
+	}
+	err = t.tx.Scan(prefixOwned(id), func(string, []byte) error { return errHeld })
+	if errors.Is(err, errHeld) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	u.Expires = stoppedAt.Add(t.s.cfg.Retention.D())
+	return t.putUser(u)
 }
 
 // owned returns the user's live sessions, finalizing passed deadlines. It

@@ -12,7 +12,8 @@
 //	secret                the portal's random signing secret (cookies, tickets)
 //	env/<env>             Environment record: workshop name, state, number
 //	seq/<env>             the environment's session counter (names never repeat)
-//	u/<user>              User record
+//	u/<user>              User record; an anonymous user holding no live session
+//	                      expires like a STOPPED session record
 //	ue/<email>            user id of a web-registered user, by lowercased email
 //	s/<session>           Session record; once STOPPED it expires after the
 //	                      retention period and the store's sweeper purges it
@@ -57,6 +58,11 @@ type User struct {
 	Created   time.Time `json:"created"`
 	// PasswordHash is set for users who registered through the web pages.
 	PasswordHash string `json:"password_hash,omitempty"`
+	// Expires is when the record of an anonymous user who holds no live
+	// session is purged: the retention period after their last session
+	// stopped, or after they were created if they never got one (Educates
+	// deletes such users after 36 h). Zero while they hold a session.
+	Expires time.Time `json:"expires,omitzero"`
 }
 
 // Param is a request parameter passed to the workshop.

@@ -286,6 +286,9 @@ func (t *txState) finalize(sess *Session, reason string) error {
 		if err := t.tx.Delete(keyOwned(sess.Owner, sess.Name)); err != nil {
 			return err
 		}
+		if err := t.releaseUser(sess.Owner, stoppedAt); err != nil {
+			return err
+		}
 	}
 	retain := stoppedAt.Add(t.s.cfg.Retention.D())
 	if err := t.tx.SetExpiring(keySession(sess.Name), marshal(sess), retain); err != nil {
