@@ -82,6 +82,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"ExpiryScan", testExpiryScan},
 		{"SweepRemovesExpired", testSweepRemovesExpired},
 		{"SetClearsExpiry", testSetClearsExpiry},
+		{"SetClearsExpiryInOneTxn", testSetClearsExpiryInOneTxn},
 		{"ReexpireMovesExpiry", testReexpireMovesExpiry},
 		{"DeleteExpiring", testDeleteExpiring},
 		{"UseAfterClose", testUseAfterClose},
@@ -570,6 +571,25 @@ func testSetClearsExpiry(t *testing.T, open OpenFunc) {
 	wantValue(t, s, "k", "new")
 	if n := sweep(t, s); n != 0 {
 		t.Fatalf("Sweep deleted %d keys after Set cleared the expiry, want 0", n)
+	}
+	wantValue(t, s, "k", "new")
+}
+
+// testSetClearsExpiryInOneTxn: an expiry set and cleared again within one
+// transaction leaves nothing for the sweeper (the sessions service writes a
+// new anonymous user as expiring, then plainly once it gets a session).
+func testSetClearsExpiryInOneTxn(t *testing.T, open OpenFunc) {
+	s, c := openClocked(t, open)
+	at := c.Now().Add(time.Second)
+	update(t, s, func(tx store.Txn) error {
+		if err := tx.SetExpiring("k", []byte("old"), at); err != nil {
+			return err
+		}
+		return tx.Set("k", []byte("new"))
+	})
+	c.Set(at.Add(time.Hour))
+	if n := sweep(t, s); n != 0 {
+		t.Fatalf("Sweep deleted %d keys after Set cleared the expiry in the same transaction, want 0", n)
 	}
 	wantValue(t, s, "k", "new")
 }
