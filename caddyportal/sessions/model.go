@@ -104,6 +104,9 @@ type Session struct {
 // Reserved reports whether the session is an unowned spare.
 func (s *Session) Reserved() bool { return s.Owner == "" }
 
+// spare reports whether the session is a reserve ready to hand out.
+func (s *Session) spare() bool { return s.Reserved() && s.State == lifecycle.Waiting }
+
 // Usage is how an environment's live sessions are used, as the catalog and
 // the operator views report it.
 type Usage struct {
@@ -215,7 +218,7 @@ type envCount struct {
 // enter counts a session that just entered the live index.
 func (c *envCount) enter(sess *Session) {
 	c.Live++
-	if sess.Reserved() && sess.State == lifecycle.Waiting {
+	if sess.spare() {
 		c.Reserves = append(c.Reserves, sess.Name)
 	}
 	c.dirty = true

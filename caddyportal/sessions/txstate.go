@@ -147,13 +147,18 @@ func (t *txState) scanLive(name string) (map[string]*Session, error) {
 	if err := t.dropStale(stale); err != nil {
 		return nil, err
 	}
-	c := &envCount{Live: indexed, dirty: true}
+	// Recount in place, so callers holding the counters see the result.
+	c := t.counts[name]
+	if c == nil {
+		c = &envCount{}
+		t.counts[name] = c
+	}
+	*c = envCount{Live: indexed, dirty: true}
 	for _, sess := range sortedSessions(m) {
-		if sess.Reserved() && sess.State == lifecycle.Waiting {
+		if sess.spare() {
 			c.Reserves = append(c.Reserves, sess.Name)
 		}
 	}
-	t.counts[name] = c
 	return m, nil
 }
 
@@ -489,10 +494,6 @@ func (t *txState) topUp(e *Environment, want int) error {
 			}
 			return err
 		}
-		// A rebuild of the counters on the way may have replaced c.
-		if c, err = t.count(e.Name); err != nil {
-			return err
-		}
 	}
 	return nil
 }
@@ -517,8 +518,7 @@ func (t *txState) takeReserve(e *Environment) (*Session, error) {
 		if err != nil {
 			return nil, err
 		}
-		if sess != nil && sess.Environment == e.Name && sess.Reserved() &&
-			sess.State == lifecycle.Waiting && sess.Live(t.now) {
+		if sess != nil && sess.Environment == e.Name && sess.spare() && sess.Live(t.now) {
 			return sess, nil
 		}
 	}
