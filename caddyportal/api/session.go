@@ -94,10 +94,6 @@ func (a *API) request(w http.ResponseWriter, r *http.Request, env string) {
 			return
 		}
 	}
-	if len(req.AnalyticsURL) > 4096 {
-		writeError(w, http.StatusBadRequest, "Request parameter too long")
-		return
-	}
 	res, err := a.svc.RequestSession(r.Context(), req)
 	if err != nil {
 		a.requestFailed(e.Name, err)

@@ -455,10 +455,17 @@ func Origin(raw string) (string, error) {
 	return strings.ToLower(u.Scheme + "://" + u.Host), nil
 }
 
+// maxWebhookURL bounds a webhook URL as redirect targets are bounded; a
+// session's own one is kept in its record.
+const maxWebhookURL = 4096
+
 // ValidateWebhookURL accepts an absolute http or https URL with a host and
-// no credentials (they would end up in logs). A query string is allowed:
-// many receivers take their secret there.
+// no credentials (they would end up in logs), of at most 4096 bytes. A
+// query string is allowed: many receivers take their secret there.
 func ValidateWebhookURL(raw string) error {
+	if len(raw) > maxWebhookURL {
+		return fmt.Errorf("the webhook URL is longer than %d bytes", maxWebhookURL)
+	}
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
 		return fmt.Errorf("%q is not an absolute http(s) URL with a host", raw)
