@@ -7,6 +7,7 @@ package config
 import (
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -172,6 +173,16 @@ type Portal struct {
 	// Sessions requested with an `analytics_url` also send their own
 	// events there. Default: none.
 	Analytics string `json:"analytics,omitempty"`
+
+	// AnalyticsAllow lists what a session's own `analytics_url` (given by
+	// the REST caller, unlike Analytics) may reach besides public
+	// addresses: networks in CIDR form or single IPs (`127.0.0.0/8`,
+	// `10.1.2.3`), and origins (`http://hooks.internal:8080`), which are
+	// then reached whatever they resolve to. By default such URLs may not
+	// reach loopback, link-local, private, unspecified, shared (CGNAT),
+	// multicast or reserved addresses; Caddy's admin listener is refused
+	// even inside an allowed network. Default: none.
+	AnalyticsAllow []string `json:"analytics_allow,omitempty"`
 
 	// Workshops are the workshops offered, one environment each, in order.
 	Workshops []Workshop `json:"workshops,omitempty"`
@@ -354,6 +365,11 @@ func (p *Portal) Validate() error {
 			return fmt.Errorf("analytics: %w", err)
 		}
 	}
+	for _, a := range p.AnalyticsAllow {
+		if err := ValidateWebhookAllow(a); err != nil {
+			return fmt.Errorf("analytics_allow: %w", err)
+		}
+	}
 	switch p.Catalog {
 	case "", CatalogPrivate, CatalogPublic:
 	default:
@@ -472,6 +488,35 @@ func ValidateWebhookURL(raw string) error {
 	}
 	if u.User != nil {
 		return fmt.Errorf("the webhook URL must not contain a username or password")
+	}
+	return nil
+}
+
+// ValidateWebhookAllow accepts one analytics_allow entry: a network in CIDR
+// form, a single IP address, or an origin (http or https scheme and host,
+// optional port, nothing else).
+func ValidateWebhookAllow(entry string) error {
+	if strings.Contains(entry, "://") {
+		u, err := url.Parse(entry)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" || u.User != nil ||
+			(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+			return fmt.Errorf("%q is not an origin (scheme://host[:port])", entry)
+		}
+		if p := u.Port(); p != "" {
+			if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+				return fmt.Errorf("%q has an invalid port", entry)
+			}
+		}
+		return nil
+	}
+	if strings.Contains(entry, "/") {
+		if _, err := netip.ParsePrefix(entry); err != nil {
+			return fmt.Errorf("%q is not a network in CIDR form (such as 10.0.0.0/8)", entry)
+		}
+		return nil
+	}
+	if _, err := netip.ParseAddr(entry); err != nil {
+		return fmt.Errorf("%q is not a network (10.0.0.0/8), an IP address or an origin (http://host:port)", entry)
 	}
 	return nil
 }

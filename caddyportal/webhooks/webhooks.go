@@ -24,6 +24,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -71,9 +72,16 @@ type Options struct {
 	// called: for a caller that learns the portal's uid only after the
 	// service that emits events has started. Events are queued meanwhile.
 	Hold bool
-	// Client posts the events. Default: a client of its own that does not
-	// follow redirects (a receiver must answer, not send us elsewhere).
+	// Client posts the events to the global URL (and to session URLs whose
+	// origin the Guard allows outright). Default: a client of its own that
+	// does not follow redirects (a receiver must answer, not send us
+	// elsewhere).
 	Client *http.Client
+	// Guard decides which addresses a session's own analytics_url may
+	// reach; those posts go through a client of its own whose dialer
+	// checks every address it connects to. Default: a guard that allows
+	// public addresses only.
+	Guard *Guard
 	// Timeout bounds each attempt, connection to response. Default 5s.
 	Timeout time.Duration
 	// Retries is how many times a failed delivery is tried again: 0 means
@@ -101,9 +109,10 @@ type Options struct {
 // Dispatcher queues events and delivers them in the background. Create it
 // with New and stop it with Close.
 type Dispatcher struct {
-	opts   Options
-	client *http.Client
-	log    *zap.Logger
+	opts    Options
+	client  *http.Client
+	guarded *http.Client // for session URLs: every dial checked by opts.Guard
+	log     *zap.Logger
 
 	ctx    context.Context // cancelled when Close gives up waiting
 	cancel context.CancelFunc
@@ -129,8 +138,9 @@ type lane struct{ jobs []job }
 // job is one event for one target. The payload is built when it is sent,
 // with the portal identity current then.
 type job struct {
-	target string
-	ev     sessions.Event
+	target  string
+	ev      sessions.Event
+	guarded bool // a session URL: post through the guarded client
 }
 
 // ValidateURL checks that s is an absolute http or https URL with a host,
@@ -187,13 +197,14 @@ func New(opts Options) (*Dispatcher, error) {
 	client := opts.Client
 	if client == nil {
 		client = &http.Client{
-			Transport: http.DefaultTransport.(*http.Transport).Clone(),
-			CheckRedirect: func(*http.Request, []*http.Request) error {
-				return http.ErrUseLastResponse
-			},
+			Transport:     http.DefaultTransport.(*http.Transport).Clone(),
+			CheckRedirect: noRedirect,
 		}
 	}
-	d := &Dispatcher{opts: opts, client: client, log: opts.Logger, lanes: map[string]*lane{},
+	if opts.Guard == nil {
+		opts.Guard, _ = NewGuard(nil, nil) // nothing to parse: cannot fail
+	}
+	d := &Dispatcher{opts: opts, client: client, guarded: opts.Guard.client(), log: opts.Logger, lanes: map[string]*lane{},
 		done: make(chan struct{}), held: opts.Hold, portal: opts.Portal}
 	d.cond = sync.NewCond(&d.mu)
 	d.ctx, d.cancel = context.WithCancel(context.Background())
@@ -238,6 +249,8 @@ func (d *Dispatcher) Send(ev sessions.Event, sessionURL string) {
 		return
 	}
 	if sessionURL != "" {
+		// Where it may connect is decided by the guarded client's dialer,
+		// on the address it connects to, not here on the name.
 		if err := ValidateURL(sessionURL); err != nil {
 			d.log.Warn("analytics webhook: not sending to an invalid session URL",
 				zap.String("event", ev.Name), zap.String("session", ev.Session), zap.Error(err))
@@ -246,10 +259,11 @@ func (d *Dispatcher) Send(ev sessions.Event, sessionURL string) {
 		}
 	}
 	key := orderKey(ev)
-	for _, target := range []string{d.opts.URL, sessionURL} {
-		if target != "" {
-			d.enqueue(job{target: target, ev: ev}, key)
-		}
+	if d.opts.URL != "" {
+		d.enqueue(job{target: d.opts.URL, ev: ev}, key)
+	}
+	if sessionURL != "" {
+		d.enqueue(job{target: sessionURL, ev: ev, guarded: !d.opts.Guard.OriginAllowed(sessionURL)}, key)
 	}
 }
 
@@ -266,7 +280,7 @@ func orderKey(ev sessions.Event) string {
 }
 
 func (d *Dispatcher) enqueue(j job, key string) {
-	key = j.target + "\x00" + key
+	key = j.target + "\x00" + strconv.FormatBool(j.guarded) + "\x00" + key
 	d.mu.Lock()
 	if d.closing || d.queued >= d.opts.QueueSize {
 		closing := d.closing
@@ -359,7 +373,7 @@ func (d *Dispatcher) deliver(j job, body []byte) bool {
 			wait = min(2*wait, MaxBackoff)
 		}
 		var retry bool
-		if retry, err = d.post(j.target, body); err == nil {
+		if retry, err = d.post(j, body); err == nil {
 			return true
 		}
 		if !retry {
@@ -376,17 +390,22 @@ func (d *Dispatcher) failed(j job, attempts int, err error) bool {
 }
 
 // post makes one attempt. It reports whether a failure is worth retrying:
-// network errors, timeouts, 408, 429 and 5xx are; other answers are not.
-func (d *Dispatcher) post(target string, body []byte) (retry bool, err error) {
+// network errors, timeouts, 408, 429 and 5xx are; other answers, and
+// addresses the guard refuses, are not.
+func (d *Dispatcher) post(j job, body []byte) (retry bool, err error) {
 	ctx, cancel := context.WithTimeout(d.ctx, d.opts.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, j.target, bytes.NewReader(body))
 	if err != nil {
 		return false, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "caddyportal-analytics")
-	resp, err := d.client.Do(req)
+	client := d.client
+	if j.guarded {
+		client = d.guarded
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		// A *url.Error quotes the whole URL, query included: keep only
 		// the cause so secrets in the query stay out of the logs.
@@ -394,7 +413,7 @@ func (d *Dispatcher) post(target string, body []byte) (retry bool, err error) {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return true, err
+		return !errors.Is(err, ErrBlocked), err
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponseBody))
 	_ = resp.Body.Close()
@@ -444,6 +463,7 @@ func (d *Dispatcher) Close(ctx context.Context) error {
 	}
 	d.cancel()
 	d.client.CloseIdleConnections()
+	d.guarded.CloseIdleConnections()
 	if err != nil {
 		d.log.Warn("analytics webhook: closed before every event was delivered", zap.Error(err))
 	}

@@ -158,7 +158,10 @@ func TestPayloadsMatchReference(t *testing.T) {
 func TestEventsArriveInOrderPerSession(t *testing.T) {
 	rc := newReceiver(t, nil)
 	res := newResults()
-	d := newDispatcher(t, res.opts(webhooks.Options{URL: rc.URL + "/global", Portal: testPortal, Workers: 4}))
+	// The receiver is on loopback, which session URLs reach only when
+	// the operator allows it.
+	d := newDispatcher(t, res.opts(webhooks.Options{URL: rc.URL + "/global", Portal: testPortal, Workers: 4,
+		Guard: allowGuard(t, "127.0.0.0/8")}))
 
 	const n = 40
 	names := []string{"Session/Created", "Session/Pending", "Session/Started", "Session/Extended", "Session/Terminate"}
@@ -338,7 +341,8 @@ func TestSlowSessionURLDoesNotDelayGlobal(t *testing.T) {
 	slow := newReceiver(t, hanging(entered, cutoff, release))
 	global := newReceiver(t, nil)
 	res := newResults()
-	d := newDispatcher(t, res.opts(webhooks.Options{URL: global.URL, Workers: 2, Timeout: time.Hour}))
+	d := newDispatcher(t, res.opts(webhooks.Options{URL: global.URL, Workers: 2, Timeout: time.Hour,
+		Guard: allowGuard(t, "127.0.0.0/8")}))
 	for i := range 5 {
 		d.Send(sessionEvent("Session/Started", "demo-w01-s001", "alice", i), slow.URL)
 	}
