@@ -64,6 +64,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		stream_close_delay <duration>
 //		dashboard_timeout <duration>
 //		analytics <webhook url>
+//		analytics_allow <networks, addresses or origins...>
 //		workshop <name> {
 //			title       <text>
 //			description <text>
@@ -107,6 +108,14 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // every user, environment and session event is POSTed there as JSON, in the
 // background, in order per session.
 //
+// `analytics_allow` (repeatable, accumulates) lists what a session's own
+// `analytics_url`, which REST callers choose, may reach besides public
+// addresses: networks (`10.0.0.0/8`), single IPs and origins
+// (`http://hooks.internal:8080`, reached whatever the name resolves to).
+// Without it such URLs may not reach loopback, link-local, private, CGNAT,
+// multicast, reserved or unspecified addresses; Caddy's admin listener is
+// refused even inside an allowed network. The `analytics` URL is trusted.
+//
 // `{$VAR}` environment variables are expanded when the Caddyfile is read;
 // `{env.VAR}` placeholders in the robot password, the client id and secret
 // and the admin password are kept in the JSON config and expanded when the
@@ -121,7 +130,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	workshopAt := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
-		if opt != "redirects" && opt != "workshop" {
+		if opt != "redirects" && opt != "workshop" && opt != "analytics_allow" {
 			if seen[opt] {
 				return d.Errf("portal option %q given twice", opt)
 			}
@@ -188,6 +197,19 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				if verr := config.ValidateWebhookURL(u); verr != nil {
 					err = d.Errf("analytics: %v", verr)
 				}
+			}
+		case "analytics_allow":
+			var args []string
+			if args, err = lineArgs(d, opt); err == nil {
+				if len(args) == 0 {
+					err = usageErr(d, opt, "analytics_allow <networks, addresses or origins...>")
+				}
+				for _, a := range args {
+					if verr := config.ValidateWebhookAllow(a); verr != nil && err == nil {
+						err = d.Errf("analytics_allow: %v", verr)
+					}
+				}
+				h.AnalyticsAllow = append(h.AnalyticsAllow, args...)
 			}
 		case "workshop":
 			var w config.Workshop

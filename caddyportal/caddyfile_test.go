@@ -76,6 +76,9 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				}
 				activation_timeout 2m
 				retention 1d12h
+				analytics http://127.0.0.1:9000/hook
+				analytics_allow 127.0.0.0/8 ::1
+				analytics_allow http://hooks.internal:8080 10.1.2.3
 				` + required + oneWorkshop + `}`,
 			want: withRequired(config.Portal{
 				Name:              "demo",
@@ -91,6 +94,8 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				Tokens:            config.TokenLifetimes{Access: dur(2 * time.Hour)},
 				ActivationTimeout: dur(2 * time.Minute),
 				Retention:         dur(36 * time.Hour),
+				Analytics:         "http://127.0.0.1:9000/hook",
+				AnalyticsAllow:    []string{"127.0.0.0/8", "::1", "http://hooks.internal:8080", "10.1.2.3"},
 			}),
 		},
 		{
@@ -246,6 +251,11 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"expires bad", ws("expires 1 hour\nupstream a:1"), `expires: wrong argument count`},
 		{"overdue negative", ws("overdue -1s\nupstream a:1"), `overdue: duration "-1s" must not be negative`},
 		{"bad portal name", "portal {\nname UPPER\n" + required + oneWorkshop + "}", `portal: name "UPPER": use lowercase letters, digits and dashes (at most 40), at Testfile:10`},
+		{"analytics_allow empty", "portal {\nanalytics_allow\n" + required + oneWorkshop + "}", `analytics_allow: wrong argument count (usage: analytics_allow <networks, addresses or origins...>), at Testfile:2`},
+		{"analytics_allow bad network", "portal {\nanalytics_allow 10.0.0.0/33\n" + required + oneWorkshop + "}", `analytics_allow: "10.0.0.0/33" is not a network in CIDR form (such as 10.0.0.0/8), at Testfile:2`},
+		{"analytics_allow name", "portal {\nanalytics_allow hooks.internal\n" + required + oneWorkshop + "}", `analytics_allow: "hooks.internal" is not a network (10.0.0.0/8), an IP address or an origin (http://host:port)`},
+		{"analytics_allow url with path", "portal {\nanalytics_allow http://hooks.internal/x\n" + required + oneWorkshop + "}", `analytics_allow: "http://hooks.internal/x" is not an origin (scheme://host[:port])`},
+		{"analytics_allow block", "portal {\nanalytics_allow 10.0.0.0/8 {\nx\n}\n" + required + oneWorkshop + "}", `analytics_allow: unexpected block, at Testfile:2`},
 		{"bad admin", "portal {\nadmin a\n" + required + oneWorkshop + "}", `admin: two non-empty arguments are required`},
 	}
 	for _, tt := range tests {

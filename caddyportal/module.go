@@ -73,6 +73,7 @@ type Handler struct {
 	metricsHeld  bool
 	releaseGauge func()
 	webhooks     *webhooks.Dispatcher
+	webhookGuard *webhooks.Guard
 }
 
 // CaddyModule returns the Caddy module information.
@@ -144,15 +145,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	uid := tokens.DeriveKey(secret, "uid")
 	portalUID := fmt.Sprintf("%x-%x-%x-%x-%x", uid[0:4], uid[4:6], uid[6:8], uid[8:10], uid[10:16])
 	h.api = api.New(api.Options{
-		Service:         h.svc,
-		Issuer:          oauth.NewIssuer(st, h.Tokens.Access.D(), h.Tokens.Refresh.D(), nil),
-		Redirects:       policy,
-		Logger:          h.logger,
-		ClientIP:        clientIP,
-		OnActivate:      h.activated,
-		PortalUID:       portalUID,
-		OnToken:         h.metrics.TokenGrant,
-		OnRequestFailed: h.metrics.AllocationFailed,
+		Service:           h.svc,
+		Issuer:            oauth.NewIssuer(st, h.Tokens.Access.D(), h.Tokens.Refresh.D(), nil),
+		Redirects:         policy,
+		Logger:            h.logger,
+		ClientIP:          clientIP,
+		OnActivate:        h.activated,
+		PortalUID:         portalUID,
+		OnToken:           h.metrics.TokenGrant,
+		OnRequestFailed:   h.metrics.AllocationFailed,
+		CheckAnalyticsURL: h.webhookGuard.CheckURL,
 	})
 	// The dispatcher held the events emitted since the service started
 	// until it knows the portal's uid, which comes from the store.
@@ -173,7 +175,14 @@ func (h *Handler) provisionObservability(ctx caddy.Context) error {
 	if err := m.Register(ctx.GetMetricsRegistry()); err != nil {
 		return err
 	}
+	// Sessions' own analytics URLs come from REST callers: they may reach
+	// only what the operator allows, and never Caddy's admin listener.
+	h.webhookGuard, err = webhooks.NewGuard(h.AnalyticsAllow, adminListeners(ctx))
+	if err != nil {
+		return fmt.Errorf("analytics_allow: %w", err)
+	}
 	h.webhooks, err = webhooks.New(webhooks.Options{
+		Guard:    h.webhookGuard,
 		URL:      h.Analytics,
 		Portal:   webhooks.Portal{Name: h.Name, URL: h.URL},
 		Hold:     true,

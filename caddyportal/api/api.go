@@ -68,6 +68,11 @@ type Options struct {
 	// exists (err is sessions.ErrNoEnvironment, env the name given) and
 	// was refused or failed by the service. It must not block.
 	OnRequestFailed func(env string, err error)
+	// CheckAnalyticsURL refuses a request's analytics_url whose host is
+	// plainly one the webhook guard would not connect to (a literal
+	// private address, localhost), so the caller learns it at once rather
+	// than from missing events. Nil accepts any valid URL.
+	CheckAnalyticsURL func(raw string) error
 }
 
 // API is the REST API.

@@ -87,6 +87,12 @@ func (a *API) request(w http.ResponseWriter, r *http.Request, env string) {
 			writeError(w, http.StatusBadRequest, "Invalid analytics URL provided")
 			return
 		}
+		if check := a.opts.CheckAnalyticsURL; check != nil {
+			if err := check(req.AnalyticsURL); err != nil {
+				writeError(w, http.StatusBadRequest, "Analytics URL is not allowed: "+err.Error())
+				return
+			}
+		}
 	}
 	for _, v := range []string{req.User, req.Email, req.FirstName, req.LastName, req.Session} {
 		if len(v) > 256 {
