@@ -90,6 +90,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			overdue     <duration>
 //			upstream    <addresses...>
 //			upstream    <template containing {session}>
+//			health_check off | tcp|<path> [interval <duration>] [timeout <duration>]
 //		}
 //	}
 //
@@ -115,6 +116,12 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // Without it such URLs may not reach loopback, link-local, private, CGNAT,
 // multicast, reserved or unspecified addresses; Caddy's admin listener is
 // refused even inside an allowed network. The `analytics` URL is trusted.
+//
+// `health_check` says how a workshop's dashboards are probed before they
+// are handed out and periodically (default: `tcp interval 10s timeout 5s`):
+// `tcp` connects, a path such as `/api/status` makes an HTTP GET where any
+// answer below 400 is healthy, `off` hands out every dashboard unprobed. A
+// pool slot or reserve whose probe fails is skipped until one succeeds.
 //
 // `{$VAR}` environment variables are expanded when the Caddyfile is read;
 // `{env.VAR}` placeholders in the robot password, the client id and secret
@@ -621,6 +628,8 @@ func parseWorkshop(d *caddyfile.Dispenser, taken map[string]bool) (config.Worksh
 			w.Overdue, err = oneDuration(d, opt)
 		case "upstream":
 			w.Upstreams, err = parseUpstream(d, w.Upstreams)
+		case "health_check":
+			w.HealthCheck, err = parseHealthCheck(d)
 		default:
 			return config.Workshop{}, d.Errf("unrecognized workshop option %q", opt)
 		}
@@ -689,6 +698,55 @@ func parseUpstream(d *caddyfile.Dispenser, pool []string) ([]string, error) {
 		}
 	}
 	return pool, nil
+}
+
+func parseHealthCheck(d *caddyfile.Dispenser) (*config.HealthCheck, error) {
+	const usage = "health_check off | health_check tcp|<path> [interval <duration>] [timeout <duration>]"
+	args, err := lineArgs(d, "health_check")
+	if err != nil {
+		return nil, err
+	}
+	if len(args) == 0 {
+		return nil, usageErr(d, "health_check", usage)
+	}
+	hc := &config.HealthCheck{}
+	switch {
+	case args[0] == "off":
+		if len(args) != 1 {
+			return nil, usageErr(d, "health_check", usage)
+		}
+		return &config.HealthCheck{Disabled: true}, nil
+	case args[0] == "tcp":
+	case strings.HasPrefix(args[0], "/"):
+		hc.Path = args[0]
+	default:
+		return nil, d.Errf("health_check: %q is neither tcp, off nor a path starting with / (usage: %s)", args[0], usage)
+	}
+	rest := args[1:]
+	if len(rest)%2 != 0 {
+		return nil, usageErr(d, "health_check", usage)
+	}
+	seen := map[string]bool{}
+	for i := 0; i < len(rest); i += 2 {
+		key := rest[i]
+		if seen[key] {
+			return nil, d.Errf("health_check: %s given twice", key)
+		}
+		seen[key] = true
+		v, err := duration(d, "health_check "+key, rest[i+1])
+		if err != nil {
+			return nil, err
+		}
+		switch key {
+		case "interval":
+			hc.Interval = v
+		case "timeout":
+			hc.Timeout = v
+		default:
+			return nil, d.Errf("health_check: unknown setting %q (use interval, timeout)", key)
+		}
+	}
+	return hc, nil
 }
 
 // Interface guard.

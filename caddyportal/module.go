@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -19,6 +20,7 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/api"
 	"github.com/caddyportal/caddyportal/caddyportal/config"
 	"github.com/caddyportal/caddyportal/caddyportal/gate"
+	"github.com/caddyportal/caddyportal/caddyportal/health"
 	"github.com/caddyportal/caddyportal/caddyportal/metrics"
 	"github.com/caddyportal/caddyportal/caddyportal/oauth"
 	"github.com/caddyportal/caddyportal/caddyportal/redirects"
@@ -74,6 +76,10 @@ type Handler struct {
 	releaseGauge func()
 	webhooks     *webhooks.Dispatcher
 	webhookGuard *webhooks.Guard
+	// health probes the dashboards; healthSvc is the service it reads
+	// its targets from, set once the service exists.
+	health    *health.Checker
+	healthSvc *atomic.Pointer[sessions.Service]
 }
 
 // CaddyModule returns the Caddy module information.
@@ -113,10 +119,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("portal %s: opening store in %s: %w", h.Name, spec.where, err)
 	}
 	h.storeKey = spec.key
-	h.svc, err = sessions.New(ctx, st, h.Portal, sessions.Options{Logger: h.logger, OnEvent: h.onEvent})
+	h.startHealth()
+	h.svc, err = sessions.New(ctx, st, h.Portal, sessions.Options{Logger: h.logger, OnEvent: h.onEvent,
+		Healthy: h.health.Healthy})
 	if err != nil {
 		return fmt.Errorf("portal %s: %w", h.Name, err)
 	}
+	h.healthSvc.Store(h.svc)
 	secret, err := h.svc.Secret(ctx)
 	if err != nil {
 		return fmt.Errorf("portal %s: reading secret: %w", h.Name, err)
@@ -135,7 +144,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	// from requests it proxies to dashboards.
 	h.ui, err = webui.New(webui.Options{Service: h.svc, Key: tokens.DeriveKey(secret, "webui"),
 		CookiePrefix: "portal-" + h.Name + "-", Redirects: policy, Logger: h.logger, ClientIP: clientIP,
-		OnRequestFailed: h.metrics.AllocationFailed})
+		OnRequestFailed: h.metrics.AllocationFailed, Health: h.health.Statuses})
 	if err != nil {
 		return fmt.Errorf("portal %s: %w", h.Name, err)
 	}
@@ -236,6 +245,7 @@ func (h *Handler) Cleanup() error {
 	if h.svc != nil {
 		h.svc.Close()
 	}
+	h.health.Close()
 	if d := h.webhooks; d != nil {
 		// The service is closed, so nothing more is queued: deliver what
 		// is left in the background, for a bounded time.

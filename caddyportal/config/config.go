@@ -311,6 +311,26 @@ type Workshop struct {
 	// Upstreams are the dashboard addresses: a fixed pool (one per session
 	// slot), or a single address template containing `{session}`.
 	Upstreams []string `json:"upstreams,omitempty"`
+
+	// HealthCheck says how the dashboards are probed before they are
+	// handed out and periodically: a pool slot or reserve whose probe
+	// fails is skipped (and shown unhealthy in the admin pages and
+	// metrics) until a probe succeeds again. Default: a TCP connect every
+	// 10s with a 5s timeout.
+	HealthCheck *HealthCheck `json:"health_check,omitempty"`
+}
+
+// HealthCheck configures the probes of a workshop's dashboards.
+type HealthCheck struct {
+	// Disabled turns probing off: every dashboard is handed out.
+	Disabled bool `json:"disabled,omitempty"`
+	// Path, when set, probes with an HTTP GET of this path (an answer
+	// below 400 is healthy) instead of a TCP connect. It starts with `/`.
+	Path string `json:"path,omitempty"`
+	// Interval between probes of one dashboard. Default: 10s.
+	Interval Duration `json:"interval,omitempty"`
+	// Timeout of one probe. Default: 5s.
+	Timeout Duration `json:"timeout,omitempty"`
 }
 
 // SessionPlaceholder marks an upstream address template.
@@ -443,6 +463,14 @@ func (w Workshop) validate() error {
 	}
 	if len(w.Upstreams) == 0 {
 		return fmt.Errorf("upstream: at least one dashboard address is required")
+	}
+	if hc := w.HealthCheck; hc != nil {
+		if hc.Path != "" && (!strings.HasPrefix(hc.Path, "/") || strings.ContainsAny(hc.Path, " \t\r\n#")) {
+			return fmt.Errorf("health_check: path %q must start with / (and hold no spaces or fragment)", hc.Path)
+		}
+		if hc.Interval < 0 || hc.Timeout < 0 {
+			return fmt.Errorf("health_check: durations must not be negative")
+		}
 	}
 	for _, u := range w.Upstreams {
 		if u == "" {

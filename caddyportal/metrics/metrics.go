@@ -95,6 +95,7 @@ type Metrics struct {
 	gate        *prometheus.CounterVec
 	websockets  *prometheus.GaugeVec
 	webhooks    *prometheus.CounterVec
+	upstreams   *prometheus.GaugeVec
 
 	mu         sync.Mutex
 	pendingAt  map[string]time.Time // session → when it was handed out
@@ -142,6 +143,10 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: Namespace, Name: "webhook_deliveries_total",
 			Help: "Analytics webhook deliveries by result (ok, failed after retries, dropped because the queue was full or closed).",
 		}, []string{"result"}),
+		upstreams: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "upstream_healthy",
+			Help: "Whether a workshop dashboard's last health probe succeeded (1) or failed (0), by environment and upstream; failed ones are not handed out.",
+		}, []string{"environment", "upstream"}),
 		pendingAt:  map[string]time.Time{},
 		terminates: map[string]bool{},
 	}
@@ -176,6 +181,9 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	if m.webhooks, err = adopt(reg, m.webhooks); err != nil {
 		return nil, err
 	}
+	if m.upstreams, err = adopt(reg, m.upstreams); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 
@@ -199,7 +207,7 @@ func adopt[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
 // collectors lists every collector in a fixed order.
 func (m *Metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.sessions, m.allocations, m.activation, m.extensions,
-		m.terminated, m.tokens, m.gate, m.websockets, m.webhooks}
+		m.terminated, m.tokens, m.gate, m.websockets, m.webhooks, m.upstreams}
 }
 
 // Register exposes the same collectors, with their current values, on
@@ -408,6 +416,18 @@ func (m *Metrics) WebhookDelivery(ok bool) {
 		result = "failed"
 	}
 	m.webhooks.WithLabelValues(result).Inc()
+}
+
+// UpstreamHealth records the outcome of a dashboard's latest health probe.
+func (m *Metrics) UpstreamHealth(env, upstream string, healthy bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if healthy {
+		v = 1
+	}
+	m.upstreams.WithLabelValues(env, upstream).Set(v)
 }
 
 // WebhookDropped counts one webhook event dropped without an attempt. It

@@ -50,6 +50,11 @@ type Options struct {
 	// OnEvent is called after each committed state change, in commit order.
 	// It must not block.
 	OnEvent func(Event)
+	// Healthy reports whether a dashboard upstream may be handed out (its
+	// last health probe did not fail). Allocation skips pool slots and
+	// retires reserves whose upstream is not healthy. It is called inside
+	// transactions, so it must answer at once. Nil: every upstream is.
+	Healthy func(upstream string) bool
 }
 
 // Event is a committed state change, named as Educates analytics events.
@@ -345,4 +350,9 @@ func sessionName(env string, n int) string { return env + "-s" + fmt.Sprintf("%0
 func parseInt(b []byte) int {
 	n, _ := strconv.Atoi(string(b))
 	return n
+}
+
+// healthy reports whether upstream may be handed out (Options.Healthy).
+func (s *Service) healthy(upstream string) bool {
+	return s.opts.Healthy == nil || s.opts.Healthy(upstream)
 }

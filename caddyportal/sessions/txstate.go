@@ -408,8 +408,10 @@ func (t *txState) newSession(e *Environment, owner string) (*Session, error) {
 		for _, sess := range m {
 			used[sess.Slot] = true
 		}
-		for i := range e.Workshop.Upstreams {
-			if !used[i] {
+		// A dashboard that refuses connections would give its learner a
+		// 502: skip it while its probe fails.
+		for i, u := range e.Workshop.Upstreams {
+			if !used[i] && t.s.healthy(u) {
 				slot = i
 				break
 			}
@@ -519,6 +521,15 @@ func (t *txState) takeReserve(e *Environment) (*Session, error) {
 			return nil, err
 		}
 		if sess != nil && sess.Environment == e.Name && sess.spare() && sess.Live(t.now) {
+			if !t.s.healthy(sess.Upstream) {
+				// Its dashboard is down: retire it, which frees its place
+				// for a reserve on a healthy slot.
+				sess.Reason = "unhealthy"
+				if err := t.finalize(sess, "unhealthy"); err != nil {
+					return nil, err
+				}
+				continue
+			}
 			return sess, nil
 		}
 	}

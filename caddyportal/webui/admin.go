@@ -7,6 +7,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/caddyportal/caddyportal/caddyportal/health"
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 )
@@ -44,6 +45,7 @@ type overviewData struct {
 	Allocated, Live                int
 	Registration, Catalog          string
 	Chart                          chart
+	Upstreams                      []health.Status
 }
 
 func (u *UI) overview(w http.ResponseWriter, r *http.Request, _ string) {
@@ -77,6 +79,9 @@ func (u *UI) overview(w http.ResponseWriter, r *http.Request, _ string) {
 		d.Envs = append(d.Envs, row)
 	}
 	d.Chart = sessionChart(all, u.svc.Now(), 6*time.Hour, 12)
+	if u.health != nil {
+		d.Upstreams = u.health()
+	}
 	u.render(w, r, http.StatusOK, "overview", id, view{Title: "Portal overview", Data: d})
 }
 

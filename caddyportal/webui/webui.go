@@ -25,6 +25,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddyportal/caddyportal/caddyportal/config"
+	"github.com/caddyportal/caddyportal/caddyportal/health"
 	"github.com/caddyportal/caddyportal/caddyportal/loginlimit"
 	"github.com/caddyportal/caddyportal/caddyportal/redirects"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
@@ -56,6 +57,9 @@ type Options struct {
 	// learner's Start made that the service refused or failed, as the
 	// REST API's hook of the same name; the glue counts them in metrics.
 	OnRequestFailed func(env string, err error)
+	// Health, if set, returns the dashboards' last probe results, which
+	// the overview page lists so an operator sees a dead one.
+	Health func() []health.Status
 }
 
 // UI serves the web pages.
@@ -68,6 +72,7 @@ type UI struct {
 	log      *zap.Logger
 	clientIP func(r *http.Request) string
 	failed   func(env string, err error)
+	health   func() []health.Status
 	limiter  *loginlimit.Limiter
 	cost     int
 	pages    map[string]*pageTemplate
@@ -107,6 +112,7 @@ func New(opts Options) (*UI, error) {
 	}
 	u := &UI{svc: opts.Service, cfg: opts.Service.Config(), signer: signer, cookie: opts.CookiePrefix + "login",
 		redirect: opts.Redirects, log: opts.Logger, clientIP: opts.ClientIP, failed: opts.OnRequestFailed,
+		health:  opts.Health,
 		limiter: loginlimit.New(opts.Service.Now), cost: opts.PasswordCost, pages: pages,
 		bindKey: tokens.DeriveKey(opts.Key, "webui-bind")}
 	if u.dummyHash, err = hashPassword("not a password of anyone", u.cost); err != nil {

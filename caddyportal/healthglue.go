@@ -1,0 +1,76 @@
+package caddyportal
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyportal/caddyportal/caddyportal/config"
+	"github.com/caddyportal/caddyportal/caddyportal/health"
+	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
+	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+)
+
+// startHealth starts probing the dashboards of this portal's workshops.
+// The service is not known yet (it needs the checker's answer to
+// allocate); healthTargets reads it from h.healthSvc once set.
+func (h *Handler) startHealth() {
+	h.healthSvc = new(atomic.Pointer[sessions.Service])
+	h.health = health.Start(health.Options{
+		Targets: h.healthTargets,
+		OnResult: func(t health.Target, ok bool) {
+			h.metrics.UpstreamHealth(t.Environment, t.Addr, ok)
+		},
+		Logger: h.logger.Named("health"),
+	})
+}
+
+// healthTargets lists what to probe: every address of a pool, and the
+// address of every live session of a template workshop.
+func (h *Handler) healthTargets() []health.Target {
+	svc := h.healthSvc.Load()
+	if svc == nil {
+		return nil
+	}
+	var out []health.Target
+	var templates map[string]health.Probe
+	for _, e := range svc.Environments() {
+		hc := e.Workshop.HealthCheck
+		if e.State != sessions.EnvRunning || hc != nil && hc.Disabled {
+			continue
+		}
+		p := probeOf(hc)
+		if _, ok := e.Workshop.Template(); ok {
+			if templates == nil {
+				templates = map[string]health.Probe{}
+			}
+			templates[e.Name] = p
+			continue
+		}
+		for _, u := range e.Workshop.Upstreams {
+			out = append(out, health.Target{Environment: e.Name, Addr: u, Probe: p})
+		}
+	}
+	if len(templates) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		byEnv, err := svc.EnvironmentSessions(ctx)
+		if err == nil {
+			for env, p := range templates {
+				for _, s := range byEnv[env] {
+					if s.State != lifecycle.Stopped {
+						out = append(out, health.Target{Environment: env, Addr: s.Upstream, Probe: p})
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+func probeOf(hc *config.HealthCheck) health.Probe {
+	if hc == nil {
+		return health.Probe{}
+	}
+	return health.Probe{Path: hc.Path, Interval: hc.Interval.D(), Timeout: hc.Timeout.D()}
+}
