@@ -1,0 +1,123 @@
+package health_test
+
+import (
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddyportal/caddyportal/caddyportal/health"
+)
+
+// waitFor bounds a wait for the background prober; it measures nothing.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("waiting for %s: gave up (hang guard)", what)
+}
+
+func status(c *health.Checker, addr string) (health.Status, bool) {
+	for _, s := range c.Statuses() {
+		if s.Addr == addr {
+			return s, true
+		}
+	}
+	return health.Status{}, false
+}
+
+// TestTCPProbeFollowsTheListener: an address where nothing listens turns
+// unhealthy, and healthy again once a real listener is there; an address
+// never probed counts as healthy.
+func TestTCPProbeFollowsTheListener(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // now it refuses connections
+	results := make(chan bool, 1024)
+	c := health.Start(health.Options{
+		Targets: func() []health.Target {
+			return []health.Target{{Environment: "demo-w01", Addr: addr, Probe: health.Probe{Interval: 20 * time.Millisecond}}}
+		},
+		OnResult: func(_ health.Target, ok bool) { results <- ok },
+		Tick:     10 * time.Millisecond,
+	})
+	t.Cleanup(c.Close)
+	if !c.Healthy("127.0.0.1:1") {
+		t.Error("an address never probed is reported unhealthy")
+	}
+	waitFor(t, "the refusing address to be unhealthy", func() bool { return !c.Healthy(addr) })
+	s, ok := status(c, addr)
+	if !ok || s.Healthy || s.Environment != "demo-w01" || !strings.Contains(s.Error, "refused") || s.Checked.IsZero() {
+		t.Errorf("status %+v, want unhealthy with the refusal", s)
+	}
+	if ok := <-results; ok {
+		t.Error("OnResult reported the refusing address healthy")
+	}
+
+	l, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listening again on %s: %v", addr, err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conn.Close()
+		}
+	}()
+	waitFor(t, "the listening address to be healthy", func() bool { return c.Healthy(addr) })
+	if s, _ := status(c, addr); !s.Healthy || s.Error != "" {
+		t.Errorf("status %+v, want healthy", s)
+	}
+}
+
+// TestHTTPProbeChecksThePath: with a path, the answer counts: 5xx is
+// unhealthy, a redirect is an answer (healthy), and targets that go away
+// are forgotten.
+func TestHTTPProbeChecksThePath(t *testing.T) {
+	var code atomic.Int64
+	code.Store(http.StatusServiceUnavailable)
+	var paths atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		paths.Store(r.URL.Path)
+		if c := int(code.Load()); c == http.StatusFound {
+			http.Redirect(w, r, "/login", c)
+		} else {
+			w.WriteHeader(c)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	var gone atomic.Bool
+	c := health.Start(health.Options{
+		Targets: func() []health.Target {
+			if gone.Load() {
+				return nil
+			}
+			return []health.Target{{Environment: "demo-w01", Addr: addr,
+				Probe: health.Probe{Path: "/api/status", Interval: 20 * time.Millisecond}}}
+		},
+		Tick: 10 * time.Millisecond,
+	})
+	t.Cleanup(c.Close)
+	waitFor(t, "a 503 to be unhealthy", func() bool { return !c.Healthy(addr) })
+	if p, _ := paths.Load().(string); p != "/api/status" {
+		t.Errorf("probed %q, want /api/status", p)
+	}
+	code.Store(http.StatusFound)
+	waitFor(t, "a redirect to be healthy", func() bool { return c.Healthy(addr) })
+	gone.Store(true)
+	waitFor(t, "the target to be forgotten", func() bool { _, ok := status(c, addr); return !ok })
+}
