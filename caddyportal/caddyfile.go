@@ -733,18 +733,20 @@ func parseHealthCheck(d *caddyfile.Dispenser) (*config.HealthCheck, error) {
 			return nil, d.Errf("health_check: %s given twice", key)
 		}
 		seen[key] = true
+		var dst *config.Duration
+		switch key {
+		case "interval":
+			dst = &hc.Interval
+		case "timeout":
+			dst = &hc.Timeout
+		default:
+			return nil, d.Errf("health_check: unknown setting %q (use interval, timeout)", key)
+		}
 		v, err := duration(d, "health_check "+key, rest[i+1])
 		if err != nil {
 			return nil, err
 		}
-		switch key {
-		case "interval":
-			hc.Interval = v
-		case "timeout":
-			hc.Timeout = v
-		default:
-			return nil, d.Errf("health_check: unknown setting %q (use interval, timeout)", key)
-		}
+		*dst = v
 	}
 	return hc, nil
 }

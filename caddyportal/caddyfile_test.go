@@ -154,6 +154,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				}
 				workshop tmpl {
 					upstream {session}.svc:80
+					health_check /api/status interval 30s timeout 2s
 				}
 			}`,
 			want: withRequired(config.Portal{Workshops: []config.Workshop{
@@ -166,7 +167,8 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 					Expires: dur(time.Hour), Overtime: dur(10 * time.Minute), Deadline: dur(3 * time.Hour),
 					Overdue: dur(5 * time.Minute), Upstreams: []string{"a:1", "b:2"},
 				},
-				{Name: "tmpl", Upstreams: []string{"{session}.svc:80"}},
+				{Name: "tmpl", Upstreams: []string{"{session}.svc:80"}, HealthCheck: &config.HealthCheck{
+					Path: "/api/status", Interval: dur(30 * time.Second), Timeout: dur(2 * time.Second)}},
 			}}),
 		},
 		{
@@ -256,6 +258,14 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"analytics_allow name", "portal {\nanalytics_allow hooks.internal\n" + required + oneWorkshop + "}", `analytics_allow: "hooks.internal" is not a network (10.0.0.0/8), an IP address or an origin (http://host:port)`},
 		{"analytics_allow url with path", "portal {\nanalytics_allow http://hooks.internal/x\n" + required + oneWorkshop + "}", `analytics_allow: "http://hooks.internal/x" is not an origin (scheme://host[:port])`},
 		{"analytics_allow block", "portal {\nanalytics_allow 10.0.0.0/8 {\nx\n}\n" + required + oneWorkshop + "}", `analytics_allow: unexpected block, at Testfile:2`},
+		{"health_check empty", ws("upstream a:1\nhealth_check"), `health_check: wrong argument count (usage: health_check off | health_check tcp|<path> [interval <duration>] [timeout <duration>]), at Testfile:6`},
+		{"health_check off extra", ws("upstream a:1\nhealth_check off interval 1s"), `health_check: wrong argument count`},
+		{"health_check bad kind", ws("upstream a:1\nhealth_check http"), `health_check: "http" is neither tcp, off nor a path starting with /`},
+		{"health_check odd", ws("upstream a:1\nhealth_check tcp interval"), `health_check: wrong argument count`},
+		{"health_check unknown key", ws("upstream a:1\nhealth_check tcp every 1s"), `health_check: unknown setting "every" (use interval, timeout)`},
+		{"health_check bad duration", ws("upstream a:1\nhealth_check tcp interval soon"), `health_check interval: invalid duration "soon"`},
+		{"health_check twice", ws("upstream a:1\nhealth_check tcp\nhealth_check off"), `workshop option "health_check" given twice`},
+		{"health_check path with space", ws("upstream a:1\nhealth_check \"/a b\""), `health_check: path "/a b" must start with /`},
 		{"bad admin", "portal {\nadmin a\n" + required + oneWorkshop + "}", `admin: two non-empty arguments are required`},
 	}
 	for _, tt := range tests {
