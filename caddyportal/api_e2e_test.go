@@ -235,6 +235,7 @@ func TestConcurrentRequestsRespectCapacity(t *testing.T) {
 		workshop lab {
 			reserved 0
 			upstream ` + strings.Join(pool, " ") + `
+			health_check off
 		}
 `
 	p := startPortal(t, dir, body)

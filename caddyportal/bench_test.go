@@ -25,6 +25,7 @@ func BenchmarkSessionRequest(b *testing.B) {
 			reserved 0
 			capacity 1000000
 			upstream {session}.lab.invalid:80
+			health_check off
 		}
 `
 	p := startPortalB(b, dir, body)

@@ -71,6 +71,7 @@ func TestCrashStorm(t *testing.T) {
 		workshop lab {
 			reserved 0
 			upstream ` + strings.Join(pool, " ") + `
+			health_check off
 		}
 `
 	dir := t.TempDir()

@@ -69,11 +69,13 @@ const (
 			expires 60m
 			deadline 120m
 			upstream 127.0.0.1:1 127.0.0.1:2 127.0.0.1:3
+			health_check off
 		}
 		workshop lab-py {
 			title "Python"
 			reserved 1
 			upstream {session}.py.invalid:80
+			health_check off
 			capacity 4
 		}
 `

@@ -32,6 +32,7 @@ func BenchmarkEtcdReplicas(b *testing.B) {
 			reserved 0
 			capacity 1000000
 			upstream {session}.lab.invalid:80
+			health_check off
 		}
 `
 			reps := replicas(b, n, body)

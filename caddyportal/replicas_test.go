@@ -42,10 +42,12 @@ func replicaBody(endpoint, prefix string, slots int, dashboard string) string {
 		workshop storm {
 			reserved 0
 			upstream ` + strings.Join(pool, " ") + `
+			health_check off
 		}
 		workshop real {
 			reserved 0
 			upstream ` + dashboard + `
+			health_check off
 		}
 `
 }

@@ -24,6 +24,7 @@ func pagesBody(registration, upstream string) string {
 			title "Gate lab"
 			reserved 0
 			upstream ` + upstream + `
+			health_check off
 		}
 `
 }
