@@ -19,7 +19,15 @@ func (h *Handler) startHealth() {
 	h.health = health.Start(health.Options{
 		Targets: h.healthTargets,
 		OnResult: func(t health.Target, ok bool) {
-			h.metrics.UpstreamHealth(t.Environment, t.Addr, ok)
+			// Pool addresses only: a template's addresses come and go
+			// with its sessions and would pile up as series.
+			if svc := h.healthSvc.Load(); svc != nil {
+				if e := svc.Environment(t.Environment); e != nil {
+					if _, tmpl := e.Workshop.Template(); !tmpl {
+						h.metrics.UpstreamHealth(t.Environment, t.Addr, ok)
+					}
+				}
+			}
 		},
 		Logger: h.logger.Named("health"),
 	})

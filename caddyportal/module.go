@@ -126,6 +126,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("portal %s: %w", h.Name, err)
 	}
 	h.healthSvc.Store(h.svc)
+	h.health.Refresh() // probe the pools now, not at the next tick
 	secret, err := h.svc.Secret(ctx)
 	if err != nil {
 		return fmt.Errorf("portal %s: reading secret: %w", h.Name, err)

@@ -84,6 +84,7 @@ type Checker struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{}
+	kick   chan struct{} // Refresh: run a round now
 
 	mu     sync.RWMutex
 	status map[string]*Status // by Addr
@@ -99,6 +100,7 @@ func Start(opts Options) *Checker {
 		opts.Tick = time.Second
 	}
 	c := &Checker{opts: opts, status: map[string]*Status{}, due: map[string]time.Time{}, done: make(chan struct{}),
+		kick: make(chan struct{}, 1),
 		client: &http.Client{
 			Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true},
 			// A redirect is an answer: the dashboard is up.
@@ -116,6 +118,18 @@ func (c *Checker) Close() {
 	}
 	c.cancel()
 	<-c.done
+}
+
+// Refresh makes the next round start now rather than at the next tick:
+// for a caller whose targets just appeared.
+func (c *Checker) Refresh() {
+	if c == nil {
+		return
+	}
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
 }
 
 // Healthy reports whether addr may be handed out: true unless its last
@@ -161,6 +175,8 @@ func (c *Checker) run() {
 			t.Stop()
 			return
 		case <-t.C:
+		case <-c.kick:
+			t.Stop()
 		}
 	}
 }
