@@ -222,7 +222,8 @@ func echo(t *testing.T, c *websocket.Conn, msg string) {
 }
 
 // gateBody is a portal with one workshop whose dashboards are the given
-// upstream addresses.
+// upstream addresses. Some are made up (nothing listens) and must still be
+// handed out, so health probes are off.
 func gateBody(extra string, upstreams ...string) string {
 	return `
 		name demo
@@ -238,6 +239,7 @@ func gateBody(extra string, upstreams ...string) string {
 			reserved 0
 			expires 60m
 			upstream ` + strings.Join(upstreams, " ") + `
+			health_check off
 		}
 `
 }
