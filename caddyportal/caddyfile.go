@@ -531,6 +531,10 @@ func parseWorkshop(d *caddyfile.Dispenser, taken map[string]bool) (config.Worksh
 		return config.Workshop{}, d.Errf("workshop %q: declared twice", w.Name)
 	}
 	taken[w.Name] = true
+	// Kept across upstream lines so a pool spread over many lines parses
+	// in linear time (rebuilding it per line was quadratic: 16000 lines
+	// took 30 s, enough to time out the fuzzer).
+	upstreamSeen := map[string]bool{}
 
 	seen := map[string]bool{}
 	labels := map[string]bool{}
@@ -598,7 +602,7 @@ func parseWorkshop(d *caddyfile.Dispenser, taken map[string]bool) (config.Worksh
 		case "overdue":
 			w.Overdue, err = oneDuration(d, opt)
 		case "upstream":
-			w.Upstreams, err = parseUpstream(d, w.Upstreams)
+			w.Upstreams, err = parseUpstream(d, w.Upstreams, upstreamSeen)
 		default:
 			return config.Workshop{}, d.Errf("unrecognized workshop option %q", opt)
 		}
@@ -635,17 +639,15 @@ func oneCount(d *caddyfile.Dispenser, opt string) (*int, error) {
 	return &n, nil
 }
 
-func parseUpstream(d *caddyfile.Dispenser, pool []string) ([]string, error) {
+// parseUpstream reads one upstream line and appends its addresses to pool.
+// seen holds every address already in pool, for this workshop.
+func parseUpstream(d *caddyfile.Dispenser, pool []string, seen map[string]bool) ([]string, error) {
 	args, err := lineArgs(d, "upstream")
 	if err != nil {
 		return nil, err
 	}
 	if len(args) == 0 {
 		return nil, d.Err("upstream: at least one dashboard address is required (usage: upstream <addresses...> | upstream <template containing {session}>)")
-	}
-	seen := map[string]bool{}
-	for _, u := range pool {
-		seen[u] = true
 	}
 	for _, u := range args {
 		if u == "" {
@@ -658,15 +660,18 @@ func parseUpstream(d *caddyfile.Dispenser, pool []string) ([]string, error) {
 		}
 		seen[u] = true
 	}
-	pool = append(pool, args...)
-	if len(pool) > 1 {
-		for _, u := range pool {
-			if strings.Contains(u, config.SessionPlaceholder) {
-				return nil, d.Errf("upstream: a %s template must be the only address, not part of a pool", config.SessionPlaceholder)
-			}
+	// Every earlier line passed this check, so a template can only be the
+	// sole address of the pool so far: pool[0] and the new args suffice.
+	if len(pool)+len(args) > 1 {
+		tmpl := len(pool) == 1 && strings.Contains(pool[0], config.SessionPlaceholder)
+		for _, u := range args {
+			tmpl = tmpl || strings.Contains(u, config.SessionPlaceholder)
+		}
+		if tmpl {
+			return nil, d.Errf("upstream: a %s template must be the only address, not part of a pool", config.SessionPlaceholder)
 		}
 	}
-	return pool, nil
+	return append(pool, args...), nil
 }
 
 // Interface guard.
