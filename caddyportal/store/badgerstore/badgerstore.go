@@ -44,6 +44,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -99,6 +100,13 @@ type Options struct {
 	// DefaultSweepInterval; negative disables the background sweeper (Sweep
 	// can still be called).
 	SweepInterval time.Duration
+	// MinFreeSpace is the free space (bytes) the data directory's file
+	// system must keep: below it Update fails with an error wrapping
+	// store.ErrNoSpace and store.ErrUnavailable, and Open fails, because
+	// Badger would crash with SIGBUS on a full disk (see
+	// DefaultMinFreeSpace). Zero means DefaultMinFreeSpace; negative turns
+	// the check off. It does not apply in memory.
+	MinFreeSpace int64
 }
 
 // DefaultOptions returns durable options for a database in dir.
@@ -112,6 +120,13 @@ type Store struct {
 	db  *badger.DB
 	log *zap.Logger
 	now func() time.Time
+
+	// dir and minFree drive the free-space check of every Update (zero
+	// minFree: no check); full remembers that writes are being refused,
+	// so that the change is logged once each way.
+	dir     string
+	minFree int64
+	full    atomic.Bool
 
 	// ctx belongs to the store, not to any caller or Caddy config: the
 	// background loops must live exactly as long as the database.
@@ -183,6 +198,20 @@ func Open(opts Options) (*Store, error) {
 		WithBlockCacheSize(4 << 20).
 		WithValueLogFileSize(64 << 20).
 		WithNumCompactors(2)
+	minFree := opts.MinFreeSpace
+	if minFree == 0 {
+		minFree = DefaultMinFreeSpace
+	}
+	if opts.InMemory {
+		minFree = 0
+	}
+	if minFree > 0 {
+		// Opening replays the write-ahead log into new tables and starts a
+		// fresh log: on a full disk that is a SIGBUS, not an error.
+		if free, err := freeSpace(opts.Dir); err == nil && free < minFree {
+			return nil, fmt.Errorf("badgerstore: cannot open %q: %w", opts.Dir, noSpace(opts.Dir, free, minFree))
+		}
+	}
 	if !opts.InMemory {
 		removeEmptyMemtables(opts.Dir)
 	}
@@ -199,7 +228,7 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("badgerstore: opening %q: %w", opts.Dir, err)
 	}
 
-	s := &Store{db: db, log: log, now: now}
+	s := &Store{db: db, log: log, now: now, dir: opts.Dir, minFree: minFree}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
 	gcEvery := opts.GCInterval
@@ -263,6 +292,9 @@ func (s *Store) Update(ctx context.Context, fn func(tx store.Txn) error) error {
 		return err
 	}
 	defer s.inflight.Done()
+	if err := s.checkSpace(); err != nil {
+		return err
+	}
 	for attempt := 1; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -384,6 +416,9 @@ func (s *Store) safely(name string, task func()) {
 // this is normally a single cheap call.
 func (s *Store) runGC() {
 	for s.ctx.Err() == nil {
+		if s.checkSpace() != nil {
+			return // rewriting needs space first
+		}
 		err := s.db.RunValueLogGC(0.5)
 		if err == nil {
 			continue
@@ -398,7 +433,8 @@ func (s *Store) runGC() {
 func (s *Store) backgroundSweep() {
 	n, err := s.Sweep(s.ctx)
 	switch {
-	case err != nil && !errors.Is(err, ErrClosed) && !errors.Is(err, context.Canceled):
+	case err != nil && !errors.Is(err, ErrClosed) && !errors.Is(err, context.Canceled) &&
+		!errors.Is(err, store.ErrNoSpace): // checkSpace logged that once
 		s.log.Warn("expiry sweep failed", zap.Error(err))
 	case n > 0:
 		s.log.Debug("expiry sweep", zap.Int("deleted", n))
