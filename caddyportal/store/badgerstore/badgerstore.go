@@ -198,6 +198,11 @@ func Open(opts Options) (*Store, error) {
 		WithBlockCacheSize(4 << 20).
 		WithValueLogFileSize(64 << 20).
 		WithNumCompactors(2)
+	if !opts.InMemory {
+		if err := checkDir(opts.Dir, bopts); err != nil {
+			return nil, err
+		}
+	}
 	minFree := opts.MinFreeSpace
 	if minFree == 0 {
 		minFree = DefaultMinFreeSpace
@@ -215,7 +220,7 @@ func Open(opts Options) (*Store, error) {
 	if !opts.InMemory {
 		removeEmptyMemtables(opts.Dir)
 	}
-	db, err := badger.Open(bopts)
+	db, err := openBadger(bopts)
 	if err != nil {
 		if !opts.InMemory {
 			removeEmptyMemtables(opts.Dir)
@@ -248,6 +253,18 @@ func Open(opts Options) (*Store, error) {
 		go s.loop("expiry sweep", sweepEvery, s.backgroundSweep)
 	}
 	return s, nil
+}
+
+// openBadger is badger.Open with a panic (Badger asserts on some damaged
+// files) turned into an error wrapping ErrDamaged, so that a damaged store
+// stops the start with a message instead of the process.
+func openBadger(bopts badger.Options) (db *badger.DB, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			db, err = nil, fmt.Errorf("%w: Badger panicked reading it: %v%s", ErrDamaged, firstLine(fmt.Sprint(r)), recoverHint)
+		}
+	}()
+	return badger.Open(bopts)
 }
 
 // Close stops the background loops, waits for running calls to finish and
