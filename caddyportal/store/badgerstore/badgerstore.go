@@ -234,6 +234,11 @@ func Open(opts Options) (*Store, error) {
 	}
 
 	s := &Store{db: db, log: log, now: now, dir: opts.Dir, minFree: minFree}
+	if minFree > 0 {
+		if free, err := freeSpace(opts.Dir); err == nil {
+			s.ensureReserveFile(free)
+		}
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
 	gcEvery := opts.GCInterval
@@ -278,6 +283,7 @@ func (s *Store) Close() error {
 		s.cancel()
 		s.bg.Wait()
 		s.inflight.Wait()
+		s.releaseReserveFile()
 		if err := s.db.Close(); err != nil {
 			s.closeErr = fmt.Errorf("badgerstore: closing: %w", err)
 		}

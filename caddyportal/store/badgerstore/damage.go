@@ -73,8 +73,9 @@ func checkDir(dir string, bopts badger.Options) error {
 		case strings.HasSuffix(name, ".sst"), strings.HasSuffix(name, ".vlog"),
 			name == "KEYREGISTRY", name == "DISCARD":
 			data = append(data, name)
-		case name == "LOCK", name == "lost+found", strings.HasPrefix(name, "."):
-			// A stale lock, a fresh file system's lost+found, hidden files.
+		case name == "LOCK", name == reserveFileName, name == "lost+found", strings.HasPrefix(name, "."):
+			// A stale lock, our reserve file, a fresh file system's
+			// lost+found, hidden files.
 		default:
 			other = append(other, name)
 		}

@@ -22,6 +22,60 @@ import (
 // the compactions after it (at most some tens of MB for a portal's data).
 const DefaultMinFreeSpace = 64 << 20
 
+// reserveFileName is a file the store keeps in its directory, allocated
+// but unused, and reserveFileSize its size. Closing flushes the memtable
+// (at most a few MB) into a new table through a sparse mmap: when another
+// program has filled the disk meanwhile, that flush would crash the
+// process. Close deletes the file first in that case, so the flush has
+// room; Open and the return of free space recreate it.
+const (
+	reserveFileName = "caddyportal-reserve"
+	reserveFileSize = 16 << 20
+)
+
+// ensureReserveFile creates the reserve file when it is missing and the
+// disk has room for it on top of the free-space reserve. Failing to is not
+// an error: the store works without it (only a close on a full disk is at
+// risk), so it is logged.
+func (s *Store) ensureReserveFile(free int64) {
+	path := filepath.Join(s.dir, reserveFileName)
+	if fi, err := os.Stat(path); err == nil && fi.Size() == reserveFileSize {
+		return
+	}
+	if free < s.minFree+reserveFileSize {
+		return
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err == nil {
+		// Allocated, not sparse: only real blocks can be given back.
+		err = syscall.Fallocate(int(f.Fd()), 0, 0, reserveFileSize)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		_ = os.Remove(path)
+		s.log.Warn("cannot allocate the reserve file that lets a close on a full disk flush",
+			zap.String("file", path), zap.Error(err))
+	}
+}
+
+// releaseReserveFile deletes the reserve file when the disk is below the
+// free-space reserve, before Close flushes.
+func (s *Store) releaseReserveFile() {
+	if s.minFree <= 0 {
+		return
+	}
+	if free, err := freeSpace(s.dir); err != nil || free >= s.minFree {
+		return
+	}
+	path := filepath.Join(s.dir, reserveFileName)
+	if err := os.Remove(path); err == nil {
+		s.log.Warn("data directory is almost full: released the reserve file so that closing can flush",
+			zap.String("file", path))
+	}
+}
+
 // freeSpace returns the bytes an unprivileged writer may still use on the
 // file system holding path, or on that of its nearest existing parent when
 // path does not exist yet (Badger creates it).
@@ -70,6 +124,7 @@ func (s *Store) checkSpace() error {
 	if s.full.Swap(false) {
 		s.log.Info("data directory has space again: writes resume",
 			zap.String("dir", s.dir), zap.Int64("free_bytes", free))
+		s.ensureReserveFile(free)
 	}
 	return nil
 }

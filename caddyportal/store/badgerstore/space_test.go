@@ -149,3 +149,45 @@ func TestFullDiskRefusesWrites(t *testing.T) {
 		t.Fatalf("data after reopening: %v", err)
 	}
 }
+
+// TestCloseOnFullDisk: closing flushes the memtable into a new table
+// through a sparse mmap, which on a full disk was a SIGBUS. The store keeps
+// an allocated reserve file and gives it back before that flush; every
+// acknowledged write is there after the next open, and the reserve file
+// is allocated again.
+func TestCloseOnFullDisk(t *testing.T) {
+	fs := mountTmpfs(t, "96m")
+	dir := filepath.Join(fs, "db")
+	opts := badgerstore.DefaultOptions(dir)
+	opts.SweepInterval = -1
+	s, err := badgerstore.Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reserve := filepath.Join(dir, "caddyportal-reserve")
+	if _, err := os.Stat(reserve); err != nil {
+		t.Fatalf("no reserve file after Open: %v", err)
+	}
+	for i := range 50 {
+		err := s.Update(context.Background(), func(tx store.Txn) error {
+			return tx.Set("k/"+strconv.Itoa(i), []byte(strings.Repeat("v", 2000)))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	filler := fillFS(t, fs)
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close on a full disk: %v", err)
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, opts)
+	if got := getAll(t, s); len(got) != 50 {
+		t.Fatalf("after reopening: %d keys, want 50", len(got))
+	}
+	if fi, err := os.Stat(reserve); err != nil || fi.Size() != 16<<20 {
+		t.Fatalf("reserve file not allocated again: %v", err)
+	}
+}
