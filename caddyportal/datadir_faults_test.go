@@ -107,3 +107,100 @@ func TestFaultDiskFullWhileServing(t *testing.T) {
 		t.Fatalf("no log line says writes resumed; output:\n%s", tail(c.output()))
 	}
 }
+
+// TestFaultDamagedDataDir: a portal does not start on a damaged data
+// directory, neither silently empty (a deleted MANIFEST), nor without the
+// acknowledged sessions after a damaged write-ahead log entry, nor with a
+// panic (a damaged table footer): the start fails with a message naming
+// the directory, what is wrong and how to recover. Each start runs in a
+// child process, so that a panic is seen as a crash.
+func TestFaultDamagedDataDir(t *testing.T) {
+	damage := []struct {
+		name, want string
+		seed       func(t *testing.T, dir string)
+		damage     func(t *testing.T, data string)
+	}{
+		{"manifest deleted", "MANIFEST is missing", seedTables, func(t *testing.T, data string) {
+			if err := os.Remove(filepath.Join(data, "MANIFEST")); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"table footer", "table ", seedTables, func(t *testing.T, data string) {
+			editOnly(t, data, ".sst", func(b []byte) []byte {
+				copy(b[len(b)-8:], "\xde\xad\xbe\xef\xde\xad\xbe\xef")
+				return b
+			})
+		}},
+		{"log entry", "committed transactions after it", seedLog, func(t *testing.T, data string) {
+			editOnly(t, data, ".mem", func(b []byte) []byte {
+				// The first transaction's end marker: the later sessions follow it.
+				i := strings.Index(string(b), "!badger!txn")
+				if i < 0 {
+					t.Fatal("no transaction in the write-ahead log")
+				}
+				b[i+3] ^= 0xff
+				return b
+			})
+		}},
+	}
+	for _, tc := range damage {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			data := filepath.Join(dir, "badger")
+			tc.seed(t, dir)
+			tc.damage(t, data)
+			verdict, out, err := startOnce(t, dir, defaultBody)
+			if err != nil || !strings.HasPrefix(verdict, childLoadFail) {
+				t.Fatalf("start on a damaged directory: verdict %q, exit %v; output:\n%s", verdict, err, tail(out))
+			}
+			for _, want := range []string{data, tc.want, "restore the directory from a backup"} {
+				if !strings.Contains(verdict, want) {
+					t.Fatalf("start error does not say %q: %s", want, verdict)
+				}
+			}
+		})
+	}
+}
+
+// seedTables stores sessions through a portal that stops cleanly, so they
+// end up in tables.
+func seedTables(t *testing.T, dir string) {
+	seedStore(t, dir, "damage-1", "damage-2", "damage-3")
+}
+
+// seedLog stores sessions through a portal that is then killed, so they
+// are only in the write-ahead log.
+func seedLog(t *testing.T, dir string) {
+	port := freePort(t)
+	c := startServeChild(t, dir, port, defaultBody)
+	p := &portal{t: t, base: c.base, port: port, dir: dir}
+	tok := p.token(robotUser, robotPass)
+	for i := range 3 {
+		if r := p.request(tok, "demo-w01", fmt.Sprint("user=log-", i, "&index_url=https://hub.example.com/")); r.status != 200 {
+			t.Fatalf("seeding: %d %s", r.status, r.body)
+		}
+	}
+	c.kill()
+}
+
+// editOnly rewrites the one file with the suffix in dir that holds data.
+func editOnly(t *testing.T, dir, suffix string, edit func([]byte) []byte) {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(dir, "*"+suffix))
+	var found []string
+	for _, f := range files {
+		if b, err := os.ReadFile(f); err == nil && strings.Trim(string(b), "\x00") != "" {
+			found = append(found, f)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("want one %s file with data in %s, found %v", suffix, dir, found)
+	}
+	b, err := os.ReadFile(found[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(found[0], edit(b), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
