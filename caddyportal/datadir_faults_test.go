@@ -204,3 +204,24 @@ func editOnly(t *testing.T, dir, suffix string, edit func([]byte) []byte) {
 		t.Fatal(err)
 	}
 }
+
+// TestMinFreeSpaceOption: the Caddyfile's min_free_space reaches the store:
+// a reserve larger than any disk stops the start with a message naming the
+// directory and the reserve, and `off` lets the same portal start.
+func TestMinFreeSpaceOption(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "badger")
+	body := strings.Replace(defaultBody, "storage badger {dir}", "storage badger {dir} {\n\t\t\tmin_free_space 1000TiB\n\t\t}", 1)
+	err := loadCaddyfile(portalCaddyfile(freePort(t), dir, body))
+	wantStartError(t, err, data)
+	if !strings.Contains(err.Error(), "1000.0 TiB the store keeps in reserve") {
+		t.Fatalf("start error does not name the reserve: %v", err)
+	}
+	body = strings.Replace(body, "1000TiB", "off", 1)
+	if err := loadCaddyfile(portalCaddyfile(freePort(t), dir, body)); err != nil {
+		t.Fatalf("start with min_free_space off: %v", err)
+	}
+	if err := stopCaddy(); err != nil {
+		t.Fatal(err)
+	}
+}
