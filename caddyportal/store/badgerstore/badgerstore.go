@@ -214,7 +214,7 @@ func Open(opts Options) (*Store, error) {
 		// Opening replays the write-ahead log into new tables and starts a
 		// fresh log: on a full disk that is a SIGBUS, not an error.
 		if free, err := freeSpace(opts.Dir); err == nil && free < minFree {
-			return nil, fmt.Errorf("badgerstore: cannot open %q: %w", opts.Dir, noSpace(opts.Dir, free, minFree))
+			return nil, noSpaceAtOpen(opts.Dir, free, minFree)
 		}
 	}
 	if !opts.InMemory {

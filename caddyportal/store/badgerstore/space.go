@@ -94,12 +94,20 @@ func freeSpace(path string) (int64, error) {
 	}
 }
 
-// noSpace is the error of a refused write or open: it names the directory,
-// the free space and the reserve, so the log line says what to do.
+// noSpace is the error of a refused write: it names the directory, the
+// free space and the reserve, so the log line says what to do.
 func noSpace(dir string, free, reserve int64) error {
 	return fmt.Errorf("badgerstore: %w: %w: the file system of %q has %s free, less than the %s "+
-		"the store keeps in reserve; free some space there (writes resume by themselves)",
+		"the store keeps in reserve (min_free_space); free some space there and writes resume by themselves",
 		store.ErrUnavailable, store.ErrNoSpace, dir, bytesString(free), bytesString(reserve))
+}
+
+// noSpaceAtOpen is the error of a refused Open.
+func noSpaceAtOpen(dir string, free, reserve int64) error {
+	return fmt.Errorf("badgerstore: cannot open %q: %w: its file system has %s free, less than the %s "+
+		"the store keeps in reserve (min_free_space), and starting on a full disk would crash; "+
+		"free some space there and start again",
+		dir, store.ErrNoSpace, bytesString(free), bytesString(reserve))
 }
 
 // checkSpace refuses a write when the data directory's file system is
