@@ -31,6 +31,20 @@
 // SetExpiring on the same key remove the old one. An entry whose user key is
 // gone or carries another expiry is stale and the sweeper just drops it.
 //
+// # Full disks and damaged directories
+//
+// Badger writes through sparsely extended mmaps, so a full disk kills the
+// process with SIGBUS rather than failing a write. The store therefore
+// refuses writes (store.ErrNoSpace, also store.ErrUnavailable) and Open
+// while the file system has less than Options.MinFreeSpace free, and keeps
+// an allocated reserve file (caddyportal-reserve) that Close gives back
+// when the disk is full, so that its final flush has room.
+//
+// Badger also starts on some damaged directories without a word (no
+// MANIFEST: empty; a bad write-ahead log entry: later transactions dropped)
+// or panics (a bad table footer). Open first checks the directory, only
+// reading it, and fails with ErrDamaged or ErrNotStore instead.
+//
 // The portal's own key schema is documented with the portal logic, not here.
 package badgerstore
 
@@ -155,7 +169,9 @@ type Store struct {
 var _ store.Store = (*Store)(nil)
 
 // Open opens (creating if needed) the database described by opts and starts
-// its background loops.
+// its background loops. It refuses, changing nothing, a damaged directory
+// (ErrDamaged), a non-empty one without a store (ErrNotStore) and one on a
+// file system with less than MinFreeSpace free (store.ErrNoSpace).
 func Open(opts Options) (*Store, error) {
 	if opts.InMemory && opts.Dir != "" {
 		return nil, fmt.Errorf("badgerstore: dir %q must be empty for an in-memory store", opts.Dir)
