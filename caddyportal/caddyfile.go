@@ -8,6 +8,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
 
 	"github.com/caddyportal/caddyportal/caddyportal/config"
 )
@@ -32,7 +33,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //
 //	portal [<matcher>] {
 //		name      <name>
-//		storage   badger [<dir>]
+//		storage   badger [<dir>] {
+//			min_free_space <size>|off
+//		}
 //		storage   etcd <endpoints...> {
 //			prefix   <prefix>
 //			username <user>
@@ -330,8 +333,39 @@ func parseRedirects(d *caddyfile.Dispenser, h *Handler) error {
 	return nil
 }
 
+// parseBadgerOptions reads the block of `storage badger`.
+func parseBadgerOptions(d *caddyfile.Dispenser, s *config.Storage) error {
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if seen[opt] {
+			return d.Errf("storage badger option %q given twice", opt)
+		}
+		seen[opt] = true
+		switch opt {
+		case "min_free_space":
+			v, err := oneArg(d, opt, "min_free_space <size>|off")
+			if err != nil {
+				return err
+			}
+			if v == "off" {
+				s.MinFreeSpace = -1
+				continue
+			}
+			n, err := humanize.ParseBytes(v)
+			if err != nil || n == 0 || n > 1<<62 {
+				return d.Errf("min_free_space: %q is not a size such as 64MiB (or off)", v)
+			}
+			s.MinFreeSpace = int64(n)
+		default:
+			return d.Errf("unrecognized storage badger option %q", opt)
+		}
+	}
+	return nil
+}
+
 func parseStorage(d *caddyfile.Dispenser) (*config.Storage, error) {
-	const usage = "storage badger [<dir>] | storage etcd <endpoints...> { ... }"
+	const usage = "storage badger [<dir>] { ... } | storage etcd <endpoints...> { ... }"
 	args := d.RemainingArgs()
 	if len(args) == 0 {
 		return nil, usageErr(d, "storage", usage)
@@ -345,11 +379,7 @@ func parseStorage(d *caddyfile.Dispenser) (*config.Storage, error) {
 		if len(args) == 2 {
 			s.Path = args[1]
 		}
-		if d.NextBlock(d.Nesting()) {
-			d.Prev() // back to the `{`, on the option's line
-			return nil, d.Err("storage badger: unexpected block")
-		}
-		return s, nil
+		return s, parseBadgerOptions(d, s)
 	case config.StorageEtcd:
 		if len(args) == 1 {
 			return nil, d.Err("storage etcd: at least one endpoint is required")

@@ -105,6 +105,16 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			}),
 		},
 		{
+			name:  "storage badger min_free_space",
+			input: "portal {\nstorage badger /data {\nmin_free_space 128MiB\n}\n" + required + oneWorkshop + "}",
+			want:  withRequired(config.Portal{Storage: &config.Storage{Backend: "badger", Path: "/data", MinFreeSpace: 128 << 20}}),
+		},
+		{
+			name:  "storage badger min_free_space off",
+			input: "portal {\nstorage badger {\nmin_free_space off\n}\n" + required + oneWorkshop + "}",
+			want:  withRequired(config.Portal{Storage: &config.Storage{Backend: "badger", MinFreeSpace: -1}}),
+		},
+		{
 			name: "storage etcd",
 			input: `portal {
 				storage etcd http://e1:2379 http://e2:2379 {
@@ -225,7 +235,11 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"dashboards extra", "portal {\ndashboards path x\n" + required + oneWorkshop + "}", `dashboards: wrong argument count`},
 		{"dashboards host url", "portal {\ndashboards host https://x.example.com\n" + required + oneWorkshop + "}", `dashboards host: "https://x.example.com" is not a domain name`},
 		{"storage none", "portal {\nstorage\n" + required + oneWorkshop + "}", `storage: wrong argument count`},
-		{"storage badger block", "portal {\nstorage badger /d {\nx y\n}\n" + required + oneWorkshop + "}", `storage badger: unexpected block, at Testfile:2`},
+		{"storage badger block", "portal {\nstorage badger /d {\nx y\n}\n" + required + oneWorkshop + "}", `unrecognized storage badger option "x", at Testfile:3`},
+		{"min_free_space bad", "portal {\nstorage badger /d {\nmin_free_space lots\n}\n" + required + oneWorkshop + "}", `min_free_space: "lots" is not a size such as 64MiB (or off), at Testfile:3`},
+		{"min_free_space zero", "portal {\nstorage badger /d {\nmin_free_space 0\n}\n" + required + oneWorkshop + "}", `min_free_space: "0" is not a size`},
+		{"min_free_space twice", "portal {\nstorage badger /d {\nmin_free_space 1MiB\nmin_free_space 2MiB\n}\n" + required + oneWorkshop + "}", `storage badger option "min_free_space" given twice, at Testfile:4`},
+		{"min_free_space no value", "portal {\nstorage badger /d {\nmin_free_space\n}\n" + required + oneWorkshop + "}", `min_free_space: wrong argument count`},
 		{"storage badger extra", "portal {\nstorage badger /a /b\n" + required + oneWorkshop + "}", `storage: wrong argument count`},
 		{"etcd tls two", "portal {\nstorage etcd e:1 {\ntls a b\n}\n" + required + oneWorkshop + "}", `tls: wrong argument count (usage: tls <ca> [<cert> <key>])`},
 		{"etcd user without password", "portal {\nstorage etcd e:1 {\nusername u\n}\n" + required + oneWorkshop + "}", `storage etcd: username and password go together`},
@@ -339,5 +353,18 @@ func TestUnmarshalCaddyfileUpstreamLinesLinear(t *testing.T) {
 	small, large := parse(1000), parse(4000)
 	if ratio := float64(large) / float64(small); ratio > 8 {
 		t.Fatalf("4x the upstream lines allocated %.1fx the bytes (%d vs %d): parsing is not linear", ratio, large, small)
+	}
+}
+
+// TestMinFreeSpaceOnlyForBadger: the free-space reserve is a Badger
+// setting; in a JSON config for etcd it is an error, not ignored.
+func TestMinFreeSpaceOnlyForBadger(t *testing.T) {
+	p := withRequired(config.Portal{Storage: &config.Storage{Backend: "etcd", Endpoints: []string{"e:1"}, MinFreeSpace: 1 << 20}})
+	if err := p.Validate(); err == nil || !strings.Contains(err.Error(), "min_free_space applies to badger only") {
+		t.Fatalf("Validate: %v", err)
+	}
+	p.Storage = &config.Storage{Backend: "badger", MinFreeSpace: -1}
+	if err := p.Validate(); err != nil {
+		t.Fatalf("Validate of badger with min_free_space off: %v", err)
 	}
 }
