@@ -59,6 +59,8 @@ type Handler struct {
 	logger    *zap.Logger
 	proxy     caddyhttp.MiddlewareHandler
 	activity  *activity
+	streams   *gate.Streams
+	streamsAt string // the streams pool key, once acquired
 	redirects *redirects.Policy
 	storeKey  string
 	svc       *sessions.Service
@@ -112,10 +114,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("portal %s: opening store in %s: %w", h.Name, spec.where, err)
 	}
 	h.storeKey = spec.key
-	h.svc, err = sessions.New(ctx, st, h.Portal, sessions.Options{Logger: h.logger, OnEvent: h.onEvent})
+	h.streamsAt = spec.key + "|" + h.Name
+	h.streams = acquireStreams(h.streamsAt)
+	h.svc, err = sessions.New(ctx, st, h.Portal, sessions.Options{Logger: h.logger, OnEvent: h.onEvent,
+		OnEnd: h.streams.End, OnChange: h.streams.Changed})
 	if err != nil {
 		return fmt.Errorf("portal %s: %w", h.Name, err)
 	}
+	h.streams.SetCheck(checkStream(h.svc))
 	secret, err := h.svc.Secret(ctx)
 	if err != nil {
 		return fmt.Errorf("portal %s: reading secret: %w", h.Name, err)
@@ -235,6 +241,9 @@ func (h *Handler) Cleanup() error {
 			defer cancel()
 			_ = d.Close(ctx)
 		}()
+	}
+	if h.streamsAt != "" {
+		releaseStreams(h.streamsAt)
 	}
 	if h.storeKey != "" {
 		releaseStore(h.storeKey)
