@@ -29,18 +29,25 @@ const closeBound = time.Second
 // server-sent event stream at /events that stays open until the client
 // or the proxy goes away.
 type terminal struct {
-	addr string
-	mu   sync.Mutex
+	addr  string   // the first of addrs
+	addrs []string // one listener per pool slot
+	mu    sync.Mutex
 	got  []string // "<session>: <message>", in arrival order
 }
 
-func startTerminal(t *testing.T) *terminal {
+func startTerminal(t *testing.T, listeners int) *terminal {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	term := &terminal{}
+	var ls []net.Listener
+	for range listeners {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		term.addrs = append(term.addrs, l.Addr().String())
 	}
-	term := &terminal{addr: l.Addr().String()}
+	term.addr = term.addrs[0]
 	ctx, cancel := context.WithCancel(context.Background())
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
@@ -74,7 +81,9 @@ func startTerminal(t *testing.T) *terminal {
 	})
 	srv := &http.Server{Handler: mux, BaseContext: func(net.Listener) context.Context { return ctx },
 		ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(l) }()
+	for _, l := range ls {
+		go func() { _ = srv.Serve(l) }()
+	}
 	t.Cleanup(func() { cancel(); _ = srv.Close() })
 	return term
 }
@@ -161,8 +170,8 @@ func wantStreamEnded(t *testing.T, br *bufio.Reader, what string) {
 // expiry and orphaning. Before, the gate checked a stream only at the
 // upgrade and the socket kept working after the session was over.
 func TestStreamsEndWithSession(t *testing.T) {
-	term := startTerminal(t)
-	body := gateBody("", term.addr, term.addr, term.addr) + `
+	term := startTerminal(t, 3)
+	body := gateBody("", term.addrs...) + `
 		workshop lab-expiring {
 			reserved 0
 			expires 2s
@@ -248,7 +257,7 @@ func TestStreamsEndWithSession(t *testing.T) {
 // session's dashboard: it is closed before the slot is handed on, and what
 // its owner types afterwards is never received.
 func TestStreamsNotHandedOn(t *testing.T) {
-	term := startTerminal(t)
+	term := startTerminal(t, 1)
 	body := strings.Replace(gateBody("", term.addr), "expires 60m", "expires 2s", 1)
 	p := startPortal(t, t.TempDir(), body)
 	tok := p.token(robotUser, robotPass)
@@ -301,7 +310,7 @@ func TestStreamsNotHandedOn(t *testing.T) {
 // watch, not from its own requests).
 func TestStreamsEndOnEveryReplica(t *testing.T) {
 	srv := etcdtest.Start(t)
-	term := startTerminal(t)
+	term := startTerminal(t, 1)
 	body := replicaBody(srv.Endpoints()[0], "/streams/", 1, term.addr) + `
 		workshop short {
 			reserved 0
