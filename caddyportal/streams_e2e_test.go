@@ -32,7 +32,7 @@ type terminal struct {
 	addr  string   // the first of addrs
 	addrs []string // one listener per pool slot
 	mu    sync.Mutex
-	got  []string // "<session>: <message>", in arrival order
+	got   []string // "<session>: <message>", in arrival order
 }
 
 func startTerminal(t *testing.T, listeners int) *terminal {
