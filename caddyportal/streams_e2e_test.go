@@ -343,3 +343,21 @@ func TestStreamsEndOnEveryReplica(t *testing.T) {
 	}
 	wantClosed(t, c, "expiry on a replica that made no write")
 }
+
+// TestStreamsEndAfterReload: a config reload keeps open WebSockets (see
+// TestGateReloadKeepsWebSocket), so a socket admitted by the old config
+// must still end with its session when the new config ends it.
+func TestStreamsEndAfterReload(t *testing.T) {
+	term := startTerminal(t, 1)
+	body := gateBody("", term.addr)
+	p := startPortal(t, t.TempDir(), body)
+	tok := p.token(robotUser, robotPass)
+	name, ck, _ := p.activate(tok, "demo-w01", "rhea")
+	c := openSocket(t, p.base, name, ck)
+	p.load(strings.Replace(body, `"Gate lab"`, `"Gate lab, reloaded"`, 1))
+	echo(t, c, "still open after the reload")
+	if r := p.do("GET", "/workshops/session/"+name+"/terminate/", tok, nil, nil); r.status != 200 {
+		t.Fatalf("terminate: %d %s", r.status, r.body)
+	}
+	wantClosed(t, c, "terminate after a reload")
+}
