@@ -8,6 +8,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
 
 	"github.com/caddyportal/caddyportal/caddyportal/config"
 )
@@ -32,7 +33,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //
 //	portal [<matcher>] {
 //		name      <name>
-//		storage   badger [<dir>]
+//		storage   badger [<dir>] {
+//			min_free_space <size>|off
+//		}
 //		storage   etcd <endpoints...> {
 //			prefix   <prefix>
 //			username <user>
@@ -359,8 +362,39 @@ func parseRedirects(d *caddyfile.Dispenser, h *Handler) error {
 	return nil
 }
 
+// parseBadgerOptions reads the block of `storage badger`.
+func parseBadgerOptions(d *caddyfile.Dispenser, s *config.Storage) error {
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if seen[opt] {
+			return d.Errf("storage badger option %q given twice", opt)
+		}
+		seen[opt] = true
+		switch opt {
+		case "min_free_space":
+			v, err := oneArg(d, opt, "min_free_space <size>|off")
+			if err != nil {
+				return err
+			}
+			if v == "off" {
+				s.MinFreeSpace = -1
+				continue
+			}
+			n, err := humanize.ParseBytes(v)
+			if err != nil || n == 0 || n > 1<<62 {
+				return d.Errf("min_free_space: %q is not a size such as 64MiB (or off)", v)
+			}
+			s.MinFreeSpace = int64(n)
+		default:
+			return d.Errf("unrecognized storage badger option %q", opt)
+		}
+	}
+	return nil
+}
+
 func parseStorage(d *caddyfile.Dispenser) (*config.Storage, error) {
-	const usage = "storage badger [<dir>] | storage etcd <endpoints...> { ... }"
+	const usage = "storage badger [<dir>] { ... } | storage etcd <endpoints...> { ... }"
 	args := d.RemainingArgs()
 	if len(args) == 0 {
 		return nil, usageErr(d, "storage", usage)
@@ -374,11 +408,7 @@ func parseStorage(d *caddyfile.Dispenser) (*config.Storage, error) {
 		if len(args) == 2 {
 			s.Path = args[1]
 		}
-		if d.NextBlock(d.Nesting()) {
-			d.Prev() // back to the `{`, on the option's line
-			return nil, d.Err("storage badger: unexpected block")
-		}
-		return s, nil
+		return s, parseBadgerOptions(d, s)
 	case config.StorageEtcd:
 		if len(args) == 1 {
 			return nil, d.Err("storage etcd: at least one endpoint is required")
@@ -560,6 +590,10 @@ func parseWorkshop(d *caddyfile.Dispenser, taken map[string]bool) (config.Worksh
 		return config.Workshop{}, d.Errf("workshop %q: declared twice", w.Name)
 	}
 	taken[w.Name] = true
+	// Kept across upstream lines so a pool spread over many lines parses
+	// in linear time (rebuilding it per line was quadratic: 16000 lines
+	// took 30 s, enough to time out the fuzzer).
+	upstreamSeen := map[string]bool{}
 
 	seen := map[string]bool{}
 	labels := map[string]bool{}
@@ -627,7 +661,7 @@ func parseWorkshop(d *caddyfile.Dispenser, taken map[string]bool) (config.Worksh
 		case "overdue":
 			w.Overdue, err = oneDuration(d, opt)
 		case "upstream":
-			w.Upstreams, err = parseUpstream(d, w.Upstreams)
+			w.Upstreams, err = parseUpstream(d, w.Upstreams, upstreamSeen)
 		case "health_check":
 			w.HealthCheck, err = parseHealthCheck(d)
 		default:
@@ -666,17 +700,15 @@ func oneCount(d *caddyfile.Dispenser, opt string) (*int, error) {
 	return &n, nil
 }
 
-func parseUpstream(d *caddyfile.Dispenser, pool []string) ([]string, error) {
+// parseUpstream reads one upstream line and appends its addresses to pool.
+// seen holds every address already in pool, for this workshop.
+func parseUpstream(d *caddyfile.Dispenser, pool []string, seen map[string]bool) ([]string, error) {
 	args, err := lineArgs(d, "upstream")
 	if err != nil {
 		return nil, err
 	}
 	if len(args) == 0 {
 		return nil, d.Err("upstream: at least one dashboard address is required (usage: upstream <addresses...> | upstream <template containing {session}>)")
-	}
-	seen := map[string]bool{}
-	for _, u := range pool {
-		seen[u] = true
 	}
 	for _, u := range args {
 		if u == "" {
@@ -689,15 +721,18 @@ func parseUpstream(d *caddyfile.Dispenser, pool []string) ([]string, error) {
 		}
 		seen[u] = true
 	}
-	pool = append(pool, args...)
-	if len(pool) > 1 {
-		for _, u := range pool {
-			if strings.Contains(u, config.SessionPlaceholder) {
-				return nil, d.Errf("upstream: a %s template must be the only address, not part of a pool", config.SessionPlaceholder)
-			}
+	// Every earlier line passed this check, so a template can only be the
+	// sole address of the pool so far: pool[0] and the new args suffice.
+	if len(pool)+len(args) > 1 {
+		tmpl := len(pool) == 1 && strings.Contains(pool[0], config.SessionPlaceholder)
+		for _, u := range args {
+			tmpl = tmpl || strings.Contains(u, config.SessionPlaceholder)
+		}
+		if tmpl {
+			return nil, d.Errf("upstream: a %s template must be the only address, not part of a pool", config.SessionPlaceholder)
 		}
 	}
-	return pool, nil
+	return append(pool, args...), nil
 }
 
 func parseHealthCheck(d *caddyfile.Dispenser) (*config.HealthCheck, error) {

@@ -201,6 +201,10 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, sess *sessions
 	} else {
 		h.activity.request(sess.Name)
 	}
+	// The gate's checks above ran once; the registry ends the request
+	// later if its session ends while it is open (a WebSocket, a stream).
+	w, r, untrack := h.track(w, r, sess)
+	defer untrack()
 	err := h.proxy.ServeHTTP(w, r, next)
 	var he caddyhttp.HandlerError
 	if errors.As(err, &he) && he.StatusCode >= 502 && he.StatusCode <= 504 {

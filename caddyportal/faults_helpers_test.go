@@ -32,6 +32,7 @@ const (
 	faultPortEnv  = "CADDYPORTAL_FAULT_PORT"  // the port to listen on
 	faultBodyEnv  = "CADDYPORTAL_FAULT_BODY"  // the portal block body
 	faultFsizeEnv = "CADDYPORTAL_FAULT_FSIZE" // RLIMIT_FSIZE in bytes ("start")
+	faultLogEnv   = "CADDYPORTAL_FAULT_LOG"   // non-empty: Caddy logs to stderr
 )
 
 // Lines a child prints on stdout for its parent.
@@ -89,7 +90,11 @@ func childConfig() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("bad %s: %v", faultPortEnv, err)
 	}
-	return portalCaddyfile(port, os.Getenv(faultDirEnv), os.Getenv(faultBodyEnv)), nil
+	cf := portalCaddyfile(port, os.Getenv(faultDirEnv), os.Getenv(faultBodyEnv))
+	if os.Getenv(faultLogEnv) != "" {
+		cf = strings.Replace(cf, "output discard", "output stderr", 1)
+	}
+	return cf, nil
 }
 
 // serveChild runs a portal until the process is killed.
@@ -165,11 +170,11 @@ func faultEnv(kind, dir string, port int, body string, extra ...string) []string
 
 // startServeChild starts a portal child on port with data in dir and waits
 // until it serves.
-func startServeChild(t *testing.T, dir string, port int, body string) *child {
+func startServeChild(t *testing.T, dir string, port int, body string, extra ...string) *child {
 	t.Helper()
 	c := &child{port: port, base: fmt.Sprintf("http://127.0.0.1:%d", port), done: make(chan struct{})}
 	c.cmd = exec.Command(os.Args[0], "-test.run=^$")
-	c.cmd.Env = faultEnv("serve", dir, port, body)
+	c.cmd.Env = faultEnv("serve", dir, port, body, extra...)
 	c.cmd.Stderr = childLog{c}
 	stdout, err := c.cmd.StdoutPipe()
 	if err != nil {

@@ -169,14 +169,16 @@ func TestFaultDiskFullAtStart(t *testing.T) {
 }
 
 // TestFaultFullFilesystemAtStart: the same on a really full file system (a
-// small tmpfs filled to the last byte), where mounting is permitted.
+// small tmpfs filled to the last byte), where mounting is permitted. The
+// tmpfs is larger than the store's free-space reserve, so that the portal
+// runs on it before it is filled.
 func TestFaultFullFilesystemAtStart(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "badger")
 	if err := os.MkdirAll(data, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	err := syscall.Mount("tmpfs", data, "tmpfs", 0, "size=4m,mode=0700")
+	err := syscall.Mount("tmpfs", data, "tmpfs", 0, "size=96m,mode=0700")
 	if isEPERM(err) {
 		// TestFaultDiskFullAtStart covers the same failure without mount.
 		t.Logf("mount not permitted (%v): checking the file-size limit path only", err)

@@ -61,6 +61,8 @@ type Handler struct {
 	logger    *zap.Logger
 	proxy     caddyhttp.MiddlewareHandler
 	activity  *activity
+	streams   *gate.Streams
+	streamsAt string // the streams pool key, once acquired
 	redirects *redirects.Policy
 	storeKey  string
 	svc       *sessions.Service
@@ -119,12 +121,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("portal %s: opening store in %s: %w", h.Name, spec.where, err)
 	}
 	h.storeKey = spec.key
+	h.streamsAt = spec.key + "|" + h.Name
+	h.streams = acquireStreams(h.streamsAt)
 	h.startHealth()
 	h.svc, err = sessions.New(ctx, st, h.Portal, sessions.Options{Logger: h.logger, OnEvent: h.onEvent,
-		Healthy: h.health.Healthy})
+		OnEnd: h.streams.End, OnChange: h.streams.Changed, Healthy: h.health.Healthy})
 	if err != nil {
 		return fmt.Errorf("portal %s: %w", h.Name, err)
 	}
+	h.streams.SetCheck(checkStream(h.svc))
 	h.healthSvc.Store(h.svc)
 	h.health.Refresh() // probe the pools now, not at the next tick
 	secret, err := h.svc.Secret(ctx)
@@ -255,6 +260,9 @@ func (h *Handler) Cleanup() error {
 			defer cancel()
 			_ = d.Close(ctx)
 		}()
+	}
+	if h.streamsAt != "" {
+		releaseStreams(h.streamsAt)
 	}
 	if h.storeKey != "" {
 		releaseStore(h.storeKey)

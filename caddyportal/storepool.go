@@ -45,6 +45,10 @@ func storeFor(p config.Portal) (storeSpec, error) {
 	if p.Storage != nil && p.Storage.Path != "" {
 		dir = p.Storage.Path
 	}
+	var minFree int64
+	if p.Storage != nil {
+		minFree = p.Storage.MinFreeSpace
+	}
 	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return storeSpec{}, err
@@ -54,8 +58,9 @@ func storeFor(p config.Portal) (storeSpec, error) {
 			return nil, fmt.Errorf("creating data directory: %w", err)
 		}
 		return badgerstore.Open(badgerstore.Options{
-			Dir:        dir,
-			SyncWrites: true,
+			Dir:          dir,
+			SyncWrites:   true,
+			MinFreeSpace: minFree,
 			// The store outlives any one config, so it logs through
 			// Caddy's default logger rather than a config's.
 			Logger: caddy.Log().Named("portal.badger"),

@@ -194,6 +194,11 @@ type Storage struct {
 	Backend string `json:"backend,omitempty"`
 	// Path is the Badger data directory. Default: under Caddy's data directory.
 	Path string `json:"path,omitempty"`
+	// MinFreeSpace is the free space, in bytes, that Badger's file system
+	// must keep: below it writes get 503 and a start fails, because Badger
+	// would crash on a full disk. Zero means the default, 64 MiB; negative
+	// turns the check off. Badger only.
+	MinFreeSpace int64 `json:"min_free_space,omitempty"`
 	// Endpoints are the etcd endpoints.
 	Endpoints []string `json:"endpoints,omitempty"`
 	// Prefix is the etcd key prefix. Default: `/caddyportal/<name>/`.
@@ -365,6 +370,9 @@ func (p *Portal) Validate() error {
 		switch p.Storage.Backend {
 		case "", StorageBadger:
 		case StorageEtcd:
+			if p.Storage.MinFreeSpace != 0 {
+				return fmt.Errorf("storage etcd: min_free_space applies to badger only")
+			}
 			if len(p.Storage.Endpoints) == 0 {
 				return fmt.Errorf("storage etcd: at least one endpoint is required")
 			}

@@ -163,7 +163,7 @@ func (s *Service) Terminate(ctx context.Context, name, reason string) (*Session,
 	if reason == "" {
 		reason = "terminated"
 	}
-	return s.mutate(ctx, name, func(sess *Session, now time.Time) (bool, []Event, error) {
+	sess, err := s.mutate(ctx, name, func(sess *Session, now time.Time) (bool, []Event, error) {
 		if sess.Reserved() {
 			return false, nil, ErrNotInUse
 		}
@@ -176,6 +176,12 @@ func (s *Service) Terminate(ctx context.Context, name, reason string) (*Session,
 		sess.Reason = reason
 		return true, []Event{sessionEvent("Session/Terminate", sess, now, nil), sessionEvent("Session/Stopping", sess, now, nil)}, nil
 	})
+	if err == nil {
+		// STOPPING: the dashboard is refused from now on, and so are the
+		// streams already open to it.
+		s.ended(name)
+	}
+	return sess, err
 }
 
 // Touch records dashboard activity for idle tracking. It writes at most

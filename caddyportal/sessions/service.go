@@ -55,6 +55,17 @@ type Options struct {
 	// retires reserves whose upstream is not healthy. It is called inside
 	// transactions, so it must answer at once. Nil: every upstream is.
 	Healthy func(upstream string) bool
+	// OnEnd is called with the name of a session that stopped being live:
+	// made STOPPING by Terminate (after the commit), or found STOPPED by a
+	// transaction — before that transaction can hand the session's slot to
+	// another session, so the gate can close the session's streams first.
+	// It may be called more than once for a session, and for a transaction
+	// that is then retried; it must not block.
+	OnEnd func(session string)
+	// OnChange is called with the name of a session another writer may have
+	// changed, as the store's watch reports it ("" when changes may have
+	// been missed: any session may have changed). It must not block.
+	OnChange func(session string)
 }
 
 // Event is a committed state change, named as Educates analytics events.
@@ -149,11 +160,15 @@ func New(ctx context.Context, st store.Store, cfg config.Portal, opts Options) (
 		go func() {
 			defer s.wg.Done()
 			w.Watch(s.ctx, keySession(""), func(key string) {
+				name := strings.TrimPrefix(key, keySession(""))
 				if key == "" {
 					s.cache.clear()
-					return
+				} else {
+					s.cache.drop(name)
 				}
-				s.cache.drop(strings.TrimPrefix(key, keySession("")))
+				if s.opts.OnChange != nil {
+					s.opts.OnChange(name)
+				}
 			})
 		}()
 	}
@@ -316,6 +331,13 @@ func (s *Service) Secret(ctx context.Context) ([]byte, error) {
 		return err
 	})
 	return secret, err
+}
+
+// ended reports a session that stopped being live to OnEnd.
+func (s *Service) ended(name string) {
+	if s.opts.OnEnd != nil {
+		s.opts.OnEnd(name)
+	}
 }
 
 func (s *Service) emit(events []Event) {

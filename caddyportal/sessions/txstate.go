@@ -103,6 +103,9 @@ func (t *txState) env(name string) (map[string]*Session, error) {
 	}
 	for sn, sess := range m {
 		if st, reason := sess.Effective(t.now); st == lifecycle.Stopped {
+			// Its slot is free for this transaction from here on, whether
+			// or not the stop is written now: its streams end first.
+			t.s.ended(sn)
 			delete(m, sn)
 			if !t.spend() {
 				continue // already STOPPED for every reader; a later pass writes it
@@ -265,6 +268,7 @@ func (t *txState) finalize(sess *Session, reason string) error {
 			return err
 		}
 	}
+	t.s.ended(sess.Name)
 	stoppedAt := t.now
 	if !sess.Expires.IsZero() && sess.Expires.Before(t.now) {
 		stoppedAt = sess.Expires

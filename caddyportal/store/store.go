@@ -40,6 +40,12 @@ var ErrTooLarge = errors.New("store: transaction too large")
 // (for example etcd is down); callers answer 503 and try again later.
 var ErrUnavailable = errors.New("store: backend unavailable")
 
+// ErrNoSpace is wrapped, together with ErrUnavailable, by the error of a
+// write refused because the backend's disk is (almost) full: callers answer
+// 503 like for any outage, and the write succeeds again once space is
+// freed, without a restart.
+var ErrNoSpace = errors.New("store: no space left for writes")
+
 // Store is a transactional key-value store.
 type Store interface {
 	// Update runs fn in a read-write transaction, retrying on conflict.

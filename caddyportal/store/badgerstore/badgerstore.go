@@ -31,6 +31,20 @@
 // SetExpiring on the same key remove the old one. An entry whose user key is
 // gone or carries another expiry is stale and the sweeper just drops it.
 //
+// # Full disks and damaged directories
+//
+// Badger writes through sparsely extended mmaps, so a full disk kills the
+// process with SIGBUS rather than failing a write. The store therefore
+// refuses writes (store.ErrNoSpace, also store.ErrUnavailable) and Open
+// while the file system has less than Options.MinFreeSpace free, and keeps
+// an allocated reserve file (caddyportal-reserve) that Close gives back
+// when the disk is full, so that its final flush has room.
+//
+// Badger also starts on some damaged directories without a word (no
+// MANIFEST: empty; a bad write-ahead log entry: later transactions dropped)
+// or panics (a bad table footer). Open first checks the directory, only
+// reading it, and fails with ErrDamaged or ErrNotStore instead.
+//
 // The portal's own key schema is documented with the portal logic, not here.
 package badgerstore
 
@@ -44,6 +58,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -99,6 +114,13 @@ type Options struct {
 	// DefaultSweepInterval; negative disables the background sweeper (Sweep
 	// can still be called).
 	SweepInterval time.Duration
+	// MinFreeSpace is the free space (bytes) the data directory's file
+	// system must keep: below it Update fails with an error wrapping
+	// store.ErrNoSpace and store.ErrUnavailable, and Open fails, because
+	// Badger would crash with SIGBUS on a full disk (see
+	// DefaultMinFreeSpace). Zero means DefaultMinFreeSpace; negative turns
+	// the check off. It does not apply in memory.
+	MinFreeSpace int64
 }
 
 // DefaultOptions returns durable options for a database in dir.
@@ -112,6 +134,13 @@ type Store struct {
 	db  *badger.DB
 	log *zap.Logger
 	now func() time.Time
+
+	// dir and minFree drive the free-space check of every Update (zero
+	// minFree: no check); full remembers that writes are being refused,
+	// so that the change is logged once each way.
+	dir     string
+	minFree int64
+	full    atomic.Bool
 
 	// ctx belongs to the store, not to any caller or Caddy config: the
 	// background loops must live exactly as long as the database.
@@ -140,7 +169,9 @@ type Store struct {
 var _ store.Store = (*Store)(nil)
 
 // Open opens (creating if needed) the database described by opts and starts
-// its background loops.
+// its background loops. It refuses, changing nothing, a damaged directory
+// (ErrDamaged), a non-empty one without a store (ErrNotStore) and one on a
+// file system with less than MinFreeSpace free (store.ErrNoSpace).
 func Open(opts Options) (*Store, error) {
 	if opts.InMemory && opts.Dir != "" {
 		return nil, fmt.Errorf("badgerstore: dir %q must be empty for an in-memory store", opts.Dir)
@@ -184,9 +215,28 @@ func Open(opts Options) (*Store, error) {
 		WithValueLogFileSize(64 << 20).
 		WithNumCompactors(2)
 	if !opts.InMemory {
+		if err := checkDir(opts.Dir, bopts); err != nil {
+			return nil, err
+		}
+	}
+	minFree := opts.MinFreeSpace
+	if minFree == 0 {
+		minFree = DefaultMinFreeSpace
+	}
+	if opts.InMemory {
+		minFree = 0
+	}
+	if minFree > 0 {
+		// Opening replays the write-ahead log into new tables and starts a
+		// fresh log: on a full disk that is a SIGBUS, not an error.
+		if free, err := freeSpace(opts.Dir); err == nil && free < minFree {
+			return nil, noSpaceAtOpen(opts.Dir, free, minFree)
+		}
+	}
+	if !opts.InMemory {
 		removeEmptyMemtables(opts.Dir)
 	}
-	db, err := badger.Open(bopts)
+	db, err := openBadger(bopts)
 	if err != nil {
 		if !opts.InMemory {
 			removeEmptyMemtables(opts.Dir)
@@ -199,7 +249,12 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("badgerstore: opening %q: %w", opts.Dir, err)
 	}
 
-	s := &Store{db: db, log: log, now: now}
+	s := &Store{db: db, log: log, now: now, dir: opts.Dir, minFree: minFree}
+	if minFree > 0 {
+		if free, err := freeSpace(opts.Dir); err == nil {
+			s.ensureReserveFile(free)
+		}
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
 	gcEvery := opts.GCInterval
@@ -221,6 +276,18 @@ func Open(opts Options) (*Store, error) {
 	return s, nil
 }
 
+// openBadger is badger.Open with a panic (Badger asserts on some damaged
+// files) turned into an error wrapping ErrDamaged, so that a damaged store
+// stops the start with a message instead of the process.
+func openBadger(bopts badger.Options) (db *badger.DB, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			db, err = nil, fmt.Errorf("%w: Badger panicked reading it: %v%s", ErrDamaged, firstLine(fmt.Sprint(r)), recoverHint)
+		}
+	}()
+	return badger.Open(bopts)
+}
+
 // Close stops the background loops, waits for running calls to finish and
 // closes the database. Later calls return the first call's result. Close
 // must not be called from inside an Update or View function.
@@ -232,6 +299,7 @@ func (s *Store) Close() error {
 		s.cancel()
 		s.bg.Wait()
 		s.inflight.Wait()
+		s.releaseReserveFile()
 		if err := s.db.Close(); err != nil {
 			s.closeErr = fmt.Errorf("badgerstore: closing: %w", err)
 		}
@@ -263,6 +331,9 @@ func (s *Store) Update(ctx context.Context, fn func(tx store.Txn) error) error {
 		return err
 	}
 	defer s.inflight.Done()
+	if err := s.checkSpace(); err != nil {
+		return err
+	}
 	for attempt := 1; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -384,6 +455,9 @@ func (s *Store) safely(name string, task func()) {
 // this is normally a single cheap call.
 func (s *Store) runGC() {
 	for s.ctx.Err() == nil {
+		if s.checkSpace() != nil {
+			return // rewriting needs space first
+		}
 		err := s.db.RunValueLogGC(0.5)
 		if err == nil {
 			continue
@@ -398,7 +472,8 @@ func (s *Store) runGC() {
 func (s *Store) backgroundSweep() {
 	n, err := s.Sweep(s.ctx)
 	switch {
-	case err != nil && !errors.Is(err, ErrClosed) && !errors.Is(err, context.Canceled):
+	case err != nil && !errors.Is(err, ErrClosed) && !errors.Is(err, context.Canceled) &&
+		!errors.Is(err, store.ErrNoSpace): // checkSpace logged that once
 		s.log.Warn("expiry sweep failed", zap.Error(err))
 	case n > 0:
 		s.log.Debug("expiry sweep", zap.Int("deleted", n))

@@ -1,0 +1,311 @@
+package gate
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// CheckFunc reads a session afresh (no cache) and reports whether it is
+// still live (RUNNING or WAITING) and, if so, the instant it ends unless
+// something changes it (its expiry; zero for none). An error counts as
+// "not live": a stream the gate cannot vouch for is closed, and the
+// browser's reconnect goes through the gate's checks again.
+type CheckFunc func(ctx context.Context, session string) (live bool, until time.Time, err error)
+
+// endedWindow is how long the registry remembers that a session ended, so
+// that a request admitted just before (the gate's check and its
+// registration are not one step) is stopped as it registers. Session names
+// are never reused, so a long memory is harmless.
+const endedWindow = time.Minute
+
+// changedWindow is how long the registry remembers that another process
+// changed a session: a request that registers within it is checked afresh,
+// since its admission may have read the record from before the change (the
+// gate's cache keeps records for up to a second). It is short because
+// routine writes (activity) change sessions too, and each check is a read.
+const changedWindow = 5 * time.Second
+
+// checkTimeout bounds one background check of a session.
+const checkTimeout = 10 * time.Second
+
+// Streams tracks the requests the gate has open to dashboards — WebSockets,
+// server-sent events, long polls, plain requests — by session, so that all
+// of them end when their session does: at once when this process ends the
+// session (End), after a fresh read when another process may have changed
+// it (Changed), and at the session's expiry instant, which no write
+// announces (a timer per session). A request whose session had already
+// ended by the time it registers is stopped as it registers.
+//
+// One Streams serves a portal for the life of the process, across config
+// reloads: streams opened under an old config stay open after a reload and
+// must still end with their session.
+type Streams struct {
+	now func() time.Time
+
+	mu       sync.Mutex
+	check    CheckFunc
+	sessions map[string]*sessionStreams
+	ended    map[string]time.Time // sessions End closed, and when
+	changed  map[string]time.Time // sessions Changed reported, and when
+	pruned   time.Time
+	closed   bool
+}
+
+// sessionStreams is one session's open requests and its check timer.
+type sessionStreams struct {
+	open  map[*openStream]struct{}
+	timer *time.Timer
+	at    time.Time // when timer fires; zero when no timer is armed
+	// checking is set while a check runs; again asks it to run once more,
+	// because something changed while it was reading.
+	checking, again bool
+}
+
+type openStream struct{ stop func() }
+
+// NewStreams returns an empty registry on the clock now (nil: time.Now).
+func NewStreams(now func() time.Time) *Streams {
+	if now == nil {
+		now = time.Now
+	}
+	return &Streams{now: now, sessions: map[string]*sessionStreams{},
+		ended: map[string]time.Time{}, changed: map[string]time.Time{}}
+}
+
+// SetCheck sets how sessions are read afresh. The latest config's service
+// sets it, so that streams opened under an older config are checked too.
+func (s *Streams) SetCheck(check CheckFunc) {
+	s.mu.Lock()
+	s.check = check
+	s.mu.Unlock()
+}
+
+// Open registers a request of session that the gate admitted as live until
+// until (the session's expiry; zero for none). stop must end the request
+// and its connection; it is called at most once, from any goroutine, and
+// must not block. The caller calls done when the request ends by itself.
+func (s *Streams) Open(session string, until time.Time, stop func()) (done func()) {
+	st := &openStream{stop: stop}
+	now := s.now()
+	s.mu.Lock()
+	_, ended := s.ended[session]
+	if ended || s.closed || !until.IsZero() && !now.Before(until) {
+		s.mu.Unlock()
+		stop()
+		return func() {}
+	}
+	e := s.sessions[session]
+	if e == nil {
+		e = &sessionStreams{open: map[*openStream]struct{}{}}
+		s.sessions[session] = e
+	}
+	e.open[st] = struct{}{}
+	recheck := false
+	if at, ok := s.changed[session]; ok && now.Sub(at) < changedWindow {
+		// Another process changed the session around the time it was
+		// admitted: the admission may have used the record from before.
+		recheck = true
+	} else if !until.IsZero() && (e.at.IsZero() || until.Before(e.at)) {
+		s.arm(session, e, until.Sub(now))
+	}
+	s.mu.Unlock()
+	if recheck {
+		s.recheck(session)
+	}
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if cur := s.sessions[session]; cur == e {
+			delete(e.open, st)
+			if len(e.open) == 0 {
+				s.drop(session, e)
+			}
+		}
+	}
+}
+
+// End stops every open request of session now, and any that registers
+// later. Call it when the session stops being live (STOPPING or STOPPED).
+// It does not block: stop funcs only cancel and close.
+func (s *Streams) End(session string) {
+	s.mu.Lock()
+	s.ended[session] = s.now()
+	s.pruneLocked()
+	s.mu.Unlock()
+	s.stop(session)
+}
+
+// stop stops the requests of session open now.
+func (s *Streams) stop(session string) {
+	s.mu.Lock()
+	stops := s.takeLocked(session)
+	s.mu.Unlock()
+	for _, stop := range stops {
+		stop()
+	}
+}
+
+// Changed tells the registry that another process may have changed session
+// ("" for any session): sessions with open requests are read afresh in the
+// background and their requests stopped if the session is no longer live.
+// It does not block.
+func (s *Streams) Changed(session string) {
+	var names []string
+	s.mu.Lock()
+	if session == "" {
+		for name := range s.sessions {
+			names = append(names, name)
+		}
+	} else {
+		s.changed[session] = s.now()
+		s.pruneLocked()
+		if s.sessions[session] != nil {
+			names = append(names, session)
+		}
+	}
+	s.mu.Unlock()
+	for _, name := range names {
+		s.recheck(name)
+	}
+}
+
+// CloseAll stops every open request and any that registers later: the
+// portal is going away.
+func (s *Streams) CloseAll() {
+	var stops []func()
+	s.mu.Lock()
+	s.closed = true
+	for name := range s.sessions {
+		stops = append(stops, s.takeLocked(name)...)
+	}
+	s.mu.Unlock()
+	for _, stop := range stops {
+		stop()
+	}
+}
+
+// Count reports how many requests of session are open.
+func (s *Streams) Count(session string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.sessions[session]; e != nil {
+		return len(e.open)
+	}
+	return 0
+}
+
+// takeLocked forgets session's requests and returns their stop funcs.
+func (s *Streams) takeLocked(session string) []func() {
+	e := s.sessions[session]
+	if e == nil {
+		return nil
+	}
+	s.drop(session, e)
+	stops := make([]func(), 0, len(e.open))
+	for st := range e.open {
+		stops = append(stops, st.stop)
+	}
+	return stops
+}
+
+// drop forgets a session's entry and its timer. s.mu is held.
+func (s *Streams) drop(session string, e *sessionStreams) {
+	if e.timer != nil {
+		e.timer.Stop()
+	}
+	e.at = time.Time{}
+	delete(s.sessions, session)
+}
+
+// arm makes the session's check run after d. s.mu is held.
+func (s *Streams) arm(session string, e *sessionStreams, d time.Duration) {
+	if e.timer != nil {
+		e.timer.Stop()
+	}
+	e.at = s.now().Add(d)
+	e.timer = time.AfterFunc(d, func() { s.recheck(session) })
+}
+
+// recheck reads session afresh in the background, stopping its requests if
+// it is no longer live and otherwise re-arming its timer at its (possibly
+// extended) expiry. Checks of one session do not overlap; a request for one
+// while another runs makes that one run again.
+func (s *Streams) recheck(session string) {
+	s.mu.Lock()
+	e := s.sessions[session]
+	if e == nil {
+		s.mu.Unlock()
+		return
+	}
+	if e.checking {
+		e.again = true
+		s.mu.Unlock()
+		return
+	}
+	e.checking = true
+	check := s.check
+	s.mu.Unlock()
+	go func() {
+		for {
+			live, until, err := false, time.Time{}, error(nil)
+			if check != nil {
+				ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
+				live, until, err = check(ctx, session)
+				cancel()
+			}
+			if err != nil {
+				// Fail closed, but only for what is open now: the
+				// session may well be live, and its reconnects pass the
+				// gate's own checks.
+				s.stop(session)
+				return
+			}
+			if !live {
+				s.End(session)
+				return
+			}
+			s.mu.Lock()
+			if s.sessions[session] != e {
+				s.mu.Unlock()
+				return // all its requests ended meanwhile
+			}
+			if e.again {
+				e.again = false
+				check = s.check
+				s.mu.Unlock()
+				continue
+			}
+			e.checking = false
+			if e.timer != nil {
+				e.timer.Stop()
+			}
+			e.at = time.Time{}
+			if !until.IsZero() {
+				s.arm(session, e, until.Sub(s.now()))
+			}
+			s.mu.Unlock()
+			return
+		}
+	}()
+}
+
+// pruneLocked forgets ended and changed marks that no longer matter, at
+// most once per changedWindow. s.mu is held.
+func (s *Streams) pruneLocked() {
+	now := s.now()
+	if now.Sub(s.pruned) < changedWindow {
+		return
+	}
+	s.pruned = now
+	for name, at := range s.ended {
+		if now.Sub(at) >= endedWindow {
+			delete(s.ended, name)
+		}
+	}
+	for name, at := range s.changed {
+		if now.Sub(at) >= changedWindow {
+			delete(s.changed, name)
+		}
+	}
+}
