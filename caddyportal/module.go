@@ -68,6 +68,7 @@ type Handler struct {
 	api       *api.API
 	ui        *webui.UI
 	cookies   *gate.Cookies
+	origins   gate.Origins
 
 	// metrics are the process-wide collectors (see metricspool.go);
 	// metricsHeld says this handler holds a reference to them.
@@ -131,6 +132,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.cookies = gate.NewCookies(signer, "portal-"+h.Name+"-")
+	h.origins = gate.NewOrigins(h.URL)
 	policy, err := redirects.NewPolicy(append([]string{h.URL, h.Index}, h.Redirects...)...)
 	if err != nil {
 		return fmt.Errorf("portal: redirects: %w", err)
@@ -265,10 +267,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.serveSessionHost(w, r, name, next)
 	}
 	if hh := h.api.Handler(r); hh != nil {
+		if h.refusePortal(w, r, true) {
+			return nil
+		}
 		hh.ServeHTTP(w, r)
 		return nil
 	}
 	if hh := h.ui.Handler(r); hh != nil {
+		if h.refusePortal(w, r, false) {
+			return nil
+		}
 		hh.ServeHTTP(w, r)
 		return nil
 	}
