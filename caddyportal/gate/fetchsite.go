@@ -186,24 +186,32 @@ func DashboardReferrerPolicy(h http.Header) {
 	}
 }
 
-// SameOriginNavigation reports whether a browser made r from the same
-// origin or from no page at all (a typed address, a bookmark), as a
-// state-changing GET link such as a session's delete link requires: a
-// SameSite=Lax cookie also goes along with navigations that other sites
-// start. A POST must come from the same origin as well (its Origin header,
+// SameOriginNavigation reports whether r is a navigation (GET or a form
+// POST) that a browser made from the same origin or from no page at all (a
+// typed address, a bookmark), as a state-changing link such as a session's
+// delete link requires: a SameSite=Lax cookie also goes along with
+// navigations that other sites start. Prefetches and HEADs are not
+// navigations. A POST must come from the same origin (its Origin header,
 // when sent, names this host). Requests without fetch metadata
 // (non-browser clients, old browsers) pass.
 func SameOriginNavigation(r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		return false
+	}
+	if m := r.Header.Get("Sec-Fetch-Mode"); m != "" && m != "navigate" || r.Header.Get("Sec-Purpose") != "" ||
+		strings.EqualFold(r.Header.Get("Purpose"), "prefetch") {
+		return false
+	}
 	switch r.Header.Get("Sec-Fetch-Site") {
 	case "", "same-origin":
 	case "none":
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		if r.Method != http.MethodGet {
 			return false
 		}
 	default:
 		return false
 	}
-	if o := r.Header.Get("Origin"); o != "" && r.Method != http.MethodGet && r.Method != http.MethodHead {
+	if o := r.Header.Get("Origin"); o != "" && r.Method == http.MethodPost {
 		u, err := url.Parse(o)
 		return err == nil && strings.EqualFold(u.Host, r.Host)
 	}

@@ -140,3 +140,37 @@ func TestDashboardReferrerPolicy(t *testing.T) {
 		}
 	}
 }
+
+func TestSameOriginNavigation(t *testing.T) {
+	nav := func(method, site string, more ...string) *http.Request {
+		r, _ := http.NewRequest(method, "http://p.example/workshops/session/s1/delete/", nil)
+		r.Header.Set("Sec-Fetch-Site", site)
+		r.Header.Set("Sec-Fetch-Mode", "navigate")
+		for i := 0; i+1 < len(more); i += 2 {
+			r.Header.Set(more[i], more[i+1])
+		}
+		return r
+	}
+	plain, _ := http.NewRequest("GET", "http://p.example/x", nil)
+	for _, c := range []struct {
+		name string
+		r    *http.Request
+		ok   bool
+	}{
+		{"non-browser client", plain, true},
+		{"dashboard link", nav("GET", "same-origin"), true},
+		{"typed address", nav("GET", "none"), true},
+		{"confirmation form", nav("POST", "same-origin", "Origin", "http://p.example"), true},
+		{"cross-site link", nav("GET", "cross-site"), false},
+		{"same-site link", nav("GET", "same-site"), false},
+		{"cross-site form", nav("POST", "cross-site", "Origin", "https://evil.example"), false},
+		{"form with a foreign Origin", nav("POST", "same-origin", "Origin", "https://evil.example"), false},
+		{"HEAD", nav("HEAD", "same-origin"), false},
+		{"prefetch", nav("GET", "same-origin", "Sec-Purpose", "prefetch"), false},
+		{"fetch", nav("GET", "same-origin", "Sec-Fetch-Mode", "cors"), false},
+	} {
+		if got := gate.SameOriginNavigation(c.r); got != c.ok {
+			t.Errorf("%s: %v, want %v", c.name, got, c.ok)
+		}
+	}
+}
