@@ -110,7 +110,8 @@ func startHostileUpstream(t *testing.T, name string) *upstream {
 // B's dashboard, with or without a Referer, and of the portal's API are
 // refused and never reach B's upstream; the cookies its upstream tries to
 // set outside its session, the portal's login cookie among them, never
-// reach the browser.
+// reach the browser. Last, another site's link to B's delete link only
+// shows a confirmation, whose button ends the session.
 func TestBrowserPathModeIsolation(t *testing.T) {
 	upA, upB := startHostileUpstream(t, "alpha"), startHostileUpstream(t, "beta")
 	p := startPortal(t, t.TempDir(), gateBody("catalog public", upA.addr, upB.addr))
@@ -187,5 +188,48 @@ func TestBrowserPathModeIsolation(t *testing.T) {
 	}
 	if have["portal-demo-"+a] == "" || have["portal-demo-"+b] == "" {
 		t.Errorf("the browser lost a session cookie: %v", have)
+	}
+
+	// Another site (localhost is not the same site as 127.0.0.1) links to
+	// B's delete link: the browser gets the confirmation page and B keeps
+	// running until the learner presses its button.
+	evil := http.NewServeMux()
+	evil.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, `<!doctype html><title>Elsewhere</title><a id="go" href="%s">free prizes</a>`,
+			html.EscapeString(p.base+sessionPath(b)+"delete/"))
+	})
+	el, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	esrv := &http.Server{Handler: evil, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = esrv.Serve(el) }()
+	t.Cleanup(func() { _ = esrv.Close() })
+	state := func() any {
+		return p.do("GET", "/workshops/session/"+b+"/schedule/", tok, nil, nil).json(t)["status"]
+	}
+	var title string
+	err = chromedp.Run(bctx,
+		chromedp.Navigate(fmt.Sprintf("http://localhost:%d/", el.Addr().(*net.TCPAddr).Port)),
+		chromedp.Click("#go", chromedp.ByQuery),
+		chromedp.WaitReady("#end", chromedp.ByQuery),
+		chromedp.Title(&title),
+	)
+	if err != nil {
+		t.Fatalf("browser on the other site: %v", err)
+	}
+	if title != "End workshop session?" || state() != "RUNNING" {
+		t.Fatalf("after another site's link: page %q, session %v", title, state())
+	}
+	if err := chromedp.Run(bctx, chromedp.Click("#end", chromedp.ByQuery)); err != nil {
+		t.Fatalf("pressing End session: %v", err)
+	}
+	// Bounded wait for the browser's POST; what is asserted is the end.
+	for i := 0; i < 100 && state() == "RUNNING"; i++ {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if s := state(); s == "RUNNING" {
+		t.Fatalf("the confirmed delete did not end the session: %v", s)
 	}
 }
