@@ -68,7 +68,9 @@ func (o Origins) RefererSession(r *http.Request) string {
 	if err != nil || !o.own(r, u.Host) {
 		return ""
 	}
-	rest, ok := strings.CutPrefix(u.EscapedPath(), SessionPrefix)
+	// The decoded path: a page's address written with escapes
+	// (/workshops/%73ession/...) is the same page.
+	rest, ok := strings.CutPrefix(u.Path, SessionPrefix)
 	if !ok {
 		return ""
 	}

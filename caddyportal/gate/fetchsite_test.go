@@ -34,6 +34,7 @@ func TestCheckPathDashboard(t *testing.T) {
 		{"own page's fetch", fetch(own), nil},
 		{"own page behind the public URL", fetch("https://portal.example/workshops/session/s1/"), nil},
 		{"other session's fetch", fetch(other), gate.ErrOtherSession},
+		{"other session, escaped address", fetch("http://127.0.0.1:8080/workshops/%73ession/s2/page"), gate.ErrOtherSession},
 		{"other session via the public URL", fetch("https://portal.example/workshops/session/s2/"), gate.ErrOtherSession},
 		{"fetch without a Referer", fetch(""), gate.ErrUnattributed},
 		{"fetch from a portal page", fetch("http://127.0.0.1:8080/workshops/catalog/"), gate.ErrUnattributed},
