@@ -81,6 +81,17 @@ func startHostileUpstream(t *testing.T, name string) *upstream {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		fmt.Fprintf(w, attackPage, html.EscapeString(name))
 	})
+	mux.HandleFunc("/strict", func(w http.ResponseWriter, r *http.Request) {
+		// A dashboard that asks browsers to send no referrers at all.
+		w.Header().Set("Referrer-Policy", "no-referrer")
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprint(w, `<!doctype html><title>Strict</title><pre id="result"></pre><script>
+fetch("secret").then(async (r) => r.status + " " + await r.text(), (e) => "error " + e).then((v) => {
+	document.getElementById("result").textContent = v;
+	const d = document.createElement("div"); d.id = "done"; document.body.appendChild(d);
+});
+</script>`)
+	})
 	mux.HandleFunc("/secret", func(w http.ResponseWriter, r *http.Request) {
 		u.hits.Add(1)
 		fmt.Fprintf(w, "secret of %s", r.Header.Get("X-Portal-Session"))
@@ -160,6 +171,19 @@ func TestBrowserPathModeIsolation(t *testing.T) {
 	}
 	if n := upB.hits.Load() + upA.hits.Load(); n != 1 {
 		t.Errorf("%d requests reached a /secret, want only the page's own", n)
+	}
+	// A dashboard whose pages say Referrer-Policy: no-referrer still
+	// reaches itself: the gate keeps same-origin referrers on.
+	var strict string
+	if err := chromedp.Run(bctx,
+		chromedp.Navigate(p.base+sessionPath(a)+"strict"),
+		chromedp.WaitReady("#done", chromedp.ByQuery),
+		chromedp.Text("#result", &strict, chromedp.ByQuery),
+	); err != nil {
+		t.Fatalf("browser: %v", err)
+	}
+	if strict != "200 secret of "+a {
+		t.Errorf("a no-referrer dashboard's own fetch: %q", strict)
 	}
 
 	var cookies []*network.Cookie
