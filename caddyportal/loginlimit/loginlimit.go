@@ -100,7 +100,7 @@ func (l *Limiter) waitLocked(key string, now time.Time) time.Duration {
 	if f == nil {
 		return 0
 	}
-	if f.count > 0 && now.Sub(f.last) > Window {
+	if f.count > 0 && now.Sub(f.last) >= Window {
 		f.count = 0
 	}
 	if f.count+f.pending < Burst {
@@ -137,7 +137,7 @@ func (l *Limiter) entry(key string, now time.Time) *failures {
 // the address for Window.
 func (a *Attempt) Fail() {
 	a.end(func(k string, f *failures, now time.Time) {
-		if now.Sub(f.last) > Window {
+		if now.Sub(f.last) >= Window {
 			f.count = 0
 		}
 		f.count++
@@ -187,7 +187,7 @@ func (a *Attempt) end(apply func(k string, f *failures, now time.Time)) {
 // no attempt in flight.
 func (l *Limiter) prune(now time.Time) {
 	for k, f := range l.fails {
-		if f.pending == 0 && now.Sub(f.last) > Window {
+		if f.pending == 0 && now.Sub(f.last) >= Window {
 			delete(l.fails, k)
 		}
 	}

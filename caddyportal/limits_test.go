@@ -1,0 +1,195 @@
+package caddyportal_test
+
+import (
+	"encoding/base64"
+	"fmt"
+	"html"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+)
+
+// trustedLocal makes Caddy take the client address from X-Forwarded-For
+// when the request comes from 127.0.0.1, the test's own "proxy": each
+// test request can then come from the client address it names.
+const trustedLocal = `servers {
+		trusted_proxies static 127.0.0.1/32
+	}`
+
+// startProxiedPortal is startPortal behind a trusted proxy (see
+// trustedLocal).
+func startProxiedPortal(t *testing.T, dir, body string) *portal {
+	t.Helper()
+	p := &portal{t: t, port: freePort(t), dir: dir, global: trustedLocal}
+	p.base = fmt.Sprintf("http://127.0.0.1:%d", p.port)
+	p.load(body)
+	t.Cleanup(func() { _ = caddy.Stop() })
+	return p
+}
+
+// passwordGrant asks the token endpoint for a password grant from client
+// address from.
+func (p *portal) passwordGrant(from, user, pass string) resp {
+	p.t.Helper()
+	form := url.Values{"grant_type": {"password"}, "username": {user}, "password": {pass}}
+	return p.do("POST", "/oauth2/token/", "", strings.NewReader(form.Encode()), map[string]string{
+		"Content-Type":    "application/x-www-form-urlencoded",
+		"Authorization":   "Basic " + base64.StdEncoding.EncodeToString([]byte(clientID+":"+clientSec)),
+		"X-Forwarded-For": from,
+	})
+}
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([^"]*)"`)
+
+// formClient is a browser-like client with its own cookies that does not
+// follow redirects.
+func formClient(t *testing.T) *http.Client {
+	t.Helper()
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &http.Client{Jar: jar, Timeout: noRedirect.Timeout, CheckRedirect: noRedirect.CheckRedirect}
+}
+
+// postForm fetches the form page at path (for its CSRF token) and posts
+// values to it, both from client address from.
+func (p *portal) postForm(c *http.Client, from, path string, values url.Values) resp {
+	p.t.Helper()
+	page, err := doWith(c, "GET", p.base+path, "", nil, map[string]string{"X-Forwarded-For": from})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	m := csrfField.FindSubmatch(page.body)
+	if page.status != http.StatusOK || m == nil {
+		p.t.Fatalf("GET %s: %d without a CSRF token: %s", path, page.status, page.body)
+	}
+	values.Set("csrf", html.UnescapeString(string(m[1])))
+	res, err := doWith(c, "POST", p.base+path, "", strings.NewReader(values.Encode()), map[string]string{
+		"Content-Type": "application/x-www-form-urlencoded", "Origin": p.base, "X-Forwarded-For": from,
+	})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return res
+}
+
+// webLogin signs in through the login form from client address from.
+func (p *portal) webLogin(from, user, pass string) resp {
+	p.t.Helper()
+	return p.postForm(formClient(p.t.(*testing.T)), from, "/accounts/login/", url.Values{"username": {user}, "password": {pass}})
+}
+
+// wantLimited checks the API's answer to a refused attempt: 429, a JSON
+// error and a Retry-After.
+func wantLimited(t *testing.T, what string, r resp) {
+	t.Helper()
+	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" {
+		t.Fatalf("%s: %d (Retry-After %q) %s, want 429 with Retry-After", what, r.status, r.header.Get("Retry-After"), r.body)
+	}
+	if e := r.json(t)["error"]; e == nil || e == "" {
+		t.Fatalf("%s: 429 without a JSON error: %s", what, r.body)
+	}
+}
+
+// wantPageLimited checks the web login's answer to a refused attempt.
+func wantPageLimited(t *testing.T, what string, r resp) {
+	t.Helper()
+	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" ||
+		!strings.Contains(string(r.body), "Too many failed sign-in attempts") {
+		t.Fatalf("%s: %d (Retry-After %q), want 429 with a message; body %s", what, r.status, r.header.Get("Retry-After"), r.body)
+	}
+}
+
+// TestLoginLimitsOnCaddy: failed logins are counted per client address
+// and per account, across both doors (the token endpoint and the web
+// login), a success on one account does not clear the address, and
+// concurrent guesses count before their passwords are checked (issue 12,
+// item 3).
+func TestLoginLimitsOnCaddy(t *testing.T) {
+	p := startProxiedPortal(t, t.TempDir(), pagesBody("one-step", "127.0.0.1:1"))
+
+	// One address: 9 admin guesses spread over both doors, then a robot
+	// login that succeeds, then one more guess. The success must not have
+	// cleared the address, so the 10th failure closes it for everyone.
+	const a = "203.0.113.1"
+	for i := range 5 {
+		if r := p.passwordGrant(a, adminUser, fmt.Sprint("guess-", i)); r.status != http.StatusBadRequest {
+			t.Fatalf("API guess %d: %d %s", i, r.status, r.body)
+		}
+	}
+	for i := range 4 {
+		if r := p.webLogin(a, adminUser, fmt.Sprint("web-guess-", i)); r.status != http.StatusForbidden && r.status != http.StatusUnauthorized {
+			t.Fatalf("web guess %d: %d", i, r.status)
+		}
+	}
+	if r := p.passwordGrant(a, robotUser, robotPass); r.status != http.StatusOK {
+		t.Fatalf("robot login from the address with 9 failures: %d %s", r.status, r.body)
+	}
+	if r := p.webLogin(a, "nobody@example.com", "wrong"); r.status != http.StatusUnauthorized {
+		t.Fatalf("10th guess: %d", r.status)
+	}
+	wantLimited(t, "robot login after 10 failures from its address", p.passwordGrant(a, robotUser, robotPass))
+	wantPageLimited(t, "web login after 10 failures from its address", p.webLogin(a, "ann@example.com", "whatever"))
+	// Another address is not affected.
+	if r := p.passwordGrant("203.0.113.2", robotUser, robotPass); r.status != http.StatusOK {
+		t.Fatalf("robot login from another address: %d %s", r.status, r.body)
+	}
+
+	// One account guessed at from ten addresses is locked at both doors,
+	// even from a fresh address and with the right password; other
+	// accounts are not.
+	const target = "ann@example.com"
+	for i := range 10 {
+		from := fmt.Sprintf("198.51.100.%d", i+1)
+		var r resp
+		if i%2 == 0 {
+			r = p.passwordGrant(from, target, "wrong")
+		} else {
+			r = p.webLogin(from, target, "wrong")
+		}
+		if r.status == http.StatusTooManyRequests || r.status >= 500 {
+			t.Fatalf("guess %d at %s from %s: %d", i, target, from, r.status)
+		}
+	}
+	wantLimited(t, "API login to an account with 10 failures", p.passwordGrant("192.0.2.1", target, "wrong"))
+	wantPageLimited(t, "web login to an account with 10 failures", p.webLogin("192.0.2.1", target, "wrong"))
+	if r := p.webLogin("192.0.2.1", adminUser, adminPass); r.status != http.StatusSeeOther {
+		t.Fatalf("admin login from a clean address while another account is locked: %d %s", r.status, r.body)
+	}
+
+	// 100 concurrent wrong logins from one address: at most 10 are
+	// checked, the rest are refused before their password is looked at.
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	for i := range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			form := url.Values{"grant_type": {"password"}, "username": {fmt.Sprint("user-", i)}, "password": {"wrong"}}
+			r, err := doWith(http.DefaultClient, "POST", p.base+"/oauth2/token/", "", strings.NewReader(form.Encode()), map[string]string{
+				"Content-Type":    "application/x-www-form-urlencoded",
+				"Authorization":   "Basic " + base64.StdEncoding.EncodeToString([]byte(clientID+":"+clientSec)),
+				"X-Forwarded-For": "192.0.2.77",
+			})
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				statuses[-1]++
+				return
+			}
+			statuses[r.status]++
+		}()
+	}
+	wg.Wait()
+	if statuses[http.StatusBadRequest] > 10 || statuses[http.StatusBadRequest]+statuses[http.StatusTooManyRequests] != 100 {
+		t.Fatalf("100 concurrent wrong logins answered %v: want at most 10 checked (400), the rest 429", statuses)
+	}
+}
