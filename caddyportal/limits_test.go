@@ -34,15 +34,23 @@ func startProxiedPortal(t *testing.T, dir, body string) *portal {
 }
 
 // passwordGrant asks the token endpoint for a password grant from client
-// address from.
+// address from ("": the test's own).
 func (p *portal) passwordGrant(from, user, pass string) resp {
 	p.t.Helper()
-	form := url.Values{"grant_type": {"password"}, "username": {user}, "password": {pass}}
-	return p.do("POST", "/oauth2/token/", "", strings.NewReader(form.Encode()), map[string]string{
-		"Content-Type":    "application/x-www-form-urlencoded",
-		"Authorization":   "Basic " + base64.StdEncoding.EncodeToString([]byte(clientID+":"+clientSec)),
-		"X-Forwarded-For": from,
-	})
+	return p.grant(from, url.Values{"grant_type": {"password"}, "username": {user}, "password": {pass}})
+}
+
+// grant posts form to the token endpoint with the client's credentials.
+func (p *portal) grant(from string, form url.Values) resp {
+	p.t.Helper()
+	hdr := map[string]string{
+		"Content-Type":  "application/x-www-form-urlencoded",
+		"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte(clientID+":"+clientSec)),
+	}
+	if from != "" {
+		hdr["X-Forwarded-For"] = from
+	}
+	return p.do("POST", "/oauth2/token/", "", strings.NewReader(form.Encode()), hdr)
 }
 
 var csrfField = regexp.MustCompile(`name="csrf" value="([^"]*)"`)
@@ -191,5 +199,143 @@ func TestLoginLimitsOnCaddy(t *testing.T) {
 	wg.Wait()
 	if statuses[http.StatusBadRequest] > 10 || statuses[http.StatusBadRequest]+statuses[http.StatusTooManyRequests] != 100 {
 		t.Fatalf("100 concurrent wrong logins answered %v: want at most 10 checked (400), the rest 429", statuses)
+	}
+}
+
+// tokenPair logs in with the password grant and returns the access and
+// refresh tokens.
+func (p *portal) tokenPair(user, pass string) (access, refresh string) {
+	p.t.Helper()
+	r := p.passwordGrant("", user, pass)
+	if r.status != http.StatusOK {
+		p.t.Fatalf("login %s: %d %s", user, r.status, r.body)
+	}
+	m := r.json(p.t)
+	return m["access_token"].(string), m["refresh_token"].(string)
+}
+
+// refresh uses the refresh grant.
+func (p *portal) refresh(tok string) resp {
+	p.t.Helper()
+	return p.grant("", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok}})
+}
+
+// TestPasswordChangeEndsTokensOnCaddy: access and refresh tokens are bound
+// to the password they were issued under. A reload that keeps the
+// passwords keeps them working; a reload that changes the robot's password
+// ends the robot's tokens (refresh cannot rotate them either) and leaves
+// the admin's; changing the admin's ends the admin's (issue 12, item 7).
+func TestPasswordChangeEndsTokensOnCaddy(t *testing.T) {
+	p := startPortal(t, t.TempDir(), defaultBody)
+	robotAccess, robotRefresh := p.tokenPair(robotUser, robotPass)
+	adminAccess, _ := p.tokenPair(adminUser, adminPass)
+	works := func(what, tok string, want bool) {
+		t.Helper()
+		r := p.do("GET", "/workshops/catalog/environments/", tok, nil, nil)
+		if want && r.status != http.StatusOK {
+			t.Fatalf("%s: %d %s, want 200", what, r.status, r.body)
+		}
+		if !want && r.status != http.StatusForbidden {
+			t.Fatalf("%s: %d %s, want 403", what, r.status, r.body)
+		}
+	}
+
+	// Same passwords, other changes: tokens survive the reload.
+	p.load(strings.Replace(defaultBody, `"Kubernetes 101"`, `"Kubernetes 102"`, 1))
+	works("robot token after a reload that kept the password", robotAccess, true)
+	r := p.refresh(robotRefresh)
+	if r.status != http.StatusOK {
+		t.Fatalf("refresh after a reload that kept the password: %d %s", r.status, r.body)
+	}
+	robotAccess, robotRefresh = r.json(t)["access_token"].(string), r.json(t)["refresh_token"].(string)
+
+	// The robot's password changes.
+	p.load(strings.Replace(defaultBody, "robot robot@portal robot-pass", "robot robot@portal robot-pass-2", 1))
+	works("robot access token issued under the old password", robotAccess, false)
+	if r := p.refresh(robotRefresh); r.status != http.StatusBadRequest || r.json(t)["error"] != "invalid_grant" {
+		t.Fatalf("refresh of a token issued under the old password: %d %s, want 400 invalid_grant", r.status, r.body)
+	}
+	works("admin token after the robot's password changed", adminAccess, true)
+	newAccess, newRefresh := p.tokenPair(robotUser, "robot-pass-2")
+	works("robot token under the new password", newAccess, true)
+
+	// Changing it back does not revive the old tokens' rotation chain,
+	// but the admin's password change ends the admin's token.
+	p.load(strings.Replace(strings.Replace(defaultBody, "robot robot@portal robot-pass", "robot robot@portal robot-pass-2", 1),
+		"admin admin admin-pass", "admin admin admin-pass-2", 1))
+	works("admin token issued under the old password", adminAccess, false)
+	works("robot token after the admin's password changed", newAccess, true)
+	if r := p.refresh(newRefresh); r.status != http.StatusOK {
+		t.Fatalf("refresh of a token whose password did not change: %d %s", r.status, r.body)
+	}
+}
+
+// TestRevokeLimitedOnCaddy: the unauthenticated revoke endpoint is limited
+// per client address, with a JSON error and Retry-After; other addresses
+// and real revocations are unaffected.
+func TestRevokeLimitedOnCaddy(t *testing.T) {
+	p := startProxiedPortal(t, t.TempDir(), defaultBody)
+	revoke := func(from, tok string) resp {
+		return p.do("POST", "/oauth2/revoke-token/", "", strings.NewReader(url.Values{"token": {tok}}.Encode()),
+			map[string]string{"Content-Type": "application/x-www-form-urlencoded", "X-Forwarded-For": from})
+	}
+	n := 0
+	var r resp
+	for ; n < 200; n++ {
+		if r = revoke("203.0.113.9", fmt.Sprint("unknown-token-", n)); r.status != http.StatusOK {
+			break
+		}
+	}
+	if n == 0 || n > 60 || r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" || r.json(t)["error"] == nil {
+		t.Fatalf("after %d revokes from one address: %d (Retry-After %q) %s, want a 429 with a JSON error soon", n, r.status, r.header.Get("Retry-After"), r.body)
+	}
+	tok := p.token(robotUser, robotPass)
+	if r := revoke("203.0.113.10", tok); r.status != http.StatusOK {
+		t.Fatalf("revoke from another address: %d %s", r.status, r.body)
+	}
+	if r := p.do("GET", "/workshops/catalog/environments/", tok, nil, nil); r.status != http.StatusForbidden {
+		t.Fatalf("revoked token still works: %d", r.status)
+	}
+}
+
+// TestAnonymousCreateOnlyGetOnCaddy: only a GET of the anonymous start link
+// starts a session; HEAD and POST get a 405 with a JSON error and take no
+// place, and starts are limited per client address.
+func TestAnonymousCreateOnlyGetOnCaddy(t *testing.T) {
+	up := startUpstream(t, "alpha")
+	p := startProxiedPortal(t, t.TempDir(), gateBody("registration anonymous", up.addr))
+	const create = "/workshops/environment/demo-w01/create/"
+	for _, m := range []string{"HEAD", "POST", "PUT"} {
+		r := p.do(m, create, "", nil, map[string]string{"X-Forwarded-For": "203.0.113.20"})
+		if r.status != http.StatusMethodNotAllowed || r.header.Get("Allow") != "GET" {
+			t.Fatalf("%s %s: %d (Allow %q), want 405", m, create, r.status, r.header.Get("Allow"))
+		}
+		if m != "HEAD" {
+			if e := r.json(t)["error"]; e == nil || e == "" {
+				t.Fatalf("%s %s: 405 without a JSON error: %s", m, create, r.body)
+			}
+		}
+	}
+	// The only place is still free: a GET gets it.
+	r := p.do("GET", create, "", nil, map[string]string{"X-Forwarded-For": "203.0.113.20"})
+	if r.status != http.StatusFound || !strings.HasPrefix(r.header.Get("Location"), "/workshops/session/demo-w01-s") {
+		t.Fatalf("GET %s after HEAD and POST: %d to %q, want the dashboard", create, r.status, r.header.Get("Location"))
+	}
+
+	// Starts from one address are limited (unknown workshops count too:
+	// the limit comes first).
+	const from = "203.0.113.21"
+	n := 0
+	for ; n < 200; n++ {
+		r = p.do("GET", "/workshops/environment/demo-w99/create/", "", nil, map[string]string{"X-Forwarded-For": from})
+		if r.status != http.StatusFound {
+			break
+		}
+	}
+	if n == 0 || n > 50 || r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" {
+		t.Fatalf("after %d starts from one address: %d (Retry-After %q), want 429 soon", n, r.status, r.header.Get("Retry-After"))
+	}
+	if r := p.do("GET", "/workshops/environment/demo-w99/create/", "", nil, map[string]string{"X-Forwarded-For": "203.0.113.22"}); r.status != http.StatusFound {
+		t.Fatalf("another address after the limit: %d", r.status)
 	}
 }
