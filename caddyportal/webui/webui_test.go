@@ -323,19 +323,22 @@ func TestSignupAndLogin(t *testing.T) {
 // 54 s with one CSRF token).
 func TestSignupLimitedPerAddress(t *testing.T) {
 	p := newPortal(t, portalConfig(config.RegistrationOneStep, ""))
-	b := p.browser()
-	tok := b.csrf("/accounts/signup/")
+	// A fresh browser each time, all from the same address.
+	signup := func(email string) response {
+		b := p.browser()
+		return b.post("/accounts/signup/", url.Values{"csrf": {b.csrf("/accounts/signup/")}, "email": {email},
+			"password": {"long-enough"}, "password2": {"long-enough"}})
+	}
 	for i := range webui.SignupBurst {
 		email := fmt.Sprintf("learner%d@example.com", i)
 		if i%3 == 0 {
 			email = "learner0@example.com" // existing addresses count too
 		}
-		r := b.post("/accounts/signup/", url.Values{"csrf": {tok}, "email": {email}, "password": {"long-enough"}, "password2": {"long-enough"}})
-		if r.status != http.StatusSeeOther {
+		if r := signup(email); r.status != http.StatusSeeOther {
 			t.Fatalf("sign-up %d: %d %s", i, r.status, r.body)
 		}
 	}
-	r := b.post("/accounts/signup/", url.Values{"csrf": {tok}, "email": {"one-more@example.com"}, "password": {"long-enough"}, "password2": {"long-enough"}})
+	r := signup("one-more@example.com")
 	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" || !strings.Contains(r.body, "Too many accounts") {
 		t.Fatalf("sign-up past the limit: %d (Retry-After %q) %s", r.status, r.header.Get("Retry-After"), r.body)
 	}
