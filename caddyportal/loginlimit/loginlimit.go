@@ -16,6 +16,8 @@
 package loginlimit
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"strconv"
 	"strings"
 	"sync"
@@ -53,10 +55,25 @@ func New(now func() time.Time) *Limiter {
 	return &Limiter{now: now, fails: map[string]*failures{}}
 }
 
+// maxKey bounds the length of a key kept in a table: longer account names
+// (anyone can send one) are kept as their hash, so 100000 entries stay
+// small.
+const maxKey = 256
+
 // Keys of the two counters; the prefixes keep an account named like an
 // address apart from the address.
-func accountKey(account string) string { return "a:" + strings.ToLower(strings.TrimSpace(account)) }
-func addressKey(addr string) string    { return "ip:" + addr }
+func accountKey(account string) string {
+	return boundKey("a:" + strings.ToLower(strings.TrimSpace(account)))
+}
+func addressKey(addr string) string { return boundKey("ip:" + addr) }
+
+func boundKey(k string) string {
+	if len(k) <= maxKey {
+		return k
+	}
+	sum := sha256.Sum256([]byte(k))
+	return k[:strings.IndexByte(k, ':')+1] + "#" + hex.EncodeToString(sum[:])
+}
 
 // Attempt is a reserved login attempt: exactly one of Fail, Succeed or
 // Release ends it; later calls do nothing.

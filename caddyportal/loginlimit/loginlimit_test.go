@@ -2,6 +2,7 @@ package loginlimit
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -185,5 +186,27 @@ func TestRate(t *testing.T) {
 	}
 	if got := RetryAfter(0); got != "1" {
 		t.Fatalf("RetryAfter(0) = %q", got)
+	}
+}
+
+// TestLongAccountNamesBounded: an account name of any length is kept as a
+// short key, and still counted as itself.
+func TestLongAccountNamesBounded(t *testing.T) {
+	now := time.Unix(1700000000, 0)
+	l := New(func() time.Time { return now })
+	long := strings.Repeat("x", 60000)
+	for i := range Burst {
+		fail(t, l, long, fmt.Sprint("addr-", i))
+	}
+	for k := range l.fails {
+		if len(k) > maxKey+4 {
+			t.Fatalf("a key of %d bytes is kept", len(k))
+		}
+	}
+	if w := blocked(l, long, "fresh"); w == 0 {
+		t.Fatal("the long account name is not counted")
+	}
+	if w := blocked(l, long+"y", "fresh"); w != 0 {
+		t.Fatal("another long name shares its counter")
 	}
 }
