@@ -18,6 +18,7 @@ import (
 
 	"github.com/caddyportal/caddyportal/caddyportal/config"
 	"github.com/caddyportal/caddyportal/caddyportal/gate"
+	"github.com/caddyportal/caddyportal/caddyportal/loginlimit"
 	"github.com/caddyportal/caddyportal/caddyportal/redirects"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 	"github.com/caddyportal/caddyportal/caddyportal/tokens"
@@ -536,11 +537,33 @@ func confirmDelete(w http.ResponseWriter) {
 	_ = confirmTmpl.Execute(w, nil)
 }
 
+// Limits on anonymous session starts per client address: CreateBurst at
+// once, then one every CreateEvery. A classroom behind one NAT address can
+// start together; one client cannot take every place.
+const (
+	CreateBurst = 20
+	CreateEvery = 15 * time.Second
+)
+
 // serveCreate is the anonymous-mode start link: it creates an anonymous
 // user and session and takes the browser straight to the dashboard.
 func (h *Handler) serveCreate(w http.ResponseWriter, r *http.Request, env string) {
 	if h.Registration != config.RegistrationAnonymous {
 		page(w, http.StatusForbidden, "Not available", "This portal does not offer anonymous workshop sessions.")
+		return
+	}
+	// Only a GET, the browser following the start link, starts a
+	// session: a HEAD from a link checker or a POST from another site's
+	// form must not take a place.
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET")
+		jsonRefusal(w, http.StatusMethodNotAllowed, "Method \""+r.Method+"\" not allowed")
+		return
+	}
+	if wait := h.creates.Allow(clientIP(r)); wait > 0 {
+		w.Header().Set("Retry-After", loginlimit.RetryAfter(wait))
+		page(w, http.StatusTooManyRequests, "Too many workshop starts",
+			"Too many workshop sessions were started from your network. Wait "+loginlimit.RetryAfter(wait)+" seconds and try again.")
 		return
 	}
 	index := r.URL.Query().Get("index_url")
@@ -596,6 +619,15 @@ var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
 h1{font-size:1.4rem}p{line-height:1.5}.code{color:#888}</style></head>
 <body><h1>{{.Title}}</h1><p>{{.Message}}</p><p class="code">HTTP {{.Status}}</p></body></html>
 `))
+
+// jsonRefusal answers a request that is not a browser navigation, such as a
+// HEAD or POST to a start link, with the REST API's {"error": ...} body.
+func jsonRefusal(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}
 
 // page writes a small, clear HTML page for browser-facing refusals.
 func page(w http.ResponseWriter, status int, title, msg string) {

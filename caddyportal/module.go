@@ -19,6 +19,7 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/api"
 	"github.com/caddyportal/caddyportal/caddyportal/config"
 	"github.com/caddyportal/caddyportal/caddyportal/gate"
+	"github.com/caddyportal/caddyportal/caddyportal/loginlimit"
 	"github.com/caddyportal/caddyportal/caddyportal/metrics"
 	"github.com/caddyportal/caddyportal/caddyportal/oauth"
 	"github.com/caddyportal/caddyportal/caddyportal/redirects"
@@ -69,6 +70,11 @@ type Handler struct {
 	ui        *webui.UI
 	cookies   *gate.Cookies
 	origins   gate.Origins
+	// logins counts failed logins for both doors, the REST API's token
+	// endpoint and the web login, so guesses at one count at the other.
+	logins *loginlimit.Limiter
+	// creates limits anonymous session starts per client address.
+	creates *loginlimit.Rate
 
 	// metrics are the process-wide collectors (see metricspool.go);
 	// metricsHeld says this handler holds a reference to them.
@@ -138,11 +144,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("portal: redirects: %w", err)
 	}
 	h.redirects = policy
+	h.logins = loginlimit.New(h.svc.Now)
+	h.creates = loginlimit.NewRate(h.svc.Now, CreateBurst, CreateEvery)
 	// The pages' cookies share the gate's prefix so the gate strips them
 	// from requests it proxies to dashboards.
 	h.ui, err = webui.New(webui.Options{Service: h.svc, Key: tokens.DeriveKey(secret, "webui"),
 		CookiePrefix: "portal-" + h.Name + "-", Redirects: policy, Logger: h.logger, ClientIP: clientIP,
-		OnRequestFailed: h.metrics.AllocationFailed})
+		Logins: h.logins, OnRequestFailed: h.metrics.AllocationFailed})
 	if err != nil {
 		return fmt.Errorf("portal %s: %w", h.Name, err)
 	}
@@ -151,12 +159,17 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	uid := tokens.DeriveKey(secret, "uid")
 	portalUID := fmt.Sprintf("%x-%x-%x-%x-%x", uid[0:4], uid[4:6], uid[6:8], uid[8:10], uid[10:16])
+	// Tokens are bound to the robot's and the admin's passwords: a reload
+	// that changes one ends the tokens issued under it.
+	issuer := oauth.NewIssuer(st, h.Tokens.Access.D(), h.Tokens.Refresh.D(), nil,
+		oauth.BindTo(api.Credentials(h.Portal, tokens.DeriveKey(secret, "oauth-bind"))))
 	h.api = api.New(api.Options{
 		Service:         h.svc,
-		Issuer:          oauth.NewIssuer(st, h.Tokens.Access.D(), h.Tokens.Refresh.D(), nil),
+		Issuer:          issuer,
 		Redirects:       policy,
 		Logger:          h.logger,
 		ClientIP:        clientIP,
+		Logins:          h.logins,
 		OnActivate:      h.activated,
 		PortalUID:       portalUID,
 		OnToken:         h.metrics.TokenGrant,
