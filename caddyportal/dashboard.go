@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/caddyportal/caddyportal/caddyportal/config"
 	"github.com/caddyportal/caddyportal/caddyportal/gate"
+	"github.com/caddyportal/caddyportal/caddyportal/loginlimit"
 	"github.com/caddyportal/caddyportal/caddyportal/redirects"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 	"github.com/caddyportal/caddyportal/caddyportal/tokens"
@@ -104,6 +106,9 @@ func (h *Handler) serveBrowser(w http.ResponseWriter, r *http.Request, next cadd
 		rest := strings.TrimPrefix(p, "/workshops/environment/")
 		env, tail, _ := strings.Cut(rest, "/")
 		if tail == "create" || tail == "create/" {
+			if h.refusePortal(w, r, false) {
+				return true, nil
+			}
 			h.serveCreate(w, r, env)
 			return true, nil
 		}
@@ -113,12 +118,21 @@ func (h *Handler) serveBrowser(w http.ResponseWriter, r *http.Request, next cadd
 		if name == "" {
 			return false, nil
 		}
+		if h.Dashboards.Mode == config.DashboardsHost {
+			if tail == "delete" || tail == "delete/" {
+				h.serveDelete(w, r, name)
+				return true, nil
+			}
+			return false, nil
+		}
+		if err := h.origins.CheckPathDashboard(r, name); err != nil {
+			h.metrics.GateRequest("", http.StatusForbidden)
+			h.refuseInitiator(w, r, err, false)
+			return true, nil
+		}
 		if tail == "delete" || tail == "delete/" {
 			h.serveDelete(w, r, name)
 			return true, nil
-		}
-		if h.Dashboards.Mode == config.DashboardsHost {
-			return false, nil
 		}
 		if !hasSlash {
 			http.Redirect(w, r, "/workshops/session/"+name+"/", http.StatusFound)
@@ -142,25 +156,33 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, name string) (se
 		}
 	}()
 	sess, err := h.svc.GetCached(r.Context(), name)
-	if errors.Is(err, sessions.ErrSessionNotFound) {
-		h.notify(w, r, h.Index, "session-invalid", http.StatusNotFound, "Unknown session",
-			"This workshop session does not exist (it may have ended long ago).")
+	if err != nil && !errors.Is(err, sessions.ErrSessionNotFound) {
+		h.logger.Warn("gate: loading session", zap.String("session", name), zap.Error(err))
+		page(w, http.StatusServiceUnavailable, "Portal unavailable", "The portal cannot check this session right now. Try again in a moment.")
 		return nil, ""
 	}
 	if err != nil {
-		h.logger.Warn("gate: loading session", zap.String("session", name), zap.Error(err))
-		page(w, http.StatusServiceUnavailable, "Portal unavailable", "The portal cannot check this session right now. Try again in a moment.")
+		sess = nil
+	}
+	// Only a browser that held the session learns how it ended and where
+	// its index is (the stored index_url, query included, is the
+	// requester's); every other browser gets one answer whether the
+	// session is live, ended or unknown, so names cannot be probed.
+	user, cerr := h.cookies.Verify(r, name, h.svc.Now())
+	if cerr != nil || sess != nil && user != sess.Owner {
+		page(w, http.StatusForbidden, "Not signed in to this session",
+			"This browser is not signed in to this workshop session. Open the workshop from the link your training portal gave you.")
+		return nil, ""
+	}
+	if sess == nil {
+		// Held once, since purged.
+		h.notify(w, r, h.Index, "session-invalid", http.StatusNotFound, "Unknown session",
+			"This workshop session does not exist (it may have ended long ago).")
 		return nil, ""
 	}
 	if sess.State.Ending() {
 		h.notify(w, r, indexOf(sess, h.Index), "session-deleted", http.StatusGone, "Session ended",
 			"This workshop session has ended.")
-		return nil, ""
-	}
-	user, err = h.cookies.Verify(r, name, h.svc.Now())
-	if err != nil || user != sess.Owner {
-		page(w, http.StatusForbidden, "Not signed in to this session",
-			"This browser is not signed in to this workshop session. Open the workshop from the link your training portal gave you.")
 		return nil, ""
 	}
 	return sess, user
@@ -179,7 +201,6 @@ func (h *Handler) serveDashboard(w http.ResponseWriter, r *http.Request, name, r
 		page(w, http.StatusBadRequest, "Bad request", "The request path is not valid.")
 		return nil
 	}
-	r.Header.Set("X-Forwarded-Prefix", "/workshops/session/"+name)
 	r.URL.Path, r.URL.RawPath = path, rest
 	return h.forward(w, r, sess, user, next)
 }
@@ -187,11 +208,17 @@ func (h *Handler) serveDashboard(w http.ResponseWriter, r *http.Request, name, r
 // forward proxies an admitted request to the session's upstream.
 func (h *Handler) forward(w http.ResponseWriter, r *http.Request, sess *sessions.Session, user string, next caddyhttp.Handler) error {
 	gate.StripIdentity(r.Header, h.cookies.Name(""), sess.Name, user)
+	if h.Dashboards.Mode != config.DashboardsHost {
+		// Set after stripping: a client's own X-Forwarded-Prefix is gone.
+		r.Header.Set("X-Forwarded-Prefix", "/workshops/session/"+sess.Name)
+	}
+	stripTrailers(r)
 	caddyhttp.SetVar(r.Context(), upstreamVar, sess.Upstream)
 	// The recorder sits under the stream observer: the proxy's writes and
 	// hijack pass through both (each unwraps to the next).
 	rec := newStatusRecorder(w)
 	w = rec
+	w = h.filterResponse(w, r, sess.Name)
 	if isStream(r) {
 		h.metrics.WebSocketOpened(sess.Environment)
 		defer h.metrics.WebSocketClosed(sess.Environment)
@@ -216,6 +243,106 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, sess *sessions
 	}
 	h.metrics.GateRequest(sess.Environment, rec.Status(err))
 	return err
+}
+
+// refuseInitiator answers a request that the page which made it may not
+// make (see gate.Origins): a JSON error for the REST API, a page otherwise.
+func (h *Handler) refuseInitiator(w http.ResponseWriter, r *http.Request, err error, api bool) {
+	h.logger.Debug("gate: refused a request by the page that made it", zap.String("path", r.URL.Path),
+		zap.String("referer", r.Header.Get("Referer")), zap.String("origin", r.Header.Get("Origin")),
+		zap.String("sec_fetch_site", r.Header.Get("Sec-Fetch-Site")), zap.Error(err))
+	const msg = "This request was made by a page that may not make it: another workshop dashboard cannot reach this address."
+	if api {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusForbidden)
+		_ = json.NewEncoder(w).Encode(map[string]string{"error": "Request made by a workshop dashboard page is not permitted"})
+		return
+	}
+	page(w, http.StatusForbidden, "Request refused", msg)
+}
+
+// responseFilter drops the dashboard's Set-Cookie lines that reach beyond
+// its session (gate.FilterSetCookies) and, in path mode, keeps its
+// Referrer-Policy from hiding same-origin referrers, just before the
+// response's header is sent (every 1xx, 101 and final header alike).
+type responseFilter struct {
+	caddyhttp.ResponseWriterWrapper
+	cookiePrefix, host, pathPrefix string
+	sent                           bool
+}
+
+// filterResponse wraps w with a responseFilter for session's dashboard.
+func (h *Handler) filterResponse(w http.ResponseWriter, r *http.Request, session string) http.ResponseWriter {
+	f := &responseFilter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
+		cookiePrefix: h.cookies.Name(""), host: r.Host}
+	if h.Dashboards.Mode != config.DashboardsHost {
+		f.pathPrefix = "/workshops/session/" + session
+	}
+	return f
+}
+
+func (f *responseFilter) filter() {
+	hdr := f.ResponseWriterWrapper.Header()
+	gate.FilterSetCookies(hdr, f.cookiePrefix, f.host, f.pathPrefix)
+	if f.pathPrefix != "" {
+		gate.DashboardReferrerPolicy(hdr)
+	}
+}
+
+// WriteHeader filters the header about to be sent.
+func (f *responseFilter) WriteHeader(code int) {
+	if !f.sent {
+		f.filter()
+		f.sent = code >= 200 || code == http.StatusSwitchingProtocols
+	}
+	f.ResponseWriterWrapper.WriteHeader(code)
+}
+
+// Write filters the header of a body sent without WriteHeader.
+func (f *responseFilter) Write(b []byte) (int, error) {
+	if !f.sent {
+		f.WriteHeader(http.StatusOK)
+	}
+	return f.ResponseWriterWrapper.Write(b)
+}
+
+// ReadFrom filters the header of a body sent without WriteHeader; the
+// embedded wrapper's ReadFrom would pass the writer below it directly.
+func (f *responseFilter) ReadFrom(r io.Reader) (int64, error) {
+	if !f.sent {
+		f.WriteHeader(http.StatusOK)
+	}
+	return f.ResponseWriterWrapper.ReadFrom(r)
+}
+
+// stripTrailers filters a request's trailers as its headers: the declared
+// ones now, and at the end of the body the ones that arrived, before
+// Caddy's proxy copies r.Trailer for the upstream (it does so when the body
+// it reads reaches EOF, which passes through this reader first).
+func stripTrailers(r *http.Request) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return
+	}
+	if r.Trailer != nil {
+		gate.StripTrailers(r.Trailer)
+	}
+	r.Body = &trailerFilter{ReadCloser: r.Body, req: r}
+}
+
+// trailerFilter strips client claims from req's trailers once the body is
+// read: net/http fills them in only then.
+type trailerFilter struct {
+	io.ReadCloser
+	req *http.Request
+}
+
+func (t *trailerFilter) Read(p []byte) (int, error) {
+	n, err := t.ReadCloser.Read(p)
+	if err == io.EOF && t.req.Trailer != nil {
+		gate.StripTrailers(t.req.Trailer)
+	}
+	return n, err
 }
 
 // statusRecorder notes the status a handler sends, for the gate metrics.
@@ -275,6 +402,11 @@ func isStream(r *http.Request) bool {
 func (h *Handler) serveSessionHost(w http.ResponseWriter, r *http.Request, name string, next caddyhttp.Handler) error {
 	if ticket := r.URL.Query().Get(ticketParam); ticket != "" {
 		h.exchangeTicket(w, r, name, ticket)
+		return nil
+	}
+	if err := gate.CheckSessionHost(r); err != nil {
+		h.metrics.GateRequest("", http.StatusForbidden)
+		h.refuseInitiator(w, r, err, false)
 		return nil
 	}
 	if p := r.URL.Path; p == "/workshops/session/"+name+"/delete/" || p == "/workshops/session/"+name+"/delete" {
@@ -365,6 +497,13 @@ func (h *Handler) serveDelete(w http.ResponseWriter, r *http.Request, name strin
 	if sess == nil {
 		return
 	}
+	if !gate.SameOriginNavigation(r) {
+		// Another site sent the browser here (the cookie is SameSite=Lax,
+		// so it goes along with top-level GETs): ask first. The button
+		// posts back from this origin, which passes.
+		confirmDelete(w)
+		return
+	}
 	if _, err := h.svc.Terminate(r.Context(), name, "deleted"); err != nil && !errors.Is(err, sessions.ErrSessionNotFound) {
 		page(w, http.StatusServiceUnavailable, "Portal unavailable", "The session could not be ended right now. Try again.")
 		return
@@ -376,11 +515,55 @@ func (h *Handler) serveDelete(w http.ResponseWriter, r *http.Request, name strin
 	h.notify(w, r, indexOf(sess, h.Index), note, http.StatusOK, "Session ended", "Your workshop session has ended.")
 }
 
+var confirmTmpl = template.Must(template.New("confirm").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>End workshop session?</title>
+<style>body{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}
+h1{font-size:1.4rem}p{line-height:1.5}button{font-size:1rem;padding:.5rem 1rem}</style></head>
+<body><h1>End workshop session?</h1><p>Another site sent you to the link that ends this workshop session.
+End it only if you meant to: everything in it will be gone.</p>
+<form method="post"><button type="submit" id="end">End session</button></form></body></html>
+`))
+
+// confirmDelete asks the learner to confirm ending the session. It may
+// not be framed, so no other page can trick a click on its button.
+func confirmDelete(w http.ResponseWriter) {
+	hdr := w.Header()
+	hdr.Set("Content-Type", "text/html; charset=utf-8")
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Set("X-Frame-Options", "DENY")
+	hdr.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	w.WriteHeader(http.StatusOK)
+	_ = confirmTmpl.Execute(w, nil)
+}
+
+// Limits on anonymous session starts per client address: CreateBurst at
+// once, then one every CreateEvery. A classroom behind one NAT address can
+// start together; one client cannot take every place.
+const (
+	CreateBurst = 20
+	CreateEvery = 15 * time.Second
+)
+
 // serveCreate is the anonymous-mode start link: it creates an anonymous
 // user and session and takes the browser straight to the dashboard.
 func (h *Handler) serveCreate(w http.ResponseWriter, r *http.Request, env string) {
 	if h.Registration != config.RegistrationAnonymous {
 		page(w, http.StatusForbidden, "Not available", "This portal does not offer anonymous workshop sessions.")
+		return
+	}
+	// Only a GET, the browser following the start link, starts a
+	// session: a HEAD from a link checker or a POST from another site's
+	// form must not take a place.
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET")
+		jsonRefusal(w, http.StatusMethodNotAllowed, "Method \""+r.Method+"\" not allowed")
+		return
+	}
+	if wait := h.creates.Allow(clientIP(r)); wait > 0 {
+		w.Header().Set("Retry-After", loginlimit.RetryAfter(wait))
+		page(w, http.StatusTooManyRequests, "Too many workshop starts",
+			"Too many workshop sessions were started from your network. Wait "+loginlimit.RetryAfter(wait)+" seconds and try again.")
 		return
 	}
 	index := r.URL.Query().Get("index_url")
@@ -437,6 +620,15 @@ h1{font-size:1.4rem}p{line-height:1.5}.code{color:#888}</style></head>
 <body><h1>{{.Title}}</h1><p>{{.Message}}</p><p class="code">HTTP {{.Status}}</p></body></html>
 `))
 
+// jsonRefusal answers a request that is not a browser navigation, such as a
+// HEAD or POST to a start link, with the REST API's {"error": ...} body.
+func jsonRefusal(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}
+
 // page writes a small, clear HTML page for browser-facing refusals.
 func page(w http.ResponseWriter, status int, title, msg string) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -446,4 +638,18 @@ func page(w http.ResponseWriter, status int, title, msg string) {
 		Title, Message string
 		Status         int
 	}{title, msg, status})
+}
+
+// refusePortal refuses, in path mode, a request for the portal's pages or
+// API made in the background by a dashboard page (gate.Origins.CheckPortal)
+// and reports whether it did.
+func (h *Handler) refusePortal(w http.ResponseWriter, r *http.Request, api bool) bool {
+	if h.Dashboards.Mode == config.DashboardsHost {
+		return false
+	}
+	if err := h.origins.CheckPortal(r); err != nil {
+		h.refuseInitiator(w, r, err, api)
+		return true
+	}
+	return false
 }

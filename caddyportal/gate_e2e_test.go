@@ -485,8 +485,10 @@ func TestGateEndedSessions(t *testing.T) {
 	tok := p.token(robotUser, robotPass)
 
 	t.Run("unknown session", func(t *testing.T) {
-		wantRedirect(t, p.do("GET", sessionPath("demo-w01-s999"), "", nil, nil), "https://hub.example.com/?notification=session-invalid")
-		wantRedirect(t, p.do("GET", sessionPath("nope")+"deep/path", "", nil, nil), "https://hub.example.com/?notification=session-invalid")
+		// No browser ever held it: the answer of any session to a
+		// browser without its cookie (TestGateEndedToNonHolders).
+		wantPage(t, p.do("GET", sessionPath("demo-w01-s999"), "", nil, nil), http.StatusForbidden, "Not signed in to this session")
+		wantPage(t, p.do("GET", sessionPath("nope")+"deep/path", "", nil, nil), http.StatusForbidden, "Not signed in to this session")
 	})
 	t.Run("terminated", func(t *testing.T) {
 		name, ck, _ := p.activate(tok, "demo-w01", "carol")
@@ -499,8 +501,8 @@ func TestGateEndedSessions(t *testing.T) {
 		want := hubOrigin + "/carol?notification=session-deleted"
 		wantRedirect(t, p.do("GET", sessionPath(name), "", nil, cookieHdr(ck)), want)
 		wantRedirect(t, p.do("GET", sessionPath(name)+"ws", "", nil, cookieHdr(ck)), want)
-		// Without a cookie the answer is the same: the session is over.
-		wantRedirect(t, p.do("GET", sessionPath(name), "", nil, nil), want)
+		// Without a cookie the browser learns nothing of the ended session.
+		wantPage(t, p.do("GET", sessionPath(name), "", nil, nil), http.StatusForbidden, "Not signed in to this session")
 	})
 	t.Run("expired", func(t *testing.T) {
 		name, ck, _ := p.activate(tok, "demo-w02", "dave")

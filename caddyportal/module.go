@@ -21,6 +21,7 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/config"
 	"github.com/caddyportal/caddyportal/caddyportal/gate"
 	"github.com/caddyportal/caddyportal/caddyportal/health"
+	"github.com/caddyportal/caddyportal/caddyportal/loginlimit"
 	"github.com/caddyportal/caddyportal/caddyportal/metrics"
 	"github.com/caddyportal/caddyportal/caddyportal/oauth"
 	"github.com/caddyportal/caddyportal/caddyportal/redirects"
@@ -70,6 +71,12 @@ type Handler struct {
 	api       *api.API
 	ui        *webui.UI
 	cookies   *gate.Cookies
+	origins   gate.Origins
+	// logins counts failed logins for both doors, the REST API's token
+	// endpoint and the web login, so guesses at one count at the other.
+	logins *loginlimit.Limiter
+	// creates limits anonymous session starts per client address.
+	creates *loginlimit.Rate
 
 	// metrics are the process-wide collectors (see metricspool.go);
 	// metricsHeld says this handler holds a reference to them.
@@ -141,16 +148,19 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.cookies = gate.NewCookies(signer, "portal-"+h.Name+"-")
+	h.origins = gate.NewOrigins(h.URL)
 	policy, err := redirects.NewPolicy(append([]string{h.URL, h.Index}, h.Redirects...)...)
 	if err != nil {
 		return fmt.Errorf("portal: redirects: %w", err)
 	}
 	h.redirects = policy
+	h.logins = loginlimit.New(h.svc.Now)
+	h.creates = loginlimit.NewRate(h.svc.Now, CreateBurst, CreateEvery)
 	// The pages' cookies share the gate's prefix so the gate strips them
 	// from requests it proxies to dashboards.
 	h.ui, err = webui.New(webui.Options{Service: h.svc, Key: tokens.DeriveKey(secret, "webui"),
 		CookiePrefix: "portal-" + h.Name + "-", Redirects: policy, Logger: h.logger, ClientIP: clientIP,
-		OnRequestFailed: h.metrics.AllocationFailed, Health: h.health.Statuses})
+		Logins: h.logins, OnRequestFailed: h.metrics.AllocationFailed, Health: h.health.Statuses})
 	if err != nil {
 		return fmt.Errorf("portal %s: %w", h.Name, err)
 	}
@@ -159,12 +169,17 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	uid := tokens.DeriveKey(secret, "uid")
 	portalUID := fmt.Sprintf("%x-%x-%x-%x-%x", uid[0:4], uid[4:6], uid[6:8], uid[8:10], uid[10:16])
+	// Tokens are bound to the robot's and the admin's passwords: a reload
+	// that changes one ends the tokens issued under it.
+	issuer := oauth.NewIssuer(st, h.Tokens.Access.D(), h.Tokens.Refresh.D(), nil,
+		oauth.BindTo(api.Credentials(h.Portal, tokens.DeriveKey(secret, "oauth-bind"))))
 	h.api = api.New(api.Options{
 		Service:           h.svc,
-		Issuer:            oauth.NewIssuer(st, h.Tokens.Access.D(), h.Tokens.Refresh.D(), nil),
+		Issuer:            issuer,
 		Redirects:         policy,
 		Logger:            h.logger,
 		ClientIP:          clientIP,
+		Logins:            h.logins,
 		OnActivate:        h.activated,
 		PortalUID:         portalUID,
 		OnToken:           h.metrics.TokenGrant,
@@ -284,10 +299,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.serveSessionHost(w, r, name, next)
 	}
 	if hh := h.api.Handler(r); hh != nil {
+		if h.refusePortal(w, r, true) {
+			return nil
+		}
 		hh.ServeHTTP(w, r)
 		return nil
 	}
 	if hh := h.ui.Handler(r); hh != nil {
+		if h.refusePortal(w, r, false) {
+			return nil
+		}
 		hh.ServeHTTP(w, r)
 		return nil
 	}

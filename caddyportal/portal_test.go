@@ -38,6 +38,9 @@ type portal struct {
 	// site blocks for the same server (for example a plain reverse_proxy
 	// to compare with the gate).
 	extra string
+	// global is added to the Caddyfile's global options (for example a
+	// `servers` block with trusted_proxies).
+	global string
 	// admin is Caddy's admin listener address; empty turns it off.
 	admin string
 }
@@ -133,6 +136,7 @@ func (p *portal) load(body string) {
 	persist_config off
 	storage file_system %s
 	grace_period 1s
+%s
 	log default {
 		output discard
 	}
@@ -145,7 +149,7 @@ func (p *portal) load(body string) {
 	respond "not the portal" 404
 }
 %s
-`, admin, filepath.Join(p.dir, "caddy"), fmt.Sprintf(site, p.port), strings.ReplaceAll(body, "{dir}", filepath.Join(p.dir, "badger")), p.extra)
+`, admin, filepath.Join(p.dir, "caddy"), p.global, fmt.Sprintf(site, p.port), strings.ReplaceAll(body, "{dir}", filepath.Join(p.dir, "badger")), p.extra)
 	adapter := caddyconfig.GetAdapter("caddyfile")
 	cfg, warns, err := adapter.Adapt([]byte(cf), map[string]any{"filename": "Caddyfile"})
 	if err != nil {

@@ -53,6 +53,10 @@ type Options struct {
 	// ClientIP returns the address failed logins are counted against;
 	// default: the host of r.RemoteAddr.
 	ClientIP func(r *http.Request) string
+	// Logins counts failed logins. The glue passes the same Limiter to the
+	// web pages, so guesses at either door count against both; default: a
+	// Limiter of the API's own.
+	Logins *loginlimit.Limiter
 	// OnActivate is called after a successful activation, before the
 	// redirect: the gate issues its cookie here and returns where the
 	// browser goes. Default: the path-mode dashboard entry.
@@ -83,7 +87,8 @@ type API struct {
 	redirect *redirects.Policy
 	log      *zap.Logger
 	clientIP func(r *http.Request) string
-	limiter  *loginlimit.Limiter
+	logins   *loginlimit.Limiter
+	revokes  *loginlimit.Rate
 	opts     Options
 }
 
@@ -106,8 +111,12 @@ func New(opts Options) *API {
 			return "/workshops/session/" + sess.Name + "/", nil
 		}
 	}
+	if opts.Logins == nil {
+		opts.Logins = loginlimit.New(opts.Service.Now)
+	}
 	return &API{svc: opts.Service, cfg: opts.Service.Config(), issuer: opts.Issuer, redirect: opts.Redirects,
-		log: opts.Logger, clientIP: opts.ClientIP, limiter: loginlimit.New(opts.Service.Now), opts: opts}
+		log: opts.Logger, clientIP: opts.ClientIP, logins: opts.Logins,
+		revokes: loginlimit.NewRate(opts.Service.Now, RevokeBurst, RevokeEvery), opts: opts}
 }
 
 // route is a matched API route: a handler and the path segments it uses.

@@ -94,6 +94,10 @@ func (a *API) request(w http.ResponseWriter, r *http.Request, env string) {
 			}
 		}
 	}
+	if !sessions.ValidUserID(req.User) {
+		writeError(w, http.StatusBadRequest, "Invalid user id: control characters are not allowed")
+		return
+	}
 	for _, v := range []string{req.User, req.Email, req.FirstName, req.LastName, req.Session} {
 		if len(v) > 256 {
 			writeError(w, http.StatusBadRequest, "Request parameter too long")
@@ -385,6 +389,10 @@ func (a *API) userSessions(w http.ResponseWriter, r *http.Request, user string) 
 	p, _ := principal(r)
 	if !isRobot(p) && !isStaff(p) {
 		writeError(w, http.StatusForbidden, "Session requests not permitted")
+		return
+	}
+	if !sessions.ValidUserID(user) {
+		writeError(w, http.StatusBadRequest, "Invalid user id: control characters are not allowed")
 		return
 	}
 	list, err := a.svc.UserSessions(r.Context(), user)

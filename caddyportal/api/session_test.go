@@ -400,3 +400,28 @@ func TestPortalWithURL(t *testing.T) {
 	// The configured URL's origin is an allowed index.
 	h.request("demo-w02", url.Values{"index_url": {"https://portal.example.com/catalog"}})
 }
+
+// TestUserIDControlCharacters: a user id with control characters could
+// never reach its dashboard (it is carried in newline-separated signed
+// payloads and headers), so it is refused with a 400 and a JSON error when
+// it enters, and nothing is created.
+func TestUserIDControlCharacters(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	for _, user := range []string{"bad\nuser", "cr\ruser", "tab\tuser", "nul\x00", "del\x7f", "c1\u0085", "line\u2028sep", "\xff\xfe"} {
+		r := h.get("/workshops/environment/demo-w01/request/?"+url.Values{"user": {user}}.Encode(), h.robot)
+		if r.status != 400 || !strings.Contains(r.json(t)["error"].(string), "Invalid user id") {
+			t.Errorf("request for user %q: %d %s", user, r.status, r.body)
+		}
+		if _, err := h.svc.GetUser(context.Background(), user); err == nil {
+			t.Errorf("user %q was created", user)
+		}
+		r = h.get("/workshops/user/"+url.PathEscape(user)+"/sessions/", h.robot)
+		if r.status != 400 || !strings.Contains(r.json(t)["error"].(string), "Invalid user id") {
+			t.Errorf("sessions of user %q: %d %s", user, r.status, r.body)
+		}
+	}
+	// Letters of any script and spaces stay valid user ids.
+	if r := h.get("/workshops/environment/demo-w01/request/?"+url.Values{"user": {"Zoë Ångström 李"}}.Encode(), h.robot); r.status != 200 {
+		t.Fatalf("ordinary unicode user id: %d %s", r.status, r.body)
+	}
+}

@@ -1,11 +1,17 @@
 package api
 
 import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
+	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
+	"github.com/caddyportal/caddyportal/caddyportal/config"
+	"github.com/caddyportal/caddyportal/caddyportal/loginlimit"
 	"github.com/caddyportal/caddyportal/caddyportal/oauth"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 )
@@ -42,12 +48,6 @@ func (a *API) token(w http.ResponseWriter, r *http.Request, _ string) {
 		result = code
 		oauthError(w, status, code, desc)
 	}
-	ip := a.clientIP(r)
-	if wait := a.limiter.Blocked(ip); wait > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
-		fail(http.StatusTooManyRequests, "slow_down", "Too many failed attempts; try again later.")
-		return
-	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	if err := r.ParseForm(); err != nil {
 		fail(http.StatusBadRequest, "invalid_request", "Malformed form body.")
@@ -59,18 +59,33 @@ func (a *API) token(w http.ResponseWriter, r *http.Request, _ string) {
 	if !basic {
 		id, secret = form.Get("client_id"), form.Get("client_secret")
 	}
+	// The attempt takes its slot before anything secret is checked, so
+	// concurrent guesses count; refresh grants name no account.
+	account := ""
+	if grant == "password" {
+		account = form.Get("username")
+	}
+	attempt, wait := a.logins.Reserve(account, a.clientIP(r))
+	if attempt == nil {
+		w.Header().Set("Retry-After", loginlimit.RetryAfter(wait))
+		fail(http.StatusTooManyRequests, "slow_down", "Too many failed attempts; try again later.")
+		return
+	}
+	// Whatever is not decided below (a bad request, the store down) gives
+	// the slot back.
+	defer attempt.Release()
 	clientGiven := id != "" || secret != ""
 	clientOK := a.clientMatches(id, secret)
 	switch grant {
 	case "password":
 		if !clientOK {
-			a.limiter.Fail(ip)
+			attempt.Fail()
 			fail(http.StatusUnauthorized, "invalid_client", "")
 			return
 		}
 		p, ok := a.checkPassword(form.Get("username"), form.Get("password"))
 		if !ok {
-			a.limiter.Fail(ip)
+			attempt.Fail()
 			fail(http.StatusBadRequest, "invalid_grant", "Invalid credentials given.")
 			return
 		}
@@ -79,7 +94,7 @@ func (a *API) token(w http.ResponseWriter, r *http.Request, _ string) {
 			a.unavailable(w, err)
 			return
 		}
-		a.limiter.Succeed(ip)
+		attempt.Succeed()
 		result = "ok"
 		writeJSON(w, http.StatusOK, grantResponse(g))
 	case "refresh_token":
@@ -87,13 +102,13 @@ func (a *API) token(w http.ResponseWriter, r *http.Request, _ string) {
 		// §1.4); the refresh token is itself a secret, so accept that, but
 		// wrong credentials when given are still refused.
 		if clientGiven && !clientOK {
-			a.limiter.Fail(ip)
+			attempt.Fail()
 			fail(http.StatusUnauthorized, "invalid_client", "")
 			return
 		}
 		g, _, err := a.issuer.Refresh(r.Context(), form.Get("refresh_token"))
 		if err == oauth.ErrInvalid {
-			a.limiter.Fail(ip)
+			attempt.Fail()
 			fail(http.StatusBadRequest, "invalid_grant", "Invalid refresh token.")
 			return
 		}
@@ -113,8 +128,22 @@ func grantResponse(g oauth.Grant) tokenResponse {
 		Scope: "user:info", RefreshToken: g.RefreshToken}
 }
 
+// Limits on the unauthenticated revoke endpoint per client address:
+// RevokeBurst calls at once, then one every RevokeEvery. A client revokes
+// a token or two when it signs out; a flood costs reads, never writes, and
+// is cut off here.
+const (
+	RevokeBurst = 30
+	RevokeEvery = time.Second
+)
+
 // revoke serves POST /oauth2/revoke-token/: 200 for any token (RFC 7009).
 func (a *API) revoke(w http.ResponseWriter, r *http.Request, _ string) {
+	if wait := a.revokes.Allow(a.clientIP(r)); wait > 0 {
+		w.Header().Set("Retry-After", loginlimit.RetryAfter(wait))
+		oauthError(w, http.StatusTooManyRequests, "slow_down", "Too many requests; try again later.")
+		return
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	if err := r.ParseForm(); err != nil {
 		oauthError(w, http.StatusBadRequest, "invalid_request", "Malformed form body.")
@@ -153,4 +182,34 @@ func (a *API) checkPassword(user, pass string) (oauth.Principal, bool) {
 		}
 	}
 	return found, ok
+}
+
+// Credentials returns the fingerprint function that binds the robot's and
+// the admin's tokens to their passwords (oauth.BindTo), as the web pages
+// bind their login cookies: an HMAC keyed with key of the account's group,
+// username and password in cfg, or "" for anyone who is not cfg's robot or
+// admin. A token survives a config reload that keeps the account's
+// username and password, and ends with either. key must stay the same
+// across reloads (the glue derives it from the portal's stored secret).
+func Credentials(cfg config.Portal, key []byte) func(oauth.Principal) string {
+	type account struct{ user, pass, group string }
+	accounts := []account{{cfg.Robot.Username, cfg.Robot.Password, sessions.GroupRobot}}
+	if cfg.Admin != nil {
+		accounts = append(accounts, account{cfg.Admin.Username, cfg.Admin.Password, sessions.GroupStaff})
+	}
+	key = bytes.Clone(key)
+	return func(p oauth.Principal) string {
+		for _, acc := range accounts {
+			if acc.pass == "" || p.User != acc.user || p.Group != acc.group {
+				continue
+			}
+			m := hmac.New(sha256.New, key)
+			// Length-prefixed, so no two accounts hash the same input.
+			for _, s := range []string{acc.group, acc.user, acc.pass} {
+				fmt.Fprintf(m, "%d:%s", len(s), s)
+			}
+			return hex.EncodeToString(m.Sum(nil))
+		}
+		return ""
+	}
 }

@@ -12,13 +12,42 @@ const (
 	HeaderUser    = "X-Portal-User"
 )
 
-// identityHeaders are headers that upstream dashboards or auth middleware
-// commonly trust as identity; a browser must never be able to set them.
+// identityPrefixes name whole families of headers that authenticating
+// proxies set and dashboards (or their auth middleware) trust as identity:
+// listing single names missed members such as Remote-Groups or
+// X-Remote-Extra-Scopes, so a family is removed by its prefix. Compared
+// case-insensitively.
+var identityPrefixes = []string{
+	"x-portal-",             // the gate's own
+	"remote-",               // Authelia, Authentik, Kubernetes front proxies
+	"x-remote-",             // Kubernetes request-header auth (X-Remote-Extra-*)
+	"impersonate-",          // Kubernetes impersonation (User, Group, Uid, Extra-*)
+	"x-auth-request-",       // oauth2-proxy
+	"x-webauth-",            // Grafana auth proxy
+	"x-user-",               // X-User-Id, X-User-Email, ...
+	"x-ms-client-principal", // Azure App Service authentication
+	"x-goog-authenticated-", // Google IAP
+	"x-goog-iap-",           // Google IAP (JWT assertion)
+	"x-amzn-oidc-",          // AWS ALB authentication
+	"cf-access-",            // Cloudflare Access
+	"x-original-",           // X-Original-Url, -Host, -Forwarded-For, -Method
+	"x-forwarded-",          // all but forwardedKept (below)
+}
+
+// forwardedKept are the X-Forwarded- headers Caddy's proxy itself rewrites
+// (or, from trusted proxies, extends); every other X-Forwarded- header
+// (User, Email, Groups, Preferred-Username, Access-Token, Prefix, Port,
+// Server, ...) is a claim of the client. The gate sets X-Forwarded-Prefix
+// itself after stripping, in path mode.
+var forwardedKept = map[string]bool{
+	"X-Forwarded-For": true, "X-Forwarded-Proto": true, "X-Forwarded-Host": true,
+}
+
+// identityHeaders are single identity headers outside the families above.
 var identityHeaders = []string{
-	"X-Forwarded-User", "X-Forwarded-Email", "X-Forwarded-Preferred-Username", "X-Forwarded-Groups",
-	"X-Remote-User", "X-Remote-Group", "Remote-User", "X-User", "X-Email", "X-Auth-User",
-	"X-Auth-Request-User", "X-Auth-Request-Email", "X-Auth-Request-Preferred-Username",
-	"X-Auth-Request-Groups", "X-Auth-Request-Access-Token", "X-Webauth-User",
+	"X-User", "X-Email", "X-Username", "X-Groups", "X-Preferred-Username", "X-Auth-User",
+	"X-Auth-Email", "X-Auth-Username", "X-Access-Token", "X-Id-Token", "X-Proxy-User",
+	"X-Credential-Username", "X-Jwt-Assertion",
 }
 
 // clientAddressHeaders claim where a request came from or how it reached
@@ -27,25 +56,37 @@ var identityHeaders = []string{
 // their frameworks may trust them for client IPs, schemes or URLs.
 var clientAddressHeaders = []string{
 	"Forwarded", "X-Real-Ip", "X-Client-Ip", "True-Client-Ip", "X-Cluster-Client-Ip",
-	"Cf-Connecting-Ip", "Fastly-Client-Ip", "X-Original-Forwarded-For", "X-Forwarded-Port",
-	"X-Forwarded-Server", "X-Forwarded-Ssl", "X-Forwarded-Scheme", "Front-End-Https", "X-Url-Scheme",
-	"X-Original-Url", "X-Original-Host", "X-Rewrite-Url", "X-Host",
+	"Cf-Connecting-Ip", "Fastly-Client-Ip", "Front-End-Https", "X-Url-Scheme",
+	"X-Rewrite-Url", "X-Host",
 }
 
-// StripIdentity removes client-sent identity and client-address headers
-// and the portal's own
-// cookies (with cookiePrefix) from a request about to be proxied, then sets
-// the gate's identity headers.
-func StripIdentity(h http.Header, cookiePrefix, session, user string) {
-	const portalPrefix = "x-portal-"
-	for name := range h {
-		if len(name) >= len(portalPrefix) && strings.EqualFold(name[:len(portalPrefix)], portalPrefix) {
-			delete(h, name)
+// isClientClaim reports whether a client-sent header (or trailer) named
+// name claims an identity or a client address the upstream might trust.
+func isClientClaim(name string) bool {
+	lower := strings.ToLower(name)
+	for _, p := range identityPrefixes {
+		if strings.HasPrefix(lower, p) {
+			return !forwardedKept[http.CanonicalHeaderKey(name)]
 		}
 	}
 	for _, list := range [][]string{identityHeaders, clientAddressHeaders} {
-		for _, name := range list {
-			h.Del(name)
+		for _, n := range list {
+			if strings.EqualFold(name, n) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// StripIdentity removes client-sent identity and client-address headers
+// (by family, see identityPrefixes) and the portal's own cookies (with
+// cookiePrefix) from a request about to be proxied, then sets the gate's
+// identity headers.
+func StripIdentity(h http.Header, cookiePrefix, session, user string) {
+	for name := range h {
+		if isClientClaim(name) {
+			delete(h, name)
 		}
 	}
 	if cookies := h.Values("Cookie"); len(cookies) > 0 {
@@ -66,4 +107,17 @@ func StripIdentity(h http.Header, cookiePrefix, session, user string) {
 	}
 	h.Set(HeaderSession, session)
 	h.Set(HeaderUser, user)
+}
+
+// StripTrailers removes from request trailers what StripIdentity removes
+// from headers, and any Cookie trailer: an upstream that merges trailers
+// into its headers (or reads them as such) must not learn a client's
+// identity claim that way. The rest is kept for the rare client that
+// uses trailers (checksums, gRPC-style status).
+func StripTrailers(t http.Header) {
+	for name := range t {
+		if isClientClaim(name) || strings.EqualFold(name, "Cookie") {
+			delete(t, name)
+		}
+	}
 }

@@ -56,6 +56,24 @@ func TestStripIdentity(t *testing.T) {
 			kept: map[string]string{"User-Agent": "test"},
 		},
 		{
+			name: "identity families removed by prefix, forwarding headers Caddy rewrites kept",
+			in: http.Header{
+				"Remote-Groups":                {"admins"},
+				"Impersonate-Extra-Scopes":     {"all"},
+				"X-Remote-Extra-Foo":           {"x"},
+				"X-Auth-Request-Anything":      {"x"},
+				"X-Forwarded-Access-Token":     {"t"},
+				"X-Forwarded-Prefix":           {"/evil"},
+				"X-Ms-Client-Principal-Idp":    {"aad"},
+				"Cf-Access-Jwt-Assertion":      {"jwt"},
+				"X-Forwarded-Proto":            {"https"},
+				"X-Forwarded-Host":             {"portal.example"},
+				"X-Remotely-Unrelated-Feature": {"kept"},
+			},
+			kept: map[string]string{"X-Forwarded-Proto": "https", "X-Forwarded-Host": "portal.example",
+				"X-Remotely-Unrelated-Feature": "kept"},
+		},
+		{
 			name: "lower-case header keys (not canonicalised) removed",
 			in:   http.Header{"x-portal-user": {"evil"}, "x-portal-session": {"evil"}},
 		},
@@ -92,5 +110,14 @@ func TestStripIdentity(t *testing.T) {
 				t.Fatalf("after StripIdentity:\n got %v\nwant %v", h, want)
 			}
 		})
+	}
+}
+
+func TestStripTrailers(t *testing.T) {
+	tr := http.Header{"X-Portal-User": {"root"}, "Remote-Groups": {"admins"}, "Cookie": {"portal-demo-x=1"},
+		"impersonate-user": {"root"}, "X-Checksum": {"abc"}}
+	gate.StripTrailers(tr)
+	if want := (http.Header{"X-Checksum": {"abc"}}); !reflect.DeepEqual(tr, want) {
+		t.Fatalf("trailers after StripTrailers: %v, want %v", tr, want)
 	}
 }

@@ -1,26 +1,42 @@
-// Package loginlimit slows down password guessing: after Burst failed
-// logins from one client address within Window, further attempts are
-// refused until Window has passed since the last failure. The REST API's
-// token endpoint and the web login share it.
+// Package loginlimit slows down password guessing and floods of other
+// unauthenticated writes.
+//
+// Limiter counts failed logins twice: per account and per client address.
+// After Burst failures on either within Window, attempts on that account,
+// or from that address, are refused until Window has passed since the last
+// failure. An attempt reserves its slot before the password is checked, so
+// concurrent guesses count while they are in flight: 100 concurrent wrong
+// logins against a Burst of 10 get at most 10 password checks. A success
+// resets only its own account's counter, never the address's, so a guesser
+// cannot clear their address by logging in to an account of their own. The
+// REST API's token endpoint and the web login are given the same Limiter.
+//
+// Rate is a plain per-address token bucket for requests that are not logins
+// (sign-up, token revocation, anonymous session creation).
 package loginlimit
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
 
 // Limits.
 const (
-	// Burst is how many failures an address may have within Window.
+	// Burst is how many failures an account, or an address, may have
+	// within Window.
 	Burst = 10
 	// Window is how long failures are remembered.
 	Window = time.Minute
-	// maxTracked bounds the table, so a flood of addresses cannot grow it
-	// without bound.
+	// maxTracked bounds each table, so a flood of addresses or account
+	// names cannot grow it without bound.
 	maxTracked = 100000
 )
 
-// Limiter counts failed logins per client address.
+// Limiter counts failed logins per account and per client address.
 type Limiter struct {
 	mu    sync.Mutex
 	now   func() time.Time
@@ -29,7 +45,9 @@ type Limiter struct {
 
 type failures struct {
 	count int
-	last  time.Time
+	// pending counts reserved attempts whose outcome is not known yet.
+	pending int
+	last    time.Time
 }
 
 // New returns a Limiter on the clock now.
@@ -37,59 +55,244 @@ func New(now func() time.Time) *Limiter {
 	return &Limiter{now: now, fails: map[string]*failures{}}
 }
 
-// Blocked returns how long addr must wait before trying again, or 0.
-func (l *Limiter) Blocked(addr string) time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	f := l.fails[addr]
-	if f == nil || f.count < Burst {
-		return 0
+// maxKey bounds the length of a key kept in a table: longer account names
+// (anyone can send one) are kept as their hash, so 100000 entries stay
+// small.
+const maxKey = 256
+
+// Keys of the two counters; the prefixes keep an account named like an
+// address apart from the address.
+func accountKey(account string) string {
+	return boundKey("a:" + strings.ToLower(strings.TrimSpace(account)))
+}
+func addressKey(addr string) string { return boundKey("ip:" + addr) }
+
+func boundKey(k string) string {
+	if len(k) <= maxKey {
+		return k
 	}
-	wait := f.last.Add(Window).Sub(l.now())
-	if wait <= 0 {
-		delete(l.fails, addr)
-		return 0
-	}
-	return wait
+	sum := sha256.Sum256([]byte(k))
+	return k[:strings.IndexByte(k, ':')+1] + "#" + hex.EncodeToString(sum[:])
 }
 
-// Fail records a failed login from addr.
-func (l *Limiter) Fail(addr string) {
+// Attempt is a reserved login attempt: exactly one of Fail, Succeed or
+// Release ends it; later calls do nothing.
+type Attempt struct {
+	l    *Limiter
+	keys []string
+	done bool
+}
+
+// Reserve takes a slot for one login attempt on account from addr, before
+// the password is checked. If the account or the address has no slot left
+// it returns nil and how long to wait. account may be "" when the attempt
+// names none (a refresh token): then only the address counts.
+func (l *Limiter) Reserve(account, addr string) (*Attempt, time.Duration) {
+	keys := []string{addressKey(addr)}
+	if strings.TrimSpace(account) != "" {
+		keys = append(keys, accountKey(account))
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	f := l.fails[addr]
-	if f == nil || now.Sub(f.last) > Window {
+	var wait time.Duration
+	for _, k := range keys {
+		if w := l.waitLocked(k, now); w > wait {
+			wait = w
+		}
+	}
+	if wait > 0 {
+		return nil, wait
+	}
+	for _, k := range keys {
+		l.entry(k, now).pending++
+	}
+	return &Attempt{l: l, keys: keys}, 0
+}
+
+// waitLocked is how long key must wait, counting reserved attempts as
+// failures; stale entries are dropped.
+func (l *Limiter) waitLocked(key string, now time.Time) time.Duration {
+	f := l.fails[key]
+	if f == nil {
+		return 0
+	}
+	if f.count > 0 && now.Sub(f.last) >= Window {
+		f.count = 0
+	}
+	if f.count+f.pending < Burst {
+		if f.count == 0 && f.pending == 0 {
+			delete(l.fails, key)
+		}
+		return 0
+	}
+	if f.count == 0 {
+		// Only attempts in flight fill the slots: they end within a
+		// password check.
+		return time.Second
+	}
+	if wait := f.last.Add(Window).Sub(now); wait > 0 {
+		return wait
+	}
+	return time.Second
+}
+
+// entry returns key's counters, creating them.
+func (l *Limiter) entry(key string, now time.Time) *failures {
+	f := l.fails[key]
+	if f == nil {
 		if len(l.fails) >= maxTracked {
 			l.prune(now)
 		}
 		f = &failures{}
-		l.fails[addr] = f
+		l.fails[key] = f
 	}
-	f.count++
-	f.last = now
+	return f
 }
 
-// Succeed forgets addr's failures.
-func (l *Limiter) Succeed(addr string) {
+// Fail records that the attempt failed: it counts against the account and
+// the address for Window.
+func (a *Attempt) Fail() {
+	a.end(func(k string, f *failures, now time.Time) {
+		if now.Sub(f.last) >= Window {
+			f.count = 0
+		}
+		f.count++
+		f.last = now
+	})
+}
+
+// Succeed records a successful login: it clears the account's failures,
+// but not the address's, which only time clears.
+func (a *Attempt) Succeed() {
+	a.end(func(k string, f *failures, _ time.Time) {
+		if strings.HasPrefix(k, "a:") {
+			f.count = 0
+		}
+	})
+}
+
+// Release gives the slot back without an outcome, for an attempt that was
+// not decided (the store was unavailable).
+func (a *Attempt) Release() { a.end(func(string, *failures, time.Time) {}) }
+
+func (a *Attempt) end(apply func(k string, f *failures, now time.Time)) {
+	if a == nil {
+		return
+	}
+	l := a.l
 	l.mu.Lock()
-	delete(l.fails, addr)
-	l.mu.Unlock()
+	defer l.mu.Unlock()
+	if a.done {
+		return
+	}
+	a.done = true
+	now := l.now()
+	for _, k := range a.keys {
+		f := l.entry(k, now)
+		if f.pending > 0 {
+			f.pending--
+		}
+		apply(k, f, now)
+		if f.count == 0 && f.pending == 0 {
+			delete(l.fails, k)
+		}
+	}
 }
 
-// prune drops stale entries, and if that is not enough, half the table.
+// prune drops stale entries, and if that is not enough, half of those with
+// no attempt in flight.
 func (l *Limiter) prune(now time.Time) {
 	for k, f := range l.fails {
-		if now.Sub(f.last) > Window {
+		if f.pending == 0 && now.Sub(f.last) >= Window {
 			delete(l.fails, k)
 		}
 	}
 	if len(l.fails) >= maxTracked {
-		for k := range l.fails {
-			delete(l.fails, k)
+		for k, f := range l.fails {
+			if f.pending == 0 {
+				delete(l.fails, k)
+			}
 			if len(l.fails) < maxTracked/2 {
 				break
 			}
 		}
 	}
+}
+
+// Rate allows each key (a client address) Burst requests at once and then
+// one every Every: a token bucket per key.
+type Rate struct {
+	mu      sync.Mutex
+	now     func() time.Time
+	burst   float64
+	every   time.Duration
+	buckets map[string]*bucket
+}
+
+type bucket struct {
+	tokens float64
+	at     time.Time
+}
+
+// NewRate returns a Rate of burst requests at once and one every every
+// after that, on the clock now.
+func NewRate(now func() time.Time, burst int, every time.Duration) *Rate {
+	return &Rate{now: now, burst: float64(burst), every: every, buckets: map[string]*bucket{}}
+}
+
+// Allow takes one request for key: 0 if it may go ahead, else how long
+// until it may (and nothing is taken).
+func (r *Rate) Allow(key string) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.now()
+	b := r.buckets[key]
+	if b == nil {
+		if len(r.buckets) >= maxTracked {
+			r.prune(now)
+		}
+		b = &bucket{tokens: r.burst, at: now}
+		r.buckets[key] = b
+	}
+	r.refill(b, now)
+	if b.tokens < 1 {
+		return time.Duration((1 - b.tokens) * float64(r.every))
+	}
+	b.tokens--
+	return 0
+}
+
+func (r *Rate) refill(b *bucket, now time.Time) {
+	if d := now.Sub(b.at); d > 0 {
+		b.tokens += float64(d) / float64(r.every)
+		if b.tokens > r.burst {
+			b.tokens = r.burst
+		}
+		b.at = now
+	}
+}
+
+// prune drops full buckets (they are the same as no bucket), and if that is
+// not enough, half the table.
+func (r *Rate) prune(now time.Time) {
+	for k, b := range r.buckets {
+		if r.refill(b, now); b.tokens >= r.burst {
+			delete(r.buckets, k)
+		}
+	}
+	if len(r.buckets) >= maxTracked {
+		for k := range r.buckets {
+			delete(r.buckets, k)
+			if len(r.buckets) < maxTracked/2 {
+				break
+			}
+		}
+	}
+}
+
+// RetryAfter is wait as a Retry-After value: whole seconds, at least 1.
+func RetryAfter(wait time.Duration) string {
+	s := int64((wait + time.Second - 1) / time.Second)
+	return strconv.FormatInt(max(s, 1), 10)
 }

@@ -236,3 +236,133 @@ func TestConcurrentRefreshOnlyOneWins(t *testing.T) {
 		t.Errorf("%d concurrent refreshes of one token succeeded, want 1", wins)
 	}
 }
+
+// passwords is a changeable credential table for BindTo.
+type passwords struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+func (pw *passwords) set(user, pass string) {
+	pw.mu.Lock()
+	defer pw.mu.Unlock()
+	pw.m[user] = pass
+}
+
+func (pw *passwords) fingerprint(p oauth.Principal) string {
+	pw.mu.Lock()
+	defer pw.mu.Unlock()
+	if pass, ok := pw.m[p.User]; ok {
+		return "fp(" + pass + ")"
+	}
+	return ""
+}
+
+// TestBoundTokensEndWithTheirCredential: with BindTo, a changed password
+// ends the access and refresh tokens issued under the old one; the
+// unchanged account's tokens keep working (issue 12, item 7).
+func TestBoundTokensEndWithTheirCredential(t *testing.T) {
+	_, st, clk, _ := setup(t)
+	pw := &passwords{m: map[string]string{robot.User: "old", "admin": "admin-pass"}}
+	is := oauth.NewIssuer(st, accessTTL, refreshTTL, clk.Now, oauth.BindTo(pw.fingerprint))
+	ctx := context.Background()
+	g, err := is.Issue(ctx, robot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := is.Issue(ctx, oauth.Principal{User: "admin", Group: "staff"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotated, _, err := is.Refresh(ctx, g.RefreshToken)
+	if err != nil {
+		t.Fatalf("refresh under an unchanged password: %v", err)
+	}
+	check(t, is, rotated.AccessToken, true)
+
+	pw.set(robot.User, "new")
+	check(t, is, rotated.AccessToken, false)
+	if _, _, err := is.Refresh(ctx, rotated.RefreshToken); !errors.Is(err, oauth.ErrInvalid) {
+		t.Fatalf("refresh after the password changed: %v, want ErrInvalid", err)
+	}
+	if p, err := is.Check(ctx, other.AccessToken); err != nil || p.User != "admin" {
+		t.Fatalf("another account's token after the robot's password changed: %+v %v", p, err)
+	}
+	// Changing it back does not matter for tokens issued since; a new
+	// grant works under the new password.
+	fresh, err := is.Issue(ctx, robot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, is, fresh.AccessToken, true)
+	// An account that no longer exists gets nothing.
+	pw.mu.Lock()
+	delete(pw.m, robot.User)
+	pw.mu.Unlock()
+	check(t, is, fresh.AccessToken, false)
+	if _, err := is.Issue(ctx, robot); !errors.Is(err, oauth.ErrInvalid) {
+		t.Fatalf("Issue for an account without a credential: %v", err)
+	}
+}
+
+// TestUnboundTokensRefusedOnceBinding: tokens stored before binding carry
+// no fingerprint, so they are refused rather than refreshed into tokens
+// bound to the current password.
+func TestUnboundTokensRefusedOnceBinding(t *testing.T) {
+	plain, st, clk, _ := setup(t)
+	ctx := context.Background()
+	g, err := plain.Issue(ctx, robot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw := &passwords{m: map[string]string{robot.User: "pass"}}
+	bound := oauth.NewIssuer(st, accessTTL, refreshTTL, clk.Now, oauth.BindTo(pw.fingerprint))
+	check(t, bound, g.AccessToken, false)
+	if _, _, err := bound.Refresh(ctx, g.RefreshToken); !errors.Is(err, oauth.ErrInvalid) {
+		t.Fatalf("refreshing an unbound token: %v", err)
+	}
+}
+
+// countingStore counts the read-write transactions run on a real store.
+type countingStore struct {
+	store.Store
+	mu      sync.Mutex
+	updates int
+}
+
+func (c *countingStore) Update(ctx context.Context, fn func(tx store.Txn) error) error {
+	c.mu.Lock()
+	c.updates++
+	c.mu.Unlock()
+	return c.Store.Update(ctx, fn)
+}
+
+// TestRevokeUnknownWritesNothing: the revoke endpoint is unauthenticated,
+// so revoking a token that does not exist must not cost a durable write;
+// revoking a real one still works.
+func TestRevokeUnknownWritesNothing(t *testing.T) {
+	_, st, clk, _ := setup(t)
+	cs := &countingStore{Store: st}
+	is := oauth.NewIssuer(cs, accessTTL, refreshTTL, clk.Now)
+	ctx := context.Background()
+	g, err := is.Issue(ctx, robot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := cs.updates
+	for _, tok := range []string{"nonexistent-token-value-000000000", "x", strings.Repeat("z", 500)} {
+		if err := is.Revoke(ctx, tok); err != nil {
+			t.Fatalf("Revoke(%.10q): %v", tok, err)
+		}
+	}
+	if n := cs.updates - before; n != 0 {
+		t.Fatalf("revoking unknown tokens ran %d write transactions, want 0", n)
+	}
+	if err := is.Revoke(ctx, g.RefreshToken); err != nil {
+		t.Fatal(err)
+	}
+	if cs.updates == before {
+		t.Fatal("revoking a real token wrote nothing")
+	}
+	check(t, is, g.AccessToken, false)
+}

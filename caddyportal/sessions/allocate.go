@@ -332,6 +332,11 @@ func (t *txState) activationDeadline(e *Environment, timeout *time.Duration) tim
 // carries (Educates ignores them for existing users; reference §7.2 #9).
 func (t *txState) user(req Request) (*User, error) {
 	id := req.User
+	if !ValidUserID(id) {
+		// The API refuses these first with a clearer message; this holds
+		// for every door.
+		return nil, ErrUserNotPermitted
+	}
 	if id == "" {
 		var err error
 		if id, err = newUserID(); err != nil {

@@ -440,3 +440,16 @@ func TestManyEnvironmentsNamed(t *testing.T) {
 		t.Fatalf("environments: %d, first %s, last %s", len(envs), envs[0].Name, envs[len(envs)-1].Name)
 	}
 }
+
+// TestRequestRefusesControlCharacterUsers: whatever door a user id comes
+// through, the service refuses one it could never serve.
+func TestRequestRefusesControlCharacterUsers(t *testing.T) {
+	svc, _, _ := setup(t, portal(workshop("lab", 3, 0)))
+	for _, user := range []string{"a\nb", "a\x00", "\xff"} {
+		requestErr(t, svc, sessions.Request{Environment: "demo-w01", User: user}, sessions.ErrUserNotPermitted)
+	}
+	if sessions.ValidUserID("a\tb") || !sessions.ValidUserID("") || !sessions.ValidUserID("Zoë 李") {
+		t.Fatal("ValidUserID")
+	}
+	request(t, svc, "demo-w01", "alice")
+}

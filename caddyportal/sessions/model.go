@@ -36,6 +36,8 @@ import (
 	"net/url"
 	"slices"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
 )
@@ -237,4 +239,22 @@ func (c *envCount) dropReserve(name string) {
 		c.Reserves = slices.Delete(c.Reserves, i, i+1)
 		c.dirty = true
 	}
+}
+
+// ValidUserID reports whether id may name a user: valid UTF-8 without
+// control characters (nor line or paragraph separators). A user id travels
+// in newline-separated signed payloads (dashboard cookies, host-mode
+// tickets), log lines and headers to the dashboard (X-Portal-User), where
+// such characters would split or end it: a user named so could never reach
+// their dashboard. The empty id (a new anonymous user) is valid.
+func ValidUserID(id string) bool {
+	if !utf8.ValidString(id) {
+		return false
+	}
+	for _, r := range id {
+		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
+			return false
+		}
+	}
+	return true
 }

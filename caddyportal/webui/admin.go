@@ -165,6 +165,7 @@ var notices = map[string]string{
 	"terminated":   "The session was terminated.",
 	"extended":     "The session was extended.",
 	"not-extended": "The session was not extended: it can only be extended shortly before it expires, and not past its deadline.",
+	"signed-up":    "If this email address was new, your account has been created. Sign in with your email address and password.",
 }
 
 func notice(code string) string { return notices[code] }

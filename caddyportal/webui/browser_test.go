@@ -150,6 +150,12 @@ func TestBrowserLearnerStarts(t *testing.T) {
 	var who string
 	err = chromedp.Run(ctx,
 		chromedp.Click("#submit", chromedp.ByQuery),
+		// Sign-up does not sign in (that would tell a new address from an
+		// existing one): the login page says so, and the learner signs in.
+		chromedp.WaitVisible("#notice", chromedp.ByQuery),
+		chromedp.SendKeys("#username", "ann@example.com", chromedp.ByQuery),
+		chromedp.SendKeys("#password", "ann-password", chromedp.ByQuery),
+		chromedp.Click("#submit", chromedp.ByQuery),
 		chromedp.WaitVisible("#start-"+env1, chromedp.ByID),
 		chromedp.Text("#who", &who, chromedp.ByQuery),
 	)

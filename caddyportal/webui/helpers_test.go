@@ -238,15 +238,20 @@ func (b *browser) login(user, pass, wantLocation string) {
 	}
 }
 
-// signup creates a learner account through the form.
+// signedUp is where a sign-up sends the browser, for a new address and an
+// existing one alike.
+const signedUp = "/accounts/login/?notice=signed-up"
+
+// signup creates a learner account through the form and signs in with it.
 func (b *browser) signup(email, pass string) {
 	b.p.t.Helper()
 	tok := b.csrf("/accounts/signup/")
 	r := b.post("/accounts/signup/", url.Values{"csrf": {tok}, "email": {email}, "first_name": {"Ann"},
 		"last_name": {"Lee"}, "password": {pass}, "password2": {pass}})
-	if r.status != http.StatusSeeOther || r.location() != "/workshops/catalog/" {
+	if r.status != http.StatusSeeOther || r.location() != signedUp {
 		b.p.t.Fatalf("signup %s: %d to %q; body %s", email, r.status, r.location(), r.body)
 	}
+	b.login(email, pass, "/workshops/catalog/")
 }
 
 // robotToken gets a real OAuth access token for the robot.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/caddyportal/caddyportal/caddyportal/config"
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
+	"github.com/caddyportal/caddyportal/caddyportal/loginlimit"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 )
 
@@ -74,7 +75,7 @@ func (u *UI) loginPage(w http.ResponseWriter, r *http.Request, _ string) {
 		return
 	}
 	u.render(w, r, http.StatusOK, "login", id, view{Title: "Sign in", CSRF: u.csrfToken(id),
-		Data: loginData{Next: next, AdminOnly: !u.learnersMayLogin()}})
+		Notice: notice(r.URL.Query().Get("notice")), Data: loginData{Next: next, AdminOnly: !u.learnersMayLogin()}})
 }
 
 func (u *UI) afterLogin(id identity, next string) string {
@@ -100,19 +101,25 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request, _ string) {
 		u.fail(w, r, http.StatusBadRequest, "Bad redirect", "The address to return to after signing in is not on this portal.")
 		return
 	}
-	ip := u.clientIP(r)
-	if wait := u.limiter.Blocked(ip); wait > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
-		u.render(w, r, http.StatusTooManyRequests, "login", id, view{Title: "Sign in", CSRF: u.csrfToken(id),
-			Error: "Too many failed sign-in attempts. Wait a minute and try again.",
-			Data:  loginData{Next: next, AdminOnly: !u.learnersMayLogin()}})
-		return
-	}
 	user := strings.TrimSpace(r.PostFormValue("username"))
 	pw := r.PostFormValue("password")
 	form := loginData{Username: user, Next: next, AdminOnly: !u.learnersMayLogin()}
+	ip := u.clientIP(r)
+	// The attempt takes its slot before the password is checked, so
+	// concurrent guesses count.
+	attempt, wait := u.logins.Reserve(user, ip)
+	if attempt == nil {
+		w.Header().Set("Retry-After", loginlimit.RetryAfter(wait))
+		u.log.Info("webui: sign-in refused: too many failures", zap.String("username", user), zap.String("client", ip))
+		u.render(w, r, http.StatusTooManyRequests, "login", id, view{Title: "Sign in", CSRF: u.csrfToken(id),
+			Error: "Too many failed sign-in attempts for this account or from this network. Wait " +
+				waitText(wait) + " and try again.", Data: form})
+		return
+	}
+	// Whatever is not decided below (the store down) gives the slot back.
+	defer attempt.Release()
 	refuse := func(status int, msg string) {
-		u.limiter.Fail(ip)
+		attempt.Fail()
 		// The username helps an operator spot an attack; the password is
 		// never logged.
 		u.log.Info("webui: sign-in refused", zap.String("username", user), zap.String("client", ip))
@@ -123,7 +130,7 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request, _ string) {
 		return
 	}
 	if u.checkAdmin(user, pw) {
-		u.limiter.Succeed(ip)
+		attempt.Succeed()
 		nid, err := u.setLogin(w, r, roleAdmin, u.cfg.Admin.Username, u.fingerprint(u.cfg.Admin.Password))
 		if err != nil {
 			u.unavailable(w, r, err)
@@ -145,13 +152,25 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request, _ string) {
 		u.unavailable(w, r, err)
 		return
 	}
-	u.limiter.Succeed(ip)
+	attempt.Succeed()
 	nid, err := u.setLogin(w, r, roleLearner, usr.ID, u.fingerprint(usr.PasswordHash))
 	if err != nil {
 		u.unavailable(w, r, err)
 		return
 	}
 	http.Redirect(w, r, u.afterLogin(nid, next), http.StatusSeeOther)
+}
+
+// waitText is wait in words for the pages, rounded up.
+func waitText(wait time.Duration) string {
+	if wait <= time.Minute {
+		s := loginlimit.RetryAfter(wait)
+		if s == "1" {
+			return "a second"
+		}
+		return s + " seconds"
+	}
+	return strconv.Itoa(int((wait+time.Minute-1)/time.Minute)) + " minutes"
 }
 
 // csrfFail refuses a POST whose CSRF token is missing or does not belong
@@ -236,6 +255,15 @@ func (u *UI) signup(w http.ResponseWriter, r *http.Request, _ string) {
 		bad(http.StatusBadRequest, "The two passwords do not match.")
 		return
 	}
+	// Counted before the (deliberately slow) password hash, so a flood
+	// costs neither CPU nor accounts.
+	ip := u.clientIP(r)
+	if wait := u.signups.Allow(ip); wait > 0 {
+		u.log.Info("webui: sign-up refused: too many from this address", zap.String("client", ip))
+		w.Header().Set("Retry-After", loginlimit.RetryAfter(wait))
+		bad(http.StatusTooManyRequests, "Too many accounts were created from your network. Wait "+waitText(wait)+" and try again.")
+		return
+	}
 	hash, err := hashPassword(pw, u.cost)
 	if err != nil {
 		u.unavailable(w, r, err)
@@ -243,21 +271,20 @@ func (u *UI) signup(w http.ResponseWriter, r *http.Request, _ string) {
 	}
 	usr, err := u.svc.CreateUser(r.Context(), sessions.User{Email: form.Email, FirstName: form.FirstName,
 		LastName: form.LastName, Group: sessions.GroupRegistered, PasswordHash: string(hash)})
-	if errors.Is(err, sessions.ErrUserExists) {
-		bad(http.StatusConflict, "An account with this email address already exists. Sign in instead.")
-		return
-	}
-	if err != nil {
+	switch {
+	case errors.Is(err, sessions.ErrUserExists):
+		// Answered exactly like a new account (and after the same hash),
+		// so the form does not tell anyone which addresses have accounts.
+		u.log.Info("webui: sign-up for an existing account", zap.String("client", ip))
+	case err != nil:
 		u.unavailable(w, r, err)
 		return
+	default:
+		u.log.Info("webui: learner signed up", zap.String("user", usr.ID))
 	}
-	u.log.Info("webui: learner signed up", zap.String("user", usr.ID))
-	nid, err := u.setLogin(w, r, roleLearner, usr.ID, u.fingerprint(usr.PasswordHash))
-	if err != nil {
-		u.unavailable(w, r, err)
-		return
-	}
-	http.Redirect(w, r, u.afterLogin(nid, ""), http.StatusSeeOther)
+	// Neither answer signs in: signing the new account in straight away
+	// would tell it apart from an existing one.
+	http.Redirect(w, r, "/accounts/login/?notice=signed-up", http.StatusSeeOther)
 }
 
 // catalogItem is one workshop in the HTML catalog.

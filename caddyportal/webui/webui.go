@@ -10,8 +10,9 @@
 // form carries a CSRF token signed for that id, and every POST is checked
 // for it and for a same-origin Origin header. Learner passwords are stored
 // as bcrypt hashes; the admin password is compared in constant time; failed
-// logins are rate limited per client address and never logged with the
-// password.
+// logins are rate limited per account and per client address (together with
+// the REST API's token endpoint) and never logged with the password; sign-ups
+// are rate limited per client address.
 package webui
 
 import (
@@ -21,6 +22,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -47,9 +49,13 @@ type Options struct {
 	Redirects *redirects.Policy
 	// Logger; default no-op.
 	Logger *zap.Logger
-	// ClientIP returns the address failed logins are counted against;
-	// default: the host of r.RemoteAddr.
+	// ClientIP returns the address failed logins and sign-ups are counted
+	// against; default: the host of r.RemoteAddr.
 	ClientIP func(r *http.Request) string
+	// Logins counts failed logins. The glue passes the REST API's Limiter
+	// here, so guesses at either door count against both; default: a
+	// Limiter of the pages' own.
+	Logins *loginlimit.Limiter
 	// PasswordCost is the bcrypt cost for new learner passwords; 0 means
 	// bcrypt.DefaultCost. Tests lower it to stay fast.
 	PasswordCost int
@@ -73,7 +79,8 @@ type UI struct {
 	clientIP func(r *http.Request) string
 	failed   func(env string, err error)
 	health   func() []health.Status
-	limiter  *loginlimit.Limiter
+	logins   *loginlimit.Limiter
+	signups  *loginlimit.Rate
 	cost     int
 	pages    map[string]*pageTemplate
 	bindKey  []byte // keys credential fingerprints in login cookies
@@ -81,6 +88,14 @@ type UI struct {
 	// the answer takes as long as for a wrong password.
 	dummyHash []byte
 }
+
+// Sign-up limits per client address: SignupBurst accounts at once, then one
+// every SignupEvery. A classroom behind one NAT address can still sign up
+// together; a script cannot create accounts by the hundred.
+const (
+	SignupBurst = 30
+	SignupEvery = 20 * time.Second
+)
 
 // New returns the web pages for opts.
 func New(opts Options) (*UI, error) {
@@ -106,14 +121,18 @@ func New(opts Options) (*UI, error) {
 			return host
 		}
 	}
+	if opts.Logins == nil {
+		opts.Logins = loginlimit.New(opts.Service.Now)
+	}
 	pages, err := loadTemplates()
 	if err != nil {
 		return nil, fmt.Errorf("webui: %w", err)
 	}
 	u := &UI{svc: opts.Service, cfg: opts.Service.Config(), signer: signer, cookie: opts.CookiePrefix + "login",
 		redirect: opts.Redirects, log: opts.Logger, clientIP: opts.ClientIP, failed: opts.OnRequestFailed,
-		health:  opts.Health,
-		limiter: loginlimit.New(opts.Service.Now), cost: opts.PasswordCost, pages: pages,
+		health: opts.Health,
+		logins: opts.Logins, signups: loginlimit.NewRate(opts.Service.Now, SignupBurst, SignupEvery),
+		cost: opts.PasswordCost, pages: pages,
 		bindKey: tokens.DeriveKey(opts.Key, "webui-bind")}
 	if u.dummyHash, err = hashPassword("not a password of anyone", u.cost); err != nil {
 		return nil, fmt.Errorf("webui: %w", err)

@@ -18,6 +18,7 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 	"github.com/caddyportal/caddyportal/caddyportal/tokens"
+	"github.com/caddyportal/caddyportal/caddyportal/webui"
 )
 
 // TestRoutesLeaveAPIAlone: the pages claim their own paths and never the
@@ -261,10 +262,17 @@ func TestSignupAndLogin(t *testing.T) {
 	if r := b.post("/accounts/signup/", url.Values{"email": {"ann@example.com"}, "password": {"ann-password"}, "password2": {"ann-password"}}); r.status != http.StatusForbidden {
 		t.Fatalf("signup without CSRF: %d", r.status)
 	}
-	r := b.post("/accounts/signup/", url.Values{"csrf": {tok}, "email": {"ann@example.com"}, "first_name": {"Ann"},
+	first := b.post("/accounts/signup/", url.Values{"csrf": {tok}, "email": {"ann@example.com"}, "first_name": {"Ann"},
 		"password": {"ann-password"}, "password2": {"ann-password"}})
+	if first.status != http.StatusSeeOther || first.location() != signedUp {
+		t.Fatalf("signup: %d %q", first.status, first.location())
+	}
+	if page := b.get(first.location()); page.status != http.StatusOK || !strings.Contains(page.body, `id="notice"`) {
+		t.Fatalf("login page after sign-up: %d without the notice: %s", page.status, page.body)
+	}
+	r := b.post("/accounts/login/", url.Values{"csrf": {b.csrf("/accounts/login/")}, "username": {"ann@example.com"}, "password": {"ann-password"}})
 	if r.status != http.StatusSeeOther || r.location() != "/workshops/catalog/" {
-		t.Fatalf("signup: %d %q", r.status, r.location())
+		t.Fatalf("first login: %d %q", r.status, r.location())
 	}
 	c := loginCookie(r)
 	if c == nil || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Secure || c.Path != "/" || c.Expires.IsZero() {
@@ -294,12 +302,48 @@ func TestSignupAndLogin(t *testing.T) {
 		}
 	}
 	b.login("ANN@example.com", "ann-password", "/workshops/catalog/")
-	// The same email cannot sign up twice.
+	// The same email cannot sign up twice, and the answer is the same as
+	// for a new address, so the form does not reveal who has an account.
 	other := p.browser()
 	tok = other.csrf("/accounts/signup/")
 	r = other.post("/accounts/signup/", url.Values{"csrf": {tok}, "email": {"ann@example.com"}, "password": {"x-password"}, "password2": {"x-password"}})
-	if r.status != http.StatusConflict {
-		t.Fatalf("duplicate signup: %d", r.status)
+	if r.status != first.status || r.location() != first.location() || r.body != first.body ||
+		len(r.header.Values("Set-Cookie")) != len(first.header.Values("Set-Cookie")) {
+		t.Fatalf("sign-up for an existing address answered %d %q %v %q, a new one %d %q %v %q", r.status, r.location(),
+			r.header.Values("Set-Cookie"), r.body, first.status, first.location(), first.header.Values("Set-Cookie"), first.body)
+	}
+	if usr, err := p.svc.FindUserByEmail(context.Background(), "ann@example.com"); err != nil ||
+		bcrypt.CompareHashAndPassword([]byte(usr.PasswordHash), []byte("ann-password")) != nil {
+		t.Fatalf("the second sign-up changed the account: %+v %v", usr, err)
+	}
+}
+
+// TestSignupLimitedPerAddress: sign-ups are limited per client address,
+// counted whether or not the address is new (issue 12: 200 accounts in
+// 54 s with one CSRF token).
+func TestSignupLimitedPerAddress(t *testing.T) {
+	p := newPortal(t, portalConfig(config.RegistrationOneStep, ""))
+	// A fresh browser each time, all from the same address.
+	signup := func(email string) response {
+		b := p.browser()
+		return b.post("/accounts/signup/", url.Values{"csrf": {b.csrf("/accounts/signup/")}, "email": {email},
+			"password": {"long-enough"}, "password2": {"long-enough"}})
+	}
+	for i := range webui.SignupBurst {
+		email := fmt.Sprintf("learner%d@example.com", i)
+		if i%3 == 0 {
+			email = "learner0@example.com" // existing addresses count too
+		}
+		if r := signup(email); r.status != http.StatusSeeOther {
+			t.Fatalf("sign-up %d: %d %s", i, r.status, r.body)
+		}
+	}
+	r := signup("one-more@example.com")
+	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" || !strings.Contains(r.body, "Too many accounts") {
+		t.Fatalf("sign-up past the limit: %d (Retry-After %q) %s", r.status, r.header.Get("Retry-After"), r.body)
+	}
+	if _, err := p.svc.FindUserByEmail(context.Background(), "one-more@example.com"); err == nil {
+		t.Fatal("the refused sign-up created an account")
 	}
 }
 
