@@ -163,6 +163,38 @@ func (p *portal) load(body string) {
 	// racing that close on a pooled connection fails with EOF, which
 	// browsers retry and Go's client does not always. Start afresh.
 	noRedirect.CloseIdleConnections()
+	waitOneListener(p.t, p.port)
+}
+
+// waitOneListener waits until one socket listens on port. On Linux Caddy
+// binds each config's listener anew with SO_REUSEPORT and closes the old
+// one; Load returns once the old server's shutdown has been scheduled, not
+// done, and a connection the kernel queues on the old socket before it
+// closes is reset (browsers retry, a test would fail). The wait has no
+// deadline of its own: the test's timeout bounds a hang.
+func waitOneListener(t testing.TB, port int) {
+	t.Helper()
+	local := fmt.Sprintf(":%04X ", port)
+	for {
+		n := 0
+		for _, file := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				continue
+			}
+			for _, line := range strings.Split(string(b), "\n") {
+				// sl local_address rem_address st: st 0A is LISTEN.
+				f := strings.Fields(line)
+				if len(f) > 3 && strings.HasSuffix(f[1]+" ", local) && f[3] == "0A" {
+					n++
+				}
+			}
+		}
+		if n <= 1 {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 type resp struct {
