@@ -122,3 +122,29 @@ func TestDeadDashboardIsNotHandedOut(t *testing.T) {
 		t.Errorf("admin overview after revival: %q, %v; want healthy", deadState, err)
 	}
 }
+
+// TestDashboardsInTheSameCaddyAtStart: like Caddyfile.example, the
+// dashboards are sites of the same Caddy, which listen only after the
+// portal is provisioned and has run its first probe round. The portal must
+// hand them out as soon as Caddy is up: a session request right after the
+// start gets its dashboard, with the pool's reserve still in place.
+func TestDashboardsInTheSameCaddyAtStart(t *testing.T) {
+	dash := freePort(t)
+	body := fmt.Sprintf(`
+		name demo
+		storage badger {dir}
+		index https://hub.example.com/
+		robot robot@portal robot-pass
+		client test-client test-secret
+		workshop lab {
+			reserved 1
+			upstream 127.0.0.1:%d
+		}`, dash)
+	site := fmt.Sprintf("http://127.0.0.1:%d {\n\tbind 127.0.0.1\n\trespond \"dashboard\"\n}\n", dash)
+	p := startPortalSites(t, t.TempDir(), body, "", site)
+	tok := p.token("robot@portal", "robot-pass")
+	r := p.request(tok, "demo-w01", "user=learner-1")
+	if r.status != http.StatusOK {
+		t.Fatalf("session request right after start: %d %s, want 200", r.status, r.body)
+	}
+}

@@ -8,6 +8,12 @@
 // counts as healthy: start-up and new template sessions are not held up
 // waiting for a first round, which on a loaded machine could take long.
 //
+// A target turns unhealthy only after Failures probes in a row fail, and a
+// failed probe is repeated at the next tick rather than after the interval.
+// The first round runs while Caddy is still provisioning, before dashboards
+// served by the same Caddy listen; one failure then must not retire every
+// slot of the portal, and a dead dashboard is still found within seconds.
+//
 // The package does not import Caddy.
 package health
 
@@ -30,6 +36,10 @@ const (
 	DefaultInterval = 10 * time.Second
 	DefaultTimeout  = 5 * time.Second
 )
+
+// Failures is how many probes in a row must fail before a target counts
+// as unhealthy.
+const Failures = 2
 
 // Probe says how and how often one target is checked.
 type Probe struct {
@@ -57,8 +67,10 @@ type Status struct {
 	Healthy     bool
 	// Checked is when the last probe finished; zero before the first.
 	Checked time.Time
-	// Error says why the last probe failed; empty when healthy.
+	// Error says why the last probe failed; empty when it succeeded.
 	Error string
+	// fails counts the failed probes since the last success.
+	fails int
 }
 
 // Options configure a Checker.
@@ -226,16 +238,23 @@ func (c *Checker) record(t Target, err error) {
 	if c.ctx.Err() != nil {
 		return // closing: a cancelled probe says nothing about the target
 	}
-	healthy := err == nil
 	c.mu.Lock()
 	prev, known := c.status[t.Addr]
-	s := &Status{Environment: t.Environment, Addr: t.Addr, Healthy: healthy, Checked: time.Now()}
+	s := &Status{Environment: t.Environment, Addr: t.Addr, Healthy: true, Checked: time.Now()}
 	if err != nil {
 		s.Error = err.Error()
+		s.fails = 1
+		if known {
+			s.fails = prev.fails + 1
+		}
+		s.Healthy = s.fails < Failures
+		// Probe again at the next tick, not after the interval.
+		c.due[t.Addr] = s.Checked
 	}
+	healthy := s.Healthy
 	c.status[t.Addr] = s
 	c.mu.Unlock()
-	if !known || prev.Healthy != healthy {
+	if (!known && !healthy) || (known && prev.Healthy != healthy) {
 		if healthy {
 			c.opts.Logger.Info("dashboard upstream is healthy", zap.String("environment", t.Environment), zap.String("upstream", t.Addr))
 		} else {

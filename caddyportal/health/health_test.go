@@ -59,8 +59,9 @@ func TestTCPProbeFollowsTheListener(t *testing.T) {
 	if !ok || s.Healthy || s.Environment != "demo-w01" || !strings.Contains(s.Error, "refused") || s.Checked.IsZero() {
 		t.Errorf("status %+v, want unhealthy with the refusal", s)
 	}
+	<-results // one failure alone leaves it healthy (TestOneFailureIsNotUnhealthy)
 	if ok := <-results; ok {
-		t.Error("OnResult reported the refusing address healthy")
+		t.Error("OnResult reported the refusing address healthy after two failures")
 	}
 
 	l, err = net.Listen("tcp", addr)
@@ -120,4 +121,46 @@ func TestHTTPProbeChecksThePath(t *testing.T) {
 	waitFor(t, "a redirect to be healthy", func() bool { return c.Healthy(addr) })
 	gone.Store(true)
 	waitFor(t, "the target to be forgotten", func() bool { _, ok := status(c, addr); return !ok })
+}
+
+// TestOneFailureIsNotUnhealthy: the first round runs while Caddy is still
+// provisioning, before dashboards served by the same Caddy listen. One
+// failed probe must not take a slot out of service; the second in a row,
+// which follows at the next tick rather than after the interval, does.
+func TestOneFailureIsNotUnhealthy(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	var probes atomic.Int32
+	c := health.Start(health.Options{
+		Targets: func() []health.Target {
+			return []health.Target{{Environment: "demo-w01", Addr: addr, Probe: health.Probe{Interval: time.Hour}}}
+		},
+		OnResult: func(health.Target, bool) { probes.Add(1) },
+		Tick:     time.Hour, // rounds run only when refreshed
+	})
+	t.Cleanup(c.Close)
+	waitFor(t, "the first probe", func() bool { return probes.Load() == 1 })
+	if s, _ := status(c, addr); !c.Healthy(addr) || !s.Healthy || !strings.Contains(s.Error, "refused") {
+		t.Fatalf("after one failed probe: healthy %v, status %+v; want healthy, with the refusal noted", c.Healthy(addr), s)
+	}
+	// The interval is an hour, yet the failed target is due again.
+	c.Refresh()
+	waitFor(t, "the second probe", func() bool { return probes.Load() == 2 })
+	if c.Healthy(addr) {
+		t.Fatal("two failed probes in a row: still healthy")
+	}
+	l, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	c.Refresh()
+	waitFor(t, "the third probe", func() bool { return probes.Load() == 3 })
+	if !c.Healthy(addr) {
+		t.Fatal("a listening address is still unhealthy after a successful probe")
+	}
 }
