@@ -23,6 +23,10 @@
 //	                      allocation decides from these instead of reading every
 //	                      live record (rebuilt from the live index when missing)
 //	o/<user>/<session>    owner index: a user's sessions not yet STOPPED
+//	q/<env>/<slot>        a pool slot whose session stopped without a STOPPING
+//	                      grace (expiry, orphaning) on a shared store; it expires
+//	                      after the grace, and until then the slot is not reused,
+//	                      so every replica has closed the old session's streams
 //
 // Deadlines are stored in the records and checked on every read: a pending
 // session past its activation deadline, or a running one past its expiry, is
@@ -35,6 +39,7 @@ import (
 	"encoding/json"
 	"net/url"
 	"slices"
+	"strconv"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -194,12 +199,15 @@ const (
 	keySecret = "secret"
 )
 
-func keyEnv(env string) string          { return "env/" + env }
-func keySeq(env string) string          { return "seq/" + env }
-func keyUser(id string) string          { return "u/" + url.PathEscape(id) }
-func keySession(name string) string     { return "s/" + name }
-func keyLive(env, name string) string   { return "l/" + env + "/" + name }
-func keyCount(env string) string        { return "c/" + env }
+func keyEnv(env string) string        { return "env/" + env }
+func keySeq(env string) string        { return "seq/" + env }
+func keyUser(id string) string        { return "u/" + url.PathEscape(id) }
+func keySession(name string) string   { return "s/" + name }
+func keyLive(env, name string) string { return "l/" + env + "/" + name }
+func keyCount(env string) string      { return "c/" + env }
+func keyQuiet(env string, slot int) string {
+	return "q/" + env + "/" + strconv.Itoa(slot)
+}
 func prefixLive(env string) string      { return "l/" + env + "/" }
 func keyOwned(user, name string) string { return prefixOwned(user) + name }
 func prefixOwned(user string) string    { return "o/" + url.PathEscape(user) + "/" }

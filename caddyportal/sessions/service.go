@@ -116,6 +116,10 @@ type Service struct {
 	// durable (see txState.spend); it halves when the store refuses a
 	// transaction as too large.
 	finalizeCap atomic.Int64
+	// shared says other processes use the store too (it is a
+	// store.Watcher): their streams of a session are closed only once the
+	// watch tells them, so slots are held briefly after a stop (keyQuiet).
+	shared bool
 
 	reqs   chan *allocReq
 	ctx    context.Context
@@ -145,6 +149,7 @@ func New(ctx context.Context, st store.Store, cfg config.Portal, opts Options) (
 	}
 	s := &Service{st: st, cfg: cfg, opts: opts, now: opts.Now, log: opts.Logger, byEnv: map[string]*Environment{}}
 	s.finalizeCap.Store(defaultFinalizeCap)
+	_, s.shared = st.(store.Watcher)
 	if err := s.syncEnvironments(ctx); err != nil {
 		return nil, err
 	}

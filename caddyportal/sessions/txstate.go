@@ -255,6 +255,19 @@ func (t *txState) dropStale(keys []string) error {
 	return nil
 }
 
+// quiet reports whether a pool slot is held after its session stopped
+// without a grace (see keyQuiet); only shared stores hold slots so.
+func (t *txState) quiet(env string, slot int) (bool, error) {
+	if !t.s.shared {
+		return false, nil
+	}
+	_, err := t.tx.Get(keyQuiet(env, slot))
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 // finalize makes a stop durable: the record becomes STOPPED, leaves the
 // indexes, and expires after the retention period.
 func (t *txState) finalize(sess *Session, reason string) error {
@@ -269,6 +282,13 @@ func (t *txState) finalize(sess *Session, reason string) error {
 		}
 	}
 	t.s.ended(sess.Name)
+	if t.s.shared && !t.readOnly && sess.Slot >= 0 && sess.State != lifecycle.Stopping {
+		// No STOPPING grace gave the other replicas time to close this
+		// session's streams: hold its slot for as long (see keyQuiet).
+		if err := t.tx.SetExpiring(keyQuiet(sess.Environment, sess.Slot), []byte(sess.Name), t.now.Add(t.s.opts.StopGrace)); err != nil {
+			return err
+		}
+	}
 	stoppedAt := t.now
 	if !sess.Expires.IsZero() && sess.Expires.Before(t.now) {
 		stoppedAt = sess.Expires
@@ -415,7 +435,14 @@ func (t *txState) newSession(e *Environment, owner string) (*Session, error) {
 		// A dashboard that refuses connections would give its learner a
 		// 502: skip it while its probe fails.
 		for i, u := range e.Workshop.Upstreams {
-			if !used[i] && t.s.healthy(u) {
+			if used[i] || !t.s.healthy(u) {
+				continue
+			}
+			quiet, err := t.quiet(e.Name, i)
+			if err != nil {
+				return nil, err
+			}
+			if !quiet {
 				slot = i
 				break
 			}

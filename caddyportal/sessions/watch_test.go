@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyportal/caddyportal/caddyportal/config"
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 	"github.com/caddyportal/caddyportal/caddyportal/store/etcdstore"
@@ -85,5 +86,54 @@ func TestBatchSplitWhenTooLarge(t *testing.T) {
 	}
 	if n := len(live(t, svc, "demo-w01")); n != 60 {
 		t.Fatalf("%d live sessions after 60 requests, want 60", n)
+	}
+}
+
+// TestSharedStoreHoldsSlotAfterExpiry: on a store several replicas share,
+// a replica closes its streams of a session only once the watch tells it
+// the session stopped. Expiry and orphaning have no STOPPING grace, so the
+// slot of such a session is held for the grace after the stop is written
+// before another session gets it (on one process, OnEnd closes the
+// streams first and the slot is reused at once: TestOnEndBeforeSlotIsHandedOn).
+func TestSharedStoreHoldsSlotAfterExpiry(t *testing.T) {
+	srv := etcdtest.Start(t)
+	clk := newClock()
+	st, err := etcdstore.Open(context.Background(), etcdstore.Options{Endpoints: srv.Endpoints(),
+		Prefix: "/quiet-test/", Now: clk.Now, SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	w := workshop("lab", 1, 0)
+	w.Upstreams = []string{"127.0.0.1:9001"}
+	w.Expires = config.Duration(time.Minute)
+	w.Orphaned = config.Duration(30 * time.Second)
+	svc := newService(t, st, clk, portal(w))
+	ctx := context.Background()
+	for _, end := range []string{"expired", "orphaned"} {
+		alice := request(t, svc, "demo-w01", "alice-"+end)
+		if _, err := svc.Activate(ctx, alice.Session.Name, alice.Token); err != nil {
+			t.Fatal(err)
+		}
+		if end == "expired" {
+			clk.Advance(time.Minute + time.Second)
+		} else {
+			clk.Advance(31 * time.Second)
+			reconcile(t, svc)
+		}
+		requestErr(t, svc, sessions.Request{Environment: "demo-w01", User: "bob-" + end}, sessions.ErrNoSession)
+		if s := wantState(t, svc, alice.Session.Name, lifecycle.Stopped); s.Reason != end {
+			t.Fatalf("reason %q, want %s", s.Reason, end)
+		}
+		clk.Advance(grace + time.Millisecond)
+		bob := request(t, svc, "demo-w01", "bob-"+end)
+		if bob.Session.Slot != alice.Session.Slot {
+			t.Fatalf("after the grace bob got slot %d, want %d", bob.Session.Slot, alice.Session.Slot)
+		}
+		if _, err := svc.Terminate(ctx, bob.Session.Name, ""); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(grace + time.Second)
+		reconcile(t, svc)
 	}
 }
