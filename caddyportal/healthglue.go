@@ -5,16 +5,22 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyevents"
+
 	"github.com/caddyportal/caddyportal/caddyportal/config"
 	"github.com/caddyportal/caddyportal/caddyportal/health"
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+	"go.uber.org/zap"
 )
 
 // startHealth starts probing the dashboards of this portal's workshops.
 // The service is not known yet (it needs the checker's answer to
-// allocate); healthTargets reads it from h.healthSvc once set.
-func (h *Handler) startHealth() {
+// allocate); healthTargets reads it from h.healthSvc once set. Probing
+// waits for Caddy's "started" event, when every server of the config
+// listens, or the portal's first request, whichever comes first.
+func (h *Handler) startHealth(ctx caddy.Context) {
 	h.healthSvc = new(atomic.Pointer[sessions.Service])
 	h.health = health.Start(health.Options{
 		Targets: h.healthTargets,
@@ -30,7 +36,28 @@ func (h *Handler) startHealth() {
 			}
 		},
 		Logger: h.logger.Named("health"),
+		// Dashboards served by this Caddy listen only once provisioning
+		// is over: ServeHTTP resumes the checker.
+		Paused: true,
 	})
+	app, err := ctx.App("events")
+	if err == nil {
+		if events, ok := app.(*caddyevents.App); ok {
+			err = events.On("started", resumeHealth{h.health})
+		}
+	}
+	if err != nil {
+		h.logger.Warn("no started event: dashboard probes begin at the first request", zap.Error(err))
+	}
+}
+
+// resumeHealth begins probing when Caddy has started the config.
+type resumeHealth struct{ c *health.Checker }
+
+// Handle implements caddyevents.Handler.
+func (r resumeHealth) Handle(context.Context, caddy.Event) error {
+	r.c.Resume()
+	return nil
 }
 
 // healthTargets lists what to probe: every address of a pool, and the
@@ -82,3 +109,6 @@ func probeOf(hc *config.HealthCheck) health.Probe {
 	}
 	return health.Probe{Path: hc.Path, Interval: hc.Interval.D(), Timeout: hc.Timeout.D()}
 }
+
+// Interface guard.
+var _ caddyevents.Handler = resumeHealth{}

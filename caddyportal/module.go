@@ -130,7 +130,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.storeKey = spec.key
 	h.streamsAt = spec.key + "|" + h.Name
 	h.streams = acquireStreams(h.streamsAt)
-	h.startHealth()
+	h.startHealth(ctx)
 	h.svc, err = sessions.New(ctx, st, h.Portal, sessions.Options{Logger: h.logger, OnEvent: h.onEvent,
 		OnEnd: h.streams.End, OnChange: h.streams.Changed, Healthy: h.health.Healthy})
 	if err != nil {
@@ -293,6 +293,7 @@ func (h *Handler) Cleanup() error {
 
 // ServeHTTP serves the portal's routes and passes anything else on.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	h.health.Resume() // the servers listen now (see startHealth)
 	// A session host belongs to its dashboard entirely: its paths may look
 	// like API routes but are the dashboard's own.
 	if name := h.sessionHost(r); name != "" {

@@ -8,11 +8,16 @@
 // counts as healthy: start-up and new template sessions are not held up
 // waiting for a first round, which on a loaded machine could take long.
 //
+// A Checker started with Paused probes nothing until Resume: Caddy
+// provisions the portal before it starts any listener, so dashboards served
+// by the same Caddy would all fail a round run then, and every slot of the
+// portal would be retired at start. The Caddy glue resumes on the first
+// request, when the servers listen.
+//
 // A target turns unhealthy only after Failures probes in a row fail, and a
-// failed probe is repeated at the next tick rather than after the interval.
-// The first round runs while Caddy is still provisioning, before dashboards
-// served by the same Caddy listen; one failure then must not retire every
-// slot of the portal, and a dead dashboard is still found within seconds.
+// failed probe is repeated at the next tick rather than after the interval:
+// one lost connection does not take a slot out of service, and a dead
+// dashboard is still found within seconds.
 //
 // The package does not import Caddy.
 package health
@@ -86,6 +91,8 @@ type Options struct {
 	// Tick is the longest wait between rounds, which bounds how late a new
 	// target is first probed. Default 1s.
 	Tick time.Duration
+	// Paused holds the first round until Resume.
+	Paused bool
 }
 
 // Checker probes targets in the background. Create it with Start and stop
@@ -97,6 +104,8 @@ type Checker struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	kick   chan struct{} // Refresh: run a round now
+	resume chan struct{} // closed by Resume
+	once   sync.Once
 
 	mu     sync.RWMutex
 	status map[string]*Status // by Addr
@@ -112,15 +121,33 @@ func Start(opts Options) *Checker {
 		opts.Tick = time.Second
 	}
 	c := &Checker{opts: opts, status: map[string]*Status{}, due: map[string]time.Time{}, done: make(chan struct{}),
-		kick: make(chan struct{}, 1),
+		kick: make(chan struct{}, 1), resume: make(chan struct{}),
 		client: &http.Client{
 			Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true},
 			// A redirect is an answer: the dashboard is up.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	if !opts.Paused {
+		close(c.resume)
+	}
 	go c.run()
 	return c
+}
+
+// Resume starts probing a Checker started Paused. It is cheap after the
+// first call, so it can be called on every request.
+func (c *Checker) Resume() {
+	if c == nil {
+		return
+	}
+	c.once.Do(func() {
+		select {
+		case <-c.resume:
+		default:
+			close(c.resume)
+		}
+	})
 }
 
 // Close stops probing and waits for the probes in flight.
@@ -179,6 +206,11 @@ func (c *Checker) Statuses() []Status {
 
 func (c *Checker) run() {
 	defer close(c.done)
+	select {
+	case <-c.ctx.Done():
+		return
+	case <-c.resume:
+	}
 	for {
 		c.round()
 		t := time.NewTimer(c.opts.Tick)

@@ -164,3 +164,29 @@ func TestOneFailureIsNotUnhealthy(t *testing.T) {
 		t.Fatal("a listening address is still unhealthy after a successful probe")
 	}
 }
+
+// TestPausedUntilResume: a Checker started Paused probes nothing (every
+// address counts as healthy) until Resume, then probes at once.
+func TestPausedUntilResume(t *testing.T) {
+	var probes atomic.Int32
+	c := health.Start(health.Options{
+		Targets: func() []health.Target {
+			return []health.Target{{Environment: "demo-w01", Addr: "127.0.0.1:1"}}
+		},
+		OnResult: func(health.Target, bool) { probes.Add(1) },
+		Tick:     time.Millisecond,
+		Paused:   true,
+	})
+	t.Cleanup(c.Close)
+	c.Refresh()
+	time.Sleep(100 * time.Millisecond) // a running checker would have probed many times
+	if n := probes.Load(); n != 0 || len(c.Statuses()) != 0 {
+		t.Fatalf("paused checker probed %d times, statuses %v", n, c.Statuses())
+	}
+	c.Resume()
+	c.Resume() // a second call is harmless
+	waitFor(t, "probes after Resume", func() bool { return probes.Load() >= 2 })
+	if c.Healthy("127.0.0.1:1") {
+		t.Fatal("a refusing address is healthy after two probes")
+	}
+}
