@@ -572,6 +572,7 @@ func (h *Handler) serveCreate(w http.ResponseWriter, r *http.Request, env string
 	}
 	e := h.svc.Environment(env)
 	if e == nil || e.State != sessions.EnvRunning {
+		h.svc.RefuseUnknownEnvironment(env)
 		h.notify(w, r, index, "workshop-invalid", http.StatusNotFound, "Unknown workshop", "There is no such workshop.")
 		return
 	}

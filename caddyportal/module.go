@@ -132,7 +132,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.streams = acquireStreams(h.streamsAt)
 	h.startHealth(ctx)
 	h.svc, err = sessions.New(ctx, st, h.Portal, sessions.Options{Logger: h.logger, OnEvent: h.onEvent,
-		OnEnd: h.streams.End, OnChange: h.streams.Changed, Healthy: h.health.Healthy})
+		OnEnd: h.streams.End, OnChange: h.streams.Changed, Healthy: h.health.Healthy,
+		OnRequestFailed: h.metrics.AllocationFailed})
 	if err != nil {
 		return fmt.Errorf("portal %s: %w", h.Name, err)
 	}
@@ -160,7 +161,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	// from requests it proxies to dashboards.
 	h.ui, err = webui.New(webui.Options{Service: h.svc, Key: tokens.DeriveKey(secret, "webui"),
 		CookiePrefix: "portal-" + h.Name + "-", Redirects: policy, Logger: h.logger, ClientIP: clientIP,
-		Logins: h.logins, OnRequestFailed: h.metrics.AllocationFailed, Health: h.health.Statuses})
+		Logins: h.logins, Health: h.health.Statuses})
 	if err != nil {
 		return fmt.Errorf("portal %s: %w", h.Name, err)
 	}
@@ -183,7 +184,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		OnActivate:        h.activated,
 		PortalUID:         portalUID,
 		OnToken:           h.metrics.TokenGrant,
-		OnRequestFailed:   h.metrics.AllocationFailed,
 		CheckAnalyticsURL: h.webhookGuard.CheckURL,
 	})
 	// The dispatcher held the events emitted since the service started

@@ -540,3 +540,37 @@ func TestWebhookReceiverNeverDelaysAPI(t *testing.T) {
 		t.Errorf("events after the release %q, want %q", got, want)
 	}
 }
+
+// TestAnonymousStartRefusalsCounted: the session service reports every
+// refused request itself, so the anonymous start link's refusals are in
+// caddyportal_allocations_total like the REST API's (they were missed when
+// each face reported its own).
+func TestAnonymousStartRefusalsCounted(t *testing.T) {
+	up := startUpstream(t, "alpha")
+	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	p := &portal{t: t, port: freePort(t), dir: t.TempDir(), admin: admin}
+	p.base = fmt.Sprintf("http://127.0.0.1:%d", p.port)
+	p.load(gateBody("registration anonymous", up.addr)) // a pool of one
+	t.Cleanup(func() { _ = caddy.Stop() })
+	key := func(env, result string) string {
+		return obsKey("allocations_total", "environment", env, "result", result)
+	}
+	before := obsScrape(t, admin)
+	create := func(env string) resp {
+		t.Helper()
+		return p.do("GET", "/workshops/environment/"+env+"/create/", "", nil, map[string]string{"Sec-Fetch-Site": "none"})
+	}
+	if r := create("demo-w01"); r.status != http.StatusFound {
+		t.Fatalf("first start: %d %s", r.status, r.body)
+	}
+	create("demo-w01") // the pool of one is taken
+	create("demo-w99") // no such environment
+	after := obsScrape(t, admin)
+	for _, c := range []struct{ env, result string }{
+		{"demo-w01", "allocated"}, {"demo-w01", "no-session"}, {"", "no-environment"},
+	} {
+		if got := after[key(c.env, c.result)] - before[key(c.env, c.result)]; got != 1 {
+			t.Errorf("allocations_total{environment=%q,result=%q} grew by %v, want 1", c.env, c.result, got)
+		}
+	}
+}

@@ -67,11 +67,6 @@ type Options struct {
 	// grant_type the client sent and "ok" or the OAuth2 error code
 	// answered. It runs on the request path and must not block.
 	OnToken func(grant, result string)
-	// OnRequestFailed, if set, is told about every session request that
-	// named a valid environment (env, after alias resolution) or none that
-	// exists (err is sessions.ErrNoEnvironment, env the name given) and
-	// was refused or failed by the service. It must not block.
-	OnRequestFailed func(env string, err error)
 	// CheckAnalyticsURL refuses a request's analytics_url whose host is
 	// plainly one the webhook guard would not connect to (a literal
 	// private address, localhost), so the caller learns it at once rather

@@ -85,6 +85,8 @@ type harnessOpts struct {
 	// store (to leave environments from an earlier configuration behind).
 	before    *config.Portal
 	stopGrace time.Duration
+	// onRequestFailed is the service's hook for refused session requests.
+	onRequestFailed func(env string, err error)
 }
 
 func newHarness(t *testing.T, o harnessOpts) *harness {
@@ -99,7 +101,8 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	t0 := time.Now().UTC().Truncate(time.Second).Add(123 * time.Millisecond)
 	clk := storetest.NewClock(t0)
 	st := testStore(t, clk)
-	sopts := sessions.Options{Now: clk.Now, StopGrace: o.stopGrace, ReconcileInterval: time.Hour}
+	sopts := sessions.Options{Now: clk.Now, StopGrace: o.stopGrace, ReconcileInterval: time.Hour,
+		OnRequestFailed: o.onRequestFailed}
 	if o.before != nil {
 		prev, err := sessions.New(context.Background(), st, *o.before, sopts)
 		if err != nil {

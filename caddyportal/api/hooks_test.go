@@ -48,7 +48,7 @@ func withHooks(t *testing.T, h *harness) *hookLog {
 	}
 	log := &hookLog{}
 	a := api.New(api.Options{Service: h.svc, Issuer: h.is, Redirects: pol, PortalUID: "uid-1",
-		OnToken: log.token, OnRequestFailed: log.failed})
+		OnToken: log.token})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if hh := a.Handler(r); hh != nil {
 			hh.ServeHTTP(w, r)
@@ -103,8 +103,9 @@ func TestTokenHook(t *testing.T) {
 // hook with the environment and the service's error, and that successful
 // and malformed requests do not.
 func TestRequestFailedHook(t *testing.T) {
-	h := newHarness(t, harnessOpts{})
-	log := withHooks(t, h)
+	log := &hookLog{}
+	h := newHarness(t, harnessOpts{onRequestFailed: log.failed})
+	tokens := withHooks(t, h)
 	// demo-w02 holds two sessions and keeps no reserve.
 	for i, user := range []string{"u1", "u2"} {
 		r := h.request("demo-w02", url.Values{"user": {user}, "analytics_url": {"https://a.example.com/hook?n=" + user}})
@@ -147,7 +148,7 @@ func TestRequestFailedHook(t *testing.T) {
 			t.Errorf("call %d: error %v, want %v", i, err, wantErr[i])
 		}
 	}
-	if len(log.tokens) != 0 {
+	if len(tokens.tokens) != 0 {
 		t.Errorf("token hook called by session requests: %q", log.tokens)
 	}
 }

@@ -38,7 +38,7 @@ func (a *API) request(w http.ResponseWriter, r *http.Request, env string) {
 	}
 	e := a.resolveEnvironment(env)
 	if e == nil {
-		a.requestFailed(env, sessions.ErrNoEnvironment)
+		a.svc.RefuseUnknownEnvironment(env)
 		writeError(w, http.StatusForbidden, "Environment does not exist")
 		return
 	}
@@ -105,9 +105,6 @@ func (a *API) request(w http.ResponseWriter, r *http.Request, env string) {
 		}
 	}
 	res, err := a.svc.RequestSession(r.Context(), req)
-	if err != nil {
-		a.requestFailed(e.Name, err)
-	}
 	switch {
 	case errors.Is(err, sessions.ErrNoSession), errors.Is(err, sessions.ErrCannotReacquire):
 		writeError(w, http.StatusServiceUnavailable, err.Error())
@@ -128,13 +125,6 @@ func (a *API) request(w http.ResponseWriter, r *http.Request, env string) {
 	writeJSON(w, http.StatusOK, requestResponse{Name: s.Name, Session: s.Name, User: res.User,
 		URL: "/workshops/session/" + s.Name + "/activate/?" + query, Namespace: s.Name,
 		Workshop: s.Workshop, Environment: s.Environment})
-}
-
-// requestFailed reports a refused or failed session request to the hook.
-func (a *API) requestFailed(env string, err error) {
-	if a.opts.OnRequestFailed != nil {
-		a.opts.OnRequestFailed(env, err)
-	}
 }
 
 // resolveEnvironment finds an environment by name, or a running one by

@@ -63,6 +63,23 @@ type allocRes struct {
 // Requests are committed in batches: one durable write serves every request
 // that arrived while the previous batch was being written.
 func (s *Service) RequestSession(ctx context.Context, req Request) (Result, error) {
+	res, err := s.requestSession(ctx, req)
+	if err != nil && s.opts.OnRequestFailed != nil {
+		s.opts.OnRequestFailed(req.Environment, err)
+	}
+	return res, err
+}
+
+// RefuseUnknownEnvironment reports, as RequestSession would, a session
+// request that a caller refused itself because env names no environment
+// it serves (an unknown name or alias, a removed workshop).
+func (s *Service) RefuseUnknownEnvironment(env string) {
+	if s.opts.OnRequestFailed != nil {
+		s.opts.OnRequestFailed(env, ErrNoEnvironment)
+	}
+}
+
+func (s *Service) requestSession(ctx context.Context, req Request) (Result, error) {
 	if s.byEnv[req.Environment] == nil {
 		return Result{}, ErrNoEnvironment
 	}

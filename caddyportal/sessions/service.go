@@ -66,6 +66,10 @@ type Options struct {
 	// changed, as the store's watch reports it ("" when changes may have
 	// been missed: any session may have changed). It must not block.
 	OnChange func(session string)
+	// OnRequestFailed is told about every session request the service
+	// refused or failed, whoever made it (REST API, pages, anonymous start
+	// link), so allocation metrics have one source. It must not block.
+	OnRequestFailed func(env string, err error)
 }
 
 // Event is a committed state change, named as Educates analytics events.

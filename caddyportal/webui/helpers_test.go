@@ -72,7 +72,7 @@ type portal struct {
 	clk *storetest.Clock
 	ui  *webui.UI
 	cfg config.Portal
-	// failed records what the pages reported to OnRequestFailed, as
+	// failed records what the service reported to OnRequestFailed, as
 	// "<env> <error>".
 	failed *[]string
 }
@@ -85,8 +85,14 @@ func newPortal(t *testing.T, cfg config.Portal) *portal {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
+	var mu sync.Mutex
+	failed := &[]string{}
 	svc, err := sessions.New(context.Background(), st, cfg, sessions.Options{Now: clk.Now, StopGrace: 2 * time.Second,
-		ReconcileInterval: time.Hour})
+		ReconcileInterval: time.Hour, OnRequestFailed: func(env string, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			*failed = append(*failed, env+" "+err.Error())
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,14 +120,8 @@ func newPortal(t *testing.T, cfg config.Portal) *portal {
 			http.SetCookie(w, cookies.Issue(sess.Name, sess.Owner, entry, r.TLS != nil, clk.Now()))
 			return entry, nil
 		}})
-	var mu sync.Mutex
-	failed := &[]string{}
 	ui, err := webui.New(webui.Options{Service: svc, Key: tokens.DeriveKey(secret, "webui"), CookiePrefix: "portal-demo-",
-		Redirects: pol, PasswordCost: bcrypt.MinCost, OnRequestFailed: func(env string, err error) {
-			mu.Lock()
-			defer mu.Unlock()
-			*failed = append(*failed, env+" "+err.Error())
-		}})
+		Redirects: pol, PasswordCost: bcrypt.MinCost})
 	if err != nil {
 		t.Fatal(err)
 	}

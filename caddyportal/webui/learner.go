@@ -376,6 +376,7 @@ func (u *UI) start(w http.ResponseWriter, r *http.Request, _ string) {
 	env := r.PostFormValue("environment")
 	e := u.svc.Environment(env)
 	if e == nil || e.State != sessions.EnvRunning {
+		u.svc.RefuseUnknownEnvironment(env)
 		u.fail(w, r, http.StatusNotFound, "Unknown workshop", "There is no such workshop on this portal.")
 		return
 	}
@@ -384,9 +385,6 @@ func (u *UI) start(w http.ResponseWriter, r *http.Request, _ string) {
 		index = catalogPath
 	}
 	res, err := u.svc.RequestSession(r.Context(), sessions.Request{Environment: e.Name, User: id.User, IndexURL: index})
-	if err != nil && u.failed != nil {
-		u.failed(e.Name, err)
-	}
 	switch {
 	case errors.Is(err, sessions.ErrNoSession), errors.Is(err, sessions.ErrCannotReacquire):
 		w.Header().Set("Retry-After", "30")

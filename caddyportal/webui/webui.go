@@ -59,10 +59,6 @@ type Options struct {
 	// PasswordCost is the bcrypt cost for new learner passwords; 0 means
 	// bcrypt.DefaultCost. Tests lower it to stay fast.
 	PasswordCost int
-	// OnRequestFailed, if set, is told about every session request a
-	// learner's Start made that the service refused or failed, as the
-	// REST API's hook of the same name; the glue counts them in metrics.
-	OnRequestFailed func(env string, err error)
 	// Health, if set, returns the dashboards' last probe results, which
 	// the overview page lists so an operator sees a dead one.
 	Health func() []health.Status
@@ -77,7 +73,6 @@ type UI struct {
 	redirect *redirects.Policy
 	log      *zap.Logger
 	clientIP func(r *http.Request) string
-	failed   func(env string, err error)
 	health   func() []health.Status
 	logins   *loginlimit.Limiter
 	signups  *loginlimit.Rate
@@ -129,7 +124,7 @@ func New(opts Options) (*UI, error) {
 		return nil, fmt.Errorf("webui: %w", err)
 	}
 	u := &UI{svc: opts.Service, cfg: opts.Service.Config(), signer: signer, cookie: opts.CookiePrefix + "login",
-		redirect: opts.Redirects, log: opts.Logger, clientIP: opts.ClientIP, failed: opts.OnRequestFailed,
+		redirect: opts.Redirects, log: opts.Logger, clientIP: opts.ClientIP,
 		health: opts.Health,
 		logins: opts.Logins, signups: loginlimit.NewRate(opts.Service.Now, SignupBurst, SignupEvery),
 		cost: opts.PasswordCost, pages: pages,

@@ -455,7 +455,7 @@ func TestStartWorkshop(t *testing.T) {
 }
 
 // TestStartRefusedIsReported: a Start the service refuses (capacity full)
-// is reported to OnRequestFailed, so the glue's allocation metrics count
+// is reported to the service's OnRequestFailed, so allocation metrics count
 // the pages' requests as they count the REST API's.
 func TestStartRefusedIsReported(t *testing.T) {
 	p := newPortal(t, portalConfig(config.RegistrationOneStep, ""))
