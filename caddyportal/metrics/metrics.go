@@ -458,7 +458,7 @@ func (m *Metrics) ObserveEvent(ev sessions.Event) {
 		return
 	}
 	switch ev.Name {
-	case "Session/Pending":
+	case sessions.EventSessionPending:
 		m.Allocation(ev.Environment, ResultAllocated)
 		m.mu.Lock()
 		if len(m.pendingAt) >= maxTracked {
@@ -466,7 +466,7 @@ func (m *Metrics) ObserveEvent(ev sessions.Event) {
 		}
 		m.pendingAt[ev.Session] = ev.Time
 		m.mu.Unlock()
-	case "Session/Started":
+	case sessions.EventSessionStarted:
 		m.mu.Lock()
 		at, ok := m.pendingAt[ev.Session]
 		delete(m.pendingAt, ev.Session)
@@ -474,9 +474,9 @@ func (m *Metrics) ObserveEvent(ev sessions.Event) {
 		if ok {
 			m.ActivationLatency(ev.Environment, ev.Time.Sub(at))
 		}
-	case "Session/Extended":
+	case sessions.EventSessionExtended:
 		m.Extension(ev.Environment)
-	case "Session/Terminate":
+	case sessions.EventSessionTerminate:
 		m.mu.Lock()
 		delete(m.pendingAt, ev.Session)
 		if len(m.terminates) >= maxTracked {
@@ -485,7 +485,7 @@ func (m *Metrics) ObserveEvent(ev sessions.Event) {
 		m.terminates[ev.Session] = true
 		m.mu.Unlock()
 		m.Termination(ev.Environment, "terminated")
-	case "Session/Expired", "Session/Orphaned", "Session/Deleted":
+	case sessions.EventSessionExpired, sessions.EventSessionOrphaned, sessions.EventSessionDeleted:
 		m.mu.Lock()
 		delete(m.pendingAt, ev.Session)
 		counted := m.terminates[ev.Session]
@@ -502,9 +502,9 @@ func (m *Metrics) ObserveEvent(ev sessions.Event) {
 // Deleted event.
 func endReason(ev sessions.Event) string {
 	switch ev.Name {
-	case "Session/Expired":
+	case sessions.EventSessionExpired:
 		return "expired"
-	case "Session/Orphaned":
+	case sessions.EventSessionOrphaned:
 		return "orphaned"
 	}
 	if r, ok := ev.Data["reason"].(string); ok && r != "" {

@@ -97,7 +97,7 @@ func (s *Service) Activate(ctx context.Context, name, token string) (*Session, e
 			sess.Expires = e.Policy.ExpiresAtActivation(now)
 		}
 		sess.LastActivity = now
-		return true, []Event{sessionEvent("Session/Started", sess, now, nil)}, nil
+		return true, []Event{sessionEvent(EventSessionStarted, sess, now, nil)}, nil
 	})
 	if errors.Is(err, ErrSessionNotFound) && sess != nil {
 		// Only the holder of a link to the ended session learns where it
@@ -148,7 +148,7 @@ func (s *Service) Extend(ctx context.Context, name string) (*Session, lifecycle.
 			return false, nil, nil
 		}
 		sess.Expires = exp
-		return true, []Event{sessionEvent("Session/Extended", sess, now, map[string]any{"expires": lifecycle.Format(exp)})}, nil
+		return true, []Event{sessionEvent(EventSessionExtended, sess, now, map[string]any{"expires": lifecycle.Format(exp)})}, nil
 	})
 	if err != nil {
 		return nil, lifecycle.Schedule{}, false, err
@@ -174,7 +174,7 @@ func (s *Service) Terminate(ctx context.Context, name, reason string) (*Session,
 		sess.Expires = now
 		sess.Stopped = now.Add(s.opts.StopGrace)
 		sess.Reason = reason
-		return true, []Event{sessionEvent("Session/Terminate", sess, now, nil), sessionEvent("Session/Stopping", sess, now, nil)}, nil
+		return true, []Event{sessionEvent(EventSessionTerminate, sess, now, nil), sessionEvent(EventSessionStopping, sess, now, nil)}, nil
 	})
 	if err == nil {
 		// STOPPING: the dashboard is refused from now on, and so are the

@@ -303,7 +303,7 @@ func (t *txState) allocate(req Request) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	t.event("Session/Pending", reserve, nil)
+	t.event(EventSessionPending, reserve, nil)
 	// Replace the reserve that was taken.
 	return res, t.topUp(e, e.Reserved)
 }
@@ -377,7 +377,7 @@ func (t *txState) user(req Request) (*User, error) {
 			// Purged unless a session is handed to them (holdUser).
 			u.Expires = t.now.Add(t.s.cfg.Retention.D())
 		}
-		t.events = append(t.events, Event{Name: "User/Create", Time: t.now, User: id})
+		t.events = append(t.events, Event{Name: EventUserCreate, Time: t.now, User: id})
 	case err != nil:
 		return nil, err
 	default:

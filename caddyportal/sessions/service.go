@@ -72,6 +72,25 @@ type Options struct {
 	OnRequestFailed func(env string, err error)
 }
 
+// Event names, as the Educates training portal sends them in analytics
+// webhooks (reference §5.5); the prefixes tell user and environment events
+// from session events.
+const (
+	EventUserCreate       = "User/Create"
+	EventSessionCreated   = "Session/Created"
+	EventSessionPending   = "Session/Pending"
+	EventSessionStarted   = "Session/Started"
+	EventSessionExtended  = "Session/Extended"
+	EventSessionTerminate = "Session/Terminate"
+	EventSessionStopping  = "Session/Stopping"
+	EventSessionExpired   = "Session/Expired"
+	EventSessionOrphaned  = "Session/Orphaned"
+	EventSessionDeleted   = "Session/Deleted"
+
+	EventUserPrefix        = "User/"
+	EventEnvironmentPrefix = "Environment/"
+)
+
 // Event is a committed state change, named as Educates analytics events.
 type Event struct {
 	Name        string

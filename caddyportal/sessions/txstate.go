@@ -323,13 +323,13 @@ func (t *txState) finalize(sess *Session, reason string) error {
 	if err := t.tx.SetExpiring(keySession(sess.Name), marshal(sess), retain); err != nil {
 		return err
 	}
-	name := "Session/Deleted"
+	name := EventSessionDeleted
 	var data map[string]any
 	switch sess.Reason {
 	case "expired":
-		name = "Session/Expired"
+		name = EventSessionExpired
 	case "orphaned":
-		name = "Session/Orphaned"
+		name = EventSessionOrphaned
 	default:
 		// Deleted covers several causes (terminated, evicted, environment
 		// removed…): the reason lets receivers and metrics tell them apart.
@@ -476,7 +476,7 @@ func (t *txState) newSession(e *Environment, owner string) (*Session, error) {
 		return nil, err
 	}
 	c.enter(sess)
-	t.event("Session/Created", sess, nil)
+	t.event(EventSessionCreated, sess, nil)
 	return sess, nil
 }
 

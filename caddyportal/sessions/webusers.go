@@ -70,7 +70,7 @@ func (s *Service) CreateUser(ctx context.Context, u User) (*User, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.emit([]Event{{Name: "User/Create", Time: u.Created, User: u.ID}})
+	s.emit([]Event{{Name: EventUserCreate, Time: u.Created, User: u.ID}})
 	return &u, nil
 }
 

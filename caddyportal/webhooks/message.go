@@ -112,9 +112,9 @@ func (e MessageEvent) MarshalJSON() ([]byte, error) {
 func NewMessage(p Portal, ev sessions.Event) Message {
 	k := kindSession
 	switch {
-	case strings.HasPrefix(ev.Name, "User/"):
+	case strings.HasPrefix(ev.Name, sessions.EventUserPrefix):
 		k = kindUser
-	case strings.HasPrefix(ev.Name, "Environment/"):
+	case strings.HasPrefix(ev.Name, sessions.EventEnvironmentPrefix):
 		k = kindEnvironment
 	}
 	return Message{

@@ -272,7 +272,7 @@ func orderKey(ev sessions.Event) string {
 	switch {
 	case ev.Session != "":
 		return "s/" + ev.Session
-	case strings.HasPrefix(ev.Name, "User/"):
+	case strings.HasPrefix(ev.Name, sessions.EventUserPrefix):
 		return "u/" + ev.User
 	default:
 		return "e/" + ev.Environment
