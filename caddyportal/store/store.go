@@ -21,8 +21,34 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 )
+
+// ReservedPrefix starts every key that belongs to the implementation.
+const ReservedPrefix = "~"
+
+// ErrReservedKey is returned by writes of a key starting with ReservedPrefix.
+var ErrReservedKey = errors.New("store: keys starting with \"~\" are reserved")
+
+// ErrEmptyKey is returned by writes of the empty key.
+var ErrEmptyKey = errors.New("store: empty key")
+
+// ErrReadOnly is returned by writes inside View.
+var ErrReadOnly = errors.New("store: write in a read-only transaction")
+
+// CheckWriteKey says whether a caller may write key, the same way in every
+// backend (they once differed: etcd refused the empty key, Badger took it).
+func CheckWriteKey(key string) error {
+	if key == "" {
+		return ErrEmptyKey
+	}
+	if strings.HasPrefix(key, ReservedPrefix) {
+		return fmt.Errorf("%w: %q", ErrReservedKey, key)
+	}
+	return nil
+}
 
 // ErrNotFound is returned by Txn.Get for a missing key.
 var ErrNotFound = errors.New("store: key not found")

@@ -21,12 +21,6 @@ const (
 	expiryIndexPrefix = "~x/"
 )
 
-// ErrReservedKey is returned when a caller writes a key starting with "~".
-var ErrReservedKey = errors.New("store: keys starting with \"~\" are reserved")
-
-// ErrReadOnly is returned by writes inside View.
-var ErrReadOnly = errors.New("store: write in a read-only transaction")
-
 // errTxnDone is returned when a Txn is used after its function returned.
 var errTxnDone = errors.New("store: transaction used after its function returned")
 
@@ -98,12 +92,9 @@ func (t *txn) checkWrite(key string) error {
 		return err
 	}
 	if !t.writable {
-		return ErrReadOnly
+		return store.ErrReadOnly
 	}
-	if strings.HasPrefix(key, reservedPrefix) {
-		return fmt.Errorf("%w: %q", ErrReservedKey, key)
-	}
-	return nil
+	return store.CheckWriteKey(key)
 }
 
 // load returns the decoded record of key, including an expired one, or

@@ -28,12 +28,6 @@ const (
 	scanPage = 256
 )
 
-// ErrReservedKey is returned when a caller writes a key starting with "~".
-var ErrReservedKey = errors.New("store: keys starting with \"~\" are reserved")
-
-// ErrReadOnly is returned by writes inside View.
-var ErrReadOnly = errors.New("store: write in a read-only transaction")
-
 // errTxnDone is returned when a Txn is used after its function returned.
 var errTxnDone = errors.New("store: transaction used after its function returned")
 
@@ -162,15 +156,9 @@ func (t *txn) checkWrite(key string) error {
 		return err
 	}
 	if !t.writable {
-		return ErrReadOnly
+		return store.ErrReadOnly
 	}
-	if key == "" {
-		return errors.New("store: empty key")
-	}
-	if strings.HasPrefix(key, reservedPrefix) {
-		return fmt.Errorf("%w: %q", ErrReservedKey, key)
-	}
-	return nil
+	return store.CheckWriteKey(key)
 }
 
 // get runs one etcd range read at the snapshot, fixing the snapshot on the

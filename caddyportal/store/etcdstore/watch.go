@@ -52,7 +52,7 @@ func (s *Store) watch(ctx context.Context, prefix string, fn func(key string)) e
 	}
 	defer s.inflight.Done()
 	if strings.HasPrefix(prefix, reservedPrefix) {
-		return fmt.Errorf("etcdstore: watch %q: %w", prefix, ErrReservedKey)
+		return fmt.Errorf("etcdstore: watch %q: %w", prefix, store.ErrReservedKey)
 	}
 	sub := s.mirror.subscribe(prefix)
 	defer s.mirror.unsubscribe(sub)

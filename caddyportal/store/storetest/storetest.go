@@ -73,6 +73,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"ScanStopsOnError", testScanStopsOnError},
 		{"ScanHidesReserved", testScanHidesReserved},
 		{"ReservedKeysRejected", testReservedKeysRejected},
+		{"EmptyKeyRejected", testEmptyKeyRejected},
 		{"ViewIsReadOnly", testViewIsReadOnly},
 		{"UpdateRollback", testUpdateRollback},
 		{"UpdateSeesOwnWrites", testUpdateSeesOwnWrites},
@@ -328,11 +329,33 @@ func testReservedKeysRejected(t *testing.T, open OpenFunc) {
 		{"Delete", func(tx store.Txn) error { return tx.Delete("~x") }},
 	}
 	for _, w := range writes {
-		if err := s.Update(context.Background(), w.fn); err == nil {
-			t.Errorf("%s of a reserved key: no error", w.name)
+		if err := s.Update(context.Background(), w.fn); !errors.Is(err, store.ErrReservedKey) {
+			t.Errorf("%s of a reserved key: %v, want store.ErrReservedKey", w.name, err)
 		}
 	}
 	wantMissing(t, s, "~x")
+	if got := scan(t, s, ""); got != nil {
+		t.Fatalf("Scan(\"\") after rejected writes = %q, want none", got)
+	}
+}
+
+// testEmptyKeyRejected: every backend refuses to write the empty key (etcd
+// did, Badger stored it), so code tested on one works on the other.
+func testEmptyKeyRejected(t *testing.T, open OpenFunc) {
+	s, c := openClocked(t, open)
+	writes := []struct {
+		name string
+		fn   func(tx store.Txn) error
+	}{
+		{"Set", func(tx store.Txn) error { return tx.Set("", []byte("v")) }},
+		{"SetExpiring", func(tx store.Txn) error { return tx.SetExpiring("", []byte("v"), c.Now().Add(time.Hour)) }},
+		{"Delete", func(tx store.Txn) error { return tx.Delete("") }},
+	}
+	for _, w := range writes {
+		if err := s.Update(context.Background(), w.fn); !errors.Is(err, store.ErrEmptyKey) {
+			t.Errorf("%s of the empty key: %v, want store.ErrEmptyKey", w.name, err)
+		}
+	}
 	if got := scan(t, s, ""); got != nil {
 		t.Fatalf("Scan(\"\") after rejected writes = %q, want none", got)
 	}
@@ -358,8 +381,8 @@ func testViewIsReadOnly(t *testing.T, open OpenFunc) {
 		if err != nil {
 			t.Fatalf("View: %v", err)
 		}
-		if inner == nil {
-			t.Errorf("%s in View: no error", w.name)
+		if !errors.Is(inner, store.ErrReadOnly) {
+			t.Errorf("%s in View: %v, want store.ErrReadOnly", w.name, inner)
 		}
 	}
 	wantMissing(t, s, "n")
