@@ -112,8 +112,8 @@ func (h *Handler) serveBrowser(w http.ResponseWriter, r *http.Request, next cadd
 			h.serveCreate(w, r, env)
 			return true, nil
 		}
-	case strings.HasPrefix(p, "/workshops/session/"):
-		rest := strings.TrimPrefix(r.URL.EscapedPath(), "/workshops/session/")
+	case strings.HasPrefix(p, gate.SessionPrefix):
+		rest := strings.TrimPrefix(r.URL.EscapedPath(), gate.SessionPrefix)
 		name, tail, hasSlash := strings.Cut(rest, "/")
 		if name == "" {
 			return false, nil
@@ -135,7 +135,7 @@ func (h *Handler) serveBrowser(w http.ResponseWriter, r *http.Request, next cadd
 			return true, nil
 		}
 		if !hasSlash {
-			http.Redirect(w, r, "/workshops/session/"+name+"/", http.StatusFound)
+			http.Redirect(w, r, gate.SessionPath(name), http.StatusFound)
 			return true, nil
 		}
 		return true, h.serveDashboard(w, r, name, "/"+tail, next)
@@ -210,7 +210,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, sess *sessions
 	gate.StripIdentity(r.Header, h.cookies.Name(""), sess.Name, user)
 	if h.Dashboards.Mode != config.DashboardsHost {
 		// Set after stripping: a client's own X-Forwarded-Prefix is gone.
-		r.Header.Set("X-Forwarded-Prefix", "/workshops/session/"+sess.Name)
+		r.Header.Set("X-Forwarded-Prefix", gate.SessionPrefix+sess.Name)
 	}
 	stripTrailers(r)
 	caddyhttp.SetVar(r.Context(), upstreamVar, sess.Upstream)
@@ -277,7 +277,7 @@ func (h *Handler) filterResponse(w http.ResponseWriter, r *http.Request, session
 	f := &responseFilter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
 		cookiePrefix: h.cookies.Name(""), host: r.Host}
 	if h.Dashboards.Mode != config.DashboardsHost {
-		f.pathPrefix = "/workshops/session/" + session
+		f.pathPrefix = gate.SessionPrefix + session
 	}
 	return f
 }
@@ -409,7 +409,7 @@ func (h *Handler) serveSessionHost(w http.ResponseWriter, r *http.Request, name 
 		h.refuseInitiator(w, r, err, false)
 		return nil
 	}
-	if p := r.URL.Path; p == "/workshops/session/"+name+"/delete/" || p == "/workshops/session/"+name+"/delete" {
+	if p := r.URL.Path; p == gate.DeletePath(name) || p == strings.TrimSuffix(gate.DeletePath(name), "/") {
 		h.serveDelete(w, r, name)
 		return nil
 	}
@@ -455,7 +455,7 @@ func (h *Handler) exchangeTicket(w http.ResponseWriter, r *http.Request, name, t
 func (h *Handler) activated(w http.ResponseWriter, r *http.Request, sess *sessions.Session) (string, error) {
 	now := h.svc.Now()
 	if h.Dashboards.Mode != config.DashboardsHost {
-		entry := "/workshops/session/" + sess.Name + "/"
+		entry := gate.SessionPath(sess.Name)
 		http.SetCookie(w, h.cookies.Issue(sess.Name, sess.Owner, entry, r.TLS != nil, now))
 		return entry, nil
 	}

@@ -23,6 +23,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddyportal/caddyportal/caddyportal/config"
+	"github.com/caddyportal/caddyportal/caddyportal/gate"
 	"github.com/caddyportal/caddyportal/caddyportal/loginlimit"
 	"github.com/caddyportal/caddyportal/caddyportal/oauth"
 	"github.com/caddyportal/caddyportal/caddyportal/redirects"
@@ -103,7 +104,7 @@ func New(opts Options) *API {
 	}
 	if opts.OnActivate == nil {
 		opts.OnActivate = func(_ http.ResponseWriter, _ *http.Request, sess *sessions.Session) (string, error) {
-			return "/workshops/session/" + sess.Name + "/", nil
+			return gate.SessionPath(sess.Name), nil
 		}
 	}
 	if opts.Logins == nil {

@@ -7,10 +7,6 @@ import (
 	"strings"
 )
 
-// SessionPrefix starts every path-mode dashboard path:
-// /workshops/session/<name>/...
-const SessionPrefix = "/workshops/session/"
-
 // Reasons a browser request is refused because of the page that made it.
 var (
 	// ErrOtherSession: a page of another session's dashboard made the request.
