@@ -253,10 +253,7 @@ func (h *Handler) refuseInitiator(w http.ResponseWriter, r *http.Request, err er
 		zap.String("sec_fetch_site", r.Header.Get("Sec-Fetch-Site")), zap.Error(err))
 	const msg = "This request was made by a page that may not make it: another workshop dashboard cannot reach this address."
 	if api {
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		w.WriteHeader(http.StatusForbidden)
-		_ = json.NewEncoder(w).Encode(map[string]string{"error": "Request made by a workshop dashboard page is not permitted"})
+		jsonRefusal(w, http.StatusForbidden, "Request made by a workshop dashboard page is not permitted")
 		return
 	}
 	page(w, http.StatusForbidden, "Request refused", msg)
@@ -621,8 +618,9 @@ h1{font-size:1.4rem}p{line-height:1.5}.code{color:#888}</style></head>
 <body><h1>{{.Title}}</h1><p>{{.Message}}</p><p class="code">HTTP {{.Status}}</p></body></html>
 `))
 
-// jsonRefusal answers a request that is not a browser navigation, such as a
-// HEAD or POST to a start link, with the REST API's {"error": ...} body.
+// jsonRefusal answers a request that is not a browser navigation (a HEAD or
+// POST to a start link, a dashboard page's call to the REST API) with the
+// REST API's {"error": ...} body.
 func jsonRefusal(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
