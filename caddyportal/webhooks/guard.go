@@ -97,27 +97,32 @@ func mustParse(s string) *url.URL {
 	return u
 }
 
+// portOf is u's port, or its scheme's default port.
+func portOf(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return p
+	}
+	if strings.EqualFold(u.Scheme, "https") {
+		return "443"
+	}
+	return "80"
+}
+
 // origin is u's scheme://host:port in lowercase, with the scheme's default
 // port filled in, so that equal origins compare equal.
 func origin(u *url.URL) string {
-	port := u.Port()
-	if port == "" {
-		port = "80"
-		if strings.EqualFold(u.Scheme, "https") {
-			port = "443"
-		}
-	}
-	return strings.ToLower(u.Scheme + "://" + net.JoinHostPort(strings.TrimSuffix(u.Hostname(), "."), port))
+	return strings.ToLower(u.Scheme + "://" + net.JoinHostPort(strings.TrimSuffix(u.Hostname(), "."), portOf(u)))
 }
 
 // OriginAllowed reports whether the operator listed raw's origin, in which
 // case it is posted to without any address check.
 func (g *Guard) OriginAllowed(raw string) bool {
-	if g == nil || len(g.origins) == 0 {
-		return false
-	}
 	u, err := url.Parse(raw)
-	return err == nil && g.origins[origin(u)]
+	return err == nil && g.originAllowed(u)
+}
+
+func (g *Guard) originAllowed(u *url.URL) bool {
+	return g != nil && g.origins[origin(u)]
 }
 
 // CheckURL refuses, before anything is stored, a URL whose host is a
@@ -129,21 +134,15 @@ func (g *Guard) CheckURL(raw string) error {
 	if err != nil {
 		return fmt.Errorf("%w: not a valid URL", ErrBlocked)
 	}
-	if g.OriginAllowed(raw) {
+	if g.originAllowed(u) {
 		return nil
 	}
 	host := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
-	port := uint16(80)
-	if u.Scheme == "https" {
-		port = 443
+	n, err := strconv.ParseUint(portOf(u), 10, 16)
+	if err != nil {
+		return fmt.Errorf("%w: invalid port %q", ErrBlocked, u.Port())
 	}
-	if p := u.Port(); p != "" {
-		n, err := strconv.ParseUint(p, 10, 16)
-		if err != nil {
-			return fmt.Errorf("%w: invalid port %q", ErrBlocked, p)
-		}
-		port = uint16(n)
-	}
+	port := uint16(n)
 	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
 		// RFC 6761: these names are loopback wherever they are resolved.
 		for _, ip := range []netip.Addr{netip.AddrFrom4([4]byte{127, 0, 0, 1}), netip.IPv6Loopback()} {
