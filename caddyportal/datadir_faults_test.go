@@ -38,6 +38,26 @@ func fillFileSystem(t *testing.T, dir string) string {
 	return filler
 }
 
+// mountDataTmpfs mounts a 96 MiB tmpfs, larger than the store's free-space
+// reserve, as the portal's data directory under dir, unmounted when the
+// test ends, and returns the directory.
+func mountDataTmpfs(t *testing.T, dir string) (string, error) {
+	t.Helper()
+	data := filepath.Join(dir, "badger")
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", data, "tmpfs", 0, "size=96m,mode=0700"); err != nil {
+		return data, err
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(data, syscall.MNT_DETACH); err != nil {
+			t.Errorf("unmount %s: %v", data, err)
+		}
+	})
+	return data, nil
+}
+
 // TestFaultDiskFullWhileServing: when the data directory's file system
 // fills up under a running portal, session requests get a 503 with a JSON
 // error and the log says why, instead of Badger killing the process with
@@ -46,22 +66,13 @@ func fillFileSystem(t *testing.T, dir string) string {
 // that a crash is seen as one.
 func TestFaultDiskFullWhileServing(t *testing.T) {
 	dir := t.TempDir()
-	data := filepath.Join(dir, "badger")
-	if err := os.MkdirAll(data, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	err := syscall.Mount("tmpfs", data, "tmpfs", 0, "size=96m,mode=0700")
+	data, err := mountDataTmpfs(t, dir)
 	if isEPERM(err) {
 		t.Skipf("a full disk needs a file system of its own: mounting a tmpfs is not permitted here (%v); run as root", err)
 	}
 	if err != nil {
 		t.Fatalf("mount tmpfs: %v", err)
 	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(data, syscall.MNT_DETACH); err != nil {
-			t.Errorf("unmount %s: %v", data, err)
-		}
-	})
 	port := freePort(t)
 	c := startServeChild(t, dir, port, defaultBody, faultLogEnv+"=1")
 	p := &portal{t: t, base: c.base, port: port, dir: dir}

@@ -174,11 +174,7 @@ func TestFaultDiskFullAtStart(t *testing.T) {
 // runs on it before it is filled.
 func TestFaultFullFilesystemAtStart(t *testing.T) {
 	dir := t.TempDir()
-	data := filepath.Join(dir, "badger")
-	if err := os.MkdirAll(data, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	err := syscall.Mount("tmpfs", data, "tmpfs", 0, "size=96m,mode=0700")
+	data, err := mountDataTmpfs(t, dir)
 	if isEPERM(err) {
 		// TestFaultDiskFullAtStart covers the same failure without mount.
 		t.Logf("mount not permitted (%v): checking the file-size limit path only", err)
@@ -191,11 +187,6 @@ func TestFaultFullFilesystemAtStart(t *testing.T) {
 	if err != nil {
 		t.Fatalf("mount tmpfs: %v", err)
 	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(data, syscall.MNT_DETACH); err != nil {
-			t.Errorf("unmount %s: %v", data, err)
-		}
-	})
 	names := seedStore(t, dir, "tmpfs-1", "tmpfs-2")
 
 	// Fill the file system.
