@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -192,23 +191,30 @@ func (a *API) checkPassword(user, pass string) (oauth.Principal, bool) {
 // username and password, and ends with either. key must stay the same
 // across reloads (the glue derives it from the portal's stored secret).
 func Credentials(cfg config.Portal, key []byte) func(oauth.Principal) string {
-	type account struct{ user, pass, group string }
-	accounts := []account{{cfg.Robot.Username, cfg.Robot.Password, sessions.GroupRobot}}
-	if cfg.Admin != nil {
-		accounts = append(accounts, account{cfg.Admin.Username, cfg.Admin.Password, sessions.GroupStaff})
+	// The accounts are fixed for a config: fingerprint them once, not on
+	// every token check.
+	type account struct{ user, group, fingerprint string }
+	var accounts []account
+	add := func(user, pass, group string) {
+		if pass == "" {
+			return
+		}
+		m := hmac.New(sha256.New, key)
+		// Length-prefixed, so no two accounts hash the same input.
+		for _, s := range []string{group, user, pass} {
+			fmt.Fprintf(m, "%d:%s", len(s), s)
+		}
+		accounts = append(accounts, account{user, group, hex.EncodeToString(m.Sum(nil))})
 	}
-	key = bytes.Clone(key)
+	add(cfg.Robot.Username, cfg.Robot.Password, sessions.GroupRobot)
+	if cfg.Admin != nil {
+		add(cfg.Admin.Username, cfg.Admin.Password, sessions.GroupStaff)
+	}
 	return func(p oauth.Principal) string {
 		for _, acc := range accounts {
-			if acc.pass == "" || p.User != acc.user || p.Group != acc.group {
-				continue
+			if p.User == acc.user && p.Group == acc.group {
+				return acc.fingerprint
 			}
-			m := hmac.New(sha256.New, key)
-			// Length-prefixed, so no two accounts hash the same input.
-			for _, s := range []string{acc.group, acc.user, acc.pass} {
-				fmt.Fprintf(m, "%d:%s", len(s), s)
-			}
-			return hex.EncodeToString(m.Sum(nil))
 		}
 		return ""
 	}
