@@ -1,40 +1,24 @@
 // Package caddyportal is the Caddy glue of the workshop training portal: the
-// `http.handlers.portal` module, its Caddyfile directive `portal`, the pooled
-// state store that survives config reloads, and the wiring of the REST API
-// and the session gate. The portal logic itself lives in sub-packages that do
-// not import Caddy.
+// `http.handlers.portal` module, its Caddyfile directive `portal`, the
+// usage pools that let the store, the stream registry and the metrics
+// outlive config reloads, the Proxy over Caddy's reverse_proxy, and the
+// admin API module. The portal itself (package portal and the packages it
+// assembles) does not import Caddy.
 package caddyportal
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/http"
-	"sync/atomic"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
-	"github.com/caddyportal/caddyportal/caddyportal/api"
 	"github.com/caddyportal/caddyportal/caddyportal/config"
-	"github.com/caddyportal/caddyportal/caddyportal/gate"
-	"github.com/caddyportal/caddyportal/caddyportal/health"
-	"github.com/caddyportal/caddyportal/caddyportal/loginlimit"
 	"github.com/caddyportal/caddyportal/caddyportal/metrics"
-	"github.com/caddyportal/caddyportal/caddyportal/oauth"
-	"github.com/caddyportal/caddyportal/caddyportal/redirects"
-	"github.com/caddyportal/caddyportal/caddyportal/sessions"
-	"github.com/caddyportal/caddyportal/caddyportal/tokens"
-	"github.com/caddyportal/caddyportal/caddyportal/webhooks"
-	"github.com/caddyportal/caddyportal/caddyportal/webui"
+	"github.com/caddyportal/caddyportal/caddyportal/portal"
 )
-
-// webhookCloseTimeout bounds how long an old config keeps delivering the
-// analytics events it had queued after a reload or stop. It runs in the
-// background, so a hanging receiver never delays the reload itself.
-const webhookCloseTimeout = 10 * time.Second
 
 func init() {
 	caddy.RegisterModule(Handler{})
@@ -59,36 +43,17 @@ type Handler struct {
 	// Default: 30s.
 	DashboardTimeout caddy.Duration `json:"dashboard_timeout,omitempty"`
 
-	logger    *zap.Logger
-	proxy     caddyhttp.MiddlewareHandler
-	activity  *activity
-	streams   *gate.Streams
-	streamsAt string // the streams pool key, once acquired
-	redirects *redirects.Policy
+	logger *zap.Logger
+	portal *portal.Portal
+	// streamsAt and storeKey are the pool keys of the stream registry and
+	// the store, once acquired.
+	streamsAt string
 	storeKey  string
-	svc       *sessions.Service
 	listed    *runningPortal
-	api       *api.API
-	ui        *webui.UI
-	cookies   *gate.Cookies
-	origins   gate.Origins
-	// logins counts failed logins for both doors, the REST API's token
-	// endpoint and the web login, so guesses at one count at the other.
-	logins *loginlimit.Limiter
-	// creates limits anonymous session starts per client address.
-	creates *loginlimit.Rate
-
 	// metrics are the process-wide collectors (see metricspool.go);
 	// metricsHeld says this handler holds a reference to them.
-	metrics      *metrics.Metrics
-	metricsHeld  bool
-	releaseGauge func()
-	webhooks     *webhooks.Dispatcher
-	webhookGuard *webhooks.Guard
-	// health probes the dashboards; healthSvc is the service it reads
-	// its targets from, set once the service exists.
-	health    *health.Checker
-	healthSvc *atomic.Pointer[sessions.Service]
+	metrics     *metrics.Metrics
+	metricsHeld bool
 }
 
 // CaddyModule returns the Caddy module information.
@@ -99,8 +64,9 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision expands placeholders in secrets, applies defaults, opens (or
-// shares) the state store and starts the portal service.
+// Provision expands placeholders in secrets, opens (or shares) the state
+// store and the process's metrics, loads the dashboard proxy and starts
+// the portal.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	repl := caddy.NewReplacer()
@@ -116,7 +82,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.Portal.Validate(); err != nil {
 		return fmt.Errorf("portal: %w", err)
 	}
-	if err := h.provisionObservability(ctx); err != nil {
+	m, err := acquireMetrics()
+	if err != nil {
+		return fmt.Errorf("portal %s: metrics: %w", h.Name, err)
+	}
+	h.metrics, h.metricsHeld = m, true
+	if err := m.Register(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("portal %s: %w", h.Name, err)
 	}
 	spec, err := storeFor(h.Portal)
@@ -129,112 +100,33 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.storeKey = spec.key
 	h.streamsAt = spec.key + "|" + h.Name
-	h.streams = acquireStreams(h.streamsAt)
-	h.startHealth(ctx)
-	h.svc, err = sessions.New(ctx, st, h.Portal, sessions.Options{Logger: h.logger, OnEvent: h.onEvent,
-		OnEnd: h.streams.End, OnChange: h.streams.Changed, Healthy: h.health.Healthy,
-		OnRequestFailed: h.metrics.AllocationFailed})
+	streams := acquireStreams(h.streamsAt)
+	proxy, err := h.loadProxy(ctx)
 	if err != nil {
 		return fmt.Errorf("portal %s: %w", h.Name, err)
 	}
-	h.streams.SetCheck(checkStream(h.svc))
-	h.healthSvc.Store(h.svc)
-	h.health.Refresh() // probe the pools now, not at the next tick
-	secret, err := h.svc.Secret(ctx)
-	if err != nil {
-		return fmt.Errorf("portal %s: reading secret: %w", h.Name, err)
-	}
-	signer, err := tokens.NewSigner(tokens.DeriveKey(secret, "cookies"))
-	if err != nil {
-		return err
-	}
-	h.cookies = gate.NewCookies(signer, "portal-"+h.Name+"-")
-	h.origins = gate.NewOrigins(h.URL)
-	policy, err := redirects.NewPolicy(append([]string{h.URL, h.Index}, h.Redirects...)...)
-	if err != nil {
-		return fmt.Errorf("portal: redirects: %w", err)
-	}
-	h.redirects = policy
-	h.logins = loginlimit.New(h.svc.Now)
-	h.creates = loginlimit.NewRate(h.svc.Now, CreateBurst, CreateEvery)
-	// The pages' cookies share the gate's prefix so the gate strips them
-	// from requests it proxies to dashboards.
-	h.ui, err = webui.New(webui.Options{Service: h.svc, Key: tokens.DeriveKey(secret, "webui"),
-		CookiePrefix: "portal-" + h.Name + "-", Redirects: policy, Logger: h.logger, ClientIP: clientIP,
-		Logins: h.logins, Health: h.health.Statuses})
-	if err != nil {
-		return fmt.Errorf("portal %s: %w", h.Name, err)
-	}
-	if err := h.loadProxy(ctx); err != nil {
-		return fmt.Errorf("portal %s: %w", h.Name, err)
-	}
-	uid := tokens.DeriveKey(secret, "uid")
-	portalUID := fmt.Sprintf("%x-%x-%x-%x-%x", uid[0:4], uid[4:6], uid[6:8], uid[8:10], uid[10:16])
-	// Tokens are bound to the robot's and the admin's passwords: a reload
-	// that changes one ends the tokens issued under it.
-	issuer := oauth.NewIssuer(st, h.Tokens.Access.D(), h.Tokens.Refresh.D(), nil,
-		oauth.BindTo(api.Credentials(h.Portal, tokens.DeriveKey(secret, "oauth-bind"))))
-	h.api = api.New(api.Options{
-		Service:           h.svc,
-		Issuer:            issuer,
-		Redirects:         policy,
-		Logger:            h.logger,
-		ClientIP:          clientIP,
-		Logins:            h.logins,
-		OnActivate:        h.activated,
-		PortalUID:         portalUID,
-		OnToken:           h.metrics.TokenGrant,
-		CheckAnalyticsURL: h.webhookGuard.CheckURL,
+	h.portal, err = portal.New(ctx, h.Portal, st, portal.Deps{
+		Proxy:          proxy,
+		Logger:         h.logger,
+		Metrics:        m,
+		Streams:        streams,
+		ClientIP:       clientIP,
+		AdminListeners: adminListeners(ctx),
+		// Dashboards served by this Caddy listen only once provisioning
+		// is over: probes wait for Caddy's "started" event or the first
+		// request (ServeHTTP).
+		HealthPaused: true,
 	})
-	// The dispatcher held the events emitted since the service started
-	// until it knows the portal's uid, which comes from the store.
-	h.webhooks.SetPortal(webhooks.Portal{Name: h.Name, UID: portalUID, URL: h.URL})
-	h.releaseGauge = h.metrics.SetSessionsSource(metrics.ServiceSessions(h.svc))
-	h.listed = register(h.Name, h.svc)
+	if err != nil {
+		return fmt.Errorf("portal %s: %w", h.Name, err)
+	}
+	h.resumeHealthOnStart(ctx)
+	h.listed = register(h.Name, h.portal.Service())
 	return nil
 }
 
-// provisionObservability exposes the process's portal collectors on this
-// config's metrics registry and starts the analytics webhook dispatcher.
-func (h *Handler) provisionObservability(ctx caddy.Context) error {
-	m, err := acquireMetrics()
-	if err != nil {
-		return fmt.Errorf("metrics: %w", err)
-	}
-	h.metrics, h.metricsHeld = m, true
-	if err := m.Register(ctx.GetMetricsRegistry()); err != nil {
-		return err
-	}
-	// Sessions' own analytics URLs come from REST callers: they may reach
-	// only what the operator allows, and never Caddy's admin listener.
-	h.webhookGuard, err = webhooks.NewGuard(h.AnalyticsAllow, adminListeners(ctx))
-	if err != nil {
-		return fmt.Errorf("analytics_allow: %w", err)
-	}
-	h.webhooks, err = webhooks.New(webhooks.Options{
-		Guard:    h.webhookGuard,
-		URL:      h.Analytics,
-		Portal:   webhooks.Portal{Name: h.Name, URL: h.URL},
-		Hold:     true,
-		Logger:   h.logger.Named("analytics"),
-		OnResult: m.WebhookDelivery,
-		OnDrop:   m.WebhookDropped,
-	})
-	if err != nil {
-		return fmt.Errorf("analytics: %w", err)
-	}
-	return nil
-}
-
-// onEvent receives every committed state change of the service. Both
-// calls only count and queue: the service calls it on the request path.
-func (h *Handler) onEvent(ev sessions.Event) {
-	h.metrics.ObserveEvent(ev)
-	h.webhooks.Send(ev, ev.AnalyticsURL)
-}
-
-// clientIP is the address failed logins are counted against: Caddy's
-// client IP, which honours trusted_proxies.
+// clientIP is the address limits count a request against: Caddy's client
+// IP, which honours trusted_proxies.
 func clientIP(r *http.Request) string {
 	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
 		return ip
@@ -254,27 +146,14 @@ func (h *Handler) Validate() error {
 	return nil
 }
 
-// Cleanup stops the service and releases the shared store. It copes with a
-// Provision that failed part-way.
+// Cleanup stops the portal and releases the pooled store, streams and
+// metrics. It copes with a Provision that failed part-way.
 func (h *Handler) Cleanup() error {
-	if h.releaseGauge != nil {
-		h.releaseGauge()
-	}
 	if h.listed != nil {
-		unregister(h.Name, h.listed, h.svc)
+		unregister(h.Name, h.listed, h.portal.Service())
 	}
-	if h.svc != nil {
-		h.svc.Close()
-	}
-	h.health.Close()
-	if d := h.webhooks; d != nil {
-		// The service is closed, so nothing more is queued: deliver what
-		// is left in the background, for a bounded time.
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), webhookCloseTimeout)
-			defer cancel()
-			_ = d.Close(ctx)
-		}()
+	if h.portal != nil {
+		h.portal.Close()
 	}
 	if h.streamsAt != "" {
 		releaseStreams(h.streamsAt)
@@ -293,28 +172,10 @@ func (h *Handler) Cleanup() error {
 
 // ServeHTTP serves the portal's routes and passes anything else on.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	h.health.Resume() // the servers listen now (see startHealth)
-	// A session host belongs to its dashboard entirely: its paths may look
-	// like API routes but are the dashboard's own.
-	if name := h.sessionHost(r); name != "" {
-		return h.serveSessionHost(w, r, name, next)
-	}
-	if hh := h.api.Handler(r); hh != nil {
-		if h.refusePortal(w, r, true) {
-			return nil
-		}
+	h.portal.ResumeHealth() // the servers listen now (see resumeHealthOnStart)
+	if hh := h.portal.Route(r); hh != nil {
 		hh.ServeHTTP(w, r)
 		return nil
-	}
-	if hh := h.ui.Handler(r); hh != nil {
-		if h.refusePortal(w, r, false) {
-			return nil
-		}
-		hh.ServeHTTP(w, r)
-		return nil
-	}
-	if handled, err := h.serveBrowser(w, r, next); handled {
-		return err
 	}
 	return next.ServeHTTP(w, r)
 }

@@ -23,10 +23,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddyportal/caddyportal/caddyportal/config"
-	"github.com/caddyportal/caddyportal/caddyportal/gate"
 	"github.com/caddyportal/caddyportal/caddyportal/loginlimit"
 	"github.com/caddyportal/caddyportal/caddyportal/oauth"
 	"github.com/caddyportal/caddyportal/caddyportal/redirects"
+	"github.com/caddyportal/caddyportal/caddyportal/routes"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 	"github.com/caddyportal/caddyportal/caddyportal/store"
 )
@@ -104,7 +104,7 @@ func New(opts Options) *API {
 	}
 	if opts.OnActivate == nil {
 		opts.OnActivate = func(_ http.ResponseWriter, _ *http.Request, sess *sessions.Session) (string, error) {
-			return gate.SessionPath(sess.Name), nil
+			return routes.SessionPath(sess.Name), nil
 		}
 	}
 	if opts.Logins == nil {
@@ -126,76 +126,32 @@ type route struct {
 	catalog bool
 }
 
-// Handler returns the handler for r if r is an API route, else nil.
-// Paths match with or without the trailing slash and with extra leading
-// slashes (clients that join URLs naively send `//workshops/...`).
-func (a *API) Handler(r *http.Request) http.Handler {
-	rt, ok := match(r.URL)
+// Handler returns the handler of a REST API route matched by
+// routes.Match, or nil for a route of another face.
+func (a *API) Handler(m routes.Route) http.Handler {
+	rt, ok := apiRoutes[m.ID]
 	if !ok {
 		return nil
 	}
+	rt.arg = m.Arg
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { a.serve(w, r, rt) })
 }
 
-// Segments splits a request path into its decoded segments after
-// normalizing leading and trailing slashes. ok is false if an escape is
-// invalid.
-func Segments(u *url.URL) ([]string, bool) {
-	p := strings.Trim(u.EscapedPath(), "/")
-	if p == "" {
-		return nil, true
-	}
-	parts := strings.Split(p, "/")
-	for i, s := range parts {
-		d, err := url.PathUnescape(s)
-		if err != nil {
-			return nil, false
-		}
-		parts[i] = d
-	}
-	return parts, true
-}
-
-func match(u *url.URL) (route, bool) {
-	seg, ok := Segments(u)
-	if !ok || len(seg) < 2 {
-		return route{}, false
-	}
-	// Accept the documented `/session/<s>/...` form as an alias
-	// (reference §2.1 DOC≠CODE).
-	if seg[0] == "session" && len(seg) == 3 {
-		seg = append([]string{"workshops"}, seg...)
-	}
-	switch {
-	case len(seg) == 2 && seg[0] == "oauth2" && seg[1] == "token":
-		return route{handle: (*API).token, methods: "POST"}, true
-	case len(seg) == 2 && seg[0] == "oauth2" && seg[1] == "revoke-token":
-		return route{handle: (*API).revoke, methods: "POST"}, true
-	case seg[0] != "workshops":
-		return route{}, false
-	case len(seg) == 3 && seg[1] == "catalog" && seg[2] == "environments":
-		return route{handle: (*API).catalogEnvironments, methods: "GET,HEAD", catalog: true}, true
-	case len(seg) == 3 && seg[1] == "catalog" && seg[2] == "workshops":
-		return route{handle: (*API).catalogWorkshops, methods: "GET,HEAD", catalog: true}, true
-	case len(seg) == 4 && seg[1] == "environment" && seg[3] == "status":
-		return route{handle: (*API).environmentStatus, arg: seg[2], methods: "GET,HEAD", protected: true}, true
-	case len(seg) == 4 && seg[1] == "environment" && seg[3] == "request":
-		return route{handle: (*API).request, arg: seg[2], methods: "GET,POST", protected: true}, true
-	case len(seg) == 4 && seg[1] == "session" && seg[3] == "activate":
-		// GET only: a HEAD from a link prefetcher must not start a session.
-		return route{handle: (*API).activate, arg: seg[2], methods: "GET"}, true
-	case len(seg) == 4 && seg[1] == "session" && seg[3] == "schedule":
-		return route{handle: (*API).schedule, arg: seg[2], methods: "GET,HEAD", protected: true}, true
-	case len(seg) == 4 && seg[1] == "session" && seg[3] == "extend":
-		return route{handle: (*API).extend, arg: seg[2], methods: "GET,POST", protected: true}, true
-	case len(seg) == 4 && seg[1] == "session" && seg[3] == "terminate":
-		return route{handle: (*API).terminate, arg: seg[2], methods: "GET,POST", protected: true}, true
-	case len(seg) == 4 && seg[1] == "session" && seg[3] == "authorize":
-		return route{handle: (*API).authorize, arg: seg[2], methods: "GET,HEAD", protected: true}, true
-	case len(seg) == 4 && seg[1] == "user" && seg[3] == "sessions":
-		return route{handle: (*API).userSessions, arg: seg[2], methods: "GET,HEAD", protected: true}, true
-	}
-	return route{}, false
+// apiRoutes are the handler and the rules of each REST API route.
+var apiRoutes = map[routes.ID]route{
+	routes.Token:               {handle: (*API).token, methods: "POST"},
+	routes.RevokeToken:         {handle: (*API).revoke, methods: "POST"},
+	routes.CatalogEnvironments: {handle: (*API).catalogEnvironments, methods: "GET,HEAD", catalog: true},
+	routes.CatalogWorkshops:    {handle: (*API).catalogWorkshops, methods: "GET,HEAD", catalog: true},
+	routes.EnvironmentStatus:   {handle: (*API).environmentStatus, methods: "GET,HEAD", protected: true},
+	routes.EnvironmentRequest:  {handle: (*API).request, methods: "GET,POST", protected: true},
+	// GET only: a HEAD from a link prefetcher must not start a session.
+	routes.SessionActivate:  {handle: (*API).activate, methods: "GET"},
+	routes.SessionSchedule:  {handle: (*API).schedule, methods: "GET,HEAD", protected: true},
+	routes.SessionExtend:    {handle: (*API).extend, methods: "GET,POST", protected: true},
+	routes.SessionTerminate: {handle: (*API).terminate, methods: "GET,POST", protected: true},
+	routes.SessionAuthorize: {handle: (*API).authorize, methods: "GET,HEAD", protected: true},
+	routes.UserSessions:     {handle: (*API).userSessions, methods: "GET,HEAD", protected: true},
 }
 
 type principalKey struct{}

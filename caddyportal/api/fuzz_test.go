@@ -77,7 +77,7 @@ func FuzzRequestParsing(f *testing.F) {
 			req.URL.RawQuery = rawQuery
 			req.RemoteAddr = "127.0.0.1:1234"
 			req.Header.Set("Authorization", "Bearer "+g.AccessToken)
-			h := a.Handler(req)
+			h := apiRoute(a, req)
 			if h == nil {
 				t.Fatal("request route not matched")
 			}

@@ -19,6 +19,7 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/config"
 	"github.com/caddyportal/caddyportal/caddyportal/oauth"
 	"github.com/caddyportal/caddyportal/caddyportal/redirects"
+	"github.com/caddyportal/caddyportal/caddyportal/routes"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 	"github.com/caddyportal/caddyportal/caddyportal/store"
 	"github.com/caddyportal/caddyportal/caddyportal/store/badgerstore"
@@ -123,7 +124,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	}
 	a := api.New(api.Options{Service: svc, Issuer: is, Redirects: pol, PortalUID: "uid-1"})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := a.Handler(r)
+		h := apiRoute(a, r)
 		if h == nil {
 			http.NotFound(w, r)
 			return
@@ -331,4 +332,11 @@ func testStore(t *testing.T, clk *storetest.Clock) store.Store {
 	}
 	t.Cleanup(func() { _ = st.Close() })
 	return st
+}
+
+// apiRoute is the REST API's handler for r through the portal's route
+// table, or nil.
+func apiRoute(a *api.API, r *http.Request) http.Handler {
+	m, _ := routes.Match(r)
+	return a.Handler(m)
 }

@@ -50,7 +50,7 @@ func withHooks(t *testing.T, h *harness) *hookLog {
 	a := api.New(api.Options{Service: h.svc, Issuer: h.is, Redirects: pol, PortalUID: "uid-1",
 		OnToken: log.token})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if hh := a.Handler(r); hh != nil {
+		if hh := apiRoute(a, r); hh != nil {
 			hh.ServeHTTP(w, r)
 			return
 		}

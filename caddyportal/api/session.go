@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/caddyportal/caddyportal/caddyportal/config"
-	"github.com/caddyportal/caddyportal/caddyportal/gate"
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
 	"github.com/caddyportal/caddyportal/caddyportal/redirects"
+	"github.com/caddyportal/caddyportal/caddyportal/routes"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 )
 
@@ -124,7 +124,7 @@ func (a *API) request(w http.ResponseWriter, r *http.Request, env string) {
 	// token first, as Educates writes it.
 	query := "token=" + url.QueryEscape(res.Token) + "&index_url=" + url.QueryEscape(req.IndexURL)
 	writeJSON(w, http.StatusOK, requestResponse{Name: s.Name, Session: s.Name, User: res.User,
-		URL: gate.ActivatePath(s.Name) + "?" + query, Namespace: s.Name,
+		URL: routes.ActivatePath(s.Name) + "?" + query, Namespace: s.Name,
 		Workshop: s.Workshop, Environment: s.Environment})
 }
 

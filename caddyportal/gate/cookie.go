@@ -1,6 +1,10 @@
-// Package gate decides which browser may reach which session's dashboard:
-// it issues and checks the signed per-session dashboard cookie. It does not
-// import Caddy.
+// Package gate decides which browser may reach which session's dashboard
+// and forwards the browsers it admits: host and path mode, the signed
+// per-session dashboard cookie and host-mode tickets, the delete and
+// anonymous start links, identity-header scrubbing, response filtering,
+// activity and the registry that ends a session's streams with it. The
+// proxy itself is behind the Proxy interface, so gate does not import
+// Caddy and is tested with httptest.
 package gate
 
 import (

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/caddyportal/caddyportal/caddyportal/routes"
 )
 
 // Reasons a browser request is refused because of the page that made it.
@@ -66,7 +68,7 @@ func (o Origins) RefererSession(r *http.Request) string {
 	}
 	// The decoded path: a page's address written with escapes
 	// (/workshops/%73ession/...) is the same page.
-	rest, ok := strings.CutPrefix(u.Path, SessionPrefix)
+	rest, ok := strings.CutPrefix(u.Path, routes.SessionPrefix)
 	if !ok {
 		return ""
 	}

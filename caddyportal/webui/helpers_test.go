@@ -23,6 +23,7 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/gate"
 	"github.com/caddyportal/caddyportal/caddyportal/oauth"
 	"github.com/caddyportal/caddyportal/caddyportal/redirects"
+	"github.com/caddyportal/caddyportal/caddyportal/routes"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 	"github.com/caddyportal/caddyportal/caddyportal/store/badgerstore"
 	"github.com/caddyportal/caddyportal/caddyportal/store/storetest"
@@ -126,11 +127,11 @@ func newPortal(t *testing.T, cfg config.Portal) *portal {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if h := a.Handler(r); h != nil {
+		if h := apiRoute(a, r); h != nil {
 			h.ServeHTTP(w, r)
 			return
 		}
-		if h := ui.Handler(r); h != nil {
+		if h := pageRoute(ui, r); h != nil {
 			h.ServeHTTP(w, r)
 			return
 		}
@@ -309,4 +310,18 @@ func loginCookie(r response) *http.Cookie {
 		}
 	}
 	return nil
+}
+
+// apiRoute is the REST API's handler for r through the portal's route
+// table, or nil.
+func apiRoute(a *api.API, r *http.Request) http.Handler {
+	m, _ := routes.Match(r)
+	return a.Handler(m)
+}
+
+// pageRoute is the pages' handler for r through the portal's route table,
+// or nil.
+func pageRoute(u *webui.UI, r *http.Request) http.Handler {
+	m, _ := routes.Match(r)
+	return u.Handler(m, r)
 }

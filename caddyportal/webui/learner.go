@@ -13,9 +13,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddyportal/caddyportal/caddyportal/config"
-	"github.com/caddyportal/caddyportal/caddyportal/gate"
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
 	"github.com/caddyportal/caddyportal/caddyportal/loginlimit"
+	"github.com/caddyportal/caddyportal/caddyportal/routes"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 )
 
@@ -408,5 +408,5 @@ func (u *UI) start(w http.ResponseWriter, r *http.Request, _ string) {
 // ActivationPath is the session's activation link, in the same form as the
 // REST API's request response (`url`): token first, as Educates writes it.
 func ActivationPath(session, token, index string) string {
-	return gate.ActivatePath(session) + "?token=" + url.QueryEscape(token) + "&index_url=" + url.QueryEscape(index)
+	return routes.ActivatePath(session) + "?token=" + url.QueryEscape(token) + "&index_url=" + url.QueryEscape(index)
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/health"
 	"github.com/caddyportal/caddyportal/caddyportal/loginlimit"
 	"github.com/caddyportal/caddyportal/caddyportal/redirects"
+	"github.com/caddyportal/caddyportal/caddyportal/routes"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 	"github.com/caddyportal/caddyportal/caddyportal/tokens"
 )
@@ -145,16 +146,32 @@ type route struct {
 	slash string
 }
 
-// Handler returns the handler for r if its path is one of the web pages
-// (`/`, `/accounts/...`, `/workshops/catalog/`, `/admin/...`), else nil so
-// the caller can fall through. The REST API's routes, such as
-// /workshops/catalog/environments/, never match here.
-func (u *UI) Handler(r *http.Request) http.Handler {
-	rt, ok := match(r.URL.Path)
-	if !ok || r.URL.Path == "/" && u.indexIsRoot(r) {
+// Handler returns the handler of a page route matched by routes.Match,
+// or nil when the pages leave it to the next handler (`/` when the index
+// is this host's own root). The REST API's routes never come here.
+func (u *UI) Handler(m routes.Route, r *http.Request) http.Handler {
+	if m.ID.Face() != routes.Pages || m.ID == routes.Index && u.indexIsRoot(r) {
 		return nil
 	}
+	rt := pageRoutes[m.ID]
+	rt.arg, rt.slash = m.Arg, m.Slash
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { u.serve(w, r, rt) })
+}
+
+// pageRoutes are the handlers of each page route; routes.PageNotFound has
+// none, which serve answers with a 404 page.
+var pageRoutes = map[routes.ID]route{
+	routes.Index:          {get: (*UI).index},
+	routes.Login:          {get: (*UI).loginPage, post: (*UI).login},
+	routes.Logout:         {get: (*UI).logoutPage, post: (*UI).logout},
+	routes.Signup:         {get: (*UI).signupPage, post: (*UI).signup},
+	routes.Catalog:        {get: (*UI).catalog, post: (*UI).start},
+	routes.AdminOverview:  {get: (*UI).overview},
+	routes.AdminSessions:  {get: (*UI).sessionsPage},
+	routes.AdminUsers:     {get: (*UI).usersPage},
+	routes.AdminSession:   {get: (*UI).sessionPage},
+	routes.AdminTerminate: {post: (*UI).terminate},
+	routes.AdminExtend:    {post: (*UI).extend},
 }
 
 // indexIsRoot reports whether the portal index is this host's own `/`
@@ -164,72 +181,6 @@ func (u *UI) indexIsRoot(r *http.Request) bool {
 	idx, err := url.Parse(u.cfg.Index)
 	return err == nil && u.cfg.Index != "" && strings.EqualFold(idx.Host, r.Host) &&
 		(idx.Path == "" || idx.Path == "/")
-}
-
-func match(path string) (route, bool) {
-	if path == "/" {
-		return route{get: (*UI).index}, true
-	}
-	// Every dashboard request asks too: answer those without building
-	// anything.
-	if !strings.HasPrefix(path, "/admin") && !strings.HasPrefix(path, "/accounts/") &&
-		!strings.HasPrefix(path, "/workshops/catalog") {
-		return route{}, false
-	}
-	clean := strings.TrimSuffix(path, "/")
-	slash := ""
-	if !strings.HasSuffix(path, "/") {
-		slash = path + "/"
-	}
-	switch clean {
-	case "/accounts/login":
-		return route{get: (*UI).loginPage, post: (*UI).login, slash: slash}, true
-	case "/accounts/logout":
-		return route{get: (*UI).logoutPage, post: (*UI).logout, slash: slash}, true
-	case "/accounts/signup", "/accounts/register":
-		return route{get: (*UI).signupPage, post: (*UI).signup, slash: slash}, true
-	case "/workshops/catalog":
-		return route{get: (*UI).catalog, post: (*UI).start, slash: slash}, true
-	case "/admin":
-		return route{get: (*UI).overview, slash: slash}, true
-	case "/admin/sessions":
-		return route{get: (*UI).sessionsPage, slash: slash}, true
-	case "/admin/users":
-		return route{get: (*UI).usersPage, slash: slash}, true
-	}
-	if rest, ok := strings.CutPrefix(clean, "/admin/sessions/"); ok {
-		name, action, _ := strings.Cut(rest, "/")
-		switch {
-		case !validName(name):
-		case action == "":
-			return route{get: (*UI).sessionPage, arg: name, slash: slash}, true
-		case action == "terminate":
-			return route{post: (*UI).terminate, arg: name}, true
-		case action == "extend":
-			return route{post: (*UI).extend, arg: name}, true
-		}
-	}
-	// The /admin/ and /accounts/ trees belong to the pages: anything else
-	// there is a page-styled 404, not a fall-through to the dashboards.
-	if strings.HasPrefix(path, "/admin/") || strings.HasPrefix(path, "/accounts/") {
-		return route{}, true
-	}
-	return route{}, false
-}
-
-// validName accepts the characters of session names, so a name never needs
-// escaping in the paths the pages build.
-func validName(s string) bool {
-	if s == "" || len(s) > 128 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 func (u *UI) serve(w http.ResponseWriter, r *http.Request, rt route) {

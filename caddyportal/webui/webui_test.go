@@ -29,14 +29,14 @@ func TestRoutesLeaveAPIAlone(t *testing.T) {
 		"/workshops/environment/demo-w01/request/", "/workshops/session/demo-w01-s001/activate/",
 		"/workshops/session/demo-w01-s001/", "/workshops/user/bob/sessions/", "/oauth2/token/",
 		"/workshops/environment/demo-w01/create/", "/favicon.ico", "/workshops/"} {
-		if h := p.ui.Handler(httptest.NewRequest("GET", path, nil)); h != nil {
+		if h := pageRoute(p.ui, httptest.NewRequest("GET", path, nil)); h != nil {
 			t.Errorf("webui claims %s", path)
 		}
 	}
 	for _, path := range []string{"/", "/accounts/login/", "/accounts/logout/", "/accounts/signup/",
 		"/workshops/catalog/", "/workshops/catalog", "/admin/", "/admin/sessions/", "/admin/sessions/demo-w01-s001/",
 		"/admin/users/", "/admin/nope/", "/accounts/nope"} {
-		if h := p.ui.Handler(httptest.NewRequest("GET", path, nil)); h == nil {
+		if h := pageRoute(p.ui, httptest.NewRequest("GET", path, nil)); h == nil {
 			t.Errorf("webui does not serve %s", path)
 		}
 	}
@@ -354,7 +354,7 @@ func TestSecureCookieOverTLS(t *testing.T) {
 	req := httptest.NewRequest("GET", "https://portal.example.com/accounts/login/", nil)
 	req.TLS = &tls.ConnectionState{}
 	w := httptest.NewRecorder()
-	p.ui.Handler(req).ServeHTTP(w, req)
+	pageRoute(p.ui, req).ServeHTTP(w, req)
 	cs := w.Result().Cookies()
 	if w.Code != http.StatusOK || len(cs) != 1 || !cs[0].Secure || !cs[0].HttpOnly || cs[0].SameSite != http.SameSiteLaxMode {
 		t.Fatalf("TLS login page: %d cookies %+v", w.Code, cs)
@@ -595,12 +595,12 @@ func TestRootLeftToHubOnSameHost(t *testing.T) {
 		{"portal.test:8080", "/admin/", true},
 	} {
 		r := httptest.NewRequest("GET", "http://"+c.host+c.path, nil)
-		if got := p.ui.Handler(r) != nil; got != c.want {
+		if got := pageRoute(p.ui, r) != nil; got != c.want {
 			t.Errorf("%s%s claimed by the pages = %v, want %v", c.host, c.path, got, c.want)
 		}
 	}
 	other := newPortal(t, portalConfig(config.RegistrationOneStep, hubIndex))
-	if other.ui.Handler(httptest.NewRequest("GET", "http://portal.test:8080/", nil)) == nil {
+	if pageRoute(other.ui, httptest.NewRequest("GET", "http://portal.test:8080/", nil)) == nil {
 		t.Error("with an index elsewhere the pages must serve `/`")
 	}
 }

@@ -1,4 +1,4 @@
-package caddyportal
+package gate
 
 import (
 	"bufio"

@@ -1,0 +1,282 @@
+package gate
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/caddyportal/caddyportal/caddyportal/loginlimit"
+	"github.com/caddyportal/caddyportal/caddyportal/metrics"
+	"github.com/caddyportal/caddyportal/caddyportal/redirects"
+	"github.com/caddyportal/caddyportal/caddyportal/routes"
+	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+)
+
+// Options configure a Gate. Service, Cookies and Proxy are required.
+type Options struct {
+	// Service holds the sessions the gate admits browsers to.
+	Service *sessions.Service
+	// Cookies issues and checks the per-session dashboard cookies.
+	Cookies *Cookies
+	// Origins tells the portal's own origin from dashboards' (path mode).
+	Origins Origins
+	// Proxy forwards admitted requests to their dashboards.
+	Proxy Proxy
+	// Streams ends open dashboard requests when their session ends; nil
+	// makes a private registry.
+	Streams *Streams
+	// Domain puts dashboards in host mode, at <session>.<Domain>; empty
+	// means path mode, under routes.SessionPrefix on the portal's host.
+	Domain string
+	// Index is where learners go when their session has no index URL.
+	Index string
+	// Anonymous enables the anonymous start link.
+	Anonymous bool
+	// Redirects checks the index_url a start link carries.
+	Redirects *redirects.Policy
+	// Creates limits anonymous starts per client address; nil means no limit.
+	Creates *loginlimit.Rate
+	// ClientIP is the address a request is counted against.
+	ClientIP func(*http.Request) string
+	// Metrics counts gate requests and WebSockets; nil counts nothing.
+	Metrics *metrics.Metrics
+	// Logger receives upstream failures and refusals; nil logs nothing.
+	Logger *zap.Logger
+}
+
+// Gate admits browsers to the dashboards of the sessions they hold and
+// forwards their requests (HTTP and WebSockets) through a Proxy. It serves
+// host mode (a host per session), path mode (a path prefix per session),
+// the one-time host-mode tickets, the delete link, the anonymous start
+// link and the on-demand TLS ask.
+type Gate struct {
+	o        Options
+	svc      *sessions.Service
+	log      *zap.Logger
+	metrics  *metrics.Metrics
+	activity *activity
+	streams  *Streams
+	// suffix is "."+Domain in lower case, for host-mode matching.
+	suffix string
+}
+
+// New returns a gate. Call Run to record WebSocket activity.
+func New(o Options) (*Gate, error) {
+	if o.Service == nil || o.Cookies == nil || o.Proxy == nil {
+		return nil, errors.New("gate: service, cookies and proxy are required")
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.Streams == nil {
+		o.Streams = NewStreams(o.Service.Now)
+	}
+	if o.ClientIP == nil {
+		o.ClientIP = remoteIP
+	}
+	g := &Gate{o: o, svc: o.Service, log: o.Logger, metrics: o.Metrics, streams: o.Streams,
+		activity: newActivity(o.Service)}
+	if o.Domain != "" {
+		g.suffix = "." + strings.ToLower(o.Domain)
+	}
+	return g, nil
+}
+
+// HostMode reports whether each session has a host of its own.
+func (g *Gate) HostMode() bool { return g.o.Domain != "" }
+
+// SessionHost returns the session named by a host-mode request's Host, or "".
+func (g *Gate) SessionHost(r *http.Request) string {
+	if g.suffix == "" {
+		return ""
+	}
+	host := r.Host
+	if hh, _, err := net.SplitHostPort(host); err == nil {
+		host = hh
+	}
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	name, ok := strings.CutSuffix(host, g.suffix)
+	if !ok || name == "" || strings.Contains(name, ".") {
+		return ""
+	}
+	return name
+}
+
+// ServeSessionHost serves a host-mode session host: the ticket hand-off,
+// the delete link and the dashboard itself.
+func (g *Gate) ServeSessionHost(w http.ResponseWriter, r *http.Request, name string) {
+	if ticket := r.URL.Query().Get(ticketParam); ticket != "" {
+		g.exchangeTicket(w, r, name, ticket)
+		return
+	}
+	if err := CheckSessionHost(r); err != nil {
+		g.metrics.GateRequest("", http.StatusForbidden)
+		g.refuseInitiator(w, r, err, false)
+		return
+	}
+	if p := r.URL.Path; p == routes.DeletePath(name) || p == strings.TrimSuffix(routes.DeletePath(name), "/") {
+		g.ServeDelete(w, r, name)
+		return
+	}
+	sess, user := g.admit(w, r, name)
+	if sess == nil {
+		return
+	}
+	g.forward(w, r, sess, user)
+}
+
+// servePath serves a request under routes.SessionPrefix for session
+// name; tail is the escaped path after "<name>" (empty or starting with
+// "/"). In host mode only the delete link is served on the portal host.
+func (g *Gate) servePath(w http.ResponseWriter, r *http.Request, name, tail string) {
+	if g.HostMode() {
+		g.ServeDelete(w, r, name)
+		return
+	}
+	if err := g.o.Origins.CheckPathDashboard(r, name); err != nil {
+		g.metrics.GateRequest("", http.StatusForbidden)
+		g.refuseInitiator(w, r, err, false)
+		return
+	}
+	switch {
+	case isDelete(tail):
+		g.ServeDelete(w, r, name)
+	case tail == "":
+		http.Redirect(w, r, routes.SessionPath(name), http.StatusFound)
+	default:
+		g.serveDashboard(w, r, name, tail)
+	}
+}
+
+// admit applies the gate rules to a dashboard request for session name and
+// returns the session and its user, or writes the refusal and returns nil.
+// Refusals are counted as gate requests without an environment: the
+// session name came from the client and must not create label values.
+func (g *Gate) admit(w http.ResponseWriter, r *http.Request, name string) (sess *sessions.Session, user string) {
+	rec := newStatusRecorder(w)
+	w = rec
+	defer func() {
+		if sess == nil {
+			g.metrics.GateRequest("", rec.Status(nil))
+		}
+	}()
+	sess, err := g.svc.GetCached(r.Context(), name)
+	if err != nil && !errors.Is(err, sessions.ErrSessionNotFound) {
+		g.log.Warn("gate: loading session", zap.String("session", name), zap.Error(err))
+		page(w, http.StatusServiceUnavailable, "Portal unavailable", "The portal cannot check this session right now. Try again in a moment.")
+		return nil, ""
+	}
+	if err != nil {
+		sess = nil
+	}
+	// Only a browser that held the session learns how it ended and where
+	// its index is (the stored index_url, query included, is the
+	// requester's); every other browser gets one answer whether the
+	// session is live, ended or unknown, so names cannot be probed.
+	user, cerr := g.o.Cookies.Verify(r, name, g.svc.Now())
+	if cerr != nil || sess != nil && user != sess.Owner {
+		page(w, http.StatusForbidden, "Not signed in to this session",
+			"This browser is not signed in to this workshop session. Open the workshop from the link your training portal gave you.")
+		return nil, ""
+	}
+	if sess == nil {
+		// Held once, since purged.
+		notify(w, r, g.o.Index, "session-invalid", http.StatusNotFound, "Unknown session",
+			"This workshop session does not exist (it may have ended long ago).")
+		return nil, ""
+	}
+	if sess.State.Ending() {
+		notify(w, r, g.indexOf(sess), "session-deleted", http.StatusGone, "Session ended",
+			"This workshop session has ended.")
+		return nil, ""
+	}
+	return sess, user
+}
+
+// serveDashboard proxies a path-mode dashboard request to the session's
+// upstream, with the /workshops/session/<name> prefix stripped.
+func (g *Gate) serveDashboard(w http.ResponseWriter, r *http.Request, name, rest string) {
+	sess, user := g.admit(w, r, name)
+	if sess == nil {
+		return
+	}
+	path, err := url.PathUnescape(rest)
+	if err != nil {
+		g.metrics.GateRequest(sess.Environment, http.StatusBadRequest)
+		page(w, http.StatusBadRequest, "Bad request", "The request path is not valid.")
+		return
+	}
+	r.URL.Path, r.URL.RawPath = path, rest
+	g.forward(w, r, sess, user)
+}
+
+// forward proxies an admitted request to the session's upstream.
+func (g *Gate) forward(w http.ResponseWriter, r *http.Request, sess *sessions.Session, user string) {
+	StripIdentity(r.Header, g.o.Cookies.Name(""), sess.Name, user)
+	if !g.HostMode() {
+		// Set after stripping: a client's own X-Forwarded-Prefix is gone.
+		r.Header.Set("X-Forwarded-Prefix", routes.SessionPrefix+sess.Name)
+	}
+	stripTrailers(r)
+	// The recorder sits under the stream observer: the proxy's writes and
+	// hijack pass through both (each unwraps to the next).
+	rec := newStatusRecorder(w)
+	w = rec
+	w = g.filterResponse(w, r, sess.Name)
+	if isStream(r) {
+		g.metrics.WebSocketOpened(sess.Environment)
+		defer g.metrics.WebSocketClosed(sess.Environment)
+		use, done := g.activity.stream(sess.Name)
+		defer done()
+		w = observeStream(w, r, use)
+	} else {
+		g.activity.request(sess.Name)
+	}
+	// The gate's checks above ran once; the registry ends the request
+	// later if its session ends while it is open (a WebSocket, a stream).
+	w, r, untrack := g.track(w, r, sess)
+	defer untrack()
+	err := g.o.Proxy.Forward(w, r, sess.Upstream)
+	status := rec.Status(err)
+	switch {
+	case err == nil:
+	case status >= 502 && status <= 504:
+		g.log.Warn("gate: dashboard upstream failed", zap.String("session", sess.Name),
+			zap.String("upstream", sess.Upstream), zap.Error(err))
+		page(w, http.StatusBadGateway, "Dashboard not reachable",
+			"The workshop dashboard is not answering right now. Wait a moment and reload the page.")
+		status = rec.Status(nil)
+	default:
+		// The browser went away or the session ended mid-request: answer
+		// the status the proxy chose if nothing was sent yet.
+		g.log.Debug("gate: dashboard request ended", zap.String("session", sess.Name), zap.Int("status", status), zap.Error(err))
+		if !rec.Sent() {
+			w.WriteHeader(status)
+		}
+	}
+	g.metrics.GateRequest(sess.Environment, status)
+}
+
+func (g *Gate) indexOf(sess *sessions.Session) string {
+	if sess != nil && sess.IndexURL != "" {
+		return sess.IndexURL
+	}
+	return g.o.Index
+}
+
+// remoteIP is the client address when no ClientIP func is given.
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// Run turns WebSocket traffic into session activity until ctx ends.
+func (g *Gate) Run(ctx context.Context) { g.activity.run(ctx) }

@@ -1,0 +1,188 @@
+package gate
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/caddyportal/caddyportal/caddyportal/routes"
+	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+	"github.com/caddyportal/caddyportal/caddyportal/tokens"
+)
+
+// stdProxy is a Proxy over the standard library's reverse proxy: the gate
+// needs nothing of Caddy's.
+type stdProxy struct{}
+
+func (stdProxy) Forward(w http.ResponseWriter, r *http.Request, upstream string) error {
+	var perr error
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(&url.URL{Scheme: "http", Host: upstream})
+			pr.Out.Host = pr.In.Host
+		},
+	}
+	rp.ErrorHandler = func(_ http.ResponseWriter, _ *http.Request, err error) {
+		perr = &ProxyError{Status: http.StatusBadGateway, Err: err}
+	}
+	rp.ServeHTTP(w, r)
+	return perr
+}
+
+// gateSetup returns a path-mode gate over a service whose activated
+// session's dashboard is upstream, and a server running the gate as the
+// portal routes it.
+func gateSetup(t *testing.T, upstream string) (*Gate, *sessions.Service, string, *httptest.Server) {
+	t.Helper()
+	svc, _, name := activitySetup(t)
+	signer, err := tokens.NewSigner(tokens.DeriveKey([]byte("0123456789abcdef0123456789abcdef"), "cookies"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := New(Options{Service: svc, Cookies: NewCookies(signer, "portal-act-"), Proxy: upstreamOf{stdProxy{}, upstream}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m, ok := routes.Match(r)
+		if h := g.Handler(m); ok && h != nil {
+			h.ServeHTTP(w, r)
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return g, svc, name, srv
+}
+
+// upstreamOf sends every request to one address: the test session's
+// stored upstream is a pool address, the test's dashboard another.
+type upstreamOf struct {
+	p    Proxy
+	addr string
+}
+
+func (u upstreamOf) Forward(w http.ResponseWriter, r *http.Request, _ string) error {
+	return u.p.Forward(w, r, u.addr)
+}
+
+// TestGateAdmitsTheHolderOnly drives the gate with httptest alone: the
+// session's browser reaches its dashboard with the prefix stripped and its
+// identity claims replaced; a browser without the cookie, or after the
+// session ended, does not.
+func TestGateAdmitsTheHolderOnly(t *testing.T) {
+	seen := make(chan *http.Request, 4)
+	dash := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen <- r
+		http.SetCookie(w, &http.Cookie{Name: "portal-act-other", Value: "x", Path: "/"})
+		io.WriteString(w, "dashboard")
+	}))
+	t.Cleanup(dash.Close)
+	g, svc, name, srv := gateSetup(t, strings.TrimPrefix(dash.URL, "http://"))
+	sess, err := svc.Get(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	entry, err := g.Activated(rec, httptest.NewRequest("GET", "/", nil), sess)
+	if err != nil || entry != routes.SessionPath(name) {
+		t.Fatalf("Activated = %q, %v", entry, err)
+	}
+	cookie := rec.Result().Cookies()[0]
+
+	get := func(path string, withCookie bool) *http.Response {
+		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		req.Header.Set("X-Remote-User", "mallory")
+		if withCookie {
+			req.AddCookie(cookie)
+		}
+		res, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { res.Body.Close() })
+		return res
+	}
+	res := get(routes.SessionPath(name)+"files/a%2Fb?x=1", true)
+	body, _ := io.ReadAll(res.Body)
+	if res.StatusCode != 200 || string(body) != "dashboard" {
+		t.Fatalf("holder: %d %q", res.StatusCode, body)
+	}
+	up := <-seen
+	if up.URL.EscapedPath() != "/files/a%2Fb" || up.URL.RawQuery != "x=1" {
+		t.Errorf("dashboard got path %q query %q", up.URL.EscapedPath(), up.URL.RawQuery)
+	}
+	if got := up.Header.Get("X-Forwarded-Prefix"); got != routes.SessionPrefix+name {
+		t.Errorf("X-Forwarded-Prefix = %q", got)
+	}
+	if up.Header.Get("X-Remote-User") == "mallory" || strings.Contains(up.Header.Get("Cookie"), "portal-act-") {
+		t.Errorf("identity claims or the gate cookie reached the dashboard: %v", up.Header)
+	}
+	if sc := res.Header.Values("Set-Cookie"); len(sc) != 0 {
+		t.Errorf("the dashboard set a portal cookie through the gate: %q", sc)
+	}
+
+	if res := get(routes.SessionPath(name), false); res.StatusCode != http.StatusForbidden {
+		t.Errorf("no cookie: %d, want 403", res.StatusCode)
+	}
+	if res := get(routes.SessionPrefix+name, true); res.StatusCode != http.StatusFound ||
+		res.Header.Get("Location") != routes.SessionPath(name) {
+		t.Errorf("entry without slash: %d to %q", res.StatusCode, res.Header.Get("Location"))
+	}
+	if _, err := svc.Terminate(context.Background(), name, "deleted"); err != nil {
+		t.Fatal(err)
+	}
+	if res := get(routes.SessionPath(name), true); res.StatusCode != http.StatusGone {
+		t.Errorf("after the session ended: %d, want 410", res.StatusCode)
+	}
+	select {
+	case r := <-seen:
+		t.Errorf("a refused request reached the dashboard: %s", r.URL)
+	default:
+	}
+}
+
+// TestGateDashboardDown: a dashboard that refuses connections gets the
+// browser a 502 page, not the proxy's error.
+func TestGateDashboardDown(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	g, svc, name, srv := gateSetup(t, addr)
+	sess, _ := svc.Get(context.Background(), name)
+	rec := httptest.NewRecorder()
+	if _, err := g.Activated(rec, httptest.NewRequest("GET", "/", nil), sess); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("GET", srv.URL+routes.SessionPath(name), nil)
+	req.AddCookie(rec.Result().Cookies()[0])
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "Dashboard not reachable") {
+		t.Fatalf("dashboard down: %d %q", res.StatusCode, body)
+	}
+}
+
+// TestErrorStatus: a Proxy's error stands for its own status, else 500.
+func TestErrorStatus(t *testing.T) {
+	if got := errorStatus(&ProxyError{Status: 504, Err: errors.New("slow")}); got != 504 {
+		t.Errorf("ProxyError 504 -> %d", got)
+	}
+	if got := errorStatus(errors.New("boom")); got != 500 {
+		t.Errorf("plain error -> %d", got)
+	}
+}

@@ -1,0 +1,78 @@
+package gate
+
+import (
+	"encoding/json"
+	"html/template"
+	"net/http"
+
+	"go.uber.org/zap"
+
+	"github.com/caddyportal/caddyportal/caddyportal/redirects"
+)
+
+// notify redirects to target with a notification, or shows a page when
+// there is nowhere to go.
+func notify(w http.ResponseWriter, r *http.Request, target, note string, status int, title, msg string) {
+	if target == "" {
+		page(w, status, title, msg)
+		return
+	}
+	http.Redirect(w, r, redirects.WithNotification(target, note), http.StatusFound)
+}
+
+var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{.Title}}</title>
+<style>body{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}
+h1{font-size:1.4rem}p{line-height:1.5}.code{color:#888}</style></head>
+<body><h1>{{.Title}}</h1><p>{{.Message}}</p><p class="code">HTTP {{.Status}}</p></body></html>
+`))
+
+// jsonRefusal answers a request that is not a browser navigation (a HEAD or
+// POST to a start link, a dashboard page's call to the REST API) with the
+// REST API's {"error": ...} body.
+func jsonRefusal(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}
+
+// page writes a small, clear HTML page for browser-facing refusals.
+func page(w http.ResponseWriter, status int, title, msg string) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = pageTmpl.Execute(w, struct {
+		Title, Message string
+		Status         int
+	}{title, msg, status})
+}
+
+// refuseInitiator answers a request that the page which made it may not
+// make (see Origins): a JSON error for the REST API, a page otherwise.
+func (g *Gate) refuseInitiator(w http.ResponseWriter, r *http.Request, err error, api bool) {
+	g.log.Debug("gate: refused a request by the page that made it", zap.String("path", r.URL.Path),
+		zap.String("referer", r.Header.Get("Referer")), zap.String("origin", r.Header.Get("Origin")),
+		zap.String("sec_fetch_site", r.Header.Get("Sec-Fetch-Site")), zap.Error(err))
+	const msg = "This request was made by a page that may not make it: another workshop dashboard cannot reach this address."
+	if api {
+		jsonRefusal(w, http.StatusForbidden, "Request made by a workshop dashboard page is not permitted")
+		return
+	}
+	page(w, http.StatusForbidden, "Request refused", msg)
+}
+
+// RefusePortal refuses, in path mode, a request for the portal's pages or
+// API made in the background by a dashboard page (Origins.CheckPortal) and
+// reports whether it did. api selects the REST API's JSON refusal.
+func (g *Gate) RefusePortal(w http.ResponseWriter, r *http.Request, api bool) bool {
+	if g.HostMode() {
+		return false
+	}
+	if err := g.o.Origins.CheckPortal(r); err != nil {
+		g.refuseInitiator(w, r, err, api)
+		return true
+	}
+	return false
+}

@@ -1,0 +1,86 @@
+package gate
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/caddyportal/caddyportal/caddyportal/routes"
+	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+	"github.com/caddyportal/caddyportal/caddyportal/tokens"
+)
+
+// ticketParam carries the host-mode hand-off ticket.
+const ticketParam = "portal_ticket"
+
+// exchangeTicket turns a one-time hand-off ticket into the session host's
+// own cookie and redirects to the same URL without the ticket.
+func (g *Gate) exchangeTicket(w http.ResponseWriter, r *http.Request, name, ticket string) {
+	now := g.svc.Now()
+	user, nonce, err := g.o.Cookies.VerifyTicket(ticket, name, now)
+	if err == nil {
+		var first bool
+		first, err = g.svc.UseOnce(r.Context(), "ticket:"+nonce, now.Add(TicketTTL))
+		if err == nil && !first {
+			err = errors.New("ticket already used")
+		}
+	}
+	if err != nil {
+		page(w, http.StatusForbidden, "Link expired",
+			"This sign-in link is invalid, expired or already used. Open the workshop again from your training portal.")
+		return
+	}
+	http.SetCookie(w, g.o.Cookies.Issue(name, user, "/", r.TLS != nil, now))
+	// One leading slash only: a path like //evil.example/ would make the
+	// Location protocol-relative, an open redirect off the session host.
+	target := "/" + strings.TrimLeft(r.URL.EscapedPath(), "/")
+	q := r.URL.Query()
+	q.Del(ticketParam)
+	if len(q) > 0 {
+		target += "?" + q.Encode()
+	}
+	http.Redirect(w, r, target, http.StatusFound)
+}
+
+// Activated issues the session's dashboard credentials after a successful
+// activation and returns where the browser goes: the path-mode dashboard
+// with a fresh cookie, or the session host with a one-time ticket.
+func (g *Gate) Activated(w http.ResponseWriter, r *http.Request, sess *sessions.Session) (string, error) {
+	now := g.svc.Now()
+	if !g.HostMode() {
+		entry := routes.SessionPath(sess.Name)
+		http.SetCookie(w, g.o.Cookies.Issue(sess.Name, sess.Owner, entry, r.TLS != nil, now))
+		return entry, nil
+	}
+	nonce, err := tokens.New()
+	if err != nil {
+		return "", err
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	host := sess.Name + "." + g.o.Domain
+	if _, port, err := net.SplitHostPort(r.Host); err == nil {
+		host = net.JoinHostPort(host, port)
+	}
+	q := url.Values{ticketParam: {g.o.Cookies.IssueTicket(sess.Name, sess.Owner, nonce, now)}}
+	return scheme + "://" + host + "/?" + q.Encode(), nil
+}
+
+// ServeAsk answers Caddy's on_demand_tls `ask`: 200 only for the host of a
+// live session in host mode.
+func (g *Gate) ServeAsk(w http.ResponseWriter, r *http.Request) {
+	domain := r.URL.Query().Get("domain")
+	req := &http.Request{Host: domain}
+	name := g.SessionHost(req)
+	if name != "" {
+		if sess, err := g.svc.Get(r.Context(), name); err == nil && !sess.State.Ending() {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+	}
+	http.Error(w, "not a live session host", http.StatusNotFound)
+}

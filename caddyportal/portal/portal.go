@@ -1,0 +1,263 @@
+// Package portal assembles a workshop training portal from its parts (the
+// session service, OAuth2 issuer, REST API, web pages, gate, health probes
+// and analytics webhooks) from plain arguments, owns their shutdown order,
+// and routes requests to them through the one route table (package
+// routes). It does not import Caddy: the Caddy glue hands it a store, the
+// process's metrics and a Proxy over Caddy's reverse_proxy, and calls
+// Route for each request.
+package portal
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddyportal/caddyportal/caddyportal/api"
+	"github.com/caddyportal/caddyportal/caddyportal/config"
+	"github.com/caddyportal/caddyportal/caddyportal/gate"
+	"github.com/caddyportal/caddyportal/caddyportal/health"
+	"github.com/caddyportal/caddyportal/caddyportal/loginlimit"
+	"github.com/caddyportal/caddyportal/caddyportal/metrics"
+	"github.com/caddyportal/caddyportal/caddyportal/oauth"
+	"github.com/caddyportal/caddyportal/caddyportal/redirects"
+	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+	"github.com/caddyportal/caddyportal/caddyportal/store"
+	"github.com/caddyportal/caddyportal/caddyportal/tokens"
+	"github.com/caddyportal/caddyportal/caddyportal/webhooks"
+	"github.com/caddyportal/caddyportal/caddyportal/webui"
+)
+
+// webhookCloseTimeout bounds how long a closed portal keeps delivering the
+// analytics events it had queued (after a reload or stop). It runs in the
+// background, so a hanging receiver never delays the reload itself.
+const webhookCloseTimeout = 10 * time.Second
+
+// Deps are what the host program provides besides config and store.
+type Deps struct {
+	// Proxy forwards admitted dashboard requests. Required.
+	Proxy gate.Proxy
+	// Logger; default no-op.
+	Logger *zap.Logger
+	// Metrics are the process's collectors; nil counts nothing.
+	Metrics *metrics.Metrics
+	// Streams is the registry of open dashboard requests. It must outlive
+	// a config reload (the old config's WebSockets stay open), so the host
+	// keeps it per portal; nil makes one of this portal's own.
+	Streams *gate.Streams
+	// ClientIP is the address limits count a request against (honouring
+	// trusted proxies); default: the host of r.RemoteAddr.
+	ClientIP func(*http.Request) string
+	// AdminListeners are addresses webhooks may never reach (the host's
+	// admin endpoint).
+	AdminListeners []string
+	// HealthPaused holds dashboard probes until ResumeHealth, for hosts
+	// whose dashboards listen only once the portal is set up.
+	HealthPaused bool
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// ReconcileInterval overrides the service's reconcile period (tests).
+	ReconcileInterval time.Duration
+}
+
+// Portal is one running training portal.
+type Portal struct {
+	cfg      config.Portal
+	log      *zap.Logger
+	metrics  *metrics.Metrics
+	svc      *sessions.Service
+	api      *api.API
+	ui       *webui.UI
+	gate     *gate.Gate
+	health   *health.Checker
+	webhooks *webhooks.Dispatcher
+	uid      string
+	// stop ends the background loops New started.
+	stop         context.CancelFunc
+	releaseGauge func()
+}
+
+// New starts a portal for cfg (defaults applied and validated here) on
+// st. ctx bounds the start-up only; Close stops the portal. On error,
+// everything started so far is stopped.
+func New(ctx context.Context, cfg config.Portal, st store.Store, d Deps) (_ *Portal, err error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if d.Proxy == nil {
+		return nil, fmt.Errorf("portal %s: no dashboard proxy", cfg.Name)
+	}
+	if d.Logger == nil {
+		d.Logger = zap.NewNop()
+	}
+	if d.Streams == nil {
+		d.Streams = gate.NewStreams(d.Now)
+	}
+	p := &Portal{cfg: cfg, log: d.Logger, metrics: d.Metrics}
+	defer func() {
+		if err != nil {
+			p.Close()
+		}
+	}()
+	// Sessions' own analytics URLs come from REST callers: they may reach
+	// only what the operator allows, and never the host's admin endpoint.
+	guard, err := webhooks.NewGuard(cfg.AnalyticsAllow, d.AdminListeners)
+	if err != nil {
+		return nil, fmt.Errorf("analytics_allow: %w", err)
+	}
+	p.webhooks, err = webhooks.New(webhooks.Options{
+		Guard:    guard,
+		URL:      cfg.Analytics,
+		Portal:   webhooks.Portal{Name: cfg.Name, URL: cfg.URL},
+		Hold:     true,
+		Logger:   d.Logger.Named("analytics"),
+		OnResult: d.Metrics.WebhookDelivery,
+		OnDrop:   d.Metrics.WebhookDropped,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("analytics: %w", err)
+	}
+	// The service allocates only to healthy dashboards, and the probes
+	// read their targets from the service: the checker starts first and
+	// finds the service through svcRef once it exists.
+	svcRef := new(atomic.Pointer[sessions.Service])
+	p.health = health.Start(health.Options{
+		Targets:  func() []health.Target { return healthTargets(svcRef.Load()) },
+		OnResult: func(t health.Target, ok bool) { p.upstreamHealth(svcRef.Load(), t, ok) },
+		Logger:   d.Logger.Named("health"),
+		Paused:   d.HealthPaused,
+	})
+	p.svc, err = sessions.New(ctx, st, cfg, sessions.Options{Logger: d.Logger, Now: d.Now,
+		ReconcileInterval: d.ReconcileInterval, OnEvent: p.onEvent,
+		OnEnd: d.Streams.End, OnChange: d.Streams.Changed, Healthy: p.health.Healthy,
+		OnRequestFailed: d.Metrics.AllocationFailed})
+	if err != nil {
+		return nil, err
+	}
+	d.Streams.SetCheck(gate.CheckSessions(p.svc))
+	svcRef.Store(p.svc)
+	p.health.Refresh() // probe the pools now, not at the next tick
+	secret, err := p.svc.Secret(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading secret: %w", err)
+	}
+	if err := p.assemble(secret, st, guard, d); err != nil {
+		return nil, err
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	p.stop = stop
+	go p.gate.Run(runCtx)
+	// The dispatcher held the events emitted since the service started
+	// until it knows the portal's uid, which comes from the store.
+	p.webhooks.SetPortal(webhooks.Portal{Name: cfg.Name, UID: p.uid, URL: cfg.URL})
+	p.releaseGauge = d.Metrics.SetSessionsSource(metrics.ServiceSessions(p.svc))
+	return p, nil
+}
+
+// assemble builds the faces (gate, pages, REST API) over the running
+// service. Every key they use derives from the portal's stored secret.
+func (p *Portal) assemble(secret []byte, st store.Store, guard *webhooks.Guard, d Deps) error {
+	cfg := p.cfg
+	signer, err := tokens.NewSigner(tokens.DeriveKey(secret, "cookies"))
+	if err != nil {
+		return err
+	}
+	// The pages' cookies share the gate's prefix so the gate strips them
+	// from requests it proxies to dashboards.
+	cookiePrefix := "portal-" + cfg.Name + "-"
+	policy, err := redirects.NewPolicy(append([]string{cfg.URL, cfg.Index}, cfg.Redirects...)...)
+	if err != nil {
+		return fmt.Errorf("redirects: %w", err)
+	}
+	// Failed logins count for both doors, the REST API's token endpoint
+	// and the web login, so guesses at one count at the other.
+	logins := loginlimit.New(p.svc.Now)
+	domain := ""
+	if cfg.Dashboards.Mode == config.DashboardsHost {
+		domain = cfg.Dashboards.Domain
+	}
+	p.gate, err = gate.New(gate.Options{Service: p.svc, Cookies: gate.NewCookies(signer, cookiePrefix),
+		Origins: gate.NewOrigins(cfg.URL), Proxy: d.Proxy, Streams: d.Streams, Domain: domain,
+		Index: cfg.Index, Anonymous: cfg.Registration == config.RegistrationAnonymous,
+		Redirects: policy, Creates: loginlimit.NewRate(p.svc.Now, gate.CreateBurst, gate.CreateEvery),
+		ClientIP: d.ClientIP, Metrics: d.Metrics, Logger: d.Logger})
+	if err != nil {
+		return err
+	}
+	p.ui, err = webui.New(webui.Options{Service: p.svc, Key: tokens.DeriveKey(secret, "webui"),
+		CookiePrefix: cookiePrefix, Redirects: policy, Logger: d.Logger, ClientIP: d.ClientIP,
+		Logins: logins, Health: p.health.Statuses})
+	if err != nil {
+		return err
+	}
+	p.uid = uidOf(secret)
+	// Tokens are bound to the robot's and the admin's passwords: a reload
+	// that changes one ends the tokens issued under it.
+	issuer := oauth.NewIssuer(st, cfg.Tokens.Access.D(), cfg.Tokens.Refresh.D(), nil,
+		oauth.BindTo(api.Credentials(cfg, tokens.DeriveKey(secret, "oauth-bind"))))
+	p.api = api.New(api.Options{
+		Service:           p.svc,
+		Issuer:            issuer,
+		Redirects:         policy,
+		Logger:            d.Logger,
+		ClientIP:          d.ClientIP,
+		Logins:            logins,
+		OnActivate:        p.gate.Activated,
+		PortalUID:         p.uid,
+		OnToken:           d.Metrics.TokenGrant,
+		CheckAnalyticsURL: guard.CheckURL,
+	})
+	return nil
+}
+
+// uidOf derives the portal's uid (shown in the catalog, sent with
+// webhooks) from its secret: stable across restarts and replicas.
+func uidOf(secret []byte) string {
+	u := tokens.DeriveKey(secret, "uid")
+	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
+}
+
+// onEvent receives every committed state change of the service. Both
+// calls only count and queue: the service calls it on the request path.
+func (p *Portal) onEvent(ev sessions.Event) {
+	p.metrics.ObserveEvent(ev)
+	p.webhooks.Send(ev, ev.AnalyticsURL)
+}
+
+// Service is the portal's session service (for the admin API).
+func (p *Portal) Service() *sessions.Service { return p.svc }
+
+// UID is the portal's uid.
+func (p *Portal) UID() string { return p.uid }
+
+// ResumeHealth starts dashboard probes held by Deps.HealthPaused. It is
+// cheap after the first call.
+func (p *Portal) ResumeHealth() { p.health.Resume() }
+
+// Close stops the portal: the service first (nothing more is queued),
+// then the probes and activity, then the webhooks deliver what is left in
+// the background for a bounded time. It copes with a New that failed
+// part-way.
+func (p *Portal) Close() {
+	if p.releaseGauge != nil {
+		p.releaseGauge()
+	}
+	if p.svc != nil {
+		p.svc.Close()
+	}
+	p.health.Close()
+	if p.stop != nil {
+		p.stop()
+	}
+	if d := p.webhooks; d != nil {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), webhookCloseTimeout)
+			defer cancel()
+			_ = d.Close(ctx)
+		}()
+	}
+}

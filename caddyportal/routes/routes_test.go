@@ -1,0 +1,103 @@
+package routes
+
+import (
+	"net/http/httptest"
+	"testing"
+)
+
+// TestMatch names the route of each path the portal answers, with the
+// normalisation the REST API's clients rely on.
+func TestMatch(t *testing.T) {
+	for _, c := range []struct {
+		path string
+		want Route
+		ok   bool
+	}{
+		{"/oauth2/token/", Route{ID: Token}, true},
+		{"/oauth2/token", Route{ID: Token}, true},
+		{"//oauth2/revoke-token/", Route{ID: RevokeToken}, true},
+		{"/workshops/catalog/environments/", Route{ID: CatalogEnvironments}, true},
+		{"///workshops/catalog/workshops", Route{ID: CatalogWorkshops}, true},
+		{"/workshops/environment/lab-w01/request/", Route{ID: EnvironmentRequest, Arg: "lab-w01"}, true},
+		{"/workshops/environment/lab-w01/status", Route{ID: EnvironmentStatus, Arg: "lab-w01"}, true},
+		{"/workshops/session/s1/activate/", Route{ID: SessionActivate, Arg: "s1"}, true},
+		{"/workshops/session/s1/%61ctivate/", Route{ID: SessionActivate, Arg: "s1"}, true},
+		{"/session/s1/schedule/", Route{ID: SessionSchedule, Arg: "s1"}, true},
+		{"/session/s1/extend", Route{ID: SessionExtend, Arg: "s1"}, true},
+		{"/workshops/session/s1/terminate/", Route{ID: SessionTerminate, Arg: "s1"}, true},
+		{"/workshops/session/s1/authorize/", Route{ID: SessionAuthorize, Arg: "s1"}, true},
+		{"/workshops/user/b%40o%2Fb/sessions/", Route{ID: UserSessions, Arg: "b@o/b"}, true},
+		{"/", Route{ID: Index}, true},
+		{"/accounts/login/", Route{ID: Login}, true},
+		{"/accounts/login", Route{ID: Login, Slash: "/accounts/login/"}, true},
+		{"/accounts/register/", Route{ID: Signup}, true},
+		{"/accounts/signup/", Route{ID: Signup}, true},
+		{"/accounts/logout/", Route{ID: Logout}, true},
+		{"/accounts/nope", Route{ID: PageNotFound}, true},
+		{"/workshops/catalog", Route{ID: Catalog, Slash: "/workshops/catalog/"}, true},
+		{"/workshops/catalog/x/", Route{}, false},
+		{"/admin", Route{ID: AdminOverview, Slash: "/admin/"}, true},
+		{"/adminx/", Route{}, false},
+		{"/admin/sessions/", Route{ID: AdminSessions}, true},
+		{"/admin/users/", Route{ID: AdminUsers}, true},
+		{"/admin/sessions/s1/", Route{ID: AdminSession, Arg: "s1"}, true},
+		{"/admin/sessions/S1/", Route{ID: PageNotFound}, true},
+		{"/admin/sessions/s1/terminate/", Route{ID: AdminTerminate, Arg: "s1"}, true},
+		{"/admin/sessions/s1/extend", Route{ID: AdminExtend, Arg: "s1"}, true},
+		{"/admin/sessions/s1/extend/x/", Route{ID: PageNotFound}, true},
+		{"/workshops/tls/ask", Route{ID: TLSAsk}, true},
+		{"/workshops/environment/lab-w01/create/", Route{ID: EnvironmentCreate, Arg: "lab-w01"}, true},
+		{"/workshops/session/s1", Route{ID: SessionDashboard, Arg: "s1"}, true},
+		{"/workshops/session/s1/", Route{ID: SessionDashboard, Arg: "s1", Tail: "/"}, true},
+		{"/workshops/session/s1/a%2Fb/c?x", Route{ID: SessionDashboard, Arg: "s1", Tail: "/a%2Fb/c"}, true},
+		{"//workshops/session/s1/delete/", Route{ID: SessionDashboard, Arg: "s1", Tail: "/delete/"}, true},
+		{"/workshops/session/s1/activate/x", Route{ID: SessionDashboard, Arg: "s1", Tail: "/activate/x"}, true},
+		{"/workshops/session/", Route{}, false},
+		{"/workshops/", Route{}, false},
+		{"/favicon.ico", Route{}, false},
+	} {
+		got, ok := Match(httptest.NewRequest("GET", "http://portal.test"+c.path, nil))
+		if ok != c.ok || got != c.want {
+			t.Errorf("Match(%q) = %+v, %v; want %+v, %v", c.path, got, ok, c.want, c.ok)
+		}
+	}
+}
+
+// TestFaces: each route goes to one part of the portal.
+func TestFaces(t *testing.T) {
+	for id, want := range map[ID]Face{None: NoFace, Token: API, UserSessions: API, Index: Pages,
+		PageNotFound: Pages, TLSAsk: Gate, SessionDashboard: Gate} {
+		if got := id.Face(); got != want {
+			t.Errorf("%d.Face() = %d, want %d", id, got, want)
+		}
+	}
+}
+
+// TestMatchDashboardAllocatesNothing: every proxied dashboard request is
+// matched, so matching it must not allocate.
+func TestMatchDashboardAllocatesNothing(t *testing.T) {
+	r := httptest.NewRequest("GET", "http://portal.test/workshops/session/lab-w01-s001/static/app.js", nil)
+	if n := testing.AllocsPerRun(100, func() {
+		if m, ok := Match(r); !ok || m.ID != SessionDashboard {
+			t.Fatal("not a dashboard route")
+		}
+		if _, ok := MatchSession(r); !ok {
+			t.Fatal("not a session path")
+		}
+	}); n != 0 {
+		t.Errorf("matching a dashboard path allocates %v times", n)
+	}
+}
+
+// TestPaths: the links the portal builds are the paths it matches.
+func TestPaths(t *testing.T) {
+	for path, want := range map[string]ID{ActivatePath("s1"): SessionActivate, DeletePath("s1"): SessionDashboard,
+		SessionPath("s1"): SessionDashboard, CreatePath("e1"): EnvironmentCreate, CatalogPath: Catalog,
+		LoginPath: Login, LogoutPath: Logout, SignupPath: Signup, AdminPath: AdminOverview,
+		AdminSessionsPath: AdminSessions, AdminUsersPath: AdminUsers, AdminSessionPath("s1"): AdminSession,
+		TLSAskPath: TLSAsk} {
+		if m, ok := Match(httptest.NewRequest("GET", path, nil)); !ok || m.ID != want || m.Slash != "" {
+			t.Errorf("%s matches %+v, %v; want %d", path, m, ok, want)
+		}
+	}
+}
