@@ -9,6 +9,7 @@ import (
 
 	"github.com/caddyportal/caddyportal/caddyportal/health"
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
+	"github.com/caddyportal/caddyportal/caddyportal/routes"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 )
 
@@ -27,7 +28,7 @@ func (u *UI) requireAdmin(w http.ResponseWriter, r *http.Request) (identity, boo
 	if r.URL.RawQuery != "" {
 		next += "?" + r.URL.RawQuery
 	}
-	http.Redirect(w, r, "/accounts/login/?next="+url.QueryEscape(next), http.StatusFound)
+	http.Redirect(w, r, routes.LoginPath+"?next="+url.QueryEscape(next), http.StatusFound)
 	return identity{}, false
 }
 
@@ -272,7 +273,7 @@ func (u *UI) terminate(w http.ResponseWriter, r *http.Request, name string) {
 	if u.actionError(w, r, err) {
 		return
 	}
-	http.Redirect(w, r, "/admin/sessions/?notice=terminated", http.StatusSeeOther)
+	http.Redirect(w, r, routes.AdminSessionsPath+"?notice=terminated", http.StatusSeeOther)
 }
 
 func (u *UI) extend(w http.ResponseWriter, r *http.Request, name string) {
@@ -287,7 +288,7 @@ func (u *UI) extend(w http.ResponseWriter, r *http.Request, name string) {
 	if !extended {
 		code = "not-extended"
 	}
-	http.Redirect(w, r, "/admin/sessions/"+name+"/?notice="+code, http.StatusSeeOther)
+	http.Redirect(w, r, routes.AdminSessionPath(name)+"?notice="+code, http.StatusSeeOther)
 }
 
 // actionError writes the page for a failed session action and reports

@@ -19,21 +19,17 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 )
 
-// catalogPath is the HTML catalog, and the index of web-started sessions
-// when the portal has no `index`.
-const catalogPath = "/workshops/catalog/"
-
 // index serves `/`: the admin goes to the admin pages; everyone else to the
 // portal index when one is configured (reference §3.3), else the catalog.
 func (u *UI) index(w http.ResponseWriter, r *http.Request, _ string) {
 	id := u.current(r)
 	switch {
 	case id.admin():
-		http.Redirect(w, r, "/admin/", http.StatusFound)
+		http.Redirect(w, r, routes.AdminPath, http.StatusFound)
 	case u.cfg.Index != "":
 		http.Redirect(w, r, u.cfg.Index, http.StatusFound)
 	default:
-		http.Redirect(w, r, catalogPath, http.StatusFound)
+		http.Redirect(w, r, routes.CatalogPath, http.StatusFound)
 	}
 }
 
@@ -84,9 +80,9 @@ func (u *UI) afterLogin(id identity, next string) string {
 	case next != "":
 		return next
 	case id.admin():
-		return "/admin/"
+		return routes.AdminPath
 	}
-	return catalogPath
+	return routes.CatalogPath
 }
 
 // login checks the form, then the credentials: the admin's in any mode,
@@ -196,7 +192,7 @@ func (u *UI) logout(w http.ResponseWriter, r *http.Request, _ string) {
 		return
 	}
 	u.clearLogin(w, r)
-	http.Redirect(w, r, "/accounts/login/", http.StatusSeeOther)
+	http.Redirect(w, r, routes.LoginPath, http.StatusSeeOther)
 }
 
 type signupData struct {
@@ -285,7 +281,7 @@ func (u *UI) signup(w http.ResponseWriter, r *http.Request, _ string) {
 	}
 	// Neither answer signs in: signing the new account in straight away
 	// would tell it apart from an existing one.
-	http.Redirect(w, r, "/accounts/login/?notice=signed-up", http.StatusSeeOther)
+	http.Redirect(w, r, routes.LoginPath+"?notice=signed-up", http.StatusSeeOther)
 }
 
 // catalogItem is one workshop in the HTML catalog.
@@ -330,7 +326,7 @@ func (u *UI) catalog(w http.ResponseWriter, r *http.Request, _ string) {
 	case u.cfg.Catalog == config.CatalogPublic:
 		data.SignIn = u.learnersMayLogin()
 	default:
-		http.Redirect(w, r, "/accounts/login/?next="+url.QueryEscape(catalogPath), http.StatusFound)
+		http.Redirect(w, r, routes.LoginPath+"?next="+url.QueryEscape(routes.CatalogPath), http.StatusFound)
 		return
 	}
 	live, err := u.svc.EnvironmentSessions(r.Context())
@@ -344,7 +340,7 @@ func (u *UI) catalog(w http.ResponseWriter, r *http.Request, _ string) {
 		}
 		it := catalogItem{Environment: e.Name, Title: e.Workshop.Title, Description: e.Workshop.Description,
 			Duration: e.Expires, Difficulty: e.Workshop.Difficulty, Capacity: e.Capacity,
-			CreateURL: "/workshops/environment/" + e.Name + "/create/"}
+			CreateURL: routes.CreatePath(e.Name)}
 		if it.Title == "" {
 			it.Title = e.Workshop.PublishedName()
 		}
@@ -383,7 +379,7 @@ func (u *UI) start(w http.ResponseWriter, r *http.Request, _ string) {
 	}
 	index := u.cfg.Index
 	if index == "" {
-		index = catalogPath
+		index = routes.CatalogPath
 	}
 	res, err := u.svc.RequestSession(r.Context(), sessions.Request{Environment: e.Name, User: id.User, IndexURL: index})
 	switch {
