@@ -11,6 +11,8 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyportal/caddyportal/caddyportal/tokens"
@@ -31,7 +33,23 @@ var ErrWrongSession = errors.New("gate: cookie belongs to another session")
 type Cookies struct {
 	signer *tokens.Signer
 	prefix string
+	// verified remembers cookie values whose signature checked out, so a
+	// browser's cookie is authenticated once, not on every request it
+	// makes: a hit is the same value byte for byte (signature included),
+	// and its expiry is still checked on each use.
+	verified  sync.Map // value -> verifiedCookie
+	nVerified atomic.Int64
 }
+
+// verifiedCookie is what a verified cookie value says.
+type verifiedCookie struct {
+	session, user string
+	expires       time.Time
+}
+
+// maxVerified bounds the memory of verified cookie values (about 300
+// bytes each); the memory starts afresh when it is full.
+const maxVerified = 20000
 
 // NewCookies returns a cookie codec whose cookie names start with prefix.
 func NewCookies(signer *tokens.Signer, prefix string) *Cookies {
@@ -59,19 +77,70 @@ func (c *Cookies) Issue(session, user, path string, secure bool, now time.Time) 
 
 // Verify checks the request's cookie for session and returns its user.
 func (c *Cookies) Verify(r *http.Request, session string, now time.Time) (string, error) {
-	ck, err := r.Cookie(c.Name(session))
-	if err != nil {
-		return "", err
+	value, ok := cookieValue(r.Header, c.prefix, session)
+	if !ok {
+		return "", http.ErrNoCookie
 	}
-	payload, err := c.signer.Verify(cookiePurpose, ck.Value, now)
-	if err != nil {
-		return "", err
+	var v verifiedCookie
+	if hit, ok := c.verified.Load(value); ok {
+		v = hit.(verifiedCookie)
+	} else {
+		payload, expires, err := c.signer.Open(cookiePurpose, value)
+		if err != nil {
+			return "", err
+		}
+		s, user, ok := strings.Cut(string(payload), "\n")
+		if !ok {
+			return "", ErrWrongSession
+		}
+		v = verifiedCookie{session: s, user: user, expires: expires}
+		if c.nVerified.Add(1) > maxVerified {
+			c.verified.Clear()
+			c.nVerified.Store(1)
+		}
+		c.verified.Store(value, v)
 	}
-	s, user, ok := strings.Cut(string(payload), "\n")
-	if !ok || s != session {
+	if !now.Before(v.expires) {
+		return "", tokens.ErrExpired
+	}
+	if v.session != session {
 		return "", ErrWrongSession
 	}
-	return user, nil
+	return v.user, nil
+}
+
+// cookieValue returns the value of the first valid cookie named
+// prefix+session in the request's Cookie lines, as http.Request.Cookie
+// does, without allocating: it runs for every proxied request.
+func cookieValue(h http.Header, prefix, session string) (string, bool) {
+	for _, line := range h["Cookie"] {
+		for line != "" {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			name, value, _ := strings.Cut(strings.TrimSpace(part), "=")
+			name = strings.TrimSpace(name)
+			if len(name) != len(prefix)+len(session) || !strings.HasPrefix(name, prefix) || !strings.HasSuffix(name, session) {
+				continue
+			}
+			if len(value) > 1 && value[0] == '"' && value[len(value)-1] == '"' {
+				value = value[1 : len(value)-1]
+			}
+			if validCookieValue(value) {
+				return value, true
+			}
+		}
+	}
+	return "", false
+}
+
+// validCookieValue accepts the bytes net/http accepts in a cookie value.
+func validCookieValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if b := v[i]; b < 0x20 || b >= 0x7f || b == '"' || b == ';' || b == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // ticketPurpose binds signatures to host-mode hand-off tickets.

@@ -96,6 +96,8 @@ func TestVerify(t *testing.T) {
 		{"empty value", withCookie(&http.Cookie{Name: good.Name, Value: ""}), "demo-w01-s001", t0, "", nil},
 		{"garbage", withCookie(&http.Cookie{Name: good.Name, Value: "not-a-signed-value"}), "demo-w01-s001", t0, "", nil},
 		{"a ticket is not a cookie", withCookie(&http.Cookie{Name: good.Name, Value: ticket}), "demo-w01-s001", t0, "", tokens.ErrBadSignature},
+		{"quoted, among other cookies", rawCookie("a=1; " + good.Name + "=\"" + good.Value + "\"; b=2"), "demo-w01-s001", t0, "alice", nil},
+		{"first of the name has bytes net/http refuses", rawCookie(good.Name + "=a\\b; " + good.Name + "=" + good.Value), "demo-w01-s001", t0, "alice", nil},
 		{"session name is a prefix", withCookie(&http.Cookie{Name: c.Name("demo-w01-s00"), Value: good.Value}), "demo-w01-s00", t0, "", gate.ErrWrongSession},
 	}
 	for _, tt := range tests {
@@ -117,6 +119,27 @@ func TestVerify(t *testing.T) {
 				t.Fatalf("Verify error %v, want %v", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// rawCookie returns a request with the Cookie line as a browser sent it.
+func rawCookie(line string) *http.Request {
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Header.Set("Cookie", line)
+	return r
+}
+
+// TestVerifyAllocatesNothing: a browser's cookie is authenticated once;
+// the gate's check of every later request allocates nothing.
+func TestVerifyAllocatesNothing(t *testing.T) {
+	c := newCookies(t, 1)
+	r := rawCookie("theme=dark; " + c.Issue("demo-w01-s001", "alice", "/", false, t0).String())
+	if n := testing.AllocsPerRun(100, func() {
+		if user, err := c.Verify(r, "demo-w01-s001", t0); err != nil || user != "alice" {
+			t.Fatal(user, err)
+		}
+	}); n != 0 {
+		t.Errorf("Verify allocates %v times per request", n)
 	}
 }
 

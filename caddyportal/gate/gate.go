@@ -157,18 +157,11 @@ func (g *Gate) servePath(w http.ResponseWriter, r *http.Request, name, tail stri
 // returns the session and its user, or writes the refusal and returns nil.
 // Refusals are counted as gate requests without an environment: the
 // session name came from the client and must not create label values.
-func (g *Gate) admit(w http.ResponseWriter, r *http.Request, name string) (sess *sessions.Session, user string) {
-	rec := newStatusRecorder(w)
-	w = rec
-	defer func() {
-		if sess == nil {
-			g.metrics.GateRequest("", rec.Status(nil))
-		}
-	}()
+func (g *Gate) admit(w http.ResponseWriter, r *http.Request, name string) (*sessions.Session, string) {
 	sess, err := g.svc.GetCached(r.Context(), name)
 	if err != nil && !errors.Is(err, sessions.ErrSessionNotFound) {
 		g.log.Warn("gate: loading session", zap.String("session", name), zap.Error(err))
-		page(w, http.StatusServiceUnavailable, "Portal unavailable", "The portal cannot check this session right now. Try again in a moment.")
+		g.refused(page(w, http.StatusServiceUnavailable, "Portal unavailable", "The portal cannot check this session right now. Try again in a moment."))
 		return nil, ""
 	}
 	if err != nil {
@@ -180,23 +173,26 @@ func (g *Gate) admit(w http.ResponseWriter, r *http.Request, name string) (sess 
 	// session is live, ended or unknown, so names cannot be probed.
 	user, cerr := g.o.Cookies.Verify(r, name, g.svc.Now())
 	if cerr != nil || sess != nil && user != sess.Owner {
-		page(w, http.StatusForbidden, "Not signed in to this session",
-			"This browser is not signed in to this workshop session. Open the workshop from the link your training portal gave you.")
+		g.refused(page(w, http.StatusForbidden, "Not signed in to this session",
+			"This browser is not signed in to this workshop session. Open the workshop from the link your training portal gave you."))
 		return nil, ""
 	}
 	if sess == nil {
 		// Held once, since purged.
-		notify(w, r, g.o.Index, "session-invalid", http.StatusNotFound, "Unknown session",
-			"This workshop session does not exist (it may have ended long ago).")
+		g.refused(notify(w, r, g.o.Index, "session-invalid", http.StatusNotFound, "Unknown session",
+			"This workshop session does not exist (it may have ended long ago)."))
 		return nil, ""
 	}
 	if sess.State.Ending() {
-		notify(w, r, g.indexOf(sess), "session-deleted", http.StatusGone, "Session ended",
-			"This workshop session has ended.")
+		g.refused(notify(w, r, g.indexOf(sess), "session-deleted", http.StatusGone, "Session ended",
+			"This workshop session has ended."))
 		return nil, ""
 	}
 	return sess, user
 }
+
+// refused counts a refused dashboard request.
+func (g *Gate) refused(status int) { g.metrics.GateRequest("", status) }
 
 // serveDashboard proxies a path-mode dashboard request to the session's
 // upstream, with the /workshops/session/<name> prefix stripped.
@@ -217,46 +213,53 @@ func (g *Gate) serveDashboard(w http.ResponseWriter, r *http.Request, name, rest
 
 // forward proxies an admitted request to the session's upstream.
 func (g *Gate) forward(w http.ResponseWriter, r *http.Request, sess *sessions.Session, user string) {
-	StripIdentity(r.Header, g.o.Cookies.Name(""), sess.Name, user)
+	prefix := ""
 	if !g.HostMode() {
-		// Set after stripping: a client's own X-Forwarded-Prefix is gone.
-		r.Header.Set("X-Forwarded-Prefix", routes.SessionPrefix+sess.Name)
+		prefix = routes.SessionPrefix + sess.Name
 	}
+	StripIdentity(r.Header, g.o.Cookies.Name(""), sess.Name, user, prefix)
 	stripTrailers(r)
-	// The recorder sits under the stream observer: the proxy's writes and
-	// hijack pass through both (each unwraps to the next).
-	rec := newStatusRecorder(w)
-	w = rec
-	w = g.filterResponse(w, r, sess.Name)
+	// The gate's checks above ran once; the registry ends the request
+	// later if its session ends while it is open (a WebSocket, a stream)
+	// by cancelling its context.
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	r = r.WithContext(ctx)
+	dw := &dashboardWriter{ResponseWriter: w, cookiePrefix: g.o.Cookies.Name(""), host: r.Host, pathPrefix: prefix}
+	var out http.ResponseWriter = dw
+	stop := cancel
 	if isStream(r) {
 		g.metrics.WebSocketOpened(sess.Environment)
 		defer g.metrics.WebSocketClosed(sess.Environment)
 		use, done := g.activity.stream(sess.Name)
 		defer done()
-		w = observeStream(w, r, use)
+		// The observer sits under the closer: the proxy's hijack passes
+		// through both (each unwraps to the next). Cancelling the context
+		// makes the proxy close both ends of an upgraded connection;
+		// closing the hijacked connection as well does not depend on it.
+		cw := &closingWriter{ResponseWriter: observeStream(out, r, use)}
+		out = cw
+		stop = func() { cancel(); cw.close() }
 	} else {
 		g.activity.request(sess.Name)
 	}
-	// The gate's checks above ran once; the registry ends the request
-	// later if its session ends while it is open (a WebSocket, a stream).
-	w, r, untrack := g.track(w, r, sess)
-	defer untrack()
-	err := g.o.Proxy.Forward(w, r, sess.Upstream)
-	status := rec.Status(err)
+	st := g.streams.Open(sess.Name, sess.Expires, stop)
+	defer st.Done()
+	err := g.o.Proxy.Forward(out, r, sess.Upstream)
+	status := dw.Status(err)
 	switch {
 	case err == nil:
 	case status >= 502 && status <= 504:
 		g.log.Warn("gate: dashboard upstream failed", zap.String("session", sess.Name),
 			zap.String("upstream", sess.Upstream), zap.Error(err))
-		page(w, http.StatusBadGateway, "Dashboard not reachable",
+		status = page(out, http.StatusBadGateway, "Dashboard not reachable",
 			"The workshop dashboard is not answering right now. Wait a moment and reload the page.")
-		status = rec.Status(nil)
 	default:
 		// The browser went away or the session ended mid-request: answer
 		// the status the proxy chose if nothing was sent yet.
 		g.log.Debug("gate: dashboard request ended", zap.String("session", sess.Name), zap.Int("status", status), zap.Error(err))
-		if !rec.Sent() {
-			w.WriteHeader(status)
+		if !dw.Sent() {
+			out.WriteHeader(status)
 		}
 	}
 	g.metrics.GateRequest(sess.Environment, status)

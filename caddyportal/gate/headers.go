@@ -62,10 +62,11 @@ var clientAddressHeaders = []string{
 
 // isClientClaim reports whether a client-sent header (or trailer) named
 // name claims an identity or a client address the upstream might trust.
+// It runs for every header of every proxied request, so it compares
+// without allocating.
 func isClientClaim(name string) bool {
-	lower := strings.ToLower(name)
 	for _, p := range identityPrefixes {
-		if strings.HasPrefix(lower, p) {
+		if len(name) >= len(p) && strings.EqualFold(name[:len(p)], p) {
 			return !forwardedKept[http.CanonicalHeaderKey(name)]
 		}
 	}
@@ -79,34 +80,59 @@ func isClientClaim(name string) bool {
 	return false
 }
 
+// HeaderPrefix is the header in which the gate tells a path-mode
+// dashboard the path prefix it is served under.
+const HeaderPrefix = "X-Forwarded-Prefix"
+
 // StripIdentity removes client-sent identity and client-address headers
 // (by family, see identityPrefixes) and the portal's own cookies (with
 // cookiePrefix) from a request about to be proxied, then sets the gate's
-// identity headers.
-func StripIdentity(h http.Header, cookiePrefix, session, user string) {
+// identity headers and, when prefix is not empty, X-Forwarded-Prefix.
+func StripIdentity(h http.Header, cookiePrefix, session, user, prefix string) {
 	for name := range h {
 		if isClientClaim(name) {
 			delete(h, name)
 		}
 	}
-	if cookies := h.Values("Cookie"); len(cookies) > 0 {
-		var kept []string
-		for _, line := range cookies {
-			for _, part := range strings.Split(line, ";") {
-				part = strings.TrimSpace(part)
-				if part == "" || strings.HasPrefix(part, cookiePrefix) {
-					continue
-				}
-				kept = append(kept, part)
-			}
-		}
-		h.Del("Cookie")
-		if len(kept) > 0 {
-			h.Set("Cookie", strings.Join(kept, "; "))
+	if cookies := h["Cookie"]; len(cookies) > 0 {
+		if kept := keptCookies(cookies, cookiePrefix); kept != "" {
+			h["Cookie"] = append(cookies[:0], kept)
+		} else {
+			delete(h, "Cookie")
 		}
 	}
-	h.Set(HeaderSession, session)
-	h.Set(HeaderUser, user)
+	// One backing array for the gate's headers; each slice is capped so
+	// that an append by a later handler cannot write into the next.
+	vals := [3]string{session, user, prefix}
+	all := vals[:]
+	h[HeaderSession] = all[0:1:1]
+	h[HeaderUser] = all[1:2:2]
+	if prefix != "" {
+		h[HeaderPrefix] = all[2:3:3]
+	}
+}
+
+// keptCookies joins the cookies of the Cookie header lines that do not
+// start with cookiePrefix (the portal's own) into one line.
+func keptCookies(lines []string, cookiePrefix string) string {
+	var b strings.Builder
+	for _, line := range lines {
+		for line != "" {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			part = strings.TrimSpace(part)
+			if part == "" || strings.HasPrefix(part, cookiePrefix) {
+				continue
+			}
+			if b.Len() > 0 {
+				b.WriteString("; ")
+			} else {
+				b.Grow(len(lines[0]))
+			}
+			b.WriteString(part)
+		}
+	}
+	return b.String()
 }
 
 // StripTrailers removes from request trailers what StripIdentity removes

@@ -95,7 +95,7 @@ func TestStripIdentity(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := tt.in.Clone()
-			gate.StripIdentity(h, "portal-demo-", "demo-w01-s001", "alice")
+			gate.StripIdentity(h, "portal-demo-", "demo-w01-s001", "alice", "")
 			want := http.Header{
 				gate.HeaderSession: {"demo-w01-s001"},
 				gate.HeaderUser:    {"alice"},

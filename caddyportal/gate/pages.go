@@ -11,13 +11,13 @@ import (
 )
 
 // notify redirects to target with a notification, or shows a page when
-// there is nowhere to go.
-func notify(w http.ResponseWriter, r *http.Request, target, note string, status int, title, msg string) {
+// there is nowhere to go. It returns the status it sent.
+func notify(w http.ResponseWriter, r *http.Request, target, note string, status int, title, msg string) int {
 	if target == "" {
-		page(w, status, title, msg)
-		return
+		return page(w, status, title, msg)
 	}
 	http.Redirect(w, r, redirects.WithNotification(target, note), http.StatusFound)
+	return http.StatusFound
 }
 
 var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
@@ -38,8 +38,9 @@ func jsonRefusal(w http.ResponseWriter, status int, msg string) {
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
 }
 
-// page writes a small, clear HTML page for browser-facing refusals.
-func page(w http.ResponseWriter, status int, title, msg string) {
+// page writes a small, clear HTML page for browser-facing refusals and
+// returns its status.
+func page(w http.ResponseWriter, status int, title, msg string) int {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
@@ -47,6 +48,7 @@ func page(w http.ResponseWriter, status int, title, msg string) {
 		Title, Message string
 		Status         int
 	}{title, msg, status})
+	return status
 }
 
 // refuseInitiator answers a request that the page which made it may not
@@ -60,7 +62,7 @@ func (g *Gate) refuseInitiator(w http.ResponseWriter, r *http.Request, err error
 		jsonRefusal(w, http.StatusForbidden, "Request made by a workshop dashboard page is not permitted")
 		return
 	}
-	page(w, http.StatusForbidden, "Request refused", msg)
+	_ = page(w, http.StatusForbidden, "Request refused", msg)
 }
 
 // RefusePortal refuses, in path mode, a request for the portal's pages or

@@ -54,7 +54,7 @@ type Streams struct {
 
 // sessionStreams is one session's open requests and its check timer.
 type sessionStreams struct {
-	open  map[*openStream]struct{}
+	open  map[*Stream]struct{}
 	timer *time.Timer
 	at    time.Time // when timer fires; zero when no timer is armed
 	// checking is set while a check runs; again asks it to run once more,
@@ -62,7 +62,31 @@ type sessionStreams struct {
 	checking, again bool
 }
 
-type openStream struct{ stop func() }
+// Stream is a request registered with Open; call Done when it ends by
+// itself. It is the registry's entry too, so registering costs one
+// allocation.
+type Stream struct {
+	stop    func()
+	s       *Streams
+	session string
+	e       *sessionStreams // nil when the request was stopped at Open
+}
+
+// Done removes the request from the registry.
+func (st *Stream) Done() {
+	if st.e == nil {
+		return
+	}
+	s := st.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cur := s.sessions[st.session]; cur == st.e {
+		delete(st.e.open, st)
+		if len(st.e.open) == 0 {
+			s.drop(st.session, st.e)
+		}
+	}
+}
 
 // NewStreams returns an empty registry on the clock now (nil: time.Now).
 func NewStreams(now func() time.Time) *Streams {
@@ -84,23 +108,25 @@ func (s *Streams) SetCheck(check CheckFunc) {
 // Open registers a request of session that the gate admitted as live until
 // until (the session's expiry; zero for none). stop must end the request
 // and its connection; it is called at most once, from any goroutine, and
-// must not block. The caller calls done when the request ends by itself.
-func (s *Streams) Open(session string, until time.Time, stop func()) (done func()) {
-	st := &openStream{stop: stop}
+// must not block. The caller calls Done on the result when the request
+// ends by itself.
+func (s *Streams) Open(session string, until time.Time, stop func()) *Stream {
+	st := &Stream{stop: stop, s: s, session: session}
 	now := s.now()
 	s.mu.Lock()
 	_, ended := s.ended[session]
 	if ended || s.closed || !until.IsZero() && !now.Before(until) {
 		s.mu.Unlock()
 		stop()
-		return func() {}
+		return st
 	}
 	e := s.sessions[session]
 	if e == nil {
-		e = &sessionStreams{open: map[*openStream]struct{}{}}
+		e = &sessionStreams{open: map[*Stream]struct{}{}}
 		s.sessions[session] = e
 	}
 	e.open[st] = struct{}{}
+	st.e = e
 	recheck := false
 	if at, ok := s.changed[session]; ok && now.Sub(at) < changedWindow {
 		// Another process changed the session around the time it was
@@ -113,16 +139,7 @@ func (s *Streams) Open(session string, until time.Time, stop func()) (done func(
 	if recheck {
 		s.recheck(session)
 	}
-	return func() {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if cur := s.sessions[session]; cur == e {
-			delete(e.open, st)
-			if len(e.open) == 0 {
-				s.drop(session, e)
-			}
-		}
-	}
+	return st
 }
 
 // End stops every open request of session now, and any that registers

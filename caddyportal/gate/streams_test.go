@@ -87,7 +87,7 @@ func TestStreamsEnd(t *testing.T) {
 	s.Open("a", time.Time{}, a2.stop)
 	s.Open("b", time.Time{}, b.stop)
 	done := s.Open("a", time.Time{}, gone.stop)
-	done()
+	done.Done()
 	if n := s.Count("a"); n != 2 {
 		t.Fatalf("%d requests of a open, want 2", n)
 	}

@@ -27,26 +27,6 @@ func CheckSessions(svc *sessions.Service) CheckFunc {
 	}
 }
 
-// track registers an admitted dashboard request with the stream registry,
-// so that it ends when its session does. It returns the writer and request
-// to proxy with (the request's context is cancelled to end it) and the
-// func to call when the proxy returns.
-func (g *Gate) track(w http.ResponseWriter, r *http.Request, sess *sessions.Session) (http.ResponseWriter, *http.Request, func()) {
-	ctx, cancel := context.WithCancel(r.Context())
-	r = r.WithContext(ctx)
-	stop := cancel
-	if isStream(r) {
-		// Cancelling the context makes the proxy close both ends of an
-		// upgraded connection; closing the hijacked connection here as
-		// well does not depend on that.
-		cw := &closingWriter{ResponseWriter: w}
-		w = cw
-		stop = func() { cancel(); cw.close() }
-	}
-	done := g.streams.Open(sess.Name, sess.Expires, stop)
-	return w, r, func() { done(); cancel() }
-}
-
 // closingWriter remembers the connection the proxy hijacks (a WebSocket)
 // so that close can end it.
 type closingWriter struct {

@@ -3,8 +3,6 @@ package gate
 import (
 	"io"
 	"net/http"
-
-	"github.com/caddyportal/caddyportal/caddyportal/routes"
 )
 
 // The gate wraps the writer of a dashboard request to record its status and
@@ -12,96 +10,61 @@ import (
 // (Unwrap), so http.ResponseController still reaches the connection for the
 // proxy's hijacks (WebSockets), flushes and deadlines.
 
-// statusRecorder notes the status a handler sends, for the gate metrics.
-type statusRecorder struct {
+// dashboardWriter is the writer of a proxied dashboard request. It
+// records the status sent, for the gate metrics, and just before the
+// response's header is sent (every 1xx, 101 and final header alike) it
+// drops the dashboard's Set-Cookie lines that reach beyond its session
+// (FilterSetCookies) and, in path mode, keeps its Referrer-Policy from
+// hiding same-origin referrers.
+type dashboardWriter struct {
 	http.ResponseWriter
+	cookiePrefix, host, pathPrefix string
+	// status is the first final status (or 101) sent; 0 before.
 	status int
 }
 
-func newStatusRecorder(w http.ResponseWriter) *statusRecorder {
-	return &statusRecorder{ResponseWriter: w}
-}
-
 // Unwrap serves http.ResponseController.
-func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+func (d *dashboardWriter) Unwrap() http.ResponseWriter { return d.ResponseWriter }
 
-// WriteHeader records the first final status (or 101 Switching
-// Protocols); other 1xx answers such as 103 Early Hints come before it.
-func (s *statusRecorder) WriteHeader(code int) {
-	if s.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
-		s.status = code
+// WriteHeader filters the header about to be sent and records the first
+// final status (or 101 Switching Protocols); other 1xx answers such as 103
+// Early Hints come before it.
+func (d *dashboardWriter) WriteHeader(code int) {
+	if d.status == 0 {
+		hdr := d.ResponseWriter.Header()
+		FilterSetCookies(hdr, d.cookiePrefix, d.host, d.pathPrefix)
+		if d.pathPrefix != "" {
+			DashboardReferrerPolicy(hdr)
+		}
+		if code >= 200 || code == http.StatusSwitchingProtocols {
+			d.status = code
+		}
 	}
-	s.ResponseWriter.WriteHeader(code)
+	d.ResponseWriter.WriteHeader(code)
 }
 
-// Write records the implicit 200 of a body sent without a header.
-func (s *statusRecorder) Write(b []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
+// Write filters and records the header of a body sent without
+// WriteHeader.
+func (d *dashboardWriter) Write(b []byte) (int, error) {
+	if d.status == 0 {
+		d.WriteHeader(http.StatusOK)
 	}
-	return s.ResponseWriter.Write(b)
+	return d.ResponseWriter.Write(b)
 }
 
 // Sent reports whether a final status was sent.
-func (s *statusRecorder) Sent() bool { return s.status != 0 }
+func (d *dashboardWriter) Sent() bool { return d.status != 0 }
 
 // Status is the status sent, or, when nothing was written, the one err
 // stands for (the implicit 200 for none).
-func (s *statusRecorder) Status(err error) int {
+func (d *dashboardWriter) Status(err error) int {
 	switch {
-	case s.status != 0:
-		return s.status
+	case d.status != 0:
+		return d.status
 	case err == nil:
 		return http.StatusOK
 	}
 	return errorStatus(err)
-}
-
-// responseFilter drops the dashboard's Set-Cookie lines that reach beyond
-// its session (FilterSetCookies) and, in path mode, keeps its
-// Referrer-Policy from hiding same-origin referrers, just before the
-// response's header is sent (every 1xx, 101 and final header alike).
-type responseFilter struct {
-	http.ResponseWriter
-	cookiePrefix, host, pathPrefix string
-	sent                           bool
-}
-
-// filterResponse wraps w with a responseFilter for session's dashboard.
-func (g *Gate) filterResponse(w http.ResponseWriter, r *http.Request, session string) http.ResponseWriter {
-	f := &responseFilter{ResponseWriter: w, cookiePrefix: g.o.Cookies.Name(""), host: r.Host}
-	if !g.HostMode() {
-		f.pathPrefix = routes.SessionPrefix + session
-	}
-	return f
-}
-
-// Unwrap serves http.ResponseController.
-func (f *responseFilter) Unwrap() http.ResponseWriter { return f.ResponseWriter }
-
-func (f *responseFilter) filter() {
-	hdr := f.ResponseWriter.Header()
-	FilterSetCookies(hdr, f.cookiePrefix, f.host, f.pathPrefix)
-	if f.pathPrefix != "" {
-		DashboardReferrerPolicy(hdr)
-	}
-}
-
-// WriteHeader filters the header about to be sent.
-func (f *responseFilter) WriteHeader(code int) {
-	if !f.sent {
-		f.filter()
-		f.sent = code >= 200 || code == http.StatusSwitchingProtocols
-	}
-	f.ResponseWriter.WriteHeader(code)
-}
-
-// Write filters the header of a body sent without WriteHeader.
-func (f *responseFilter) Write(b []byte) (int, error) {
-	if !f.sent {
-		f.WriteHeader(http.StatusOK)
-	}
-	return f.ResponseWriter.Write(b)
 }
 
 // stripTrailers filters a request's trailers as its headers: the declared
@@ -109,7 +72,9 @@ func (f *responseFilter) Write(b []byte) (int, error) {
 // proxy copies r.Trailer for the upstream (it does so when the body it
 // reads reaches EOF, which passes through this reader first).
 func stripTrailers(r *http.Request) {
-	if r.Body == nil || r.Body == http.NoBody {
+	// A request without a body (Content-Length 0, not chunked) has no
+	// trailers either.
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 && len(r.TransferEncoding) == 0 {
 		return
 	}
 	if r.Trailer != nil {

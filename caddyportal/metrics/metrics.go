@@ -96,6 +96,10 @@ type Metrics struct {
 	websockets  *prometheus.GaugeVec
 	webhooks    *prometheus.CounterVec
 	upstreams   *prometheus.GaugeVec
+	// gateCounters caches the gate counter of each environment and
+	// status class: the gate counts every proxied request, and the vec's
+	// label lookup hashes both labels each time.
+	gateCounters sync.Map // gateKey -> prometheus.Counter
 
 	mu         sync.Mutex
 	pendingAt  map[string]time.Time // session → when it was handed out
@@ -375,8 +379,18 @@ func (m *Metrics) GateRequest(env string, status int) {
 	if m == nil {
 		return
 	}
-	m.gate.WithLabelValues(env, statusClass(status)).Inc()
+	k := gateKey{env, statusClass(status)}
+	if c, ok := m.gateCounters.Load(k); ok {
+		c.(prometheus.Counter).Inc()
+		return
+	}
+	c := m.gate.WithLabelValues(k.env, k.class)
+	m.gateCounters.Store(k, c)
+	c.Inc()
 }
+
+// gateKey names one gate counter.
+type gateKey struct{ env, class string }
 
 // statusClasses are the code label values, so a request does not build
 // one.

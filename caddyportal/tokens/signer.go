@@ -110,6 +110,13 @@ func (s *Signer) Verify(purpose, value string, now time.Time) ([]byte, error) {
 	return payload, nil
 }
 
+// Open authenticates value for purpose like Verify but leaves the clock
+// to the caller: it returns the payload and the expiry, for callers that
+// remember verified values and check the expiry on each use.
+func (s *Signer) Open(purpose, value string) ([]byte, time.Time, error) {
+	return s.open(purpose, value)
+}
+
 // open decodes and authenticates value, returning its payload and expiry
 // without looking at the clock.
 func (s *Signer) open(purpose, value string) ([]byte, time.Time, error) {
