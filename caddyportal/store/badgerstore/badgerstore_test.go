@@ -205,14 +205,14 @@ func TestCloseIdempotentAndConcurrent(t *testing.T) {
 		}
 	}
 	for range 4 {
-		if err := <-done; !errors.Is(err, badgerstore.ErrClosed) {
+		if err := <-done; !errors.Is(err, store.ErrClosed) {
 			t.Errorf("Update during Close = %v, want ErrClosed", err)
 		}
 	}
 	if err := s.Close(); err != nil {
 		t.Errorf("Close after Close: %v", err)
 	}
-	if _, err := s.Sweep(ctx); !errors.Is(err, badgerstore.ErrClosed) {
+	if _, err := s.Sweep(ctx); !errors.Is(err, store.ErrClosed) {
 		t.Errorf("Sweep after Close = %v, want ErrClosed", err)
 	}
 }

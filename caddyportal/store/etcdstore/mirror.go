@@ -10,6 +10,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/caddyportal/caddyportal/caddyportal/store"
 )
 
 // loadPage is how many keys one range call of a full mirror load reads.
@@ -286,30 +288,30 @@ func (m *mirror) reload(ctx context.Context) error {
 // revision after the mirror's and reloads when etcd has compacted the
 // revisions the watch needs.
 func (m *mirror) run() {
-	defer m.s.bg.Done()
 	s := m.s
+	ctx := s.life.Context()
 	start := s.prefix
 	if start == "" {
 		start = "\x00" // etcd refuses an empty key
 	}
 	end := rangeEnd(s.prefix)
-	for s.ctx.Err() == nil {
+	for ctx.Err() == nil {
 		compacted := m.watchFrom(start, end)
-		if s.ctx.Err() != nil {
+		if ctx.Err() != nil {
 			return
 		}
 		if !compacted {
-			sleep(s.ctx, watchRetry)
+			sleep(ctx, watchRetry)
 			continue
 		}
 		s.log.Info("mirror: revisions compacted, reloading")
-		for s.ctx.Err() == nil {
-			err := m.reload(s.ctx)
+		for ctx.Err() == nil {
+			err := m.reload(ctx)
 			if err == nil {
 				break
 			}
 			s.log.Warn("mirror: reloading", zap.Error(err))
-			sleep(s.ctx, watchRetry)
+			sleep(ctx, watchRetry)
 		}
 	}
 }
@@ -326,7 +328,7 @@ func (m *mirror) watchFrom(start, end string) bool {
 			return true
 		}
 		if err := resp.Err(); err != nil {
-			if m.s.ctx.Err() == nil {
+			if !m.s.life.Ending() {
 				m.s.log.Debug("mirror: watch interrupted", zap.Error(err))
 			}
 			return false
@@ -349,7 +351,7 @@ func (m *mirror) apply(events []*clientv3.Event, rev int64) {
 	var changed []string
 	for _, ev := range events {
 		key := strings.TrimPrefix(string(ev.Kv.Key), m.s.prefix)
-		if strings.HasPrefix(key, reservedPrefix) {
+		if strings.HasPrefix(key, store.ReservedPrefix) {
 			continue
 		}
 		r := ev.Kv.ModRevision // a deletion's Kv carries the deleting revision
@@ -430,8 +432,8 @@ func (m *mirror) waitRev(ctx context.Context, rev int64) error {
 		case <-ch:
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-m.s.ctx.Done():
-			return ErrClosed
+		case <-m.s.life.Context().Done():
+			return store.ErrClosed
 		}
 	}
 }
