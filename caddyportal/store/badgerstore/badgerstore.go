@@ -289,7 +289,7 @@ func (s *Store) Close() error {
 // error from fn discards the transaction and is returned as is. fn must not
 // call Update or Close on the same store.
 func (s *Store) Update(ctx context.Context, fn func(tx store.Txn) error) error {
-	if err := s.life.Enter(); err != nil {
+	if err := s.life.Enter(ctx); err != nil {
 		return err
 	}
 	defer s.life.Leave()
@@ -313,7 +313,7 @@ func pause(n int) time.Duration {
 func (s *Store) tryUpdate(fn func(tx store.Txn) error) error {
 	btx := s.db.NewTransaction(true)
 	defer btx.Discard()
-	tx := &txn{btx: btx, now: s.now(), TxnState: kvcore.TxnState{Writable: true}}
+	tx := newTxn(btx, s.now(), true)
 	err := fn(tx)
 	tx.End()
 	if errors.Is(err, badger.ErrTxnTooBig) {
@@ -337,16 +337,13 @@ func (s *Store) tryUpdate(fn func(tx store.Txn) error) error {
 
 // View runs fn in a read-only transaction on a consistent snapshot.
 func (s *Store) View(ctx context.Context, fn func(tx store.Txn) error) error {
-	if err := s.life.Enter(); err != nil {
+	if err := s.life.Enter(ctx); err != nil {
 		return err
 	}
 	defer s.life.Leave()
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	btx := s.db.NewTransaction(false)
 	defer btx.Discard()
-	tx := &txn{btx: btx, now: s.now()}
+	tx := newTxn(btx, s.now(), false)
 	err := fn(tx)
 	tx.End()
 	return err

@@ -37,15 +37,7 @@ func open(t *testing.T, opts badgerstore.Options) *badgerstore.Store {
 		opts.SweepInterval = -1
 	}
 	s, err := badgerstore.Open(opts)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return s
+	return storetest.Opened(t, s, err)
 }
 
 func TestConformanceInMemory(t *testing.T) {

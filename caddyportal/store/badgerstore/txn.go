@@ -3,7 +3,6 @@ package badgerstore
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -15,9 +14,15 @@ import (
 
 // txn adapts a Badger transaction to store.Txn.
 type txn struct {
-	kvcore.TxnState
+	kvcore.TxnBase
 	btx *badger.Txn
 	now time.Time // one instant per attempt, so the whole fn sees one expiry cut-off
+}
+
+func newTxn(btx *badger.Txn, now time.Time, writable bool) *txn {
+	t := &txn{btx: btx, now: now}
+	t.TxnBase = kvcore.NewTxnBase("badgerstore", writable, t)
+	return t
 }
 
 var _ store.Txn = (*txn)(nil)
@@ -71,11 +76,8 @@ func (t *txn) load(key string) (record, error) {
 // Get returns a copy of key's value, or store.ErrNotFound if it is missing,
 // expired or reserved.
 func (t *txn) Get(key string) ([]byte, error) {
-	if err := t.Check(); err != nil {
+	if err := t.CheckRead(key); err != nil {
 		return nil, err
-	}
-	if kvcore.Hidden(key) {
-		return nil, store.ErrNotFound
 	}
 	r, err := t.load(key)
 	if err != nil {
@@ -87,24 +89,8 @@ func (t *txn) Get(key string) ([]byte, error) {
 	return r.Value, nil
 }
 
-// Set writes key without expiry, clearing any expiry it had.
-func (t *txn) Set(key string, value []byte) error {
-	return t.write(key, value, false, 0)
-}
-
-// SetExpiring writes key so that it disappears at expiresAt exactly.
-func (t *txn) SetExpiring(key string, value []byte, expiresAt time.Time) error {
-	nanos, err := kvcore.ExpiryNanos("badgerstore", key, expiresAt)
-	if err != nil {
-		return err
-	}
-	return t.write(key, value, true, nanos)
-}
-
-func (t *txn) write(key string, value []byte, expiring bool, expires int64) error {
-	if err := t.CheckWrite(key); err != nil {
-		return err
-	}
+// Put writes key, for kvcore.TxnBase's Set and SetExpiring.
+func (t *txn) Put(key string, value []byte, expiring bool, expires int64) error {
 	if err := t.dropIndexEntry(key); err != nil {
 		return err
 	}
@@ -141,11 +127,9 @@ func (t *txn) dropIndexEntry(key string) error {
 	return nil
 }
 
-// Delete removes key and its expiry index entry.
-func (t *txn) Delete(key string) error {
-	if err := t.CheckWrite(key); err != nil {
-		return err
-	}
+// Remove deletes key and its expiry index entry, for kvcore.TxnBase's
+// Delete.
+func (t *txn) Remove(key string) error {
 	if err := t.dropIndexEntry(key); err != nil {
 		return err
 	}
@@ -158,11 +142,8 @@ func (t *txn) Delete(key string) error {
 // Scan visits the visible keys with prefix in ascending byte order. Reserved
 // keys are skipped, and a reserved prefix visits nothing.
 func (t *txn) Scan(prefix string, fn func(key string, value []byte) error) error {
-	if err := t.Check(); err != nil {
+	if visit, err := t.CheckScan(prefix); !visit {
 		return err
-	}
-	if strings.HasPrefix(prefix, store.ReservedPrefix) {
-		return nil
 	}
 	opts := badger.DefaultIteratorOptions
 	opts.Prefix = []byte(prefix)

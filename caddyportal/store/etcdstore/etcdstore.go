@@ -462,7 +462,7 @@ func isCompacted(err error) bool {
 // read-only Txn has confirmed that what fn read was current (otherwise fn
 // runs again). fn must not call Update or Close on the same store.
 func (s *Store) Update(ctx context.Context, fn func(tx store.Txn) error) error {
-	if err := s.life.Enter(); err != nil {
+	if err := s.life.Enter(ctx); err != nil {
 		return err
 	}
 	defer s.life.Leave()
@@ -549,13 +549,10 @@ func (s *Store) tryUpdate(ctx context.Context, fn func(tx store.Txn) error) (int
 // applied it, and runs fn on the mirror. If the mirror does not
 // catch up in time, fn reads etcd directly at that revision instead.
 func (s *Store) View(ctx context.Context, fn func(tx store.Txn) error) error {
-	if err := s.life.Enter(); err != nil {
+	if err := s.life.Enter(ctx); err != nil {
 		return err
 	}
 	defer s.life.Leave()
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	rev, err := s.currentRevision(ctx)
 	if err != nil {
 		return err

@@ -19,7 +19,7 @@ const sweepBatch = 256
 // ModRevision, so a key is counted by exactly one of them and a key
 // rewritten since it was checked survives.
 func (s *Store) Sweep(ctx context.Context) (int, error) {
-	if err := s.life.Enter(); err != nil {
+	if err := s.life.Enter(ctx); err != nil {
 		return 0, err
 	}
 	defer s.life.Leave()

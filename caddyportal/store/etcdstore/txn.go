@@ -69,7 +69,7 @@ type write struct {
 
 // txn is one attempt of an Update, or one View.
 type txn struct {
-	kvcore.TxnState
+	kvcore.TxnBase
 	s   *Store
 	ctx context.Context
 	now time.Time // one instant per attempt, so the whole fn sees one expiry cut-off
@@ -92,16 +92,16 @@ var _ store.Txn = (*txn)(nil)
 // nil (rev 0: at the revision of the first read).
 func newTxn(ctx context.Context, s *Store, writable bool, snap *snapshot, rev int64) *txn {
 	t := &txn{
-		TxnState: kvcore.TxnState{Writable: writable},
-		s:        s,
-		ctx:      ctx,
-		now:      s.now(),
-		snap:     snap,
-		rev:      rev,
-		cache:    map[string]loaded{},
-		scanned:  map[string]int64{},
-		writes:   map[string]write{},
+		s:       s,
+		ctx:     ctx,
+		now:     s.now(),
+		snap:    snap,
+		rev:     rev,
+		cache:   map[string]loaded{},
+		scanned: map[string]int64{},
+		writes:  map[string]write{},
 	}
+	t.TxnBase = kvcore.NewTxnBase("etcdstore", writable, t)
 	if snap != nil {
 		t.rev = snap.rev
 	}
@@ -158,11 +158,8 @@ func (t *txn) load(key string) (loaded, error) {
 // Get returns a copy of key's value, or store.ErrNotFound if it is missing,
 // expired or reserved.
 func (t *txn) Get(key string) ([]byte, error) {
-	if err := t.Check(); err != nil {
+	if err := t.CheckRead(key); err != nil {
 		return nil, err
-	}
-	if kvcore.Hidden(key) {
-		return nil, store.ErrNotFound
 	}
 	if w, ok := t.writes[key]; ok {
 		return w.visible(t.now)
@@ -200,34 +197,15 @@ func (w write) visible(now time.Time) ([]byte, error) {
 	return bytes.Clone(r.Value), nil
 }
 
-// Set buffers a write of key without expiry.
-func (t *txn) Set(key string, value []byte) error {
-	return t.write(key, value, false, 0)
-}
-
-// SetExpiring buffers a write of key that disappears at expiresAt exactly.
-func (t *txn) SetExpiring(key string, value []byte, expiresAt time.Time) error {
-	nanos, err := kvcore.ExpiryNanos("etcdstore", key, expiresAt)
-	if err != nil {
-		return err
-	}
-	return t.write(key, value, true, nanos)
-}
-
-func (t *txn) write(key string, value []byte, expiring bool, expires int64) error {
-	if err := t.CheckWrite(key); err != nil {
-		return err
-	}
+// Put buffers a write of key, for kvcore.TxnBase's Set and SetExpiring.
+func (t *txn) Put(key string, value []byte, expiring bool, expires int64) error {
 	// encode copies value, so the caller may reuse its buffer before commit.
 	t.writes[key] = write{raw: encode(value, expiring, expires), expiring: expiring, expires: expires}
 	return nil
 }
 
-// Delete buffers the removal of key.
-func (t *txn) Delete(key string) error {
-	if err := t.CheckWrite(key); err != nil {
-		return err
-	}
+// Remove buffers the deletion of key, for kvcore.TxnBase's Delete.
+func (t *txn) Remove(key string) error {
 	t.writes[key] = write{del: true}
 	return nil
 }
@@ -236,11 +214,8 @@ func (t *txn) Delete(key string) error {
 // the snapshot with the transaction's buffered writes. Reserved keys are
 // skipped, and a reserved prefix visits nothing.
 func (t *txn) Scan(prefix string, fn func(key string, value []byte) error) error {
-	if err := t.Check(); err != nil {
+	if visit, err := t.CheckScan(prefix); !visit {
 		return err
-	}
-	if strings.HasPrefix(prefix, store.ReservedPrefix) {
-		return nil
 	}
 	if !slices.Contains(t.scans, prefix) {
 		t.scans = append(t.scans, prefix)

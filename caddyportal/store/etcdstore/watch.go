@@ -47,7 +47,7 @@ func (s *Store) Watch(ctx context.Context, prefix string, fn func(key string)) {
 // so a cache that reloads k through View in fn, or later, never reads the
 // state from before that change.
 func (s *Store) watch(ctx context.Context, prefix string, fn func(key string)) error {
-	if err := s.life.Enter(); err != nil {
+	if err := s.life.Enter(ctx); err != nil {
 		return err
 	}
 	defer s.life.Leave()

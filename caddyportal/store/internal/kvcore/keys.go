@@ -65,40 +65,9 @@ func ParseIndexKey[K ~string | ~[]byte](k K) (nanos int64, key string, ok bool) 
 	return int64(u ^ (1 << 63)), string(rest[8:]), true
 }
 
-// Hidden reports whether key is one that no caller can have written: the
+// hidden reports whether key is one that no caller can have written: the
 // empty key and the reserved ones. Get reports them missing and Scan of a
 // reserved prefix visits nothing.
-func Hidden(key string) bool {
+func hidden(key string) bool {
 	return key == "" || strings.HasPrefix(key, store.ReservedPrefix)
-}
-
-// TxnState is what a backend's transaction checks before it acts: whether
-// its function has returned, and whether it may write. Embed it.
-type TxnState struct {
-	// Writable is set for the transactions of Update.
-	Writable bool
-	done     bool
-}
-
-// End marks the transaction unusable: its function has returned.
-func (s *TxnState) End() { s.done = true }
-
-// Check returns store.ErrTxnDone once End has been called.
-func (s *TxnState) Check() error {
-	if s.done {
-		return store.ErrTxnDone
-	}
-	return nil
-}
-
-// CheckWrite says whether the transaction may write key: it must still be
-// usable and writable, and key a caller's key (store.CheckWriteKey).
-func (s *TxnState) CheckWrite(key string) error {
-	if err := s.Check(); err != nil {
-		return err
-	}
-	if !s.Writable {
-		return store.ErrReadOnly
-	}
-	return store.CheckWriteKey(key)
 }

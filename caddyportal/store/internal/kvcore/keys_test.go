@@ -1,7 +1,6 @@
 package kvcore
 
 import (
-	"errors"
 	"math"
 	"slices"
 	"strings"
@@ -88,36 +87,8 @@ func TestExpiryNanos(t *testing.T) {
 
 func TestHidden(t *testing.T) {
 	for key, want := range map[string]bool{"": true, "~": true, "~x/abc": true, "a": false, "a~": false, "\x7f": false} {
-		if got := Hidden(key); got != want {
-			t.Errorf("Hidden(%q) = %v, want %v", key, got, want)
-		}
-	}
-}
-
-func TestTxnStateChecks(t *testing.T) {
-	rw := TxnState{Writable: true}
-	if err := rw.CheckWrite("k"); err != nil {
-		t.Fatalf("CheckWrite in a writable transaction = %v", err)
-	}
-	for key, want := range map[string]error{"": store.ErrEmptyKey, "~x/k": store.ErrReservedKey} {
-		if err := rw.CheckWrite(key); !errors.Is(err, want) {
-			t.Errorf("CheckWrite(%q) = %v, want %v", key, err, want)
-		}
-	}
-	ro := TxnState{}
-	if err := ro.Check(); err != nil {
-		t.Fatalf("Check of a read-only transaction = %v", err)
-	}
-	if err := ro.CheckWrite("k"); !errors.Is(err, store.ErrReadOnly) {
-		t.Errorf("CheckWrite read-only = %v, want store.ErrReadOnly", err)
-	}
-	for _, s := range []*TxnState{&rw, &ro} {
-		s.End()
-		if err := s.Check(); !errors.Is(err, store.ErrTxnDone) {
-			t.Errorf("Check after End = %v, want store.ErrTxnDone", err)
-		}
-		if err := s.CheckWrite("k"); !errors.Is(err, store.ErrTxnDone) {
-			t.Errorf("CheckWrite after End = %v, want store.ErrTxnDone", err)
+		if got := hidden(key); got != want {
+			t.Errorf("hidden(%q) = %v, want %v", key, got, want)
 		}
 	}
 }

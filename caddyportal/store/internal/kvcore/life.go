@@ -60,13 +60,18 @@ func (l *Life) Context() context.Context { return l.ctx }
 // Ending reports whether Close has begun.
 func (l *Life) Ending() bool { return l.ctx.Err() != nil }
 
-// Enter registers a running call, or returns store.ErrClosed once Close
-// has begun. Every successful Enter must be paired with Leave.
-func (l *Life) Enter() error {
+// Enter registers a call made with ctx. It refuses it with store.ErrClosed
+// once Close has begun, and then with ctx's error when ctx has ended, so a
+// call whose caller has given up does not start. Every successful Enter
+// must be paired with Leave.
+func (l *Life) Enter(ctx context.Context) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
 		return store.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	l.inflight.Add(1)
 	return nil

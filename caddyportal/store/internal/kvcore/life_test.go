@@ -29,7 +29,7 @@ func within[T any](t *testing.T, ch <-chan T, what string) T {
 
 func TestCloseWaitsForCallsInFlight(t *testing.T) {
 	l := NewLife(nil)
-	if err := l.Enter(); err != nil {
+	if err := l.Enter(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	var released atomic.Int32
@@ -40,7 +40,7 @@ func TestCloseWaitsForCallsInFlight(t *testing.T) {
 	// Close has begun: the store's context ends and new calls are refused,
 	// while the call in flight goes on.
 	within(t, l.Context().Done(), "the end of the store's context")
-	if err := l.Enter(); !errors.Is(err, store.ErrClosed) {
+	if err := l.Enter(context.Background()); !errors.Is(err, store.ErrClosed) {
 		t.Fatalf("Enter during Close = %v, want store.ErrClosed", err)
 	}
 	select {
@@ -58,6 +58,29 @@ func TestCloseWaitsForCallsInFlight(t *testing.T) {
 	if released.Load() != 1 {
 		t.Fatalf("release ran %d times, want 1", released.Load())
 	}
+}
+
+func TestEnterRefusesEndedContext(t *testing.T) {
+	l := NewLife(nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := l.Enter(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Enter with an ended context = %v, want context.Canceled", err)
+	}
+	// The refused call was not counted: Close does not wait for it.
+	if err := within(t, closeAsync(l), "Close"); err != nil {
+		t.Fatal(err)
+	}
+	// Once closed, store.ErrClosed wins over the context's error.
+	if err := l.Enter(ctx); !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("Enter after Close = %v, want store.ErrClosed", err)
+	}
+}
+
+func closeAsync(l *Life) <-chan error {
+	ch := make(chan error, 1)
+	go func() { ch <- l.Close(nil) }()
+	return ch
 }
 
 func TestCloseOnceKeepsFirstResult(t *testing.T) {
@@ -80,7 +103,7 @@ func TestCloseOnceKeepsFirstResult(t *testing.T) {
 	if released.Load() != 1 {
 		t.Fatalf("release ran %d times, want 1", released.Load())
 	}
-	if err := l.Enter(); !errors.Is(err, store.ErrClosed) {
+	if err := l.Enter(context.Background()); !errors.Is(err, store.ErrClosed) {
 		t.Fatalf("Enter after Close = %v, want store.ErrClosed", err)
 	}
 }
