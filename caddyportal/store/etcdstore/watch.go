@@ -41,7 +41,7 @@ func (s *Store) Watch(ctx context.Context, prefix string, fn func(key string)) {
 	}
 }
 
-// watch is Watch, returning why it stopped: ctx's error, ErrClosed, or a
+// watch is Watch, returning why it stopped: ctx's error, store.ErrClosed, or a
 // refused prefix. It is fed by the mirror's watch (see the package
 // documentation): fn(k) runs after the mirror has applied the change of k,
 // so a cache that reloads k through View in fn, or later, never reads the
