@@ -12,6 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/caddyportal/caddyportal/caddyportal/store"
+	"github.com/caddyportal/caddyportal/caddyportal/store/etcdstore/internal/treap"
 	"github.com/caddyportal/caddyportal/caddyportal/store/internal/kvcore"
 	"github.com/caddyportal/caddyportal/caddyportal/store/internal/valuefmt"
 )
@@ -137,8 +138,8 @@ func (t *txn) load(key string) (loaded, error) {
 	}
 	if t.snap != nil {
 		var l loaded
-		if n := lookup(t.snap.root, key); n != nil {
-			l = loaded{raw: n.raw, modRev: n.modRev}
+		if n := treap.Get(t.snap.root, key); n != nil {
+			l = loaded{raw: n.Value.raw, modRev: n.Value.modRev}
 		}
 		t.cache[key] = l
 		return l, nil
@@ -280,11 +281,11 @@ func (t *txn) Scan(prefix string, fn func(key string, value []byte) error) error
 func (t *txn) stored(prefix string, visit func(key string, raw []byte, modRev int64) error) error {
 	if t.snap != nil {
 		var err error
-		ascend(t.snap.root, prefix, func(n *node) bool {
-			if !strings.HasPrefix(n.key, prefix) {
+		treap.Ascend(t.snap.root, prefix, func(n *node) bool {
+			if !strings.HasPrefix(n.Key, prefix) {
 				return false
 			}
-			err = visit(n.key, n.raw, n.modRev)
+			err = visit(n.Key, n.Value.raw, n.Value.modRev)
 			return err == nil
 		})
 		return err
