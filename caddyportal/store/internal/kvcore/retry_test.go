@@ -86,43 +86,40 @@ func TestRunStopsWhenContextEnds(t *testing.T) {
 	}
 }
 
-func TestRunPauseEndsWithContext(t *testing.T) {
-	r := retrier(t, 50, 4, func(int) time.Duration { return time.Hour })
-	ctx, cancel := context.WithCancel(context.Background())
-	calls := 0
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx, nil, conflicts(1000, &calls, nil)) }()
-	cancel()
-	select {
-	case err := <-done:
-		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("Run = %v, want context.Canceled", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run kept pausing after its context ended")
-	}
-	if calls > 1 {
-		t.Fatalf("attempt ran %d times, want at most 1", calls)
+// TestRunPauseEnds: a pause ends early when the caller's context ends or
+// the store closes, and Run says which.
+func TestRunPauseEnds(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		end  func(r *Retrier, cancel context.CancelFunc)
+		want error
+	}{
+		{"context", func(_ *Retrier, cancel context.CancelFunc) { cancel() }, context.Canceled},
+		{"Close", func(r *Retrier, _ context.CancelFunc) { r.Life.Close(nil) }, store.ErrClosed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			paused := make(chan struct{})
+			r := retrier(t, 50, 4, func(int) time.Duration { close(paused); return time.Hour })
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			calls := 0
+			done := make(chan error, 1)
+			go func() { done <- r.Run(ctx, nil, conflicts(1000, &calls, nil)) }()
+			<-paused
+			tc.end(r, cancel)
+			if err := within(t, done, "the end of the pause"); !errors.Is(err, tc.want) {
+				t.Fatalf("Run = %v, want %v", err, tc.want)
+			}
+			if calls != 1 {
+				t.Fatalf("attempt ran %d times, want 1", calls)
+			}
+		})
 	}
 }
 
-func TestRunStopsWhenStoreCloses(t *testing.T) {
-	paused := make(chan struct{})
-	r := retrier(t, 50, 4, func(int) time.Duration { close(paused); return time.Hour })
-	calls := 0
-	done := make(chan error, 1)
-	go func() { done <- r.Run(context.Background(), nil, conflicts(1000, &calls, nil)) }()
-	<-paused
+func TestRunAfterCloseDoesNotRun(t *testing.T) {
+	r := retrier(t, 50, 4, nil)
 	r.Life.Close(nil)
-	select {
-	case err := <-done:
-		if !errors.Is(err, store.ErrClosed) {
-			t.Fatalf("Run = %v, want store.ErrClosed", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run kept pausing after Close")
-	}
-	// A Run that starts after Close never runs its attempt.
 	ran := false
 	err := r.Run(context.Background(), nil, func() error { ran = true; return nil })
 	if !errors.Is(err, store.ErrClosed) || ran {
