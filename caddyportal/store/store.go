@@ -50,6 +50,12 @@ func CheckWriteKey(key string) error {
 	return nil
 }
 
+// ErrClosed is returned by a store's calls after its Close has begun.
+var ErrClosed = errors.New("store: closed")
+
+// ErrTxnDone is returned when a Txn is used after its function returned.
+var ErrTxnDone = errors.New("store: transaction used after its function returned")
+
 // ErrNotFound is returned by Txn.Get for a missing key.
 var ErrNotFound = errors.New("store: key not found")
 

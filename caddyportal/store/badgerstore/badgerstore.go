@@ -52,12 +52,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -66,6 +63,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddyportal/caddyportal/caddyportal/store"
+	"github.com/caddyportal/caddyportal/caddyportal/store/internal/kvcore"
 )
 
 // Default intervals of the background loops.
@@ -78,11 +76,9 @@ const (
 const maxAttempts = 50
 
 // exclusiveAfter is the number of conflicting attempts after which Update
-// stops competing and runs its remaining attempts alone (see Store.writers).
+// stops competing and runs its remaining attempts alone (see
+// kvcore.Retrier).
 const exclusiveAfter = 4
-
-// ErrClosed is returned by Update, View and Sweep after Close.
-var ErrClosed = errors.New("store: closed")
 
 // ErrLocked is wrapped by the error Open returns when another process (or
 // another open in this process) holds the database directory.
@@ -142,28 +138,13 @@ type Store struct {
 	minFree int64
 	full    atomic.Bool
 
-	// ctx belongs to the store, not to any caller or Caddy config: the
-	// background loops must live exactly as long as the database.
-	ctx    context.Context
-	cancel context.CancelFunc
-	bg     sync.WaitGroup
-
-	// mu guards closed; inflight counts running Update/View/Sweep calls so
-	// that Close never closes the database under them (Badger panics when an
-	// iterator is created on a closed DB).
-	mu       sync.Mutex
-	closed   bool
-	inflight sync.WaitGroup
-
-	// writers makes starving Updates win. Optimistic attempts share it;
-	// an Update that has conflicted exclusiveAfter times takes it
-	// exclusively, so no other Update commits during its attempt and it
-	// cannot conflict. Without this, a hot key (a capacity counter) can
-	// starve an unlucky writer: every round of contenders has one winner.
-	writers sync.RWMutex
-
-	closeOnce sync.Once
-	closeErr  error
+	// life counts running Update/View/Sweep calls so that Close never
+	// closes the database under them (Badger panics when an iterator is
+	// created on a closed DB), and owns the background loops.
+	life *kvcore.Life
+	// retry runs Update's attempts; an Update that has conflicted
+	// exclusiveAfter times runs alone, so it cannot conflict again.
+	retry *kvcore.Retrier
 }
 
 var _ store.Store = (*Store)(nil)
@@ -249,29 +230,28 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("badgerstore: opening %q: %w", opts.Dir, err)
 	}
 
-	s := &Store{db: db, log: log, now: now, dir: opts.Dir, minFree: minFree}
+	s := &Store{db: db, log: log, now: now, dir: opts.Dir, minFree: minFree, life: kvcore.NewLife(log)}
+	s.retry = &kvcore.Retrier{Life: s.life, MaxAttempts: maxAttempts, ExclusiveAfter: exclusiveAfter, Pause: pause}
 	if minFree > 0 {
 		if free, err := freeSpace(opts.Dir); err == nil {
 			s.ensureReserveFile(free)
 		}
 	}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
 
 	gcEvery := opts.GCInterval
 	if gcEvery == 0 {
 		gcEvery = DefaultGCInterval
 	}
 	if gcEvery > 0 && !opts.InMemory {
-		s.bg.Add(1)
-		go s.loop("value log gc", gcEvery, s.runGC)
+		s.life.Every("value log gc", gcEvery, s.runGC)
 	}
 	sweepEvery := opts.SweepInterval
 	if sweepEvery == 0 {
 		sweepEvery = DefaultSweepInterval
 	}
 	if sweepEvery > 0 {
-		s.bg.Add(1)
-		go s.loop("expiry sweep", sweepEvery, s.backgroundSweep)
+		// checkSpace logs a full disk once; the sweep need not repeat it.
+		s.life.SweepEvery(sweepEvery, s.Sweep, store.ErrNoSpace)
 	}
 	return s, nil
 }
@@ -292,31 +272,13 @@ func openBadger(bopts badger.Options) (db *badger.DB, err error) {
 // closes the database. Later calls return the first call's result. Close
 // must not be called from inside an Update or View function.
 func (s *Store) Close() error {
-	s.closeOnce.Do(func() {
-		s.mu.Lock()
-		s.closed = true
-		s.mu.Unlock()
-		s.cancel()
-		s.bg.Wait()
-		s.inflight.Wait()
+	return s.life.Close(func() error {
 		s.releaseReserveFile()
 		if err := s.db.Close(); err != nil {
-			s.closeErr = fmt.Errorf("badgerstore: closing: %w", err)
+			return fmt.Errorf("badgerstore: closing: %w", err)
 		}
+		return nil
 	})
-	return s.closeErr
-}
-
-// enter registers a running call, or reports that the store is closed.
-// Every successful enter must be paired with s.inflight.Done().
-func (s *Store) enter() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return ErrClosed
-	}
-	s.inflight.Add(1)
-	return nil
 }
 
 // Update runs fn in a read-write transaction and commits it. When the commit
@@ -327,134 +289,71 @@ func (s *Store) enter() error {
 // error from fn discards the transaction and is returned as is. fn must not
 // call Update or Close on the same store.
 func (s *Store) Update(ctx context.Context, fn func(tx store.Txn) error) error {
-	if err := s.enter(); err != nil {
+	if err := s.life.Enter(ctx); err != nil {
 		return err
 	}
-	defer s.inflight.Done()
+	defer s.life.Leave()
 	if err := s.checkSpace(); err != nil {
 		return err
 	}
-	for attempt := 1; ; attempt++ {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		conflict, err := s.tryUpdate(fn, attempt > exclusiveAfter)
-		if !conflict {
-			return err
-		}
-		if attempt >= maxAttempts {
-			return fmt.Errorf("%w (%d attempts)", store.ErrConflict, attempt)
-		}
-		if attempt >= exclusiveAfter {
-			continue // the lock is the queue now
-		}
-		t := time.NewTimer(backoff(attempt))
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-s.ctx.Done():
-			t.Stop()
-			return ErrClosed
-		}
-	}
+	return s.retry.Run(ctx, nil, func() error { return s.tryUpdate(fn) })
 }
 
-// backoff returns a random wait before attempt+1: full jitter over a window
-// that doubles from 1ms, which spreads out writers colliding on one key.
-func backoff(attempt int) time.Duration {
-	window := time.Millisecond << min(attempt-1, 4)
-	return time.Duration(rand.Int64N(int64(window))) + 50*time.Microsecond
+// pause is the wait after the n-th conflict: a jittered backoff while
+// attempts compete, none once they run alone (the lock is the queue then).
+func pause(n int) time.Duration {
+	if n >= exclusiveAfter {
+		return 0
+	}
+	return kvcore.Backoff(n)
 }
 
-// tryUpdate runs fn once and commits, alone if exclusive. conflict reports a
-// commit conflict that Update should retry.
-func (s *Store) tryUpdate(fn func(tx store.Txn) error, exclusive bool) (conflict bool, err error) {
-	if exclusive {
-		s.writers.Lock()
-		defer s.writers.Unlock()
-	} else {
-		s.writers.RLock()
-		defer s.writers.RUnlock()
-	}
-	if s.ctx.Err() != nil {
-		return false, ErrClosed
-	}
+// tryUpdate runs fn once and commits. It returns kvcore.ErrRetry on a
+// commit conflict, which Update retries.
+func (s *Store) tryUpdate(fn func(tx store.Txn) error) error {
 	btx := s.db.NewTransaction(true)
 	defer btx.Discard()
-	tx := &txn{btx: btx, now: s.now(), writable: true}
-	err = fn(tx)
-	tx.done = true
+	tx := newTxn(btx, s.now(), true)
+	err := fn(tx)
+	tx.End()
 	if errors.Is(err, badger.ErrTxnTooBig) {
 		// Badger's limit follows the memtable size: callers split the work.
-		return false, fmt.Errorf("badgerstore: %w: %w", store.ErrTooLarge, err)
+		return fmt.Errorf("badgerstore: %w: %w", store.ErrTooLarge, err)
 	}
 	if err != nil {
-		return false, err
+		return err
 	}
 	if err := btx.Commit(); err != nil {
 		if errors.Is(err, badger.ErrConflict) {
-			return true, err
+			return kvcore.ErrRetry
 		}
 		if errors.Is(err, badger.ErrTxnTooBig) {
-			return false, fmt.Errorf("badgerstore: %w: %w", store.ErrTooLarge, err)
+			return fmt.Errorf("badgerstore: %w: %w", store.ErrTooLarge, err)
 		}
-		return false, fmt.Errorf("badgerstore: commit: %w", err)
+		return fmt.Errorf("badgerstore: commit: %w", err)
 	}
-	return false, nil
+	return nil
 }
 
 // View runs fn in a read-only transaction on a consistent snapshot.
 func (s *Store) View(ctx context.Context, fn func(tx store.Txn) error) error {
-	if err := s.enter(); err != nil {
+	if err := s.life.Enter(ctx); err != nil {
 		return err
 	}
-	defer s.inflight.Done()
-	if err := ctx.Err(); err != nil {
-		return err
-	}
+	defer s.life.Leave()
 	btx := s.db.NewTransaction(false)
 	defer btx.Discard()
-	tx := &txn{btx: btx, now: s.now()}
+	tx := newTxn(btx, s.now(), false)
 	err := fn(tx)
-	tx.done = true
+	tx.End()
 	return err
-}
-
-// loop runs task every interval on the store's own context until Close.
-func (s *Store) loop(name string, every time.Duration, task func()) {
-	defer s.bg.Done()
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-t.C:
-			s.safely(name, task)
-		}
-	}
-}
-
-// safely runs task and logs a panic instead of letting it kill the server.
-func (s *Store) safely(name string, task func()) {
-	defer func() {
-		if r := recover(); r != nil {
-			s.log.Error("panic in store background task",
-				zap.String("task", name),
-				zap.Any("panic", r),
-				zap.ByteString("stack", debug.Stack()))
-		}
-	}()
-	task()
 }
 
 // runGC rewrites value-log files until Badger finds nothing worth
 // rewriting. With the portal's small values the log stays nearly empty, so
 // this is normally a single cheap call.
 func (s *Store) runGC() {
-	for s.ctx.Err() == nil {
+	for !s.life.Ending() {
 		if s.checkSpace() != nil {
 			return // rewriting needs space first
 		}
@@ -466,17 +365,6 @@ func (s *Store) runGC() {
 			s.log.Warn("value log gc failed", zap.Error(err))
 		}
 		return
-	}
-}
-
-func (s *Store) backgroundSweep() {
-	n, err := s.Sweep(s.ctx)
-	switch {
-	case err != nil && !errors.Is(err, ErrClosed) && !errors.Is(err, context.Canceled) &&
-		!errors.Is(err, store.ErrNoSpace): // checkSpace logged that once
-		s.log.Warn("expiry sweep failed", zap.Error(err))
-	case n > 0:
-		s.log.Debug("expiry sweep", zap.Int("deleted", n))
 	}
 }
 

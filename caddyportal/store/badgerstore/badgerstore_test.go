@@ -37,15 +37,7 @@ func open(t *testing.T, opts badgerstore.Options) *badgerstore.Store {
 		opts.SweepInterval = -1
 	}
 	s, err := badgerstore.Open(opts)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return s
+	return storetest.Opened(t, s, err)
 }
 
 func TestConformanceInMemory(t *testing.T) {
@@ -205,14 +197,14 @@ func TestCloseIdempotentAndConcurrent(t *testing.T) {
 		}
 	}
 	for range 4 {
-		if err := <-done; !errors.Is(err, badgerstore.ErrClosed) {
+		if err := <-done; !errors.Is(err, store.ErrClosed) {
 			t.Errorf("Update during Close = %v, want ErrClosed", err)
 		}
 	}
 	if err := s.Close(); err != nil {
 		t.Errorf("Close after Close: %v", err)
 	}
-	if _, err := s.Sweep(ctx); !errors.Is(err, badgerstore.ErrClosed) {
+	if _, err := s.Sweep(ctx); !errors.Is(err, store.ErrClosed) {
 		t.Errorf("Sweep after Close = %v, want ErrClosed", err)
 	}
 }

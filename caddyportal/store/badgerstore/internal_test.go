@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddyportal/caddyportal/caddyportal/store"
+	"github.com/caddyportal/caddyportal/caddyportal/store/internal/kvcore"
 	"github.com/caddyportal/caddyportal/caddyportal/store/storetest"
 )
 
@@ -50,7 +51,7 @@ func countIndex(t *testing.T, s *Store) int {
 	t.Helper()
 	n := 0
 	for _, k := range rawKeys(t, s) {
-		if strings.HasPrefix(k, expiryIndexPrefix) {
+		if strings.HasPrefix(k, kvcore.IndexPrefix) {
 			n++
 		}
 	}
@@ -97,22 +98,6 @@ func TestBadgerExpiresAtRoundsUp(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
-	}
-}
-
-func TestIndexKeyOrderAndRoundTrip(t *testing.T) {
-	times := []int64{-2_000_000_000, -1, 0, 1, 1_700_000_000_000_000_000}
-	var prev []byte
-	for _, n := range times {
-		k := indexKey(n, "user/key")
-		if prev != nil && string(prev) >= string(k) {
-			t.Errorf("indexKey(%d) does not sort after the previous instant", n)
-		}
-		prev = k
-		gotN, gotKey, ok := parseIndexKey(k)
-		if !ok || gotN != n || gotKey != "user/key" {
-			t.Errorf("parseIndexKey(indexKey(%d)) = %d, %q, %v", n, gotN, gotKey, ok)
-		}
 	}
 }
 
@@ -264,7 +249,7 @@ func TestLoggerAdapter(t *testing.T) {
 func TestBackgroundPanicIsLogged(t *testing.T) {
 	core, logs := observer.New(zapcore.ErrorLevel)
 	s := openMem(t, Options{Logger: zap.New(core)})
-	s.safely("test task", func() { panic("boom") })
+	s.life.Safely("test task", func() { panic("boom") })
 	entries := logs.FilterMessage("panic in store background task").All()
 	if len(entries) != 1 || entries[0].ContextMap()["task"] != "test task" {
 		t.Fatalf("logged %v, want one panic entry for the task", logs.All())

@@ -8,6 +8,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/caddyportal/caddyportal/caddyportal/store"
+	"github.com/caddyportal/caddyportal/caddyportal/store/internal/kvcore"
 )
 
 // sweepBatch bounds the deletions per transaction, which keeps each commit
@@ -46,11 +47,11 @@ func sweepOnce(t *txn) (deleted, seen int, err error) {
 	}
 	var batch []due
 	opts := badger.DefaultIteratorOptions
-	opts.Prefix = []byte(expiryIndexPrefix)
+	opts.Prefix = []byte(kvcore.IndexPrefix)
 	opts.PrefetchValues = false
 	it := t.btx.NewIterator(opts)
 	for it.Rewind(); it.Valid() && len(batch) < sweepBatch; it.Next() {
-		nanos, key, ok := parseIndexKey(it.Item().Key())
+		nanos, key, ok := kvcore.ParseIndexKey(it.Item().Key())
 		if !ok {
 			continue
 		}

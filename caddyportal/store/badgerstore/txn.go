@@ -1,41 +1,28 @@
 package badgerstore
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
-	"strings"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/caddyportal/caddyportal/caddyportal/store"
+	"github.com/caddyportal/caddyportal/caddyportal/store/internal/kvcore"
 	"github.com/caddyportal/caddyportal/caddyportal/store/internal/valuefmt"
-)
-
-const (
-	// reservedPrefix starts every key that belongs to this package.
-	reservedPrefix = "~"
-	// expiryIndexPrefix starts the expiry index entries.
-	expiryIndexPrefix = "~x/"
-)
-
-// errTxnDone is returned when a Txn is used after its function returned.
-var errTxnDone = errors.New("store: transaction used after its function returned")
-
-// Expiry instants must fit int64 Unix nanoseconds (years 1678 to 2262).
-var (
-	minExpiry = time.Unix(0, math.MinInt64)
-	maxExpiry = time.Unix(0, math.MaxInt64)
 )
 
 // txn adapts a Badger transaction to store.Txn.
 type txn struct {
-	btx      *badger.Txn
-	now      time.Time // one instant per attempt, so the whole fn sees one expiry cut-off
-	writable bool
-	done     bool
+	kvcore.TxnBase
+	btx *badger.Txn
+	now time.Time // one instant per attempt, so the whole fn sees one expiry cut-off
+}
+
+func newTxn(btx *badger.Txn, now time.Time, writable bool) *txn {
+	t := &txn{btx: btx, now: now}
+	t.TxnBase = kvcore.NewTxnBase("badgerstore", writable, t)
+	return t
 }
 
 var _ store.Txn = (*txn)(nil)
@@ -51,19 +38,7 @@ func decode(raw []byte) (record, error) { return valuefmt.Decode("badgerstore", 
 
 // indexKey returns the expiry index key of key expiring at nanos.
 func indexKey(nanos int64, key string) []byte {
-	b := make([]byte, 0, len(expiryIndexPrefix)+8+len(key))
-	b = append(b, expiryIndexPrefix...)
-	b = binary.BigEndian.AppendUint64(b, uint64(nanos)^(1<<63))
-	return append(b, key...)
-}
-
-// parseIndexKey is the inverse of indexKey.
-func parseIndexKey(k []byte) (nanos int64, key string, ok bool) {
-	if len(k) < len(expiryIndexPrefix)+8 || string(k[:len(expiryIndexPrefix)]) != expiryIndexPrefix {
-		return 0, "", false
-	}
-	rest := k[len(expiryIndexPrefix):]
-	return int64(binary.BigEndian.Uint64(rest[:8]) ^ (1 << 63)), string(rest[8:]), true
+	return kvcore.AppendIndexKey(nil, nanos, key)
 }
 
 // badgerExpiresAt rounds nanos up to the next whole Unix second, so Badger
@@ -78,23 +53,6 @@ func badgerExpiresAt(nanos int64) uint64 {
 		return 1
 	}
 	return uint64(secs)
-}
-
-func (t *txn) check() error {
-	if t.done {
-		return errTxnDone
-	}
-	return nil
-}
-
-func (t *txn) checkWrite(key string) error {
-	if err := t.check(); err != nil {
-		return err
-	}
-	if !t.writable {
-		return store.ErrReadOnly
-	}
-	return store.CheckWriteKey(key)
 }
 
 // load returns the decoded record of key, including an expired one, or
@@ -118,11 +76,8 @@ func (t *txn) load(key string) (record, error) {
 // Get returns a copy of key's value, or store.ErrNotFound if it is missing,
 // expired or reserved.
 func (t *txn) Get(key string) ([]byte, error) {
-	if err := t.check(); err != nil {
+	if err := t.CheckRead(key); err != nil {
 		return nil, err
-	}
-	if key == "" || strings.HasPrefix(key, reservedPrefix) {
-		return nil, store.ErrNotFound
 	}
 	r, err := t.load(key)
 	if err != nil {
@@ -134,23 +89,8 @@ func (t *txn) Get(key string) ([]byte, error) {
 	return r.Value, nil
 }
 
-// Set writes key without expiry, clearing any expiry it had.
-func (t *txn) Set(key string, value []byte) error {
-	return t.write(key, value, false, 0)
-}
-
-// SetExpiring writes key so that it disappears at expiresAt exactly.
-func (t *txn) SetExpiring(key string, value []byte, expiresAt time.Time) error {
-	if expiresAt.Before(minExpiry) || expiresAt.After(maxExpiry) {
-		return fmt.Errorf("badgerstore: expiry %v of %q is out of range", expiresAt, key)
-	}
-	return t.write(key, value, true, expiresAt.UnixNano())
-}
-
-func (t *txn) write(key string, value []byte, expiring bool, expires int64) error {
-	if err := t.checkWrite(key); err != nil {
-		return err
-	}
+// Put writes key, for kvcore.TxnBase's Set and SetExpiring.
+func (t *txn) Put(key string, value []byte, expiring bool, expires int64) error {
 	if err := t.dropIndexEntry(key); err != nil {
 		return err
 	}
@@ -187,11 +127,9 @@ func (t *txn) dropIndexEntry(key string) error {
 	return nil
 }
 
-// Delete removes key and its expiry index entry.
-func (t *txn) Delete(key string) error {
-	if err := t.checkWrite(key); err != nil {
-		return err
-	}
+// Remove deletes key and its expiry index entry, for kvcore.TxnBase's
+// Delete.
+func (t *txn) Remove(key string) error {
 	if err := t.dropIndexEntry(key); err != nil {
 		return err
 	}
@@ -204,11 +142,8 @@ func (t *txn) Delete(key string) error {
 // Scan visits the visible keys with prefix in ascending byte order. Reserved
 // keys are skipped, and a reserved prefix visits nothing.
 func (t *txn) Scan(prefix string, fn func(key string, value []byte) error) error {
-	if err := t.check(); err != nil {
+	if visit, err := t.CheckScan(prefix); !visit {
 		return err
-	}
-	if strings.HasPrefix(prefix, reservedPrefix) {
-		return nil
 	}
 	opts := badger.DefaultIteratorOptions
 	opts.Prefix = []byte(prefix)
@@ -222,8 +157,8 @@ func (t *txn) Scan(prefix string, fn func(key string, value []byte) error) error
 		k := item.Key()
 		// Only Scan("") can reach the reserved range; jump over it rather
 		// than stopping, because keys above "~" (0x7f and up) follow it.
-		if prefix == "" && len(k) > 0 && k[0] == reservedPrefix[0] {
-			it.Seek([]byte{reservedPrefix[0] + 1})
+		if prefix == "" && len(k) > 0 && k[0] == store.ReservedPrefix[0] {
+			it.Seek([]byte{store.ReservedPrefix[0] + 1})
 			continue
 		}
 		raw, err := item.ValueCopy(nil)

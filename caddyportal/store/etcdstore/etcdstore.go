@@ -118,11 +118,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
-	"runtime/debug"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -136,6 +133,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/caddyportal/caddyportal/caddyportal/store"
+	"github.com/caddyportal/caddyportal/caddyportal/store/internal/kvcore"
 )
 
 // Defaults of Options.
@@ -150,9 +148,6 @@ const (
 // exclusiveAfter is the number of conflicting attempts after which Update
 // runs its remaining attempts alone among this store's Updates.
 const exclusiveAfter = 4
-
-// ErrClosed is returned by Update, View, Sweep and Watch after Close.
-var ErrClosed = errors.New("store: closed")
 
 // ErrTxnTooLarge is returned by Update when an attempt needs more compares
 // or more operations than Options.MaxTxnOps, even with range compares for
@@ -216,21 +211,13 @@ type Store struct {
 	maxTxnOps   int
 	maxAttempts int
 
-	// ctx belongs to the store: background loops, watches and in-flight
-	// calls end when Close cancels it.
-	ctx    context.Context
-	cancel context.CancelFunc
-	bg     sync.WaitGroup
-
-	// mu guards closed; inflight counts running calls so that Close closes
-	// the client only after them.
-	mu       sync.Mutex
-	closed   bool
-	inflight sync.WaitGroup
-
-	// writers lets an Update that keeps conflicting run alone among this
-	// store's Updates (see badgerstore for the starvation it prevents).
-	writers sync.RWMutex
+	// life counts running calls so that Close closes the client only
+	// after them; its context ends background loops, watches and in-flight
+	// calls when Close begins.
+	life *kvcore.Life
+	// retry runs Update's attempts; one that keeps conflicting runs alone
+	// among this store's Updates.
+	retry *kvcore.Retrier
 
 	// mirror serves the reads of transactions.
 	mirror *mirror
@@ -238,9 +225,6 @@ type Store struct {
 	// waits until the mirror's watch has caught up with it, so that its
 	// range compares do not fail on this store's own writes.
 	lastCommit atomic.Int64
-
-	closeOnce sync.Once
-	closeErr  error
 }
 
 var _ store.Store = (*Store)(nil)
@@ -337,28 +321,27 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("etcdstore: reading from etcd at %s: %w", where, err)
 	}
 
-	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.life = kvcore.NewLife(log)
+	s.retry = &kvcore.Retrier{Life: s.life, MaxAttempts: s.maxAttempts, ExclusiveAfter: exclusiveAfter, Pause: pause}
 	s.mirror = newMirror(s)
 	// WithRequireLeader ends the watch when its member loses the leader,
 	// instead of leaving it silently stuck on a minority member.
-	s.mirror.watchCtx = clientv3.WithRequireLeader(s.ctx)
+	s.mirror.watchCtx = clientv3.WithRequireLeader(s.life.Context())
 	lctx, lcancel := context.WithTimeout(ctx, dialTimeout)
 	err = s.mirror.reload(lctx)
 	lcancel()
 	if err != nil {
-		s.cancel()
+		s.life.Close(nil)
 		cli.Close()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
 		return nil, fmt.Errorf("etcdstore: etcd at %s: %w", where, err)
 	}
-	s.bg.Add(1)
-	go s.mirror.run()
+	s.life.Go(s.mirror.run)
 	sweepEvery := orDefault(opts.SweepInterval, DefaultSweepInterval)
 	if sweepEvery > 0 {
-		s.bg.Add(1)
-		go s.loop("expiry sweep", sweepEvery, s.backgroundSweep)
+		s.life.SweepEvery(sweepEvery, s.Sweep)
 	}
 	return s, nil
 }
@@ -412,49 +395,31 @@ func clientTLS(opts Options) (*tls.Config, error) {
 // Later calls return the first call's result. Close must not be called from
 // inside an Update or View function.
 func (s *Store) Close() error {
-	s.closeOnce.Do(func() {
-		s.mu.Lock()
-		s.closed = true
-		s.mu.Unlock()
-		s.cancel()
-		s.bg.Wait()
-		s.inflight.Wait()
+	return s.life.Close(func() error {
 		if err := s.cli.Close(); err != nil && !errors.Is(err, context.Canceled) {
-			s.closeErr = fmt.Errorf("etcdstore: closing: %w", err)
+			return fmt.Errorf("etcdstore: closing: %w", err)
 		}
+		return nil
 	})
-	return s.closeErr
-}
-
-// enter registers a running call, or reports that the store is closed.
-// Every successful enter must be paired with s.inflight.Done().
-func (s *Store) enter() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return ErrClosed
-	}
-	s.inflight.Add(1)
-	return nil
 }
 
 // callCtx returns the context for one etcd call: the caller's, bounded by
 // RequestTimeout and canceled by Close.
 func (s *Store) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	c, cancel := context.WithTimeout(ctx, s.reqTimeout)
-	stop := context.AfterFunc(s.ctx, cancel)
+	stop := context.AfterFunc(s.life.Context(), cancel)
 	return c, func() { stop(); cancel() }
 }
 
 // wrap turns an etcd call's error into the store's: the caller's own
-// context error as is, ErrClosed after Close, store.ErrUnavailable for
+// context error as is, store.ErrClosed after Close, store.ErrUnavailable for
 // transient trouble, anything else with the operation named.
 func (s *Store) wrap(ctx context.Context, op string, err error) error {
 	if cerr := ctx.Err(); cerr != nil {
 		return cerr
 	}
-	if s.ctx.Err() != nil {
-		return ErrClosed
+	if s.life.Ending() {
+		return store.ErrClosed
 	}
 	if isUnavailable(err) {
 		return fmt.Errorf("etcdstore: %s: %w: %w", op, store.ErrUnavailable, err)
@@ -490,9 +455,6 @@ func isCompacted(err error) bool {
 	return errors.Is(err, rpctypes.ErrCompacted) || errors.Is(err, rpctypes.ErrGRPCCompacted)
 }
 
-// errRetry marks an attempt that must run again on fresh data.
-var errRetry = errors.New("etcdstore: retry on fresh data")
-
 // Update runs fn in a read-write transaction and commits it with one etcd
 // Txn (see the package documentation). fn reads the mirror; it runs again
 // on fresh data when the commit finds that something it read has changed.
@@ -500,44 +462,32 @@ var errRetry = errors.New("etcdstore: retry on fresh data")
 // read-only Txn has confirmed that what fn read was current (otherwise fn
 // runs again). fn must not call Update or Close on the same store.
 func (s *Store) Update(ctx context.Context, fn func(tx store.Txn) error) error {
-	if err := s.enter(); err != nil {
+	if err := s.life.Enter(ctx); err != nil {
 		return err
 	}
-	defer s.inflight.Done()
+	defer s.life.Leave()
 	// Reading the mirror before the watch has brought this store's own
 	// last commit would make range compares fail on our own writes.
 	waitFor := s.lastCommit.Load()
-	for attempt := 1; ; attempt++ {
-		if err := ctx.Err(); err != nil {
-			return err
+	return s.retry.Run(ctx, func() error { return s.catchUp(ctx, waitFor) }, func() error {
+		rev, err := s.tryUpdate(ctx, fn)
+		if errors.Is(err, kvcore.ErrRetry) {
+			// The failed Txn's revision includes the change that made it
+			// fail: once the mirror has it, the next attempt reads fresh data.
+			waitFor = max(rev, s.lastCommit.Load())
 		}
-		if err := s.catchUp(ctx, waitFor); err != nil {
-			return err
-		}
-		rev, err := s.tryUpdate(ctx, fn, attempt > exclusiveAfter)
-		if !errors.Is(err, errRetry) {
-			return err
-		}
-		if attempt >= s.maxAttempts {
-			return fmt.Errorf("%w (%d attempts)", store.ErrConflict, attempt)
-		}
-		// The failed Txn's revision includes the change that made it
-		// fail: once the mirror has it, the next attempt reads fresh data.
-		waitFor = max(rev, s.lastCommit.Load())
-		if attempt < 2 {
-			continue
-		}
-		t := time.NewTimer(backoff(attempt - 1))
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-s.ctx.Done():
-			t.Stop()
-			return ErrClosed
-		}
+		return err
+	})
+}
+
+// pause is the wait after the n-th conflict: none after the first (the
+// mirror has caught up with the change that caused it), then a jittered
+// backoff that separates the contenders.
+func pause(n int) time.Duration {
+	if n < 2 {
+		return 0
 	}
+	return kvcore.Backoff(n - 1)
 }
 
 // catchUp waits, at most catchUpWait, until the mirror has applied
@@ -550,7 +500,7 @@ func (s *Store) catchUp(ctx context.Context, rev int64) error {
 	wctx, cancel := context.WithTimeout(ctx, catchUpWait)
 	defer cancel()
 	err := s.mirror.waitRev(wctx, rev)
-	if errors.Is(err, ErrClosed) {
+	if errors.Is(err, store.ErrClosed) {
 		return err
 	}
 	if cerr := ctx.Err(); cerr != nil {
@@ -570,31 +520,13 @@ func (s *Store) committed(writes map[string]write, rev int64) {
 	s.mirror.applyOwn(writes, rev)
 }
 
-// backoff returns a random wait before attempt+1: full jitter over a window
-// that doubles from 1ms to 16ms, which spreads out colliding writers.
-func backoff(attempt int) time.Duration {
-	window := time.Millisecond << min(attempt-1, 4)
-	return time.Duration(rand.Int64N(int64(window))) + 50*time.Microsecond
-}
-
 // tryUpdate runs fn once on the mirror and commits (or, when fn fails,
-// checks its reads), alone among this store's Updates if exclusive. It
-// returns errRetry, with the revision of the failed Txn, when the attempt
-// must run again.
-func (s *Store) tryUpdate(ctx context.Context, fn func(tx store.Txn) error, exclusive bool) (int64, error) {
-	if exclusive {
-		s.writers.Lock()
-		defer s.writers.Unlock()
-	} else {
-		s.writers.RLock()
-		defer s.writers.RUnlock()
-	}
-	if s.ctx.Err() != nil {
-		return 0, ErrClosed
-	}
+// checks its reads). It returns kvcore.ErrRetry, with the revision of the
+// failed Txn, when the attempt must run again.
+func (s *Store) tryUpdate(ctx context.Context, fn func(tx store.Txn) error) (int64, error) {
 	tx := newTxn(ctx, s, true, s.mirror.snap(), 0)
 	err := fn(tx)
-	tx.done = true
+	tx.End()
 	if err != nil {
 		if !tx.read() {
 			return 0, err
@@ -617,13 +549,10 @@ func (s *Store) tryUpdate(ctx context.Context, fn func(tx store.Txn) error, excl
 // applied it, and runs fn on the mirror. If the mirror does not
 // catch up in time, fn reads etcd directly at that revision instead.
 func (s *Store) View(ctx context.Context, fn func(tx store.Txn) error) error {
-	if err := s.enter(); err != nil {
+	if err := s.life.Enter(ctx); err != nil {
 		return err
 	}
-	defer s.inflight.Done()
-	if err := ctx.Err(); err != nil {
-		return err
-	}
+	defer s.life.Leave()
 	rev, err := s.currentRevision(ctx)
 	if err != nil {
 		return err
@@ -635,9 +564,9 @@ func (s *Store) View(ctx context.Context, fn func(tx store.Txn) error) error {
 	case err == nil:
 		tx := newTxn(ctx, s, false, s.mirror.snap(), 0)
 		err := fn(tx)
-		tx.done = true
+		tx.End()
 		return err
-	case errors.Is(err, ErrClosed):
+	case errors.Is(err, store.ErrClosed):
 		return err
 	case ctx.Err() != nil:
 		return ctx.Err()
@@ -646,7 +575,7 @@ func (s *Store) View(ctx context.Context, fn func(tx store.Txn) error) error {
 	for attempt := 1; ; attempt++ {
 		tx := newTxn(ctx, s, false, nil, rev)
 		err := fn(tx)
-		tx.done = true
+		tx.End()
 		if !tx.retry {
 			return err
 		}
@@ -657,44 +586,6 @@ func (s *Store) View(ctx context.Context, fn func(tx store.Txn) error) error {
 		if rev, err = s.currentRevision(ctx); err != nil {
 			return err
 		}
-	}
-}
-
-// loop runs task every interval on the store's own context until Close.
-func (s *Store) loop(name string, every time.Duration, task func()) {
-	defer s.bg.Done()
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-t.C:
-			s.safely(name, task)
-		}
-	}
-}
-
-// safely runs task and logs a panic instead of letting it kill the server.
-func (s *Store) safely(name string, task func()) {
-	defer func() {
-		if r := recover(); r != nil {
-			s.log.Error("panic in store background task",
-				zap.String("task", name),
-				zap.Any("panic", r),
-				zap.ByteString("stack", debug.Stack()))
-		}
-	}()
-	task()
-}
-
-func (s *Store) backgroundSweep() {
-	n, err := s.Sweep(s.ctx)
-	switch {
-	case err != nil && !errors.Is(err, ErrClosed) && !errors.Is(err, context.Canceled):
-		s.log.Warn("expiry sweep failed", zap.Error(err))
-	case n > 0:
-		s.log.Debug("expiry sweep", zap.Int("deleted", n))
 	}
 }
 

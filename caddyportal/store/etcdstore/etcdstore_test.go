@@ -51,15 +51,7 @@ func open(t testing.TB, srv *etcdtest.Server, opts etcdstore.Options) *etcdstore
 		opts.SweepInterval = -1
 	}
 	s, err := etcdstore.Open(context.Background(), opts)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return s
+	return storetest.Opened(t, s, err)
 }
 
 // rawClient is a plain etcd client, to look behind the store's back.

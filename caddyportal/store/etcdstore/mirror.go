@@ -2,7 +2,6 @@ package etcdstore
 
 import (
 	"context"
-	"hash/maphash"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -10,6 +9,9 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/caddyportal/caddyportal/caddyportal/store"
+	"github.com/caddyportal/caddyportal/caddyportal/store/etcdstore/internal/treap"
 )
 
 // loadPage is how many keys one range call of a full mirror load reads.
@@ -25,133 +27,16 @@ const catchUpWait = 20 * time.Millisecond
 // queue collapses into one "" (drop everything), which is always correct.
 const maxQueued = 4096
 
-// node is one key of the mirror: an immutable treap node. Updates copy the
-// path from the root (persistent tree), so a reader that holds a root sees
+// entry is what the mirror holds for one user key (the node's key, without
+// the store prefix).
+type entry struct {
+	raw    []byte // encoded value as stored in etcd (header included)
+	modRev int64
+}
+
+// node is one key of the mirror, in an immutable tree: a transaction reads
 // one state for as long as it likes without any lock.
-type node struct {
-	key         string // user key, without the store prefix
-	raw         []byte // encoded value as stored in etcd (header included)
-	modRev      int64
-	prio        uint64
-	left, right *node
-}
-
-// above reports whether a belongs above b in the heap order of the treap.
-// Ties on priority are broken by key so the order is strict.
-func above(a, b *node) bool {
-	return a.prio > b.prio || a.prio == b.prio && a.key < b.key
-}
-
-// put returns the tree n with nn inserted or replacing the node with the
-// same key. nn must be a fresh node; it becomes part of the result.
-func put(n, nn *node) *node {
-	if n == nil {
-		return nn
-	}
-	if nn.key == n.key {
-		nn.left, nn.right = n.left, n.right
-		return nn
-	}
-	// The priority is a hash of the key, so if nn's key is in the subtree,
-	// every node on the way to it is above nn and this split never sees it.
-	if above(nn, n) {
-		nn.left, nn.right = split(n, nn.key)
-		return nn
-	}
-	c := *n
-	if nn.key < n.key {
-		c.left = put(n.left, nn)
-	} else {
-		c.right = put(n.right, nn)
-	}
-	return &c
-}
-
-// split returns the keys of n below k and above k (k is not in n).
-func split(n *node, k string) (*node, *node) {
-	if n == nil {
-		return nil, nil
-	}
-	c := *n
-	if n.key < k {
-		var r *node
-		c.right, r = split(n.right, k)
-		return &c, r
-	}
-	var l *node
-	l, c.left = split(n.left, k)
-	return l, &c
-}
-
-// del returns n without key k, and whether k was there.
-func del(n *node, k string) (*node, bool) {
-	if n == nil {
-		return nil, false
-	}
-	if k == n.key {
-		return merge(n.left, n.right), true
-	}
-	c := *n
-	var found bool
-	if k < n.key {
-		c.left, found = del(n.left, k)
-	} else {
-		c.right, found = del(n.right, k)
-	}
-	if !found {
-		return n, false
-	}
-	return &c, true
-}
-
-// merge joins a and b, every key of a being below every key of b.
-func merge(a, b *node) *node {
-	if a == nil {
-		return b
-	}
-	if b == nil {
-		return a
-	}
-	if above(a, b) {
-		c := *a
-		c.right = merge(a.right, b)
-		return &c
-	}
-	c := *b
-	c.left = merge(a, b.left)
-	return &c
-}
-
-// lookup returns the node of k in n, or nil.
-func lookup(n *node, k string) *node {
-	for n != nil {
-		switch {
-		case k < n.key:
-			n = n.left
-		case k > n.key:
-			n = n.right
-		default:
-			return n
-		}
-	}
-	return nil
-}
-
-// ascend calls fn for the nodes with keys at or after from, in key order,
-// until fn returns false. It returns false if fn did.
-func ascend(n *node, from string, fn func(*node) bool) bool {
-	for n != nil {
-		if n.key < from {
-			n = n.right
-			continue
-		}
-		if !ascend(n.left, from, fn) || !fn(n) {
-			return false
-		}
-		n = n.right
-	}
-	return true
-}
+type node = treap.Node[entry]
 
 // snapshot is one published state of the mirror.
 type snapshot struct {
@@ -167,8 +52,7 @@ type snapshot struct {
 // mirror is the local copy of every user key under the store's prefix,
 // kept current by one etcd watch. See the package documentation.
 type mirror struct {
-	s    *Store
-	seed maphash.Seed
+	s *Store
 
 	cur atomic.Pointer[snapshot]
 
@@ -188,7 +72,6 @@ type mirror struct {
 func newMirror(s *Store) *mirror {
 	m := &mirror{
 		s:        s,
-		seed:     maphash.MakeSeed(),
 		advanced: make(chan struct{}),
 		tombs:    map[string]int64{},
 		subs:     map[*subscriber]struct{}{},
@@ -200,8 +83,8 @@ func newMirror(s *Store) *mirror {
 // snap returns the current state.
 func (m *mirror) snap() *snapshot { return m.cur.Load() }
 
-func (m *mirror) newNode(key string, raw []byte, modRev int64) *node {
-	return &node{key: key, raw: raw, modRev: modRev, prio: maphash.String(m.seed, key)}
+func newNode(key string, raw []byte, modRev int64) *node {
+	return treap.New(key, entry{raw: raw, modRev: modRev})
 }
 
 // publish installs root at rev and wakes the waiters if wake; m.mu must
@@ -244,7 +127,7 @@ func (m *mirror) load(ctx context.Context) (*node, int64, int64, error) {
 				rev = resp.Header.Revision
 			}
 			for _, kv := range resp.Kvs {
-				root = put(root, m.newNode(strings.TrimPrefix(string(kv.Key), s.prefix), kv.Value, kv.ModRevision))
+				root = treap.Put(root, newNode(strings.TrimPrefix(string(kv.Key), s.prefix), kv.Value, kv.ModRevision))
 				count++
 			}
 			if !resp.More || len(resp.Kvs) == 0 {
@@ -286,30 +169,30 @@ func (m *mirror) reload(ctx context.Context) error {
 // revision after the mirror's and reloads when etcd has compacted the
 // revisions the watch needs.
 func (m *mirror) run() {
-	defer m.s.bg.Done()
 	s := m.s
+	ctx := s.life.Context()
 	start := s.prefix
 	if start == "" {
 		start = "\x00" // etcd refuses an empty key
 	}
 	end := rangeEnd(s.prefix)
-	for s.ctx.Err() == nil {
+	for ctx.Err() == nil {
 		compacted := m.watchFrom(start, end)
-		if s.ctx.Err() != nil {
+		if ctx.Err() != nil {
 			return
 		}
 		if !compacted {
-			sleep(s.ctx, watchRetry)
+			sleep(ctx, watchRetry)
 			continue
 		}
 		s.log.Info("mirror: revisions compacted, reloading")
-		for s.ctx.Err() == nil {
-			err := m.reload(s.ctx)
+		for ctx.Err() == nil {
+			err := m.reload(ctx)
 			if err == nil {
 				break
 			}
 			s.log.Warn("mirror: reloading", zap.Error(err))
-			sleep(s.ctx, watchRetry)
+			sleep(ctx, watchRetry)
 		}
 	}
 }
@@ -326,7 +209,7 @@ func (m *mirror) watchFrom(start, end string) bool {
 			return true
 		}
 		if err := resp.Err(); err != nil {
-			if m.s.ctx.Err() == nil {
+			if !m.s.life.Ending() {
 				m.s.log.Debug("mirror: watch interrupted", zap.Error(err))
 			}
 			return false
@@ -349,27 +232,27 @@ func (m *mirror) apply(events []*clientv3.Event, rev int64) {
 	var changed []string
 	for _, ev := range events {
 		key := strings.TrimPrefix(string(ev.Kv.Key), m.s.prefix)
-		if strings.HasPrefix(key, reservedPrefix) {
+		if strings.HasPrefix(key, store.ReservedPrefix) {
 			continue
 		}
 		r := ev.Kv.ModRevision // a deletion's Kv carries the deleting revision
 		// Subscribers hear of every change, even one the mirror has
 		// already applied as this store's own write.
 		changed = append(changed, key)
-		have := lookup(root, key)
-		if have != nil && have.modRev >= r || m.tombs[key] >= r {
+		have := treap.Get(root, key)
+		if have != nil && have.Value.modRev >= r || m.tombs[key] >= r {
 			continue // this store's own write, already applied
 		}
 		if ev.Type == clientv3.EventTypeDelete {
 			if have != nil {
-				root, _ = del(root, key)
+				root, _ = treap.Delete(root, key)
 				count--
 			}
 		} else {
 			if have == nil {
 				count++
 			}
-			root = put(root, m.newNode(key, ev.Kv.Value, r))
+			root = treap.Put(root, newNode(key, ev.Kv.Value, r))
 		}
 	}
 	m.publish(root, max(rev, old.rev), count, true)
@@ -392,14 +275,14 @@ func (m *mirror) applyOwn(writes map[string]write, rev int64) {
 	}
 	root, count := old.root, int64(old.count)
 	for key, w := range writes {
-		have := lookup(root, key)
-		if have != nil && have.modRev >= rev || m.tombs[key] >= rev {
+		have := treap.Get(root, key)
+		if have != nil && have.Value.modRev >= rev || m.tombs[key] >= rev {
 			continue
 		}
 		if w.del {
 			m.tombs[key] = rev
 			if have != nil {
-				root, _ = del(root, key)
+				root, _ = treap.Delete(root, key)
 				count--
 			}
 			continue
@@ -407,7 +290,7 @@ func (m *mirror) applyOwn(writes map[string]write, rev int64) {
 		if have == nil {
 			count++
 		}
-		root = put(root, m.newNode(key, w.raw, rev))
+		root = treap.Put(root, newNode(key, w.raw, rev))
 	}
 	m.publish(root, old.rev, count, false)
 }
@@ -430,8 +313,8 @@ func (m *mirror) waitRev(ctx context.Context, rev int64) error {
 		case <-ch:
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-m.s.ctx.Done():
-			return ErrClosed
+		case <-m.s.life.Context().Done():
+			return store.ErrClosed
 		}
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/caddyportal/caddyportal/caddyportal/store/internal/kvcore"
 )
 
 // sweepBatch is how many due index entries one etcd range call returns.
@@ -17,15 +19,15 @@ const sweepBatch = 256
 // ModRevision, so a key is counted by exactly one of them and a key
 // rewritten since it was checked survives.
 func (s *Store) Sweep(ctx context.Context) (int, error) {
-	if err := s.enter(); err != nil {
+	if err := s.life.Enter(ctx); err != nil {
 		return 0, err
 	}
-	defer s.inflight.Done()
+	defer s.life.Leave()
 	now := s.now().UnixNano()
-	start := s.prefix + expiryIndexPrefix
+	start := s.prefix + kvcore.IndexPrefix
 	// Index keys are ordered by expiry, so every entry due at now sorts
 	// before the end of the range of entries expiring exactly at now.
-	end := rangeEnd(s.prefix + indexKey(now, ""))
+	end := rangeEnd(s.prefix + kvcore.IndexKey(now, ""))
 	total := 0
 	for {
 		cctx, cancel := s.callCtx(ctx)
@@ -35,7 +37,7 @@ func (s *Store) Sweep(ctx context.Context) (int, error) {
 			return total, s.wrap(ctx, "sweep: reading the expiry index", err)
 		}
 		for _, kv := range resp.Kvs {
-			nanos, key, ok := parseIndexKey(string(kv.Key[len(s.prefix):]))
+			nanos, key, ok := kvcore.ParseIndexKey(kv.Key[len(s.prefix):])
 			if !ok {
 				continue
 			}

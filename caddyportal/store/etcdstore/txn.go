@@ -3,10 +3,8 @@ package etcdstore
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"strings"
 	"time"
@@ -14,28 +12,14 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/caddyportal/caddyportal/caddyportal/store"
+	"github.com/caddyportal/caddyportal/caddyportal/store/etcdstore/internal/treap"
+	"github.com/caddyportal/caddyportal/caddyportal/store/internal/kvcore"
 	"github.com/caddyportal/caddyportal/caddyportal/store/internal/valuefmt"
 )
 
-const (
-	// reservedPrefix starts every key that belongs to this package.
-	reservedPrefix = "~"
-	// expiryIndexPrefix starts the expiry index entries.
-	expiryIndexPrefix = "~x/"
-	// scanPage is how many keys one etcd range call of Scan returns, so a
-	// large prefix is neither one huge response nor read past where fn
-	// stops.
-	scanPage = 256
-)
-
-// errTxnDone is returned when a Txn is used after its function returned.
-var errTxnDone = errors.New("store: transaction used after its function returned")
-
-// Expiry instants must fit int64 Unix nanoseconds (years 1678 to 2262).
-var (
-	minExpiry = time.Unix(0, math.MinInt64)
-	maxExpiry = time.Unix(0, math.MaxInt64)
-)
+// scanPage is how many keys one etcd range call of Scan returns, so a
+// large prefix is neither one huge response nor read past where fn stops.
+const scanPage = 256
 
 // record is a decoded stored value.
 type record = valuefmt.Record
@@ -45,24 +29,6 @@ func encode(value []byte, expiring bool, expires int64) []byte {
 }
 
 func decode(raw []byte) (record, error) { return valuefmt.Decode("etcdstore", raw) }
-
-// indexKey returns the expiry index key (without the store prefix) of key
-// expiring at nanos.
-func indexKey(nanos int64, key string) string {
-	b := make([]byte, 0, len(expiryIndexPrefix)+8+len(key))
-	b = append(b, expiryIndexPrefix...)
-	b = binary.BigEndian.AppendUint64(b, uint64(nanos)^(1<<63))
-	return string(append(b, key...))
-}
-
-// parseIndexKey is the inverse of indexKey.
-func parseIndexKey(k string) (nanos int64, key string, ok bool) {
-	if len(k) < len(expiryIndexPrefix)+8 || !strings.HasPrefix(k, expiryIndexPrefix) {
-		return 0, "", false
-	}
-	rest := k[len(expiryIndexPrefix):]
-	return int64(binary.BigEndian.Uint64([]byte(rest[:8])) ^ (1 << 63)), rest[8:], true
-}
 
 // rangeEnd returns the end of the etcd range holding every key that starts
 // with p; "\x00" means "to the end of the keyspace", as in etcd.
@@ -83,8 +49,8 @@ func (s *Store) userRanges(prefix string) [][2]string {
 		start = "\x00" // etcd refuses an empty key
 	}
 	return [][2]string{
-		{start, s.prefix + reservedPrefix},
-		{s.prefix + string(rune(reservedPrefix[0]+1)), rangeEnd(s.prefix)},
+		{start, s.prefix + store.ReservedPrefix},
+		{s.prefix + string(rune(store.ReservedPrefix[0]+1)), rangeEnd(s.prefix)},
 	}
 }
 
@@ -104,11 +70,10 @@ type write struct {
 
 // txn is one attempt of an Update, or one View.
 type txn struct {
-	s        *Store
-	ctx      context.Context
-	now      time.Time // one instant per attempt, so the whole fn sees one expiry cut-off
-	writable bool
-	done     bool
+	kvcore.TxnBase
+	s   *Store
+	ctx context.Context
+	now time.Time // one instant per attempt, so the whole fn sees one expiry cut-off
 	// retry is set when a read failed because the snapshot was compacted.
 	retry bool
 
@@ -128,37 +93,20 @@ var _ store.Txn = (*txn)(nil)
 // nil (rev 0: at the revision of the first read).
 func newTxn(ctx context.Context, s *Store, writable bool, snap *snapshot, rev int64) *txn {
 	t := &txn{
-		s:        s,
-		ctx:      ctx,
-		now:      s.now(),
-		writable: writable,
-		snap:     snap,
-		rev:      rev,
-		cache:    map[string]loaded{},
-		scanned:  map[string]int64{},
-		writes:   map[string]write{},
+		s:       s,
+		ctx:     ctx,
+		now:     s.now(),
+		snap:    snap,
+		rev:     rev,
+		cache:   map[string]loaded{},
+		scanned: map[string]int64{},
+		writes:  map[string]write{},
 	}
+	t.TxnBase = kvcore.NewTxnBase("etcdstore", writable, t)
 	if snap != nil {
 		t.rev = snap.rev
 	}
 	return t
-}
-
-func (t *txn) check() error {
-	if t.done {
-		return errTxnDone
-	}
-	return nil
-}
-
-func (t *txn) checkWrite(key string) error {
-	if err := t.check(); err != nil {
-		return err
-	}
-	if !t.writable {
-		return store.ErrReadOnly
-	}
-	return store.CheckWriteKey(key)
 }
 
 // get runs one etcd range read at the snapshot, fixing the snapshot on the
@@ -190,8 +138,8 @@ func (t *txn) load(key string) (loaded, error) {
 	}
 	if t.snap != nil {
 		var l loaded
-		if n := lookup(t.snap.root, key); n != nil {
-			l = loaded{raw: n.raw, modRev: n.modRev}
+		if n := treap.Get(t.snap.root, key); n != nil {
+			l = loaded{raw: n.Value.raw, modRev: n.Value.modRev}
 		}
 		t.cache[key] = l
 		return l, nil
@@ -211,11 +159,8 @@ func (t *txn) load(key string) (loaded, error) {
 // Get returns a copy of key's value, or store.ErrNotFound if it is missing,
 // expired or reserved.
 func (t *txn) Get(key string) ([]byte, error) {
-	if err := t.check(); err != nil {
+	if err := t.CheckRead(key); err != nil {
 		return nil, err
-	}
-	if key == "" || strings.HasPrefix(key, reservedPrefix) {
-		return nil, store.ErrNotFound
 	}
 	if w, ok := t.writes[key]; ok {
 		return w.visible(t.now)
@@ -253,33 +198,15 @@ func (w write) visible(now time.Time) ([]byte, error) {
 	return bytes.Clone(r.Value), nil
 }
 
-// Set buffers a write of key without expiry.
-func (t *txn) Set(key string, value []byte) error {
-	return t.write(key, value, false, 0)
-}
-
-// SetExpiring buffers a write of key that disappears at expiresAt exactly.
-func (t *txn) SetExpiring(key string, value []byte, expiresAt time.Time) error {
-	if expiresAt.Before(minExpiry) || expiresAt.After(maxExpiry) {
-		return fmt.Errorf("etcdstore: expiry %v of %q is out of range", expiresAt, key)
-	}
-	return t.write(key, value, true, expiresAt.UnixNano())
-}
-
-func (t *txn) write(key string, value []byte, expiring bool, expires int64) error {
-	if err := t.checkWrite(key); err != nil {
-		return err
-	}
+// Put buffers a write of key, for kvcore.TxnBase's Set and SetExpiring.
+func (t *txn) Put(key string, value []byte, expiring bool, expires int64) error {
 	// encode copies value, so the caller may reuse its buffer before commit.
 	t.writes[key] = write{raw: encode(value, expiring, expires), expiring: expiring, expires: expires}
 	return nil
 }
 
-// Delete buffers the removal of key.
-func (t *txn) Delete(key string) error {
-	if err := t.checkWrite(key); err != nil {
-		return err
-	}
+// Remove buffers the deletion of key, for kvcore.TxnBase's Delete.
+func (t *txn) Remove(key string) error {
 	t.writes[key] = write{del: true}
 	return nil
 }
@@ -288,11 +215,8 @@ func (t *txn) Delete(key string) error {
 // the snapshot with the transaction's buffered writes. Reserved keys are
 // skipped, and a reserved prefix visits nothing.
 func (t *txn) Scan(prefix string, fn func(key string, value []byte) error) error {
-	if err := t.check(); err != nil {
+	if visit, err := t.CheckScan(prefix); !visit {
 		return err
-	}
-	if strings.HasPrefix(prefix, reservedPrefix) {
-		return nil
 	}
 	if !slices.Contains(t.scans, prefix) {
 		t.scans = append(t.scans, prefix)
@@ -357,11 +281,11 @@ func (t *txn) Scan(prefix string, fn func(key string, value []byte) error) error
 func (t *txn) stored(prefix string, visit func(key string, raw []byte, modRev int64) error) error {
 	if t.snap != nil {
 		var err error
-		ascend(t.snap.root, prefix, func(n *node) bool {
-			if !strings.HasPrefix(n.key, prefix) {
+		treap.Ascend(t.snap.root, prefix, func(n *node) bool {
+			if !strings.HasPrefix(n.Key, prefix) {
 				return false
 			}
-			err = visit(n.key, n.raw, n.modRev)
+			err = visit(n.Key, n.Value.raw, n.Value.modRev)
 			return err == nil
 		})
 		return err
@@ -480,7 +404,7 @@ func (t *txn) compares() ([]clientv3.Cmp, error) {
 
 // commit writes the buffered writes with one etcd Txn guarded by the reads;
 // with no writes it only checks the reads (a read-only Txn, which etcd
-// serves without a log entry). It returns errRetry and the revision of the
+// serves without a log entry). It returns kvcore.ErrRetry and the revision of the
 // failed Txn when a compare failed.
 func (t *txn) commit() (int64, error) {
 	if len(t.writes) == 0 && !t.read() {
@@ -502,7 +426,7 @@ func (t *txn) commit() (int64, error) {
 		}
 		ops = append(ops, clientv3.OpPut(p+k, string(w.raw)))
 		if w.expiring {
-			ops = append(ops, clientv3.OpPut(p+indexKey(w.expires, k), ""))
+			ops = append(ops, clientv3.OpPut(p+kvcore.IndexKey(w.expires, k), ""))
 		}
 	}
 	// etcd limits the compares and the operations of a Txn separately,
@@ -523,7 +447,7 @@ func (t *txn) commit() (int64, error) {
 		return 0, t.s.wrap(t.ctx, "commit", err)
 	}
 	if !resp.Succeeded {
-		return resp.Header.Revision, errRetry
+		return resp.Header.Revision, kvcore.ErrRetry
 	}
 	if len(t.writes) > 0 {
 		t.s.committed(t.writes, resp.Header.Revision)

@@ -36,22 +36,22 @@ var _ store.Watcher = (*Store)(nil)
 // a time, and should be quick.
 func (s *Store) Watch(ctx context.Context, prefix string, fn func(key string)) {
 	err := s.watch(ctx, prefix, fn)
-	if err != nil && ctx.Err() == nil && !errors.Is(err, ErrClosed) {
+	if err != nil && ctx.Err() == nil && !errors.Is(err, store.ErrClosed) {
 		s.log.Error("watch refused", zap.String("prefix", prefix), zap.Error(err))
 	}
 }
 
-// watch is Watch, returning why it stopped: ctx's error, ErrClosed, or a
+// watch is Watch, returning why it stopped: ctx's error, store.ErrClosed, or a
 // refused prefix. It is fed by the mirror's watch (see the package
 // documentation): fn(k) runs after the mirror has applied the change of k,
 // so a cache that reloads k through View in fn, or later, never reads the
 // state from before that change.
 func (s *Store) watch(ctx context.Context, prefix string, fn func(key string)) error {
-	if err := s.enter(); err != nil {
+	if err := s.life.Enter(ctx); err != nil {
 		return err
 	}
-	defer s.inflight.Done()
-	if strings.HasPrefix(prefix, reservedPrefix) {
+	defer s.life.Leave()
+	if strings.HasPrefix(prefix, store.ReservedPrefix) {
 		return fmt.Errorf("etcdstore: watch %q: %w", prefix, store.ErrReservedKey)
 	}
 	sub := s.mirror.subscribe(prefix)
@@ -64,8 +64,8 @@ func (s *Store) watch(ctx context.Context, prefix string, fn func(key string)) e
 			}
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-s.ctx.Done():
-			return ErrClosed
+		case <-s.life.Context().Done():
+			return store.ErrClosed
 		}
 	}
 }
@@ -74,7 +74,7 @@ func (s *Store) watch(ctx context.Context, prefix string, fn func(key string)) e
 func (s *Store) currentRevision(ctx context.Context) (int64, error) {
 	cctx, cancel := s.callCtx(ctx)
 	defer cancel()
-	resp, err := s.cli.Get(cctx, s.prefix+reservedPrefix, clientv3.WithCountOnly())
+	resp, err := s.cli.Get(cctx, s.prefix+store.ReservedPrefix, clientv3.WithCountOnly())
 	if err != nil {
 		return 0, s.wrap(ctx, "reading the current revision", err)
 	}

@@ -31,6 +31,22 @@ type Sweeper interface {
 // register the store's Close with t.Cleanup; the suite may Close it too.
 type OpenFunc func(t *testing.T, now func() time.Time) store.Store
 
+// Opened is the end of a backend's test helper that opens a store: it
+// fails t when the open failed (err), and otherwise has t's cleanup close
+// s and fail t if that Close fails. It returns s.
+func Opened[S store.Store](t testing.TB, s S, err error) S {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
+
 // Clock is a settable clock for expiry tests. It is safe for concurrent use.
 type Clock struct {
 	mu sync.Mutex
