@@ -19,16 +19,15 @@
 package adminapi
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/caddyportal/caddyportal/caddyportal/httperr"
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
-	"github.com/caddyportal/caddyportal/caddyportal/store"
 )
 
 // Portals finds the running portals by name.
@@ -211,14 +210,15 @@ func sessionJSON(s *sessions.Session, now time.Time) SessionJSON {
 		LastActivity: lifecycle.Time(s.LastActivity)}
 }
 
-// fail maps service errors to statuses: a missing session is 404, an action
-// the session's state does not allow is 409, an unreachable store 503.
+// fail answers a service error with httperr's status: a missing session is
+// 404, an action the session's state does not allow 409, and anything else
+// 503 (operators see the cause's text, unlike the public faces' clients).
 func fail(w http.ResponseWriter, err error) {
-	switch {
-	case errors.Is(err, sessions.ErrSessionNotFound), errors.Is(err, store.ErrNotFound):
-		writeError(w, http.StatusNotFound, "session not found")
-	case errors.Is(err, sessions.ErrNotInUse), errors.Is(err, sessions.ErrSessionEnded):
-		writeError(w, http.StatusConflict, err.Error())
+	switch status := httperr.Status(err); status {
+	case http.StatusNotFound:
+		writeError(w, status, "session not found")
+	case http.StatusConflict:
+		writeError(w, status, err.Error())
 	default:
 		writeError(w, http.StatusServiceUnavailable, "portal state is unavailable: "+err.Error())
 	}
@@ -240,12 +240,8 @@ func nonNil(s []string) []string {
 	return s
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, map[string]string{"error": msg})
-}
+// writeJSON and writeError write the same JSON as the REST API (httperr).
+var (
+	writeJSON  = httperr.WriteJSON
+	writeError = httperr.Write
+)

@@ -10,9 +10,7 @@
 package api
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
@@ -23,12 +21,12 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddyportal/caddyportal/caddyportal/config"
+	"github.com/caddyportal/caddyportal/caddyportal/httperr"
 	"github.com/caddyportal/caddyportal/caddyportal/loginlimit"
 	"github.com/caddyportal/caddyportal/caddyportal/oauth"
 	"github.com/caddyportal/caddyportal/caddyportal/redirects"
 	"github.com/caddyportal/caddyportal/caddyportal/routes"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
-	"github.com/caddyportal/caddyportal/caddyportal/store"
 )
 
 // Limits on what a client may send.
@@ -215,37 +213,14 @@ func principal(r *http.Request) (oauth.Principal, bool) {
 func isRobot(p oauth.Principal) bool { return p.Group == sessions.GroupRobot }
 func isStaff(p oauth.Principal) bool { return p.Group == sessions.GroupStaff }
 
-// writeJSON writes v with status.
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	// Like Django's JsonResponse, do not escape &, < and > (URLs carry &).
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		status = http.StatusInternalServerError
-		buf.Reset()
-		buf.WriteString(`{"error":"internal error"}` + "\n")
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_, _ = w.Write(buf.Bytes())
-}
-
-// writeError writes {"error": msg}.
-func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, map[string]string{"error": msg})
-}
-
-// fail writes an error response, turning store outages into 503 and
-// logging anything unexpected; cause may be nil.
+// fail writes an error response, turning outages (httperr.Temporary) into
+// 503 with a Retry-After and logging anything unexpected; cause may be nil.
 func (a *API) fail(w http.ResponseWriter, status int, msg string, cause error) {
 	switch {
-	case cause == nil, errors.Is(cause, oauth.ErrInvalid):
-	case errors.Is(cause, store.ErrUnavailable), errors.Is(cause, store.ErrConflict),
-		errors.Is(cause, sessions.ErrClosed), errors.Is(cause, context.DeadlineExceeded):
+	case cause == nil, errors.Is(cause, oauth.ErrInvalid), httperr.Refusal(cause):
+	case httperr.Temporary(cause):
 		w.Header().Set("Retry-After", "1")
-		status, msg = http.StatusServiceUnavailable, "Portal is temporarily unavailable, try again"
+		status, msg = http.StatusServiceUnavailable, httperr.UnavailableMessage
 		a.log.Warn("request failed: backend unavailable", zap.Error(cause))
 	case status >= 500:
 		a.log.Error("request failed", zap.Error(cause))
@@ -255,8 +230,39 @@ func (a *API) fail(w http.ResponseWriter, status int, msg string, cause error) {
 
 // unavailable answers 503 for a failure of the backend (logged by fail).
 func (a *API) unavailable(w http.ResponseWriter, err error) {
-	a.fail(w, http.StatusServiceUnavailable, "Portal is temporarily unavailable, try again", err)
+	a.fail(w, http.StatusServiceUnavailable, httperr.UnavailableMessage, err)
 }
+
+// serviceError answers an error of the session service with the status
+// and text httperr gives it, except where the Educates training portal,
+// whose clients this API serves, answers a refusal with another status
+// (educatesStatus); outages and unknown errors go to unavailable.
+func (a *API) serviceError(w http.ResponseWriter, err error) {
+	status := httperr.Status(err)
+	for _, e := range educatesStatus {
+		if errors.Is(err, e.err) {
+			status = e.status
+		}
+	}
+	a.fail(w, status, httperr.Message(err), err)
+}
+
+// educatesStatus are the refusals Educates answers with another status
+// than httperr.Status: its clients depend on these.
+var educatesStatus = []struct {
+	err    error
+	status int
+}{
+	{sessions.ErrUserNotPermitted, http.StatusBadRequest},
+	{sessions.ErrNoEnvironment, http.StatusForbidden},
+	{sessions.ErrNotInUse, http.StatusBadRequest},
+}
+
+// writeJSON and writeError write the REST API's wire format (see httperr).
+var (
+	writeJSON  = httperr.WriteJSON
+	writeError = httperr.Write
+)
 
 // selfOrigin is the origin the request arrived on, or the configured URL.
 func (a *API) selfOrigin(r *http.Request) string {

@@ -53,7 +53,7 @@ func FuzzRequestParsing(f *testing.F) {
 		f.Fatal(err)
 	}
 	defer svc.Close()
-	is := oauth.NewIssuer(st, 1000*time.Hour, 1000*time.Hour, clk.Now)
+	is := oauth.NewIssuer(sessions.WrapStore(st), 1000*time.Hour, 1000*time.Hour, clk.Now)
 	pol, err := redirects.NewPolicy(cfg.Index, lmsOrigin)
 	if err != nil {
 		f.Fatal(err)

@@ -88,6 +88,8 @@ type harnessOpts struct {
 	stopGrace time.Duration
 	// onRequestFailed is the service's hook for refused session requests.
 	onRequestFailed func(env string, err error)
+	// wrap, if set, wraps the store the service and the issuer use.
+	wrap func(store.Store) store.Store
 }
 
 func newHarness(t *testing.T, o harnessOpts) *harness {
@@ -102,6 +104,9 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	t0 := time.Now().UTC().Truncate(time.Second).Add(123 * time.Millisecond)
 	clk := storetest.NewClock(t0)
 	st := testStore(t, clk)
+	if o.wrap != nil {
+		st = o.wrap(st)
+	}
 	sopts := sessions.Options{Now: clk.Now, StopGrace: o.stopGrace, ReconcileInterval: time.Hour,
 		OnRequestFailed: o.onRequestFailed}
 	if o.before != nil {
@@ -117,7 +122,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	}
 	t.Cleanup(svc.Close)
 	cfg := svc.Config()
-	is := oauth.NewIssuer(st, cfg.Tokens.Access.D(), cfg.Tokens.Refresh.D(), clk.Now)
+	is := oauth.NewIssuer(sessions.WrapStore(st), cfg.Tokens.Access.D(), cfg.Tokens.Refresh.D(), clk.Now)
 	pol, err := redirects.NewPolicy(append([]string{cfg.Index, cfg.URL}, cfg.Redirects...)...)
 	if err != nil {
 		t.Fatal(err)

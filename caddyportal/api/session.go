@@ -106,18 +106,8 @@ func (a *API) request(w http.ResponseWriter, r *http.Request, env string) {
 		}
 	}
 	res, err := a.svc.RequestSession(r.Context(), req)
-	switch {
-	case errors.Is(err, sessions.ErrNoSession), errors.Is(err, sessions.ErrCannotReacquire):
-		writeError(w, http.StatusServiceUnavailable, err.Error())
-		return
-	case errors.Is(err, sessions.ErrUserNotPermitted):
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	case errors.Is(err, sessions.ErrNoEnvironment):
-		writeError(w, http.StatusForbidden, err.Error())
-		return
-	case err != nil:
-		a.unavailable(w, err)
+	if err != nil {
+		a.serviceError(w, err)
 		return
 	}
 	s := res.Session
@@ -241,11 +231,8 @@ func (a *API) activate(w http.ResponseWriter, r *http.Request, name string) {
 	case errors.Is(err, sessions.ErrSessionNotFound):
 		writeError(w, http.StatusBadRequest, "Invalid session name supplied")
 		return
-	case errors.Is(err, sessions.ErrBadToken):
-		writeError(w, http.StatusBadRequest, "Invalid access token for session")
-		return
 	case err != nil:
-		a.unavailable(w, err)
+		a.serviceError(w, err)
 		return
 	}
 	target, err := a.opts.OnActivate(w, r, sess)
@@ -353,16 +340,10 @@ func (a *API) authorize(w http.ResponseWriter, r *http.Request, name string) {
 // sessionError writes the response for a session action error and reports
 // whether it did.
 func (a *API) sessionError(w http.ResponseWriter, err error) bool {
-	switch {
-	case err == nil:
+	if err == nil {
 		return false
-	case errors.Is(err, sessions.ErrSessionNotFound):
-		writeError(w, http.StatusNotFound, "Session not found")
-	case errors.Is(err, sessions.ErrNotInUse):
-		writeError(w, http.StatusBadRequest, err.Error())
-	default:
-		a.unavailable(w, err)
 	}
+	a.serviceError(w, err)
 	return true
 }
 

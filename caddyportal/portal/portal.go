@@ -196,8 +196,10 @@ func (p *Portal) assemble(secret []byte, st store.Store, guard *webhooks.Guard, 
 	}
 	p.uid = uidOf(secret)
 	// Tokens are bound to the robot's and the admin's passwords: a reload
-	// that changes one ends the tokens issued under it.
-	issuer := oauth.NewIssuer(st, cfg.Tokens.Access.D(), cfg.Tokens.Refresh.D(), nil,
+	// that changes one ends the tokens issued under it. The issuer's store
+	// speaks the service's error vocabulary, so the REST API answers its
+	// outages like the service's own (503 with a Retry-After).
+	issuer := oauth.NewIssuer(sessions.WrapStore(st), cfg.Tokens.Access.D(), cfg.Tokens.Refresh.D(), nil,
 		oauth.BindTo(api.Credentials(cfg, tokens.DeriveKey(secret, "oauth-bind"))))
 	p.api = api.New(api.Options{
 		Service:           p.svc,

@@ -232,7 +232,7 @@ func (s *Service) UserSessions(ctx context.Context, user string) ([]*Session, er
 	return out, err
 }
 
-// GetUser returns a stored user, or ErrNotFound from the store.
+// GetUser returns a stored user, or ErrUserNotFound.
 func (s *Service) GetUser(ctx context.Context, id string) (*User, error) {
 	u := &User{}
 	err := s.st.View(ctx, func(tx store.Txn) error {
@@ -242,7 +242,7 @@ func (s *Service) GetUser(ctx context.Context, id string) (*User, error) {
 		}
 		return unmarshal(v, u)
 	})
-	return u, err
+	return u, userNotFound(err)
 }
 
 // Policy returns the expiry maths of a session's environment.

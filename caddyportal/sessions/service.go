@@ -19,19 +19,6 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/store"
 )
 
-// Errors returned by the service. The API maps them to status codes.
-var (
-	ErrNoEnvironment    = errors.New("Environment does not exist")
-	ErrNoSession        = errors.New("No session available")
-	ErrCannotReacquire  = errors.New("Cannot be reacquired")
-	ErrUserNotPermitted = errors.New("Session requests not permitted for user")
-	ErrSessionNotFound  = errors.New("Session not found")
-	ErrSessionEnded     = errors.New("Session has ended")
-	ErrNotInUse         = errors.New("Session is not currently in use")
-	ErrBadToken         = errors.New("Invalid access token for session")
-	ErrClosed           = errors.New("portal is shutting down")
-)
-
 // Options tune a Service. The zero value is usable.
 type Options struct {
 	// Now is the clock; default time.Now. Tests inject their own.
@@ -170,7 +157,10 @@ func New(ctx context.Context, st store.Store, cfg config.Portal, opts Options) (
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
-	s := &Service{st: st, cfg: cfg, opts: opts, now: opts.Now, log: opts.Logger, byEnv: map[string]*Environment{}}
+	// The service's store speaks its error vocabulary; the Watcher
+	// interface is looked for on the store behind any wrapper.
+	st = unwrapStore(st)
+	s := &Service{st: WrapStore(st), cfg: cfg, opts: opts, now: opts.Now, log: opts.Logger, byEnv: map[string]*Environment{}}
 	s.finalizeCap.Store(defaultFinalizeCap)
 	_, s.shared = st.(store.Watcher)
 	if err := s.syncEnvironments(ctx); err != nil {

@@ -75,7 +75,7 @@ func (s *Service) CreateUser(ctx context.Context, u User) (*User, error) {
 }
 
 // FindUserByEmail returns the user registered with email (case-insensitive),
-// or store.ErrNotFound, as GetUser does.
+// or ErrUserNotFound, as GetUser does.
 func (s *Service) FindUserByEmail(ctx context.Context, email string) (*User, error) {
 	u := &User{}
 	err := s.st.View(ctx, func(tx store.Txn) error {
@@ -90,7 +90,7 @@ func (s *Service) FindUserByEmail(ctx context.Context, email string) (*User, err
 		return unmarshal(v, u)
 	})
 	if err != nil {
-		return nil, err
+		return nil, userNotFound(err)
 	}
 	return u, nil
 }

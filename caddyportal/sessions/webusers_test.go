@@ -32,8 +32,11 @@ func TestCreateUserAndFindByEmail(t *testing.T) {
 	if byID, err := svc.GetUser(ctx, u.ID); err != nil || byID.Email != "Ann@Example.com" {
 		t.Fatalf("GetUser = %+v, %v", byID, err)
 	}
-	if _, err := svc.FindUserByEmail(ctx, "bob@example.com"); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("unknown email: %v, want ErrNotFound", err)
+	if _, err := svc.FindUserByEmail(ctx, "bob@example.com"); !errors.Is(err, sessions.ErrUserNotFound) || !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown email: %v, want ErrUserNotFound caused by the store's ErrNotFound", err)
+	}
+	if _, err := svc.GetUser(ctx, "nobody"); !errors.Is(err, sessions.ErrUserNotFound) {
+		t.Fatalf("unknown id: %v, want ErrUserNotFound", err)
 	}
 	if _, err := svc.CreateUser(ctx, sessions.User{Email: "ANN@example.com", Group: sessions.GroupRegistered}); !errors.Is(err, sessions.ErrUserExists) {
 		t.Fatalf("duplicate email: %v, want ErrUserExists", err)

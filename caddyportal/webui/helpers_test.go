@@ -113,7 +113,7 @@ func newPortal(t *testing.T, cfg config.Portal) *portal {
 	}
 	cookies := gate.NewCookies(signer, "portal-demo-")
 	a := api.New(api.Options{Service: svc, Redirects: pol,
-		Issuer: oauth.NewIssuer(st, cfg.Tokens.Access.D(), cfg.Tokens.Refresh.D(), clk.Now),
+		Issuer: oauth.NewIssuer(sessions.WrapStore(st), cfg.Tokens.Access.D(), cfg.Tokens.Refresh.D(), clk.Now),
 		// As the glue does in path mode: the gate's cookie, scoped to the
 		// session's dashboard.
 		OnActivate: func(w http.ResponseWriter, r *http.Request, sess *sessions.Session) (string, error) {

@@ -12,7 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/caddyportal/caddyportal/caddyportal/store"
+	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 )
 
 //go:embed templates/*.html
@@ -134,4 +134,5 @@ func (u *UI) unavailable(w http.ResponseWriter, r *http.Request, err error) {
 	u.fail(w, r, http.StatusServiceUnavailable, "Portal unavailable", "The portal cannot answer right now. Try again in a moment.")
 }
 
-func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }
+// isNotFound says err is the service's "no such user".
+func isNotFound(err error) bool { return errors.Is(err, sessions.ErrUserNotFound) }
