@@ -22,7 +22,7 @@ func (g *Gate) exchangeTicket(w http.ResponseWriter, r *http.Request, name, tick
 	user, nonce, err := g.o.Cookies.VerifyTicket(ticket, name, now)
 	if err == nil {
 		var first bool
-		first, err = g.svc.UseOnce(r.Context(), "ticket:"+nonce, now.Add(TicketTTL))
+		first, err = g.svc.UseOnce(r.Context(), sessions.OnceTicket+nonce, now.Add(TicketTTL))
 		if err == nil && !first {
 			err = errors.New("ticket already used")
 		}

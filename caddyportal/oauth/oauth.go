@@ -9,7 +9,8 @@
 // one stop working and cannot be refreshed.
 //
 // Keys: `t/a/<hash>` for access tokens and `t/r/<hash>` for refresh tokens,
-// each written with an expiry so the store reclaims them.
+// each written with an expiry so the store reclaims them. The prefix is
+// sessions.TokenPrefix: the store's key schema is defined in one place.
 package oauth
 
 import (
@@ -18,6 +19,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 	"github.com/caddyportal/caddyportal/caddyportal/store"
 	"github.com/caddyportal/caddyportal/caddyportal/tokens"
 )
@@ -95,8 +97,8 @@ func (is *Issuer) currentCredential(p Principal) (string, bool) {
 	return c, c != ""
 }
 
-func keyAccess(hash string) string  { return "t/a/" + hash }
-func keyRefresh(hash string) string { return "t/r/" + hash }
+func keyAccess(hash string) string  { return sessions.TokenPrefix + "a/" + hash }
+func keyRefresh(hash string) string { return sessions.TokenPrefix + "r/" + hash }
 
 // Issue creates a new access and refresh token for p.
 func (is *Issuer) Issue(ctx context.Context, p Principal) (Grant, error) {

@@ -377,7 +377,7 @@ func (s *Service) reconcileOnce() {
 func (s *Service) UseOnce(ctx context.Context, key string, until time.Time) (bool, error) {
 	first := false
 	err := s.st.Update(ctx, func(tx store.Txn) error {
-		k := "n/" + tokens.Hash(key)
+		k := keyOnce(key)
 		_, err := tx.Get(k)
 		if err == nil {
 			first = false

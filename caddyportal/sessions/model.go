@@ -3,30 +3,8 @@
 //
 // # Key schema
 //
-// All state lives under these keys (values are JSON):
-//
-//	alloc                 allocation generation; every transaction that changes
-//	                      capacity reads and writes it, so concurrent allocations
-//	                      conflict and retry instead of overbooking (the store's
-//	                      conflict detection covers keys read, not ranges scanned)
-//	secret                the portal's random signing secret (cookies, tickets)
-//	env/<env>             Environment record: workshop name, state, number
-//	seq/<env>             the environment's session counter (names never repeat)
-//	u/<user>              User record; an anonymous user holding no live session
-//	                      expires like a STOPPED session record
-//	ue/<email>            user id of a web-registered user, by lowercased email
-//	s/<session>           Session record; once STOPPED it expires after the
-//	                      retention period and the store's sweeper purges it
-//	l/<env>/<session>     live index: sessions not yet STOPPED (reserves included)
-//	c/<env>               the environment's counters: how many keys its live index
-//	                      holds, and its reserves ready to hand out, oldest first;
-//	                      allocation decides from these instead of reading every
-//	                      live record (rebuilt from the live index when missing)
-//	o/<user>/<session>    owner index: a user's sessions not yet STOPPED
-//	q/<env>/<slot>        a pool slot whose session stopped without a STOPPING
-//	                      grace (expiry, orphaning) on a shared store; it expires
-//	                      after the grace, and until then the slot is not reused,
-//	                      so every replica has closed the old session's streams
+// All state lives under the keys listed in keys.go, the one place that
+// defines the store's key space (the OAuth tokens' prefix included).
 //
 // Deadlines are stored in the records and checked on every read: a pending
 // session past its activation deadline, or a running one past its expiry, is
@@ -37,9 +15,7 @@ package sessions
 
 import (
 	"encoding/json"
-	"net/url"
 	"slices"
-	"strconv"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -194,25 +170,8 @@ type envRecord struct {
 	Created  time.Time `json:"created"`
 }
 
-const (
-	keyAlloc  = "alloc"
-	keySecret = "secret"
-)
-
-func keyEnv(env string) string        { return "env/" + env }
-func keySeq(env string) string        { return "seq/" + env }
-func keyUser(id string) string        { return "u/" + url.PathEscape(id) }
-func keySession(name string) string   { return "s/" + name }
-func keyLive(env, name string) string { return "l/" + env + "/" + name }
-func keyCount(env string) string      { return "c/" + env }
-func keyQuiet(env string, slot int) string {
-	return "q/" + env + "/" + strconv.Itoa(slot)
-}
-func prefixLive(env string) string      { return "l/" + env + "/" }
-func keyOwned(user, name string) string { return prefixOwned(user) + name }
-func prefixOwned(user string) string    { return "o/" + url.PathEscape(user) + "/" }
-func marshal(v any) []byte              { b, _ := json.Marshal(v); return b }
-func unmarshal(b []byte, v any) error   { return json.Unmarshal(b, v) }
+func marshal(v any) []byte            { b, _ := json.Marshal(v); return b }
+func unmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 
 // envCount is the stored counters of an environment (key c/<env>).
 type envCount struct {

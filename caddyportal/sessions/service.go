@@ -245,7 +245,7 @@ func (s *Service) syncEnvironments(ctx context.Context) error {
 		var all []*envRecord
 		maxNum := 0
 		prefix := s.cfg.Name + "-w"
-		err := tx.Scan("env/", func(_ string, v []byte) error {
+		err := tx.Scan(prefixEnv, func(_ string, v []byte) error {
 			var r envRecord
 			if err := unmarshal(v, &r); err != nil {
 				return nil // a corrupt record must not stop the portal

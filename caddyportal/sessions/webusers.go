@@ -3,30 +3,17 @@ package sessions
 // This file holds what the web pages (package webui) need from the store
 // beyond the REST API's needs: creating web-registered users, finding them
 // by email, and listing users and sessions for the admin pages.
-//
-// It adds one key prefix to the schema documented in model.go:
-//
-//	ue/<email>            email index of web-registered users: the value is
-//	                      the user id. <email> is lowercased and
-//	                      path-escaped, so lookups ignore case and the key
-//	                      never contains a bare '/'.
 
 import (
 	"context"
 	"errors"
-	"net/url"
 	"sort"
-	"strings"
 
 	"github.com/caddyportal/caddyportal/caddyportal/store"
 )
 
 // ErrUserExists is returned by CreateUser when the id or the email is taken.
 var ErrUserExists = errors.New("a user with this id or email already exists")
-
-func keyUserEmail(email string) string {
-	return "ue/" + url.PathEscape(strings.ToLower(strings.TrimSpace(email)))
-}
 
 // CreateUser stores a new user and, when it has an email, the email index,
 // in one transaction: two sign-ups racing for one email cannot both win. An
@@ -101,7 +88,7 @@ func (s *Service) Users(ctx context.Context) ([]*User, error) {
 	var out []*User
 	err := s.st.View(ctx, func(tx store.Txn) error {
 		out = nil
-		return tx.Scan("u/", func(_ string, v []byte) error {
+		return tx.Scan(prefixUser, func(_ string, v []byte) error {
 			u := &User{}
 			if unmarshal(v, u) == nil {
 				out = append(out, u)
@@ -127,7 +114,7 @@ func (s *Service) AllSessions(ctx context.Context) ([]*Session, error) {
 	err := s.st.View(ctx, func(tx store.Txn) error {
 		out = nil
 		now := s.now()
-		return tx.Scan("s/", func(_ string, v []byte) error {
+		return tx.Scan(prefixSession, func(_ string, v []byte) error {
 			sess := &Session{}
 			if unmarshal(v, sess) != nil {
 				return nil
