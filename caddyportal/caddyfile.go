@@ -154,12 +154,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.Storage, err = parseStorage(d)
 		case "url":
 			var u string
-			if u, err = oneURL(d, opt, "url <public base url>"); err == nil {
+			if u, err = oneURL(d, opt, "url <public base url>", checkOrigin); err == nil {
 				// The portal appends its own paths to the base URL.
 				h.URL = strings.TrimRight(u, "/")
 			}
 		case "index":
-			h.Index, err = oneURL(d, opt, "index <url>")
+			h.Index, err = oneURL(d, opt, "index <url>", checkOrigin)
 		case "redirects":
 			err = parseRedirects(d, h)
 		case "catalog":
@@ -278,12 +278,21 @@ func oneArg(d *caddyfile.Dispenser, opt, usage string) (string, error) {
 	return args[0], nil
 }
 
-func oneURL(d *caddyfile.Dispenser, opt, usage string) (string, error) {
+// checkOrigin accepts a URL whose origin the redirect policy can trust.
+func checkOrigin(u string) error {
+	_, err := config.Origin(u)
+	return err
+}
+
+// oneURL reads a URL that check accepts: checkOrigin for the URLs whose
+// origin the portal trusts (url, index), config.CheckLink for a link it
+// only shows (a workshop's url).
+func oneURL(d *caddyfile.Dispenser, opt, usage string, check func(string) error) (string, error) {
 	u, err := oneArg(d, opt, usage)
 	if err != nil {
 		return "", err
 	}
-	if _, err := config.Origin(u); err != nil {
+	if err := check(u); err != nil {
 		return "", d.Errf("%s: %v", opt, err)
 	}
 	return u, nil
@@ -311,14 +320,12 @@ func oneDuration(d *caddyfile.Dispenser, opt string) (config.Duration, error) {
 	return duration(d, opt, v)
 }
 
-// duration parses Caddy's duration syntax, which adds the `d` unit to Go's.
+// duration parses a duration as the JSON config does (config.ParseDuration:
+// Caddy's syntax, with the `d` unit, never negative).
 func duration(d *caddyfile.Dispenser, opt, s string) (config.Duration, error) {
-	v, err := caddy.ParseDuration(s)
+	v, err := config.ParseDuration(s)
 	if err != nil {
-		return 0, d.Errf("%s: invalid duration %q (use forms like 90s, 60m, 2h, 1d)", opt, s)
-	}
-	if v < 0 {
-		return 0, d.Errf("%s: duration %q must not be negative", opt, s)
+		return 0, d.Errf("%s: %v", opt, err)
 	}
 	return config.Duration(v), nil
 }
@@ -622,7 +629,7 @@ func parseWorkshop(d *caddyfile.Dispenser, taken map[string]bool) (config.Worksh
 		case "logo":
 			w.Logo, err = oneArg(d, opt, "logo <url>")
 		case "url":
-			w.URL, err = oneURL(d, opt, "url <url>")
+			w.URL, err = oneURL(d, opt, "url <url>", config.CheckLink)
 		case "alias":
 			w.Alias, err = oneArg(d, opt, "alias <name>")
 		case "authors":

@@ -7,8 +7,6 @@ package config
 import (
 	"encoding/json"
 	"fmt"
-	"net/netip"
-	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -48,34 +46,50 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // D returns the value as a time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
-// ParseDuration parses Go duration syntax plus a "d" (day) unit, and refuses
-// negative values: no portal setting means anything negative.
+// ParseDuration parses Go duration syntax plus a "d" (day) unit, as
+// Caddy's own parser does ("1d12h", "1.5d", "12h1d"), and refuses negative
+// values: no portal setting means anything negative. The JSON config and
+// the Caddyfile both parse durations here, with the same messages.
 func ParseDuration(s string) (time.Duration, error) {
 	if len(s) > 64 {
 		return 0, fmt.Errorf("duration %q is too long", s[:64])
 	}
-	var total time.Duration
-	rest := s
-	// Expand whole days first so "1d12h" works like Caddy's parser.
-	if i := strings.IndexByte(rest, 'd'); i > 0 {
-		days, err := strconv.ParseFloat(rest[:i], 64)
-		if err != nil {
-			return 0, fmt.Errorf("invalid duration %q", s)
-		}
-		total = time.Duration(days * float64(24*time.Hour))
-		rest = rest[i+1:]
-	}
-	if rest != "" {
-		v, err := time.ParseDuration(rest)
-		if err != nil {
-			return 0, fmt.Errorf("invalid duration %q (use forms like 90s, 60m, 2h, 1d)", s)
-		}
-		total += v
-	}
-	if total < 0 || strings.HasPrefix(s, "-") {
+	if strings.HasPrefix(s, "-") {
 		return 0, fmt.Errorf("duration %q must not be negative", s)
 	}
-	return total, nil
+	invalid := fmt.Errorf("invalid duration %q (use forms like 90s, 60m, 2h, 1d)", s)
+	// Each <number>d becomes <number*24>h; Go's parser does the rest.
+	isNum := func(r rune) bool { return r >= '0' && r <= '9' || r == '.' || r == '+' }
+	var b strings.Builder
+	for rest := s; rest != ""; {
+		n := strings.IndexFunc(rest, func(r rune) bool { return !isNum(r) })
+		if n < 0 {
+			b.WriteString(rest) // a bare number: Go's parser judges it
+			break
+		}
+		u := strings.IndexFunc(rest[n:], isNum)
+		if u < 0 {
+			u = len(rest) - n
+		}
+		number, unit := rest[:n], rest[n:n+u]
+		if unit == "d" {
+			days, err := strconv.ParseFloat(number, 64)
+			if err != nil {
+				return 0, invalid
+			}
+			number, unit = strconv.FormatFloat(days*24, 'f', -1, 64), "h"
+		}
+		b.WriteString(number + unit)
+		rest = rest[n+u:]
+	}
+	v, err := time.ParseDuration(b.String())
+	if err != nil {
+		return 0, invalid
+	}
+	if v < 0 {
+		return 0, fmt.Errorf("duration %q must not be negative", s)
+	}
+	return v, nil
 }
 
 // Values accepted by the enumerated settings.
@@ -493,66 +507,6 @@ func (w Workshop) validate() error {
 	}
 	if _, tmpl := w.Template(); !tmpl && w.Capacity != nil && *w.Capacity > len(w.Upstreams) {
 		return fmt.Errorf("capacity (%d) is larger than the upstream pool (%d addresses)", *w.Capacity, len(w.Upstreams))
-	}
-	return nil
-}
-
-// Origin returns the scheme://host[:port] of an absolute http(s) URL, in
-// lowercase, or an error naming the URL.
-func Origin(raw string) (string, error) {
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
-		return "", fmt.Errorf("%q is not an absolute http(s) URL", raw)
-	}
-	return strings.ToLower(u.Scheme + "://" + u.Host), nil
-}
-
-// maxWebhookURL bounds a webhook URL as redirect targets are bounded; a
-// session's own one is kept in its record.
-const maxWebhookURL = 4096
-
-// ValidateWebhookURL accepts an absolute http or https URL with a host and
-// no credentials (they would end up in logs), of at most 4096 bytes. A
-// query string is allowed: many receivers take their secret there.
-func ValidateWebhookURL(raw string) error {
-	if len(raw) > maxWebhookURL {
-		return fmt.Errorf("the webhook URL is longer than %d bytes", maxWebhookURL)
-	}
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
-		return fmt.Errorf("%q is not an absolute http(s) URL with a host", raw)
-	}
-	if u.User != nil {
-		return fmt.Errorf("the webhook URL must not contain a username or password")
-	}
-	return nil
-}
-
-// ValidateWebhookAllow accepts one analytics_allow entry: a network in CIDR
-// form, a single IP address, or an origin (http or https scheme and host,
-// optional port, nothing else).
-func ValidateWebhookAllow(entry string) error {
-	if strings.Contains(entry, "://") {
-		u, err := url.Parse(entry)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" || u.User != nil ||
-			(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
-			return fmt.Errorf("%q is not an origin (scheme://host[:port])", entry)
-		}
-		if p := u.Port(); p != "" {
-			if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-				return fmt.Errorf("%q has an invalid port", entry)
-			}
-		}
-		return nil
-	}
-	if strings.Contains(entry, "/") {
-		if _, err := netip.ParsePrefix(entry); err != nil {
-			return fmt.Errorf("%q is not a network in CIDR form (such as 10.0.0.0/8)", entry)
-		}
-		return nil
-	}
-	if _, err := netip.ParseAddr(entry); err != nil {
-		return fmt.Errorf("%q is not a network (10.0.0.0/8), an IP address or an origin (http://host:port)", entry)
 	}
 	return nil
 }

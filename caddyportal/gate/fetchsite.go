@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/caddyportal/caddyportal/caddyportal/config"
 	"github.com/caddyportal/caddyportal/caddyportal/routes"
 )
 
@@ -35,8 +36,10 @@ type Origins struct {
 // publicURL ("" if none); the Host of each request counts as well.
 func NewOrigins(publicURL string) Origins {
 	var o Origins
-	if u, err := url.Parse(publicURL); err == nil && u.Host != "" {
-		o.hosts = append(o.hosts, strings.ToLower(u.Host))
+	// config.Origin normalizes as browsers do (no default port), so a URL
+	// configured with :443 still matches the Referers browsers send.
+	if origin, err := config.Origin(publicURL); err == nil {
+		o.hosts = append(o.hosts, origin[strings.Index(origin, "://")+3:])
 	}
 	return o
 }

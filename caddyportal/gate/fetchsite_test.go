@@ -175,3 +175,14 @@ func TestSameOriginNavigation(t *testing.T) {
 		}
 	}
 }
+
+// TestNewOriginsNormalizes: a public URL written with its default port or
+// in capitals is the origin browsers send in Referers (config.Origin).
+func TestNewOriginsNormalizes(t *testing.T) {
+	o := gate.NewOrigins("https://Portal.Example:443/")
+	hdr := map[string]string{"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors", "Sec-Fetch-Dest": "empty",
+		"Referer": "https://portal.example/workshops/session/s1/"}
+	if err := o.CheckPathDashboard(req("127.0.0.1:8080", hdr), "s1"); err != nil {
+		t.Fatalf("own page behind https://portal.example: %v", err)
+	}
+}

@@ -7,9 +7,10 @@ package redirects
 
 import (
 	"errors"
-	"net"
 	"net/url"
 	"strings"
+
+	"github.com/caddyportal/caddyportal/caddyportal/config"
 )
 
 // ErrNotAllowed is returned for a target outside the allowed origins.
@@ -31,7 +32,7 @@ func NewPolicy(urls ...string) (*Policy, error) {
 		if u == "" {
 			continue
 		}
-		o, err := origin(u)
+		o, err := config.Origin(u)
 		if err != nil {
 			return nil, err
 		}
@@ -64,57 +65,19 @@ func (p *Policy) Check(target, self string) error {
 		}
 		return nil
 	}
-	o, err := origin(target)
+	o, err := config.Origin(target)
 	if err != nil {
-		return err
+		return ErrMalformed
 	}
 	if p != nil && p.origins[o] {
 		return nil
 	}
 	if self != "" {
-		if so, err := origin(self); err == nil && so == o {
+		if so, err := config.Origin(self); err == nil && so == o {
 			return nil
 		}
 	}
 	return ErrNotAllowed
-}
-
-// origin returns the normalized scheme://host[:port] of an absolute http(s)
-// URL with an ASCII host name, without user info.
-func origin(raw string) (string, error) {
-	u, err := url.Parse(raw)
-	if err != nil || u.Opaque != "" || u.User != nil {
-		return "", ErrMalformed
-	}
-	scheme := strings.ToLower(u.Scheme)
-	if scheme != "http" && scheme != "https" {
-		return "", ErrMalformed
-	}
-	// Reject raw hosts that carry escapes or non-ASCII: browsers map
-	// lookalike dots and percent-encodings in ways a string compare cannot.
-	if u.Host == "" || strings.ContainsAny(u.Host, "%@") {
-		return "", ErrMalformed
-	}
-	for i := 0; i < len(u.Host); i++ {
-		if u.Host[i] >= 0x80 {
-			return "", ErrMalformed
-		}
-	}
-	host, port := u.Hostname(), u.Port()
-	if host == "" {
-		return "", ErrMalformed
-	}
-	if port == "80" && scheme == "http" || port == "443" && scheme == "https" {
-		port = ""
-	}
-	host = strings.ToLower(strings.TrimSuffix(host, "."))
-	if port != "" {
-		return scheme + "://" + net.JoinHostPort(host, port), nil
-	}
-	if strings.Contains(host, ":") {
-		host = "[" + host + "]"
-	}
-	return scheme + "://" + host, nil
 }
 
 // WithNotification returns target with its `notification` query parameter

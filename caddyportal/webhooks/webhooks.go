@@ -31,6 +31,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddyportal/caddyportal/caddyportal/config"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 )
 
@@ -143,30 +144,10 @@ type job struct {
 	guarded bool // a session URL: post through the guarded client
 }
 
-// ValidateURL checks that s is an absolute http or https URL with a host,
-// the only kind of webhook target accepted.
-func ValidateURL(s string) error {
-	u, err := url.Parse(s)
-	if err != nil {
-		return fmt.Errorf("webhook URL %q is not a valid URL", redact(s))
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("webhook URL %q must use http or https", redact(s))
-	}
-	if u.Host == "" || u.Hostname() == "" {
-		return fmt.Errorf("webhook URL %q has no host", redact(s))
-	}
-	if u.User != nil {
-		// Credentials in the URL would end up in logs and errors.
-		return fmt.Errorf("webhook URL %q must not contain credentials", redact(s))
-	}
-	return nil
-}
-
 // New validates the options and starts the workers.
 func New(opts Options) (*Dispatcher, error) {
 	if opts.URL != "" {
-		if err := ValidateURL(opts.URL); err != nil {
+		if err := config.ValidateWebhookURL(opts.URL); err != nil {
 			return nil, err
 		}
 	}
@@ -251,7 +232,7 @@ func (d *Dispatcher) Send(ev sessions.Event, sessionURL string) {
 	if sessionURL != "" {
 		// Where it may connect is decided by the guarded client's dialer,
 		// on the address it connects to, not here on the name.
-		if err := ValidateURL(sessionURL); err != nil {
+		if err := config.ValidateWebhookURL(sessionURL); err != nil {
 			d.log.Warn("analytics webhook: not sending to an invalid session URL",
 				zap.String("event", ev.Name), zap.String("session", ev.Session), zap.Error(err))
 			d.result(false)
@@ -292,7 +273,7 @@ func (d *Dispatcher) enqueue(j job, key string) {
 		// A dead receiver under load would otherwise log every event:
 		// log the first drop and then every thousandth (OnDrop counts all).
 		if !closing && (full == 1 || full%1000 == 0) {
-			d.log.Warn("analytics webhook: queue full, dropping events", zap.String("target", redact(j.target)),
+			d.log.Warn("analytics webhook: queue full, dropping events", zap.String("target", config.RedactURL(j.target)),
 				zap.String("event", j.ev.Name), zap.String("session", j.ev.Session),
 				zap.Int("queue_size", d.opts.QueueSize), zap.Int("dropped_so_far", full))
 		}
@@ -384,7 +365,7 @@ func (d *Dispatcher) deliver(j job, body []byte) bool {
 }
 
 func (d *Dispatcher) failed(j job, attempts int, err error) bool {
-	d.log.Warn("analytics webhook: delivery failed", zap.String("target", redact(j.target)),
+	d.log.Warn("analytics webhook: delivery failed", zap.String("target", config.RedactURL(j.target)),
 		zap.String("event", j.ev.Name), zap.String("session", j.ev.Session), zap.Int("attempts", attempts), zap.Error(err))
 	return false
 }
@@ -468,22 +449,4 @@ func (d *Dispatcher) Close(ctx context.Context) error {
 		d.log.Warn("analytics webhook: closed before every event was delivered", zap.Error(err))
 	}
 	return err
-}
-
-// redact returns u without its query, fragment and credentials: tokens
-// often ride in a webhook's query string and must not reach logs.
-func redact(u string) string {
-	p, err := url.Parse(u)
-	if err != nil {
-		if i := strings.IndexAny(u, "?#"); i >= 0 {
-			u = u[:i]
-		}
-		if len(u) > 64 {
-			u = u[:64]
-		}
-		return u
-	}
-	p.User, p.RawQuery, p.Fragment, p.RawFragment = nil, "", "", ""
-	p.ForceQuery = false
-	return p.String()
 }
