@@ -70,15 +70,7 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	repl := caddy.NewReplacer()
-	h.Robot.Password = repl.ReplaceKnown(h.Robot.Password, "")
-	h.Client.ID = repl.ReplaceKnown(h.Client.ID, "")
-	h.Client.Secret = repl.ReplaceKnown(h.Client.Secret, "")
-	if h.Admin != nil {
-		a := *h.Admin
-		a.Password = repl.ReplaceKnown(a.Password, "")
-		h.Admin = &a
-	}
-	h.Portal = h.Portal.WithDefaults()
+	h.Portal = h.Portal.ExpandSecrets(func(s string) string { return repl.ReplaceKnown(s, "") }).WithDefaults()
 	if err := h.Portal.Validate(); err != nil {
 		return fmt.Errorf("portal: %w", err)
 	}

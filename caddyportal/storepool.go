@@ -35,8 +35,8 @@ type storeSpec struct {
 	open  func() (store.Store, error)
 }
 
-// storeFor resolves the portal's storage settings. Secrets in them may use
-// {env.*} placeholders, expanded here so they stay out of `caddy adapt`.
+// storeFor resolves the portal's storage settings, defaulted and with their
+// secrets expanded (config.Portal.WithDefaults and ExpandSecrets).
 func storeFor(p config.Portal) (storeSpec, error) {
 	if p.Storage != nil && p.Storage.Backend == config.StorageEtcd {
 		return etcdSpec(p), nil
@@ -73,15 +73,11 @@ func storeFor(p config.Portal) (storeSpec, error) {
 func etcdSpec(p config.Portal) storeSpec {
 	st := *p.Storage
 	prefix := st.Prefix
-	if prefix == "" {
-		prefix = "/caddyportal/" + p.Name + "/"
-	}
-	repl := caddy.NewReplacer()
 	opts := etcdstore.Options{
 		Endpoints: st.Endpoints,
 		Prefix:    prefix,
-		Username:  repl.ReplaceKnown(st.Username, ""),
-		Password:  repl.ReplaceKnown(st.Password, ""),
+		Username:  st.Username,
+		Password:  st.Password,
 		Logger:    caddy.Log().Named("portal.etcd"),
 	}
 	if st.TLS != nil {

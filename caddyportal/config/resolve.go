@@ -20,10 +20,17 @@ type Environment struct {
 }
 
 // WithDefaults returns a copy of p with every unset portal-level setting
-// filled in. It does not change the workshops; see Environments.
+// filled in: the one place portal defaults are written. It does not change
+// the workshops; see Environments. Applying it twice changes nothing, so a
+// service made from a plain config (in tests) behaves as a provisioned one.
 func (p Portal) WithDefaults() Portal {
 	if p.Name == "" {
 		p.Name = DefaultName
+	}
+	if p.Storage != nil && p.Storage.Backend == StorageEtcd && p.Storage.Prefix == "" {
+		st := *p.Storage
+		st.Prefix = "/caddyportal/" + p.Name + "/"
+		p.Storage = &st
 	}
 	if p.Catalog == "" {
 		p.Catalog = CatalogPrivate
@@ -60,13 +67,32 @@ func (p Portal) WithDefaults() Portal {
 	return p
 }
 
+// ExpandSecrets returns a copy of p with expand applied to every setting
+// that may hold a secret as a placeholder ({env.X}, kept out of `caddy
+// adapt`'s output): the robot password, the client id and secret, the admin
+// password and the storage credentials. This is the one list of such
+// settings; the glue passes Caddy's replacer.
+func (p Portal) ExpandSecrets(expand func(string) string) Portal {
+	p.Robot.Password = expand(p.Robot.Password)
+	p.Client.ID = expand(p.Client.ID)
+	p.Client.Secret = expand(p.Client.Secret)
+	if p.Admin != nil {
+		a := *p.Admin
+		a.Password = expand(a.Password)
+		p.Admin = &a
+	}
+	if p.Storage != nil {
+		st := *p.Storage
+		st.Username, st.Password = expand(st.Username), expand(st.Password)
+		p.Storage = &st
+	}
+	return p
+}
+
 // Environments returns the effective environments of the portal, in
 // declaration order.
 func (p Portal) Environments() []Environment {
-	name := p.Name
-	if name == "" {
-		name = DefaultName
-	}
+	name := p.WithDefaults().Name
 	envs := make([]Environment, 0, len(p.Workshops))
 	for i, w := range p.Workshops {
 		envs = append(envs, resolveWorkshop(fmt.Sprintf("%s-w%02d", name, i+1), w, p.Sessions.Maximum))

@@ -75,3 +75,38 @@ func TestParseDuration(t *testing.T) {
 		}
 	}
 }
+
+// TestExpandSecrets: every secret setting is expanded, nothing else, and
+// the caller's config is not changed through a shared pointer.
+func TestExpandSecrets(t *testing.T) {
+	p := Portal{Name: "{x}", Robot: Credentials{Username: "{x}", Password: "{x}"}, Client: Client{ID: "{x}", Secret: "{x}"},
+		Admin: &Credentials{Username: "{x}", Password: "{x}"}, Storage: &Storage{Username: "{x}", Password: "{x}", Prefix: "{x}"}}
+	q := p.ExpandSecrets(func(s string) string { return "<" + s + ">" })
+	const e = "<{x}>"
+	if q.Robot.Password != e || q.Client.ID != e || q.Client.Secret != e || q.Admin.Password != e ||
+		q.Storage.Username != e || q.Storage.Password != e {
+		t.Errorf("not expanded: %+v %+v %+v", q, *q.Admin, *q.Storage)
+	}
+	if q.Name != "{x}" || q.Robot.Username != "{x}" || q.Admin.Username != "{x}" || q.Storage.Prefix != "{x}" {
+		t.Errorf("expanded a setting that is no secret: %+v %+v %+v", q, *q.Admin, *q.Storage)
+	}
+	if p.Admin.Password != "{x}" || p.Storage.Password != "{x}" {
+		t.Errorf("the original config changed: %+v %+v", *p.Admin, *p.Storage)
+	}
+}
+
+// TestWithDefaultsEtcdPrefix: the etcd prefix defaults to the portal's
+// name, once, without touching the caller's Storage.
+func TestWithDefaultsEtcdPrefix(t *testing.T) {
+	p := Portal{Storage: &Storage{Backend: StorageEtcd, Endpoints: []string{"e:2379"}}}
+	q := p.WithDefaults()
+	if q.Storage.Prefix != "/caddyportal/portal/" || p.Storage.Prefix != "" {
+		t.Fatalf("prefix %q (original %q), want /caddyportal/portal/ on the copy only", q.Storage.Prefix, p.Storage.Prefix)
+	}
+	if r := q.WithDefaults(); r.Storage.Prefix != q.Storage.Prefix {
+		t.Fatalf("applied twice: %q", r.Storage.Prefix)
+	}
+	if b := (Portal{Storage: &Storage{Path: "/d"}}).WithDefaults(); b.Storage.Prefix != "" {
+		t.Fatalf("badger got an etcd prefix: %q", b.Storage.Prefix)
+	}
+}
