@@ -1,12 +1,12 @@
 package gate
 
 import (
-	"encoding/json"
 	"html/template"
 	"net/http"
 
 	"go.uber.org/zap"
 
+	"github.com/caddyportal/caddyportal/caddyportal/httperr"
 	"github.com/caddyportal/caddyportal/caddyportal/redirects"
 )
 
@@ -30,13 +30,8 @@ h1{font-size:1.4rem}p{line-height:1.5}.code{color:#888}</style></head>
 
 // jsonRefusal answers a request that is not a browser navigation (a HEAD or
 // POST to a start link, a dashboard page's call to the REST API) with the
-// REST API's {"error": ...} body.
-func jsonRefusal(w http.ResponseWriter, status int, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
-}
+// REST API's {"error": ...} body, written by the same writer.
+func jsonRefusal(w http.ResponseWriter, status int, msg string) { httperr.Write(w, status, msg) }
 
 // page writes a small, clear HTML page for browser-facing refusals and
 // returns its status.
