@@ -238,24 +238,15 @@ func (a *API) unavailable(w http.ResponseWriter, err error) {
 // whose clients this API serves, answers a refusal with another status
 // (educatesStatus); outages and unknown errors go to unavailable.
 func (a *API) serviceError(w http.ResponseWriter, err error) {
-	status := httperr.Status(err)
-	for _, e := range educatesStatus {
-		if errors.Is(err, e.err) {
-			status = e.status
-		}
-	}
-	a.fail(w, status, httperr.Message(err), err)
+	a.fail(w, httperr.Status(err, educatesStatus...), httperr.Message(err), err)
 }
 
 // educatesStatus are the refusals Educates answers with another status
 // than httperr.Status: its clients depend on these.
-var educatesStatus = []struct {
-	err    error
-	status int
-}{
-	{sessions.ErrUserNotPermitted, http.StatusBadRequest},
-	{sessions.ErrNoEnvironment, http.StatusForbidden},
-	{sessions.ErrNotInUse, http.StatusBadRequest},
+var educatesStatus = []httperr.Override{
+	{Err: sessions.ErrUserNotPermitted, Status: http.StatusBadRequest},
+	{Err: sessions.ErrNoEnvironment, Status: http.StatusForbidden},
+	{Err: sessions.ErrNotInUse, Status: http.StatusBadRequest},
 }
 
 // writeJSON and writeError write the REST API's wire format (see httperr).

@@ -4,34 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"sync/atomic"
 	"testing"
 
 	"github.com/caddyportal/caddyportal/caddyportal/httperr"
 	"github.com/caddyportal/caddyportal/caddyportal/store"
+	"github.com/caddyportal/caddyportal/caddyportal/store/storetest"
 )
-
-// downStore fails transactions with err, as a store whose backend cannot
-// be reached does: reads while views is set, writes while updates is.
-type downStore struct {
-	store.Store
-	views, updates atomic.Bool
-	err            error
-}
-
-func (d *downStore) Update(ctx context.Context, fn func(tx store.Txn) error) error {
-	if d.updates.Load() {
-		return d.err
-	}
-	return d.Store.Update(ctx, fn)
-}
-
-func (d *downStore) View(ctx context.Context, fn func(tx store.Txn) error) error {
-	if d.views.Load() {
-		return d.err
-	}
-	return d.Store.View(ctx, fn)
-}
 
 // TestStoreOutageIs503: while the store cannot be reached, keeps
 // conflicting or does not answer in time, the token check (issuer) and the
@@ -44,9 +22,9 @@ func TestStoreOutageIs503(t *testing.T) {
 		context.DeadlineExceeded,
 	} {
 		t.Run(cause.Error(), func(t *testing.T) {
-			var ds *downStore
+			var ds *storetest.Down
 			h := newHarness(t, harnessOpts{wrap: func(st store.Store) store.Store {
-				ds = &downStore{Store: st, err: cause}
+				ds = &storetest.Down{Store: st, Err: cause}
 				return ds
 			}})
 			check := func(what string, r response) {
@@ -58,10 +36,10 @@ func TestStoreOutageIs503(t *testing.T) {
 			}
 			// Writes fail: the token check passes, the service's request
 			// does not.
-			ds.updates.Store(true)
+			ds.Updates.Store(true)
 			check("session request", h.get("/workshops/environment/demo-w01/request/?user=alice", h.robot))
 			// Reads fail too: the token check itself cannot be made.
-			ds.views.Store(true)
+			ds.Views.Store(true)
 			check("token check", h.get("/workshops/catalog/environments/", h.robot))
 		})
 	}

@@ -20,13 +20,16 @@ import (
 // error the service does not name: clients get no internal detail.
 const UnavailableMessage = "Portal is temporarily unavailable, try again"
 
+// Override is a face's own status for one refusal (errors.Is err).
+type Override struct {
+	Err    error
+	Status int
+}
+
 // refusals are the service's answers that are not failures: the request
 // cannot be served as asked, and trying the same again will not help
 // (except ErrNoSession, once capacity frees up). Their texts are public.
-var refusals = []struct {
-	err    error
-	status int
-}{
+var refusals = []Override{
 	{sessions.ErrSessionNotFound, http.StatusNotFound},
 	{sessions.ErrUserNotFound, http.StatusNotFound},
 	{sessions.ErrNoEnvironment, http.StatusNotFound},
@@ -41,8 +44,8 @@ var refusals = []struct {
 
 func refusal(err error) (sentinel error, status int, ok bool) {
 	for _, r := range refusals {
-		if errors.Is(err, r.err) {
-			return r.err, r.status, true
+		if errors.Is(err, r.Err) {
+			return r.Err, r.Status, true
 		}
 	}
 	return nil, 0, false
@@ -52,10 +55,15 @@ func refusal(err error) (sentinel error, status int, ok bool) {
 // an error the service names (404 not found, 409 wrong state, 403 not
 // permitted, 503 no session free), and 503 for everything else, outages
 // and unknown errors alike. A face whose wire format fixes another status
-// for a refusal (the REST API follows Educates) overrides it.
-func Status(err error) int {
+// for a refusal (the REST API follows Educates) passes it as an override.
+func Status(err error, overrides ...Override) int {
 	if err == nil {
 		return http.StatusOK
+	}
+	for _, o := range overrides {
+		if errors.Is(err, o.Err) {
+			return o.Status
+		}
 	}
 	if _, status, ok := refusal(err); ok {
 		return status

@@ -73,3 +73,17 @@ func TestWrite(t *testing.T) {
 		t.Fatalf("unencodable value: %d %q", w.Code, w.Body.String())
 	}
 }
+
+// TestStatusOverride: a face's override wins for its refusal only.
+func TestStatusOverride(t *testing.T) {
+	educates := []httperr.Override{{Err: sessions.ErrNoEnvironment, Status: http.StatusForbidden}}
+	if got := httperr.Status(fmt.Errorf("x: %w", sessions.ErrNoEnvironment), educates...); got != http.StatusForbidden {
+		t.Errorf("overridden refusal: %d, want 403", got)
+	}
+	if got := httperr.Status(sessions.ErrSessionNotFound, educates...); got != http.StatusNotFound {
+		t.Errorf("other refusal: %d, want 404", got)
+	}
+	if got := httperr.Status(nil, educates...); got != http.StatusOK {
+		t.Errorf("nil: %d, want 200", got)
+	}
+}

@@ -4,33 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"testing"
 
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 	"github.com/caddyportal/caddyportal/caddyportal/store"
+	"github.com/caddyportal/caddyportal/caddyportal/store/storetest"
 )
-
-// failingStore fails every transaction with err while down is set.
-type failingStore struct {
-	store.Store
-	down atomic.Bool
-	err  error
-}
-
-func (f *failingStore) Update(ctx context.Context, fn func(tx store.Txn) error) error {
-	if f.down.Load() {
-		return f.err
-	}
-	return f.Store.Update(ctx, fn)
-}
-
-func (f *failingStore) View(ctx context.Context, fn func(tx store.Txn) error) error {
-	if f.down.Load() {
-		return f.err
-	}
-	return f.Store.View(ctx, fn)
-}
 
 // TestStoreErrorsInVocabulary: an outage, exhausted conflict retries and a
 // passed deadline leave the service as ErrUnavailable, with the store's
@@ -38,10 +17,11 @@ func (f *failingStore) View(ctx context.Context, fn func(tx store.Txn) error) er
 // it); other store errors are not made outages.
 func TestStoreErrorsInVocabulary(t *testing.T) {
 	clk := newClock()
-	fs := &failingStore{Store: openStore(t, clk)}
+	fs := &storetest.Down{Store: openStore(t, clk)}
 	svc := newService(t, fs, clk, portal(workshop("lab", 2, 0)))
 	ctx := context.Background()
-	fs.down.Store(true)
+	fs.Views.Store(true)
+	fs.Updates.Store(true)
 	for _, c := range []struct {
 		cause       error
 		unavailable bool
@@ -51,7 +31,7 @@ func TestStoreErrorsInVocabulary(t *testing.T) {
 		{context.DeadlineExceeded, true},
 		{store.ErrTooLarge, false},
 	} {
-		fs.err = c.cause
+		fs.Err = c.cause
 		for what, err := range map[string]error{
 			"Get":         func() error { _, err := svc.Get(ctx, "x"); return err }(),
 			"Terminate":   func() error { _, err := svc.Terminate(ctx, "x", ""); return err }(),
