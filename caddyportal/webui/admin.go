@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/caddyportal/caddyportal/caddyportal/health"
+	"github.com/caddyportal/caddyportal/caddyportal/httperr"
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
 	"github.com/caddyportal/caddyportal/caddyportal/routes"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
@@ -298,9 +299,9 @@ func (u *UI) actionError(w http.ResponseWriter, r *http.Request, err error) bool
 	case err == nil:
 		return false
 	case errors.Is(err, sessions.ErrSessionNotFound):
-		u.fail(w, r, http.StatusNotFound, "Session not found", "The session does not exist or has already stopped.")
+		u.fail(w, r, httperr.Status(err), "Session not found", "The session does not exist or has already stopped.")
 	case errors.Is(err, sessions.ErrNotInUse):
-		u.fail(w, r, http.StatusConflict, "Session not in use", "This session is a reserve that nobody uses; there is nothing to do.")
+		u.fail(w, r, httperr.Status(err), "Session not in use", "This session is a reserve that nobody uses; there is nothing to do.")
 	default:
 		u.unavailable(w, r, err)
 	}

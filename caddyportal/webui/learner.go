@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddyportal/caddyportal/caddyportal/config"
+	"github.com/caddyportal/caddyportal/caddyportal/httperr"
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
 	"github.com/caddyportal/caddyportal/caddyportal/loginlimit"
 	"github.com/caddyportal/caddyportal/caddyportal/routes"
@@ -382,17 +383,18 @@ func (u *UI) start(w http.ResponseWriter, r *http.Request, _ string) {
 		index = routes.CatalogPath
 	}
 	res, err := u.svc.RequestSession(r.Context(), sessions.Request{Environment: e.Name, User: id.User, IndexURL: index})
+	// Refusals get httperr's status and the page's own words.
 	switch {
 	case errors.Is(err, sessions.ErrNoSession), errors.Is(err, sessions.ErrCannotReacquire):
 		w.Header().Set("Retry-After", "30")
-		u.fail(w, r, http.StatusServiceUnavailable, "No session available",
+		u.fail(w, r, httperr.Status(err), "No session available",
 			"All sessions of this workshop are in use, or you have reached your limit of sessions. Try again later.")
 		return
 	case errors.Is(err, sessions.ErrUserNotPermitted):
-		u.fail(w, r, http.StatusForbidden, "Not permitted", "This account cannot start workshop sessions.")
+		u.fail(w, r, httperr.Status(err), "Not permitted", "This account cannot start workshop sessions.")
 		return
 	case errors.Is(err, sessions.ErrNoEnvironment):
-		u.fail(w, r, http.StatusNotFound, "Unknown workshop", "There is no such workshop on this portal.")
+		u.fail(w, r, httperr.Status(err), "Unknown workshop", "There is no such workshop on this portal.")
 		return
 	case err != nil:
 		u.unavailable(w, r, err)
