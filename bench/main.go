@@ -8,7 +8,7 @@
 // Scenarios (comma-separated, or "all"):
 //
 //	storm    N users request and activate a session at once, capacity N
-//	gate     gated dashboard proxy vs plain reverse_proxy, same upstream
+//	gate     gated dashboard proxy vs plain reverse_proxy and forward_auth, same upstream
 //	ws       concurrent WebSockets through the gate, echo round trips
 //	memory   RSS and start-up time with stored sessions seeded in advance
 //	scaling  request + activate latency as stored sessions grow
@@ -127,11 +127,11 @@ func quickOptions() Options {
 
 func parseFlags(args []string) (Options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	quick := fs.Bool("quick", false, "smoke-test sizes (storm 50, ws 50, sessions 1000, 1s gate phases); explicit size flags still apply")
+	quick := fs.Bool("quick", false, "smoke-test sizes (storm 50, ws 50, sessions 1000, 1s gate time per proxy kind); explicit size flags still apply")
 	scen := fs.String("scenario", "all", "scenarios to run: all, or a comma-separated list of "+strings.Join(allScenarios, ","))
 	users := fs.Int("users", 0, "storm: users requesting and activating at once (capacity is the same) [1000]")
 	gateConns := fs.Int("conns", 0, "gate: concurrent keep-alive clients [32]")
-	dur := fs.Duration("duration", 0, "gate: measured time per proxy kind, split over two alternating rounds [10s]")
+	dur := fs.Duration("duration", 0, "gate: measured time per proxy kind, split over three alternating rounds [10s]")
 	wsConns := fs.Int("ws", 0, "ws: concurrent WebSocket connections [2000]")
 	wsSess := fs.Int("ws-sessions", 0, "ws: sessions the connections are spread over [20]")
 	wsMsgs := fs.Int("ws-messages", 0, "ws: echo round trips per connection [10]")
