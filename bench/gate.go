@@ -95,9 +95,17 @@ func runGate(ctx context.Context, o Options, bin, work string, rep *Report, logf
 	}
 	extra := fmt.Sprintf("\nhttp://127.0.0.1:%d {\n\tbind 127.0.0.1\n\treverse_proxy %s\n}\n", plainPort, dash.Addrs[0]) +
 		forwardAuthSite(faPort, auth.Addr, dash.Addrs[0])
-	p, err := startPortal(ctx, bin, work, portalSpec{
+	spec := portalSpec{
 		Data: filepath.Join(work, "badger"), Maximum: 1, Capacity: 1, Upstreams: dash.Addrs, Extra: extra, Env: o.PortalEnv,
-	})
+	}
+	if o.Profile > 0 {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		spec.Admin = fmt.Sprintf("127.0.0.1:%d", port)
+	}
+	p, err := startPortal(ctx, bin, work, spec)
 	if err != nil {
 		return err
 	}
@@ -164,6 +172,26 @@ func runGate(ctx context.Context, o Options, bin, work string, rep *Report, logf
 			logf("gate: round %d/%d %s: %.0f req/s, p99 %s", i+1, gateRounds, v.key,
 				float64(res.n)/res.elapsed.Seconds(), fmtDur(pct(res.lat, 0.99)))
 		}
+	}
+
+	if o.Profile > 0 {
+		// Profiled after the timed rounds, so profiling costs no measured
+		// time: one extra round each for the gate and the plain proxy, whose
+		// difference is where the gate's time goes.
+		for _, v := range []*gateVariant{gated, plain} {
+			file := filepath.Join(filepath.Dir(work), "cpu-gate-"+v.key+".pprof")
+			done := make(chan error, 1)
+			go func() {
+				done <- fetchProfile(ctx, spec.Admin, fmt.Sprintf("profile?seconds=%d", int(o.Profile.Seconds()+0.5)), file)
+			}()
+			res := hammer(ctx, v.client, v.url, v.cookie, o.GateConns, o.Profile+time.Second)
+			if err := <-done; err != nil {
+				logf("gate cpu profile (%s): %v", v.key, err)
+			}
+			// Errors here are failures all the same, though not timed.
+			rep.addErrors(sc, res.errors)
+		}
+		rep.note("gate ran with -pprof: CPU profiles of an extra gated and plain round were taken after the timed rounds")
 	}
 
 	label := fmt.Sprintf("gate (%d clients, %d rounds of %s each)", o.GateConns, gateRounds, fmtDur(per))
