@@ -48,9 +48,14 @@ func TestQuick(t *testing.T) {
 			t.Errorf("%s = %d, want %d", key, got, want)
 		}
 	}
-	for _, key := range []string{"gate.gated", "gate.plain"} {
+	for _, key := range []string{"gate.gated", "gate.plain", "gate.forward_auth"} {
 		if rep.Count(key) == 0 {
 			t.Errorf("%s: no requests were served", key)
+		}
+	}
+	for _, row := range []string{"| gated / plain: throughput |", "| gated / plain: p99 |", "| gated / forward_auth: throughput |"} {
+		if !strings.Contains(md, row) {
+			t.Errorf("the gate rows have no %q", row)
 		}
 	}
 	if !strings.Contains(md, "Machine: ") || !strings.Contains(md, "Command: `"+o.Command+"`") {

@@ -8,7 +8,7 @@
 // Scenarios (comma-separated, or "all"):
 //
 //	storm    N users request and activate a session at once, capacity N
-//	gate     gated dashboard proxy vs plain reverse_proxy, same upstream
+//	gate     gated dashboard proxy vs plain reverse_proxy and forward_auth, same upstream
 //	ws       concurrent WebSockets through the gate, echo round trips
 //	memory   RSS and start-up time with stored sessions seeded in advance
 //	scaling  request + activate latency as stored sessions grow
@@ -127,11 +127,11 @@ func quickOptions() Options {
 
 func parseFlags(args []string) (Options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	quick := fs.Bool("quick", false, "smoke-test sizes (storm 50, ws 50, sessions 1000, 1s gate phases); explicit size flags still apply")
+	quick := fs.Bool("quick", false, "smoke-test sizes (storm 50, ws 50, sessions 1000, 1s gate time per proxy kind); explicit size flags still apply")
 	scen := fs.String("scenario", "all", "scenarios to run: all, or a comma-separated list of "+strings.Join(allScenarios, ","))
 	users := fs.Int("users", 0, "storm: users requesting and activating at once (capacity is the same) [1000]")
 	gateConns := fs.Int("conns", 0, "gate: concurrent keep-alive clients [32]")
-	dur := fs.Duration("duration", 0, "gate: measured time per proxy kind, split over two alternating rounds [10s]")
+	dur := fs.Duration("duration", 0, "gate: measured time per proxy kind, split over three alternating rounds [10s]")
 	wsConns := fs.Int("ws", 0, "ws: concurrent WebSocket connections [2000]")
 	wsSess := fs.Int("ws-sessions", 0, "ws: sessions the connections are spread over [20]")
 	wsMsgs := fs.Int("ws-messages", 0, "ws: echo round trips per connection [10]")
@@ -143,7 +143,7 @@ func parseFlags(args []string) (Options, error) {
 	bin := fs.String("binary", "", "use this caddyportal binary instead of building ./cmd/caddyportal")
 	work := fs.String("workdir", "", "directory for binaries, data and logs (default: a new temp dir)")
 	keep := fs.Bool("keep", false, "keep the work directory (Caddyfiles, logs, data, seeded stores) after the run; a later run with the same -workdir reuses the seeded stores")
-	prof := fs.Duration("pprof", 0, "storm, memory, scaling: enable the portal's admin API and save CPU profiles of this length taken under load (and heap profiles) into the work directory; use with -keep")
+	prof := fs.Duration("pprof", 0, "storm, gate, memory, scaling: enable the portal's admin API and save CPU profiles of this length taken under load (and heap profiles for memory) into the work directory; use with -keep")
 	penv := fs.String("portal-env", "", "extra environment for the portal process, comma-separated KEY=VALUE (e.g. GOMEMLIMIT=64MiB)")
 	out := fs.String("out", "", "also write the Markdown results to this file")
 	if err := fs.Parse(args); err != nil {

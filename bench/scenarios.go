@@ -205,111 +205,33 @@ func hammer(ctx context.Context, c *http.Client, url, cookie string, conns int, 
 }
 
 func getPage(ctx context.Context, c *http.Client, url, cookie string) error {
+	_, err := fetchPage(ctx, c, url, cookie)
+	return err
+}
+
+// fetchPage GETs url with cookie ("" for none) and returns the body if it
+// is the dashboard page.
+func fetchPage(ctx context.Context, c *http.Client, url, cookie string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if cookie != "" {
 		req.Header.Set("Cookie", cookie)
 	}
 	res, err := c.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	body, err := io.ReadAll(res.Body)
 	res.Body.Close()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if res.StatusCode != http.StatusOK || !isDashboardPage(body) {
-		return fmt.Errorf("GET %s: %d %.200s", url, res.StatusCode, body)
+		return nil, fmt.Errorf("GET %s: %d %.200s", url, res.StatusCode, body)
 	}
-	return nil
-}
-
-// runGate compares the gated dashboard proxy with Caddy's plain
-// reverse_proxy to the same upstream, in the same process and run,
-// alternating two rounds of each so drifting machine load hits both.
-func runGate(ctx context.Context, o Options, bin, work string, rep *Report, logf func(string, ...any)) error {
-	const sc = "gate"
-	dash, err := startDashboards(1)
-	if err != nil {
-		return err
-	}
-	defer dash.Close()
-	plainPort, err := freePort()
-	if err != nil {
-		return err
-	}
-	extra := fmt.Sprintf("\nhttp://127.0.0.1:%d {\n\tbind 127.0.0.1\n\treverse_proxy %s\n}\n", plainPort, dash.Addrs[0])
-	p, err := startPortal(ctx, bin, work, portalSpec{
-		Data: filepath.Join(work, "badger"), Maximum: 1, Capacity: 1, Upstreams: dash.Addrs, Extra: extra, Env: o.PortalEnv,
-	})
-	if err != nil {
-		return err
-	}
-	defer p.Stop()
-	client := newClient(o.GateConns)
-	defer client.CloseIdleConnections()
-	r := &rest{base: p.Base, c: client}
-	if err := r.login(ctx); err != nil {
-		return err
-	}
-	name, link, err := r.requestSession(ctx, "gate-user")
-	if err != nil {
-		return err
-	}
-	cookie, err := r.activate(ctx, name, link)
-	if err != nil {
-		return err
-	}
-	gatedURL := p.Base + "/workshops/session/" + name + "/"
-	plainURL := fmt.Sprintf("http://127.0.0.1:%d/", plainPort)
-	// Both paths must serve the page before they are timed; the gate must
-	// also refuse the same request without the cookie.
-	if err := getPage(ctx, client, gatedURL, cookie); err != nil {
-		return err
-	}
-	if err := getPage(ctx, client, plainURL, ""); err != nil {
-		return err
-	}
-	if err := getPage(ctx, client, gatedURL, ""); err == nil {
-		return fmt.Errorf("the gate let a request without a cookie through")
-	}
-	var gated, plain hammerResult
-	merge := func(dst *hammerResult, src hammerResult) {
-		dst.n += src.n
-		dst.errors += src.errors
-		dst.lat = append(dst.lat, src.lat...)
-		dst.elapsed += src.elapsed
-		if dst.firstErr == nil {
-			dst.firstErr = src.firstErr
-		}
-	}
-	for range 2 {
-		merge(&gated, hammer(ctx, client, gatedURL, cookie, o.GateConns, o.Duration/2))
-		merge(&plain, hammer(ctx, client, plainURL, "", o.GateConns, o.Duration/2))
-	}
-	rep.addErrors(sc, gated.errors+plain.errors)
-	rep.count("gate.gated", gated.n)
-	rep.count("gate.plain", plain.n)
-	for _, e := range []error{gated.firstErr, plain.firstErr} {
-		if e != nil {
-			rep.note("gate: first error: %v", e)
-		}
-	}
-	label := fmt.Sprintf("gate (%d clients, %s each)", o.GateConns, o.Duration)
-	gRate := float64(gated.n) / gated.elapsed.Seconds()
-	pRate := float64(plain.n) / plain.elapsed.Seconds()
-	rep.metric(label, "gated: throughput, p50 / p99", fmt.Sprintf("%.0f req/s, %s", gRate, latencies(gated.lat)))
-	rep.metric(label, "plain reverse_proxy: throughput, p50 / p99", fmt.Sprintf("%.0f req/s, %s", pRate, latencies(plain.lat)))
-	if pRate > 0 && pct(plain.lat, 0.99) > 0 {
-		rep.metric(label, "gated / plain: throughput, p99", fmt.Sprintf("%.2f×, %.2f×", gRate/pRate,
-			float64(pct(gated.lat, 0.99))/float64(pct(plain.lat, 0.99))))
-	}
-	rep.goal(label, "errors", fmt.Sprint(gated.errors+plain.errors), "0", gated.errors+plain.errors == 0)
-	logf("gate: gated %.0f req/s, plain %.0f req/s", gRate, pRate)
-	return nil
+	return body, nil
 }
 
 // runWS opens many WebSockets through the gate, spread over a few sessions
