@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -30,6 +31,11 @@ type gateVariant struct {
 	cookie string
 	client *http.Client
 	rounds []hammerResult
+	// portalCPU and harnessCPU are the CPU time the portal process and
+	// the harness (load generator, dashboard, auth service) used in the
+	// timed rounds: divided by the requests, where each request's cost
+	// goes.
+	portalCPU, harnessCPU time.Duration
 }
 
 // roundStats is one round's figures.
@@ -167,7 +173,16 @@ func runGate(ctx context.Context, o Options, bin, work string, rep *Report, logf
 	per := o.Duration / gateRounds
 	for i := range gateRounds {
 		for _, v := range variants {
+			pc0, err1 := p.CPU()
+			hc0, err2 := selfCPU()
 			res := hammer(ctx, v.client, v.url, v.cookie, o.GateConns, per)
+			pc1, err3 := p.CPU()
+			hc1, err4 := selfCPU()
+			if err := errors.Join(err1, err2, err3, err4); err != nil {
+				return fmt.Errorf("reading CPU time: %w", err)
+			}
+			v.portalCPU += pc1 - pc0
+			v.harnessCPU += hc1 - hc0
 			v.rounds = append(v.rounds, res)
 			logf("gate: round %d/%d %s: %.0f req/s, p99 %s", i+1, gateRounds, v.key,
 				float64(res.n)/res.elapsed.Seconds(), fmtDur(pct(res.lat, 0.99)))
@@ -215,6 +230,11 @@ func runGate(ctx context.Context, o Options, bin, work string, rep *Report, logf
 		}
 		rep.metric(label, v.title+": throughput (rounds), p50 / p99",
 			fmt.Sprintf("%.0f req/s (%s), %s / %s", m.rate, strings.Join(each, ", "), fmtDur(m.p50), fmtDur(m.p99)))
+		if n > 0 {
+			rep.metric(label, v.title+": CPU per request, portal / harness",
+				fmt.Sprintf("%.1f µs / %.1f µs", float64(v.portalCPU.Microseconds())/float64(n),
+					float64(v.harnessCPU.Microseconds())/float64(n)))
+		}
 	}
 	rep.addErrors(sc, errs)
 	g, pl, f := med["gated"], med["plain"], med["forward_auth"]

@@ -290,3 +290,32 @@ func dirSize(dir string) int64 {
 	})
 	return n
 }
+
+// CPU is the CPU time the process has used so far (user + system), from
+// /proc/<pid>/stat, in clock ticks of 10 ms.
+func (p *proc) CPU() (time.Duration, error) {
+	return procCPU(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+}
+
+// selfCPU is the CPU time the harness process has used so far.
+func selfCPU() (time.Duration, error) { return procCPU("/proc/self/stat") }
+
+// procCPU reads utime + stime from a /proc stat file. The fields after
+// the command name (which may hold spaces) start after its ")".
+func procCPU(file string) (time.Duration, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("%s: short stat line", file)
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("%s: bad utime/stime", file)
+	}
+	return time.Duration(ut+st) * 10 * time.Millisecond, nil
+}
