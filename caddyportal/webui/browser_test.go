@@ -12,7 +12,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/caddyportal/caddyportal/caddyportal/config"
-	"github.com/caddyportal/caddyportal/caddyportal/internal/browsertest"
+	browsertest "github.com/caddyportal/caddyportal/internal/e2etest/browser"
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 )
