@@ -2,13 +2,13 @@ package e2e
 
 import (
 	"bufio"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/caddyportal/caddyportal/internal/e2etest"
+	"github.com/caddyportal/caddyportal/internal/e2etest/echo"
 )
 
 // TestGateStreamsResponses: a streaming response (server-sent events, a
@@ -16,25 +16,10 @@ import (
 // gate: the first event arrives while the upstream still holds the
 // response open, not when it ends.
 func TestGateStreamsResponses(t *testing.T) {
-	release := make(chan struct{})
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/event-stream")
-		_, _ = w.Write([]byte("data: first\n\n"))
-		w.(http.Flusher).Flush()
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-		_, _ = w.Write([]byte("data: last\n\n"))
-	})}
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(func() { close(release); _ = srv.Close() })
-
-	p := startPortal(t, t.TempDir(), gateBody("", l.Addr().String()))
+	// The dashboard's /events sends one event and holds the response open
+	// until the client goes away.
+	up := echo.Start(t, "streams")
+	p := startPortal(t, t.TempDir(), gateBody("", up.Addr))
 	tok := p.Token(e2etest.RobotUser, e2etest.RobotPass)
 	name, ck, _ := p.Activate(tok, "demo-w01", "streamer")
 
@@ -48,8 +33,8 @@ func TestGateStreamsResponses(t *testing.T) {
 	if res.StatusCode != 200 {
 		t.Fatalf("status %d", res.StatusCode)
 	}
-	// Reading the first event must succeed while the upstream is still
-	// blocked on `release`; if the gate buffered the response, this read
+	// Reading the first event must succeed while the upstream still holds
+	// the response open; if the gate buffered the response, this read
 	// would only return after the client timeout.
 	line, err := bufio.NewReader(res.Body).ReadString('\n')
 	if err != nil || strings.TrimSpace(line) != "data: first" {
