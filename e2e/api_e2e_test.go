@@ -10,8 +10,9 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/caddyportal/caddyportal/internal/e2etest"
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddyportal/caddyportal/internal/e2etest"
 )
 
 // TestWalkThrough follows a real client's order: token, catalog, request,

@@ -12,10 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyportal/caddyportal/internal/e2etest"
-	"github.com/caddyportal/caddyportal/internal/e2etest/echo"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+
+	"github.com/caddyportal/caddyportal/internal/e2etest"
+	"github.com/caddyportal/caddyportal/internal/e2etest/echo"
 )
 
 // attackPage is a dashboard page that tries what a hostile path-mode

@@ -7,9 +7,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2"
+
 	"github.com/caddyportal/caddyportal/internal/e2etest"
 	"github.com/caddyportal/caddyportal/internal/e2etest/tmpfs"
-	"github.com/caddyserver/caddy/v2"
 )
 
 // mountDataTmpfs mounts a 96 MiB tmpfs, larger than the store's free-space

@@ -18,11 +18,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+	"github.com/coder/websocket"
+
 	"github.com/caddyportal/caddyportal/internal/e2etest"
 	"github.com/caddyportal/caddyportal/internal/e2etest/echo"
 	"github.com/caddyportal/caddyportal/internal/e2etest/tmpfs"
-	"github.com/caddyserver/caddy/v2"
-	"github.com/coder/websocket"
 )
 
 // seedStore runs a portal on dir, requests a session for each user and

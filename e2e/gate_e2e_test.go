@@ -14,9 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"github.com/caddyportal/caddyportal/internal/e2etest"
 	"github.com/caddyportal/caddyportal/internal/e2etest/echo"
-	"github.com/coder/websocket"
 )
 
 // cookieHdr is a Cookie request header carrying c (and more, if given).

@@ -8,9 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/caddyportal/caddyportal/internal/e2etest"
 	"github.com/caddyportal/caddyportal/internal/e2etest/echo"
-	"github.com/chromedp/chromedp"
 )
 
 // healthWait bounds a wait for the background prober: generous, since it

@@ -18,9 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"github.com/caddyportal/caddyportal/internal/e2etest"
 	"github.com/caddyportal/caddyportal/internal/e2etest/echo"
-	"github.com/coder/websocket"
 )
 
 // obsBody is a portal with one workshop on the given dashboard upstream

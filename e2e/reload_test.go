@@ -4,8 +4,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/caddyportal/caddyportal/internal/e2etest"
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddyportal/caddyportal/internal/e2etest"
 )
 
 // TestReloadKeepsStoreOpen: a config reload with the same data directory

@@ -17,9 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+
 	"github.com/caddyportal/caddyportal/internal/e2etest"
 	"github.com/caddyportal/caddyportal/internal/e2etest/echo"
-	"github.com/caddyserver/caddy/v2"
 )
 
 // securityBody is the portal of the security suite: path-mode dashboards

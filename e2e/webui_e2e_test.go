@@ -4,10 +4,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/caddyportal/caddyportal/internal/e2etest"
-	"github.com/caddyportal/caddyportal/internal/e2etest/echo"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+
+	"github.com/caddyportal/caddyportal/internal/e2etest"
+	"github.com/caddyportal/caddyportal/internal/e2etest/echo"
 )
 
 // pagesBody is a portal with web pages: one-step registration, no portal
