@@ -115,7 +115,7 @@ func TestBrowserPathModeIsolation(t *testing.T) {
 	a, linkA := link("alice")
 	b, linkB := link("bob")
 
-	bctx := startBrowser(t)
+	bctx := browser(t)
 	var locA, locB, status, result string
 	err := chromedp.Run(bctx,
 		// The activation redirects land on each dashboard, and A's page

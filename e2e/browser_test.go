@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,13 +9,9 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/caddyportal/caddyportal/internal/e2etest"
-	"github.com/caddyportal/caddyportal/internal/e2etest/browser"
+	"github.com/caddyportal/caddyportal/internal/e2etest/chromium"
 	"github.com/caddyportal/caddyportal/internal/e2etest/echo"
 )
-
-// artifactDir collects files for a human to look at after a run: the
-// repository's testdata/artifacts (gitignored).
-const artifactDir = "../testdata/artifacts"
 
 // TestBrowserDashboard drives a real headless Chromium through the learner's
 // path: the activation link on the portal, the redirect with the dashboard
@@ -32,7 +26,7 @@ func TestBrowserDashboard(t *testing.T) {
 	name := m["name"].(string)
 	link := p.Base + m["url"].(string)
 
-	bctx := startBrowser(t)
+	bctx := browser(t)
 
 	var location, heading, echoed, status, jsCookies string
 	var png []byte
@@ -63,27 +57,11 @@ func TestBrowserDashboard(t *testing.T) {
 	if got := up.LastUpgrade().Get("X-Portal-User"); got != "browser" {
 		t.Fatalf("upstream WebSocket saw X-Portal-User %q", got)
 	}
-	keepScreenshot(t, png, "browser-dashboard.png")
+	chromium.KeepScreenshot(t, png, "browser-dashboard.png")
 }
 
-// startBrowser starts a headless Chromium for one test and returns its context.
-func startBrowser(t *testing.T) context.Context {
+// browser starts a headless Chromium for one test and returns its context.
+func browser(t *testing.T) context.Context {
 	t.Helper()
-	return browser.New(t, 1024, 640, 60*time.Second)
-}
-
-// keepScreenshot writes png into the artefact directory.
-func keepScreenshot(t *testing.T, png []byte, name string) {
-	t.Helper()
-	if len(png) < 8 || string(png[1:4]) != "PNG" {
-		t.Fatalf("screenshot %s is not a PNG (%d bytes)", name, len(png))
-	}
-	if err := os.MkdirAll(artifactDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	shot := filepath.Join(artifactDir, name)
-	if err := os.WriteFile(shot, png, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot: %s", shot)
+	return chromium.New(t, 1024, 640, 60*time.Second)
 }

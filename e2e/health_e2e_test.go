@@ -79,7 +79,7 @@ func TestDeadDashboardIsNotHandedOut(t *testing.T) {
 	}
 
 	// The admin overview lists the dead dashboard as unhealthy.
-	ctx := startBrowser(t)
+	ctx := browser(t)
 	var deadState, liveState string
 	err := chromedp.Run(ctx,
 		chromedp.Navigate(p.Base+"/admin"),

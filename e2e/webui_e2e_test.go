@@ -8,6 +8,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/caddyportal/caddyportal/internal/e2etest"
+	"github.com/caddyportal/caddyportal/internal/e2etest/chromium"
 	"github.com/caddyportal/caddyportal/internal/e2etest/echo"
 )
 
@@ -38,7 +39,7 @@ func pagesBody(registration, upstream string) string {
 func TestBrowserLearnerSignsUpAndWorks(t *testing.T) {
 	up := echo.Start(t, "alpha")
 	p := startPortal(t, t.TempDir(), pagesBody("one-step", up.Addr))
-	ctx := startBrowser(t)
+	ctx := browser(t)
 	var who, location, heading, echoed string
 	var png []byte
 	err := chromedp.Run(ctx,
@@ -78,7 +79,7 @@ func TestBrowserLearnerSignsUpAndWorks(t *testing.T) {
 	if got := up.LastUpgrade().Get("X-Portal-Session"); !strings.HasPrefix(location, p.Base+"/workshops/session/"+got+"/") {
 		t.Fatalf("dashboard WebSocket named session %q, browser is at %q", got, location)
 	}
-	keepScreenshot(t, png, "pages-learner-dashboard.png")
+	chromium.KeepScreenshot(t, png, "pages-learner-dashboard.png")
 }
 
 // TestBrowserAdminTerminatesOnCaddy: a session the REST API just created
@@ -90,7 +91,7 @@ func TestBrowserAdminTerminatesOnCaddy(t *testing.T) {
 	robot := p.Token(e2etest.RobotUser, e2etest.RobotPass)
 	name := p.Request(robot, "demo-w01", "user=rest-user&index_url=https://hub.example.com/").JSON(t)["name"].(string)
 
-	ctx := startBrowser(t)
+	ctx := browser(t)
 	var gone bool
 	var png []byte
 	err := chromedp.Run(ctx,
@@ -113,7 +114,7 @@ func TestBrowserAdminTerminatesOnCaddy(t *testing.T) {
 	if !gone {
 		t.Fatal("the terminated session is still listed")
 	}
-	keepScreenshot(t, png, "pages-admin-terminated.png")
+	chromium.KeepScreenshot(t, png, "pages-admin-terminated.png")
 	if res := p.Do("GET", "/workshops/user/rest-user/sessions/", robot, nil, nil); strings.Contains(string(res.Body), name) {
 		t.Fatalf("REST API still lists %s: %s", name, res.Body)
 	}
@@ -125,7 +126,7 @@ func TestBrowserAdminTerminatesOnCaddy(t *testing.T) {
 func TestPagesLoginDisabledOnCaddy(t *testing.T) {
 	dir := t.TempDir()
 	p := startPortal(t, dir, pagesBody("one-step", "127.0.0.1:1"))
-	ctx := startBrowser(t)
+	ctx := browser(t)
 	login := func(wait string) chromedp.Tasks {
 		return chromedp.Tasks{
 			network.ClearBrowserCookies(),

@@ -2,7 +2,7 @@
 // running a portal (in this process, in a child process of the test binary
 // that can be killed, or as the built caddyportal binary), an HTTP client
 // for it, and what the portal wrote to its store. The stand-in dashboard is
-// package echo, Chromium package browser and a full disk package tmpfs, all
+// package echo, Chromium package chromium and a full disk package tmpfs, all
 // beside this one; a real etcd is caddyportal/store/etcdstore/etcdtest.
 //
 // It is the one package outside the Caddy glue and cmd/ that imports Caddy:

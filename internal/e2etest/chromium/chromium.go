@@ -1,11 +1,13 @@
-// Package browser starts the headless Chromium that the browser tests
+// Package chromium starts the headless Chromium that the browser tests
 // drive. Only tests import it.
-package browser
+package chromium
 
 import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -101,4 +103,39 @@ func profileDir(t testing.TB) string {
 		t.Logf("leaving Chromium profile %s behind", dir)
 	})
 	return dir
+}
+
+// ArtifactDir is where screenshots go, for a human to look at after a run:
+// $ARTIFACTS_DIR if set, else the repository's testdata/artifacts
+// (gitignored), wherever the test runs from.
+func ArtifactDir(t testing.TB) string {
+	t.Helper()
+	dir := os.Getenv("ARTIFACTS_DIR")
+	if dir == "" {
+		// This file is internal/e2etest/chromium/chromium.go in the
+		// repository; tests are always built from source.
+		_, file, _, ok := runtime.Caller(0)
+		if !ok {
+			t.Fatal("chromium: cannot locate the repository for the artefact directory")
+		}
+		dir = filepath.Join(filepath.Dir(file), "..", "..", "..", "testdata", "artifacts")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// KeepScreenshot checks that png is a PNG image and writes it into
+// ArtifactDir as file.
+func KeepScreenshot(t testing.TB, png []byte, file string) {
+	t.Helper()
+	if len(png) < 8 || string(png[1:4]) != "PNG" {
+		t.Fatalf("screenshot %s is not a PNG (%d bytes)", file, len(png))
+	}
+	path := filepath.Join(ArtifactDir(t), file)
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", path)
 }
