@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/caddyportal/caddyportal/internal/e2etest/echo"
 )
 
 // gateRounds is how many alternating rounds each variant of the gate
@@ -80,7 +82,7 @@ func median[T float64 | time.Duration](xs []T) T {
 // all of them alike.
 func runGate(ctx context.Context, o Options, bin, work string, rep *Report, logf func(string, ...any)) error {
 	const sc = "gate"
-	dash, err := startDashboards(1)
+	dash, err := echo.New("bench")
 	if err != nil {
 		return err
 	}

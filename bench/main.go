@@ -1,7 +1,8 @@
 // Command bench is the caddyportal benchmark harness (issue #5). It builds the
 // portal binary, runs it as a separate process with generated Caddyfiles,
-// starts stand-in dashboards (HTTP and WebSocket echo) in its own process on
-// 127.0.0.1 and drives load with a Go HTTP/1.1 keep-alive load generator.
+// starts stand-in dashboards (HTTP and WebSocket echo, the tests' own from
+// internal/e2etest/echo) in its own process on 127.0.0.1 and drives load
+// with a Go HTTP/1.1 keep-alive load generator.
 //
 //	go run ./bench -scenario all -out bench/results.md
 //

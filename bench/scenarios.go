@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/caddyportal/caddyportal/internal/e2etest/echo"
 )
 
 // run runs the selected scenarios and returns their report. A scenario
@@ -228,7 +230,7 @@ func fetchPage(ctx context.Context, c *http.Client, url, cookie string) ([]byte,
 	if err != nil {
 		return nil, err
 	}
-	if res.StatusCode != http.StatusOK || !isDashboardPage(body) {
+	if res.StatusCode != http.StatusOK || !echo.IsPage(body) {
 		return nil, fmt.Errorf("GET %s: %d %.200s", url, res.StatusCode, body)
 	}
 	return body, nil
@@ -240,7 +242,7 @@ func fetchPage(ctx context.Context, c *http.Client, url, cookie string) ([]byte,
 func runWS(ctx context.Context, o Options, bin, work string, rep *Report, logf func(string, ...any)) error {
 	const sc = "ws"
 	k := o.WSSessions
-	dash, err := startDashboards(k)
+	dash, err := echo.New("bench", echo.Listeners(k))
 	if err != nil {
 		return err
 	}

@@ -16,10 +16,12 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/config"
 )
 
-// goldenDir holds the Caddyfile adapt golden files, in Caddy's format: a
-// Caddyfile, a line `----------`, then either the expected tab-indented JSON
-// or, when it does not start with `{`, a substring of the expected error.
-const goldenDir = "../testdata"
+// goldenDir holds the Caddyfile adapt golden files beside the Caddyfile
+// code, as Caddy keeps its own in caddytest/integration/caddyfile_adapt.
+// Caddy's format: a Caddyfile, a line `----------`, then either the expected
+// tab-indented JSON or, when it does not start with `{`, a substring of the
+// expected error.
+const goldenDir = "testdata/caddyfile_adapt"
 
 type golden struct {
 	name      string
@@ -191,11 +193,11 @@ func TestCaddyfileExample(t *testing.T) {
 		}
 	}
 	if copyOf.name == "" {
-		t.Fatal("testdata/example.caddyfiletest is missing")
+		t.Fatal(goldenDir + "/example.caddyfiletest is missing")
 	}
 	fromCopy := portalHandlers(t, copyOf.caddyfile)
 	if len(fromCopy) != 1 || !bytes.Equal(fromCopy[0], raws[0]) {
-		t.Errorf("testdata/example.caddyfiletest is out of step with Caddyfile.example:\nexample: %s\ngolden:  %s", raws[0], fromCopy)
+		t.Errorf(goldenDir+"/example.caddyfiletest is out of step with Caddyfile.example:\nexample: %s\ngolden:  %s", raws[0], fromCopy)
 	}
 
 	envs := h.Environments()

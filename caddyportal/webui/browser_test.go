@@ -2,8 +2,6 @@ package webui_test
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,9 +10,9 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/caddyportal/caddyportal/caddyportal/config"
-	"github.com/caddyportal/caddyportal/caddyportal/internal/browsertest"
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+	"github.com/caddyportal/caddyportal/internal/e2etest/chromium"
 )
 
 // chrome starts a headless Chromium for one test and returns a browser
@@ -22,22 +20,7 @@ import (
 // steps below wait for elements, never for durations.
 func chrome(t *testing.T) context.Context {
 	t.Helper()
-	return browsertest.New(t, 1100, 760, 90*time.Second)
-}
-
-// artifactDir is where screenshots go: $ARTIFACTS_DIR if set, else
-// the repository's testdata/artifacts (gitignored), so a run leaves them for
-// a human to look at.
-func artifactDir(t *testing.T) string {
-	t.Helper()
-	dir := os.Getenv("ARTIFACTS_DIR")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "testdata", "artifacts")
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
+	return chromium.New(t, 1100, 760, 90*time.Second)
 }
 
 // screenshot captures the page into the artefact directory.
@@ -47,14 +30,7 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	if err := chromedp.Run(ctx, chromedp.FullScreenshot(&png, 100)); err != nil {
 		t.Fatalf("screenshot %s: %v", name, err)
 	}
-	if len(png) < 8 || string(png[1:4]) != "PNG" {
-		t.Fatalf("screenshot %s is not a PNG (%d bytes)", name, len(png))
-	}
-	path := filepath.Join(artifactDir(t), "webui-"+name+".png")
-	if err := os.WriteFile(path, png, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot: %s", path)
+	chromium.KeepScreenshot(t, png, "webui-"+name+".png")
 }
 
 // TestBrowserAdminTerminates: a REST client requests a session; the admin

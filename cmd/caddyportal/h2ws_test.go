@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -10,97 +9,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
-	"net/http/httptest"
 	"net/url"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
 	"golang.org/x/net/http2"
+
+	"github.com/caddyportal/caddyportal/internal/e2etest"
+	"github.com/caddyportal/caddyportal/internal/e2etest/echo"
 )
-
-// wsEcho is a dashboard upstream that echoes WebSocket messages and
-// remembers the session the gate named for each upgrade.
-type wsEcho struct {
-	mu       sync.Mutex
-	sessions []string
-}
-
-func (e *wsEcho) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	e.mu.Lock()
-	e.sessions = append(e.sessions, r.Header.Get("X-Portal-Session"))
-	e.mu.Unlock()
-	c, err := websocket.Accept(w, r, nil)
-	if err != nil {
-		return
-	}
-	defer c.CloseNow()
-	for {
-		typ, msg, err := c.Read(r.Context())
-		if err != nil {
-			return
-		}
-		if err := c.Write(r.Context(), typ, msg); err != nil {
-			return
-		}
-	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// startBinary runs `bin run` on caddyfile until the test ends and returns
-// once base answers over TLS.
-func startBinary(t *testing.T, bin, caddyfile, base string) {
-	t.Helper()
-	dir := t.TempDir()
-	path := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(path, []byte(caddyfile), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "run", "--config", path, "--adapter", "caddyfile")
-	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir, "HOME="+dir)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("caddyportal output:\n%s", logs.String())
-		}
-	})
-	client := &http.Client{Timeout: time.Second, Transport: insecureH2()}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		res, err := client.Get(base + "/workshops/catalog/environments/")
-		if err == nil {
-			res.Body.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("portal did not come up on %s: %v", base, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
 
 // insecureH2 is an HTTP transport that speaks HTTP/2 to a server with a
 // certificate from Caddy's internal CA.
@@ -117,17 +37,13 @@ func insecureH2() *http.Transport {
 // SETTINGS_ENABLE_CONNECT_PROTOCOL, so this also proves the binary turned
 // the feature on.
 func TestWebSocketOverHTTP2(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "caddyportal")
-	if out, err := exec.Command(goTool(t), "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	echo := &wsEcho{}
-	up := httptest.NewServer(echo)
-	t.Cleanup(up.Close)
+	bin := e2etest.Binary(t)
+	up := echo.Start(t, "h2")
 
-	port := freePort(t)
+	port := e2etest.FreePort(t)
 	base := fmt.Sprintf("https://127.0.0.1:%d", port)
-	startBinary(t, bin, fmt.Sprintf(`{
+	ready := &http.Client{Timeout: time.Second, Transport: insecureH2()}
+	e2etest.StartBinary(t, bin, t.TempDir(), fmt.Sprintf(`{
 	admin off
 	persist_config off
 	local_certs
@@ -153,13 +69,13 @@ func TestWebSocketOverHTTP2(t *testing.T) {
 		}
 	}
 }
-`, freePort(t), port, base, filepath.Join(t.TempDir(), "badger"), base, strings.TrimPrefix(up.URL, "http://")), base)
+`, e2etest.FreePort(t), port, base, filepath.Join(t.TempDir(), "badger"), base, up.Addr), base, ready)
 
 	// A session, activated over HTTP/2 so the browser holds the gate cookie.
 	jar, _ := cookiejar.New(nil)
 	browser := &http.Client{Jar: jar, Transport: insecureH2(), Timeout: 10 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	tok := token(t, browser, base)
+	tok := e2etest.Token(t, browser, base, e2etest.RobotUser, e2etest.RobotPass)
 	req, _ := http.NewRequest(http.MethodGet, base+"/workshops/environment/h2-w01/request/?index_url=https://hub.example.com/", nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
 	var session struct{ Name, URL string }
@@ -172,7 +88,7 @@ func TestWebSocketOverHTTP2(t *testing.T) {
 	if res.ProtoMajor != 2 || res.StatusCode != http.StatusFound {
 		t.Fatalf("activation answered %s %d, want HTTP/2 302", res.Proto, res.StatusCode)
 	}
-	wsURL := base + "/workshops/session/" + session.Name + "/terminal"
+	wsURL := base + "/workshops/session/" + session.Name + "/ws"
 	u, _ := url.Parse(wsURL)
 	cookies := jar.Cookies(u)
 	if len(cookies) == 0 {
@@ -206,10 +122,8 @@ func TestWebSocketOverHTTP2(t *testing.T) {
 				t.Fatalf("echo %q, want %q", got, msg)
 			}
 		}
-		echo.mu.Lock()
-		defer echo.mu.Unlock()
-		if n := len(echo.sessions); n != 1 || echo.sessions[0] != session.Name {
-			t.Fatalf("upstream saw upgrades for sessions %q, want exactly [%s]", echo.sessions, session.Name)
+		if got := up.UpgradeSessions(); len(got) != 1 || got[0] != session.Name {
+			t.Fatalf("upstream saw upgrades for sessions %q, want exactly [%s]", got, session.Name)
 		}
 	})
 }
@@ -271,20 +185,6 @@ func readFrame(t *testing.T, r *bufio.Reader) string {
 		t.Fatalf("reading frame payload: %v", err)
 	}
 	return string(payload)
-}
-
-// token gets a robot access token with the password grant.
-func token(t *testing.T, c *http.Client, base string) string {
-	t.Helper()
-	form := url.Values{"grant_type": {"password"}, "username": {"robot@portal"}, "password": {"robot-pass"}}
-	req, _ := http.NewRequest(http.MethodPost, base+"/oauth2/token/", strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth("test-client", "test-secret")
-	var tok struct {
-		AccessToken string `json:"access_token"`
-	}
-	decode(t, c, req, &tok)
-	return tok.AccessToken
 }
 
 // decode sends req and decodes a 200 JSON answer into v.

@@ -9,32 +9,14 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/caddyportal/caddyportal/internal/e2etest"
 )
 
 // caddyVersion is the Caddy release the project builds on. The binary must
 // report it: a dependency that pulls in a newer Caddy through MVS would
 // change the product silently.
 const caddyVersion = "v2.11.9"
-
-// goTool returns the go command of the toolchain running the test, so the
-// binary is built with the same Go as the tests.
-func goTool(t *testing.T) string {
-	t.Helper()
-	if root := runtime.GOROOT(); root != "" {
-		p := filepath.Join(root, "bin", "go")
-		if runtime.GOOS == "windows" {
-			p += ".exe"
-		}
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	p, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("no go command: %v", err)
-	}
-	return p
-}
 
 // run runs the binary with args and returns its stdout; a non-zero exit
 // fails the test with stderr.
@@ -60,7 +42,7 @@ func TestBinary(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		bin += ".exe"
 	}
-	build := exec.Command(goTool(t), "build", "-o", bin, ".")
+	build := exec.Command(e2etest.GoTool(t), "build", "-o", bin, ".")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}

@@ -7,67 +7,20 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/caddyportal/caddyportal/caddyportal/store"
 	"github.com/caddyportal/caddyportal/caddyportal/store/badgerstore"
+	"github.com/caddyportal/caddyportal/internal/e2etest/tmpfs"
 )
 
-// mountTmpfs mounts a tmpfs of the given size on a new directory and
-// unmounts it on cleanup. A full disk can only be produced for real with a
-// file system of its own; CI runs as root, where this works.
+// mountTmpfs mounts a tmpfs of the given size on a new directory, unmounted
+// when the test ends, or skips the test where mounting is not permitted.
 func mountTmpfs(t *testing.T, size string) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "fs")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size+",mode=0700")
-	if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
-		t.Skipf("a full disk needs a file system of its own: mounting a tmpfs is not permitted here (%v); run as root", err)
-	}
-	if err != nil {
-		t.Fatalf("mount tmpfs: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
+	tmpfs.MountOrSkip(t, dir, size)
 	return dir
-}
-
-// fillFS writes a file into dir until the file system is full and returns
-// its path; removing it frees the space again.
-func fillFS(t *testing.T, dir string) string {
-	t.Helper()
-	filler := filepath.Join(dir, "filler")
-	f, err := os.Create(filler)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	chunk := make([]byte, 64<<10)
-	for {
-		if _, err := f.Write(chunk); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatalf("filling %s: %v", dir, err)
-			}
-			break
-		}
-	}
-	chunk = chunk[:512]
-	for {
-		if _, err := f.Write(chunk); err != nil {
-			break
-		}
-	}
-	var fs syscall.Statfs_t
-	if err := syscall.Statfs(dir, &fs); err != nil || fs.Bavail != 0 {
-		t.Fatalf("file system not full: %d blocks free (%v)", fs.Bavail, err)
-	}
-	return filler
 }
 
 // TestFullDiskRefusesWrites: on a full file system an Update fails with an
@@ -96,7 +49,7 @@ func TestFullDiskRefusesWrites(t *testing.T) {
 		}
 	}
 
-	filler := fillFS(t, fs)
+	filler := tmpfs.Fill(t, fs)
 	for i := range 200 { // well past a page of the write-ahead log
 		err := set("full/" + strconv.Itoa(i))
 		if !errors.Is(err, store.ErrNoSpace) || !errors.Is(err, store.ErrUnavailable) {
@@ -125,7 +78,7 @@ func TestFullDiskRefusesWrites(t *testing.T) {
 	}
 
 	// A start on the full disk is refused with a message, not a crash.
-	filler = fillFS(t, fs)
+	filler = tmpfs.Fill(t, fs)
 	s2, err := badgerstore.Open(opts)
 	if err == nil {
 		s2.Close()
@@ -176,7 +129,7 @@ func TestCloseOnFullDisk(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	filler := fillFS(t, fs)
+	filler := tmpfs.Fill(t, fs)
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close on a full disk: %v", err)
 	}

@@ -1,0 +1,166 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+
+	"github.com/caddyportal/caddyportal/internal/e2etest"
+	"github.com/caddyportal/caddyportal/internal/e2etest/chromium"
+	"github.com/caddyportal/caddyportal/internal/e2etest/echo"
+)
+
+// pagesBody is a portal with web pages: one-step registration, no portal
+// index (so learners see the catalog), an admin login.
+func pagesBody(registration, upstream string) string {
+	return `
+		name demo
+		storage badger {dir}
+		redirects https://hub.example.com
+		registration ` + registration + `
+		sessions maximum 10 registered 1 anonymous 1
+		robot robot@portal robot-pass
+		client test-client test-secret
+		admin admin admin-pass
+		workshop lab {
+			title "Gate lab"
+			reserved 0
+			upstream ` + upstream + `
+			health_check off
+		}
+`
+}
+
+// TestBrowserLearnerSignsUpAndWorks is the learner's whole path on a real
+// Caddy: sign up, catalog, Start, and the dashboard through the gate with
+// its WebSocket echoing.
+func TestBrowserLearnerSignsUpAndWorks(t *testing.T) {
+	up := echo.Start(t, "alpha")
+	p := startPortal(t, t.TempDir(), pagesBody("one-step", up.Addr))
+	ctx := browser(t)
+	var who, location, heading, echoed string
+	var png []byte
+	err := chromedp.Run(ctx,
+		chromedp.Navigate(p.Base+"/accounts/signup/"),
+		chromedp.WaitVisible("#signup-form", chromedp.ByQuery),
+		chromedp.SendKeys("#email", "ann@example.com", chromedp.ByQuery),
+		chromedp.SendKeys("#first_name", "Ann", chromedp.ByQuery),
+		chromedp.SendKeys("#last_name", "Lee", chromedp.ByQuery),
+		chromedp.SendKeys("#password", "ann-password", chromedp.ByQuery),
+		chromedp.SendKeys("#password2", "ann-password", chromedp.ByQuery),
+		chromedp.Click("#submit", chromedp.ByQuery),
+		// Sign-up does not sign in (that would tell a new address from an
+		// existing one): the login page says what to do next.
+		chromedp.WaitVisible("#notice", chromedp.ByQuery),
+		chromedp.SendKeys("#username", "ann@example.com", chromedp.ByQuery),
+		chromedp.SendKeys("#password", "ann-password", chromedp.ByQuery),
+		chromedp.Click("#submit", chromedp.ByQuery),
+		chromedp.WaitVisible("#start-demo-w01", chromedp.ByID),
+		chromedp.Text("#who", &who, chromedp.ByQuery),
+		chromedp.Click("#start-demo-w01", chromedp.ByID),
+		chromedp.WaitReady("#echoed", chromedp.ByQuery),
+		chromedp.Location(&location),
+		chromedp.Text("h1", &heading, chromedp.ByQuery),
+		chromedp.Text("#echo", &echoed, chromedp.ByQuery),
+		chromedp.CaptureScreenshot(&png),
+	)
+	if err != nil {
+		t.Fatalf("learner path: %v", err)
+	}
+	if who != "ann@example.com" {
+		t.Fatalf("catalog greeted %q", who)
+	}
+	if !strings.HasPrefix(location, p.Base+"/workshops/session/demo-w01-s") || heading != "Workshop dashboard alpha" ||
+		echoed != "echo: hello through the gate" {
+		t.Fatalf("landed at %q showing %q, echo %q", location, heading, echoed)
+	}
+	if got := up.LastUpgrade().Get("X-Portal-Session"); !strings.HasPrefix(location, p.Base+"/workshops/session/"+got+"/") {
+		t.Fatalf("dashboard WebSocket named session %q, browser is at %q", got, location)
+	}
+	chromium.KeepScreenshot(t, png, "pages-learner-dashboard.png")
+}
+
+// TestBrowserAdminTerminatesOnCaddy: a session the REST API just created
+// shows in the admin's list on a real Caddy; the admin terminates it and
+// it is gone from the list and from the API.
+func TestBrowserAdminTerminatesOnCaddy(t *testing.T) {
+	up := echo.Start(t, "alpha")
+	p := startPortal(t, t.TempDir(), pagesBody("disabled", up.Addr))
+	robot := p.Token(e2etest.RobotUser, e2etest.RobotPass)
+	name := p.Request(robot, "demo-w01", "user=rest-user&index_url=https://hub.example.com/").JSON(t)["name"].(string)
+
+	ctx := browser(t)
+	var gone bool
+	var png []byte
+	err := chromedp.Run(ctx,
+		chromedp.Navigate(p.Base+"/admin/sessions/"),
+		chromedp.WaitVisible("#login-form", chromedp.ByQuery),
+		chromedp.SendKeys("#username", "admin", chromedp.ByQuery),
+		chromedp.SendKeys("#password", "admin-pass", chromedp.ByQuery),
+		chromedp.Click("#submit", chromedp.ByQuery),
+		chromedp.WaitVisible("#row-"+name, chromedp.ByID),
+		chromedp.Click(`#row-`+name+` a`, chromedp.ByQuery),
+		chromedp.WaitVisible("#terminate", chromedp.ByQuery),
+		chromedp.Click("#terminate", chromedp.ByQuery),
+		chromedp.WaitVisible("#notice", chromedp.ByQuery),
+		chromedp.Evaluate(`document.getElementById("row-`+name+`") === null && document.getElementById("sessions") !== null`, &gone),
+		chromedp.CaptureScreenshot(&png),
+	)
+	if err != nil {
+		t.Fatalf("admin path: %v", err)
+	}
+	if !gone {
+		t.Fatal("the terminated session is still listed")
+	}
+	chromium.KeepScreenshot(t, png, "pages-admin-terminated.png")
+	if res := p.Do("GET", "/workshops/user/rest-user/sessions/", robot, nil, nil); strings.Contains(string(res.Body), name) {
+		t.Fatalf("REST API still lists %s: %s", name, res.Body)
+	}
+}
+
+// TestPagesLoginDisabledOnCaddy: a learner who signed up under one-step
+// registration can log in; after a reload to `registration disabled` the
+// same login is refused.
+func TestPagesLoginDisabledOnCaddy(t *testing.T) {
+	dir := t.TempDir()
+	p := startPortal(t, dir, pagesBody("one-step", "127.0.0.1:1"))
+	ctx := browser(t)
+	login := func(wait string) chromedp.Tasks {
+		return chromedp.Tasks{
+			network.ClearBrowserCookies(),
+			chromedp.Navigate(p.Base + "/accounts/login/"),
+			chromedp.WaitVisible("#login-form", chromedp.ByQuery),
+			chromedp.SendKeys("#username", "ann@example.com", chromedp.ByQuery),
+			chromedp.SendKeys("#password", "ann-password", chromedp.ByQuery),
+			chromedp.Click("#submit", chromedp.ByQuery),
+			chromedp.WaitVisible(wait, chromedp.ByQuery),
+		}
+	}
+	err := chromedp.Run(ctx,
+		chromedp.Navigate(p.Base+"/accounts/signup/"),
+		chromedp.WaitVisible("#signup-form", chromedp.ByQuery),
+		chromedp.SendKeys("#email", "ann@example.com", chromedp.ByQuery),
+		chromedp.SendKeys("#password", "ann-password", chromedp.ByQuery),
+		chromedp.SendKeys("#password2", "ann-password", chromedp.ByQuery),
+		chromedp.Click("#submit", chromedp.ByQuery),
+		chromedp.WaitVisible("#notice", chromedp.ByQuery),
+		login("#who"),
+	)
+	if err != nil {
+		t.Fatalf("sign-up and login under one-step registration: %v", err)
+	}
+
+	p.Load(pagesBody("disabled", "127.0.0.1:1"))
+	var msg string
+	if err := chromedp.Run(ctx, login("#error"), chromedp.Text("#error", &msg, chromedp.ByQuery)); err != nil {
+		t.Fatalf("learner login with registration disabled: %v", err)
+	}
+	if msg == "" {
+		t.Fatal("the refused login shows no message")
+	}
+	if signup := p.Do("GET", "/accounts/signup/", "", nil, nil); signup.Status < 400 || signup.Status >= 500 {
+		t.Fatalf("sign-up page with registration disabled answered %d, want a 4xx", signup.Status)
+	}
+}
