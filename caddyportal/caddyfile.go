@@ -56,7 +56,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		robot     <username> <password>
 //		client    <id> <secret>
 //		admin     <username> <password>
-//		dashboards path|host <domain>
+//		dashboards path [keep_prefix] | host <domain>
 //		tokens    [access <duration>] [refresh <duration>]
 //		tokens    {
 //			access  <duration>
@@ -546,7 +546,7 @@ func parseTokens(d *caddyfile.Dispenser, t *config.TokenLifetimes) error {
 }
 
 func parseDashboards(d *caddyfile.Dispenser) (config.Dashboards, error) {
-	const usage = "dashboards path | dashboards host <domain>"
+	const usage = "dashboards path [keep_prefix] | dashboards host <domain>"
 	args, err := lineArgs(d, "dashboards")
 	if err != nil {
 		return config.Dashboards{}, err
@@ -556,10 +556,13 @@ func parseDashboards(d *caddyfile.Dispenser) (config.Dashboards, error) {
 	}
 	switch args[0] {
 	case config.DashboardsPath:
-		if len(args) != 1 {
-			return config.Dashboards{}, usageErr(d, "dashboards", usage)
+		switch {
+		case len(args) == 1:
+			return config.Dashboards{Mode: config.DashboardsPath}, nil
+		case len(args) == 2 && args[1] == "keep_prefix":
+			return config.Dashboards{Mode: config.DashboardsPath, KeepPrefix: true}, nil
 		}
-		return config.Dashboards{Mode: config.DashboardsPath}, nil
+		return config.Dashboards{}, usageErr(d, "dashboards", usage)
 	case config.DashboardsHost:
 		if len(args) != 2 || args[1] == "" {
 			return config.Dashboards{}, d.Err("dashboards host: a domain is required (usage: dashboards host <domain>)")

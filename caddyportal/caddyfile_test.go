@@ -388,3 +388,32 @@ func TestMinFreeSpaceOnlyForBadger(t *testing.T) {
 		t.Fatalf("Validate of badger with min_free_space off: %v", err)
 	}
 }
+
+// TestDashboardsKeepPrefix: `dashboards path keep_prefix` keeps the
+// session's prefix for the dashboard; host mode has none to keep.
+func TestDashboardsKeepPrefix(t *testing.T) {
+	var h Handler
+	if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("portal {\ndashboards path keep_prefix\n" + required + oneWorkshop + "}")); err != nil {
+		t.Fatal(err)
+	}
+	if !h.Dashboards.KeepPrefix || h.Dashboards.Mode != config.DashboardsPath {
+		t.Fatalf("dashboards = %+v, want path mode keeping the prefix", h.Dashboards)
+	}
+	if p := h.Portal.WithDefaults(); p.Validate() != nil {
+		t.Fatal(p.Validate())
+	}
+	h = Handler{}
+	err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("portal {\ndashboards host x.example.com keep_prefix\n" + required + oneWorkshop + "}"))
+	if err == nil {
+		t.Fatal("host mode accepted keep_prefix")
+	}
+	h = Handler{}
+	if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("portal {\ndashboards path keep_prefix\n" + required + oneWorkshop + "}")); err != nil {
+		t.Fatal(err)
+	}
+	bad := h.Portal.WithDefaults()
+	bad.Dashboards.Mode, bad.Dashboards.Domain = config.DashboardsHost, "x.example.com"
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "keep_prefix") {
+		t.Fatalf("JSON config with host mode and keep_prefix: %v", err)
+	}
+}

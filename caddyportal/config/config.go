@@ -269,6 +269,15 @@ type Dashboards struct {
 	Mode string `json:"mode,omitempty"`
 	// Domain is the parent domain of session hosts in `host` mode.
 	Domain string `json:"domain,omitempty"`
+	// KeepPrefix, in `path` mode, passes the whole path,
+	// /workshops/session/<name>/..., to the dashboard instead of stripping
+	// the session's prefix. It is for dashboards that take their base URL
+	// as a setting (Jupyter's base_url, code-server's --base-path): give
+	// them the session's prefix (the process spawner's {prefix}) and they
+	// serve and link under it. No X-Forwarded-Prefix is sent then: the
+	// path already carries the prefix, and a framework that honours the
+	// header would add it twice.
+	KeepPrefix bool `json:"keep_prefix,omitempty"`
 }
 
 // TokenLifetimes sets OAuth2 token lifetimes.
@@ -439,6 +448,9 @@ func (p *Portal) Validate() error {
 	case DashboardsHost:
 		if p.Dashboards.Domain == "" {
 			return fmt.Errorf("dashboards host: a domain is required")
+		}
+		if p.Dashboards.KeepPrefix {
+			return fmt.Errorf("dashboards host: keep_prefix is a path-mode option (a session host has no prefix to keep)")
 		}
 	default:
 		return fmt.Errorf("dashboards %q: use path or host <domain>", p.Dashboards.Mode)

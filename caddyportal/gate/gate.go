@@ -33,6 +33,9 @@ type Options struct {
 	// Domain puts dashboards in host mode, at <session>.<Domain>; empty
 	// means path mode, under routes.SessionPrefix on the portal's host.
 	Domain string
+	// KeepPrefix, in path mode, forwards the whole path with the session's
+	// prefix instead of stripping it (see config.Dashboards.KeepPrefix).
+	KeepPrefix bool
 	// Index is where learners go when their session has no index URL.
 	Index string
 	// Anonymous enables the anonymous start link.
@@ -195,10 +198,15 @@ func (g *Gate) admit(w http.ResponseWriter, r *http.Request, name string) (*sess
 func (g *Gate) refused(status int) { g.metrics.GateRequest("", status) }
 
 // serveDashboard proxies a path-mode dashboard request to the session's
-// upstream, with the /workshops/session/<name> prefix stripped.
+// upstream, with the /workshops/session/<name> prefix stripped unless the
+// prefix is kept.
 func (g *Gate) serveDashboard(w http.ResponseWriter, r *http.Request, name, rest string) {
 	sess, user := g.admit(w, r, name)
 	if sess == nil {
+		return
+	}
+	if g.o.KeepPrefix {
+		g.forward(w, r, sess, user)
 		return
 	}
 	path, err := url.PathUnescape(rest)
@@ -213,11 +221,16 @@ func (g *Gate) serveDashboard(w http.ResponseWriter, r *http.Request, name, rest
 
 // forward proxies an admitted request to the session's upstream.
 func (g *Gate) forward(w http.ResponseWriter, r *http.Request, sess *sessions.Session, user string) {
-	prefix := ""
+	// prefix scopes the dashboard's cookies (path mode); forwarded tells
+	// the dashboard the prefix it was stripped of.
+	prefix, forwarded := "", ""
 	if !g.HostMode() {
 		prefix = routes.SessionPrefix + sess.Name
+		if !g.o.KeepPrefix {
+			forwarded = prefix
+		}
 	}
-	StripIdentity(r.Header, g.o.Cookies.Name(""), sess.Name, user, prefix)
+	StripIdentity(r.Header, g.o.Cookies.Name(""), sess.Name, user, forwarded)
 	stripTrailers(r)
 	// The gate's checks above ran once; the registry ends the request
 	// later if its session ends while it is open (a WebSocket, a stream)

@@ -41,12 +41,19 @@ func (stdProxy) Forward(w http.ResponseWriter, r *http.Request, upstream string)
 // portal routes it.
 func gateSetup(t *testing.T, upstream string) (*Gate, *sessions.Service, string, *httptest.Server) {
 	t.Helper()
+	return gateSetupWith(t, upstream, Options{})
+}
+
+// gateSetupWith is gateSetup with more options.
+func gateSetupWith(t *testing.T, upstream string, o Options) (*Gate, *sessions.Service, string, *httptest.Server) {
+	t.Helper()
 	svc, _, name := activitySetup(t)
 	signer, err := tokens.NewSigner(tokens.DeriveKey([]byte("0123456789abcdef0123456789abcdef"), "cookies"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := New(Options{Service: svc, Cookies: NewCookies(signer, "portal-act-"), Proxy: upstreamOf{stdProxy{}, upstream}})
+	o.Service, o.Cookies, o.Proxy = svc, NewCookies(signer, "portal-act-"), upstreamOf{stdProxy{}, upstream}
+	g, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,5 +191,54 @@ func TestErrorStatus(t *testing.T) {
 	}
 	if got := errorStatus(errors.New("boom")); got != 500 {
 		t.Errorf("plain error -> %d", got)
+	}
+}
+
+// TestGateKeepsPrefix: with KeepPrefix the dashboard gets the whole path
+// (it was told its base URL) and no X-Forwarded-Prefix, and the cookies it
+// scopes to the session's prefix pass while wider ones are dropped.
+func TestGateKeepsPrefix(t *testing.T) {
+	seen := make(chan *http.Request, 1)
+	dash := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen <- r
+		prefix := strings.Join(strings.SplitN(r.URL.Path, "/", 5)[:4], "/") + "/"
+		http.SetCookie(w, &http.Cookie{Name: "_xsrf", Value: "1", Path: prefix})
+		http.SetCookie(w, &http.Cookie{Name: "wide", Value: "1", Path: "/"})
+		io.WriteString(w, "dashboard")
+	}))
+	t.Cleanup(dash.Close)
+	g, svc, name, srv := gateSetupWith(t, strings.TrimPrefix(dash.URL, "http://"), Options{KeepPrefix: true})
+	sess, err := svc.Get(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	if _, err := g.Activated(rec, httptest.NewRequest("GET", "/", nil), sess); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("GET", srv.URL+routes.SessionPath(name)+"api/contents/a%2Fb?x=1", nil)
+	req.AddCookie(rec.Result().Cookies()[0])
+	req.Header.Set("X-Forwarded-Prefix", "/evil")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Fatalf("status %d", res.StatusCode)
+	}
+	up := <-seen
+	if want := routes.SessionPath(name) + "api/contents/a%2Fb"; up.URL.EscapedPath() != want || up.URL.RawQuery != "x=1" {
+		t.Errorf("dashboard got %q ?%s, want %q", up.URL.EscapedPath(), up.URL.RawQuery, want)
+	}
+	if v, ok := up.Header["X-Forwarded-Prefix"]; ok {
+		t.Errorf("X-Forwarded-Prefix %q reached a dashboard that has its prefix", v)
+	}
+	var names []string
+	for _, c := range res.Cookies() {
+		names = append(names, c.Name)
+	}
+	if len(names) != 1 || names[0] != "_xsrf" {
+		t.Errorf("cookies through the gate: %v, want only the one scoped to the session", names)
 	}
 }

@@ -182,7 +182,8 @@ func (p *Portal) assemble(secret []byte, st store.Store, guard *webhooks.Guard, 
 	}
 	p.gate, err = gate.New(gate.Options{Service: p.svc, Cookies: gate.NewCookies(signer, cookiePrefix),
 		Origins: gate.NewOrigins(cfg.URL), Proxy: d.Proxy, Streams: d.Streams, Domain: domain,
-		Index: cfg.Index, Anonymous: cfg.Registration == config.RegistrationAnonymous,
+		KeepPrefix: cfg.Dashboards.KeepPrefix,
+		Index:      cfg.Index, Anonymous: cfg.Registration == config.RegistrationAnonymous,
 		Redirects: policy, Creates: loginlimit.NewRate(p.svc.Now, gate.CreateBurst, gate.CreateEvery),
 		ClientIP: d.ClientIP, Metrics: d.Metrics, Logger: d.Logger})
 	if err != nil {
