@@ -428,8 +428,8 @@ func dedupEnv(env []string) []string {
 }
 
 // sandboxArgs runs the command in bubblewrap: the whole file system read-only,
-// Dir replaced by an empty tmpfs (other sessions and the portal's state
-// invisible) with only the session's own directory bound back writable, a
+// Dir replaced by an empty read-only tmpfs (other sessions and the portal's
+// state invisible) with only the session's own directory bound back writable, a
 // private /tmp, /dev and /proc, every namespace but the network unshared, and
 // no capabilities (bwrap run by root keeps them otherwise, and with
 // CAP_SYS_ADMIN the read-only mounts could be undone). The pid namespace makes
@@ -442,6 +442,7 @@ func (s *Spawner) sandboxArgs(dir string) []string {
 		"--tmpfs", "/tmp",
 		"--tmpfs", s.cfg.Dir,
 		"--bind", dir, dir,
+		"--remount-ro", s.cfg.Dir,
 		"--unshare-all", "--share-net",
 		"--cap-drop", "ALL",
 		"--chdir", dir,

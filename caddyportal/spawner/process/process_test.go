@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -548,5 +549,120 @@ func TestProgressSteps(t *testing.T) {
 	}
 	if got := strings.Join(steps, ","); got != "starting,started,waiting,ready" {
 		t.Fatalf("steps = %s", got)
+	}
+}
+
+func TestBubblewrapSandbox(t *testing.T) {
+	if _, err := exec.LookPath("bwrap"); err != nil {
+		t.Skip("bwrap not installed (Debian package bubblewrap; .ci/run installs it)")
+	}
+	// The test binary lives under /tmp, which the sandbox replaces: the
+	// sandboxed dashboard is a shell that records what it may do, then
+	// Python's http.server.
+	script := `cd {dir}
+echo mine > notes.txt
+try() { if (eval "$2") 2>/dev/null; then echo "$1 yes"; else echo "$1 no"; fi >> result.txt; }
+try var-tmp "echo x > /var/tmp/escape-{session}"
+try parent "echo x > {dir}/../escape-{session}"
+try tmp "echo x > /tmp/private-{session}"
+try etc "echo x >> /etc/hostname"
+ls -a .. > siblings.txt
+cat ../sbx-a/notes.txt > peek.txt 2>&1
+exec ` + python(t) + ` -m http.server {port} --bind {host} --directory {dir}`
+	cfg := helperConfig(t)
+	cfg.Command = []string{"/bin/sh", "-c", script}
+	cfg.Sandbox = "bubblewrap"
+	s, _ := newSpawner(t, cfg)
+	a := start(t, s, specFor("sbx-a"))
+	b := start(t, s, specFor("sbx-b"))
+	dirB := stateOf(t, b).Dir
+	read := func(name string) string {
+		data, err := os.ReadFile(filepath.Join(dirB, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(data)
+	}
+	if got, want := read("result.txt"), "var-tmp no\nparent no\ntmp yes\netc no\n"; got != want {
+		t.Fatalf("what the sandbox could write:\n%s\nwant:\n%s", got, want)
+	}
+	for _, p := range []string{"/var/tmp/escape-sbx-b", filepath.Join(cfg.Dir, "escape-sbx-b"), "/tmp/private-sbx-b"} {
+		if exists(p) {
+			os.Remove(p)
+			t.Errorf("a sandboxed write reached the host: %s", p)
+		}
+	}
+	if got := strings.Fields(read("siblings.txt")); strings.Join(got, " ") != ". .. sbx-b" {
+		t.Fatalf("the sandbox sees in the sessions directory: %v", got)
+	}
+	if got := read("peek.txt"); !strings.Contains(got, "No such file") {
+		t.Fatalf("session B read session A's file: %q", got)
+	}
+	if code, body := get(t, b, "/notes.txt"); code != 200 || body != "mine\n" {
+		t.Fatalf("B's own file over HTTP: %d %q", code, body)
+	}
+	stA := stateOf(t, a)
+	markerA := s.marker("sbx-a")
+	if n := countProcs(t, stA.PID, markerA); n < 2 {
+		t.Fatalf("expected bwrap and the dashboard, found %d processes", n)
+	}
+	if err := s.Stop(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	if n := countProcs(t, stA.PID, markerA); n != 0 || exists(stA.Dir) {
+		t.Fatalf("after Stop: %d processes, dir exists %v", n, exists(stA.Dir))
+	}
+}
+
+// TestRunsAsUser runs the dashboard as nobody: it cannot read the portal's
+// state nor write next to the session directories.
+func TestRunsAsUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("switching users needs root")
+	}
+	if _, err := user.Lookup("nobody"); err != nil {
+		t.Skip("no user nobody")
+	}
+	// nobody must reach the binary and the directory: a world-readable tree
+	// of our own (t.TempDir's parents are 0700).
+	base, err := os.MkdirTemp("", "spawner-user-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(base, "helper")
+	src, err := os.ReadFile(selfPath(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := helperConfig(t, "dashboard", "{host}:{port}")
+	cfg.Command[0] = bin
+	cfg.Dir = filepath.Join(base, "sessions")
+	cfg.User = "nobody"
+	s, _ := newSpawner(t, cfg)
+	env := start(t, s, specFor("user-1"))
+	_, body := get(t, env, "/info")
+	var got info
+	if err := json.Unmarshal([]byte(body), &got); err != nil {
+		t.Fatal(err)
+	}
+	status, _ := os.ReadFile("/proc/" + strconv.Itoa(got.PID) + "/status")
+	if !strings.Contains(string(status), "\nUid:\t65534\t") {
+		t.Fatalf("dashboard does not run as nobody:\n%s", status)
+	}
+	if code, _ := get(t, env, "/write?path=own.txt"); code != 200 {
+		t.Fatal("nobody cannot write its own session directory")
+	}
+	if code, _ := get(t, env, "/write?path="+url.QueryEscape(filepath.Join(cfg.Dir, "escape"))); code != 403 {
+		t.Fatal("nobody wrote into the sessions directory")
+	}
+	if code, _ := get(t, env, "/read?path="+url.QueryEscape(s.stateFile("user-1"))); code != 404 {
+		t.Fatal("nobody read the portal's state file")
 	}
 }
