@@ -84,30 +84,38 @@ func (s *Spawner) kill(ctx context.Context, session string, st State) error {
 			groups[st.PGID] = true
 		}
 	}
-	termAt := time.Now()
-	killAt := termAt.Add(s.cfg.StopTimeout)
+	killAt := time.Now().Add(s.cfg.StopTimeout)
 	giveUp := killAt.Add(killGrace)
 	termed := map[int]bool{}
 	killing := false
+	interval := 2 * time.Millisecond
+	var known []scanned
 	for {
-		procs, err := s.victims(marker, groups)
-		if err != nil {
-			return fmt.Errorf("process spawner: stopping %s: %w", session, err)
-		}
-		if len(procs) == 0 {
-			return nil
+		// A full /proc scan reads every process's environment: do it only to
+		// find the processes and to confirm none is left; in between, poll
+		// the ones found. That keeps a class-end storm of Stops cheap.
+		known = stillAlive(known)
+		if len(known) == 0 {
+			procs, err := s.victims(marker, groups)
+			if err != nil {
+				return fmt.Errorf("process spawner: stopping %s: %w", session, err)
+			}
+			if len(procs) == 0 {
+				return nil
+			}
+			known = procs
 		}
 		now := time.Now()
 		if !killing && (now.After(killAt) || ctx.Err() != nil) {
 			killing = true
 			s.log.Info("environment did not stop on SIGTERM: killing it",
-				zap.String("session", session), zap.Int("processes", len(procs)))
+				zap.String("session", session), zap.Int("processes", len(known)))
 		}
 		if now.After(giveUp) {
 			return fmt.Errorf("process spawner: stopping %s: %d processes survived SIGKILL (pids %v)",
-				session, len(procs), pidList(procs))
+				session, len(known), pidList(known))
 		}
-		for _, p := range procs {
+		for _, p := range known {
 			switch {
 			case killing:
 				_ = syscall.Kill(p.pid, syscall.SIGKILL)
@@ -123,8 +131,23 @@ func (s *Spawner) kill(ctx context.Context, session string, st State) error {
 				_ = syscall.Kill(-g, syscall.SIGKILL)
 			}
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(interval)
+		if interval < 50*time.Millisecond {
+			interval *= 2
+		}
 	}
+}
+
+// stillAlive keeps the processes of list that still run (same PID, same
+// start time, not a zombie).
+func stillAlive(list []scanned) []scanned {
+	out := list[:0]
+	for _, p := range list {
+		if q, err := readStat(p.pid); err == nil && !q.dead() && q.start == p.start {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // victims scans /proc for the environment's live processes, widening groups
