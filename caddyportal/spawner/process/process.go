@@ -1,0 +1,632 @@
+// Package process is the spawner that runs each session's dashboard as a
+// local process (optionally inside bubblewrap) in a directory of its own.
+//
+// What makes it trustworthy:
+//   - every process runs in a session and process group of its own and
+//     carries a marker variable (CADDYPORTAL_ENV=<portal>/<replica>/<session>),
+//     so Stop finds all of it, grandchildren that left the group included;
+//   - a small state file per environment in <dir>/.caddyportal/ records PID,
+//     process start time, port and owner before anything else is created, so
+//     a portal killed at any instant leaves nothing List cannot find;
+//   - output goes through a named pipe that outlives the portal, so a
+//     dashboard keeps running (and a later portal keeps logging it) after the
+//     portal that started it was killed: with a plain pipe its next log line
+//     would meet EPIPE or SIGPIPE.
+package process
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddyportal/caddyportal/caddyportal/spawner"
+)
+
+// markerVar marks every process of an environment; its value is
+// <portal>/<replica>/<session>.
+const markerVar = "CADDYPORTAL_ENV"
+
+// stateDirName is the directory under Config.Dir that holds the portal's own
+// files (state, output pipes); session names cannot start with a dot, and the
+// sandbox hides it from every environment.
+const stateDirName = ".caddyportal"
+
+// Defaults for the zero values of Config.
+const (
+	DefaultReadyTimeout = 30 * time.Second
+	DefaultStopTimeout  = 10 * time.Second
+	DefaultBindHost     = "127.0.0.1"
+)
+
+// killGrace is how long Stop waits for processes to vanish after SIGKILL
+// before it reports them (a process stuck in uninterruptible sleep).
+const killGrace = 5 * time.Second
+
+// EnvVar is one operator-set variable; Value may contain placeholders.
+type EnvVar struct{ Name, Value string }
+
+// Config configures a process spawner.
+type Config struct {
+	// Command is the dashboard's command line; elements may contain
+	// placeholders (spawner.PlaceholderNames). It is not run through a shell.
+	Command []string
+	// Dir is an absolute directory; each session gets <Dir>/<session>
+	// (created 0700, removed at Stop). Dir must belong to this portal replica.
+	Dir string
+	// Env are extra variables, applied after the portal's own (so the
+	// operator can override them); values may contain placeholders.
+	Env []EnvVar
+	// ReadyPath is the path the readiness probe GETs (placeholders allowed,
+	// e.g. {prefix}api); default "/".
+	ReadyPath string
+	// ReadyTimeout is how long a start may take to become ready.
+	ReadyTimeout time.Duration
+	// StopTimeout is how long Stop waits after SIGTERM before SIGKILL.
+	StopTimeout time.Duration
+	// Sandbox is "" or "bubblewrap".
+	Sandbox string
+	// User, when set, is the user (name or numeric uid) the process runs as;
+	// the portal must be able to switch to it (run as root).
+	User string
+	// BindHost is the address the dashboard binds to and that other
+	// replicas dial; default 127.0.0.1.
+	BindHost string
+	// Portal and Replica identify this portal replica: List and Stop touch
+	// only environments carrying the same pair.
+	Portal, Replica string
+}
+
+// State is the process spawner's Env.State.
+type State struct {
+	PID     int    `json:"pid"`             // the process started (bwrap's when sandboxed); 0 until it runs
+	Start   uint64 `json:"start,omitempty"` // its start time, /proc/<pid>/stat field 22
+	PGID    int    `json:"pgid,omitempty"`  // its process group and session (== PID)
+	Port    int    `json:"port,omitempty"`
+	Dir     string `json:"dir"`
+	Ready   string `json:"ready,omitempty"` // the expanded probe path
+	Portal  string `json:"portal"`
+	Replica string `json:"replica"`
+}
+
+// Spawner runs dashboards as local processes. It is safe for concurrent use.
+type Spawner struct {
+	cfg      Config
+	log      *zap.Logger
+	stateDir string
+	cred     *syscall.Credential
+	bwrap    string
+
+	mu       sync.Mutex
+	ports    map[int]string    // ports handed out, so two starts never get the same one
+	children map[string]*child // environments started (or whose output is read) by this value
+}
+
+// child is what this Spawner value knows about one environment.
+type child struct {
+	exited  chan struct{} // closed once Wait returned; nil when not our child
+	waitErr error         // Wait's result, valid after exited closed
+	output  chan struct{} // closed once the output reader ended; nil when none
+	mu      sync.Mutex
+	last    []string // the last lines of output, for error messages
+}
+
+var _ spawner.Spawner = (*Spawner)(nil)
+
+var (
+	sessionName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+	varName     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+// New checks cfg, creates Dir and its state directory, and returns the
+// spawner. log may be nil.
+func New(cfg Config, log *zap.Logger) (*Spawner, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if len(cfg.Command) == 0 || cfg.Command[0] == "" {
+		return nil, errors.New("process spawner: command is required")
+	}
+	if cfg.Dir == "" || !filepath.IsAbs(cfg.Dir) {
+		return nil, fmt.Errorf("process spawner: dir must be an absolute path, got %q", cfg.Dir)
+	}
+	cfg.Dir = filepath.Clean(cfg.Dir)
+	if cfg.Portal == "" {
+		return nil, errors.New("process spawner: portal name is required")
+	}
+	if cfg.Replica == "" {
+		cfg.Replica = "local"
+	}
+	for _, id := range []string{cfg.Portal, cfg.Replica} {
+		if strings.ContainsAny(id, "/\x00=") {
+			return nil, fmt.Errorf("process spawner: portal and replica names cannot contain '/', '=' or NUL: %q", id)
+		}
+	}
+	for _, a := range cfg.Command {
+		if err := spawner.CheckTemplate(a); err != nil {
+			return nil, fmt.Errorf("process spawner: command: %w", err)
+		}
+	}
+	for _, e := range cfg.Env {
+		if !varName.MatchString(e.Name) {
+			return nil, fmt.Errorf("process spawner: env: %q is not a variable name", e.Name)
+		}
+		if e.Name == markerVar {
+			return nil, fmt.Errorf("process spawner: env: %s is the portal's own", markerVar)
+		}
+		if err := spawner.CheckTemplate(e.Value); err != nil {
+			return nil, fmt.Errorf("process spawner: env %s: %w", e.Name, err)
+		}
+	}
+	if cfg.ReadyPath == "" {
+		cfg.ReadyPath = "/"
+	}
+	if err := spawner.CheckTemplate(cfg.ReadyPath); err != nil {
+		return nil, fmt.Errorf("process spawner: ready path: %w", err)
+	}
+	if cfg.ReadyTimeout <= 0 {
+		cfg.ReadyTimeout = DefaultReadyTimeout
+	}
+	if cfg.StopTimeout <= 0 {
+		cfg.StopTimeout = DefaultStopTimeout
+	}
+	if cfg.BindHost == "" {
+		cfg.BindHost = DefaultBindHost
+	}
+	s := &Spawner{
+		cfg:      cfg,
+		log:      log,
+		stateDir: filepath.Join(cfg.Dir, stateDirName),
+		ports:    map[int]string{},
+		children: map[string]*child{},
+	}
+	switch cfg.Sandbox {
+	case "":
+	case "bubblewrap":
+		p, err := exec.LookPath("bwrap")
+		if err != nil {
+			return nil, errors.New("process spawner: sandbox bubblewrap needs bwrap on PATH (Debian package bubblewrap)")
+		}
+		s.bwrap = p
+	default:
+		return nil, fmt.Errorf("process spawner: unknown sandbox %q (want bubblewrap)", cfg.Sandbox)
+	}
+	if cfg.User != "" {
+		cred, err := lookupUser(cfg.User)
+		if err != nil {
+			return nil, fmt.Errorf("process spawner: user: %w", err)
+		}
+		s.cred = cred
+	}
+	// 0711: a user the dashboards run as may enter its own session directory
+	// but not list the others'.
+	if err := os.MkdirAll(cfg.Dir, 0o711); err != nil {
+		return nil, fmt.Errorf("process spawner: %w", err)
+	}
+	if err := os.MkdirAll(s.stateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("process spawner: %w", err)
+	}
+	return s, nil
+}
+
+func lookupUser(name string) (*syscall.Credential, error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		if _, nerr := strconv.Atoi(name); nerr != nil {
+			return nil, err
+		}
+		if u, err = user.LookupId(name); err != nil {
+			return nil, err
+		}
+	}
+	uid, err := strconv.ParseUint(u.Uid, 10, 32)
+	if err != nil {
+		return nil, err
+	}
+	gid, err := strconv.ParseUint(u.Gid, 10, 32)
+	if err != nil {
+		return nil, err
+	}
+	cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	if ids, err := u.GroupIds(); err == nil {
+		for _, g := range ids {
+			if n, err := strconv.ParseUint(g, 10, 32); err == nil {
+				cred.Groups = append(cred.Groups, uint32(n))
+			}
+		}
+	}
+	return cred, nil
+}
+
+// ReadyTimeout implements spawner.Spawner.
+func (s *Spawner) ReadyTimeout() time.Duration { return s.cfg.ReadyTimeout }
+
+func (s *Spawner) marker(session string) string {
+	return s.cfg.Portal + "/" + s.cfg.Replica + "/" + session
+}
+
+func (s *Spawner) sessionDir(session string) string { return filepath.Join(s.cfg.Dir, session) }
+func (s *Spawner) stateFile(session string) string {
+	return filepath.Join(s.stateDir, session+".json")
+}
+func (s *Spawner) pipeFile(session string) string { return filepath.Join(s.stateDir, session+".out") }
+
+// Start implements spawner.Spawner: it writes the state file, creates the
+// session directory, and starts the command; on any error it removes
+// whatever it created.
+func (s *Spawner) Start(ctx context.Context, spec spawner.Spec, progress func(spawner.Progress)) (env spawner.Env, err error) {
+	if !sessionName.MatchString(spec.Session) {
+		return spawner.Env{}, fmt.Errorf("process spawner: invalid session name %q", spec.Session)
+	}
+	if err := ctx.Err(); err != nil {
+		return spawner.Env{}, err
+	}
+	spawner.Report(progress, spawner.StepStarting, "starting the environment")
+	session := spec.Session
+	c := &child{}
+	s.mu.Lock()
+	if _, busy := s.children[session]; busy {
+		s.mu.Unlock()
+		return spawner.Env{}, fmt.Errorf("process spawner: session %s already has an environment", session)
+	}
+	s.children[session] = c
+	s.mu.Unlock()
+	port, err := s.pickPort(session)
+	if err != nil {
+		s.forget(session)
+		return spawner.Env{}, err
+	}
+	dir := s.sessionDir(session)
+	st := State{Port: port, Dir: dir, Portal: s.cfg.Portal, Replica: s.cfg.Replica}
+	env = spawner.Env{Session: session, Addr: net.JoinHostPort(s.cfg.BindHost, strconv.Itoa(port))}
+	defer func() {
+		if err != nil {
+			// Remove everything this start created, processes included.
+			if serr := s.Stop(context.Background(), env); serr != nil {
+				s.log.Error("cleaning up a failed start", zap.String("session", session), zap.Error(serr))
+			}
+			err = fmt.Errorf("process spawner: starting %s: %w", session, err)
+		}
+	}()
+
+	vars := spawner.NewVars(spec, s.cfg.BindHost, port, dir)
+	argv, err := spawner.ExpandAll(s.cfg.Command, vars)
+	if err != nil {
+		return env, err
+	}
+	if st.Ready, err = spawner.Expand(s.cfg.ReadyPath, vars); err != nil {
+		return env, err
+	}
+	environ, err := s.environ(spec, vars, port, dir)
+	if err != nil {
+		return env, err
+	}
+	// The state file comes first: if the portal dies anywhere after this,
+	// List finds the environment and Stop removes it.
+	if env.State, err = s.saveState(session, st); err != nil {
+		return env, err
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return env, fmt.Errorf("session directory: %w", err)
+	}
+	if s.cred != nil {
+		if err := os.Chown(dir, int(s.cred.Uid), int(s.cred.Gid)); err != nil {
+			return env, fmt.Errorf("session directory: %w", err)
+		}
+	}
+	out, in, err := s.openPipe(session)
+	if err != nil {
+		return env, err
+	}
+	defer out.Close()
+	if err := ctx.Err(); err != nil {
+		in.Close()
+		return env, err
+	}
+	if s.bwrap != "" {
+		argv = append(s.sandboxArgs(dir), argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir = dir
+	cmd.Env = environ
+	cmd.Stdout = out
+	cmd.Stderr = out
+	// A session of its own: a process group to signal as one, and no
+	// controlling terminal of the portal's to inject keystrokes into.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: s.cred}
+	if err := cmd.Start(); err != nil {
+		in.Close()
+		return env, err
+	}
+	pid := cmd.Process.Pid
+	st.PID, st.PGID = pid, pid
+	// Read before Wait can reap it: even a process that exited at once is
+	// still a zombie here, so its start time is always recorded.
+	if p, serr := readStat(pid); serr == nil {
+		st.Start = p.start
+	}
+	c.exited = make(chan struct{})
+	go func() {
+		werr := cmd.Wait()
+		c.mu.Lock()
+		c.waitErr = werr
+		c.mu.Unlock()
+		close(c.exited)
+	}()
+	s.readOutput(session, c, in)
+	if env.State, err = s.saveState(session, st); err != nil {
+		return env, err
+	}
+	s.log.Info("environment started", zap.String("session", session), zap.Int("pid", pid),
+		zap.String("addr", env.Addr), zap.Strings("command", argv))
+	spawner.Report(progress, spawner.StepStarted, "the environment is running")
+	return env, nil
+}
+
+// environ builds the child's environment. The portal's own environment is not
+// inherited (it may hold secrets: store credentials, OAuth keys): only PATH
+// and the locale pass through.
+func (s *Spawner) environ(spec spawner.Spec, vars spawner.Vars, port int, dir string) ([]string, error) {
+	path := os.Getenv("PATH")
+	if path == "" {
+		path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	}
+	env := []string{"PATH=" + path, "HOME=" + dir, "PORT=" + strconv.Itoa(port)}
+	for _, k := range []string{"LANG", "LC_ALL", "TZ"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	if s.cfg.User != "" {
+		env = append(env, "USER="+s.cfg.User, "LOGNAME="+s.cfg.User)
+	}
+	portal, err := spawner.Environment(spec)
+	if err != nil {
+		return nil, err
+	}
+	env = append(env, portal...)
+	for _, e := range s.cfg.Env {
+		v, err := spawner.Expand(e.Value, vars)
+		if err != nil {
+			return nil, err
+		}
+		env = append(env, e.Name+"="+v)
+	}
+	env = append(env, markerVar+"="+s.marker(spec.Session))
+	return dedupEnv(env), nil
+}
+
+// dedupEnv keeps the last value of each name, in first-seen order.
+func dedupEnv(env []string) []string {
+	idx := map[string]int{}
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		if i, ok := idx[k]; ok {
+			out[i] = kv
+			continue
+		}
+		idx[k] = len(out)
+		out = append(out, kv)
+	}
+	return out
+}
+
+// sandboxArgs runs the command in bubblewrap: the whole file system read-only,
+// Dir replaced by an empty read-only tmpfs (other sessions and the portal's
+// state invisible) with only the session's own directory bound back writable, a
+// private /tmp, /dev and /proc, every namespace but the network unshared, and
+// no capabilities (bwrap run by root keeps them otherwise, and with
+// CAP_SYS_ADMIN the read-only mounts could be undone). The pid namespace makes
+// the whole tree die with bwrap's init, whatever it did to escape its group.
+func (s *Spawner) sandboxArgs(dir string) []string {
+	return []string{s.bwrap,
+		"--ro-bind", "/", "/",
+		"--dev", "/dev",
+		"--proc", "/proc",
+		"--tmpfs", "/tmp",
+		"--tmpfs", s.cfg.Dir,
+		"--bind", dir, dir,
+		"--remount-ro", s.cfg.Dir,
+		"--unshare-all", "--share-net",
+		"--cap-drop", "ALL",
+		"--chdir", dir,
+		"--",
+	}
+}
+
+// pickPort returns a free port on the bind host that no other environment of
+// this Spawner holds. Another program may take it before the dashboard binds
+// it; that start then fails (the dashboard cannot listen) or its probe reaches
+// the wrong server, which is why the bind host's ephemeral ports should be
+// left to the portal.
+func (s *Spawner) pickPort(session string) (int, error) {
+	for range 50 {
+		l, err := net.Listen("tcp", net.JoinHostPort(s.cfg.BindHost, "0"))
+		if err != nil {
+			return 0, fmt.Errorf("process spawner: no free port on %s: %w", s.cfg.BindHost, err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		s.mu.Lock()
+		if _, taken := s.ports[port]; !taken {
+			s.ports[port] = session
+			s.mu.Unlock()
+			return port, nil
+		}
+		s.mu.Unlock()
+	}
+	return 0, errors.New("process spawner: no free port")
+}
+
+// forget drops what this value knows of session once it is stopped.
+func (s *Spawner) forget(session string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.children, session)
+	for p, owner := range s.ports {
+		if owner == session {
+			delete(s.ports, p)
+		}
+	}
+}
+
+func (s *Spawner) saveState(session string, st State) (json.RawMessage, error) {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return nil, err
+	}
+	tmp := s.stateFile(session) + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return nil, fmt.Errorf("state file: %w", err)
+	}
+	if err := os.Rename(tmp, s.stateFile(session)); err != nil {
+		os.Remove(tmp)
+		return nil, fmt.Errorf("state file: %w", err)
+	}
+	return b, nil
+}
+
+// parseState reads env.State; an empty or unreadable one gives a State with
+// only the owner filled in, enough for Stop to find processes by marker.
+func (s *Spawner) parseState(env spawner.Env) State {
+	var st State
+	if len(env.State) > 0 {
+		_ = json.Unmarshal(env.State, &st)
+	}
+	return st
+}
+
+// openPipe creates the named pipe the environment's output goes through and
+// returns its write end (for the child) and read end (for the portal). The
+// child's end is opened read-write, so the pipe always has a reader: when the
+// portal dies, the dashboard's writes still succeed (into a 1 MiB buffer that
+// a later portal drains) instead of failing with EPIPE or killing it with
+// SIGPIPE.
+func (s *Spawner) openPipe(session string) (out, in *os.File, err error) {
+	p := s.pipeFile(session)
+	os.Remove(p)
+	if err := syscall.Mkfifo(p, 0o600); err != nil {
+		return nil, nil, fmt.Errorf("output pipe: %w", err)
+	}
+	out, err = os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("output pipe: %w", err)
+	}
+	// F_SETPIPE_SZ (1031): 1 MiB is the unprivileged maximum; failing to
+	// raise it only means a smaller buffer.
+	_, _, _ = syscall.Syscall(syscall.SYS_FCNTL, out.Fd(), 1031, 1<<20)
+	in, err = os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		out.Close()
+		return nil, nil, fmt.Errorf("output pipe: %w", err)
+	}
+	return out, in, nil
+}
+
+// readOutput logs in line by line with the session name until every writer
+// (the environment's processes) is gone.
+func (s *Spawner) readOutput(session string, c *child, in *os.File) {
+	c.output = make(chan struct{})
+	go func() {
+		defer close(c.output)
+		defer in.Close()
+		r := bufio.NewReaderSize(in, 16<<10)
+		for {
+			line, err := r.ReadSlice('\n')
+			if len(line) > 0 {
+				text := strings.TrimRight(string(line), "\r\n")
+				s.log.Info("environment output", zap.String("session", session), zap.String("line", text))
+				c.mu.Lock()
+				c.last = append(c.last, text)
+				if len(c.last) > 5 {
+					c.last = c.last[len(c.last)-5:]
+				}
+				c.mu.Unlock()
+			}
+			if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+				if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrClosed) {
+					s.log.Debug("reading environment output", zap.String("session", session), zap.Error(err))
+				}
+				return
+			}
+		}
+	}()
+}
+
+// Alive implements spawner.Spawner: the recorded PID runs, is no zombie, and
+// started at the recorded instant (a reused PID has a later start time).
+func (s *Spawner) Alive(_ context.Context, env spawner.Env) bool {
+	st := s.parseState(env)
+	if st.PID <= 0 || st.Start == 0 {
+		return false
+	}
+	p, err := readStat(st.PID)
+	return err == nil && !p.dead() && p.start == st.Start
+}
+
+// Ready implements spawner.Spawner. A process that is gone fails with
+// spawner.ErrGone, its exit status and its last lines of output.
+func (s *Spawner) Ready(ctx context.Context, env spawner.Env) error {
+	if !s.Alive(ctx, env) {
+		return s.goneError(env.Session)
+	}
+	return spawner.Probe(ctx, env.Addr, s.parseState(env).Ready)
+}
+
+func (s *Spawner) goneError(session string) error {
+	s.mu.Lock()
+	c := s.children[session]
+	s.mu.Unlock()
+	msg := "the process is not running"
+	if c != nil {
+		if c.exited != nil {
+			// Wait returns a moment after the process died; give it that.
+			select {
+			case <-c.exited:
+			case <-time.After(time.Second):
+			}
+		}
+		if c.output != nil {
+			select {
+			case <-c.output:
+			case <-time.After(time.Second):
+			}
+		}
+		c.mu.Lock()
+		if c.waitErr != nil {
+			msg = "the process exited: " + c.waitErr.Error()
+		} else if c.exited != nil && isClosed(c.exited) {
+			msg = "the process exited with status 0"
+		}
+		if len(c.last) > 0 {
+			msg += "; last output: " + strings.Join(c.last, " | ")
+		}
+		c.mu.Unlock()
+	}
+	return fmt.Errorf("%w: %s", spawner.ErrGone, msg)
+}
+
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}

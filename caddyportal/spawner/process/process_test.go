@@ -1,0 +1,668 @@
+package process
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/caddyportal/caddyportal/caddyportal/spawner"
+)
+
+// testPortal names this run's portal: List and Stop find processes by a
+// marker holding it, so a run must not see another run's (or a concurrent
+// test package's) environments.
+var testPortal = "testportal" + strconv.Itoa(os.Getpid())
+
+// waitFor bounds every poll: generous for a loaded machine, never a fixed sleep.
+const waitFor = 20 * time.Second
+
+func selfPath(t *testing.T) string {
+	t.Helper()
+	p, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func specFor(session string) spawner.Spec {
+	return spawner.Spec{
+		Portal: "testportal", Session: session, User: "alice", Workshop: "lab-terminal",
+		Environment: "testportal-w01", Prefix: "/workshops/session/" + session + "/",
+		URL: "https://" + session + ".example.test/", Domain: "example.test", Protocol: "https",
+	}
+}
+
+// helperConfig runs the test binary as the dashboard with args after the mode.
+func helperConfig(t *testing.T, args ...string) Config {
+	t.Helper()
+	return Config{
+		Command:      append([]string{selfPath(t)}, args...),
+		Dir:          filepath.Join(t.TempDir(), "sessions"),
+		Env:          []EnvVar{{helperVar, "1"}},
+		Portal:       testPortal + "-" + strings.NewReplacer("/", "-", "=", "-").Replace(t.Name()),
+		Replica:      "r1",
+		ReadyTimeout: waitFor,
+		StopTimeout:  2 * time.Second,
+	}
+}
+
+func newSpawner(t *testing.T, cfg Config) (*Spawner, *observer.ObservedLogs) {
+	t.Helper()
+	core, logs := observer.New(zap.DebugLevel)
+	s, err := New(cfg, zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, logs
+}
+
+// start starts session and waits until it is ready; the environment is
+// stopped when the test ends (a second Stop is harmless).
+func start(t *testing.T, s *Spawner, spec spawner.Spec) spawner.Env {
+	t.Helper()
+	env, err := s.Start(context.Background(), spec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Stop(context.Background(), env) })
+	if err := spawner.WaitReady(context.Background(), s, env, nil); err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+func get(t *testing.T, env spawner.Env, path string) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + env.Addr + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func stateOf(t *testing.T, env spawner.Env) State {
+	t.Helper()
+	var st State
+	if err := json.Unmarshal(env.State, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// countProcs counts live processes that belong to an environment, read from
+// /proc independently of the code under test: in the leader's session, or
+// carrying the marker.
+func countProcs(t *testing.T, leader int, marker string) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if f[0] == "Z" || f[0] == "X" {
+			continue
+		}
+		environ, _ := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if f[3] == strconv.Itoa(leader) || f[2] == strconv.Itoa(leader) ||
+			bytes.Contains(environ, []byte(markerVar+"="+marker+"\x00")) {
+			n++
+		}
+		_ = pid
+	}
+	return n
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func exists(p string) bool { _, err := os.Lstat(p); return err == nil }
+
+func python(t *testing.T) string {
+	t.Helper()
+	// Debian's own interpreter: a pyenv shim first on PATH needs $HOME,
+	// which the spawner sets to the session directory.
+	if exists("/usr/bin/python3") {
+		return "/usr/bin/python3"
+	}
+	p, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("python3 not installed")
+	}
+	return p
+}
+
+func TestPythonHTTPServerBecomesReady(t *testing.T) {
+	cfg := helperConfig(t)
+	cfg.Command = []string{python(t), "-m", "http.server", "{port}", "--bind", "{host}", "--directory", "{dir}"}
+	s, logs := newSpawner(t, cfg)
+	env := start(t, s, specFor("py-1"))
+	st := stateOf(t, env)
+	if err := os.WriteFile(filepath.Join(st.Dir, "hello.txt"), []byte("hi"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := get(t, env, "/hello.txt"); code != 200 || body != "hi" {
+		t.Fatalf("GET /hello.txt = %d %q", code, body)
+	}
+	// http.server logs each request on stderr: it reaches the log with the session.
+	eventually(t, "the request's log line", func() bool {
+		for _, e := range logs.FilterMessage("environment output").All() {
+			if e.ContextMap()["session"] == "py-1" && strings.Contains(e.ContextMap()["line"].(string), "GET /hello.txt") {
+				return true
+			}
+		}
+		return false
+	})
+	if err := s.Stop(context.Background(), env); err != nil {
+		t.Fatal(err)
+	}
+	if exists(st.Dir) {
+		t.Fatal("session directory left after Stop")
+	}
+}
+
+func TestPlaceholdersAndVariablesArrive(t *testing.T) {
+	cfg := helperConfig(t, "dashboard", "{host}:{port}", "{session}", "{user}", "{workshop}", "{environment}",
+		"{prefix}", "{url}", "{dir}", "{literal braces stay}")
+	cfg.Env = append(cfg.Env, EnvVar{"GREETING", "hello {user} on {port}"}, EnvVar{"TRAINING_PORTAL", "overridden"})
+	t.Setenv("PORTAL_SECRET_FOR_TEST", "must not leak")
+	s, _ := newSpawner(t, cfg)
+	spec := specFor("vars-1")
+	spec.Parameters = map[string]string{"COURSE": "k8s 101", "level": "2"}
+	env := start(t, s, spec)
+	st := stateOf(t, env)
+	_, body := get(t, env, "/info")
+	var got info
+	if err := json.Unmarshal([]byte(body), &got); err != nil {
+		t.Fatal(err, body)
+	}
+	port := strconv.Itoa(st.Port)
+	wantArgs := []string{"dashboard", "127.0.0.1:" + port, "vars-1", "alice", "lab-terminal", "testportal-w01",
+		"/workshops/session/vars-1/", "https://vars-1.example.test/", st.Dir, "{literal braces stay}"}
+	if strings.Join(got.Args[1:], "\n") != strings.Join(wantArgs, "\n") {
+		t.Fatalf("args = %q, want %q", got.Args[1:], wantArgs)
+	}
+	if got.Cwd != st.Dir || st.Dir != filepath.Join(cfg.Dir, "vars-1") {
+		t.Fatalf("cwd %q, state dir %q", got.Cwd, st.Dir)
+	}
+	envs := map[string]string{}
+	for _, kv := range got.Env {
+		k, v, _ := strings.Cut(kv, "=")
+		envs[k] = v
+	}
+	want := map[string]string{
+		"SESSION_NAME": "vars-1", "WORKSHOP_NAME": "lab-terminal", "ENVIRONMENT_NAME": "testportal-w01",
+		"SESSION_URL": "https://vars-1.example.test/", "SESSION_HOSTNAME": "vars-1.example.test",
+		"INGRESS_DOMAIN": "example.test", "INGRESS_PROTOCOL": "https", "PORTAL_USER": "alice",
+		"PORTAL_PREFIX": "/workshops/session/vars-1/", "HOME": st.Dir, "PORT": port,
+		"GREETING": "hello alice on " + port, "TRAINING_PORTAL": "overridden",
+		"COURSE": "k8s 101", "level": "2", markerVar: s.marker("vars-1"),
+	}
+	for k, v := range want {
+		if envs[k] != v {
+			t.Errorf("%s = %q, want %q", k, envs[k], v)
+		}
+	}
+	if _, leaked := envs["PORTAL_SECRET_FOR_TEST"]; leaked {
+		t.Error("the portal's own environment reached the dashboard")
+	}
+}
+
+func TestStopKillsTheWholeTree(t *testing.T) {
+	cfg := helperConfig(t, "dashboard", "{host}:{port}", "ignore-term", "grandchildren")
+	cfg.StopTimeout = 300 * time.Millisecond
+	s, _ := newSpawner(t, cfg)
+	env := start(t, s, specFor("tree-1"))
+	st := stateOf(t, env)
+	marker := s.marker("tree-1")
+	// The dashboard and its two grandchildren (one in a group of its own).
+	eventually(t, "three processes", func() bool { return countProcs(t, st.PID, marker) == 3 })
+	began := time.Now()
+	if err := s.Stop(context.Background(), env); err != nil {
+		t.Fatal(err)
+	}
+	if n := countProcs(t, st.PID, marker); n != 0 {
+		t.Fatalf("%d processes outlived Stop", n)
+	}
+	if time.Since(began) < cfg.StopTimeout {
+		t.Fatal("SIGTERM-ignoring processes ended before StopTimeout: SIGKILL came too early")
+	}
+	if s.Alive(context.Background(), env) {
+		t.Fatal("Alive after Stop")
+	}
+	for _, p := range []string{st.Dir, s.stateFile("tree-1"), s.pipeFile("tree-1")} {
+		if exists(p) {
+			t.Fatalf("%s left after Stop", p)
+		}
+	}
+	// Idempotent.
+	if err := s.Stop(context.Background(), env); err != nil {
+		t.Fatalf("second Stop: %v", err)
+	}
+	if envs, err := s.List(context.Background()); err != nil || len(envs) != 0 {
+		t.Fatalf("List after Stop = %v, %v", envs, err)
+	}
+}
+
+func TestSessionsDoNotShareFiles(t *testing.T) {
+	s, _ := newSpawner(t, helperConfig(t, "dashboard", "{host}:{port}"))
+	a := start(t, s, specFor("iso-a"))
+	if code, _ := get(t, a, "/write?path=notes.txt"); code != 200 {
+		t.Fatal("A could not write in its own directory")
+	}
+	dirA := stateOf(t, a).Dir
+	if b, err := os.ReadFile(filepath.Join(dirA, "notes.txt")); err != nil || string(b) != "secret of iso-a" {
+		t.Fatalf("A's file: %q %v", b, err)
+	}
+	b := start(t, s, specFor("iso-b"))
+	if stateOf(t, b).Dir == dirA {
+		t.Fatal("two sessions share a directory")
+	}
+	if code, _ := get(t, b, "/read?path="+url.QueryEscape(filepath.Join(stateOf(t, b).Dir, "notes.txt"))); code != 404 {
+		t.Fatal("B's directory holds A's file")
+	}
+	if err := s.Stop(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	// The next session on the same workshop finds nothing of A.
+	c := start(t, s, specFor("iso-c"))
+	if code, _ := get(t, c, "/read?path="+url.QueryEscape(filepath.Join(dirA, "notes.txt"))); code != 404 {
+		t.Fatal("A's file survived A's Stop")
+	}
+}
+
+func TestListFindsEnvironmentsOfAPreviousRun(t *testing.T) {
+	cfg := helperConfig(t, "dashboard", "{host}:{port}")
+	first, _ := newSpawner(t, cfg)
+	env, err := first.Start(context.Background(), specFor("drop-1"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := spawner.WaitReady(context.Background(), first, env, nil); err != nil {
+		t.Fatal(err)
+	}
+	// first is dropped without Stop; a new value (a restarted portal) takes over.
+	second, _ := newSpawner(t, cfg)
+	envs, err := second.List(context.Background())
+	if err != nil || len(envs) != 1 || envs[0].Session != "drop-1" || envs[0].Addr != env.Addr ||
+		!bytes.Equal(envs[0].State, env.State) {
+		t.Fatalf("List = %+v, %v; want %+v", envs, err, env)
+	}
+	if !second.Alive(context.Background(), envs[0]) {
+		t.Fatal("not Alive")
+	}
+	// Another replica of the same portal sees none of it and may not stop it.
+	other := cfg
+	other.Replica = "r2"
+	third, _ := newSpawner(t, other)
+	if envs, _ := third.List(context.Background()); len(envs) != 0 {
+		t.Fatalf("replica r2 lists r1's environments: %v", envs)
+	}
+	if err := third.Stop(context.Background(), env); err == nil {
+		t.Fatal("replica r2 stopped r1's environment")
+	}
+	if err := second.Stop(context.Background(), envs[0]); err != nil {
+		t.Fatal(err)
+	}
+	st := stateOf(t, env)
+	if n := countProcs(t, st.PID, second.marker("drop-1")); n != 0 || exists(st.Dir) {
+		t.Fatalf("after Stop: %d processes, dir exists %v", n, exists(st.Dir))
+	}
+}
+
+// TestAdoptAfterKill9 kills a real portal process (the test binary in portal
+// mode) with SIGKILL: its dashboard keeps serving and logging, and a new
+// spawner lists, probes, logs and stops it.
+func TestAdoptAfterKill9(t *testing.T) {
+	cfg := helperConfig(t, "dashboard", "{host}:{port}")
+	cfgJSON, _ := json.Marshal(cfg)
+	portal := exec.Command(selfPath(t), "portal", string(cfgJSON))
+	portal.Env = append(os.Environ(), helperVar+"=1")
+	stdout, _ := portal.StdoutPipe()
+	portal.Stderr = os.Stderr
+	if err := portal.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var env spawner.Env
+	line, err := bufio.NewReader(stdout).ReadBytes('\n')
+	if err != nil || json.Unmarshal(line, &env) != nil {
+		portal.Process.Kill()
+		t.Fatalf("portal helper printed %q: %v", line, err)
+	}
+	if err := portal.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	portal.Wait()
+	st := stateOf(t, env)
+
+	s, logs := newSpawner(t, cfg)
+	envs, err := s.List(context.Background())
+	if err != nil || len(envs) != 1 || envs[0].Session != "prev-1" {
+		t.Fatalf("List = %+v, %v", envs, err)
+	}
+	t.Cleanup(func() { _ = s.Stop(context.Background(), envs[0]) })
+	if !s.Alive(context.Background(), envs[0]) {
+		t.Fatal("the dashboard died with its portal")
+	}
+	if err := spawner.WaitReady(context.Background(), s, envs[0], nil); err != nil {
+		t.Fatal(err)
+	}
+	// Every request writes a line to stdout, whose reader (the old portal)
+	// is gone: the dashboard must keep running, and its lines reach our log.
+	for i := range 50 {
+		if code, _ := get(t, envs[0], "/after-kill-"+strconv.Itoa(i)); code != 200 {
+			t.Fatalf("request %d after the portal died: %d", i, code)
+		}
+	}
+	eventually(t, "adopted output in the log", func() bool {
+		for _, e := range logs.FilterMessage("environment output").All() {
+			if e.ContextMap()["session"] == "prev-1" && strings.Contains(e.ContextMap()["line"].(string), "/after-kill-49") {
+				return true
+			}
+		}
+		return false
+	})
+	if err := s.Stop(context.Background(), envs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if n := countProcs(t, st.PID, s.marker("prev-1")); n != 0 || exists(st.Dir) {
+		t.Fatalf("after Stop: %d processes, dir exists %v", n, exists(st.Dir))
+	}
+}
+
+func TestAliveSeesDeathAndPIDReuse(t *testing.T) {
+	s, _ := newSpawner(t, helperConfig(t, "dashboard", "{host}:{port}"))
+	env := start(t, s, specFor("alive-1"))
+	ctx := context.Background()
+	if !s.Alive(ctx, env) {
+		t.Fatal("not Alive while running")
+	}
+	st := stateOf(t, env)
+	// The same PID with another start time is what a reused PID looks like.
+	reused := st
+	reused.Start++
+	b, _ := json.Marshal(reused)
+	if s.Alive(ctx, spawner.Env{Session: env.Session, Addr: env.Addr, State: b}) {
+		t.Fatal("Alive with a different start time")
+	}
+	// A live PID that is some other process.
+	other := st
+	other.PID = os.Getpid()
+	b, _ = json.Marshal(other)
+	if s.Alive(ctx, spawner.Env{Session: env.Session, State: b}) {
+		t.Fatal("Alive for another process's PID")
+	}
+	if err := syscall.Kill(st.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Alive to turn false", func() bool { return !s.Alive(ctx, env) })
+	if err := s.Ready(ctx, env); !errors.Is(err, spawner.ErrGone) || !strings.Contains(err.Error(), "killed") {
+		t.Fatalf("Ready after the process died = %v", err)
+	}
+}
+
+func TestFailingStartsAreClear(t *testing.T) {
+	ctx := context.Background()
+	t.Run("exits at once", func(t *testing.T) {
+		s, _ := newSpawner(t, helperConfig(t, "exit"))
+		env, err := s.Start(ctx, specFor("fail-1"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Stop(ctx, env)
+		began := time.Now()
+		err = spawner.WaitReady(ctx, s, env, nil)
+		if !errors.Is(err, spawner.ErrGone) || !strings.Contains(err.Error(), "exit status 3") ||
+			!strings.Contains(err.Error(), "cannot read workshop.yaml") {
+			t.Fatalf("WaitReady = %v", err)
+		}
+		if time.Since(began) > waitFor/2 {
+			t.Fatal("an exited process was waited for as if it could still become ready")
+		}
+	})
+	t.Run("never ready", func(t *testing.T) {
+		cfg := helperConfig(t, "silent")
+		cfg.ReadyTimeout = 300 * time.Millisecond
+		s, _ := newSpawner(t, cfg)
+		env, err := s.Start(ctx, specFor("fail-2"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Stop(ctx, env)
+		err = spawner.WaitReady(ctx, s, env, nil)
+		var te *spawner.TimeoutError
+		if !errors.As(err, &te) || !strings.Contains(err.Error(), "connection refused") {
+			t.Fatalf("WaitReady = %v", err)
+		}
+	})
+	t.Run("probe path answers 404", func(t *testing.T) {
+		cfg := helperConfig(t, "dashboard", "{host}:{port}")
+		cfg.ReadyPath = "/missing"
+		cfg.ReadyTimeout = 300 * time.Millisecond
+		s, _ := newSpawner(t, cfg)
+		env, err := s.Start(ctx, specFor("fail-3"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Stop(ctx, env)
+		if err := spawner.WaitReady(ctx, s, env, nil); err == nil || !strings.Contains(err.Error(), "HTTP 404") {
+			t.Fatalf("WaitReady = %v", err)
+		}
+	})
+	t.Run("no such command", func(t *testing.T) {
+		cfg := helperConfig(t)
+		cfg.Command = []string{"/nonexistent/dashboard", "{port}"}
+		s, _ := newSpawner(t, cfg)
+		_, err := s.Start(ctx, specFor("fail-4"), nil)
+		if err == nil || !strings.Contains(err.Error(), "/nonexistent/dashboard") {
+			t.Fatalf("Start = %v", err)
+		}
+		if exists(filepath.Join(cfg.Dir, "fail-4")) || exists(s.stateFile("fail-4")) {
+			t.Fatal("a failed start left files behind")
+		}
+		if envs, _ := s.List(ctx); len(envs) != 0 {
+			t.Fatalf("a failed start is listed: %v", envs)
+		}
+	})
+	t.Run("bad parameter", func(t *testing.T) {
+		s, _ := newSpawner(t, helperConfig(t, "dashboard", "{host}:{port}"))
+		spec := specFor("fail-5")
+		spec.Parameters = map[string]string{"LD_PRELOAD": "/tmp/evil.so"}
+		if _, err := s.Start(ctx, spec, nil); err == nil || !strings.Contains(err.Error(), "reserved") {
+			t.Fatalf("Start = %v", err)
+		}
+	})
+	t.Run("bad configuration", func(t *testing.T) {
+		for _, cfg := range []Config{
+			{Command: []string{"x", "{prot}"}, Dir: t.TempDir(), Portal: "p"},
+			{Command: []string{"x"}, Dir: "relative", Portal: "p"},
+			{Command: []string{"x"}, Dir: t.TempDir(), Portal: "p", Sandbox: "docker"},
+			{Command: []string{"x"}, Dir: t.TempDir(), Portal: "p", Env: []EnvVar{{"A-B", "1"}}},
+			{Command: []string{"x"}, Dir: t.TempDir(), Portal: "p/q"},
+		} {
+			if _, err := New(cfg, nil); err == nil {
+				t.Errorf("New(%+v) accepted", cfg)
+			}
+		}
+	})
+	t.Run("session name", func(t *testing.T) {
+		s, _ := newSpawner(t, helperConfig(t, "dashboard", "{host}:{port}"))
+		for _, name := range []string{"", "..", "../x", "a/b", ".caddyportal"} {
+			if _, err := s.Start(ctx, specFor(name), nil); err == nil {
+				t.Errorf("Start(%q) accepted", name)
+			}
+			if err := s.Stop(ctx, spawner.Env{Session: name}); err == nil {
+				t.Errorf("Stop(%q) accepted", name)
+			}
+		}
+	})
+}
+
+func TestProgressSteps(t *testing.T) {
+	s, _ := newSpawner(t, helperConfig(t, "dashboard", "{host}:{port}"))
+	var steps []string
+	report := func(p spawner.Progress) { steps = append(steps, p.Step) }
+	env, err := s.Start(context.Background(), specFor("prog-1"), report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop(context.Background(), env)
+	if err := spawner.WaitReady(context.Background(), s, env, report); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(steps, ","); got != "starting,started,waiting,ready" {
+		t.Fatalf("steps = %s", got)
+	}
+}
+
+func TestBubblewrapSandbox(t *testing.T) {
+	if _, err := exec.LookPath("bwrap"); err != nil {
+		t.Skip("bwrap not installed (Debian package bubblewrap; .ci/run installs it)")
+	}
+	// The test binary lives under /tmp, which the sandbox replaces: the
+	// sandboxed dashboard is a shell that records what it may do, then
+	// Python's http.server.
+	script := `cd {dir}
+echo mine > notes.txt
+try() { if (eval "$2") 2>/dev/null; then echo "$1 yes"; else echo "$1 no"; fi >> result.txt; }
+try var-tmp "echo x > /var/tmp/escape-{session}"
+try parent "echo x > {dir}/../escape-{session}"
+try tmp "echo x > /tmp/private-{session}"
+try etc "echo x >> /etc/hostname"
+ls -a .. > siblings.txt
+cat ../sbx-a/notes.txt > peek.txt 2>&1
+exec ` + python(t) + ` -m http.server {port} --bind {host} --directory {dir}`
+	cfg := helperConfig(t)
+	cfg.Command = []string{"/bin/sh", "-c", script}
+	cfg.Sandbox = "bubblewrap"
+	s, _ := newSpawner(t, cfg)
+	a := start(t, s, specFor("sbx-a"))
+	b := start(t, s, specFor("sbx-b"))
+	dirB := stateOf(t, b).Dir
+	read := func(name string) string {
+		data, err := os.ReadFile(filepath.Join(dirB, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(data)
+	}
+	if got, want := read("result.txt"), "var-tmp no\nparent no\ntmp yes\netc no\n"; got != want {
+		t.Fatalf("what the sandbox could write:\n%s\nwant:\n%s", got, want)
+	}
+	for _, p := range []string{"/var/tmp/escape-sbx-b", filepath.Join(cfg.Dir, "escape-sbx-b"), "/tmp/private-sbx-b"} {
+		if exists(p) {
+			os.Remove(p)
+			t.Errorf("a sandboxed write reached the host: %s", p)
+		}
+	}
+	if got := strings.Fields(read("siblings.txt")); strings.Join(got, " ") != ". .. sbx-b" {
+		t.Fatalf("the sandbox sees in the sessions directory: %v", got)
+	}
+	if got := read("peek.txt"); !strings.Contains(got, "No such file") {
+		t.Fatalf("session B read session A's file: %q", got)
+	}
+	if code, body := get(t, b, "/notes.txt"); code != 200 || body != "mine\n" {
+		t.Fatalf("B's own file over HTTP: %d %q", code, body)
+	}
+	stA := stateOf(t, a)
+	markerA := s.marker("sbx-a")
+	if n := countProcs(t, stA.PID, markerA); n < 2 {
+		t.Fatalf("expected bwrap and the dashboard, found %d processes", n)
+	}
+	if err := s.Stop(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	if n := countProcs(t, stA.PID, markerA); n != 0 || exists(stA.Dir) {
+		t.Fatalf("after Stop: %d processes, dir exists %v", n, exists(stA.Dir))
+	}
+}
+
+// TestRunsAsUser runs the dashboard as nobody: it cannot read the portal's
+// state nor write next to the session directories.
+func TestRunsAsUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("switching users needs root")
+	}
+	if _, err := user.Lookup("nobody"); err != nil {
+		t.Skip("no user nobody")
+	}
+	// nobody must reach the binary and the directory: a world-readable tree
+	// of our own (t.TempDir's parents are 0700).
+	base, err := os.MkdirTemp("", "spawner-user-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(base, "helper")
+	src, err := os.ReadFile(selfPath(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := helperConfig(t, "dashboard", "{host}:{port}")
+	cfg.Command[0] = bin
+	cfg.Dir = filepath.Join(base, "sessions")
+	cfg.User = "nobody"
+	s, _ := newSpawner(t, cfg)
+	env := start(t, s, specFor("user-1"))
+	_, body := get(t, env, "/info")
+	var got info
+	if err := json.Unmarshal([]byte(body), &got); err != nil {
+		t.Fatal(err)
+	}
+	status, _ := os.ReadFile("/proc/" + strconv.Itoa(got.PID) + "/status")
+	if !strings.Contains(string(status), "\nUid:\t65534\t") {
+		t.Fatalf("dashboard does not run as nobody:\n%s", status)
+	}
+	if code, _ := get(t, env, "/write?path=own.txt"); code != 200 {
+		t.Fatal("nobody cannot write its own session directory")
+	}
+	if code, _ := get(t, env, "/write?path="+url.QueryEscape(filepath.Join(cfg.Dir, "escape"))); code != 403 {
+		t.Fatal("nobody wrote into the sessions directory")
+	}
+	if code, _ := get(t, env, "/read?path="+url.QueryEscape(s.stateFile("user-1"))); code != 404 {
+		t.Fatal("nobody read the portal's state file")
+	}
+}

@@ -1,0 +1,276 @@
+package process
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddyportal/caddyportal/caddyportal/spawner"
+)
+
+// Stop implements spawner.Spawner: SIGTERM to every process of the
+// environment, SIGKILL to what is left after StopTimeout, wait until none is
+// left, then remove the session directory, the output pipe and the state
+// file. The directory is removed only once no process can write to it any
+// more. Stopping an environment that is already gone just removes its files.
+func (s *Spawner) Stop(ctx context.Context, env spawner.Env) error {
+	session := env.Session
+	// The session name builds the path RemoveAll deletes: never trust a
+	// record that could point it elsewhere (State.Dir is not used for this).
+	if !sessionName.MatchString(session) {
+		return fmt.Errorf("process spawner: invalid session name %q", session)
+	}
+	st := s.parseState(env)
+	if st.Replica != "" && (st.Replica != s.cfg.Replica || st.Portal != s.cfg.Portal) {
+		return fmt.Errorf("process spawner: environment %s belongs to %s/%s, not %s/%s",
+			session, st.Portal, st.Replica, s.cfg.Portal, s.cfg.Replica)
+	}
+	if err := s.kill(ctx, session, st); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	c := s.children[session]
+	s.mu.Unlock()
+	if c != nil {
+		// Reap our child and let the output reader log the last lines, so
+		// nothing of the environment is pending in this process either.
+		for _, ch := range []chan struct{}{c.exited, c.output} {
+			if ch == nil {
+				continue
+			}
+			select {
+			case <-ch:
+			case <-time.After(killGrace):
+				s.log.Warn("environment stopped but its output or exit status did not arrive",
+					zap.String("session", session))
+			}
+		}
+	}
+	if err := os.RemoveAll(s.sessionDir(session)); err != nil {
+		return fmt.Errorf("process spawner: removing %s: %w", session, err)
+	}
+	for _, f := range []string{s.pipeFile(session), s.stateFile(session), s.stateFile(session) + ".tmp"} {
+		if err := os.Remove(f); err != nil && !os.IsNotExist(err) {
+			return fmt.Errorf("process spawner: removing %s: %w", session, err)
+		}
+	}
+	s.forget(session)
+	s.log.Info("environment stopped", zap.String("session", session))
+	return nil
+}
+
+// kill ends every process of the environment. Its processes are: those
+// carrying its marker, and every member of a process group or session that
+// is provably its own, which are the recorded group when the recorded leader
+// is still the process that was started, and any group or session a marked
+// process belongs to (a group ID cannot be reused while a member lives, so a
+// marked member proves the group). That catches a grandchild that left the
+// group (same session), and one that cleared its environment (same group).
+func (s *Spawner) kill(ctx context.Context, session string, st State) error {
+	marker := s.marker(session)
+	groups := map[int]bool{}
+	if st.PGID > 0 && st.PID == st.PGID && st.Start != 0 {
+		if p, err := readStat(st.PID); err == nil && p.start == st.Start {
+			groups[st.PGID] = true
+		}
+	}
+	killAt := time.Now().Add(s.cfg.StopTimeout)
+	giveUp := killAt.Add(killGrace)
+	termed := map[int]bool{}
+	killing := false
+	interval := 2 * time.Millisecond
+	var known []scanned
+	for {
+		// A full /proc scan reads every process's environment: do it only to
+		// find the processes and to confirm none is left; in between, poll
+		// the ones found. That keeps a class-end storm of Stops cheap.
+		known = stillAlive(known)
+		if len(known) == 0 {
+			procs, err := s.victims(marker, groups)
+			if err != nil {
+				return fmt.Errorf("process spawner: stopping %s: %w", session, err)
+			}
+			if len(procs) == 0 {
+				return nil
+			}
+			known = procs
+		}
+		now := time.Now()
+		if !killing && (now.After(killAt) || ctx.Err() != nil) {
+			killing = true
+			s.log.Info("environment did not stop on SIGTERM: killing it",
+				zap.String("session", session), zap.Int("processes", len(known)))
+		}
+		if now.After(giveUp) {
+			return fmt.Errorf("process spawner: stopping %s: %d processes survived SIGKILL (pids %v)",
+				session, len(known), pidList(known))
+		}
+		for _, p := range known {
+			switch {
+			case killing:
+				_ = syscall.Kill(p.pid, syscall.SIGKILL)
+			case !termed[p.pid]:
+				termed[p.pid] = true
+				_ = syscall.Kill(p.pid, syscall.SIGTERM)
+			}
+		}
+		if killing {
+			// Signal whole groups too: one kill(2) reaches members forked
+			// since the scan.
+			for g := range groups {
+				_ = syscall.Kill(-g, syscall.SIGKILL)
+			}
+		}
+		time.Sleep(interval)
+		if interval < 50*time.Millisecond {
+			interval *= 2
+		}
+	}
+}
+
+// stillAlive keeps the processes of list that still run (same PID, same
+// start time, not a zombie).
+func stillAlive(list []scanned) []scanned {
+	out := list[:0]
+	for _, p := range list {
+		if q, err := readStat(p.pid); err == nil && !q.dead() && q.start == p.start {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// victims scans /proc for the environment's live processes, widening groups
+// with the groups and sessions of marked processes.
+func (s *Spawner) victims(marker string, groups map[int]bool) ([]scanned, error) {
+	procs, err := scan(marker, groups)
+	if err != nil {
+		return nil, err
+	}
+	out := procs[:0]
+	grew := false
+	for _, p := range procs {
+		// scan matched by prefix; "<portal>/<replica>/s-1" must not take
+		// "<portal>/<replica>/s-10" with it.
+		if p.marker == marker {
+			for _, g := range []int{p.pgid, p.sid} {
+				if !groups[g] {
+					groups[g], grew = true, true
+				}
+			}
+		} else if !groups[p.pgid] && !groups[p.sid] {
+			continue
+		}
+		out = append(out, p)
+	}
+	if grew {
+		return s.victims(marker, groups)
+	}
+	return out, nil
+}
+
+func pidList(ps []scanned) []int {
+	out := make([]int, len(ps))
+	for i, p := range ps {
+		out[i] = p.pid
+	}
+	sort.Ints(out)
+	return out
+}
+
+// List implements spawner.Spawner: every state file of this portal replica,
+// plus any environment whose processes run with this replica's marker but
+// whose state file is missing. Environments whose processes still run get
+// their output logged by this value from now on.
+func (s *Spawner) List(ctx context.Context) ([]spawner.Env, error) {
+	seen := map[string]bool{}
+	var out []spawner.Env
+	files, err := filepath.Glob(filepath.Join(s.stateDir, "*.json"))
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range files {
+		session := strings.TrimSuffix(filepath.Base(f), ".json")
+		if !sessionName.MatchString(session) {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			if os.IsNotExist(err) {
+				continue // stopped meanwhile
+			}
+			return nil, err
+		}
+		var st State
+		if err := json.Unmarshal(b, &st); err != nil {
+			// A state file cut short by a crash mid-write cannot be: it is
+			// written by rename. Still, list it so Stop cleans it up.
+			st = State{Portal: s.cfg.Portal, Replica: s.cfg.Replica}
+			b, _ = json.Marshal(st)
+		}
+		if st.Portal != s.cfg.Portal || st.Replica != s.cfg.Replica {
+			continue
+		}
+		env := spawner.Env{Session: session, State: b}
+		if st.Port > 0 {
+			env.Addr = net.JoinHostPort(s.cfg.BindHost, strconv.Itoa(st.Port))
+		}
+		seen[session] = true
+		out = append(out, env)
+	}
+	prefix := s.cfg.Portal + "/" + s.cfg.Replica + "/"
+	procs, err := scan(prefix, nil)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range procs {
+		session := strings.TrimPrefix(p.marker, prefix)
+		if seen[session] || !sessionName.MatchString(session) {
+			continue
+		}
+		seen[session] = true
+		b, _ := json.Marshal(State{Dir: s.sessionDir(session), Portal: s.cfg.Portal, Replica: s.cfg.Replica})
+		out = append(out, spawner.Env{Session: session, State: b})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Session < out[j].Session })
+	for _, env := range out {
+		if s.Alive(ctx, env) {
+			s.adopt(env)
+		}
+	}
+	return out, nil
+}
+
+// adopt starts logging the output of an environment a previous run started,
+// and reserves its port, unless this value already does both.
+func (s *Spawner) adopt(env spawner.Env) {
+	st := s.parseState(env)
+	s.mu.Lock()
+	if _, known := s.children[env.Session]; known {
+		s.mu.Unlock()
+		return
+	}
+	c := &child{}
+	s.children[env.Session] = c
+	if st.Port > 0 {
+		s.ports[st.Port] = env.Session
+	}
+	s.mu.Unlock()
+	// Non-blocking: opening a pipe's read end would otherwise wait for a
+	// writer, and the environment may have died since Alive looked.
+	in, err := os.OpenFile(s.pipeFile(env.Session), os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return
+	}
+	s.readOutput(env.Session, c, in)
+}

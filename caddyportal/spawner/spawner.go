@@ -1,0 +1,146 @@
+// Package spawner is the contract between the portal and whatever starts a
+// session's environment (a local process, a container, later a pod), plus the
+// pieces every backend shares: placeholder expansion, the environment
+// variables a workshop expects, and the HTTP readiness probe. It is modelled
+// on JupyterHub's Spawner (start, poll, stop, progress) with a list for
+// reconciliation after a crash, and it imports nothing of Caddy so backends
+// can be tested with real processes alone.
+package spawner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// Spec says what to start: one session's environment.
+type Spec struct {
+	// Portal, Session, User, Workshop and Environment name the session; User
+	// is "" for a reserve (an environment started before anyone asked).
+	Portal, Session, User, Workshop, Environment string
+	// Prefix is the session's path-mode base, /workshops/session/<s>/.
+	Prefix string
+	// URL is the dashboard's public URL.
+	URL string
+	// Domain and Protocol are the ingress domain and "http"/"https"
+	// (Educates' INGRESS_DOMAIN and INGRESS_PROTOCOL).
+	Domain, Protocol string
+	// Parameters are the request's parameters, when the environment is
+	// started for a request; names must pass ValidParameterName.
+	Parameters map[string]string
+}
+
+// Env is a started environment as the portal stores it in the session record.
+type Env struct {
+	Session string `json:"session"`
+	// Addr is the dial address (host:port) the gate proxies to.
+	Addr string `json:"addr"`
+	// State is backend-specific and opaque to the portal (for a process: pid,
+	// process start time, directory, owner replica).
+	State json.RawMessage `json:"state,omitempty"`
+}
+
+// Progress is one step of a start that the learner's page shows.
+type Progress struct {
+	Step    string `json:"step"`
+	Message string `json:"message"`
+}
+
+// The steps every backend reports, so the portal's progress page needs no
+// knowledge of the backend. Backends may add their own steps in between.
+const (
+	StepStarting = "starting" // the backend is creating the environment
+	StepStarted  = "started"  // it runs; the portal now waits for Ready
+	StepWaiting  = "waiting"  // waiting for the dashboard to answer
+	StepReady    = "ready"    // the dashboard answered
+)
+
+// Spawner starts, probes, stops and lists the environments of one workshop.
+// Implementations must be safe for concurrent use.
+type Spawner interface {
+	// Start starts spec's environment and returns once it runs (not
+	// necessarily ready); progress may be nil. On error nothing of the
+	// environment is left behind.
+	Start(ctx context.Context, spec Spec, progress func(Progress)) (Env, error)
+	// Ready probes the dashboard once: nil when it answers as configured. An
+	// error wrapping ErrGone means the environment is no longer running and
+	// waiting longer is pointless.
+	Ready(ctx context.Context, env Env) error
+	// ReadyTimeout is how long the portal waits for Ready after Start before
+	// the start counts as failed.
+	ReadyTimeout() time.Duration
+	// Stop ends the environment and removes all of it (processes,
+	// directory); idempotent; safe for an Env from a previous run of the
+	// portal (after kill -9).
+	Stop(ctx context.Context, env Env) error
+	// List returns every environment of this portal the backend finds
+	// running or left behind, including ones started by a previous run that
+	// died: the portal adopts those of live sessions and Stops the rest.
+	List(ctx context.Context) ([]Env, error)
+	// Alive reports whether env is still the environment that was started
+	// (for a process: same PID and same process start time, so PID reuse
+	// cannot fool it).
+	Alive(ctx context.Context, env Env) bool
+}
+
+// ErrGone is wrapped by Ready's error when the environment stopped running
+// (its process exited, its container is gone): no later probe can succeed.
+var ErrGone = errors.New("environment is not running")
+
+// WaitReady probes env with s.Ready until it answers, the environment is gone,
+// or s.ReadyTimeout (or ctx) runs out, reporting StepWaiting and StepReady to
+// progress (which may be nil). The error of a timeout carries the last probe
+// error, so the learner and the log see why ("connection refused", "HTTP 404").
+func WaitReady(ctx context.Context, s Spawner, env Env, progress func(Progress)) error {
+	ctx, cancel := context.WithTimeout(ctx, s.ReadyTimeout())
+	defer cancel()
+	Report(progress, StepWaiting, "waiting for the dashboard")
+	// Start fast (most dashboards answer within a second) and back off to a
+	// modest interval, so a storm of starts does not become a storm of probes.
+	interval := 20 * time.Millisecond
+	for {
+		err := s.Ready(ctx, env)
+		if err == nil {
+			Report(progress, StepReady, "the dashboard is ready")
+			return nil
+		}
+		if errors.Is(err, ErrGone) {
+			return err
+		}
+		t := time.NewTimer(interval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return &TimeoutError{After: s.ReadyTimeout(), Last: err}
+			}
+			return ctx.Err()
+		case <-t.C:
+		}
+		if interval < 250*time.Millisecond {
+			interval *= 2
+		}
+	}
+}
+
+// TimeoutError is WaitReady's error when the dashboard did not answer in time.
+type TimeoutError struct {
+	After time.Duration
+	Last  error // the last probe's error
+}
+
+func (e *TimeoutError) Error() string {
+	return "the dashboard did not become ready within " + e.After.String() + ": " + e.Last.Error()
+}
+
+// Unwrap returns the last probe's error.
+func (e *TimeoutError) Unwrap() error { return e.Last }
+
+// Report calls progress with one step when progress is not nil, so backends
+// need no nil checks of their own.
+func Report(progress func(Progress), step, msg string) {
+	if progress != nil {
+		progress(Progress{Step: step, Message: msg})
+	}
+}

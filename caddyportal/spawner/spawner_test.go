@@ -1,0 +1,159 @@
+package spawner
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestExpand(t *testing.T) {
+	spec := Spec{Session: "p-w01-s001", User: "alice", Workshop: "lab", Environment: "p-w01",
+		Prefix: "/workshops/session/p-w01-s001/", URL: "https://p-w01-s001.example.test/"}
+	v := NewVars(spec, "127.0.0.1", 8080, "/srv/s/p-w01-s001")
+	got, err := ExpandAll([]string{
+		"--bind={host}:{port}", "{dir}/{session}", "{user}@{workshop}/{environment}", "{prefix}", "{url}",
+		"f() { echo; }", `{"a":1}`, "{}", "{http.request.host}", "{PORT}",
+	}, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"--bind=127.0.0.1:8080", "/srv/s/p-w01-s001/p-w01-s001", "alice@lab/p-w01", "/workshops/session/p-w01-s001/",
+		"https://p-w01-s001.example.test/",
+		// Not placeholders: left exactly as written.
+		"f() { echo; }", `{"a":1}`, "{}", "{http.request.host}", "{PORT}",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("got %q\nwant %q", got, want)
+	}
+	// A value containing a placeholder is not expanded again.
+	spec.User = "{port}"
+	if s, _ := Expand("{user}", NewVars(spec, "", 1, "")); s != "{port}" {
+		t.Fatalf("expanded twice: %q", s)
+	}
+	if _, err := Expand("--port {prot}", v); err == nil || !strings.Contains(err.Error(), "{prot}") {
+		t.Fatalf("unknown placeholder: %v", err)
+	}
+	if err := CheckTemplate("x {sessionn}"); err == nil {
+		t.Fatal("CheckTemplate accepted a typo")
+	}
+	if err := CheckTemplate("{port} {host} {dir} {session} {user} {workshop} {environment} {prefix} {url}"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestEnvironment(t *testing.T) {
+	spec := Spec{Portal: "p", Session: "p-w01-s001", User: "alice", Workshop: "lab", Environment: "p-w01",
+		Prefix: "/workshops/session/p-w01-s001/", URL: "https://p-w01-s001.example.test:8443/",
+		Domain: "example.test", Protocol: "https", Parameters: map[string]string{"B": "2", "A_1": "x y"}}
+	env, err := Environment(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"TRAINING_PORTAL=p", "WORKSHOP_NAME=lab", "ENVIRONMENT_NAME=p-w01", "SESSION_NAME=p-w01-s001",
+		"SESSION_URL=https://p-w01-s001.example.test:8443/", "SESSION_HOSTNAME=p-w01-s001.example.test",
+		"INGRESS_DOMAIN=example.test", "INGRESS_PROTOCOL=https", "PORTAL_USER=alice",
+		"PORTAL_PREFIX=/workshops/session/p-w01-s001/", "A_1=x y", "B=2"}
+	if strings.Join(env, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("got %q\nwant %q", env, want)
+	}
+	for _, bad := range []string{"", "1A", "A-B", "A B", "SESSION_NAME", "session_name", "PATH", "LD_PRELOAD",
+		"ld_library_path", "BASH_FUNC_x%%", "CADDYPORTAL_ENV", strings.Repeat("A", 129)} {
+		if ValidParameterName(bad) == nil {
+			t.Errorf("ValidParameterName(%q) accepted", bad)
+		}
+		spec.Parameters = map[string]string{bad: "v"}
+		if _, err := Environment(spec); err == nil {
+			t.Errorf("Environment accepted parameter %q", bad)
+		}
+	}
+	spec.Parameters = map[string]string{"OK": "a\x00b"}
+	if _, err := Environment(spec); err == nil {
+		t.Error("Environment accepted a NUL byte")
+	}
+}
+
+func TestProbe(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ok", func(w http.ResponseWriter, r *http.Request) {})
+	mux.HandleFunc("/redirect", func(w http.ResponseWriter, r *http.Request) {
+		// Following it would fail: a 3xx is an answer on its own.
+		http.Redirect(w, r, "http://127.0.0.1:1/", http.StatusFound)
+	})
+	mux.HandleFunc("/missing", http.NotFound)
+	mux.HandleFunc("/broken", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) })
+	hang := make(chan struct{})
+	mux.HandleFunc("/hang", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-hang:
+		case <-r.Context().Done():
+		}
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	defer close(hang)
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	ctx := context.Background()
+	for path, ok := range map[string]bool{"/ok": true, "ok": true, "/redirect": true, "/missing": false, "/broken": false} {
+		if err := Probe(ctx, addr, path); (err == nil) != ok {
+			t.Errorf("Probe %s = %v", path, err)
+		}
+	}
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	began := time.Now()
+	if err := Probe(short, addr, "/hang"); err == nil || time.Since(began) > ProbeTimeout {
+		t.Fatalf("Probe of a hanging dashboard = %v after %v", err, time.Since(began))
+	}
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	closed := l.Addr().String()
+	l.Close()
+	if err := Probe(ctx, closed, "/"); err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("Probe of a closed port = %v", err)
+	}
+}
+
+// fake is a Spawner whose Ready answers from a script, to test WaitReady.
+type fake struct {
+	answers []error
+	timeout time.Duration
+}
+
+func (f *fake) Start(context.Context, Spec, func(Progress)) (Env, error) { return Env{}, nil }
+func (f *fake) Ready(context.Context, Env) error {
+	if len(f.answers) == 0 {
+		return errors.New("not yet")
+	}
+	err := f.answers[0]
+	f.answers = f.answers[1:]
+	return err
+}
+func (f *fake) ReadyTimeout() time.Duration         { return f.timeout }
+func (f *fake) Stop(context.Context, Env) error     { return nil }
+func (f *fake) List(context.Context) ([]Env, error) { return nil, nil }
+func (f *fake) Alive(context.Context, Env) bool     { return true }
+
+func TestWaitReady(t *testing.T) {
+	ctx := context.Background()
+	var steps []string
+	report := func(p Progress) { steps = append(steps, p.Step) }
+	f := &fake{answers: []error{errors.New("refused"), errors.New("refused"), nil}, timeout: 10 * time.Second}
+	if err := WaitReady(ctx, f, Env{}, report); err != nil || strings.Join(steps, ",") != "waiting,ready" {
+		t.Fatalf("WaitReady = %v, steps %v", err, steps)
+	}
+	gone := &fake{answers: []error{errors.New("refused"), errors.Join(ErrGone, errors.New("exit status 1"))}, timeout: 10 * time.Second}
+	began := time.Now()
+	if err := WaitReady(ctx, gone, Env{}, nil); !errors.Is(err, ErrGone) || time.Since(began) > 5*time.Second {
+		t.Fatalf("WaitReady of a gone environment = %v", err)
+	}
+	never := &fake{timeout: 100 * time.Millisecond}
+	var te *TimeoutError
+	if err := WaitReady(ctx, never, Env{}, nil); !errors.As(err, &te) || !strings.Contains(err.Error(), "not yet") {
+		t.Fatalf("WaitReady timeout = %v", err)
+	}
+}
