@@ -718,3 +718,30 @@ func TestStartRefusesALeftover(t *testing.T) {
 		t.Fatal("stopping the old record hit the new environment of the same session")
 	}
 }
+
+func TestSandboxAsUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("switching users needs root")
+	}
+	if _, err := exec.LookPath("bwrap"); err != nil {
+		t.Skip("bwrap not installed")
+	}
+	base, err := os.MkdirTemp("", "spawner-sbxuser-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := helperConfig(t)
+	cfg.Command = []string{"/bin/sh", "-c", "id -u > {dir}/uid; exec " + python(t) + " -m http.server {port} --bind {host} --directory {dir}"}
+	cfg.Dir = filepath.Join(base, "sessions")
+	cfg.User = "nobody"
+	cfg.Sandbox = "bubblewrap"
+	s, _ := newSpawner(t, cfg)
+	env := start(t, s, specFor("sbxuser-1"))
+	if code, body := get(t, env, "/uid"); code != 200 || body != "65534\n" {
+		t.Fatalf("uid inside the sandbox: %d %q", code, body)
+	}
+}
