@@ -130,6 +130,7 @@ type TimeoutError struct {
 	Last  error // the last probe's error
 }
 
+// Error says how long was waited and why the last probe failed.
 func (e *TimeoutError) Error() string {
 	return "the dashboard did not become ready within " + e.After.String() + ": " + e.Last.Error()
 }

@@ -114,3 +114,46 @@ func scan(prefix string, groups map[int]bool) ([]scanned, error) {
 	}
 	return out, nil
 }
+
+// listeners returns the socket inodes listening on TCP port (any address,
+// IPv4 or IPv6) in the portal's network namespace, which a dashboard shares
+// (bubblewrap keeps the network).
+func listeners(port int) map[string]bool {
+	out := map[string]bool{}
+	hexPort := strings.ToUpper(strconv.FormatInt(int64(port), 16))
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			fields := strings.Fields(line)
+			if len(fields) < 10 || fields[3] != "0A" { // 0A: LISTEN
+				continue
+			}
+			_, p, ok := strings.Cut(fields[1], ":")
+			if ok && strings.TrimLeft(p, "0") == hexPort {
+				out[fields[9]] = true
+			}
+		}
+	}
+	return out
+}
+
+// ownsSocket reports whether pid has one of the socket inodes open.
+func ownsSocket(pid int, inodes map[string]bool) bool {
+	dir := "/proc/" + strconv.Itoa(pid) + "/fd"
+	d, err := os.Open(dir)
+	if err != nil {
+		return false
+	}
+	defer d.Close()
+	names, _ := d.Readdirnames(-1)
+	for _, n := range names {
+		link, err := os.Readlink(dir + "/" + n)
+		if err == nil && strings.HasPrefix(link, "socket:[") && inodes[strings.TrimSuffix(link[len("socket:["):], "]")] {
+			return true
+		}
+	}
+	return false
+}

@@ -119,11 +119,12 @@ type Spawner struct {
 
 // child is what this Spawner value knows about one environment.
 type child struct {
-	exited  chan struct{} // closed once Wait returned; nil when not our child
-	waitErr error         // Wait's result, valid after exited closed
-	output  chan struct{} // closed once the output reader ended; nil when none
-	mu      sync.Mutex
-	last    []string // the last lines of output, for error messages
+	exited   chan struct{} // closed once Wait returned; nil when not our child
+	waitErr  error         // Wait's result, valid after exited closed
+	output   chan struct{} // closed once the output reader ended; nil when none
+	mu       sync.Mutex
+	last     []string // the last lines of output, for error messages
+	verified uint64   // the start time of the process whose listener was verified
 }
 
 var _ spawner.Spawner = (*Spawner)(nil)
@@ -286,12 +287,20 @@ func (s *Spawner) Start(ctx context.Context, spec spawner.Spec, progress func(sp
 	}
 	s.children[session] = c
 	s.mu.Unlock()
+	dir := s.sessionDir(session)
+	// Left by a previous run that nobody stopped: cleaning it up here would
+	// hide that (and kill whatever still runs there); reconciliation does it.
+	for _, p := range []string{s.stateFile(session), dir} {
+		if _, err := os.Lstat(p); err == nil {
+			s.forget(session)
+			return spawner.Env{}, fmt.Errorf("process spawner: session %s has an environment left from before (%s): stop it first", session, p)
+		}
+	}
 	port, err := s.pickPort(session)
 	if err != nil {
 		s.forget(session)
 		return spawner.Env{}, err
 	}
-	dir := s.sessionDir(session)
 	st := State{Port: port, Dir: dir, Portal: s.cfg.Portal, Replica: s.cfg.Replica}
 	env = spawner.Env{Session: session, Addr: net.JoinHostPort(s.cfg.BindHost, strconv.Itoa(port))}
 	defer func() {
@@ -582,11 +591,59 @@ func (s *Spawner) Alive(_ context.Context, env spawner.Env) bool {
 
 // Ready implements spawner.Spawner. A process that is gone fails with
 // spawner.ErrGone, its exit status and its last lines of output.
+//
+// The first answer is trusted only once the listening socket is proven to
+// belong to the environment: the port was free when picked, but another
+// program (another session's dashboard squatting on ports, since the network
+// is shared) could have bound it first, and the learner must never be sent
+// to someone else's server.
 func (s *Spawner) Ready(ctx context.Context, env spawner.Env) error {
 	if !s.Alive(ctx, env) {
 		return s.goneError(env.Session)
 	}
-	return spawner.Probe(ctx, env.Addr, s.parseState(env).Ready)
+	st := s.parseState(env)
+	if err := spawner.Probe(ctx, env.Addr, st.Ready); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	c := s.children[env.Session]
+	s.mu.Unlock()
+	if c != nil {
+		c.mu.Lock()
+		verified := c.verified == st.Start
+		c.mu.Unlock()
+		if verified {
+			return nil
+		}
+	}
+	if err := s.verifyListener(env.Session, st); err != nil {
+		return err
+	}
+	if c != nil {
+		c.mu.Lock()
+		c.verified = st.Start
+		c.mu.Unlock()
+	}
+	return nil
+}
+
+// verifyListener checks that a process of the environment holds the socket
+// listening on its port.
+func (s *Spawner) verifyListener(session string, st State) error {
+	inodes := listeners(st.Port)
+	if len(inodes) == 0 {
+		return fmt.Errorf("port %d answered but has no listening socket in this network namespace", st.Port)
+	}
+	procs, err := s.victims(s.marker(session), map[int]bool{st.PGID: true})
+	if err != nil {
+		return err
+	}
+	for _, p := range procs {
+		if ownsSocket(p.pid, inodes) {
+			return nil
+		}
+	}
+	return fmt.Errorf("port %d is served by a process outside this environment", st.Port)
 }
 
 func (s *Spawner) goneError(session string) error {

@@ -666,3 +666,82 @@ func TestRunsAsUser(t *testing.T) {
 		t.Fatal("nobody read the portal's state file")
 	}
 }
+
+// TestReadyRefusesAForeignListener: a port answered by a process outside the
+// environment (another session squatting on it) is not ready.
+func TestReadyRefusesAForeignListener(t *testing.T) {
+	ctx := context.Background()
+	squatter, _ := newSpawner(t, helperConfig(t, "dashboard", "{host}:{port}"))
+	other := start(t, squatter, specFor("squat-a"))
+	s, _ := newSpawner(t, helperConfig(t, "silent"))
+	victim, err := s.Start(ctx, specFor("squat-b"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop(ctx, victim)
+	// As if squat-b had been handed the port squat-a listens on.
+	st := stateOf(t, victim)
+	st.Port = stateOf(t, other).Port
+	b, _ := json.Marshal(st)
+	forged := spawner.Env{Session: victim.Session, Addr: other.Addr, State: b}
+	if err := s.Ready(ctx, forged); err == nil || !strings.Contains(err.Error(), "outside this environment") {
+		t.Fatalf("Ready with another environment's listener = %v", err)
+	}
+	if err := squatter.Ready(ctx, other); err != nil {
+		t.Fatalf("Ready of the real owner = %v", err)
+	}
+}
+
+// TestStartRefusesALeftover: a session whose environment a previous run left
+// behind is not started over it (nor is the leftover silently destroyed).
+func TestStartRefusesALeftover(t *testing.T) {
+	ctx := context.Background()
+	cfg := helperConfig(t, "dashboard", "{host}:{port}")
+	first, _ := newSpawner(t, cfg)
+	env := start(t, first, specFor("left-1"))
+	second, _ := newSpawner(t, cfg)
+	if _, err := second.Start(ctx, specFor("left-1"), nil); err == nil || !strings.Contains(err.Error(), "left from before") {
+		t.Fatalf("Start over a leftover = %v", err)
+	}
+	if !second.Alive(ctx, env) {
+		t.Fatal("the refused start killed the leftover")
+	}
+	if err := second.Stop(ctx, env); err != nil {
+		t.Fatal(err)
+	}
+	again := start(t, second, specFor("left-1"))
+	// The old record (say, a stale copy) stops nothing of the new environment.
+	if err := first.Stop(ctx, env); err != nil {
+		t.Fatal(err)
+	}
+	if !second.Alive(ctx, again) || !exists(stateOf(t, again).Dir) {
+		t.Fatal("stopping the old record hit the new environment of the same session")
+	}
+}
+
+func TestSandboxAsUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("switching users needs root")
+	}
+	if _, err := exec.LookPath("bwrap"); err != nil {
+		t.Skip("bwrap not installed")
+	}
+	base, err := os.MkdirTemp("", "spawner-sbxuser-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := helperConfig(t)
+	cfg.Command = []string{"/bin/sh", "-c", "id -u > {dir}/uid; exec " + python(t) + " -m http.server {port} --bind {host} --directory {dir}"}
+	cfg.Dir = filepath.Join(base, "sessions")
+	cfg.User = "nobody"
+	cfg.Sandbox = "bubblewrap"
+	s, _ := newSpawner(t, cfg)
+	env := start(t, s, specFor("sbxuser-1"))
+	if code, body := get(t, env, "/uid"); code != 200 || body != "65534\n" {
+		t.Fatalf("uid inside the sandbox: %d %q", code, body)
+	}
+}

@@ -35,6 +35,18 @@ func (s *Spawner) Stop(ctx context.Context, env spawner.Env) error {
 		return fmt.Errorf("process spawner: environment %s belongs to %s/%s, not %s/%s",
 			session, st.Portal, st.Replica, s.cfg.Portal, s.cfg.Replica)
 	}
+	if st.PID > 0 {
+		// A record of an environment that was since replaced by a newer one
+		// of the same session name: that one is gone already, and the newer
+		// one (same marker, same directory) must not go with it.
+		if b, err := os.ReadFile(s.stateFile(session)); err == nil {
+			var cur State
+			if json.Unmarshal(b, &cur) == nil && cur.PID > 0 && (cur.PID != st.PID || cur.Start != st.Start) {
+				s.log.Info("not stopping a newer environment of the same session", zap.String("session", session))
+				return nil
+			}
+		}
+	}
 	if err := s.kill(ctx, session, st); err != nil {
 		return err
 	}
