@@ -488,7 +488,15 @@ func (t *txState) owned(user string) ([]*Session, error) {
 			stale = append(stale, keyOwned(user, name))
 			continue
 		}
-		if st, reason := sess.Effective(t.now); st == lifecycle.Stopped {
+		st, reason := sess.Effective(t.now)
+		if st == lifecycle.Stopping && sess.State != lifecycle.Stopping && sess.holdsEnv() {
+			// Ended, its environment still running: STOPPING from now
+			// on, never handed back (see retire).
+			if err := t.retire(sess, reason); err != nil {
+				return nil, err
+			}
+		}
+		if st == lifecycle.Stopped {
 			if t.spend() {
 				if err := t.finalize(sess, reason); err != nil {
 					return nil, err

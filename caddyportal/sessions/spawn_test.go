@@ -204,8 +204,10 @@ func TestSpawnExpiryStaysStoppingUntilStopped(t *testing.T) {
 	if _, ok := ended.Load(name); !ok {
 		t.Fatal("OnEnd was not called when the session left RUNNING")
 	}
-	// Its place is still taken.
+	// Its place is still taken, and its owner does not get it back.
 	requestErr(t, svc, sessions.Request{Environment: "demo-w01", User: "u2"}, sessions.ErrNoSession)
+	requestErr(t, svc, sessions.Request{Environment: "demo-w01", User: "u1"}, sessions.ErrNoSession)
+	wantState(t, svc, name, lifecycle.Stopping)
 	close(hold)
 	eventually(t, "STOPPED", func() bool { return stateIs(svc, name, "STOPPED") })
 	if s := get(t, svc, name); s.Reason != "expired" || s.Env != nil {

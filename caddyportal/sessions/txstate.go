@@ -660,17 +660,9 @@ func (t *txState) retire(sess *Session, reason string) error {
 	if sess.EnvOwner == t.s.replica && sess.Env != nil {
 		t.stops = append(t.stops, sess.Name)
 	}
-	if t.readOnly {
-		return nil
-	}
 	if sess.State == lifecycle.Stopping && sess.Reason != "" {
 		return nil // already durable
 	}
-	c, err := t.count(sess.Environment)
-	if err != nil {
-		return err
-	}
-	c.dropReserve(sess.Name)
 	if sess.Reason == "" {
 		sess.Reason = reason
 	}
@@ -681,5 +673,14 @@ func (t *txState) retire(sess *Session, reason string) error {
 		}
 		sess.Stopped = sess.Expires
 	}
+	if t.readOnly {
+		// Readers see it STOPPING; the next read-write pass writes it.
+		return nil
+	}
+	c, err := t.count(sess.Environment)
+	if err != nil {
+		return err
+	}
+	c.dropReserve(sess.Name)
 	return t.put(sess)
 }
