@@ -213,6 +213,10 @@ func (g *Gate) serveDashboard(w http.ResponseWriter, r *http.Request, name, rest
 
 // forward proxies an admitted request to the session's upstream.
 func (g *Gate) forward(w http.ResponseWriter, r *http.Request, sess *sessions.Session, user string) {
+	if notReady(sess) {
+		g.serveStarting(w, r, sess)
+		return
+	}
 	prefix := ""
 	if !g.HostMode() {
 		prefix = routes.SessionPrefix + sess.Name

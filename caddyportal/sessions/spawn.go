@@ -304,6 +304,7 @@ func (s *Service) claim(ctx context.Context, name string) (*Session, *Environmen
 		out, env = &cp, e
 		return nil
 	})
+	s.cache.drop(name)
 	return out, env, err
 }
 
@@ -386,6 +387,7 @@ func (s *Service) storeEnv(name string, sp spawner.Spawner, env spawner.Env) boo
 		goOn = true
 		return t.put(sess)
 	})
+	s.cache.drop(name)
 	if err != nil || orphan {
 		// The start's outcome could not be recorded: the environment must
 		// not outlive this start.
@@ -435,6 +437,7 @@ func (s *Service) readied(name string, e *Environment, begin time.Time) {
 		}
 		return t.put(sess)
 	})
+	s.cache.drop(name)
 	if err != nil {
 		if s.ctx.Err() == nil {
 			s.log.Warn("recording a ready environment", zap.String("session", name), zap.Error(err))
@@ -475,6 +478,7 @@ func (s *Service) startFailed(name string, e *Environment, begin time.Time, caus
 		}
 		return t.finalize(sess, ReasonStartFailed)
 	})
+	s.cache.drop(name)
 	if err != nil {
 		s.log.Warn("recording a failed start", zap.String("session", name), zap.Error(err))
 	}
@@ -521,6 +525,7 @@ func (s *Service) stopOne(name string) {
 		_, reason := sess.deadlines(t.now)
 		return t.finalize(sess, reason)
 	})
+	s.cache.drop(name)
 	if err != nil && s.ctx.Err() == nil {
 		s.log.Warn("finalizing a stopped environment's session", zap.String("session", name), zap.Error(err))
 	}
