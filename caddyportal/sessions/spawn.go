@@ -183,6 +183,11 @@ func (s *Service) spawnerOf(e *Environment) spawner.Spawner {
 	return s.opts.Spawners[e.Workshop.Name]
 }
 
+// Spawned reports whether an environment's sessions get environments from
+// a spawner (which probes their readiness itself) rather than a static
+// pool or template.
+func (s *Service) Spawned(e *Environment) bool { return s.spawnerOf(e) != nil }
+
 // backingOff reports whether reserve starts of env wait for a backoff.
 func (s *Service) backingOff(env string, now time.Time) bool {
 	s.mu.Lock()
