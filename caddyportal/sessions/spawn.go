@@ -298,6 +298,12 @@ func (s *Service) claim(ctx context.Context, name string) (*Session, *Environmen
 		if st, _ := sess.Effective(t.now); st != lifecycle.Starting || sess.EnvOwner != s.replica || s.spawnerOf(e) == nil {
 			return nil
 		}
+		if sess.Spawning {
+			// Another worker's start is under way (a config reload's
+			// overlap); one start per session, or an environment would
+			// be left that no record names.
+			return nil
+		}
 		if sess.Env == nil {
 			sess.Spawning = true
 			sess.Progress = &spawner.Progress{Step: spawner.StepStarting, Message: "starting the environment"}
@@ -383,10 +389,14 @@ func (s *Service) storeEnv(name string, sp spawner.Spawner, env spawner.Env) boo
 			orphan = true // nothing records it: stop it here
 			return nil
 		}
+		if sess.Env != nil {
+			orphan = true // recorded another start's environment meanwhile
+			return nil
+		}
 		sess.Env = &env
 		sess.Upstream = env.Addr
 		sess.Spawning = false
-		if st, reason := sess.Effective(t.now); st != lifecycle.Starting {
+		if st, reason := sess.Effective(t.now); st == lifecycle.Stopping {
 			return t.retire(sess, reason)
 		}
 		goOn = true
@@ -417,9 +427,12 @@ func (s *Service) readied(name string, e *Environment, begin time.Time) {
 		if err != nil || sess == nil || sess.State == lifecycle.Stopped {
 			return err
 		}
-		st, reason := sess.Effective(t.now)
-		if st != lifecycle.Starting {
+		switch st, reason := sess.Effective(t.now); st {
+		case lifecycle.Stopping:
 			return t.retire(sess, reason)
+		case lifecycle.Starting:
+		default:
+			return nil // made ready by another worker already
 		}
 		sess.Progress = &spawner.Progress{Step: spawner.StepReady, Message: "the dashboard is ready"}
 		switch {
