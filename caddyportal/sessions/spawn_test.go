@@ -413,3 +413,55 @@ func TestSpawnOtherWorkshopUnchanged(t *testing.T) {
 		t.Fatal("the spawner was used for a static workshop")
 	}
 }
+
+// A dashboard that does not answer within the spawner's ready timeout
+// fails the start; its environment is stopped before the place is free.
+func TestSpawnNotReadyInTimeIsStartFailed(t *testing.T) {
+	sp := newLoopSpawner()
+	sp.readyAfter = time.Hour
+	sp.timeout = 200 * time.Millisecond
+	clk := newClock()
+	st := openStore(t, clk)
+	svc := newSpawnService(t, st, clk, portal(spawnWorkshop("lab", 1, 0)), sp, sessions.Options{})
+	name := request(t, svc, "demo-w01", "u1").Session.Name
+	eventually(t, "STOPPED", func() bool { return stateIs(svc, name, "STOPPED") })
+	sess := get(t, svc, name)
+	if sess.Reason != sessions.ReasonStartFailed || !strings.Contains(sess.Progress.Message, "HTTP 503") {
+		t.Fatalf("reason %q progress %+v", sess.Reason, sess.Progress)
+	}
+	if sp.has(name) {
+		t.Fatal("the environment that never became ready was left running")
+	}
+}
+
+// Evicting a ready reserve under the portal maximum stops its
+// environment before its place is given to anyone: the request that
+// caused it is refused until then, and served after.
+func TestSpawnEvictionStopsEnvironmentFirst(t *testing.T) {
+	sp := newLoopSpawner()
+	clk := newClock()
+	st := openStore(t, clk)
+	cfg := portal(spawnWorkshop("lab", 1, 1), workshop("static", 1, 0))
+	cfg.Sessions.Maximum = 1
+	svc := newSpawnService(t, st, clk, cfg, sp, sessions.Options{})
+	rs := reserves(live(t, svc, "demo-w01"))
+	if len(rs) != 1 {
+		t.Fatalf("reserves %v", rs)
+	}
+	eventually(t, "the reserve ready", func() bool { return stateIs(svc, rs[0], "WAITING") })
+	hold := make(chan struct{})
+	sp.mu.Lock()
+	sp.holdStop = hold
+	sp.mu.Unlock()
+	requestErr(t, svc, sessions.Request{Environment: "demo-w02", User: "u1"}, sessions.ErrNoSession)
+	if s := wantState(t, svc, rs[0], lifecycle.Stopping); s.Reason != "evicted" {
+		t.Fatalf("reason %q", s.Reason)
+	}
+	requestErr(t, svc, sessions.Request{Environment: "demo-w02", User: "u1"}, sessions.ErrNoSession)
+	close(hold)
+	eventually(t, "the reserve STOPPED", func() bool { return stateIs(svc, rs[0], "STOPPED") })
+	if sp.has(rs[0]) {
+		t.Fatal("environment left")
+	}
+	request(t, svc, "demo-w02", "u1")
+}
