@@ -20,6 +20,12 @@ func notReady(sess *sessions.Session) bool {
 	return sess.State == lifecycle.Starting || sess.Upstream == ""
 }
 
+// startFailed reports whether a session ended because its environment
+// could not be started.
+func startFailed(sess *sessions.Session) bool {
+	return sess.Reason == sessions.ReasonStartFailed || sess.Reason == sessions.ReasonStartInterrupted
+}
+
 var startingTmpl = template.Must(template.New("starting").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <meta http-equiv="refresh" content="{{.Refresh}}">

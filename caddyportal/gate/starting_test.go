@@ -2,6 +2,7 @@ package gate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -25,6 +26,7 @@ import (
 // release is closed.
 type heldSpawner struct {
 	release chan struct{}
+	fail    error // Start fails with it once released
 	mu      sync.Mutex
 	srvs    map[string]*httptest.Server
 }
@@ -35,6 +37,9 @@ func (h *heldSpawner) Start(ctx context.Context, spec spawner.Spec, progress fun
 	case <-h.release:
 	case <-ctx.Done():
 		return spawner.Env{}, ctx.Err()
+	}
+	if h.fail != nil {
+		return spawner.Env{}, h.fail
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "dashboard of %s", spec.Session)
@@ -69,10 +74,10 @@ func (h *heldSpawner) Alive(_ context.Context, env spawner.Env) bool {
 	return h.srvs[env.Session] != nil
 }
 
-// A browser activated on a session whose environment is still starting
-// gets the starting page (queue position, then the start's step), never
-// the dashboard, and reaches the dashboard once it is ready.
-func TestGateStartingPage(t *testing.T) {
+// startingSetup runs a path-mode gate over a service whose workshop "lab"
+// (environment sp-w01, capacity 2) uses sp, one start at a time.
+func startingSetup(t *testing.T, sp spawner.Spawner) (*sessions.Service, *Gate, *httptest.Server) {
+	t.Helper()
 	clk := storetest.NewClock(time.Now().UTC().Truncate(time.Second))
 	st, err := badgerstore.Open(badgerstore.Options{InMemory: true, Now: clk.Now, SweepInterval: -1})
 	if err != nil {
@@ -82,7 +87,6 @@ func TestGateStartingPage(t *testing.T) {
 	capacity, reserved := 2, 0
 	cfg := config.Portal{Name: "sp", Robot: config.Credentials{Password: "pw"}, Client: config.Client{ID: "c", Secret: "s"},
 		Workshops: []config.Workshop{{Name: "lab", Capacity: &capacity, Reserved: &reserved}}}
-	sp := &heldSpawner{release: make(chan struct{}), srvs: map[string]*httptest.Server{}}
 	svc, err := sessions.New(context.Background(), st, cfg, sessions.Options{Now: clk.Now, ReconcileInterval: time.Hour,
 		Spawners: map[string]spawner.Spawner{"lab": sp}, Starts: 1, Replica: "r1"})
 	if err != nil {
@@ -102,7 +106,57 @@ func TestGateStartingPage(t *testing.T) {
 		g.Handler(m).ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
+	return svc, g, srv
+}
 
+// A browser activated on a session whose environment could not start is
+// told so (and how to try again), not that the session merely ended.
+func TestGateStartFailedPage(t *testing.T) {
+	sp := &heldSpawner{release: make(chan struct{}), srvs: map[string]*httptest.Server{}, fail: errors.New("no such image")}
+	svc, g, srv := startingSetup(t, sp)
+	res, err := svc.RequestSession(context.Background(), sessions.Request{Environment: "sp-w01", User: "u1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := svc.Activate(context.Background(), res.Session.Name, res.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	if _, err := g.Activated(rec, httptest.NewRequest("GET", "/", nil), sess); err != nil {
+		t.Fatal(err)
+	}
+	close(sp.release) // the start fails now
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s, err := svc.Get(context.Background(), sess.Name)
+		if err == nil && s.State == lifecycle.Stopped {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the failed session never STOPPED")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	req, _ := http.NewRequest("GET", srv.URL+routes.SessionPath(sess.Name), nil)
+	req.AddCookie(rec.Result().Cookies()[0])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusGone || !strings.Contains(string(body), "could not be started") {
+		t.Fatalf("failed start: %d %s", resp.StatusCode, body)
+	}
+}
+
+// A browser activated on a session whose environment is still starting
+// gets the starting page (queue position, then the start's step), never
+// the dashboard, and reaches the dashboard once it is ready.
+func TestGateStartingPage(t *testing.T) {
+	sp := &heldSpawner{release: make(chan struct{}), srvs: map[string]*httptest.Server{}}
+	svc, g, srv := startingSetup(t, sp)
 	// Two sessions, activated at once: the first starts, the second waits.
 	var names []string
 	var cookies []*http.Cookie
