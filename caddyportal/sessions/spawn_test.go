@@ -167,7 +167,7 @@ func TestSpawnGoneBeforeReadyIsStartFailed(t *testing.T) {
 // place) until its environment is stopped.
 func TestSpawnExpiryStaysStoppingUntilStopped(t *testing.T) {
 	sp := newLoopSpawner()
-	sp.readyAfter = 300 * time.Millisecond
+	sp.readyAfter = time.Second // long enough to act before it is ready, even on a loaded machine
 	clk := newClock()
 	st := openStore(t, clk)
 	w := spawnWorkshop("lab", 1, 0)
@@ -250,7 +250,7 @@ func TestSpawnTerminateStopsEnvironment(t *testing.T) {
 // a request meanwhile gets a session of its own.
 func TestSpawnReservesReadyBeforeHandedOut(t *testing.T) {
 	sp := newLoopSpawner()
-	sp.readyAfter = 300 * time.Millisecond
+	sp.readyAfter = time.Second // long enough to act before it is ready, even on a loaded machine
 	clk := newClock()
 	st := openStore(t, clk)
 	svc := newSpawnService(t, st, clk, portal(spawnWorkshop("lab", 4, 2)), sp, sessions.Options{})
