@@ -117,6 +117,7 @@ const (
 	DefaultRefreshTokenTTL   = 30 * 24 * time.Hour
 	DefaultActivationTimeout = 60 * time.Second
 	DefaultRetention         = 36 * time.Hour
+	DefaultStarts            = 4
 )
 
 // Portal is the whole configuration of one training portal.
@@ -197,6 +198,13 @@ type Portal struct {
 	// multicast or reserved addresses; Caddy's admin listener is refused
 	// even inside an allowed network. Default: none.
 	AnalyticsAllow []string `json:"analytics_allow,omitempty"`
+
+	// Starts bounds how many session environments (of workshops with a
+	// spawner) each portal process starts at once; the others wait in
+	// FIFO order, their pages showing their position. Capacity rules are
+	// unchanged: a request is never refused because starts are busy.
+	// Default: 4; clamped to at least 1.
+	Starts int `json:"starts,omitempty"`
 
 	// Workshops are the workshops offered, one environment each, in order.
 	Workshops []Workshop `json:"workshops,omitempty"`

@@ -61,6 +61,12 @@ func (p Portal) WithDefaults() Portal {
 	if p.Retention == 0 {
 		p.Retention = Duration(DefaultRetention)
 	}
+	switch {
+	case p.Starts == 0:
+		p.Starts = DefaultStarts
+	case p.Starts < 0:
+		p.Starts = 1
+	}
 	if p.Sessions.Anonymous == 0 {
 		p.Sessions.Anonymous = p.Sessions.Registered
 	}

@@ -187,6 +187,14 @@ func (g *Gate) admit(w http.ResponseWriter, r *http.Request, name string) (*sess
 		return nil, ""
 	}
 	if sess.State.Ending() {
+		if startFailed(sess) {
+			// Its environment never became ready: Educates' notification
+			// for a session that did not start in time, and a page that
+			// says so and how to try again.
+			g.refused(notify(w, r, g.indexOf(sess), "startup-timeout", http.StatusGone, "Workshop could not start",
+				"The environment of this workshop session could not be started. Start the workshop again to get a new one."))
+			return nil, ""
+		}
 		g.refused(notify(w, r, g.indexOf(sess), "session-deleted", http.StatusGone, "Session ended",
 			"This workshop session has ended."))
 		return nil, ""
@@ -221,6 +229,10 @@ func (g *Gate) serveDashboard(w http.ResponseWriter, r *http.Request, name, rest
 
 // forward proxies an admitted request to the session's upstream.
 func (g *Gate) forward(w http.ResponseWriter, r *http.Request, sess *sessions.Session, user string) {
+	if notReady(sess) {
+		g.serveStarting(w, r, sess)
+		return
+	}
 	// prefix scopes the dashboard's cookies (path mode); forwarded tells
 	// the dashboard the prefix it was stripped of.
 	prefix, forwarded := "", ""

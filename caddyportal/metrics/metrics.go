@@ -96,6 +96,7 @@ type Metrics struct {
 	websockets  *prometheus.GaugeVec
 	webhooks    *prometheus.CounterVec
 	upstreams   *prometheus.GaugeVec
+	spawnStarts *prometheus.HistogramVec
 	// gateCounters caches the gate counter of each environment and
 	// status class: the gate counts every proxied request, and the vec's
 	// label lookup hashes both labels each time.
@@ -151,6 +152,13 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: Namespace, Name: "upstream_healthy",
 			Help: "Whether a workshop dashboard's last health probe succeeded (1) or failed (0), by environment and upstream; failed ones are not handed out.",
 		}, []string{"environment", "upstream"}),
+		spawnStarts: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: Namespace, Name: "spawn_start_seconds",
+			Help: "Starts of session environments (workshops with a spawner) by environment and result (ok, or why it failed), from leaving the start queue to ready or failure.",
+			// Processes start in well under a second, containers in
+			// seconds, images being pulled in minutes.
+			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300},
+		}, []string{"environment", "result"}),
 		pendingAt:  map[string]time.Time{},
 		terminates: map[string]bool{},
 	}
@@ -188,6 +196,9 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	if m.upstreams, err = adopt(reg, m.upstreams); err != nil {
 		return nil, err
 	}
+	if m.spawnStarts, err = adopt(reg, m.spawnStarts); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 
@@ -211,7 +222,7 @@ func adopt[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
 // collectors lists every collector in a fixed order.
 func (m *Metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.sessions, m.allocations, m.activation, m.extensions,
-		m.terminated, m.tokens, m.gate, m.websockets, m.webhooks, m.upstreams}
+		m.terminated, m.tokens, m.gate, m.websockets, m.webhooks, m.upstreams, m.spawnStarts}
 }
 
 // Register exposes the same collectors, with their current values, on
@@ -442,6 +453,20 @@ func (m *Metrics) UpstreamHealth(env, upstream string, healthy bool) {
 		v = 1
 	}
 	m.upstreams.WithLabelValues(env, upstream).Set(v)
+}
+
+// SpawnStart observes one start of a session environment: its duration
+// and result ("ok" or the failure reason). It fits
+// sessions.Options.OnStart.
+func (m *Metrics) SpawnStart(r sessions.StartResult) {
+	if m == nil {
+		return
+	}
+	result := r.Reason
+	if result == "" {
+		result = "ok"
+	}
+	m.spawnStarts.WithLabelValues(r.Environment, result).Observe(r.Duration.Seconds())
 }
 
 // WebhookDropped counts one webhook event dropped without an attempt. It

@@ -20,7 +20,9 @@ func healthTargets(svc *sessions.Service) []health.Target {
 	var templates map[string]health.Probe
 	for _, e := range svc.Environments() {
 		hc := e.Workshop.HealthCheck
-		if e.State != sessions.EnvRunning || hc != nil && hc.Disabled {
+		if e.State != sessions.EnvRunning || hc != nil && hc.Disabled || svc.Spawned(e) {
+			// (A spawner probes its environments' readiness itself, and
+			// they are stopped when they fail.)
 			continue
 		}
 		p := probeOf(hc)

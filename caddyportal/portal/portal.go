@@ -25,6 +25,7 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/oauth"
 	"github.com/caddyportal/caddyportal/caddyportal/redirects"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+	"github.com/caddyportal/caddyportal/caddyportal/spawner"
 	"github.com/caddyportal/caddyportal/caddyportal/store"
 	"github.com/caddyportal/caddyportal/caddyportal/tokens"
 	"github.com/caddyportal/caddyportal/caddyportal/webhooks"
@@ -61,6 +62,14 @@ type Deps struct {
 	Now func() time.Time
 	// ReconcileInterval overrides the service's reconcile period (tests).
 	ReconcileInterval time.Duration
+	// Spawners start the session environments of the workshops that have
+	// one, keyed by workshop name; a workshop without one keeps its static
+	// pool or template.
+	Spawners map[string]spawner.Spawner
+	// Replica names this process among the replicas sharing the store (it
+	// owns and reconciles the environments it starts); default: the host
+	// name.
+	Replica string
 }
 
 // Portal is one running training portal.
@@ -134,7 +143,8 @@ func New(ctx context.Context, cfg config.Portal, st store.Store, d Deps) (_ *Por
 	p.svc, err = sessions.New(ctx, st, cfg, sessions.Options{Logger: d.Logger, Now: d.Now,
 		ReconcileInterval: d.ReconcileInterval, OnEvent: p.onEvent,
 		OnEnd: d.Streams.End, OnChange: d.Streams.Changed, Healthy: p.health.Healthy,
-		OnRequestFailed: d.Metrics.AllocationFailed})
+		OnRequestFailed: d.Metrics.AllocationFailed, Spawners: d.Spawners, Replica: d.Replica,
+		OnStart: d.Metrics.SpawnStart})
 	if err != nil {
 		return nil, err
 	}

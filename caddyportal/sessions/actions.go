@@ -89,6 +89,18 @@ func (s *Service) Activate(ctx context.Context, name, token string) (*Session, e
 		if sess.State == lifecycle.Running {
 			return false, nil, nil
 		}
+		if sess.State == lifecycle.Starting {
+			// Its environment is not ready yet: the activation is recorded
+			// and the session becomes RUNNING when it is (see readied);
+			// until then the gate shows the starting page. It no longer
+			// has an activation deadline to meet.
+			if !sess.Activated.IsZero() {
+				return false, nil, nil
+			}
+			sess.Activated = now
+			sess.Expires = time.Time{}
+			return true, nil, nil
+		}
 		e := s.byEnv[sess.Environment]
 		sess.State = lifecycle.Running
 		sess.Started = now
@@ -180,6 +192,11 @@ func (s *Service) Terminate(ctx context.Context, name, reason string) (*Session,
 		// STOPPING: the dashboard is refused from now on, and so are the
 		// streams already open to it.
 		s.ended(name)
+		// Its environment is stopped now (the dashboard is refused
+		// anyway); the session is STOPPED once that is done.
+		if sess.Env != nil && sess.EnvOwner == s.replica {
+			s.queueStops([]string{name})
+		}
 	}
 	return sess, err
 }

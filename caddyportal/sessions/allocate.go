@@ -235,7 +235,9 @@ func (t *txState) allocate(req Request) (Result, error) {
 		if len(sess.TokenHashes) == 0 {
 			return Result{}, ErrCannotReacquire
 		}
-		if sess.Pending() {
+		if sess.Pending() && sess.Activated.IsZero() {
+			// (An activated session still starting has no deadline to
+			// renew: it becomes RUNNING when ready.)
 			sess.Expires = deadline
 		}
 		if err := t.holdUser(user); err != nil {
@@ -276,13 +278,21 @@ func (t *txState) allocate(req Request) (Result, error) {
 			return Result{}, err // a store failure, not "no session"
 		}
 		if !room {
-			return Result{}, ErrNoSession
+			// Full, but a reserve may still be starting: the request
+			// takes it rather than being refused because starts are busy.
+			if reserve, err = t.takeStarting(e); err != nil {
+				return Result{}, err
+			}
+			if reserve == nil {
+				return Result{}, ErrNoSession
+			}
+		} else {
+			if reserve, err = t.newSession(e, ""); err != nil {
+				return Result{}, err
+			}
+			// Made for this request, it is nobody's spare.
+			t.counts[e.Name].dropReserve(reserve.Name)
 		}
-		if reserve, err = t.newSession(e, ""); err != nil {
-			return Result{}, err
-		}
-		// Made for this request, it is nobody's spare.
-		t.counts[e.Name].dropReserve(reserve.Name)
 	}
 	reserve.Owner = user.ID
 	reserve.Allocated = t.now
@@ -290,7 +300,12 @@ func (t *txState) allocate(req Request) (Result, error) {
 	reserve.AnalyticsURL = req.AnalyticsURL
 	reserve.Params = req.Params
 	reserve.Expires = deadline
-	if req.NoToken {
+	if req.NoToken && reserve.State == lifecycle.Starting {
+		// Its environment is not ready: it is activated now and becomes
+		// RUNNING, its expiry counted from then, once ready.
+		reserve.Activated = t.now
+		reserve.Expires = time.Time{}
+	} else if req.NoToken {
 		reserve.State = lifecycle.Running
 		reserve.Started = t.now
 		reserve.Expires = e.Policy.ExpiresAtActivation(t.now)
@@ -473,7 +488,15 @@ func (t *txState) owned(user string) ([]*Session, error) {
 			stale = append(stale, keyOwned(user, name))
 			continue
 		}
-		if st, reason := sess.Effective(t.now); st == lifecycle.Stopped {
+		st, reason := sess.Effective(t.now)
+		if st == lifecycle.Stopping && sess.State != lifecycle.Stopping && sess.holdsEnv() {
+			// Ended, its environment still running: STOPPING from now
+			// on, never handed back (see retire).
+			if err := t.retire(sess, reason); err != nil {
+				return nil, err
+			}
+		}
+		if st == lifecycle.Stopped {
 			if t.spend() {
 				if err := t.finalize(sess, reason); err != nil {
 					return nil, err

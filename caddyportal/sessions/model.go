@@ -21,6 +21,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
+	"github.com/caddyportal/caddyportal/caddyportal/spawner"
 )
 
 // User groups. REST-created users are "anonymous" as in Educates.
@@ -80,9 +81,36 @@ type Session struct {
 	Stopped      time.Time `json:"stopped,omitzero"`
 	LastActivity time.Time `json:"last_activity,omitzero"`
 	// Reason says why the session stopped: terminated, expired,
-	// activation-timeout, orphaned, evicted, environment-removed.
+	// activation-timeout, orphaned, evicted, environment-removed, and for
+	// a spawned environment start-failed, start-interrupted,
+	// environment-lost.
 	Reason string `json:"reason,omitempty"`
+
+	// The fields below are set only for a workshop with a spawner.
+
+	// Env is the session's started environment; its Addr is also the
+	// Upstream, so the gate proxies to it like to any dashboard. While Env
+	// is set the session is never STOPPED (see Effective): the environment
+	// is stopped first, then Env is cleared and the session finalized in
+	// one transaction.
+	Env *spawner.Env `json:"env,omitempty"`
+	// Spawning is set while a start of the environment is under way (the
+	// backend may already have created something that Env does not name
+	// yet): it holds the session's place like Env does.
+	Spawning bool `json:"spawning,omitempty"`
+	// EnvOwner is the replica that starts, stops and reconciles the
+	// session's environment.
+	EnvOwner string `json:"env_owner,omitempty"`
+	// Progress is the last step of the start, for the starting page.
+	Progress *spawner.Progress `json:"progress,omitempty"`
+	// Activated is when a session still STARTING was activated: it
+	// becomes RUNNING, with its expiry counted from then, once ready.
+	Activated time.Time `json:"activated,omitzero"`
 }
+
+// holdsEnv reports whether the session has, or may have, a started
+// environment that must be stopped before the session is STOPPED.
+func (s *Session) holdsEnv() bool { return s.Env != nil || s.Spawning }
 
 // Reserved reports whether the session is an unowned spare.
 func (s *Session) Reserved() bool { return s.Owner == "" }
@@ -119,8 +147,21 @@ func (s *Session) Pending() bool {
 }
 
 // Effective returns the state the session is in at now, applying deadlines
-// that have passed but not been written yet, and the reason for a stop.
+// that have passed but not been written yet, and the reason for a stop. A
+// session that holds an environment is STOPPING, not STOPPED, when its end
+// has come: it keeps its place (capacity counts it) until the environment
+// is stopped, so nothing of it is alive once its place is free.
 func (s *Session) Effective(now time.Time) (lifecycle.State, string) {
+	st, reason := s.deadlines(now)
+	if st == lifecycle.Stopped && s.State != lifecycle.Stopped && s.holdsEnv() {
+		return lifecycle.Stopping, reason
+	}
+	return st, reason
+}
+
+// deadlines is Effective without the hold of an environment: the state the
+// session would be in if it had none.
+func (s *Session) deadlines(now time.Time) (lifecycle.State, string) {
 	switch s.State {
 	case lifecycle.Stopped:
 		return s.State, s.Reason
@@ -181,15 +222,34 @@ type envCount struct {
 	Live int `json:"live"`
 	// Reserves are the names of unowned WAITING sessions, oldest first.
 	Reserves []string `json:"reserves,omitempty"`
+	// Starting are the names of unowned STARTING sessions (reserves whose
+	// environment is not ready yet), oldest first: reserves to be, so
+	// topping up does not start more than wanted.
+	Starting []string `json:"starting,omitempty"`
 	dirty    bool
 }
 
 // enter counts a session that just entered the live index.
 func (c *envCount) enter(sess *Session) {
 	c.Live++
-	if sess.spare() {
+	switch {
+	case sess.spare():
 		c.Reserves = append(c.Reserves, sess.Name)
+	case sess.startingSpare():
+		c.Starting = append(c.Starting, sess.Name)
 	}
+	c.dirty = true
+}
+
+// startingSpare reports whether the session is a reserve whose environment
+// is not ready yet.
+func (s *Session) startingSpare() bool { return s.Reserved() && s.State == lifecycle.Starting }
+
+// ready moves a reserve whose environment became ready from Starting to
+// Reserves.
+func (c *envCount) ready(name string) {
+	c.dropReserve(name)
+	c.Reserves = append(c.Reserves, name)
 	c.dirty = true
 }
 
@@ -200,10 +260,15 @@ func (c *envCount) leave(name string) {
 	c.dirty = true
 }
 
-// dropReserve removes name from the reserves, if it is there.
+// dropReserve removes name from the reserves, ready or starting, if it is
+// there.
 func (c *envCount) dropReserve(name string) {
 	if i := slices.Index(c.Reserves, name); i >= 0 {
 		c.Reserves = slices.Delete(c.Reserves, i, i+1)
+		c.dirty = true
+	}
+	if i := slices.Index(c.Starting, name); i >= 0 {
+		c.Starting = slices.Delete(c.Starting, i, i+1)
 		c.dirty = true
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/caddyportal/caddyportal/caddyportal/config"
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
+	"github.com/caddyportal/caddyportal/caddyportal/spawner"
 	"github.com/caddyportal/caddyportal/caddyportal/store"
 )
 
@@ -57,6 +58,21 @@ type Options struct {
 	// refused or failed, whoever made it (REST API, pages, anonymous start
 	// link), so allocation metrics have one source. It must not block.
 	OnRequestFailed func(env string, err error)
+
+	// Spawners start the environments of the workshops that have one, by
+	// workshop name. A workshop without one keeps its static pool or
+	// template.
+	Spawners map[string]spawner.Spawner
+	// Replica names this process among the replicas sharing the store: it
+	// owns the environments it starts, and only it stops and reconciles
+	// them. Default: the host name.
+	Replica string
+	// Starts bounds how many environments this process starts at once;
+	// the others wait in FIFO order. Default: the portal's `starts`.
+	Starts int
+	// OnStart is told how each start attempt ended (for metrics). It must
+	// not block.
+	OnStart func(StartResult)
 }
 
 // Event names, as the Educates training portal sends them in analytics
@@ -135,7 +151,15 @@ type Service struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	mu     sync.Mutex // guards Lazy flags
+	mu     sync.Mutex // guards Lazy flags and backoff
+
+	// replica is Options.Replica with its default.
+	replica string
+	// startQ and stopQ run the spawners (see spawn.go).
+	startQ, stopQ workQueue
+	// backoff holds, by environment, when its reserves may be started
+	// again after a failed one.
+	backoff map[string]backoffState
 }
 
 // New syncs the configured workshops with the stored environments and
@@ -159,14 +183,34 @@ func New(ctx context.Context, st store.Store, cfg config.Portal, opts Options) (
 	}
 	// The service's store speaks its error vocabulary; the Watcher
 	// interface is looked for on the store behind any wrapper.
+	if opts.Replica == "" {
+		opts.Replica = defaultReplica()
+	}
+	if opts.Starts <= 0 {
+		opts.Starts = max(cfg.Starts, 1)
+	}
 	st = unwrapStore(st)
-	s := &Service{st: WrapStore(st), cfg: cfg, opts: opts, now: opts.Now, log: opts.Logger, byEnv: map[string]*Environment{}}
+	s := &Service{st: WrapStore(st), cfg: cfg, opts: opts, now: opts.Now, log: opts.Logger, byEnv: map[string]*Environment{},
+		replica: opts.Replica, backoff: map[string]backoffState{}}
+	s.startQ.limit, s.stopQ.limit = opts.Starts, maxStops
 	s.finalizeCap.Store(defaultFinalizeCap)
 	_, s.shared = st.(store.Watcher)
+	// The workers' context exists before the first transaction, which may
+	// queue starts (initial reserves); the queues stay closed until the
+	// reconciliation below has run.
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if err := s.syncEnvironments(ctx); err != nil {
+		s.cancel()
 		return nil, err
 	}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if err := s.recoverEnvironments(ctx); err != nil {
+		s.cancel()
+		return nil, fmt.Errorf("reconciling environments: %w", err)
+	}
+	s.startQ.setOpen(true)
+	s.stopQ.setOpen(true)
+	s.pump(&s.stopQ, s.stopOne)
+	s.pump(&s.startQ, s.startOne)
 	s.reqs = make(chan *allocReq, 4096)
 	s.wg.Add(2)
 	go s.allocLoop()
@@ -217,6 +261,9 @@ func (s *Service) shrinkFinalize() bool {
 // ErrClosed.
 func (s *Service) Close() {
 	s.cancel()
+	// No worker is added once the queues are closed (see pump).
+	s.startQ.setOpen(false)
+	s.stopQ.setOpen(false)
 	s.wg.Wait()
 }
 

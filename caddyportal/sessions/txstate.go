@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
+	"github.com/caddyportal/caddyportal/caddyportal/spawner"
 	"github.com/caddyportal/caddyportal/caddyportal/store"
 )
 
@@ -37,6 +38,10 @@ type txState struct {
 	// allocation would fail on it.
 	finalizeLeft int
 	capped       bool
+	// starts and stops are the sessions whose environment this
+	// transaction asks to start or stop: the service queues them once the
+	// commit succeeded (the spawner is never called inside a transaction).
+	starts, stops []string
 }
 
 func (s *Service) viewState(tx store.Txn) *txState {
@@ -69,6 +74,7 @@ func (s *Service) newTxState(tx store.Txn) (*txState, error) {
 // counters fn changed, and emits fn's events once the commit succeeded.
 func (s *Service) update(ctx context.Context, fn func(t *txState) error) error {
 	var events []Event
+	var starts, stops []string
 	err := s.st.Update(ctx, func(tx store.Txn) error {
 		t, err := s.newTxState(tx)
 		if err != nil {
@@ -80,11 +86,13 @@ func (s *Service) update(ctx context.Context, fn func(t *txState) error) error {
 		if err := t.flush(); err != nil {
 			return err
 		}
-		events = t.events
+		events, starts, stops = t.events, t.starts, t.stops
 		return nil
 	})
 	if err == nil {
 		s.emit(events)
+		s.queueStops(stops)
+		s.queueStarts(starts)
 	}
 	return err
 }
@@ -102,7 +110,16 @@ func (t *txState) env(name string) (map[string]*Session, error) {
 		return nil, err
 	}
 	for sn, sess := range m {
-		if st, reason := sess.Effective(t.now); st == lifecycle.Stopped {
+		st, reason := sess.Effective(t.now)
+		if st == lifecycle.Stopping && sess.holdsEnv() {
+			// Its end came but its environment still runs: it keeps its
+			// place until the environment is stopped.
+			if err := t.retire(sess, reason); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if st == lifecycle.Stopped {
 			// Its slot is free for this transaction from here on, whether
 			// or not the stop is written now: its streams end first.
 			t.s.ended(sn)
@@ -158,8 +175,11 @@ func (t *txState) scanLive(name string) (map[string]*Session, error) {
 	}
 	*c = envCount{Live: indexed, dirty: true}
 	for _, sess := range sortedSessions(m) {
-		if sess.spare() {
+		switch {
+		case sess.spare():
 			c.Reserves = append(c.Reserves, sess.Name)
+		case sess.startingSpare():
+			c.Starting = append(c.Starting, sess.Name)
 		}
 	}
 	return m, nil
@@ -269,8 +289,13 @@ func (t *txState) quiet(env string, slot int) (bool, error) {
 }
 
 // finalize makes a stop durable: the record becomes STOPPED, leaves the
-// indexes, and expires after the retention period.
+// indexes, and expires after the retention period. A session that holds an
+// environment is retired instead (STOPPING until its environment is
+// stopped): finalize never frees the place of a running environment.
 func (t *txState) finalize(sess *Session, reason string) error {
+	if sess.holdsEnv() {
+		return t.retire(sess, reason)
+	}
 	var c *envCount
 	if !t.readOnly {
 		// Read the counters while sess is still in the live index: if they
@@ -419,7 +444,11 @@ func (t *txState) underMaximum() (bool, error) {
 // slot; owner may be empty for a reserve. The caller checked capacity.
 func (t *txState) newSession(e *Environment, owner string) (*Session, error) {
 	slot, upstream := -1, ""
-	if tmpl, ok := e.Workshop.Template(); ok {
+	spawned := t.s.spawnerOf(e) != nil
+	if spawned {
+		// Its environment is started after the commit; until then it has
+		// no upstream and the gate shows the starting page.
+	} else if tmpl, ok := e.Workshop.Template(); ok {
 		upstream = tmpl // completed below, once the name is known
 	} else {
 		// A fixed list of upstreams bounds the live sessions, so reading
@@ -466,6 +495,12 @@ func (t *txState) newSession(e *Environment, owner string) (*Session, error) {
 	}
 	sess := &Session{Name: name, Environment: e.Name, Workshop: e.Workshop.Name, State: lifecycle.Waiting,
 		Owner: owner, Slot: slot, Upstream: upstream, Created: t.now}
+	if spawned {
+		sess.State = lifecycle.Starting
+		sess.EnvOwner = t.s.replica
+		sess.Progress = &spawner.Progress{Step: StepQueued, Message: "waiting for a free start"}
+		t.starts = append(t.starts, name)
+	}
 	// Read the counters before the session enters the live index (see
 	// finalize).
 	c, err := t.count(e.Name)
@@ -481,22 +516,38 @@ func (t *txState) newSession(e *Environment, owner string) (*Session, error) {
 }
 
 // evictOldestReserve stops the oldest unowned session portal-wide to make
-// room under the portal maximum. It reports whether one was found.
+// room under the portal maximum. It reports whether room was made. A
+// reserve whose environment runs keeps its place until that is stopped, so
+// reserves without one are evicted first; when only such reserves are
+// left, the oldest is retired (room comes once its environment is stopped)
+// and the request finds no room now.
 func (t *txState) evictOldestReserve() (bool, error) {
-	var oldest *Session
+	var oldest, oldestHeld *Session
+	older := func(a, b *Session) bool {
+		return b == nil || a.Created.Before(b.Created) || a.Created.Equal(b.Created) && a.Name < b.Name
+	}
 	for _, e := range t.s.envs {
 		m, err := t.env(e.Name)
 		if err != nil {
 			return false, err
 		}
 		for _, sess := range m {
-			if sess.Reserved() && (oldest == nil || sess.Created.Before(oldest.Created) ||
-				sess.Created.Equal(oldest.Created) && sess.Name < oldest.Name) {
+			switch {
+			case !sess.Reserved() || sess.State == lifecycle.Stopping:
+			case sess.holdsEnv():
+				if older(sess, oldestHeld) {
+					oldestHeld = sess
+				}
+			case older(sess, oldest):
 				oldest = sess
 			}
 		}
 	}
 	if oldest == nil {
+		if oldestHeld != nil {
+			oldestHeld.Reason = "evicted"
+			return false, t.retire(oldestHeld, "evicted")
+		}
 		return false, nil
 	}
 	oldest.Reason = "evicted"
@@ -513,7 +564,12 @@ func (t *txState) topUp(e *Environment, want int) error {
 	if err != nil {
 		return err
 	}
-	for len(c.Reserves) < want {
+	if t.s.spawnerOf(e) != nil && t.s.backingOff(e.Name, t.now) {
+		// Its last reserve start failed: the reconcile loop tries again
+		// once the backoff has passed, never in a tight loop.
+		return nil
+	}
+	for len(c.Reserves)+len(c.Starting) < want {
 		ok, err := t.underCapacity(e)
 		if err == nil && ok {
 			ok, err = t.underMaximum()
@@ -551,8 +607,10 @@ func (t *txState) takeReserve(e *Environment) (*Session, error) {
 		if err != nil {
 			return nil, err
 		}
-		if sess != nil && sess.Environment == e.Name && sess.spare() && sess.Live(t.now) {
-			if !t.s.healthy(sess.Upstream) {
+		if sess != nil && sess.Environment == e.Name && sess.spare() && sess.Live(t.now) && sess.State != lifecycle.Stopping {
+			// A spawned environment was probed ready by its spawner; the
+			// health checker does not know its address.
+			if sess.Env == nil && !t.s.healthy(sess.Upstream) {
 				// Its dashboard is down: retire it, which frees its place
 				// for a reserve on a healthy slot.
 				sess.Reason = "unhealthy"
@@ -565,4 +623,64 @@ func (t *txState) takeReserve(e *Environment) (*Session, error) {
 		}
 	}
 	return nil, nil
+}
+
+// takeStarting returns the oldest reserve of e whose environment is still
+// starting and takes it off the counters, or nil. A request that finds no
+// ready reserve and no room takes one of these rather than being refused:
+// it becomes the requester's session and is ready as soon as the reserve
+// would have been.
+func (t *txState) takeStarting(e *Environment) (*Session, error) {
+	c, err := t.count(e.Name)
+	if err != nil {
+		return nil, err
+	}
+	for len(c.Starting) > 0 {
+		name := c.Starting[0]
+		c.dropReserve(name)
+		sess, err := t.session(name)
+		if err != nil {
+			return nil, err
+		}
+		if sess != nil && sess.Environment == e.Name && sess.startingSpare() {
+			if st, _ := sess.Effective(t.now); st == lifecycle.Starting {
+				return sess, nil
+			}
+		}
+	}
+	return nil, nil
+}
+
+// retire ends a session that holds an environment: it becomes STOPPING
+// with its reason (its place still counted) and the owner replica is asked
+// to stop the environment; finalize runs once that is done (see
+// Service.stopOne). Retiring a STOPPING session again only asks again.
+func (t *txState) retire(sess *Session, reason string) error {
+	t.s.ended(sess.Name)
+	if sess.EnvOwner == t.s.replica && sess.Env != nil {
+		t.stops = append(t.stops, sess.Name)
+	}
+	if sess.State == lifecycle.Stopping && sess.Reason != "" {
+		return nil // already durable
+	}
+	if sess.Reason == "" {
+		sess.Reason = reason
+	}
+	if sess.State != lifecycle.Stopping {
+		sess.State = lifecycle.Stopping
+		if sess.Expires.IsZero() || sess.Expires.After(t.now) {
+			sess.Expires = t.now
+		}
+		sess.Stopped = sess.Expires
+	}
+	if t.readOnly {
+		// Readers see it STOPPING; the next read-write pass writes it.
+		return nil
+	}
+	c, err := t.count(sess.Environment)
+	if err != nil {
+		return err
+	}
+	c.dropReserve(sess.Name)
+	return t.put(sess)
 }

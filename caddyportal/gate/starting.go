@@ -1,0 +1,88 @@
+package gate
+
+import (
+	"html/template"
+	"net/http"
+	"strconv"
+
+	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
+	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+	"github.com/caddyportal/caddyportal/caddyportal/spawner"
+)
+
+// startingRefresh is how often the starting page reloads itself.
+const startingRefresh = 2
+
+// notReady reports whether a session's dashboard may not be proxied to yet:
+// its environment is still starting (or it has no address at all). The
+// learner is never sent to a dashboard that is not ready.
+func notReady(sess *sessions.Session) bool {
+	return sess.State == lifecycle.Starting || sess.Upstream == ""
+}
+
+// startFailed reports whether a session ended because its environment
+// could not be started.
+func startFailed(sess *sessions.Session) bool {
+	return sess.Reason == sessions.ReasonStartFailed || sess.Reason == sessions.ReasonStartInterrupted
+}
+
+var startingTmpl = template.Must(template.New("starting").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="refresh" content="{{.Refresh}}">
+<title>Starting your workshop</title>
+<style>body{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}
+h1{font-size:1.4rem}p{line-height:1.5}.step{color:#555}</style></head>
+<body><h1>Starting your workshop</h1>
+{{if .Position}}<p>Your workshop is queued at position {{.Position}}: it starts as soon as the ones before it have.</p>
+{{else}}<p>Your workshop environment is being prepared.</p>
+{{if .Step}}<p class="step">{{.Step}}{{if .Message}}: {{.Message}}{{end}}</p>{{end}}
+{{end}}<p>This page reloads itself and opens the workshop once it is ready.</p></body></html>
+`))
+
+// serveStarting answers a request for a session whose environment is not
+// ready: a page that shows the start's progress (its queue position, else
+// its last step) and reloads itself every startingRefresh seconds, with no
+// script, until the gate forwards to the ready dashboard. A request other
+// than GET or HEAD gets 503 with Retry-After instead: a 200 would tell the
+// script that made it that its call succeeded.
+func (g *Gate) serveStarting(w http.ResponseWriter, r *http.Request, sess *sessions.Session) {
+	hdr := w.Header()
+	hdr.Set("Cache-Control", "no-store")
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		hdr.Set("Retry-After", strconv.Itoa(startingRefresh))
+		g.metrics.GateRequest(sess.Environment, http.StatusServiceUnavailable)
+		jsonRefusal(w, http.StatusServiceUnavailable, "The workshop environment is still starting")
+		return
+	}
+	data := struct {
+		Refresh, Position int
+		Step, Message     string
+	}{Refresh: startingRefresh, Position: g.svc.QueuePosition(sess.Name)}
+	if p := sess.Progress; p != nil && data.Position == 0 {
+		data.Step, data.Message = stepTitle(p.Step), p.Message
+	}
+	hdr.Set("Content-Type", "text/html; charset=utf-8")
+	hdr.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'")
+	w.WriteHeader(http.StatusOK)
+	g.metrics.GateRequest(sess.Environment, http.StatusOK)
+	if r.Method == http.MethodGet {
+		_ = startingTmpl.Execute(w, data)
+	}
+}
+
+// stepTitle names a progress step for the learner.
+func stepTitle(step string) string {
+	switch step {
+	case sessions.StepQueued:
+		return "Queued"
+	case spawner.StepStarting:
+		return "Starting"
+	case spawner.StepStarted:
+		return "Started"
+	case spawner.StepWaiting:
+		return "Waiting for the dashboard"
+	case spawner.StepReady:
+		return "Ready"
+	}
+	return step
+}

@@ -1,0 +1,228 @@
+package gate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddyportal/caddyportal/caddyportal/config"
+	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
+	"github.com/caddyportal/caddyportal/caddyportal/routes"
+	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+	"github.com/caddyportal/caddyportal/caddyportal/spawner"
+	"github.com/caddyportal/caddyportal/caddyportal/store/badgerstore"
+	"github.com/caddyportal/caddyportal/caddyportal/store/storetest"
+	"github.com/caddyportal/caddyportal/caddyportal/tokens"
+)
+
+// heldSpawner starts each environment as a real loopback HTTP server once
+// release is closed.
+type heldSpawner struct {
+	release chan struct{}
+	fail    error // Start fails with it once released
+	mu      sync.Mutex
+	srvs    map[string]*httptest.Server
+}
+
+func (h *heldSpawner) Start(ctx context.Context, spec spawner.Spec, progress func(spawner.Progress)) (spawner.Env, error) {
+	spawner.Report(progress, spawner.StepStarting, "creating the test dashboard")
+	select {
+	case <-h.release:
+	case <-ctx.Done():
+		return spawner.Env{}, ctx.Err()
+	}
+	if h.fail != nil {
+		return spawner.Env{}, h.fail
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "dashboard of %s", spec.Session)
+	}))
+	h.mu.Lock()
+	h.srvs[spec.Session] = srv
+	h.mu.Unlock()
+	return spawner.Env{Session: spec.Session, Addr: strings.TrimPrefix(srv.URL, "http://")}, nil
+}
+
+func (h *heldSpawner) Ready(ctx context.Context, env spawner.Env) error {
+	return spawner.Probe(ctx, env.Addr, "/")
+}
+
+func (h *heldSpawner) ReadyTimeout() time.Duration { return 5 * time.Second }
+
+func (h *heldSpawner) Stop(_ context.Context, env spawner.Env) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if srv := h.srvs[env.Session]; srv != nil {
+		srv.Close()
+		delete(h.srvs, env.Session)
+	}
+	return nil
+}
+
+func (h *heldSpawner) List(context.Context) ([]spawner.Env, error) { return nil, nil }
+
+func (h *heldSpawner) Alive(_ context.Context, env spawner.Env) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.srvs[env.Session] != nil
+}
+
+// startingSetup runs a path-mode gate over a service whose workshop "lab"
+// (environment sp-w01, capacity 2) uses sp, one start at a time.
+func startingSetup(t *testing.T, sp spawner.Spawner) (*sessions.Service, *Gate, *httptest.Server) {
+	t.Helper()
+	clk := storetest.NewClock(time.Now().UTC().Truncate(time.Second))
+	st, err := badgerstore.Open(badgerstore.Options{InMemory: true, Now: clk.Now, SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	capacity, reserved := 2, 0
+	cfg := config.Portal{Name: "sp", Robot: config.Credentials{Password: "pw"}, Client: config.Client{ID: "c", Secret: "s"},
+		Workshops: []config.Workshop{{Name: "lab", Capacity: &capacity, Reserved: &reserved}}}
+	svc, err := sessions.New(context.Background(), st, cfg, sessions.Options{Now: clk.Now, ReconcileInterval: time.Hour,
+		Spawners: map[string]spawner.Spawner{"lab": sp}, Starts: 1, Replica: "r1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(svc.Close)
+	signer, err := tokens.NewSigner(tokens.DeriveKey([]byte("0123456789abcdef0123456789abcdef"), "cookies"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := New(Options{Service: svc, Cookies: NewCookies(signer, "portal-sp-"), Proxy: stdProxy{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m, _ := routes.Match(r)
+		g.Handler(m).ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return svc, g, srv
+}
+
+// A browser activated on a session whose environment could not start is
+// told so (and how to try again), not that the session merely ended.
+func TestGateStartFailedPage(t *testing.T) {
+	sp := &heldSpawner{release: make(chan struct{}), srvs: map[string]*httptest.Server{}, fail: errors.New("no such image")}
+	svc, g, srv := startingSetup(t, sp)
+	res, err := svc.RequestSession(context.Background(), sessions.Request{Environment: "sp-w01", User: "u1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := svc.Activate(context.Background(), res.Session.Name, res.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	if _, err := g.Activated(rec, httptest.NewRequest("GET", "/", nil), sess); err != nil {
+		t.Fatal(err)
+	}
+	close(sp.release) // the start fails now
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s, err := svc.Get(context.Background(), sess.Name)
+		if err == nil && s.State == lifecycle.Stopped {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the failed session never STOPPED")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	req, _ := http.NewRequest("GET", srv.URL+routes.SessionPath(sess.Name), nil)
+	req.AddCookie(rec.Result().Cookies()[0])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusGone || !strings.Contains(string(body), "could not be started") {
+		t.Fatalf("failed start: %d %s", resp.StatusCode, body)
+	}
+}
+
+// A browser activated on a session whose environment is still starting
+// gets the starting page (queue position, then the start's step), never
+// the dashboard, and reaches the dashboard once it is ready.
+func TestGateStartingPage(t *testing.T) {
+	sp := &heldSpawner{release: make(chan struct{}), srvs: map[string]*httptest.Server{}}
+	svc, g, srv := startingSetup(t, sp)
+	// Two sessions, activated at once: the first starts, the second waits.
+	var names []string
+	var cookies []*http.Cookie
+	for _, user := range []string{"u1", "u2"} {
+		res, err := svc.RequestSession(context.Background(), sessions.Request{Environment: "sp-w01", User: user})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sess, err := svc.Activate(context.Background(), res.Session.Name, res.Token)
+		if err != nil || sess.State != lifecycle.Starting {
+			t.Fatalf("Activate = %v, %v; want STARTING", sess, err)
+		}
+		rec := httptest.NewRecorder()
+		if _, err := g.Activated(rec, httptest.NewRequest("GET", "/", nil), sess); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, sess.Name)
+		cookies = append(cookies, rec.Result().Cookies()[0])
+	}
+	do := func(i int, method string) (*http.Response, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, srv.URL+routes.SessionPath(names[i]), nil)
+		req.AddCookie(cookies[i])
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		body, _ := io.ReadAll(res.Body)
+		return res, string(body)
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitFor("the first start under way", func() bool {
+		s, err := svc.Get(context.Background(), names[0])
+		return err == nil && s.Progress != nil && s.Progress.Step == spawner.StepStarting
+	})
+	res, body := do(1, "GET")
+	if res.StatusCode != 200 || !strings.Contains(body, "queued at position 1") || !strings.Contains(body, `http-equiv="refresh" content="2"`) ||
+		strings.Contains(body, "<script") || res.Header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("queued session's page: %d %v\n%s", res.StatusCode, res.Header, body)
+	}
+	waitFor("the first page's step", func() bool {
+		_, body = do(0, "GET")
+		return strings.Contains(body, "Starting: creating the test dashboard")
+	})
+	if res, _ := do(0, "POST"); res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") != "2" {
+		t.Fatalf("POST while starting: %d %v", res.StatusCode, res.Header)
+	}
+	close(sp.release)
+	for i, name := range names {
+		waitFor(name+" RUNNING", func() bool {
+			s, err := svc.Get(context.Background(), name)
+			return err == nil && s.State == lifecycle.Running
+		})
+		waitFor(name+"'s dashboard", func() bool {
+			res, body := do(i, "GET")
+			return res.StatusCode == 200 && body == "dashboard of "+name
+		})
+	}
+}

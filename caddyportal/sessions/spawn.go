@@ -1,0 +1,646 @@
+package sessions
+
+// This file runs the environments of workshops that have a spawner: the
+// start queue (at most Options.Starts at once, FIFO), the stop queue, and
+// the reconciliation after a restart. The spawner is only ever called
+// outside transactions; each step's outcome is written in a transaction of
+// its own, which re-reads the session and copes with whatever happened to
+// it meanwhile (terminated, expired, handed to a user).
+//
+// A spawned session's life:
+//
+//	STARTING, queued (Progress "queued") → Spawning (the backend's Start runs)
+//	→ Env stored (Upstream = Env.Addr) → readiness probes → WAITING (a reserve,
+//	or a pending session) or RUNNING (activated while it started)
+//	... → its end (terminate, expiry, orphaned, eviction, start failure):
+//	STOPPING while Env is set → the owner replica's Stop → Env cleared and
+//	the session finalized (STOPPED, place free) in one transaction.
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddyportal/caddyportal/caddyportal/config"
+	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
+	"github.com/caddyportal/caddyportal/caddyportal/spawner"
+	"github.com/caddyportal/caddyportal/caddyportal/store"
+)
+
+// StepQueued is the progress step of a session waiting for a free start
+// (its page shows its position, see QueuePosition); StepFailed is the step
+// of a start that failed.
+const (
+	StepQueued = "queued"
+	StepFailed = "failed"
+)
+
+// Reasons a spawned session ends with, besides the common ones.
+const (
+	ReasonStartFailed      = "start-failed"
+	ReasonStartInterrupted = "start-interrupted"
+	ReasonEnvironmentLost  = "environment-lost"
+)
+
+// DefaultStarts is how many environments start at once when neither the
+// portal's `starts` nor Options.Starts says.
+const DefaultStarts = config.DefaultStarts
+
+// stopTimeout bounds one Stop call; a stop that fails is retried by the
+// reconcile loop.
+const stopTimeout = 2 * time.Minute
+
+// maxStops bounds concurrent stops: stopping is cheap next to starting,
+// but an end-of-class wave must not fork hundreds of killers at once.
+const maxStops = 8
+
+// Reserve start backoff: after a failed reserve start, the environment's
+// reserves are not started again for minBackoff, doubling up to maxBackoff
+// while they keep failing.
+const (
+	minBackoff = time.Second
+	maxBackoff = 5 * time.Minute
+)
+
+// StartResult tells Options.OnStart how a start attempt ended.
+type StartResult struct {
+	Environment string
+	Session     string
+	// Duration is from the start leaving the queue to ready or failure.
+	Duration time.Duration
+	// Reason is "" for a start that became ready, else why it failed
+	// (ReasonStartFailed, with Err the cause).
+	Reason string
+	Err    error
+}
+
+// workQueue is a FIFO of session names worked on by at most limit
+// goroutines. A name is in it at most once, waiting or being worked on.
+type workQueue struct {
+	mu      sync.Mutex
+	waiting []string
+	active  map[string]bool // waiting or running
+	running int
+	limit   int
+	open    bool // workers may run: false before the restart reconciliation and after Close
+}
+
+func (q *workQueue) add(names []string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.active == nil {
+		q.active = map[string]bool{}
+	}
+	for _, n := range names {
+		if !q.active[n] {
+			q.active[n] = true
+			q.waiting = append(q.waiting, n)
+		}
+	}
+}
+
+// position is name's 1-based place among the waiting, 0 when it is not
+// waiting.
+func (q *workQueue) position(name string) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return slices.Index(q.waiting, name) + 1
+}
+
+func (q *workQueue) setOpen(open bool) {
+	q.mu.Lock()
+	q.open = open
+	q.mu.Unlock()
+}
+
+// pump starts workers for waiting names while there is room. Workers are
+// added to s.wg under q.mu, and Close closes the queue under q.mu before
+// it waits, so no worker is added once Close waits.
+func (s *Service) pump(q *workQueue, run func(string)) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for q.open && q.running < q.limit && len(q.waiting) > 0 {
+		name := q.waiting[0]
+		q.waiting = q.waiting[1:]
+		q.running++
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer func() {
+				q.mu.Lock()
+				q.running--
+				delete(q.active, name)
+				q.mu.Unlock()
+				s.pump(q, run)
+			}()
+			defer s.recoverWorker(name)
+			run(name)
+		}()
+	}
+}
+
+func (s *Service) recoverWorker(name string) {
+	if v := recover(); v != nil {
+		s.log.Error("environment worker panicked", zap.String("session", name), zap.Any("panic", v))
+	}
+}
+
+// queueStarts queues the start of the named sessions' environments.
+func (s *Service) queueStarts(names []string) {
+	if len(names) == 0 {
+		return
+	}
+	s.startQ.add(names)
+	s.pump(&s.startQ, s.startOne)
+}
+
+// queueStops queues the stop of the named sessions' environments.
+func (s *Service) queueStops(names []string) {
+	if len(names) == 0 {
+		return
+	}
+	s.stopQ.add(names)
+	s.pump(&s.stopQ, s.stopOne)
+}
+
+// QueuePosition is the 1-based position of a session waiting for its
+// environment to start, 0 when it is not waiting (started, starting, or
+// not a spawned session).
+func (s *Service) QueuePosition(name string) int { return s.startQ.position(name) }
+
+// spawnerOf returns the spawner of an environment's workshop, or nil for a
+// workshop with a static pool or template.
+func (s *Service) spawnerOf(e *Environment) spawner.Spawner {
+	if e == nil {
+		return nil
+	}
+	return s.opts.Spawners[e.Workshop.Name]
+}
+
+// Spawned reports whether an environment's sessions get environments from
+// a spawner (which probes their readiness itself) rather than a static
+// pool or template.
+func (s *Service) Spawned(e *Environment) bool { return s.spawnerOf(e) != nil }
+
+// backingOff reports whether reserve starts of env wait for a backoff.
+func (s *Service) backingOff(env string, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.backoff[env]
+	return ok && now.Before(b.until)
+}
+
+type backoffState struct {
+	delay time.Duration
+	until time.Time
+}
+
+// failedReserve starts or doubles env's reserve backoff.
+func (s *Service) failedReserve(env string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.backoff[env]
+	b.delay = min(max(2*b.delay, minBackoff), maxBackoff)
+	b.until = s.now().Add(b.delay)
+	s.backoff[env] = b
+}
+
+// readyReserve ends env's backoff: its starts work again.
+func (s *Service) readyReserve(env string) {
+	s.mu.Lock()
+	delete(s.backoff, env)
+	s.mu.Unlock()
+}
+
+// rawSession reads a session record as stored, deadlines not applied.
+func (s *Service) rawSession(ctx context.Context, name string) (*Session, error) {
+	var sess *Session
+	err := s.st.View(ctx, func(tx store.Txn) error {
+		v, err := tx.Get(keySession(name))
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		sess = &Session{}
+		if unmarshal(v, sess) != nil {
+			sess = nil
+		}
+		return nil
+	})
+	return sess, err
+}
+
+// startOne starts one session's environment and waits until it is ready.
+func (s *Service) startOne(name string) {
+	ctx := s.ctx
+	sess, e, err := s.claim(ctx, name)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("claiming a start", zap.String("session", name), zap.Error(err))
+		}
+		return
+	}
+	if sess == nil {
+		return
+	}
+	sp := s.spawnerOf(e)
+	begin := time.Now()
+	if e.Overdue > 0 {
+		// The workshop's overdue bounds the whole start, queue excluded.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, e.Overdue)
+		defer cancel()
+	}
+	progress := s.progressWriter(name)
+	env := sess.Env
+	if env == nil {
+		got, err := sp.Start(ctx, s.specOf(sess), progress)
+		if err != nil {
+			s.startFailed(name, e, begin, err)
+			return
+		}
+		if !s.storeEnv(name, sp, got) {
+			return
+		}
+		env = &got
+	}
+	if err := spawner.WaitReady(ctx, sp, *env, progress); err != nil {
+		s.startFailed(name, e, begin, err)
+		return
+	}
+	s.readied(name, e, begin)
+}
+
+// claim marks a queued session's start as under way (Spawning), so its
+// place stays held whatever happens to the session while the backend
+// works. It returns nil when there is nothing to start: the session ended,
+// is ready, or belongs to another replica. A session whose Env is already
+// set (adopted after a restart before it was ready) is returned as it is,
+// to be waited for.
+func (s *Service) claim(ctx context.Context, name string) (*Session, *Environment, error) {
+	var out *Session
+	var env *Environment
+	err := s.update(ctx, func(t *txState) error {
+		out, env = nil, nil
+		sess, err := t.session(name)
+		if err != nil || sess == nil {
+			return err
+		}
+		e := s.byEnv[sess.Environment]
+		if st, _ := sess.Effective(t.now); st != lifecycle.Starting || sess.EnvOwner != s.replica || s.spawnerOf(e) == nil {
+			return nil
+		}
+		if sess.Spawning {
+			// Another worker's start is under way (a config reload's
+			// overlap); one start per session, or an environment would
+			// be left that no record names.
+			return nil
+		}
+		if sess.Env == nil {
+			sess.Spawning = true
+			sess.Progress = &spawner.Progress{Step: spawner.StepStarting, Message: "starting the environment"}
+			if err := t.put(sess); err != nil {
+				return err
+			}
+		}
+		cp := *sess
+		out, env = &cp, e
+		return nil
+	})
+	s.cache.drop(name)
+	return out, env, err
+}
+
+// specOf says what to start for a session.
+func (s *Service) specOf(sess *Session) spawner.Spec {
+	prefix := "/workshops/session/" + sess.Name + "/"
+	spec := spawner.Spec{Portal: s.cfg.Name, Session: sess.Name, User: sess.Owner, Workshop: sess.Workshop,
+		Environment: sess.Environment, Prefix: prefix, Protocol: "http"}
+	if u, err := url.Parse(s.cfg.URL); err == nil && u.Host != "" {
+		spec.Protocol = u.Scheme
+		spec.Domain = u.Hostname()
+		spec.URL = u.Scheme + "://" + u.Host + prefix
+	}
+	if s.cfg.Dashboards.Mode == config.DashboardsHost {
+		spec.Domain = s.cfg.Dashboards.Domain
+		spec.URL = spec.Protocol + "://" + sess.Name + "." + spec.Domain + "/"
+	}
+	if len(sess.Params) > 0 {
+		spec.Parameters = map[string]string{}
+		for _, p := range sess.Params {
+			spec.Parameters[p.Name] = p.Value
+		}
+	}
+	return spec
+}
+
+// progressWriter returns the progress callback of one start: it saves each
+// new step in the session record (at most one write per step, so a chatty
+// backend does not load the store) for the starting page and API clients.
+func (s *Service) progressWriter(name string) func(spawner.Progress) {
+	var mu sync.Mutex
+	last := ""
+	return func(p spawner.Progress) {
+		mu.Lock()
+		defer mu.Unlock()
+		if p.Step == last {
+			return
+		}
+		last = p.Step
+		err := s.st.Update(s.ctx, func(tx store.Txn) error {
+			v, err := tx.Get(keySession(name))
+			if err != nil {
+				return err
+			}
+			sess := &Session{}
+			if err := unmarshal(v, sess); err != nil || sess.State != lifecycle.Starting {
+				return err
+			}
+			sess.Progress = &p
+			return tx.Set(keySession(name), marshal(sess))
+		})
+		if err != nil && s.ctx.Err() == nil {
+			s.log.Debug("saving start progress", zap.String("session", name), zap.Error(err))
+		}
+		s.cache.drop(name)
+	}
+}
+
+// storeEnv records a started environment in its session. It reports
+// whether to go on and wait for readiness: false when the session ended
+// meanwhile, in which case its environment is being stopped.
+func (s *Service) storeEnv(name string, sp spawner.Spawner, env spawner.Env) bool {
+	goOn, orphan := false, false
+	err := s.update(s.ctx, func(t *txState) error {
+		goOn, orphan = false, false
+		sess, err := t.session(name)
+		if err != nil {
+			return err
+		}
+		if sess == nil || sess.State == lifecycle.Stopped {
+			orphan = true // nothing records it: stop it here
+			return nil
+		}
+		if sess.Env != nil {
+			orphan = true // recorded another start's environment meanwhile
+			return nil
+		}
+		sess.Env = &env
+		sess.Upstream = env.Addr
+		sess.Spawning = false
+		if st, reason := sess.Effective(t.now); st == lifecycle.Stopping {
+			return t.retire(sess, reason)
+		}
+		goOn = true
+		return t.put(sess)
+	})
+	s.cache.drop(name)
+	if err != nil || orphan {
+		// The start's outcome could not be recorded: the environment must
+		// not outlive this start.
+		ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+		defer cancel()
+		if serr := sp.Stop(ctx, env); serr != nil {
+			s.log.Warn("stopping an unrecorded environment", zap.String("session", name), zap.Error(serr))
+		}
+		return false
+	}
+	return goOn
+}
+
+// readied makes a session whose environment answered ready: WAITING (a
+// reserve to hand out, or a pending session), or RUNNING when it was
+// activated while it started.
+func (s *Service) readied(name string, e *Environment, begin time.Time) {
+	reserve := false
+	err := s.update(s.ctx, func(t *txState) error {
+		reserve = false
+		sess, err := t.session(name)
+		if err != nil || sess == nil || sess.State == lifecycle.Stopped {
+			return err
+		}
+		switch st, reason := sess.Effective(t.now); st {
+		case lifecycle.Stopping:
+			return t.retire(sess, reason)
+		case lifecycle.Starting:
+		default:
+			return nil // made ready by another worker already
+		}
+		sess.Progress = &spawner.Progress{Step: spawner.StepReady, Message: "the dashboard is ready"}
+		switch {
+		case sess.Reserved():
+			reserve = true
+			sess.State = lifecycle.Waiting
+			c, err := t.count(sess.Environment)
+			if err != nil {
+				return err
+			}
+			c.ready(name)
+		case !sess.Activated.IsZero():
+			sess.State = lifecycle.Running
+			sess.Started = t.now
+			sess.Expires = e.Policy.ExpiresAtActivation(t.now)
+			sess.LastActivity = t.now
+			t.event(EventSessionStarted, sess, nil)
+		default:
+			sess.State = lifecycle.Waiting
+		}
+		return t.put(sess)
+	})
+	s.cache.drop(name)
+	if err != nil {
+		if s.ctx.Err() == nil {
+			s.log.Warn("recording a ready environment", zap.String("session", name), zap.Error(err))
+		}
+		return
+	}
+	if reserve {
+		s.readyReserve(e.Name)
+	}
+	s.log.Info("environment ready", zap.String("session", name), zap.Duration("took", time.Since(begin)))
+	if s.opts.OnStart != nil {
+		s.opts.OnStart(StartResult{Environment: e.Name, Session: name, Duration: time.Since(begin)})
+	}
+}
+
+// startFailed ends a session whose environment did not start or become
+// ready: start-failed, its place freed once anything started is stopped.
+// A failed reserve makes its environment back off before the next one.
+func (s *Service) startFailed(name string, e *Environment, begin time.Time, cause error) {
+	if s.ctx.Err() != nil {
+		// Shutting down (a reload): the start is not failed, only cut
+		// short; the next start-up's reconciliation settles it.
+		return
+	}
+	s.log.Warn("environment start failed", zap.String("session", name), zap.Error(cause))
+	reserve := false
+	err := s.update(s.ctx, func(t *txState) error {
+		reserve = false
+		sess, err := t.session(name)
+		if err != nil || sess == nil || sess.State == lifecycle.Stopped {
+			return err
+		}
+		reserve = sess.Reserved()
+		sess.Spawning = false
+		sess.Progress = &spawner.Progress{Step: StepFailed, Message: cause.Error()}
+		if sess.State != lifecycle.Stopping {
+			sess.Reason = ReasonStartFailed
+		}
+		return t.finalize(sess, ReasonStartFailed)
+	})
+	s.cache.drop(name)
+	if err != nil {
+		s.log.Warn("recording a failed start", zap.String("session", name), zap.Error(err))
+	}
+	if reserve {
+		s.failedReserve(e.Name)
+	}
+	if s.opts.OnStart != nil {
+		s.opts.OnStart(StartResult{Environment: e.Name, Session: name, Duration: time.Since(begin),
+			Reason: ReasonStartFailed, Err: cause})
+	}
+}
+
+// stopOne stops the environment of a session that ended, then clears Env
+// and finalizes the session in one transaction. A failed stop leaves the
+// session STOPPING; the reconcile loop queues it again.
+func (s *Service) stopOne(name string) {
+	sess, err := s.rawSession(s.ctx, name)
+	if err != nil || sess == nil || sess.Env == nil || sess.EnvOwner != s.replica {
+		return
+	}
+	if st, _ := sess.Effective(s.now()); st != lifecycle.Stopping {
+		return // never stop the environment of a live session
+	}
+	sp := s.spawnerOf(s.byEnv[sess.Environment])
+	if sp == nil {
+		s.log.Warn("no spawner to stop a session's environment (its workshop was removed?)", zap.String("session", name))
+		return
+	}
+	env := *sess.Env
+	ctx, cancel := context.WithTimeout(s.ctx, stopTimeout)
+	defer cancel()
+	if err := sp.Stop(ctx, env); err != nil {
+		if s.ctx.Err() == nil {
+			s.log.Warn("stopping an environment failed; retried later", zap.String("session", name), zap.Error(err))
+		}
+		return
+	}
+	err = s.update(s.ctx, func(t *txState) error {
+		sess, err := t.session(name)
+		if err != nil || sess == nil || sess.Env == nil || sess.Env.Addr != env.Addr || sess.State == lifecycle.Stopped {
+			return err
+		}
+		sess.Env = nil
+		_, reason := sess.deadlines(t.now)
+		return t.finalize(sess, reason)
+	})
+	s.cache.drop(name)
+	if err != nil && s.ctx.Err() == nil {
+		s.log.Warn("finalizing a stopped environment's session", zap.String("session", name), zap.Error(err))
+	}
+}
+
+// recoverEnvironments is the reconciliation at start-up, before any start
+// or stop runs: every spawner lists what it finds; environments of live
+// sessions this replica owns that are still alive are adopted, every other
+// one of this portal is stopped; this replica's sessions are settled
+// (start-interrupted, environment-lost, stops and starts queued again).
+// Sessions another replica owns are left to it.
+func (s *Service) recoverEnvironments(ctx context.Context) error {
+	for _, e := range s.envs {
+		sp := s.spawnerOf(e)
+		if sp == nil {
+			continue
+		}
+		listed, err := sp.List(ctx)
+		if err != nil {
+			// Without the list nothing can be told a stray; sessions are
+			// still settled from their records below.
+			s.log.Warn("listing environments", zap.String("environment", e.Name), zap.Error(err))
+		}
+		var live map[string]*Session
+		err = s.st.View(ctx, func(tx store.Txn) error {
+			var err error
+			live, err = s.viewState(tx).scanLive(e.Name)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		alive := map[string]bool{}
+		for name, sess := range live {
+			if sess.Env != nil && sess.EnvOwner == s.replica && sp.Alive(ctx, *sess.Env) {
+				alive[name] = true
+			}
+		}
+		for _, env := range listed {
+			sess := live[env.Session]
+			if sess != nil && sess.Env != nil && sess.Env.Addr == env.Addr && (sess.EnvOwner != s.replica || alive[sess.Name]) {
+				continue // adopted, or another replica's to judge
+			}
+			s.log.Info("stopping an environment no live session holds", zap.String("environment", e.Name), zap.String("session", env.Session))
+			if err := sp.Stop(ctx, env); err != nil {
+				s.log.Warn("stopping a stray environment", zap.String("session", env.Session), zap.Error(err))
+			}
+		}
+		err = s.update(ctx, func(t *txState) error {
+			m, err := t.env(e.Name)
+			if err != nil {
+				return err
+			}
+			for _, sess := range sortedSessions(m) {
+				if sess.EnvOwner != s.replica {
+					continue
+				}
+				switch {
+				case sess.Env != nil && !alive[sess.Name]:
+					// Gone while the portal was down: ended with a reason,
+					// and Stop removes whatever is left of it.
+					if sess.State != lifecycle.Stopping {
+						sess.Reason = ReasonEnvironmentLost
+					}
+					if err := t.retire(sess, ReasonEnvironmentLost); err != nil {
+						return err
+					}
+				case sess.Env == nil && sess.Spawning:
+					// A start was cut short: what it made was stopped above.
+					sess.Spawning = false
+					if sess.State != lifecycle.Stopping {
+						sess.Reason = ReasonStartInterrupted
+					}
+					sess.Progress = &spawner.Progress{Step: StepFailed, Message: "the portal restarted while the environment started"}
+					if err := t.finalize(sess, ReasonStartInterrupted); err != nil {
+						return err
+					}
+				case sess.State == lifecycle.Starting:
+					// Still queued (nothing was started, so it keeps its
+					// turn), or started and adopted but not yet ready.
+					t.starts = append(t.starts, sess.Name)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// defaultReplica names this process when Options.Replica is empty: the
+// host name, stable across restarts, which is what reconciliation needs.
+func defaultReplica() string {
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "local"
+}

@@ -1,0 +1,278 @@
+package sessions_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddyportal/caddyportal/caddyportal/config"
+	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+	"github.com/caddyportal/caddyportal/caddyportal/spawner"
+	"github.com/caddyportal/caddyportal/caddyportal/store"
+)
+
+// loopSpawner is a real spawner for tests: each environment is an HTTP
+// server on a loopback port in this process. Environments can be made slow
+// to become ready, fail to start, or die; Start and Stop can be held to
+// observe the states in between. It survives a "portal restart" (a new
+// Service on the same store), as processes survive their portal.
+type loopSpawner struct {
+	mu         sync.Mutex
+	envs       map[string]*loopEnv // by session
+	next       int
+	readyAfter time.Duration // how long a new dashboard answers 503
+	failStart  error         // Start fails with it
+	hold       chan struct{} // Start waits for it to close (or ctx) when set
+	tokens     chan struct{} // when set, each Start waits for one token
+	holdStop   chan struct{} // Stop waits for it to close when set
+	timeout    time.Duration
+	starts     []string // sessions in the order Start was called
+	stops      []string // sessions in the order Stop removed them
+	running    int      // Start calls under way
+	maxRunning int
+}
+
+type loopEnv struct {
+	id      int
+	srv     *httptest.Server
+	readyAt time.Time
+	dead    bool
+}
+
+type loopState struct {
+	ID int `json:"id"`
+}
+
+func newLoopSpawner() *loopSpawner {
+	return &loopSpawner{envs: map[string]*loopEnv{}, timeout: 5 * time.Second}
+}
+
+func (l *loopSpawner) Start(ctx context.Context, spec spawner.Spec, progress func(spawner.Progress)) (spawner.Env, error) {
+	l.mu.Lock()
+	l.starts = append(l.starts, spec.Session)
+	l.running++
+	l.maxRunning = max(l.maxRunning, l.running)
+	hold, fail, tokens := l.hold, l.failStart, l.tokens
+	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		l.running--
+		l.mu.Unlock()
+	}()
+	spawner.Report(progress, spawner.StepStarting, "starting a loopback server")
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return spawner.Env{}, ctx.Err()
+		}
+	}
+	if tokens != nil {
+		select {
+		case <-tokens:
+		case <-ctx.Done():
+			return spawner.Env{}, ctx.Err()
+		}
+	}
+	if fail != nil {
+		return spawner.Env{}, fail
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.next++
+	e := &loopEnv{id: l.next, readyAt: time.Now().Add(l.readyAfter)}
+	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if time.Now().Before(e.readyAt) {
+			http.Error(w, "not yet", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintf(w, "dashboard of %s", spec.Session)
+	}))
+	l.envs[spec.Session] = e
+	spawner.Report(progress, spawner.StepStarted, "the server runs")
+	return l.envOf(spec.Session, e), nil
+}
+
+func (l *loopSpawner) envOf(session string, e *loopEnv) spawner.Env {
+	st, _ := json.Marshal(loopState{ID: e.id})
+	return spawner.Env{Session: session, Addr: e.srv.Listener.Addr().String(), State: st}
+}
+
+// find returns the environment env names, if it is still that one.
+func (l *loopSpawner) find(env spawner.Env) *loopEnv {
+	var st loopState
+	_ = json.Unmarshal(env.State, &st)
+	e := l.envs[env.Session]
+	if e == nil || e.id != st.ID {
+		return nil
+	}
+	return e
+}
+
+func (l *loopSpawner) Ready(ctx context.Context, env spawner.Env) error {
+	l.mu.Lock()
+	e := l.find(env)
+	gone := e == nil || e.dead
+	l.mu.Unlock()
+	if gone {
+		return fmt.Errorf("loopback server of %s: %w", env.Session, spawner.ErrGone)
+	}
+	return spawner.Probe(ctx, env.Addr, "/")
+}
+
+func (l *loopSpawner) ReadyTimeout() time.Duration { return l.timeout }
+
+func (l *loopSpawner) Stop(ctx context.Context, env spawner.Env) error {
+	l.mu.Lock()
+	hold := l.holdStop
+	l.mu.Unlock()
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e := l.find(env); e != nil {
+		e.srv.Close()
+		delete(l.envs, env.Session)
+		l.stops = append(l.stops, env.Session)
+	}
+	return nil
+}
+
+func (l *loopSpawner) List(context.Context) ([]spawner.Env, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []spawner.Env
+	for s, e := range l.envs {
+		out = append(out, l.envOf(s, e))
+	}
+	return out, nil
+}
+
+func (l *loopSpawner) Alive(_ context.Context, env spawner.Env) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.find(env)
+	return e != nil && !e.dead
+}
+
+// kill makes a session's dashboard die (its server closes).
+func (l *loopSpawner) kill(session string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e := l.envs[session]; e != nil {
+		e.dead = true
+		e.srv.Close()
+	}
+}
+
+// stray starts an environment no session holds (left by a crash).
+func (l *loopSpawner) stray(t *testing.T, session string) {
+	t.Helper()
+	if _, err := l.Start(context.Background(), spawner.Spec{Session: session}, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (l *loopSpawner) has(session string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.envs[session] != nil
+}
+
+func (l *loopSpawner) startOrder() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.starts...)
+}
+
+func (l *loopSpawner) runningStarts() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.running
+}
+
+var _ spawner.Spawner = (*loopSpawner)(nil)
+
+// spawnWorkshop is a workshop for a spawner: no pool, an explicit capacity.
+func spawnWorkshop(name string, capacity, reserved int) config.Workshop {
+	return config.Workshop{Name: name, Title: "Title " + name, Capacity: intp(capacity), Reserved: intp(reserved)}
+}
+
+// newSpawnService starts a service whose workshop "lab" (if configured)
+// uses sp; opts may set more.
+func newSpawnService(t *testing.T, st store.Store, clk *fakeClock, cfg config.Portal, sp spawner.Spawner, opts sessions.Options) *sessions.Service {
+	t.Helper()
+	opts.Now, opts.StopGrace = clk.Now, grace
+	if opts.ReconcileInterval == 0 {
+		opts.ReconcileInterval = time.Hour
+	}
+	if opts.Replica == "" {
+		opts.Replica = "r1"
+	}
+	if opts.Spawners == nil {
+		opts.Spawners = map[string]spawner.Spawner{"lab": sp}
+	}
+	svc, err := sessions.New(context.Background(), st, cfg, opts)
+	if err != nil {
+		t.Fatalf("sessions.New: %v", err)
+	}
+	t.Cleanup(svc.Close)
+	return svc
+}
+
+// eventually polls cond until it holds or 10 s passed.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// stateIs reports whether a session is in state want now.
+func stateIs(svc *sessions.Service, name string, want string) bool {
+	s, err := svc.Get(context.Background(), name)
+	return err == nil && string(s.State) == want
+}
+
+// dashboard GETs a session's upstream and returns the body.
+func dashboard(t *testing.T, sess *sessions.Session) string {
+	t.Helper()
+	resp, err := http.Get("http://" + sess.Upstream + "/")
+	if err != nil {
+		t.Fatalf("GET dashboard of %s: %v", sess.Name, err)
+	}
+	defer resp.Body.Close()
+	buf := make([]byte, 256)
+	n, _ := resp.Body.Read(buf)
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET dashboard of %s: HTTP %d", sess.Name, resp.StatusCode)
+	}
+	return string(buf[:n])
+}
+
+// dialFails reports whether nothing answers at addr any more.
+func dialFails(addr string) bool {
+	c := http.Client{Timeout: time.Second}
+	resp, err := c.Get("http://" + addr + "/")
+	if err == nil {
+		resp.Body.Close()
+	}
+	return err != nil
+}
+
+var errBoom = errors.New("boom: the image does not exist")

@@ -1,0 +1,467 @@
+package sessions_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddyportal/caddyportal/caddyportal/config"
+	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
+	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+	"github.com/caddyportal/caddyportal/caddyportal/spawner"
+)
+
+// A class start: with starts 2, two environments start at once and the
+// rest wait in request order, each knowing its position; none is refused.
+func TestSpawnStartQueueIsBoundedAndFIFO(t *testing.T) {
+	sp := newLoopSpawner()
+	sp.tokens = make(chan struct{})
+	clk := newClock()
+	st := openStore(t, clk)
+	svc := newSpawnService(t, st, clk, portal(spawnWorkshop("lab", 10, 0)), sp, sessions.Options{Starts: 2})
+	var got []string
+	for i := range 5 {
+		res := request(t, svc, "demo-w01", fmt.Sprintf("u%d", i))
+		if res.Session.State != lifecycle.Starting || res.Session.Upstream != "" || res.Session.Slot != -1 {
+			t.Fatalf("new session = %s upstream %q slot %d, want STARTING without upstream", res.Session.State, res.Session.Upstream, res.Session.Slot)
+		}
+		got = append(got, res.Session.Name)
+	}
+	eventually(t, "two starts under way", func() bool { return sp.runningStarts() == 2 })
+	time.Sleep(50 * time.Millisecond) // a third start would show now
+	if n := sp.runningStarts(); n != 2 {
+		t.Fatalf("%d starts under way, want 2", n)
+	}
+	positions := func(want ...int) {
+		t.Helper()
+		for i, name := range got {
+			if p := svc.QueuePosition(name); p != want[i] {
+				t.Errorf("QueuePosition(%s) = %d, want %d", name, p, want[i])
+			}
+		}
+	}
+	// The first two are starting, the rest queued 1, 2, 3.
+	positions(0, 0, 1, 2, 3)
+	for _, name := range got {
+		wantState(t, svc, name, lifecycle.Starting)
+	}
+	if p := get(t, svc, got[0]).Progress; p == nil || p.Step != spawner.StepStarting {
+		t.Errorf("progress of a start under way = %+v, want step %q", p, spawner.StepStarting)
+	}
+	if p := get(t, svc, got[4]).Progress; p == nil || p.Step != sessions.StepQueued {
+		t.Errorf("progress of a queued start = %+v, want step %q", p, sessions.StepQueued)
+	}
+	// Each start that ends lets the next in line start, in request order.
+	for i := 2; i < 5; i++ {
+		sp.tokens <- struct{}{}
+		eventually(t, got[i]+" starting", func() bool { return len(sp.startOrder()) == i+1 })
+		if order := sp.startOrder(); order[i] != got[i] {
+			t.Fatalf("start order %v, want %s next", order, got[i])
+		}
+		want := []int{0, 0, 0, 0, 0}
+		for j := i + 1; j < 5; j++ {
+			want[j] = j - i
+		}
+		positions(want...)
+	}
+	close(sp.tokens)
+	for _, name := range got {
+		eventually(t, name+" WAITING", func() bool { return stateIs(svc, name, "WAITING") })
+		sess := get(t, svc, name)
+		if body := dashboard(t, sess); body != "dashboard of "+name {
+			t.Fatalf("dashboard of %s says %q", name, body)
+		}
+		if sess.Env == nil || sess.Env.Addr != sess.Upstream || sess.EnvOwner != "r1" {
+			t.Fatalf("%s: env %+v upstream %q owner %q", name, sess.Env, sess.Upstream, sess.EnvOwner)
+		}
+	}
+	if sp.maxRunning > 2 {
+		t.Fatalf("%d starts ran at once, want at most 2", sp.maxRunning)
+	}
+}
+
+// eventLog collects the service's events.
+type eventLog struct {
+	mu  sync.Mutex
+	evs []sessions.Event
+}
+
+func (l *eventLog) add(ev sessions.Event) { l.mu.Lock(); l.evs = append(l.evs, ev); l.mu.Unlock() }
+
+func (l *eventLog) find(name, session string) *sessions.Event {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := range l.evs {
+		if l.evs[i].Name == name && l.evs[i].Session == session {
+			return &l.evs[i]
+		}
+	}
+	return nil
+}
+
+// A start that fails ends the session with start-failed (an event with the
+// reason, OnStart told) and frees its place for the next request.
+func TestSpawnFailedStartEndsSessionAndFreesPlace(t *testing.T) {
+	sp := newLoopSpawner()
+	sp.failStart = errBoom
+	clk := newClock()
+	st := openStore(t, clk)
+	var evs eventLog
+	var mu sync.Mutex
+	var results []sessions.StartResult
+	svc := newSpawnService(t, st, clk, portal(spawnWorkshop("lab", 1, 0)), sp, sessions.Options{OnEvent: evs.add,
+		OnStart: func(r sessions.StartResult) { mu.Lock(); results = append(results, r); mu.Unlock() }})
+	first := request(t, svc, "demo-w01", "u1").Session.Name
+	eventually(t, "the failed session STOPPED", func() bool { return stateIs(svc, first, "STOPPED") })
+	sess := get(t, svc, first)
+	if sess.Reason != sessions.ReasonStartFailed {
+		t.Fatalf("reason %q, want %q", sess.Reason, sessions.ReasonStartFailed)
+	}
+	if sess.Progress == nil || sess.Progress.Step != sessions.StepFailed || !strings.Contains(sess.Progress.Message, "boom") {
+		t.Fatalf("progress %+v, want the failure", sess.Progress)
+	}
+	ev := evs.find(sessions.EventSessionDeleted, first)
+	if ev == nil || ev.Data["reason"] != sessions.ReasonStartFailed {
+		t.Fatalf("Session/Deleted event = %+v, want reason start-failed", ev)
+	}
+	mu.Lock()
+	if len(results) != 1 || results[0].Reason != sessions.ReasonStartFailed || !errors.Is(results[0].Err, errBoom) {
+		t.Fatalf("OnStart results %+v", results)
+	}
+	mu.Unlock()
+	// The place is free: capacity 1 takes a new session.
+	sp.mu.Lock()
+	sp.failStart = nil
+	sp.mu.Unlock()
+	second := request(t, svc, "demo-w01", "u2").Session.Name
+	eventually(t, "the next session WAITING", func() bool { return stateIs(svc, second, "WAITING") })
+}
+
+// An environment that dies before it is ready fails the start too, and
+// its leftovers are stopped before the place is freed.
+func TestSpawnGoneBeforeReadyIsStartFailed(t *testing.T) {
+	sp := newLoopSpawner()
+	sp.readyAfter = time.Hour
+	clk := newClock()
+	st := openStore(t, clk)
+	svc := newSpawnService(t, st, clk, portal(spawnWorkshop("lab", 1, 0)), sp, sessions.Options{})
+	name := request(t, svc, "demo-w01", "u1").Session.Name
+	eventually(t, "the environment started", func() bool { return get(t, svc, name).Env != nil })
+	sp.kill(name)
+	eventually(t, "STOPPED", func() bool { return stateIs(svc, name, "STOPPED") })
+	if r := get(t, svc, name).Reason; r != sessions.ReasonStartFailed {
+		t.Fatalf("reason %q", r)
+	}
+	if sp.has(name) {
+		t.Fatal("the dead environment was not stopped (removed) before the session was STOPPED")
+	}
+}
+
+// Activated while it starts, a session becomes RUNNING once ready with its
+// expiry counted from then; when it expires it stays STOPPING (holding its
+// place) until its environment is stopped.
+func TestSpawnExpiryStaysStoppingUntilStopped(t *testing.T) {
+	sp := newLoopSpawner()
+	sp.readyAfter = time.Second // long enough to act before it is ready, even on a loaded machine
+	clk := newClock()
+	st := openStore(t, clk)
+	w := spawnWorkshop("lab", 1, 0)
+	w.Expires = config.Duration(10 * time.Minute)
+	var ended sync.Map
+	svc := newSpawnService(t, st, clk, portal(w), sp, sessions.Options{OnEnd: func(s string) { ended.Store(s, true) }})
+	res := request(t, svc, "demo-w01", "u1")
+	name := res.Session.Name
+	sess, err := svc.Activate(context.Background(), name, res.Token)
+	if err != nil || sess.State != lifecycle.Starting {
+		t.Fatalf("Activate while starting = %v, %v; want STARTING", sess, err)
+	}
+	if _, err := svc.Activate(context.Background(), name, "wrong"); !errors.Is(err, sessions.ErrBadToken) {
+		t.Fatalf("Activate with a wrong token = %v", err)
+	}
+	eventually(t, "RUNNING", func() bool { return stateIs(svc, name, "RUNNING") })
+	sess = get(t, svc, name)
+	if !sess.Expires.Equal(sess.Started.Add(10*time.Minute)) || sess.Started.IsZero() {
+		t.Fatalf("started %v expires %v, want expiry 10m after ready", sess.Started, sess.Expires)
+	}
+	upstream := sess.Upstream
+
+	hold := make(chan struct{})
+	sp.mu.Lock()
+	sp.holdStop = hold
+	sp.mu.Unlock()
+	clk.Advance(11 * time.Minute)
+	if s := wantState(t, svc, name, lifecycle.Stopping); s.Reason != "expired" {
+		t.Fatalf("reason %q, want expired", s.Reason)
+	}
+	// Its owner does not get it back.
+	requestErr(t, svc, sessions.Request{Environment: "demo-w01", User: "u1"}, sessions.ErrNoSession)
+	reconcile(t, svc) // queues the stop, which is held
+	time.Sleep(50 * time.Millisecond)
+	wantState(t, svc, name, lifecycle.Stopping)
+	if _, ok := ended.Load(name); !ok {
+		t.Fatal("OnEnd was not called when the session left RUNNING")
+	}
+	// Its place is still taken.
+	requestErr(t, svc, sessions.Request{Environment: "demo-w01", User: "u2"}, sessions.ErrNoSession)
+	wantState(t, svc, name, lifecycle.Stopping)
+	close(hold)
+	eventually(t, "STOPPED", func() bool { return stateIs(svc, name, "STOPPED") })
+	if s := get(t, svc, name); s.Reason != "expired" || s.Env != nil {
+		t.Fatalf("stopped session: reason %q env %+v", s.Reason, s.Env)
+	}
+	if !dialFails(upstream) {
+		t.Fatal("the dashboard still answers after the session STOPPED")
+	}
+	request(t, svc, "demo-w01", "u2")
+}
+
+// Terminate stops the environment at once; the session is STOPPED when it
+// is gone.
+func TestSpawnTerminateStopsEnvironment(t *testing.T) {
+	sp := newLoopSpawner()
+	clk := newClock()
+	st := openStore(t, clk)
+	svc := newSpawnService(t, st, clk, portal(spawnWorkshop("lab", 1, 0)), sp, sessions.Options{})
+	res := request(t, svc, "demo-w01", "u1")
+	name := res.Session.Name
+	eventually(t, "WAITING", func() bool { return stateIs(svc, name, "WAITING") })
+	if _, err := svc.Activate(context.Background(), name, res.Token); err != nil {
+		t.Fatal(err)
+	}
+	wantState(t, svc, name, lifecycle.Running)
+	if _, err := svc.Terminate(context.Background(), name, ""); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "STOPPED", func() bool { return stateIs(svc, name, "STOPPED") })
+	if sp.has(name) {
+		t.Fatal("environment still there")
+	}
+	if r := get(t, svc, name).Reason; r != "terminated" {
+		t.Fatalf("reason %q", r)
+	}
+}
+
+// Reserves are started environments: they are handed out only once ready;
+// a request meanwhile gets a session of its own.
+func TestSpawnReservesReadyBeforeHandedOut(t *testing.T) {
+	sp := newLoopSpawner()
+	sp.readyAfter = time.Second // long enough to act before it is ready, even on a loaded machine
+	clk := newClock()
+	st := openStore(t, clk)
+	svc := newSpawnService(t, st, clk, portal(spawnWorkshop("lab", 4, 2)), sp, sessions.Options{})
+	rs := reserves(live(t, svc, "demo-w01"))
+	if len(rs) != 2 {
+		t.Fatalf("reserves %v, want 2", rs)
+	}
+	for _, r := range rs {
+		wantState(t, svc, r, lifecycle.Starting)
+	}
+	if u := sessions.UsageOf(live(t, svc, "demo-w01")); u.Available != 0 {
+		t.Fatalf("available %d while reserves start, want 0", u.Available)
+	}
+	early := request(t, svc, "demo-w01", "early").Session
+	if slices.Contains(rs, early.Name) || early.State != lifecycle.Starting {
+		t.Fatalf("a request while reserves start got %s (%s); want a new STARTING session", early.Name, early.State)
+	}
+	for _, r := range rs {
+		eventually(t, r+" WAITING", func() bool { return stateIs(svc, r, "WAITING") })
+	}
+	if u := sessions.UsageOf(live(t, svc, "demo-w01")); u.Available != 2 {
+		t.Fatalf("available %d once ready, want 2", u.Available)
+	}
+	got := request(t, svc, "demo-w01", "late").Session
+	if !slices.Contains(rs, got.Name) || got.State != lifecycle.Waiting {
+		t.Fatalf("a request after the reserves are ready got %s (%s), want one of %v WAITING", got.Name, got.State, rs)
+	}
+	if body := dashboard(t, got); !strings.Contains(body, got.Name) {
+		t.Fatalf("dashboard says %q", body)
+	}
+	// The pool is refilled with a starting reserve (capacity 4: early,
+	// late, the other reserve and the new one).
+	all := live(t, svc, "demo-w01")
+	if len(all) != 4 || len(reserves(all)) != 2 {
+		t.Fatalf("live %v reserves %v, want 4 with 2 reserves", names(all), reserves(all))
+	}
+}
+
+// When the workshop is full and only reserves still starting are left, a
+// request takes one rather than being refused.
+func TestSpawnFullTakesStartingReserve(t *testing.T) {
+	sp := newLoopSpawner()
+	sp.hold = make(chan struct{})
+	clk := newClock()
+	st := openStore(t, clk)
+	svc := newSpawnService(t, st, clk, portal(spawnWorkshop("lab", 1, 1)), sp, sessions.Options{})
+	rs := reserves(live(t, svc, "demo-w01"))
+	got := request(t, svc, "demo-w01", "u1").Session
+	if len(rs) != 1 || got.Name != rs[0] || got.Owner != "u1" {
+		t.Fatalf("got %s owned by %q, want the starting reserve %v", got.Name, got.Owner, rs)
+	}
+	close(sp.hold)
+	eventually(t, "WAITING", func() bool { return stateIs(svc, got.Name, "WAITING") })
+	if s := get(t, svc, got.Name); s.Owner != "u1" {
+		t.Fatalf("owner %q after ready", s.Owner)
+	}
+}
+
+// A failing reserve is retried with backoff, not in a tight loop.
+func TestSpawnFailingReserveBacksOff(t *testing.T) {
+	sp := newLoopSpawner()
+	sp.failStart = errBoom
+	clk := newClock()
+	st := openStore(t, clk)
+	svc := newSpawnService(t, st, clk, portal(spawnWorkshop("lab", 2, 1)), sp, sessions.Options{})
+	eventually(t, "the first reserve failed", func() bool { return len(live(t, svc, "demo-w01")) == 0 })
+	for range 5 {
+		reconcile(t, svc)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n := len(sp.startOrder()); n != 1 {
+		t.Fatalf("%d starts before the backoff passed, want 1", n)
+	}
+	clk.Advance(2 * time.Second)
+	reconcile(t, svc)
+	eventually(t, "a second start", func() bool { return len(sp.startOrder()) == 2 })
+	eventually(t, "the second reserve failed", func() bool { return len(live(t, svc, "demo-w01")) == 0 })
+	clk.Advance(time.Second) // the backoff doubled to 2s
+	reconcile(t, svc)
+	time.Sleep(50 * time.Millisecond)
+	if n := len(sp.startOrder()); n != 2 {
+		t.Fatalf("%d starts, want 2 until the doubled backoff passed", n)
+	}
+}
+
+// After a restart the portal adopts the live environments of its
+// sessions, stops strays, ends a session whose start was cut short and one
+// whose environment died, and starts queued sessions.
+func TestSpawnRestartReconciles(t *testing.T) {
+	sp := newLoopSpawner()
+	clk := newClock()
+	st := openStore(t, clk)
+	cfg := portal(spawnWorkshop("lab", 5, 0))
+	svc := newSpawnService(t, st, clk, cfg, sp, sessions.Options{Starts: 1})
+	kept := request(t, svc, "demo-w01", "u1").Session.Name
+	eventually(t, "kept WAITING", func() bool { return stateIs(svc, kept, "WAITING") })
+	lost := request(t, svc, "demo-w01", "u2").Session.Name
+	eventually(t, "lost WAITING", func() bool { return stateIs(svc, lost, "WAITING") })
+	sp.mu.Lock()
+	sp.hold = make(chan struct{})
+	sp.mu.Unlock()
+	cut := request(t, svc, "demo-w01", "u3").Session.Name
+	queued := request(t, svc, "demo-w01", "u4").Session.Name
+	eventually(t, "cut's start under way", func() bool { return sp.runningStarts() == 1 })
+	if !get(t, svc, cut).Spawning || svc.QueuePosition(queued) != 1 {
+		t.Fatalf("cut spawning %v, queued at %d", get(t, svc, cut).Spawning, svc.QueuePosition(queued))
+	}
+	svc.Close() // kill -9 as far as the store is concerned: nothing more is written
+	sp.mu.Lock()
+	sp.hold = nil
+	sp.mu.Unlock()
+	sp.kill(lost)
+	sp.stray(t, "demo-w01-s999")
+	keptAddr := get(t, svc, kept).Upstream
+
+	svc2 := newSpawnService(t, st, clk, cfg, sp, sessions.Options{})
+	if !sp.has(kept) || sp.has("demo-w01-s999") {
+		t.Fatalf("after restart: kept env present %v, stray present %v", sp.has(kept), sp.has("demo-w01-s999"))
+	}
+	if s := wantState(t, svc2, kept, lifecycle.Waiting); s.Upstream != keptAddr || dashboard(t, s) != "dashboard of "+kept {
+		t.Fatal("the adopted environment does not serve its session")
+	}
+	if s := wantState(t, svc2, cut, lifecycle.Stopped); s.Reason != sessions.ReasonStartInterrupted {
+		t.Fatalf("cut: reason %q", s.Reason)
+	}
+	eventually(t, "lost STOPPED", func() bool { return stateIs(svc2, lost, "STOPPED") })
+	if r := get(t, svc2, lost).Reason; r != sessions.ReasonEnvironmentLost {
+		t.Fatalf("lost: reason %q", r)
+	}
+	eventually(t, "queued WAITING", func() bool { return stateIs(svc2, queued, "WAITING") })
+}
+
+// Sessions whose environment another replica owns are left to it.
+func TestSpawnRestartLeavesOtherReplica(t *testing.T) {
+	sp := newLoopSpawner()
+	clk := newClock()
+	st := openStore(t, clk)
+	cfg := portal(spawnWorkshop("lab", 5, 0))
+	svcA := newSpawnService(t, st, clk, cfg, sp, sessions.Options{Replica: "a"})
+	name := request(t, svcA, "demo-w01", "u1").Session.Name
+	eventually(t, "WAITING", func() bool { return stateIs(svcA, name, "WAITING") })
+	sp.kill(name) // dead, but only its owner may say so
+	svcB := newSpawnService(t, st, clk, cfg, sp, sessions.Options{Replica: "b"})
+	if s := wantState(t, svcB, name, lifecycle.Waiting); s.EnvOwner != "a" {
+		t.Fatalf("owner %q", s.EnvOwner)
+	}
+}
+
+// A workshop without a spawner is unchanged next to one with a spawner.
+func TestSpawnOtherWorkshopUnchanged(t *testing.T) {
+	sp := newLoopSpawner()
+	clk := newClock()
+	st := openStore(t, clk)
+	svc := newSpawnService(t, st, clk, portal(workshop("static", 2, 1), spawnWorkshop("lab", 2, 0)), sp, sessions.Options{})
+	s := request(t, svc, "demo-w01", "u1").Session
+	if s.State != lifecycle.Waiting || s.Upstream != "dash-"+s.Name+".svc:8080" || s.Env != nil || s.EnvOwner != "" {
+		t.Fatalf("static session %+v", s)
+	}
+	if len(sp.startOrder()) != 0 {
+		t.Fatal("the spawner was used for a static workshop")
+	}
+}
+
+// A dashboard that does not answer within the spawner's ready timeout
+// fails the start; its environment is stopped before the place is free.
+func TestSpawnNotReadyInTimeIsStartFailed(t *testing.T) {
+	sp := newLoopSpawner()
+	sp.readyAfter = time.Hour
+	sp.timeout = 200 * time.Millisecond
+	clk := newClock()
+	st := openStore(t, clk)
+	svc := newSpawnService(t, st, clk, portal(spawnWorkshop("lab", 1, 0)), sp, sessions.Options{})
+	name := request(t, svc, "demo-w01", "u1").Session.Name
+	eventually(t, "STOPPED", func() bool { return stateIs(svc, name, "STOPPED") })
+	sess := get(t, svc, name)
+	if sess.Reason != sessions.ReasonStartFailed || !strings.Contains(sess.Progress.Message, "HTTP 503") {
+		t.Fatalf("reason %q progress %+v", sess.Reason, sess.Progress)
+	}
+	if sp.has(name) {
+		t.Fatal("the environment that never became ready was left running")
+	}
+}
+
+// Evicting a ready reserve under the portal maximum stops its
+// environment before its place is given to anyone: the request that
+// caused it is refused until then, and served after.
+func TestSpawnEvictionStopsEnvironmentFirst(t *testing.T) {
+	sp := newLoopSpawner()
+	clk := newClock()
+	st := openStore(t, clk)
+	cfg := portal(spawnWorkshop("lab", 1, 1), workshop("static", 1, 0))
+	cfg.Sessions.Maximum = 1
+	svc := newSpawnService(t, st, clk, cfg, sp, sessions.Options{})
+	rs := reserves(live(t, svc, "demo-w01"))
+	if len(rs) != 1 {
+		t.Fatalf("reserves %v", rs)
+	}
+	eventually(t, "the reserve ready", func() bool { return stateIs(svc, rs[0], "WAITING") })
+	hold := make(chan struct{})
+	sp.mu.Lock()
+	sp.holdStop = hold
+	sp.mu.Unlock()
+	requestErr(t, svc, sessions.Request{Environment: "demo-w02", User: "u1"}, sessions.ErrNoSession)
+	if s := wantState(t, svc, rs[0], lifecycle.Stopping); s.Reason != "evicted" {
+		t.Fatalf("reason %q", s.Reason)
+	}
+	requestErr(t, svc, sessions.Request{Environment: "demo-w02", User: "u1"}, sessions.ErrNoSession)
+	close(hold)
+	eventually(t, "the reserve STOPPED", func() bool { return stateIs(svc, rs[0], "STOPPED") })
+	if sp.has(rs[0]) {
+		t.Fatal("environment left")
+	}
+	request(t, svc, "demo-w02", "u1")
+}
