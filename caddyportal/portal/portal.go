@@ -25,6 +25,7 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/oauth"
 	"github.com/caddyportal/caddyportal/caddyportal/redirects"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+	"github.com/caddyportal/caddyportal/caddyportal/spawner"
 	"github.com/caddyportal/caddyportal/caddyportal/store"
 	"github.com/caddyportal/caddyportal/caddyportal/tokens"
 	"github.com/caddyportal/caddyportal/caddyportal/webhooks"
@@ -59,6 +60,11 @@ type Deps struct {
 	HealthPaused bool
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Spawners start each session's environment, by workshop name; a
+	// workshop without one uses its fixed dashboard addresses.
+	Spawners map[string]spawner.Spawner
+	// Replica names this process among the replicas sharing the store.
+	Replica string
 	// ReconcileInterval overrides the service's reconcile period (tests).
 	ReconcileInterval time.Duration
 }
