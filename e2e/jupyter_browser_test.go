@@ -37,7 +37,7 @@ func jupyterBody(sessions string) string {
 			capacity 2
 			reserved 0
 			spawner process {
-				command %s --no-browser --ip=127.0.0.1 --port={port} --NotebookApp.base_url={prefix} --NotebookApp.token= --NotebookApp.password= --NotebookApp.allow_remote_access=True --NotebookApp.quit_button=False
+				command %s --allow-root --no-browser --ip=127.0.0.1 --port={port} --NotebookApp.base_url={prefix} --NotebookApp.token= --NotebookApp.password= --NotebookApp.allow_remote_access=True --NotebookApp.quit_button=False
 				dir %s
 				ready {prefix}api 120s
 				stop_timeout 5s
