@@ -1,10 +1,12 @@
 package caddyportal
 
 import (
+	"encoding/json"
 	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -68,6 +70,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		dashboard_timeout <duration>
 //		analytics <webhook url>
 //		analytics_allow <networks, addresses or origins...>
+//		replica   <name>
 //		workshop <name> {
 //			title       <text>
 //			description <text>
@@ -93,6 +96,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			overdue     <duration>
 //			upstream    <addresses...>
 //			upstream    <template containing {session}>
+//			spawner     <module> { ... }   # instead of upstream, e.g. spawner process { command ... }
 //			health_check off | tcp|<path> [interval <duration>] [timeout <duration>]
 //		}
 //	}
@@ -208,6 +212,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					err = d.Errf("analytics: %v", verr)
 				}
 			}
+		case "replica":
+			h.Replica, err = oneArg(d, opt, "replica <name>")
 		case "analytics_allow":
 			var args []string
 			if args, err = lineArgs(d, opt); err == nil {
@@ -674,6 +680,8 @@ func parseWorkshop(d *caddyfile.Dispenser, taken map[string]bool) (config.Worksh
 			w.Upstreams, err = parseUpstream(d, w.Upstreams, upstreamSeen)
 		case "health_check":
 			w.HealthCheck, err = parseHealthCheck(d)
+		case "spawner":
+			w.Spawner, err = parseSpawner(d)
 		default:
 			return config.Workshop{}, d.Errf("unrecognized workshop option %q", opt)
 		}
@@ -685,6 +693,20 @@ func parseWorkshop(d *caddyfile.Dispenser, taken map[string]bool) (config.Worksh
 		return config.Workshop{}, errAt(tok, "workshop %q: %v", w.Name, err)
 	}
 	return w, nil
+}
+
+// parseSpawner reads `spawner <name> { ... }` with the spawner module's
+// own Caddyfile syntax and returns its JSON, the module name inline.
+func parseSpawner(d *caddyfile.Dispenser) (json.RawMessage, error) {
+	if !d.NextArg() {
+		return nil, d.Err("spawner <name> { ... } (for example: spawner process { command ... })")
+	}
+	name := d.Val()
+	unm, err := caddyfile.UnmarshalModule(d, "http.handlers.portal.spawners."+name)
+	if err != nil {
+		return nil, err
+	}
+	return caddyconfig.JSONModuleObject(unm, "spawner", name, nil), nil
 }
 
 func appendArgs(d *caddyfile.Dispenser, opt string, to []string) ([]string, error) {
@@ -718,7 +740,7 @@ func parseUpstream(d *caddyfile.Dispenser, pool []string, seen map[string]bool) 
 		return nil, err
 	}
 	if len(args) == 0 {
-		return nil, d.Err("upstream: at least one dashboard address is required (usage: upstream <addresses...> | upstream <template containing {session}>)")
+		return nil, d.Err("upstream or spawner: at least one dashboard address, or a spawner that starts one per session, is required (usage: upstream <addresses...> | upstream <template containing {session}>)")
 	}
 	for _, u := range args {
 		if u == "" {

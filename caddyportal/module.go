@@ -97,6 +97,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("portal %s: %w", h.Name, err)
 	}
+	spawners, err := h.loadSpawners(ctx)
+	if err != nil {
+		return fmt.Errorf("portal %s: %w", h.Name, err)
+	}
 	h.portal, err = portal.New(ctx, h.Portal, st, portal.Deps{
 		Proxy:          proxy,
 		Logger:         h.logger,
@@ -104,6 +108,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Streams:        streams,
 		ClientIP:       clientIP,
 		AdminListeners: adminListeners(ctx),
+		Spawners:       spawners,
+		Replica:        h.Replica,
 		// Dashboards served by this Caddy listen only once provisioning
 		// is over: probes wait for Caddy's "started" event or the first
 		// request (ServeHTTP).

@@ -206,6 +206,13 @@ type Portal struct {
 	// Default: 4; clamped to at least 1.
 	Starts int `json:"starts,omitempty"`
 
+	// Replica names this portal process among the replicas that share one
+	// store (etcd): an environment a spawner starts belongs to the replica
+	// that started it, which alone reconciles it after a restart. It must
+	// stay the same across restarts of that replica and differ between
+	// replicas. Default: the host name.
+	Replica string `json:"replica,omitempty"`
+
 	// Workshops are the workshops offered, one environment each, in order.
 	Workshops []Workshop `json:"workshops,omitempty"`
 }
@@ -324,6 +331,11 @@ type Workshop struct {
 	// Alias is the published name (catalog `workshop.name`).
 	Alias string `json:"alias,omitempty"`
 
+	// Spawner starts an environment per session (a guest module of
+	// namespace http.handlers.portal.spawners, such as "process"): with
+	// one, the workshop has no Upstreams. Its JSON is the module's, with
+	// the module name in the "spawner" key.
+	Spawner json.RawMessage `json:"spawner,omitempty" caddy:"namespace=http.handlers.portal.spawners inline_key=spawner"`
 	// Capacity caps the environment's sessions, reserved ones included.
 	// Default: the upstream pool size, else sessions.maximum, else 0.
 	Capacity *int `json:"capacity,omitempty"`
@@ -481,6 +493,10 @@ func (p *Portal) Validate() error {
 	return nil
 }
 
+// Spawned reports whether the workshop starts an environment per session
+// (a spawner) instead of using fixed dashboard addresses.
+func (w Workshop) Spawned() bool { return len(w.Spawner) > 0 }
+
 // Validate checks one workshop on its own (name, numbers, durations and
 // upstreams), without the portal-wide checks of Portal.Validate. The
 // Caddyfile parser uses it to report a problem at the workshop's line.
@@ -503,8 +519,11 @@ func (w Workshop) validate() error {
 			return fmt.Errorf("durations must not be negative")
 		}
 	}
-	if len(w.Upstreams) == 0 {
-		return fmt.Errorf("upstream: at least one dashboard address is required")
+	switch {
+	case w.Spawned() && len(w.Upstreams) > 0:
+		return fmt.Errorf("upstream and spawner: a workshop's dashboards are either fixed addresses or started per session, not both")
+	case len(w.Upstreams) == 0 && !w.Spawned():
+		return fmt.Errorf("upstream or spawner: at least one dashboard address, or a spawner that starts one per session, is required")
 	}
 	if hc := w.HealthCheck; hc != nil {
 		if hc.Path != "" && (!strings.HasPrefix(hc.Path, "/") || strings.ContainsAny(hc.Path, " \t\r\n#")) {
@@ -525,7 +544,7 @@ func (w Workshop) validate() error {
 	if w.Capacity != nil && w.Reserved != nil && *w.Reserved > *w.Capacity {
 		return fmt.Errorf("reserved (%d) is larger than capacity (%d)", *w.Reserved, *w.Capacity)
 	}
-	if _, tmpl := w.Template(); !tmpl && w.Capacity != nil && *w.Capacity > len(w.Upstreams) {
+	if _, tmpl := w.Template(); !tmpl && !w.Spawned() && w.Capacity != nil && *w.Capacity > len(w.Upstreams) {
 		return fmt.Errorf("capacity (%d) is larger than the upstream pool (%d addresses)", *w.Capacity, len(w.Upstreams))
 	}
 	return nil

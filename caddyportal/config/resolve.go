@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"os"
 	"time"
 )
 
@@ -48,6 +49,11 @@ func (p Portal) WithDefaults() Portal {
 	}
 	if p.Dashboards.Mode == "" {
 		p.Dashboards.Mode = DashboardsPath
+	}
+	if p.Replica == "" {
+		// A host name that cannot be read leaves the replica unnamed: one
+		// replica on a machine still works, and Validate does not need it.
+		p.Replica, _ = os.Hostname()
 	}
 	if p.Tokens.Access == 0 {
 		p.Tokens.Access = Duration(DefaultAccessTokenTTL)

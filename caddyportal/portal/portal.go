@@ -97,6 +97,11 @@ func New(ctx context.Context, cfg config.Portal, st store.Store, d Deps) (_ *Por
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	for _, w := range cfg.Workshops {
+		if w.Spawned() && d.Spawners[w.Name] == nil {
+			return nil, fmt.Errorf("portal %s: workshop %s: its spawner was not loaded", cfg.Name, w.Name)
+		}
+	}
 	if d.Proxy == nil {
 		return nil, fmt.Errorf("portal %s: no dashboard proxy", cfg.Name)
 	}

@@ -1,0 +1,17 @@
+package spawner
+
+import "go.uber.org/zap"
+
+// Identity names the portal replica a spawner works for: List, Stop and
+// reconciliation touch only the environments of this pair, so two portals
+// (or two replicas of one) on a machine never take each other's.
+type Identity struct {
+	Portal, Replica string
+}
+
+// Module is what a spawner's configuration provides (in Caddy, a guest
+// module of namespace http.handlers.portal.spawners): the Spawner of one
+// workshop for one portal replica. The portal calls it once per config.
+type Module interface {
+	Spawner(id Identity, log *zap.Logger) (Spawner, error)
+}

@@ -1,0 +1,105 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/caddyportal/caddyportal/internal/e2etest"
+	"github.com/caddyportal/caddyportal/internal/e2etest/chromium"
+)
+
+// jupyter is Debian's Jupyter Notebook entry point (its shebang is Debian's
+// python3, whatever python3 comes first on PATH).
+const jupyter = "/usr/bin/jupyter-notebook"
+
+// jupyterBody is a portal whose sessions each start their own Jupyter
+// Notebook server in path mode, keeping the session's prefix: the server
+// is told it as its base_url, as JupyterHub does. The portal is the login,
+// so the server has no token of its own (its port is on the loopback
+// interface, for the gate only).
+func jupyterBody(sessions string) string {
+	return fmt.Sprintf(`
+		name demo
+		storage badger {dir}
+		index https://hub.example.com/
+		redirects https://hub.example.com
+		robot robot@portal robot-pass
+		client test-client test-secret
+		replica test
+		dashboards path keep_prefix
+		workshop lab-jupyter {
+			capacity 2
+			reserved 0
+			spawner process {
+				command %s --allow-root --no-browser --ip=127.0.0.1 --port={port} --NotebookApp.base_url={prefix} --NotebookApp.token= --NotebookApp.password= --NotebookApp.allow_remote_access=True --NotebookApp.quit_button=False
+				dir %s
+				ready {prefix}api 120s
+				stop_timeout 5s
+			}
+		}
+`, jupyter, sessions)
+}
+
+// notebook is a one-cell notebook that prints 42.
+const notebook = `{"cells":[{"cell_type":"code","execution_count":null,"id":"c1","metadata":{},"outputs":[],"source":["print(6*7)"]}],
+"metadata":{"kernelspec":{"display_name":"Python 3","language":"python","name":"python3"}},"nbformat":4,"nbformat_minor":5}`
+
+// TestBrowserJupyterPathMode: a learner's session spawns a real Jupyter
+// Notebook server of its own; in Chromium the activation link leads to
+// the notebook UI under the session's path, a notebook opens, its kernel
+// starts over the kernel WebSocket through the gate, and a cell runs.
+func TestBrowserJupyterPathMode(t *testing.T) {
+	if _, err := os.Stat(jupyter); err != nil {
+		t.Fatalf("this test needs Debian's jupyter-notebook (.ci/run installs it): %v", err)
+	}
+	sessions := t.TempDir()
+	p := startPortal(t, t.TempDir(), jupyterBody(sessions))
+	tok := p.Token(e2etest.RobotUser, e2etest.RobotPass)
+	m := p.Request(tok, "demo-w01", "user=learner&index_url=https://hub.example.com/").JSON(t)
+	name := m["name"].(string)
+	prefix := "/workshops/session/" + name + "/"
+
+	bctx := chromium.New(t, 1280, 800, 3*time.Minute)
+	var location string
+	err := chromedp.Run(bctx,
+		chromedp.Navigate(p.Base+m["url"].(string)),
+		// The starting page refreshes itself until the server answers;
+		// then Jupyter's root sends the browser to its file tree.
+		chromedp.WaitReady("#notebook_list", chromedp.ByQuery),
+		chromedp.Location(&location),
+	)
+	if err != nil {
+		t.Fatalf("browser: %v", err)
+	}
+	if !strings.HasPrefix(location, p.Base+prefix+"tree") {
+		t.Fatalf("the notebook tree is at %q, want under %s", location, prefix)
+	}
+	if err := os.WriteFile(filepath.Join(sessions, name, "answer.ipynb"), []byte(notebook), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out string
+	var png []byte
+	err = chromedp.Run(bctx,
+		chromedp.Navigate(p.Base+prefix+"notebooks/answer.ipynb"),
+		chromedp.WaitReady(".code_cell", chromedp.ByQuery),
+		chromedp.Poll(`window.Jupyter && Jupyter.notebook && Jupyter.notebook.kernel && Jupyter.notebook.kernel.is_connected()`,
+			nil, chromedp.WithPollingTimeout(2*time.Minute)),
+		chromedp.Evaluate(`Jupyter.notebook.execute_all_cells(); true`, nil),
+		chromedp.WaitVisible(".output_area pre", chromedp.ByQuery),
+		chromedp.Text(".output_area pre", &out, chromedp.ByQuery),
+		chromedp.CaptureScreenshot(&png),
+	)
+	if err != nil {
+		t.Fatalf("running a cell: %v", err)
+	}
+	if strings.TrimSpace(out) != "42" {
+		t.Fatalf("the cell printed %q, want 42", out)
+	}
+	chromium.KeepScreenshot(t, png, "jupyter-path-mode.png")
+}

@@ -1,0 +1,139 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyportal/caddyportal/internal/e2etest"
+)
+
+// spawnedBody is a portal whose one workshop starts a real dashboard
+// process per session: Python's file server in the session's own
+// directory (its working directory).
+func spawnedBody(sessions string) string {
+	return fmt.Sprintf(`
+		name demo
+		storage badger {dir}
+		index https://hub.example.com/
+		redirects https://hub.example.com
+		sessions maximum 4 registered 1
+		robot robot@portal robot-pass
+		client test-client test-secret
+		replica test
+		workshop lab-proc {
+			capacity 2
+			reserved 0
+			expires 60m
+			spawner process {
+				command /usr/bin/python3 -m http.server {port} --bind 127.0.0.1
+				dir %s
+				ready / 60s
+				stop_timeout 5s
+			}
+		}
+`, sessions)
+}
+
+// dashboardProcesses lists the processes whose environment marks them as
+// session's environment (the process spawner's marker).
+func dashboardProcesses(t *testing.T, session string) []string {
+	t.Helper()
+	marker := []byte("CADDYPORTAL_ENV=demo/test/" + session + "\x00")
+	entries, _ := os.ReadDir("/proc")
+	var pids []string
+	for _, e := range entries {
+		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if err == nil && bytes.Contains(env, marker) {
+			pids = append(pids, e.Name())
+		}
+	}
+	return pids
+}
+
+// waitFor polls cond until it holds or a generous deadline passes (a bound
+// on a broken run, not a measurement).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestSpawnedSessionLifecycle runs a session's own dashboard process from
+// request to end through a real Caddy: the learner sees a starting page
+// until the dashboard answers, then the dashboard in the session's own
+// directory; ending the session stops the process and removes its
+// directory before the session is STOPPED, and the next learner starts
+// clean.
+func TestSpawnedSessionLifecycle(t *testing.T) {
+	if _, err := os.Stat("/usr/bin/python3"); err != nil {
+		t.Fatal("this test needs /usr/bin/python3 (Debian's python3)")
+	}
+	sessions := t.TempDir()
+	p := startPortal(t, t.TempDir(), spawnedBody(sessions))
+	tok := p.Token(e2etest.RobotUser, e2etest.RobotPass)
+
+	name, ck, loc := p.Activate(tok, "demo-w01", "alice")
+	if ck == nil || loc != "/workshops/session/"+name+"/" {
+		t.Fatalf("activation of %s: cookie %v, location %q", name, ck, loc)
+	}
+	get := func(path string) resp {
+		return p.Do(http.MethodGet, path, "", nil, map[string]string{"Cookie": ck.Name + "=" + ck.Value})
+	}
+	var sawStarting bool
+	waitFor(t, "the dashboard", func() bool {
+		r := get(loc)
+		if r.Status == http.StatusOK && strings.Contains(string(r.Body), "Starting your workshop") {
+			sawStarting = true
+			return false
+		}
+		return r.Status == http.StatusOK && strings.Contains(string(r.Body), "Directory listing")
+	})
+	t.Logf("saw the starting page first: %v", sawStarting)
+	dir := filepath.Join(sessions, name)
+	if err := os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("alice was here"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := get(loc + "notes.txt"); r.Status != http.StatusOK || string(r.Body) != "alice was here" {
+		t.Fatalf("the learner's own file through the gate: %d %q", r.Status, r.Body)
+	}
+	if pids := dashboardProcesses(t, name); len(pids) == 0 {
+		t.Fatal("no dashboard process carries the session's marker")
+	}
+
+	if r := p.Do(http.MethodPost, "/workshops/session/"+name+"/terminate/", tok, nil, nil); r.Status != http.StatusOK {
+		t.Fatalf("terminate: %d %s", r.Status, r.Body)
+	}
+	waitFor(t, "the session to be STOPPED", func() bool {
+		r := p.Do(http.MethodGet, "/workshops/user/alice/sessions/", tok, nil, nil)
+		return r.Status == http.StatusOK && !strings.Contains(string(r.Body), name)
+	})
+	if pids := dashboardProcesses(t, name); len(pids) != 0 {
+		t.Fatalf("processes of the ended session %s still run: %v", name, pids)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("the ended session's directory is still there: %v", err)
+	}
+
+	next, ck2, loc2 := p.Activate(tok, "demo-w01", "bob")
+	get2 := func(path string) resp {
+		return p.Do(http.MethodGet, path, "", nil, map[string]string{"Cookie": ck2.Name + "=" + ck2.Value})
+	}
+	waitFor(t, "the next learner's dashboard", func() bool {
+		r := get2(loc2)
+		return r.Status == http.StatusOK && strings.Contains(string(r.Body), "Directory listing")
+	})
+	if r := get2(loc2 + "notes.txt"); r.Status != http.StatusNotFound {
+		t.Fatalf("the next learner (%s) sees the previous learner's file: %d %q", next, r.Status, r.Body)
+	}
+}
