@@ -20,7 +20,8 @@ const jupyter = "/usr/bin/jupyter-notebook"
 
 // jupyterBody is a portal whose sessions each start their own Jupyter
 // Notebook server in path mode, keeping the session's prefix: the server
-// is told it as its base_url, as JupyterHub does. The portal is the login,
+// is told it as its base_url, and its XSRF cookie's path, as JupyterHub
+// does (the gate drops cookies a dashboard sets outside its session). The portal is the login,
 // so the server has no token of its own (its port is on the loopback
 // interface, for the gate only).
 func jupyterBody(sessions string) string {
@@ -37,7 +38,7 @@ func jupyterBody(sessions string) string {
 			capacity 2
 			reserved 0
 			spawner process {
-				command %s --allow-root --no-browser --ip=127.0.0.1 --port={port} --NotebookApp.base_url={prefix} --NotebookApp.token= --NotebookApp.password= --NotebookApp.allow_remote_access=True --NotebookApp.quit_button=False
+				command %s --allow-root --no-browser --ip=127.0.0.1 --port={port} --NotebookApp.base_url={prefix} "--NotebookApp.tornado_settings={\"xsrf_cookie_kwargs\":{\"path\":\"{prefix}\"}}" --NotebookApp.token= --NotebookApp.password= --NotebookApp.allow_remote_access=True --NotebookApp.quit_button=False
 				dir %s
 				ready {prefix}api 120s
 				stop_timeout 5s

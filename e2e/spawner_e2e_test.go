@@ -114,9 +114,10 @@ func TestSpawnedSessionLifecycle(t *testing.T) {
 	if r := p.Do(http.MethodPost, "/workshops/session/"+name+"/terminate/", tok, nil, nil); r.Status != http.StatusOK {
 		t.Fatalf("terminate: %d %s", r.Status, r.Body)
 	}
+	// STOPPING until its environment is gone; STOPPED (schedule: 404) only
+	// then.
 	waitFor(t, "the session to be STOPPED", func() bool {
-		r := p.Do(http.MethodGet, "/workshops/user/alice/sessions/", tok, nil, nil)
-		return r.Status == http.StatusOK && !strings.Contains(string(r.Body), name)
+		return p.Do(http.MethodGet, "/workshops/session/"+name+"/schedule/", tok, nil, nil).Status == http.StatusNotFound
 	})
 	if pids := dashboardProcesses(t, name); len(pids) != 0 {
 		t.Fatalf("processes of the ended session %s still run: %v", name, pids)
