@@ -61,11 +61,15 @@ const (
 	StatePending  = "pending"
 	StateRunning  = "running"
 	StateStopping = "stopping"
+	// StateQueued and StateStarting are sessions of workshops with a
+	// spawner whose environment waits in the start queue or is starting.
+	StateQueued   = "queued"
+	StateStarting = "starting"
 )
 
 // sessionStates lists the buckets a ServiceSessions snapshot fills with
 // zeros, so a dashboard line drops to 0 instead of vanishing.
-var sessionStates = [...]string{StateReserved, StatePending, StateRunning, StateStopping}
+var sessionStates = [...]string{StateQueued, StateStarting, StateReserved, StatePending, StateRunning, StateStopping}
 
 // maxTracked bounds the per-session bookkeeping kept for activation latency
 // and termination reasons: events for sessions nobody activates or ends
@@ -286,7 +290,11 @@ func ServiceSessions(svc *sessions.Service) SessionsSource {
 				out[SessionKey{env, st}] = 0
 			}
 			for _, s := range list {
-				if st := bucket(s, now); st != "" {
+				st := bucket(s, now)
+				if st == StateStarting && svc.QueuePosition(s.Name) > 0 {
+					st = StateQueued
+				}
+				if st != "" {
 					out[SessionKey{env, st}]++
 				}
 			}
@@ -305,6 +313,8 @@ func bucket(s *sessions.Session, now time.Time) string {
 		return StateStopping
 	case lifecycle.Running:
 		return StateRunning
+	case lifecycle.Starting:
+		return StateStarting
 	}
 	if s.Reserved() {
 		return StateReserved
@@ -570,7 +580,7 @@ type sessionsCollector struct {
 func newSessionsCollector() *sessionsCollector {
 	return &sessionsCollector{
 		desc: prometheus.NewDesc(prometheus.BuildFQName(Namespace, "", "sessions"),
-			"Live sessions by environment and state (reserved, pending, running, stopping).",
+			"Live sessions by environment and state (queued, starting, reserved, pending, running, stopping).",
 			[]string{"environment", "state"}, nil),
 		errors: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "sessions_scrape_errors_total",
