@@ -71,6 +71,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		analytics <webhook url>
 //		analytics_allow <networks, addresses or origins...>
 //		replica   <name>
+//		starts    <n>                # environments started at once (default 4)
 //		workshop <name> {
 //			title       <text>
 //			description <text>
@@ -214,6 +215,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "replica":
 			h.Replica, err = oneArg(d, opt, "replica <name>")
+		case "starts":
+			var n *int
+			if n, err = oneCount(d, opt); err == nil {
+				if *n == 0 {
+					err = d.Err("starts: at least one environment must be able to start")
+				}
+				h.Starts = *n
+			}
 		case "analytics_allow":
 			var args []string
 			if args, err = lineArgs(d, opt); err == nil {

@@ -417,3 +417,19 @@ func TestDashboardsKeepPrefix(t *testing.T) {
 		t.Fatalf("JSON config with host mode and keep_prefix: %v", err)
 	}
 }
+
+// TestStartsAndReplica: `starts` bounds concurrent environment starts and
+// `replica` names the process; zero starts is refused.
+func TestStartsAndReplica(t *testing.T) {
+	var h Handler
+	if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("portal {\nstarts 8\nreplica node-a\n" + required + oneWorkshop + "}")); err != nil {
+		t.Fatal(err)
+	}
+	if h.Starts != 8 || h.Replica != "node-a" {
+		t.Fatalf("starts %d replica %q", h.Starts, h.Replica)
+	}
+	h = Handler{}
+	if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("portal {\nstarts 0\n" + required + oneWorkshop + "}")); err == nil || !strings.Contains(err.Error(), "starts") {
+		t.Fatalf("starts 0: %v", err)
+	}
+}

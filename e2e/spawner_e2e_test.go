@@ -83,6 +83,14 @@ func TestSpawnedSessionLifecycle(t *testing.T) {
 	p := startPortal(t, t.TempDir(), spawnedBody(sessions))
 	tok := p.Token(e2etest.RobotUser, e2etest.RobotPass)
 
+	// Parameters become the environment's variables: a name that cannot be
+	// one is refused with the request, not later as a failed start.
+	bad := p.Do(http.MethodPost, "/workshops/environment/demo-w01/request/?user=mallory&index_url=https://hub.example.com/",
+		tok, strings.NewReader(`{"parameters":[{"name":"LD_PRELOAD","value":"/tmp/x.so"}]}`), map[string]string{"Content-Type": "application/json"})
+	if bad.Status != http.StatusBadRequest || !strings.Contains(string(bad.Body), "LD_PRELOAD") {
+		t.Fatalf("a reserved parameter name: %d %s", bad.Status, bad.Body)
+	}
+
 	name, ck, loc := p.Activate(tok, "demo-w01", "alice")
 	if ck == nil || loc != "/workshops/session/"+name+"/" {
 		t.Fatalf("activation of %s: cookie %v, location %q", name, ck, loc)

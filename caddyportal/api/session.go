@@ -16,6 +16,7 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/redirects"
 	"github.com/caddyportal/caddyportal/caddyportal/routes"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+	"github.com/caddyportal/caddyportal/caddyportal/spawner"
 )
 
 // requestResponse is the session request response, keys in the order of
@@ -51,6 +52,17 @@ func (a *API) request(w http.ResponseWriter, r *http.Request, env string) {
 	if status != 0 {
 		writeError(w, status, msg)
 		return
+	}
+	if e.Workshop.Spawned() {
+		// A spawned environment gets the parameters as environment
+		// variables: refuse a name it could not take now, not when the
+		// start fails later.
+		for _, p := range params {
+			if err := spawner.ValidParameterName(p.Name); err != nil {
+				writeError(w, http.StatusBadRequest, "Invalid parameter: "+err.Error())
+				return
+			}
+		}
 	}
 	req := sessions.Request{Environment: e.Name, User: q.Get("user"), Session: q.Get("session"), Params: params}
 	req.IndexURL = first(q, "index_url", "redirect_url")
