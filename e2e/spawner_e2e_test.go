@@ -108,6 +108,11 @@ func TestSpawnedSessionLifecycle(t *testing.T) {
 		return r.Status == http.StatusOK && strings.Contains(string(r.Body), "Directory listing")
 	})
 	t.Logf("saw the starting page first: %v", sawStarting)
+	// The REST face of the starting page says the same.
+	pr := p.Do(http.MethodGet, "/workshops/session/"+name+"/progress/", tok, nil, nil)
+	if pm := pr.JSON(t); pr.Status != http.StatusOK || pm["ready"] != true || pm["state"] != "RUNNING" || pm["position"] != 0.0 {
+		t.Fatalf("progress of a ready session: %d %v", pr.Status, pm)
+	}
 	dir := filepath.Join(sessions, name)
 	if err := os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("alice was here"), 0o600); err != nil {
 		t.Fatal(err)

@@ -307,6 +307,38 @@ func (a *API) schedule(w http.ResponseWriter, r *http.Request, name string) {
 	writeJSON(w, http.StatusOK, scheduleBody(sess, sch, nil))
 }
 
+// progressJSON is the progress route's answer: where a session's
+// environment is on its way to ready (not an Educates route; it is the
+// REST face of the learner's starting page).
+type progressJSON struct {
+	Name  string          `json:"name"`
+	State lifecycle.State `json:"state"`
+	// Ready says the dashboard answers: the learner can be sent in.
+	Ready bool `json:"ready"`
+	// Position is the place in the start queue, 0 when not waiting.
+	Position int    `json:"position"`
+	Step     string `json:"step,omitempty"`
+	Message  string `json:"message,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+}
+
+// progress answers where the session's environment is: queued (with its
+// place), starting (with the last step), ready, or ended (with why).
+func (a *API) progress(w http.ResponseWriter, r *http.Request, name string) {
+	sess, ok := a.sessionFor(w, r, name)
+	if !ok {
+		return
+	}
+	st, reason := sess.Effective(a.svc.Now())
+	out := progressJSON{Name: sess.Name, State: st, Reason: reason,
+		Ready:    (st == lifecycle.Waiting || st == lifecycle.Running) && sess.Upstream != "",
+		Position: a.svc.QueuePosition(sess.Name)}
+	if p := sess.Progress; p != nil {
+		out.Step, out.Message = p.Step, p.Message
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
 func (a *API) extend(w http.ResponseWriter, r *http.Request, name string) {
 	if _, ok := a.sessionFor(w, r, name); !ok {
 		return

@@ -30,6 +30,7 @@ const (
 	SessionExtend
 	SessionTerminate
 	SessionAuthorize
+	SessionProgress
 	UserSessions
 
 	// The web pages.
@@ -258,6 +259,8 @@ func (p *path) api() (Route, bool) {
 		id = SessionTerminate
 	case at(1, "session") && at(3, "authorize"):
 		id = SessionAuthorize
+	case at(1, "session") && at(3, "progress"):
+		id = SessionProgress
 	case at(1, "user") && at(3, "sessions"):
 		id = UserSessions
 	default:

@@ -26,6 +26,7 @@ func TestMatch(t *testing.T) {
 		{"/session/s1/extend", Route{ID: SessionExtend, Arg: "s1"}, true},
 		{"/workshops/session/s1/terminate/", Route{ID: SessionTerminate, Arg: "s1"}, true},
 		{"/workshops/session/s1/authorize/", Route{ID: SessionAuthorize, Arg: "s1"}, true},
+		{"/workshops/session/s1/progress", Route{ID: SessionProgress, Arg: "s1"}, true},
 		{"/workshops/user/b%40o%2Fb/sessions/", Route{ID: UserSessions, Arg: "b@o/b"}, true},
 		{"/", Route{ID: Index}, true},
 		{"/accounts/login/", Route{ID: Login}, true},
