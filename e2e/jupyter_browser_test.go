@@ -18,14 +18,12 @@ import (
 // python3, whatever python3 comes first on PATH).
 const jupyter = "/usr/bin/jupyter-notebook"
 
-// jupyterBody is a portal whose sessions each start their own Jupyter
+// jupyterPathBody is a portal (a format taking the Jupyter entry point
+// and the sessions directory) whose sessions each start their own Jupyter
 // Notebook server in path mode, keeping the session's prefix: the server
 // is told it as its base_url, and its XSRF cookie's path, as JupyterHub
-// does (the gate drops cookies a dashboard sets outside its session). The portal is the login,
-// so the server has no token of its own (its port is on the loopback
-// interface, for the gate only).
-func jupyterBody(sessions string) string {
-	return fmt.Sprintf(`
+// does (the gate drops cookies a dashboard sets outside its session).
+const jupyterPathBody = `
 		name demo
 		storage badger {dir}
 		index https://hub.example.com/
@@ -44,8 +42,31 @@ func jupyterBody(sessions string) string {
 				stop_timeout 5s
 			}
 		}
-`, jupyter, sessions)
-}
+`
+
+// jupyterHostBody is the same in host mode: each session is served at
+// <session>.localhost, which Chromium resolves to the loopback interface,
+// so the server runs at its root and needs no base_url.
+const jupyterHostBody = `
+		name demo
+		storage badger {dir}
+		index https://hub.example.com/
+		redirects https://hub.example.com
+		robot robot@portal robot-pass
+		client test-client test-secret
+		replica test
+		dashboards host localhost
+		workshop lab-jupyter {
+			capacity 2
+			reserved 0
+			spawner process {
+				command %s --allow-root --no-browser --ip=127.0.0.1 --port={port} --NotebookApp.token= --NotebookApp.password= --NotebookApp.allow_remote_access=True --NotebookApp.quit_button=False
+				dir %s
+				ready /api 120s
+				stop_timeout 5s
+			}
+		}
+`
 
 // notebook is a one-cell notebook that prints 42.
 const notebook = `{"cells":[{"cell_type":"code","execution_count":null,"id":"c1","metadata":{},"outputs":[],"source":["print(6*7)"]}],
@@ -56,15 +77,33 @@ const notebook = `{"cells":[{"cell_type":"code","execution_count":null,"id":"c1"
 // the notebook UI under the session's path, a notebook opens, its kernel
 // starts over the kernel WebSocket through the gate, and a cell runs.
 func TestBrowserJupyterPathMode(t *testing.T) {
+	runJupyter(t, jupyterPathBody, "http://:%d", func(p *portal, name string) string {
+		return p.Base + "/workshops/session/" + name + "/"
+	}, "jupyter-path-mode.png")
+}
+
+// TestBrowserJupyterHostMode is the same with the session at a host of
+// its own: the activation hands the browser over with a ticket.
+func TestBrowserJupyterHostMode(t *testing.T) {
+	runJupyter(t, jupyterHostBody, "http://:%d", func(p *portal, name string) string {
+		return fmt.Sprintf("http://%s.localhost:%d/", name, p.Port)
+	}, "jupyter-host-mode.png")
+}
+
+// runJupyter starts a portal from body (a format taking the Jupyter
+// entry point and the sessions directory) on site, opens a session's
+// activation link in Chromium, checks the notebook tree is at base(name)
+// and runs a notebook cell there.
+func runJupyter(t *testing.T, body, site string, base func(p *portal, name string) string, shot string) {
 	if _, err := os.Stat(jupyter); err != nil {
 		t.Fatalf("this test needs Debian's jupyter-notebook (.ci/run installs it): %v", err)
 	}
 	sessions := t.TempDir()
-	p := startPortal(t, t.TempDir(), jupyterBody(sessions))
+	p := startPortalSites(t, t.TempDir(), fmt.Sprintf(body, jupyter, sessions), site, "")
 	tok := p.Token(e2etest.RobotUser, e2etest.RobotPass)
 	m := p.Request(tok, "demo-w01", "user=learner&index_url=https://hub.example.com/").JSON(t)
 	name := m["name"].(string)
-	prefix := "/workshops/session/" + name + "/"
+	root := base(p, name)
 
 	bctx := chromium.New(t, 1280, 800, 3*time.Minute)
 	var location string
@@ -78,8 +117,8 @@ func TestBrowserJupyterPathMode(t *testing.T) {
 	if err != nil {
 		t.Fatalf("browser: %v", err)
 	}
-	if !strings.HasPrefix(location, p.Base+prefix+"tree") {
-		t.Fatalf("the notebook tree is at %q, want under %s", location, prefix)
+	if !strings.HasPrefix(location, root+"tree") {
+		t.Fatalf("the notebook tree is at %q, want under %s", location, root)
 	}
 	if err := os.WriteFile(filepath.Join(sessions, name, "answer.ipynb"), []byte(notebook), 0o600); err != nil {
 		t.Fatal(err)
@@ -87,7 +126,7 @@ func TestBrowserJupyterPathMode(t *testing.T) {
 	var out string
 	var png []byte
 	err = chromedp.Run(bctx,
-		chromedp.Navigate(p.Base+prefix+"notebooks/answer.ipynb"),
+		chromedp.Navigate(root+"notebooks/answer.ipynb"),
 		chromedp.WaitReady(".code_cell", chromedp.ByQuery),
 		chromedp.Poll(`window.Jupyter && Jupyter.notebook && Jupyter.notebook.kernel && Jupyter.notebook.kernel.is_connected()`,
 			nil, chromedp.WithPollingTimeout(2*time.Minute)),
@@ -102,5 +141,5 @@ func TestBrowserJupyterPathMode(t *testing.T) {
 	if strings.TrimSpace(out) != "42" {
 		t.Fatalf("the cell printed %q, want 42", out)
 	}
-	chromium.KeepScreenshot(t, png, "jupyter-path-mode.png")
+	chromium.KeepScreenshot(t, png, shot)
 }
