@@ -134,7 +134,7 @@ func TestSpawnCrash(t *testing.T) {
 		c.Kill()
 		t.Logf("round %d: killed after %d of %d answers (aimed at %d); request statuses %v",
 			round, min(ops, killAfter), ops, killAfter, statuses)
-		sc.checkStore()
+		t.Logf("round %d: at the kill the store held %s", round, sc.checkStore())
 
 		c = start()
 		p.Base = c.Base
@@ -427,8 +427,8 @@ func (sc *spawnCrash) session(name string) (s adminSession, ok bool) {
 
 // checkStore reads the killed portal's store: every acknowledged session
 // is there, a terminated one is ending or ended, and the live sessions fit
-// the capacity.
-func (sc *spawnCrash) checkStore() {
+// the capacity. It returns what the live sessions were doing, for the log.
+func (sc *spawnCrash) checkStore() string {
 	t := sc.t
 	t.Helper()
 	st := e2etest.OpenStore(t, sc.dataDir)
@@ -463,9 +463,19 @@ func (sc *spawnCrash) checkStore() {
 	}
 	now := time.Now()
 	live := 0
+	doing := map[string]int{}
 	for _, s := range stored {
-		if s.Live(now) {
-			live++
+		if !s.Live(now) {
+			continue
+		}
+		live++
+		switch st, _ := s.Effective(now); {
+		case s.Spawning:
+			doing[string(st)+" (spawning)"]++
+		case st == lifecycle.Starting && s.Env == nil:
+			doing[string(st)+" (queued)"]++
+		default:
+			doing[string(st)]++
 		}
 	}
 	sc.observed++
@@ -473,10 +483,11 @@ func (sc *spawnCrash) checkStore() {
 	if live > spawnCrashCapacity {
 		t.Fatalf("%d live sessions stored for a capacity of %d", live, spawnCrashCapacity)
 	}
+	return fmt.Sprint(doing)
 }
 
 // settle waits (bounded) until the restarted portal has no session starting
-// or stopping, and returns the live sessions.
+// or stopping and its reserves are ready, and returns the live sessions.
 func (sc *spawnCrash) settle() map[string]adminSession {
 	t := sc.t
 	t.Helper()
@@ -484,12 +495,21 @@ func (sc *spawnCrash) settle() map[string]adminSession {
 	for {
 		list, err := sc.liveSessions()
 		busy := []string{}
+		allocated, reserves := 0, 0
 		for _, s := range list {
 			if s.State != lifecycle.Waiting && s.State != lifecycle.Running {
 				busy = append(busy, s.Name+" "+string(s.State))
 			}
+			if s.Owner == "" {
+				reserves++
+			} else {
+				allocated++
+			}
 		}
-		if err == nil && len(busy) == 0 {
+		// Reserves are real: the pool is topped up again (by the
+		// periodic pass) as far as the capacity allows.
+		want := min(spawnCrashReserved, spawnCrashCapacity-allocated)
+		if err == nil && len(busy) == 0 && reserves == want {
 			live := map[string]adminSession{}
 			for _, s := range list {
 				live[s.Name] = s
@@ -497,7 +517,8 @@ func (sc *spawnCrash) settle() map[string]adminSession {
 			return live
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the restarted portal did not settle in %v: %v, still busy: %v", spawnCrashSettle, err, busy)
+			t.Fatalf("the restarted portal did not settle in %v: %v; still busy: %v; %d reserves ready, want %d",
+				spawnCrashSettle, err, busy, reserves, want)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -597,8 +618,14 @@ func (sc *spawnCrash) checkSettled(p *portal, live map[string]adminSession) {
 		ready++
 		sc.checkGate(p, a)
 	}
-	t.Logf("settled: %d live sessions, %d dashboard processes; acknowledged: %d ready, stopped %v",
-		len(live), total, ready, reasons)
+	reserves := 0
+	for _, s := range live {
+		if s.Owner == "" {
+			reserves++
+		}
+	}
+	t.Logf("settled: %d live sessions (%d reserves), %d dashboard processes; acknowledged: %d ready, stopped %v",
+		len(live), reserves, total, ready, reasons)
 }
 
 // checkGate activates an acknowledged ready session again and reads its
