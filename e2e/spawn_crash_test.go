@@ -709,10 +709,20 @@ func (sc *spawnCrash) openStore() *badgerstore.Store {
 	t.Helper()
 	dir := filepath.Join(sc.dataDir, "badger")
 	deadline := time.Now().Add(30 * time.Second)
+	var (
+		locked bool
+		held   []string
+	)
 	for {
 		st, err := badgerstore.Open(badgerstore.DefaultOptions(dir))
 		if err == nil {
+			if locked {
+				t.Logf("the killed portal's store was still open by %v for a moment", held)
+			}
 			return st
+		}
+		if !locked {
+			locked, held = true, holdersOf(dir)
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("reopening the store after the kill: %v; open by %v", err, holdersOf(dir))
