@@ -123,6 +123,13 @@ func TestSpawnCrash(t *testing.T) {
 	start := func() *e2etest.Child {
 		return e2etest.StartServeChild(t, sc.dataDir, port, body, e2etest.FaultAdminEnv+"="+sc.admin)
 	}
+	// A child is killed, never exits: with -race its reports are only in
+	// its output.
+	noRace := func(c *e2etest.Child) {
+		if out := c.Output(); strings.Contains(out, "DATA RACE") {
+			t.Fatalf("the portal child reported a data race:\n%s", out)
+		}
+	}
 	c := start()
 	p := remote(t, c.Base, port, sc.dataDir)
 	sc.tok = p.Token(e2etest.RobotUser, e2etest.RobotPass)
@@ -133,6 +140,7 @@ func TestSpawnCrash(t *testing.T) {
 		killAfter := 1 + rng.IntN(spawnCrashUsers*3)
 		ops, statuses := sc.storm(c, round, killAfter)
 		c.Kill()
+		noRace(c)
 		t.Logf("round %d: killed after %d of %d answers (aimed at %d); request statuses %v",
 			round, min(ops, killAfter), ops, killAfter, statuses)
 		t.Logf("round %d: at the kill the store held %s", round, sc.checkStore())
@@ -143,6 +151,7 @@ func TestSpawnCrash(t *testing.T) {
 		sc.checkSettled(p, live)
 	}
 	c.Kill()
+	noRace(c)
 	sc.checkStore()
 	n := 0
 	for _, a := range sc.acked {
