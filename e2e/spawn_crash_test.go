@@ -77,8 +77,8 @@ type spawnCrash struct {
 // TestSpawnCrash kills a portal whose workshop spawns a real dashboard
 // process per session with SIGKILL at a random moment of a storm of
 // requests, activations and terminations (so mid-start and mid-stop),
-// restarts it on the same data and spawner directory, and checks once it
-// settled: every dashboard process of the portal belongs to a live session
+// restarts it on the same data and spawner directory (sometimes killing it
+// again soon after), and checks once it settled: every dashboard process of the portal belongs to a live session
 // and every ready session has exactly one (no orphans); every acknowledged
 // session is ready and answers through the gate, or STOPPED with a reason;
 // session directories exist only for live sessions; and the live sessions
@@ -146,6 +146,16 @@ func TestSpawnCrash(t *testing.T) {
 		t.Logf("round %d: at the kill the store held %s", round, sc.checkStore())
 
 		c = start()
+		if rng.IntN(3) == 0 {
+			// Killed again soon after the restart, while the stops and
+			// starts its reconciliation queued run: a crash of the
+			// recovery must be recovered from as well.
+			time.Sleep(time.Duration(rng.IntN(500)) * time.Millisecond)
+			c.Kill()
+			noRace(c)
+			t.Logf("round %d: killed again soon after the restart; the store held %s", round, sc.checkStore())
+			c = start()
+		}
 		p.Base = c.Base
 		live := sc.settle()
 		sc.checkSettled(p, live)
