@@ -78,11 +78,12 @@ type spawnCrash struct {
 // process per session with SIGKILL at a random moment of a storm of
 // requests, activations and terminations (so mid-start and mid-stop),
 // restarts it on the same data and spawner directory (sometimes killing it
-// again soon after), and checks once it settled: every dashboard process of the portal belongs to a live session
-// and every ready session has exactly one (no orphans); every acknowledged
-// session is ready and answers through the gate, or STOPPED with a reason;
-// session directories exist only for live sessions; and the live sessions
-// never exceed the capacity, at every observation.
+// again soon after), and checks once it settled: every dashboard process
+// of the portal belongs to a live session and every ready session has
+// exactly one (no orphans); every acknowledged session is ready and
+// answers through the gate, or STOPPED with a reason; session directories
+// exist only for live sessions; and the live sessions never exceed the
+// capacity, at every observation.
 func TestSpawnCrash(t *testing.T) {
 	if _, err := os.Stat("/usr/bin/python3"); err != nil {
 		t.Fatal("this test needs /usr/bin/python3 (Debian's python3)")
