@@ -31,6 +31,10 @@ const (
 	FaultFsizeEnv = "CADDYPORTAL_FAULT_FSIZE"
 	// FaultLogEnv, when not empty, makes a child's Caddy log to stderr.
 	FaultLogEnv = "CADDYPORTAL_FAULT_LOG"
+	// FaultAdminEnv, when not empty, is the address of a child's Caddy
+	// admin listener (off otherwise), for tests that look at a killed and
+	// restarted portal through the admin API.
+	FaultAdminEnv = "CADDYPORTAL_FAULT_ADMIN"
 )
 
 // Lines a child prints on stdout for its parent.
@@ -60,7 +64,8 @@ func childConfig() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("bad %s: %v", faultPortEnv, err)
 	}
-	cf := Caddyfile(port, os.Getenv(faultDirEnv), os.Getenv(faultBodyEnv))
+	p := &Portal{Port: port, Dir: os.Getenv(faultDirEnv), Admin: os.Getenv(FaultAdminEnv)}
+	cf := p.Caddyfile(os.Getenv(faultBodyEnv))
 	if os.Getenv(FaultLogEnv) != "" {
 		cf = strings.Replace(cf, "output discard", "output stderr", 1)
 	}
@@ -142,7 +147,7 @@ func faultEnv(kind, dir string, port int, body string, extra ...string) []string
 
 // StartServeChild starts a portal child on port with data in dir and waits
 // until it serves; it is killed at the end of the test. extra adds
-// environment variables (FaultLogEnv).
+// environment variables (FaultLogEnv, FaultAdminEnv).
 func StartServeChild(t testing.TB, dir string, port int, body string, extra ...string) *Child {
 	t.Helper()
 	c := &Child{Port: port, Base: fmt.Sprintf("http://127.0.0.1:%d", port), done: make(chan struct{})}
