@@ -128,11 +128,25 @@ func StartPortalSites(t testing.TB, dir, body, site, extra string) *Portal {
 // Caddy at the end of the test. Base is set from Port (picked if 0).
 func (p *Portal) Start(body string) *Portal {
 	p.T.Helper()
-	if p.Port == 0 {
-		p.Port = FreePort(p.T)
+	picked := p.Port == 0
+	for attempt := 1; ; attempt++ {
+		if picked {
+			p.Port = FreePort(p.T)
+		}
+		p.Base = fmt.Sprintf("http://127.0.0.1:%d", p.Port)
+		err := LoadCaddyfile(p.Caddyfile(body))
+		if err == nil {
+			break
+		}
+		// A port that was free a moment ago can be taken before Caddy
+		// binds it (dashboard processes and Jupyter kernels pick ports
+		// too): pick another rather than fail the test.
+		if !picked || attempt == 5 || !strings.Contains(err.Error(), "address already in use") {
+			p.T.Fatalf("load: %v", err)
+		}
 	}
-	p.Base = fmt.Sprintf("http://127.0.0.1:%d", p.Port)
-	p.Load(body)
+	NoRedirect.CloseIdleConnections()
+	WaitOneListener(p.T, p.Port)
 	p.T.Cleanup(func() { _ = caddy.Stop() })
 	return p
 }
