@@ -326,6 +326,11 @@ func (s *Service) reconcilePass(ctx context.Context) (capped bool, err error) {
 				return err
 			}
 			for _, sess := range sortedSessions(m) {
+				if sp := s.spawnerOf(e); sp != nil {
+					if err := s.requeueStarts(t, e, sp, sess); err != nil {
+						return err
+					}
+				}
 				idle := e.Orphaned > 0 && sess.State == lifecycle.Running && !sess.LastActivity.IsZero() &&
 					!t.now.Before(sess.LastActivity.Add(e.Orphaned))
 				if (idle || e.State != EnvRunning && sess.Reserved()) && t.spend() {

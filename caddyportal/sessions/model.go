@@ -98,6 +98,10 @@ type Session struct {
 	// backend may already have created something that Env does not name
 	// yet): it holds the session's place like Env does.
 	Spawning bool `json:"spawning,omitempty"`
+	// SpawningSince is when the start under way was claimed: a claim
+	// older than any start may take belongs to a worker that is gone (a
+	// config reload's old service closed mid-start), and is given back.
+	SpawningSince time.Time `json:"spawning_since,omitzero"`
 	// EnvOwner is the replica that starts, stops and reconciles the
 	// session's environment.
 	EnvOwner string `json:"env_owner,omitempty"`

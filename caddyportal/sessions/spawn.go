@@ -105,6 +105,13 @@ func (q *workQueue) add(names []string) {
 	}
 }
 
+// has reports whether name waits or is being worked on.
+func (q *workQueue) has(name string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.active[name]
+}
+
 // position is name's 1-based place among the waiting, 0 when it is not
 // waiting.
 func (q *workQueue) position(name string) int {
@@ -305,7 +312,7 @@ func (s *Service) claim(ctx context.Context, name string) (*Session, *Environmen
 			return nil
 		}
 		if sess.Env == nil {
-			sess.Spawning = true
+			sess.Spawning, sess.SpawningSince = true, t.now
 			sess.Progress = &spawner.Progress{Step: spawner.StepStarting, Message: "starting the environment"}
 			if err := t.put(sess); err != nil {
 				return err
@@ -633,6 +640,38 @@ func (s *Service) recoverEnvironments(ctx context.Context) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// abandonedClaimGrace is added to the longest a start may take before a
+// claim no worker of this service holds counts as abandoned.
+const abandonedClaimGrace = time.Minute
+
+// requeueStarts gives this replica's STARTING sessions of e that no worker
+// of this service holds back to the start queue: a claim whose worker is
+// gone (a config reload's old service was closed mid-start, after this
+// service's start-up reconciliation ran) once it is older than any start
+// may take, and unclaimed ones (an adopted environment still to become
+// ready, or a start released). Without it such a session would hold its
+// place, STARTING, until the next restart.
+func (s *Service) requeueStarts(t *txState, e *Environment, sp spawner.Spawner, sess *Session) error {
+	if sess.State != lifecycle.Starting || sess.EnvOwner != s.replica || s.startQ.has(sess.Name) {
+		return nil
+	}
+	if st, _ := sess.Effective(t.now); st != lifecycle.Starting {
+		return nil
+	}
+	if sess.Spawning {
+		if t.now.Sub(sess.SpawningSince) < sp.ReadyTimeout()+e.Overdue+abandonedClaimGrace {
+			return nil
+		}
+		s.log.Warn("giving back a start no worker holds", zap.String("session", sess.Name))
+		sess.Spawning = false
+		if err := t.put(sess); err != nil {
+			return err
+		}
+	}
+	t.starts = append(t.starts, sess.Name)
 	return nil
 }
 

@@ -465,3 +465,49 @@ func TestSpawnEvictionStopsEnvironmentFirst(t *testing.T) {
 	}
 	request(t, svc, "demo-w02", "u1")
 }
+
+// TestSpawnReloadGivesBackAbandonedStart: during a config reload the new
+// service starts while the old one still works its queue; a start the old
+// one claims after that and cannot finish (it is closed mid-start) is
+// given back to the new service's queue once no start could still be
+// under way, instead of holding its place, STARTING, until a restart.
+func TestSpawnReloadGivesBackAbandonedStart(t *testing.T) {
+	sp := newLoopSpawner()
+	sp.hold = make(chan struct{})
+	clk := newClock()
+	st := openStore(t, clk)
+	cfg := portal(spawnWorkshop("lab", 5, 0))
+	oldSvc := newSpawnService(t, st, clk, cfg, sp, sessions.Options{Starts: 1})
+	newSvc := newSpawnService(t, st, clk, cfg, sp, sessions.Options{Starts: 1})
+	res, err := oldSvc.RequestSession(context.Background(), sessions.Request{Environment: "demo-w01", User: "u1",
+		IndexURL: "https://hub.example.com/", Timeout: durp(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := res.Session.Name
+	eventually(t, "the old service's start under way", func() bool { return sp.runningStarts() == 1 })
+	if !get(t, newSvc, name).Spawning {
+		t.Fatal("the start is not claimed")
+	}
+	oldSvc.Close() // the reload ends the old config mid-start
+	sp.mu.Lock()
+	sp.hold = nil
+	sp.mu.Unlock()
+
+	// A claim as young as a start may take is left alone: its worker may
+	// still be running in another service.
+	if err := newSvc.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if s := wantState(t, newSvc, name, lifecycle.Starting); !s.Spawning {
+		t.Fatal("a fresh claim was given back")
+	}
+	clk.Advance(sp.ReadyTimeout() + 2*time.Minute)
+	if err := newSvc.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the abandoned start done by the new service", func() bool { return stateIs(newSvc, name, "WAITING") })
+	if s := get(t, newSvc, name); s.Upstream == "" || dashboard(t, s) != "dashboard of "+name {
+		t.Fatal("the session's environment does not serve it")
+	}
+}
