@@ -228,36 +228,55 @@ func directStarts(ctx context.Context, dash string, n, conc int) (time.Duration,
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			port, err := freePort()
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			cmd := exec.Command(dash, strconv.Itoa(port))
-			cmd.Env = []string{"SESSION_NAME=direct" + strconv.Itoa(i)}
-			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-			if err := cmd.Start(); err != nil {
-				errs[i] = err
-				return
-			}
-			cmds[i] = cmd
-			url := fmt.Sprintf("http://127.0.0.1:%d/", port)
-			deadline := time.Now().Add(30 * time.Second)
-			for {
-				status, body, err := get(ctx, probe, url, "")
-				if err == nil && status == http.StatusOK && string(body) == dashPage("direct"+strconv.Itoa(i)) {
+			// A port picked free can be taken by a concurrent pick before
+			// the dashboard binds it; the dashboard then exits and is
+			// started again on another port.
+			for try := 0; ; try++ {
+				cmd, err := directStart(ctx, probe, dash, "direct"+strconv.Itoa(i))
+				if err == nil || try == 4 {
+					cmds[i], errs[i] = cmd, err
 					return
 				}
-				if time.Now().After(deadline) || ctx.Err() != nil {
-					errs[i] = fmt.Errorf("direct start %d: not ready after 30 s (%v)", i, err)
-					return
-				}
-				time.Sleep(directPoll)
 			}
 		}()
 	}
 	wg.Wait()
 	return time.Since(t0), cmds, errors.Join(errs...)
+}
+
+// directStart starts dash for session on a free port and waits until it
+// serves its page. On failure nothing of it is left running.
+func directStart(ctx context.Context, probe *http.Client, dash, session string) (*exec.Cmd, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(dash, strconv.Itoa(port))
+	cmd.Env = []string{"SESSION_NAME=" + session}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		status, body, err := get(ctx, probe, url, "")
+		if err == nil && status == http.StatusOK && string(body) == dashPage(session) {
+			return cmd, nil
+		}
+		select {
+		case <-exited:
+			return nil, fmt.Errorf("direct start of %s: the dashboard exited", session)
+		case <-time.After(directPoll):
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			_ = cmd.Process.Kill()
+			<-exited
+			return nil, fmt.Errorf("direct start of %s: not ready after 30 s (%v, %d)", session, err, status)
+		}
+	}
 }
 
 // stopDirect ends the processes directStarts started and waits for them.
@@ -268,8 +287,10 @@ func stopDirect(cmds []*exec.Cmd) {
 		}
 	}
 	for _, c := range cmds {
-		if c != nil {
-			_ = c.Wait()
+		// directStart's goroutine waits for the process; this waits
+		// for it to be gone.
+		for c != nil && syscall.Kill(c.Process.Pid, 0) == nil {
+			time.Sleep(5 * time.Millisecond)
 		}
 	}
 }
@@ -391,6 +412,23 @@ func (a *adminClient) live(ctx context.Context) ([]liveSession, error) {
 // handed to a drain user, then terminated like the learners' sessions.
 func endAll(ctx context.Context, p *proc, a *adminClient, r *rest, spec portalSpec, work, dash string) (int, error) {
 	if spec.Reserved > 0 {
+		// Let the pool's refills finish first: a reload while starts are
+		// queued or under way loses them (the old config's service stops
+		// the environment being started, and the session stays STARTING
+		// in the new one; seen with caddyportal at 93a30cd).
+		for {
+			g, err := a.sessionGauge(ctx)
+			if err != nil {
+				return envProcesses(dash), err
+			}
+			if g["starting"] == 0 && g["queued"] == 0 {
+				break
+			}
+			if time.Since(p.Started) > 5*time.Minute || ctx.Err() != nil {
+				return envProcesses(dash), fmt.Errorf("starts still under way before ending the sessions: %v", g)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 		spec.Reserved, spec.Initial = 0, 0
 		if _, err := a.do(ctx, "POST", "/load", "text/caddyfile", []byte(spec.caddyfile(work, p.Port))); err != nil {
 			return envProcesses(dash), fmt.Errorf("reloading without reserves: %w", err)
@@ -439,7 +477,12 @@ func endAll(ctx context.Context, p *proc, a *adminClient, r *rest, spec portalSp
 			}
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return left, fmt.Errorf("after 2 minutes %d sessions are live and %d environment processes left", len(list), left)
+			var states []string
+			for _, s := range list {
+				states = append(states, s.Name+" "+s.State)
+			}
+			return left, fmt.Errorf("after 2 minutes %d sessions are live (%s) and %d environment processes left",
+				len(list), strings.Join(states, ", "), left)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -476,8 +519,28 @@ func runSpawn(ctx context.Context, o Options, bin, work string, rep *Report, log
 	if err := r.login(ctx); err != nil {
 		return err
 	}
+	var profDone chan error
+	if o.Profile > 0 {
+		profDone = make(chan error, 1)
+		go func() {
+			profDone <- fetchProfile(ctx, spec.Admin, fmt.Sprintf("profile?seconds=%d", int(o.Profile.Seconds()+0.5)),
+				filepath.Join(filepath.Dir(work), "cpu-spawn.pprof"))
+		}()
+		time.Sleep(100 * time.Millisecond)
+		rep.note("spawn ran with -pprof: profiling costs CPU during the starts")
+	}
+	pc0, err1 := p.CPU()
+	hc0, err2 := selfCPU()
 	res, wall := learners(ctx, r, "spawn", n, spawnPoll, false)
+	pc1, err3 := p.CPU()
+	hc1, err4 := selfCPU()
+	cpuErr := errors.Join(err1, err2, err3, err4)
 	mem, _ := p.Mem()
+	if profDone != nil {
+		if err := <-profDone; err != nil {
+			logf("spawn cpu profile: %v", err)
+		}
+	}
 	toDash, at, starting, errs, first := learnerStats(res)
 	running := envProcesses(dash)
 	left, endErr := endAll(ctx, p, admin, r, spec, work, dash)
@@ -510,6 +573,13 @@ func runSpawn(ctx context.Context, o Options, bin, work string, rep *Report, log
 		rep.goal(label, "spawn throughput: portal / direct (same command, same bound)",
 			fmt.Sprintf("%.1f /s / %.1f /s = %.2f×", portalRate, directRate, ratio),
 			fmt.Sprintf("≥ %.1f×", goalSpawnRatio), ratio >= goalSpawnRatio && errs == 0)
+	}
+	if cpuErr == nil {
+		// On 2 cores the CPU the portal spends per environment bounds its
+		// rate; the harness's share is the learners' requests and polls.
+		rep.metric(label, "CPU used during the storm: portal / harness (per environment)",
+			fmt.Sprintf("%s / %s (%.1f ms / %.1f ms)", fmtDur(pc1-pc0), fmtDur(hc1-hc0),
+				float64((pc1-pc0).Microseconds())/1000/float64(n), float64((hc1-hc0).Microseconds())/1000/float64(n)))
 	}
 	if mem.RSS > 0 {
 		rep.metric(label, "portal RSS with all running / peak", fmtMB(mem.RSS)+" / "+fmtMB(mem.HWM))
