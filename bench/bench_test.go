@@ -43,6 +43,12 @@ func TestQuick(t *testing.T) {
 		"ws.echoes":     o.WSConns * o.WSMessages,
 		"scaling.flows": o.ScaleFlows * len(o.Sessions),
 		"memory.sizes":  len(o.Sessions),
+		// Every learner reached its own dashboard, started for it (spawn)
+		// or taken from the warm pool (pool), and every environment the
+		// spawn scenario started was running at once.
+		"spawn.reached": o.SpawnUsers,
+		"spawn.running": o.SpawnUsers,
+		"pool.reached":  o.PoolReserved,
 	} {
 		if got := rep.Count(key); got != want {
 			t.Errorf("%s = %d, want %d", key, got, want)
@@ -53,7 +59,8 @@ func TestQuick(t *testing.T) {
 			t.Errorf("%s: no requests were served", key)
 		}
 	}
-	for _, row := range []string{"| gated / plain: throughput |", "| gated / plain: p99 |", "| gated / forward_auth: throughput |"} {
+	for _, row := range []string{"| gated / plain: throughput |", "| gated / plain: p99 |", "| gated / forward_auth: throughput |",
+		"| spawn throughput: portal / direct (same command, same bound) |", "| activation to dashboard page, p50 / p99 |"} {
 		if !strings.Contains(md, row) {
 			t.Errorf("the gate rows have no %q", row)
 		}
@@ -85,15 +92,18 @@ func TestPercentile(t *testing.T) {
 }
 
 func TestParseFlags(t *testing.T) {
-	o, err := parseFlags([]string{"-quick", "-scenario", "storm,ws", "-users", "70", "-sessions", "10,20", "-live", "0"})
+	o, err := parseFlags([]string{"-quick", "-scenario", "storm,ws,spawn", "-users", "70", "-sessions", "10,20", "-live", "0",
+		"-spawn-users", "30", "-pool-reserved", "7"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.Users != 70 || o.WSConns != quickOptions().WSConns || len(o.Scenarios) != 2 ||
-		len(o.Sessions) != 2 || o.Sessions[1] != 20 || o.LiveFraction != 0 {
+	if o.Users != 70 || o.WSConns != quickOptions().WSConns || len(o.Scenarios) != 3 ||
+		len(o.Sessions) != 2 || o.Sessions[1] != 20 || o.LiveFraction != 0 ||
+		o.SpawnUsers != 30 || o.PoolReserved != 7 || o.SpawnStarts != 8 {
 		t.Fatalf("parsed %+v", o)
 	}
-	if o, _ := parseFlags(nil); o.Users != 1000 || o.WSConns != 2000 || len(o.Scenarios) != len(allScenarios) {
+	if o, _ := parseFlags(nil); o.Users != 1000 || o.WSConns != 2000 || len(o.Scenarios) != len(allScenarios) ||
+		o.SpawnUsers != 200 || o.PoolReserved != 50 || o.SpawnStarts != 8 {
 		t.Fatalf("defaults %+v", o)
 	}
 	for _, bad := range [][]string{

@@ -13,6 +13,8 @@
 //	ws       concurrent WebSockets through the gate, echo round trips
 //	memory   RSS and start-up time with stored sessions seeded in advance
 //	scaling  request + activate latency as stored sessions grow
+//	spawn    N learners at once, an environment (a real process) started per session
+//	pool     learners taking warm reserves: activation to dashboard page
 //
 // memory and scaling share the seeded data directories, so "all" seeds
 // each size once. -quick runs tiny sizes as a smoke test.
@@ -78,19 +80,25 @@ type Options struct {
 	LiveFraction float64
 	ScaleFlows   int
 	ScaleConns   int
-	Binary       string
-	Workdir      string
-	Keep         bool
-	Profile      time.Duration
+	// SpawnUsers learners arrive at once in the spawn scenario, which
+	// starts environments at most SpawnStarts at a time (the portal's
+	// `starts`, also used by pool); PoolReserved is pool's `reserved`.
+	SpawnUsers, SpawnStarts, PoolReserved int
+	Binary                                string
+	Workdir                               string
+	Keep                                  bool
+	Profile                               time.Duration
 	// PortalEnv is added to the portal process's environment (KEY=VALUE).
 	PortalEnv []string
 	Out       string
 	Command   string
 	// Verbose progress goes to Progress (nil: stderr).
 	Progress func(format string, args ...any)
+	// dashboard is the built bench/cmd/benchdash binary (spawn, pool).
+	dashboard string
 }
 
-var allScenarios = []string{"storm", "gate", "ws", "memory", "scaling"}
+var allScenarios = []string{"storm", "gate", "ws", "memory", "scaling", "spawn", "pool"}
 
 // defaultOptions are the issue's sizes.
 func defaultOptions() Options {
@@ -107,6 +115,14 @@ func defaultOptions() Options {
 		LiveFraction: 0.05,
 		ScaleFlows:   500,
 		ScaleConns:   16,
+		SpawnUsers:   200,
+		// Eight starts at once (four per core here): a start is mostly
+		// waiting (fork and exec, the dashboard binding its port, the
+		// readiness probe), so a few in parallel keep the CPU busy, while
+		// the bound still keeps a class of heavy dashboards (Jupyter:
+		// about a second of CPU each) from thrashing the machine.
+		SpawnStarts:  8,
+		PoolReserved: 50,
 	}
 }
 
@@ -123,12 +139,14 @@ func quickOptions() Options {
 	o.Sessions = []int{1000}
 	o.ScaleFlows = 50
 	o.ScaleConns = 8
+	o.SpawnUsers = 10
+	o.PoolReserved = 5
 	return o
 }
 
 func parseFlags(args []string) (Options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	quick := fs.Bool("quick", false, "smoke-test sizes (storm 50, ws 50, sessions 1000, 1s gate time per proxy kind); explicit size flags still apply")
+	quick := fs.Bool("quick", false, "smoke-test sizes (storm 50, ws 50, sessions 1000, 1s gate time per proxy kind, spawn 10, pool 5); explicit size flags still apply")
 	scen := fs.String("scenario", "all", "scenarios to run: all, or a comma-separated list of "+strings.Join(allScenarios, ","))
 	users := fs.Int("users", 0, "storm: users requesting and activating at once (capacity is the same) [1000]")
 	gateConns := fs.Int("conns", 0, "gate: concurrent keep-alive clients [32]")
@@ -141,6 +159,9 @@ func parseFlags(args []string) (Options, error) {
 	live := fs.Float64("live", defaultOptions().LiveFraction, "memory, scaling: fraction of seeded sessions left running, the rest STOPPED")
 	flows := fs.Int("flows", 0, "scaling: request+activate flows measured per size [500]")
 	flowConns := fs.Int("flow-conns", 0, "scaling: concurrent clients for those flows [16]")
+	spawnUsers := fs.Int("spawn-users", 0, "spawn: learners arriving at once, capacity the same, reserved 0 [200]")
+	spawnStarts := fs.Int("spawn-starts", 0, "spawn, pool: the portal's starts (environments started at once), also the direct baseline's bound [8]")
+	poolReserved := fs.Int("pool-reserved", 0, "pool: reserved environments, and learners taking them at once [50]")
 	bin := fs.String("binary", "", "use this caddyportal binary instead of building ./cmd/caddyportal")
 	work := fs.String("workdir", "", "directory for binaries, data and logs (default: a new temp dir)")
 	keep := fs.Bool("keep", false, "keep the work directory (Caddyfiles, logs, data, seeded stores) after the run; a later run with the same -workdir reuses the seeded stores")
@@ -179,6 +200,9 @@ func parseFlags(args []string) (Options, error) {
 	setPos(&o.WSMessages, *wsMsgs)
 	setPos(&o.ScaleFlows, *flows)
 	setPos(&o.ScaleConns, *flowConns)
+	setPos(&o.SpawnUsers, *spawnUsers)
+	setPos(&o.SpawnStarts, *spawnStarts)
+	setPos(&o.PoolReserved, *poolReserved)
 	if *wsEvery > 0 {
 		o.WSInterval = *wsEvery
 	}

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -84,6 +85,14 @@ type portalSpec struct {
 	Admin string
 	// Env is added to the process environment.
 	Env []string
+	// Spawner, when set, replaces Upstreams: the body of a `spawner
+	// process` block (one option per line), so sessions get environments
+	// started per session.
+	Spawner string
+	// Reserved and Initial are the workshop's reserves (0: none).
+	Reserved, Initial int
+	// Starts is the portal's `starts` (0: the portal's default).
+	Starts int
 }
 
 // caddyfile renders the Caddyfile of a portal on port, with Caddy's own
@@ -92,6 +101,14 @@ func (s portalSpec) caddyfile(work string, port int) string {
 	admin := "off"
 	if s.Admin != "" {
 		admin = s.Admin
+	}
+	dashboards := "upstream " + strings.Join(s.Upstreams, " ")
+	if s.Spawner != "" {
+		dashboards = "spawner process {\n" + s.Spawner + "\n\t\t\t}"
+	}
+	starts := ""
+	if s.Starts > 0 {
+		starts = fmt.Sprintf("starts %d\n\t\t", s.Starts)
 	}
 	return fmt.Sprintf(`{
 	admin %s
@@ -114,20 +131,20 @@ http://127.0.0.1:%d {
 		sessions maximum %d registered 1 anonymous 1
 		robot %s %s
 		client %s %s
-		workshop %s {
+		%sworkshop %s {
 			title "Benchmark lab"
-			reserved 0
-			initial 0
+			reserved %d
+			initial %d
 			capacity %d
 			expires 60m
-			upstream %s
+			%s
 		}
 	}
 	respond "not the portal" 404
 }
 %s`, admin, filepath.Join(work, "caddy"), filepath.Join(work, "caddy.log"), port,
 		portalName, s.Data, hubIndex, s.Maximum, robotUser, robotPass, clientID, clientSecret,
-		workshopName, s.Capacity, strings.Join(s.Upstreams, " "), s.Extra)
+		starts, workshopName, s.Reserved, s.Initial, s.Capacity, dashboards, s.Extra)
 }
 
 // proc is a running portal binary.
@@ -138,7 +155,12 @@ type proc struct {
 	// Ready is the time from starting the process to the first 200 from
 	// the portal's catalog route.
 	Ready time.Duration
-	done  chan error
+	// Started is when the process was started.
+	Started time.Time
+	done    chan error
+	// stop makes Stop safe to call again (a scenario stops the portal
+	// before it reads what is left, and a deferred Stop follows).
+	stop sync.Once
 }
 
 // startPortal writes the Caddyfile into work and runs the binary until the
@@ -169,6 +191,7 @@ func startPortal(ctx context.Context, bin, work string, spec portalSpec) (*proc,
 	cmd.Stdout, cmd.Stderr = stderr, stderr
 	p := &proc{cmd: cmd, Port: port, Base: fmt.Sprintf("http://127.0.0.1:%d", port), done: make(chan error, 1)}
 	start := time.Now()
+	p.Started = start
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", bin, err)
 	}
@@ -203,17 +226,20 @@ func startPortal(ctx context.Context, bin, work string, spec portalSpec) (*proc,
 }
 
 // Stop ends the process gracefully, killing it if it does not stop.
+// Later calls do nothing.
 func (p *proc) Stop() {
 	if p == nil || p.cmd.Process == nil {
 		return
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(15 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
+	p.stop.Do(func() {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(15 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	})
 }
 
 // memInfo is a process's memory from /proc/<pid>/status, in kB.

@@ -63,6 +63,16 @@ func run(ctx context.Context, o Options) (*Report, error) {
 		logf("built in %s", time.Since(t0).Round(time.Millisecond))
 	}
 
+	if contains(o.Scenarios, "spawn") || contains(o.Scenarios, "pool") {
+		root, err := moduleRoot()
+		if err != nil {
+			return rep, err
+		}
+		if o.dashboard, err = buildDashboard(ctx, root, work); err != nil {
+			return rep, err
+		}
+	}
+
 	type step struct {
 		name string
 		fn   func(context.Context, Options, string, string, *Report, func(string, ...any)) error
@@ -81,6 +91,15 @@ func run(ctx context.Context, o Options) (*Report, error) {
 		logf("scenarios memory/scaling ...")
 		if err := runStored(ctx, o, bin, work, rep, logf); err != nil {
 			return rep, err
+		}
+	}
+	for _, s := range []step{{"spawn", runSpawn}, {"pool", runPool}} {
+		if !contains(o.Scenarios, s.name) {
+			continue
+		}
+		logf("scenario %s ...", s.name)
+		if err := s.fn(ctx, o, bin, filepath.Join(work, s.name), rep, logf); err != nil {
+			return rep, fmt.Errorf("%s: %w", s.name, err)
 		}
 	}
 	return rep, nil

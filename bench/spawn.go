@@ -1,0 +1,655 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// The spawn and pool scenarios (issue 14): sessions whose environments the
+// portal's process spawner starts, one real dashboard process each.
+
+// Goals of issue 14.
+const (
+	goalSpawnRatio = 0.8                   // portal / direct environments per second, at least
+	goalPoolP99    = 50 * time.Millisecond // activation to dashboard page with a warm pool
+)
+
+// spawnPoll is how often a learner of the spawn scenario reloads its
+// dashboard while the portal shows the starting page. A browser reloads
+// every 2 s (the page's meta refresh); the harness polls faster so the time
+// to the dashboard is measured to within 100 ms, at a load (N/0.1 s of
+// cheap starting pages) small next to the starts themselves.
+const spawnPoll = 100 * time.Millisecond
+
+// directPoll is how often the direct baseline probes a process it started:
+// short, so the baseline is close to what the machine can do.
+const directPoll = 5 * time.Millisecond
+
+// envMarker is the variable the process spawner puts into every process of
+// an environment (CADDYPORTAL_ENV=<portal>/<replica>/<session>).
+const envMarker = "CADDYPORTAL_ENV"
+
+// dashPage is the page bench/cmd/benchdash serves for session name (a copy
+// of its page function: both are main packages).
+func dashPage(name string) string {
+	return "<!doctype html><title>bench dashboard</title><p id=\"bench-dashboard\">session " + name + "</p>\n"
+}
+
+// buildDashboard builds bench/cmd/benchdash, the dashboard of the spawn and
+// pool scenarios, into dir. A Go binary starts in a few milliseconds with a
+// few MB of RSS, so 200 of them measure the portal's cost of starting
+// environments rather than the dashboard's own (python3 -m http.server
+// takes about 100 ms of CPU and 30 MB each; the portal binary cannot serve
+// as a dashboard).
+func buildDashboard(ctx context.Context, root, dir string) (string, error) {
+	bin := filepath.Join(dir, "benchdash")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./bench/cmd/benchdash")
+	cmd.Dir = root
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build ./bench/cmd/benchdash: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// spawnerBlock is the body of the workshop's `spawner process` block: the
+// dashboard on the port the portal picks, probed at /.
+func spawnerBlock(dash string) string {
+	return "\t\t\t\tcommand " + dash + " {port}\n\t\t\t\tready / 30s\n\t\t\t\tstop_timeout 5s"
+}
+
+// spawnPortal starts a portal whose one workshop spawns dash per session,
+// with Caddy's admin API on (for the portal admin API and /metrics).
+func spawnPortal(ctx context.Context, o Options, bin, dash, work string, capacity, reserved, starts int) (*proc, *adminClient, portalSpec, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, nil, portalSpec{}, err
+	}
+	spec := portalSpec{
+		Data: filepath.Join(work, "badger"), Maximum: capacity, Capacity: capacity, Env: o.PortalEnv,
+		Spawner: spawnerBlock(dash), Reserved: reserved, Initial: reserved, Starts: starts,
+		Admin: fmt.Sprintf("127.0.0.1:%d", port),
+	}
+	p, err := startPortal(ctx, bin, work, spec)
+	if err != nil {
+		return nil, nil, spec, err
+	}
+	return p, &adminClient{addr: spec.Admin, c: &http.Client{Timeout: 30 * time.Second}}, spec, nil
+}
+
+// learnerResult is one learner of the spawn or pool scenario.
+type learnerResult struct {
+	// toDash is from the request (spawn) or the activation (pool) to the
+	// first answer that was the session's own dashboard page.
+	toDash time.Duration
+	// at is when the dashboard page arrived, from the release of all.
+	at time.Duration
+	// starting counts starting pages seen before the dashboard.
+	starting int
+	err      error
+}
+
+// learner requests a session, activates it and GETs its dashboard through
+// the gate with its cookie until the dashboard itself answers, polling
+// every poll while the portal shows the starting page. t0 is the release
+// of all learners; fromActivation says whether toDash starts at the
+// activation (pool) or at the request (spawn).
+func learner(ctx context.Context, r *rest, user string, t0 time.Time, poll time.Duration, fromActivation bool) learnerResult {
+	var lr learnerResult
+	start := time.Now()
+	name, link, err := r.requestSession(ctx, user)
+	if err != nil {
+		lr.err = err
+		return lr
+	}
+	if fromActivation {
+		start = time.Now()
+	}
+	cookie, err := r.activate(ctx, name, link)
+	if err != nil {
+		lr.err = err
+		return lr
+	}
+	url := r.base + "/workshops/session/" + name + "/"
+	want := dashPage(name)
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		status, body, err := get(ctx, r.c, url, cookie)
+		switch {
+		case err != nil:
+			lr.err = err
+			return lr
+		case status == http.StatusOK && string(body) == want:
+			lr.toDash, lr.at = time.Since(start), time.Since(t0)
+			return lr
+		case status == http.StatusOK && bytes.Contains(body, []byte("<title>Starting your workshop</title>")):
+			lr.starting++
+		default:
+			lr.err = fmt.Errorf("GET %s: %d %.200s", url, status, body)
+			return lr
+		}
+		if time.Now().After(deadline) {
+			lr.err = fmt.Errorf("%s: no dashboard after 2 minutes (%d starting pages)", name, lr.starting)
+			return lr
+		}
+		select {
+		case <-ctx.Done():
+			lr.err = ctx.Err()
+			return lr
+		case <-time.After(poll):
+		}
+	}
+}
+
+// get GETs url with cookie and returns the status and body.
+func get(ctx context.Context, c *http.Client, url, cookie string) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	if cookie != "" {
+		req.Header.Set("Cookie", cookie)
+	}
+	res, err := c.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	body, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	return res.StatusCode, body, err
+}
+
+// learners runs n learners at once (released together) and returns their
+// results and the wall time until the last one finished.
+func learners(ctx context.Context, r *rest, prefix string, n int, poll time.Duration, fromActivation bool) ([]learnerResult, time.Duration) {
+	out := make([]learnerResult, n)
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	var t0 time.Time
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-release
+			out[i] = learner(ctx, r, fmt.Sprintf("%s%d", prefix, i), t0, poll, fromActivation)
+		}()
+	}
+	t0 = time.Now()
+	close(release)
+	wg.Wait()
+	return out, time.Since(t0)
+}
+
+// learnerStats splits results into the successful ones' times and errors.
+func learnerStats(res []learnerResult) (toDash, at []time.Duration, starting, errs int, first error) {
+	for _, lr := range res {
+		if lr.err != nil {
+			errs++
+			if first == nil {
+				first = lr.err
+			}
+			continue
+		}
+		toDash, at = append(toDash, lr.toDash), append(at, lr.at)
+		starting += lr.starting
+	}
+	return
+}
+
+// directStarts starts n dashboards directly, at most conc at once, each
+// on a free port, and waits for each to answer a GET (probing every
+// directPoll, one connection per probe like the portal's readiness probe);
+// a start slot is freed when its process answers. It returns the wall time
+// until all answered and the processes, still running.
+func directStarts(ctx context.Context, dash string, n, conc int) (time.Duration, []*exec.Cmd, error) {
+	probe := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	cmds := make([]*exec.Cmd, n)
+	errs := make([]error, n)
+	sem := make(chan struct{}, conc)
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for i := range n {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			// A port picked free can be taken by a concurrent pick before
+			// the dashboard binds it; the dashboard then exits and is
+			// started again on another port.
+			for try := 0; ; try++ {
+				cmd, err := directStart(ctx, probe, dash, "direct"+strconv.Itoa(i))
+				if err == nil || try == 4 {
+					cmds[i], errs[i] = cmd, err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return time.Since(t0), cmds, errors.Join(errs...)
+}
+
+// directStart starts dash for session on a free port and waits until it
+// serves its page. On failure nothing of it is left running.
+func directStart(ctx context.Context, probe *http.Client, dash, session string) (*exec.Cmd, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(dash, strconv.Itoa(port))
+	cmd.Env = []string{"SESSION_NAME=" + session}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		status, body, err := get(ctx, probe, url, "")
+		if err == nil && status == http.StatusOK && string(body) == dashPage(session) {
+			return cmd, nil
+		}
+		select {
+		case <-exited:
+			return nil, fmt.Errorf("direct start of %s: the dashboard exited", session)
+		case <-time.After(directPoll):
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			_ = cmd.Process.Kill()
+			<-exited
+			return nil, fmt.Errorf("direct start of %s: not ready after 30 s (%v, %d)", session, err, status)
+		}
+	}
+}
+
+// stopDirect ends the processes directStarts started and waits for them.
+func stopDirect(cmds []*exec.Cmd) {
+	for _, c := range cmds {
+		if c != nil {
+			_ = c.Process.Signal(syscall.SIGTERM)
+		}
+	}
+	for _, c := range cmds {
+		// directStart's goroutine waits for the process; this waits
+		// for it to be gone.
+		for c != nil && syscall.Kill(c.Process.Pid, 0) == nil {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
+
+// envProcesses counts the running processes of dash (by their executable)
+// that carry the spawner's marker for this harness's portal: what the
+// portal started and has not stopped.
+func envProcesses(dash string) int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return -1
+	}
+	n := 0
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		if exe, err := os.Readlink("/proc/" + e.Name() + "/exe"); err != nil || exe != dash {
+			continue
+		}
+		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err != nil {
+			continue
+		}
+		for _, kv := range bytes.Split(env, []byte{0}) {
+			if bytes.HasPrefix(kv, []byte(envMarker+"="+portalName+"/")) {
+				n++
+				break
+			}
+		}
+	}
+	return n
+}
+
+// adminClient calls Caddy's admin API of a portal: the portal admin API
+// (sessions), /metrics and /load.
+type adminClient struct {
+	addr string
+	c    *http.Client
+}
+
+func (a *adminClient) do(ctx context.Context, method, path, ctype string, body []byte) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+a.addr+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	res, err := a.c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	b, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	if err == nil && res.StatusCode != http.StatusOK {
+		err = fmt.Errorf("%s %s: %d %.300s", method, path, res.StatusCode, b)
+	}
+	return b, err
+}
+
+// sessionGauge reads caddyportal_sessions{environment=envName} by state
+// from /metrics.
+func (a *adminClient) sessionGauge(ctx context.Context) (map[string]int, error) {
+	b, err := a.do(ctx, "GET", "/metrics", "", nil)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int{}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		line := sc.Text()
+		labels, ok := strings.CutPrefix(line, "caddyportal_sessions{")
+		if !ok || !strings.Contains(labels, `environment="`+envName+`"`) {
+			continue
+		}
+		_, st, ok := strings.Cut(labels, `state="`)
+		if !ok {
+			continue
+		}
+		st, _, _ = strings.Cut(st, `"`)
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			return nil, fmt.Errorf("metrics: %q: %v", line, err)
+		}
+		out[st] = int(v)
+	}
+	return out, sc.Err()
+}
+
+// liveSession is a session in the portal admin API's listing.
+type liveSession struct {
+	Name  string `json:"name"`
+	State string `json:"state"`
+	Owner string `json:"owner"`
+}
+
+// live lists the portal's live sessions (reserves included).
+func (a *adminClient) live(ctx context.Context) ([]liveSession, error) {
+	b, err := a.do(ctx, "GET", "/portal/"+portalName+"/sessions/", "", nil)
+	if err != nil {
+		return nil, err
+	}
+	var list []liveSession
+	if err := json.Unmarshal(b, &list); err != nil {
+		return nil, fmt.Errorf("sessions: %v: %.300s", err, b)
+	}
+	return list, nil
+}
+
+// endAll ends every session of the portal and waits until the portal has
+// stopped all their environments: no live session and no marked process of
+// dash left. It returns how many processes were left when it gave up.
+//
+// Reserves cannot be terminated (they belong to nobody), so with a pool
+// the config is first reloaded with reserved 0 (a reload keeps the
+// portal's sessions and their environments) and each ready reserve is
+// handed to a drain user, then terminated like the learners' sessions.
+func endAll(ctx context.Context, p *proc, a *adminClient, r *rest, spec portalSpec, work, dash string) (int, error) {
+	if spec.Reserved > 0 {
+		// Let the pool's refills finish first: a reload while starts are
+		// queued or under way loses them (the old config's service stops
+		// the environment being started, and the session stays STARTING
+		// in the new one; seen with caddyportal at 93a30cd).
+		for {
+			g, err := a.sessionGauge(ctx)
+			if err != nil {
+				return envProcesses(dash), err
+			}
+			if g["starting"] == 0 && g["queued"] == 0 {
+				break
+			}
+			if time.Since(p.Started) > 5*time.Minute || ctx.Err() != nil {
+				return envProcesses(dash), fmt.Errorf("starts still under way before ending the sessions: %v", g)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		spec.Reserved, spec.Initial = 0, 0
+		if _, err := a.do(ctx, "POST", "/load", "text/caddyfile", []byte(spec.caddyfile(work, p.Port))); err != nil {
+			return envProcesses(dash), fmt.Errorf("reloading without reserves: %w", err)
+		}
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	drained := 0
+	for {
+		list, err := a.live(ctx)
+		if err != nil {
+			return envProcesses(dash), err
+		}
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 16)
+		for _, s := range list {
+			reserve := s.Owner == ""
+			if strings.EqualFold(s.State, "STOPPING") || reserve && !strings.EqualFold(s.State, "WAITING") {
+				continue // on its way out, or a reserve still starting
+			}
+			drained++
+			user := fmt.Sprintf("drain%d", drained)
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				name := s.Name
+				if reserve {
+					// Takes a ready reserve (maybe another one: any will do).
+					var err error
+					if name, _, err = r.requestSession(ctx, user); err != nil {
+						return
+					}
+				}
+				// A session that ended meanwhile answers 4xx; the next
+				// listing tells.
+				_, _ = a.do(ctx, "POST", "/portal/"+portalName+"/sessions/"+name+"/terminate/", "", nil)
+			}()
+		}
+		wg.Wait()
+		left := envProcesses(dash)
+		if len(list) == 0 && left == 0 {
+			g, err := a.sessionGauge(ctx)
+			if err == nil && g["stopping"] == 0 && g["starting"] == 0 && g["queued"] == 0 {
+				return 0, nil
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			var states []string
+			for _, s := range list {
+				states = append(states, s.Name+" "+s.State)
+			}
+			return left, fmt.Errorf("after 2 minutes %d sessions are live (%s) and %d environment processes left",
+				len(list), strings.Join(states, ", "), left)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// runSpawn: a class of N learners request and activate sessions of a
+// workshop with reserved 0 at once, so the portal starts N environments
+// (at most `starts` at a time); each learner reloads its dashboard until
+// it is served. The same N dashboards are first started directly with the
+// same bound, as the machine's own rate.
+func runSpawn(ctx context.Context, o Options, bin, work string, rep *Report, logf func(string, ...any)) error {
+	const sc = "spawn"
+	n, starts := o.SpawnUsers, o.SpawnStarts
+	dash := o.dashboard
+	label := fmt.Sprintf("spawn (%d learners, reserved 0, starts %d)", n, starts)
+
+	// The machine's own rate first, on a quiet portal-less machine.
+	directWall, cmds, derr := directStarts(ctx, dash, n, starts)
+	stopDirect(cmds)
+	if derr != nil {
+		rep.addErrors(sc, 1)
+		rep.note("spawn: direct starts: %v", derr)
+	}
+	logf("spawn: %d dashboards started directly in %s", n, directWall.Round(time.Millisecond))
+
+	p, admin, spec, err := spawnPortal(ctx, o, bin, dash, work, n, 0, starts)
+	if err != nil {
+		return err
+	}
+	defer p.Stop()
+	client := newClient(n)
+	defer client.CloseIdleConnections()
+	r := &rest{base: p.Base, c: client}
+	if err := r.login(ctx); err != nil {
+		return err
+	}
+	var profDone chan error
+	if o.Profile > 0 {
+		profDone = make(chan error, 1)
+		go func() {
+			profDone <- fetchProfile(ctx, spec.Admin, fmt.Sprintf("profile?seconds=%d", int(o.Profile.Seconds()+0.5)),
+				filepath.Join(filepath.Dir(work), "cpu-spawn.pprof"))
+		}()
+		time.Sleep(100 * time.Millisecond)
+		rep.note("spawn ran with -pprof: profiling costs CPU during the starts")
+	}
+	pc0, err1 := p.CPU()
+	hc0, err2 := selfCPU()
+	res, wall := learners(ctx, r, "spawn", n, spawnPoll, false)
+	pc1, err3 := p.CPU()
+	hc1, err4 := selfCPU()
+	cpuErr := errors.Join(err1, err2, err3, err4)
+	mem, _ := p.Mem()
+	if profDone != nil {
+		if err := <-profDone; err != nil {
+			logf("spawn cpu profile: %v", err)
+		}
+	}
+	toDash, at, starting, errs, first := learnerStats(res)
+	running := envProcesses(dash)
+	left, endErr := endAll(ctx, p, admin, r, spec, work, dash)
+	if endErr != nil {
+		rep.note("spawn: ending the sessions: %v", endErr)
+	}
+	p.Stop()
+	// Stopping the portal must not leave anything behind either (it leaves
+	// running environments for the next start to adopt, but there are none).
+	left = max(left, envProcesses(dash))
+	if left != 0 {
+		errs++
+	}
+	rep.addErrors(sc, errs)
+	rep.count("spawn.reached", len(toDash))
+	rep.count("spawn.running", running)
+	if first != nil {
+		rep.note("spawn: first error: %v", first)
+	}
+	rep.goal(label, "reached their dashboard / errors", fmt.Sprintf("%d / %d", len(toDash), errs),
+		fmt.Sprintf("%d / 0", n), len(toDash) == n && errs == 0)
+	rep.metric(label, "time to dashboard from the request, p50 / p99", latencies(toDash))
+	rep.metric(label, fmt.Sprintf("wall time, all %d (starting pages seen, learners poll every %s)", n, spawnPoll),
+		fmt.Sprintf("%s (%d)", fmtDur(wall), starting))
+	if len(at) > 0 && directWall > 0 {
+		last := pct(at, 1)
+		portalRate := float64(len(at)) / last.Seconds()
+		directRate := float64(n) / directWall.Seconds()
+		ratio := portalRate / directRate
+		rep.goal(label, "spawn throughput: portal / direct (same command, same bound)",
+			fmt.Sprintf("%.1f /s / %.1f /s = %.2f×", portalRate, directRate, ratio),
+			fmt.Sprintf("≥ %.1f×", goalSpawnRatio), ratio >= goalSpawnRatio && errs == 0)
+	}
+	if cpuErr == nil {
+		// On 2 cores the CPU the portal spends per environment bounds its
+		// rate; the harness's share is the learners' requests and polls.
+		rep.metric(label, "CPU used during the storm: portal / harness (per environment)",
+			fmt.Sprintf("%s / %s (%.1f ms / %.1f ms)", fmtDur(pc1-pc0), fmtDur(hc1-hc0),
+				float64((pc1-pc0).Microseconds())/1000/float64(n), float64((hc1-hc0).Microseconds())/1000/float64(n)))
+	}
+	if mem.RSS > 0 {
+		rep.metric(label, "portal RSS with all running / peak", fmtMB(mem.RSS)+" / "+fmtMB(mem.HWM))
+	}
+	rep.goal(label, "environment processes running / left after ending the sessions and stopping the portal",
+		fmt.Sprintf("%d / %d", running, left), fmt.Sprintf("%d / 0", n), running == n && left == 0)
+	logf("spawn: %d reached in %s (direct %s), %d errors, %d processes left", len(toDash), wall.Round(time.Millisecond),
+		directWall.Round(time.Millisecond), errs, left)
+	return nil
+}
+
+// runPool: with `reserved R`, once the R reserves are started and probed,
+// R learners request and activate at once and each fetches its dashboard:
+// the time from activation to the page, which a warm pool makes immediate.
+// Capacity is 2R, so the pool refills in the background as it would in a
+// real class while the learners arrive.
+func runPool(ctx context.Context, o Options, bin, work string, rep *Report, logf func(string, ...any)) error {
+	const sc = "pool"
+	k := o.PoolReserved
+	dash := o.dashboard
+	label := fmt.Sprintf("pool (reserved %d, capacity %d, %d learners)", k, 2*k, k)
+	p, admin, spec, err := spawnPortal(ctx, o, bin, dash, work, 2*k, k, o.SpawnStarts)
+	if err != nil {
+		return err
+	}
+	defer p.Stop()
+	for {
+		g, err := admin.sessionGauge(ctx)
+		if err != nil {
+			return err
+		}
+		if g["reserved"] >= k {
+			break
+		}
+		if time.Since(p.Started) > 2*time.Minute {
+			return fmt.Errorf("only %d of %d reserves ready after 2 minutes (%v)", g["reserved"], k, g)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	fill := time.Since(p.Started)
+	logf("pool: %d reserves ready in %s", k, fill.Round(time.Millisecond))
+	client := newClient(k)
+	defer client.CloseIdleConnections()
+	r := &rest{base: p.Base, c: client}
+	if err := r.login(ctx); err != nil {
+		return err
+	}
+	res, wall := learners(ctx, r, "pool", k, spawnPoll, true)
+	toDash, _, starting, errs, first := learnerStats(res)
+	left, endErr := endAll(ctx, p, admin, r, spec, work, dash)
+	if endErr != nil {
+		rep.note("pool: ending the sessions: %v", endErr)
+	}
+	p.Stop()
+	left = max(left, envProcesses(dash))
+	if left != 0 {
+		errs++
+	}
+	rep.addErrors(sc, errs)
+	rep.count("pool.reached", len(toDash))
+	if first != nil {
+		rep.note("pool: first error: %v", first)
+	}
+	rep.metric(label, "all reserves ready, from starting the portal process", fmtDur(fill))
+	rep.goal(label, "reached their dashboard / errors", fmt.Sprintf("%d / %d", len(toDash), errs),
+		fmt.Sprintf("%d / 0", k), len(toDash) == k && errs == 0)
+	rep.goal(label, "activation to dashboard page, p50 / p99", latencies(toDash),
+		"p99 ≤ "+fmtDur(goalPoolP99), len(toDash) == k && pct(toDash, 0.99) <= goalPoolP99)
+	rep.metric(label, "wall time, all request + activate + page (starting pages seen)", fmt.Sprintf("%s (%d)", fmtDur(wall), starting))
+	rep.goal(label, "environment processes left after ending the sessions and stopping the portal", fmt.Sprint(left), "0", left == 0)
+	logf("pool: %d reached, p99 %s, %d errors, %d processes left", len(toDash), fmtDur(pct(toDash, 0.99)), errs, left)
+	return nil
+}
