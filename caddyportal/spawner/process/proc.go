@@ -119,6 +119,16 @@ func scan(prefix string, groups map[int]bool) ([]scanned, error) {
 // IPv4 or IPv6) in the portal's network namespace, which a dashboard shares
 // (bubblewrap keeps the network).
 func listeners(port int) map[string]bool {
+	if out, err := diagListeners(port); err == nil {
+		return out
+	}
+	// No sock_diag (a kernel without it, a seccomp filter): the same from
+	// /proc, which is slower.
+	return procListeners(port)
+}
+
+// procListeners is listeners from /proc/net/tcp and /proc/net/tcp6.
+func procListeners(port int) map[string]bool {
 	out := map[string]bool{}
 	hexPort := strings.ToUpper(strconv.FormatInt(int64(port), 16))
 	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {

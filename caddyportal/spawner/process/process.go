@@ -634,6 +634,13 @@ func (s *Spawner) verifyListener(session string, st State) error {
 	if len(inodes) == 0 {
 		return fmt.Errorf("port %d answered but has no listening socket in this network namespace", st.Port)
 	}
+	// Most dashboards listen in the process the portal started (Ready has
+	// checked it is still that process): look there before scanning every
+	// process, which costs the portal's CPU in proportion to the
+	// environments running, at every start.
+	if st.PID > 0 && ownsSocket(st.PID, inodes) {
+		return nil
+	}
 	procs, err := s.victims(s.marker(session), map[int]bool{st.PGID: true})
 	if err != nil {
 		return err
