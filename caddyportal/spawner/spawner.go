@@ -98,7 +98,7 @@ func WaitReady(ctx context.Context, s Spawner, env Env, progress func(Progress))
 	Report(progress, StepWaiting, "waiting for the dashboard")
 	// Start fast (most dashboards answer within a second) and back off to a
 	// modest interval, so a storm of starts does not become a storm of probes.
-	interval := 20 * time.Millisecond
+	interval := 5 * time.Millisecond
 	for {
 		err := s.Ready(ctx, env)
 		if err == nil {
