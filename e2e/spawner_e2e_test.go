@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -140,6 +142,12 @@ func TestSpawnedSessionLifecycle(t *testing.T) {
 	}
 
 	next, ck2, loc2 := p.Activate(tok, "demo-w01", "bob")
+	// A client that accepts an event stream follows the start until the
+	// dashboard is ready, and the stream ends there.
+	events := progressEvents(t, p, tok, next)
+	if len(events) == 0 || events[len(events)-1]["ready"] != true {
+		t.Fatalf("progress events of %s: %v, want the last one ready", next, events)
+	}
 	get2 := func(path string) resp {
 		return p.Do(http.MethodGet, path, "", nil, map[string]string{"Cookie": ck2.Name + "=" + ck2.Value})
 	}
@@ -150,4 +158,37 @@ func TestSpawnedSessionLifecycle(t *testing.T) {
 	if r := get2(loc2 + "notes.txt"); r.Status != http.StatusNotFound {
 		t.Fatalf("the next learner (%s) sees the previous learner's file: %d %q", next, r.Status, r.Body)
 	}
+}
+
+// progressEvents reads the progress event stream of session to its end.
+func progressEvents(t *testing.T, p *portal, tok, session string) []map[string]any {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, p.Base+"/workshops/session/"+session+"/progress/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Accept", "text/event-stream")
+	res, err := e2etest.NoRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if ct := res.Header.Get("Content-Type"); res.StatusCode != http.StatusOK || !strings.HasPrefix(ct, "text/event-stream") {
+		t.Fatalf("progress stream: %d %s", res.StatusCode, ct)
+	}
+	var out []map[string]any
+	sc := bufio.NewScanner(res.Body)
+	for sc.Scan() {
+		data, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(data), &m); err != nil {
+			t.Fatalf("progress event %q: %v", data, err)
+		}
+		out = append(out, m)
+	}
+	return out
 }

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/mail"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caddyportal/caddyportal/caddyportal/config"
@@ -322,13 +324,63 @@ type progressJSON struct {
 	Reason   string `json:"reason,omitempty"`
 }
 
+// progressEvery is how often a progress stream looks at its session, and
+// progressFor bounds one stream (a client reconnects for more).
+const (
+	progressEvery = 250 * time.Millisecond
+	progressFor   = 10 * time.Minute
+)
+
 // progress answers where the session's environment is: queued (with its
-// place), starting (with the last step), ready, or ended (with why).
+// place), starting (with the last step), ready, or ended (with why). A
+// client that accepts text/event-stream gets each change as an event
+// until the session is ready or ended, as JupyterHub streams a spawn's
+// progress.
 func (a *API) progress(w http.ResponseWriter, r *http.Request, name string) {
 	sess, ok := a.sessionFor(w, r, name)
 	if !ok {
 		return
 	}
+	if !strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
+		writeJSON(w, http.StatusOK, a.progressOf(sess))
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	deadline := time.NewTimer(progressFor)
+	defer deadline.Stop()
+	var last []byte
+	for {
+		p := a.progressOf(sess)
+		if b, err := json.Marshal(p); err == nil && !bytes.Equal(b, last) {
+			last = b
+			if _, err := fmt.Fprintf(w, "data: %s\n\n", b); err != nil {
+				return
+			}
+			_ = rc.Flush()
+		}
+		if p.Ready || p.State == lifecycle.Stopped {
+			return
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-deadline.C:
+			return
+		case <-time.After(progressEvery):
+		}
+		next, err := a.svc.Get(r.Context(), name)
+		if err != nil {
+			return // gone or unreadable: the client asks again
+		}
+		sess = next
+	}
+}
+
+// progressOf is the progress of sess now.
+func (a *API) progressOf(sess *sessions.Session) progressJSON {
 	st, reason := sess.Effective(a.svc.Now())
 	out := progressJSON{Name: sess.Name, State: st, Reason: reason,
 		Ready:    (st == lifecycle.Waiting || st == lifecycle.Running) && sess.Upstream != "",
@@ -336,7 +388,7 @@ func (a *API) progress(w http.ResponseWriter, r *http.Request, name string) {
 	if p := sess.Progress; p != nil {
 		out.Step, out.Message = p.Step, p.Message
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out
 }
 
 func (a *API) extend(w http.ResponseWriter, r *http.Request, name string) {
