@@ -75,32 +75,8 @@ func TestPortalWithoutCaddy(t *testing.T) {
 	c := &http.Client{Timeout: 30 * time.Second}
 	c.Jar = newJar(t)
 
-	res, err := c.PostForm(srv.URL+"/oauth2/token/", url.Values{"grant_type": {"password"},
-		"username": {"robot@portal"}, "password": {"robot-pass"}, "client_id": {"cid"}, "client_secret": {"csecret"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tok struct {
-		AccessToken string `json:"access_token"`
-	}
-	json.NewDecoder(res.Body).Decode(&tok)
-	res.Body.Close()
-	if res.StatusCode != 200 || tok.AccessToken == "" {
-		t.Fatalf("token: %d", res.StatusCode)
-	}
-	req, _ := http.NewRequest("POST", srv.URL+"/workshops/environment/demo-w01/request/?user=alice", nil)
-	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
-	res, err = c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got struct{ URL string }
-	json.NewDecoder(res.Body).Decode(&got)
-	res.Body.Close()
-	if res.StatusCode != 200 || got.URL == "" {
-		t.Fatalf("request: %d %+v", res.StatusCode, got)
-	}
-	res, err = c.Get(srv.URL + got.URL)
+	link := requestLink(t, c, srv.URL, "alice")
+	res, err := c.Get(srv.URL + link)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,4 +126,35 @@ func newJar(t *testing.T) http.CookieJar {
 		t.Fatal(err)
 	}
 	return j
+}
+
+// requestLink gets the robot's token and requests a session of demo-w01
+// for user through the REST API; it returns the activation link.
+func requestLink(t *testing.T, c *http.Client, base, user string) string {
+	t.Helper()
+	res, err := c.PostForm(base+"/oauth2/token/", url.Values{"grant_type": {"password"},
+		"username": {"robot@portal"}, "password": {"robot-pass"}, "client_id": {"cid"}, "client_secret": {"csecret"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	json.NewDecoder(res.Body).Decode(&tok)
+	res.Body.Close()
+	if res.StatusCode != 200 || tok.AccessToken == "" {
+		t.Fatalf("token: %d", res.StatusCode)
+	}
+	req, _ := http.NewRequest("POST", base+"/workshops/environment/demo-w01/request/?user="+url.QueryEscape(user), nil)
+	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	if res, err = c.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	var got struct{ URL string }
+	json.NewDecoder(res.Body).Decode(&got)
+	res.Body.Close()
+	if res.StatusCode != 200 || got.URL == "" {
+		t.Fatalf("request: %d %+v", res.StatusCode, got)
+	}
+	return got.URL
 }

@@ -2,11 +2,9 @@ package portal_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -91,28 +89,9 @@ func TestPortalSpawner(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	c := &http.Client{Timeout: 30 * time.Second, Jar: newJar(t)}
-	res, err := c.PostForm(srv.URL+"/oauth2/token/", url.Values{"grant_type": {"password"},
-		"username": {"robot@portal"}, "password": {"robot-pass"}, "client_id": {"cid"}, "client_secret": {"csecret"}})
+	link := requestLink(t, c, srv.URL, "alice")
+	res, err := c.Get(srv.URL + link)
 	if err != nil {
-		t.Fatal(err)
-	}
-	var tok struct {
-		AccessToken string `json:"access_token"`
-	}
-	json.NewDecoder(res.Body).Decode(&tok)
-	res.Body.Close()
-	req, _ := http.NewRequest("POST", srv.URL+"/workshops/environment/demo-w01/request/?user=alice", nil)
-	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
-	if res, err = c.Do(req); err != nil {
-		t.Fatal(err)
-	}
-	var got struct{ URL string }
-	json.NewDecoder(res.Body).Decode(&got)
-	res.Body.Close()
-	if res.StatusCode != 200 || got.URL == "" {
-		t.Fatalf("request: %d %+v", res.StatusCode, got)
-	}
-	if res, err = c.Get(srv.URL + got.URL); err != nil {
 		t.Fatal(err)
 	}
 	body := new(strings.Builder)
