@@ -3,12 +3,10 @@ package gate
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,62 +15,11 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/routes"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 	"github.com/caddyportal/caddyportal/caddyportal/spawner"
+	"github.com/caddyportal/caddyportal/caddyportal/spawner/spawnertest"
 	"github.com/caddyportal/caddyportal/caddyportal/store/badgerstore"
 	"github.com/caddyportal/caddyportal/caddyportal/store/storetest"
 	"github.com/caddyportal/caddyportal/caddyportal/tokens"
 )
-
-// heldSpawner starts each environment as a real loopback HTTP server once
-// release is closed.
-type heldSpawner struct {
-	release chan struct{}
-	fail    error // Start fails with it once released
-	mu      sync.Mutex
-	srvs    map[string]*httptest.Server
-}
-
-func (h *heldSpawner) Start(ctx context.Context, spec spawner.Spec, progress func(spawner.Progress)) (spawner.Env, error) {
-	spawner.Report(progress, spawner.StepStarting, "creating the test dashboard")
-	select {
-	case <-h.release:
-	case <-ctx.Done():
-		return spawner.Env{}, ctx.Err()
-	}
-	if h.fail != nil {
-		return spawner.Env{}, h.fail
-	}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "dashboard of %s", spec.Session)
-	}))
-	h.mu.Lock()
-	h.srvs[spec.Session] = srv
-	h.mu.Unlock()
-	return spawner.Env{Session: spec.Session, Addr: strings.TrimPrefix(srv.URL, "http://")}, nil
-}
-
-func (h *heldSpawner) Ready(ctx context.Context, env spawner.Env) error {
-	return spawner.Probe(ctx, env.Addr, "/")
-}
-
-func (h *heldSpawner) ReadyTimeout() time.Duration { return 5 * time.Second }
-
-func (h *heldSpawner) Stop(_ context.Context, env spawner.Env) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if srv := h.srvs[env.Session]; srv != nil {
-		srv.Close()
-		delete(h.srvs, env.Session)
-	}
-	return nil
-}
-
-func (h *heldSpawner) List(context.Context) ([]spawner.Env, error) { return nil, nil }
-
-func (h *heldSpawner) Alive(_ context.Context, env spawner.Env) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.srvs[env.Session] != nil
-}
 
 // startingSetup runs a path-mode gate over a service whose workshop "lab"
 // (environment sp-w01, capacity 2) uses sp, one start at a time.
@@ -112,7 +59,8 @@ func startingSetup(t *testing.T, sp spawner.Spawner) (*sessions.Service, *Gate, 
 // A browser activated on a session whose environment could not start is
 // told so (and how to try again), not that the session merely ended.
 func TestGateStartFailedPage(t *testing.T) {
-	sp := &heldSpawner{release: make(chan struct{}), srvs: map[string]*httptest.Server{}, fail: errors.New("no such image")}
+	sp := spawnertest.New()
+	sp.Fail = errors.New("no such image")
 	svc, g, srv := startingSetup(t, sp)
 	res, err := svc.RequestSession(context.Background(), sessions.Request{Environment: "sp-w01", User: "u1"})
 	if err != nil {
@@ -126,7 +74,7 @@ func TestGateStartFailedPage(t *testing.T) {
 	if _, err := g.Activated(rec, httptest.NewRequest("GET", "/", nil), sess); err != nil {
 		t.Fatal(err)
 	}
-	close(sp.release) // the start fails now
+	close(sp.Release) // the start fails now
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		s, err := svc.Get(context.Background(), sess.Name)
@@ -155,7 +103,7 @@ func TestGateStartFailedPage(t *testing.T) {
 // gets the starting page (queue position, then the start's step), never
 // the dashboard, and reaches the dashboard once it is ready.
 func TestGateStartingPage(t *testing.T) {
-	sp := &heldSpawner{release: make(chan struct{}), srvs: map[string]*httptest.Server{}}
+	sp := spawnertest.New()
 	svc, g, srv := startingSetup(t, sp)
 	// Two sessions, activated at once: the first starts, the second waits.
 	var names []string
@@ -214,7 +162,7 @@ func TestGateStartingPage(t *testing.T) {
 	if res, _ := do(0, "POST"); res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") != "2" {
 		t.Fatalf("POST while starting: %d %v", res.StatusCode, res.Header)
 	}
-	close(sp.release)
+	close(sp.Release)
 	for i, name := range names {
 		waitFor(name+" RUNNING", func() bool {
 			s, err := svc.Get(context.Background(), name)

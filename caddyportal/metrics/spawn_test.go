@@ -3,9 +3,6 @@ package metrics_test
 import (
 	"context"
 	"errors"
-	"net"
-	"net/http"
-	"strconv"
 	"testing"
 	"time"
 
@@ -14,41 +11,9 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/metrics"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 	"github.com/caddyportal/caddyportal/caddyportal/spawner"
+	"github.com/caddyportal/caddyportal/caddyportal/spawner/spawnertest"
 	"github.com/caddyportal/caddyportal/caddyportal/store/badgerstore"
 )
-
-// heldSpawner starts real loopback HTTP servers as environments, but only
-// once release is closed, so a test can hold starts in the queue.
-type heldSpawner struct{ release chan struct{} }
-
-func (h heldSpawner) Start(ctx context.Context, spec spawner.Spec, _ func(spawner.Progress)) (spawner.Env, error) {
-	select {
-	case <-h.release:
-	case <-ctx.Done():
-		return spawner.Env{}, ctx.Err()
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return spawner.Env{}, err
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})}
-	go srv.Serve(l)
-	return spawner.Env{Session: spec.Session, Addr: l.Addr().String(), State: []byte(strconv.Quote(l.Addr().String()))}, nil
-}
-
-func (heldSpawner) Ready(ctx context.Context, env spawner.Env) error {
-	res, err := http.Get("http://" + env.Addr + "/")
-	if err != nil {
-		return err
-	}
-	res.Body.Close()
-	return nil
-}
-
-func (heldSpawner) ReadyTimeout() time.Duration                 { return time.Minute }
-func (heldSpawner) Stop(context.Context, spawner.Env) error     { return nil }
-func (heldSpawner) List(context.Context) ([]spawner.Env, error) { return nil, nil }
-func (heldSpawner) Alive(context.Context, spawner.Env) bool     { return true }
 
 // TestStartQueueGauge: sessions of a spawned workshop show as queued while
 // they wait for a start slot, as starting while their environment starts,
@@ -68,7 +33,7 @@ func TestStartQueueGauge(t *testing.T) {
 	cfg.Workshops[0].Upstreams = nil
 	cfg.Workshops[0].Spawner = []byte(`{"spawner":"held"}`)
 	cfg.Starts = 1
-	sp := heldSpawner{release: make(chan struct{})}
+	sp := spawnertest.New()
 	svc, err := sessions.New(context.Background(), st, cfg, sessions.Options{ReconcileInterval: time.Hour,
 		Spawners: map[string]spawner.Spawner{"lab": sp}, Replica: "test", OnEvent: m.ObserveEvent})
 	if err != nil {
@@ -83,7 +48,7 @@ func TestStartQueueGauge(t *testing.T) {
 	}
 	// One start runs (held), two wait.
 	waitGauge(t, reg, map[string]float64{metrics.StateStarting: 1, metrics.StateQueued: 2, metrics.StatePending: 0})
-	close(sp.release)
+	close(sp.Release)
 	waitGauge(t, reg, map[string]float64{metrics.StateStarting: 0, metrics.StateQueued: 0, metrics.StatePending: 3})
 }
 
