@@ -109,7 +109,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		ClientIP:       clientIP,
 		AdminListeners: adminListeners(ctx),
 		Spawners:       spawners,
-		Replica:        h.Replica,
 		// Dashboards served by this Caddy listen only once provisioning
 		// is over: probes wait for Caddy's "started" event or the first
 		// request (ServeHTTP).

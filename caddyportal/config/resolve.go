@@ -51,9 +51,13 @@ func (p Portal) WithDefaults() Portal {
 		p.Dashboards.Mode = DashboardsPath
 	}
 	if p.Replica == "" {
-		// A host name that cannot be read leaves the replica unnamed: one
-		// replica on a machine still works, and Validate does not need it.
-		p.Replica, _ = os.Hostname()
+		// A host name that cannot be read leaves one name for every
+		// replica on the machine; one replica still works.
+		if h, err := os.Hostname(); err == nil && h != "" {
+			p.Replica = h
+		} else {
+			p.Replica = "local"
+		}
 	}
 	if p.Tokens.Access == 0 {
 		p.Tokens.Access = Duration(DefaultAccessTokenTTL)

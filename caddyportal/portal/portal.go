@@ -66,10 +66,6 @@ type Deps struct {
 	// one, keyed by workshop name; a workshop without one keeps its static
 	// pool or template.
 	Spawners map[string]spawner.Spawner
-	// Replica names this process among the replicas sharing the store (it
-	// owns and reconciles the environments it starts); default: the host
-	// name.
-	Replica string
 }
 
 // Portal is one running training portal.
@@ -148,7 +144,7 @@ func New(ctx context.Context, cfg config.Portal, st store.Store, d Deps) (_ *Por
 	p.svc, err = sessions.New(ctx, st, cfg, sessions.Options{Logger: d.Logger, Now: d.Now,
 		ReconcileInterval: d.ReconcileInterval, OnEvent: p.onEvent,
 		OnEnd: d.Streams.End, OnChange: d.Streams.Changed, Healthy: p.health.Healthy,
-		OnRequestFailed: d.Metrics.AllocationFailed, Spawners: d.Spawners, Replica: d.Replica,
+		OnRequestFailed: d.Metrics.AllocationFailed, Spawners: d.Spawners,
 		OnStart: d.Metrics.SpawnStart})
 	if err != nil {
 		return nil, err

@@ -31,7 +31,7 @@ func TestPortalSpawner(t *testing.T) {
 		Workshops: []config.Workshop{{Name: "lab", Capacity: &capacity, Reserved: &reserved, Upstreams: []string{"unused-{session}:1"}}}}
 	sp := spawnertest.New()
 	sp.Page = func(spec spawner.Spec) string { return "environment of " + spec.Session + " for " + spec.User }
-	p, err := portal.New(context.Background(), cfg, st, portal.Deps{Proxy: proxy{}, Replica: "r1",
+	p, err := portal.New(context.Background(), cfg, st, portal.Deps{Proxy: proxy{},
 		Spawners: map[string]spawner.Spawner{"lab": sp}})
 	if err != nil {
 		t.Fatal(err)

@@ -65,7 +65,7 @@ type Options struct {
 	Spawners map[string]spawner.Spawner
 	// Replica names this process among the replicas sharing the store: it
 	// owns the environments it starts, and only it stops and reconciles
-	// them. Default: the host name.
+	// them. Default: the portal's `replica` (config.Portal.Replica).
 	Replica string
 	// Starts bounds how many environments this process starts at once;
 	// the others wait in FIFO order. Default: the portal's `starts`.
@@ -184,7 +184,7 @@ func New(ctx context.Context, st store.Store, cfg config.Portal, opts Options) (
 	// The service's store speaks its error vocabulary; the Watcher
 	// interface is looked for on the store behind any wrapper.
 	if opts.Replica == "" {
-		opts.Replica = defaultReplica()
+		opts.Replica = cfg.Replica
 	}
 	if opts.Starts <= 0 {
 		opts.Starts = max(cfg.Starts, 1)

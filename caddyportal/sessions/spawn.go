@@ -20,7 +20,6 @@ import (
 	"context"
 	"errors"
 	"net/url"
-	"os"
 	"slices"
 	"sync"
 	"time"
@@ -673,13 +672,4 @@ func (s *Service) requeueStarts(t *txState, e *Environment, sp spawner.Spawner, 
 	}
 	t.starts = append(t.starts, sess.Name)
 	return nil
-}
-
-// defaultReplica names this process when Options.Replica is empty: the
-// host name, stable across restarts, which is what reconciliation needs.
-func defaultReplica() string {
-	if h, err := os.Hostname(); err == nil && h != "" {
-		return h
-	}
-	return "local"
 }
