@@ -146,7 +146,7 @@ type path struct {
 	// escaped is the escaped path with its leading slashes collapsed.
 	escaped string
 	// seg are the first segments of escaped without its outer slashes,
-	// still escaped; n counts them all.
+	// still escaped; n counts them, up to one more than seg holds.
 	seg [maxSegments + 1]string
 	n   int
 	// slash says escaped ends in "/".
@@ -154,20 +154,18 @@ type path struct {
 }
 
 func parse(u *url.URL) path {
-	p := path{escaped: u.EscapedPath()}
-	if p.escaped == "" {
-		p.escaped = "/"
-	}
-	if strings.HasPrefix(p.escaped, "//") {
-		p.escaped = "/" + strings.TrimLeft(p.escaped, "/")
-	}
+	p := path{escaped: normalise(u)}
 	p.slash = strings.HasSuffix(p.escaped, "/")
 	rest := strings.Trim(p.escaped, "/")
 	for rest != "" {
 		s, tail, more := strings.Cut(rest, "/")
-		if p.n < len(p.seg) {
-			p.seg[p.n] = s
+		if p.n == len(p.seg) {
+			// Longer than any route but a dashboard's: n only has to
+			// say so, and a long path is not split further.
+			p.n++
+			break
 		}
+		p.seg[p.n] = s
 		p.n++
 		if !more {
 			break
@@ -175,6 +173,18 @@ func parse(u *url.URL) path {
 		rest = tail
 	}
 	return p
+}
+
+// normalise is u's escaped path with its leading slashes collapsed.
+func normalise(u *url.URL) string {
+	escaped := u.EscapedPath()
+	if escaped == "" {
+		return "/"
+	}
+	if strings.HasPrefix(escaped, "//") {
+		escaped = "/" + strings.TrimLeft(escaped, "/")
+	}
+	return escaped
 }
 
 // is reports whether segment i is lit once decoded.
@@ -217,7 +227,7 @@ func Match(r *http.Request) (Route, bool) {
 // MatchSession matches r as a SessionDashboard route only, for the
 // gate's handler of a request Match named so.
 func MatchSession(r *http.Request) (Route, bool) {
-	p := parse(r.URL)
+	p := path{escaped: normalise(r.URL)}
 	return p.session()
 }
 

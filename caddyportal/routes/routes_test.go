@@ -46,6 +46,8 @@ func TestMatch(t *testing.T) {
 		{"/admin/sessions/s1/terminate/", Route{ID: AdminTerminate, Arg: "s1"}, true},
 		{"/admin/sessions/s1/extend", Route{ID: AdminExtend, Arg: "s1"}, true},
 		{"/admin/sessions/s1/extend/x/", Route{ID: PageNotFound}, true},
+		{"/admin/sessions/s1/extend/x/y/z/", Route{ID: PageNotFound}, true},
+		{"/oauth2/token/a/b/c/d/e", Route{}, false},
 		{"/workshops/tls/ask", Route{ID: TLSAsk}, true},
 		{"/workshops/environment/lab-w01/create/", Route{ID: EnvironmentCreate, Arg: "lab-w01"}, true},
 		{"/workshops/session/s1", Route{ID: SessionDashboard, Arg: "s1"}, true},
