@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -175,16 +174,13 @@ func runGate(ctx context.Context, o Options, bin, work string, rep *Report, logf
 	per := o.Duration / gateRounds
 	for i := range gateRounds {
 		for _, v := range variants {
-			pc0, err1 := p.CPU()
-			hc0, err2 := selfCPU()
-			res := hammer(ctx, v.client, v.url, v.cookie, o.GateConns, per)
-			pc1, err3 := p.CPU()
-			hc1, err4 := selfCPU()
-			if err := errors.Join(err1, err2, err3, err4); err != nil {
-				return fmt.Errorf("reading CPU time: %w", err)
+			var res hammerResult
+			pcpu, hcpu, err := cpuUsed(p, func() { res = hammer(ctx, v.client, v.url, v.cookie, o.GateConns, per) })
+			if err != nil {
+				return err
 			}
-			v.portalCPU += pc1 - pc0
-			v.harnessCPU += hc1 - hc0
+			v.portalCPU += pcpu
+			v.harnessCPU += hcpu
 			v.rounds = append(v.rounds, res)
 			logf("gate: round %d/%d %s: %.0f req/s, p99 %s", i+1, gateRounds, v.key,
 				float64(res.n)/res.elapsed.Seconds(), fmtDur(pct(res.lat, 0.99)))
@@ -197,10 +193,7 @@ func runGate(ctx context.Context, o Options, bin, work string, rep *Report, logf
 		// difference is where the gate's time goes.
 		for _, v := range []*gateVariant{gated, plain} {
 			file := filepath.Join(filepath.Dir(work), "cpu-gate-"+v.key+".pprof")
-			done := make(chan error, 1)
-			go func() {
-				done <- fetchProfile(ctx, spec.Admin, fmt.Sprintf("profile?seconds=%d", int(o.Profile.Seconds()+0.5)), file)
-			}()
+			done := cpuProfile(ctx, spec.Admin, o.Profile, file)
 			res := hammer(ctx, v.client, v.url, v.cookie, o.GateConns, o.Profile+time.Second)
 			if err := <-done; err != nil {
 				logf("gate cpu profile (%s): %v", v.key, err)

@@ -323,6 +323,20 @@ func (p *proc) CPU() (time.Duration, error) {
 	return procCPU(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
 }
 
+// cpuUsed runs work and returns the CPU time the portal process and the
+// harness (load generator, dashboards) used meanwhile.
+func cpuUsed(p *proc, work func()) (portal, harness time.Duration, err error) {
+	pc0, err1 := p.CPU()
+	hc0, err2 := selfCPU()
+	work()
+	pc1, err3 := p.CPU()
+	hc1, err4 := selfCPU()
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
+		return 0, 0, fmt.Errorf("reading CPU time: %w", err)
+	}
+	return pc1 - pc0, hc1 - hc0, nil
+}
+
 // selfCPU is the CPU time the harness process has used so far.
 func selfCPU() (time.Duration, error) { return procCPU("/proc/self/stat") }
 

@@ -134,11 +134,7 @@ func runStorm(ctx context.Context, o Options, bin, work string, rep *Report, log
 	var profDone chan error
 	if o.Profile > 0 {
 		// The storm is short: the profile covers it and some idle time.
-		profDone = make(chan error, 1)
-		go func() {
-			profDone <- fetchProfile(ctx, spec.Admin, fmt.Sprintf("profile?seconds=%d", int(o.Profile.Seconds()+0.5)),
-				filepath.Join(filepath.Dir(work), "cpu-storm.pprof"))
-		}()
+		profDone = cpuProfile(ctx, spec.Admin, o.Profile, filepath.Join(filepath.Dir(work), "cpu-storm.pprof"))
 		time.Sleep(100 * time.Millisecond)
 		rep.note("storm ran with -pprof: profiling costs CPU during the storm")
 	}
@@ -463,11 +459,7 @@ func runStored(ctx context.Context, o Options, bin, work string, rep *Report, lo
 		}
 		var profDone chan error
 		if o.Profile > 0 {
-			profDone = make(chan error, 1)
-			go func() {
-				profDone <- fetchProfile(ctx, spec.Admin, fmt.Sprintf("profile?seconds=%d", int(o.Profile.Seconds()+0.5)),
-					filepath.Join(work, fmt.Sprintf("cpu-%d.pprof", n)))
-			}()
+			profDone = cpuProfile(ctx, spec.Admin, o.Profile, filepath.Join(work, fmt.Sprintf("cpu-%d.pprof", n)))
 		}
 		s := runFlows(ctx, r, fmt.Sprintf("scale%d-", n), o.ScaleFlows, o.ScaleConns)
 		memLoad, _ := p.Mem()
@@ -540,6 +532,16 @@ func runStored(ctx context.Context, o Options, bin, work string, rep *Report, lo
 			fmt.Sprintf("%.2f×, %.2f×", ra, aa), "flat (≤ 1.5×)", ra <= 1.5 && aa <= 1.5)
 	}
 	return nil
+}
+
+// cpuProfile takes a CPU profile of the portal for d into file in the
+// background; the channel gives its outcome.
+func cpuProfile(ctx context.Context, admin string, d time.Duration, file string) chan error {
+	done := make(chan error, 1)
+	go func() {
+		done <- fetchProfile(ctx, admin, fmt.Sprintf("profile?seconds=%d", int(d.Seconds()+0.5)), file)
+	}()
+	return done
 }
 
 // fetchProfile saves the portal's /debug/pprof/<what> to file.

@@ -521,20 +521,13 @@ func runSpawn(ctx context.Context, o Options, bin, work string, rep *Report, log
 	}
 	var profDone chan error
 	if o.Profile > 0 {
-		profDone = make(chan error, 1)
-		go func() {
-			profDone <- fetchProfile(ctx, spec.Admin, fmt.Sprintf("profile?seconds=%d", int(o.Profile.Seconds()+0.5)),
-				filepath.Join(filepath.Dir(work), "cpu-spawn.pprof"))
-		}()
+		profDone = cpuProfile(ctx, spec.Admin, o.Profile, filepath.Join(filepath.Dir(work), "cpu-spawn.pprof"))
 		time.Sleep(100 * time.Millisecond)
 		rep.note("spawn ran with -pprof: profiling costs CPU during the starts")
 	}
-	pc0, err1 := p.CPU()
-	hc0, err2 := selfCPU()
-	res, wall := learners(ctx, r, "spawn", n, spawnPoll, false)
-	pc1, err3 := p.CPU()
-	hc1, err4 := selfCPU()
-	cpuErr := errors.Join(err1, err2, err3, err4)
+	var res []learnerResult
+	var wall time.Duration
+	pcpu, hcpu, cpuErr := cpuUsed(p, func() { res, wall = learners(ctx, r, "spawn", n, spawnPoll, false) })
 	mem, _ := p.Mem()
 	if profDone != nil {
 		if err := <-profDone; err != nil {
@@ -578,8 +571,8 @@ func runSpawn(ctx context.Context, o Options, bin, work string, rep *Report, log
 		// On 2 cores the CPU the portal spends per environment bounds its
 		// rate; the harness's share is the learners' requests and polls.
 		rep.metric(label, "CPU used during the storm: portal / harness (per environment)",
-			fmt.Sprintf("%s / %s (%.1f ms / %.1f ms)", fmtDur(pc1-pc0), fmtDur(hc1-hc0),
-				float64((pc1-pc0).Microseconds())/1000/float64(n), float64((hc1-hc0).Microseconds())/1000/float64(n)))
+			fmt.Sprintf("%s / %s (%.1f ms / %.1f ms)", fmtDur(pcpu), fmtDur(hcpu),
+				float64(pcpu.Microseconds())/1000/float64(n), float64(hcpu.Microseconds())/1000/float64(n)))
 	}
 	if mem.RSS > 0 {
 		rep.metric(label, "portal RSS with all running / peak", fmtMB(mem.RSS)+" / "+fmtMB(mem.HWM))
