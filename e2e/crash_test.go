@@ -43,20 +43,7 @@ type ackedSession struct {
 // held by two live sessions and that capacity holds; then that the
 // restarted portal still activates the acknowledged links.
 func TestCrashStorm(t *testing.T) {
-	rounds := crashRoundsDefault
-	if s := os.Getenv("CRASH_ROUNDS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			t.Fatalf("CRASH_ROUNDS=%q: want a positive number", s)
-		}
-		rounds = n
-	}
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("CRASH_SEED"); s != "" {
-		seed, _ = strconv.ParseUint(s, 10, 64)
-	}
-	t.Logf("%d rounds, CRASH_SEED=%d", rounds, seed)
-	rng := rand.New(rand.NewPCG(seed, 0x5eed))
+	rounds, rng := crashRounds(t, crashRoundsDefault)
 
 	var pool []string
 	for i := 0; i < crashCapacity; i++ {
@@ -293,4 +280,26 @@ func waitStopped(t *testing.T, p *portal, tok string, names []string) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
+}
+
+// crashRounds is how many kill -9 rounds a crash test runs (CRASH_ROUNDS,
+// else def) and its random source, seeded from CRASH_SEED or the clock and
+// logged, so a failing run can be repeated.
+func crashRounds(t *testing.T, def int) (int, *rand.Rand) {
+	t.Helper()
+	rounds := def
+	if s := os.Getenv("CRASH_ROUNDS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			t.Fatalf("CRASH_ROUNDS=%q: want a positive number", s)
+		}
+		rounds = n
+	}
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("CRASH_SEED"); s != "" {
+		seed, _ = strconv.ParseUint(s, 10, 64)
+	}
+	t.Logf("%d rounds, CRASH_SEED=%d", rounds, seed)
+	rng := rand.New(rand.NewPCG(seed, 0x5eed))
+	return rounds, rng
 }

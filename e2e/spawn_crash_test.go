@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"os"
@@ -88,20 +87,7 @@ func TestSpawnCrash(t *testing.T) {
 	if _, err := os.Stat("/usr/bin/python3"); err != nil {
 		t.Fatal("this test needs /usr/bin/python3 (Debian's python3)")
 	}
-	rounds := spawnCrashRoundsDefault
-	if s := os.Getenv("CRASH_ROUNDS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			t.Fatalf("CRASH_ROUNDS=%q: want a positive number", s)
-		}
-		rounds = n
-	}
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("CRASH_SEED"); s != "" {
-		seed, _ = strconv.ParseUint(s, 10, 64)
-	}
-	t.Logf("%d rounds, CRASH_SEED=%d", rounds, seed)
-	rng := rand.New(rand.NewPCG(seed, 0x5eed))
+	rounds, rng := crashRounds(t, spawnCrashRoundsDefault)
 
 	// A portal name of this run's own: the dashboards are told apart by
 	// their marker, and other tests' portals may run on the machine.
