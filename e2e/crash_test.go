@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -14,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyportal/caddyportal/caddyportal/sessions"
-	"github.com/caddyportal/caddyportal/caddyportal/store"
 	"github.com/caddyportal/caddyportal/caddyportal/tokens"
 	"github.com/caddyportal/caddyportal/internal/e2etest"
 )
@@ -205,20 +202,7 @@ func checkCrashStore(t *testing.T, dir string, acked map[string]*ackedSession, p
 	t.Helper()
 	st := e2etest.OpenStore(t, dir)
 	defer st.Close()
-	stored := map[string]sessions.Session{}
-	err := st.View(context.Background(), func(tx store.Txn) error {
-		return tx.Scan("s/", func(_ string, v []byte) error {
-			var s sessions.Session
-			if err := json.Unmarshal(v, &s); err != nil {
-				return err
-			}
-			stored[s.Name] = s
-			return nil
-		})
-	})
-	if err != nil {
-		t.Fatalf("reading sessions after the kill: %v", err)
-	}
+	stored := e2etest.StoredSessions(t, st)
 	for name, a := range acked {
 		s, ok := stored[name]
 		if !ok {

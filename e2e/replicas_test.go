@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 	"github.com/caddyportal/caddyportal/caddyportal/store/etcdstore"
 	"github.com/caddyportal/caddyportal/caddyportal/store/etcdstore/etcdtest"
 	"github.com/caddyportal/caddyportal/internal/e2etest"
@@ -63,7 +64,7 @@ func replicas(t testing.TB, n int, body string) []*e2etest.Process {
 }
 
 // storedOn reads every session record under prefix straight from etcd.
-func storedOn(t *testing.T, srv *etcdtest.Server, prefix string) map[string]e2etest.StoredSession {
+func storedOn(t *testing.T, srv *etcdtest.Server, prefix string) map[string]sessions.Session {
 	t.Helper()
 	st, err := etcdstore.Open(context.Background(), etcdstore.Options{Endpoints: srv.Endpoints(), Prefix: prefix, SweepInterval: -1})
 	if err != nil {
@@ -124,7 +125,7 @@ func storm(t *testing.T, bases []string, token string, users int, during func(do
 
 // checkSlots checks the stored sessions of the storm workshop: every live
 // one holds its own slot, and no more are live than there are slots.
-func checkSlots(t *testing.T, stored map[string]e2etest.StoredSession, slots int) int {
+func checkSlots(t *testing.T, stored map[string]sessions.Session, slots int) int {
 	t.Helper()
 	held := map[int]string{}
 	for _, s := range stored {

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -19,8 +18,6 @@ import (
 	"time"
 
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
-	"github.com/caddyportal/caddyportal/caddyportal/sessions"
-	"github.com/caddyportal/caddyportal/caddyportal/store"
 	"github.com/caddyportal/caddyportal/caddyportal/store/badgerstore"
 	"github.com/caddyportal/caddyportal/internal/e2etest"
 )
@@ -456,20 +453,7 @@ func (sc *spawnCrash) checkStore() string {
 	t.Helper()
 	st := sc.openStore()
 	defer st.Close()
-	stored := map[string]sessions.Session{}
-	err := st.View(context.Background(), func(tx store.Txn) error {
-		return tx.Scan("s/", func(_ string, v []byte) error {
-			var s sessions.Session
-			if err := json.Unmarshal(v, &s); err != nil {
-				return err
-			}
-			stored[s.Name] = s
-			return nil
-		})
-	})
-	if err != nil {
-		t.Fatalf("reading sessions after the kill: %v", err)
-	}
+	stored := e2etest.StoredSessions(t, st)
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	for name, a := range sc.acked {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 	"github.com/caddyportal/caddyportal/caddyportal/store"
 	"github.com/caddyportal/caddyportal/caddyportal/store/badgerstore"
 )
@@ -23,23 +24,14 @@ func OpenStore(t testing.TB, dir string) *badgerstore.Store {
 	return st
 }
 
-// StoredSession is the part of a stored session record the tests check.
-type StoredSession struct {
-	Name        string `json:"name"`
-	Environment string `json:"environment"`
-	State       string `json:"state"`
-	Owner       string `json:"owner"`
-	Slot        int    `json:"slot"`
-	Upstream    string `json:"upstream"`
-}
-
-// StoredSessions reads every session record in st, by name.
-func StoredSessions(t testing.TB, st store.Store) map[string]StoredSession {
+// StoredSessions reads every session record in st, by name, as the
+// portal wrote it.
+func StoredSessions(t testing.TB, st store.Store) map[string]sessions.Session {
 	t.Helper()
-	out := map[string]StoredSession{}
+	out := map[string]sessions.Session{}
 	err := st.View(context.Background(), func(tx store.Txn) error {
 		return tx.Scan("s/", func(_ string, v []byte) error {
-			var s StoredSession
+			var s sessions.Session
 			if err := json.Unmarshal(v, &s); err != nil {
 				return err
 			}
@@ -48,7 +40,7 @@ func StoredSessions(t testing.TB, st store.Store) map[string]StoredSession {
 		})
 	})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("reading the stored sessions: %v", err)
 	}
 	return out
 }
