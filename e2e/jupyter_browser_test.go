@@ -18,36 +18,30 @@ import (
 // python3, whatever python3 comes first on PATH).
 const jupyter = "/usr/bin/jupyter-notebook"
 
-// jupyterPathBody is a portal (a format taking the Jupyter entry point
-// and the sessions directory) whose sessions each start their own Jupyter
-// Notebook server in path mode, keeping the session's prefix: the server
-// is told it as its base_url, and its XSRF cookie's path, as JupyterHub
-// does (the gate drops cookies a dashboard sets outside its session).
-const jupyterPathBody = `
-		name demo
-		storage badger {dir}
-		index https://hub.example.com/
-		redirects https://hub.example.com
-		robot robot@portal robot-pass
-		client test-client test-secret
-		replica test
-		dashboards path keep_prefix
-		workshop lab-jupyter {
-			capacity 2
-			reserved 0
-			spawner process {
-				command %s --allow-root --no-browser --ip=127.0.0.1 --port={port} --NotebookApp.base_url={prefix} "--NotebookApp.tornado_settings={\"xsrf_cookie_kwargs\":{\"path\":\"{prefix}\"}}" --NotebookApp.token= --NotebookApp.password= --NotebookApp.allow_remote_access=True --NotebookApp.quit_button=False
-				dir %s
-				ready {prefix}api 120s
-				stop_timeout 5s
-			}
-		}
-`
+// jupyterMode is what differs between path and host mode for a spawned
+// Jupyter: the portal's dashboards line, the server's arguments for it and
+// its readiness probe.
+type jupyterMode struct{ dashboards, args, ready string }
 
-// jupyterHostBody is the same in host mode: each session is served at
-// <session>.localhost, which Chromium resolves to the loopback interface,
-// so the server runs at its root and needs no base_url.
-const jupyterHostBody = `
+// jupyterPath keeps the session's prefix for the server, which is told it
+// as its base_url and as its XSRF cookie's path, as JupyterHub does (the
+// gate drops cookies a dashboard sets outside its session).
+var jupyterPath = jupyterMode{
+	dashboards: "path keep_prefix",
+	args:       `--NotebookApp.base_url={prefix} "--NotebookApp.tornado_settings={\"xsrf_cookie_kwargs\":{\"path\":\"{prefix}\"}}"`,
+	ready:      "{prefix}api",
+}
+
+// jupyterHost serves each session at <session>.localhost, which Chromium
+// resolves to the loopback interface: the server runs at its root.
+var jupyterHost = jupyterMode{dashboards: "host localhost", ready: "/api"}
+
+// jupyterBody is a portal whose sessions each start their own Jupyter
+// Notebook server in the sessions directory sessions. The portal is the
+// login, so the server has no token of its own (its port is on the
+// loopback interface, for the gate only).
+func jupyterBody(m jupyterMode, sessions string) string {
+	return fmt.Sprintf(`
 		name demo
 		storage badger {dir}
 		index https://hub.example.com/
@@ -55,18 +49,19 @@ const jupyterHostBody = `
 		robot robot@portal robot-pass
 		client test-client test-secret
 		replica test
-		dashboards host localhost
+		dashboards %s
 		workshop lab-jupyter {
 			capacity 2
 			reserved 0
 			spawner process {
-				command %s --allow-root --no-browser --ip=127.0.0.1 --port={port} --NotebookApp.token= --NotebookApp.password= --NotebookApp.allow_remote_access=True --NotebookApp.quit_button=False
+				command %s --allow-root --no-browser --ip=127.0.0.1 --port={port} %s --NotebookApp.token= --NotebookApp.password= --NotebookApp.allow_remote_access=True --NotebookApp.quit_button=False
 				dir %s
-				ready /api 120s
+				ready %s 120s
 				stop_timeout 5s
 			}
 		}
-`
+`, m.dashboards, jupyter, m.args, sessions, m.ready)
+}
 
 // notebook is a one-cell notebook that prints 42.
 const notebook = `{"cells":[{"cell_type":"code","execution_count":null,"id":"c1","metadata":{},"outputs":[],"source":["print(6*7)"]}],
@@ -77,7 +72,7 @@ const notebook = `{"cells":[{"cell_type":"code","execution_count":null,"id":"c1"
 // the notebook UI under the session's path, a notebook opens, its kernel
 // starts over the kernel WebSocket through the gate, and a cell runs.
 func TestBrowserJupyterPathMode(t *testing.T) {
-	runJupyter(t, jupyterPathBody, "http://:%d", func(p *portal, name string) string {
+	runJupyter(t, jupyterPath, func(p *portal, name string) string {
 		return p.Base + "/workshops/session/" + name + "/"
 	}, "jupyter-path-mode.png")
 }
@@ -85,21 +80,20 @@ func TestBrowserJupyterPathMode(t *testing.T) {
 // TestBrowserJupyterHostMode is the same with the session at a host of
 // its own: the activation hands the browser over with a ticket.
 func TestBrowserJupyterHostMode(t *testing.T) {
-	runJupyter(t, jupyterHostBody, "http://:%d", func(p *portal, name string) string {
+	runJupyter(t, jupyterHost, func(p *portal, name string) string {
 		return fmt.Sprintf("http://%s.localhost:%d/", name, p.Port)
 	}, "jupyter-host-mode.png")
 }
 
-// runJupyter starts a portal from body (a format taking the Jupyter
-// entry point and the sessions directory) on site, opens a session's
-// activation link in Chromium, checks the notebook tree is at base(name)
-// and runs a notebook cell there.
-func runJupyter(t *testing.T, body, site string, base func(p *portal, name string) string, shot string) {
+// runJupyter starts a portal spawning Jupyter in mode on a site that
+// answers any host, opens a session's activation link in Chromium, checks
+// the notebook tree is at base(name) and runs a notebook cell there.
+func runJupyter(t *testing.T, mode jupyterMode, base func(p *portal, name string) string, shot string) {
 	if _, err := os.Stat(jupyter); err != nil {
 		t.Fatalf("this test needs Debian's jupyter-notebook (.ci/run installs it): %v", err)
 	}
 	sessions := t.TempDir()
-	p := startPortalSites(t, t.TempDir(), fmt.Sprintf(body, jupyter, sessions), site, "")
+	p := startPortalSites(t, t.TempDir(), jupyterBody(mode, sessions), "http://:%d", "")
 	tok := p.Token(e2etest.RobotUser, e2etest.RobotPass)
 	m := p.Request(tok, "demo-w01", "user=learner&index_url=https://hub.example.com/").JSON(t)
 	name := m["name"].(string)
