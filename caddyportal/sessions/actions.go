@@ -293,10 +293,12 @@ func sortedSessions(m map[string]*Session) []*Session {
 	return out
 }
 
-// Reconcile runs one background pass: passed deadlines and idle timeouts
-// become durable STOPPED records, reserves are topped up, and removed
-// environments drain.
+// Reconcile runs one background pass: sessions whose spawned environment
+// died end (environment-lost), passed deadlines and idle timeouts become
+// durable STOPPED records, reserves are topped up, and removed environments
+// drain.
 func (s *Service) Reconcile(ctx context.Context) error {
+	lost := s.retireLost(ctx)
 	// Each pass makes at most a budget of stops durable; an expiry wave
 	// takes several passes.
 	for range maxReconcilePasses {
@@ -305,10 +307,10 @@ func (s *Service) Reconcile(ctx context.Context) error {
 			continue
 		}
 		if err != nil || !capped {
-			return err
+			return errors.Join(lost, err)
 		}
 	}
-	return nil
+	return lost
 }
 
 // maxReconcilePasses bounds one Reconcile; the next tick goes on.

@@ -17,8 +17,10 @@ package sessions
 //	the session finalized (STOPPED, place free) in one transaction.
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
 	"slices"
 	"sync"
@@ -34,7 +36,7 @@ import (
 
 // StepQueued is the progress step of a session waiting for a free start
 // (its page shows its position, see QueuePosition); StepFailed is the step
-// of a start that failed.
+// of a start that failed or of an environment that was lost, with why.
 const (
 	StepQueued = "queued"
 	StepFailed = "failed"
@@ -582,16 +584,17 @@ func (s *Service) recoverEnvironments(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		alive := map[string]bool{}
-		for name, sess := range live {
-			if sess.Env != nil && sess.EnvOwner == s.replica && sp.Alive(ctx, *sess.Env) {
-				alive[name] = true
+		var owned []*Session
+		for _, sess := range live {
+			if sess.Env != nil && sess.EnvOwner == s.replica {
+				owned = append(owned, sess)
 			}
 		}
+		lost := s.lostEnvironments(ctx, owned)
 		for _, env := range listed {
 			sess := live[env.Session]
-			if sess != nil && sess.Env != nil && sess.Env.Addr == env.Addr && (sess.EnvOwner != s.replica || alive[sess.Name]) {
-				continue // adopted, or another replica's to judge
+			if _, gone := lost[env.Session]; sess != nil && sess.Env != nil && sess.Env.Addr == env.Addr && !gone {
+				continue // adopted, another replica's to judge, or its backend cannot tell now
 			}
 			s.log.Info("stopping an environment no live session holds", zap.String("environment", e.Name), zap.String("session", env.Session))
 			if err := sp.Stop(ctx, env); err != nil {
@@ -607,14 +610,12 @@ func (s *Service) recoverEnvironments(ctx context.Context) error {
 				if sess.EnvOwner != s.replica {
 					continue
 				}
+				why, gone := lost[sess.Name]
 				switch {
-				case sess.Env != nil && !alive[sess.Name]:
+				case sess.Env != nil && gone:
 					// Gone while the portal was down: ended with a reason,
 					// and Stop removes whatever is left of it.
-					if sess.State != lifecycle.Stopping {
-						sess.Reason = ReasonEnvironmentLost
-					}
-					if err := t.retire(sess, ReasonEnvironmentLost); err != nil {
+					if err := t.lose(sess, why); err != nil {
 						return err
 					}
 				case sess.Env == nil && sess.Spawning:
@@ -640,6 +641,155 @@ func (s *Service) recoverEnvironments(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// aliveTimeout bounds one Alive call: a backend that does not answer in
+// time cannot tell, and the environment is asked about again later.
+const aliveTimeout = 5 * time.Second
+
+// maxAliveChecks bounds concurrent Alive calls, so a pass over a full class
+// does not send the backend hundreds of requests at once.
+const maxAliveChecks = 8
+
+// lostEnvironments asks the spawners whether the environments of list still
+// run, outside any transaction, and returns why each one that is gone is
+// gone, by session name. An environment whose backend cannot tell now is not
+// gone: that is logged, and the next reconcile pass asks again.
+func (s *Service) lostEnvironments(ctx context.Context, list []*Session) map[string]string {
+	lost := map[string]string{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var unsure []error
+	sem := make(chan struct{}, maxAliveChecks)
+	for _, sess := range list {
+		sp := s.spawnerOf(s.byEnv[sess.Environment])
+		if sp == nil || sess.Env == nil {
+			continue
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			err := askAlive(ctx, sp, *sess.Env)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case errors.Is(err, spawner.ErrGone):
+				lost[sess.Name] = err.Error()
+			case err != nil:
+				unsure = append(unsure, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if len(unsure) > 0 && ctx.Err() == nil {
+		// One line per pass, not one per session: an unreachable backend
+		// answers the same for all of them.
+		s.log.Warn("cannot tell whether environments still run: their sessions are kept and asked about again later",
+			zap.Int("environments", len(unsure)), zap.Error(unsure[0]))
+	}
+	return lost
+}
+
+// askAlive is one bounded Alive call; a backend that panics cannot tell.
+func askAlive(ctx context.Context, sp spawner.Spawner, env spawner.Env) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("the spawner panicked: %v", v)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(ctx, aliveTimeout)
+	defer cancel()
+	return sp.Alive(ctx, env)
+}
+
+// retireLost ends the sessions whose environment died while they wait or
+// run (a dashboard that crashed, a container the engine stopped), instead of
+// leaving them to the next restart: environment-lost, with the spawner's
+// words for why on the learner's page. Only this replica's environments are
+// asked about; a session a start worker holds is left to it (its probes see
+// an environment that dies while it starts), and so is one already ending.
+func (s *Service) retireLost(ctx context.Context) error {
+	if len(s.opts.Spawners) == 0 {
+		return nil
+	}
+	var check []*Session
+	err := s.st.View(ctx, func(tx store.Txn) error {
+		t := s.viewState(tx)
+		for _, e := range s.envs {
+			if s.spawnerOf(e) == nil {
+				continue
+			}
+			m, err := t.env(e.Name)
+			if err != nil {
+				return err
+			}
+			for _, sess := range sortedSessions(m) {
+				st, _ := sess.Effective(t.now)
+				if sess.Env != nil && sess.EnvOwner == s.replica && st != lifecycle.Stopping && !s.startQ.has(sess.Name) {
+					check = append(check, sess)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	lost := s.lostEnvironments(ctx, check)
+	if len(lost) == 0 {
+		return nil
+	}
+	var ended []string
+	err = s.update(ctx, func(t *txState) error {
+		ended = ended[:0]
+		for _, was := range check {
+			why, gone := lost[was.Name]
+			if !gone {
+				continue
+			}
+			sess, err := t.session(was.Name)
+			if err != nil {
+				return err
+			}
+			// It may have ended meanwhile, its environment stopped by its
+			// own end: only the environment found gone ends it.
+			if sess == nil || sess.Env == nil || sess.Env.Addr != was.Env.Addr || !bytes.Equal(sess.Env.State, was.Env.State) {
+				continue
+			}
+			if st, _ := sess.Effective(t.now); st == lifecycle.Stopping || st == lifecycle.Stopped {
+				continue
+			}
+			if err := t.lose(sess, why); err != nil {
+				return err
+			}
+			ended = append(ended, sess.Name)
+		}
+		return nil
+	})
+	for name := range lost {
+		s.cache.drop(name)
+	}
+	if err != nil {
+		return err
+	}
+	for _, name := range ended {
+		s.log.Warn("environment lost: its session ends", zap.String("session", name), zap.String("why", lost[name]))
+	}
+	return nil
+}
+
+// lose ends a session whose environment is gone: environment-lost, with why
+// as its progress (what the learner's page and the progress route show),
+// retired so that whatever is left of the environment is stopped before the
+// session's place is free.
+func (t *txState) lose(sess *Session, why string) error {
+	if sess.State != lifecycle.Stopping {
+		sess.Reason = ReasonEnvironmentLost
+		sess.Progress = &spawner.Progress{Step: StepFailed, Message: why}
+	}
+	return t.retire(sess, ReasonEnvironmentLost)
 }
 
 // abandonedClaimGrace is added to the longest a start may take before a

@@ -31,6 +31,7 @@ type loopSpawner struct {
 	hold       chan struct{} // Start waits for it to close (or ctx) when set
 	tokens     chan struct{} // when set, each Start waits for one token
 	holdStop   chan struct{} // Stop waits for it to close when set
+	unsure     error         // Alive answers it when set: a backend that cannot tell
 	timeout    time.Duration
 	starts     []string // sessions in the order Start was called
 	stops      []string // sessions in the order Stop removed them
@@ -159,11 +160,16 @@ func (l *loopSpawner) List(context.Context) ([]spawner.Env, error) {
 	return out, nil
 }
 
-func (l *loopSpawner) Alive(_ context.Context, env spawner.Env) bool {
+func (l *loopSpawner) Alive(_ context.Context, env spawner.Env) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	e := l.find(env)
-	return e != nil && !e.dead
+	switch e := l.find(env); {
+	case l.unsure != nil:
+		return l.unsure
+	case e == nil || e.dead:
+		return spawner.Gone("the loopback server of " + env.Session + " was closed")
+	}
+	return nil
 }
 
 // kill makes a session's dashboard die (its server closes).

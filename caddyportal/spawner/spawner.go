@@ -82,15 +82,30 @@ type Spawner interface {
 	// running or left behind, including ones started by a previous run that
 	// died: the portal adopts those of live sessions and Stops the rest.
 	List(ctx context.Context) ([]Env, error)
-	// Alive reports whether env is still the environment that was started
-	// (for a process: same PID and same process start time, so PID reuse
-	// cannot fool it).
-	Alive(ctx context.Context, env Env) bool
+	// Alive checks that env is still the environment that was started and
+	// that it runs (for a process: same PID and same process start time, so
+	// PID reuse cannot fool it). It returns nil when it is; an error
+	// wrapping ErrGone when it is known to be gone, whose message says why
+	// in words a learner understands ("the dashboard process exited with
+	// status 1"), since the portal shows it on the session's page; and any
+	// other error when it cannot tell now (the backend is unreachable): the
+	// portal then keeps the session and asks again later.
+	Alive(ctx context.Context, env Env) error
 }
 
-// ErrGone is wrapped by Ready's error when the environment stopped running
-// (its process exited, its container is gone): no later probe can succeed.
+// ErrGone is wrapped by Ready's and Alive's errors when the environment
+// stopped running (its process exited, its container is gone): no later
+// probe can succeed.
 var ErrGone = errors.New("environment is not running")
+
+// Gone returns an error that wraps ErrGone and says only why, for the
+// learner: Alive's answer for an environment that is gone.
+func Gone(why string) error { return goneError(why) }
+
+type goneError string
+
+func (e goneError) Error() string        { return string(e) }
+func (e goneError) Is(target error) bool { return target == ErrGone }
 
 // WaitReady probes env with s.Ready until it answers, the environment is gone,
 // or s.ReadyTimeout (or ctx) runs out, reporting StepWaiting and StepReady to

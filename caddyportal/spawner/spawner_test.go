@@ -3,6 +3,7 @@ package spawner
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -136,7 +137,7 @@ func (f *fake) Ready(context.Context, Env) error {
 func (f *fake) ReadyTimeout() time.Duration         { return f.timeout }
 func (f *fake) Stop(context.Context, Env) error     { return nil }
 func (f *fake) List(context.Context) ([]Env, error) { return nil, nil }
-func (f *fake) Alive(context.Context, Env) bool     { return true }
+func (f *fake) Alive(context.Context, Env) error    { return nil }
 
 func TestWaitReady(t *testing.T) {
 	ctx := context.Background()
@@ -155,5 +156,20 @@ func TestWaitReady(t *testing.T) {
 	var te *TimeoutError
 	if err := WaitReady(ctx, never, Env{}, nil); !errors.As(err, &te) || !strings.Contains(err.Error(), "not yet") {
 		t.Fatalf("WaitReady timeout = %v", err)
+	}
+}
+
+// Gone's error is ErrGone for errors.Is and says only why, so the learner's
+// page shows no jargon in front of it; wrapping keeps both.
+func TestGone(t *testing.T) {
+	err := Gone("the dashboard process exited with status 1")
+	if !errors.Is(err, ErrGone) || err.Error() != "the dashboard process exited with status 1" {
+		t.Fatalf("Gone = %q (is ErrGone: %v)", err, errors.Is(err, ErrGone))
+	}
+	if w := fmt.Errorf("checking s-1: %w", err); !errors.Is(w, ErrGone) {
+		t.Fatal("a wrapped Gone is not ErrGone")
+	}
+	if errors.Is(errors.New("engine unreachable"), ErrGone) {
+		t.Fatal("any error is ErrGone")
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -580,13 +581,60 @@ func (s *Spawner) readOutput(session string, c *child, in *os.File) {
 
 // Alive implements spawner.Spawner: the recorded PID runs, is no zombie, and
 // started at the recorded instant (a reused PID has a later start time).
-func (s *Spawner) Alive(_ context.Context, env spawner.Env) bool {
+// Only a process that is provably gone is reported gone: /proc that cannot
+// be read for another reason means it cannot tell.
+func (s *Spawner) Alive(ctx context.Context, env spawner.Env) error {
 	st := s.parseState(env)
 	if st.PID <= 0 || st.Start == 0 {
-		return false
+		return spawner.Gone("no dashboard process is recorded for this environment")
 	}
 	p, err := readStat(st.PID)
-	return err == nil && !p.dead() && p.start == st.Start
+	switch {
+	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH):
+		return spawner.Gone(s.exitReason(ctx, env.Session))
+	case err != nil:
+		return fmt.Errorf("process spawner: checking process %d of %s: %w", st.PID, env.Session, err)
+	case p.start != st.Start:
+		return spawner.Gone("the dashboard process is gone: its process ID now belongs to another process")
+	case p.dead():
+		return spawner.Gone(s.exitReason(ctx, env.Session))
+	}
+	return nil
+}
+
+// exitReason says how the environment's process ended, for the learner: its
+// exit status or signal when this value started it, else only that it no
+// longer runs (an environment adopted after a restart is not our child).
+func (s *Spawner) exitReason(ctx context.Context, session string) string {
+	const unknown = "the dashboard process is no longer running"
+	s.mu.Lock()
+	c := s.children[session]
+	s.mu.Unlock()
+	if c == nil || c.exited == nil {
+		return unknown
+	}
+	// Wait returns a moment after the process died; give it that.
+	select {
+	case <-c.exited:
+	case <-ctx.Done():
+		return unknown
+	case <-time.After(time.Second):
+		return unknown
+	}
+	c.mu.Lock()
+	werr := c.waitErr
+	c.mu.Unlock()
+	var ee *exec.ExitError
+	switch {
+	case werr == nil:
+		return "the dashboard process exited with status 0"
+	case errors.As(werr, &ee):
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return fmt.Sprintf("the dashboard process was stopped by a signal (%s)", ws.Signal())
+		}
+		return fmt.Sprintf("the dashboard process exited with status %d", ee.ExitCode())
+	}
+	return "the dashboard process ended: " + werr.Error()
 }
 
 // Ready implements spawner.Spawner. A process that is gone fails with
@@ -598,8 +646,10 @@ func (s *Spawner) Alive(_ context.Context, env spawner.Env) bool {
 // is shared) could have bound it first, and the learner must never be sent
 // to someone else's server.
 func (s *Spawner) Ready(ctx context.Context, env spawner.Env) error {
-	if !s.Alive(ctx, env) {
+	if err := s.Alive(ctx, env); errors.Is(err, spawner.ErrGone) {
 		return s.goneError(env.Session)
+	} else if err != nil {
+		return err
 	}
 	st := s.parseState(env)
 	if err := spawner.Probe(ctx, env.Addr, st.Ready); err != nil {

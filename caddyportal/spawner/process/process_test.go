@@ -264,8 +264,8 @@ func TestStopKillsTheWholeTree(t *testing.T) {
 	if time.Since(began) < cfg.StopTimeout {
 		t.Fatal("SIGTERM-ignoring processes ended before StopTimeout: SIGKILL came too early")
 	}
-	if s.Alive(context.Background(), env) {
-		t.Fatal("Alive after Stop")
+	if err := s.Alive(context.Background(), env); !errors.Is(err, spawner.ErrGone) {
+		t.Fatalf("Alive after Stop = %v", err)
 	}
 	for _, p := range []string{st.Dir, s.stateFile("tree-1"), s.pipeFile("tree-1")} {
 		if exists(p) {
@@ -325,8 +325,8 @@ func TestListFindsEnvironmentsOfAPreviousRun(t *testing.T) {
 		!bytes.Equal(envs[0].State, env.State) {
 		t.Fatalf("List = %+v, %v; want %+v", envs, err, env)
 	}
-	if !second.Alive(context.Background(), envs[0]) {
-		t.Fatal("not Alive")
+	if err := second.Alive(context.Background(), envs[0]); err != nil {
+		t.Fatalf("not Alive: %v", err)
 	}
 	// Another replica of the same portal sees none of it and may not stop it.
 	other := cfg
@@ -378,8 +378,8 @@ func TestAdoptAfterKill9(t *testing.T) {
 		t.Fatalf("List = %+v, %v", envs, err)
 	}
 	t.Cleanup(func() { _ = s.Stop(context.Background(), envs[0]) })
-	if !s.Alive(context.Background(), envs[0]) {
-		t.Fatal("the dashboard died with its portal")
+	if err := s.Alive(context.Background(), envs[0]); err != nil {
+		t.Fatalf("the dashboard died with its portal: %v", err)
 	}
 	if err := spawner.WaitReady(context.Background(), s, envs[0], nil); err != nil {
 		t.Fatal(err)
@@ -411,30 +411,57 @@ func TestAliveSeesDeathAndPIDReuse(t *testing.T) {
 	s, _ := newSpawner(t, helperConfig(t, "dashboard", "{host}:{port}"))
 	env := start(t, s, specFor("alive-1"))
 	ctx := context.Background()
-	if !s.Alive(ctx, env) {
-		t.Fatal("not Alive while running")
+	if err := s.Alive(ctx, env); err != nil {
+		t.Fatalf("not Alive while running: %v", err)
 	}
 	st := stateOf(t, env)
 	// The same PID with another start time is what a reused PID looks like.
 	reused := st
 	reused.Start++
 	b, _ := json.Marshal(reused)
-	if s.Alive(ctx, spawner.Env{Session: env.Session, Addr: env.Addr, State: b}) {
-		t.Fatal("Alive with a different start time")
+	if err := s.Alive(ctx, spawner.Env{Session: env.Session, Addr: env.Addr, State: b}); !errors.Is(err, spawner.ErrGone) ||
+		!strings.Contains(err.Error(), "belongs to another process") {
+		t.Fatalf("Alive with a different start time = %v", err)
 	}
 	// A live PID that is some other process.
 	other := st
 	other.PID = os.Getpid()
 	b, _ = json.Marshal(other)
-	if s.Alive(ctx, spawner.Env{Session: env.Session, State: b}) {
-		t.Fatal("Alive for another process's PID")
+	if err := s.Alive(ctx, spawner.Env{Session: env.Session, State: b}); !errors.Is(err, spawner.ErrGone) {
+		t.Fatalf("Alive for another process's PID = %v", err)
 	}
-	if err := syscall.Kill(st.PID, syscall.SIGKILL); err != nil {
+	// kill -9 of the whole process group, as the kernel's OOM killer or an
+	// operator would.
+	if err := syscall.Kill(-st.PGID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "Alive to turn false", func() bool { return !s.Alive(ctx, env) })
+	eventually(t, "Alive to report it gone", func() bool { return s.Alive(ctx, env) != nil })
+	// The learner reads this message: plain words, no Go error jargon.
+	if err := s.Alive(ctx, env); !errors.Is(err, spawner.ErrGone) || err.Error() != "the dashboard process was stopped by a signal (killed)" {
+		t.Fatalf("Alive after kill -9 = %v", err)
+	}
 	if err := s.Ready(ctx, env); !errors.Is(err, spawner.ErrGone) || !strings.Contains(err.Error(), "killed") {
 		t.Fatalf("Ready after the process died = %v", err)
+	}
+	// A portal restarted since does not know how it ended, only that it did.
+	adopter, _ := newSpawner(t, s.cfg)
+	if err := adopter.Alive(ctx, env); !errors.Is(err, spawner.ErrGone) || err.Error() != "the dashboard process is no longer running" {
+		t.Fatalf("Alive of a dead environment this value did not start = %v", err)
+	}
+}
+
+// A dashboard that exits on its own is gone with its exit status.
+func TestAliveSaysExitStatus(t *testing.T) {
+	s, _ := newSpawner(t, helperConfig(t, "exit"))
+	ctx := context.Background()
+	env, err := s.Start(ctx, specFor("alive-exit"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop(ctx, env)
+	eventually(t, "Alive to report it gone", func() bool { return s.Alive(ctx, env) != nil })
+	if err := s.Alive(ctx, env); !errors.Is(err, spawner.ErrGone) || err.Error() != "the dashboard process exited with status 3" {
+		t.Fatalf("Alive after exit 3 = %v", err)
 	}
 }
 
@@ -703,8 +730,8 @@ func TestStartRefusesALeftover(t *testing.T) {
 	if _, err := second.Start(ctx, specFor("left-1"), nil); err == nil || !strings.Contains(err.Error(), "left from before") {
 		t.Fatalf("Start over a leftover = %v", err)
 	}
-	if !second.Alive(ctx, env) {
-		t.Fatal("the refused start killed the leftover")
+	if err := second.Alive(ctx, env); err != nil {
+		t.Fatalf("the refused start killed the leftover: %v", err)
 	}
 	if err := second.Stop(ctx, env); err != nil {
 		t.Fatal(err)
@@ -714,7 +741,7 @@ func TestStartRefusesALeftover(t *testing.T) {
 	if err := first.Stop(ctx, env); err != nil {
 		t.Fatal(err)
 	}
-	if !second.Alive(ctx, again) || !exists(stateOf(t, again).Dir) {
+	if second.Alive(ctx, again) != nil || !exists(stateOf(t, again).Dir) {
 		t.Fatal("stopping the old record hit the new environment of the same session")
 	}
 }

@@ -256,7 +256,7 @@ func (s *Spawner) List(ctx context.Context) ([]spawner.Env, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Session < out[j].Session })
 	for _, env := range out {
-		if s.Alive(ctx, env) {
+		if s.Alive(ctx, env) == nil {
 			s.adopt(env)
 		}
 	}

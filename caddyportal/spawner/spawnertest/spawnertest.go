@@ -30,6 +30,9 @@ type Held struct {
 
 	mu   sync.Mutex
 	srvs map[string]*httptest.Server
+	// unsure, when set, is what Alive answers for every environment: a
+	// backend that cannot tell (see Unsure).
+	unsure error
 }
 
 // New returns a Held spawner whose starts wait for Release.
@@ -71,12 +74,7 @@ func (h *Held) ReadyTimeout() time.Duration { return 5 * time.Second }
 
 // Stop implements spawner.Spawner: it closes the environment's server.
 func (h *Held) Stop(_ context.Context, env spawner.Env) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if srv := h.srvs[env.Session]; srv != nil {
-		srv.Close()
-		delete(h.srvs, env.Session)
-	}
+	h.Kill(env.Session)
 	return nil
 }
 
@@ -84,11 +82,38 @@ func (h *Held) Stop(_ context.Context, env spawner.Env) error {
 // an earlier run.
 func (h *Held) List(context.Context) ([]spawner.Env, error) { return nil, nil }
 
-// Alive implements spawner.Spawner.
-func (h *Held) Alive(_ context.Context, env spawner.Env) bool {
+// Alive implements spawner.Spawner: an environment is gone once Stop or
+// Kill closed its server.
+func (h *Held) Alive(_ context.Context, env spawner.Env) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.srvs[env.Session] != nil
+	switch {
+	case h.unsure != nil:
+		return h.unsure
+	case h.srvs[env.Session] == nil:
+		return spawner.Gone("the test dashboard of " + env.Session + " was killed")
+	}
+	return nil
+}
+
+// Kill makes a session's environment die as a crashed dashboard does: its
+// server closes and Alive reports it gone, but nothing is stopped.
+func (h *Held) Kill(session string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if srv := h.srvs[session]; srv != nil {
+		srv.Close()
+		delete(h.srvs, session)
+	}
+}
+
+// Unsure makes Alive answer err for every environment from now on, as a
+// backend that cannot be reached does; nil makes it answer truly again.
+// err must not wrap spawner.ErrGone.
+func (h *Held) Unsure(err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.unsure = err
 }
 
 var _ spawner.Spawner = (*Held)(nil)
