@@ -118,6 +118,15 @@ type Config struct {
 	// and the one the gate dials. Default: 127.0.0.1 for a local engine,
 	// the engine's host for a tcp one.
 	BindHost string
+	// User is the user (and group) the container runs as, "uid[:gid]" or a
+	// name the image knows; "" keeps the image's.
+	User string
+	// Educates gives the container the environment an Educates workshop
+	// image expects when it runs standalone (see educates.go).
+	Educates bool
+	// EducatesWorkshop is a workshop definition (workshop.yaml) mounted
+	// read-only where an Educates image reads it.
+	EducatesWorkshop string
 	// Portal and Replica identify this portal replica: List and Stop touch
 	// only containers labelled with the same pair.
 	Portal, Replica string
@@ -204,6 +213,9 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Spawner, error) {
 
 // check validates cfg and fills in defaults.
 func check(cfg *Config) error {
+	if cfg.Educates || cfg.EducatesWorkshop != "" {
+		educatesDefaults(cfg)
+	}
 	if cfg.Image == "" {
 		return errors.New("container spawner: image is required")
 	}

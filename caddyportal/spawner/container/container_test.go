@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -376,5 +378,49 @@ func TestConfigErrors(t *testing.T) {
 				t.Fatalf("error %v, want one saying %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestEducatesContract: with the educates preset the container gets what an
+// Educates workshop image expects when run standalone: its user, port,
+// readiness path, the workshop definition where start-container reads it,
+// and the variables its start-up scripts and gateway read. The test image
+// records what it received (no registry here to pull Educates' own).
+func TestEducatesContract(t *testing.T) {
+	def := filepath.Join(t.TempDir(), "workshop.yaml")
+	if err := os.WriteFile(def, []byte("spec:\n  title: Lab\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := newSpawner(t, func(c *container.Config) {
+		c.Port, c.ReadyPath = 0, ""
+		c.Educates, c.EducatesWorkshop = true, def
+		c.Command = []string{"/testdash", "{port}"}
+	})
+	env := start(t, s, "e1")
+	var got map[string]string
+	if err := json.Unmarshal([]byte(get(t, env.Addr, "/env")), &got); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{
+		"testdash.uid": "1001", "testdash.gid": "0",
+		"SESSION_NAME": "e1", "SESSION_NAMESPACE": "e1", "WORKSHOP_NAME": "lab", "ENVIRONMENT_NAME": "lab-w01",
+		"SESSION_URL": "http://e1.lab.test:8000/", "SESSION_HOSTNAME": "e1.lab.test",
+		"INGRESS_PROTOCOL": "http", "INGRESS_DOMAIN": "lab.test", "INGRESS_PORT_SUFFIX": ":8000",
+	} {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q", k, got[k], v)
+		}
+	}
+	if _, set := got["PORTAL_CLIENT_ID"]; set {
+		t.Error("PORTAL_CLIENT_ID is set: the image's gateway would ask the portal for an OAuth login")
+	}
+	if _, port, _ := net.SplitHostPort(env.Addr); port == "" {
+		t.Fatal("no published port")
+	}
+	if body := get(t, env.Addr, "/file?name="+container.EducatesWorkshopPath); body != "spec:\n  title: Lab\n" {
+		t.Errorf("workshop definition in the container: %q", body)
+	}
+	if err := s.Stop(context.Background(), env); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -54,6 +54,9 @@ func (s *Spawner) Start(ctx context.Context, spec spawner.Spec, progress func(sp
 	if err != nil {
 		return spawner.Env{}, err
 	}
+	if s.cfg.Educates {
+		env = append(env, educatesEnv(spec)...)
+	}
 	for _, e := range s.cfg.Env {
 		v, err := spawner.Expand(e.Value, vars)
 		if err != nil {
@@ -127,6 +130,7 @@ func (s *Spawner) createOptions(spec spawner.Spec, name, netName string, cmd, en
 		ExposedPorts: network.PortSet{port: {}},
 		StopTimeout:  &stop,
 		Hostname:     spec.Session,
+		User:         s.cfg.User,
 	}
 	if len(cmd) > 0 {
 		cfg.Cmd = cmd

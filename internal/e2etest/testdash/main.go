@@ -3,7 +3,8 @@
 // WebSocket echo, JSON echo) plus routes that let a test look inside and
 // misbehave on purpose:
 //
-//	GET /env           the environment it was started with, as JSON
+//	GET /env           the environment it was started with, as JSON, and
+//	                   its user and group as "testdash.uid" and "testdash.gid"
 //	GET /file?name=N   the content of file N (404 when absent)
 //	PUT /file?name=N   writes the body to file N
 //	GET /eat?mb=N      allocates and touches N MiB (to meet a memory limit)
@@ -59,6 +60,8 @@ func env(w http.ResponseWriter, _ *http.Request) {
 		k, v, _ := strings.Cut(kv, "=")
 		m[k] = v
 	}
+	m["testdash.uid"] = strconv.Itoa(os.Getuid())
+	m["testdash.gid"] = strconv.Itoa(os.Getgid())
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(m)
 }
