@@ -211,6 +211,10 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Spawner, error) {
 	return s, nil
 }
 
+// Validate reports what is wrong with cfg without asking the engine, for
+// checking a configuration when it loads.
+func Validate(cfg Config) error { return check(&cfg) }
+
 // check validates cfg and fills in defaults.
 func check(cfg *Config) error {
 	if cfg.Educates || cfg.EducatesWorkshop != "" {
