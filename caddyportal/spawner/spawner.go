@@ -41,6 +41,10 @@ type Env struct {
 	State json.RawMessage `json:"state,omitempty"`
 }
 
+// EnvVar is one variable an operator sets on every environment of a
+// workshop; Value may contain placeholders.
+type EnvVar struct{ Name, Value string }
+
 // Progress is one step of a start that the learner's page shows.
 type Progress struct {
 	Step    string `json:"step"`

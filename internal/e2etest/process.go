@@ -7,32 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-)
 
-// GoTool returns the go command of the toolchain running the test, so a
-// binary is built with the same Go as the tests.
-func GoTool(t testing.TB) string {
-	t.Helper()
-	if root := runtime.GOROOT(); root != "" {
-		p := filepath.Join(root, "bin", "go")
-		if runtime.GOOS == "windows" {
-			p += ".exe"
-		}
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	p, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("no go command: %v", err)
-	}
-	return p
-}
+	"github.com/caddyportal/caddyportal/internal/gotool"
+)
 
 var (
 	buildOnce sync.Once
@@ -52,7 +33,7 @@ func Binary(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(dir, "caddyportal")
-		out, err := exec.Command(GoTool(t), "build", "-o", binPath, "github.com/caddyportal/caddyportal/cmd/caddyportal").CombinedOutput()
+		out, err := exec.Command(gotool.Path(t), "build", "-o", binPath, "github.com/caddyportal/caddyportal/cmd/caddyportal").CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}

@@ -60,7 +60,7 @@ const (
 const killGrace = 5 * time.Second
 
 // EnvVar is one operator-set variable; Value may contain placeholders.
-type EnvVar struct{ Name, Value string }
+type EnvVar = spawner.EnvVar
 
 // Config configures a process spawner.
 type Config struct {

@@ -92,6 +92,7 @@ type Option func(*config)
 
 type config struct {
 	listeners int
+	listen    string
 	routes    []route
 }
 
@@ -102,6 +103,11 @@ type route struct {
 
 // Listeners gives the Server n listeners (one per pool slot) instead of one.
 func Listeners(n int) Option { return func(c *config) { c.listeners = n } }
+
+// Listen makes the Server listen on addr instead of 127.0.0.1:0: inside a
+// container, where the dashboard must answer on the container's own
+// interface for the engine to publish it.
+func Listen(addr string) Option { return func(c *config) { c.listen = addr } }
 
 // Handle adds a route (a net/http ServeMux pattern) next to the standard
 // ones, for a dashboard that must misbehave in a particular way.
@@ -123,7 +129,7 @@ func Start(t testing.TB, name string, opts ...Option) *Server {
 
 // New starts a Server on 127.0.0.1; Close stops it.
 func New(name string, opts ...Option) (*Server, error) {
-	c := config{listeners: 1}
+	c := config{listeners: 1, listen: "127.0.0.1:0"}
 	for _, o := range opts {
 		o(&c)
 	}
@@ -147,7 +153,7 @@ func New(name string, opts ...Option) (*Server, error) {
 		ReadHeaderTimeout: 30 * time.Second,
 	}
 	for range c.listeners {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		l, err := net.Listen("tcp", c.listen)
 		if err != nil {
 			s.Close()
 			return nil, err
