@@ -56,7 +56,7 @@ func helperConfig(t *testing.T, args ...string) Config {
 	return Config{
 		Command:      append([]string{selfPath(t)}, args...),
 		Dir:          filepath.Join(t.TempDir(), "sessions"),
-		Env:          []EnvVar{{helperVar, "1"}},
+		Env:          []EnvVar{{Name: helperVar, Value: "1"}},
 		Portal:       testPortal + "-" + strings.NewReplacer("/", "-", "=", "-").Replace(t.Name()),
 		Replica:      "r1",
 		ReadyTimeout: waitFor,
@@ -201,7 +201,7 @@ func TestPythonHTTPServerBecomesReady(t *testing.T) {
 func TestPlaceholdersAndVariablesArrive(t *testing.T) {
 	cfg := helperConfig(t, "dashboard", "{host}:{port}", "{session}", "{user}", "{workshop}", "{environment}",
 		"{prefix}", "{url}", "{dir}", "{literal braces stay}")
-	cfg.Env = append(cfg.Env, EnvVar{"GREETING", "hello {user} on {port}"}, EnvVar{"TRAINING_PORTAL", "overridden"})
+	cfg.Env = append(cfg.Env, EnvVar{Name: "GREETING", Value: "hello {user} on {port}"}, EnvVar{Name: "TRAINING_PORTAL", Value: "overridden"})
 	t.Setenv("PORTAL_SECRET_FOR_TEST", "must not leak")
 	s, _ := newSpawner(t, cfg)
 	spec := specFor("vars-1")
@@ -541,7 +541,7 @@ func TestFailingStartsAreClear(t *testing.T) {
 			{Command: []string{"x", "{prot}"}, Dir: t.TempDir(), Portal: "p"},
 			{Command: []string{"x"}, Dir: "relative", Portal: "p"},
 			{Command: []string{"x"}, Dir: t.TempDir(), Portal: "p", Sandbox: "docker"},
-			{Command: []string{"x"}, Dir: t.TempDir(), Portal: "p", Env: []EnvVar{{"A-B", "1"}}},
+			{Command: []string{"x"}, Dir: t.TempDir(), Portal: "p", Env: []EnvVar{{Name: "A-B", Value: "1"}}},
 			{Command: []string{"x"}, Dir: t.TempDir(), Portal: "p/q"},
 		} {
 			if _, err := New(cfg, nil); err == nil {
