@@ -195,6 +195,13 @@ func (g *Gate) admit(w http.ResponseWriter, r *http.Request, name string) (*sess
 				"The environment of this workshop session could not be started. Start the workshop again to get a new one."))
 			return nil, ""
 		}
+		if sess.Reason == sessions.ReasonEnvironmentLost {
+			// Its environment died under the learner: the page says why,
+			// in the spawner's words, and how to go on.
+			g.refused(notify(w, r, g.indexOf(sess), "session-deleted", http.StatusGone, "Workshop environment stopped",
+				lostMessage(sess)))
+			return nil, ""
+		}
 		g.refused(notify(w, r, g.indexOf(sess), "session-deleted", http.StatusGone, "Session ended",
 			"This workshop session has ended."))
 		return nil, ""

@@ -4,6 +4,7 @@ import (
 	"html/template"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
@@ -24,6 +25,16 @@ func notReady(sess *sessions.Session) bool {
 // could not be started.
 func startFailed(sess *sessions.Session) bool {
 	return sess.Reason == sessions.ReasonStartFailed || sess.Reason == sessions.ReasonStartInterrupted
+}
+
+// lostMessage tells the learner why a session's environment stopped (the
+// spawner's words, kept in its progress) and how to go on.
+func lostMessage(sess *sessions.Session) string {
+	why := ""
+	if p := sess.Progress; p != nil && p.Message != "" {
+		why = ": " + strings.TrimSuffix(p.Message, ".")
+	}
+	return "The environment of this workshop session stopped" + why + ". Start the workshop again to get a new one."
 }
 
 var startingTmpl = template.Must(template.New("starting").Parse(`<!doctype html>

@@ -56,13 +56,11 @@ func startingSetup(t *testing.T, sp spawner.Spawner) (*sessions.Service, *Gate, 
 	return svc, g, srv
 }
 
-// A browser activated on a session whose environment could not start is
-// told so (and how to try again), not that the session merely ended.
-func TestGateStartFailedPage(t *testing.T) {
-	sp := spawnertest.New()
-	sp.Fail = errors.New("no such image")
-	svc, g, srv := startingSetup(t, sp)
-	res, err := svc.RequestSession(context.Background(), sessions.Request{Environment: "sp-w01", User: "u1"})
+// activated requests a session of sp-w01 for user, activates it in a
+// browser, and returns it with that browser's cookie.
+func activated(t *testing.T, svc *sessions.Service, g *Gate, user string) (*sessions.Session, *http.Cookie) {
+	t.Helper()
+	res, err := svc.RequestSession(context.Background(), sessions.Request{Environment: "sp-w01", User: user})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,29 +72,87 @@ func TestGateStartFailedPage(t *testing.T) {
 	if _, err := g.Activated(rec, httptest.NewRequest("GET", "/", nil), sess); err != nil {
 		t.Fatal(err)
 	}
-	close(sp.Release) // the start fails now
+	return sess, rec.Result().Cookies()[0]
+}
+
+// waitState waits until a session is in state want.
+func waitState(t *testing.T, svc *sessions.Service, name string, want lifecycle.State) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		s, err := svc.Get(context.Background(), sess.Name)
-		if err == nil && s.State == lifecycle.Stopped {
-			break
+		s, err := svc.Get(context.Background(), name)
+		if err == nil && s.State == want {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the failed session never STOPPED")
+			t.Fatalf("%s never became %s", name, want)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	req, _ := http.NewRequest("GET", srv.URL+routes.SessionPath(sess.Name), nil)
-	req.AddCookie(rec.Result().Cookies()[0])
+}
+
+// sessionPage GETs a session's dashboard as the browser holding ck.
+func sessionPage(t *testing.T, srv *httptest.Server, name string, ck *http.Cookie) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", srv.URL+routes.SessionPath(name), nil)
+	req.AddCookie(ck)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusGone || !strings.Contains(string(body), "could not be started") {
-		t.Fatalf("failed start: %d %s", resp.StatusCode, body)
+	return resp.StatusCode, string(body)
+}
+
+// A browser activated on a session whose environment could not start is
+// told so (and how to try again), not that the session merely ended.
+func TestGateStartFailedPage(t *testing.T) {
+	sp := spawnertest.New()
+	sp.Fail = errors.New("no such image")
+	svc, g, srv := startingSetup(t, sp)
+	sess, ck := activated(t, svc, g, "u1")
+	close(sp.Release) // the start fails now
+	waitState(t, svc, sess.Name, lifecycle.Stopped)
+	if code, body := sessionPage(t, srv, sess.Name, ck); code != http.StatusGone || !strings.Contains(body, "could not be started") {
+		t.Fatalf("failed start: %d %s", code, body)
 	}
+}
+
+// A browser on a running session whose environment died is told that it
+// stopped, why (the spawner's words), and how to go on, at once and once
+// the session is STOPPED; while the backend cannot tell, the session goes
+// on.
+func TestGateEnvironmentLostPage(t *testing.T) {
+	sp := spawnertest.New()
+	close(sp.Release)
+	svc, g, srv := startingSetup(t, sp)
+	sess, ck := activated(t, svc, g, "u1")
+	waitState(t, svc, sess.Name, lifecycle.Running)
+	sp.Unsure(errors.New("cannot reach the engine"))
+	if err := svc.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := sessionPage(t, srv, sess.Name, ck); code != http.StatusOK || body != "dashboard of "+sess.Name {
+		t.Fatalf("dashboard while the backend cannot tell: %d %s", code, body)
+	}
+	sp.Unsure(nil)
+	sp.Kill(sess.Name)
+	if err := svc.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string) {
+		t.Helper()
+		code, body := sessionPage(t, srv, sess.Name, ck)
+		if code != http.StatusGone || !strings.Contains(body, "Workshop environment stopped") ||
+			!strings.Contains(body, "stopped: the test dashboard of "+sess.Name+" was killed.") ||
+			!strings.Contains(body, "Start the workshop again") {
+			t.Fatalf("lost environment, %s: %d %s", when, code, body)
+		}
+	}
+	check("as soon as it is found gone")
+	waitState(t, svc, sess.Name, lifecycle.Stopped)
+	check("once STOPPED")
 }
 
 // A browser activated on a session whose environment is still starting

@@ -105,7 +105,9 @@ type Session struct {
 	// EnvOwner is the replica that starts, stops and reconciles the
 	// session's environment.
 	EnvOwner string `json:"env_owner,omitempty"`
-	// Progress is the last step of the start, for the starting page.
+	// Progress is the last step of the start, for the starting page; for
+	// a session that ended start-failed or environment-lost, step
+	// StepFailed and why, for the page that says it ended.
 	Progress *spawner.Progress `json:"progress,omitempty"`
 	// Activated is when a session still STARTING was activated: it
 	// becomes RUNNING, with its expiry counted from then, once ready.

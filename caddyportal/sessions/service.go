@@ -28,7 +28,8 @@ type Options struct {
 	// held, its dashboard refused) before it is STOPPED. Default 2s.
 	StopGrace time.Duration
 	// ReconcileInterval is the period of the background pass that tops up
-	// reserves and makes passed deadlines durable. Default 5s.
+	// reserves, makes passed deadlines durable, and ends the sessions whose
+	// spawned environment died. Default 5s.
 	ReconcileInterval time.Duration
 	// MaxBatch bounds how many session requests share one transaction.
 	// Default 256.

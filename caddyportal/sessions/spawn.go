@@ -1,8 +1,9 @@
 package sessions
 
 // This file runs the environments of workshops that have a spawner: the
-// start queue (at most Options.Starts at once, FIFO), the stop queue, and
-// the reconciliation after a restart. The spawner is only ever called
+// start queue (at most Options.Starts at once, FIFO), the stop queue, the
+// reconciliation after a restart, and the check at each reconcile pass that
+// environments still run. The spawner is only ever called
 // outside transactions; each step's outcome is written in a transaction of
 // its own, which re-reads the session and copes with whatever happened to
 // it meanwhile (terminated, expired, handed to a user).
@@ -12,7 +13,8 @@ package sessions
 //	STARTING, queued (Progress "queued") → Spawning (the backend's Start runs)
 //	→ Env stored (Upstream = Env.Addr) → readiness probes → WAITING (a reserve,
 //	or a pending session) or RUNNING (activated while it started)
-//	... → its end (terminate, expiry, orphaned, eviction, start failure):
+//	... → its end (terminate, expiry, orphaned, eviction, start failure, or
+//	its environment found gone by a reconcile pass: environment-lost):
 //	STOPPING while Env is set → the owner replica's Stop → Env cleared and
 //	the session finalized (STOPPED, place free) in one transaction.
 
@@ -643,8 +645,9 @@ func (s *Service) recoverEnvironments(ctx context.Context) error {
 	return nil
 }
 
-// aliveTimeout bounds one Alive call: a backend that does not answer in
-// time cannot tell, and the environment is asked about again later.
+// aliveTimeout bounds one round of Alive calls, each and all together, so
+// a backend that hangs delays a reconcile pass by that much at most: one
+// that does not answer in time cannot tell, and is asked again next pass.
 const aliveTimeout = 5 * time.Second
 
 // maxAliveChecks bounds concurrent Alive calls, so a pass over a full class
@@ -656,6 +659,8 @@ const maxAliveChecks = 8
 // gone, by session name. An environment whose backend cannot tell now is not
 // gone: that is logged, and the next reconcile pass asks again.
 func (s *Service) lostEnvironments(ctx context.Context, list []*Session) map[string]string {
+	ctx, cancel := context.WithTimeout(ctx, aliveTimeout)
+	defer cancel()
 	lost := map[string]string{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -692,15 +697,13 @@ func (s *Service) lostEnvironments(ctx context.Context, list []*Session) map[str
 	return lost
 }
 
-// askAlive is one bounded Alive call; a backend that panics cannot tell.
+// askAlive is one Alive call; a backend that panics cannot tell.
 func askAlive(ctx context.Context, sp spawner.Spawner, env spawner.Env) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			err = fmt.Errorf("the spawner panicked: %v", v)
 		}
 	}()
-	ctx, cancel := context.WithTimeout(ctx, aliveTimeout)
-	defer cancel()
 	return sp.Alive(ctx, env)
 }
 

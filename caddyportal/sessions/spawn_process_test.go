@@ -3,17 +3,107 @@ package sessions_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+	"github.com/caddyportal/caddyportal/caddyportal/spawner"
 	"github.com/caddyportal/caddyportal/caddyportal/spawner/process"
 )
+
+// dashboardVar makes the test binary a dashboard for the process spawner
+// (the helper-process pattern): run as `<binary> <host:port>` with it set,
+// it serves "dashboard of <SESSION_NAME>" there until it is killed.
+const dashboardVar = "SESSIONS_TEST_DASHBOARD"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(dashboardVar) == "1" {
+		page := "dashboard of " + os.Getenv(spawner.EnvSessionName)
+		err := http.ListenAndServe(os.Args[1], http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprint(w, page)
+		}))
+		fmt.Fprintln(os.Stderr, "dashboard:", err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
+
+// selfDashboard is a process spawner whose dashboards are this test binary.
+func selfDashboard(t *testing.T) *process.Spawner {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := process.New(process.Config{
+		Command:      []string{self, "{host}:{port}"},
+		Env:          []process.EnvVar{{Name: dashboardVar, Value: "1"}},
+		Dir:          filepath.Join(t.TempDir(), "sessions"),
+		Portal:       "demo",
+		Replica:      "r1",
+		ReadyTimeout: 20 * time.Second,
+		StopTimeout:  2 * time.Second,
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sp
+}
+
+// A RUNNING session whose dashboard process is killed (kill -9 of its
+// process group: an OOM kill, a crash) ends by itself within a couple of
+// reconcile intervals, environment-lost with how the process ended, its
+// directory removed and its place free.
+func TestSpawnProcessKilledEndsSession(t *testing.T) {
+	const interval = 200 * time.Millisecond
+	clk := newClock()
+	st := openStore(t, clk)
+	svc := newSpawnService(t, st, clk, portal(spawnWorkshop("lab", 1, 0)), selfDashboard(t),
+		sessions.Options{ReconcileInterval: interval})
+	res := request(t, svc, "demo-w01", "u1")
+	name := res.Session.Name
+	eventually(t, "WAITING", func() bool { return stateIs(svc, name, "WAITING") })
+	sess, err := svc.Activate(context.Background(), name, res.Token)
+	if err != nil || sess.State != lifecycle.Running {
+		t.Fatalf("Activate = %v, %v", sess, err)
+	}
+	if body := dashboard(t, sess); body != "dashboard of "+name {
+		t.Fatalf("dashboard says %q", body)
+	}
+	var ps process.State
+	if err := json.Unmarshal(sess.Env.State, &ps); err != nil || ps.PGID == 0 {
+		t.Fatalf("process state %s: %v", sess.Env.State, err)
+	}
+	if err := syscall.Kill(-ps.PGID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	eventually(t, "STOPPED", func() bool { return stateIs(svc, name, "STOPPED") })
+	took := time.Since(killed)
+	t.Logf("the session ended %v after its dashboard was killed (reconcile interval %v)", took, interval)
+	// Two intervals, and slack for a loaded machine.
+	if took > 2*interval+3*time.Second {
+		t.Fatalf("the session ended %v after its dashboard was killed, want within a couple of intervals of %v", took, interval)
+	}
+	got := get(t, svc, name)
+	if got.Reason != sessions.ReasonEnvironmentLost || got.Progress == nil || got.Progress.Step != sessions.StepFailed ||
+		got.Progress.Message != "the dashboard process was stopped by a signal (killed)" {
+		t.Fatalf("reason %q progress %+v", got.Reason, got.Progress)
+	}
+	if _, err := os.Stat(ps.Dir); !os.IsNotExist(err) {
+		t.Fatalf("session directory %s still there: %v", ps.Dir, err)
+	}
+	next := request(t, svc, "demo-w01", "u2").Session.Name
+	eventually(t, "the next session WAITING", func() bool { return stateIs(svc, next, "WAITING") })
+}
 
 // End to end with a real dashboard process: python3 -m http.server started
 // by the process spawner for a request, probed ready, activated, and
