@@ -246,7 +246,7 @@ func TestMemoryLimitEndsTheEnvironment(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if !errors.Is(alive, spawner.ErrGone) || !strings.Contains(alive.Error(), "memory") {
+	if !errors.Is(alive, spawner.ErrGone) || !strings.Contains(alive.Error(), "memory limit") {
 		t.Fatalf("Alive after exceeding the memory limit = %v, want ErrGone naming memory", alive)
 	}
 	if err := s.Stop(context.Background(), env); err != nil {

@@ -75,13 +75,16 @@ func stoppedReason(st *container.State, memory int64) string {
 	case st.OOMKilled:
 		limit := ""
 		if memory > 0 {
-			limit = " (limit " + humanize.IBytes(uint64(memory)) + ")"
+			limit = ", over its memory limit of " + humanize.IBytes(uint64(memory))
 		}
 		return "the container was stopped by the engine: out of memory" + limit
 	case st.Error != "":
 		return "the container could not run: " + st.Error
+	case st.ExitCode == 137 && memory > 0:
+		// Podman on cgroup v1 does not always set OOMKilled.
+		return "the container was killed (SIGKILL), most likely by the engine for going over its memory limit of " + humanize.IBytes(uint64(memory))
 	case st.ExitCode == 137:
-		return "the container was killed (status 137: SIGKILL, often the memory limit)"
+		return "the container was killed (SIGKILL)"
 	default:
 		return "the container exited with status " + strconv.Itoa(st.ExitCode)
 	}

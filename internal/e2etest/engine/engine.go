@@ -191,3 +191,21 @@ func Count(t testing.TB, c *client.Client, label string) (containers, networks i
 	}
 	return len(cs.Items), len(ns.Items)
 }
+
+// Remove force-removes every container and network carrying label, for a
+// test's cleanup after a failure.
+func Remove(t testing.TB, c *client.Client, label string) {
+	t.Helper()
+	ctx := context.Background()
+	f := make(client.Filters).Add("label", label)
+	if cs, err := c.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f}); err == nil {
+		for _, x := range cs.Items {
+			_, _ = c.ContainerRemove(ctx, x.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+		}
+	}
+	if ns, err := c.NetworkList(ctx, client.NetworkListOptions{Filters: f}); err == nil {
+		for _, n := range ns.Items {
+			_, _ = c.NetworkRemove(ctx, n.ID, client.NetworkRemoveOptions{})
+		}
+	}
+}
