@@ -104,7 +104,21 @@ func TestStartServesStopsAndRemovesEverything(t *testing.T) {
 	s := newSpawner(t, func(c *container.Config) {
 		c.Env = []container.EnvVar{{Name: "WHERE", Value: "{session} on {port} under {prefix}"}}
 	})
+	cli := engine.Client(t)
 	env := start(t, s, "s1")
+	ins, err := cli.ContainerInspect(context.Background(), state(t, env).Container, client.ContainerInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var volume string
+	for _, m := range ins.Container.Mounts {
+		if m.Destination == "/data" {
+			volume = m.Name
+		}
+	}
+	if volume == "" {
+		t.Fatal("the container has no anonymous volume at /data: the test image changed, and this test no longer checks that it goes")
+	}
 	if !strings.HasPrefix(env.Addr, "127.0.0.1:") {
 		t.Errorf("published on %s, want the loopback bind host", env.Addr)
 	}
@@ -141,9 +155,11 @@ func TestStartServesStopsAndRemovesEverything(t *testing.T) {
 	if err := s.Stop(context.Background(), env); err != nil {
 		t.Errorf("a second Stop: %v", err)
 	}
-	cli := engine.Client(t)
 	if _, err := cli.NetworkInspect(context.Background(), st.Network, client.NetworkInspectOptions{}); err == nil {
 		t.Error("the session's network is still there")
+	}
+	if _, err := cli.VolumeInspect(context.Background(), volume, client.VolumeInspectOptions{}); err == nil {
+		t.Errorf("the container's anonymous volume %s is still there", volume)
 	}
 }
 

@@ -99,7 +99,8 @@ func Client(t testing.TB) *client.Client {
 }
 
 // Image returns the reference of the test image: testdash as /testdash (its
-// command), built statically from this tree and imported once per test
+// command) and an anonymous volume at /data (which every container gets,
+// and which must go with it), built statically from this tree and imported once per test
 // process under a tag derived from the binary, so a changed testdash is a
 // new image and an unchanged one is not imported again.
 func Image(t testing.TB) string {
@@ -128,7 +129,9 @@ func buildImage(t testing.TB) (string, error) {
 		return "", err
 	}
 	sum := sha256.Sum256(body)
-	ref := "localhost/caddyportal-testdash:" + hex.EncodeToString(sum[:6])
+	// The tag also names the image's layout, so a change of the changes
+	// below is a new image too.
+	ref := "localhost/caddyportal-testdash:" + hex.EncodeToString(sum[:6]) + "-v2"
 	c, err := client.New(client.FromEnv, client.WithHost(Host(t)))
 	if err != nil {
 		return "", err
@@ -159,7 +162,7 @@ func buildImage(t testing.TB) (string, error) {
 		return "", err
 	}
 	res, err := c.ImageImport(ctx, client.ImageImportSource{Source: &tarball, SourceName: "-"}, ref,
-		client.ImageImportOptions{Changes: []string{`CMD ["/testdash"]`, "WORKDIR /tmp"}})
+		client.ImageImportOptions{Changes: []string{`CMD ["/testdash"]`, "WORKDIR /tmp", "VOLUME /data"}})
 	if err != nil {
 		return "", fmt.Errorf("importing the test image: %w", err)
 	}
