@@ -305,6 +305,9 @@ func ownUlimits() []Ulimit {
 	return out
 }
 
+// Config returns the spawner's configuration, defaults filled in.
+func (s *Spawner) Config() Config { return s.cfg }
+
 // Close releases the engine connection.
 func (s *Spawner) Close() error { return s.cli.Close() }
 

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -308,7 +309,7 @@ func TestAnotherSpawnerAdoptsAndCleans(t *testing.T) {
 	if l, err := other.List(context.Background()); err != nil || len(l) != 0 {
 		t.Errorf("another replica lists %+v, %v; want nothing", l, err)
 	}
-	again := newSpawnerLike(t, st.Portal)
+	again := newSpawnerLike(t, s, nil)
 	listed, err := again.List(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -332,10 +333,15 @@ func TestAnotherSpawnerAdoptsAndCleans(t *testing.T) {
 	}
 }
 
-func newSpawnerLike(t *testing.T, portal string) *container.Spawner {
+// newSpawnerLike returns another spawner of the same portal and replica as
+// newSpawner's (a restarted portal, or another workshop), changed by change.
+func newSpawnerLike(t *testing.T, like *container.Spawner, change func(*container.Config)) *container.Spawner {
 	t.Helper()
-	s, err := container.New(context.Background(), container.Config{Engine: engine.Host(t), Image: engine.Image(t), Port: 8080,
-		Portal: portal, Replica: "r1", StopTimeout: time.Second}, nil)
+	cfg := like.Config()
+	if change != nil {
+		change(&cfg)
+	}
+	s, err := container.New(context.Background(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -438,5 +444,67 @@ func TestEducatesContract(t *testing.T) {
 	}
 	if err := s.Stop(context.Background(), env); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPullFromARegistry: with pull missing, a start pulls the image from a
+// real registry, showing the pull in its progress, and concurrent starts of
+// the missing image all get it; pull always pulls even when the engine has
+// the image; a registry that cannot be reached fails the start, leaving
+// nothing behind.
+func TestPullFromARegistry(t *testing.T) {
+	reg := engine.StartRegistry(t)
+	s := newSpawner(t, func(c *container.Config) { c.Engine, c.Image, c.Pull = reg.Host, reg.Image, container.PullMissing })
+	var mu sync.Mutex
+	var pulling []string
+	errs := make(chan error, 3)
+	envs := make(chan spawner.Env, 3)
+	for i := range 3 {
+		go func() {
+			env, err := s.Start(context.Background(), spec(fmt.Sprintf("pull%d", i)), func(p spawner.Progress) {
+				if p.Step == container.StepPulling {
+					mu.Lock()
+					pulling = append(pulling, p.Message)
+					mu.Unlock()
+				}
+			})
+			if err == nil {
+				err = spawner.WaitReady(context.Background(), s, env, nil)
+				envs <- env
+			}
+			errs <- err
+		}()
+	}
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	close(envs)
+	for env := range envs {
+		if err := s.Stop(context.Background(), env); err != nil {
+			t.Error(err)
+		}
+	}
+	if len(pulling) == 0 || !strings.Contains(pulling[0], reg.Image) {
+		t.Errorf("no pulling step was reported: %q", pulling)
+	}
+
+	always := newSpawnerLike(t, s, func(c *container.Config) { c.Pull = container.PullAlways })
+	var pulled bool
+	env, err := always.Start(context.Background(), spec("pull9"), func(p spawner.Progress) { pulled = pulled || p.Step == container.StepPulling })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !pulled {
+		t.Error("pull always did not pull an image the engine has")
+	}
+	if err := always.Stop(context.Background(), env); err != nil {
+		t.Fatal(err)
+	}
+
+	gone := newSpawnerLike(t, s, func(c *container.Config) { c.Image = "127.0.0.1:1/nothing:1" })
+	if _, err := gone.Start(context.Background(), spec("pull10"), nil); err == nil || !strings.Contains(err.Error(), "pulling image") {
+		t.Fatalf("a start from an unreachable registry: %v", err)
 	}
 }

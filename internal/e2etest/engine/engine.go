@@ -13,6 +13,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,33 +56,42 @@ func startHost() (string, error) {
 	if h := os.Getenv("DOCKER_HOST"); h != "" {
 		return h, nil
 	}
-	podman, err := exec.LookPath("podman")
-	if err != nil {
-		return "", fmt.Errorf("no container engine: DOCKER_HOST is not set and podman is not installed (apt-get install -y podman runc uidmap slirp4netns): %v", err)
-	}
 	dir, err := os.MkdirTemp("", "caddyportal-engine")
 	if err != nil {
 		return "", err
 	}
-	sock := filepath.Join(dir, "podman.sock")
+	h, _, err := startService(filepath.Join(dir, "podman.sock"))
+	return h, err
+}
+
+// startService starts `podman --runtime runc system service` on sock with
+// extra environment variables, and returns its address and a function that
+// stops it. The service also ends with this process.
+func startService(sock string, env ...string) (string, func(), error) {
+	podman, err := exec.LookPath("podman")
+	if err != nil {
+		return "", nil, fmt.Errorf("no container engine: DOCKER_HOST is not set and podman is not installed (apt-get install -y podman runc): %v", err)
+	}
 	cmd := exec.Command(podman, "--runtime", "runc", "system", "service", "--time", "0", "unix://"+sock)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	cmd.Env = append(os.Environ(), env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
-		return "", fmt.Errorf("starting podman system service: %v", err)
+		return "", nil, fmt.Errorf("starting podman system service: %v", err)
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
+	stop := func() { _ = cmd.Process.Signal(syscall.SIGTERM); <-exited }
 	// The service is up once its socket exists; no deadline of ours: a
 	// busy machine is slow, a broken service exits and says why.
 	for {
 		if _, err := os.Stat(sock); err == nil {
-			return "unix://" + sock, nil
+			return "unix://" + sock, stop, nil
 		}
 		select {
 		case <-exited:
-			return "", fmt.Errorf("podman system service exited: %s", out.String())
+			return "", nil, fmt.Errorf("podman system service exited: %s", out.String())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
@@ -211,4 +221,85 @@ func Remove(t testing.TB, c *client.Client, label string) {
 			_, _ = c.NetworkRemove(ctx, n.ID, client.NetworkRemoveOptions{})
 		}
 	}
+}
+
+// Registry is a real image registry (Debian's docker-registry) on loopback
+// holding the test image, and an engine that pulls from it: a Podman API
+// service of its own, whose registries.conf lets it use the registry over
+// plain HTTP (the shared engine's configuration is left alone).
+type Registry struct {
+	// Host is the engine's address.
+	Host string
+	// Image is the test image's reference in the registry; the engine
+	// does not have it under this name until it pulls it.
+	Image string
+	// Addr is the registry's host:port.
+	Addr string
+}
+
+// StartRegistry starts a Registry for the test.
+func StartRegistry(t testing.TB) *Registry {
+	t.Helper()
+	bin, err := exec.LookPath("docker-registry")
+	if err != nil {
+		t.Fatalf("no image registry: install Debian's docker-registry: %v", err)
+	}
+	dir := t.TempDir()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cfg := fmt.Sprintf("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n", filepath.Join(dir, "data"), addr)
+	conf := filepath.Join(dir, "registry.yml")
+	regs := filepath.Join(dir, "registries.conf")
+	if err := os.WriteFile(conf, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(regs, []byte(fmt.Sprintf("[[registry]]\nlocation = %q\ninsecure = true\n", addr)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reg := exec.Command(bin, "serve", conf)
+	reg.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := reg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = reg.Process.Kill(); _ = reg.Wait() })
+	host, stop, err := startService(filepath.Join(dir, "podman.sock"), "CONTAINERS_REGISTRIES_CONF="+regs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	r := &Registry{Host: host, Addr: addr, Image: addr + "/testdash:" + strings.ReplaceAll(strings.TrimPrefix(Image(t), "localhost/caddyportal-testdash:"), "-", "")}
+	c, err := client.New(client.FromEnv, client.WithHost(host))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	if _, err := c.ImageTag(ctx, client.ImageTagOptions{Source: Image(t), Target: r.Image}); err != nil {
+		t.Fatal(err)
+	}
+	// The registry answers once it listens; a push before that fails and
+	// is tried again (no deadline: a broken registry fails every try, and
+	// the test's own timeout ends it).
+	for try := 0; ; try++ {
+		res, err := c.ImagePush(ctx, r.Image, client.ImagePushOptions{RegistryAuth: "e30="})
+		if err == nil {
+			err = res.Wait(ctx)
+			res.Close()
+		}
+		if err == nil {
+			break
+		}
+		if try == 100 {
+			t.Fatalf("pushing the test image to the registry: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := c.ImageRemove(ctx, r.Image, client.ImageRemoveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
