@@ -196,11 +196,18 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Spawner, error) {
 			s.podman = true
 		}
 	}
-	local := strings.HasPrefix(cli.DaemonHost(), "unix://")
+	// A local engine (a socket, or TCP on loopback) shares this machine's
+	// limits; a remote one is reached, and publishes, on its own host.
+	local, engineHost := true, ""
+	if u, err := url.Parse(cli.DaemonHost()); err == nil && u.Scheme == "tcp" {
+		engineHost = u.Hostname()
+		ip := net.ParseIP(engineHost)
+		local = engineHost == "localhost" || ip != nil && ip.IsLoopback()
+	}
 	if s.cfg.BindHost == "" {
 		s.cfg.BindHost = DefaultBindHost
-		if u, err := url.Parse(cli.DaemonHost()); err == nil && !local && u.Hostname() != "" {
-			s.cfg.BindHost = u.Hostname()
+		if engineHost != "" && !local {
+			s.cfg.BindHost = engineHost
 		}
 	}
 	if len(s.cfg.Ulimits) == 0 && local {

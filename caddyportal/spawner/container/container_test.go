@@ -508,3 +508,21 @@ func TestPullFromARegistry(t *testing.T) {
 		t.Fatalf("a start from an unreachable registry: %v", err)
 	}
 }
+
+// TestTCPEngine: an engine reached over TCP (as a remote engine shared by
+// several replicas would be) publishes on, and is dialled at, the engine's
+// host unless bind says otherwise.
+func TestTCPEngine(t *testing.T) {
+	host := engine.StartTCP(t)
+	s := newSpawner(t, func(c *container.Config) { c.Engine = host })
+	if got := s.Config().BindHost; got != "127.0.0.1" {
+		t.Errorf("bind host %q, want the engine's host 127.0.0.1", got)
+	}
+	env := start(t, s, "tcp1")
+	if !strings.Contains(get(t, env.Addr, "/env"), `"SESSION_NAME":"tcp1"`) {
+		t.Error("the dashboard of a container started over TCP does not answer as itself")
+	}
+	if err := s.Stop(context.Background(), env); err != nil {
+		t.Fatal(err)
+	}
+}

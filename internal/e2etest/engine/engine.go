@@ -68,11 +68,41 @@ func startHost() (string, error) {
 // extra environment variables, and returns its address and a function that
 // stops it. The service also ends with this process.
 func startService(sock string, env ...string) (string, func(), error) {
+	return startServiceAt("unix://"+sock, func() bool { _, err := os.Stat(sock); return err == nil }, env...)
+}
+
+// StartTCP starts a Podman API service of its own on a loopback TCP port
+// (plain HTTP), for the test, and returns its tcp:// address.
+func StartTCP(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	up := func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}
+	h, stop, err := startServiceAt("tcp://"+addr, up)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	return h
+}
+
+// startServiceAt starts the service on addr and waits until up says so.
+func startServiceAt(addr string, up func() bool, env ...string) (string, func(), error) {
 	podman, err := exec.LookPath("podman")
 	if err != nil {
 		return "", nil, fmt.Errorf("no container engine: DOCKER_HOST is not set and podman is not installed (apt-get install -y podman runc): %v", err)
 	}
-	cmd := exec.Command(podman, "--runtime", "runc", "system", "service", "--time", "0", "unix://"+sock)
+	cmd := exec.Command(podman, "--runtime", "runc", "system", "service", "--time", "0", addr)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	cmd.Env = append(os.Environ(), env...)
 	var out bytes.Buffer
@@ -83,11 +113,11 @@ func startService(sock string, env ...string) (string, func(), error) {
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
 	stop := func() { _ = cmd.Process.Signal(syscall.SIGTERM); <-exited }
-	// The service is up once its socket exists; no deadline of ours: a
-	// busy machine is slow, a broken service exits and says why.
+	// No deadline of ours: a busy machine is slow, a broken service exits
+	// and says why.
 	for {
-		if _, err := os.Stat(sock); err == nil {
-			return "unix://" + sock, stop, nil
+		if up() {
+			return addr, stop, nil
 		}
 		select {
 		case <-exited:
