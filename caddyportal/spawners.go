@@ -126,21 +126,7 @@ func (p *ProcessSpawner) Spawner(id spawner.Identity, log *zap.Logger) (spawner.
 //		bind    <host>
 //	}
 func (p *ProcessSpawner) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // the module name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	seen := map[string]bool{}
-	for d.NextBlock(0) {
-		opt := d.Val()
-		if opt != "env" && seen[opt] {
-			return d.Errf("spawner process: option %q given twice", opt)
-		}
-		seen[opt] = true
-		args := d.RemainingArgs()
-		for i := range args {
-			args[i] = spawnerPlaceholders.Replace(args[i])
-		}
+	return forEachSpawnerOption(d, "process", map[string]bool{"env": true}, func(opt string, args []string) error {
 		switch opt {
 		case "command":
 			if len(args) == 0 {
@@ -153,37 +139,11 @@ func (p *ProcessSpawner) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			p.Dir = args[0]
 		case "env":
-			if len(args) != 2 {
-				return d.Err("spawner process: env <name> <value>")
-			}
-			if p.Env == nil {
-				p.Env = map[string]string{}
-			}
-			if _, dup := p.Env[args[0]]; dup {
-				return d.Errf("spawner process: env %s given twice", args[0])
-			}
-			p.Env[args[0]] = args[1]
+			return parseEnvOption(d, "process", args, &p.Env)
 		case "ready":
-			if len(args) < 1 || len(args) > 2 || !strings.HasPrefix(args[0], "/") && !strings.HasPrefix(args[0], "{") {
-				return d.Err("spawner process: ready <path> [<timeout>]")
-			}
-			p.ReadyPath = args[0]
-			if len(args) == 2 {
-				v, err := config.ParseDuration(args[1])
-				if err != nil {
-					return d.Errf("spawner process: ready timeout: %v", err)
-				}
-				p.ReadyTimeout = caddy.Duration(v)
-			}
+			return parseReadyOption(d, "process", args, &p.ReadyPath, &p.ReadyTimeout)
 		case "stop_timeout":
-			if len(args) != 1 {
-				return d.Err("spawner process: stop_timeout <duration>")
-			}
-			v, err := config.ParseDuration(args[0])
-			if err != nil {
-				return d.Errf("spawner process: stop_timeout: %v", err)
-			}
-			p.StopTimeout = caddy.Duration(v)
+			return parseDurationOption(d, "process", "stop_timeout", args, &p.StopTimeout)
 		case "sandbox":
 			if len(args) != 1 {
 				return d.Err("spawner process: sandbox bubblewrap")
@@ -202,8 +162,78 @@ func (p *ProcessSpawner) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		default:
 			return d.Errf("spawner process: unknown option %q", opt)
 		}
+		return nil
+	}, p.Validate)
+}
+
+// forEachSpawnerOption reads the block of `spawner <module> { ... }`: it
+// refuses arguments after the module name and an option given twice (but
+// those in repeatable), undoes the adapter's placeholder shorthands in the
+// arguments, calls each option's handler, then validate.
+func forEachSpawnerOption(d *caddyfile.Dispenser, module string, repeatable map[string]bool, handle func(opt string, args []string) error, validate func() error) error {
+	d.Next() // the module name
+	if d.NextArg() {
+		return d.ArgErr()
 	}
-	return p.Validate()
+	seen := map[string]bool{}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		if !repeatable[opt] && seen[opt] {
+			return d.Errf("spawner %s: option %q given twice", module, opt)
+		}
+		seen[opt] = true
+		args := d.RemainingArgs()
+		for i := range args {
+			args[i] = spawnerPlaceholders.Replace(args[i])
+		}
+		if err := handle(opt, args); err != nil {
+			return err
+		}
+	}
+	if err := validate(); err != nil {
+		return d.Errf("%v", err)
+	}
+	return nil
+}
+
+// parseEnvOption reads `env <name> <value>` into env.
+func parseEnvOption(d *caddyfile.Dispenser, module string, args []string, env *map[string]string) error {
+	if len(args) != 2 {
+		return d.Errf("spawner %s: env <name> <value>", module)
+	}
+	if *env == nil {
+		*env = map[string]string{}
+	}
+	if _, dup := (*env)[args[0]]; dup {
+		return d.Errf("spawner %s: env %s given twice", module, args[0])
+	}
+	(*env)[args[0]] = args[1]
+	return nil
+}
+
+// parseReadyOption reads `ready <path> [<timeout>]`.
+func parseReadyOption(d *caddyfile.Dispenser, module string, args []string, path *string, timeout *caddy.Duration) error {
+	if len(args) < 1 || len(args) > 2 || !strings.HasPrefix(args[0], "/") && !strings.HasPrefix(args[0], "{") {
+		return d.Errf("spawner %s: ready <path> [<timeout>]", module)
+	}
+	*path = args[0]
+	if len(args) == 2 {
+		return parseDurationOption(d, module, "ready timeout", args[1:], timeout)
+	}
+	return nil
+}
+
+// parseDurationOption reads an option's single duration argument.
+func parseDurationOption(d *caddyfile.Dispenser, module, name string, args []string, out *caddy.Duration) error {
+	if len(args) != 1 {
+		return d.Errf("spawner %s: %s <duration>", module, name)
+	}
+	v, err := config.ParseDuration(args[0])
+	if err != nil {
+		return d.Errf("spawner %s: %s: %v", module, name, err)
+	}
+	*out = caddy.Duration(v)
+	return nil
 }
 
 // loadSpawners loads the spawner module of every workshop that has one

@@ -261,8 +261,14 @@ func (a *API) activate(w http.ResponseWriter, r *http.Request, name string) {
 // the caller is a robot, staff or the owner. ok is false when the response
 // has been written.
 func (a *API) sessionFor(w http.ResponseWriter, r *http.Request, name string) (*sessions.Session, bool) {
+	return a.sessionOf(w, r, name, false)
+}
+
+// sessionOf is sessionFor, also finding a STOPPED session (until it is
+// purged) when stopped is set.
+func (a *API) sessionOf(w http.ResponseWriter, r *http.Request, name string, stopped bool) (*sessions.Session, bool) {
 	sess, err := a.svc.Get(r.Context(), name)
-	if errors.Is(err, sessions.ErrSessionNotFound) || err == nil && sess.State == lifecycle.Stopped {
+	if errors.Is(err, sessions.ErrSessionNotFound) || err == nil && sess.State == lifecycle.Stopped && !stopped {
 		writeError(w, http.StatusNotFound, "Session not found")
 		return nil, false
 	}
@@ -335,9 +341,12 @@ const (
 // place), starting (with the last step), ready, or ended (with why). A
 // client that accepts text/event-stream gets each change as an event
 // until the session is ready or ended, as JupyterHub streams a spawn's
-// progress.
+// progress. Unlike Educates' session routes it answers for an ended
+// session too, until the record is purged: why it ended (a failed start,
+// an environment that died and the spawner's words for it) is what a
+// client asks this route for.
 func (a *API) progress(w http.ResponseWriter, r *http.Request, name string) {
-	sess, ok := a.sessionFor(w, r, name)
+	sess, ok := a.sessionOf(w, r, name, true)
 	if !ok {
 		return
 	}

@@ -1,0 +1,442 @@
+package container_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/caddyportal/caddyportal/caddyportal/spawner"
+	"github.com/caddyportal/caddyportal/caddyportal/spawner/container"
+	"github.com/caddyportal/caddyportal/internal/e2etest/engine"
+)
+
+// newSpawner returns a container spawner of the test image for a portal
+// named after the test, so tests never see each other's containers, and
+// checks when the test ends that nothing of that portal is left.
+func newSpawner(t *testing.T, change func(*container.Config)) *container.Spawner {
+	t.Helper()
+	portal := "t" + strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+	cfg := container.Config{
+		Engine: engine.Host(t), Image: engine.Image(t), Port: 8080, Pull: container.PullNever,
+		ReadyPath: "/env", StopTimeout: time.Second, Portal: portal, Replica: "r1",
+	}
+	if change != nil {
+		change(&cfg)
+	}
+	s, err := container.New(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli := engine.Client(t)
+	t.Cleanup(func() {
+		defer s.Close()
+		envs, err := s.List(context.Background())
+		if err != nil {
+			t.Error(err)
+		}
+		for _, e := range envs {
+			_ = s.Stop(context.Background(), e)
+		}
+		if len(envs) > 0 {
+			t.Errorf("the test left %d environments behind", len(envs))
+		}
+		if c, n := engine.Count(t, cli, container.LabelPortal+"="+portal); c+n > 0 {
+			t.Errorf("left behind: %d containers, %d networks", c, n)
+		}
+	})
+	return s
+}
+
+func spec(session string) spawner.Spec {
+	return spawner.Spec{Portal: "p", Session: session, User: "alice", Workshop: "lab", Environment: "lab-w01",
+		Prefix: "/workshops/session/" + session + "/", URL: "http://" + session + ".lab.test:8000/",
+		Domain: "lab.test", Protocol: "http", Parameters: map[string]string{"COLOR": "blue"}}
+}
+
+func start(t *testing.T, s *container.Spawner, session string) spawner.Env {
+	t.Helper()
+	var steps []string
+	env, err := s.Start(context.Background(), spec(session), func(p spawner.Progress) { steps = append(steps, p.Step) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := spawner.WaitReady(context.Background(), s, env, nil); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{spawner.StepStarting, container.StepCreating, spawner.StepStarted}; strings.Join(steps, ",") != strings.Join(want, ",") {
+		t.Errorf("progress steps %v, want %v", steps, want)
+	}
+	return env
+}
+
+func get(t *testing.T, addr, path string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+func state(t *testing.T, env spawner.Env) container.State {
+	t.Helper()
+	var st container.State
+	if err := json.Unmarshal(env.State, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func TestStartServesStopsAndRemovesEverything(t *testing.T) {
+	s := newSpawner(t, func(c *container.Config) {
+		c.Env = []container.EnvVar{{Name: "WHERE", Value: "{session} on {port} under {prefix}"}}
+	})
+	cli := engine.Client(t)
+	env := start(t, s, "s1")
+	ins, err := cli.ContainerInspect(context.Background(), state(t, env).Container, client.ContainerInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var volume string
+	for _, m := range ins.Container.Mounts {
+		if m.Destination == "/data" {
+			volume = m.Name
+		}
+	}
+	if volume == "" {
+		t.Fatal("the container has no anonymous volume at /data: the test image changed, and this test no longer checks that it goes")
+	}
+	if !strings.HasPrefix(env.Addr, "127.0.0.1:") {
+		t.Errorf("published on %s, want the loopback bind host", env.Addr)
+	}
+	var got map[string]string
+	if err := json.Unmarshal([]byte(get(t, env.Addr, "/env")), &got); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{
+		"SESSION_NAME": "s1", "WORKSHOP_NAME": "lab", "ENVIRONMENT_NAME": "lab-w01", "PORTAL_USER": "alice",
+		"SESSION_URL": "http://s1.lab.test:8000/", "INGRESS_DOMAIN": "lab.test", "COLOR": "blue",
+		"WHERE": "s1 on 8080 under /workshops/session/s1/",
+	} {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q", k, got[k], v)
+		}
+	}
+	if err := s.Alive(context.Background(), env); err != nil {
+		t.Errorf("Alive of a running container: %v", err)
+	}
+	listed, err := s.List(context.Background())
+	if err != nil || len(listed) != 1 || listed[0].Session != "s1" || listed[0].Addr != env.Addr {
+		t.Fatalf("List = %+v, %v; want s1 at %s", listed, err, env.Addr)
+	}
+	st := state(t, env)
+	if st.Network == "" || st.Container == "" {
+		t.Fatalf("state %+v lacks the container or its network", st)
+	}
+	if err := s.Stop(context.Background(), env); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Alive(context.Background(), env); !errors.Is(err, spawner.ErrGone) {
+		t.Errorf("Alive after Stop = %v, want ErrGone", err)
+	}
+	if err := s.Stop(context.Background(), env); err != nil {
+		t.Errorf("a second Stop: %v", err)
+	}
+	if _, err := cli.NetworkInspect(context.Background(), st.Network, client.NetworkInspectOptions{}); err == nil {
+		t.Error("the session's network is still there")
+	}
+	if _, err := cli.VolumeInspect(context.Background(), volume, client.VolumeInspectOptions{}); err == nil {
+		t.Errorf("the container's anonymous volume %s is still there", volume)
+	}
+}
+
+// TestSessionsAreIsolated: a learner's container reaches neither another
+// session's container (on its network or its published port) nor a
+// service the portal's host runs on loopback (where the admin endpoints
+// listen); it does reach its own dashboard, so the probe itself works.
+func TestSessionsAreIsolated(t *testing.T) {
+	s := newSpawner(t, nil)
+	a := start(t, s, "a")
+	b := start(t, s, "b")
+	cli := engine.Client(t)
+	ib, err := cli.ContainerInspect(context.Background(), state(t, b).Container, client.ContainerInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bIP, aGateway string
+	for _, n := range ib.Container.NetworkSettings.Networks {
+		bIP = n.IPAddress.String()
+	}
+	ia, err := cli.ContainerInspect(context.Background(), state(t, a).Container, client.ContainerInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range ia.Container.NetworkSettings.Networks {
+		aGateway = n.Gateway.String()
+	}
+	admin, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	_, adminPort, _ := net.SplitHostPort(admin.Addr().String())
+	_, bPort, _ := net.SplitHostPort(b.Addr)
+
+	if got := get(t, a.Addr, "/dial?addr=127.0.0.1:8080"); !strings.Contains(got, "connected") {
+		t.Fatalf("the container cannot reach its own dashboard (%q): the dial test is broken", got)
+	}
+	for what, target := range map[string]string{
+		"another session's container":      net.JoinHostPort(bIP, "8080"),
+		"another session's published port": net.JoinHostPort(aGateway, bPort),
+		"the host's loopback service":      net.JoinHostPort(aGateway, adminPort),
+	} {
+		if got := get(t, a.Addr, "/dial?addr="+target); !strings.Contains(got, "error") {
+			t.Errorf("%s (%s) is reachable: %q", what, target, got)
+		}
+	}
+	for _, e := range []spawner.Env{a, b} {
+		if err := s.Stop(context.Background(), e); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// TestSharedNetworkIsTheOperatorsChoice: with `network <name>` sessions
+// share that network and reach each other, which is also what shows that
+// the isolation test above would see a reachable container.
+func TestSharedNetworkIsTheOperatorsChoice(t *testing.T) {
+	cli := engine.Client(t)
+	name := "shared-" + strings.ToLower(t.Name())
+	if _, err := cli.NetworkCreate(context.Background(), name, client.NetworkCreateOptions{Driver: "bridge"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = cli.NetworkRemove(context.Background(), name, client.NetworkRemoveOptions{}) })
+	s := newSpawner(t, func(c *container.Config) { c.Network = name })
+	a := start(t, s, "a")
+	b := start(t, s, "b")
+	if st := state(t, a); st.Network != "" {
+		t.Errorf("a shared network is recorded as the session's own (%s): Stop would remove it", st.Network)
+	}
+	ib, err := cli.ContainerInspect(context.Background(), state(t, b).Container, client.ContainerInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := net.JoinHostPort(ib.Container.NetworkSettings.Networks[name].IPAddress.String(), "8080")
+	if got := get(t, a.Addr, "/dial?addr="+target); !strings.Contains(got, "connected") {
+		t.Errorf("on a shared network, a cannot reach b at %s: %q", target, got)
+	}
+	for _, e := range []spawner.Env{a, b} {
+		if err := s.Stop(context.Background(), e); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// TestMemoryLimitEndsTheEnvironment: the engine enforces the memory limit,
+// and Alive then says so in the learner's words.
+func TestMemoryLimitEndsTheEnvironment(t *testing.T) {
+	s := newSpawner(t, func(c *container.Config) { c.Memory = 32 << 20 })
+	env := start(t, s, "m1")
+	// The dashboard dies mid-answer; the error is expected.
+	resp, err := http.Get("http://" + env.Addr + "/eat?mb=256")
+	if err == nil {
+		resp.Body.Close()
+	}
+	var alive error
+	for range 100 { // the engine records the exit within moments
+		if alive = s.Alive(context.Background(), env); alive != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !errors.Is(alive, spawner.ErrGone) || !strings.Contains(alive.Error(), "memory limit") {
+		t.Fatalf("Alive after exceeding the memory limit = %v, want ErrGone naming memory", alive)
+	}
+	if err := s.Stop(context.Background(), env); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPidsLimitIsEnforced(t *testing.T) {
+	s := newSpawner(t, func(c *container.Config) { c.Pids = 20 })
+	env := start(t, s, "p1")
+	got := get(t, env.Addr, "/fork?n=60")
+	var n int
+	if _, err := fmt.Sscanf(got, "started %d", &n); err != nil {
+		t.Fatalf("fork answer %q: %v", got, err)
+	}
+	if n >= 20 || !strings.Contains(got, "error") {
+		t.Errorf("the container started %d processes under a limit of 20: %q", n, got)
+	}
+	if err := s.Stop(context.Background(), env); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAnotherSpawnerAdoptsAndCleans is a portal restart: a new spawner of
+// the same portal and replica lists the running container (so the portal
+// can adopt it) and a network a killed start left without a container.
+func TestAnotherSpawnerAdoptsAndCleans(t *testing.T) {
+	s := newSpawner(t, nil)
+	env := start(t, s, "r1")
+	cli := engine.Client(t)
+	st := state(t, env)
+	if _, err := cli.NetworkCreate(context.Background(), "leftover-"+st.Portal, client.NetworkCreateOptions{Labels: map[string]string{
+		container.LabelPortal: st.Portal, container.LabelReplica: "r1", container.LabelSession: "gone",
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	other, err := container.New(context.Background(), container.Config{Engine: engine.Host(t), Image: engine.Image(t), Port: 8080,
+		Portal: st.Portal, Replica: "r2"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if l, err := other.List(context.Background()); err != nil || len(l) != 0 {
+		t.Errorf("another replica lists %+v, %v; want nothing", l, err)
+	}
+	again := newSpawnerLike(t, st.Portal)
+	listed, err := again.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]string{}
+	for _, e := range listed {
+		seen[e.Session] = e.Addr
+		if e.Session == "r1" {
+			if err := again.Alive(context.Background(), e); err != nil {
+				t.Errorf("the listed container is not alive: %v", err)
+			}
+		}
+	}
+	if seen["r1"] != env.Addr || len(seen) != 2 {
+		t.Fatalf("listed %v; want r1 at %s and the leftover network of session gone", seen, env.Addr)
+	}
+	for _, e := range listed {
+		if err := again.Stop(context.Background(), e); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func newSpawnerLike(t *testing.T, portal string) *container.Spawner {
+	t.Helper()
+	s, err := container.New(context.Background(), container.Config{Engine: engine.Host(t), Image: engine.Image(t), Port: 8080,
+		Portal: portal, Replica: "r1", StopTimeout: time.Second}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// TestExitedDashboardIsGoneWithItsStatus: a container whose dashboard exits
+// is reported gone at once (no waiting out the start timeout), with its
+// exit status.
+func TestExitedDashboardIsGoneWithItsStatus(t *testing.T) {
+	s := newSpawner(t, func(c *container.Config) { c.Command = []string{"/testdash", "not-a-port"} })
+	env, err := s.Start(context.Background(), spec("x1"), nil)
+	if err != nil {
+		// The container may already have exited when Start looked.
+		if !errors.Is(err, spawner.ErrGone) {
+			t.Fatal(err)
+		}
+		return
+	}
+	err = spawner.WaitReady(context.Background(), s, env, nil)
+	if !errors.Is(err, spawner.ErrGone) || !strings.Contains(err.Error(), "status 1") {
+		t.Errorf("WaitReady = %v, want ErrGone with exit status 1", err)
+	}
+	if err := s.Stop(context.Background(), env); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for name, tc := range map[string]struct {
+		cfg  container.Config
+		want string
+	}{
+		"no image":     {container.Config{Port: 80, Portal: "p"}, "image is required"},
+		"no port":      {container.Config{Image: "x", Portal: "p"}, "port"},
+		"bad pull":     {container.Config{Image: "x", Port: 80, Portal: "p", Pull: "sometimes"}, "never, missing or always"},
+		"tiny memory":  {container.Config{Image: "x", Port: 80, Portal: "p", Memory: 1024}, "6MiB"},
+		"placeholder":  {container.Config{Image: "x", Port: 80, Portal: "p", Command: []string{"{prot}"}}, "unknown placeholder"},
+		"volume":       {container.Config{Image: "x", Port: 80, Portal: "p", Mounts: []container.Mount{{Source: "rel", Target: "/x"}}}, "absolute"},
+		"bind":         {container.Config{Image: "x", Port: 80, Portal: "p", BindHost: "localhost"}, "IP address"},
+		"dead engine":  {container.Config{Image: "x", Port: 80, Portal: "p", Engine: "unix:///nonexistent.sock"}, "does not answer"},
+		"missing pull": {container.Config{Image: "localhost/absent:1", Port: 80, Portal: "p", Pull: "never", Engine: "HOST"}, "not on the engine"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := tc.cfg
+			if cfg.Engine == "HOST" {
+				cfg.Engine = engine.Host(t)
+			}
+			s, err := container.New(context.Background(), cfg, nil)
+			if err == nil {
+				defer s.Close()
+				_, err = s.Start(context.Background(), spec("c1"), nil)
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one saying %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestEducatesContract: with the educates preset the container gets what an
+// Educates workshop image expects when run standalone: its user, port,
+// readiness path, the workshop definition where start-container reads it,
+// and the variables its start-up scripts and gateway read. The test image
+// records what it received (no registry here to pull Educates' own).
+func TestEducatesContract(t *testing.T) {
+	def := filepath.Join(t.TempDir(), "workshop.yaml")
+	if err := os.WriteFile(def, []byte("spec:\n  title: Lab\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := newSpawner(t, func(c *container.Config) {
+		c.Port, c.ReadyPath = 0, ""
+		c.Educates, c.EducatesWorkshop = true, def
+		c.Command = []string{"/testdash", "{port}"}
+	})
+	env := start(t, s, "e1")
+	var got map[string]string
+	if err := json.Unmarshal([]byte(get(t, env.Addr, "/env")), &got); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{
+		"testdash.uid": "1001", "testdash.gid": "0",
+		"SESSION_NAME": "e1", "SESSION_NAMESPACE": "e1", "WORKSHOP_NAME": "lab", "ENVIRONMENT_NAME": "lab-w01",
+		"SESSION_URL": "http://e1.lab.test:8000/", "SESSION_HOSTNAME": "e1.lab.test",
+		"INGRESS_PROTOCOL": "http", "INGRESS_DOMAIN": "lab.test", "INGRESS_PORT_SUFFIX": ":8000",
+	} {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q", k, got[k], v)
+		}
+	}
+	if _, set := got["PORTAL_CLIENT_ID"]; set {
+		t.Error("PORTAL_CLIENT_ID is set: the image's gateway would ask the portal for an OAuth login")
+	}
+	if _, port, _ := net.SplitHostPort(env.Addr); port == "" {
+		t.Fatal("no published port")
+	}
+	if body := get(t, env.Addr, "/file?name="+container.EducatesWorkshopPath); body != "spec:\n  title: Lab\n" {
+		t.Errorf("workshop definition in the container: %q", body)
+	}
+	if err := s.Stop(context.Background(), env); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,199 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/caddyportal/caddyportal/caddyportal/spawner/container"
+	"github.com/caddyportal/caddyportal/internal/e2etest"
+	"github.com/caddyportal/caddyportal/internal/e2etest/engine"
+)
+
+// containerBody is a portal whose one workshop runs each session in a
+// container of the test image (testdash), with a memory limit small
+// enough for a test to exceed.
+func containerBody(t *testing.T, name string, reserved int) string {
+	return fmt.Sprintf(`
+		name %s
+		storage badger {dir}
+		index https://hub.example.com/
+		redirects https://hub.example.com
+		sessions maximum 4 registered 1
+		robot robot@portal robot-pass
+		client test-client test-secret
+		replica test
+		workshop lab-box {
+			capacity 2
+			reserved %d
+			expires 60m
+			spawner container {
+				engine %s
+				image %s
+				port 8080
+				memory 48MiB
+				pids 64
+				pull never
+				ready /env 60s
+				stop_timeout 1s
+			}
+		}
+`, name, reserved, engine.Host(t), engine.Image(t))
+}
+
+// available is how many ready reserves the catalog reports for the first
+// workshop.
+func available(t *testing.T, p *portal, tok string) int {
+	t.Helper()
+	r := p.Do(http.MethodGet, "/workshops/catalog/workshops/", tok, nil, nil)
+	var v struct {
+		Workshops []struct {
+			Environment struct {
+				Available int `json:"available"`
+			} `json:"environment"`
+		} `json:"workshops"`
+	}
+	if err := json.Unmarshal(r.Body, &v); err != nil || len(v.Workshops) == 0 {
+		t.Fatalf("catalog: %d %s (%v)", r.Status, r.Body, err)
+	}
+	return v.Workshops[0].Environment.Available
+}
+
+// TestContainerSessionLifecycle runs sessions in real containers through a
+// real Caddy: a warm reserve puts the learner in the dashboard at once
+// (HTTP and a WebSocket through the gate); ending the session removes its
+// container and network; the next learner starts from a fresh container;
+// a learner who exceeds the memory limit sees the session end with that
+// reason.
+func TestContainerSessionLifecycle(t *testing.T) {
+	cli := engine.Client(t)
+	p := startPortal(t, t.TempDir(), containerBody(t, "demo", 1))
+	tok := p.Token(e2etest.RobotUser, e2etest.RobotPass)
+	count := func(label string) (int, int) { return engine.Count(t, cli, label) }
+
+	waitFor(t, "a warm reserve", func() bool { return available(t, p, tok) == 1 })
+	name, ck, loc := p.Activate(tok, "demo-w01", "alice")
+	hdr := map[string]string{"Cookie": ck.Name + "=" + ck.Value}
+	// The reserve was ready: the first page is the dashboard, not the
+	// starting page.
+	if r := p.Do(http.MethodGet, loc, "", nil, hdr); r.Status != http.StatusOK || !strings.Contains(string(r.Body), "Workshop dashboard "+name) {
+		t.Fatalf("the learner's first page: %d %.300s", r.Status, r.Body)
+	}
+	var env map[string]string
+	if r := p.Do(http.MethodGet, loc+"env", "", nil, hdr); r.Status != http.StatusOK || json.Unmarshal(r.Body, &env) != nil || env["SESSION_NAME"] != name {
+		t.Fatalf("the container's environment through the gate: %d %.300s", r.Status, r.Body)
+	}
+	ws, _, err := dialWS(t, e2etest.NoRedirect, "ws"+strings.TrimPrefix(p.Base, "http")+loc+"ws", hdr)
+	if err != nil {
+		t.Fatalf("websocket through the gate: %v", err)
+	}
+	wantEcho(t, ws, "hello from a container")
+	ws.CloseNow()
+	if r := p.Do(http.MethodPut, loc+"file?name=/tmp/notes", "", strings.NewReader("alice was here"), hdr); r.Status != http.StatusOK {
+		t.Fatalf("writing a file in the container: %d %s", r.Status, r.Body)
+	}
+	if c, n := count(container.LabelSession + "=" + name); c != 1 || n != 1 {
+		t.Fatalf("session %s has %d containers and %d networks, want one of each", name, c, n)
+	}
+
+	if r := p.Do(http.MethodPost, "/workshops/session/"+name+"/terminate/", tok, nil, nil); r.Status != http.StatusOK {
+		t.Fatalf("terminate: %d %s", r.Status, r.Body)
+	}
+	waitFor(t, "the session to be STOPPED", func() bool {
+		return p.Do(http.MethodGet, "/workshops/session/"+name+"/schedule/", tok, nil, nil).Status == http.StatusNotFound
+	})
+	if c, n := count(container.LabelSession + "=" + name); c+n != 0 {
+		t.Fatalf("the ended session %s left %d containers and %d networks", name, c, n)
+	}
+
+	next, ck2, loc2 := p.Activate(tok, "demo-w01", "bob")
+	hdr2 := map[string]string{"Cookie": ck2.Name + "=" + ck2.Value}
+	waitFor(t, "bob's dashboard", func() bool {
+		r := p.Do(http.MethodGet, loc2, "", nil, hdr2)
+		return r.Status == http.StatusOK && strings.Contains(string(r.Body), "Workshop dashboard "+next)
+	})
+	if r := p.Do(http.MethodGet, loc2+"file?name=/tmp/notes", "", nil, hdr2); r.Status != http.StatusNotFound {
+		t.Fatalf("the next learner (%s) sees the previous learner's file: %d %q", next, r.Status, r.Body)
+	}
+
+	// Over the memory limit the engine kills the container; the portal
+	// notices, ends the session with the reason, and removes what is left.
+	p.Do(http.MethodGet, loc2+"eat?mb=256", "", nil, hdr2)
+	waitFor(t, "the session over its memory limit to end", func() bool {
+		return p.Do(http.MethodGet, "/workshops/session/"+next+"/schedule/", tok, nil, nil).Status == http.StatusNotFound
+	})
+	// The learner's front end hears that the session ended (Educates'
+	// notification); the progress route says why, in the engine's words.
+	if r := p.Do(http.MethodGet, loc2, "", nil, hdr2); r.Status != http.StatusFound || !strings.Contains(r.Header.Get("Location"), "notification=") {
+		t.Errorf("the learner's page after the memory limit: %d %s", r.Status, r.Header.Get("Location"))
+	}
+	pm := p.Do(http.MethodGet, "/workshops/session/"+next+"/progress/", tok, nil, nil).JSON(t)
+	if pm["state"] != "STOPPED" || pm["reason"] != "environment-lost" || !strings.Contains(fmt.Sprint(pm["message"]), "memory limit") {
+		t.Errorf("the session's progress after the memory limit: %v", pm)
+	}
+	waitFor(t, "the killed container to be removed", func() bool {
+		c, n := count(container.LabelSession + "=" + next)
+		return c+n == 0
+	})
+}
+
+// TestContainerKillMidStart kills the portal (SIGKILL) while its containers
+// start: after the restart every acknowledged session is either ready or
+// ended, one container runs per live session and nothing else of the
+// portal is left, and ending the live ones leaves no container or network.
+func TestContainerKillMidStart(t *testing.T) {
+	cli := engine.Client(t)
+	name := fmt.Sprintf("cstorm-%d", os.Getpid())
+	label := container.LabelPortal + "=" + name
+	t.Cleanup(func() { engine.Remove(t, cli, label) }) // only what a failed run left
+	dir, port := t.TempDir(), e2etest.FreePort(t)
+	body := containerBody(t, name, 0)
+	c := e2etest.StartServeChild(t, dir, port, body)
+	p := remote(t, c.Base, port, dir)
+	tok := p.Token(e2etest.RobotUser, e2etest.RobotPass)
+	var acked []string
+	for _, user := range []string{"ann", "ben"} {
+		r := p.Request(tok, name+"-w01", "user="+user+"&index_url=https://hub.example.com/")
+		if r.Status != http.StatusOK {
+			t.Fatalf("request for %s: %d %s", user, r.Status, r.Body)
+		}
+		acked = append(acked, r.JSON(t)["name"].(string))
+	}
+	waitFor(t, "a container being started", func() bool {
+		n, _ := engine.Count(t, cli, label)
+		return n > 0
+	})
+	c.Kill()
+	c = e2etest.StartServeChild(t, dir, port, body)
+	p = remote(t, c.Base, port, dir)
+
+	live := 0
+	for _, s := range acked {
+		waitFor(t, s+" to be ready or ended", func() bool {
+			m := p.Do(http.MethodGet, "/workshops/session/"+s+"/progress/", tok, nil, nil).JSON(t)
+			if m["state"] == "STOPPED" {
+				t.Logf("%s ended: %v", s, m)
+				return true
+			}
+			if m["ready"] == true {
+				live++
+				return true
+			}
+			return false
+		})
+	}
+	if n, _ := engine.Count(t, cli, label); n != live {
+		t.Fatalf("%d containers of the portal run for %d live sessions", n, live)
+	}
+	t.Logf("after the restart %d of %d sessions are live", live, len(acked))
+	for _, s := range acked {
+		p.Do(http.MethodPost, "/workshops/session/"+s+"/terminate/", tok, nil, nil)
+	}
+	waitFor(t, "every container and network to be removed", func() bool {
+		n, m := engine.Count(t, cli, label)
+		return n+m == 0
+	})
+}
