@@ -8,7 +8,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -157,6 +159,27 @@ func TestSpawnedSessionLifecycle(t *testing.T) {
 	})
 	if r := get2(loc2 + "notes.txt"); r.Status != http.StatusNotFound {
 		t.Fatalf("the next learner (%s) sees the previous learner's file: %d %q", next, r.Status, r.Body)
+	}
+
+	// The dashboard dies under the learner (kill -9 of its process group):
+	// a reconcile pass ends the session (STOPPED once what was left of it
+	// is stopped), and the browser is sent to the index. The reason and
+	// the message the learner reads are the sessions package's tests.
+	for _, pid := range dashboardProcesses(t, next) {
+		if n, err := strconv.Atoi(pid); err == nil {
+			if pgid, err := syscall.Getpgid(n); err == nil {
+				_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			}
+		}
+	}
+	waitFor(t, "the session whose dashboard died to be STOPPED", func() bool {
+		return p.Do(http.MethodGet, "/workshops/session/"+next+"/schedule/", tok, nil, nil).Status == http.StatusNotFound
+	})
+	if r := get2(loc2); r.Status != http.StatusFound || !strings.Contains(r.Header.Get("Location"), "notification=session-deleted") {
+		t.Fatalf("the dashboard of a session whose environment died: %d %v", r.Status, r.Header)
+	}
+	if _, err := os.Stat(filepath.Join(sessions, next)); !os.IsNotExist(err) {
+		t.Fatalf("the directory of the session whose dashboard died is still there: %v", err)
 	}
 }
 

@@ -36,16 +36,13 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// selfDashboard is a process spawner whose dashboards are this test binary.
-func selfDashboard(t *testing.T) *process.Spawner {
+// processSpawner is a process spawner of portal demo, replica r1, whose
+// dashboards run command with the variables env.
+func processSpawner(t *testing.T, command []string, env ...process.EnvVar) *process.Spawner {
 	t.Helper()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	sp, err := process.New(process.Config{
-		Command:      []string{self, "{host}:{port}"},
-		Env:          []process.EnvVar{{Name: dashboardVar, Value: "1"}},
+		Command:      command,
+		Env:          env,
 		Dir:          filepath.Join(t.TempDir(), "sessions"),
 		Portal:       "demo",
 		Replica:      "r1",
@@ -56,6 +53,16 @@ func selfDashboard(t *testing.T) *process.Spawner {
 		t.Fatal(err)
 	}
 	return sp
+}
+
+// selfDashboard is a process spawner whose dashboards are this test binary.
+func selfDashboard(t *testing.T) *process.Spawner {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return processSpawner(t, []string{self, "{host}:{port}"}, process.EnvVar{Name: dashboardVar, Value: "1"})
 }
 
 // A RUNNING session whose dashboard process is killed (kill -9 of its
@@ -116,17 +123,7 @@ func TestSpawnProcessEndToEnd(t *testing.T) {
 			t.Skip("python3 not installed")
 		}
 	}
-	sp, err := process.New(process.Config{
-		Command:      []string{py, "-m", "http.server", "{port}", "--bind", "127.0.0.1", "--directory", "{dir}"},
-		Dir:          filepath.Join(t.TempDir(), "sessions"),
-		Portal:       "demo",
-		Replica:      "r1",
-		ReadyTimeout: 20 * time.Second,
-		StopTimeout:  2 * time.Second,
-	}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sp := processSpawner(t, []string{py, "-m", "http.server", "{port}", "--bind", "127.0.0.1", "--directory", "{dir}"})
 	clk := newClock()
 	st := openStore(t, clk)
 	svc := newSpawnService(t, st, clk, portal(spawnWorkshop("lab", 1, 0)), sp, sessions.Options{})
@@ -147,7 +144,8 @@ func TestSpawnProcessEndToEnd(t *testing.T) {
 	if body := dashboard(t, sess); body != "hello from "+name {
 		t.Fatalf("dashboard says %q", body)
 	}
-	if sess, err = svc.Activate(context.Background(), name, res.Token); err != nil || sess.State != lifecycle.Running {
+	sess, err := svc.Activate(context.Background(), name, res.Token)
+	if err != nil || sess.State != lifecycle.Running {
 		t.Fatalf("Activate = %v, %v", sess, err)
 	}
 	if _, err := svc.Terminate(context.Background(), name, ""); err != nil {

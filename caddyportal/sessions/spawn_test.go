@@ -377,8 +377,9 @@ func TestSpawnRestartReconciles(t *testing.T) {
 		t.Fatalf("cut: reason %q", s.Reason)
 	}
 	eventually(t, "lost STOPPED", func() bool { return stateIs(svc2, lost, "STOPPED") })
-	if r := get(t, svc2, lost).Reason; r != sessions.ReasonEnvironmentLost {
-		t.Fatalf("lost: reason %q", r)
+	if s := get(t, svc2, lost); s.Reason != sessions.ReasonEnvironmentLost || s.Progress == nil ||
+		s.Progress.Step != sessions.StepFailed || !strings.Contains(s.Progress.Message, "was closed") {
+		t.Fatalf("lost: reason %q progress %+v, want environment-lost and why", s.Reason, s.Progress)
 	}
 	eventually(t, "queued WAITING", func() bool { return stateIs(svc2, queued, "WAITING") })
 }
