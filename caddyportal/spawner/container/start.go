@@ -170,7 +170,7 @@ func (s *Spawner) publishedAddr(ctx context.Context, id string) (string, error) 
 	}
 	c := res.Container
 	if c.State != nil && !c.State.Running {
-		return "", fmt.Errorf("%w: %s", spawner.ErrGone, stoppedReason(c.State, s.cfg.Memory))
+		return "", spawner.Gone(stoppedReason(c.State, s.cfg.Memory))
 	}
 	port := network.MustParsePort(strconv.Itoa(s.cfg.Port) + "/tcp")
 	if c.NetworkSettings != nil {

@@ -47,7 +47,8 @@ func (s *Spawner) Ready(ctx context.Context, env spawner.Env) error {
 func (s *Spawner) Alive(ctx context.Context, env spawner.Env) error {
 	st, err := decodeState(env)
 	if err != nil {
-		return err
+		// Not a state this spawner wrote: nothing of it can be found.
+		return spawner.Gone("the container's record is unreadable")
 	}
 	ref := st.Container
 	if ref == "" {
@@ -55,13 +56,13 @@ func (s *Spawner) Alive(ctx context.Context, env spawner.Env) error {
 	}
 	res, err := s.cli.ContainerInspect(ctx, ref, client.ContainerInspectOptions{})
 	if notFound(err) {
-		return fmt.Errorf("%w: the container was removed", spawner.ErrGone)
+		return spawner.Gone("the container was removed")
 	}
 	if err != nil {
 		return fmt.Errorf("asking the engine about the container: %w", err)
 	}
 	if c := res.Container; c.State == nil || !c.State.Running {
-		return fmt.Errorf("%w: %s", spawner.ErrGone, stoppedReason(c.State, s.cfg.Memory))
+		return spawner.Gone(stoppedReason(c.State, s.cfg.Memory))
 	}
 	return nil
 }
