@@ -24,6 +24,7 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/metrics"
 	"github.com/caddyportal/caddyportal/caddyportal/oauth"
 	"github.com/caddyportal/caddyportal/caddyportal/redirects"
+	"github.com/caddyportal/caddyportal/caddyportal/routes"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 	"github.com/caddyportal/caddyportal/caddyportal/spawner"
 	"github.com/caddyportal/caddyportal/caddyportal/store"
@@ -166,6 +167,10 @@ func New(ctx context.Context, cfg config.Portal, st store.Store, d Deps) (_ *Por
 	// until it knows the portal's uid, which comes from the store.
 	p.webhooks.SetPortal(webhooks.Portal{Name: cfg.Name, UID: p.uid, URL: cfg.URL})
 	p.releaseGauge = d.Metrics.SetSessionsSource(metrics.ServiceSessions(p.svc))
+	// One line that tells a newcomer where everything is.
+	p.log.Info("portal ready", zap.String("portal", cfg.Name), zap.String("catalog", cfg.URL+routes.CatalogPath),
+		zap.String("login", cfg.URL+routes.LoginPath), zap.String("admin", cfg.URL+routes.AdminPath),
+		zap.String("rest_api", cfg.URL+"/workshops/"), zap.Int("workshops", len(cfg.Workshops)))
 	return p, nil
 }
 

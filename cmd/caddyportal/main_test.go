@@ -1,13 +1,19 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/caddyportal/caddyportal/internal/gotool"
@@ -78,6 +84,83 @@ func TestBinary(t *testing.T) {
 			t.Fatalf("adapted config has no {\"handler\":\"portal\"} route:\n%s", out)
 		}
 	})
+
+	t.Run("run example", func(t *testing.T) { runExample(t, bin) })
+}
+
+// runExample runs the quick start's command on Caddyfile.example as a
+// newcomer would and reads its log: one line says where the portal's pages
+// are, nothing warns before the portal serves, and the portal answers.
+func runExample(t *testing.T, bin string) {
+	dir := t.TempDir()
+	cmd := exec.Command(bin, "run", "--config", filepath.Join("..", "..", "Caddyfile.example"))
+	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir, "HOME="+dir)
+	logs, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		// The example's spawned reserve outlives the portal (a restart
+		// adopts it); it lives in this test's directory, so it goes too.
+		killUnder(dir)
+	}()
+	var seen []string
+	ready := false
+	sc := bufio.NewScanner(logs)
+	for !ready && sc.Scan() {
+		var line struct {
+			Level string `json:"level"`
+			Msg   string `json:"msg"`
+			Admin string `json:"admin"`
+		}
+		if json.Unmarshal(sc.Bytes(), &line) != nil {
+			continue
+		}
+		seen = append(seen, line.Level+" "+line.Msg)
+		if line.Level == "warn" || line.Level == "error" {
+			t.Errorf("the example logs a %s at start-up: %s", line.Level, sc.Text())
+		}
+		if line.Msg == "portal ready" && line.Admin != "http://localhost:8080/admin/" {
+			t.Errorf("the start-up line names the admin pages %q: %s", line.Admin, sc.Text())
+		}
+		ready = line.Msg == "serving initial configuration"
+	}
+	if !ready || !slices.Contains(seen, "info portal ready") {
+		t.Fatalf("the example did not start and say where the portal is; its log:\n%s", strings.Join(seen, "\n"))
+	}
+	go func() { _, _ = io.Copy(io.Discard, logs) }()
+	// The site is http://localhost:8080: another host name would reach no
+	// site at all (and Caddy's empty 200).
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	res, err := noRedirect.Get("http://localhost:8080/workshops/catalog/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if loc := res.Header.Get("Location"); res.StatusCode != http.StatusFound || !strings.HasPrefix(loc, "/accounts/login/") {
+		t.Errorf("the example's catalog page for a visitor: %d to %q, want the login page", res.StatusCode, loc)
+	}
+}
+
+// killUnder kills the processes whose HOME is under dir: the example's
+// spawned dashboards, whose HOME is their session directory.
+func killUnder(dir string) {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if err == nil && (bytes.Contains(env, []byte("\x00HOME="+dir)) || bytes.HasPrefix(env, []byte("HOME="+dir))) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
 }
 
 // hasHandler reports whether v, a decoded JSON config, contains an object
