@@ -31,6 +31,10 @@ var ErrInvalid = errors.New("invalid token")
 type Principal struct {
 	User  string `json:"user"`
 	Group string `json:"group"`
+	// Session, when set, limits the token to that session's own routes:
+	// it was issued to the session's dashboard (an Educates workshop
+	// gateway) by the authorization-code grant, on the learner's behalf.
+	Session string `json:"session,omitempty"`
 }
 
 // Grant is a freshly issued token pair.
@@ -99,6 +103,7 @@ func (is *Issuer) currentCredential(p Principal) (string, bool) {
 
 func keyAccess(hash string) string  { return sessions.TokenPrefix + "a/" + hash }
 func keyRefresh(hash string) string { return sessions.TokenPrefix + "r/" + hash }
+func keyCode(hash string) string    { return sessions.TokenPrefix + "c/" + hash }
 
 // Issue creates a new access and refresh token for p.
 func (is *Issuer) Issue(ctx context.Context, p Principal) (Grant, error) {
@@ -154,6 +159,12 @@ func (is *Issuer) Check(ctx context.Context, access string) (Principal, error) {
 // Refresh exchanges a refresh token for a new pair; the old refresh token
 // and the access token issued with it stop working (rotation).
 func (is *Issuer) Refresh(ctx context.Context, refresh string) (Grant, Principal, error) {
+	return is.RefreshIf(ctx, refresh, nil)
+}
+
+// RefreshIf is Refresh for a refresh token whose principal allow accepts
+// (nil accepts any); one it refuses is ErrInvalid and stays as it was.
+func (is *Issuer) RefreshIf(ctx context.Context, refresh string, allow func(Principal) bool) (Grant, Principal, error) {
 	var g Grant
 	var p Principal
 	err := is.st.Update(ctx, func(tx store.Txn) error {
@@ -161,6 +172,9 @@ func (is *Issuer) Refresh(ctx context.Context, refresh string) (Grant, Principal
 		rec, err := is.get(tx, key)
 		if err != nil {
 			return err
+		}
+		if allow != nil && !allow(rec.Principal) {
+			return ErrInvalid
 		}
 		p = rec.Principal
 		if err := tx.Delete(key); err != nil {
