@@ -111,7 +111,7 @@ func TestParseFlags(t *testing.T) {
 	}
 	if o, _ := parseFlags(nil); o.Users != 1000 || o.WSConns != 2000 || len(o.Scenarios) != len(allScenarios) ||
 		o.SpawnUsers != 200 || o.PoolReserved != 50 || o.SpawnStarts != 8 ||
-		len(o.ContainerSessions) != 2 || o.ContainerSessions[0] != 1 || o.ContainerSessions[1] != 20 || o.ContainerRounds != 3 {
+		len(o.ContainerSessions) != 2 || o.ContainerSessions[0] != 1 || o.ContainerSessions[1] != 20 || o.ContainerRounds != 5 {
 		t.Fatalf("defaults %+v", o)
 	}
 	for _, bad := range [][]string{

@@ -131,11 +131,15 @@ func runContainer(ctx context.Context, o Options, bin, work string, rep *Report,
 	if err != nil {
 		return err
 	}
-	// starts = the largest class, so the portal starts them all at once
-	// like the CLI does.
+	// starts = the largest class by default, so the portal starts them
+	// all at once like the CLI does.
+	starts := o.ContainerStarts
+	if starts == 0 {
+		starts = largest
+	}
 	spec := portalSpec{
 		Data: filepath.Join(work, "badger"), Maximum: largest, Capacity: largest, Env: o.PortalEnv,
-		SpawnerKind: "container", Spawner: containerBlock(host, image), Starts: largest,
+		SpawnerKind: "container", Spawner: containerBlock(host, image), Starts: starts,
 		Admin: fmt.Sprintf("127.0.0.1:%d", port),
 	}
 	p, err := startPortal(ctx, bin, work, spec)
@@ -156,7 +160,7 @@ func runContainer(ctx context.Context, o Options, bin, work string, rep *Report,
 	var memAll memInfo
 	errs, running := 0, 0
 	for _, n := range o.ContainerSessions {
-		label := fmt.Sprintf("container (%d at once, reserved 0, starts %d, %d rounds)", n, largest, o.ContainerRounds)
+		label := fmt.Sprintf("container (%d at once, reserved 0, starts %d, %d rounds)", n, starts, o.ContainerRounds)
 		var all containerRound
 		for round := range o.ContainerRounds {
 			var cr containerRound

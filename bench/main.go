@@ -86,9 +86,12 @@ type Options struct {
 	// `starts`, also used by pool); PoolReserved is pool's `reserved`.
 	SpawnUsers, SpawnStarts, PoolReserved int
 	// ContainerSessions are the class sizes of the container scenario
-	// (sessions started at once), each measured ContainerRounds times.
+	// (sessions started at once), each measured ContainerRounds times;
+	// ContainerStarts is that portal's `starts` (0: the largest size, so
+	// the portal starts a class at once like the CLI baseline does).
 	ContainerSessions []int
 	ContainerRounds   int
+	ContainerStarts   int
 	Binary            string
 	Workdir           string
 	Keep              bool
@@ -130,7 +133,7 @@ func defaultOptions() Options {
 		PoolReserved: 50,
 		// Issue 15: one learner, and a class of 20.
 		ContainerSessions: []int{1, 20},
-		ContainerRounds:   3,
+		ContainerRounds:   5,
 	}
 }
 
@@ -173,7 +176,8 @@ func parseFlags(args []string) (Options, error) {
 	spawnStarts := fs.Int("spawn-starts", 0, "spawn, pool: the portal's starts (environments started at once), also the direct baseline's bound [8]")
 	poolReserved := fs.Int("pool-reserved", 0, "pool: reserved environments, and learners taking them at once [50]")
 	contSess := fs.String("container-sessions", "", "container: sessions started at once, comma-separated sizes [1,20]")
-	contRounds := fs.Int("container-rounds", 0, "container: rounds per size, alternating which of portal and CLI goes first [3]")
+	contRounds := fs.Int("container-rounds", 0, "container: rounds per size, alternating which of portal and CLI goes first [5]")
+	contStarts := fs.Int("container-starts", 0, "container: the portal's starts [the largest of -container-sessions]")
 	bin := fs.String("binary", "", "use this caddyportal binary instead of building ./cmd/caddyportal")
 	work := fs.String("workdir", "", "directory for binaries, data and logs (default: a new temp dir)")
 	keep := fs.Bool("keep", false, "keep the work directory (Caddyfiles, logs, data, seeded stores) after the run; a later run with the same -workdir reuses the seeded stores")
@@ -216,6 +220,7 @@ func parseFlags(args []string) (Options, error) {
 	setPos(&o.SpawnStarts, *spawnStarts)
 	setPos(&o.PoolReserved, *poolReserved)
 	setPos(&o.ContainerRounds, *contRounds)
+	setPos(&o.ContainerStarts, *contStarts)
 	if *wsEvery > 0 {
 		o.WSInterval = *wsEvery
 	}
