@@ -15,6 +15,7 @@
 //	scaling  request + activate latency as stored sessions grow
 //	spawn    N learners at once, an environment (a real process) started per session
 //	pool     learners taking warm reserves: activation to dashboard page
+//	container  sessions in containers (Podman) vs `podman run` of the same image
 //
 // memory and scaling share the seeded data directories, so "all" seeds
 // each size once. -quick runs tiny sizes as a smoke test.
@@ -84,10 +85,17 @@ type Options struct {
 	// starts environments at most SpawnStarts at a time (the portal's
 	// `starts`, also used by pool); PoolReserved is pool's `reserved`.
 	SpawnUsers, SpawnStarts, PoolReserved int
-	Binary                                string
-	Workdir                               string
-	Keep                                  bool
-	Profile                               time.Duration
+	// ContainerSessions are the class sizes of the container scenario
+	// (sessions started at once), each measured ContainerRounds times;
+	// ContainerStarts is that portal's `starts` (0: the largest size, so
+	// the portal starts a class at once like the CLI baseline does).
+	ContainerSessions []int
+	ContainerRounds   int
+	ContainerStarts   int
+	Binary            string
+	Workdir           string
+	Keep              bool
+	Profile           time.Duration
 	// PortalEnv is added to the portal process's environment (KEY=VALUE).
 	PortalEnv []string
 	Out       string
@@ -98,7 +106,7 @@ type Options struct {
 	dashboard string
 }
 
-var allScenarios = []string{"storm", "gate", "ws", "memory", "scaling", "spawn", "pool"}
+var allScenarios = []string{"storm", "gate", "ws", "memory", "scaling", "spawn", "pool", "container"}
 
 // defaultOptions are the issue's sizes.
 func defaultOptions() Options {
@@ -123,6 +131,9 @@ func defaultOptions() Options {
 		// about a second of CPU each) from thrashing the machine.
 		SpawnStarts:  8,
 		PoolReserved: 50,
+		// Issue 15: one learner, and a class of 20.
+		ContainerSessions: []int{1, 20},
+		ContainerRounds:   5,
 	}
 }
 
@@ -141,12 +152,14 @@ func quickOptions() Options {
 	o.ScaleConns = 8
 	o.SpawnUsers = 10
 	o.PoolReserved = 5
+	o.ContainerSessions = []int{1}
+	o.ContainerRounds = 1
 	return o
 }
 
 func parseFlags(args []string) (Options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	quick := fs.Bool("quick", false, "smoke-test sizes (storm 50, ws 50, sessions 1000, 1s gate time per proxy kind, spawn 10, pool 5); explicit size flags still apply")
+	quick := fs.Bool("quick", false, "smoke-test sizes (storm 50, ws 50, sessions 1000, 1s gate time per proxy kind, spawn 10, pool 5, container 1 once); explicit size flags still apply")
 	scen := fs.String("scenario", "all", "scenarios to run: all, or a comma-separated list of "+strings.Join(allScenarios, ","))
 	users := fs.Int("users", 0, "storm: users requesting and activating at once (capacity is the same) [1000]")
 	gateConns := fs.Int("conns", 0, "gate: concurrent keep-alive clients [32]")
@@ -162,6 +175,9 @@ func parseFlags(args []string) (Options, error) {
 	spawnUsers := fs.Int("spawn-users", 0, "spawn: learners arriving at once, capacity the same, reserved 0 [200]")
 	spawnStarts := fs.Int("spawn-starts", 0, "spawn, pool: the portal's starts (environments started at once), also the direct baseline's bound [8]")
 	poolReserved := fs.Int("pool-reserved", 0, "pool: reserved environments, and learners taking them at once [50]")
+	contSess := fs.String("container-sessions", "", "container: sessions started at once, comma-separated sizes [1,20]")
+	contRounds := fs.Int("container-rounds", 0, "container: rounds per size, alternating which of portal and CLI goes first [5]")
+	contStarts := fs.Int("container-starts", 0, "container: the portal's starts [the largest of -container-sessions]")
 	bin := fs.String("binary", "", "use this caddyportal binary instead of building ./cmd/caddyportal")
 	work := fs.String("workdir", "", "directory for binaries, data and logs (default: a new temp dir)")
 	keep := fs.Bool("keep", false, "keep the work directory (Caddyfiles, logs, data, seeded stores) after the run; a later run with the same -workdir reuses the seeded stores")
@@ -203,6 +219,8 @@ func parseFlags(args []string) (Options, error) {
 	setPos(&o.SpawnUsers, *spawnUsers)
 	setPos(&o.SpawnStarts, *spawnStarts)
 	setPos(&o.PoolReserved, *poolReserved)
+	setPos(&o.ContainerRounds, *contRounds)
+	setPos(&o.ContainerStarts, *contStarts)
 	if *wsEvery > 0 {
 		o.WSInterval = *wsEvery
 	}
@@ -221,6 +239,16 @@ func parseFlags(args []string) (Options, error) {
 				return Options{}, fmt.Errorf("-sessions: %q is not a count", s)
 			}
 			o.Sessions = append(o.Sessions, n)
+		}
+	}
+	if *contSess != "" {
+		o.ContainerSessions = nil
+		for _, s := range strings.Split(*contSess, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(s))
+			if err != nil || n < 1 {
+				return Options{}, fmt.Errorf("-container-sessions: %q is not a positive count", s)
+			}
+			o.ContainerSessions = append(o.ContainerSessions, n)
 		}
 	}
 	o.Binary, o.Workdir, o.Keep, o.Out, o.Profile = *bin, *work, *keep, *out, *prof

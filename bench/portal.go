@@ -86,9 +86,11 @@ type portalSpec struct {
 	// Env is added to the process environment.
 	Env []string
 	// Spawner, when set, replaces Upstreams: the body of a `spawner
-	// process` block (one option per line), so sessions get environments
-	// started per session.
+	// <SpawnerKind>` block (one option per line), so sessions get
+	// environments started per session.
 	Spawner string
+	// SpawnerKind is the spawner module: process ("") or container.
+	SpawnerKind string
 	// Reserved and Initial are the workshop's reserves (0: none).
 	Reserved, Initial int
 	// Starts is the portal's `starts` (0: the portal's default).
@@ -104,7 +106,11 @@ func (s portalSpec) caddyfile(work string, port int) string {
 	}
 	dashboards := "upstream " + strings.Join(s.Upstreams, " ")
 	if s.Spawner != "" {
-		dashboards = "spawner process {\n" + s.Spawner + "\n\t\t\t}"
+		kind := s.SpawnerKind
+		if kind == "" {
+			kind = "process"
+		}
+		dashboards = "spawner " + kind + " {\n" + s.Spawner + "\n\t\t\t}"
 	}
 	starts := ""
 	if s.Starts > 0 {

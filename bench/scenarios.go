@@ -93,7 +93,7 @@ func run(ctx context.Context, o Options) (*Report, error) {
 			return rep, err
 		}
 	}
-	for _, s := range []step{{"spawn", runSpawn}, {"pool", runPool}} {
+	for _, s := range []step{{"spawn", runSpawn}, {"pool", runPool}, {"container", runContainer}} {
 		if !contains(o.Scenarios, s.name) {
 			continue
 		}

@@ -49,6 +49,9 @@ func dashPage(name string) string {
 	return "<!doctype html><title>bench dashboard</title><p id=\"bench-dashboard\">session " + name + "</p>\n"
 }
 
+// isBenchDash says whether body is benchdash's page for session name.
+func isBenchDash(name string, body []byte) bool { return string(body) == dashPage(name) }
+
 // buildDashboard builds bench/cmd/benchdash, the dashboard of the spawn and
 // pool scenarios, into dir. A Go binary starts in a few milliseconds with a
 // few MB of RSS, so 200 of them measure the portal's cost of starting
@@ -104,11 +107,12 @@ type learnerResult struct {
 }
 
 // learner requests a session, activates it and GETs its dashboard through
-// the gate with its cookie until the dashboard itself answers, polling
-// every poll while the portal shows the starting page. t0 is the release
-// of all learners; fromActivation says whether toDash starts at the
-// activation (pool) or at the request (spawn).
-func learner(ctx context.Context, r *rest, user string, t0 time.Time, poll time.Duration, fromActivation bool) learnerResult {
+// the gate with its cookie until the dashboard itself answers (isDash says
+// whether a page is session name's own dashboard), polling every poll while
+// the portal shows the starting page. t0 is the release of all learners;
+// fromActivation says whether toDash starts at the activation (pool) or at
+// the request (spawn, container).
+func learner(ctx context.Context, r *rest, user string, t0 time.Time, poll time.Duration, fromActivation bool, isDash func(name string, body []byte) bool) learnerResult {
 	var lr learnerResult
 	start := time.Now()
 	name, link, err := r.requestSession(ctx, user)
@@ -125,7 +129,6 @@ func learner(ctx context.Context, r *rest, user string, t0 time.Time, poll time.
 		return lr
 	}
 	url := r.base + "/workshops/session/" + name + "/"
-	want := dashPage(name)
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		status, body, err := get(ctx, r.c, url, cookie)
@@ -133,7 +136,7 @@ func learner(ctx context.Context, r *rest, user string, t0 time.Time, poll time.
 		case err != nil:
 			lr.err = err
 			return lr
-		case status == http.StatusOK && string(body) == want:
+		case status == http.StatusOK && isDash(name, body):
 			lr.toDash, lr.at = time.Since(start), time.Since(t0)
 			return lr
 		case status == http.StatusOK && bytes.Contains(body, []byte("<title>Starting your workshop</title>")):
@@ -175,7 +178,7 @@ func get(ctx context.Context, c *http.Client, url, cookie string) (int, []byte, 
 
 // learners runs n learners at once (released together) and returns their
 // results and the wall time until the last one finished.
-func learners(ctx context.Context, r *rest, prefix string, n int, poll time.Duration, fromActivation bool) ([]learnerResult, time.Duration) {
+func learners(ctx context.Context, r *rest, prefix string, n int, poll time.Duration, fromActivation bool, isDash func(string, []byte) bool) ([]learnerResult, time.Duration) {
 	out := make([]learnerResult, n)
 	release := make(chan struct{})
 	var wg sync.WaitGroup
@@ -185,7 +188,7 @@ func learners(ctx context.Context, r *rest, prefix string, n int, poll time.Dura
 		go func() {
 			defer wg.Done()
 			<-release
-			out[i] = learner(ctx, r, fmt.Sprintf("%s%d", prefix, i), t0, poll, fromActivation)
+			out[i] = learner(ctx, r, fmt.Sprintf("%s%d", prefix, i), t0, poll, fromActivation, isDash)
 		}()
 	}
 	t0 = time.Now()
@@ -403,14 +406,16 @@ func (a *adminClient) live(ctx context.Context) ([]liveSession, error) {
 }
 
 // endAll ends every session of the portal and waits until the portal has
-// stopped all their environments: no live session and no marked process of
-// dash left. It returns how many processes were left when it gave up.
+// stopped all their environments: no live session and nothing left that
+// left counts (the marked processes of a dashboard, or the containers and
+// networks labelled with the portal). It returns what left counted when it
+// gave up.
 //
 // Reserves cannot be terminated (they belong to nobody), so with a pool
 // the config is first reloaded with reserved 0 (a reload keeps the
 // portal's sessions and their environments) and each ready reserve is
 // handed to a drain user, then terminated like the learners' sessions.
-func endAll(ctx context.Context, p *proc, a *adminClient, r *rest, spec portalSpec, work, dash string) (int, error) {
+func endAll(ctx context.Context, p *proc, a *adminClient, r *rest, spec portalSpec, work string, left func() int) (int, error) {
 	if spec.Reserved > 0 {
 		// Let the pool's refills finish first: a reload while starts are
 		// queued or under way loses them (the old config's service stops
@@ -419,19 +424,19 @@ func endAll(ctx context.Context, p *proc, a *adminClient, r *rest, spec portalSp
 		for {
 			g, err := a.sessionGauge(ctx)
 			if err != nil {
-				return envProcesses(dash), err
+				return left(), err
 			}
 			if g["starting"] == 0 && g["queued"] == 0 {
 				break
 			}
 			if time.Since(p.Started) > 5*time.Minute || ctx.Err() != nil {
-				return envProcesses(dash), fmt.Errorf("starts still under way before ending the sessions: %v", g)
+				return left(), fmt.Errorf("starts still under way before ending the sessions: %v", g)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
 		spec.Reserved, spec.Initial = 0, 0
 		if _, err := a.do(ctx, "POST", "/load", "text/caddyfile", []byte(spec.caddyfile(work, p.Port))); err != nil {
-			return envProcesses(dash), fmt.Errorf("reloading without reserves: %w", err)
+			return left(), fmt.Errorf("reloading without reserves: %w", err)
 		}
 	}
 	deadline := time.Now().Add(2 * time.Minute)
@@ -439,7 +444,7 @@ func endAll(ctx context.Context, p *proc, a *adminClient, r *rest, spec portalSp
 	for {
 		list, err := a.live(ctx)
 		if err != nil {
-			return envProcesses(dash), err
+			return left(), err
 		}
 		var wg sync.WaitGroup
 		sem := make(chan struct{}, 16)
@@ -469,8 +474,8 @@ func endAll(ctx context.Context, p *proc, a *adminClient, r *rest, spec portalSp
 			}()
 		}
 		wg.Wait()
-		left := envProcesses(dash)
-		if len(list) == 0 && left == 0 {
+		n := left()
+		if len(list) == 0 && n == 0 {
 			g, err := a.sessionGauge(ctx)
 			if err == nil && g["stopping"] == 0 && g["starting"] == 0 && g["queued"] == 0 {
 				return 0, nil
@@ -481,8 +486,8 @@ func endAll(ctx context.Context, p *proc, a *adminClient, r *rest, spec portalSp
 			for _, s := range list {
 				states = append(states, s.Name+" "+s.State)
 			}
-			return left, fmt.Errorf("after 2 minutes %d sessions are live (%s) and %d environment processes left",
-				len(list), strings.Join(states, ", "), left)
+			return n, fmt.Errorf("after 2 minutes %d sessions are live (%s) and %d environment objects left",
+				len(list), strings.Join(states, ", "), n)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -527,7 +532,7 @@ func runSpawn(ctx context.Context, o Options, bin, work string, rep *Report, log
 	}
 	var res []learnerResult
 	var wall time.Duration
-	pcpu, hcpu, cpuErr := cpuUsed(p, func() { res, wall = learners(ctx, r, "spawn", n, spawnPoll, false) })
+	pcpu, hcpu, cpuErr := cpuUsed(p, func() { res, wall = learners(ctx, r, "spawn", n, spawnPoll, false, isBenchDash) })
 	mem, _ := p.Mem()
 	if profDone != nil {
 		if err := <-profDone; err != nil {
@@ -536,7 +541,7 @@ func runSpawn(ctx context.Context, o Options, bin, work string, rep *Report, log
 	}
 	toDash, at, starting, errs, first := learnerStats(res)
 	running := envProcesses(dash)
-	left, endErr := endAll(ctx, p, admin, r, spec, work, dash)
+	left, endErr := endAll(ctx, p, admin, r, spec, work, func() int { return envProcesses(dash) })
 	if endErr != nil {
 		rep.note("spawn: ending the sessions: %v", endErr)
 	}
@@ -620,9 +625,9 @@ func runPool(ctx context.Context, o Options, bin, work string, rep *Report, logf
 	if err := r.login(ctx); err != nil {
 		return err
 	}
-	res, wall := learners(ctx, r, "pool", k, spawnPoll, true)
+	res, wall := learners(ctx, r, "pool", k, spawnPoll, true, isBenchDash)
 	toDash, _, starting, errs, first := learnerStats(res)
-	left, endErr := endAll(ctx, p, admin, r, spec, work, dash)
+	left, endErr := endAll(ctx, p, admin, r, spec, work, func() int { return envProcesses(dash) })
 	if endErr != nil {
 		rep.note("pool: ending the sessions: %v", endErr)
 	}

@@ -5,6 +5,7 @@
 package gotool
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,18 +17,28 @@ import (
 // binary is built with the same Go as the tests.
 func Path(t testing.TB) string {
 	t.Helper()
+	p, err := Find()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// Find is Path for programs that are not tests (the benchmark harness):
+// the go command of the running toolchain, else the one on PATH.
+func Find() (string, error) {
 	if root := runtime.GOROOT(); root != "" {
 		p := filepath.Join(root, "bin", "go")
 		if runtime.GOOS == "windows" {
 			p += ".exe"
 		}
 		if _, err := os.Stat(p); err == nil {
-			return p
+			return p, nil
 		}
 	}
 	p, err := exec.LookPath("go")
 	if err != nil {
-		t.Fatalf("no go command: %v", err)
+		return "", fmt.Errorf("no go command: %v", err)
 	}
-	return p
+	return p, nil
 }

@@ -45,11 +45,17 @@ var (
 // hence runc.
 func Host(t testing.TB) string {
 	t.Helper()
-	hostOnce.Do(func() { host, hostErr = startHost() })
-	if hostErr != nil {
-		t.Fatal(hostErr)
+	h, err := Addr()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return host
+	return h
+}
+
+// Addr is Host for programs that are not tests (the benchmark harness).
+func Addr() (string, error) {
+	hostOnce.Do(func() { host, hostErr = startHost() })
+	return host, hostErr
 }
 
 func startHost() (string, error) {
@@ -130,12 +136,21 @@ func startServiceAt(addr string, up func() bool, env ...string) (string, func(),
 // Client returns an API client of the engine, closed when the test ends.
 func Client(t testing.TB) *client.Client {
 	t.Helper()
-	c, err := client.New(client.FromEnv, client.WithHost(Host(t)))
+	c, err := NewClient()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// NewClient is Client for programs that are not tests; the caller closes it.
+func NewClient() (*client.Client, error) {
+	h, err := Addr()
+	if err != nil {
+		return nil, err
+	}
+	return client.New(client.FromEnv, client.WithHost(h))
 }
 
 // Image returns the reference of the test image: testdash as /testdash (its
@@ -145,24 +160,65 @@ func Client(t testing.TB) *client.Client {
 // new image and an unchanged one is not imported again.
 func Image(t testing.TB) string {
 	t.Helper()
-	imageOnce.Do(func() { image, imageErr = buildImage(t) })
-	if imageErr != nil {
-		t.Fatal(imageErr)
+	ref, err := BuildImage()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return image
+	return ref
 }
 
-func buildImage(t testing.TB) (string, error) {
-	dir, err := os.MkdirTemp("", "caddyportal-testdash")
+var (
+	dashOnce sync.Once
+	dashPath string
+	dashErr  error
+)
+
+// Testdash returns the path of the testdash program, built statically
+// once per test process: the dashboard of the test image, and a dashboard
+// process of its own for the process spawner's tests.
+func Testdash(t testing.TB) string {
+	t.Helper()
+	p, err := TestdashBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestdashBinary is Testdash for programs that are not tests.
+func TestdashBinary() (string, error) {
+	dashOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "caddyportal-testdash")
+		if err != nil {
+			dashErr = err
+			return
+		}
+		dashPath = filepath.Join(dir, "testdash")
+		gocmd, err := gotool.Find()
+		if err != nil {
+			dashErr = err
+			return
+		}
+		build := exec.Command(gocmd, "build", "-trimpath", "-o", dashPath, "github.com/caddyportal/caddyportal/internal/e2etest/testdash")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			dashErr = fmt.Errorf("building testdash: %v\n%s", err, out)
+		}
+	})
+	return dashPath, dashErr
+}
+
+// BuildImage is Image for programs that are not tests (the benchmark
+// harness runs the same image).
+func BuildImage() (string, error) {
+	imageOnce.Do(func() { image, imageErr = buildImage() })
+	return image, imageErr
+}
+
+func buildImage() (string, error) {
+	bin, err := TestdashBinary()
 	if err != nil {
 		return "", err
-	}
-	defer os.RemoveAll(dir)
-	bin := filepath.Join(dir, "testdash")
-	build := exec.Command(gotool.Path(t), "build", "-trimpath", "-o", bin, "github.com/caddyportal/caddyportal/internal/e2etest/testdash")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building testdash: %v\n%s", err, out)
 	}
 	body, err := os.ReadFile(bin)
 	if err != nil {
@@ -172,7 +228,7 @@ func buildImage(t testing.TB) (string, error) {
 	// The tag also names the image's layout, so a change of the changes
 	// below is a new image too.
 	ref := "localhost/caddyportal-testdash:" + hex.EncodeToString(sum[:6]) + "-v2"
-	c, err := client.New(client.FromEnv, client.WithHost(Host(t)))
+	c, err := NewClient()
 	if err != nil {
 		return "", err
 	}
@@ -223,23 +279,36 @@ func readAll(r interface{ Read([]byte) (int, error) }) (string, error) {
 // Count returns how many containers and networks carry label (name=value).
 func Count(t testing.TB, c *client.Client, label string) (containers, networks int) {
 	t.Helper()
+	containers, networks, err := Labelled(context.Background(), c, label)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return containers, networks
+}
+
+// Labelled is Count for programs that are not tests.
+func Labelled(ctx context.Context, c *client.Client, label string) (containers, networks int, err error) {
 	f := make(client.Filters).Add("label", label)
-	cs, err := c.ContainerList(context.Background(), client.ContainerListOptions{All: true, Filters: f})
+	cs, err := c.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
 	if err != nil {
-		t.Fatal(err)
+		return 0, 0, err
 	}
-	ns, err := c.NetworkList(context.Background(), client.NetworkListOptions{Filters: f})
+	ns, err := c.NetworkList(ctx, client.NetworkListOptions{Filters: f})
 	if err != nil {
-		t.Fatal(err)
+		return 0, 0, err
 	}
-	return len(cs.Items), len(ns.Items)
+	return len(cs.Items), len(ns.Items), nil
 }
 
 // Remove force-removes every container and network carrying label, for a
 // test's cleanup after a failure.
 func Remove(t testing.TB, c *client.Client, label string) {
 	t.Helper()
-	ctx := context.Background()
+	RemoveLabelled(context.Background(), c, label)
+}
+
+// RemoveLabelled is Remove for programs that are not tests.
+func RemoveLabelled(ctx context.Context, c *client.Client, label string) {
 	f := make(client.Filters).Add("label", label)
 	if cs, err := c.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f}); err == nil {
 		for _, x := range cs.Items {
