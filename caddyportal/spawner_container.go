@@ -77,6 +77,13 @@ type ContainerSpawner struct {
 	// BindHost is where the dashboard port is published and what the gate
 	// dials. Default: 127.0.0.1 (the engine's host for a tcp engine).
 	BindHost string `json:"bind_host,omitempty"`
+	// PortalLogin gives each environment an OAuth client of its own
+	// (PORTAL_CLIENT_ID, PORTAL_CLIENT_SECRET, PORTAL_URL, PORTAL_API_URL),
+	// with which an Educates workshop gateway logs the learner in through
+	// the portal (host mode). PortalAPI is the portal's address as the
+	// environment reaches it; default: the portal's url.
+	PortalLogin bool   `json:"portal_login,omitempty"`
+	PortalAPI   string `json:"portal_api,omitempty"`
 	// User runs the container as "uid[:gid]" or a name the image knows.
 	User string `json:"user,omitempty"`
 	// Educates runs an Educates workshop image: port 10081, user 1001:0,
@@ -114,7 +121,8 @@ func (c *ContainerSpawner) config(id spawner.Identity) (container.Config, error)
 		Image: c.Image, Port: c.Port, Command: c.Command, Memory: c.Memory, CPUs: c.CPUs, Pids: c.Pids,
 		Network: c.Network, Pull: c.Pull, ReadyPath: c.ReadyPath, ReadyTimeout: time.Duration(c.ReadyTimeout),
 		StopTimeout: time.Duration(c.StopTimeout), BindHost: c.BindHost, User: c.User,
-		Educates: c.Educates, EducatesWorkshop: c.EducatesWorkshop, Portal: id.Portal, Replica: id.Replica}
+		Educates: c.Educates, EducatesWorkshop: c.EducatesWorkshop, Portal: id.Portal, Replica: id.Replica,
+		PortalLogin: c.PortalLogin, PortalAPIURL: c.PortalAPI}
 	if c.Image == "" {
 		return cfg, fmt.Errorf("spawner container: an image is required")
 	}
@@ -206,6 +214,7 @@ func (c *ContainerSpawner) Cleanup() error {
 //		bind    <ip>                               # where the port is published
 //		user    <uid[:gid] | name>
 //		educates [<workshop.yaml>]                 # an Educates workshop image
+//		portal_login [<url>]                       # an OAuth client per session, for its gateway
 //	}
 func (c *ContainerSpawner) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	repeatable := map[string]bool{"env": true, "volume": true, "ulimit": true}
@@ -288,6 +297,14 @@ func (c *ContainerSpawner) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return parseReadyOption(d, "container", args, &c.ReadyPath, &c.ReadyTimeout)
 		case "stop_timeout":
 			return parseDurationOption(d, "container", "stop_timeout", args, &c.StopTimeout)
+		case "portal_login":
+			if len(args) > 1 {
+				return d.Err("spawner container: portal_login [<portal url as the environment reaches it>]")
+			}
+			c.PortalLogin = true
+			if len(args) == 1 {
+				c.PortalAPI = args[0]
+			}
 		case "bind":
 			c.BindHost, err = one(opt, args)
 		case "user":

@@ -64,6 +64,13 @@ type ProcessSpawner struct {
 	// BindHost is the address the dashboard listens on and other replicas
 	// dial. Default: 127.0.0.1.
 	BindHost string `json:"bind_host,omitempty"`
+	// PortalLogin gives each environment an OAuth client of its own
+	// (PORTAL_CLIENT_ID, PORTAL_CLIENT_SECRET, PORTAL_URL, PORTAL_API_URL),
+	// with which an Educates workshop gateway logs the learner in through
+	// the portal (host mode). PortalAPI is the portal's address as the
+	// environment reaches it; default: the portal's url.
+	PortalLogin bool   `json:"portal_login,omitempty"`
+	PortalAPI   string `json:"portal_api,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -96,7 +103,8 @@ func (p *ProcessSpawner) Validate() error {
 func (p *ProcessSpawner) Spawner(id spawner.Identity, log *zap.Logger) (spawner.Spawner, error) {
 	cfg := process.Config{Command: p.Command, Dir: p.Dir, ReadyPath: p.ReadyPath,
 		ReadyTimeout: time.Duration(p.ReadyTimeout), StopTimeout: time.Duration(p.StopTimeout),
-		Sandbox: p.Sandbox, User: p.User, BindHost: p.BindHost, Portal: id.Portal, Replica: id.Replica}
+		Sandbox: p.Sandbox, User: p.User, BindHost: p.BindHost, Portal: id.Portal, Replica: id.Replica,
+		PortalLogin: p.PortalLogin, PortalAPIURL: p.PortalAPI}
 	if cfg.Dir == "" {
 		cfg.Dir = filepath.Join(caddy.AppDataDir(), "caddyportal", id.Portal, "sessions")
 	}
@@ -124,6 +132,7 @@ func (p *ProcessSpawner) Spawner(id spawner.Identity, log *zap.Logger) (spawner.
 //		sandbox bubblewrap
 //		user    <user>
 //		bind    <host>
+//		portal_login [<url>]          # an OAuth client per session, for an Educates gateway
 //	}
 func (p *ProcessSpawner) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return forEachSpawnerOption(d, "process", map[string]bool{"env": true}, func(opt string, args []string) error {
@@ -154,6 +163,14 @@ func (p *ProcessSpawner) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Err("spawner process: user <name or uid>")
 			}
 			p.User = args[0]
+		case "portal_login":
+			if len(args) > 1 {
+				return d.Err("spawner process: portal_login [<portal url as the environment reaches it>]")
+			}
+			p.PortalLogin = true
+			if len(args) == 1 {
+				p.PortalAPI = args[0]
+			}
 		case "bind":
 			if len(args) != 1 {
 				return d.Err("spawner process: bind <host>")

@@ -122,6 +122,9 @@ type route struct {
 	// catalog routes check the token themselves (the catalog may be
 	// public), but like protected routes answer 403 before 405.
 	catalog bool
+	// dashboard routes also take a session's dashboard token (one issued
+	// by the authorization-code grant), for that session only.
+	dashboard bool
 }
 
 // Handler returns the handler of a REST API route matched by
@@ -145,10 +148,10 @@ var apiRoutes = map[routes.ID]route{
 	routes.EnvironmentRequest:  {handle: (*API).request, methods: "GET,POST", protected: true},
 	// GET only: a HEAD from a link prefetcher must not start a session.
 	routes.SessionActivate:  {handle: (*API).activate, methods: "GET"},
-	routes.SessionSchedule:  {handle: (*API).schedule, methods: "GET,HEAD", protected: true},
-	routes.SessionExtend:    {handle: (*API).extend, methods: "GET,POST", protected: true},
+	routes.SessionSchedule:  {handle: (*API).schedule, methods: "GET,HEAD", protected: true, dashboard: true},
+	routes.SessionExtend:    {handle: (*API).extend, methods: "GET,POST", protected: true, dashboard: true},
 	routes.SessionTerminate: {handle: (*API).terminate, methods: "GET,POST", protected: true},
-	routes.SessionAuthorize: {handle: (*API).authorize, methods: "GET,HEAD", protected: true},
+	routes.SessionAuthorize: {handle: (*API).authorize, methods: "GET,HEAD", protected: true, dashboard: true},
 	routes.SessionProgress:  {handle: (*API).progress, methods: "GET,HEAD", protected: true},
 	routes.UserSessions:     {handle: (*API).userSessions, methods: "GET,HEAD", protected: true},
 }
@@ -166,6 +169,11 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, rt route) {
 	}
 	if rt.protected {
 		p, err := a.bearer(r)
+		if err == nil && p.Session != "" && (!rt.dashboard || rt.arg != p.Session) {
+			// A dashboard's token acts for its learner on its own
+			// session only.
+			err = errSessionScoped
+		}
 		if err != nil {
 			// Educates answers a bare 403 here, and clients test for it;
 			// keep the status and add the JSON body.
@@ -195,6 +203,10 @@ func methodAllowed(m, allowed string) bool {
 	}
 	return false
 }
+
+// errSessionScoped refuses a session's dashboard token on a route that is
+// not that session's.
+var errSessionScoped = errors.New("a dashboard token is valid only for its own session")
 
 // bearer returns the principal of the request's bearer token.
 func (a *API) bearer(r *http.Request) (oauth.Principal, error) {

@@ -125,6 +125,9 @@ type workshopItemJSON struct {
 // response (403) has been written.
 func (a *API) catalogAccess(w http.ResponseWriter, r *http.Request) (robot bool, ok bool) {
 	p, err := a.bearer(r)
+	if err == nil && p.Session != "" {
+		err = errSessionScoped
+	}
 	if err == nil {
 		return isRobot(p) || isStaff(p), true
 	}

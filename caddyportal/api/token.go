@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -96,16 +97,46 @@ func (a *API) token(w http.ResponseWriter, r *http.Request, _ string) {
 		attempt.Succeed()
 		result = "ok"
 		writeJSON(w, http.StatusOK, grantResponse(g))
+	case "authorization_code":
+		sess, ok := a.sessionClient(w, r, id, secret, attempt, fail)
+		if !ok {
+			return
+		}
+		code, err := a.issuer.Redeem(r.Context(), form.Get("code"), func(c oauth.CodeGrant) bool {
+			return c.Session == sess.Name && c.User == sess.Owner && c.RedirectURI == form.Get("redirect_uri") &&
+				oauth.VerifyPKCE(c, form.Get("code_verifier"))
+		})
+		if errors.Is(err, oauth.ErrInvalid) {
+			attempt.Fail()
+			fail(http.StatusBadRequest, "invalid_grant", "Invalid authorization code.")
+			return
+		}
+		if err != nil {
+			a.unavailable(w, err)
+			return
+		}
+		g, err := a.issuer.Issue(r.Context(), oauth.Principal{User: code.User, Group: code.Group, Session: sess.Name})
+		if err != nil {
+			a.unavailable(w, err)
+			return
+		}
+		attempt.Succeed()
+		result = "ok"
+		writeJSON(w, http.StatusOK, grantResponse(g))
 	case "refresh_token":
 		// educates-hub refreshes without client credentials (reference
 		// §1.4); the refresh token is itself a secret, so accept that, but
-		// wrong credentials when given are still refused.
+		// wrong credentials when given are still refused. A session's
+		// dashboard refreshes with its own client, and only its own tokens.
+		var allow func(oauth.Principal) bool
 		if clientGiven && !clientOK {
-			attempt.Fail()
-			fail(http.StatusUnauthorized, "invalid_client", "")
-			return
+			sess, ok := a.sessionClient(w, r, id, secret, attempt, fail)
+			if !ok {
+				return
+			}
+			allow = func(p oauth.Principal) bool { return p.Session == sess.Name }
 		}
-		g, _, err := a.issuer.Refresh(r.Context(), form.Get("refresh_token"))
+		g, _, err := a.issuer.RefreshIf(r.Context(), form.Get("refresh_token"), allow)
 		if err == oauth.ErrInvalid {
 			attempt.Fail()
 			fail(http.StatusBadRequest, "invalid_grant", "Invalid refresh token.")
@@ -120,6 +151,22 @@ func (a *API) token(w http.ResponseWriter, r *http.Request, _ string) {
 	default:
 		fail(http.StatusBadRequest, "unsupported_grant_type", "")
 	}
+}
+
+// sessionClient authenticates a session's own OAuth client (the client id
+// is the session name), failing the attempt as invalid_client otherwise.
+func (a *API) sessionClient(w http.ResponseWriter, r *http.Request, id, secret string, attempt *loginlimit.Attempt, fail func(int, string, string)) (*sessions.Session, bool) {
+	sess, err := a.svc.CheckClient(r.Context(), id, secret)
+	if errors.Is(err, sessions.ErrUnavailable) {
+		a.unavailable(w, err)
+		return nil, false
+	}
+	if err != nil {
+		attempt.Fail()
+		fail(http.StatusUnauthorized, "invalid_client", "")
+		return nil, false
+	}
+	return sess, true
 }
 
 func grantResponse(g oauth.Grant) tokenResponse {
@@ -211,6 +258,15 @@ func Credentials(cfg config.Portal, key []byte) func(oauth.Principal) string {
 		add(cfg.Admin.Username, cfg.Admin.Password, sessions.GroupStaff)
 	}
 	return func(p oauth.Principal) string {
+		if p.Session != "" {
+			// A dashboard's token is bound to its session and learner;
+			// it dies with the session (its routes refuse an ended one).
+			m := hmac.New(sha256.New, key)
+			for _, s := range []string{"session", p.Session, p.User} {
+				fmt.Fprintf(m, "%d:%s", len(s), s)
+			}
+			return hex.EncodeToString(m.Sum(nil))
+		}
 		for _, acc := range accounts {
 			if p.User == acc.user && p.Group == acc.group {
 				return acc.fingerprint

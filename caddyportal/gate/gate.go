@@ -27,6 +27,10 @@ type Options struct {
 	Origins Origins
 	// Proxy forwards admitted requests to their dashboards.
 	Proxy Proxy
+	// Codes issues the authorization codes with which a session's
+	// dashboard logs its learner in through the portal (host mode); nil
+	// refuses such logins.
+	Codes CodeIssuer
 	// Streams ends open dashboard requests when their session ends; nil
 	// makes a private registry.
 	Streams *Streams
@@ -124,6 +128,10 @@ func (g *Gate) ServeSessionHost(w http.ResponseWriter, r *http.Request, name str
 	}
 	if p := r.URL.Path; p == routes.DeletePath(name) || p == strings.TrimSuffix(routes.DeletePath(name), "/") {
 		g.ServeDelete(w, r, name)
+		return
+	}
+	if r.URL.Path == routes.AuthorizePath {
+		g.serveAuthorize(w, r, name)
 		return
 	}
 	sess, user := g.admit(w, r, name)

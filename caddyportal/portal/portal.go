@@ -98,6 +98,13 @@ func New(ctx context.Context, cfg config.Portal, st store.Store, d Deps) (_ *Por
 		if w.Spawned() && d.Spawners[w.Name] == nil {
 			return nil, fmt.Errorf("portal %s: workshop %s: its spawner was not loaded", cfg.Name, w.Name)
 		}
+		if pl, ok := d.Spawners[w.Name].(spawner.PortalLogin); ok {
+			// The dashboard must reach the portal, and the browser the
+			// session's host: both come from the portal's url.
+			if _, on := pl.PortalLogin(); on && cfg.URL == "" {
+				return nil, fmt.Errorf("portal %s: workshop %s: portal_login needs the portal's url", cfg.Name, w.Name)
+			}
+		}
 	}
 	if d.Proxy == nil {
 		return nil, fmt.Errorf("portal %s: no dashboard proxy", cfg.Name)
@@ -196,7 +203,13 @@ func (p *Portal) assemble(secret []byte, st store.Store, guard *webhooks.Guard, 
 	if cfg.Dashboards.Mode == config.DashboardsHost {
 		domain = cfg.Dashboards.Domain
 	}
-	p.gate, err = gate.New(gate.Options{Service: p.svc, Cookies: gate.NewCookies(signer, cookiePrefix),
+	// Tokens are bound to the robot's and the admin's passwords: a reload
+	// that changes one ends the tokens issued under it. The issuer's store
+	// speaks the service's error vocabulary, so the REST API answers its
+	// outages like the service's own (503 with a Retry-After).
+	issuer := oauth.NewIssuer(sessions.WrapStore(st), cfg.Tokens.Access.D(), cfg.Tokens.Refresh.D(), nil,
+		oauth.BindTo(api.Credentials(cfg, tokens.DeriveKey(secret, "oauth-bind"))))
+	p.gate, err = gate.New(gate.Options{Service: p.svc, Cookies: gate.NewCookies(signer, cookiePrefix), Codes: issuer,
 		Origins: gate.NewOrigins(cfg.URL), Proxy: d.Proxy, Streams: d.Streams, Domain: domain,
 		KeepPrefix: cfg.Dashboards.KeepPrefix,
 		Index:      cfg.Index, Anonymous: cfg.Registration == config.RegistrationAnonymous,
@@ -212,12 +225,6 @@ func (p *Portal) assemble(secret []byte, st store.Store, guard *webhooks.Guard, 
 		return err
 	}
 	p.uid = uidOf(secret)
-	// Tokens are bound to the robot's and the admin's passwords: a reload
-	// that changes one ends the tokens issued under it. The issuer's store
-	// speaks the service's error vocabulary, so the REST API answers its
-	// outages like the service's own (503 with a Retry-After).
-	issuer := oauth.NewIssuer(sessions.WrapStore(st), cfg.Tokens.Access.D(), cfg.Tokens.Refresh.D(), nil,
-		oauth.BindTo(api.Credentials(cfg, tokens.DeriveKey(secret, "oauth-bind"))))
 	p.api = api.New(api.Options{
 		Service:           p.svc,
 		Issuer:            issuer,

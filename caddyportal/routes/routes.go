@@ -97,6 +97,10 @@ const (
 	LogoutPath = "/accounts/logout/"
 	// SignupPath is the sign-up page.
 	SignupPath = "/accounts/signup/"
+	// AuthorizePath is the OAuth authorization endpoint a session's
+	// dashboard (an Educates workshop gateway) sends its learner to; the
+	// gate serves it on each session's own host.
+	AuthorizePath = "/oauth2/authorize/"
 	// AdminPath is the admin overview page.
 	AdminPath = "/admin/"
 	// AdminSessionsPath lists sessions for the admin.

@@ -32,6 +32,9 @@ var (
 	// may succeed; the faces answer 503 with a Retry-After.
 	ErrUnavailable = errors.New("portal state is unavailable")
 
+	// ErrBadClient means a session's OAuth client gave a wrong secret.
+	ErrBadClient = errors.New("invalid client credentials")
+
 	// ErrUserNotFound is returned by GetUser and FindUserByEmail for a user
 	// that is not stored.
 	ErrUserNotFound = errors.New("user not found")

@@ -112,6 +112,10 @@ type Session struct {
 	// Activated is when a session still STARTING was activated: it
 	// becomes RUNNING, with its expiry counted from then, once ready.
 	Activated time.Time `json:"activated,omitzero"`
+	// ClientSecretHash is the hash of the secret of the session's own
+	// OAuth client (its id is the session name), given to an environment
+	// whose dashboard logs the learner in through the portal.
+	ClientSecretHash string `json:"client_secret_hash,omitempty"`
 }
 
 // holdsEnv reports whether the session has, or may have, a started

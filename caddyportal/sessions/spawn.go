@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -34,6 +35,7 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
 	"github.com/caddyportal/caddyportal/caddyportal/spawner"
 	"github.com/caddyportal/caddyportal/caddyportal/store"
+	"github.com/caddyportal/caddyportal/caddyportal/tokens"
 )
 
 // StepQueued is the progress step of a session waiting for a free start
@@ -251,7 +253,7 @@ func (s *Service) rawSession(ctx context.Context, name string) (*Session, error)
 // startOne starts one session's environment and waits until it is ready.
 func (s *Service) startOne(name string) {
 	ctx := s.ctx
-	sess, e, err := s.claim(ctx, name)
+	sess, e, secret, err := s.claim(ctx, name)
 	if err != nil {
 		if ctx.Err() == nil {
 			s.log.Warn("claiming a start", zap.String("session", name), zap.Error(err))
@@ -272,7 +274,11 @@ func (s *Service) startOne(name string) {
 	progress := s.progressWriter(name)
 	env := sess.Env
 	if env == nil {
-		got, err := sp.Start(ctx, s.specOf(sess), progress)
+		spec := s.specOf(sess)
+		if secret != "" {
+			spec.Login = s.loginOf(sp, spec, secret)
+		}
+		got, err := sp.Start(ctx, spec, progress)
 		if err != nil {
 			s.startFailed(name, e, begin, err)
 			return
@@ -294,12 +300,16 @@ func (s *Service) startOne(name string) {
 // works. It returns nil when there is nothing to start: the session ended,
 // is ready, or belongs to another replica. A session whose Env is already
 // set (adopted after a restart before it was ready) is returned as it is,
-// to be waited for.
-func (s *Service) claim(ctx context.Context, name string) (*Session, *Environment, error) {
+// to be waited for. For a spawner whose dashboards log the learner in
+// through the portal, it also returns the secret of the session's OAuth
+// client, whose hash the claim stores (a new one for every start: a
+// previous start's environment is gone).
+func (s *Service) claim(ctx context.Context, name string) (*Session, *Environment, string, error) {
 	var out *Session
 	var env *Environment
+	var secret string
 	err := s.update(ctx, func(t *txState) error {
-		out, env = nil, nil
+		out, env, secret = nil, nil, ""
 		sess, err := t.session(name)
 		if err != nil || sess == nil {
 			return err
@@ -317,6 +327,13 @@ func (s *Service) claim(ctx context.Context, name string) (*Session, *Environmen
 		if sess.Env == nil {
 			sess.Spawning, sess.SpawningSince = true, t.now
 			sess.Progress = &spawner.Progress{Step: spawner.StepStarting, Message: "starting the environment"}
+			if loginOn(s.spawnerOf(e)) {
+				var err error
+				if secret, err = tokens.New(); err != nil {
+					return err
+				}
+				sess.ClientSecretHash = tokens.Hash(secret)
+			}
 			if err := t.put(sess); err != nil {
 				return err
 			}
@@ -326,7 +343,58 @@ func (s *Service) claim(ctx context.Context, name string) (*Session, *Environmen
 		return nil
 	})
 	s.cache.drop(name)
-	return out, env, err
+	return out, env, secret, err
+}
+
+// loginOn reports whether sp's dashboards log the learner in through the
+// portal.
+func loginOn(sp spawner.Spawner) bool {
+	pl, ok := sp.(spawner.PortalLogin)
+	if !ok {
+		return false
+	}
+	_, on := pl.PortalLogin()
+	return on
+}
+
+// loginOf is the OAuth client of one start, for a spawner that asks for
+// one: the learner's browser authorizes at the session's own origin,
+// where the gate knows them by their dashboard cookie.
+func (s *Service) loginOf(sp spawner.Spawner, spec spawner.Spec, secret string) *spawner.PortalClient {
+	pl, ok := sp.(spawner.PortalLogin)
+	if !ok {
+		return nil
+	}
+	api, ok := pl.PortalLogin()
+	if !ok {
+		return nil
+	}
+	if api == "" {
+		api = s.cfg.URL
+	}
+	origin := strings.TrimSuffix(spec.URL, "/")
+	if s.cfg.Dashboards.Mode != config.DashboardsHost {
+		origin = strings.TrimSuffix(s.cfg.URL, "/")
+	}
+	return &spawner.PortalClient{ID: spec.Session, Secret: secret, URL: origin, APIURL: strings.TrimSuffix(api, "/")}
+}
+
+// CheckClient authenticates a session's OAuth client (its id is the
+// session name) and returns the session: ErrSessionNotFound when the
+// session is unknown, ended or has no client, ErrBadClient for a wrong
+// secret. The secret is compared by hash, in constant time.
+func (s *Service) CheckClient(ctx context.Context, name, secret string) (*Session, error) {
+	sess, err := s.Get(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if sess.ClientSecretHash == "" || sess.State.Ending() || sess.State == lifecycle.Stopped {
+		return nil, ErrSessionNotFound
+	}
+	if secret == "" || !tokens.Equal(tokens.Hash(secret), sess.ClientSecretHash) {
+		return nil, ErrBadClient
+	}
+	return sess, nil
 }
 
 // specOf says what to start for a session.
@@ -341,7 +409,12 @@ func (s *Service) specOf(sess *Session) spawner.Spec {
 	}
 	if s.cfg.Dashboards.Mode == config.DashboardsHost {
 		spec.Domain = s.cfg.Dashboards.Domain
-		spec.URL = spec.Protocol + "://" + sess.Name + "." + spec.Domain + "/"
+		host := sess.Name + "." + spec.Domain
+		if u, err := url.Parse(s.cfg.URL); err == nil && u.Port() != "" {
+			// Session hosts are served on the portal's port.
+			host += ":" + u.Port()
+		}
+		spec.URL = spec.Protocol + "://" + host + "/"
 	}
 	if len(sess.Params) > 0 {
 		spec.Parameters = map[string]string{}

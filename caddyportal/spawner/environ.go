@@ -23,6 +23,11 @@ const (
 	EnvIngressProtocol = "INGRESS_PROTOCOL" // Educates: http or https
 	EnvPortalUser      = "PORTAL_USER"      // caddyportal: the user the session is for ("" for a reserve)
 	EnvPortalPrefix    = "PORTAL_PREFIX"    // caddyportal: the session's path-mode base, /workshops/session/<s>/
+	// Set only for a spawner that asks for a login client (PortalLogin):
+	EnvPortalClientID     = "PORTAL_CLIENT_ID"     // Educates: the session's OAuth client
+	EnvPortalClientSecret = "PORTAL_CLIENT_SECRET" // Educates: its secret
+	EnvPortalURL          = "PORTAL_URL"           // Educates: where the browser is sent to authorize
+	EnvPortalAPIURL       = "PORTAL_API_URL"       // Educates: where the dashboard reaches the portal
 )
 
 // reservedNames are never taken from request parameters: the portal's own
@@ -32,7 +37,8 @@ const (
 var reservedNames = map[string]bool{
 	EnvTrainingPortal: true, EnvWorkshopName: true, EnvEnvironmentName: true, EnvSessionName: true,
 	EnvSessionURL: true, EnvSessionHostname: true, EnvIngressDomain: true, EnvIngressProtocol: true,
-	EnvPortalUser: true, EnvPortalPrefix: true,
+	EnvPortalUser: true, EnvPortalPrefix: true, EnvPortalClientID: true, EnvPortalClientSecret: true,
+	EnvPortalURL: true, EnvPortalAPIURL: true,
 	"PATH": true, "HOME": true, "USER": true, "LOGNAME": true, "SHELL": true, "PORT": true, "HOST": true,
 	"TMPDIR": true, "IFS": true, "ENV": true, "BASH_ENV": true, "PS4": true, "PROMPT_COMMAND": true,
 	"PYTHONSTARTUP": true, "PYTHONPATH": true, "PYTHONHOME": true, "PERL5LIB": true, "PERL5OPT": true,
@@ -85,6 +91,10 @@ func Environment(spec Spec) ([]string, error) {
 		EnvIngressProtocol + "=" + spec.Protocol,
 		EnvPortalUser + "=" + spec.User,
 		EnvPortalPrefix + "=" + spec.Prefix,
+	}
+	if l := spec.Login; l != nil {
+		env = append(env, EnvPortalClientID+"="+l.ID, EnvPortalClientSecret+"="+l.Secret,
+			EnvPortalURL+"="+l.URL, EnvPortalAPIURL+"="+l.APIURL)
 	}
 	names := make([]string, 0, len(spec.Parameters))
 	for n := range spec.Parameters {

@@ -29,6 +29,30 @@ type Spec struct {
 	// Parameters are the request's parameters, when the environment is
 	// started for a request; names must pass ValidParameterName.
 	Parameters map[string]string
+	// Login is the OAuth client the dashboard logs the learner in with,
+	// for a spawner that asks for one (see PortalLogin); nil otherwise.
+	Login *PortalClient
+}
+
+// PortalClient is a session's own OAuth client: an Educates workshop
+// gateway sends the learner to URL/oauth2/authorize/ and exchanges the
+// code at APIURL/oauth2/token/ with ID and Secret, then calls the
+// session's routes under APIURL with the token it got.
+type PortalClient struct {
+	ID, Secret string
+	// URL is what the learner's browser reaches the authorize endpoint
+	// at: the session's own origin (its dashboard host).
+	URL string
+	// APIURL is what the environment reaches the portal at.
+	APIURL string
+}
+
+// PortalLogin is implemented by a spawner whose dashboards log the learner
+// in through the portal: the portal then gives each start an OAuth client
+// of its own (Spec.Login). apiURL is the portal's address as the
+// environment reaches it, "" for the portal's public URL.
+type PortalLogin interface {
+	PortalLogin() (apiURL string, ok bool)
 }
 
 // Env is a started environment as the portal stores it in the session record.

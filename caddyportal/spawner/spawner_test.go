@@ -63,7 +63,19 @@ func TestEnvironment(t *testing.T) {
 	if strings.Join(env, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("got %q\nwant %q", env, want)
 	}
+	// A login client adds Educates' variables for it, after the others.
+	spec.Login = &PortalClient{ID: "p-w01-s001", Secret: "s3cret", URL: "https://p-w01-s001.example.test:8443", APIURL: "http://portal.internal"}
+	env, err = Environment(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	login := []string{"PORTAL_CLIENT_ID=p-w01-s001", "PORTAL_CLIENT_SECRET=s3cret",
+		"PORTAL_URL=https://p-w01-s001.example.test:8443", "PORTAL_API_URL=http://portal.internal"}
+	if got := strings.Join(env[10:14], "\n"); got != strings.Join(login, "\n") {
+		t.Fatalf("login variables %q, want %q", env[10:14], login)
+	}
 	for _, bad := range []string{"", "1A", "A-B", "A B", "SESSION_NAME", "session_name", "PATH", "LD_PRELOAD",
+		"PORTAL_CLIENT_SECRET", "portal_api_url",
 		"ld_library_path", "BASH_FUNC_x%%", "CADDYPORTAL_ENV", strings.Repeat("A", 129)} {
 		if ValidParameterName(bad) == nil {
 			t.Errorf("ValidParameterName(%q) accepted", bad)

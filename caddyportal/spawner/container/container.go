@@ -127,6 +127,12 @@ type Config struct {
 	// EducatesWorkshop is a workshop definition (workshop.yaml) mounted
 	// read-only where an Educates image reads it.
 	EducatesWorkshop string
+	// PortalLogin gives each environment an OAuth client of its own
+	// (PORTAL_CLIENT_ID, ...), with which an Educates gateway logs the
+	// learner in through the portal; PortalAPIURL is the portal's address
+	// as the container reaches it ("" for the portal's URL).
+	PortalLogin  bool
+	PortalAPIURL string
 	// Portal and Replica identify this portal replica: List and Stop touch
 	// only containers labelled with the same pair.
 	Portal, Replica string
@@ -153,7 +159,10 @@ type Spawner struct {
 	pulls  map[string]*pull // image pulls under way, shared by concurrent starts
 }
 
-var _ spawner.Spawner = (*Spawner)(nil)
+var (
+	_ spawner.Spawner     = (*Spawner)(nil)
+	_ spawner.PortalLogin = (*Spawner)(nil)
+)
 
 var (
 	sessionName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
@@ -311,6 +320,9 @@ func ownUlimits() []Ulimit {
 	}
 	return out
 }
+
+// PortalLogin implements spawner.PortalLogin.
+func (s *Spawner) PortalLogin() (string, bool) { return s.cfg.PortalAPIURL, s.cfg.PortalLogin }
 
 // Config returns the spawner's configuration, defaults filled in.
 func (s *Spawner) Config() Config { return s.cfg }

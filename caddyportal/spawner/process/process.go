@@ -91,6 +91,12 @@ type Config struct {
 	// Portal and Replica identify this portal replica: List and Stop touch
 	// only environments carrying the same pair.
 	Portal, Replica string
+	// PortalLogin gives each environment an OAuth client of its own
+	// (PORTAL_CLIENT_ID, ...), with which an Educates gateway logs the
+	// learner in through the portal; PortalAPIURL is the portal's address
+	// as the process reaches it ("" for the portal's URL).
+	PortalLogin  bool
+	PortalAPIURL string
 }
 
 // State is the process spawner's Env.State.
@@ -128,7 +134,13 @@ type child struct {
 	verified uint64   // the start time of the process whose listener was verified
 }
 
-var _ spawner.Spawner = (*Spawner)(nil)
+var (
+	_ spawner.Spawner     = (*Spawner)(nil)
+	_ spawner.PortalLogin = (*Spawner)(nil)
+)
+
+// PortalLogin implements spawner.PortalLogin.
+func (s *Spawner) PortalLogin() (string, bool) { return s.cfg.PortalAPIURL, s.cfg.PortalLogin }
 
 var (
 	sessionName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)

@@ -94,6 +94,7 @@ type config struct {
 	listeners int
 	listen    string
 	routes    []route
+	wrap      func(http.Handler) http.Handler
 }
 
 type route struct {
@@ -108,6 +109,10 @@ func Listeners(n int) Option { return func(c *config) { c.listeners = n } }
 // container, where the dashboard must answer on the container's own
 // interface for the engine to publish it.
 func Listen(addr string) Option { return func(c *config) { c.listen = addr } }
+
+// Wrap puts middleware in front of every route (a login, say); nil adds
+// none.
+func Wrap(mw func(http.Handler) http.Handler) Option { return func(c *config) { c.wrap = mw } }
 
 // Handle adds a route (a net/http ServeMux pattern) next to the standard
 // ones, for a dashboard that must misbehave in a particular way.
@@ -142,10 +147,14 @@ func New(name string, opts ...Option) (*Server, error) {
 	for _, r := range c.routes {
 		s.mux.HandleFunc(r.pattern, r.h)
 	}
+	var h http.Handler = s.mux
+	if c.wrap != nil {
+		h = c.wrap(h)
+	}
 	s.srv = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			s.Hits.Add(1)
-			s.mux.ServeHTTP(w, r)
+			h.ServeHTTP(w, r)
 		}),
 		// Cancelled at Close, which also ends hijacked WebSocket handlers
 		// and open event streams.

@@ -11,9 +11,12 @@
 //	GET /fork?n=N      starts N child processes that sleep; says how many started
 //	GET /dial?addr=A   tries a TCP connection to A; says "connected" or the error
 //
+// With PORTAL_CLIENT_ID set it logs its learner in through the portal as an
+// Educates workshop gateway does (login.go).
+//
 // It is built statically (CGO_ENABLED=0), so the image needs nothing else.
 //
-//	testdash [<port>]     (default $PORT, else 8080)
+//	testdash [<port> | <host:port>]   (default $PORT, else 8080; a port alone listens on every interface)
 //	testdash sleep        (a child of /fork)
 package main
 
@@ -43,7 +46,15 @@ func main() {
 	if port == "" {
 		port = "8080"
 	}
-	srv, err := echo.New(os.Getenv("SESSION_NAME"), echo.Listen(":"+port),
+	listen := ":" + port // in a container: every interface of its own
+	if strings.Contains(port, ":") {
+		listen = port // as a process: the address the spawner gives
+	}
+	var wrap func(http.Handler) http.Handler
+	if l := newLogin(); l != nil {
+		wrap = l.wrap
+	}
+	srv, err := echo.New(os.Getenv("SESSION_NAME"), echo.Listen(listen), echo.Wrap(wrap),
 		echo.Handle("/env", env), echo.Handle("/file", file), echo.Handle("/eat", eat),
 		echo.Handle("/fork", fork), echo.Handle("/dial", dial))
 	if err != nil {
