@@ -296,7 +296,7 @@ type scheduleJSON struct {
 }
 
 func scheduleBody(sess *sessions.Session, sch lifecycle.Schedule, extended *bool) scheduleJSON {
-	out := scheduleJSON{Status: sess.State, Started: lifecycle.Time(sess.Started), Expires: lifecycle.Time(sess.Expires),
+	out := scheduleJSON{Status: sess.State, Started: lifecycle.Time(sess.StartedAt()), Expires: lifecycle.Time(sess.Expires),
 		Extended: extended, Expiring: sch.Expiring}
 	if sch.HasExpiry {
 		out.Countdown, out.Extendable = &sch.Countdown, &sch.Extendable
@@ -422,7 +422,7 @@ func (a *API) terminate(w http.ResponseWriter, r *http.Request, name string) {
 	writeJSON(w, http.StatusOK, struct {
 		Started lifecycle.Time `json:"started"`
 		Expires lifecycle.Time `json:"expires"`
-	}{lifecycle.Time(sess.Started), lifecycle.Time(sess.Expires)})
+	}{lifecycle.Time(sess.StartedAt()), lifecycle.Time(sess.Expires)})
 }
 
 func (a *API) authorize(w http.ResponseWriter, r *http.Request, name string) {
@@ -485,7 +485,7 @@ func (a *API) userSessions(w http.ResponseWriter, r *http.Request, user string) 
 			pol = e.Policy
 		}
 		out = append(out, userSessionJSON{Name: s.Name, Namespace: s.Name, Workshop: s.Workshop,
-			Environment: s.Environment, Started: lifecycle.Time(s.Started), expiryJSON: expiry(pol, s, now)})
+			Environment: s.Environment, Started: lifecycle.Time(s.StartedAt()), expiryJSON: expiry(pol, s, now)})
 	}
 	writeJSON(w, http.StatusOK, struct {
 		User     string            `json:"user"`

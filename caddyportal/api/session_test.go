@@ -313,7 +313,7 @@ func TestScheduleExtendTerminate(t *testing.T) {
 	// Pending: the schedule shows the activation countdown.
 	r := h.get(base+"/schedule/", owner)
 	wantKeys(t, "pending schedule", r.body, "status", "started", "expires", "expiring", "countdown", "extendable")
-	if m := r.json(t); m["status"] != "WAITING" || m["started"] != nil || m["countdown"] != float64(60) {
+	if m := r.json(t); m["status"] != "WAITING" || m["started"] != h.t0.Format("2006-01-02T15:04:05.000Z") || m["countdown"] != float64(60) {
 		t.Errorf("pending schedule %v", m)
 	}
 	h.get(res.URL, "")

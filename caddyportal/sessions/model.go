@@ -147,6 +147,18 @@ func UsageOf(live []*Session) Usage {
 	return u
 }
 
+// StartedAt is the session's start as Educates reports it: when it was
+// activated, or for a pending session (allocated, not yet activated) when
+// it was allocated, since Educates sets `started` on allocation too
+// (mark_as_pending) and its clients read a pending session's age from it.
+// Zero for a reserve.
+func (s *Session) StartedAt() time.Time {
+	if s.Started.IsZero() && !s.Reserved() {
+		return s.Allocated
+	}
+	return s.Started
+}
+
 // Pending reports whether the session is allocated but not yet activated.
 func (s *Session) Pending() bool {
 	return s.Owner != "" && (s.State == lifecycle.Starting || s.State == lifecycle.Waiting)
