@@ -38,3 +38,42 @@ func TestPendingStartedIsAllocationTime(t *testing.T) {
 		t.Errorf("schedule: running started = %v, want %s", got, activated)
 	}
 }
+
+// TestReacquireReturnsSameLink: a front end that asks again for the same
+// user's session gets the same URL every time, so a link it handed out
+// before any number of reloads still activates; a link of an ended
+// session is refused.
+func TestReacquireReturnsSameLink(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	first := h.request("demo-w01", url.Values{"user": {"alice"}, "index_url": {hubIndex}})
+	for i := 0; i < 12; i++ {
+		again := h.request("demo-w01", url.Values{"user": {"alice"}, "index_url": {hubIndex}})
+		if again.URL != first.URL {
+			t.Fatalf("reacquire %d: %s, want %s", i, again.URL, first.URL)
+		}
+	}
+	// Another index_url changes only that part of the link.
+	other := h.request("demo-w01", url.Values{"user": {"alice"}, "index_url": {lmsOrigin + "/course"}})
+	if other.token != first.token || other.index != lmsOrigin+"/course" {
+		t.Errorf("with another index_url: token %q index %q", other.token, other.index)
+	}
+	for _, u := range []string{first.URL, other.URL, first.URL} {
+		if r := h.get(u, ""); r.status != 302 {
+			t.Errorf("activation %s: %d %s", u, r.status, r.body)
+		}
+	}
+	if r := h.get("/workshops/session/"+first.Name+"/terminate/", h.robot); r.status != 200 {
+		t.Fatalf("terminate: %d %s", r.status, r.body)
+	}
+	h.clk.Advance(stopGrace)
+	if r := h.get(first.URL, ""); r.status != 302 || r.header.Get("Location") != hubIndex+"?notification=session-deleted" {
+		t.Errorf("link of an ended session: %d %q", r.status, r.header.Get("Location"))
+	}
+	if r := h.get("/workshops/session/"+first.Name+"/activate/?token=x"+first.token[1:], ""); r.status != 400 {
+		t.Errorf("wrong token of an ended session: %d", r.status)
+	}
+	next := h.request("demo-w01", url.Values{"user": {"alice"}, "index_url": {hubIndex}})
+	if next.Name == first.Name || next.token == first.token {
+		t.Errorf("a new session reuses the ended one's link: %+v", next)
+	}
+}

@@ -63,8 +63,14 @@ type Session struct {
 	State       lifecycle.State `json:"state"`
 	Owner       string          `json:"owner,omitempty"`
 	// TokenHashes are hashes of the activation tokens handed out for this
-	// session (a reacquire adds one); the tokens themselves are never stored.
-	TokenHashes  []string  `json:"token_hashes,omitempty"`
+	// session; the tokens themselves are never stored. Since links are
+	// stable there is one; a record from before may hold earlier ones.
+	TokenHashes []string `json:"token_hashes,omitempty"`
+	// LinkSeed is drawn from crypto/rand when the session is allocated;
+	// with the portal's link key it derives the session's activation token
+	// again on every reacquire (see linkToken), so the same link is
+	// returned without storing the token.
+	LinkSeed     string    `json:"link_seed,omitempty"`
 	IndexURL     string    `json:"index_url,omitempty"`
 	AnalyticsURL string    `json:"analytics_url,omitempty"`
 	Params       []Param   `json:"params,omitempty"`
