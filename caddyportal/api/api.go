@@ -150,6 +150,7 @@ var apiRoutes = map[routes.ID]route{
 	routes.SessionTerminate: {handle: (*API).terminate, methods: "GET,POST", protected: true},
 	routes.SessionAuthorize: {handle: (*API).authorize, methods: "GET,HEAD", protected: true},
 	routes.SessionProgress:  {handle: (*API).progress, methods: "GET,HEAD", protected: true},
+	routes.SessionConfig:    {handle: (*API).config, methods: "GET,HEAD", protected: true},
 	routes.UserSessions:     {handle: (*API).userSessions, methods: "GET,HEAD", protected: true},
 }
 

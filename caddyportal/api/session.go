@@ -492,3 +492,38 @@ func (a *API) userSessions(w http.ResponseWriter, r *http.Request, user string) 
 		Sessions []userSessionJSON `json:"sessions"`
 	}{user, out})
 }
+
+// configJSON is the session config response (reference §2.10).
+type configJSON struct {
+	URL      string `json:"url"`
+	Password string `json:"password"`
+}
+
+// config serves /workshops/session/<s>/config/: the session's URL, under
+// which the gate serves config/<type>?token=<password>, and the password.
+func (a *API) config(w http.ResponseWriter, r *http.Request, name string) {
+	if _, ok := a.sessionFor(w, r, name); !ok {
+		return
+	}
+	sess, err := a.svc.ConfigPassword(r.Context(), name)
+	if errors.Is(err, sessions.ErrSessionNotFound) {
+		writeError(w, http.StatusNotFound, "Session not found")
+		return
+	}
+	if a.sessionError(w, err) {
+		return
+	}
+	writeJSON(w, http.StatusOK, configJSON{URL: a.sessionURL(r, sess.Name), Password: sess.ConfigPassword})
+}
+
+// sessionURL is the session's dashboard URL without a trailing slash, as
+// Educates gives it: <scheme>://<session>.<domain> in host mode, the
+// session's path on the portal's origin in path mode.
+func (a *API) sessionURL(r *http.Request, name string) string {
+	origin := a.selfOrigin(r)
+	if a.cfg.Dashboards.Mode == config.DashboardsHost {
+		scheme, _, _ := strings.Cut(origin, "://")
+		return scheme + "://" + name + "." + a.cfg.Dashboards.Domain
+	}
+	return origin + strings.TrimSuffix(routes.SessionPath(name), "/")
+}

@@ -31,6 +31,9 @@ const (
 	SessionTerminate
 	SessionAuthorize
 	SessionProgress
+	// SessionConfig is Educates' session config: the session's URL and
+	// config password.
+	SessionConfig
 	UserSessions
 
 	// The web pages.
@@ -271,6 +274,8 @@ func (p *path) api() (Route, bool) {
 		id = SessionAuthorize
 	case at(1, "session") && at(3, "progress"):
 		id = SessionProgress
+	case at(1, "session") && at(3, "config"):
+		id = SessionConfig
 	case at(1, "user") && at(3, "sessions"):
 		id = UserSessions
 	default:

@@ -28,6 +28,10 @@ func TestMatch(t *testing.T) {
 		{"/workshops/session/s1/authorize/", Route{ID: SessionAuthorize, Arg: "s1"}, true},
 		{"/workshops/session/s1/progress", Route{ID: SessionProgress, Arg: "s1"}, true},
 		{"/workshops/user/b%40o%2Fb/sessions/", Route{ID: UserSessions, Arg: "b@o/b"}, true},
+		{"/workshops/session/s1/config/", Route{ID: SessionConfig, Arg: "s1"}, true},
+		{"/workshops/session/s1/config", Route{ID: SessionConfig, Arg: "s1"}, true},
+		{"/session/s1/config/", Route{ID: SessionConfig, Arg: "s1"}, true},
+
 		{"/", Route{ID: Index}, true},
 		{"/accounts/login/", Route{ID: Login}, true},
 		{"/accounts/login", Route{ID: Login, Slash: "/accounts/login/"}, true},
@@ -68,7 +72,7 @@ func TestMatch(t *testing.T) {
 
 // TestFaces: each route goes to one part of the portal.
 func TestFaces(t *testing.T) {
-	for id, want := range map[ID]Face{None: NoFace, Token: API, UserSessions: API, Index: Pages,
+	for id, want := range map[ID]Face{None: NoFace, Token: API, UserSessions: API, SessionConfig: API, Index: Pages,
 		PageNotFound: Pages, TLSAsk: Gate, SessionDashboard: Gate} {
 		if got := id.Face(); got != want {
 			t.Errorf("%d.Face() = %d, want %d", id, got, want)

@@ -415,3 +415,17 @@ func (s *Service) UseOnce(ctx context.Context, key string, until time.Time) (boo
 	})
 	return first, err
 }
+
+// ConfigPassword returns the live session name with its config password
+// (Educates' session config), giving a session created before config
+// passwords existed one now.
+func (s *Service) ConfigPassword(ctx context.Context, name string) (*Session, error) {
+	return s.mutate(ctx, name, func(sess *Session, _ time.Time) (bool, []Event, error) {
+		if sess.ConfigPassword != "" {
+			return false, nil, nil
+		}
+		password, err := tokens.New()
+		sess.ConfigPassword = password
+		return err == nil, nil, err
+	})
+}

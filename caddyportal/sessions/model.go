@@ -22,6 +22,7 @@ import (
 
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
 	"github.com/caddyportal/caddyportal/caddyportal/spawner"
+	"github.com/caddyportal/caddyportal/caddyportal/tokens"
 )
 
 // User groups. REST-created users are "anonymous" as in Educates.
@@ -70,15 +71,21 @@ type Session struct {
 	// with the portal's link key it derives the session's activation token
 	// again on every reacquire (see linkToken), so the same link is
 	// returned without storing the token.
-	LinkSeed     string    `json:"link_seed,omitempty"`
-	IndexURL     string    `json:"index_url,omitempty"`
-	AnalyticsURL string    `json:"analytics_url,omitempty"`
-	Params       []Param   `json:"params,omitempty"`
-	Slot         int       `json:"slot"`
-	Upstream     string    `json:"upstream"`
-	Created      time.Time `json:"created"`
-	Allocated    time.Time `json:"allocated,omitzero"`
-	Started      time.Time `json:"started,omitzero"`
+	LinkSeed string `json:"link_seed,omitempty"`
+	// ConfigPassword is Educates' per-session config password, drawn from
+	// crypto/rand when the session is created: the config route hands it
+	// to the robot, staff or owner, and the gate serves the session's
+	// config/<type> to whoever presents it. Kept in clear because it is
+	// returned in clear; compared in constant time (ConfigPasswordMatches).
+	ConfigPassword string    `json:"config_password,omitempty"`
+	IndexURL       string    `json:"index_url,omitempty"`
+	AnalyticsURL   string    `json:"analytics_url,omitempty"`
+	Params         []Param   `json:"params,omitempty"`
+	Slot           int       `json:"slot"`
+	Upstream       string    `json:"upstream"`
+	Created        time.Time `json:"created"`
+	Allocated      time.Time `json:"allocated,omitzero"`
+	Started        time.Time `json:"started,omitzero"`
 	// Expires is the activation deadline while pending and the expiry while
 	// running; terminate sets it to the instant of termination.
 	Expires time.Time `json:"expires,omitzero"`
@@ -163,6 +170,12 @@ func (s *Session) StartedAt() time.Time {
 		return s.Allocated
 	}
 	return s.Started
+}
+
+// ConfigPasswordMatches reports, in constant time, whether password is the
+// session's config password; a session without one matches nothing.
+func (s *Session) ConfigPasswordMatches(password string) bool {
+	return s.ConfigPassword != "" && tokens.Equal(password, s.ConfigPassword)
 }
 
 // Pending reports whether the session is allocated but not yet activated.
