@@ -227,6 +227,27 @@ func Match(r *http.Request) (Route, bool) {
 	return p.gate()
 }
 
+// ConfigTypes are the session config files Educates' workshop gateway
+// serves at <session URL>/config/<type>?token=<config password>.
+var ConfigTypes = []string{"environment", "variables", "kubeconfig", "id_rsa", "id_rsa.pub"}
+
+// ConfigType returns the config type a dashboard path asks for: tail is a
+// SessionDashboard Tail (path mode) or a session host's escaped path (host
+// mode), /config/<type> with an optional trailing slash.
+func ConfigType(tail string) (string, bool) {
+	rest, ok := strings.CutPrefix(tail, "/config/")
+	if !ok {
+		return "", false
+	}
+	rest = strings.TrimSuffix(rest, "/")
+	for _, t := range ConfigTypes {
+		if rest == t {
+			return t, true
+		}
+	}
+	return "", false
+}
+
 // MatchSession matches r as a SessionDashboard route only, for the
 // gate's handler of a request Match named so.
 func MatchSession(r *http.Request) (Route, bool) {

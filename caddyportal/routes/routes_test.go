@@ -31,7 +31,7 @@ func TestMatch(t *testing.T) {
 		{"/workshops/session/s1/config/", Route{ID: SessionConfig, Arg: "s1"}, true},
 		{"/workshops/session/s1/config", Route{ID: SessionConfig, Arg: "s1"}, true},
 		{"/session/s1/config/", Route{ID: SessionConfig, Arg: "s1"}, true},
-
+		{"/workshops/session/s1/config/environment", Route{ID: SessionDashboard, Arg: "s1", Tail: "/config/environment"}, true},
 		{"/", Route{ID: Index}, true},
 		{"/accounts/login/", Route{ID: Login}, true},
 		{"/accounts/login", Route{ID: Login, Slash: "/accounts/login/"}, true},
@@ -105,6 +105,18 @@ func TestPaths(t *testing.T) {
 		TLSAskPath: TLSAsk} {
 		if m, ok := Match(httptest.NewRequest("GET", path, nil)); !ok || m.ID != want || m.Slash != "" {
 			t.Errorf("%s matches %+v, %v; want %d", path, m, ok, want)
+		}
+	}
+}
+
+// TestConfigType: the session config files, and nothing else, are named.
+func TestConfigType(t *testing.T) {
+	for tail, want := range map[string]string{"/config/environment": "environment", "/config/variables/": "variables",
+		"/config/kubeconfig": "kubeconfig", "/config/id_rsa": "id_rsa", "/config/id_rsa.pub": "id_rsa.pub",
+		"/config/": "", "/config/other": "", "/config/environment/x": "", "/x/config/environment": "", "": ""} {
+		got, ok := ConfigType(tail)
+		if got != want || ok != (want != "") {
+			t.Errorf("ConfigType(%q) = %q, %v; want %q", tail, got, ok, want)
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
+	"github.com/caddyportal/caddyportal/caddyportal/spawner"
 	"github.com/caddyportal/caddyportal/caddyportal/store"
 	"github.com/caddyportal/caddyportal/caddyportal/tokens"
 )
@@ -428,4 +429,13 @@ func (s *Service) ConfigPassword(ctx context.Context, name string) (*Session, er
 		sess.ConfigPassword = password
 		return err == nil, nil, err
 	})
+}
+
+// EnvironmentOf returns the variables the portal gives the environment of
+// sess, as KEY=VALUE strings (spawner.Environment): what a spawner passes
+// to a spawned environment, and the same values for a workshop whose
+// dashboards the portal does not start. They answer the session's
+// config/environment.
+func (s *Service) EnvironmentOf(sess *Session) ([]string, error) {
+	return spawner.Environment(s.specOf(sess))
 }
