@@ -1,12 +1,20 @@
 package api_test
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/caddyportal/caddyportal/caddyportal/config"
+	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+	"github.com/caddyportal/caddyportal/caddyportal/webhooks"
 )
 
 // wire formats t as the REST API writes datetimes.
@@ -158,5 +166,181 @@ func TestSessionConfigRouteHostMode(t *testing.T) {
 	r := h.get("/workshops/session/"+res.Name+"/config/", h.robot)
 	if r.status != 200 || r.json(t)["url"] != "https://"+res.Name+".sessions.example.com" {
 		t.Errorf("host mode config: %d %s", r.status, r.body)
+	}
+}
+
+// TestSessionEventRoute: a dashboard's analytics event is accepted with
+// 200 {} and emitted as one of the session's events, after the session's
+// own; the bodies Educates refuses get its 400s.
+func TestSessionEventRoute(t *testing.T) {
+	var mu sync.Mutex
+	var events []sessions.Event
+	h := newHarness(t, harnessOpts{onEvent: func(ev sessions.Event) {
+		mu.Lock()
+		events = append(events, ev)
+		mu.Unlock()
+	}})
+	res := h.request("demo-w01", url.Values{"user": {"alice"}, "analytics_url": {"https://a.example.com/hook"}})
+	h.get(res.URL, "")
+	path := "/workshops/session/" + res.Name + "/event/"
+	post := func(token, ctype, body string) response {
+		t.Helper()
+		return h.do("POST", path, token, strings.NewReader(body), "Content-Type", ctype)
+	}
+	owner := h.userToken("alice")
+	r := post(owner, "application/json", `{"event": {"name": "Workshop/View", "data": {"page": "intro", "n": 1}}}`)
+	if r.status != 200 || strings.TrimSpace(string(r.body)) != "{}" {
+		t.Fatalf("event: %d %s", r.status, r.body)
+	}
+	for _, tok := range []string{h.robot, h.passwordToken(adminUser, adminPass)} {
+		if r := post(tok, "application/json; charset=utf-8", `{"event": {"name": "Action/Event"}}`); r.status != 200 {
+			t.Errorf("event by robot/staff: %d %s", r.status, r.body)
+		}
+	}
+	mu.Lock()
+	var got []sessions.Event
+	for _, ev := range events {
+		if ev.Session == res.Name {
+			got = append(got, ev)
+		}
+	}
+	mu.Unlock()
+	if n := len(got); n < 5 || got[n-4].Name != "Session/Started" || got[n-3].Name != "Workshop/View" ||
+		got[n-2].Name != "Action/Event" || got[n-1].Name != "Action/Event" {
+		t.Fatalf("events %+v", got)
+	}
+	view := got[len(got)-3]
+	if view.User != "alice" || view.Environment != "demo-w01" || view.Workshop != "lab-k8s" ||
+		view.AnalyticsURL != "https://a.example.com/hook" || view.Data["page"] != "intro" || !view.Time.Equal(h.clk.Now()) {
+		t.Errorf("event %+v", view)
+	}
+
+	for _, c := range []struct {
+		token, ctype, body string
+		status             int
+		msg                string
+	}{
+		{owner, "text/plain", `{"event": {"name": "X"}}`, 400, "No event data provided"},
+		{owner, "", `{"event": {"name": "X"}}`, 400, "No event data provided"},
+		{owner, "application/json", `{"event": {}}`, 400, "No event data provided"},
+		{owner, "application/json", `{"event": {"name": ""}}`, 400, "No event data provided"},
+		{owner, "application/json", `{}`, 400, "No event data provided"},
+		{owner, "application/json", `{"event": null}`, 400, "No event data provided"},
+		{owner, "application/json", `{"event": `, 400, "Invalid JSON request payload"},
+		{owner, "application/json", `[]`, 400, "Malformed JSON request payload"},
+		{owner, "application/json", `{"event": {"name": 5}}`, 400, "Malformed JSON request payload"},
+		{owner, "application/json", `{"event": {"name": "X", "data": [1]}}`, 400, "Malformed JSON request payload"},
+		{owner, "application/json", `{"event": {"name": "Session/Expired"}}`, 400, "Event name reserved for the portal: Session/Expired"},
+		{owner, "application/json", `{"event": {"name": "User/Delete"}}`, 400, "Event name reserved for the portal: User/Delete"},
+		{owner, "application/json", `{"event": {"name": "a\nb"}}`, 400, "Invalid event name"},
+		{h.userToken("mallory"), "application/json", `{"event": {"name": "X"}}`, 403, "Access to session not permitted"},
+		{"", "application/json", `{"event": {"name": "X"}}`, 403, ""},
+	} {
+		r := post(c.token, c.ctype, c.body)
+		if r.status != c.status {
+			t.Errorf("%q %s: %d %s, want %d", c.ctype, c.body, r.status, r.body, c.status)
+			continue
+		}
+		if msg := r.errorText(t); c.msg != "" && msg != c.msg {
+			t.Errorf("%q %s: %q, want %q", c.ctype, c.body, msg, c.msg)
+		}
+	}
+	if r := h.get(path, owner); r.status != 405 {
+		t.Errorf("GET event: %d", r.status)
+	}
+	if r := h.do("POST", "/workshops/session/demo-w01-s999/event/", h.robot, strings.NewReader(`{"event":{"name":"X"}}`), "Content-Type", "application/json"); r.status != 404 {
+		t.Errorf("unknown session: %d", r.status)
+	}
+	// A reserve was never allocated (Educates checks this first).
+	var reserve string
+	if list, err := h.svc.UserSessions(context.Background(), "alice"); err != nil || len(list) != 1 {
+		t.Fatalf("alice's sessions: %v %v", list, err)
+	}
+	for i := 1; i < 10; i++ {
+		name := fmt.Sprintf("demo-w01-s%03d", i)
+		if s, err := h.svc.Get(context.Background(), name); err == nil && s.Reserved() && s.Live(h.clk.Now()) {
+			reserve = name
+			break
+		}
+	}
+	if reserve == "" {
+		t.Fatal("no reserve")
+	}
+	r = h.do("POST", "/workshops/session/"+reserve+"/event/", h.userToken("mallory"), strings.NewReader(`{"event":{"name":"X"}}`), "Content-Type", "application/json")
+	if r.status != 400 || r.errorText(t) != "Session was never allocated" {
+		t.Errorf("event for a reserve: %d %s", r.status, r.body)
+	}
+}
+
+// TestSessionEventReachesWebhook: a dashboard's event is delivered to the
+// analytics webhook like the portal's own, in order after them and
+// retried when the receiver fails.
+func TestSessionEventReachesWebhook(t *testing.T) {
+	var mu sync.Mutex
+	var names []string
+	var view map[string]any
+	failed := false
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var msg struct {
+			Event map[string]any `json:"event"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&msg); err != nil {
+			w.WriteHeader(400)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		name, _ := msg.Event["name"].(string)
+		if name == "Workshop/View" && !failed {
+			failed = true
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		if name == "Workshop/View" {
+			view = msg.Event
+		}
+		names = append(names, name)
+	}))
+	t.Cleanup(recv.Close)
+	d, err := webhooks.New(webhooks.Options{URL: recv.URL, Backoff: time.Millisecond, Portal: webhooks.Portal{Name: "demo"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close(context.Background()) })
+	h := newHarness(t, harnessOpts{onEvent: func(ev sessions.Event) { d.Send(ev, ev.AnalyticsURL) }})
+	res := h.request("demo-w01", url.Values{"user": {"alice"}})
+	h.get(res.URL, "")
+	r := h.do("POST", "/workshops/session/"+res.Name+"/event/", h.userToken("alice"),
+		strings.NewReader(`{"event": {"name": "Workshop/View", "data": {"page": "intro"}}}`), "Content-Type", "application/json")
+	if r.status != 200 {
+		t.Fatalf("event: %d %s", r.status, r.body)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		done := view != nil
+		mu.Unlock()
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Workshop/View not delivered; got %v", names)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var mine []string
+	for _, n := range names {
+		if n == "Session/Pending" || n == "Session/Started" || n == "Workshop/View" {
+			mine = append(mine, n)
+		}
+	}
+	if strings.Join(mine, ",") != "Session/Pending,Session/Started,Workshop/View" || !failed {
+		t.Errorf("delivered %v (retried: %v)", names, failed)
+	}
+	if view["user"] != "alice" || view["session"] != res.Name || view["environment"] != "demo-w01" ||
+		view["workshop"] != "lab-k8s" || view["data"].(map[string]any)["page"] != "intro" {
+		t.Errorf("payload %v", view)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/mail"
 	"net/url"
@@ -526,4 +527,97 @@ func (a *API) sessionURL(r *http.Request, name string) string {
 		return scheme + "://" + name + "." + a.cfg.Dashboards.Domain
 	}
 	return origin + strings.TrimSuffix(routes.SessionPath(name), "/")
+}
+
+// maxEventBytes bounds a dashboard's analytics event: it is queued in
+// memory and posted to every analytics webhook.
+const maxEventBytes = 64 << 10
+
+// portalEventPrefixes name the events the portal itself emits: a dashboard
+// may not post them, since the portal's metrics and its receivers would
+// take them for state changes (Educates' dashboards send Workshop/,
+// Action/ and Terminal/ events).
+var portalEventPrefixes = []string{sessions.EventSessionPrefix, sessions.EventUserPrefix, sessions.EventEnvironmentPrefix}
+
+// event serves POST /workshops/session/<s>/event/ with
+// {"event": {"name": ..., "data": {...}}}: the event goes to the analytics
+// webhooks (the portal's and the session's analytics_url) as one of the
+// session's, in order with its other events.
+func (a *API) event(w http.ResponseWriter, r *http.Request, name string) {
+	sess, err := a.svc.Get(r.Context(), name)
+	if errors.Is(err, sessions.ErrSessionNotFound) || err == nil && sess.State == lifecycle.Stopped {
+		writeError(w, http.StatusNotFound, "Session not found")
+		return
+	}
+	if err != nil {
+		a.unavailable(w, err)
+		return
+	}
+	// Educates answers this before it checks who asks.
+	if sess.Reserved() {
+		writeError(w, http.StatusBadRequest, "Session was never allocated")
+		return
+	}
+	if _, ok := a.sessionFor(w, r, name); !ok {
+		return
+	}
+	const noData = "No event data provided"
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		writeError(w, http.StatusBadRequest, noData)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxEventBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, "Request payload too large")
+			return
+		}
+		writeError(w, http.StatusBadRequest, "Invalid JSON request payload")
+		return
+	}
+	var msg struct {
+		Event *struct {
+			Name json.RawMessage `json:"name"`
+			Data json.RawMessage `json:"data"`
+		} `json:"event"`
+	}
+	if !json.Valid(body) {
+		writeError(w, http.StatusBadRequest, "Invalid JSON request payload")
+		return
+	}
+	if err := json.Unmarshal(body, &msg); err != nil {
+		writeError(w, http.StatusBadRequest, "Malformed JSON request payload")
+		return
+	}
+	var ev string
+	if msg.Event != nil && len(msg.Event.Name) > 0 && string(msg.Event.Name) != "null" {
+		if err := json.Unmarshal(msg.Event.Name, &ev); err != nil {
+			writeError(w, http.StatusBadRequest, "Malformed JSON request payload")
+			return
+		}
+	}
+	if ev == "" {
+		writeError(w, http.StatusBadRequest, noData)
+		return
+	}
+	if len(ev) > 256 || !sessions.ValidUserID(ev) {
+		writeError(w, http.StatusBadRequest, "Invalid event name")
+		return
+	}
+	for _, p := range portalEventPrefixes {
+		if strings.HasPrefix(ev, p) {
+			writeError(w, http.StatusBadRequest, "Event name reserved for the portal: "+ev)
+			return
+		}
+	}
+	var data map[string]any
+	if d := msg.Event.Data; len(d) > 0 && string(d) != "null" {
+		if err := json.Unmarshal(d, &data); err != nil {
+			writeError(w, http.StatusBadRequest, "Malformed JSON request payload")
+			return
+		}
+	}
+	a.svc.ReportEvent(sess, ev, data)
+	writeJSON(w, http.StatusOK, struct{}{})
 }

@@ -34,6 +34,8 @@ const (
 	// SessionConfig is Educates' session config: the session's URL and
 	// config password.
 	SessionConfig
+	// SessionEvent takes a dashboard's analytics event.
+	SessionEvent
 	UserSessions
 
 	// The web pages.
@@ -297,6 +299,8 @@ func (p *path) api() (Route, bool) {
 		id = SessionProgress
 	case at(1, "session") && at(3, "config"):
 		id = SessionConfig
+	case at(1, "session") && at(3, "event"):
+		id = SessionEvent
 	case at(1, "user") && at(3, "sessions"):
 		id = UserSessions
 	default:

@@ -31,6 +31,7 @@ func TestMatch(t *testing.T) {
 		{"/workshops/session/s1/config/", Route{ID: SessionConfig, Arg: "s1"}, true},
 		{"/workshops/session/s1/config", Route{ID: SessionConfig, Arg: "s1"}, true},
 		{"/session/s1/config/", Route{ID: SessionConfig, Arg: "s1"}, true},
+		{"/workshops/session/s1/event/", Route{ID: SessionEvent, Arg: "s1"}, true},
 		{"/workshops/session/s1/config/environment", Route{ID: SessionDashboard, Arg: "s1", Tail: "/config/environment"}, true},
 		{"/", Route{ID: Index}, true},
 		{"/accounts/login/", Route{ID: Login}, true},
@@ -72,7 +73,8 @@ func TestMatch(t *testing.T) {
 
 // TestFaces: each route goes to one part of the portal.
 func TestFaces(t *testing.T) {
-	for id, want := range map[ID]Face{None: NoFace, Token: API, UserSessions: API, SessionConfig: API, Index: Pages,
+	for id, want := range map[ID]Face{None: NoFace, Token: API, UserSessions: API, SessionConfig: API,
+		SessionEvent: API, Index: Pages,
 		PageNotFound: Pages, TLSAsk: Gate, SessionDashboard: Gate} {
 		if got := id.Face(); got != want {
 			t.Errorf("%d.Face() = %d, want %d", id, got, want)

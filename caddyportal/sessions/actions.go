@@ -439,3 +439,10 @@ func (s *Service) ConfigPassword(ctx context.Context, name string) (*Session, er
 func (s *Service) EnvironmentOf(sess *Session) ([]string, error) {
 	return spawner.Environment(s.specOf(sess))
 }
+
+// ReportEvent emits an event a session's dashboard reports (Educates'
+// session event route) as one of the session's: it reaches OnEvent, and so
+// the analytics webhooks, in order with the session's other events.
+func (s *Service) ReportEvent(sess *Session, name string, data map[string]any) {
+	s.emit([]Event{sessionEvent(name, sess, s.now(), data)})
+}

@@ -94,6 +94,8 @@ const (
 
 	EventUserPrefix        = "User/"
 	EventEnvironmentPrefix = "Environment/"
+	// EventSessionPrefix starts the names of the session events above.
+	EventSessionPrefix = "Session/"
 )
 
 // Event is a committed state change, named as Educates analytics events.
