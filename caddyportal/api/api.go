@@ -127,6 +127,9 @@ type route struct {
 // Handler returns the handler of a REST API route matched by
 // routes.Match, or nil for a route of another face.
 func (a *API) Handler(m routes.Route) http.Handler {
+	if m.ID == routes.APINotFound {
+		return http.HandlerFunc(notFound)
+	}
 	rt, ok := apiRoutes[m.ID]
 	if !ok {
 		return nil

@@ -272,6 +272,25 @@ func TestSessionEventRoute(t *testing.T) {
 	}
 }
 
+// TestUnknownPortalPaths: paths under the portal's own prefixes that no
+// route serves answer a JSON 404 instead of reaching the next handler.
+func TestUnknownPortalPaths(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	for _, p := range []string{"/workshops/", "/workshops/nope/", "/workshops/catalog/x/", "/oauth2/", "/oauth2/authorize/",
+		"/oauth2/token/x", "/workshops/environment/demo-w01/", "/workshops/session/", "/workshops/user/u/sessions/x"} {
+		for _, m := range []string{"GET", "POST"} {
+			r := h.do(m, p, h.robot, nil)
+			if r.status != 404 {
+				t.Errorf("%s %s: %d %s", m, p, r.status, r.body)
+				continue
+			}
+			if msg := r.errorText(t); msg != "Not found" {
+				t.Errorf("%s %s: %q", m, p, msg)
+			}
+		}
+	}
+}
+
 // TestSessionEventReachesWebhook: a dashboard's event is delivered to the
 // analytics webhook like the portal's own, in order after them and
 // retried when the receiver fails.

@@ -621,3 +621,10 @@ func (a *API) event(w http.ResponseWriter, r *http.Request, name string) {
 	a.svc.ReportEvent(sess, ev, data)
 	writeJSON(w, http.StatusOK, struct{}{})
 }
+
+// notFound answers a path under the portal's own prefixes that no route
+// serves.
+func notFound(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+	writeError(w, http.StatusNotFound, "Not found")
+}

@@ -116,7 +116,8 @@ func TestSessionConfigFiles(t *testing.T) {
 }
 
 // TestSessionConfigFilesHostMode: in host mode the files are on the
-// session's host.
+// session's host, and the portal host's session paths other than the
+// delete link are a JSON 404, not passed on.
 func TestSessionConfigFilesHostMode(t *testing.T) {
 	g, svc, name, _ := gateSetupWith(t, "127.0.0.1:1", Options{Domain: "sessions.test"})
 	sess, err := svc.Get(context.Background(), name)
@@ -138,4 +139,14 @@ func TestSessionConfigFilesHostMode(t *testing.T) {
 		t.Errorf("host mode, wrong password: %d", rec.Code)
 	}
 
+	m, ok := routes.Match(httptest.NewRequest("GET", "http://portal.test/workshops/session/"+name+"/x", nil))
+	h := g.Handler(m)
+	if !ok || h == nil {
+		t.Fatal("host mode: a session path on the portal host is passed on")
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "http://portal.test/workshops/session/"+name+"/x", nil))
+	if rec.Code != 404 || rec.Header().Get("Content-Type") != "application/json" {
+		t.Errorf("host mode portal host session path: %d %q", rec.Code, rec.Header().Get("Content-Type"))
+	}
 }

@@ -37,6 +37,11 @@ const (
 	// SessionEvent takes a dashboard's analytics event.
 	SessionEvent
 	UserSessions
+	// APINotFound is any other path under /workshops/ or /oauth2/ that no
+	// part of the portal serves (a session's dashboard paths are the
+	// gate's): the REST API answers a JSON 404 rather than passing it on
+	// to the next handler, which in a bare site answers an empty 200.
+	APINotFound
 
 	// The web pages.
 	Index
@@ -79,7 +84,7 @@ func (id ID) Face() Face {
 	switch {
 	case id == None:
 		return NoFace
-	case id <= UserSessions:
+	case id <= APINotFound:
 		return API
 	case id <= PageNotFound:
 		return Pages
@@ -226,7 +231,13 @@ func Match(r *http.Request) (Route, bool) {
 	if rt, ok := p.pages(); ok {
 		return rt, true
 	}
-	return p.gate()
+	if rt, ok := p.gate(); ok {
+		return rt, true
+	}
+	if p.n > 0 && (p.is(0, "workshops") || p.is(0, "oauth2")) {
+		return Route{ID: APINotFound}, true
+	}
+	return Route{}, false
 }
 
 // ConfigTypes are the session config files Educates' workshop gateway

@@ -41,7 +41,7 @@ func TestMatch(t *testing.T) {
 		{"/accounts/logout/", Route{ID: Logout}, true},
 		{"/accounts/nope", Route{ID: PageNotFound}, true},
 		{"/workshops/catalog", Route{ID: Catalog, Slash: "/workshops/catalog/"}, true},
-		{"/workshops/catalog/x/", Route{}, false},
+		{"/workshops/catalog/x/", Route{ID: APINotFound}, true},
 		{"/admin", Route{ID: AdminOverview, Slash: "/admin/"}, true},
 		{"/adminx/", Route{}, false},
 		{"/admin/sessions/", Route{ID: AdminSessions}, true},
@@ -52,7 +52,15 @@ func TestMatch(t *testing.T) {
 		{"/admin/sessions/s1/extend", Route{ID: AdminExtend, Arg: "s1"}, true},
 		{"/admin/sessions/s1/extend/x/", Route{ID: PageNotFound}, true},
 		{"/admin/sessions/s1/extend/x/y/z/", Route{ID: PageNotFound}, true},
-		{"/oauth2/token/a/b/c/d/e", Route{}, false},
+		{"/oauth2/token/a/b/c/d/e", Route{ID: APINotFound}, true},
+		{"/oauth2/authorize/", Route{ID: APINotFound}, true},
+		{"/oauth2", Route{ID: APINotFound}, true},
+		{"/workshops/environment/lab-w01/", Route{ID: APINotFound}, true},
+		{"/workshops/access/", Route{ID: APINotFound}, true},
+		{"/workshops/user/u/sessions/x", Route{ID: APINotFound}, true},
+		{"/%77orkshops/nope", Route{ID: APINotFound}, true},
+		{"/workshopsx/", Route{}, false},
+		{"/static/workshops/", Route{}, false},
 		{"/workshops/tls/ask", Route{ID: TLSAsk}, true},
 		{"/workshops/environment/lab-w01/create/", Route{ID: EnvironmentCreate, Arg: "lab-w01"}, true},
 		{"/workshops/session/s1", Route{ID: SessionDashboard, Arg: "s1"}, true},
@@ -60,8 +68,9 @@ func TestMatch(t *testing.T) {
 		{"/workshops/session/s1/a%2Fb/c?x", Route{ID: SessionDashboard, Arg: "s1", Tail: "/a%2Fb/c"}, true},
 		{"//workshops/session/s1/delete/", Route{ID: SessionDashboard, Arg: "s1", Tail: "/delete/"}, true},
 		{"/workshops/session/s1/activate/x", Route{ID: SessionDashboard, Arg: "s1", Tail: "/activate/x"}, true},
-		{"/workshops/session/", Route{}, false},
-		{"/workshops/", Route{}, false},
+		{"/workshops/session/", Route{ID: APINotFound}, true},
+		{"/workshops/session//x", Route{ID: APINotFound}, true},
+		{"/workshops/", Route{ID: APINotFound}, true},
 		{"/favicon.ico", Route{}, false},
 	} {
 		got, ok := Match(httptest.NewRequest("GET", "http://portal.test"+c.path, nil))
@@ -74,7 +83,7 @@ func TestMatch(t *testing.T) {
 // TestFaces: each route goes to one part of the portal.
 func TestFaces(t *testing.T) {
 	for id, want := range map[ID]Face{None: NoFace, Token: API, UserSessions: API, SessionConfig: API,
-		SessionEvent: API, Index: Pages,
+		SessionEvent: API, APINotFound: API, Index: Pages,
 		PageNotFound: Pages, TLSAsk: Gate, SessionDashboard: Gate} {
 		if got := id.Face(); got != want {
 			t.Errorf("%d.Face() = %d, want %d", id, got, want)
