@@ -363,3 +363,34 @@ func TestSessionEventReachesWebhook(t *testing.T) {
 		t.Errorf("payload %v", view)
 	}
 }
+
+// TestIndexURLPolicy: the strict allow list answers a 400 that names the
+// refused origin and the Caddyfile lines that admit it; `redirects any`
+// admits every http(s) index_url and still refuses the tricks.
+func TestIndexURLPolicy(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	r := h.get("/workshops/environment/demo-w01/request/?index_url="+url.QueryEscape("https://Evil.Example/x"), h.robot)
+	if r.status != 400 {
+		t.Fatalf("refused index_url: %d %s", r.status, r.body)
+	}
+	msg := r.errorText(t)
+	for _, want := range []string{"https://evil.example", `"redirects https://evil.example"`, `"redirects any"`} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("%q does not say %s", msg, want)
+		}
+	}
+
+	cfg := testPortal()
+	cfg.Redirects = []string{config.RedirectsAny}
+	h = newHarness(t, harnessOpts{cfg: cfg})
+	res := h.request("demo-w01", url.Values{"user": {"alice"}, "index_url": {"https://evil.example/x"}})
+	if res.index != "https://evil.example/x" {
+		t.Errorf("any: index %q", res.index)
+	}
+	for _, bad := range []string{"javascript:alert(1)", "//evil.example", "https://hub.example.com@evil.example/", `/\evil.example`, "data:text/html,x"} {
+		r := h.get("/workshops/environment/demo-w01/request/?user=bob&index_url="+url.QueryEscape(bad), h.robot)
+		if r.status != 400 {
+			t.Errorf("any: index_url %q: %d %s", bad, r.status, r.body)
+		}
+	}
+}
