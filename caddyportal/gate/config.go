@@ -59,7 +59,7 @@ func (g *Gate) serveConfig(w http.ResponseWriter, r *http.Request, name, tail st
 	}
 	var body any
 	switch typ {
-	case "environment":
+	case "environment", "variables":
 		env, err := g.environment(sess)
 		if err != nil {
 			g.log.Warn("gate: session config", zap.String("session", name), zap.Error(err))
@@ -68,15 +68,9 @@ func (g *Gate) serveConfig(w http.ResponseWriter, r *http.Request, name, tail st
 			return true
 		}
 		body = env
-	case "variables":
-		env, err := g.environment(sess)
-		if err != nil {
-			g.log.Warn("gate: session config", zap.String("session", name), zap.Error(err))
-			g.metrics.GateRequest(sess.Environment, http.StatusInternalServerError)
-			httperr.Write(w, http.StatusInternalServerError, "The session's environment cannot be described")
-			return true
+		if typ == "variables" {
+			body = g.variables(sess, env)
 		}
-		body = g.variables(sess, env)
 	default:
 		// No Kubernetes account, no SSH key: what Educates' gateway
 		// answers for a file its session does not have.
