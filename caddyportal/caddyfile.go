@@ -46,7 +46,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		}
 //		url       <public base url>
 //		index     <url>
-//		redirects <origins...>
+//		redirects <origins...> | any
 //		catalog   private|public
 //		registration one-step|anonymous|disabled
 //		sessions  [maximum <n>] [registered <n>] [anonymous <n>]
@@ -373,11 +373,14 @@ func parseRedirects(d *caddyfile.Dispenser, h *Handler) error {
 		return err
 	}
 	if len(args) == 0 {
-		return usageErr(d, "redirects", "redirects <origins...>")
+		return usageErr(d, "redirects", "redirects <origins...> | redirects any")
 	}
 	for _, u := range args {
+		if u == config.RedirectsAny {
+			continue
+		}
 		if _, err := config.Origin(u); err != nil {
-			return d.Errf("redirects: %v", err)
+			return d.Errf("redirects: %v (or %q to admit every http(s) origin)", err, config.RedirectsAny)
 		}
 	}
 	h.Redirects = append(h.Redirects, args...)

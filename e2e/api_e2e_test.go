@@ -325,7 +325,8 @@ func TestCatalogRoutes(t *testing.T) {
 	}
 	list := st["sessions"].([]any)
 	item := list[0].(map[string]any)
-	if item["user"] != "by-alias" || item["state"] != "WAITING" || item["started"] != nil {
+	// Pending: started is the allocation time, as in Educates.
+	if started, _ := item["started"].(string); item["user"] != "by-alias" || item["state"] != "WAITING" || started == "" {
 		t.Fatalf("status session item: %v", item)
 	}
 	// Pending: expires is the activation deadline, 60s away by default.

@@ -130,6 +130,9 @@ type route struct {
 // Handler returns the handler of a REST API route matched by
 // routes.Match, or nil for a route of another face.
 func (a *API) Handler(m routes.Route) http.Handler {
+	if m.ID == routes.APINotFound {
+		return http.HandlerFunc(notFound)
+	}
 	rt, ok := apiRoutes[m.ID]
 	if !ok {
 		return nil
@@ -153,6 +156,8 @@ var apiRoutes = map[routes.ID]route{
 	routes.SessionTerminate: {handle: (*API).terminate, methods: "GET,POST", protected: true},
 	routes.SessionAuthorize: {handle: (*API).authorize, methods: "GET,HEAD", protected: true, dashboard: true},
 	routes.SessionProgress:  {handle: (*API).progress, methods: "GET,HEAD", protected: true},
+	routes.SessionConfig:    {handle: (*API).config, methods: "GET,HEAD", protected: true},
+	routes.SessionEvent:     {handle: (*API).event, methods: "POST", protected: true},
 	routes.UserSessions:     {handle: (*API).userSessions, methods: "GET,HEAD", protected: true},
 }
 

@@ -285,7 +285,7 @@ func (a *API) environment(e *sessions.Environment, live []*sessions.Session, wit
 		}
 		ej.Allocated++
 		items = append(items, sessionItemJSON{Name: s.Name, State: s.State, Namespace: s.Name, User: s.Owner,
-			Started: lifecycle.Time(s.Started), expiryJSON: expiry(e.Policy, s, now)})
+			Started: lifecycle.Time(s.StartedAt()), expiryJSON: expiry(e.Policy, s, now)})
 	}
 	if withSessions {
 		ej.Sessions = &items

@@ -90,7 +90,7 @@ func TestCatalogShapeAndKeyOrder(t *testing.T) {
 	var s map[string]any
 	_ = json.Unmarshal(item, &s)
 	if s["name"] != alice.Name || s["namespace"] != alice.Name || s["user"] != "alice" || s["state"] != "WAITING" ||
-		s["countdown"] != float64(60) || s["extendable"] != false || s["started"] != nil {
+		s["countdown"] != float64(60) || s["extendable"] != false || s["started"] != h.t0.Format("2006-01-02T15:04:05.000Z") {
 		t.Errorf("session item %v", s)
 	}
 	if exp, _ := s["expires"].(string); !datetimeRE.MatchString(exp) || exp != h.t0.Add(defaultWait).Format("2006-01-02T15:04:05.000Z") {

@@ -90,6 +90,8 @@ type harnessOpts struct {
 	onRequestFailed func(env string, err error)
 	// wrap, if set, wraps the store the service and the issuer use.
 	wrap func(store.Store) store.Store
+	// onEvent is the service's OnEvent.
+	onEvent func(sessions.Event)
 }
 
 func newHarness(t *testing.T, o harnessOpts) *harness {
@@ -108,7 +110,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 		st = o.wrap(st)
 	}
 	sopts := sessions.Options{Now: clk.Now, StopGrace: o.stopGrace, ReconcileInterval: time.Hour,
-		OnRequestFailed: o.onRequestFailed}
+		OnRequestFailed: o.onRequestFailed, OnEvent: o.onEvent}
 	if o.before != nil {
 		prev, err := sessions.New(context.Background(), st, *o.before, sopts)
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/mail"
 	"net/url"
@@ -296,7 +297,7 @@ type scheduleJSON struct {
 }
 
 func scheduleBody(sess *sessions.Session, sch lifecycle.Schedule, extended *bool) scheduleJSON {
-	out := scheduleJSON{Status: sess.State, Started: lifecycle.Time(sess.Started), Expires: lifecycle.Time(sess.Expires),
+	out := scheduleJSON{Status: sess.State, Started: lifecycle.Time(sess.StartedAt()), Expires: lifecycle.Time(sess.Expires),
 		Extended: extended, Expiring: sch.Expiring}
 	if sch.HasExpiry {
 		out.Countdown, out.Extendable = &sch.Countdown, &sch.Extendable
@@ -422,7 +423,7 @@ func (a *API) terminate(w http.ResponseWriter, r *http.Request, name string) {
 	writeJSON(w, http.StatusOK, struct {
 		Started lifecycle.Time `json:"started"`
 		Expires lifecycle.Time `json:"expires"`
-	}{lifecycle.Time(sess.Started), lifecycle.Time(sess.Expires)})
+	}{lifecycle.Time(sess.StartedAt()), lifecycle.Time(sess.Expires)})
 }
 
 func (a *API) authorize(w http.ResponseWriter, r *http.Request, name string) {
@@ -485,10 +486,145 @@ func (a *API) userSessions(w http.ResponseWriter, r *http.Request, user string) 
 			pol = e.Policy
 		}
 		out = append(out, userSessionJSON{Name: s.Name, Namespace: s.Name, Workshop: s.Workshop,
-			Environment: s.Environment, Started: lifecycle.Time(s.Started), expiryJSON: expiry(pol, s, now)})
+			Environment: s.Environment, Started: lifecycle.Time(s.StartedAt()), expiryJSON: expiry(pol, s, now)})
 	}
 	writeJSON(w, http.StatusOK, struct {
 		User     string            `json:"user"`
 		Sessions []userSessionJSON `json:"sessions"`
 	}{user, out})
+}
+
+// configJSON is the session config response (reference §2.10).
+type configJSON struct {
+	URL      string `json:"url"`
+	Password string `json:"password"`
+}
+
+// config serves /workshops/session/<s>/config/: the session's URL, under
+// which the gate serves config/<type>?token=<password>, and the password.
+func (a *API) config(w http.ResponseWriter, r *http.Request, name string) {
+	if _, ok := a.sessionFor(w, r, name); !ok {
+		return
+	}
+	sess, err := a.svc.ConfigPassword(r.Context(), name)
+	if errors.Is(err, sessions.ErrSessionNotFound) {
+		writeError(w, http.StatusNotFound, "Session not found")
+		return
+	}
+	if a.sessionError(w, err) {
+		return
+	}
+	writeJSON(w, http.StatusOK, configJSON{URL: a.sessionURL(r, sess.Name), Password: sess.ConfigPassword})
+}
+
+// sessionURL is the session's dashboard URL without a trailing slash, as
+// Educates gives it: <scheme>://<session>.<domain> in host mode, the
+// session's path on the portal's origin in path mode.
+func (a *API) sessionURL(r *http.Request, name string) string {
+	origin := a.selfOrigin(r)
+	if a.cfg.Dashboards.Mode == config.DashboardsHost {
+		scheme, _, _ := strings.Cut(origin, "://")
+		return scheme + "://" + name + "." + a.cfg.Dashboards.Domain
+	}
+	return origin + strings.TrimSuffix(routes.SessionPath(name), "/")
+}
+
+// maxEventBytes bounds a dashboard's analytics event: it is queued in
+// memory and posted to every analytics webhook.
+const maxEventBytes = 64 << 10
+
+// portalEventPrefixes name the events the portal itself emits: a dashboard
+// may not post them, since the portal's metrics and its receivers would
+// take them for state changes (Educates' dashboards send Workshop/,
+// Action/ and Terminal/ events).
+var portalEventPrefixes = []string{sessions.EventSessionPrefix, sessions.EventUserPrefix, sessions.EventEnvironmentPrefix}
+
+// event serves POST /workshops/session/<s>/event/ with
+// {"event": {"name": ..., "data": {...}}}: the event goes to the analytics
+// webhooks (the portal's and the session's analytics_url) as one of the
+// session's, in order with its other events.
+func (a *API) event(w http.ResponseWriter, r *http.Request, name string) {
+	sess, err := a.svc.Get(r.Context(), name)
+	if errors.Is(err, sessions.ErrSessionNotFound) || err == nil && sess.State == lifecycle.Stopped {
+		writeError(w, http.StatusNotFound, "Session not found")
+		return
+	}
+	if err != nil {
+		a.unavailable(w, err)
+		return
+	}
+	// Educates answers this before it checks who asks.
+	if sess.Reserved() {
+		writeError(w, http.StatusBadRequest, "Session was never allocated")
+		return
+	}
+	if _, ok := a.sessionFor(w, r, name); !ok {
+		return
+	}
+	const noData = "No event data provided"
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		writeError(w, http.StatusBadRequest, noData)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxEventBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, "Request payload too large")
+			return
+		}
+		writeError(w, http.StatusBadRequest, "Invalid JSON request payload")
+		return
+	}
+	var msg struct {
+		Event *struct {
+			Name json.RawMessage `json:"name"`
+			Data json.RawMessage `json:"data"`
+		} `json:"event"`
+	}
+	if !json.Valid(body) {
+		writeError(w, http.StatusBadRequest, "Invalid JSON request payload")
+		return
+	}
+	if err := json.Unmarshal(body, &msg); err != nil {
+		writeError(w, http.StatusBadRequest, "Malformed JSON request payload")
+		return
+	}
+	var ev string
+	if msg.Event != nil && len(msg.Event.Name) > 0 && string(msg.Event.Name) != "null" {
+		if err := json.Unmarshal(msg.Event.Name, &ev); err != nil {
+			writeError(w, http.StatusBadRequest, "Malformed JSON request payload")
+			return
+		}
+	}
+	if ev == "" {
+		writeError(w, http.StatusBadRequest, noData)
+		return
+	}
+	if len(ev) > 256 || !sessions.ValidUserID(ev) {
+		writeError(w, http.StatusBadRequest, "Invalid event name")
+		return
+	}
+	for _, p := range portalEventPrefixes {
+		if strings.HasPrefix(ev, p) {
+			writeError(w, http.StatusBadRequest, "Event name reserved for the portal: "+ev)
+			return
+		}
+	}
+	var data map[string]any
+	if d := msg.Event.Data; len(d) > 0 && string(d) != "null" {
+		if err := json.Unmarshal(d, &data); err != nil {
+			writeError(w, http.StatusBadRequest, "Malformed JSON request payload")
+			return
+		}
+	}
+	a.svc.ReportEvent(sess, ev, data)
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+// notFound answers a path under the portal's own prefixes that no route
+// serves.
+func notFound(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+	writeError(w, http.StatusNotFound, "Not found")
 }

@@ -106,6 +106,10 @@ const (
 
 	StorageBadger = "badger"
 	StorageEtcd   = "etcd"
+
+	// RedirectsAny in Redirects admits every http(s) index_url, as the
+	// Educates training portal does (an open redirect: opt-in only).
+	RedirectsAny = "any"
 )
 
 // Defaults applied when a setting is left out.
@@ -140,7 +144,8 @@ type Portal struct {
 	Index string `json:"index,omitempty"`
 
 	// Redirects lists the origins (scheme://host[:port]) that index_url and
-	// redirect_url may point at, besides the origins of Index and URL.
+	// redirect_url may point at, besides the origins of Index and URL. The
+	// entry RedirectsAny admits every http(s) origin, as Educates does.
 	Redirects []string `json:"redirects,omitempty"`
 
 	// Catalog visibility: `private` (default) needs a bearer token for the
@@ -423,12 +428,20 @@ func (p *Portal) Validate() error {
 			return fmt.Errorf("storage %q: unknown backend (use badger or etcd)", p.Storage.Backend)
 		}
 	}
-	for _, u := range append([]string{p.URL, p.Index}, p.Redirects...) {
+	for _, u := range []string{p.URL, p.Index} {
 		if u == "" {
 			continue
 		}
 		if _, err := Origin(u); err != nil {
 			return err
+		}
+	}
+	for _, u := range p.Redirects {
+		if u == RedirectsAny {
+			continue
+		}
+		if _, err := Origin(u); err != nil {
+			return fmt.Errorf("redirects: %w (or %q to admit every http(s) origin)", err, RedirectsAny)
 		}
 	}
 	if p.Analytics != "" {

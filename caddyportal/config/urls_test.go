@@ -62,3 +62,23 @@ func TestRedactURL(t *testing.T) {
 		t.Errorf("ValidateWebhookURL error %v shows the query", err)
 	}
 }
+
+// TestValidateRedirects: a redirects entry is an http(s) origin or "any"
+// (Educates' acceptance of every index_url), nothing else.
+func TestValidateRedirects(t *testing.T) {
+	base := Portal{Robot: Credentials{Password: "p"}, Client: Client{ID: "i", Secret: "s"}}
+	for _, ok := range [][]string{{RedirectsAny}, {"https://hub.example.com", RedirectsAny}, {"https://hub.example.com"}} {
+		p := base
+		p.Redirects = ok
+		if err := p.Validate(); err != nil {
+			t.Errorf("Validate(redirects %v) = %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"anything", "ANY", "*", "javascript:alert(1)"} {
+		p := base
+		p.Redirects = []string{bad}
+		if err := p.Validate(); err == nil || !strings.Contains(err.Error(), `"any"`) {
+			t.Errorf("Validate(redirects %q) = %v, want refused with the any hint", bad, err)
+		}
+	}
+}

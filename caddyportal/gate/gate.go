@@ -126,6 +126,9 @@ func (g *Gate) ServeSessionHost(w http.ResponseWriter, r *http.Request, name str
 		g.refuseInitiator(w, r, err, false)
 		return
 	}
+	if g.serveConfig(w, r, name, r.URL.EscapedPath()) {
+		return
+	}
 	if p := r.URL.Path; p == routes.DeletePath(name) || p == strings.TrimSuffix(routes.DeletePath(name), "/") {
 		g.ServeDelete(w, r, name)
 		return
@@ -159,6 +162,7 @@ func (g *Gate) servePath(w http.ResponseWriter, r *http.Request, name, tail stri
 		g.ServeDelete(w, r, name)
 	case tail == "":
 		http.Redirect(w, r, routes.SessionPath(name), http.StatusFound)
+	case g.serveConfig(w, r, name, tail):
 	default:
 		g.serveDashboard(w, r, name, tail)
 	}

@@ -3,13 +3,15 @@ package gate
 import (
 	"net/http"
 
+	"github.com/caddyportal/caddyportal/caddyportal/httperr"
 	"github.com/caddyportal/caddyportal/caddyportal/routes"
 )
 
-// Handler returns the handler of a gate route matched by routes.Match, or
-// nil when the gate leaves it to the next handler (a path under
-// routes.SessionPrefix other than the delete link, in host mode).
-// Dashboard requests get a handler that costs no allocation.
+// Handler returns the handler of a gate route matched by routes.Match.
+// Dashboard requests get a handler that costs no allocation. In host mode
+// a path under routes.SessionPrefix on the portal's host other than the
+// delete link is no dashboard's: it answers a JSON 404 like any unknown
+// path under the portal's prefixes.
 func (g *Gate) Handler(m routes.Route) http.Handler {
 	switch m.ID {
 	case routes.TLSAsk:
@@ -22,7 +24,7 @@ func (g *Gate) Handler(m routes.Route) http.Handler {
 		})
 	case routes.SessionDashboard:
 		if g.HostMode() && !isDelete(m.Tail) {
-			return nil
+			return http.HandlerFunc(notFound)
 		}
 		return (*pathHandler)(g)
 	}
@@ -60,3 +62,8 @@ func (h *hostHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func isDelete(tail string) bool { return tail == "/delete" || tail == "/delete/" }
+
+// notFound answers a path under the portal's prefixes that nothing serves.
+func notFound(w http.ResponseWriter, _ *http.Request) {
+	httperr.Write(w, http.StatusNotFound, "Not found")
+}

@@ -1,6 +1,7 @@
 package redirects_test
 
 import (
+	"errors"
 	"net/url"
 	"strings"
 	"testing"
@@ -207,4 +208,62 @@ func FuzzCheck(f *testing.F) {
 			}
 		}
 	})
+}
+
+// tricks are targets a browser may read as another host, or as no URL at
+// all: refused under every policy, Any included.
+var tricks = []string{
+	"", "//evil.com", "//evil.com/path", "///evil.com", `\\evil.com`, `/\evil.com`, `\/evil.com`,
+	"https:evil.com", "https:/evil.com", "https://hub.example.com@evil.com", "https://user:pw@evil.com/",
+	`https://evil.com\@hub.example.com`, `https://hub.example.com\.evil.com`, "https://hub%2Eexample.com/",
+	"https://hub.example.com%2F@evil.com", "https://hub.example.com%E3%80%82evil.com/", "https://hub。example。com/",
+	"javascript:alert(1)", "JavaScript:alert(1)", "javascript://evil.com/%0aalert(1)",
+	"data:text/html,<script>alert(1)</script>", "vbscript:msgbox", "ftp://evil.com/", "file:///etc/passwd",
+	"https://evil.exa\tmple.com/", "https://evil.com/\n", "/\t/evil.com", " https://evil.com/", "\x00https://evil.com/",
+	"evil.com", "https://", "https:///evil.com", "https://:443/", "/" + strings.Repeat("a", 5000),
+}
+
+// TestAnyAdmitsEveryHTTPOrigin: `redirects any` is Educates' behaviour,
+// every absolute http(s) URL, and still refuses the tricks.
+func TestAnyAdmitsEveryHTTPOrigin(t *testing.T) {
+	p, err := redirects.NewPolicy("https://hub.example.com", redirects.Any)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, target := range []string{"https://evil.com", "http://lms.example.net:8080/course?x=1", "HTTPS://Other.Example/",
+		"http://[::1]:9000/", "https://hub.example.com/", "/workshops/catalog/"} {
+		if err := p.Check(target, self); err != nil {
+			t.Errorf("any: Check(%q) = %v, want allowed", target, err)
+		}
+	}
+	for _, target := range tricks {
+		if err := p.Check(target, self); err == nil {
+			t.Errorf("any: Check(%q) allowed, want refused", target)
+		}
+		if err := policy(t).Check(target, self); err == nil {
+			t.Errorf("allow list: Check(%q) allowed, want refused", target)
+		}
+	}
+	// Without Any the same origins are refused.
+	if err := policy(t).Check("https://evil.com/x", self); err == nil {
+		t.Error("allow list admits another origin")
+	}
+}
+
+// TestNotAllowedSaysWhatAdmitsIt: the refusal names the origin and the
+// Caddyfile lines that would admit it.
+func TestNotAllowedSaysWhatAdmitsIt(t *testing.T) {
+	err := policy(t).Check("HTTPS://Evil.Example:443/path?q=1", self)
+	var na *redirects.NotAllowedError
+	if !errors.As(err, &na) || !errors.Is(err, redirects.ErrNotAllowed) || na.Origin != "https://evil.example" {
+		t.Fatalf("Check = %#v", err)
+	}
+	for _, want := range []string{"https://evil.example", `"redirects https://evil.example"`, `"redirects any"`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q does not say %s", err, want)
+		}
+	}
+	if err := policy(t).Check("//evil.com", self); !errors.Is(err, redirects.ErrNotAllowed) {
+		t.Errorf("scheme-relative: %v", err)
+	}
 }

@@ -31,7 +31,17 @@ const (
 	SessionTerminate
 	SessionAuthorize
 	SessionProgress
+	// SessionConfig is Educates' session config: the session's URL and
+	// config password.
+	SessionConfig
+	// SessionEvent takes a dashboard's analytics event.
+	SessionEvent
 	UserSessions
+	// APINotFound is any other path under /workshops/ or /oauth2/ that no
+	// part of the portal serves (a session's dashboard paths are the
+	// gate's): the REST API answers a JSON 404 rather than passing it on
+	// to the next handler, which in a bare site answers an empty 200.
+	APINotFound
 
 	// The web pages.
 	Index
@@ -74,7 +84,7 @@ func (id ID) Face() Face {
 	switch {
 	case id == None:
 		return NoFace
-	case id <= UserSessions:
+	case id <= APINotFound:
 		return API
 	case id <= PageNotFound:
 		return Pages
@@ -225,7 +235,34 @@ func Match(r *http.Request) (Route, bool) {
 	if rt, ok := p.pages(); ok {
 		return rt, true
 	}
-	return p.gate()
+	if rt, ok := p.gate(); ok {
+		return rt, true
+	}
+	if p.n > 0 && (p.is(0, "workshops") || p.is(0, "oauth2")) {
+		return Route{ID: APINotFound}, true
+	}
+	return Route{}, false
+}
+
+// ConfigTypes are the session config files Educates' workshop gateway
+// serves at <session URL>/config/<type>?token=<config password>.
+var ConfigTypes = []string{"environment", "variables", "kubeconfig", "id_rsa", "id_rsa.pub"}
+
+// ConfigType returns the config type a dashboard path asks for: tail is a
+// SessionDashboard Tail (path mode) or a session host's escaped path (host
+// mode), /config/<type> with an optional trailing slash.
+func ConfigType(tail string) (string, bool) {
+	rest, ok := strings.CutPrefix(tail, "/config/")
+	if !ok {
+		return "", false
+	}
+	rest = strings.TrimSuffix(rest, "/")
+	for _, t := range ConfigTypes {
+		if rest == t {
+			return t, true
+		}
+	}
+	return "", false
 }
 
 // MatchSession matches r as a SessionDashboard route only, for the
@@ -275,6 +312,10 @@ func (p *path) api() (Route, bool) {
 		id = SessionAuthorize
 	case at(1, "session") && at(3, "progress"):
 		id = SessionProgress
+	case at(1, "session") && at(3, "config"):
+		id = SessionConfig
+	case at(1, "session") && at(3, "event"):
+		id = SessionEvent
 	case at(1, "user") && at(3, "sessions"):
 		id = UserSessions
 	default:

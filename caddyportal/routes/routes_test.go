@@ -28,6 +28,11 @@ func TestMatch(t *testing.T) {
 		{"/workshops/session/s1/authorize/", Route{ID: SessionAuthorize, Arg: "s1"}, true},
 		{"/workshops/session/s1/progress", Route{ID: SessionProgress, Arg: "s1"}, true},
 		{"/workshops/user/b%40o%2Fb/sessions/", Route{ID: UserSessions, Arg: "b@o/b"}, true},
+		{"/workshops/session/s1/config/", Route{ID: SessionConfig, Arg: "s1"}, true},
+		{"/workshops/session/s1/config", Route{ID: SessionConfig, Arg: "s1"}, true},
+		{"/session/s1/config/", Route{ID: SessionConfig, Arg: "s1"}, true},
+		{"/workshops/session/s1/event/", Route{ID: SessionEvent, Arg: "s1"}, true},
+		{"/workshops/session/s1/config/environment", Route{ID: SessionDashboard, Arg: "s1", Tail: "/config/environment"}, true},
 		{"/", Route{ID: Index}, true},
 		{"/accounts/login/", Route{ID: Login}, true},
 		{"/accounts/login", Route{ID: Login, Slash: "/accounts/login/"}, true},
@@ -36,7 +41,7 @@ func TestMatch(t *testing.T) {
 		{"/accounts/logout/", Route{ID: Logout}, true},
 		{"/accounts/nope", Route{ID: PageNotFound}, true},
 		{"/workshops/catalog", Route{ID: Catalog, Slash: "/workshops/catalog/"}, true},
-		{"/workshops/catalog/x/", Route{}, false},
+		{"/workshops/catalog/x/", Route{ID: APINotFound}, true},
 		{"/admin", Route{ID: AdminOverview, Slash: "/admin/"}, true},
 		{"/adminx/", Route{}, false},
 		{"/admin/sessions/", Route{ID: AdminSessions}, true},
@@ -47,7 +52,15 @@ func TestMatch(t *testing.T) {
 		{"/admin/sessions/s1/extend", Route{ID: AdminExtend, Arg: "s1"}, true},
 		{"/admin/sessions/s1/extend/x/", Route{ID: PageNotFound}, true},
 		{"/admin/sessions/s1/extend/x/y/z/", Route{ID: PageNotFound}, true},
-		{"/oauth2/token/a/b/c/d/e", Route{}, false},
+		{"/oauth2/token/a/b/c/d/e", Route{ID: APINotFound}, true},
+		{"/oauth2/authorize/", Route{ID: APINotFound}, true},
+		{"/oauth2", Route{ID: APINotFound}, true},
+		{"/workshops/environment/lab-w01/", Route{ID: APINotFound}, true},
+		{"/workshops/access/", Route{ID: APINotFound}, true},
+		{"/workshops/user/u/sessions/x", Route{ID: APINotFound}, true},
+		{"/%77orkshops/nope", Route{ID: APINotFound}, true},
+		{"/workshopsx/", Route{}, false},
+		{"/static/workshops/", Route{}, false},
 		{"/workshops/tls/ask", Route{ID: TLSAsk}, true},
 		{"/workshops/environment/lab-w01/create/", Route{ID: EnvironmentCreate, Arg: "lab-w01"}, true},
 		{"/workshops/session/s1", Route{ID: SessionDashboard, Arg: "s1"}, true},
@@ -55,8 +68,9 @@ func TestMatch(t *testing.T) {
 		{"/workshops/session/s1/a%2Fb/c?x", Route{ID: SessionDashboard, Arg: "s1", Tail: "/a%2Fb/c"}, true},
 		{"//workshops/session/s1/delete/", Route{ID: SessionDashboard, Arg: "s1", Tail: "/delete/"}, true},
 		{"/workshops/session/s1/activate/x", Route{ID: SessionDashboard, Arg: "s1", Tail: "/activate/x"}, true},
-		{"/workshops/session/", Route{}, false},
-		{"/workshops/", Route{}, false},
+		{"/workshops/session/", Route{ID: APINotFound}, true},
+		{"/workshops/session//x", Route{ID: APINotFound}, true},
+		{"/workshops/", Route{ID: APINotFound}, true},
 		{"/favicon.ico", Route{}, false},
 	} {
 		got, ok := Match(httptest.NewRequest("GET", "http://portal.test"+c.path, nil))
@@ -68,7 +82,8 @@ func TestMatch(t *testing.T) {
 
 // TestFaces: each route goes to one part of the portal.
 func TestFaces(t *testing.T) {
-	for id, want := range map[ID]Face{None: NoFace, Token: API, UserSessions: API, Index: Pages,
+	for id, want := range map[ID]Face{None: NoFace, Token: API, UserSessions: API, SessionConfig: API,
+		SessionEvent: API, APINotFound: API, Index: Pages,
 		PageNotFound: Pages, TLSAsk: Gate, SessionDashboard: Gate} {
 		if got := id.Face(); got != want {
 			t.Errorf("%d.Face() = %d, want %d", id, got, want)
@@ -101,6 +116,18 @@ func TestPaths(t *testing.T) {
 		TLSAskPath: TLSAsk} {
 		if m, ok := Match(httptest.NewRequest("GET", path, nil)); !ok || m.ID != want || m.Slash != "" {
 			t.Errorf("%s matches %+v, %v; want %d", path, m, ok, want)
+		}
+	}
+}
+
+// TestConfigType: the session config files, and nothing else, are named.
+func TestConfigType(t *testing.T) {
+	for tail, want := range map[string]string{"/config/environment": "environment", "/config/variables/": "variables",
+		"/config/kubeconfig": "kubeconfig", "/config/id_rsa": "id_rsa", "/config/id_rsa.pub": "id_rsa.pub",
+		"/config/": "", "/config/other": "", "/config/environment/x": "", "/x/config/environment": "", "": ""} {
+		got, ok := ConfigType(tail)
+		if got != want || ok != (want != "") {
+			t.Errorf("ConfigType(%q) = %q, %v; want %q", tail, got, ok, want)
 		}
 	}
 }

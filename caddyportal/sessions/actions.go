@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
+	"github.com/caddyportal/caddyportal/caddyportal/spawner"
 	"github.com/caddyportal/caddyportal/caddyportal/store"
 	"github.com/caddyportal/caddyportal/caddyportal/tokens"
 )
@@ -414,4 +415,34 @@ func (s *Service) UseOnce(ctx context.Context, key string, until time.Time) (boo
 		return tx.SetExpiring(k, nil, until)
 	})
 	return first, err
+}
+
+// ConfigPassword returns the live session name with its config password
+// (Educates' session config), giving a session created before config
+// passwords existed one now.
+func (s *Service) ConfigPassword(ctx context.Context, name string) (*Session, error) {
+	return s.mutate(ctx, name, func(sess *Session, _ time.Time) (bool, []Event, error) {
+		if sess.ConfigPassword != "" {
+			return false, nil, nil
+		}
+		password, err := tokens.New()
+		sess.ConfigPassword = password
+		return err == nil, nil, err
+	})
+}
+
+// EnvironmentOf returns the variables the portal gives the environment of
+// sess, as KEY=VALUE strings (spawner.Environment): what a spawner passes
+// to a spawned environment, and the same values for a workshop whose
+// dashboards the portal does not start. They answer the session's
+// config/environment.
+func (s *Service) EnvironmentOf(sess *Session) ([]string, error) {
+	return spawner.Environment(s.specOf(sess))
+}
+
+// ReportEvent emits an event a session's dashboard reports (Educates'
+// session event route) as one of the session's: it reaches OnEvent, and so
+// the analytics webhooks, in order with the session's other events.
+func (s *Service) ReportEvent(sess *Session, name string, data map[string]any) {
+	s.emit([]Event{sessionEvent(name, sess, s.now(), data)})
 }

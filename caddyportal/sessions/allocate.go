@@ -2,9 +2,14 @@ package sessions
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"math/big"
 	"runtime/debug"
+	"slices"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -14,8 +19,9 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/tokens"
 )
 
-// maxTokensPerSession bounds how many activation tokens one session keeps;
-// each reacquire adds one so earlier links keep working.
+// maxTokensPerSession bounds how many activation token hashes one session
+// keeps: a session's link is stable (handOut), so only records from before
+// stable links hold more than one.
 const maxTokensPerSession = 8
 
 // Request asks for a session in an environment (reference §2.5).
@@ -41,8 +47,8 @@ type Request struct {
 	NoToken bool
 }
 
-// Result is an allocated (or reacquired) session and a fresh activation
-// token for it.
+// Result is an allocated (or reacquired) session and its activation token,
+// the same on every reacquire of the same allocation.
 type Result struct {
 	Session *Session
 	User    string
@@ -323,17 +329,31 @@ func (t *txState) allocate(req Request) (Result, error) {
 	return res, t.topUp(e, e.Reserved)
 }
 
-// handOut issues a fresh activation token for sess and writes it.
+// handOut gives the caller sess's activation token and writes sess.
+//
+// The token is the session's one link, the same on every reacquire (as in
+// Educates, whose clients hand the URL out again and expect earlier copies
+// to keep working): derived from the portal's link key and a random seed
+// drawn once per allocation (see linkToken), so it need not be stored
+// anywhere readable. Only its hash is stored and compared, as before.
 func (t *txState) handOut(sess *Session, user string, req Request) (Result, error) {
 	var tok string
 	if !req.NoToken {
-		var err error
-		if tok, err = tokens.New(); err != nil {
-			return Result{}, err
+		if sess.LinkSeed == "" {
+			seed, err := tokens.New()
+			if err != nil {
+				return Result{}, err
+			}
+			sess.LinkSeed = seed
 		}
-		sess.TokenHashes = append(sess.TokenHashes, tokens.Hash(tok))
-		if n := len(sess.TokenHashes); n > maxTokensPerSession {
-			sess.TokenHashes = sess.TokenHashes[n-maxTokensPerSession:]
+		tok = linkToken(t.s.linkKey, sess.Name, sess.LinkSeed)
+		if h := tokens.Hash(tok); !slices.Contains(sess.TokenHashes, h) {
+			// First hand-out, or a record from before stable links whose
+			// earlier tokens stay valid beside it.
+			sess.TokenHashes = append(sess.TokenHashes, h)
+			if n := len(sess.TokenHashes); n > maxTokensPerSession {
+				sess.TokenHashes = sess.TokenHashes[n-maxTokensPerSession:]
+			}
 		}
 	}
 	if req.AnalyticsURL != "" {
@@ -344,6 +364,24 @@ func (t *txState) handOut(sess *Session, user string, req Request) (Result, erro
 	}
 	cp := *sess
 	return Result{Session: &cp, User: user, Token: tok}, nil
+}
+
+// linkToken derives the activation token of session name from its seed:
+// HMAC-SHA256 under key, written as tokens.Length base62 characters
+// (about 190 of its 256 bits, as many as a token from tokens.New carries).
+// Knowing a token tells nothing of another session's, and the seed alone,
+// which the record holds, does not give the token without the key.
+func linkToken(key []byte, name, seed string) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("activation link\x00"))
+	m.Write([]byte(name))
+	m.Write([]byte{0})
+	m.Write([]byte(seed))
+	digits := new(big.Int).SetBytes(m.Sum(nil)).Text(62)
+	if len(digits) < tokens.Length {
+		digits = strings.Repeat("0", tokens.Length-len(digits)) + digits
+	}
+	return digits[len(digits)-tokens.Length:]
 }
 
 func (t *txState) activationDeadline(e *Environment, timeout *time.Duration) time.Time {

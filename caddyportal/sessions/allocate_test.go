@@ -2,14 +2,19 @@ package sessions_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/caddyportal/caddyportal/caddyportal/config"
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+	"github.com/caddyportal/caddyportal/caddyportal/store"
+	"github.com/caddyportal/caddyportal/caddyportal/tokens"
 )
 
 func TestNamesAreSequentialAndNeverReused(t *testing.T) {
@@ -50,41 +55,95 @@ func TestTemplateUpstream(t *testing.T) {
 }
 
 func TestSameUserGetsSameSession(t *testing.T) {
-	svc, _, _ := setup(t, portal(workshop("lab", 5, 0)))
+	svc, st, _ := setup(t, portal(workshop("lab", 5, 0)))
 	ctx := context.Background()
-	var toks []string
+	// Every reacquire returns the same session and the same token, so
+	// every link a front end was given keeps working (Educates returns one
+	// URL; we used to issue a new token each time and keep the last 8).
+	first := request(t, svc, "demo-w01", "alice")
 	for i := 0; i < 10; i++ {
 		r := request(t, svc, "demo-w01", "alice")
-		if r.Session.Name != "demo-w01-s001" {
-			t.Fatalf("request %d: %s", i, r.Session.Name)
+		if r.Session.Name != "demo-w01-s001" || r.Token != first.Token {
+			t.Fatalf("reacquire %d: %s token %q, want %s %q", i, r.Session.Name, r.Token, first.Session.Name, first.Token)
 		}
-		if r.Token == "" || slices.Contains(toks, r.Token) {
-			t.Fatalf("request %d: token %q not fresh", i, r.Token)
-		}
-		toks = append(toks, r.Token)
 	}
 	if n := len(live(t, svc, "demo-w01")); n != 1 {
 		t.Fatalf("%d live sessions, want 1", n)
 	}
-	// The 8 newest tokens work, the 2 oldest were dropped.
-	for i, tok := range toks {
-		_, err := svc.Activate(ctx, "demo-w01-s001", tok)
-		if i < 2 && err != sessions.ErrBadToken {
-			t.Errorf("token %d (dropped): err %v, want ErrBadToken", i, err)
-		}
-		if i >= 2 && err != nil {
-			t.Errorf("token %d: %v", i, err)
-		}
+	if len(first.Token) != tokens.Length {
+		t.Errorf("token %q has %d characters, want %d", first.Token, len(first.Token), tokens.Length)
 	}
-	// Up to 8 tokens all keep working.
-	svc2, _, _ := setup(t, portal(workshop("lab", 5, 0)))
-	toks = nil
-	for i := 0; i < 8; i++ {
-		toks = append(toks, request(t, svc2, "demo-w01", "bob").Token)
+	// Only its hash is stored: neither the token nor anything that gives it
+	// without the portal's key.
+	var raw []byte
+	err := st.View(ctx, func(tx store.Txn) error {
+		v, err := tx.Get("s/demo-w01-s001")
+		raw = append(raw, v...)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	for i, tok := range toks {
-		if _, err := svc2.Activate(ctx, "demo-w01-s001", tok); err != nil {
-			t.Errorf("token %d of 8: %v", i, err)
+	if strings.Contains(string(raw), first.Token) || !strings.Contains(string(raw), tokens.Hash(first.Token)) {
+		t.Errorf("record %s does not hold just the token's hash", raw)
+	}
+	if _, err := svc.Activate(ctx, "demo-w01-s001", first.Token); err != nil {
+		t.Fatal(err)
+	}
+	wrong := first.Token[:len(first.Token)-1] + "a"
+	if wrong == first.Token {
+		wrong = first.Token[:len(first.Token)-1] + "b"
+	}
+	if _, err := svc.Activate(ctx, "demo-w01-s001", wrong); err != sessions.ErrBadToken {
+		t.Errorf("altered token: %v, want ErrBadToken", err)
+	}
+	// Another user's session has another token; so does the next
+	// allocation of the same user after the first ended.
+	bob := request(t, svc, "demo-w01", "bob")
+	if bob.Token == first.Token {
+		t.Error("two sessions share a token")
+	}
+	if _, err := svc.Terminate(ctx, "demo-w01-s001", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Activate(ctx, "demo-w01-s001", first.Token); !errors.Is(err, sessions.ErrSessionEnded) {
+		t.Errorf("link of an ended session: %v, want ErrSessionEnded", err)
+	}
+}
+
+// TestStableLinkKeepsLegacyTokens: a record from before stable links (a
+// list of token hashes, no seed) keeps its tokens valid and gains the
+// stable one, which every later reacquire returns.
+func TestStableLinkKeepsLegacyTokens(t *testing.T) {
+	svc, st, _ := setup(t, portal(workshop("lab", 5, 0)))
+	ctx := context.Background()
+	first := request(t, svc, "demo-w01", "alice")
+	legacy := "legacyTokenAAAAAAAAAAAAAAAAAAAAA"
+	err := st.Update(ctx, func(tx store.Txn) error {
+		v, err := tx.Get("s/" + first.Session.Name)
+		if err != nil {
+			return err
+		}
+		var rec map[string]any
+		if err := json.Unmarshal(v, &rec); err != nil {
+			return err
+		}
+		delete(rec, "link_seed")
+		rec["token_hashes"] = []string{tokens.Hash(legacy)}
+		b, _ := json.Marshal(rec)
+		return tx.Set("s/"+first.Session.Name, b)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := request(t, svc, "demo-w01", "alice")
+	b := request(t, svc, "demo-w01", "alice")
+	if a.Token != b.Token || a.Token == legacy {
+		t.Fatalf("reacquires gave %q and %q", a.Token, b.Token)
+	}
+	for _, tok := range []string{legacy, a.Token} {
+		if _, err := svc.Activate(ctx, first.Session.Name, tok); err != nil {
+			t.Errorf("token %q: %v", tok, err)
 		}
 	}
 }

@@ -130,9 +130,9 @@ func TestActivate(t *testing.T) {
 	if err != nil || !s.Started.Equal(at) || !s.Expires.Equal(at.Add(30*time.Minute)) {
 		t.Fatalf("second activation: %+v, %v", s, err)
 	}
-	// Reacquiring a running session returns it with a new token that works.
+	// Reacquiring a running session returns it with the same token.
 	r2 := request(t, svc, "demo-w01", "alice")
-	if r2.Session.Name != r.Session.Name || r2.Session.State != lifecycle.Running {
+	if r2.Session.Name != r.Session.Name || r2.Session.State != lifecycle.Running || r2.Token != r.Token {
 		t.Fatalf("reacquire running: %+v", r2.Session)
 	}
 	if _, err := svc.Activate(ctx, r.Session.Name, r2.Token); err != nil {

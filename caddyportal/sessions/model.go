@@ -22,6 +22,7 @@ import (
 
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
 	"github.com/caddyportal/caddyportal/caddyportal/spawner"
+	"github.com/caddyportal/caddyportal/caddyportal/tokens"
 )
 
 // User groups. REST-created users are "anonymous" as in Educates.
@@ -63,16 +64,28 @@ type Session struct {
 	State       lifecycle.State `json:"state"`
 	Owner       string          `json:"owner,omitempty"`
 	// TokenHashes are hashes of the activation tokens handed out for this
-	// session (a reacquire adds one); the tokens themselves are never stored.
-	TokenHashes  []string  `json:"token_hashes,omitempty"`
-	IndexURL     string    `json:"index_url,omitempty"`
-	AnalyticsURL string    `json:"analytics_url,omitempty"`
-	Params       []Param   `json:"params,omitempty"`
-	Slot         int       `json:"slot"`
-	Upstream     string    `json:"upstream"`
-	Created      time.Time `json:"created"`
-	Allocated    time.Time `json:"allocated,omitzero"`
-	Started      time.Time `json:"started,omitzero"`
+	// session; the tokens themselves are never stored. Since links are
+	// stable there is one; a record from before may hold earlier ones.
+	TokenHashes []string `json:"token_hashes,omitempty"`
+	// LinkSeed is drawn from crypto/rand when the session is allocated;
+	// with the portal's link key it derives the session's activation token
+	// again on every reacquire (see linkToken), so the same link is
+	// returned without storing the token.
+	LinkSeed string `json:"link_seed,omitempty"`
+	// ConfigPassword is Educates' per-session config password, drawn from
+	// crypto/rand when the session is created: the config route hands it
+	// to the robot, staff or owner, and the gate serves the session's
+	// config/<type> to whoever presents it. Kept in clear because it is
+	// returned in clear; compared in constant time (ConfigPasswordMatches).
+	ConfigPassword string    `json:"config_password,omitempty"`
+	IndexURL       string    `json:"index_url,omitempty"`
+	AnalyticsURL   string    `json:"analytics_url,omitempty"`
+	Params         []Param   `json:"params,omitempty"`
+	Slot           int       `json:"slot"`
+	Upstream       string    `json:"upstream"`
+	Created        time.Time `json:"created"`
+	Allocated      time.Time `json:"allocated,omitzero"`
+	Started        time.Time `json:"started,omitzero"`
 	// Expires is the activation deadline while pending and the expiry while
 	// running; terminate sets it to the instant of termination.
 	Expires time.Time `json:"expires,omitzero"`
@@ -149,6 +162,24 @@ func UsageOf(live []*Session) Usage {
 		}
 	}
 	return u
+}
+
+// StartedAt is the session's start as Educates reports it: when it was
+// activated, or for a pending session (allocated, not yet activated) when
+// it was allocated, since Educates sets `started` on allocation too
+// (mark_as_pending) and its clients read a pending session's age from it.
+// Zero for a reserve.
+func (s *Session) StartedAt() time.Time {
+	if s.Started.IsZero() && !s.Reserved() {
+		return s.Allocated
+	}
+	return s.Started
+}
+
+// ConfigPasswordMatches reports, in constant time, whether password is the
+// session's config password; a session without one matches nothing.
+func (s *Session) ConfigPasswordMatches(password string) bool {
+	return s.ConfigPassword != "" && tokens.Equal(password, s.ConfigPassword)
 }
 
 // Pending reports whether the session is allocated but not yet activated.

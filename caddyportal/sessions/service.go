@@ -18,6 +18,7 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
 	"github.com/caddyportal/caddyportal/caddyportal/spawner"
 	"github.com/caddyportal/caddyportal/caddyportal/store"
+	"github.com/caddyportal/caddyportal/caddyportal/tokens"
 )
 
 // Options tune a Service. The zero value is usable.
@@ -93,6 +94,8 @@ const (
 
 	EventUserPrefix        = "User/"
 	EventEnvironmentPrefix = "Environment/"
+	// EventSessionPrefix starts the names of the session events above.
+	EventSessionPrefix = "Session/"
 )
 
 // Event is a committed state change, named as Educates analytics events.
@@ -161,6 +164,10 @@ type Service struct {
 	// backoff holds, by environment, when its reserves may be started
 	// again after a failed one.
 	backoff map[string]backoffState
+	// linkKey derives activation tokens from a session's link seed (see
+	// linkToken); it comes from the portal's stored secret, so every
+	// replica derives the same links.
+	linkKey []byte
 }
 
 // New syncs the configured workshops with the stored environments and
@@ -204,6 +211,12 @@ func New(ctx context.Context, st store.Store, cfg config.Portal, opts Options) (
 		s.cancel()
 		return nil, err
 	}
+	secret, err := s.Secret(ctx)
+	if err != nil {
+		s.cancel()
+		return nil, fmt.Errorf("reading secret: %w", err)
+	}
+	s.linkKey = tokens.DeriveKey(secret, "activation-links")
 	if err := s.recoverEnvironments(ctx); err != nil {
 		s.cancel()
 		return nil, fmt.Errorf("reconciling environments: %w", err)

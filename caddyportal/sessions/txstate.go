@@ -10,6 +10,7 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
 	"github.com/caddyportal/caddyportal/caddyportal/spawner"
 	"github.com/caddyportal/caddyportal/caddyportal/store"
+	"github.com/caddyportal/caddyportal/caddyportal/tokens"
 )
 
 // txState is one attempt of a transaction that may change capacity. It
@@ -493,8 +494,12 @@ func (t *txState) newSession(e *Environment, owner string) (*Session, error) {
 	if slot < 0 {
 		upstream = strings.ReplaceAll(upstream, "{session}", name)
 	}
+	password, err := tokens.New()
+	if err != nil {
+		return nil, err
+	}
 	sess := &Session{Name: name, Environment: e.Name, Workshop: e.Workshop.Name, State: lifecycle.Waiting,
-		Owner: owner, Slot: slot, Upstream: upstream, Created: t.now}
+		Owner: owner, Slot: slot, Upstream: upstream, Created: t.now, ConfigPassword: password}
 	if spawned {
 		sess.State = lifecycle.Starting
 		sess.EnvOwner = t.s.replica
