@@ -170,6 +170,12 @@ func TestDashboardLogsInThroughThePortal(t *testing.T) {
 			t.Errorf("dashboard token on %s: %d, want %d (%s)", path, r.Status, want, r.Body)
 		}
 	}
+	// The dashboard's analytics events go through with its token.
+	ev := p.Do(http.MethodPost, "/workshops/session/"+a+"/event/", access, strings.NewReader(`{"event":{"name":"Workshop/View","data":{"page":"step-1"}}}`),
+		map[string]string{"Content-Type": "application/json"})
+	if ev.Status != http.StatusOK {
+		t.Errorf("the dashboard's event: %d %s", ev.Status, ev.Body)
+	}
 	if r := p.Do(http.MethodPost, "/workshops/session/"+a+"/terminate/", tok, nil, nil); r.Status != http.StatusOK {
 		t.Fatalf("terminate: %d %s", r.Status, r.Body)
 	}

@@ -157,7 +157,7 @@ var apiRoutes = map[routes.ID]route{
 	routes.SessionAuthorize: {handle: (*API).authorize, methods: "GET,HEAD", protected: true, dashboard: true},
 	routes.SessionProgress:  {handle: (*API).progress, methods: "GET,HEAD", protected: true},
 	routes.SessionConfig:    {handle: (*API).config, methods: "GET,HEAD", protected: true},
-	routes.SessionEvent:     {handle: (*API).event, methods: "POST", protected: true},
+	routes.SessionEvent:     {handle: (*API).event, methods: "POST", protected: true, dashboard: true},
 	routes.UserSessions:     {handle: (*API).userSessions, methods: "GET,HEAD", protected: true},
 }
 
