@@ -417,6 +417,8 @@ func TestEducatesContract(t *testing.T) {
 		c.Port, c.ReadyPath = 0, ""
 		c.Educates, c.EducatesWorkshop = true, def
 		c.Command = []string{"/testdash", "{port}"}
+		// The test reads the environment: no gateway login in front.
+		c.Env = []container.EnvVar{{Name: "TESTDASH_NO_LOGIN", Value: "1"}}
 	})
 	env := start(t, s, "e1")
 	var got map[string]string
@@ -441,6 +443,34 @@ func TestEducatesContract(t *testing.T) {
 	}
 	if body := get(t, env.Addr, "/file?name="+container.EducatesWorkshopPath); body != "spec:\n  title: Lab\n" {
 		t.Errorf("workshop definition in the container: %q", body)
+	}
+	if err := s.Stop(context.Background(), env); err != nil {
+		t.Fatal(err)
+	}
+
+	// With the portal login, the gateway gets its client and the
+	// countdown and restart link that need it.
+	login := spec("e2")
+	login.Login = &spawner.PortalClient{ID: "e2", Secret: "s3cret", URL: "http://e2.lab.test:8000", APIURL: "http://portal.internal:8000"}
+	env, err := s.Start(context.Background(), login, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := spawner.WaitReady(context.Background(), s, env, nil); err != nil {
+		t.Fatal(err)
+	}
+	got = nil
+	if err := json.Unmarshal([]byte(get(t, env.Addr, "/env")), &got); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{
+		"PORTAL_CLIENT_ID": "e2", "PORTAL_CLIENT_SECRET": "s3cret", "PORTAL_URL": "http://e2.lab.test:8000",
+		"PORTAL_API_URL": "http://portal.internal:8000", "ENABLE_COUNTDOWN": "true",
+		"RESTART_URL": "http://e2.lab.test:8000/workshops/session/e2/delete/",
+	} {
+		if got[k] != v {
+			t.Errorf("with the portal login, %s = %q, want %q", k, got[k], v)
+		}
 	}
 	if err := s.Stop(context.Background(), env); err != nil {
 		t.Fatal(err)

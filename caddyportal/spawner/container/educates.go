@@ -63,10 +63,17 @@ func educatesEnv(spec spawner.Spec) []string {
 	if u, err := url.Parse(spec.URL); err == nil && u.Port() != "" {
 		suffix = ":" + u.Port()
 	}
-	return []string{
+	env := []string{
 		"SESSION_NAMESPACE=" + spec.Session,
 		"SESSION_ID=" + spec.Session,
 		"WORKSHOP_NAMESPACE=" + spec.Environment,
 		"INGRESS_PORT_SUFFIX=" + suffix,
 	}
+	if l := spec.Login; l != nil {
+		// With the portal login the gateway can read the schedule: show
+		// the countdown, and end the session through the portal's delete
+		// link on the session's host (Educates' RESTART_URL).
+		env = append(env, "ENABLE_COUNTDOWN=true", "RESTART_URL="+l.URL+spec.Prefix+"delete/")
+	}
+	return env
 }
