@@ -59,7 +59,7 @@ func (g *Gate) serveAuthorize(w http.ResponseWriter, r *http.Request, name strin
 	back := func(v url.Values) {
 		v.Set("state", q.Get("state"))
 		http.Redirect(w, r, callback+"?"+v.Encode(), http.StatusFound)
-		g.refused(http.StatusFound)
+		g.metrics.GateRequest(sess.Environment, http.StatusFound)
 	}
 	method := q.Get("code_challenge_method")
 	if q.Get("code_challenge") != "" && method == "" {
