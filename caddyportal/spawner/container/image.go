@@ -12,13 +12,21 @@ import (
 )
 
 // pull is one image pull that concurrent starts share: a class of 50
-// learners on a new image makes one pull, not 50.
+// learners on a new image makes one pull, not 50. Each start reports the
+// pull's latest message from its own goroutine: a start's progress
+// callback is never called from another.
 type pull struct {
 	done chan struct{}
 	err  error
 
-	mu        sync.Mutex
-	listeners []func(spawner.Progress)
+	mu     sync.Mutex
+	latest string // the engine's latest progress message
+}
+
+func (p *pull) message() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.latest
 }
 
 // progressEvery bounds how often a pull's progress reaches the session
@@ -62,32 +70,36 @@ func (s *Spawner) sharedPull(ctx context.Context, progress func(spawner.Progress
 		}()
 	}
 	s.pullMu.Unlock()
-	if progress != nil {
-		p.mu.Lock()
-		p.listeners = append(p.listeners, progress)
-		p.mu.Unlock()
-	}
 	spawner.Report(progress, StepPulling, "pulling "+s.cfg.Image)
-	select {
-	case <-p.done:
-		if p.err != nil {
-			return fmt.Errorf("pulling image %s: %w", s.cfg.Image, p.err)
+	tick := time.NewTicker(progressEvery)
+	defer tick.Stop()
+	reported := ""
+	for {
+		select {
+		case <-p.done:
+			if p.err != nil {
+				return fmt.Errorf("pulling image %s: %w", s.cfg.Image, p.err)
+			}
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+			if m := p.message(); m != "" && m != reported {
+				reported = m
+				spawner.Report(progress, StepPulling, m)
+			}
 		}
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }
 
-// pull runs one pull to its end, relaying the engine's progress messages
-// at most once per progressEvery.
+// pull runs one pull to its end, keeping the engine's latest progress
+// message for the starts that wait on it.
 func (s *Spawner) pull(ctx context.Context, p *pull) error {
 	resp, err := s.cli.ImagePull(ctx, s.cfg.Image, client.ImagePullOptions{})
 	if err != nil {
 		return err
 	}
 	defer resp.Close()
-	var last time.Time
 	for m, err := range resp.JSONMessages(ctx) {
 		if err != nil {
 			return err
@@ -95,18 +107,15 @@ func (s *Spawner) pull(ctx context.Context, p *pull) error {
 		if m.Error != nil {
 			return fmt.Errorf("%s", m.Error.Message)
 		}
-		if m.Status == "" || time.Since(last) < progressEvery {
+		if m.Status == "" {
 			continue
 		}
-		last = time.Now()
 		msg := "pulling " + s.cfg.Image + ": " + m.Status
 		if m.ID != "" {
 			msg += " " + m.ID
 		}
 		p.mu.Lock()
-		for _, l := range p.listeners {
-			l(spawner.Progress{Step: StepPulling, Message: msg})
-		}
+		p.latest = msg
 		p.mu.Unlock()
 	}
 	return nil
