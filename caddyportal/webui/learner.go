@@ -16,6 +16,7 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/httperr"
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
 	"github.com/caddyportal/caddyportal/caddyportal/loginlimit"
+	"github.com/caddyportal/caddyportal/caddyportal/redirects"
 	"github.com/caddyportal/caddyportal/caddyportal/routes"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 )
@@ -313,8 +314,16 @@ type catalogData struct {
 // when one is configured (reference §3.3); a private catalog needs a login.
 func (u *UI) catalog(w http.ResponseWriter, r *http.Request, _ string) {
 	id := u.current(r)
-	if !id.admin() && u.cfg.Index != "" {
-		http.Redirect(w, r, u.cfg.Index, http.StatusFound)
+	note := r.URL.Query().Get("notification")
+	if _, known := notificationText[note]; !known {
+		note = ""
+	}
+	if !id.admin() && u.cfg.Index != "" && !u.indexIsCatalog() {
+		target := u.cfg.Index
+		if note != "" {
+			target = redirects.WithNotification(target, note)
+		}
+		http.Redirect(w, r, target, http.StatusFound)
 		return
 	}
 	data := catalogData{}
@@ -355,7 +364,32 @@ func (u *UI) catalog(w http.ResponseWriter, r *http.Request, _ string) {
 		}
 		data.Items = append(data.Items, it)
 	}
-	u.render(w, r, http.StatusOK, "catalog", id, view{Title: "Workshops", Data: data})
+	u.render(w, r, http.StatusOK, "catalog", id, view{Title: "Workshops", Data: data,
+		Notice: notificationText[note]})
+}
+
+// notificationText says, on the portal's own pages, what the notification
+// the portal sent a browser back with means and what to do next (the
+// values are Educates', reference §3.2). Unknown values show nothing: the
+// text never comes from the request.
+var notificationText = map[string]string{
+	"session-deleted":     "Your workshop session has ended. Start the workshop again for a new session.",
+	"startup-timeout":     "Your workshop environment could not be started in time. Start the workshop again to get a new one.",
+	"session-invalid":     "That workshop link is no longer valid: the session it belonged to has ended or does not exist. Start the workshop again.",
+	"session-unavailable": "No session of that workshop is available right now (all are in use, or you have reached your limit). Try again later.",
+	"workshop-invalid":    "That workshop does not exist on this portal.",
+}
+
+// indexIsCatalog reports whether the portal's index is its own catalog
+// page, which then must not send learners to itself.
+func (u *UI) indexIsCatalog() bool {
+	idx, err := url.Parse(u.cfg.Index)
+	if err != nil {
+		return false
+	}
+	own, _ := url.Parse(u.cfg.URL)
+	sameOrigin := idx.Host == "" || own != nil && strings.EqualFold(idx.Host, own.Host) && idx.Scheme == own.Scheme
+	return sameOrigin && strings.TrimSuffix(idx.Path, "/") == strings.TrimSuffix(routes.CatalogPath, "/")
 }
 
 // start is the catalog's Start form: it requests a session for the

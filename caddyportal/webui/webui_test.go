@@ -604,3 +604,33 @@ func TestRootLeftToHubOnSameHost(t *testing.T) {
 		t.Error("with an index elsewhere the pages must serve `/`")
 	}
 }
+
+// TestCatalogExplainsNotifications: when the portal's index is its own
+// catalog, learners sent back with one of Educates' notifications land on
+// the catalog (no redirect to itself) and read what happened; a made-up
+// notification shows nothing; with another index, the catalog passes the
+// known notification on to it.
+func TestCatalogExplainsNotifications(t *testing.T) {
+	cfg := portalConfig(config.RegistrationOneStep, "http://portal.test/workshops/catalog/")
+	cfg.URL, cfg.Catalog = "http://portal.test", config.CatalogPublic
+	p := newPortal(t, cfg)
+	b := p.browser()
+	for note, want := range map[string]string{
+		"session-deleted": "Your workshop session has ended",
+		"startup-timeout": "could not be started in time",
+		"session-invalid": "no longer valid",
+	} {
+		r := b.get("/workshops/catalog/?notification=" + note)
+		if r.status != http.StatusOK || !strings.Contains(r.body, `id="notice"`) || !strings.Contains(r.body, want) {
+			t.Errorf("catalog with %s: %d %.400s", note, r.status, r.body)
+		}
+	}
+	if r := b.get("/workshops/catalog/?notification=%3Cscript%3E"); r.status != http.StatusOK || strings.Contains(r.body, `id="notice"`) {
+		t.Errorf("catalog with a made-up notification: %d shows a notice", r.status)
+	}
+
+	other := newPortal(t, portalConfig(config.RegistrationOneStep, "https://hub.example.com/home"))
+	if r := other.browser().get("/workshops/catalog/?notification=session-deleted"); r.status != http.StatusFound || r.location() != "https://hub.example.com/home?notification=session-deleted" {
+		t.Errorf("catalog with another index: %d %q", r.status, r.location())
+	}
+}

@@ -137,7 +137,17 @@ func runExample(t *testing.T, bin string) {
 	// The site is http://localhost:8080: another host name would reach no
 	// site at all (and Caddy's empty 200).
 	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	res, err := noRedirect.Get("http://localhost:8080/accounts/login/")
+	// A visitor's path: the catalog asks them to log in (or sign up), and
+	// the login page has its form.
+	res, err := noRedirect.Get("http://localhost:8080/workshops/catalog/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if loc := res.Header.Get("Location"); res.StatusCode != http.StatusFound || !strings.HasPrefix(loc, "/accounts/login/") {
+		t.Errorf("the example's catalog for a visitor: %d to %q, want the login page", res.StatusCode, loc)
+	}
+	res, err = noRedirect.Get("http://localhost:8080/accounts/login/")
 	if err != nil {
 		t.Fatal(err)
 	}
