@@ -59,6 +59,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		client    <id> <secret>
 //		admin     <username> <password>
 //		dashboards path [keep_prefix] | host <domain>
+//		assertion                      # a signed JWT for dashboards in X-Portal-Assertion
 //		tokens    [access <duration>] [refresh <duration>]
 //		tokens    {
 //			access  <duration>
@@ -190,6 +191,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "dashboards":
 			h.Dashboards, err = parseDashboards(d)
+		case "assertion":
+			if d.NextArg() {
+				err = usageErr(d, opt, "assertion (no arguments: sign X-Portal-Assertion for dashboards)")
+			}
+			h.Assertion = true
 		case "tokens":
 			err = parseTokens(d, &h.Tokens)
 		case "activation_timeout":

@@ -20,6 +20,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddyportal/caddyportal/caddyportal/assertion"
 	"github.com/caddyportal/caddyportal/caddyportal/config"
 	"github.com/caddyportal/caddyportal/caddyportal/httperr"
 	"github.com/caddyportal/caddyportal/caddyportal/loginlimit"
@@ -60,6 +61,8 @@ type Options struct {
 	// redirect: the gate issues its cookie here and returns where the
 	// browser goes. Default: the path-mode dashboard entry.
 	OnActivate func(w http.ResponseWriter, r *http.Request, sess *sessions.Session) (string, error)
+	// Assertions, when set, are published at routes.JWKSPath.
+	Assertions *assertion.Signer
 	// PortalUID identifies this portal in catalog responses.
 	PortalUID string
 	// OnToken, if set, is told the outcome of every token request: the
@@ -159,6 +162,7 @@ var apiRoutes = map[routes.ID]route{
 	routes.SessionConfig:    {handle: (*API).config, methods: "GET,HEAD", protected: true},
 	routes.SessionEvent:     {handle: (*API).event, methods: "POST", protected: true, dashboard: true},
 	routes.UserSessions:     {handle: (*API).userSessions, methods: "GET,HEAD", protected: true},
+	routes.JWKS:             {handle: (*API).jwks, methods: "GET,HEAD"},
 }
 
 type principalKey struct{}
@@ -296,3 +300,24 @@ func query(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
 }
 
 func now(a *API) time.Time { return a.svc.Now() }
+
+// jwks publishes the keys that verify the gate's X-Portal-Assertion (404
+// when the portal does not sign assertions). Readers may cache the set for
+// a minute: a new key is published well before it signs anything.
+func (a *API) jwks(w http.ResponseWriter, r *http.Request, _ string) {
+	if a.opts.Assertions == nil {
+		writeError(w, http.StatusNotFound, "Not found")
+		return
+	}
+	set, err := a.opts.Assertions.JWKS(r.Context())
+	if err != nil {
+		a.unavailable(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/jwk-set+json")
+	w.Header().Set("Cache-Control", "public, max-age=60")
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(set)
+	}
+}

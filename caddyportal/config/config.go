@@ -174,6 +174,13 @@ type Portal struct {
 	// <s>.<domain>.
 	Dashboards Dashboards `json:"dashboards,omitzero"`
 
+	// Assertion makes the gate add a signed, short-lived JWT naming the
+	// session, learner and workshop to every request it proxies
+	// (X-Portal-Assertion), and the portal publish the keys that verify it
+	// at /.well-known/caddyportal/jwks.json, so a dashboard on a network
+	// it does not trust can check that a request came through the portal.
+	Assertion bool `json:"assertion,omitempty"`
+
 	// Tokens sets OAuth2 token lifetimes.
 	Tokens TokenLifetimes `json:"tokens,omitzero"`
 

@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddyportal/caddyportal/caddyportal/assertion"
 	"github.com/caddyportal/caddyportal/caddyportal/loginlimit"
 	"github.com/caddyportal/caddyportal/caddyportal/metrics"
 	"github.com/caddyportal/caddyportal/caddyportal/redirects"
@@ -27,6 +28,10 @@ type Options struct {
 	Origins Origins
 	// Proxy forwards admitted requests to their dashboards.
 	Proxy Proxy
+	// Assertions, when set, signs the X-Portal-Assertion the gate adds to
+	// every request it forwards; Issuer is the portal's URL, its issuer.
+	Assertions *assertion.Signer
+	Issuer     string
 	// Codes issues the authorization codes with which a session's
 	// dashboard logs its learner in through the portal (host mode); nil
 	// refuses such logins.
@@ -263,6 +268,9 @@ func (g *Gate) forward(w http.ResponseWriter, r *http.Request, sess *sessions.Se
 	}
 	StripIdentity(r.Header, g.o.Cookies.Name(""), sess.Name, user, forwarded)
 	stripTrailers(r)
+	if g.o.Assertions != nil {
+		g.assert(r, sess, user)
+	}
 	// The gate's checks above ran once; the registry ends the request
 	// later if its session ends while it is open (a WebSocket, a stream)
 	// by cancelling its context.
@@ -327,3 +335,16 @@ func remoteIP(r *http.Request) string {
 
 // Run turns WebSocket traffic into session activity until ctx ends.
 func (g *Gate) Run(ctx context.Context) { g.activity.run(ctx) }
+
+// assert adds the signed assertion of who the request is for. A request
+// that cannot get one (the store is down) goes without: a dashboard that
+// requires it refuses the request, one that does not is not held up.
+func (g *Gate) assert(r *http.Request, sess *sessions.Session, user string) {
+	tok, err := g.o.Assertions.Assert(r.Context(), assertion.Claims{Issuer: g.o.Issuer, Audience: sess.Name,
+		Subject: user, Session: sess.Name, Workshop: sess.Workshop, Environment: sess.Environment})
+	if err != nil {
+		g.log.Warn("gate: signing the assertion", zap.String("session", sess.Name), zap.Error(err))
+		return
+	}
+	r.Header[assertion.Header] = []string{tok}
+}

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddyportal/caddyportal/caddyportal/api"
+	"github.com/caddyportal/caddyportal/caddyportal/assertion"
 	"github.com/caddyportal/caddyportal/caddyportal/config"
 	"github.com/caddyportal/caddyportal/caddyportal/gate"
 	"github.com/caddyportal/caddyportal/caddyportal/health"
@@ -209,7 +210,12 @@ func (p *Portal) assemble(secret []byte, st store.Store, guard *webhooks.Guard, 
 	// outages like the service's own (503 with a Retry-After).
 	issuer := oauth.NewIssuer(sessions.WrapStore(st), cfg.Tokens.Access.D(), cfg.Tokens.Refresh.D(), nil,
 		oauth.BindTo(api.Credentials(cfg, tokens.DeriveKey(secret, "oauth-bind"))))
+	var asserts *assertion.Signer
+	if cfg.Assertion {
+		asserts = assertion.New(sessions.WrapStore(st), sessions.KeyAssertionKeys, 0, d.Now)
+	}
 	p.gate, err = gate.New(gate.Options{Service: p.svc, Cookies: gate.NewCookies(signer, cookiePrefix), Codes: issuer,
+		Assertions: asserts, Issuer: cfg.URL,
 		Origins: gate.NewOrigins(cfg.URL), Proxy: d.Proxy, Streams: d.Streams, Domain: domain,
 		KeepPrefix: cfg.Dashboards.KeepPrefix,
 		Index:      cfg.Index, Anonymous: cfg.Registration == config.RegistrationAnonymous,
@@ -236,6 +242,7 @@ func (p *Portal) assemble(secret []byte, st store.Store, guard *webhooks.Guard, 
 		PortalUID:         p.uid,
 		OnToken:           d.Metrics.TokenGrant,
 		CheckAnalyticsURL: guard.CheckURL,
+		Assertions:        asserts,
 	})
 	return nil
 }

@@ -37,6 +37,8 @@ const (
 	// SessionEvent takes a dashboard's analytics event.
 	SessionEvent
 	UserSessions
+	// JWKS publishes the keys that verify the gate's assertions.
+	JWKS
 	// APINotFound is any other path under /workshops/ or /oauth2/ that no
 	// part of the portal serves (a session's dashboard paths are the
 	// gate's): the REST API answers a JSON 404 rather than passing it on
@@ -107,6 +109,8 @@ const (
 	LogoutPath = "/accounts/logout/"
 	// SignupPath is the sign-up page.
 	SignupPath = "/accounts/signup/"
+	// JWKSPath publishes the keys of the gate's assertions.
+	JWKSPath = "/.well-known/caddyportal/jwks.json"
 	// AuthorizePath is the OAuth authorization endpoint a session's
 	// dashboard (an Educates workshop gateway) sends its learner to; the
 	// gate serves it on each session's own host.
@@ -287,6 +291,8 @@ func (p *path) api() (Route, bool) {
 		return Route{ID: Token}, true
 	case n == 2 && p.is(0, "oauth2") && p.is(1, "revoke-token"):
 		return Route{ID: RevokeToken}, true
+	case n == 3 && p.is(0, ".well-known") && p.is(1, "caddyportal") && p.is(2, "jwks.json"):
+		return Route{ID: JWKS}, true
 	case n == 3 && p.is(0, "workshops") && p.is(1, "catalog") && p.is(2, "environments"):
 		return Route{ID: CatalogEnvironments}, true
 	case n == 3 && p.is(0, "workshops") && p.is(1, "catalog") && p.is(2, "workshops"):

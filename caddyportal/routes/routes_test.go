@@ -17,6 +17,8 @@ func TestMatch(t *testing.T) {
 		{"/oauth2/token", Route{ID: Token}, true},
 		{"//oauth2/revoke-token/", Route{ID: RevokeToken}, true},
 		{"/workshops/catalog/environments/", Route{ID: CatalogEnvironments}, true},
+		{"/.well-known/caddyportal/jwks.json", Route{ID: JWKS}, true},
+		{"/.well-known/other.json", Route{}, false},
 		{"///workshops/catalog/workshops", Route{ID: CatalogWorkshops}, true},
 		{"/workshops/environment/lab-w01/request/", Route{ID: EnvironmentRequest, Arg: "lab-w01"}, true},
 		{"/workshops/environment/lab-w01/status", Route{ID: EnvironmentStatus, Arg: "lab-w01"}, true},

@@ -15,6 +15,7 @@ package sessions
 //	                      conflict detection covers keys read, not ranges scanned)
 //	secret                the portal's random signing secret (cookies, tickets);
 //	                      raw bytes
+//	assertion-keys        package assertion's ECDSA keys (JSON), newest first
 //	env/<env>             Environment record: workshop name, state, number
 //	seq/<env>             the environment's session counter (names never repeat)
 //	u/<user>              User record; an anonymous user holding no live session
@@ -53,18 +54,20 @@ import (
 
 // Keys and key prefixes (see the schema above).
 const (
-	keyAlloc        = "alloc"
-	keySecret       = "secret"
-	prefixEnv       = "env/"
-	prefixSeq       = "seq/"
-	prefixUser      = "u/"
-	prefixUserEmail = "ue/"
-	prefixSession   = "s/"
-	prefixLiveIndex = "l/"
-	prefixCount     = "c/"
-	prefixOwner     = "o/"
-	prefixQuiet     = "q/"
-	prefixOnce      = "n/"
+	keyAlloc  = "alloc"
+	keySecret = "secret"
+	// KeyAssertionKeys holds package assertion's signing keys.
+	KeyAssertionKeys = "assertion-keys"
+	prefixEnv        = "env/"
+	prefixSeq        = "seq/"
+	prefixUser       = "u/"
+	prefixUserEmail  = "ue/"
+	prefixSession    = "s/"
+	prefixLiveIndex  = "l/"
+	prefixCount      = "c/"
+	prefixOwner      = "o/"
+	prefixQuiet      = "q/"
+	prefixOnce       = "n/"
 
 	// TokenPrefix starts the keys of package oauth's token records
 	// (t/a/<hash> and t/r/<hash>).
@@ -76,7 +79,7 @@ const (
 const OnceTicket = "ticket:"
 
 // keySpace lists every key and key prefix of the schema, for TestKeySpace.
-var keySpace = []string{keyAlloc, keySecret, prefixEnv, prefixSeq, prefixUser, prefixUserEmail,
+var keySpace = []string{keyAlloc, keySecret, KeyAssertionKeys, prefixEnv, prefixSeq, prefixUser, prefixUserEmail,
 	prefixSession, prefixLiveIndex, prefixCount, prefixOwner, prefixQuiet, prefixOnce, TokenPrefix}
 
 func keyEnv(env string) string        { return prefixEnv + env }
