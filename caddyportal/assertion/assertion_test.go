@@ -21,7 +21,9 @@ func setup(t *testing.T) (*storetest.Clock, func(rotate time.Duration) *assertio
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	return clk, func(rotate time.Duration) *assertion.Signer { return assertion.New(st, "assertion-keys", rotate, clk.Now) }
+	return clk, func(rotate time.Duration) *assertion.Signer {
+		return assertion.New(st, "assertion-keys", rotate, clk.Now)
+	}
 }
 
 var claims = assertion.Claims{Issuer: "https://portal.example", Audience: "demo-w01-s001", Subject: "alice",
