@@ -55,6 +55,10 @@ const (
 	AdminSession
 	AdminTerminate
 	AdminExtend
+	// EnvironmentStart is Educates' web start route of a workshop
+	// environment, /workshops/environment/<env>/: a logged-in learner's
+	// session there, else the login page.
+	EnvironmentStart
 	// PageNotFound is any other path under /admin/ or /accounts/: the
 	// pages own those trees and answer a page-styled 404.
 	PageNotFound
@@ -130,6 +134,10 @@ func ActivatePath(name string) string { return SessionPath(name) + "activate/" }
 
 // DeletePath is the learner's link that ends the session.
 func DeletePath(name string) string { return SessionPath(name) + "delete/" }
+
+// EnvironmentPath is the web start link of a workshop environment
+// (Educates' catalog links there).
+func EnvironmentPath(env string) string { return EnvironmentPrefix + url.PathEscape(env) + "/" }
 
 // CreatePath is the anonymous start link of a workshop environment.
 func CreatePath(env string) string { return EnvironmentPrefix + env + "/create/" }
@@ -356,6 +364,12 @@ func (p *path) pages() (Route, bool) {
 		}
 	case p.n == 2 && p.is(0, "workshops") && p.is(1, "catalog"):
 		rt.ID = Catalog
+	case p.n == 3 && p.is(0, "workshops") && p.is(1, "environment"):
+		env, ok := p.arg(2)
+		if !ok {
+			return Route{}, false
+		}
+		rt.ID, rt.Arg = EnvironmentStart, env
 	default:
 		return Route{}, false
 	}

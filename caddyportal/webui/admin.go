@@ -168,6 +168,9 @@ var notices = map[string]string{
 	"extended":     "The session was extended.",
 	"not-extended": "The session was not extended: it can only be extended shortly before it expires, and not past its deadline.",
 	"signed-up":    "If this email address was new, your account has been created. Sign in with your email address and password.",
+	// Educates' notifications of a failed start (the catalog shows them).
+	"workshop-invalid":    "There is no such workshop on this portal.",
+	"session-unavailable": "No session of this workshop is available: all are in use, or you have reached your limit of sessions. Try again later.",
 }
 
 func notice(code string) string { return notices[code] }

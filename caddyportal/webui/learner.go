@@ -16,6 +16,7 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/httperr"
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
 	"github.com/caddyportal/caddyportal/caddyportal/loginlimit"
+	"github.com/caddyportal/caddyportal/caddyportal/redirects"
 	"github.com/caddyportal/caddyportal/caddyportal/routes"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 )
@@ -355,7 +356,8 @@ func (u *UI) catalog(w http.ResponseWriter, r *http.Request, _ string) {
 		}
 		data.Items = append(data.Items, it)
 	}
-	u.render(w, r, http.StatusOK, "catalog", id, view{Title: "Workshops", Data: data})
+	// A start that failed comes back here with Educates' notification.
+	u.render(w, r, http.StatusOK, "catalog", id, view{Title: "Workshops", Notice: notice(r.URL.Query().Get("notification")), Data: data})
 }
 
 // start is the catalog's Start form: it requests a session for the
@@ -407,4 +409,89 @@ func (u *UI) start(w http.ResponseWriter, r *http.Request, _ string) {
 // REST API's request response (`url`): token first, as Educates writes it.
 func ActivationPath(session, token, index string) string {
 	return routes.ActivatePath(session) + "?token=" + url.QueryEscape(token) + "&index_url=" + url.QueryEscape(index)
+}
+
+// environmentStart is GET /workshops/environment/<env>/, the link Educates'
+// web catalog starts a workshop with (its views/environment.py
+// `environment`): a logged-in learner gets their session in env, the one
+// they have or a new one, and goes through its activation link to the
+// dashboard. Anyone else signs in first and comes back here. A failure
+// goes to the `index_url` given, else the portal index, else the catalog,
+// with Educates' notification: workshop-invalid for an unknown
+// environment, session-unavailable when no session can be had.
+func (u *UI) environmentStart(w http.ResponseWriter, r *http.Request, env string) {
+	id := u.current(r)
+	switch {
+	case id.admin():
+		// The admin is no learner and cannot own sessions (the catalog
+		// says so too); the login page would send them straight back.
+		u.fail(w, r, http.StatusForbidden, "Not a learner", "The administrator cannot start workshop sessions. Sign in as a learner.")
+		return
+	case !id.learner():
+		// Educates' login_required: back here, query and all, once
+		// signed in. Built from the route, not the raw request path,
+		// so a `//` prefix cannot make it look like another host.
+		next := routes.EnvironmentPath(env)
+		if r.URL.RawQuery != "" {
+			next += "?" + r.URL.RawQuery
+		}
+		http.Redirect(w, r, routes.LoginPath+"?next="+url.QueryEscape(next), http.StatusFound)
+		return
+	}
+	indexURL := strings.TrimSpace(r.URL.Query().Get("index_url"))
+	// Where failures go: never an address the redirect policy refuses.
+	if indexURL != "" {
+		if err := u.redirect.Check(indexURL, u.selfOrigin(r)); err != nil {
+			u.fail(w, r, http.StatusBadRequest, "Bad redirect", "The address to return to is not allowed on this portal.")
+			return
+		}
+	}
+	back := indexURL
+	if back == "" {
+		back = u.cfg.Index
+	}
+	if back == "" {
+		back = routes.CatalogPath
+	}
+	notify := func(notification string) {
+		http.Redirect(w, r, redirects.WithNotification(back, notification), http.StatusFound)
+	}
+	e := u.svc.Environment(env)
+	if e == nil {
+		u.svc.RefuseUnknownEnvironment(env)
+		notify("workshop-invalid")
+		return
+	}
+	if e.State != sessions.EnvRunning {
+		// It exists but takes no sessions (its workshop was removed).
+		notify("session-unavailable")
+		return
+	}
+	res, err := u.svc.RequestSession(r.Context(), sessions.Request{Environment: e.Name, User: id.User, IndexURL: back})
+	switch {
+	case errors.Is(err, sessions.ErrNoEnvironment):
+		notify("workshop-invalid")
+		return
+	case errors.Is(err, sessions.ErrNoSession), errors.Is(err, sessions.ErrCannotReacquire),
+		errors.Is(err, sessions.ErrUserNotPermitted):
+		notify("session-unavailable")
+		return
+	case err != nil:
+		u.unavailable(w, r, err)
+		return
+	}
+	http.Redirect(w, r, ActivationPath(res.Session.Name, res.Token, back), http.StatusFound)
+}
+
+// selfOrigin is the origin the request arrived on (the configured public
+// URL's when set), which redirects may always go to.
+func (u *UI) selfOrigin(r *http.Request) string {
+	if u.cfg.URL != "" {
+		return strings.TrimSuffix(u.cfg.URL, "/")
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
 }

@@ -161,17 +161,18 @@ func (u *UI) Handler(m routes.Route, r *http.Request) http.Handler {
 // pageRoutes are the handlers of each page route; routes.PageNotFound has
 // none, which serve answers with a 404 page.
 var pageRoutes = map[routes.ID]route{
-	routes.Index:          {get: (*UI).index},
-	routes.Login:          {get: (*UI).loginPage, post: (*UI).login},
-	routes.Logout:         {get: (*UI).logoutPage, post: (*UI).logout},
-	routes.Signup:         {get: (*UI).signupPage, post: (*UI).signup},
-	routes.Catalog:        {get: (*UI).catalog, post: (*UI).start},
-	routes.AdminOverview:  {get: (*UI).overview},
-	routes.AdminSessions:  {get: (*UI).sessionsPage},
-	routes.AdminUsers:     {get: (*UI).usersPage},
-	routes.AdminSession:   {get: (*UI).sessionPage},
-	routes.AdminTerminate: {post: (*UI).terminate},
-	routes.AdminExtend:    {post: (*UI).extend},
+	routes.Index:            {get: (*UI).index},
+	routes.Login:            {get: (*UI).loginPage, post: (*UI).login},
+	routes.Logout:           {get: (*UI).logoutPage, post: (*UI).logout},
+	routes.Signup:           {get: (*UI).signupPage, post: (*UI).signup},
+	routes.Catalog:          {get: (*UI).catalog, post: (*UI).start},
+	routes.EnvironmentStart: {get: (*UI).environmentStart},
+	routes.AdminOverview:    {get: (*UI).overview},
+	routes.AdminSessions:    {get: (*UI).sessionsPage},
+	routes.AdminUsers:       {get: (*UI).usersPage},
+	routes.AdminSession:     {get: (*UI).sessionPage},
+	routes.AdminTerminate:   {post: (*UI).terminate},
+	routes.AdminExtend:      {post: (*UI).extend},
 }
 
 // indexIsRoot reports whether the portal index is this host's own `/`
