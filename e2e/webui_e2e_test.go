@@ -212,3 +212,30 @@ func TestEnvironmentStartOnCaddy(t *testing.T) {
 
 	wantRedirect(t, get("/workshops/environment/nope-w01/"), "/workshops/catalog/?notification=workshop-invalid")
 }
+
+// TestAccessCodeOnCaddy: the Caddyfile's `password` (from the environment,
+// kept out of the adapted JSON) puts the catalog behind the event access
+// code; the code opens it for that browser.
+func TestAccessCodeOnCaddy(t *testing.T) {
+	t.Setenv("PORTAL_TEST_ACCESS_CODE", "event-2026")
+	p := startPortal(t, t.TempDir(), strings.Replace(pagesBody("one-step", "127.0.0.1:1"), "name demo", "name demo\n\t\tpassword {env.PORTAL_TEST_ACCESS_CODE}", 1))
+	c := formClient(t)
+	get := func(path string) resp {
+		t.Helper()
+		r, err := e2etest.DoWith(c, "GET", p.Base+path, "", nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	door := "/workshops/access/?redirect_url=" + url.QueryEscape("/workshops/catalog/")
+	wantRedirect(t, get("/workshops/catalog/"), door)
+	if r := p.postForm(c, "", door, url.Values{"redirect_url": {"/workshops/catalog/"}, "password": {"guess"}}); r.Status != http.StatusForbidden {
+		t.Fatalf("wrong code: %d", r.Status)
+	}
+	if r := p.postForm(c, "", door, url.Values{"redirect_url": {"/workshops/catalog/"}, "password": {"event-2026"}}); r.Status != http.StatusFound ||
+		r.Header.Get("Location") != "/workshops/catalog/" {
+		t.Fatalf("right code: %d %q", r.Status, r.Header.Get("Location"))
+	}
+	wantRedirect(t, get("/workshops/catalog/"), "/accounts/login/?next="+url.QueryEscape("/workshops/catalog/"))
+}

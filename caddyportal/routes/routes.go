@@ -59,6 +59,8 @@ const (
 	// environment, /workshops/environment/<env>/: a logged-in learner's
 	// session there, else the login page.
 	EnvironmentStart
+	// Access is the event access code form (Educates' portal password).
+	Access
 	// PageNotFound is any other path under /admin/ or /accounts/: the
 	// pages own those trees and answer a page-styled 404.
 	PageNotFound
@@ -115,6 +117,8 @@ const (
 	// dashboard (an Educates workshop gateway) sends its learner to; the
 	// gate serves it on each session's own host.
 	AuthorizePath = "/oauth2/authorize/"
+	// AccessPath is the event access code form.
+	AccessPath = "/workshops/access/"
 	// AdminPath is the admin overview page.
 	AdminPath = "/admin/"
 	// AdminSessionsPath lists sessions for the admin.
@@ -364,6 +368,8 @@ func (p *path) pages() (Route, bool) {
 		}
 	case p.n == 2 && p.is(0, "workshops") && p.is(1, "catalog"):
 		rt.ID = Catalog
+	case p.n == 2 && p.is(0, "workshops") && p.is(1, "access"):
+		rt.ID = Access
 	case p.n == 3 && p.is(0, "workshops") && p.is(1, "environment"):
 		env, ok := p.arg(2)
 		if !ok {
