@@ -49,6 +49,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		redirects <origins...> | any
 //		catalog   private|public
 //		registration one-step|anonymous|disabled
+//		password  <event access code>
 //		sessions  [maximum <n>] [registered <n>] [anonymous <n>]
 //		sessions  {
 //			maximum    <n>
@@ -133,9 +134,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // pool slot or reserve whose probe fails is skipped until one succeeds.
 //
 // `{$VAR}` environment variables are expanded when the Caddyfile is read;
-// `{env.VAR}` placeholders in the robot password, the client id and secret
-// and the admin password are kept in the JSON config and expanded when the
-// handler is provisioned, which keeps those secrets out of the adapted JSON.
+// `{env.VAR}` placeholders in the robot password, the client id and secret,
+// the admin password and the event access code are kept in the JSON config
+// and expanded when the handler is provisioned, which keeps those secrets
+// out of the adapted JSON.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name
 	if d.NextArg() {
@@ -172,6 +174,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.Catalog, err = oneOf(d, opt, config.CatalogPrivate, config.CatalogPublic)
 		case "registration":
 			h.Registration, err = oneOf(d, opt, config.RegistrationOneStep, config.RegistrationAnonymous, config.RegistrationDisabled)
+		case "password":
+			h.Password, err = oneArg(d, opt, "password <event access code>")
 		case "sessions":
 			err = parseSessions(d, &h.Sessions)
 		case "robot":

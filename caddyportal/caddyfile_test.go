@@ -67,6 +67,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				redirects https://b.example.com https://c.example.com
 				catalog public
 				registration disabled
+				password event-2026
 				sessions {
 					maximum 10
 					registered 1
@@ -90,6 +91,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				Redirects:         []string{"https://a.example.com", "https://b.example.com", "https://c.example.com"},
 				Catalog:           "public",
 				Registration:      "disabled",
+				Password:          "event-2026",
 				Sessions:          config.SessionLimits{Maximum: 10, Registered: 1},
 				Admin:             &config.Credentials{Username: "root", Password: "root-pw"},
 				Dashboards:        config.Dashboards{Mode: "host", Domain: "labs.example.com"},

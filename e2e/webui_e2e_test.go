@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -163,4 +165,77 @@ func TestPagesLoginDisabledOnCaddy(t *testing.T) {
 	if signup := p.Do("GET", "/accounts/signup/", "", nil, nil); signup.Status < 400 || signup.Status >= 500 {
 		t.Fatalf("sign-up page with registration disabled answered %d, want a 4xx", signup.Status)
 	}
+}
+
+// TestEnvironmentStartOnCaddy: Educates' web start link on a real Caddy.
+// A visitor is sent to sign in and back; once signed in, the link goes
+// through the session's activation to its dashboard behind the gate, and
+// an unknown environment comes back to the catalog with Educates'
+// notification.
+func TestEnvironmentStartOnCaddy(t *testing.T) {
+	up := echo.Start(t, "alpha")
+	p := startPortal(t, t.TempDir(), pagesBody("one-step", up.Addr))
+	c := formClient(t)
+	if r := p.postForm(c, "", "/accounts/signup/", url.Values{"email": {"ann@example.com"}, "first_name": {"Ann"},
+		"last_name": {"Lee"}, "password": {"ann-password"}, "password2": {"ann-password"}}); r.Status != http.StatusSeeOther {
+		t.Fatalf("sign-up: %d %s", r.Status, r.Body)
+	}
+	get := func(path string) resp {
+		t.Helper()
+		r, err := e2etest.DoWith(c, "GET", p.Base+path, "", nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+
+	start := "/workshops/environment/demo-w01/"
+	login := get(start)
+	wantRedirect(t, login, "/accounts/login/?next="+url.QueryEscape(start))
+	if r := p.postForm(c, "", login.Header.Get("Location"), url.Values{"username": {"ann@example.com"},
+		"password": {"ann-password"}, "next": {start}}); r.Status != http.StatusSeeOther || r.Header.Get("Location") != start {
+		t.Fatalf("login: %d %q", r.Status, r.Header.Get("Location"))
+	}
+
+	act := get(start)
+	if act.Status != http.StatusFound || !strings.HasPrefix(act.Header.Get("Location"), "/workshops/session/demo-w01-s001/activate/?token=") {
+		t.Fatalf("start: %d %q %s", act.Status, act.Header.Get("Location"), act.Body)
+	}
+	wantRedirect(t, get(act.Header.Get("Location")), sessionPath("demo-w01-s001"))
+	if d := get(sessionPath("demo-w01-s001")); d.Status != http.StatusOK || !echo.IsPage(d.Body) {
+		t.Fatalf("dashboard: %d %s", d.Status, d.Body)
+	}
+	// Reopening the link reuses the session.
+	if again := get(start); again.Header.Get("Location") != act.Header.Get("Location") {
+		t.Fatalf("second start went to %q, want %q", again.Header.Get("Location"), act.Header.Get("Location"))
+	}
+
+	wantRedirect(t, get("/workshops/environment/nope-w01/"), "/workshops/catalog/?notification=workshop-invalid")
+}
+
+// TestAccessCodeOnCaddy: the Caddyfile's `password` (from the environment,
+// kept out of the adapted JSON) puts the catalog behind the event access
+// code; the code opens it for that browser.
+func TestAccessCodeOnCaddy(t *testing.T) {
+	t.Setenv("PORTAL_TEST_ACCESS_CODE", "event-2026")
+	p := startPortal(t, t.TempDir(), strings.Replace(pagesBody("one-step", "127.0.0.1:1"), "name demo", "name demo\n\t\tpassword {env.PORTAL_TEST_ACCESS_CODE}", 1))
+	c := formClient(t)
+	get := func(path string) resp {
+		t.Helper()
+		r, err := e2etest.DoWith(c, "GET", p.Base+path, "", nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	door := "/workshops/access/?redirect_url=" + url.QueryEscape("/workshops/catalog/")
+	wantRedirect(t, get("/workshops/catalog/"), door)
+	if r := p.postForm(c, "", door, url.Values{"redirect_url": {"/workshops/catalog/"}, "password": {"guess"}}); r.Status != http.StatusForbidden {
+		t.Fatalf("wrong code: %d", r.Status)
+	}
+	if r := p.postForm(c, "", door, url.Values{"redirect_url": {"/workshops/catalog/"}, "password": {"event-2026"}}); r.Status != http.StatusFound ||
+		r.Header.Get("Location") != "/workshops/catalog/" {
+		t.Fatalf("right code: %d %q", r.Status, r.Header.Get("Location"))
+	}
+	wantRedirect(t, get("/workshops/catalog/"), "/accounts/login/?next="+url.QueryEscape("/workshops/catalog/"))
 }

@@ -277,7 +277,7 @@ func TestSessionEventRoute(t *testing.T) {
 func TestUnknownPortalPaths(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
 	for _, p := range []string{"/workshops/", "/workshops/nope/", "/workshops/catalog/x/", "/oauth2/", "/oauth2/authorize/",
-		"/oauth2/token/x", "/workshops/environment/demo-w01/", "/workshops/session/", "/workshops/user/u/sessions/x"} {
+		"/oauth2/token/x", "/workshops/environment/demo-w01/nope/", "/workshops/session/", "/workshops/user/u/sessions/x"} {
 		for _, m := range []string{"GET", "POST"} {
 			r := h.do(m, p, h.robot, nil)
 			if r.status != 404 {

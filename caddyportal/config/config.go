@@ -156,6 +156,11 @@ type Portal struct {
 	// `anonymous`, or `disabled` (only the admin can log in).
 	Registration string `json:"registration,omitempty"`
 
+	// Password is the event access code (Educates' portal.password): when
+	// set, browsers enter it at /workshops/access/ before the portal's
+	// front door (`/` and the catalog page) lets them in.
+	Password string `json:"password,omitempty"`
+
 	// Sessions holds the portal-wide session caps.
 	Sessions SessionLimits `json:"sessions,omitzero"`
 

@@ -92,6 +92,7 @@ func (p Portal) ExpandSecrets(expand func(string) string) Portal {
 	p.Robot.Password = expand(p.Robot.Password)
 	p.Client.ID = expand(p.Client.ID)
 	p.Client.Secret = expand(p.Client.Secret)
+	p.Password = expand(p.Password)
 	if p.Admin != nil {
 		a := *p.Admin
 		a.Password = expand(a.Password)

@@ -79,11 +79,11 @@ func TestParseDuration(t *testing.T) {
 // TestExpandSecrets: every secret setting is expanded, nothing else, and
 // the caller's config is not changed through a shared pointer.
 func TestExpandSecrets(t *testing.T) {
-	p := Portal{Name: "{x}", Robot: Credentials{Username: "{x}", Password: "{x}"}, Client: Client{ID: "{x}", Secret: "{x}"},
+	p := Portal{Name: "{x}", Password: "{x}", Robot: Credentials{Username: "{x}", Password: "{x}"}, Client: Client{ID: "{x}", Secret: "{x}"},
 		Admin: &Credentials{Username: "{x}", Password: "{x}"}, Storage: &Storage{Username: "{x}", Password: "{x}", Prefix: "{x}"}}
 	q := p.ExpandSecrets(func(s string) string { return "<" + s + ">" })
 	const e = "<{x}>"
-	if q.Robot.Password != e || q.Client.ID != e || q.Client.Secret != e || q.Admin.Password != e ||
+	if q.Robot.Password != e || q.Client.ID != e || q.Client.Secret != e || q.Admin.Password != e || q.Password != e ||
 		q.Storage.Username != e || q.Storage.Password != e {
 		t.Errorf("not expanded: %+v %+v %+v", q, *q.Admin, *q.Storage)
 	}

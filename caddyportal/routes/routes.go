@@ -57,6 +57,12 @@ const (
 	AdminSession
 	AdminTerminate
 	AdminExtend
+	// EnvironmentStart is Educates' web start route of a workshop
+	// environment, /workshops/environment/<env>/: a logged-in learner's
+	// session there, else the login page.
+	EnvironmentStart
+	// Access is the event access code form (Educates' portal password).
+	Access
 	// PageNotFound is any other path under /admin/ or /accounts/: the
 	// pages own those trees and answer a page-styled 404.
 	PageNotFound
@@ -115,6 +121,8 @@ const (
 	// dashboard (an Educates workshop gateway) sends its learner to; the
 	// gate serves it on each session's own host.
 	AuthorizePath = "/oauth2/authorize/"
+	// AccessPath is the event access code form.
+	AccessPath = "/workshops/access/"
 	// AdminPath is the admin overview page.
 	AdminPath = "/admin/"
 	// AdminSessionsPath lists sessions for the admin.
@@ -134,6 +142,10 @@ func ActivatePath(name string) string { return SessionPath(name) + "activate/" }
 
 // DeletePath is the learner's link that ends the session.
 func DeletePath(name string) string { return SessionPath(name) + "delete/" }
+
+// EnvironmentPath is the web start link of a workshop environment
+// (Educates' catalog links there).
+func EnvironmentPath(env string) string { return EnvironmentPrefix + url.PathEscape(env) + "/" }
 
 // CreatePath is the anonymous start link of a workshop environment.
 func CreatePath(env string) string { return EnvironmentPrefix + env + "/create/" }
@@ -362,6 +374,14 @@ func (p *path) pages() (Route, bool) {
 		}
 	case p.n == 2 && p.is(0, "workshops") && p.is(1, "catalog"):
 		rt.ID = Catalog
+	case p.n == 2 && p.is(0, "workshops") && p.is(1, "access"):
+		rt.ID = Access
+	case p.n == 3 && p.is(0, "workshops") && p.is(1, "environment"):
+		env, ok := p.arg(2)
+		if !ok {
+			return Route{}, false
+		}
+		rt.ID, rt.Arg = EnvironmentStart, env
 	default:
 		return Route{}, false
 	}

@@ -168,6 +168,13 @@ var notices = map[string]string{
 	"extended":     "The session was extended.",
 	"not-extended": "The session was not extended: it can only be extended shortly before it expires, and not past its deadline.",
 	"signed-up":    "If this email address was new, your account has been created. Sign in with your email address and password.",
+	// Educates' notifications (reference §3.2), which the catalog shows
+	// when it is where the portal sends a browser back.
+	"workshop-invalid":    "There is no such workshop on this portal.",
+	"session-unavailable": "No session of this workshop is available: all are in use, or you have reached your limit of sessions. Try again later.",
+	"session-deleted":     "Your workshop session has ended. Start the workshop again for a new session.",
+	"startup-timeout":     "Your workshop environment could not be started in time. Start the workshop again to get a new one.",
+	"session-invalid":     "That workshop link is no longer valid: the session it belonged to has ended or does not exist. Start the workshop again.",
 }
 
 func notice(code string) string { return notices[code] }

@@ -315,7 +315,7 @@ type catalogData struct {
 func (u *UI) catalog(w http.ResponseWriter, r *http.Request, _ string) {
 	id := u.current(r)
 	note := r.URL.Query().Get("notification")
-	if _, known := notificationText[note]; !known {
+	if notice(note) == "" {
 		note = ""
 	}
 	if !id.admin() && u.cfg.Index != "" && !u.indexIsCatalog() {
@@ -364,20 +364,9 @@ func (u *UI) catalog(w http.ResponseWriter, r *http.Request, _ string) {
 		}
 		data.Items = append(data.Items, it)
 	}
-	u.render(w, r, http.StatusOK, "catalog", id, view{Title: "Workshops", Data: data,
-		Notice: notificationText[note]})
-}
-
-// notificationText says, on the portal's own pages, what the notification
-// the portal sent a browser back with means and what to do next (the
-// values are Educates', reference §3.2). Unknown values show nothing: the
-// text never comes from the request.
-var notificationText = map[string]string{
-	"session-deleted":     "Your workshop session has ended. Start the workshop again for a new session.",
-	"startup-timeout":     "Your workshop environment could not be started in time. Start the workshop again to get a new one.",
-	"session-invalid":     "That workshop link is no longer valid: the session it belonged to has ended or does not exist. Start the workshop again.",
-	"session-unavailable": "No session of that workshop is available right now (all are in use, or you have reached your limit). Try again later.",
-	"workshop-invalid":    "That workshop does not exist on this portal.",
+	// A start that failed, or a session that ended, comes back here with
+	// Educates' notification.
+	u.render(w, r, http.StatusOK, "catalog", id, view{Title: "Workshops", Notice: notice(note), Data: data})
 }
 
 // indexIsCatalog reports whether the portal's index is its own catalog
@@ -441,4 +430,89 @@ func (u *UI) start(w http.ResponseWriter, r *http.Request, _ string) {
 // REST API's request response (`url`): token first, as Educates writes it.
 func ActivationPath(session, token, index string) string {
 	return routes.ActivatePath(session) + "?token=" + url.QueryEscape(token) + "&index_url=" + url.QueryEscape(index)
+}
+
+// environmentStart is GET /workshops/environment/<env>/, the link Educates'
+// web catalog starts a workshop with (its views/environment.py
+// `environment`): a logged-in learner gets their session in env, the one
+// they have or a new one, and goes through its activation link to the
+// dashboard. Anyone else signs in first and comes back here. A failure
+// goes to the `index_url` given, else the portal index, else the catalog,
+// with Educates' notification: workshop-invalid for an unknown
+// environment, session-unavailable when no session can be had.
+func (u *UI) environmentStart(w http.ResponseWriter, r *http.Request, env string) {
+	id := u.current(r)
+	switch {
+	case id.admin():
+		// The admin is no learner and cannot own sessions (the catalog
+		// says so too); the login page would send them straight back.
+		u.fail(w, r, http.StatusForbidden, "Not a learner", "The administrator cannot start workshop sessions. Sign in as a learner.")
+		return
+	case !id.learner():
+		// Educates' login_required: back here, query and all, once
+		// signed in. Built from the route, not the raw request path,
+		// so a `//` prefix cannot make it look like another host.
+		next := routes.EnvironmentPath(env)
+		if r.URL.RawQuery != "" {
+			next += "?" + r.URL.RawQuery
+		}
+		http.Redirect(w, r, routes.LoginPath+"?next="+url.QueryEscape(next), http.StatusFound)
+		return
+	}
+	indexURL := strings.TrimSpace(r.URL.Query().Get("index_url"))
+	// Where failures go: never an address the redirect policy refuses.
+	if indexURL != "" {
+		if err := u.redirect.Check(indexURL, u.selfOrigin(r)); err != nil {
+			u.fail(w, r, http.StatusBadRequest, "Bad redirect", "The address to return to is not allowed on this portal.")
+			return
+		}
+	}
+	back := indexURL
+	if back == "" {
+		back = u.cfg.Index
+	}
+	if back == "" {
+		back = routes.CatalogPath
+	}
+	notify := func(notification string) {
+		http.Redirect(w, r, redirects.WithNotification(back, notification), http.StatusFound)
+	}
+	e := u.svc.Environment(env)
+	if e == nil {
+		u.svc.RefuseUnknownEnvironment(env)
+		notify("workshop-invalid")
+		return
+	}
+	if e.State != sessions.EnvRunning {
+		// It exists but takes no sessions (its workshop was removed).
+		notify("session-unavailable")
+		return
+	}
+	res, err := u.svc.RequestSession(r.Context(), sessions.Request{Environment: e.Name, User: id.User, IndexURL: back})
+	switch {
+	case errors.Is(err, sessions.ErrNoEnvironment):
+		notify("workshop-invalid")
+		return
+	case errors.Is(err, sessions.ErrNoSession), errors.Is(err, sessions.ErrCannotReacquire),
+		errors.Is(err, sessions.ErrUserNotPermitted):
+		notify("session-unavailable")
+		return
+	case err != nil:
+		u.unavailable(w, r, err)
+		return
+	}
+	http.Redirect(w, r, ActivationPath(res.Session.Name, res.Token, back), http.StatusFound)
+}
+
+// selfOrigin is the origin the request arrived on (the configured public
+// URL's when set), which redirects may always go to.
+func (u *UI) selfOrigin(r *http.Request) string {
+	if u.cfg.URL != "" {
+		return strings.TrimSuffix(u.cfg.URL, "/")
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
 }

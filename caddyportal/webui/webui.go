@@ -67,19 +67,21 @@ type Options struct {
 
 // UI serves the web pages.
 type UI struct {
-	svc      *sessions.Service
-	cfg      config.Portal
-	signer   *tokens.Signer
-	cookie   string
-	redirect *redirects.Policy
-	log      *zap.Logger
-	clientIP func(r *http.Request) string
-	health   func() []health.Status
-	logins   *loginlimit.Limiter
-	signups  *loginlimit.Rate
-	cost     int
-	pages    map[string]*pageTemplate
-	bindKey  []byte // keys credential fingerprints in login cookies
+	svc    *sessions.Service
+	cfg    config.Portal
+	signer *tokens.Signer
+	cookie string
+	// accessCookie holds the event access code's grant.
+	accessCookie string
+	redirect     *redirects.Policy
+	log          *zap.Logger
+	clientIP     func(r *http.Request) string
+	health       func() []health.Status
+	logins       *loginlimit.Limiter
+	signups      *loginlimit.Rate
+	cost         int
+	pages        map[string]*pageTemplate
+	bindKey      []byte // keys credential fingerprints in login cookies
 	// dummyHash is compared against when a login names no known user, so
 	// the answer takes as long as for a wrong password.
 	dummyHash []byte
@@ -125,7 +127,8 @@ func New(opts Options) (*UI, error) {
 		return nil, fmt.Errorf("webui: %w", err)
 	}
 	u := &UI{svc: opts.Service, cfg: opts.Service.Config(), signer: signer, cookie: opts.CookiePrefix + "login",
-		redirect: opts.Redirects, log: opts.Logger, clientIP: opts.ClientIP,
+		accessCookie: opts.CookiePrefix + "access",
+		redirect:     opts.Redirects, log: opts.Logger, clientIP: opts.ClientIP,
 		health: opts.Health,
 		logins: opts.Logins, signups: loginlimit.NewRate(opts.Service.Now, SignupBurst, SignupEvery),
 		cost: opts.PasswordCost, pages: pages,
@@ -144,6 +147,9 @@ type route struct {
 	// slash is the canonical path when the request lacked the trailing
 	// slash; GETs are redirected there.
 	slash string
+	// door, when set, puts the route behind the event access code; the
+	// access form comes back to this path.
+	door string
 }
 
 // Handler returns the handler of a page route matched by routes.Match,
@@ -161,17 +167,19 @@ func (u *UI) Handler(m routes.Route, r *http.Request) http.Handler {
 // pageRoutes are the handlers of each page route; routes.PageNotFound has
 // none, which serve answers with a 404 page.
 var pageRoutes = map[routes.ID]route{
-	routes.Index:          {get: (*UI).index},
-	routes.Login:          {get: (*UI).loginPage, post: (*UI).login},
-	routes.Logout:         {get: (*UI).logoutPage, post: (*UI).logout},
-	routes.Signup:         {get: (*UI).signupPage, post: (*UI).signup},
-	routes.Catalog:        {get: (*UI).catalog, post: (*UI).start},
-	routes.AdminOverview:  {get: (*UI).overview},
-	routes.AdminSessions:  {get: (*UI).sessionsPage},
-	routes.AdminUsers:     {get: (*UI).usersPage},
-	routes.AdminSession:   {get: (*UI).sessionPage},
-	routes.AdminTerminate: {post: (*UI).terminate},
-	routes.AdminExtend:    {post: (*UI).extend},
+	routes.Index:            {get: (*UI).index, door: "/"},
+	routes.Login:            {get: (*UI).loginPage, post: (*UI).login},
+	routes.Logout:           {get: (*UI).logoutPage, post: (*UI).logout},
+	routes.Signup:           {get: (*UI).signupPage, post: (*UI).signup},
+	routes.Catalog:          {get: (*UI).catalog, post: (*UI).start, door: routes.CatalogPath},
+	routes.EnvironmentStart: {get: (*UI).environmentStart},
+	routes.Access:           {get: (*UI).accessPage, post: (*UI).access},
+	routes.AdminOverview:    {get: (*UI).overview},
+	routes.AdminSessions:    {get: (*UI).sessionsPage},
+	routes.AdminUsers:       {get: (*UI).usersPage},
+	routes.AdminSession:     {get: (*UI).sessionPage},
+	routes.AdminTerminate:   {post: (*UI).terminate},
+	routes.AdminExtend:      {post: (*UI).extend},
 }
 
 // indexIsRoot reports whether the portal index is this host's own `/`
@@ -215,6 +223,9 @@ func (u *UI) serve(w http.ResponseWriter, r *http.Request, rt route) {
 			http.Redirect(w, r, target, http.StatusMovedPermanently)
 			return
 		}
+		if rt.door != "" && !u.eventDoor(w, r, rt.door) {
+			return
+		}
 		rt.get(u, w, r, rt.arg)
 	case http.MethodPost:
 		if rt.post == nil {
@@ -229,6 +240,9 @@ func (u *UI) serve(w http.ResponseWriter, r *http.Request, rt route) {
 		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 		if err := r.ParseForm(); err != nil {
 			u.fail(w, r, http.StatusBadRequest, "Bad request", "The form could not be read.")
+			return
+		}
+		if rt.door != "" && !u.eventDoor(w, r, rt.door) {
 			return
 		}
 		rt.post(u, w, r, rt.arg)
