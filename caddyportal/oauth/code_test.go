@@ -6,12 +6,34 @@ import (
 	"encoding/base64"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/caddyportal/caddyportal/caddyportal/oauth"
+	"github.com/caddyportal/caddyportal/caddyportal/store/etcdstore"
+	"github.com/caddyportal/caddyportal/caddyportal/store/etcdstore/etcdtest"
+	"github.com/caddyportal/caddyportal/caddyportal/store/storetest"
 )
 
 func TestCodesAreSingleUseAndShortLived(t *testing.T) {
 	is, _, clk, _ := setup(t)
+	testCodes(t, is, clk)
+}
+
+// TestCodesOnEtcd: codes behave the same on the other store.
+func TestCodesOnEtcd(t *testing.T) {
+	srv := etcdtest.Start(t)
+	clk := storetest.NewClock(time.Now().UTC().Truncate(time.Second))
+	st, err := etcdstore.Open(context.Background(), etcdstore.Options{Endpoints: srv.Endpoints(), Prefix: "/oauthtest/",
+		Now: clk.Now, SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	testCodes(t, oauth.NewIssuer(st, accessTTL, refreshTTL, clk.Now), clk)
+}
+
+func testCodes(t *testing.T, is *oauth.Issuer, clk *storetest.Clock) {
+	t.Helper()
 	ctx := context.Background()
 	g := oauth.CodeGrant{Session: "s1", User: "alice", RedirectURI: "http://s1.lab.test/oauth_callback"}
 	code, err := is.NewCode(ctx, g)
