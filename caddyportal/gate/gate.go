@@ -73,6 +73,7 @@ type Gate struct {
 	metrics  *metrics.Metrics
 	activity *activity
 	streams  *Streams
+	audit    *audit
 	// suffix is "."+Domain in lower case, for host-mode matching.
 	suffix string
 }
@@ -92,7 +93,7 @@ func New(o Options) (*Gate, error) {
 		o.ClientIP = remoteIP
 	}
 	g := &Gate{o: o, svc: o.Service, log: o.Logger, metrics: o.Metrics, streams: o.Streams,
-		activity: newActivity(o.Service)}
+		activity: newActivity(o.Service), audit: newAudit(o.Logger)}
 	if o.Domain != "" {
 		g.suffix = "." + strings.ToLower(o.Domain)
 	}
@@ -181,7 +182,7 @@ func (g *Gate) admit(w http.ResponseWriter, r *http.Request, name string) (*sess
 	sess, err := g.svc.GetCached(r.Context(), name)
 	if err != nil && !errors.Is(err, sessions.ErrSessionNotFound) {
 		g.log.Warn("gate: loading session", zap.String("session", name), zap.Error(err))
-		g.refused(page(w, http.StatusServiceUnavailable, "Portal unavailable", "The portal cannot check this session right now. Try again in a moment."))
+		g.refusedBecause(r, name, "the portal's state is unavailable", page(w, http.StatusServiceUnavailable, "Portal unavailable", "The portal cannot check this session right now. Try again in a moment."))
 		return nil, ""
 	}
 	if err != nil {
@@ -193,13 +194,17 @@ func (g *Gate) admit(w http.ResponseWriter, r *http.Request, name string) (*sess
 	// session is live, ended or unknown, so names cannot be probed.
 	user, cerr := g.o.Cookies.Verify(r, name, g.svc.Now())
 	if cerr != nil || sess != nil && user != sess.Owner {
-		g.refused(page(w, http.StatusForbidden, "Not signed in to this session",
+		why := "no valid cookie for the session"
+		if cerr == nil {
+			why = "the cookie is for " + user + ", not the session's owner"
+		}
+		g.refusedBecause(r, name, why, page(w, http.StatusForbidden, "Not signed in to this session",
 			"This browser is not signed in to this workshop session. Open the workshop from the link your training portal gave you."))
 		return nil, ""
 	}
 	if sess == nil {
 		// Held once, since purged.
-		g.refused(notify(w, r, g.o.Index, "session-invalid", http.StatusNotFound, "Unknown session",
+		g.refusedBecause(r, name, "the session no longer exists", notify(w, r, g.o.Index, "session-invalid", http.StatusNotFound, "Unknown session",
 			"This workshop session does not exist (it may have ended long ago)."))
 		return nil, ""
 	}
@@ -208,18 +213,19 @@ func (g *Gate) admit(w http.ResponseWriter, r *http.Request, name string) (*sess
 			// Its environment never became ready: Educates' notification
 			// for a session that did not start in time, and a page that
 			// says so and how to try again.
-			g.refused(notify(w, r, g.indexOf(sess), "startup-timeout", http.StatusGone, "Workshop could not start",
+			g.refusedBecause(r, name, "the session ended: its environment did not start", notify(w, r, g.indexOf(sess), "startup-timeout", http.StatusGone, "Workshop could not start",
 				"The environment of this workshop session could not be started. Start the workshop again to get a new one."))
 			return nil, ""
 		}
 		if sess.Reason == sessions.ReasonEnvironmentLost {
 			// Its environment died under the learner: the page says why,
 			// in the spawner's words, and how to go on.
-			g.refused(notify(w, r, g.indexOf(sess), "session-deleted", http.StatusGone, "Workshop environment stopped",
+			g.refusedBecause(r, name, "the session ended: its environment stopped", notify(w, r, g.indexOf(sess), "session-deleted", http.StatusGone, "Workshop environment stopped",
 				lostMessage(sess)))
 			return nil, ""
 		}
-		g.refused(notify(w, r, g.indexOf(sess), "session-deleted", http.StatusGone, "Session ended",
+		g.audit.forget(name)
+		g.refusedBecause(r, name, "the session ended ("+sess.Reason+")", notify(w, r, g.indexOf(sess), "session-deleted", http.StatusGone, "Session ended",
 			"This workshop session has ended."))
 		return nil, ""
 	}
@@ -228,6 +234,13 @@ func (g *Gate) admit(w http.ResponseWriter, r *http.Request, name string) (*sess
 
 // refused counts a refused dashboard request.
 func (g *Gate) refused(status int) { g.metrics.GateRequest("", status) }
+
+// refusedBecause counts a refused dashboard request and records it, with
+// why, in the access audit.
+func (g *Gate) refusedBecause(r *http.Request, session, why string, status int) {
+	g.audit.refused(g.o.ClientIP(r), session, why, status)
+	g.refused(status)
+}
 
 // serveDashboard proxies a path-mode dashboard request to the session's
 // upstream, with the /workshops/session/<name> prefix stripped unless the
@@ -280,9 +293,12 @@ func (g *Gate) forward(w http.ResponseWriter, r *http.Request, sess *sessions.Se
 	dw := &dashboardWriter{ResponseWriter: w, cookiePrefix: g.o.Cookies.Name(""), host: r.Host, pathPrefix: prefix}
 	var out http.ResponseWriter = dw
 	stop := cancel
+	client := g.o.ClientIP(r)
+	g.audit.admitted(r, client, sess.Name, user)
 	if isStream(r) {
 		g.metrics.WebSocketOpened(sess.Environment)
 		defer g.metrics.WebSocketClosed(sess.Environment)
+		defer g.audit.websocket(client, sess.Name, user, r.URL.Path)()
 		use, done := g.activity.stream(sess.Name)
 		defer done()
 		// The observer sits under the closer: the proxy's hijack passes

@@ -1,0 +1,74 @@
+package gate
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/caddyportal/caddyportal/caddyportal/routes"
+)
+
+// TestAccessAudit: the access log records a session's first request from
+// each client address (not every request), and every refusal with why.
+func TestAccessAudit(t *testing.T) {
+	dash := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "dashboard") }))
+	t.Cleanup(dash.Close)
+	core, logs := observer.New(zap.InfoLevel)
+	client := "192.0.2.1"
+	g, svc, name, srv := gateSetupWith(t, strings.TrimPrefix(dash.URL, "http://"), Options{Logger: zap.New(core),
+		ClientIP: func(*http.Request) string { return client }})
+	sess, err := svc.Get(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	if _, err := g.Activated(rec, httptest.NewRequest("GET", "/", nil), sess); err != nil {
+		t.Fatal(err)
+	}
+	cookie := rec.Result().Cookies()[0]
+	get := func(withCookie bool) int {
+		req, _ := http.NewRequest("GET", srv.URL+routes.SessionPath(name), nil)
+		if withCookie {
+			req.AddCookie(cookie)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	events := func(event string) []observer.LoggedEntry {
+		return logs.FilterLoggerName("access").FilterField(zap.String("event", event)).All()
+	}
+	for range 3 {
+		get(true)
+	}
+	client = "198.51.100.7"
+	get(true)
+	if got := events(auditNewAddress); len(got) != 2 || got[0].ContextMap()["client"] != "192.0.2.1" ||
+		got[1].ContextMap()["client"] != "198.51.100.7" || got[0].ContextMap()["user"] != sess.Owner {
+		t.Fatalf("new-address events %v, want one per address", got)
+	}
+	if status := get(false); status != http.StatusForbidden {
+		t.Fatalf("without the cookie: %d", status)
+	}
+	refused := events(auditRefused)
+	if len(refused) != 1 || refused[0].ContextMap()["reason"] != "no valid cookie for the session" ||
+		refused[0].ContextMap()["session"] != name || refused[0].ContextMap()["status"] != int64(http.StatusForbidden) {
+		t.Fatalf("refusal events %v", refused)
+	}
+	if _, err := svc.Terminate(context.Background(), name, "deleted"); err != nil {
+		t.Fatal(err)
+	}
+	get(true)
+	if refused := events(auditRefused); len(refused) != 2 || !strings.Contains(refused[1].ContextMap()["reason"].(string), "the session ended") {
+		t.Fatalf("refusal of an ended session: %v", refused)
+	}
+}
