@@ -61,6 +61,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		admin     <username> <password>
 //		dashboards path [keep_prefix] | host <domain>
 //		assertion                      # a signed JWT for dashboards in X-Portal-Assertion
+//		staff_access off | <duration>  # the admin opening learners' dashboards (default 1h)
 //		tokens    [access <duration>] [refresh <duration>]
 //		tokens    {
 //			access  <duration>
@@ -195,6 +196,15 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "dashboards":
 			h.Dashboards, err = parseDashboards(d)
+		case "staff_access":
+			var v string
+			if v, err = oneArg(d, opt, "staff_access off | <duration>"); err == nil {
+				if v == "off" {
+					h.StaffAccessOff = true
+				} else {
+					h.StaffAccess, err = duration(d, opt, v)
+				}
+			}
 		case "assertion":
 			if d.NextArg() {
 				err = usageErr(d, opt, "assertion (no arguments: sign X-Portal-Assertion for dashboards)")

@@ -186,6 +186,13 @@ type Portal struct {
 	// it does not trust can check that a request came through the portal.
 	Assertion bool `json:"assertion,omitempty"`
 
+	// StaffAccess is how long the admin may use a learner's dashboard
+	// after opening it from the admin pages (every opening is recorded in
+	// the session, logged and sent to the webhooks). Default: 1h.
+	StaffAccess Duration `json:"staff_access,omitempty"`
+	// StaffAccessOff removes that button: nobody but the learner enters.
+	StaffAccessOff bool `json:"staff_access_off,omitempty"`
+
 	// Tokens sets OAuth2 token lifetimes.
 	Tokens TokenLifetimes `json:"tokens,omitzero"`
 

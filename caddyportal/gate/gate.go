@@ -193,10 +193,10 @@ func (g *Gate) admit(w http.ResponseWriter, r *http.Request, name string) (*sess
 	// requester's); every other browser gets one answer whether the
 	// session is live, ended or unknown, so names cannot be probed.
 	user, cerr := g.o.Cookies.Verify(r, name, g.svc.Now())
-	if cerr != nil || sess != nil && user != sess.Owner {
+	if cerr != nil || sess != nil && user != sess.Owner && !sess.StaffAllowed(user, g.svc.Now()) {
 		why := "no valid cookie for the session"
 		if cerr == nil {
-			why = "the cookie is for " + user + ", not the session's owner"
+			why = "the cookie is for " + user + ", neither the session's owner nor staff granted access now"
 		}
 		g.refusedBecause(r, name, why, page(w, http.StatusForbidden, "Not signed in to this session",
 			"This browser is not signed in to this workshop session. Open the workshop from the link your training portal gave you."))

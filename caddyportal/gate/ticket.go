@@ -48,10 +48,16 @@ func (g *Gate) exchangeTicket(w http.ResponseWriter, r *http.Request, name, tick
 // activation and returns where the browser goes: the path-mode dashboard
 // with a fresh cookie, or the session host with a one-time ticket.
 func (g *Gate) Activated(w http.ResponseWriter, r *http.Request, sess *sessions.Session) (string, error) {
+	return g.ActivatedAs(w, r, sess, sess.Owner)
+}
+
+// ActivatedAs is Activated for another user than the session's owner: a
+// staff member the session has granted access (sessions.GrantStaff).
+func (g *Gate) ActivatedAs(w http.ResponseWriter, r *http.Request, sess *sessions.Session, user string) (string, error) {
 	now := g.svc.Now()
 	if !g.HostMode() {
 		entry := routes.SessionPath(sess.Name)
-		http.SetCookie(w, g.o.Cookies.Issue(sess.Name, sess.Owner, entry, r.TLS != nil, now))
+		http.SetCookie(w, g.o.Cookies.Issue(sess.Name, user, entry, r.TLS != nil, now))
 		return entry, nil
 	}
 	nonce, err := tokens.New()
@@ -66,7 +72,7 @@ func (g *Gate) Activated(w http.ResponseWriter, r *http.Request, sess *sessions.
 	if _, port, err := net.SplitHostPort(r.Host); err == nil {
 		host = net.JoinHostPort(host, port)
 	}
-	q := url.Values{ticketParam: {g.o.Cookies.IssueTicket(sess.Name, sess.Owner, nonce, now)}}
+	q := url.Values{ticketParam: {g.o.Cookies.IssueTicket(sess.Name, user, nonce, now)}}
 	return scheme + "://" + host + "/?" + q.Encode(), nil
 }
 

@@ -224,9 +224,13 @@ func (p *Portal) assemble(secret []byte, st store.Store, guard *webhooks.Guard, 
 	if err != nil {
 		return err
 	}
+	openAs := p.gate.ActivatedAs
+	if cfg.StaffAccessOff {
+		openAs = nil
+	}
 	p.ui, err = webui.New(webui.Options{Service: p.svc, Key: tokens.DeriveKey(secret, "webui"),
 		CookiePrefix: cookiePrefix, Redirects: policy, Logger: d.Logger, ClientIP: d.ClientIP,
-		Logins: logins, Health: p.health.Statuses})
+		Logins: logins, Health: p.health.Statuses, OpenAs: openAs, StaffGrant: cfg.StaffAccess.D()})
 	if err != nil {
 		return err
 	}

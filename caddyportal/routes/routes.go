@@ -57,6 +57,8 @@ const (
 	AdminSession
 	AdminTerminate
 	AdminExtend
+	// AdminOpen opens a learner's dashboard for the admin (staff access).
+	AdminOpen
 	// EnvironmentStart is Educates' web start route of a workshop
 	// environment, /workshops/environment/<env>/: a logged-in learner's
 	// session there, else the login page.
@@ -369,7 +371,7 @@ func (p *path) pages() (Route, bool) {
 		}
 	case p.is(0, "admin"):
 		rt.ID = p.admin()
-		if rt.ID == AdminSession || rt.ID == AdminTerminate || rt.ID == AdminExtend {
+		if rt.ID == AdminSession || rt.ID == AdminTerminate || rt.ID == AdminExtend || rt.ID == AdminOpen {
 			rt.Arg = p.seg[2]
 		}
 	case p.n == 2 && p.is(0, "workshops") && p.is(1, "catalog"):
@@ -387,7 +389,7 @@ func (p *path) pages() (Route, bool) {
 	}
 	// Pages without a trailing slash redirect to it; a 404 and the
 	// form targets have no page to redirect to.
-	if !p.slash && rt.ID != PageNotFound && rt.ID != AdminTerminate && rt.ID != AdminExtend {
+	if !p.slash && rt.ID != PageNotFound && rt.ID != AdminTerminate && rt.ID != AdminExtend && rt.ID != AdminOpen {
 		rt.Slash = p.escaped + "/"
 	}
 	return rt, true
@@ -410,6 +412,8 @@ func (p *path) admin() ID {
 		return AdminTerminate
 	case p.is(3, "extend"):
 		return AdminExtend
+	case p.is(3, "open"):
+		return AdminOpen
 	}
 	return PageNotFound
 }

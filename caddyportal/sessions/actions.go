@@ -169,6 +169,38 @@ func (s *Service) Extend(ctx context.Context, name string) (*Session, lifecycle.
 	return sess, s.policy(sess).Schedule(s.now(), times(sess)), extended, nil
 }
 
+// maxStaffGrants bounds the grants a session keeps (the oldest go).
+const maxStaffGrants = 20
+
+// GrantStaff lets staff (a staff member's user name, connecting from
+// client) into the dashboard of a learner's session for ttl, or until the
+// session expires if sooner, and records it: in the session (the admin
+// timeline) and as a Session/StaffAccess event (log, webhooks). A reserve
+// or an ended session cannot be granted.
+func (s *Service) GrantStaff(ctx context.Context, name, staff, client string, ttl time.Duration) (*Session, StaffGrant, error) {
+	var g StaffGrant
+	sess, err := s.mutate(ctx, name, func(sess *Session, now time.Time) (bool, []Event, error) {
+		if sess.Reserved() {
+			return false, nil, ErrNotInUse
+		}
+		if st, _ := sess.Effective(now); st.Ending() {
+			return false, nil, ErrSessionEnded
+		}
+		until := now.Add(ttl)
+		if !sess.Expires.IsZero() && sess.Expires.Before(until) {
+			until = sess.Expires
+		}
+		g = StaffGrant{User: staff, Client: client, At: now, Until: until}
+		sess.StaffGrants = append(sess.StaffGrants, g)
+		if len(sess.StaffGrants) > maxStaffGrants {
+			sess.StaffGrants = sess.StaffGrants[len(sess.StaffGrants)-maxStaffGrants:]
+		}
+		return true, []Event{sessionEvent(EventSessionStaffAccess, sess, now,
+			map[string]any{"staff": staff, "client": client, "until": lifecycle.Format(until)})}, nil
+	})
+	return sess, g, err
+}
+
 // Terminate stops a session: it is STOPPING at once (its dashboard is
 // refused) and STOPPED, its slot free, after the stopping grace.
 // Terminating a STOPPING session again is not an error.

@@ -528,3 +528,64 @@ func TestEventsEmitted(t *testing.T) {
 		}
 	}
 }
+
+// TestGrantStaff: a staff grant lets its staff member into a learner's
+// session until it ends (capped by the session's expiry), is recorded in
+// the session and as an event, and cannot be had for a reserve or an
+// ended session.
+func TestGrantStaff(t *testing.T) {
+	clk := newClock()
+	st := openStore(t, clk)
+	evCh := make(chan sessions.Event, 100)
+	w := workshop("lab", 5, 1)
+	w.Expires = config.Duration(2 * time.Hour)
+	svc, err := sessions.New(context.Background(), st, portal(w), sessions.Options{Now: clk.Now,
+		ReconcileInterval: time.Hour, OnEvent: func(e sessions.Event) { evCh <- e }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	ctx := context.Background()
+	r := request(t, svc, "demo-w01", "alice")
+	if _, err := svc.Activate(ctx, r.Session.Name, r.Token); err != nil {
+		t.Fatal(err)
+	}
+	sess, g, err := svc.GrantStaff(ctx, r.Session.Name, "admin", "192.0.2.1", time.Hour)
+	if err != nil || g.User != "admin" || g.Client != "192.0.2.1" || !g.Until.Equal(clk.Now().Add(time.Hour)) || len(sess.StaffGrants) != 1 {
+		t.Fatalf("GrantStaff = %+v, %+v, %v", sess, g, err)
+	}
+	if !sess.StaffAllowed("admin", clk.Now()) || sess.StaffAllowed("bob", clk.Now()) || sess.StaffAllowed("admin", g.Until) {
+		t.Error("StaffAllowed does not follow the grant")
+	}
+	// A grant never outlives the session's expiry.
+	_, g2, _ := svc.GrantStaff(ctx, r.Session.Name, "admin", "", 1000*time.Hour)
+	if sess.Expires.IsZero() || !g2.Until.Equal(sess.Expires) {
+		t.Errorf("a long grant ends at %v, the session at %v", g2.Until, sess.Expires)
+	}
+	found := false
+	for len(evCh) > 0 {
+		e := <-evCh
+		if e.Name == sessions.EventSessionStaffAccess && e.Session == r.Session.Name && e.Data["staff"] == "admin" {
+			found = true
+		}
+	}
+	if !found {
+		t.Error("no Session/StaffAccess event")
+	}
+	var reserve string
+	all, _ := svc.EnvironmentSessions(ctx)
+	for _, s := range all["demo-w01"] {
+		if s.Reserved() {
+			reserve = s.Name
+		}
+	}
+	if _, _, err := svc.GrantStaff(ctx, reserve, "admin", "", time.Hour); !errors.Is(err, sessions.ErrNotInUse) {
+		t.Errorf("a grant on a reserve: %v", err)
+	}
+	if _, err := svc.Terminate(ctx, r.Session.Name, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := svc.GrantStaff(ctx, r.Session.Name, "admin", "", time.Hour); !errors.Is(err, sessions.ErrSessionEnded) {
+		t.Errorf("a grant on an ended session: %v", err)
+	}
+}

@@ -129,6 +129,27 @@ type Session struct {
 	// OAuth client (its id is the session name), given to an environment
 	// whose dashboard logs the learner in through the portal.
 	ClientSecretHash string `json:"client_secret_hash,omitempty"`
+	// StaffGrants are the staff members who opened the session's
+	// dashboard, each until a time (the newest last).
+	StaffGrants []StaffGrant `json:"staff_grants,omitempty"`
+}
+
+// StaffGrant lets a staff member into a learner's dashboard for a while.
+type StaffGrant struct {
+	User   string    `json:"user"`
+	Client string    `json:"client,omitempty"` // the address it was granted from
+	At     time.Time `json:"at"`
+	Until  time.Time `json:"until"`
+}
+
+// StaffAllowed reports whether user holds a staff grant of s valid at now.
+func (s *Session) StaffAllowed(user string, now time.Time) bool {
+	for _, g := range s.StaffGrants {
+		if g.User == user && now.Before(g.Until) {
+			return true
+		}
+	}
+	return false
 }
 
 // holdsEnv reports whether the session has, or may have, a started

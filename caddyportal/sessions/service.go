@@ -91,6 +91,9 @@ const (
 	EventSessionExpired   = "Session/Expired"
 	EventSessionOrphaned  = "Session/Orphaned"
 	EventSessionDeleted   = "Session/Deleted"
+	// EventSessionStaffAccess: a staff member opened the learner's
+	// dashboard (data: staff, client, until).
+	EventSessionStaffAccess = "Session/StaffAccess"
 
 	EventUserPrefix        = "User/"
 	EventEnvironmentPrefix = "Environment/"

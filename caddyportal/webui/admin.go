@@ -12,6 +12,7 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
 	"github.com/caddyportal/caddyportal/caddyportal/routes"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+	"go.uber.org/zap"
 )
 
 // requireAdmin returns the admin identity, or sends a browser that is not
@@ -192,6 +193,7 @@ type sessionData struct {
 	Countdown string
 	Live      bool
 	CanAct    bool
+	CanOpen   bool
 	Owner     *sessions.User
 }
 
@@ -209,7 +211,8 @@ func (u *UI) sessionPage(w http.ResponseWriter, r *http.Request, name string) {
 		u.unavailable(w, r, err)
 		return
 	}
-	d := sessionData{S: s, Timeline: timeline(s), Live: !s.State.Ending(), CanAct: !s.State.Ending() && !s.Reserved()}
+	d := sessionData{S: s, Timeline: timeline(s), Live: !s.State.Ending(), CanAct: !s.State.Ending() && !s.Reserved(),
+		CanOpen: u.openAs != nil}
 	if s.Owner != "" {
 		if usr, err := u.svc.GetUser(r.Context(), s.Owner); err == nil {
 			d.Owner = usr
@@ -240,6 +243,13 @@ func timeline(s *sessions.Session) []event {
 		add(s.Allocated, "Allocated to "+s.Owner)
 	}
 	add(s.Started, "Activated, dashboard running")
+	for _, g := range s.StaffGrants {
+		from := ""
+		if g.Client != "" {
+			from = " from " + g.Client
+		}
+		add(g.At, "Staff access: "+g.User+from+" until "+g.Until.UTC().Format(time.RFC3339))
+	}
 	if !s.LastActivity.IsZero() && !s.LastActivity.Equal(s.Started) {
 		add(s.LastActivity, "Last dashboard activity")
 	}
@@ -297,6 +307,42 @@ func (u *UI) extend(w http.ResponseWriter, r *http.Request, name string) {
 		code = "not-extended"
 	}
 	http.Redirect(w, r, routes.AdminSessionPath(name)+"?notice="+code, http.StatusSeeOther)
+}
+
+// defaultStaffGrant is how long the admin may use a learner's dashboard
+// after opening it.
+const defaultStaffGrant = time.Hour
+
+// open is staff access: the admin opens a learner's dashboard. The
+// session records the grant (who, from where, until when: its timeline
+// shows it), an event goes to the log and the webhooks, and the gate
+// lets the admin in until the grant ends; the dashboard sees the admin's
+// name in X-Portal-User.
+func (u *UI) open(w http.ResponseWriter, r *http.Request, name string) {
+	if !u.action(w, r) {
+		return
+	}
+	if u.openAs == nil {
+		u.fail(w, r, http.StatusNotFound, "Not available", "Staff access to learners' dashboards is off on this portal.")
+		return
+	}
+	ttl := u.staffGrant
+	if ttl <= 0 {
+		ttl = defaultStaffGrant
+	}
+	staff := u.current(r).User
+	sess, g, err := u.svc.GrantStaff(r.Context(), name, staff, u.clientIP(r), ttl)
+	if u.actionError(w, r, err) {
+		return
+	}
+	u.log.Info("staff access granted", zap.String("session", name), zap.String("staff", staff),
+		zap.String("owner", sess.Owner), zap.String("client", g.Client), zap.Time("until", g.Until))
+	target, err := u.openAs(w, r, sess, staff)
+	if err != nil {
+		u.unavailable(w, r, err)
+		return
+	}
+	http.Redirect(w, r, target, http.StatusSeeOther)
 }
 
 // actionError writes the page for a failed session action and reports

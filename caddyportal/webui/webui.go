@@ -63,6 +63,12 @@ type Options struct {
 	// Health, if set, returns the dashboards' last probe results, which
 	// the overview page lists so an operator sees a dead one.
 	Health func() []health.Status
+	// OpenAs, if set, lets the admin open a learner's dashboard: it
+	// issues the gate's credentials of session for user and returns where
+	// the browser goes (the gate's ActivatedAs). Nil hides the button.
+	OpenAs func(w http.ResponseWriter, r *http.Request, sess *sessions.Session, user string) (string, error)
+	// StaffGrant is how long such access lasts; 0 means an hour.
+	StaffGrant time.Duration
 }
 
 // UI serves the web pages.
@@ -77,6 +83,8 @@ type UI struct {
 	log          *zap.Logger
 	clientIP     func(r *http.Request) string
 	health       func() []health.Status
+	openAs       func(w http.ResponseWriter, r *http.Request, sess *sessions.Session, user string) (string, error)
+	staffGrant   time.Duration
 	logins       *loginlimit.Limiter
 	signups      *loginlimit.Rate
 	cost         int
@@ -126,7 +134,8 @@ func New(opts Options) (*UI, error) {
 	if err != nil {
 		return nil, fmt.Errorf("webui: %w", err)
 	}
-	u := &UI{svc: opts.Service, cfg: opts.Service.Config(), signer: signer, cookie: opts.CookiePrefix + "login",
+	u := &UI{openAs: opts.OpenAs, staffGrant: opts.StaffGrant,
+		svc: opts.Service, cfg: opts.Service.Config(), signer: signer, cookie: opts.CookiePrefix + "login",
 		accessCookie: opts.CookiePrefix + "access",
 		redirect:     opts.Redirects, log: opts.Logger, clientIP: opts.ClientIP,
 		health: opts.Health,
@@ -180,6 +189,7 @@ var pageRoutes = map[routes.ID]route{
 	routes.AdminSession:     {get: (*UI).sessionPage},
 	routes.AdminTerminate:   {post: (*UI).terminate},
 	routes.AdminExtend:      {post: (*UI).extend},
+	routes.AdminOpen:        {post: (*UI).open},
 }
 
 // indexIsRoot reports whether the portal index is this host's own `/`
