@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,31 +54,43 @@ func terminalBody(sessions, replica string, uid, gid int) string {
 `, shellinabox, uid, gid, sessions, replica)
 }
 
-// processesIn lists the processes whose working directory is dir or below
-// (the marker finds what the spawner started; this finds what a learner's
-// shell started, which Shell In A Box runs without the marker).
-func processesIn(dir string) []string {
+// processesIn maps the processes whose working directory is dir or below
+// to their command names. The marker finds what the spawner started; this
+// also finds what a learner's shell started, which Shell In A Box runs
+// with an environment of its own, without the marker.
+func processesIn(dir string) map[string]string {
 	entries, _ := os.ReadDir("/proc")
-	var pids []string
+	procs := map[string]string{}
 	for _, e := range entries {
 		cwd, err := os.Readlink(filepath.Join("/proc", e.Name(), "cwd"))
 		if err != nil {
-			continue
+			continue // not a process, gone, or a zombie
 		}
 		// A removed directory reads as "<dir> (deleted)".
 		cwd = strings.TrimSuffix(cwd, " (deleted)")
 		if cwd == dir || strings.HasPrefix(cwd, dir+"/") {
-			pids = append(pids, e.Name())
+			comm, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
+			procs[e.Name()] = strings.TrimSpace(string(comm))
 		}
 	}
-	return pids
+	return procs
+}
+
+// running reports whether procs has a process named comm.
+func running(procs map[string]string, comm string) bool {
+	for _, c := range procs {
+		if c == comm {
+			return true
+		}
+	}
+	return false
 }
 
 // TestBrowserWebTerminal: each learner's session spawns a real web
 // terminal of its own; in Chromium the activation link leads to it through
 // the gate, the learner types a command and it runs in the session's own
-// directory. Ending the session ends the terminal, the shell included, and
-// removes the directory; the next learner's shell sees nothing of it.
+// directory. Ending the session ends the terminal, the shell and the
+// learner's background job included, and removes the directory; the next learner's shell sees nothing of it.
 func TestBrowserWebTerminal(t *testing.T) {
 	if _, err := os.Stat(shellinabox); err != nil {
 		t.Fatalf("this test needs Debian's shellinabox (.ci/run installs it): %v", err)
@@ -94,7 +107,7 @@ func TestBrowserWebTerminal(t *testing.T) {
 	first := openTerminal(t, p, tok, "alice")
 	dir := filepath.Join(sessions, first.name)
 	want := "hello-from-" + first.name
-	first.typeLine(t, "echo "+want+" > ~/marker.txt; cat marker.txt")
+	first.typeLine(t, "echo "+want+" > ~/marker.txt; pwd; cat marker.txt")
 	first.waitFile(t, filepath.Join(dir, "marker.txt"), func(s string) bool { return s == want+"\n" })
 	// The command's output on the terminal page, for the screenshot.
 	var png []byte
@@ -108,27 +121,26 @@ func TestBrowserWebTerminal(t *testing.T) {
 	}
 	chromium.KeepScreenshot(t, png, "web-terminal.png")
 
+	// A background job that ignores the terminal's hangup, as a learner
+	// might leave behind.
+	first.typeLine(t, "nohup sleep 9999 > /dev/null 2>&1 &")
+	waitFor(t, "the learner's background job", func() bool { return running(processesIn(dir), "sleep") })
 	if pids := markedProcesses(t, "demo/"+replica+"/"+first.name); len(pids) == 0 {
 		t.Fatal("no terminal process carries the session's marker")
 	}
-	shells := processesIn(dir)
-	if len(shells) == 0 {
-		t.Fatalf("no process runs in the session's directory %s (the shell should)", dir)
+	if procs := processesIn(dir); !running(procs, "bash") {
+		t.Fatalf("no shell runs in the session's directory %s: %v", dir, procs)
 	}
 
-	if r := p.Do("POST", "/workshops/session/"+first.name+"/terminate/", tok, nil, nil); r.Status != 200 {
-		t.Fatalf("terminate: %d %s", r.Status, r.Body)
-	}
-	waitFor(t, "the session to be STOPPED", func() bool {
-		return p.Do("GET", "/workshops/session/"+first.name+"/schedule/", tok, nil, nil).Status == 404
-	})
+	endSession(t, p, tok, first.name)
+	// Nothing of the terminal is left once the session is STOPPED, the
+	// shell and its background job included.
 	if pids := markedProcesses(t, "demo/"+replica+"/"+first.name); len(pids) != 0 {
 		t.Fatalf("terminal processes of the ended session still run: %v", pids)
 	}
-	// The shell runs in a terminal session of its own, without the marker:
-	// it ends with its terminal (SIGHUP), which may take a moment after the
-	// daemon is gone.
-	waitFor(t, "the ended session's shell to exit", func() bool { return len(processesIn(dir)) == 0 })
+	if procs := processesIn(dir); len(procs) != 0 {
+		t.Fatalf("processes of the ended session's shell still run: %v", procs)
+	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Fatalf("the ended session's directory is still there: %v", err)
 	}
@@ -160,6 +172,10 @@ func openTerminal(t *testing.T, p *portal, tok, user string) terminal {
 	t.Helper()
 	m := p.Request(tok, "demo-w01", "user="+user+"&index_url=https://hub.example.com/").JSON(t)
 	term := terminal{name: m["name"].(string), ctx: chromium.New(t, 1024, 640, 3*time.Minute)}
+	// A portal that stops keeps its environments running (a restart adopts
+	// them): end the session with the test, whatever happened, so that its
+	// terminal does not outlive the test. Cleanups run before the portal's.
+	t.Cleanup(func() { endSession(t, p, tok, term.name) })
 	var location string
 	err := chromedp.Run(term.ctx,
 		chromedp.Navigate(p.Base+m["url"].(string)),
@@ -211,4 +227,20 @@ func (term terminal) waitFile(t *testing.T, path string, done func(string) bool)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// endSession terminates session, unless it is over already, and waits
+// until it is STOPPED: its environment is stopped and removed by then.
+func endSession(t *testing.T, p *portal, tok, session string) {
+	t.Helper()
+	r := p.Do(http.MethodPost, "/workshops/session/"+session+"/terminate/", tok, nil, nil)
+	if r.Status == http.StatusNotFound {
+		return
+	}
+	if r.Status != http.StatusOK {
+		t.Fatalf("terminate %s: %d %s", session, r.Status, r.Body)
+	}
+	waitFor(t, session+" to be STOPPED", func() bool {
+		return p.Do(http.MethodGet, "/workshops/session/"+session+"/schedule/", tok, nil, nil).Status == http.StatusNotFound
+	})
 }
