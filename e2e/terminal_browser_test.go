@@ -90,7 +90,9 @@ func running(procs map[string]string, comm string) bool {
 // terminal of its own; in Chromium the activation link leads to it through
 // the gate, the learner types a command and it runs in the session's own
 // directory. Ending the session ends the terminal, the shell and the
-// learner's background job included, and removes the directory; the next learner's shell sees nothing of it.
+// learner's background job included, and removes the directory; the next
+// learner's shell sees nothing of it. A screenshot of the terminal is kept
+// (docs/screenshots/web-terminal.png is one).
 func TestBrowserWebTerminal(t *testing.T) {
 	if _, err := os.Stat(shellinabox); err != nil {
 		t.Fatalf("this test needs Debian's shellinabox (.ci/run installs it): %v", err)
