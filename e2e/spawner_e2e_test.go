@@ -48,7 +48,14 @@ func spawnedBody(sessions string) string {
 // session's environment (the process spawner's marker).
 func dashboardProcesses(t *testing.T, session string) []string {
 	t.Helper()
-	marker := []byte("CADDYPORTAL_ENV=demo/test/" + session + "\x00")
+	return markedProcesses(t, "demo/test/"+session)
+}
+
+// markedProcesses lists the processes whose environment carries the
+// process spawner's marker with value <portal>/<replica>/<session>.
+func markedProcesses(t *testing.T, value string) []string {
+	t.Helper()
+	marker := []byte("CADDYPORTAL_ENV=" + value + "\x00")
 	entries, _ := os.ReadDir("/proc")
 	var pids []string
 	for _, e := range entries {
