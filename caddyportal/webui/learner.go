@@ -299,6 +299,10 @@ type catalogItem struct {
 	Capacity  int
 	// Mine is the learner's live session in this environment, if any.
 	Mine string
+	// Status says whether a session can be had now: ready (a reserve or a
+	// fixed dashboard waits), starts (an environment starts on request),
+	// queued (starts are busy: a new one waits its turn) or full.
+	Status string
 	// CreateURL is the anonymous-mode start link.
 	CreateURL string
 }
@@ -354,6 +358,7 @@ func (u *UI) catalog(w http.ResponseWriter, r *http.Request, _ string) {
 		if it.Title == "" {
 			it.Title = e.Workshop.PublishedName()
 		}
+		allocated, queued := 0, false
 		for _, s := range live[e.Name] {
 			switch {
 			case s.Reserved() && s.State == lifecycle.Waiting:
@@ -361,12 +366,32 @@ func (u *UI) catalog(w http.ResponseWriter, r *http.Request, _ string) {
 			case id.learner() && s.Owner == id.User && !s.State.Ending():
 				it.Mine = s.Name
 			}
+			if !s.Reserved() {
+				allocated++
+			}
+			queued = queued || s.State == lifecycle.Starting && s.Progress != nil && s.Progress.Step == sessions.StepQueued
 		}
+		it.Status = catalogStatus(u.svc.Spawned(e), it.Available, allocated, e.Capacity, queued)
 		data.Items = append(data.Items, it)
 	}
 	// A start that failed, or a session that ended, comes back here with
 	// Educates' notification.
 	u.render(w, r, http.StatusOK, "catalog", id, view{Title: "Workshops", Notice: notice(note), Data: data})
+}
+
+// catalogStatus is whether a learner can have a session of a workshop now.
+func catalogStatus(spawned bool, available, allocated, capacity int, queued bool) string {
+	switch {
+	case available > 0:
+		return "ready"
+	case capacity > 0 && allocated >= capacity:
+		return "full"
+	case !spawned:
+		return "ready"
+	case queued:
+		return "queued"
+	}
+	return "starts"
 }
 
 // indexIsCatalog reports whether the portal's index is its own catalog

@@ -284,7 +284,7 @@ func TestSignupAndLogin(t *testing.T) {
 	}
 	cat := b.get("/workshops/catalog/")
 	if cat.status != http.StatusOK || !strings.Contains(cat.body, "Kubernetes 101") || !strings.Contains(cat.body, `id="start-demo-w01"`) ||
-		!strings.Contains(cat.body, "ann@example.com") {
+		!strings.Contains(cat.body, "ann@example.com") || !strings.Contains(cat.body, `class="availability ready" id="status-demo-w01"`) {
 		t.Fatalf("catalog: %d %s", cat.status, cat.body)
 	}
 	// Sign out, then in again: a wrong password is refused, the right one works.
