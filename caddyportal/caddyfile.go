@@ -62,6 +62,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		dashboards path [keep_prefix] | host <domain>
 //		assertion                      # a signed JWT for dashboards in X-Portal-Assertion
 //		staff_access off | <duration>  # the admin opening learners' dashboards (default 1h)
+//		frame                          # the session frame (countdown, Extend, End) for every workshop
 //		tokens    [access <duration>] [refresh <duration>]
 //		tokens    {
 //			access  <duration>
@@ -196,6 +197,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "dashboards":
 			h.Dashboards, err = parseDashboards(d)
+		case "frame":
+			if d.NextArg() {
+				err = usageErr(d, opt, "frame (no arguments: the session frame for every workshop)")
+			}
+			h.Frame = true
 		case "staff_access":
 			var v string
 			if v, err = oneArg(d, opt, "staff_access off | <duration>"); err == nil {
@@ -708,6 +714,11 @@ func parseWorkshop(d *caddyfile.Dispenser, taken map[string]bool) (config.Worksh
 			w.Orphaned, err = oneDuration(d, opt)
 		case "overdue":
 			w.Overdue, err = oneDuration(d, opt)
+		case "frame":
+			if d.NextArg() {
+				err = usageErr(d, opt, "frame (no arguments: the session frame for this workshop)")
+			}
+			w.Frame = true
 		case "upstream":
 			w.Upstreams, err = parseUpstream(d, w.Upstreams, upstreamSeen)
 		case "health_check":

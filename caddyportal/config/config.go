@@ -186,6 +186,12 @@ type Portal struct {
 	// it does not trust can check that a request came through the portal.
 	Assertion bool `json:"assertion,omitempty"`
 
+	// Frame shows every session in the session frame: the dashboard under
+	// a slim bar with the workshop's title, the time left, a warning
+	// before the end, Extend and End session. A workshop's own `frame`
+	// turns it on for that workshop only.
+	Frame bool `json:"frame,omitempty"`
+
 	// StaffAccess is how long the admin may use a learner's dashboard
 	// after opening it from the admin pages (every opening is recorded in
 	// the session, logged and sent to the webhooks). Default: 1h.
@@ -379,6 +385,9 @@ type Workshop struct {
 	Orphaned Duration `json:"orphaned,omitempty"`
 	// Overdue is the startup timeout for the dashboard; 0 disables it.
 	Overdue Duration `json:"overdue,omitempty"`
+	// Frame shows this workshop's sessions in the session frame (see
+	// Portal.Frame).
+	Frame bool `json:"frame,omitempty"`
 
 	// Upstreams are the dashboard addresses: a fixed pool (one per session
 	// slot), or a single address template containing `{session}`.

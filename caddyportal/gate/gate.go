@@ -32,6 +32,10 @@ type Options struct {
 	// every request it forwards; Issuer is the portal's URL, its issuer.
 	Assertions *assertion.Signer
 	Issuer     string
+	// Framed reports whether the sessions of a workshop get the session
+	// frame (a bar with countdown, Extend and End above the dashboard);
+	// nil frames none.
+	Framed func(workshop string) bool
 	// Codes issues the authorization codes with which a session's
 	// dashboard logs its learner in through the portal (host mode); nil
 	// refuses such logins.
@@ -143,6 +147,9 @@ func (g *Gate) ServeSessionHost(w http.ResponseWriter, r *http.Request, name str
 		g.serveAuthorize(w, r, name)
 		return
 	}
+	if g.serveFrame(w, r, name, r.URL.EscapedPath()) {
+		return
+	}
 	sess, user := g.admit(w, r, name)
 	if sess == nil {
 		return
@@ -170,6 +177,9 @@ func (g *Gate) servePath(w http.ResponseWriter, r *http.Request, name, tail stri
 		http.Redirect(w, r, routes.SessionPath(name), http.StatusFound)
 	case g.serveConfig(w, r, name, tail):
 	default:
+		if g.serveFrame(w, r, name, tail) {
+			return
+		}
 		g.serveDashboard(w, r, name, tail)
 	}
 }

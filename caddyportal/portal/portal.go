@@ -215,7 +215,7 @@ func (p *Portal) assemble(secret []byte, st store.Store, guard *webhooks.Guard, 
 		asserts = assertion.New(sessions.WrapStore(st), sessions.KeyAssertionKeys, 0, d.Now)
 	}
 	p.gate, err = gate.New(gate.Options{Service: p.svc, Cookies: gate.NewCookies(signer, cookiePrefix), Codes: issuer,
-		Assertions: asserts, Issuer: cfg.URL,
+		Assertions: asserts, Issuer: cfg.URL, Framed: framed(cfg),
 		Origins: gate.NewOrigins(cfg.URL), Proxy: d.Proxy, Streams: d.Streams, Domain: domain,
 		KeepPrefix: cfg.Dashboards.KeepPrefix,
 		Index:      cfg.Index, Anonymous: cfg.Registration == config.RegistrationAnonymous,
@@ -249,6 +249,15 @@ func (p *Portal) assemble(secret []byte, st store.Store, guard *webhooks.Guard, 
 		Assertions:        asserts,
 	})
 	return nil
+}
+
+// framed says which workshops' sessions get the session frame.
+func framed(cfg config.Portal) func(string) bool {
+	on := map[string]bool{}
+	for _, w := range cfg.Workshops {
+		on[w.Name] = cfg.Frame || w.Frame
+	}
+	return func(workshop string) bool { return on[workshop] }
 }
 
 // uidOf derives the portal's uid (shown in the catalog, sent with
