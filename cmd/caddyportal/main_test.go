@@ -156,6 +156,19 @@ func runExample(t *testing.T, bin string) {
 	if res.StatusCode != http.StatusOK || !strings.Contains(string(body), "<form") {
 		t.Errorf("the example's login page: %d %.300s", res.StatusCode, body)
 	}
+	// The stand-in hub explains the portal's notifications and never
+	// prints a value it does not know.
+	for note, want := range map[string]string{"session-deleted": "Your workshop session has ended", "%3Cb%3Ex": "sent you back here"} {
+		res, err = noRedirect.Get("http://localhost:8080/hub/?notification=" + note)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ = io.ReadAll(res.Body)
+		res.Body.Close()
+		if !strings.Contains(string(body), want) || strings.Contains(string(body), "<b>") {
+			t.Errorf("the hub with notification %s: %d %.400s", note, res.StatusCode, body)
+		}
+	}
 }
 
 // killUnder kills the processes whose HOME is under dir: the example's
