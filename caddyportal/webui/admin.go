@@ -36,11 +36,25 @@ func (u *UI) requireAdmin(w http.ResponseWriter, r *http.Request) (identity, boo
 
 // envRow is an environment on the overview page.
 type envRow struct {
-	Name, Workshop, Title, State        string
-	Capacity, Reserved                  int
-	Allocated, Available, Live          int
+	Name, Workshop, Title, State string
+	Capacity, Reserved           int
+	Allocated, Available, Live   int
+	// Starting counts sessions whose environment is starting, Queued
+	// those of them still waiting for a free start.
+	Starting, Queued                    int
 	Expires, Overtime, Deadline, Orphan time.Duration
 }
+
+// problem is a session whose environment failed, for the overview.
+type problem struct {
+	At                           time.Time
+	Session, Environment, Reason string
+	Message                      string
+}
+
+// problemReasons are the endings the overview lists as problems.
+var problemReasons = map[string]bool{sessions.ReasonStartFailed: true, sessions.ReasonStartInterrupted: true,
+	sessions.ReasonEnvironmentLost: true}
 
 type overviewData struct {
 	Envs                           []envRow
@@ -49,6 +63,9 @@ type overviewData struct {
 	Registration, Catalog          string
 	Chart                          chart
 	Upstreams                      []health.Status
+	// Problems are the last hours' failed starts and lost environments,
+	// newest first.
+	Problems []problem
 }
 
 func (u *UI) overview(w http.ResponseWriter, r *http.Request, _ string) {
@@ -77,15 +94,49 @@ func (u *UI) overview(w http.ResponseWriter, r *http.Request, _ string) {
 			Deadline: e.Deadline, Orphan: e.Orphaned}
 		use := sessions.UsageOf(live[e.Name])
 		row.Live, row.Allocated, row.Available = len(live[e.Name]), use.Allocated, use.Available
+		for _, s := range live[e.Name] {
+			if s.State == lifecycle.Starting {
+				row.Starting++
+				if s.Progress != nil && s.Progress.Step == sessions.StepQueued {
+					row.Queued++
+				}
+			}
+		}
 		d.Allocated += row.Allocated
 		d.Live += row.Live
 		d.Envs = append(d.Envs, row)
 	}
 	d.Chart = sessionChart(all, u.svc.Now(), 6*time.Hour, 12)
+	d.Problems = problems(all, u.svc.Now().Add(-6*time.Hour), 20)
 	if u.health != nil {
 		d.Upstreams = u.health()
 	}
 	u.render(w, r, http.StatusOK, "overview", id, view{Title: "Portal overview", Data: d})
+}
+
+// problems lists the sessions that ended since since because their
+// environment failed, newest first, at most max.
+func problems(all []*sessions.Session, since time.Time, max int) []problem {
+	var out []problem
+	for _, s := range all {
+		if !problemReasons[s.Reason] || s.Stopped.Before(since) && s.Expires.Before(since) {
+			continue
+		}
+		at := s.Stopped
+		if at.IsZero() {
+			at = s.Expires
+		}
+		p := problem{At: at, Session: s.Name, Environment: s.Environment, Reason: s.Reason}
+		if s.Progress != nil {
+			p.Message = s.Progress.Message
+		}
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].At.After(out[j].At) })
+	if len(out) > max {
+		out = out[:max]
+	}
+	return out
 }
 
 // sessionRow is a session in the sessions list.

@@ -1,6 +1,12 @@
 package webui
 
-import "testing"
+import (
+	"testing"
+	"time"
+
+	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+	"github.com/caddyportal/caddyportal/caddyportal/spawner"
+)
 
 func TestCatalogStatus(t *testing.T) {
 	for _, tc := range []struct {
@@ -20,5 +26,23 @@ func TestCatalogStatus(t *testing.T) {
 		if got := catalogStatus(tc.spawned, tc.available, tc.allocated, tc.capacity, tc.queued); got != tc.want {
 			t.Errorf("catalogStatus(%+v) = %q, want %q", tc, got, tc.want)
 		}
+	}
+}
+
+func TestProblems(t *testing.T) {
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	all := []*sessions.Session{
+		{Name: "s1", Environment: "e", Reason: sessions.ReasonStartFailed, Stopped: now.Add(-time.Hour),
+			Progress: &spawner.Progress{Step: sessions.StepFailed, Message: "HTTP 404"}},
+		{Name: "s2", Environment: "e", Reason: "terminated", Stopped: now.Add(-time.Minute)},
+		{Name: "s3", Environment: "e", Reason: sessions.ReasonEnvironmentLost, Stopped: now.Add(-time.Minute)},
+		{Name: "s4", Environment: "e", Reason: sessions.ReasonStartFailed, Stopped: now.Add(-10 * time.Hour)},
+	}
+	got := problems(all, now.Add(-6*time.Hour), 20)
+	if len(got) != 2 || got[0].Session != "s3" || got[1].Session != "s1" || got[1].Message != "HTTP 404" {
+		t.Fatalf("problems = %+v, want s3 then s1", got)
+	}
+	if got := problems(all, now.Add(-6*time.Hour), 1); len(got) != 1 || got[0].Session != "s3" {
+		t.Fatalf("problems with max 1 = %+v", got)
 	}
 }
