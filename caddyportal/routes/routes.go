@@ -59,6 +59,8 @@ const (
 	AdminExtend
 	// AdminOpen opens a learner's dashboard for the admin (staff access).
 	AdminOpen
+	// AdminBulk terminates or extends the sessions a filter matches.
+	AdminBulk
 	// EnvironmentStart is Educates' web start route of a workshop
 	// environment, /workshops/environment/<env>/: a logged-in learner's
 	// session there, else the login page.
@@ -389,7 +391,7 @@ func (p *path) pages() (Route, bool) {
 	}
 	// Pages without a trailing slash redirect to it; a 404 and the
 	// form targets have no page to redirect to.
-	if !p.slash && rt.ID != PageNotFound && rt.ID != AdminTerminate && rt.ID != AdminExtend && rt.ID != AdminOpen {
+	if !p.slash && rt.ID != PageNotFound && rt.ID != AdminTerminate && rt.ID != AdminExtend && rt.ID != AdminOpen && rt.ID != AdminBulk {
 		rt.Slash = p.escaped + "/"
 	}
 	return rt, true
@@ -404,6 +406,8 @@ func (p *path) admin() ID {
 		return AdminSessions
 	case p.n == 2 && p.is(1, "users"):
 		return AdminUsers
+	case p.n == 2 && p.is(1, "bulk"):
+		return AdminBulk
 	case p.n < 3 || p.n > 4 || !p.is(1, "sessions") || !validName(p.seg[2]):
 		return PageNotFound
 	case p.n == 3:

@@ -153,6 +153,9 @@ type sessionsData struct {
 	Envs             []string
 	States           []string
 	Total            int
+	// Actionable counts the shown sessions a bulk action would touch
+	// (learners' sessions that have not ended).
+	Actionable int
 }
 
 // stateFilters are the state filter's choices: "active" (the default)
@@ -169,6 +172,17 @@ func (u *UI) sessionsPage(w http.ResponseWriter, r *http.Request, _ string) {
 		u.fail(w, r, http.StatusBadRequest, "Bad request", "The filter in the address is malformed.")
 		return
 	}
+	d, _, ok := u.filtered(w, r, q)
+	if !ok {
+		return
+	}
+	u.render(w, r, http.StatusOK, "sessions", id, view{Title: "Sessions", Notice: notice(q.Get("notice")), Data: d})
+}
+
+// filtered applies the sessions list's filters in q (environment, state,
+// user) and returns the page's data and the matching sessions, newest
+// first; a bad filter is answered with a 400 page (ok false).
+func (u *UI) filtered(w http.ResponseWriter, r *http.Request, q url.Values) (sessionsData, []*sessions.Session, bool) {
 	d := sessionsData{Env: q.Get("environment"), State: q.Get("state"), User: q.Get("user"), States: stateFilters}
 	if d.State == "" {
 		d.State = "active"
@@ -180,13 +194,13 @@ func (u *UI) sessionsPage(w http.ResponseWriter, r *http.Request, _ string) {
 		st, ok := lifecycle.ParseState(d.State)
 		if !ok {
 			u.fail(w, r, http.StatusBadRequest, "Bad request", "Unknown session state in the filter.")
-			return
+			return d, nil, false
 		}
 		want, d.State = st, string(st)
 	}
 	if len(d.User) > 256 || len(d.Env) > 128 {
 		u.fail(w, r, http.StatusBadRequest, "Bad request", "The filter is too long.")
-		return
+		return d, nil, false
 	}
 	for _, e := range u.svc.Environments() {
 		d.Envs = append(d.Envs, e.Name)
@@ -194,9 +208,10 @@ func (u *UI) sessionsPage(w http.ResponseWriter, r *http.Request, _ string) {
 	all, err := u.svc.AllSessions(r.Context())
 	if err != nil {
 		u.unavailable(w, r, err)
-		return
+		return d, nil, false
 	}
 	d.Total = len(all)
+	var match []*sessions.Session
 	// Newest first: the admin usually looks for what just happened.
 	for i := len(all) - 1; i >= 0; i-- {
 		s := all[i]
@@ -207,19 +222,78 @@ func (u *UI) sessionsPage(w http.ResponseWriter, r *http.Request, _ string) {
 			want != "" && s.State != want:
 			continue
 		}
+		match = append(match, s)
 		d.Rows = append(d.Rows, sessionRow{Name: s.Name, Environment: s.Environment, Workshop: s.Workshop,
 			Owner: s.Owner, Reason: s.Reason, State: s.State, Created: s.Created, Started: s.Started, Expires: s.Expires})
+		if !s.State.Ending() && !s.Reserved() {
+			d.Actionable++
+		}
 	}
-	u.render(w, r, http.StatusOK, "sessions", id, view{Title: "Sessions", Notice: notice(q.Get("notice")), Data: d})
+	return d, match, true
+}
+
+// bulkData is the bulk action's confirmation page.
+type bulkData struct {
+	sessionsData
+	Action string
+	Names  []string
+}
+
+// bulk terminates or extends every learner's session the sessions list's
+// filter matches: a first POST shows what would be done and asks to
+// confirm; the confirmed POST does it, one session at a time, each with
+// its own event (log and webhooks) as if ended or extended by hand.
+func (u *UI) bulk(w http.ResponseWriter, r *http.Request, _ string) {
+	if !u.action(w, r) {
+		return
+	}
+	action := r.PostFormValue("action")
+	if action != "terminate" && action != "extend" {
+		u.fail(w, r, http.StatusBadRequest, "Bad request", "Unknown action: terminate or extend.")
+		return
+	}
+	d, match, ok := u.filtered(w, r, r.PostForm)
+	if !ok {
+		return
+	}
+	var names []string
+	for _, s := range match {
+		if !s.State.Ending() && !s.Reserved() {
+			names = append(names, s.Name)
+		}
+	}
+	if r.PostFormValue("confirm") != "yes" {
+		u.render(w, r, http.StatusOK, "bulk", u.current(r), view{Title: "Confirm", Data: bulkData{sessionsData: d, Action: action, Names: names}})
+		return
+	}
+	done := 0
+	for _, name := range names {
+		var err error
+		if action == "terminate" {
+			_, err = u.svc.Terminate(r.Context(), name, "")
+		} else {
+			_, _, _, err = u.svc.Extend(r.Context(), name)
+		}
+		if err != nil {
+			u.log.Warn("webui: bulk "+action, zap.String("session", name), zap.Error(err))
+			continue
+		}
+		done++
+	}
+	u.log.Info("webui: bulk "+action, zap.String("admin", u.current(r).User), zap.Int("sessions", done),
+		zap.String("environment", d.Env), zap.String("state", d.State), zap.String("user", d.User))
+	http.Redirect(w, r, routes.AdminSessionsPath+"?notice=bulk-"+action, http.StatusSeeOther)
 }
 
 // notices are the fixed messages that actions pass back by code, so the
 // address bar cannot inject text into a page.
 var notices = map[string]string{
-	"terminated":   "The session was terminated.",
-	"extended":     "The session was extended.",
-	"not-extended": "The session was not extended: it can only be extended shortly before it expires, and not past its deadline.",
-	"signed-up":    "If this email address was new, your account has been created. Sign in with your email address and password.",
+	"terminated":     "The session was terminated.",
+	"bulk-terminate": "The sessions were terminated (each is recorded in the log and sent to the webhooks).",
+	"bulk-extend":    "The sessions that could be extended were extended.",
+	"extended":       "The session was extended.",
+	"not-extended":   "The session was not extended: it can only be extended shortly before it expires, and not past its deadline.",
+	"signed-up":      "If this email address was new, your account has been created. Sign in with your email address and password.",
 	// Educates' notifications (reference §3.2), which the catalog shows
 	// when it is where the portal sends a browser back.
 	"workshop-invalid":    "There is no such workshop on this portal.",

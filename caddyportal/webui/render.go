@@ -22,7 +22,7 @@ var templateFS embed.FS
 type pageTemplate = template.Template
 
 // pageNames are the page templates; each defines "content" for base.html.
-var pageNames = []string{"error", "login", "logout", "signup", "catalog", "access", "overview", "sessions", "session", "users"}
+var pageNames = []string{"error", "login", "logout", "signup", "catalog", "access", "overview", "sessions", "session", "users", "bulk"}
 
 var funcs = template.FuncMap{
 	// when formats an instant for people: UTC, to the second.

@@ -190,6 +190,7 @@ var pageRoutes = map[routes.ID]route{
 	routes.AdminTerminate:   {post: (*UI).terminate},
 	routes.AdminExtend:      {post: (*UI).extend},
 	routes.AdminOpen:        {post: (*UI).open},
+	routes.AdminBulk:        {post: (*UI).bulk},
 }
 
 // indexIsRoot reports whether the portal index is this host's own `/`

@@ -634,3 +634,52 @@ func TestCatalogExplainsNotifications(t *testing.T) {
 		t.Errorf("catalog with another index: %d %q", r.status, r.location())
 	}
 }
+
+// TestBulkTerminate: the admin terminates every learner's session a filter
+// matches, after a confirmation that lists them; reserves are left alone;
+// nobody else can.
+func TestBulkTerminate(t *testing.T) {
+	p := newPortal(t, portalConfig(config.RegistrationOneStep, ""))
+	bob, carol := p.restRequest("bob"), p.restRequest("carol")
+	admin := p.browser()
+	admin.login(adminUser, adminPass, "/admin/")
+	tok := admin.csrf("/admin/sessions/")
+	list := admin.get("/admin/sessions/?environment=demo-w01")
+	if !strings.Contains(list.body, `id="bulk-terminate"`) || !strings.Contains(list.body, "Terminate the 2 shown") {
+		t.Fatalf("the sessions list offers no bulk action for 2: %s", list.body)
+	}
+	form := url.Values{"csrf": {tok}, "action": {"terminate"}, "environment": {"demo-w01"}, "state": {"active"}}
+	confirm := admin.post("/admin/bulk/", form)
+	if confirm.status != http.StatusOK || !strings.Contains(confirm.body, "<li>"+bob+"</li>") || !strings.Contains(confirm.body, "<li>"+carol+"</li>") ||
+		!strings.Contains(confirm.body, `id="bulk-confirm"`) {
+		t.Fatalf("confirmation: %d %s", confirm.status, confirm.body)
+	}
+	if s := p.session(bob); s.State.Ending() {
+		t.Fatal("the first POST already terminated")
+	}
+	learner := p.browser()
+	learner.signup("ann@example.com", "ann-password")
+	lform := url.Values{"csrf": {learner.csrf("/workshops/catalog/")}, "action": {"terminate"}, "confirm": {"yes"}}
+	if r := learner.post("/admin/bulk/", lform); r.status == http.StatusSeeOther || p.session(bob).State.Ending() {
+		t.Fatalf("a learner's bulk terminate: %d", r.status)
+	}
+	form.Set("confirm", "yes")
+	if r := admin.post("/admin/bulk/", form); r.status != http.StatusSeeOther || !strings.Contains(r.location(), "notice=bulk-terminate") {
+		t.Fatalf("confirmed: %d %q", r.status, r.location())
+	}
+	for _, name := range []string{bob, carol} {
+		if s := p.session(name); !s.State.Ending() {
+			t.Errorf("%s is %s after the bulk terminate", name, s.State)
+		}
+	}
+	all, _ := p.svc.EnvironmentSessions(context.Background())
+	reserves := 0
+	for _, s := range all["demo-w01"] {
+		if s.Reserved() && !s.State.Ending() {
+			reserves++
+		}
+	}
+	if reserves == 0 {
+		t.Error("the bulk terminate ended the reserve too")
+	}
+}
