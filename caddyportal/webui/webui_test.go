@@ -493,8 +493,13 @@ func TestIndexRules(t *testing.T) {
 	if r := admin.get("/"); r.status != http.StatusFound || r.location() != "/admin/" {
 		t.Fatalf("/ as admin: %d %q", r.status, r.location())
 	}
-	if r := admin.get("/workshops/catalog/"); r.status != http.StatusOK || strings.Contains(r.body, `class="start"`) {
-		t.Fatalf("admin catalog: %d", r.status)
+	// The admin tries a workshop in a session of their own.
+	if r := admin.get("/workshops/catalog/"); r.status != http.StatusOK || !strings.Contains(r.body, `class="start"`) {
+		t.Fatalf("admin catalog: %d without Start", r.status)
+	}
+	started := admin.post("/workshops/catalog/", url.Values{"csrf": {admin.csrf("/workshops/catalog/")}, "environment": {"demo-w01"}})
+	if started.status != http.StatusSeeOther || !strings.Contains(started.location(), "/activate/?token=") {
+		t.Fatalf("admin's Start: %d %q %s", started.status, started.location(), started.body)
 	}
 
 	q := newPortal(t, portalConfig(config.RegistrationOneStep, ""))
