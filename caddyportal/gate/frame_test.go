@@ -65,6 +65,14 @@ func TestFrame(t *testing.T) {
 	if st, _ := do("GET", entry+"portal-frame/extend", true); st != http.StatusForbidden {
 		t.Errorf("a GET Extend: %d", st)
 	}
+	// The learner's bar shows a staff member connected while the grant
+	// lasts.
+	if _, _, err := svc.GrantStaff(context.Background(), name, "admin", "192.0.2.1", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if st, body := do("GET", entry+"portal-frame/bar", true); st != 200 || !strings.Contains(body, "Staff connected: admin") {
+		t.Fatalf("bar with staff connected: %d %.600s", st, body)
+	}
 	framed = false
 	if st, body := do("GET", entry, true, "Sec-Fetch-Dest", "document"); st != 200 || body != "dashboard" {
 		t.Fatalf("an unframed workshop's entry: %d %.300s", st, body)
