@@ -168,3 +168,19 @@ func (c *Cookies) VerifyTicket(ticket, session string, now time.Time) (user, non
 	}
 	return parts[1], parts[2], nil
 }
+
+// formPurpose signs the session frame's form tokens.
+const formPurpose = "frame-form"
+
+// FormToken is the CSRF token of the session frame's forms (Extend, End
+// session) for user in session, valid until exp.
+func (c *Cookies) FormToken(session, user string, exp time.Time) string {
+	return c.signer.Sign(formPurpose, []byte(session+"\n"+user), exp)
+}
+
+// CheckFormToken reports whether tok is a valid FormToken of user in
+// session at now.
+func (c *Cookies) CheckFormToken(tok, session, user string, now time.Time) bool {
+	payload, err := c.signer.Verify(formPurpose, tok, now)
+	return err == nil && string(payload) == session+"\n"+user
+}

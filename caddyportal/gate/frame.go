@@ -1,9 +1,11 @@
 package gate
 
 import (
+	"errors"
 	"fmt"
 	"html/template"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
@@ -25,6 +27,8 @@ import (
 const (
 	framePrefix = "/portal-frame/"
 	barRefresh  = 15
+	// formTokenTTL bounds a bar's forms; the bar reloads long before.
+	formTokenTTL = time.Hour
 )
 
 // FramePrefix is the part of every session's path space the frame uses;
@@ -55,15 +59,15 @@ button.end{background:#991b1b;border-color:#991b1b}.warn{color:#fbbf24;font-weig
 {{else}}<span id="countdown">{{.Left}}</span>{{if .Expiring}}<span class="warn" id="expiring">Ends soon: save your work{{if .Extendable}} or extend{{end}}.</span>{{end}}
 {{range .Staff}}<span class="staff">Staff connected: {{.}}</span>{{end}}
 <span class="spacer"></span>
-{{if .Extendable}}<form method="post" action="extend"><button type="submit" id="extend">Extend</button></form>{{end}}
-<form method="post" action="../delete/" target="_top"><button type="submit" class="end" id="end">End session</button></form>
+{{if .Extendable}}<form method="post" action="extend"><input type="hidden" name="csrf" value="{{.Token}}"><button type="submit" id="extend">Extend</button></form>{{end}}
+<form method="post" action="end" target="_top"><input type="hidden" name="csrf" value="{{.Token}}"><button type="submit" class="end" id="end">End session</button></form>
 {{end}}</body></html>
 `))
 
 // framePolicy is the frame's and the bar's CSP: no script, frames of this
-// origin only. No form-action: End session posts to the delete link,
-// which redirects to the session's index on another origin, and Chromium
-// applies form-action to the redirect too.
+// origin only. No form-action: End session redirects to the session's
+// index on another origin, and Chromium applies form-action to the
+// redirect too.
 const framePolicy = "default-src 'none'; style-src 'unsafe-inline'; frame-src 'self'; frame-ancestors 'self'; base-uri 'none'"
 
 // serveFrame serves the frame's requests of session name, tail being the
@@ -76,8 +80,8 @@ func (g *Gate) serveFrame(w http.ResponseWriter, r *http.Request, name, tail str
 	switch {
 	case tail == framePrefix+"bar":
 		g.serveBar(w, r, name)
-	case tail == framePrefix+"extend":
-		g.serveFrameExtend(w, r, name)
+	case tail == framePrefix+"extend", tail == framePrefix+"end":
+		g.serveFrameAction(w, r, name, strings.TrimPrefix(tail, framePrefix))
 	case tail == "/" && r.Method == http.MethodGet && r.Header.Get("Sec-Fetch-Dest") == "document":
 		return g.serveFramePage(w, r, name)
 	default:
@@ -120,6 +124,7 @@ func writeFramePage(w http.ResponseWriter, status int) {
 // barData is what the bar shows.
 type barData struct {
 	Title, Left, Index, Reason string
+	Token                      string // the forms' CSRF token
 	Refresh                    int
 	Ended, Expiring            bool
 	Extendable                 bool
@@ -140,7 +145,8 @@ func (g *Gate) serveBar(w http.ResponseWriter, r *http.Request, name string) {
 		_ = barTmpl.Execute(w, barData{Title: "Not signed in to this session", Ended: true, Index: g.o.Index})
 		return
 	}
-	d := barData{Title: g.titleOf(sess), Refresh: barRefresh, Index: g.indexOf(sess)}
+	d := barData{Title: g.titleOf(sess), Refresh: barRefresh, Index: g.indexOf(sess),
+		Token: g.o.Cookies.FormToken(name, user, now.Add(formTokenTTL))}
 	st, reason := sess.Effective(now)
 	if st.Ending() {
 		d.Ended, d.Reason = true, reason
@@ -166,16 +172,32 @@ func (g *Gate) serveBar(w http.ResponseWriter, r *http.Request, name string) {
 	_ = barTmpl.Execute(w, d)
 }
 
-// serveFrameExtend is the bar's Extend: a POST from the session's own
-// origin by a browser that holds the session.
-func (g *Gate) serveFrameExtend(w http.ResponseWriter, r *http.Request, name string) {
+// serveFrameAction is the bar's Extend and End session: a POST from the
+// session's own origin, with the bar's CSRF token, by a browser that
+// holds the session. Extend goes back to the bar; End session ends the
+// session and takes the window to the index with Educates' notification,
+// as the delete link does.
+func (g *Gate) serveFrameAction(w http.ResponseWriter, r *http.Request, name, action string) {
 	if r.Method != http.MethodPost || !SameOriginNavigation(r) {
-		g.refusedBecause(r, name, "an Extend that is not a same-origin POST", http.StatusForbidden)
-		page(w, http.StatusForbidden, "Not allowed", "Extend the session from its own page.")
+		g.refusedBecause(r, name, "a frame action that is not a same-origin POST", http.StatusForbidden)
+		page(w, http.StatusForbidden, "Not allowed", "Use the buttons of the session's own page.")
 		return
 	}
-	sess, _ := g.admit(w, r, name)
+	sess, user := g.admit(w, r, name)
 	if sess == nil {
+		return
+	}
+	if !g.o.Cookies.CheckFormToken(r.PostFormValue("csrf"), name, user, g.svc.Now()) {
+		g.refusedBecause(r, name, "a frame action without a valid form token", http.StatusForbidden)
+		page(w, http.StatusForbidden, "Not allowed", "This form is out of date. Reload the page and try again.")
+		return
+	}
+	if action == "end" {
+		if _, err := g.svc.Terminate(r.Context(), name, "deleted"); err != nil && !errors.Is(err, sessions.ErrSessionNotFound) {
+			page(w, http.StatusServiceUnavailable, "Portal unavailable", "The session could not be ended right now. Try again.")
+			return
+		}
+		notify(w, r, g.indexOf(sess), "session-deleted", http.StatusOK, "Session ended", "Your workshop session has ended.")
 		return
 	}
 	if _, _, _, err := g.svc.Extend(r.Context(), name); err != nil {

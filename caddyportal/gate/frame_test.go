@@ -65,6 +65,12 @@ func TestFrame(t *testing.T) {
 	if st, _ := do("GET", entry+"portal-frame/extend", true); st != http.StatusForbidden {
 		t.Errorf("a GET Extend: %d", st)
 	}
+	if st, _ := do("POST", entry+"portal-frame/end", true, "Sec-Fetch-Site", "same-origin", "Sec-Fetch-Mode", "navigate"); st != http.StatusForbidden {
+		t.Errorf("an End without the form token: %d", st)
+	}
+	if s, _ := svc.Get(context.Background(), name); s.State.Ending() {
+		t.Fatal("an End without the form token ended the session")
+	}
 	// The learner's bar shows a staff member connected while the grant
 	// lasts.
 	if _, _, err := svc.GrantStaff(context.Background(), name, "admin", "192.0.2.1", time.Hour); err != nil {
