@@ -3,10 +3,14 @@ package gate
 import (
 	"context"
 	"io"
+	"time"
+
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/coder/websocket"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
@@ -71,4 +75,59 @@ func TestAccessAudit(t *testing.T) {
 	if refused := events(auditRefused); len(refused) != 2 || !strings.Contains(refused[1].ContextMap()["reason"].(string), "the session ended") {
 		t.Fatalf("refusal of an ended session: %v", refused)
 	}
+}
+
+// TestAccessAuditWebSocket: a WebSocket through the gate is logged when it
+// opens and when it closes, with how long it was open.
+func TestAccessAuditWebSocket(t *testing.T) {
+	dash := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		_, msg, err := c.Read(r.Context())
+		if err == nil {
+			_ = c.Write(r.Context(), websocket.MessageText, msg)
+		}
+		_, _, _ = c.Read(r.Context())
+	}))
+	t.Cleanup(dash.Close)
+	core, logs := observer.New(zap.InfoLevel)
+	g, svc, name, srv := gateSetupWith(t, strings.TrimPrefix(dash.URL, "http://"), Options{Logger: zap.New(core)})
+	sess, err := svc.Get(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	if _, err := g.Activated(rec, httptest.NewRequest("GET", "/", nil), sess); err != nil {
+		t.Fatal(err)
+	}
+	cookie := rec.Result().Cookies()[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+routes.SessionPath(name)+"ws",
+		&websocket.DialOptions{HTTPHeader: http.Header{"Cookie": {cookie.Name + "=" + cookie.Value}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ws.Write(ctx, websocket.MessageText, []byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ws.Read(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A filter is a snapshot of the logs so far: filter again each time.
+	access := func() *observer.ObservedLogs { return logs.FilterLoggerName("access") }
+	if got := access().FilterField(zap.String("event", auditWSOpened)).All(); len(got) != 1 || got[0].ContextMap()["session"] != name {
+		t.Fatalf("opened events: %v", got)
+	}
+	ws.Close(websocket.StatusNormalClosure, "")
+	for range 500 { // the gate logs the close once the proxy returns
+		if len(access().FilterField(zap.String("event", auditWSClosed)).All()) == 1 {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("no closed event; access log: %v", access().All())
 }
