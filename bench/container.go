@@ -52,10 +52,14 @@ func isTestdash(name string, body []byte) bool {
 // containerBlock is the body of the workshop's `spawner container` block:
 // the test image's dashboard on its port, the same ulimits as the CLI, no
 // pull (the image is local), and a short stop (testdash is PID 1 and
-// ignores SIGTERM, so every stop waits for stop_timeout).
-func containerBlock(host, image string) string {
+// ignores SIGTERM, so every stop waits for stop_timeout); network "" is a
+// network of its own per session.
+func containerBlock(host, image, network string) string {
 	b := "\t\t\t\tengine " + host + "\n\t\t\t\timage " + image + fmt.Sprintf("\n\t\t\t\tport %d", containerPort) +
 		"\n\t\t\t\tpull never\n\t\t\t\tready / 60s\n\t\t\t\tstop_timeout 1s"
+	if network != "" {
+		b += "\n\t\t\t\tnetwork " + network
+	}
 	for _, u := range containerUlimits {
 		b += "\n\t\t\t\tulimit " + u[0] + " " + u[1]
 	}
@@ -140,7 +144,7 @@ func runContainer(ctx context.Context, o Options, bin, work string, rep *Report,
 	}
 	spec := portalSpec{
 		Data: filepath.Join(work, "badger"), Maximum: largest, Capacity: largest, Env: o.PortalEnv,
-		SpawnerKind: "container", Spawner: containerBlock(host, image), Starts: starts,
+		SpawnerKind: "container", Spawner: containerBlock(host, image, o.ContainerNetwork), Starts: starts,
 		Admin: fmt.Sprintf("127.0.0.1:%d", port),
 	}
 	p, err := startPortal(ctx, bin, work, spec)
@@ -162,6 +166,9 @@ func runContainer(ctx context.Context, o Options, bin, work string, rep *Report,
 	errs, running := 0, 0
 	for _, n := range o.ContainerSessions {
 		label := fmt.Sprintf("container (%d at once, reserved 0, starts %d, %d rounds)", n, starts, o.ContainerRounds)
+		if o.ContainerNetwork != "" {
+			label = fmt.Sprintf("container (%d at once, reserved 0, starts %d, %d rounds, network %s)", n, starts, o.ContainerRounds, o.ContainerNetwork)
+		}
 		var all containerRound
 		// The two sides of a round run back to back, so the ratio of
 		// their p50s is less affected by other work on the machine
