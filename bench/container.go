@@ -302,7 +302,8 @@ func joinInts(ns []int) string {
 // cliStarts runs `podman run -d` of image n times at once, each followed by
 // `podman port` and a probe of the published port every containerPoll
 // until testdash serves its page; then removes them all with one
-// `podman rm -f`. It returns each start's time to its page and to the
+// `podman rm -f -v` (-v: with their anonymous volumes, as the portal's
+// spawner removes them). It returns each start's time to its page and to the
 // return of `podman run -d`, and the removal's time.
 func cliStarts(ctx context.Context, podman string, probe *http.Client, image string, n, round int) (toPage, runRet []time.Duration, rm time.Duration, err error) {
 	var (
@@ -335,7 +336,7 @@ func cliStarts(ctx context.Context, podman string, probe *http.Client, image str
 	wg.Wait()
 	if len(ids) > 0 {
 		t0 := time.Now()
-		out, err := exec.Command(podman, append([]string{"rm", "-f"}, ids...)...).CombinedOutput()
+		out, err := exec.Command(podman, append([]string{"rm", "-f", "-v"}, ids...)...).CombinedOutput()
 		rm = time.Since(t0)
 		if err != nil {
 			errl = append(errl, fmt.Errorf("podman rm -f: %v: %s", err, out))
