@@ -99,14 +99,14 @@ func TestPercentile(t *testing.T) {
 
 func TestParseFlags(t *testing.T) {
 	o, err := parseFlags([]string{"-quick", "-scenario", "storm,ws,spawn", "-users", "70", "-sessions", "10,20", "-live", "0",
-		"-spawn-users", "30", "-pool-reserved", "7", "-container-sessions", "2,5", "-container-rounds", "4"})
+		"-spawn-users", "30", "-pool-reserved", "7", "-container-sessions", "2,5", "-container-rounds", "4", "-container-network", "podman"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if o.Users != 70 || o.WSConns != quickOptions().WSConns || len(o.Scenarios) != 3 ||
 		len(o.Sessions) != 2 || o.Sessions[1] != 20 || o.LiveFraction != 0 ||
 		o.SpawnUsers != 30 || o.PoolReserved != 7 || o.SpawnStarts != 8 ||
-		len(o.ContainerSessions) != 2 || o.ContainerSessions[1] != 5 || o.ContainerRounds != 4 {
+		len(o.ContainerSessions) != 2 || o.ContainerSessions[1] != 5 || o.ContainerRounds != 4 || o.ContainerNetwork != "podman" {
 		t.Fatalf("parsed %+v", o)
 	}
 	if o, _ := parseFlags(nil); o.Users != 1000 || o.WSConns != 2000 || len(o.Scenarios) != len(allScenarios) ||

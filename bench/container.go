@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -51,10 +52,14 @@ func isTestdash(name string, body []byte) bool {
 // containerBlock is the body of the workshop's `spawner container` block:
 // the test image's dashboard on its port, the same ulimits as the CLI, no
 // pull (the image is local), and a short stop (testdash is PID 1 and
-// ignores SIGTERM, so every stop waits for stop_timeout).
-func containerBlock(host, image string) string {
+// ignores SIGTERM, so every stop waits for stop_timeout); network "" is a
+// network of its own per session.
+func containerBlock(host, image, network string) string {
 	b := "\t\t\t\tengine " + host + "\n\t\t\t\timage " + image + fmt.Sprintf("\n\t\t\t\tport %d", containerPort) +
 		"\n\t\t\t\tpull never\n\t\t\t\tready / 60s\n\t\t\t\tstop_timeout 1s"
+	if network != "" {
+		b += "\n\t\t\t\tnetwork " + network
+	}
 	for _, u := range containerUlimits {
 		b += "\n\t\t\t\tulimit " + u[0] + " " + u[1]
 	}
@@ -139,7 +144,7 @@ func runContainer(ctx context.Context, o Options, bin, work string, rep *Report,
 	}
 	spec := portalSpec{
 		Data: filepath.Join(work, "badger"), Maximum: largest, Capacity: largest, Env: o.PortalEnv,
-		SpawnerKind: "container", Spawner: containerBlock(host, image), Starts: starts,
+		SpawnerKind: "container", Spawner: containerBlock(host, image, o.ContainerNetwork), Starts: starts,
 		Admin: fmt.Sprintf("127.0.0.1:%d", port),
 	}
 	p, err := startPortal(ctx, bin, work, spec)
@@ -161,7 +166,14 @@ func runContainer(ctx context.Context, o Options, bin, work string, rep *Report,
 	errs, running := 0, 0
 	for _, n := range o.ContainerSessions {
 		label := fmt.Sprintf("container (%d at once, reserved 0, starts %d, %d rounds)", n, starts, o.ContainerRounds)
+		if o.ContainerNetwork != "" {
+			label = fmt.Sprintf("container (%d at once, reserved 0, starts %d, %d rounds, network %s)", n, starts, o.ContainerRounds, o.ContainerNetwork)
+		}
 		var all containerRound
+		// The two sides of a round run back to back, so the ratio of
+		// their p50s is less affected by other work on the machine
+		// drifting over the run than the ratio of the pooled figures.
+		var ratios []float64
 		for round := range o.ContainerRounds {
 			var cr containerRound
 			portalSide := func() error {
@@ -194,8 +206,12 @@ func runContainer(ctx context.Context, o Options, bin, work string, rep *Report,
 					cr.errs++
 					cr.first = firstOf(cr.first, err)
 				}
+				// A `podman run` that failed after creating its
+				// container printed no ID to remove it by.
 				if left := engineLeft(cliLabel); left != 0 {
-					return fmt.Errorf("%d CLI containers left after podman rm -f", left)
+					cr.errs++
+					cr.first = firstOf(cr.first, fmt.Errorf("%d CLI containers left after podman rm -f", left))
+					engine.RemoveLabelled(ctx, cli, cliLabel)
 				}
 				return nil
 			}
@@ -215,6 +231,9 @@ func runContainer(ctx context.Context, o Options, bin, work string, rep *Report,
 			all.pcpu += cr.pcpu
 			all.errs += cr.errs
 			all.first = firstOf(all.first, cr.first)
+			if len(cr.toDash) > 0 && len(cr.cli) > 0 {
+				ratios = append(ratios, float64(pct(cr.toDash, 0.5))/float64(pct(cr.cli, 0.5)))
+			}
 			logf("container: %d at once, round %d: portal p50 %s, CLI p50 %s, %d errors", n, round,
 				fmtDur(pct(cr.toDash, 0.5)), fmtDur(pct(cr.cli, 0.5)), cr.errs)
 		}
@@ -235,6 +254,11 @@ func runContainer(ctx context.Context, o Options, bin, work string, rep *Report,
 			r99 := float64(pct(all.toDash, 0.99)) / float64(pct(all.cli, 0.99))
 			rep.goal(label, "create-to-ready portal / CLI, p50 / p99", fmt.Sprintf("%.2f× / %.2f×", r50, r99),
 				fmt.Sprintf("≤ %.1f×", goalContainerRatio), r50 <= goalContainerRatio && r99 <= goalContainerRatio)
+		}
+		if len(ratios) > 0 {
+			slices.Sort(ratios)
+			rep.metric(label, "portal / CLI p50 of each round: median (lowest–highest)",
+				fmt.Sprintf("%.2f× (%.2f–%.2f×)", ratios[len(ratios)/2], ratios[0], ratios[len(ratios)-1]))
 		}
 		rep.metric(label, "portal CPU per session (start, probe, learner's polls, stop); CLI `podman rm -f` per round",
 			fmt.Sprintf("%.1f ms; %s", float64(all.pcpu.Microseconds())/1000/float64(max(1, want)),
@@ -278,7 +302,8 @@ func joinInts(ns []int) string {
 // cliStarts runs `podman run -d` of image n times at once, each followed by
 // `podman port` and a probe of the published port every containerPoll
 // until testdash serves its page; then removes them all with one
-// `podman rm -f`. It returns each start's time to its page and to the
+// `podman rm -f -v` (-v: with their anonymous volumes, as the portal's
+// spawner removes them). It returns each start's time to its page and to the
 // return of `podman run -d`, and the removal's time.
 func cliStarts(ctx context.Context, podman string, probe *http.Client, image string, n, round int) (toPage, runRet []time.Duration, rm time.Duration, err error) {
 	var (
@@ -311,7 +336,7 @@ func cliStarts(ctx context.Context, podman string, probe *http.Client, image str
 	wg.Wait()
 	if len(ids) > 0 {
 		t0 := time.Now()
-		out, err := exec.Command(podman, append([]string{"rm", "-f"}, ids...)...).CombinedOutput()
+		out, err := exec.Command(podman, append([]string{"rm", "-f", "-v"}, ids...)...).CombinedOutput()
 		rm = time.Since(t0)
 		if err != nil {
 			errl = append(errl, fmt.Errorf("podman rm -f: %v: %s", err, out))

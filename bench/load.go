@@ -117,6 +117,23 @@ func (r *rest) activate(ctx context.Context, name, link string) (string, error) 
 	return "", fmt.Errorf("activation of %s set no dashboard cookie (Location %q)", name, res.Header.Get("Location"))
 }
 
+// progress returns the session's progress route's answer (state, step,
+// reason, message) as text, for an error message.
+func (r *rest) progress(ctx context.Context, name string) string {
+	req, err := http.NewRequestWithContext(ctx, "GET", r.base+"/workshops/session/"+name+"/progress/", nil)
+	if err != nil {
+		return err.Error()
+	}
+	req.Header.Set("Authorization", "Bearer "+r.token)
+	res, err := r.c.Do(req)
+	if err != nil {
+		return err.Error()
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(res.Body, 2000))
+	return fmt.Sprintf("%d %s", res.StatusCode, strings.TrimSpace(string(body)))
+}
+
 // flowResult is one request + activate flow.
 type flowResult struct {
 	request, activate time.Duration

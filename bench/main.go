@@ -92,10 +92,13 @@ type Options struct {
 	ContainerSessions []int
 	ContainerRounds   int
 	ContainerStarts   int
-	Binary            string
-	Workdir           string
-	Keep              bool
-	Profile           time.Duration
+	// ContainerNetwork is the spawner's network option: "" for one per
+	// session (the default, isolated), or an existing network all share.
+	ContainerNetwork string
+	Binary           string
+	Workdir          string
+	Keep             bool
+	Profile          time.Duration
 	// PortalEnv is added to the portal process's environment (KEY=VALUE).
 	PortalEnv []string
 	Out       string
@@ -177,6 +180,7 @@ func parseFlags(args []string) (Options, error) {
 	poolReserved := fs.Int("pool-reserved", 0, "pool: reserved environments, and learners taking them at once [50]")
 	contSess := fs.String("container-sessions", "", "container: sessions started at once, comma-separated sizes [1,20]")
 	contRounds := fs.Int("container-rounds", 0, "container: rounds per size, alternating which of portal and CLI goes first [5]")
+	contNet := fs.String("container-network", "", "container: an existing network every session joins (the spawner's network option; the CLI's default network is \"podman\") [one per session]")
 	contStarts := fs.Int("container-starts", 0, "container: the portal's starts [the largest of -container-sessions]")
 	bin := fs.String("binary", "", "use this caddyportal binary instead of building ./cmd/caddyportal")
 	work := fs.String("workdir", "", "directory for binaries, data and logs (default: a new temp dir)")
@@ -251,6 +255,7 @@ func parseFlags(args []string) (Options, error) {
 			o.ContainerSessions = append(o.ContainerSessions, n)
 		}
 	}
+	o.ContainerNetwork = *contNet
 	o.Binary, o.Workdir, o.Keep, o.Out, o.Profile = *bin, *work, *keep, *out, *prof
 	if *penv != "" {
 		for _, kv := range strings.Split(*penv, ",") {

@@ -142,7 +142,9 @@ func learner(ctx context.Context, r *rest, user string, t0 time.Time, poll time.
 		case status == http.StatusOK && bytes.Contains(body, []byte("<title>Starting your workshop</title>")):
 			lr.starting++
 		default:
-			lr.err = fmt.Errorf("GET %s: %d %.200s", url, status, body)
+			// The progress route says why a session ended (a failed
+			// start and the spawner's words for it).
+			lr.err = fmt.Errorf("GET %s: %d %.200s (progress: %s)", url, status, body, r.progress(ctx, name))
 			return lr
 		}
 		if time.Now().After(deadline) {
