@@ -100,3 +100,34 @@ func TestHumanLeft(t *testing.T) {
 		}
 	}
 }
+
+// TestFrameSaysAnIdleSessionEnded: a session that ended by itself (here
+// idle past its orphaned timeout) has a bar that says so and leads back.
+func TestFrameSaysAnIdleSessionEnded(t *testing.T) {
+	g, svc, clk, name, srv := gateSetupClock(t, "127.0.0.1:1", Options{Framed: func(string) bool { return true }})
+	sess, err := svc.Get(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	if _, err := g.Activated(rec, httptest.NewRequest("GET", "/", nil), sess); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(6 * time.Minute)
+	// The idle timeout is applied by the service's reconcile pass (every
+	// few seconds in a running portal).
+	if err := svc.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("GET", srv.URL+routes.SessionPath(name)+"portal-frame/bar", nil)
+	req.AddCookie(rec.Result().Cookies()[0])
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	if res.StatusCode != 200 || !strings.Contains(string(body), "This session has ended (orphaned)") || !strings.Contains(string(body), `id="back"`) {
+		t.Fatalf("bar of an idle session: %d %.600s", res.StatusCode, body)
+	}
+}

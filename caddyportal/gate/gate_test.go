@@ -14,6 +14,7 @@ import (
 
 	"github.com/caddyportal/caddyportal/caddyportal/routes"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+	"github.com/caddyportal/caddyportal/caddyportal/store/storetest"
 	"github.com/caddyportal/caddyportal/caddyportal/tokens"
 )
 
@@ -47,7 +48,14 @@ func gateSetup(t *testing.T, upstream string) (*Gate, *sessions.Service, string,
 // gateSetupWith is gateSetup with more options.
 func gateSetupWith(t *testing.T, upstream string, o Options) (*Gate, *sessions.Service, string, *httptest.Server) {
 	t.Helper()
-	svc, _, name := activitySetup(t)
+	g, svc, _, name, srv := gateSetupClock(t, upstream, o)
+	return g, svc, name, srv
+}
+
+// gateSetupClock is gateSetupWith that also returns the service's clock.
+func gateSetupClock(t *testing.T, upstream string, o Options) (*Gate, *sessions.Service, *storetest.Clock, string, *httptest.Server) {
+	t.Helper()
+	svc, clk, name := activitySetup(t)
 	signer, err := tokens.NewSigner(tokens.DeriveKey([]byte("0123456789abcdef0123456789abcdef"), "cookies"))
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +74,7 @@ func gateSetupWith(t *testing.T, upstream string, o Options) (*Gate, *sessions.S
 		http.NotFound(w, r)
 	}))
 	t.Cleanup(srv.Close)
-	return g, svc, name, srv
+	return g, svc, clk, name, srv
 }
 
 // upstreamOf sends every request to one address: the test session's
