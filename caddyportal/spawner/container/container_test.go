@@ -2,12 +2,23 @@ package container_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"log"
+	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
 	"os"
 	"path/filepath"
 	"strings"
@@ -553,6 +564,109 @@ func TestTCPEngine(t *testing.T) {
 		t.Error("the dashboard of a container started over TCP does not answer as itself")
 	}
 	if err := s.Stop(context.Background(), env); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTLSEngine: a remote engine over TCP with TLS and a client
+// certificate, as several replicas would share one. Podman's service
+// speaks no TLS, so the test puts a TLS front (requiring the client's
+// certificate) before it; the spawner connects with the tls files.
+func TestTLSEngine(t *testing.T) {
+	dir := t.TempDir()
+	ca, caKey := newCA(t)
+	writePEM(t, filepath.Join(dir, "ca.pem"), "CERTIFICATE", ca.Raw)
+	serverCert := issue(t, ca, caKey, false)
+	clientCert := issue(t, ca, caKey, true)
+	writePEM(t, filepath.Join(dir, "cert.pem"), "CERTIFICATE", clientCert.Certificate[0])
+	keyDER, err := x509.MarshalPKCS8PrivateKey(clientCert.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writePEM(t, filepath.Join(dir, "key.pem"), "PRIVATE KEY", keyDER)
+
+	// The front forwards the Docker API to the test engine's socket.
+	sock := strings.TrimPrefix(engine.Host(t), "unix://")
+	if sock == engine.Host(t) {
+		t.Fatalf("the TLS front needs the engine on a unix socket, not %s", engine.Host(t))
+	}
+	front := httptest.NewUnstartedServer(&httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) { pr.Out.URL.Scheme, pr.Out.URL.Host = "http", "engine" },
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		}},
+		FlushInterval: -1,
+	})
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	front.TLS = &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert}
+	front.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake below is expected
+	front.StartTLS()
+	t.Cleanup(front.Close)
+	addr := "tcp://" + strings.TrimPrefix(front.URL, "https://")
+
+	s := newSpawner(t, func(c *container.Config) {
+		c.Engine = addr
+		c.TLSCA, c.TLSCert, c.TLSKey = filepath.Join(dir, "ca.pem"), filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	})
+	env := start(t, s, "tls1")
+	if !strings.Contains(get(t, env.Addr, "/env"), `"SESSION_NAME":"tls1"`) {
+		t.Error("the dashboard of a container started over TLS does not answer as itself")
+	}
+	if err := s.Stop(context.Background(), env); err != nil {
+		t.Fatal(err)
+	}
+	// Without the client certificate the engine is not reachable.
+	_, err = container.New(context.Background(), container.Config{Engine: addr, TLSCA: filepath.Join(dir, "ca.pem"),
+		Image: engine.Image(t), Port: 8080, Portal: "p"}, nil)
+	if err == nil {
+		t.Error("an engine behind TLS answered a client without a certificate")
+	}
+}
+
+func newCA(t *testing.T) (*x509.Certificate, *ecdsa.PrivateKey) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test engine CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca, key
+}
+
+// issue makes a server certificate for 127.0.0.1, or a client one.
+func issue(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, client bool) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "engine"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
+	if client {
+		tmpl.ExtKeyUsage, tmpl.IPAddresses, tmpl.Subject.CommonName = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, nil, "portal"
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+func writePEM(t *testing.T, path, kind string, der []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
 }
