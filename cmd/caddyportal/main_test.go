@@ -156,6 +156,7 @@ func runExample(t *testing.T, bin string) {
 	if res.StatusCode != http.StatusOK || !strings.Contains(string(body), "<form") {
 		t.Errorf("the example's login page: %d %.300s", res.StatusCode, body)
 	}
+	walkExample(t)
 	// The stand-in hub explains the portal's notifications and never
 	// prints a value it does not know.
 	for note, want := range map[string]string{"session-deleted": "Your workshop session has ended", "%3Cb%3Ex": "sent you back here"} {
