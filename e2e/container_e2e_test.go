@@ -25,7 +25,7 @@ func containerBody(t *testing.T, name string, reserved int) string {
 		sessions maximum 4 registered 1
 		robot robot@portal robot-pass
 		client test-client test-secret
-		replica test
+		replica `+e2eReplica+`
 		workshop lab-box {
 			capacity 2
 			reserved %d

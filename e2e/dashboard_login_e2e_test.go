@@ -51,7 +51,7 @@ func TestDashboardLogsInThroughThePortal(t *testing.T) {
 		redirects https://hub.example.com
 		robot robot@portal robot-pass
 		client test-client test-secret
-		replica test
+		replica `+e2eReplica+`
 		dashboards host demo.test
 		workshop lab-gw {
 			capacity 2

@@ -48,7 +48,7 @@ func jupyterBody(m jupyterMode, sessions string) string {
 		redirects https://hub.example.com
 		robot robot@portal robot-pass
 		client test-client test-secret
-		replica test
+		replica `+e2eReplica+`
 		dashboards %s
 		workshop lab-jupyter {
 			capacity 2

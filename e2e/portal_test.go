@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"os"
+	"strconv"
 	"testing"
 
 	"github.com/caddyportal/caddyportal/internal/e2etest"
@@ -9,6 +11,12 @@ import (
 // TestMain is the harness's: it also runs the portal children of the
 // fault tests (e2etest.StartServeChild re-runs this binary).
 func TestMain(m *testing.M) { e2etest.Main(m) }
+
+// e2eReplica is the replica name of the spawned portals of this test
+// binary: a portal reconciles away every environment of its portal and
+// replica it does not hold, so two runs on one machine (or one engine)
+// must not share one.
+var e2eReplica = "e2e-" + strconv.Itoa(os.Getpid())
 
 // portal is the harness's portal; tests add their own request helpers to
 // it as methods.

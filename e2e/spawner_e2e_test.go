@@ -29,7 +29,7 @@ func spawnedBody(sessions string) string {
 		sessions maximum 4 registered 1
 		robot robot@portal robot-pass
 		client test-client test-secret
-		replica test
+		replica `+e2eReplica+`
 		workshop lab-proc {
 			capacity 2
 			reserved 0
@@ -48,7 +48,7 @@ func spawnedBody(sessions string) string {
 // session's environment (the process spawner's marker).
 func dashboardProcesses(t *testing.T, session string) []string {
 	t.Helper()
-	return markedProcesses(t, "demo/test/"+session)
+	return markedProcesses(t, "demo/"+e2eReplica+"/"+session)
 }
 
 // markedProcesses lists the processes whose environment carries the
