@@ -76,6 +76,7 @@ func (s *Service) mutate(ctx context.Context, name string, fn func(sess *Session
 // STOPPING or STOPPED session gives ErrSessionEnded together with the
 // session, whose index URL the caller may redirect to.
 func (s *Service) Activate(ctx context.Context, name, token string) (*Session, error) {
+	s.learnersAt.Store(time.Now().UnixNano())
 	sess, err := s.mutate(ctx, name, func(sess *Session, now time.Time) (bool, []Event, error) {
 		ok := tokenMatches(sess, token)
 		if sess.State == lifecycle.Stopping {

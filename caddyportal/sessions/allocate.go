@@ -71,6 +71,7 @@ type allocRes struct {
 // Requests are committed in batches: one durable write serves every request
 // that arrived while the previous batch was being written.
 func (s *Service) RequestSession(ctx context.Context, req Request) (Result, error) {
+	s.learnersAt.Store(time.Now().UnixNano())
 	res, err := s.requestSession(ctx, req)
 	if err != nil && s.opts.OnRequestFailed != nil {
 		s.opts.OnRequestFailed(req.Environment, err)

@@ -28,6 +28,11 @@ type Options struct {
 	// StopGrace is how long a terminated session stays STOPPING (its slot
 	// held, its dashboard refused) before it is STOPPED. Default 2s.
 	StopGrace time.Duration
+	// YieldQuiet is how long no learner must have requested or activated
+	// a session before a reserve of the warm pool starts (at most 2s, or
+	// twice YieldQuiet, of waiting). Default: 200ms. Wall time, not Now:
+	// it orders work on this machine.
+	YieldQuiet time.Duration
 	// ReconcileInterval is the period of the background pass that tops up
 	// reserves, makes passed deadlines durable, and ends the sessions whose
 	// spawned environment died. Default 5s.
@@ -164,6 +169,10 @@ type Service struct {
 	replica string
 	// startQ and stopQ run the spawners (see spawn.go).
 	startQ, stopQ workQueue
+	// learnersAt is when a learner last requested or activated a session
+	// (unix nanoseconds): refills of the warm pool yield to a class that
+	// is arriving (see yieldToLearners).
+	learnersAt atomic.Int64
 	// backoff holds, by environment, when its reserves may be started
 	// again after a failed one.
 	backoff map[string]backoffState

@@ -117,6 +117,13 @@ func (q *workQueue) has(name string) bool {
 	return q.active[name]
 }
 
+// busy reports whether names wait for a worker.
+func (q *workQueue) busy() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.waiting) > 0
+}
+
 // position is name's 1-based place among the waiting, 0 when it is not
 // waiting.
 func (q *workQueue) position(name string) int {
@@ -264,6 +271,9 @@ func (s *Service) startOne(name string) {
 		return
 	}
 	sp := s.spawnerOf(e)
+	if sess.Reserved() && sess.Env == nil {
+		s.yieldToLearners(ctx, name)
+	}
 	begin := time.Now()
 	if e.Overdue > 0 {
 		// The workshop's overdue bounds the whole start, queue excluded.
@@ -293,6 +303,42 @@ func (s *Service) startOne(name string) {
 		return
 	}
 	s.readied(name, e, begin)
+}
+
+// Refills of the warm pool yield to a class that is arriving: a reserve's
+// start waits while learners keep requesting or activating sessions (each
+// request is store writes, and a start's fork, probes and writes compete
+// with them on a small machine), but no longer than yieldMax, not at all
+// when other starts wait for a worker (a learner's own start must not
+// queue behind a waiting reserve), and no longer once a learner was given
+// the reserve.
+const (
+	yieldQuiet = 200 * time.Millisecond
+	yieldMax   = 2 * time.Second
+	yieldPoll  = 20 * time.Millisecond
+)
+
+func (s *Service) yieldToLearners(ctx context.Context, name string) {
+	quiet := s.opts.YieldQuiet
+	if quiet == 0 {
+		quiet = yieldQuiet
+	}
+	deadline := time.Now().Add(max(yieldMax, 2*quiet))
+	for time.Now().Before(deadline) && !s.startQ.busy() {
+		if time.Since(time.Unix(0, s.learnersAt.Load())) >= quiet {
+			return
+		}
+		// A full workshop hands a starting reserve to a learner: then it
+		// is theirs, and starts at once.
+		if cur, err := s.GetCached(ctx, name); err == nil && !cur.Reserved() {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(yieldPoll):
+		}
+	}
 }
 
 // claim marks a queued session's start as under way (Spawning), so its

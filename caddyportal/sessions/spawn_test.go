@@ -512,3 +512,65 @@ func TestSpawnReloadGivesBackAbandonedStart(t *testing.T) {
 		t.Fatal("the session's environment does not serve it")
 	}
 }
+
+// TestSpawnRefillYieldsToLearners: while learners keep requesting
+// sessions, the refill of a taken reserve waits (its start would compete
+// with them for the machine); once they stop, it starts.
+func TestSpawnRefillYieldsToLearners(t *testing.T) {
+	sp := newLoopSpawner()
+	clk := newClock()
+	st := openStore(t, clk)
+	svc := newSpawnService(t, st, clk, portal(spawnWorkshop("lab", 2, 1)), sp, sessions.Options{YieldQuiet: 2 * time.Second})
+	first := reserves(live(t, svc, "demo-w01"))
+	if len(first) != 1 {
+		t.Fatalf("reserves %v, want 1", first)
+	}
+	eventually(t, "the reserve WAITING", func() bool { return stateIs(svc, first[0], "WAITING") })
+	res := request(t, svc, "demo-w01", "learner-0")
+	if res.Session.Name != first[0] {
+		t.Fatalf("the first learner got %s, not the reserve %s", res.Session.Name, first[0])
+	}
+	refill := reserves(live(t, svc, "demo-w01"))
+	if len(refill) != 1 || refill[0] == first[0] {
+		t.Fatalf("no refill after the reserve was taken: %v", refill)
+	}
+	started := func() bool {
+		sp.mu.Lock()
+		defer sp.mu.Unlock()
+		return slices.Contains(sp.starts, refill[0])
+	}
+	// The learner opens the link again and again, as a class arriving
+	// does (a new request would take the starting refill itself: the
+	// workshop is full).
+	for i := 1; i <= 20; i++ {
+		_, _ = svc.Activate(context.Background(), res.Session.Name, res.Token)
+		if started() {
+			t.Fatalf("the refill started while learners were arriving (after %d activations)", i)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	eventually(t, "the refill to start once learners stopped", started)
+}
+
+// TestSpawnRefillHandedOverStartsAtOnce: a refill that is yielding to an
+// arriving class starts at once when a learner is given it (the workshop
+// is full).
+func TestSpawnRefillHandedOverStartsAtOnce(t *testing.T) {
+	sp := newLoopSpawner()
+	clk := newClock()
+	st := openStore(t, clk)
+	svc := newSpawnService(t, st, clk, portal(spawnWorkshop("lab", 2, 1)), sp, sessions.Options{YieldQuiet: time.Hour})
+	first := reserves(live(t, svc, "demo-w01"))
+	eventually(t, "the reserve WAITING", func() bool { return len(first) == 1 && stateIs(svc, first[0], "WAITING") })
+	request(t, svc, "demo-w01", "learner-0")
+	refill := reserves(live(t, svc, "demo-w01"))
+	if len(refill) != 1 {
+		t.Fatalf("no refill: %v", refill)
+	}
+	// The workshop is full: this learner gets the refill, still yielding
+	// (an hour of quiet is asked for), which then starts for them.
+	if got := request(t, svc, "demo-w01", "learner-1").Session; got.Name != refill[0] {
+		t.Fatalf("learner-1 got %s, not the starting refill %s", got.Name, refill[0])
+	}
+	eventually(t, "the handed-over refill WAITING", func() bool { return stateIs(svc, refill[0], "WAITING") })
+}
