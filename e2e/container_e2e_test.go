@@ -70,6 +70,9 @@ func available(t *testing.T, p *portal, tok string) int {
 // reason.
 func TestContainerSessionLifecycle(t *testing.T) {
 	cli := engine.Client(t)
+	// The portal's reserve outlives it (a restart would adopt it): remove
+	// what this test process made, whatever happened.
+	t.Cleanup(func() { engine.Remove(t, cli, container.LabelReplica+"="+e2eReplica) })
 	p := startPortal(t, t.TempDir(), containerBody(t, "demo", 1))
 	tok := p.Token(e2etest.RobotUser, e2etest.RobotPass)
 	count := func(label string) (int, int) { return engine.Count(t, cli, label) }

@@ -334,9 +334,13 @@ func (s *Spawner) Close() error { return s.cli.Close() }
 func (s *Spawner) ReadyTimeout() time.Duration { return s.cfg.ReadyTimeout }
 
 // containerName is the engine-wide name of session's container (and of its
-// network): unique per portal, and readable in `docker ps`.
+// network), readable in `docker ps`. It names the replica too: a session
+// name is unique within a portal, but a name left behind by a replica that
+// is gone, or by another deployment of a portal with the same name on the
+// same engine, must not stop this replica from starting the session.
 func (s *Spawner) containerName(session string) string {
-	return "caddyportal-" + nameUnsafe.ReplaceAllString(s.cfg.Portal, "_") + "-" + session
+	return "caddyportal-" + nameUnsafe.ReplaceAllString(s.cfg.Portal, "_") + "-" +
+		nameUnsafe.ReplaceAllString(s.cfg.Replica, "_") + "-" + session
 }
 
 func (s *Spawner) labels(spec spawner.Spec) map[string]string {
