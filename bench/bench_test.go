@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddyportal/caddyportal/internal/e2etest/engine"
 )
 
 // TestQuick runs the whole harness at smoke-test sizes against a freshly
@@ -12,6 +14,9 @@ import (
 // was asked to do, and saw no errors. It proves the harness works; it does
 // not judge speed.
 func TestQuick(t *testing.T) {
+	// The container scenario creates and removes networks on the engine
+	// other packages' tests use (see engine.Exclusive).
+	engine.Exclusive(t)
 	o := quickOptions()
 	o.Workdir = t.TempDir()
 	o.Command = "go test ./bench -run TestQuick"

@@ -69,6 +69,7 @@ func available(t *testing.T, p *portal, tok string) int {
 // a learner who exceeds the memory limit sees the session end with that
 // reason.
 func TestContainerSessionLifecycle(t *testing.T) {
+	engine.Exclusive(t)
 	cli := engine.Client(t)
 	// The portal's reserve outlives it (a restart would adopt it): remove
 	// what this test process made, whatever happened.
@@ -148,6 +149,7 @@ func TestContainerSessionLifecycle(t *testing.T) {
 // ended, one container runs per live session and nothing else of the
 // portal is left, and ending the live ones leaves no container or network.
 func TestContainerKillMidStart(t *testing.T) {
+	engine.Exclusive(t)
 	cli := engine.Client(t)
 	name := fmt.Sprintf("cstorm-%d", os.Getpid())
 	label := container.LabelPortal + "=" + name

@@ -85,14 +85,20 @@ func TestBrowserSessionFrame(t *testing.T) {
 
 	// Extend moves the expiry.
 	before := schedule()["expires"]
-	if err := chromedp.Run(bctx, chromedp.Evaluate(inBar(`getElementById("extend").click()`), nil)); err != nil {
+	if err := chromedp.Run(bctx,
+		// The bar may be reloading itself: wait for its button.
+		chromedp.Poll(`(() => { const d = document.getElementById("bar").contentDocument;
+			return d.readyState === "complete" && d.getElementById("extend") !== null })()`, nil),
+		chromedp.Evaluate(inBar(`getElementById("extend").click()`), nil),
+	); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the expiry to move", func() bool { return schedule()["expires"] != before })
 
 	// End session ends it and sends the whole window to the index.
 	if err := chromedp.Run(bctx,
-		chromedp.Poll(inBar(`getElementById("end") !== null`), nil),
+		chromedp.Poll(`(() => { const d = document.getElementById("bar").contentDocument;
+			return d.readyState === "complete" && d.getElementById("end") !== null })()`, nil),
 		chromedp.Evaluate(inBar(`getElementById("end").click()`), nil),
 	); err != nil {
 		t.Fatal(err)

@@ -402,3 +402,30 @@ func StartRegistry(t testing.TB) *Registry {
 	}
 	return r
 }
+
+// lockPath is the file whose lock the tests that use the engine take, so
+// that tests of different packages (go test runs packages in parallel) do
+// not create and remove networks under each other: Podman's network
+// set-up is not atomic, and the isolation tests must see a steady engine.
+var lockPath = filepath.Join(os.TempDir(), "caddyportal-engine-tests.lock")
+
+// Exclusive holds the engine for the rest of the test (all of the test
+// binary when called from TestMain with a nil t: then it returns the
+// release function).
+func Exclusive(t testing.TB) func() {
+	f, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o600)
+	if err == nil {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
+	}
+	if err != nil {
+		if t != nil {
+			t.Fatalf("locking the engine for the test: %v", err)
+		}
+		panic(err)
+	}
+	release := func() { _ = f.Close() }
+	if t != nil {
+		t.Cleanup(release)
+	}
+	return release
+}
