@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -64,9 +62,6 @@ func TestBrowserSessionFrame(t *testing.T) {
 		t.Fatal(err)
 	}
 	chromium.KeepScreenshot(t, png, "session-frame.png")
-	if dir := os.Getenv("SCREENSHOTS_DIR"); dir != "" {
-		_ = os.WriteFile(filepath.Join(dir, "session-frame.png"), png, 0o644)
-	}
 
 	// The countdown goes down at the bar's next load.
 	time.Sleep(1100 * time.Millisecond)

@@ -139,7 +139,7 @@ func (g *Gate) serveBar(w http.ResponseWriter, r *http.Request, name string) {
 	now := g.svc.Now()
 	sess, err := g.svc.GetCached(r.Context(), name)
 	user, cerr := g.o.Cookies.Verify(r, name, now)
-	if err != nil || cerr != nil || user != sess.Owner && !sess.StaffAllowed(user, now) {
+	if err != nil || cerr != nil || !sess.Admits(user, now) {
 		g.refusedBecause(r, name, "the frame's bar for a browser that does not hold the session", http.StatusForbidden)
 		writeFramePage(w, http.StatusForbidden)
 		_ = barTmpl.Execute(w, barData{Title: "Not signed in to this session", Ended: true, Index: g.o.Index})

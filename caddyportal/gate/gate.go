@@ -203,7 +203,7 @@ func (g *Gate) admit(w http.ResponseWriter, r *http.Request, name string) (*sess
 	// requester's); every other browser gets one answer whether the
 	// session is live, ended or unknown, so names cannot be probed.
 	user, cerr := g.o.Cookies.Verify(r, name, g.svc.Now())
-	if cerr != nil || sess != nil && user != sess.Owner && !sess.StaffAllowed(user, g.svc.Now()) {
+	if cerr != nil || sess != nil && !sess.Admits(user, g.svc.Now()) {
 		why := "no valid cookie for the session"
 		if cerr == nil {
 			why = "the cookie is for " + user + ", neither the session's owner nor staff granted access now"

@@ -142,6 +142,12 @@ type StaffGrant struct {
 	Until  time.Time `json:"until"`
 }
 
+// Admits reports whether user may use s's dashboard at now: its owner, or a
+// staff member holding a grant of s. The gate's one rule of who enters.
+func (s *Session) Admits(user string, now time.Time) bool {
+	return user == s.Owner || s.StaffAllowed(user, now)
+}
+
 // StaffAllowed reports whether user holds a staff grant of s valid at now.
 func (s *Session) StaffAllowed(user string, now time.Time) bool {
 	for _, g := range s.StaffGrants {

@@ -22,12 +22,14 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 	"go.uber.org/zap"
 
@@ -153,7 +155,8 @@ type Spawner struct {
 	cfg    Config
 	log    *zap.Logger
 	cli    *client.Client
-	podman bool // the engine is Podman: its bridge networks need "isolate"
+	podman bool         // the engine is Podman: its bridge networks need "isolate"
+	port   network.Port // the dashboard's port inside the container, parsed once
 
 	pullMu sync.Mutex
 	pulls  map[string]*pull // image pulls under way, shared by concurrent starts
@@ -199,7 +202,8 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Spawner, error) {
 		cli.Close()
 		return nil, fmt.Errorf("container spawner: engine at %s does not answer: %w", cli.DaemonHost(), err)
 	}
-	s := &Spawner{cfg: cfg, log: log, cli: cli, pulls: map[string]*pull{}}
+	s := &Spawner{cfg: cfg, log: log, cli: cli, pulls: map[string]*pull{},
+		port: network.MustParsePort(strconv.Itoa(cfg.Port) + "/tcp")}
 	for _, c := range v.Components {
 		if strings.Contains(strings.ToLower(c.Name), "podman") {
 			s.podman = true

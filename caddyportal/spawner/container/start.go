@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strconv"
 	"strings"
 	"time"
 
@@ -117,7 +116,7 @@ func (s *Spawner) Start(ctx context.Context, spec spawner.Spec, progress func(sp
 
 // createOptions is the container's whole definition.
 func (s *Spawner) createOptions(spec spawner.Spec, name, netName string, cmd, env []string) client.ContainerCreateOptions {
-	port := network.MustParsePort(strconv.Itoa(s.cfg.Port) + "/tcp")
+	port := s.port
 	bind, _ := netip.ParseAddr(s.cfg.BindHost)
 	stop := int(s.cfg.StopTimeout / time.Second)
 	if stop < 1 {
@@ -172,9 +171,8 @@ func (s *Spawner) publishedAddr(ctx context.Context, id string) (string, error) 
 	if c.State != nil && !c.State.Running {
 		return "", spawner.Gone(stoppedReason(c.State, s.cfg.Memory))
 	}
-	port := network.MustParsePort(strconv.Itoa(s.cfg.Port) + "/tcp")
 	if c.NetworkSettings != nil {
-		for _, b := range c.NetworkSettings.Ports[port] {
+		for _, b := range c.NetworkSettings.Ports[s.port] {
 			if b.HostPort != "" {
 				return net.JoinHostPort(s.cfg.BindHost, b.HostPort), nil
 			}
