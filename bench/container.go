@@ -201,7 +201,7 @@ func runContainer(ctx context.Context, o Options, bin, work string, rep *Report,
 			}
 			cliSide := func() error {
 				var err error
-				cr.cli, cr.runRet, cr.rm, err = cliStarts(ctx, podman, probe, image, n, round)
+				cr.cli, cr.runRet, cr.rm, err = cliStarts(ctx, podman, probe, image, cliNetwork(o.ContainerNetwork), n, round)
 				if err != nil {
 					cr.errs++
 					cr.first = firstOf(cr.first, err)
@@ -299,13 +299,24 @@ func joinInts(ns []int) string {
 	return strings.Join(s, ",")
 }
 
+// cliNetwork is the CLI's --network for the portal's network option: what
+// the spawner gives each session on Podman when the option is unset (a
+// network namespace of its own with slirp4netns, the host's loopback
+// closed), else the same shared network.
+func cliNetwork(shared string) string {
+	if shared != "" {
+		return shared
+	}
+	return "slirp4netns:allow_host_loopback=false"
+}
+
 // cliStarts runs `podman run -d` of image n times at once, each followed by
 // `podman port` and a probe of the published port every containerPoll
 // until testdash serves its page; then removes them all with one
 // `podman rm -f -v` (-v: with their anonymous volumes, as the portal's
 // spawner removes them). It returns each start's time to its page and to the
 // return of `podman run -d`, and the removal's time.
-func cliStarts(ctx context.Context, podman string, probe *http.Client, image string, n, round int) (toPage, runRet []time.Duration, rm time.Duration, err error) {
+func cliStarts(ctx context.Context, podman string, probe *http.Client, image, network string, n, round int) (toPage, runRet []time.Duration, rm time.Duration, err error) {
 	var (
 		mu   sync.Mutex
 		ids  []string
@@ -319,7 +330,7 @@ func cliStarts(ctx context.Context, podman string, probe *http.Client, image str
 			defer wg.Done()
 			<-release
 			name := fmt.Sprintf("cli%dr%d-%d", n, round, i)
-			page, ret, id, err := cliStart(ctx, podman, probe, image, name)
+			page, ret, id, err := cliStart(ctx, podman, probe, image, network, name)
 			mu.Lock()
 			defer mu.Unlock()
 			if id != "" {
@@ -346,12 +357,12 @@ func cliStarts(ctx context.Context, podman string, probe *http.Client, image str
 }
 
 // cliStart is one CLI start: what an operator scripting `podman run` would
-// do, with the same image, command, ulimits and loopback publishing as the
-// portal's container. It returns the container's ID whenever one was
+// do, with the same image, command, ulimits, network and loopback
+// publishing as the portal's container. It returns the container's ID whenever one was
 // created, so the caller removes it.
-func cliStart(ctx context.Context, podman string, probe *http.Client, image, name string) (toPage, runRet time.Duration, id string, err error) {
+func cliStart(ctx context.Context, podman string, probe *http.Client, image, network, name string) (toPage, runRet time.Duration, id string, err error) {
 	args := []string{"--runtime", "runc", "run", "-d", "--label", cliLabel, "-e", "SESSION_NAME=" + name,
-		"-p", fmt.Sprintf("127.0.0.1::%d", containerPort)}
+		"-p", fmt.Sprintf("127.0.0.1::%d", containerPort), "--network", network}
 	for _, u := range containerUlimits {
 		args = append(args, "--ulimit", u[0]+"="+u[1])
 	}

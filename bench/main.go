@@ -180,7 +180,7 @@ func parseFlags(args []string) (Options, error) {
 	poolReserved := fs.Int("pool-reserved", 0, "pool: reserved environments, and learners taking them at once [50]")
 	contSess := fs.String("container-sessions", "", "container: sessions started at once, comma-separated sizes [1,20]")
 	contRounds := fs.Int("container-rounds", 0, "container: rounds per size, alternating which of portal and CLI goes first [5]")
-	contNet := fs.String("container-network", "", "container: an existing network every session joins (the spawner's network option; the CLI's default network is \"podman\") [one per session]")
+	contNet := fs.String("container-network", "", "container: an existing network every session joins, the CLI's containers too (the spawner's network option; Podman's default network is \"podman\") [each its own namespace, slirp4netns]")
 	contStarts := fs.Int("container-starts", 0, "container: the portal's starts [the largest of -container-sessions]")
 	bin := fs.String("binary", "", "use this caddyportal binary instead of building ./cmd/caddyportal")
 	work := fs.String("workdir", "", "directory for binaries, data and logs (default: a new temp dir)")

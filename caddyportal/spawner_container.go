@@ -54,7 +54,8 @@ type ContainerSpawner struct {
 	// Pids limits the processes in the container.
 	Pids int64 `json:"pids,omitempty"`
 	// Network is the name of an existing network every session's container
-	// joins. Default: a network of its own per session, isolated from the
+	// joins. Default: a network of its own per session (on Podman a network
+	// namespace with slirp4netns, on Docker a bridge network), isolated from the
 	// others.
 	Network string `json:"network,omitempty"`
 	// Volumes are read-only bind mounts, "<host path>:<container path>".

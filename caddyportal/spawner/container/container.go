@@ -6,9 +6,11 @@
 //   - every container (and the network made for it) carries labels naming
 //     the portal, the replica and the session, so List finds everything of
 //     this replica, including what a portal killed mid-start left behind;
-//   - each session gets a network of its own (isolated from the others on
-//     Podman, where bridge networks are not isolated by default), so one
-//     learner's container cannot reach another's;
+//   - each session gets a network of its own, so one learner's container
+//     cannot reach another's: on Podman a network namespace of its own with
+//     user-mode networking (slirp4netns, the host's loopback closed), which
+//     shares nothing with other sessions; on Docker a bridge network of its
+//     own, which Docker isolates from other bridges;
 //   - the dashboard port is published on the bind host only (127.0.0.1 by
 //     default), never on every interface;
 //   - limits (memory, CPUs, PIDs) are the engine's, and an environment the
@@ -156,6 +158,10 @@ type Spawner struct {
 	log    *zap.Logger
 	cli    *client.Client
 	podman bool         // the engine is Podman: its bridge networks need "isolate"
+	// bridges: a session's own network is a bridge network made for it,
+	// not a network namespace of its own (see ownNetworkMode). True on
+	// Docker, which has no user-mode networking.
+	bridges bool
 	port   network.Port // the dashboard's port inside the container, parsed once
 
 	pullMu sync.Mutex
@@ -209,6 +215,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Spawner, error) {
 			s.podman = true
 		}
 	}
+	s.bridges = !s.podman
 	// A local engine (a socket, or TCP on loopback) shares this machine's
 	// limits; a remote one is reached, and publishes, on its own host.
 	local, engineHost := true, ""

@@ -155,8 +155,11 @@ func TestStartServesStopsAndRemovesEverything(t *testing.T) {
 		t.Fatalf("List = %+v, %v; want s1 at %s", listed, err, env.Addr)
 	}
 	st := state(t, env)
-	if st.Network == "" || st.Container == "" {
-		t.Fatalf("state %+v lacks the container or its network", st)
+	if st.Container == "" {
+		t.Fatalf("state %+v lacks the container", st)
+	}
+	if ins.Container.HostConfig.NetworkMode != "slirp4netns" && !strings.HasPrefix(string(ins.Container.HostConfig.NetworkMode), "slirp4netns:") {
+		t.Errorf("network mode %q: on Podman a session's container has a network namespace of its own", ins.Container.HostConfig.NetworkMode)
 	}
 	if err := s.Stop(context.Background(), env); err != nil {
 		t.Fatal(err)
@@ -167,62 +170,161 @@ func TestStartServesStopsAndRemovesEverything(t *testing.T) {
 	if err := s.Stop(context.Background(), env); err != nil {
 		t.Errorf("a second Stop: %v", err)
 	}
-	if _, err := cli.NetworkInspect(context.Background(), st.Network, client.NetworkInspectOptions{}); err == nil {
-		t.Error("the session's network is still there")
-	}
 	if _, err := cli.VolumeInspect(context.Background(), volume, client.VolumeInspectOptions{}); err == nil {
 		t.Errorf("the container's anonymous volume %s is still there", volume)
 	}
 }
 
 // TestSessionsAreIsolated: a learner's container reaches neither another
-// session's container (on its network or its published port) nor a
-// service the portal's host runs on loopback (where the admin endpoints
-// listen); it does reach its own dashboard, so the probe itself works.
+// session's published port nor a service the portal's host runs on
+// loopback (where the admin endpoints listen), by any address of the host
+// or of the container's gateway, while other sessions' bridge networks are
+// created and removed on the same engine (which is what broke the
+// isolation of per-session bridges on Podman 4.3). It does reach its own
+// dashboard and a service on the host's own address, so the probe itself
+// works and the refusals mean something.
 func TestSessionsAreIsolated(t *testing.T) {
 	s := newSpawner(t, nil)
 	a := start(t, s, "a")
 	b := start(t, s, "b")
-	cli := engine.Client(t)
-	ib, err := cli.ContainerInspect(context.Background(), state(t, b).Container, client.ContainerInspectOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var bIP, aGateway string
-	for _, n := range ib.Container.NetworkSettings.Networks {
-		bIP = n.IPAddress.String()
-	}
-	ia, err := cli.ContainerInspect(context.Background(), state(t, a).Container, client.ContainerInspectOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range ia.Container.NetworkSettings.Networks {
-		aGateway = n.Gateway.String()
-	}
 	admin, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer admin.Close()
+	public, err := net.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer public.Close()
 	_, adminPort, _ := net.SplitHostPort(admin.Addr().String())
+	_, publicPort, _ := net.SplitHostPort(public.Addr().String())
 	_, bPort, _ := net.SplitHostPort(b.Addr)
 
+	// Every way a container might name the host: its own addresses, and
+	// slirp4netns's gateway and DNS addresses (which forward to the host).
+	hosts := []string{"10.0.2.2", "10.0.2.3", "fd00::2"}
+	hostIP := ""
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ad := range addrs {
+		if n, ok := ad.(*net.IPNet); ok && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
+			hosts = append(hosts, n.IP.String())
+			if hostIP == "" && n.IP.To4() != nil {
+				hostIP = n.IP.String()
+			}
+		}
+	}
+	if hostIP == "" {
+		t.Fatal("the host has no IPv4 address but loopback: nothing to check the isolation against")
+	}
+	// And b's own addresses on a network, should it have any a does not
+	// share (with bridges; slirp4netns gives every container the same one).
+	ips := func(e spawner.Env) map[string]bool {
+		ins, err := engine.Client(t).ContainerInspect(context.Background(), state(t, e).Container, client.ContainerInspectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]bool{}
+		for _, n := range ins.Container.NetworkSettings.Networks {
+			if n.IPAddress.IsValid() {
+				out[n.IPAddress.String()] = true
+			}
+		}
+		return out
+	}
+	aIPs := ips(a)
+	var bTargets []string
+	for ip := range ips(b) {
+		if !aIPs[ip] {
+			bTargets = append(bTargets, net.JoinHostPort(ip, "8080"))
+		}
+	}
 	if got := get(t, a.Addr, "/dial?addr=127.0.0.1:8080"); !strings.Contains(got, "connected") {
 		t.Fatalf("the container cannot reach its own dashboard (%q): the dial test is broken", got)
 	}
-	for what, target := range map[string]string{
-		"another session's container":      net.JoinHostPort(bIP, "8080"),
-		"another session's published port": net.JoinHostPort(aGateway, bPort),
-		"the host's loopback service":      net.JoinHostPort(aGateway, adminPort),
-	} {
-		if got := get(t, a.Addr, "/dial?addr="+target); !strings.Contains(got, "error") {
-			t.Errorf("%s (%s) is reachable: %q", what, target, got)
+	if got := get(t, a.Addr, "/dial?addr="+net.JoinHostPort(hostIP, publicPort)); !strings.Contains(got, "connected") {
+		t.Fatalf("the container cannot reach a service on the host's address %s (%q): the dial test is broken", hostIP, got)
+	}
+
+	// Churn: another portal's sessions with bridge networks of their own
+	// start and end while a probes.
+	churner := newSpawner(t, nil)
+	churner.UseBridges()
+	done := make(chan error, 1)
+	go func() {
+		var errs []error
+		for i := range 3 {
+			env, err := churner.Start(context.Background(), spec(fmt.Sprintf("churn%d", i)), nil)
+			if err == nil {
+				err = churner.Stop(context.Background(), env)
+			}
+			errs = append(errs, err)
+		}
+		done <- errors.Join(errs...)
+	}()
+	probes, reached := 0, ""
+	for churning := true; churning; {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("churn: %v", err)
+			}
+			churning = false
+		default:
+		}
+		targets := map[string]string{}
+		for _, h := range hosts {
+			targets[net.JoinHostPort(h, bPort)] = "another session's published port"
+			targets[net.JoinHostPort(h, adminPort)] = "the host's loopback service"
+		}
+		for _, bt := range bTargets {
+			targets[bt] = "another session's container"
+		}
+		for target, what := range targets {
+			probes++
+			if got := get(t, a.Addr, "/dial?addr="+target); reached == "" && !strings.Contains(got, "error") {
+				reached = fmt.Sprintf("%s (%s) is reachable after %d probes: %q", what, target, probes, got)
+			}
 		}
 	}
+	if reached != "" {
+		t.Fatal(reached)
+	}
+	t.Logf("%d probes, none reached another session or the host's loopback", probes)
 	for _, e := range []spawner.Env{a, b} {
 		if err := s.Stop(context.Background(), e); err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// TestBridgeNetworkPerSession: on Docker each session gets a bridge network
+// of its own, made at the start and removed at the end (run here on
+// Podman, where it is made with "isolate").
+func TestBridgeNetworkPerSession(t *testing.T) {
+	s := newSpawner(t, nil)
+	s.UseBridges()
+	env := start(t, s, "br1")
+	cli := engine.Client(t)
+	st := state(t, env)
+	if st.Network == "" {
+		t.Fatalf("state %+v names no network of the session's own", st)
+	}
+	n, err := cli.NetworkInspect(context.Background(), st.Network, client.NetworkInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Network.Labels[container.LabelSession] != "br1" {
+		t.Errorf("the session's network has labels %v", n.Network.Labels)
+	}
+	if err := s.Stop(context.Background(), env); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.NetworkInspect(context.Background(), st.Network, client.NetworkInspectOptions{}); err == nil {
+		t.Error("the session's network is still there")
 	}
 }
 

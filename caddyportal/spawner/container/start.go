@@ -75,7 +75,9 @@ func (s *Spawner) Start(ctx context.Context, spec spawner.Spec, progress func(sp
 	}
 	spawner.Report(progress, StepCreating, "creating the container")
 	netName := s.cfg.Network
-	if netName == "" {
+	if netName == "" && !s.bridges {
+		netName = ownNetworkMode
+	} else if netName == "" {
 		netName = st.Name
 		opts := client.NetworkCreateOptions{Driver: "bridge", Labels: s.labels(spec)}
 		if s.podman {
@@ -99,6 +101,8 @@ func (s *Spawner) Start(ctx context.Context, spec spawner.Spec, progress func(sp
 	if _, err := s.cli.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
 		if strings.Contains(err.Error(), "rlimit") {
 			err = fmt.Errorf("%w (the engine cannot set a resource limit this high: set lower ones with the spawner's ulimit option)", err)
+		} else if netName == ownNetworkMode && strings.Contains(err.Error(), "slirp4netns") {
+			err = fmt.Errorf("%w (each session's network of its own needs slirp4netns on the engine's host: install it, or name a shared network with the spawner's network option)", err)
 		}
 		return fail(fmt.Errorf("starting the container: %w", err))
 	}
@@ -113,6 +117,16 @@ func (s *Spawner) Start(ctx context.Context, spec spawner.Spec, progress func(sp
 	spawner.Report(progress, spawner.StepStarted, "the container runs")
 	return spawner.Env{Session: spec.Session, Addr: addr, State: raw}, nil
 }
+
+// ownNetworkMode is, on Podman, a session's network of its own: a network
+// namespace with user-mode networking (slirp4netns), reached from the host
+// through the published port only. Unlike per-session bridge networks,
+// whose isolation Podman 4.3's netavark keeps in iptables chains shared by
+// all networks (removing one network's rules dropped the isolation of the
+// others in a churn test), nothing here is shared between sessions. The
+// host's loopback interface (the portal's admin endpoints, other sessions'
+// published ports) stays closed, whatever containers.conf says.
+const ownNetworkMode = "slirp4netns:allow_host_loopback=false"
 
 // createOptions is the container's whole definition.
 func (s *Spawner) createOptions(spec spawner.Spec, name, netName string, cmd, env []string) client.ContainerCreateOptions {
