@@ -157,12 +157,12 @@ type Spawner struct {
 	cfg    Config
 	log    *zap.Logger
 	cli    *client.Client
-	podman bool         // the engine is Podman: its bridge networks need "isolate"
+	podman bool // the engine is Podman: its bridge networks need "isolate"
 	// bridges: a session's own network is a bridge network made for it,
 	// not a network namespace of its own (see ownNetworkMode). True on
 	// Docker, which has no user-mode networking.
 	bridges bool
-	port   network.Port // the dashboard's port inside the container, parsed once
+	port    network.Port // the dashboard's port inside the container, parsed once
 
 	pullMu sync.Mutex
 	pulls  map[string]*pull // image pulls under way, shared by concurrent starts
