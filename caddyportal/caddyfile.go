@@ -102,6 +102,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			upstream    <addresses...>
 //			upstream    <template containing {session}>
 //			spawner     <module> { ... }   # instead of upstream, e.g. spawner process { command ... }
+//			                               # (upstream <addresses...> is short for spawner static { to <addresses...> })
 //			health_check off | tcp|<path> [interval <duration>] [timeout <duration>]
 //		}
 //	}
@@ -732,7 +733,13 @@ func parseWorkshop(d *caddyfile.Dispenser, taken map[string]bool) (config.Worksh
 			return config.Workshop{}, err
 		}
 	}
-	if err := w.Validate(); err != nil {
+	// A static spawner is checked as the pool it becomes (capacity against
+	// its addresses), but kept as written in the JSON.
+	pooled, err := withStaticPool(w)
+	if err == nil {
+		err = pooled.Validate()
+	}
+	if err != nil {
 		return config.Workshop{}, errAt(tok, "workshop %q: %v", w.Name, err)
 	}
 	return w, nil

@@ -70,7 +70,11 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	repl := caddy.NewReplacer()
-	h.Portal = h.Portal.ExpandSecrets(func(s string) string { return repl.ReplaceKnown(s, "") }).WithDefaults()
+	pooled, err := staticPools(h.Portal)
+	if err != nil {
+		return fmt.Errorf("portal: %w", err)
+	}
+	h.Portal = pooled.ExpandSecrets(func(s string) string { return repl.ReplaceKnown(s, "") }).WithDefaults()
 	if err := h.Portal.Validate(); err != nil {
 		return fmt.Errorf("portal: %w", err)
 	}
