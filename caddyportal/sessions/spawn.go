@@ -281,24 +281,28 @@ func (s *Service) startOne(name string) {
 		ctx, cancel = context.WithTimeout(ctx, e.Overdue)
 		defer cancel()
 	}
-	progress := s.progressWriter(name)
+	ps := s.newProgressSaver(name)
 	env := sess.Env
 	if env == nil {
 		spec := s.specOf(sess)
 		if secret != "" {
 			spec.Login = s.loginOf(sp, spec, secret)
 		}
-		got, err := sp.Start(ctx, spec, progress)
+		got, err := sp.Start(ctx, spec, ps.report)
 		if err != nil {
+			ps.stop()
 			s.startFailed(name, e, begin, err)
 			return
 		}
-		if !s.storeEnv(name, sp, got) {
+		if !s.storeEnv(name, sp, got, ps.take()) {
+			ps.stop()
 			return
 		}
 		env = &got
 	}
-	if err := spawner.WaitReady(ctx, sp, *env, progress); err != nil {
+	err = spawner.WaitReady(ctx, sp, *env, ps.report)
+	ps.stop()
+	if err != nil {
 		s.startFailed(name, e, begin, err)
 		return
 	}
@@ -471,42 +475,110 @@ func (s *Service) specOf(sess *Session) spawner.Spec {
 	return spec
 }
 
-// progressWriter returns the progress callback of one start: it saves each
-// new step in the session record (at most one write per step, so a chatty
-// backend does not load the store) for the starting page and API clients.
-func (s *Service) progressWriter(name string) func(spawner.Progress) {
-	var mu sync.Mutex
-	last := ""
-	return func(p spawner.Progress) {
-		mu.Lock()
-		defer mu.Unlock()
-		if p.Step == last {
-			return
-		}
-		last = p.Step
-		err := s.st.Update(s.ctx, func(tx store.Txn) error {
-			v, err := tx.Get(keySession(name))
-			if err != nil {
-				return err
-			}
-			sess := &Session{}
-			if err := unmarshal(v, sess); err != nil || sess.State != lifecycle.Starting {
-				return err
-			}
-			sess.Progress = &p
-			return tx.Set(keySession(name), marshal(sess))
-		})
-		if err != nil && s.ctx.Err() == nil {
-			s.log.Debug("saving start progress", zap.String("session", name), zap.Error(err))
-		}
-		s.cache.drop(name)
+// progressDelay is how long a start's progress step must stay the current
+// one before it is saved. Each save is a synced store write the start waits
+// for, and most steps of a fast start (a local process ready in 20 ms) are
+// over long before a learner's starting page could show them; the steps of
+// a slow one (a pull, a dashboard that takes seconds) are saved 100 ms late.
+const progressDelay = 100 * time.Millisecond
+
+// progressSaver saves one start's progress in its session record for the
+// starting page and API clients: a step once it has lasted progressDelay
+// (with its latest message), at most one save per step.
+type progressSaver struct {
+	s    *Service
+	name string
+
+	mu      sync.Mutex
+	saved   string            // the step saved last (or handed to the caller's own write)
+	pending *spawner.Progress // the current step, not saved yet
+	timer   *time.Timer       // saves pending when it fires
+	done    bool
+}
+
+// newProgressSaver returns the progress saver of session name's start.
+// The first step is saved even when the record shows the same one: the
+// spawner's message says more than the portal's "starting the environment".
+func (s *Service) newProgressSaver(name string) *progressSaver {
+	return &progressSaver{s: s, name: name}
+}
+
+// report is the spawner's progress callback.
+func (p *progressSaver) report(pr spawner.Progress) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done || p.pending == nil && pr.Step == p.saved {
+		return
+	}
+	p.pending = &pr
+	if p.timer == nil {
+		p.timer = time.AfterFunc(progressDelay, p.flush)
 	}
 }
 
-// storeEnv records a started environment in its session. It reports
+// flush saves the pending step. The lock is held across the write, so take
+// and stop never return while an older step is being saved.
+func (p *progressSaver) flush() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.timer = nil
+	if p.done || p.pending == nil {
+		return
+	}
+	pr := *p.pending
+	p.pending, p.saved = nil, pr.Step
+	err := p.s.st.Update(p.s.ctx, func(tx store.Txn) error {
+		v, err := tx.Get(keySession(p.name))
+		if err != nil {
+			return err
+		}
+		sess := &Session{}
+		if err := unmarshal(v, sess); err != nil || sess.State != lifecycle.Starting {
+			return err
+		}
+		sess.Progress = &pr
+		return tx.Set(keySession(p.name), marshal(sess))
+	})
+	if err != nil && p.s.ctx.Err() == nil {
+		p.s.log.Debug("saving start progress", zap.String("session", p.name), zap.Error(err))
+	}
+	p.s.cache.drop(p.name)
+}
+
+// take returns the step not saved yet (nil if none) for the caller to save
+// with its own write, and goes on saving later steps.
+func (p *progressSaver) take() *spawner.Progress {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.timer != nil {
+		p.timer.Stop()
+		p.timer = nil
+	}
+	pr := p.pending
+	if pr != nil {
+		p.pending, p.saved = nil, pr.Step
+	}
+	return pr
+}
+
+// stop ends saving: the caller's next write (ready, failed) says what the
+// start came to, and no older step may overwrite it.
+func (p *progressSaver) stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.done = true
+	p.pending = nil
+	if p.timer != nil {
+		p.timer.Stop()
+		p.timer = nil
+	}
+}
+
+// storeEnv records a started environment in its session, with the start's
+// progress when it has a step not saved yet. It reports
 // whether to go on and wait for readiness: false when the session ended
 // meanwhile, in which case its environment is being stopped.
-func (s *Service) storeEnv(name string, sp spawner.Spawner, env spawner.Env) bool {
+func (s *Service) storeEnv(name string, sp spawner.Spawner, env spawner.Env, progress *spawner.Progress) bool {
 	goOn, orphan := false, false
 	err := s.update(s.ctx, func(t *txState) error {
 		goOn, orphan = false, false
@@ -525,6 +597,9 @@ func (s *Service) storeEnv(name string, sp spawner.Spawner, env spawner.Env) boo
 		sess.Env = &env
 		sess.Upstream = env.Addr
 		sess.Spawning = false
+		if progress != nil {
+			sess.Progress = progress
+		}
 		if st, reason := sess.Effective(t.now); st == lifecycle.Stopping {
 			return t.retire(sess, reason)
 		}

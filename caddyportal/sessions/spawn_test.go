@@ -574,3 +574,26 @@ func TestSpawnRefillHandedOverStartsAtOnce(t *testing.T) {
 	}
 	eventually(t, "the handed-over refill WAITING", func() bool { return stateIs(svc, refill[0], "WAITING") })
 }
+
+// A start's progress reaches the session record when a step lasts (the
+// dashboard takes its time: "waiting" shows), and what the start came to
+// ("ready") is what stays, never an older step saved late.
+func TestSpawnProgressShowsLastingSteps(t *testing.T) {
+	sp := newLoopSpawner()
+	sp.readyAfter, sp.timeout = time.Hour, time.Minute
+	clk := newClock()
+	svc := newSpawnService(t, openStore(t, clk), clk, portal(spawnWorkshop("lab", 10, 0)), sp, sessions.Options{})
+	name := request(t, svc, "demo-w01", "u0").Session.Name
+	eventually(t, "the waiting step in the record", func() bool {
+		p := get(t, svc, name).Progress
+		return p != nil && p.Step == spawner.StepWaiting
+	})
+	sp.mu.Lock()
+	sp.envs[name].readyAt = time.Now()
+	sp.mu.Unlock()
+	eventually(t, "the session to be ready", func() bool { return stateIs(svc, name, string(lifecycle.Waiting)) })
+	time.Sleep(300 * time.Millisecond) // longer than a step waits to be saved
+	if p := get(t, svc, name).Progress; p == nil || p.Step != spawner.StepReady {
+		t.Fatalf("progress of a ready session = %+v, want %q", p, spawner.StepReady)
+	}
+}
