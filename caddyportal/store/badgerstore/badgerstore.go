@@ -145,6 +145,10 @@ type Store struct {
 	// retry runs Update's attempts; an Update that has conflicted
 	// exclusiveAfter times runs alone, so it cannot conflict again.
 	retry *kvcore.Retrier
+	// group syncs the logs after commits (nil unless SyncWrites);
+	// syncedMem are the memtable logs it synced after they filled up.
+	group     *groupSync
+	syncedMem map[int64]bool
 }
 
 var _ store.Store = (*Store)(nil)
@@ -183,7 +187,7 @@ func Open(opts Options) (*Store, error) {
 	// up to 512 KB stay in the tree, which in-memory stores require.
 	bopts := badger.DefaultOptions(opts.Dir).
 		WithInMemory(opts.InMemory).
-		WithSyncWrites(opts.SyncWrites && !opts.InMemory).
+		WithSyncWrites(false). // the store syncs, once per group of commits (groupsync.go)
 		WithLogger(zapLogger{log.Named("badger")}).
 		WithMemTableSize(4 << 20).
 		WithValueThreshold(512 << 10).
@@ -231,6 +235,10 @@ func Open(opts Options) (*Store, error) {
 	}
 
 	s := &Store{db: db, log: log, now: now, dir: opts.Dir, minFree: minFree, life: kvcore.NewLife(log)}
+	if opts.SyncWrites && !opts.InMemory {
+		s.syncedMem = map[int64]bool{}
+		s.group = newGroupSync(s.syncLogs)
+	}
 	s.retry = &kvcore.Retrier{Life: s.life, MaxAttempts: maxAttempts, ExclusiveAfter: exclusiveAfter, Pause: pause}
 	if minFree > 0 {
 		if free, err := freeSpace(opts.Dir); err == nil {
@@ -331,6 +339,13 @@ func (s *Store) tryUpdate(fn func(tx store.Txn) error) error {
 			return fmt.Errorf("badgerstore: %w: %w", store.ErrTooLarge, err)
 		}
 		return fmt.Errorf("badgerstore: commit: %w", err)
+	}
+	if tx.wrote && s.group != nil {
+		if err := s.group.wait(); err != nil {
+			// Committed and readable, but not known to be durable: the
+			// caller must not tell anyone it is.
+			return fmt.Errorf("badgerstore: syncing the log: %w", err)
+		}
 	}
 	return nil
 }

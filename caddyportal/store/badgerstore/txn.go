@@ -15,8 +15,9 @@ import (
 // txn adapts a Badger transaction to store.Txn.
 type txn struct {
 	kvcore.TxnBase
-	btx *badger.Txn
-	now time.Time // one instant per attempt, so the whole fn sees one expiry cut-off
+	btx   *badger.Txn
+	now   time.Time // one instant per attempt, so the whole fn sees one expiry cut-off
+	wrote bool      // Put or Remove was called: the commit needs a sync
 }
 
 func newTxn(btx *badger.Txn, now time.Time, writable bool) *txn {
@@ -91,6 +92,7 @@ func (t *txn) Get(key string) ([]byte, error) {
 
 // Put writes key, for kvcore.TxnBase's Set and SetExpiring.
 func (t *txn) Put(key string, value []byte, expiring bool, expires int64) error {
+	t.wrote = true
 	if err := t.dropIndexEntry(key); err != nil {
 		return err
 	}
@@ -130,6 +132,7 @@ func (t *txn) dropIndexEntry(key string) error {
 // Remove deletes key and its expiry index entry, for kvcore.TxnBase's
 // Delete.
 func (t *txn) Remove(key string) error {
+	t.wrote = true
 	if err := t.dropIndexEntry(key); err != nil {
 		return err
 	}
