@@ -41,14 +41,22 @@ func newActivity(svc *sessions.Service) *activity {
 	return &activity{svc: svc, last: map[string]time.Time{}, streams: map[string]*streamUse{}}
 }
 
-// request notes a plain request for session.
-func (a *activity) request(session string) {
+// request notes a plain request for session, whose record showed activity
+// at recorded (the activation, or another replica's touch): within
+// touchEvery of that nothing is written, so the first pages after an
+// activation do not add a synced write each to the class's burst.
+func (a *activity) request(session string, recorded time.Time) {
 	now := a.svc.Now()
 	a.mu.Lock()
-	due := now.Sub(a.last[session]) >= touchEvery
-	if due {
-		a.last[session] = now
+	last := a.last[session]
+	if recorded.After(last) {
+		last = recorded
 	}
+	due := now.Sub(last) >= touchEvery
+	if due {
+		last = now
+	}
+	a.last[session] = last
 	a.mu.Unlock()
 	if due {
 		go func() { _ = a.svc.Touch(context.Background(), session) }()
@@ -58,8 +66,8 @@ func (a *activity) request(session string) {
 // stream notes a stream opening for session (its opening request counts as
 // activity) and returns the use to mark on each browser message and the
 // func to call when the stream ends.
-func (a *activity) stream(session string) (*streamUse, func()) {
-	a.request(session)
+func (a *activity) stream(session string, recorded time.Time) (*streamUse, func()) {
+	a.request(session, recorded)
 	a.mu.Lock()
 	u := a.streams[session]
 	if u == nil {

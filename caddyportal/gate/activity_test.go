@@ -65,7 +65,7 @@ func TestActivityCountsWebSocketMessages(t *testing.T) {
 	svc, clk, name := activitySetup(t)
 	act := newActivity(svc)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		use, done := act.stream(name)
+		use, done := act.stream(name, time.Time{})
 		defer done()
 		c, err := websocket.Accept(observeStream(w, r, use), r, nil)
 		if err != nil {
@@ -133,7 +133,7 @@ func TestActivityCountsStreamBody(t *testing.T) {
 	act := newActivity(svc)
 	uses := make(chan bool, 2)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		use, done := act.stream(name)
+		use, done := act.stream(name, time.Time{})
 		defer done()
 		observeStream(w, r, use)
 		before := use.traffic.Load()
@@ -165,7 +165,7 @@ func TestActivityPlainRequests(t *testing.T) {
 	clk.Advance(2 * time.Minute)
 	want := clk.Now()
 	for range 50 {
-		act.request(name)
+		act.request(name, time.Time{})
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for !lastActivity(t, svc, name).Equal(want) {
@@ -179,5 +179,32 @@ func TestActivityPlainRequests(t *testing.T) {
 	act.mu.Unlock()
 	if marks != 1 {
 		t.Fatalf("%d touch marks for one session, want 1", marks)
+	}
+}
+
+// TestActivitySkipsRecentlyRecorded: a request soon after the record last
+// showed activity (the activation) writes nothing; once touchEvery has
+// passed since (and the service's minute), it touches the session.
+func TestActivitySkipsRecentlyRecorded(t *testing.T) {
+	svc, clk, name := activitySetup(t)
+	act := newActivity(svc)
+	activated := lastActivity(t, svc, name)
+	clk.Advance(touchEvery / 2)
+	act.request(name, activated)
+	act.mu.Lock()
+	mark := act.last[name]
+	act.mu.Unlock()
+	if !mark.Equal(activated) {
+		t.Fatalf("a request %s after the activation was marked as a touch at %v (activation %v)", touchEvery/2, mark, activated)
+	}
+	clk.Advance(time.Minute) // the service writes at most once a minute
+	want := clk.Now()
+	act.request(name, activated)
+	deadline := time.Now().Add(10 * time.Second)
+	for !lastActivity(t, svc, name).Equal(want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("a request %s after the activation did not touch the session: last activity %v, want %v", want.Sub(activated), lastActivity(t, svc, name), want)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

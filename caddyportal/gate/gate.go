@@ -309,7 +309,7 @@ func (g *Gate) forward(w http.ResponseWriter, r *http.Request, sess *sessions.Se
 		g.metrics.WebSocketOpened(sess.Environment)
 		defer g.metrics.WebSocketClosed(sess.Environment)
 		defer g.audit.websocket(client, sess.Name, user, r.URL.Path)()
-		use, done := g.activity.stream(sess.Name)
+		use, done := g.activity.stream(sess.Name, sess.LastActivity)
 		defer done()
 		// The observer sits under the closer: the proxy's hijack passes
 		// through both (each unwraps to the next). Cancelling the context
@@ -319,7 +319,7 @@ func (g *Gate) forward(w http.ResponseWriter, r *http.Request, sess *sessions.Se
 		out = cw
 		stop = func() { cancel(); cw.close() }
 	} else {
-		g.activity.request(sess.Name)
+		g.activity.request(sess.Name, sess.LastActivity)
 	}
 	st := g.streams.Open(sess.Name, sess.Expires, stop)
 	defer st.Done()
