@@ -89,7 +89,10 @@ func (l *loopSpawner) Start(ctx context.Context, spec spawner.Spec, progress fun
 	l.next++
 	e := &loopEnv{id: l.next, readyAt: time.Now().Add(l.readyAfter)}
 	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if time.Now().Before(e.readyAt) {
+		l.mu.Lock()
+		notYet := time.Now().Before(e.readyAt)
+		l.mu.Unlock()
+		if notYet {
 			http.Error(w, "not yet", http.StatusServiceUnavailable)
 			return
 		}
@@ -98,6 +101,13 @@ func (l *loopSpawner) Start(ctx context.Context, spec spawner.Spec, progress fun
 	l.envs[spec.Session] = e
 	spawner.Report(progress, spawner.StepStarted, "the server runs")
 	return l.envOf(spec.Session, e), nil
+}
+
+// makeReady makes session's dashboard answer from now on.
+func (l *loopSpawner) makeReady(session string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.envs[session].readyAt = time.Now()
 }
 
 func (l *loopSpawner) envOf(session string, e *loopEnv) spawner.Env {

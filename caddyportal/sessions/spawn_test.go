@@ -588,9 +588,7 @@ func TestSpawnProgressShowsLastingSteps(t *testing.T) {
 		p := get(t, svc, name).Progress
 		return p != nil && p.Step == spawner.StepWaiting
 	})
-	sp.mu.Lock()
-	sp.envs[name].readyAt = time.Now()
-	sp.mu.Unlock()
+	sp.makeReady(name)
 	eventually(t, "the session to be ready", func() bool { return stateIs(svc, name, string(lifecycle.Waiting)) })
 	time.Sleep(300 * time.Millisecond) // longer than a step waits to be saved
 	if p := get(t, svc, name).Progress; p == nil || p.Step != spawner.StepReady {
