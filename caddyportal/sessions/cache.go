@@ -21,6 +21,13 @@ const gateCacheMax = 100000
 type gateCache struct {
 	mu      sync.Mutex
 	entries map[string]cachedSession
+	// gen counts drops and clears. A fill read its record before it took
+	// the lock to put it; if a change dropped the name in between, the
+	// fill holds the record from before the change and must not be kept
+	// (it would hide a session's new state for gateCacheTTL: a learner
+	// shown the starting page for a second after the dashboard was ready,
+	// a terminated session still proxied).
+	gen uint64
 }
 
 type cachedSession struct {
@@ -38,9 +45,21 @@ func (c *gateCache) get(name string, now time.Time) (Session, bool) {
 	return e.sess, true
 }
 
-func (c *gateCache) put(sess *Session, now time.Time) {
+// generation is the value to pass to put for a record read after it.
+func (c *gateCache) generation() uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.gen
+}
+
+// put keeps sess, read after generation returned gen, unless the cache
+// was dropped from or cleared since.
+func (c *gateCache) put(sess *Session, now time.Time, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen {
+		return
+	}
 	if c.entries == nil || len(c.entries) >= gateCacheMax {
 		c.entries = map[string]cachedSession{}
 	}
@@ -51,12 +70,14 @@ func (c *gateCache) put(sess *Session, now time.Time) {
 func (c *gateCache) clear() {
 	c.mu.Lock()
 	c.entries = nil
+	c.gen++
 	c.mu.Unlock()
 }
 
 func (c *gateCache) drop(name string) {
 	c.mu.Lock()
 	delete(c.entries, name)
+	c.gen++
 	c.mu.Unlock()
 }
 
@@ -70,6 +91,7 @@ func (s *Service) GetCached(ctx context.Context, name string) (*Session, error) 
 		sess.State, sess.Reason = sess.Effective(now)
 		return &sess, nil
 	}
+	gen := s.cache.generation()
 	var raw *Session
 	err := s.st.View(ctx, func(tx store.Txn) error {
 		v, err := tx.Get(keySession(name))
@@ -82,7 +104,7 @@ func (s *Service) GetCached(ctx context.Context, name string) (*Session, error) 
 	if err != nil {
 		return s.Get(ctx, name) // uniform errors for missing or broken records
 	}
-	s.cache.put(raw, now)
+	s.cache.put(raw, now, gen)
 	raw.State, raw.Reason = raw.Effective(now)
 	return raw, nil
 }

@@ -1,0 +1,38 @@
+package sessions
+
+import (
+	"testing"
+	"time"
+
+	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
+)
+
+// A gate read that began before a change and ends after the change dropped
+// the name holds the record from before: keeping it would show the old
+// state (a starting page, a terminated session's dashboard) for a second.
+func TestCacheRefusesAFillADropOvertook(t *testing.T) {
+	var c gateCache
+	now := time.Now()
+	before := &Session{Name: "s1", State: lifecycle.Starting}
+	gen := c.generation() // the gate starts reading
+	c.drop("s1")          // the change commits and drops the name
+	c.put(before, now, gen)
+	if got, ok := c.get("s1", now); ok {
+		t.Fatalf("the cache kept a record read before the change: %+v", got)
+	}
+
+	// A read that began after the drop is current, and is kept until a
+	// later change drops it.
+	after := &Session{Name: "s1", State: lifecycle.Waiting}
+	c.put(after, now, c.generation())
+	got, ok := c.get("s1", now)
+	if !ok || got.State != lifecycle.Waiting {
+		t.Fatalf("a current record was not kept: %+v, %v", got, ok)
+	}
+	gen = c.generation()
+	c.clear()
+	c.put(after, now, gen)
+	if _, ok := c.get("s1", now); ok {
+		t.Fatal("the cache kept a fill that a clear overtook")
+	}
+}
