@@ -185,3 +185,36 @@ func TestGone(t *testing.T) {
 		t.Fatal("any error is ErrGone")
 	}
 }
+
+// TestProbeSchedule: probes come every 5 ms while a quick dashboard is
+// expected (the first 100 ms), then at doubling intervals that stop
+// growing at 250 ms; over 30 s that is a few hundred probes, not thousands.
+func TestProbeSchedule(t *testing.T) {
+	var waits []time.Duration
+	elapsed, interval := time.Duration(0), fastProbe
+	for elapsed < 30*time.Second {
+		waits = append(waits, interval)
+		elapsed += interval
+		interval = nextProbe(elapsed, interval)
+	}
+	for i, w := range waits {
+		at := time.Duration(0)
+		for _, p := range waits[:i] {
+			at += p
+		}
+		switch {
+		case at < 100*time.Millisecond && w != 5*time.Millisecond:
+			t.Fatalf("probe %d at %s waits %s: want 5ms in the first 100 ms", i, at, w)
+		case w > 250*time.Millisecond:
+			t.Fatalf("probe %d at %s waits %s: more than 250ms", i, at, w)
+		case i > 0 && at >= 100*time.Millisecond && w < waits[i-1]:
+			t.Fatalf("probe %d at %s waits %s, less than the one before", i, at, w)
+		}
+	}
+	if n := len(waits); n < 20 || n > 200 {
+		t.Fatalf("%d probes in 30 s", n)
+	}
+	if last := waits[len(waits)-1]; last != 250*time.Millisecond {
+		t.Fatalf("the wait settles at %s, want 250ms", last)
+	}
+}
