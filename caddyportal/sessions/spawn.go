@@ -17,6 +17,16 @@ package sessions
 //	its environment found gone by a reconcile pass: environment-lost):
 //	STOPPING while Env is set → the owner replica's Stop → Env cleared and
 //	the session finalized (STOPPED, place free) in one transaction.
+//
+// The writes of a start (the claim, the stored Env, progress steps, ready)
+// are volatile (store.Volatile): they do not wait for the disk, which
+// would hold each start's slot for three syncs. A kill -9 of the portal
+// loses none of them; a power loss may lose the last of them, and takes
+// the environments they describe with it: after such a restart the
+// session is found queued again, or with an environment that is gone
+// (environment-lost), and the reconciliation removes whatever is left of
+// it, as after any crash mid-start. Allocations, activations, failures and
+// ends are synced as always.
 
 import (
 	"bytes"
@@ -358,7 +368,7 @@ func (s *Service) claim(ctx context.Context, name string) (*Session, *Environmen
 	var out *Session
 	var env *Environment
 	var secret string
-	err := s.update(ctx, func(t *txState) error {
+	err := s.update(store.Volatile(ctx), func(t *txState) error {
 		out, env, secret = nil, nil, ""
 		sess, err := t.session(name)
 		if err != nil || sess == nil {
@@ -527,7 +537,7 @@ func (p *progressSaver) flush() {
 	}
 	pr := *p.pending
 	p.pending, p.saved = nil, pr.Step
-	err := p.s.st.Update(p.s.ctx, func(tx store.Txn) error {
+	err := p.s.st.Update(store.Volatile(p.s.ctx), func(tx store.Txn) error {
 		v, err := tx.Get(keySession(p.name))
 		if err != nil {
 			return err
@@ -580,7 +590,7 @@ func (p *progressSaver) stop() {
 // meanwhile, in which case its environment is being stopped.
 func (s *Service) storeEnv(name string, sp spawner.Spawner, env spawner.Env, progress *spawner.Progress) bool {
 	goOn, orphan := false, false
-	err := s.update(s.ctx, func(t *txState) error {
+	err := s.update(store.Volatile(s.ctx), func(t *txState) error {
 		goOn, orphan = false, false
 		sess, err := t.session(name)
 		if err != nil {
@@ -625,7 +635,7 @@ func (s *Service) storeEnv(name string, sp spawner.Spawner, env spawner.Env, pro
 // activated while it started.
 func (s *Service) readied(name string, e *Environment, begin time.Time) {
 	reserve := false
-	err := s.update(s.ctx, func(t *txState) error {
+	err := s.update(store.Volatile(s.ctx), func(t *txState) error {
 		reserve = false
 		sess, err := t.session(name)
 		if err != nil || sess == nil || sess.State == lifecycle.Stopped {

@@ -10,7 +10,8 @@
 //     whole fn is run again on fresh data (a bounded number of times), so fn
 //     must have no side effects outside the transaction.
 //   - Update returns only after the write is durable to the degree the
-//     backend was configured for (Badger: synced to disk when SyncWrites).
+//     backend was configured for (Badger: synced to disk when SyncWrites),
+//     unless its context is Volatile.
 //   - View runs fn on a consistent snapshot.
 //   - Keys starting with "~" are reserved for the implementation (for
 //     example an expiry index) and are never passed to callers.
@@ -77,6 +78,28 @@ var ErrUnavailable = errors.New("store: backend unavailable")
 // 503 like for any outage, and the write succeeds again once space is
 // freed, without a restart.
 var ErrNoSpace = errors.New("store: no space left for writes")
+
+// volatileKey marks a Volatile context.
+type volatileKey struct{}
+
+// Volatile returns ctx marked so that an Update under it may return once its
+// write is committed, before it is synced to disk: every later transaction
+// sees it and a crash of the process does not lose it (Badger's log is in
+// the page cache by then), but a power loss or kernel crash may. It is for
+// records of things that such a loss ends anyway, such as the processes and
+// containers of a session's environment and the steps of their start, which
+// happen too often to wait for the disk each time. The next Update that is
+// not volatile makes it durable as well. Backends whose writes are always
+// durable (etcd) ignore the mark.
+func Volatile(ctx context.Context) context.Context {
+	return context.WithValue(ctx, volatileKey{}, true)
+}
+
+// IsVolatile reports whether ctx was marked by Volatile.
+func IsVolatile(ctx context.Context) bool {
+	v, _ := ctx.Value(volatileKey{}).(bool)
+	return v
+}
 
 // Store is a transactional key-value store.
 type Store interface {

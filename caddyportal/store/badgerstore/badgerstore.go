@@ -295,7 +295,8 @@ func (s *Store) Close() error {
 // other Updates, so it cannot starve. Update returns store.ErrConflict only
 // if 50 attempts conflict, which takes writes from outside the store. An
 // error from fn discards the transaction and is returned as is. fn must not
-// call Update or Close on the same store.
+// call Update or Close on the same store. On a durable store Update returns
+// once a sync round covers the commit, or at once under store.Volatile.
 func (s *Store) Update(ctx context.Context, fn func(tx store.Txn) error) error {
 	if err := s.life.Enter(ctx); err != nil {
 		return err
@@ -304,7 +305,8 @@ func (s *Store) Update(ctx context.Context, fn func(tx store.Txn) error) error {
 	if err := s.checkSpace(); err != nil {
 		return err
 	}
-	return s.retry.Run(ctx, nil, func() error { return s.tryUpdate(fn) })
+	synced := !store.IsVolatile(ctx)
+	return s.retry.Run(ctx, nil, func() error { return s.tryUpdate(fn, synced) })
 }
 
 // pause is the wait after the n-th conflict: a jittered backoff while
@@ -316,9 +318,10 @@ func pause(n int) time.Duration {
 	return kvcore.Backoff(n)
 }
 
-// tryUpdate runs fn once and commits. It returns kvcore.ErrRetry on a
-// commit conflict, which Update retries.
-func (s *Store) tryUpdate(fn func(tx store.Txn) error) error {
+// tryUpdate runs fn once and commits, and when synced waits for the commit
+// to be synced. It returns kvcore.ErrRetry on a commit conflict, which
+// Update retries.
+func (s *Store) tryUpdate(fn func(tx store.Txn) error, synced bool) error {
 	btx := s.db.NewTransaction(true)
 	defer btx.Discard()
 	tx := newTxn(btx, s.now(), true)
@@ -340,7 +343,7 @@ func (s *Store) tryUpdate(fn func(tx store.Txn) error) error {
 		}
 		return fmt.Errorf("badgerstore: commit: %w", err)
 	}
-	if tx.wrote && s.group != nil {
+	if tx.wrote && synced && s.group != nil {
 		if err := s.group.wait(); err != nil {
 			// Committed and readable, but not known to be durable: the
 			// caller must not tell anyone it is.

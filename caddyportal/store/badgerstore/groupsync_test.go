@@ -137,6 +137,47 @@ func TestUpdatesShareSyncs(t *testing.T) {
 	}
 }
 
+// TestVolatileUpdatesDoNotWaitForSync: an Update under store.Volatile
+// returns while a sync round is stuck, is visible at once, and the next
+// synced Update waits for a round that covers it.
+func TestVolatileUpdatesDoNotWaitForSync(t *testing.T) {
+	s, err := Open(DefaultOptions(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	entered := make(chan struct{}, 1)
+	release := make(chan struct{})
+	orig := s.group.round
+	s.group.round = func() error {
+		entered <- struct{}{}
+		<-release
+		return orig()
+	}
+	ctx := context.Background()
+	synced := make(chan error, 1)
+	go func() {
+		synced <- s.Update(ctx, func(tx store.Txn) error { return tx.Set("synced", []byte("v")) })
+	}()
+	<-entered // the synced Update's round is stuck
+	if err := s.Update(store.Volatile(ctx), func(tx store.Txn) error { return tx.Set("volatile", []byte("v")) }); err != nil {
+		t.Fatal(err)
+	}
+	err = s.View(ctx, func(tx store.Txn) error { _, err := tx.Get("volatile"); return err })
+	if err != nil {
+		t.Fatalf("a volatile write is not visible once its Update returned: %v", err)
+	}
+	select {
+	case err := <-synced:
+		t.Fatalf("a synced Update returned while its sync round was stuck (%v)", err)
+	default:
+	}
+	close(release)
+	if err := <-synced; err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestSyncCoversFilledMemtables: once writes fill a memtable, Badger moves
 // on to a new log and syncs only that one; a round syncs the filled one's
 // log too, once.

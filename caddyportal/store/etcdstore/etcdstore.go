@@ -460,7 +460,8 @@ func isCompacted(err error) bool {
 // on fresh data when the commit finds that something it read has changed.
 // An error from fn discards the attempt and is returned as is, once a
 // read-only Txn has confirmed that what fn read was current (otherwise fn
-// runs again). fn must not call Update or Close on the same store.
+// runs again). fn must not call Update or Close on the same store. A
+// committed etcd Txn is always durable, so store.Volatile changes nothing.
 func (s *Store) Update(ctx context.Context, fn func(tx store.Txn) error) error {
 	if err := s.life.Enter(ctx); err != nil {
 		return err
