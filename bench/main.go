@@ -185,7 +185,7 @@ func parseFlags(args []string) (Options, error) {
 	bin := fs.String("binary", "", "use this caddyportal binary instead of building ./cmd/caddyportal")
 	work := fs.String("workdir", "", "directory for binaries, data and logs (default: a new temp dir)")
 	keep := fs.Bool("keep", false, "keep the work directory (Caddyfiles, logs, data, seeded stores) after the run; a later run with the same -workdir reuses the seeded stores")
-	prof := fs.Duration("pprof", 0, "storm, gate, memory, scaling: enable the portal's admin API and save CPU profiles of this length taken under load (and heap profiles for memory) into the work directory; use with -keep")
+	prof := fs.Duration("pprof", 0, "storm, gate, memory, scaling, spawn, pool: enable the portal's admin API and save CPU profiles of this length taken under load (and heap profiles for memory) into the work directory; use with -keep")
 	penv := fs.String("portal-env", "", "extra environment for the portal process, comma-separated KEY=VALUE (e.g. GOMEMLIMIT=64MiB)")
 	out := fs.String("out", "", "also write the Markdown results to this file")
 	if err := fs.Parse(args); err != nil {

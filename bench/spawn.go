@@ -627,7 +627,18 @@ func runPool(ctx context.Context, o Options, bin, work string, rep *Report, logf
 	if err := r.login(ctx); err != nil {
 		return err
 	}
+	var profDone chan error
+	if o.Profile > 0 {
+		profDone = cpuProfile(ctx, spec.Admin, o.Profile, filepath.Join(filepath.Dir(work), "cpu-pool.pprof"))
+		time.Sleep(100 * time.Millisecond)
+		rep.note("pool ran with -pprof: profiling costs CPU during the activations")
+	}
 	res, wall := learners(ctx, r, "pool", k, spawnPoll, true, isBenchDash)
+	if profDone != nil {
+		if err := <-profDone; err != nil {
+			logf("pool cpu profile: %v", err)
+		}
+	}
 	toDash, _, starting, errs, first := learnerStats(res)
 	left, endErr := endAll(ctx, p, admin, r, spec, work, func() int { return envProcesses(dash) })
 	if endErr != nil {

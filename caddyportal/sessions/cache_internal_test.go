@@ -36,3 +36,30 @@ func TestCacheRefusesAFillADropOvertook(t *testing.T) {
 		t.Fatal("the cache kept a fill that a clear overtook")
 	}
 }
+
+// TestQueueKnowsLearnersStarts: refills yield while only reserves' starts
+// wait; a learner's start waiting, or a waiting reserve given to a learner,
+// ends that.
+func TestQueueKnowsLearnersStarts(t *testing.T) {
+	var q workQueue
+	q.addStarts([]string{"r1", "r2"}, []string{"r1", "r2"}, nil)
+	if q.learnerWaiting() {
+		t.Fatal("only reserves wait, yet a learner is said to")
+	}
+	q.addStarts(nil, nil, []string{"r2"}) // r2 handed to a learner while queued
+	if !q.learnerWaiting() {
+		t.Fatal("a reserve given to a learner still counts as a reserve")
+	}
+	var q2 workQueue
+	q2.addStarts([]string{"r1"}, []string{"r1"}, nil)
+	q2.addStarts([]string{"s1"}, nil, nil) // a learner's own session
+	if !q2.learnerWaiting() {
+		t.Fatal("a learner's start waits, yet none is said to")
+	}
+	// A name that is not queued is not remembered as a spare.
+	var q3 workQueue
+	q3.addStarts(nil, []string{"gone"}, nil)
+	if len(q3.spares) != 0 {
+		t.Fatalf("spares %v for a queue with nothing in it", q3.spares)
+	}
+}

@@ -552,6 +552,75 @@ func TestSpawnRefillYieldsToLearners(t *testing.T) {
 	eventually(t, "the refill to start once learners stopped", started)
 }
 
+// TestSpawnRefillsYieldWhileOnlyRefillsWait: when a class takes several
+// reserves, their refills queue behind one another; the one under way
+// still yields to the arriving learners (other refills waiting are no
+// learner's), and once the learners stop, all of them start.
+func TestSpawnRefillsYieldWhileOnlyRefillsWait(t *testing.T) {
+	sp := newLoopSpawner()
+	clk := newClock()
+	st := openStore(t, clk)
+	svc := newSpawnService(t, st, clk, portal(spawnWorkshop("lab", 6, 3)), sp, sessions.Options{Starts: 1, YieldQuiet: 2 * time.Second})
+	first := reserves(live(t, svc, "demo-w01"))
+	if len(first) != 3 {
+		t.Fatalf("reserves %v, want 3", first)
+	}
+	eventually(t, "the reserves WAITING", func() bool {
+		for _, n := range first {
+			if !stateIs(svc, n, "WAITING") {
+				return false
+			}
+		}
+		return true
+	})
+	var taken []sessions.Result
+	for i := range 3 {
+		taken = append(taken, request(t, svc, "demo-w01", fmt.Sprintf("learner-%d", i)))
+	}
+	refills := reserves(live(t, svc, "demo-w01"))
+	if len(refills) != 3 {
+		t.Fatalf("refills %v, want 3", refills)
+	}
+	started := func() int {
+		sp.mu.Lock()
+		defer sp.mu.Unlock()
+		n := 0
+		for _, r := range refills {
+			if slices.Contains(sp.starts, r) {
+				n++
+			}
+		}
+		return n
+	}
+	for i := 1; i <= 20; i++ {
+		res := taken[i%len(taken)]
+		_, _ = svc.Activate(context.Background(), res.Session.Name, res.Token)
+		if n := started(); n != 0 {
+			t.Fatalf("%d refills started while learners were arriving (after %d activations)", n, i)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	eventually(t, "the refills to start once learners stopped", func() bool { return started() == 3 })
+}
+
+// TestSpawnLearnersStartPassesAYieldingRefill: a refill yielding to the
+// class does not hold up the start of a learner's own session queued
+// behind it (one start at a time).
+func TestSpawnLearnersStartPassesAYieldingRefill(t *testing.T) {
+	sp := newLoopSpawner()
+	clk := newClock()
+	st := openStore(t, clk)
+	svc := newSpawnService(t, st, clk, portal(spawnWorkshop("lab", 4, 1)), sp, sessions.Options{Starts: 1, YieldQuiet: time.Hour})
+	first := reserves(live(t, svc, "demo-w01"))
+	eventually(t, "the reserve WAITING", func() bool { return len(first) == 1 && stateIs(svc, first[0], "WAITING") })
+	request(t, svc, "demo-w01", "learner-0") // takes the reserve; its refill yields for an hour
+	own := request(t, svc, "demo-w01", "learner-1").Session.Name
+	if slices.Contains(first, own) {
+		t.Fatalf("learner-1 got the taken reserve %s", own)
+	}
+	eventually(t, "learner-1's own session WAITING", func() bool { return stateIs(svc, own, "WAITING") })
+}
+
 // TestSpawnRefillHandedOverStartsAtOnce: a refill that is yielding to an
 // arriving class starts at once when a learner is given it (the workshop
 // is full).

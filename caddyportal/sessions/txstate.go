@@ -43,6 +43,9 @@ type txState struct {
 	// transaction asks to start or stop: the service queues them once the
 	// commit succeeded (the spawner is never called inside a transaction).
 	starts, stops []string
+	// startingPut are the sessions this transaction wrote as STARTING:
+	// the start queue learns which of them are reserves (see startKinds).
+	startingPut []string
 }
 
 func (s *Service) viewState(tx store.Txn) *txState {
@@ -75,7 +78,7 @@ func (s *Service) newTxState(tx store.Txn) (*txState, error) {
 // counters fn changed, and emits fn's events once the commit succeeded.
 func (s *Service) update(ctx context.Context, fn func(t *txState) error) error {
 	var events []Event
-	var starts, stops []string
+	var starts, stops, spares, taken []string
 	err := s.st.Update(ctx, func(tx store.Txn) error {
 		t, err := s.newTxState(tx)
 		if err != nil {
@@ -88,12 +91,13 @@ func (s *Service) update(ctx context.Context, fn func(t *txState) error) error {
 			return err
 		}
 		events, starts, stops = t.events, t.starts, t.stops
+		spares, taken = t.startKinds()
 		return nil
 	})
 	if err == nil {
 		s.emit(events)
 		s.queueStops(stops)
-		s.queueStarts(starts)
+		s.queueStarts(starts, spares, taken)
 	}
 	return err
 }
@@ -366,7 +370,27 @@ func (t *txState) finalize(sess *Session, reason string) error {
 }
 
 // put writes a live session and keeps the cache and indexes in step.
+// startKinds says, as the transaction left them, which of the sessions it
+// wrote as STARTING are reserves (spares) and which belong to a learner
+// (taken).
+func (t *txState) startKinds() (spares, taken []string) {
+	for _, name := range t.startingPut {
+		sess := t.loaded[name]
+		switch {
+		case sess == nil || sess.State != lifecycle.Starting:
+		case sess.Reserved():
+			spares = append(spares, name)
+		default:
+			taken = append(taken, name)
+		}
+	}
+	return spares, taken
+}
+
 func (t *txState) put(sess *Session) error {
+	if sess.State == lifecycle.Starting {
+		t.startingPut = append(t.startingPut, sess.Name)
+	}
 	if m, ok := t.live[sess.Environment]; ok {
 		m[sess.Name] = sess
 	}
