@@ -343,6 +343,53 @@ func cpuUsed(p *proc, work func()) (portal, harness time.Duration, err error) {
 	return pc1 - pc0, hc1 - hc0, nil
 }
 
+// machineCPU is the CPU time the whole machine has spent busy so far
+// (every state of /proc/stat's cpu line but idle and iowait), and the
+// number of CPUs it counts.
+func machineCPU() (time.Duration, int, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	lines := strings.Split(string(b), "\n")
+	f := strings.Fields(lines[0])
+	if len(f) < 6 || f[0] != "cpu" {
+		return 0, 0, errors.New("/proc/stat: no cpu line")
+	}
+	var busy int64
+	for i, v := range f[1:] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("/proc/stat: %q: %v", v, err)
+		}
+		if i == 3 || i == 4 || i >= 8 { // idle, iowait; guest time is in user already
+			continue
+		}
+		busy += n
+	}
+	cpus := 0
+	for _, l := range lines[1:] {
+		if strings.HasPrefix(l, "cpu") {
+			cpus++
+		}
+	}
+	return time.Duration(busy) * clockTick, cpus, nil
+}
+
+// machineBusy runs work and returns the CPU time the whole machine spent
+// busy meanwhile and that as a share of what its CPUs had in the time.
+func machineBusy(work func()) (time.Duration, float64, error) {
+	b0, cpus, err1 := machineCPU()
+	t0 := time.Now()
+	work()
+	wall := time.Since(t0)
+	b1, _, err2 := machineCPU()
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, 0, err
+	}
+	return b1 - b0, float64(b1-b0) / float64(wall*time.Duration(max(cpus, 1))), nil
+}
+
 // selfCPU is the CPU time the harness process has used so far.
 func selfCPU() (time.Duration, error) { return procCPU("/proc/self/stat") }
 
@@ -363,5 +410,8 @@ func procCPU(file string) (time.Duration, error) {
 	if err1 != nil || err2 != nil {
 		return 0, fmt.Errorf("%s: bad utime/stime", file)
 	}
-	return time.Duration(ut+st) * 10 * time.Millisecond, nil
+	return time.Duration(ut+st) * clockTick, nil
 }
+
+// clockTick is the unit of /proc's CPU times (USER_HZ, 100 on Linux).
+const clockTick = 10 * time.Millisecond

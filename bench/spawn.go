@@ -507,7 +507,10 @@ func runSpawn(ctx context.Context, o Options, bin, work string, rep *Report, log
 	label := fmt.Sprintf("spawn (%d learners, reserved 0, starts %d)", n, starts)
 
 	// The machine's own rate first, on a quiet portal-less machine.
-	directWall, cmds, derr := directStarts(ctx, dash, n, starts)
+	var directWall time.Duration
+	var cmds []*exec.Cmd
+	var derr error
+	directBusy, directShare, directCPUErr := machineBusy(func() { directWall, cmds, derr = directStarts(ctx, dash, n, starts) })
 	stopDirect(cmds)
 	if derr != nil {
 		rep.addErrors(sc, 1)
@@ -534,7 +537,11 @@ func runSpawn(ctx context.Context, o Options, bin, work string, rep *Report, log
 	}
 	var res []learnerResult
 	var wall time.Duration
-	pcpu, hcpu, cpuErr := cpuUsed(p, func() { res, wall = learners(ctx, r, "spawn", n, spawnPoll, false, isBenchDash) })
+	var pcpu, hcpu time.Duration
+	var cpuErr error
+	portalBusy, portalShare, portalCPUErr := machineBusy(func() {
+		pcpu, hcpu, cpuErr = cpuUsed(p, func() { res, wall = learners(ctx, r, "spawn", n, spawnPoll, false, isBenchDash) })
+	})
 	mem, _ := p.Mem()
 	if profDone != nil {
 		if err := <-profDone; err != nil {
@@ -580,6 +587,14 @@ func runSpawn(ctx context.Context, o Options, bin, work string, rep *Report, log
 		rep.metric(label, "CPU used during the storm: portal / harness (per environment)",
 			fmt.Sprintf("%s / %s (%.1f ms / %.1f ms)", fmtDur(pcpu), fmtDur(hcpu),
 				float64(pcpu.Microseconds())/1000/float64(n), float64(hcpu.Microseconds())/1000/float64(n)))
+	}
+	if directCPUErr == nil && portalCPUErr == nil {
+		// Both runs keep the machine's CPUs about as busy as they can: the
+		// rates are then the inverse of the CPU each environment costs the
+		// whole machine (dashboard, portal, harness).
+		rep.metric(label, "whole machine: CPU busy, direct / portal (CPU per environment)",
+			fmt.Sprintf("%.0f%% / %.0f%% (%.1f ms / %.1f ms)", 100*directShare, 100*portalShare,
+				float64(directBusy.Microseconds())/1000/float64(n), float64(portalBusy.Microseconds())/1000/float64(n)))
 	}
 	if mem.RSS > 0 {
 		rep.metric(label, "portal RSS with all running / peak", fmtMB(mem.RSS)+" / "+fmtMB(mem.HWM))
