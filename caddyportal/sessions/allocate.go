@@ -223,13 +223,19 @@ func (t *txState) allocate(req Request) (Result, error) {
 	if e == nil {
 		return Result{}, ErrNoEnvironment
 	}
-	user, err := t.user(req)
+	user, created, err := t.user(req)
 	if err != nil {
 		return Result{}, err
 	}
-	owned, err := t.owned(user.ID)
-	if err != nil {
-		return Result{}, err
+	var owned []*Session
+	if !created {
+		// A user created just now owns nothing: a session's owner record
+		// exists as long as the session does (holdUser), so no scan is
+		// needed. In a batch transaction a scan sorts every write made so
+		// far, which made a class of new users quadratic in its size.
+		if owned, err = t.owned(user.ID); err != nil {
+			return Result{}, err
+		}
 	}
 	deadline := t.activationDeadline(e, req.Timeout)
 
@@ -403,17 +409,18 @@ func (t *txState) activationDeadline(e *Environment, timeout *time.Duration) tim
 
 // user loads or creates the request's user and applies the details it
 // carries (Educates ignores them for existing users; reference §7.2 #9).
-func (t *txState) user(req Request) (*User, error) {
+// created says the user had no record before.
+func (t *txState) user(req Request) (_ *User, created bool, _ error) {
 	id := req.User
 	if !ValidUserID(id) {
 		// The API refuses these first with a clearer message; this holds
 		// for every door.
-		return nil, ErrUserNotPermitted
+		return nil, false, ErrUserNotPermitted
 	}
 	if id == "" {
 		var err error
 		if id, err = newUserID(); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
 	cfg := t.s.cfg
@@ -422,7 +429,7 @@ func (t *txState) user(req Request) (*User, error) {
 	// can set): a front end cannot pose as the admin.
 	staffTry := req.Group == GroupStaff && cfg.Admin != nil && id == cfg.Admin.Username
 	if id == cfg.Robot.Username || cfg.Admin != nil && id == cfg.Admin.Username && !staffTry {
-		return nil, ErrUserNotPermitted
+		return nil, false, ErrUserNotPermitted
 	}
 	u := &User{}
 	v, err := t.tx.Get(keyUser(id))
@@ -439,16 +446,17 @@ func (t *txState) user(req Request) (*User, error) {
 		}
 		t.events = append(t.events, Event{Name: EventUserCreate, Time: t.now, User: id})
 	case err != nil:
-		return nil, err
+		return nil, false, err
 	default:
 		if err := unmarshal(v, u); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if u.Group == GroupRobot || u.Group == GroupStaff && !staffTry {
-			return nil, ErrUserNotPermitted
+			return nil, false, ErrUserNotPermitted
 		}
 	}
-	changed := errors.Is(err, store.ErrNotFound)
+	created = errors.Is(err, store.ErrNotFound)
+	changed := created
 	for _, f := range []struct {
 		dst *string
 		src string
@@ -460,10 +468,10 @@ func (t *txState) user(req Request) (*User, error) {
 	}
 	if changed {
 		if err := t.putUser(u); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
-	return u, nil
+	return u, created, nil
 }
 
 // putUser writes a user record, expiring at its purge instant if it has one.

@@ -169,3 +169,38 @@ func TestConcurrentPortalMaximum(t *testing.T) {
 		t.Errorf("%d live sessions, maximum 15", n)
 	}
 }
+
+// TestNewUserAskingManyTimesAtOnce: requests of a user who has no record
+// yet, arriving together (so several land in one allocation batch), all get
+// the one session: the first creates the user and the others, seeing that
+// record, look for what the user owns.
+func TestNewUserAskingManyTimesAtOnce(t *testing.T) {
+	svc, _, _ := setup(t, portal(workshop("lab", 20, 0)))
+	const n = 30
+	names := make([]string, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			res, err := svc.RequestSession(context.Background(), sessions.Request{Environment: "demo-w01", User: "carol", IndexURL: "https://hub.example.com/"})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			names[i] = res.Session.Name
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for i, name := range names {
+		if name != names[0] {
+			t.Fatalf("request %d got %s, request 0 got %s: a new user was given two sessions", i, name, names[0])
+		}
+	}
+	if l := live(t, svc, "demo-w01"); len(l) != 1 {
+		t.Fatalf("%d live sessions for one user", len(l))
+	}
+}
