@@ -133,7 +133,7 @@ func (s *Streams) Open(session string, until time.Time, stop func()) *Stream {
 		// admitted: the admission may have used the record from before.
 		recheck = true
 	} else if !until.IsZero() && (e.at.IsZero() || until.Before(e.at)) {
-		s.arm(session, e, until.Sub(now))
+		s.arm(session, e, until, now)
 	}
 	s.mu.Unlock()
 	if recheck {
@@ -235,13 +235,17 @@ func (s *Streams) drop(session string, e *sessionStreams) {
 	delete(s.sessions, session)
 }
 
-// arm makes the session's check run after d. s.mu is held.
-func (s *Streams) arm(session string, e *sessionStreams, d time.Duration) {
+// arm makes the session's check run at the instant at (now is the time
+// now). s.mu is held. e.at is at itself, not now plus the delay: read
+// again a moment later, that would lie past at, and the next request of
+// the session, finding its expiry before e.at, would arm a new timer (it
+// once did so for every request).
+func (s *Streams) arm(session string, e *sessionStreams, at, now time.Time) {
 	if e.timer != nil {
 		e.timer.Stop()
 	}
-	e.at = s.now().Add(d)
-	e.timer = time.AfterFunc(d, func() { s.recheck(session) })
+	e.at = at
+	e.timer = time.AfterFunc(at.Sub(now), func() { s.recheck(session) })
 }
 
 // recheck reads session afresh in the background, stopping its requests if
@@ -299,7 +303,7 @@ func (s *Streams) recheck(session string) {
 			}
 			e.at = time.Time{}
 			if !until.IsZero() {
-				s.arm(session, e, until.Sub(s.now()))
+				s.arm(session, e, until, s.now())
 			}
 			s.mu.Unlock()
 			return
