@@ -200,6 +200,8 @@ func runGate(ctx context.Context, o Options, bin, work string, rep *Report, logf
 			}
 			// Errors here are failures all the same, though not timed.
 			rep.addErrors(sc, res.errors)
+			// A profile's samples over this count are its CPU per request.
+			logf("gate cpu profile (%s): %d requests in %s", v.key, res.n, res.elapsed.Round(time.Millisecond))
 		}
 		rep.note("gate ran with -pprof: CPU profiles of an extra gated and plain round were taken after the timed rounds")
 	}
