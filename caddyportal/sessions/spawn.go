@@ -806,6 +806,27 @@ func (s *Service) stopOne(name string) {
 // (start-interrupted, environment-lost, stops and starts queued again).
 // Sessions another replica owns are left to it.
 func (s *Service) recoverEnvironments(ctx context.Context) error {
+	// Workshops may share a backend (process spawners on one directory,
+	// which is Caddy's default; container spawners on one engine), and then
+	// each one's List finds the others' environments too: those of another
+	// environment's live session are that environment's to judge, never
+	// strays of this one (each pass used to stop the other's).
+	others := map[string]string{} // live session -> its environment
+	err := s.st.View(ctx, func(tx store.Txn) error {
+		for _, e := range s.envs {
+			live, err := s.viewState(tx).scanLive(e.Name)
+			if err != nil {
+				return err
+			}
+			for name := range live {
+				others[name] = e.Name
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
 	for _, e := range s.envs {
 		sp := s.spawnerOf(e)
 		if sp == nil {
@@ -834,6 +855,9 @@ func (s *Service) recoverEnvironments(ctx context.Context) error {
 		}
 		lost := s.lostEnvironments(ctx, owned)
 		for _, env := range listed {
+			if other, ok := others[env.Session]; ok && other != e.Name {
+				continue
+			}
 			sess := live[env.Session]
 			if _, gone := lost[env.Session]; sess != nil && sess.Env != nil && sess.Env.Addr == env.Addr && !gone {
 				continue // adopted, another replica's to judge, or its backend cannot tell now

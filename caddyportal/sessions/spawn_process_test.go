@@ -165,3 +165,47 @@ func TestSpawnProcessEndToEnd(t *testing.T) {
 	// The place is free again.
 	request(t, svc, "demo-w01", "u2")
 }
+
+// Two workshops whose process spawners share one directory (Caddy's default
+// dir is per portal, not per workshop): a restart's reconciliation of one
+// workshop must not take the other's running environments for strays.
+func TestSpawnProcessWorkshopsSharingADirSurviveARestart(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "sessions")
+	newSp := func() *process.Spawner {
+		sp, err := process.New(process.Config{
+			Command: []string{self, "{host}:{port}"}, Env: []process.EnvVar{{Name: dashboardVar, Value: "1"}},
+			Dir: dir, Portal: "demo", Replica: "r1", ReadyTimeout: 20 * time.Second, StopTimeout: 2 * time.Second,
+		}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sp
+	}
+	cfg := portal(spawnWorkshop("lab", 2, 0), spawnWorkshop("lab2", 2, 0))
+	clk := newClock()
+	st := openStore(t, clk)
+	spawners := map[string]spawner.Spawner{"lab": newSp(), "lab2": newSp()}
+	svc := newSpawnService(t, st, clk, cfg, nil, sessions.Options{Spawners: spawners})
+	a := request(t, svc, "demo-w01", "u1").Session.Name
+	b := request(t, svc, "demo-w02", "u2").Session.Name
+	eventually(t, "both WAITING", func() bool { return stateIs(svc, a, "WAITING") && stateIs(svc, b, "WAITING") })
+	svc.Close()
+
+	// The restart: new spawners on the same directory, a new service on
+	// the same store.
+	restarted := map[string]spawner.Spawner{"lab": newSp(), "lab2": newSp()}
+	svc2 := newSpawnService(t, st, clk, cfg, nil, sessions.Options{Spawners: restarted})
+	for _, name := range []string{a, b} {
+		sess := get(t, svc2, name)
+		if sess.State != lifecycle.Waiting {
+			t.Fatalf("%s is %s after the restart, want WAITING (reason %q)", name, sess.State, sess.Reason)
+		}
+		if body := dashboard(t, sess); body != "dashboard of "+name {
+			t.Fatalf("%s's dashboard says %q after the restart", name, body)
+		}
+	}
+}
