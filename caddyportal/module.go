@@ -90,7 +90,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("portal: %w", err)
 	}
-	st, err := acquireStore(spec)
+	st, shared, err := acquireStore(spec)
 	if err != nil {
 		return fmt.Errorf("portal %s: opening store in %s: %w", h.Name, spec.where, err)
 	}
@@ -113,6 +113,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		ClientIP:       clientIP,
 		AdminListeners: adminListeners(ctx),
 		Spawners:       spawners,
+		Overlap:        shared,
 		// Dashboards served by this Caddy listen only once provisioning
 		// is over: probes wait for Caddy's "started" event or the first
 		// request (ServeHTTP).

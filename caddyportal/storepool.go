@@ -92,10 +92,12 @@ func etcdSpec(p config.Portal) storeSpec {
 		}}
 }
 
-// acquireStore opens the portal's store or shares the one already open.
-// Each successful call must be matched by one releaseStore(key).
-func acquireStore(spec storeSpec) (store.Store, error) {
-	v, _, err := stores.LoadOrNew(spec.key, func() (caddy.Destructor, error) {
+// acquireStore opens the portal's store or shares the one already open;
+// shared says it was open already (another config of this process uses it:
+// a reload overlap). Each successful call must be matched by one
+// releaseStore(key).
+func acquireStore(spec storeSpec) (_ store.Store, shared bool, _ error) {
+	v, shared, err := stores.LoadOrNew(spec.key, func() (caddy.Destructor, error) {
 		st, err := spec.open()
 		if err != nil {
 			return nil, err
@@ -103,9 +105,9 @@ func acquireStore(spec storeSpec) (store.Store, error) {
 		return pooledStore{st}, nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return v.(pooledStore).Store, nil
+	return v.(pooledStore).Store, shared, nil
 }
 
 func releaseStore(key string) {

@@ -222,3 +222,87 @@ func progressEvents(t *testing.T, p *portal, tok, session string) []map[string]a
 	}
 	return out
 }
+
+// TestSpawnedSessionsSurviveAReload: a config reload keeps what runs. Two
+// workshops whose process spawners share one directory (as Caddy's default
+// directory, which is per portal, makes them) each list the other's
+// environments; the new config's reconciliation must take neither for
+// strays (each once stopped the other's), nor lose a start whose dashboard
+// is not ready yet. (A start whose backend call is still under way at the
+// reload, the longer window of a container's pull and create, is the
+// sessions package's TestSpawnReloadKeepsAStartUnderWay.)
+func TestSpawnedSessionsSurviveAReload(t *testing.T) {
+	if _, err := os.Stat("/usr/bin/python3"); err != nil {
+		t.Fatal("this test needs /usr/bin/python3 (Debian's python3)")
+	}
+	sessions := t.TempDir()
+	body := func(title string) string {
+		return fmt.Sprintf(`
+		name demo
+		storage badger {dir}
+		index https://hub.example.com/
+		redirects https://hub.example.com
+		sessions maximum 4 registered 2
+		robot robot@portal robot-pass
+		client test-client test-secret
+		replica `+e2eReplica+`
+		workshop lab-a {
+			title %q
+			capacity 2
+			reserved 0
+			expires 60m
+			spawner process {
+				command /usr/bin/python3 -m http.server {port} --bind 127.0.0.1
+				dir %s
+				ready / 60s
+				stop_timeout 5s
+			}
+		}
+		workshop lab-b {
+			capacity 2
+			reserved 0
+			expires 60m
+			spawner process {
+				command /bin/sh -c "sleep 2; exec /usr/bin/python3 -m http.server {port} --bind 127.0.0.1"
+				dir %s
+				ready / 60s
+				stop_timeout 5s
+			}
+		}
+`, title, sessions, sessions)
+	}
+	p := startPortal(t, t.TempDir(), body("Lab A"))
+	tok := p.Token(e2etest.RobotUser, e2etest.RobotPass)
+	page := func(ck *http.Cookie, loc string) resp {
+		return p.Do(http.MethodGet, loc, "", nil, map[string]string{"Cookie": ck.Name + "=" + ck.Value})
+	}
+	ready := func(ck *http.Cookie, loc string) bool {
+		r := page(ck, loc)
+		return r.Status == http.StatusOK && strings.Contains(string(r.Body), "Directory listing")
+	}
+	a, ckA, locA := p.Activate(tok, "demo-w01", "alice")
+	waitFor(t, "alice's dashboard", func() bool { return ready(ckA, locA) })
+	pidsA := dashboardProcesses(t, a)
+	// bob's dashboard takes 2 s to listen: the reload comes mid-start.
+	b, ckB, locB := p.Activate(tok, "demo-w02", "bob")
+	if r := page(ckB, locB); r.Status != http.StatusOK || !strings.Contains(string(r.Body), "Starting your workshop") {
+		t.Fatalf("bob's page right after the request: %d %.200s", r.Status, r.Body)
+	}
+
+	p.Load(body("Lab A, reloaded"))
+
+	if got := dashboardProcesses(t, a); len(got) == 0 || got[0] != pidsA[0] {
+		t.Fatalf("alice's dashboard processes after the reload: %v, before: %v", got, pidsA)
+	}
+	if !ready(ckA, locA) {
+		t.Fatalf("alice's dashboard does not answer after the reload: %+v", page(ckA, locA))
+	}
+	waitFor(t, "bob's dashboard, started across the reload", func() bool {
+		r := page(ckB, locB)
+		if r.Status != http.StatusOK {
+			pr := p.Do(http.MethodGet, "/workshops/session/"+b+"/progress/", tok, nil, nil)
+			t.Fatalf("bob's session after the reload: %d %.200s (progress: %s)", r.Status, r.Body, pr.Body)
+		}
+		return strings.Contains(string(r.Body), "Directory listing")
+	})
+}

@@ -68,6 +68,10 @@ type Deps struct {
 	// one, keyed by workshop name; a workshop without one keeps its static
 	// pool or template.
 	Spawners map[string]spawner.Spawner
+	// Overlap says another portal on the same store runs in this process
+	// (the old config during a reload), whose environment starts may be
+	// under way (sessions.Options.Overlap).
+	Overlap bool
 }
 
 // Portal is one running training portal.
@@ -154,7 +158,7 @@ func New(ctx context.Context, cfg config.Portal, st store.Store, d Deps) (_ *Por
 		ReconcileInterval: d.ReconcileInterval, OnEvent: p.onEvent,
 		OnEnd: d.Streams.End, OnChange: d.Streams.Changed, Healthy: p.health.Healthy,
 		OnRequestFailed: d.Metrics.AllocationFailed, Spawners: d.Spawners,
-		OnStart: d.Metrics.SpawnStart})
+		OnStart: d.Metrics.SpawnStart, Overlap: d.Overlap})
 	if err != nil {
 		return nil, err
 	}

@@ -74,6 +74,12 @@ type Options struct {
 	// owns the environments it starts, and only it stops and reconciles
 	// them. Default: the portal's `replica` (config.Portal.Replica).
 	Replica string
+	// Overlap says another Service of this process works on the same store
+	// (the old config while a reload brings up the new one): starts it has
+	// claimed may be under way, so the reconciliation at New leaves them
+	// and their environments alone instead of ending them as interrupted
+	// (a claim nobody finishes is given back later, as any abandoned one).
+	Overlap bool
 	// Starts bounds how many environments this process starts at once;
 	// the others wait in FIFO order. Default: the portal's `starts`.
 	Starts int

@@ -859,6 +859,9 @@ func (s *Service) recoverEnvironments(ctx context.Context) error {
 				continue
 			}
 			sess := live[env.Session]
+			if s.opts.Overlap && sess != nil && sess.Spawning && sess.Env == nil {
+				continue // being started by the other Service of this process
+			}
 			if _, gone := lost[env.Session]; sess != nil && sess.Env != nil && sess.Env.Addr == env.Addr && !gone {
 				continue // adopted, another replica's to judge, or its backend cannot tell now
 			}
@@ -884,6 +887,9 @@ func (s *Service) recoverEnvironments(ctx context.Context) error {
 					if err := t.lose(sess, why); err != nil {
 						return err
 					}
+				case sess.Env == nil && sess.Spawning && s.opts.Overlap:
+					// Claimed by the other Service of this process, maybe
+					// under way: given back if it is abandoned.
 				case sess.Env == nil && sess.Spawning:
 					// A start was cut short: what it made was stopped above.
 					sess.Spawning = false

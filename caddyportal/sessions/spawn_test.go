@@ -467,6 +467,55 @@ func TestSpawnEvictionStopsEnvironmentFirst(t *testing.T) {
 	request(t, svc, "demo-w02", "u1")
 }
 
+// TestSpawnReloadKeepsAStartUnderWay: a config reload brings up the new
+// service while the old one is starting an environment. The new one's
+// reconciliation must leave that start alone (it used to end the session
+// as start-interrupted, and a class's starts with it); the old service
+// finishes it.
+func TestSpawnReloadKeepsAStartUnderWay(t *testing.T) {
+	sp := newLoopSpawner()
+	sp.hold = make(chan struct{})
+	clk := newClock()
+	st := openStore(t, clk)
+	cfg := portal(spawnWorkshop("lab", 5, 0))
+	oldSvc := newSpawnService(t, st, clk, cfg, sp, sessions.Options{Starts: 1})
+	res, err := oldSvc.RequestSession(context.Background(), sessions.Request{Environment: "demo-w01", User: "u1",
+		IndexURL: "https://hub.example.com/", Timeout: durp(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := res.Session.Name
+	eventually(t, "the old service's start under way", func() bool { return sp.runningStarts() == 1 })
+	newSvc := newSpawnService(t, st, clk, cfg, sp, sessions.Options{Starts: 1, Overlap: true})
+	if s := get(t, newSvc, name); s.State != lifecycle.Starting || !s.Spawning {
+		t.Fatalf("after the new service came up: %s (%q), spawning %v; want STARTING, still being started", s.State, s.Reason, s.Spawning)
+	}
+	close(sp.hold)
+	eventually(t, "the start finished by the old service", func() bool { return stateIs(newSvc, name, "WAITING") })
+	if body := dashboard(t, get(t, newSvc, name)); body != "dashboard of "+name {
+		t.Fatalf("dashboard says %q", body)
+	}
+}
+
+// TestSpawnRestartEndsAStartCutShort: after a restart (no other service
+// of the process on the store), a claimed start without an environment was
+// cut short by the portal's end: the session ends start-interrupted.
+func TestSpawnRestartEndsAStartCutShort(t *testing.T) {
+	sp := newLoopSpawner()
+	sp.hold = make(chan struct{})
+	clk := newClock()
+	st := openStore(t, clk)
+	cfg := portal(spawnWorkshop("lab", 5, 0))
+	oldSvc := newSpawnService(t, st, clk, cfg, sp, sessions.Options{Starts: 1})
+	name := request(t, oldSvc, "demo-w01", "u1").Session.Name
+	eventually(t, "the start under way", func() bool { return sp.runningStarts() == 1 })
+	oldSvc.Close() // the portal ends mid-start
+	newSvc := newSpawnService(t, st, clk, cfg, sp, sessions.Options{Starts: 1})
+	if s := get(t, newSvc, name); s.State != lifecycle.Stopped || s.Reason != sessions.ReasonStartInterrupted {
+		t.Fatalf("after the restart: %s (%q), want STOPPED start-interrupted", s.State, s.Reason)
+	}
+}
+
 // TestSpawnReloadGivesBackAbandonedStart: during a config reload the new
 // service starts while the old one still works its queue; a start the old
 // one claims after that and cannot finish (it is closed mid-start) is
