@@ -327,6 +327,10 @@ func (s *Service) startOne(name string) {
 	}
 	ps := s.newProgressSaver(name)
 	env := sess.Env
+	// A start this service cuts short as it closes (a reload, a stop) is
+	// given back at once, so the next config or start-up starts it again
+	// now rather than once the claim counts as abandoned.
+	defer s.giveBackIfClosing(name)
 	if env == nil {
 		spec := s.specOf(sess)
 		if secret != "" {
@@ -351,6 +355,36 @@ func (s *Service) startOne(name string) {
 		return
 	}
 	s.readied(name, e, begin)
+}
+
+// giveBackTimeout bounds the write that gives back a start cut short by
+// Close.
+const giveBackTimeout = 5 * time.Second
+
+// giveBackIfClosing, once the service is closing, clears the claim of
+// session name if no environment was recorded for it: whatever the start
+// made was removed by the backend's failed Start or stopped by storeEnv,
+// and the session keeps its place and its turn (STARTING, queued again by
+// whichever service reconciles next).
+func (s *Service) giveBackIfClosing(name string) {
+	if s.ctx.Err() == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), giveBackTimeout)
+	defer cancel()
+	err := s.update(store.Volatile(ctx), func(t *txState) error {
+		sess, err := t.session(name)
+		if err != nil || sess == nil || !sess.Spawning || sess.Env != nil || sess.EnvOwner != s.replica {
+			return err
+		}
+		sess.Spawning = false
+		sess.Progress = &spawner.Progress{Step: StepQueued, Message: "waiting for a free start"}
+		return t.put(sess)
+	})
+	s.cache.drop(name)
+	if err != nil {
+		s.log.Warn("giving back a start cut short", zap.String("session", name), zap.Error(err))
+	}
 }
 
 // Refills of the warm pool yield to a class that is arriving: a reserve's

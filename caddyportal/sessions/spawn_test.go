@@ -358,7 +358,9 @@ func TestSpawnRestartReconciles(t *testing.T) {
 	if !get(t, svc, cut).Spawning || svc.QueuePosition(queued) != 1 {
 		t.Fatalf("cut spawning %v, queued at %d", get(t, svc, cut).Spawning, svc.QueuePosition(queued))
 	}
-	svc.Close() // kill -9 as far as the store is concerned: nothing more is written
+	// kill -9 as far as the store is concerned: svc writes nothing more (its
+	// one worker hangs in cut's start until the test ends, and a service
+	// that closes would give the start back).
 	sp.mu.Lock()
 	sp.hold = nil
 	sp.mu.Unlock()
@@ -497,38 +499,51 @@ func TestSpawnReloadKeepsAStartUnderWay(t *testing.T) {
 	}
 }
 
-// TestSpawnRestartEndsAStartCutShort: after a restart (no other service
-// of the process on the store), a claimed start without an environment was
-// cut short by the portal's end: the session ends start-interrupted.
+// TestSpawnRestartEndsAStartCutShort: after a crash mid-start (the old
+// process never closed, so its claim is still recorded; here its worker
+// is left hanging), a start-up with no other service of the process on
+// the store ends the session start-interrupted. After a clean stop the
+// claim was given back, and the start-up starts the session again.
 func TestSpawnRestartEndsAStartCutShort(t *testing.T) {
 	sp := newLoopSpawner()
 	sp.hold = make(chan struct{})
 	clk := newClock()
 	st := openStore(t, clk)
 	cfg := portal(spawnWorkshop("lab", 5, 0))
-	oldSvc := newSpawnService(t, st, clk, cfg, sp, sessions.Options{Starts: 1})
-	name := request(t, oldSvc, "demo-w01", "u1").Session.Name
+	crashed := newSpawnService(t, st, clk, cfg, sp, sessions.Options{Starts: 1})
+	name := request(t, crashed, "demo-w01", "u1").Session.Name
 	eventually(t, "the start under way", func() bool { return sp.runningStarts() == 1 })
-	oldSvc.Close() // the portal ends mid-start
-	newSvc := newSpawnService(t, st, clk, cfg, sp, sessions.Options{Starts: 1})
-	if s := get(t, newSvc, name); s.State != lifecycle.Stopped || s.Reason != sessions.ReasonStartInterrupted {
+	restarted := newSpawnService(t, st, clk, cfg, sp, sessions.Options{Starts: 1})
+	if s := get(t, restarted, name); s.State != lifecycle.Stopped || s.Reason != sessions.ReasonStartInterrupted {
 		t.Fatalf("after the restart: %s (%q), want STOPPED start-interrupted", s.State, s.Reason)
 	}
+
+	stopped := newSpawnService(t, st, clk, cfg, sp, sessions.Options{Starts: 1, Overlap: true})
+	next := request(t, stopped, "demo-w01", "u2").Session.Name
+	eventually(t, "the next start under way", func() bool { return sp.runningStarts() == 2 })
+	stopped.Close()
+	crashed.Close()
+	restarted.Close()
+	sp.mu.Lock()
+	sp.hold = nil
+	sp.mu.Unlock()
+	again := newSpawnService(t, st, clk, cfg, sp, sessions.Options{Starts: 1})
+	eventually(t, "the start given back at the stop done after the start-up", func() bool { return stateIs(again, next, "WAITING") })
 }
 
-// TestSpawnReloadGivesBackAbandonedStart: during a config reload the new
-// service starts while the old one still works its queue; a start the old
-// one claims after that and cannot finish (it is closed mid-start) is
-// given back to the new service's queue once no start could still be
-// under way, instead of holding its place, STARTING, until a restart.
-func TestSpawnReloadGivesBackAbandonedStart(t *testing.T) {
+// TestSpawnCloseGivesBackACutShortStart: a reload ends the old config's
+// service mid-start. The start it cuts short is given back as it closes
+// (the session STARTING, unclaimed, its place kept), and the new service's
+// next reconcile pass starts it again at once, not once the claim would
+// count as abandoned.
+func TestSpawnCloseGivesBackACutShortStart(t *testing.T) {
 	sp := newLoopSpawner()
 	sp.hold = make(chan struct{})
 	clk := newClock()
 	st := openStore(t, clk)
 	cfg := portal(spawnWorkshop("lab", 5, 0))
 	oldSvc := newSpawnService(t, st, clk, cfg, sp, sessions.Options{Starts: 1})
-	newSvc := newSpawnService(t, st, clk, cfg, sp, sessions.Options{Starts: 1})
+	newSvc := newSpawnService(t, st, clk, cfg, sp, sessions.Options{Starts: 1, Overlap: true})
 	res, err := oldSvc.RequestSession(context.Background(), sessions.Request{Environment: "demo-w01", User: "u1",
 		IndexURL: "https://hub.example.com/", Timeout: durp(time.Hour)})
 	if err != nil {
@@ -540,9 +555,39 @@ func TestSpawnReloadGivesBackAbandonedStart(t *testing.T) {
 		t.Fatal("the start is not claimed")
 	}
 	oldSvc.Close() // the reload ends the old config mid-start
+	if s := wantState(t, newSvc, name, lifecycle.Starting); s.Spawning {
+		t.Fatal("the start the closing service cut short is still claimed")
+	}
 	sp.mu.Lock()
 	sp.hold = nil
 	sp.mu.Unlock()
+	if err := newSvc.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the start done by the new service", func() bool { return stateIs(newSvc, name, "WAITING") })
+	if s := get(t, newSvc, name); s.Upstream == "" || dashboard(t, s) != "dashboard of "+name {
+		t.Fatal("the session's environment does not serve it")
+	}
+}
+
+// TestSpawnAbandonedClaimGivenBack: a claim whose worker never reports
+// back (it hangs in the backend) is left alone as long as a start may
+// take, then given back and started by a service that reconciles.
+func TestSpawnAbandonedClaimGivenBack(t *testing.T) {
+	sp := newLoopSpawner()
+	sp.tokens = make(chan struct{}, 2)
+	clk := newClock()
+	st := openStore(t, clk)
+	cfg := portal(spawnWorkshop("lab", 5, 0))
+	oldSvc := newSpawnService(t, st, clk, cfg, sp, sessions.Options{Starts: 1})
+	newSvc := newSpawnService(t, st, clk, cfg, sp, sessions.Options{Starts: 1, Overlap: true})
+	res, err := oldSvc.RequestSession(context.Background(), sessions.Request{Environment: "demo-w01", User: "u1",
+		IndexURL: "https://hub.example.com/", Timeout: durp(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := res.Session.Name
+	eventually(t, "the old service's start under way", func() bool { return sp.runningStarts() == 1 })
 
 	// A claim as young as a start may take is left alone: its worker may
 	// still be running in another service.
@@ -556,7 +601,12 @@ func TestSpawnReloadGivesBackAbandonedStart(t *testing.T) {
 	if err := newSvc.Reconcile(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the abandoned start done by the new service", func() bool { return stateIs(newSvc, name, "WAITING") })
+	eventually(t, "the new service's start under way", func() bool { return sp.runningStarts() == 2 })
+	// Both starts may finish now: the first to report is recorded, the
+	// other stopped as unrecorded.
+	sp.tokens <- struct{}{}
+	sp.tokens <- struct{}{}
+	eventually(t, "the abandoned start done", func() bool { return stateIs(newSvc, name, "WAITING") })
 	if s := get(t, newSvc, name); s.Upstream == "" || dashboard(t, s) != "dashboard of "+name {
 		t.Fatal("the session's environment does not serve it")
 	}
