@@ -21,27 +21,47 @@ import (
 // process per session: Python's file server in the session's own
 // directory (its working directory).
 func spawnedBody(sessions string) string {
+	return spawnPortalHead(1) + processWorkshop("lab-proc", "", pythonDashboard, sessions)
+}
+
+// spawnPortalHead is the portal part of a body before its workshops:
+// portal demo, at most 4 sessions and registered per user.
+func spawnPortalHead(registered int) string {
 	return fmt.Sprintf(`
 		name demo
 		storage badger {dir}
 		index https://hub.example.com/
 		redirects https://hub.example.com
-		sessions maximum 4 registered 1
+		sessions maximum 4 registered %d
 		robot robot@portal robot-pass
 		client test-client test-secret
-		replica `+e2eReplica+`
-		workshop lab-proc {
+		replica %s
+`, registered, e2eReplica)
+}
+
+// pythonDashboard is Python's file server as a process spawner's command.
+const pythonDashboard = "/usr/bin/python3 -m http.server {port} --bind 127.0.0.1"
+
+// processWorkshop is a workshop block (title "" for the default) of
+// capacity 2 whose process spawner runs command with dir as its dir.
+func processWorkshop(name, title, command, dir string) string {
+	if title != "" {
+		title = fmt.Sprintf("title %q", title)
+	}
+	return fmt.Sprintf(`
+		workshop %s {
+			%s
 			capacity 2
 			reserved 0
 			expires 60m
 			spawner process {
-				command /usr/bin/python3 -m http.server {port} --bind 127.0.0.1
+				command %s
 				dir %s
 				ready / 60s
 				stop_timeout 5s
 			}
 		}
-`, sessions)
+`, name, title, command, dir)
 }
 
 // dashboardProcesses lists the processes whose environment marks them as
@@ -237,39 +257,9 @@ func TestSpawnedSessionsSurviveAReload(t *testing.T) {
 	}
 	sessions := t.TempDir()
 	body := func(title string) string {
-		return fmt.Sprintf(`
-		name demo
-		storage badger {dir}
-		index https://hub.example.com/
-		redirects https://hub.example.com
-		sessions maximum 4 registered 2
-		robot robot@portal robot-pass
-		client test-client test-secret
-		replica `+e2eReplica+`
-		workshop lab-a {
-			title %q
-			capacity 2
-			reserved 0
-			expires 60m
-			spawner process {
-				command /usr/bin/python3 -m http.server {port} --bind 127.0.0.1
-				dir %s
-				ready / 60s
-				stop_timeout 5s
-			}
-		}
-		workshop lab-b {
-			capacity 2
-			reserved 0
-			expires 60m
-			spawner process {
-				command /bin/sh -c "sleep 2; exec /usr/bin/python3 -m http.server {port} --bind 127.0.0.1"
-				dir %s
-				ready / 60s
-				stop_timeout 5s
-			}
-		}
-`, title, sessions, sessions)
+		return spawnPortalHead(2) +
+			processWorkshop("lab-a", title, pythonDashboard, sessions) +
+			processWorkshop("lab-b", "", `/bin/sh -c "sleep 2; exec `+pythonDashboard+`"`, sessions)
 	}
 	p := startPortal(t, t.TempDir(), body("Lab A"))
 	tok := p.Token(e2etest.RobotUser, e2etest.RobotPass)

@@ -469,6 +469,30 @@ func TestSpawnEvictionStopsEnvironmentFirst(t *testing.T) {
 	request(t, svc, "demo-w02", "u1")
 }
 
+// reloadMidStart is a config reload's overlap: an old service whose start
+// of a new session is under way in sp (held by the test) and a new service
+// on the same store, made before the request when newFirst, else after the
+// start began.
+func reloadMidStart(t *testing.T, sp *loopSpawner, clk *fakeClock, newFirst bool) (oldSvc, newSvc *sessions.Service, name string) {
+	t.Helper()
+	st := openStore(t, clk)
+	cfg := portal(spawnWorkshop("lab", 5, 0))
+	oldSvc = newSpawnService(t, st, clk, cfg, sp, sessions.Options{Starts: 1})
+	if newFirst {
+		newSvc = newSpawnService(t, st, clk, cfg, sp, sessions.Options{Starts: 1, Overlap: true})
+	}
+	res, err := oldSvc.RequestSession(context.Background(), sessions.Request{Environment: "demo-w01", User: "u1",
+		IndexURL: "https://hub.example.com/", Timeout: durp(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the old service's start under way", func() bool { return sp.runningStarts() == 1 })
+	if !newFirst {
+		newSvc = newSpawnService(t, st, clk, cfg, sp, sessions.Options{Starts: 1, Overlap: true})
+	}
+	return oldSvc, newSvc, res.Session.Name
+}
+
 // TestSpawnReloadKeepsAStartUnderWay: a config reload brings up the new
 // service while the old one is starting an environment. The new one's
 // reconciliation must leave that start alone (it used to end the session
@@ -477,18 +501,7 @@ func TestSpawnEvictionStopsEnvironmentFirst(t *testing.T) {
 func TestSpawnReloadKeepsAStartUnderWay(t *testing.T) {
 	sp := newLoopSpawner()
 	sp.hold = make(chan struct{})
-	clk := newClock()
-	st := openStore(t, clk)
-	cfg := portal(spawnWorkshop("lab", 5, 0))
-	oldSvc := newSpawnService(t, st, clk, cfg, sp, sessions.Options{Starts: 1})
-	res, err := oldSvc.RequestSession(context.Background(), sessions.Request{Environment: "demo-w01", User: "u1",
-		IndexURL: "https://hub.example.com/", Timeout: durp(time.Hour)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := res.Session.Name
-	eventually(t, "the old service's start under way", func() bool { return sp.runningStarts() == 1 })
-	newSvc := newSpawnService(t, st, clk, cfg, sp, sessions.Options{Starts: 1, Overlap: true})
+	_, newSvc, name := reloadMidStart(t, sp, newClock(), false)
 	if s := get(t, newSvc, name); s.State != lifecycle.Starting || !s.Spawning {
 		t.Fatalf("after the new service came up: %s (%q), spawning %v; want STARTING, still being started", s.State, s.Reason, s.Spawning)
 	}
@@ -540,17 +553,7 @@ func TestSpawnCloseGivesBackACutShortStart(t *testing.T) {
 	sp := newLoopSpawner()
 	sp.hold = make(chan struct{})
 	clk := newClock()
-	st := openStore(t, clk)
-	cfg := portal(spawnWorkshop("lab", 5, 0))
-	oldSvc := newSpawnService(t, st, clk, cfg, sp, sessions.Options{Starts: 1})
-	newSvc := newSpawnService(t, st, clk, cfg, sp, sessions.Options{Starts: 1, Overlap: true})
-	res, err := oldSvc.RequestSession(context.Background(), sessions.Request{Environment: "demo-w01", User: "u1",
-		IndexURL: "https://hub.example.com/", Timeout: durp(time.Hour)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := res.Session.Name
-	eventually(t, "the old service's start under way", func() bool { return sp.runningStarts() == 1 })
+	oldSvc, newSvc, name := reloadMidStart(t, sp, clk, true)
 	if !get(t, newSvc, name).Spawning {
 		t.Fatal("the start is not claimed")
 	}
@@ -577,17 +580,7 @@ func TestSpawnAbandonedClaimGivenBack(t *testing.T) {
 	sp := newLoopSpawner()
 	sp.tokens = make(chan struct{}, 2)
 	clk := newClock()
-	st := openStore(t, clk)
-	cfg := portal(spawnWorkshop("lab", 5, 0))
-	oldSvc := newSpawnService(t, st, clk, cfg, sp, sessions.Options{Starts: 1})
-	newSvc := newSpawnService(t, st, clk, cfg, sp, sessions.Options{Starts: 1, Overlap: true})
-	res, err := oldSvc.RequestSession(context.Background(), sessions.Request{Environment: "demo-w01", User: "u1",
-		IndexURL: "https://hub.example.com/", Timeout: durp(time.Hour)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := res.Session.Name
-	eventually(t, "the old service's start under way", func() bool { return sp.runningStarts() == 1 })
+	_, newSvc, name := reloadMidStart(t, sp, clk, true)
 
 	// A claim as young as a start may take is left alone: its worker may
 	// still be running in another service.
