@@ -256,10 +256,13 @@ func TestSpawnedSessionsSurviveAReload(t *testing.T) {
 		t.Fatal("this test needs /usr/bin/python3 (Debian's python3)")
 	}
 	sessions := t.TempDir()
+	// lab-b's dashboard listens only once the file gate exists: the test
+	// creates it after the reload, so the reload comes mid-start.
+	gate := filepath.Join(t.TempDir(), "go")
 	body := func(title string) string {
 		return spawnPortalHead(2) +
 			processWorkshop("lab-a", title, pythonDashboard, sessions) +
-			processWorkshop("lab-b", "", `/bin/sh -c "sleep 2; exec `+pythonDashboard+`"`, sessions)
+			processWorkshop("lab-b", "", `/bin/sh -c "while [ ! -e `+gate+` ]; do sleep 0.05; done; exec `+pythonDashboard+`"`, sessions)
 	}
 	p := startPortal(t, t.TempDir(), body("Lab A"))
 	tok := p.Token(e2etest.RobotUser, e2etest.RobotPass)
@@ -273,7 +276,6 @@ func TestSpawnedSessionsSurviveAReload(t *testing.T) {
 	a, ckA, locA := p.Activate(tok, "demo-w01", "alice")
 	waitFor(t, "alice's dashboard", func() bool { return ready(ckA, locA) })
 	pidsA := dashboardProcesses(t, a)
-	// bob's dashboard takes 2 s to listen: the reload comes mid-start.
 	b, ckB, locB := p.Activate(tok, "demo-w02", "bob")
 	if r := page(ckB, locB); r.Status != http.StatusOK || !strings.Contains(string(r.Body), "Starting your workshop") {
 		t.Fatalf("bob's page right after the request: %d %.200s", r.Status, r.Body)
@@ -286,6 +288,9 @@ func TestSpawnedSessionsSurviveAReload(t *testing.T) {
 	}
 	if !ready(ckA, locA) {
 		t.Fatalf("alice's dashboard does not answer after the reload: %+v", page(ckA, locA))
+	}
+	if err := os.WriteFile(gate, nil, 0o600); err != nil {
+		t.Fatal(err)
 	}
 	waitFor(t, "bob's dashboard, started across the reload", func() bool {
 		r := page(ckB, locB)
