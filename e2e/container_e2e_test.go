@@ -1,12 +1,15 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/moby/moby/client"
 
 	"github.com/caddyportal/caddyportal/caddyportal/spawner/container"
 	"github.com/caddyportal/caddyportal/internal/e2etest"
@@ -17,16 +20,32 @@ import (
 // container of the test image (testdash), with a memory limit small
 // enough for a test to exceed.
 func containerBody(t *testing.T, name string, reserved int) string {
+	return containerPortalHead(name, 1) + containerWorkshop(t, "lab-box", "", reserved)
+}
+
+// containerPortalHead is the portal part of a body before its workshops.
+func containerPortalHead(name string, registered int) string {
 	return fmt.Sprintf(`
 		name %s
 		storage badger {dir}
 		index https://hub.example.com/
 		redirects https://hub.example.com
-		sessions maximum 4 registered 1
+		sessions maximum 4 registered %d
 		robot robot@portal robot-pass
 		client test-client test-secret
-		replica `+e2eReplica+`
-		workshop lab-box {
+		replica %s
+`, name, registered, e2eReplica)
+}
+
+// containerWorkshop is a workshop block (title "" for the default) of
+// capacity 2 whose sessions run in containers of the test image.
+func containerWorkshop(t *testing.T, name, title string, reserved int) string {
+	if title != "" {
+		title = fmt.Sprintf("title %q", title)
+	}
+	return fmt.Sprintf(`
+		workshop %s {
+			%s
 			capacity 2
 			reserved %d
 			expires 60m
@@ -41,7 +60,7 @@ func containerBody(t *testing.T, name string, reserved int) string {
 				stop_timeout 1s
 			}
 		}
-`, name, reserved, engine.Host(t), engine.Image(t))
+`, name, title, reserved, engine.Host(t), engine.Image(t))
 }
 
 // available is how many ready reserves the catalog reports for the first
@@ -203,4 +222,61 @@ func TestContainerKillMidStart(t *testing.T) {
 		n, m := engine.Count(t, cli, label)
 		return n+m == 0
 	})
+}
+
+// TestContainerWorkshopsSurviveAReload: two container workshops on one
+// engine list each other's containers (each reload's reconciliation used
+// to remove the other's). A config reload with one session running and
+// another one's start just requested keeps both: the running container is
+// the same one afterwards, the starting session reaches its dashboard,
+// and no other container of the portal is left. (A reload inside the
+// engine's create and start, about 0.2 s here, is the sessions package's
+// TestSpawnReloadKeepsAStartUnderWay.)
+func TestContainerWorkshopsSurviveAReload(t *testing.T) {
+	engine.Exclusive(t)
+	cli := engine.Client(t)
+	t.Cleanup(func() { engine.Remove(t, cli, container.LabelReplica+"="+e2eReplica) })
+	body := func(title string) string {
+		return containerPortalHead("demo", 2) + containerWorkshop(t, "lab-a", title, 0) + containerWorkshop(t, "lab-b", "", 0)
+	}
+	p := startPortal(t, t.TempDir(), body("Lab A"))
+	tok := p.Token(e2etest.RobotUser, e2etest.RobotPass)
+	dash := func(ck *http.Cookie, loc, name string) bool {
+		r := p.Do(http.MethodGet, loc, "", nil, map[string]string{"Cookie": ck.Name + "=" + ck.Value})
+		return r.Status == http.StatusOK && strings.Contains(string(r.Body), "Workshop dashboard "+name)
+	}
+	ids := func(name string) []string {
+		list, err := cli.ContainerList(context.Background(), client.ContainerListOptions{All: true,
+			Filters: make(client.Filters).Add("label", container.LabelSession+"="+name)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, c := range list.Items {
+			out = append(out, c.ID)
+		}
+		return out
+	}
+	a, ckA, locA := p.Activate(tok, "demo-w01", "alice")
+	waitFor(t, "alice's dashboard", func() bool { return dash(ckA, locA, a) })
+	before := ids(a)
+	b, ckB, locB := p.Activate(tok, "demo-w02", "bob")
+
+	p.Load(body("Lab A, reloaded"))
+
+	if after := ids(a); len(after) != 1 || len(before) != 1 || after[0] != before[0] {
+		t.Fatalf("alice's containers: %v before the reload, %v after", before, after)
+	}
+	if !dash(ckA, locA, a) {
+		t.Fatal("alice's dashboard does not answer after the reload")
+	}
+	waitFor(t, "bob's dashboard, started across the reload", func() bool {
+		if pm := p.Do(http.MethodGet, "/workshops/session/"+b+"/progress/", tok, nil, nil).JSON(t); pm["state"] == "STOPPED" {
+			t.Fatalf("bob's session ended across the reload: %v", pm)
+		}
+		return dash(ckB, locB, b)
+	})
+	if n, _ := engine.Count(t, cli, container.LabelPortal+"=demo"); n != 2 {
+		t.Fatalf("%d containers of the portal for 2 live sessions", n)
+	}
 }
