@@ -840,20 +840,38 @@ func (s *Service) stopOne(name string) {
 // (start-interrupted, environment-lost, stops and starts queued again).
 // Sessions another replica owns are left to it.
 func (s *Service) recoverEnvironments(ctx context.Context) error {
-	// Workshops may share a backend (process spawners on one directory,
-	// which is Caddy's default; container spawners on one engine), and then
-	// each one's List finds the others' environments too: those of another
-	// environment's live session are that environment's to judge, never
-	// strays of this one (each pass used to stop the other's).
-	others := map[string]string{} // live session -> its environment
+	listed := map[string][]spawner.Env{} // by environment
+	for _, e := range s.envs {
+		sp := s.spawnerOf(e)
+		if sp == nil {
+			continue
+		}
+		l, err := sp.List(ctx)
+		if err != nil {
+			// Without the list nothing can be told a stray; sessions are
+			// still settled from their records below.
+			s.log.Warn("listing environments", zap.String("environment", e.Name), zap.Error(err))
+		}
+		listed[e.Name] = l
+	}
+	// Read after every List: an environment listed was recorded, or
+	// claimed, before. Workshops may share a backend (process spawners on
+	// one directory, which is Caddy's default; container spawners on one
+	// engine), and then each one's List finds the others' environments
+	// too: those of another environment's live session are that
+	// environment's to judge, never strays of this one (each pass used to
+	// stop the other's).
+	liveOf := map[string]map[string]*Session{} // by environment
+	envOf := map[string]string{}               // live session -> its environment
 	err := s.st.View(ctx, func(tx store.Txn) error {
 		for _, e := range s.envs {
 			live, err := s.viewState(tx).scanLive(e.Name)
 			if err != nil {
 				return err
 			}
+			liveOf[e.Name] = live
 			for name := range live {
-				others[name] = e.Name
+				envOf[name] = e.Name
 			}
 		}
 		return nil
@@ -866,21 +884,7 @@ func (s *Service) recoverEnvironments(ctx context.Context) error {
 		if sp == nil {
 			continue
 		}
-		listed, err := sp.List(ctx)
-		if err != nil {
-			// Without the list nothing can be told a stray; sessions are
-			// still settled from their records below.
-			s.log.Warn("listing environments", zap.String("environment", e.Name), zap.Error(err))
-		}
-		var live map[string]*Session
-		err = s.st.View(ctx, func(tx store.Txn) error {
-			var err error
-			live, err = s.viewState(tx).scanLive(e.Name)
-			return err
-		})
-		if err != nil {
-			return err
-		}
+		live := liveOf[e.Name]
 		var owned []*Session
 		for _, sess := range live {
 			if sess.Env != nil && sess.EnvOwner == s.replica {
@@ -888,8 +892,8 @@ func (s *Service) recoverEnvironments(ctx context.Context) error {
 			}
 		}
 		lost := s.lostEnvironments(ctx, owned)
-		for _, env := range listed {
-			if other, ok := others[env.Session]; ok && other != e.Name {
+		for _, env := range listed[e.Name] {
+			if other, ok := envOf[env.Session]; ok && other != e.Name {
 				continue
 			}
 			sess := live[env.Session]

@@ -369,7 +369,6 @@ func (t *txState) finalize(sess *Session, reason string) error {
 	return nil
 }
 
-// put writes a live session and keeps the cache and indexes in step.
 // startKinds says, as the transaction left them, which of the sessions it
 // wrote as STARTING are reserves (spares) and which belong to a learner
 // (taken).
@@ -387,6 +386,7 @@ func (t *txState) startKinds() (spares, taken []string) {
 	return spares, taken
 }
 
+// put writes a live session and keeps the cache and indexes in step.
 func (t *txState) put(sess *Session) error {
 	if sess.State == lifecycle.Starting {
 		t.startingPut = append(t.startingPut, sess.Name)
