@@ -495,6 +495,23 @@ func endAll(ctx context.Context, p *proc, a *adminClient, r *rest, spec portalSp
 	}
 }
 
+// profileLearners, with -pprof, starts a CPU profile of the portal of
+// scenario sc (cpu-<sc>.pprof) 100 ms before its learners are released;
+// the returned func waits for it to be saved (at once without -pprof).
+func profileLearners(ctx context.Context, o Options, spec portalSpec, work, sc string, rep *Report, logf func(string, ...any)) func() {
+	if o.Profile <= 0 {
+		return func() {}
+	}
+	done := cpuProfile(ctx, spec.Admin, o.Profile, filepath.Join(filepath.Dir(work), "cpu-"+sc+".pprof"))
+	time.Sleep(100 * time.Millisecond)
+	rep.note("%s ran with -pprof: profiling costs CPU while the learners arrive", sc)
+	return func() {
+		if err := <-done; err != nil {
+			logf("%s cpu profile: %v", sc, err)
+		}
+	}
+}
+
 // runSpawn: a class of N learners request and activate sessions of a
 // workshop with reserved 0 at once, so the portal starts N environments
 // (at most `starts` at a time); each learner reloads its dashboard until
@@ -529,12 +546,7 @@ func runSpawn(ctx context.Context, o Options, bin, work string, rep *Report, log
 	if err := r.login(ctx); err != nil {
 		return err
 	}
-	var profDone chan error
-	if o.Profile > 0 {
-		profDone = cpuProfile(ctx, spec.Admin, o.Profile, filepath.Join(filepath.Dir(work), "cpu-spawn.pprof"))
-		time.Sleep(100 * time.Millisecond)
-		rep.note("spawn ran with -pprof: profiling costs CPU during the starts")
-	}
+	profiled := profileLearners(ctx, o, spec, work, sc, rep, logf)
 	var res []learnerResult
 	var wall time.Duration
 	var pcpu, hcpu time.Duration
@@ -543,11 +555,7 @@ func runSpawn(ctx context.Context, o Options, bin, work string, rep *Report, log
 		pcpu, hcpu, cpuErr = cpuUsed(p, func() { res, wall = learners(ctx, r, "spawn", n, spawnPoll, false, isBenchDash) })
 	})
 	mem, _ := p.Mem()
-	if profDone != nil {
-		if err := <-profDone; err != nil {
-			logf("spawn cpu profile: %v", err)
-		}
-	}
+	profiled()
 	toDash, at, starting, errs, first := learnerStats(res)
 	running := envProcesses(dash)
 	left, endErr := endAll(ctx, p, admin, r, spec, work, func() int { return envProcesses(dash) })
@@ -642,18 +650,9 @@ func runPool(ctx context.Context, o Options, bin, work string, rep *Report, logf
 	if err := r.login(ctx); err != nil {
 		return err
 	}
-	var profDone chan error
-	if o.Profile > 0 {
-		profDone = cpuProfile(ctx, spec.Admin, o.Profile, filepath.Join(filepath.Dir(work), "cpu-pool.pprof"))
-		time.Sleep(100 * time.Millisecond)
-		rep.note("pool ran with -pprof: profiling costs CPU during the activations")
-	}
+	profiled := profileLearners(ctx, o, spec, work, sc, rep, logf)
 	res, wall := learners(ctx, r, "pool", k, spawnPoll, true, isBenchDash)
-	if profDone != nil {
-		if err := <-profDone; err != nil {
-			logf("pool cpu profile: %v", err)
-		}
-	}
+	profiled()
 	toDash, _, starting, errs, first := learnerStats(res)
 	left, endErr := endAll(ctx, p, admin, r, spec, work, func() int { return envProcesses(dash) })
 	if endErr != nil {
