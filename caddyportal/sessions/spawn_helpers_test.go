@@ -24,7 +24,7 @@ import (
 // Service on the same store), as processes survive their portal.
 type loopSpawner struct {
 	mu         sync.Mutex
-	envs       map[string]*loopEnv // by session
+	envs       map[int]*loopEnv // by id: two starts of one session make two environments, as real backends' do
 	next       int
 	readyAfter time.Duration // how long a new dashboard answers 503
 	failStart  error         // Start fails with it
@@ -41,6 +41,7 @@ type loopSpawner struct {
 
 type loopEnv struct {
 	id      int
+	session string
 	srv     *httptest.Server
 	readyAt time.Time
 	dead    bool
@@ -51,7 +52,7 @@ type loopState struct {
 }
 
 func newLoopSpawner() *loopSpawner {
-	return &loopSpawner{envs: map[string]*loopEnv{}, timeout: 5 * time.Second}
+	return &loopSpawner{envs: map[int]*loopEnv{}, timeout: 5 * time.Second}
 }
 
 func (l *loopSpawner) Start(ctx context.Context, spec spawner.Spec, progress func(spawner.Progress)) (spawner.Env, error) {
@@ -87,7 +88,7 @@ func (l *loopSpawner) Start(ctx context.Context, spec spawner.Spec, progress fun
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.next++
-	e := &loopEnv{id: l.next, readyAt: time.Now().Add(l.readyAfter)}
+	e := &loopEnv{id: l.next, session: spec.Session, readyAt: time.Now().Add(l.readyAfter)}
 	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		l.mu.Lock()
 		notYet := time.Now().Before(e.readyAt)
@@ -98,7 +99,7 @@ func (l *loopSpawner) Start(ctx context.Context, spec spawner.Spec, progress fun
 		}
 		fmt.Fprintf(w, "dashboard of %s", spec.Session)
 	}))
-	l.envs[spec.Session] = e
+	l.envs[e.id] = e
 	spawner.Report(progress, spawner.StepStarted, "the server runs")
 	return l.envOf(spec.Session, e), nil
 }
@@ -107,7 +108,7 @@ func (l *loopSpawner) Start(ctx context.Context, spec spawner.Spec, progress fun
 func (l *loopSpawner) makeReady(session string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.envs[session].readyAt = time.Now()
+	l.latest(session).readyAt = time.Now()
 }
 
 func (l *loopSpawner) envOf(session string, e *loopEnv) spawner.Env {
@@ -119,8 +120,8 @@ func (l *loopSpawner) envOf(session string, e *loopEnv) spawner.Env {
 func (l *loopSpawner) find(env spawner.Env) *loopEnv {
 	var st loopState
 	_ = json.Unmarshal(env.State, &st)
-	e := l.envs[env.Session]
-	if e == nil || e.id != st.ID {
+	e := l.envs[st.ID]
+	if e == nil || e.session != env.Session {
 		return nil
 	}
 	return e
@@ -154,7 +155,7 @@ func (l *loopSpawner) Stop(ctx context.Context, env spawner.Env) error {
 	defer l.mu.Unlock()
 	if e := l.find(env); e != nil {
 		e.srv.Close()
-		delete(l.envs, env.Session)
+		delete(l.envs, e.id)
 		l.stops = append(l.stops, env.Session)
 	}
 	return nil
@@ -164,8 +165,8 @@ func (l *loopSpawner) List(context.Context) ([]spawner.Env, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var out []spawner.Env
-	for s, e := range l.envs {
-		out = append(out, l.envOf(s, e))
+	for _, e := range l.envs {
+		out = append(out, l.envOf(e.session, e))
 	}
 	return out, nil
 }
@@ -186,7 +187,7 @@ func (l *loopSpawner) Alive(_ context.Context, env spawner.Env) error {
 func (l *loopSpawner) kill(session string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if e := l.envs[session]; e != nil {
+	if e := l.latest(session); e != nil {
 		e.dead = true
 		e.srv.Close()
 	}
@@ -203,7 +204,31 @@ func (l *loopSpawner) stray(t *testing.T, session string) {
 func (l *loopSpawner) has(session string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.envs[session] != nil
+	return l.latest(session) != nil
+}
+
+// count is how many environments of session are there.
+func (l *loopSpawner) count(session string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, e := range l.envs {
+		if e.session == session {
+			n++
+		}
+	}
+	return n
+}
+
+// latest is the newest environment of session still there; l.mu is held.
+func (l *loopSpawner) latest(session string) *loopEnv {
+	var out *loopEnv
+	for _, e := range l.envs {
+		if e.session == session && (out == nil || e.id > out.id) {
+			out = e
+		}
+	}
+	return out
 }
 
 func (l *loopSpawner) startOrder() []string {

@@ -603,6 +603,7 @@ func TestSpawnAbandonedClaimGivenBack(t *testing.T) {
 	if s := get(t, newSvc, name); s.Upstream == "" || dashboard(t, s) != "dashboard of "+name {
 		t.Fatal("the session's environment does not serve it")
 	}
+	eventually(t, "the unrecorded environment stopped", func() bool { return sp.count(name) == 1 })
 }
 
 // TestSpawnRefillYieldsToLearners: while learners keep requesting
