@@ -190,3 +190,57 @@ func TestPausedUntilResume(t *testing.T) {
 		t.Fatal("a refusing address is healthy after two probes")
 	}
 }
+
+// TestRoundBoundsProbesInFlight: a round with more due targets than
+// Parallel probes no more than Parallel at once, and still probes them
+// all. (Unbounded, 5,000 template sessions meant 5,000 dials at once.)
+func TestRoundBoundsProbesInFlight(t *testing.T) {
+	const targets, parallel = 12, 3
+	var (
+		inFlight, most atomic.Int32
+		release        = make(chan struct{})
+		done           = make(chan struct{})
+	)
+	var list []health.Target
+	for range targets {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			n := inFlight.Add(1)
+			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+			}
+			select {
+			case <-release:
+			case <-done: // the test failed: let the server close
+			}
+			inFlight.Add(-1)
+		}))
+		t.Cleanup(srv.Close)
+		list = append(list, health.Target{Environment: "demo-w01", Addr: srv.URL,
+			Probe: health.Probe{Path: "/", Interval: time.Hour, Timeout: time.Hour}})
+	}
+	t.Cleanup(func() { close(done) }) // runs before the servers close
+	var probed atomic.Int32
+	c := health.Start(health.Options{
+		Targets:  func() []health.Target { return list },
+		OnResult: func(_ health.Target, ok bool) { probed.Add(1) },
+		Tick:     time.Hour,
+		Parallel: parallel,
+	})
+	t.Cleanup(c.Close)
+	waitFor(t, "the first probes", func() bool { return inFlight.Load() >= parallel })
+	time.Sleep(200 * time.Millisecond) // room for any probe beyond the bound to arrive
+	if n := inFlight.Load(); n != parallel {
+		t.Fatalf("%d probes in flight, want %d", n, parallel)
+	}
+	for range targets {
+		release <- struct{}{}
+	}
+	waitFor(t, "every target probed", func() bool { return probed.Load() == targets })
+	if m := most.Load(); m != parallel {
+		t.Fatalf("at most %d probes were in flight, want %d", m, parallel)
+	}
+	for _, tg := range list {
+		if s, ok := status(c, tg.Addr); !ok || !s.Healthy {
+			t.Fatalf("%s: %+v, want probed and healthy", tg.Addr, s)
+		}
+	}
+}
