@@ -182,6 +182,13 @@ func Open(opts Options) (*Store, error) {
 	// memtables and tables keep each flush and compaction small; together
 	// they took peak RSS at 100,000 stored sessions from about 150 MB to
 	// under 90 MB (bench/, memory scenario).
+	// Tables are 256 KB: a compaction runs up to a dozen table builders at
+	// once, and with compression a builder holds its table's uncompressed
+	// blocks plus a worst-case-sized buffer for each compressed one, about
+	// 6 MB for a 1 MB table. At 100,000 stored sessions (records grew to
+	// about 400 bytes compressed since) 1 MB tables peaked at 280 MB RSS
+	// in the memory scenario, 256 KB ones at 180 MB; a 1,000-learner storm
+	// takes about 10% longer (more, smaller compactions).
 	// 4 MB memtables take transactions of about 600 KB, room for an
 	// allocation batch and for the API's largest session request; values
 	// up to 512 KB stay in the tree, which in-memory stores require.
@@ -191,7 +198,7 @@ func Open(opts Options) (*Store, error) {
 		WithLogger(zapLogger{log.Named("badger")}).
 		WithMemTableSize(4 << 20).
 		WithValueThreshold(512 << 10).
-		WithBaseTableSize(1 << 20).
+		WithBaseTableSize(256 << 10).
 		WithNumMemtables(2).
 		WithNumLevelZeroTables(2).
 		WithNumLevelZeroTablesStall(4).
