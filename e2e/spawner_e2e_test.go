@@ -301,3 +301,45 @@ func TestSpawnedSessionsSurviveAReload(t *testing.T) {
 		return strings.Contains(string(r.Body), "Directory listing")
 	})
 }
+
+// TestRemovedWorkshopsEnvironmentStoppedWhenItsSessionEnds: a workshop is
+// removed by a config reload while a learner is in it. The learner keeps
+// the dashboard until the session ends; then its processes and directory
+// are gone, stopped by the remaining workshop's spawner on the same
+// directory (they used to run on, the session STOPPING for ever).
+func TestRemovedWorkshopsEnvironmentStoppedWhenItsSessionEnds(t *testing.T) {
+	if _, err := os.Stat("/usr/bin/python3"); err != nil {
+		t.Fatal("this test needs /usr/bin/python3 (Debian's python3)")
+	}
+	sessions := t.TempDir()
+	both := spawnPortalHead(2) + processWorkshop("lab-a", "", pythonDashboard, sessions) +
+		processWorkshop("lab-b", "", pythonDashboard, sessions)
+	p := startPortal(t, t.TempDir(), both)
+	tok := p.Token(e2etest.RobotUser, e2etest.RobotPass)
+	name, ck, loc := p.Activate(tok, "demo-w01", "alice")
+	ready := func() bool {
+		r := p.Do(http.MethodGet, loc, "", nil, map[string]string{"Cookie": ck.Name + "=" + ck.Value})
+		return r.Status == http.StatusOK && strings.Contains(string(r.Body), "Directory listing")
+	}
+	waitFor(t, "alice's dashboard", ready)
+
+	p.Load(spawnPortalHead(2) + processWorkshop("lab-b", "", pythonDashboard, sessions))
+	if !ready() {
+		t.Fatal("alice lost her dashboard when her workshop was removed; it should drain")
+	}
+	if _, err := os.Stat(filepath.Join(sessions, name)); err != nil {
+		t.Fatalf("the session's directory: %v", err)
+	}
+	if r := p.Do(http.MethodPost, "/workshops/session/"+name+"/terminate/", tok, nil, nil); r.Status != http.StatusOK {
+		t.Fatalf("terminate: %d %s", r.Status, r.Body)
+	}
+	waitFor(t, "the session to be STOPPED", func() bool {
+		return p.Do(http.MethodGet, "/workshops/session/"+name+"/schedule/", tok, nil, nil).Status == http.StatusNotFound
+	})
+	if pids := dashboardProcesses(t, name); len(pids) != 0 {
+		t.Fatalf("processes of the removed workshop's ended session still run: %v", pids)
+	}
+	if _, err := os.Stat(filepath.Join(sessions, name)); !os.IsNotExist(err) {
+		t.Fatalf("the ended session's directory is still there: %v", err)
+	}
+}

@@ -804,19 +804,38 @@ func (s *Service) stopOne(name string) {
 	if st, _ := sess.Effective(s.now()); st != lifecycle.Stopping {
 		return // never stop the environment of a live session
 	}
-	sp := s.spawnerOf(s.byEnv[sess.Environment])
-	if sp == nil {
-		s.log.Warn("no spawner to stop a session's environment (its workshop was removed?)", zap.String("session", name))
-		return
-	}
 	env := *sess.Env
+	stopEnv := env
 	ctx, cancel := context.WithTimeout(s.ctx, stopTimeout)
 	defer cancel()
-	if err := sp.Stop(ctx, env); err != nil {
-		if s.ctx.Err() == nil {
-			s.log.Warn("stopping an environment failed; retried later", zap.String("session", name), zap.Error(err))
+	sp := s.spawnerOf(s.byEnv[sess.Environment])
+	if sp == nil {
+		// Its workshop was removed from the config (its learners' sessions
+		// drained until they ended). A workshop still configured whose
+		// spawner shares the backend (Caddy's default process dir, one
+		// engine) lists the environment and stops it.
+		listed, found, err := s.listedBy(ctx, name)
+		switch {
+		case err != nil:
+			if s.ctx.Err() == nil {
+				s.log.Warn("finding who stops a removed workshop's environment; retried later", zap.String("session", name), zap.Error(err))
+			}
+			return
+		case found:
+			sp, stopEnv = listed.sp, listed.env
+		default:
+			s.log.Warn("the environment of a removed workshop's session is not listed by any configured spawner: "+
+				"nothing left to stop it with; the session is ended, stop its environment by hand if it still runs",
+				zap.String("session", name), zap.String("environment", sess.Environment), zap.String("addr", env.Addr))
 		}
-		return
+	}
+	if sp != nil {
+		if err := sp.Stop(ctx, stopEnv); err != nil {
+			if s.ctx.Err() == nil {
+				s.log.Warn("stopping an environment failed; retried later", zap.String("session", name), zap.Error(err))
+			}
+			return
+		}
 	}
 	err = s.update(s.ctx, func(t *txState) error {
 		sess, err := t.session(name)
@@ -831,6 +850,35 @@ func (s *Service) stopOne(name string) {
 	if err != nil && s.ctx.Err() == nil {
 		s.log.Warn("finalizing a stopped environment's session", zap.String("session", name), zap.Error(err))
 	}
+}
+
+// listing is an environment as a spawner lists it.
+type listing struct {
+	sp  spawner.Spawner
+	env spawner.Env
+}
+
+// listedBy finds the configured spawner that lists session's environment.
+// An error (a backend that could not be listed) means it may be there.
+func (s *Service) listedBy(ctx context.Context, session string) (listing, bool, error) {
+	var errs error
+	for _, e := range s.envs {
+		sp := s.spawnerOf(e)
+		if sp == nil {
+			continue
+		}
+		envs, err := sp.List(ctx)
+		if err != nil {
+			errs = errors.Join(errs, fmt.Errorf("listing %s: %w", e.Name, err))
+			continue
+		}
+		for _, env := range envs {
+			if env.Session == session {
+				return listing{sp, env}, true, nil
+			}
+		}
+	}
+	return listing{}, false, errs
 }
 
 // recoverEnvironments is the reconciliation at start-up, before any start

@@ -10,6 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
 	"github.com/caddyportal/caddyportal/caddyportal/config"
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
@@ -755,5 +759,57 @@ func TestSpawnProgressShowsLastingSteps(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // longer than a step waits to be saved
 	if p := get(t, svc, name).Progress; p == nil || p.Step != spawner.StepReady {
 		t.Fatalf("progress of a ready session = %+v, want %q", p, spawner.StepReady)
+	}
+}
+
+// removedWorkshopSession starts a session of workshop "lab" next to
+// workshop "other" (both on spawner shared), then reloads with "lab"
+// removed and "other" on spawner next, and ends the session. It returns
+// the new service and the session.
+func removedWorkshopSession(t *testing.T, shared, next *loopSpawner, log *zap.Logger) (*sessions.Service, string) {
+	t.Helper()
+	clk := newClock()
+	st := openStore(t, clk)
+	both := portal(spawnWorkshop("lab", 2, 0), spawnWorkshop("other", 2, 0))
+	old := newSpawnService(t, st, clk, both, shared, sessions.Options{
+		Spawners: map[string]spawner.Spawner{"lab": shared, "other": shared}})
+	name := request(t, old, "demo-w01", "u1").Session.Name
+	eventually(t, "the session WAITING", func() bool { return stateIs(old, name, "WAITING") })
+	svc := newSpawnService(t, st, clk, portal(spawnWorkshop("other", 2, 0)), next, sessions.Options{
+		Overlap: true, Logger: log, Spawners: map[string]spawner.Spawner{"other": next}})
+	old.Close()
+	if _, err := svc.Terminate(context.Background(), name, ""); err != nil {
+		t.Fatal(err)
+	}
+	return svc, name
+}
+
+// TestSpawnRemovedWorkshopEnvironmentStopped: once a removed workshop's
+// session ends, its environment is stopped by a spawner still configured
+// that lists it (workshops share Caddy's default process dir or one
+// engine). It used to stay running, the session STOPPING for ever.
+func TestSpawnRemovedWorkshopEnvironmentStopped(t *testing.T) {
+	sp := newLoopSpawner()
+	svc, name := removedWorkshopSession(t, sp, sp, nil)
+	eventually(t, "the session STOPPED", func() bool { return stateIs(svc, name, "STOPPED") })
+	if sp.has(name) {
+		t.Fatal("the removed workshop's environment still runs after its session ended")
+	}
+}
+
+// TestSpawnRemovedWorkshopEnvironmentNobodyLists: when no configured
+// spawner lists the environment, nothing can stop it: the session ends
+// all the same, and the log says which environment may still run.
+func TestSpawnRemovedWorkshopEnvironmentNobodyLists(t *testing.T) {
+	gone, other := newLoopSpawner(), newLoopSpawner()
+	core, logs := observer.New(zapcore.WarnLevel)
+	svc, name := removedWorkshopSession(t, gone, other, zap.New(core))
+	eventually(t, "the session STOPPED", func() bool { return stateIs(svc, name, "STOPPED") })
+	warned := logs.FilterMessageSnippet("not listed by any configured spawner").FilterField(zap.String("session", name))
+	if warned.Len() != 1 {
+		t.Fatalf("warnings naming the session: %d, want 1 (all: %v)", warned.Len(), logs.All())
+	}
+	if !gone.has(name) {
+		t.Fatal("the environment was stopped, yet no configured spawner could reach it (the test is wrong)")
 	}
 }
