@@ -858,23 +858,35 @@ type listing struct {
 	env spawner.Env
 }
 
-// listedBy finds the configured spawner that lists session's environment.
-// An error (a backend that could not be listed) means it may be there.
-func (s *Service) listedBy(ctx context.Context, session string) (listing, bool, error) {
+// listAll lists the environments of every configured spawner, by
+// environment (workshop); a spawner that could not be listed is missing
+// from the map and its error joined into the returned one.
+func (s *Service) listAll(ctx context.Context) (map[string][]spawner.Env, error) {
+	listed := map[string][]spawner.Env{}
 	var errs error
 	for _, e := range s.envs {
 		sp := s.spawnerOf(e)
 		if sp == nil {
 			continue
 		}
-		envs, err := sp.List(ctx)
+		l, err := sp.List(ctx)
 		if err != nil {
 			errs = errors.Join(errs, fmt.Errorf("listing %s: %w", e.Name, err))
 			continue
 		}
-		for _, env := range envs {
+		listed[e.Name] = l
+	}
+	return listed, errs
+}
+
+// listedBy finds the configured spawner that lists session's environment.
+// An error (a backend that could not be listed) means it may be there.
+func (s *Service) listedBy(ctx context.Context, session string) (listing, bool, error) {
+	listed, errs := s.listAll(ctx)
+	for _, e := range s.envs {
+		for _, env := range listed[e.Name] {
 			if env.Session == session {
-				return listing{sp, env}, true, nil
+				return listing{s.spawnerOf(e), env}, true, nil
 			}
 		}
 	}
@@ -888,19 +900,11 @@ func (s *Service) listedBy(ctx context.Context, session string) (listing, bool, 
 // (start-interrupted, environment-lost, stops and starts queued again).
 // Sessions another replica owns are left to it.
 func (s *Service) recoverEnvironments(ctx context.Context) error {
-	listed := map[string][]spawner.Env{} // by environment
-	for _, e := range s.envs {
-		sp := s.spawnerOf(e)
-		if sp == nil {
-			continue
-		}
-		l, err := sp.List(ctx)
-		if err != nil {
-			// Without the list nothing can be told a stray; sessions are
-			// still settled from their records below.
-			s.log.Warn("listing environments", zap.String("environment", e.Name), zap.Error(err))
-		}
-		listed[e.Name] = l
+	listed, err := s.listAll(ctx)
+	if err != nil {
+		// Without a spawner's list nothing of it can be told a stray;
+		// sessions are still settled from their records below.
+		s.log.Warn("listing environments", zap.Error(err))
 	}
 	// Read after every List: an environment listed was recorded, or
 	// claimed, before. Workshops may share a backend (process spawners on
@@ -911,7 +915,7 @@ func (s *Service) recoverEnvironments(ctx context.Context) error {
 	// stop the other's).
 	liveOf := map[string]map[string]*Session{} // by environment
 	envOf := map[string]string{}               // live session -> its environment
-	err := s.st.View(ctx, func(tx store.Txn) error {
+	err = s.st.View(ctx, func(tx store.Txn) error {
 		for _, e := range s.envs {
 			live, err := s.viewState(tx).scanLive(e.Name)
 			if err != nil {

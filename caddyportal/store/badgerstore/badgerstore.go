@@ -179,9 +179,9 @@ func Open(opts Options) (*Store, error) {
 	// tables stay mapped, so both grow with the bytes compacted. JSON
 	// records compress several-fold with Snappy (92 to 27 MB on disk for
 	// 100,000 sessions; Badger then needs a block cache), and small
-	// memtables and tables keep each flush and compaction small; together
-	// they took peak RSS at 100,000 stored sessions from about 150 MB to
-	// under 90 MB (bench/, memory scenario).
+	// memtables and tables keep each flush and compaction small (when
+	// records were smaller, they took peak RSS at 100,000 stored sessions
+	// from about 150 MB to under 90 MB; today's figures: README, memory).
 	// Tables are 256 KB: a compaction runs up to a dozen table builders at
 	// once, and with compression a builder holds its table's uncompressed
 	// blocks plus a worst-case-sized buffer for each compressed one, about
