@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -63,6 +64,11 @@ type Options struct {
 	Metrics *metrics.Metrics
 	// Logger receives upstream failures and refusals; nil logs nothing.
 	Logger *zap.Logger
+	// StartingHold is how long a GET or HEAD of a session whose
+	// environment is starting waits for it to be ready before the
+	// starting page is shown: zero means DefaultStartingHold, negative
+	// shows the page at once.
+	StartingHold time.Duration
 }
 
 // Gate admits browsers to the dashboards of the sessions they hold and
@@ -277,8 +283,10 @@ func (g *Gate) serveDashboard(w http.ResponseWriter, r *http.Request, name, rest
 // forward proxies an admitted request to the session's upstream.
 func (g *Gate) forward(w http.ResponseWriter, r *http.Request, sess *sessions.Session, user string) {
 	if notReady(sess) {
-		g.serveStarting(w, r, sess)
-		return
+		if sess = g.awaitReady(r, sess); notReady(sess) || sess.State.Ending() {
+			g.serveStarting(w, r, sess)
+			return
+		}
 	}
 	// prefix scopes the dashboard's cookies (path mode); forwarded tells
 	// the dashboard the prefix it was stripped of.

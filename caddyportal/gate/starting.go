@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
@@ -13,6 +14,50 @@ import (
 
 // startingRefresh is how often the starting page reloads itself.
 const startingRefresh = 2
+
+// DefaultStartingHold is how long a request for a session whose
+// environment is starting waits for it by default. Most process
+// environments start well within it, and their learners then go straight
+// into the dashboard rather than through a page that reloads only every
+// startingRefresh seconds (JupyterHub likewise waits its slow_spawn_timeout
+// before it shows its progress page). It is short enough that a learner
+// whose start is queued soon sees where it stands.
+const DefaultStartingHold = 2 * time.Second
+
+// awaitReady holds a GET or HEAD of a session whose environment is
+// starting until it is no longer starting or the hold is over, and returns
+// the session as last read. Every change to the session wakes it; a change
+// it does not hear of (made by a writer outside this process with no
+// watch) is seen at the end of the hold.
+func (g *Gate) awaitReady(r *http.Request, sess *sessions.Session) *sessions.Session {
+	hold := g.o.StartingHold
+	if hold == 0 {
+		hold = DefaultStartingHold
+	}
+	if hold < 0 || sess.State != lifecycle.Starting || r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return sess
+	}
+	timer := time.NewTimer(hold)
+	defer timer.Stop()
+	for {
+		// Taken before the read, so a change right after it still wakes.
+		changed := g.svc.Changed(sess.Name)
+		cur, err := g.svc.GetCached(r.Context(), sess.Name)
+		if err != nil {
+			return sess
+		}
+		if cur.State != lifecycle.Starting {
+			return cur
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return cur
+		case <-r.Context().Done():
+			return cur
+		}
+	}
+}
 
 // notReady reports whether a session's dashboard may not be proxied to yet:
 // its environment is still starting (or it has no address at all). The
@@ -69,6 +114,11 @@ func (g *Gate) serveStarting(w http.ResponseWriter, r *http.Request, sess *sessi
 		Refresh, Position int
 		Step, Message     string
 	}{Refresh: startingRefresh, Position: g.svc.QueuePosition(sess.Name)}
+	if sess.State.Ending() {
+		// It ended while the request was held: the reload, at once, gets
+		// the page that says how.
+		data.Refresh = 0
+	}
 	if p := sess.Progress; p != nil && data.Position == 0 {
 		data.Step, data.Message = stepTitle(p.Step), p.Message
 	}

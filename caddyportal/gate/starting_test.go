@@ -44,7 +44,8 @@ func startingSetup(t *testing.T, sp spawner.Spawner) (*sessions.Service, *Gate, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := New(Options{Service: svc, Cookies: NewCookies(signer, "portal-sp-"), Proxy: stdProxy{}})
+	// The starting page at once; TestGateHoldsStartingRequest sets a hold.
+	g, err := New(Options{Service: svc, Cookies: NewCookies(signer, "portal-sp-"), Proxy: stdProxy{}, StartingHold: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,5 +229,75 @@ func TestGateStartingPage(t *testing.T) {
 			res, body := do(i, "GET")
 			return res.StatusCode == 200 && body == "dashboard of "+name
 		})
+	}
+}
+
+// A browser that opens a session whose environment is starting is held
+// until the environment is ready and then gets the dashboard in that same
+// request; one whose start fails while it is held gets a page that reloads
+// at once into the failure's page; one whose start outlasts the hold gets
+// the starting page. POST is never held.
+func TestGateHoldsStartingRequest(t *testing.T) {
+	sp := spawnertest.New()
+	svc, g, srv := startingSetup(t, sp)
+	g.o.StartingHold = time.Minute
+	sess, ck := activated(t, svc, g, "u1")
+	type answer struct {
+		code int
+		body string
+	}
+	got := make(chan answer, 1)
+	go func() {
+		code, body := sessionPage(t, srv, sess.Name, ck)
+		got <- answer{code, body}
+	}()
+	// The request is held while the start waits; it must still be
+	// waiting when the start is let go (a page served at once would be
+	// the starting page).
+	time.Sleep(200 * time.Millisecond)
+	select {
+	case a := <-got:
+		t.Fatalf("answered before the environment was ready: %d %s", a.code, a.body)
+	default:
+	}
+	close(sp.Release)
+	if a := <-got; a.code != http.StatusOK || a.body != "dashboard of "+sess.Name {
+		t.Fatalf("held request: %d %s", a.code, a.body)
+	}
+
+	// A start that outlasts the hold: the starting page.
+	sp2 := spawnertest.New()
+	svc2, g2, srv2 := startingSetup(t, sp2)
+	g2.o.StartingHold = 50 * time.Millisecond
+	sess2, ck2 := activated(t, svc2, g2, "u2")
+	if code, body := sessionPage(t, srv2, sess2.Name, ck2); code != http.StatusOK || !strings.Contains(body, "Starting your workshop") {
+		t.Fatalf("start outlasting the hold: %d %s", code, body)
+	}
+	req, _ := http.NewRequest("POST", srv2.URL+routes.SessionPath(sess2.Name), nil)
+	req.AddCookie(ck2)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("POST while starting: %d", res.StatusCode)
+	}
+
+	// A start that fails while the request is held.
+	g2.o.StartingHold = time.Minute
+	sp2.Fail = errors.New("no such image")
+	go func() {
+		code, body := sessionPage(t, srv2, sess2.Name, ck2)
+		got <- answer{code, body}
+	}()
+	time.Sleep(200 * time.Millisecond)
+	close(sp2.Release)
+	if a := <-got; a.code != http.StatusOK || !strings.Contains(a.body, `http-equiv="refresh" content="0"`) {
+		t.Fatalf("held request whose start failed: %d %s", a.code, a.body)
+	}
+	waitState(t, svc2, sess2.Name, lifecycle.Stopped)
+	if code, body := sessionPage(t, srv2, sess2.Name, ck2); code != http.StatusGone || !strings.Contains(body, "could not be started") {
+		t.Fatalf("after the reload: %d %s", code, body)
 	}
 }

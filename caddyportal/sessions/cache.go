@@ -28,6 +28,8 @@ type gateCache struct {
 	// shown the starting page for a second after the dashboard was ready,
 	// a terminated session still proxied).
 	gen uint64
+	// waiters are closed at the next drop of their name, or clear.
+	waiters map[string]chan struct{}
 }
 
 type cachedSession struct {
@@ -71,6 +73,10 @@ func (c *gateCache) clear() {
 	c.mu.Lock()
 	c.entries = nil
 	c.gen++
+	for _, ch := range c.waiters {
+		close(ch)
+	}
+	c.waiters = nil
 	c.mu.Unlock()
 }
 
@@ -78,8 +84,36 @@ func (c *gateCache) drop(name string) {
 	c.mu.Lock()
 	delete(c.entries, name)
 	c.gen++
+	if ch, ok := c.waiters[name]; ok {
+		close(ch)
+		delete(c.waiters, name)
+	}
 	c.mu.Unlock()
 }
+
+// changed returns a channel closed at the next drop of name (or clear).
+// A channel nobody waits on any more stays until then: every session
+// changes at least once more, when it ends.
+func (c *gateCache) changed(name string) <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch, ok := c.waiters[name]
+	if !ok {
+		if c.waiters == nil {
+			c.waiters = map[string]chan struct{}{}
+		}
+		ch = make(chan struct{})
+		c.waiters[name] = ch
+	}
+	return ch
+}
+
+// Changed returns a channel closed at the next change to session name that
+// this Service makes or hears of (another replica's, through the store's
+// watch). It may close for a change to other sessions too, and a change by
+// a writer the Service does not hear of never closes it: the caller reads
+// the session again and bounds its wait.
+func (s *Service) Changed(name string) <-chan struct{} { return s.cache.changed(name) }
 
 // GetCached is Get for the gate's hot path: it may answer from a copy read
 // up to a second ago (changes made through this Service are seen at once),

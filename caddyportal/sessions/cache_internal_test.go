@@ -63,3 +63,33 @@ func TestQueueKnowsLearnersStarts(t *testing.T) {
 		t.Fatalf("spares %v for a queue with nothing in it", q3.spares)
 	}
 }
+
+// A waiter on a name wakes at that name's next drop, not at another
+// name's, and every waiter wakes when the cache is cleared.
+func TestCacheChangedWakesWaiters(t *testing.T) {
+	var c gateCache
+	closed := func(ch <-chan struct{}) bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+	s1, s2 := c.changed("s1"), c.changed("s2")
+	if again := c.changed("s1"); again != s1 {
+		t.Fatal("two waiters on one name got different channels")
+	}
+	c.drop("s2")
+	if closed(s1) || !closed(s2) {
+		t.Fatalf("after dropping s2: s1 closed %v, s2 closed %v", closed(s1), closed(s2))
+	}
+	next := c.changed("s2")
+	if closed(next) {
+		t.Fatal("a new waiter on s2 woke for the drop before it")
+	}
+	c.clear()
+	if !closed(s1) || !closed(next) || len(c.waiters) != 0 {
+		t.Fatalf("clear left a waiter asleep: s1 closed %v, s2 closed %v, %d kept", closed(s1), closed(next), len(c.waiters))
+	}
+}
