@@ -52,6 +52,50 @@ func dashPage(name string) string {
 // isBenchDash says whether body is benchdash's page for session name.
 func isBenchDash(name string, body []byte) bool { return string(body) == dashPage(name) }
 
+// spawnDash is a dashboard the spawn scenario starts, through the portal
+// and directly: its spawner command, its direct command, its page and the
+// executable its processes run (to count them).
+type spawnDash struct {
+	// title names it in the report.
+	title string
+	// command is the process spawner's command line.
+	command string
+	// direct is the same dashboard's command on port, serving dir.
+	direct func(port int, dir string) []string
+	// isDash says whether body is session name's dashboard page.
+	isDash func(name string, body []byte) bool
+	// exe is the executable its processes run (symlinks resolved).
+	exe string
+}
+
+// benchDash is bench/cmd/benchdash built at bin: a few milliseconds of
+// CPU to start, so the portal's own cost of a start dominates.
+func benchDash(bin string) spawnDash {
+	return spawnDash{title: "benchdash", command: bin + " {port}", exe: bin, isDash: isBenchDash,
+		direct: func(port int, _ string) []string { return []string{bin, strconv.Itoa(port)} }}
+}
+
+// pythonDash is Debian's python3 -m http.server serving the session's
+// directory, the issue's example of a small real dashboard: tens of
+// milliseconds of CPU and about 20 MB to start.
+func pythonDash() (spawnDash, error) {
+	// Debian's, not whatever python3 comes first in PATH (a version
+	// manager's shim is a shell script that costs more than Python).
+	const py = "/usr/bin/python3"
+	exe, err := filepath.EvalSymlinks(py)
+	if err != nil {
+		return spawnDash{}, err
+	}
+	return spawnDash{title: "python3 -m http.server", exe: exe,
+		command: py + " -m http.server {port} --bind 127.0.0.1 --directory {dir}",
+		direct: func(port int, dir string) []string {
+			return []string{py, "-m", "http.server", strconv.Itoa(port), "--bind", "127.0.0.1", "--directory", dir}
+		},
+		// Each session's directory starts empty: its listing is the page.
+		isDash: func(_ string, body []byte) bool { return bytes.Contains(body, []byte("Directory listing for /")) },
+	}, nil
+}
+
 // buildDashboard builds bench/cmd/benchdash, the dashboard of the spawn and
 // pool scenarios, into dir. A Go binary starts in a few milliseconds with a
 // few MB of RSS, so 200 of them measure the portal's cost of starting
@@ -71,20 +115,20 @@ func buildDashboard(ctx context.Context, root, dir string) (string, error) {
 
 // spawnerBlock is the body of the workshop's `spawner process` block: the
 // dashboard on the port the portal picks, probed at /.
-func spawnerBlock(dash string) string {
-	return "\t\t\t\tcommand " + dash + " {port}\n\t\t\t\tready / 30s\n\t\t\t\tstop_timeout 5s"
+func spawnerBlock(command string) string {
+	return "\t\t\t\tcommand " + command + "\n\t\t\t\tready / 30s\n\t\t\t\tstop_timeout 5s"
 }
 
 // spawnPortal starts a portal whose one workshop spawns dash per session,
 // with Caddy's admin API on (for the portal admin API and /metrics).
-func spawnPortal(ctx context.Context, o Options, bin, dash, work string, capacity, reserved, starts int) (*proc, *adminClient, portalSpec, error) {
+func spawnPortal(ctx context.Context, o Options, bin string, dash spawnDash, work string, capacity, reserved, starts int) (*proc, *adminClient, portalSpec, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, nil, portalSpec{}, err
 	}
 	spec := portalSpec{
 		Data: filepath.Join(work, "badger"), Maximum: capacity, Capacity: capacity, Env: o.PortalEnv,
-		Spawner: spawnerBlock(dash), Reserved: reserved, Initial: reserved, Starts: starts,
+		Spawner: spawnerBlock(dash.command), Reserved: reserved, Initial: reserved, Starts: starts,
 		Admin: fmt.Sprintf("127.0.0.1:%d", port),
 	}
 	p, err := startPortal(ctx, bin, work, spec)
@@ -220,7 +264,7 @@ func learnerStats(res []learnerResult) (toDash, at []time.Duration, starting, er
 // directPoll, one connection per probe like the portal's readiness probe);
 // a start slot is freed when its process answers. It returns the wall time
 // until all answered and the processes, still running.
-func directStarts(ctx context.Context, dash string, n, conc int) (time.Duration, []*exec.Cmd, error) {
+func directStarts(ctx context.Context, dash spawnDash, dir string, n, conc int) (time.Duration, []*exec.Cmd, error) {
 	probe := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	cmds := make([]*exec.Cmd, n)
 	errs := make([]error, n)
@@ -237,7 +281,7 @@ func directStarts(ctx context.Context, dash string, n, conc int) (time.Duration,
 			// the dashboard binds it; the dashboard then exits and is
 			// started again on another port.
 			for try := 0; ; try++ {
-				cmd, err := directStart(ctx, probe, dash, "direct"+strconv.Itoa(i))
+				cmd, err := directStart(ctx, probe, dash, dir, "direct"+strconv.Itoa(i))
 				if err == nil || try == 4 {
 					cmds[i], errs[i] = cmd, err
 					return
@@ -251,13 +295,20 @@ func directStarts(ctx context.Context, dash string, n, conc int) (time.Duration,
 
 // directStart starts dash for session on a free port and waits until it
 // serves its page. On failure nothing of it is left running.
-func directStart(ctx context.Context, probe *http.Client, dash, session string) (*exec.Cmd, error) {
+func directStart(ctx context.Context, probe *http.Client, dash spawnDash, dir, session string) (*exec.Cmd, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(dash, strconv.Itoa(port))
-	cmd.Env = []string{"SESSION_NAME=" + session}
+	// Its own empty directory, as the spawner gives each session.
+	sdir := filepath.Join(dir, session)
+	if err := os.MkdirAll(sdir, 0o700); err != nil {
+		return nil, err
+	}
+	argv := dash.direct(port, sdir)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir = sdir
+	cmd.Env = []string{"SESSION_NAME=" + session, "PATH=" + os.Getenv("PATH")}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return nil, err
@@ -268,7 +319,7 @@ func directStart(ctx context.Context, probe *http.Client, dash, session string) 
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		status, body, err := get(ctx, probe, url, "")
-		if err == nil && status == http.StatusOK && string(body) == dashPage(session) {
+		if err == nil && status == http.StatusOK && dash.isDash(session, body) {
 			return cmd, nil
 		}
 		select {
@@ -520,15 +571,24 @@ func profileLearners(ctx context.Context, o Options, spec portalSpec, work, sc s
 func runSpawn(ctx context.Context, o Options, bin, work string, rep *Report, logf func(string, ...any)) error {
 	const sc = "spawn"
 	n, starts := o.SpawnUsers, o.SpawnStarts
-	dash := o.dashboard
+	dash := benchDash(o.dashboard)
 	label := fmt.Sprintf("spawn (%d learners, reserved 0, starts %d)", n, starts)
+	if o.SpawnPython {
+		var err error
+		if dash, err = pythonDash(); err != nil {
+			return fmt.Errorf("spawn: -spawn-python: %w", err)
+		}
+		label = fmt.Sprintf("spawn (%d learners, reserved 0, starts %d, %s)", n, starts, dash.title)
+	}
 
 	// The machine's own rate first, on a quiet portal-less machine.
 	var directWall time.Duration
 	var cmds []*exec.Cmd
 	var derr error
-	directBusy, directShare, directCPUErr := machineBusy(func() { directWall, cmds, derr = directStarts(ctx, dash, n, starts) })
+	directDir := filepath.Join(work, "direct")
+	directBusy, directShare, directCPUErr := machineBusy(func() { directWall, cmds, derr = directStarts(ctx, dash, directDir, n, starts) })
 	stopDirect(cmds)
+	_ = os.RemoveAll(directDir)
 	if derr != nil {
 		rep.addErrors(sc, 1)
 		rep.note("spawn: direct starts: %v", derr)
@@ -552,20 +612,20 @@ func runSpawn(ctx context.Context, o Options, bin, work string, rep *Report, log
 	var pcpu, hcpu time.Duration
 	var cpuErr error
 	portalBusy, portalShare, portalCPUErr := machineBusy(func() {
-		pcpu, hcpu, cpuErr = cpuUsed(p, func() { res, wall = learners(ctx, r, "spawn", n, spawnPoll, false, isBenchDash) })
+		pcpu, hcpu, cpuErr = cpuUsed(p, func() { res, wall = learners(ctx, r, "spawn", n, spawnPoll, false, dash.isDash) })
 	})
 	mem, _ := p.Mem()
 	profiled()
 	toDash, at, starting, errs, first := learnerStats(res)
-	running := envProcesses(dash)
-	left, endErr := endAll(ctx, p, admin, r, spec, work, func() int { return envProcesses(dash) })
+	running := envProcesses(dash.exe)
+	left, endErr := endAll(ctx, p, admin, r, spec, work, func() int { return envProcesses(dash.exe) })
 	if endErr != nil {
 		rep.note("spawn: ending the sessions: %v", endErr)
 	}
 	p.Stop()
 	// Stopping the portal must not leave anything behind either (it leaves
 	// running environments for the next start to adopt, but there are none).
-	left = max(left, envProcesses(dash))
+	left = max(left, envProcesses(dash.exe))
 	if left != 0 {
 		errs++
 	}
@@ -622,7 +682,7 @@ func runSpawn(ctx context.Context, o Options, bin, work string, rep *Report, log
 func runPool(ctx context.Context, o Options, bin, work string, rep *Report, logf func(string, ...any)) error {
 	const sc = "pool"
 	k := o.PoolReserved
-	dash := o.dashboard
+	dash := benchDash(o.dashboard)
 	label := fmt.Sprintf("pool (reserved %d, capacity %d, %d learners)", k, 2*k, k)
 	p, admin, spec, err := spawnPortal(ctx, o, bin, dash, work, 2*k, k, o.SpawnStarts)
 	if err != nil {
@@ -651,15 +711,15 @@ func runPool(ctx context.Context, o Options, bin, work string, rep *Report, logf
 		return err
 	}
 	profiled := profileLearners(ctx, o, spec, work, sc, rep, logf)
-	res, wall := learners(ctx, r, "pool", k, spawnPoll, true, isBenchDash)
+	res, wall := learners(ctx, r, "pool", k, spawnPoll, true, dash.isDash)
 	profiled()
 	toDash, _, starting, errs, first := learnerStats(res)
-	left, endErr := endAll(ctx, p, admin, r, spec, work, func() int { return envProcesses(dash) })
+	left, endErr := endAll(ctx, p, admin, r, spec, work, func() int { return envProcesses(dash.exe) })
 	if endErr != nil {
 		rep.note("pool: ending the sessions: %v", endErr)
 	}
 	p.Stop()
-	left = max(left, envProcesses(dash))
+	left = max(left, envProcesses(dash.exe))
 	if left != 0 {
 		errs++
 	}

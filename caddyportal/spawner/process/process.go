@@ -127,6 +127,8 @@ type Spawner struct {
 // child is what this Spawner value knows about one environment.
 type child struct {
 	exited   chan struct{} // closed once Wait returned; nil when not our child
+	pid      int           // our child's PID and start time, set with exited
+	start    uint64
 	waitErr  error         // Wait's result, valid after exited closed
 	output   chan struct{} // closed once the output reader ended; nil when none
 	mu       sync.Mutex
@@ -382,6 +384,7 @@ func (s *Spawner) Start(ctx context.Context, spec spawner.Spec, progress func(sp
 	if p, serr := readStat(pid); serr == nil {
 		st.Start = p.start
 	}
+	c.pid, c.start = pid, st.Start
 	c.exited = make(chan struct{})
 	go func() {
 		werr := cmd.Wait()
@@ -591,6 +594,18 @@ func (s *Spawner) readOutput(session string, c *child, in *os.File) {
 	}()
 }
 
+// ownChild returns the exited channel of session's process if this value
+// started it, as pid at start (nil for an environment it adopted or did
+// not start, or a record of another process).
+func (s *Spawner) ownChild(session string, pid int, start uint64) chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c := s.children[session]; c != nil && c.exited != nil && c.pid == pid && c.start == start {
+		return c.exited
+	}
+	return nil
+}
+
 // Alive implements spawner.Spawner: the recorded PID runs, is no zombie, and
 // started at the recorded instant (a reused PID has a later start time).
 // Only a process that is provably gone is reported gone: /proc that cannot
@@ -599,6 +614,16 @@ func (s *Spawner) Alive(ctx context.Context, env spawner.Env) error {
 	st := s.parseState(env)
 	if st.PID <= 0 || st.Start == 0 {
 		return spawner.Gone("no dashboard process is recorded for this environment")
+	}
+	if exited := s.ownChild(env.Session, st.PID, st.Start); exited != nil {
+		// This process started it and reaps it: until Wait has returned
+		// its PID cannot have been reused, so Wait says all /proc would
+		// (reading /proc at every readiness probe was a seventh of the
+		// portal's CPU in a class start of Python dashboards).
+		if !isClosed(exited) {
+			return nil
+		}
+		return spawner.Gone(s.exitReason(ctx, env.Session))
 	}
 	p, err := readStat(st.PID)
 	switch {
