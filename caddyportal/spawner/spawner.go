@@ -157,6 +157,7 @@ func WaitReady(ctx context.Context, s Spawner, env Env, progress func(Progress))
 	// probes.
 	begin := time.Now()
 	interval := fastProbe
+	var last error // the last probe's own answer, not one the deadline cut short
 	for {
 		err := s.Ready(ctx, env)
 		if err == nil {
@@ -166,12 +167,15 @@ func WaitReady(ctx context.Context, s Spawner, env Env, progress func(Progress))
 		if errors.Is(err, ErrGone) {
 			return err
 		}
+		if ctx.Err() == nil || last == nil {
+			last = err
+		}
 		t := time.NewTimer(interval)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return &TimeoutError{After: s.ReadyTimeout(), Last: err}
+				return &TimeoutError{After: s.ReadyTimeout(), Last: last}
 			}
 			return ctx.Err()
 		case <-t.C:

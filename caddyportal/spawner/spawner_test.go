@@ -171,6 +171,30 @@ func TestWaitReady(t *testing.T) {
 	}
 }
 
+// slowLast answers its first probe with HTTP 503 and holds every later one
+// until the deadline cuts it short, as a loaded machine can.
+type slowLast struct{ fake }
+
+func (f *slowLast) Ready(ctx context.Context, _ Env) error {
+	if len(f.answers) > 0 {
+		err := f.answers[0]
+		f.answers = f.answers[1:]
+		return err
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// A probe cut short by the deadline does not hide why the dashboard was
+// not ready: the timeout names the last probe that got an answer.
+func TestWaitReadyTimeoutKeepsLastAnswer(t *testing.T) {
+	f := &slowLast{fake{answers: []error{errors.New("HTTP 503")}, timeout: 100 * time.Millisecond}}
+	var te *TimeoutError
+	if err := WaitReady(context.Background(), f, Env{}, nil); !errors.As(err, &te) || !strings.Contains(err.Error(), "HTTP 503") {
+		t.Fatalf("WaitReady timeout after a cut-short probe = %v", err)
+	}
+}
+
 // Gone's error is ErrGone for errors.Is and says only why, so the learner's
 // page shows no jargon in front of it; wrapping keeps both.
 func TestGone(t *testing.T) {
