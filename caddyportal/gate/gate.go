@@ -225,27 +225,34 @@ func (g *Gate) admit(w http.ResponseWriter, r *http.Request, name string) (*sess
 		return nil, ""
 	}
 	if sess.State.Ending() {
-		if startFailed(sess) {
-			// Its environment never became ready: Educates' notification
-			// for a session that did not start in time, and a page that
-			// says so and how to try again.
-			g.refusedBecause(r, name, "the session ended: its environment did not start", notify(w, r, g.indexOf(sess), "startup-timeout", http.StatusGone, "Workshop could not start",
-				"The environment of this workshop session could not be started. Start the workshop again to get a new one."))
-			return nil, ""
-		}
-		if sess.Reason == sessions.ReasonEnvironmentLost {
-			// Its environment died under the learner: the page says why,
-			// in the spawner's words, and how to go on.
-			g.refusedBecause(r, name, "the session ended: its environment stopped", notify(w, r, g.indexOf(sess), "session-deleted", http.StatusGone, "Workshop environment stopped",
-				lostMessage(sess)))
-			return nil, ""
-		}
-		g.audit.forget(name)
-		g.refusedBecause(r, name, "the session ended ("+sess.Reason+")", notify(w, r, g.indexOf(sess), "session-deleted", http.StatusGone, "Session ended",
-			"This workshop session has ended."))
+		g.refuseEnded(w, r, sess)
 		return nil, ""
 	}
 	return sess, user
+}
+
+// refuseEnded answers a request for a session that has ended, to the
+// browser that held it: how it ended and where to go on.
+func (g *Gate) refuseEnded(w http.ResponseWriter, r *http.Request, sess *sessions.Session) {
+	name := sess.Name
+	if startFailed(sess) {
+		// Its environment never became ready: Educates' notification for
+		// a session that did not start in time, and a page that says so
+		// and how to try again.
+		g.refusedBecause(r, name, "the session ended: its environment did not start", notify(w, r, g.indexOf(sess), "startup-timeout", http.StatusGone, "Workshop could not start",
+			"The environment of this workshop session could not be started. Start the workshop again to get a new one."))
+		return
+	}
+	if sess.Reason == sessions.ReasonEnvironmentLost {
+		// Its environment died under the learner: the page says why, in
+		// the spawner's words, and how to go on.
+		g.refusedBecause(r, name, "the session ended: its environment stopped", notify(w, r, g.indexOf(sess), "session-deleted", http.StatusGone, "Workshop environment stopped",
+			lostMessage(sess)))
+		return
+	}
+	g.audit.forget(name)
+	g.refusedBecause(r, name, "the session ended ("+sess.Reason+")", notify(w, r, g.indexOf(sess), "session-deleted", http.StatusGone, "Session ended",
+		"This workshop session has ended."))
 }
 
 // refused counts a refused dashboard request.
@@ -283,7 +290,13 @@ func (g *Gate) serveDashboard(w http.ResponseWriter, r *http.Request, name, rest
 // forward proxies an admitted request to the session's upstream.
 func (g *Gate) forward(w http.ResponseWriter, r *http.Request, sess *sessions.Session, user string) {
 	if notReady(sess) {
-		if sess = g.awaitReady(r, sess); notReady(sess) || sess.State.Ending() {
+		sess = g.awaitReady(r, sess)
+		switch {
+		case sess.State.Ending():
+			// It ended while the request was held.
+			g.refuseEnded(w, r, sess)
+			return
+		case notReady(sess):
 			g.serveStarting(w, r, sess)
 			return
 		}

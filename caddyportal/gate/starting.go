@@ -114,11 +114,7 @@ func (g *Gate) serveStarting(w http.ResponseWriter, r *http.Request, sess *sessi
 		Refresh, Position int
 		Step, Message     string
 	}{Refresh: startingRefresh, Position: g.svc.QueuePosition(sess.Name)}
-	if sess.State.Ending() {
-		// It ended while the request was held: the reload, at once, gets
-		// the page that says how.
-		data.Refresh = 0
-	}
+
 	if p := sess.Progress; p != nil && data.Position == 0 {
 		data.Step, data.Message = stepTitle(p.Step), p.Message
 	}
