@@ -400,6 +400,85 @@ func TestPidsLimitIsEnforced(t *testing.T) {
 	}
 }
 
+// TestCPULimitIsEnforced: `cpus 0.5` becomes the container's CFS quota,
+// and a dashboard that keeps two CPUs busy for a second gets about half a
+// second of CPU time.
+func TestCPULimitIsEnforced(t *testing.T) {
+	s := newSpawner(t, func(c *container.Config) { c.CPUs = 0.5 })
+	env := start(t, s, "c1")
+	ins, err := engine.Client(t).ContainerInspect(context.Background(), state(t, env).Container, client.ContainerInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	quota, period, err := cfsQuota(ins.Container.State.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if quota*2 != period {
+		t.Errorf("the container's CFS quota is %d per %d µs, want half the period", quota, period)
+	}
+	got := get(t, env.Addr, "/burn?ms=1000")
+	var used int
+	if _, err := fmt.Sscanf(got, "cpu_ms %d", &used); err != nil {
+		t.Fatalf("burn answer %q: %v", got, err)
+	}
+	// Half of one second, plus a period of slack at each end.
+	if used > 700 {
+		t.Errorf("a dashboard limited to half a CPU used %d ms of CPU in one second", used)
+	}
+	if err := s.Stop(context.Background(), env); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// cfsQuota reads the CFS quota and period (µs) of the cgroup of process
+// pid, from cgroup v1's cpu controller or cgroup v2's cpu.max ("max" is -1).
+func cfsQuota(pid int) (quota, period int64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		for _, ctrl := range strings.Split(parts[1], ",") {
+			if ctrl != "cpu" {
+				continue
+			}
+			dir := filepath.Join("/sys/fs/cgroup", parts[1], parts[2])
+			q, qerr := os.ReadFile(filepath.Join(dir, "cpu.cfs_quota_us"))
+			p, perr := os.ReadFile(filepath.Join(dir, "cpu.cfs_period_us"))
+			if err := errors.Join(qerr, perr); err != nil {
+				return 0, 0, err
+			}
+			_, err = fmt.Sscanf(strings.TrimSpace(string(q))+" "+strings.TrimSpace(string(p)), "%d %d", &quota, &period)
+			return quota, period, err
+		}
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if path, ok := strings.CutPrefix(line, "0::"); ok {
+			m, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", path, "cpu.max"))
+			if err != nil {
+				return 0, 0, err
+			}
+			f := strings.Fields(string(m))
+			if len(f) != 2 {
+				return 0, 0, fmt.Errorf("cpu.max %q", m)
+			}
+			if f[0] == "max" {
+				quota = -1
+			} else if _, err := fmt.Sscanf(f[0], "%d", &quota); err != nil {
+				return 0, 0, err
+			}
+			_, err = fmt.Sscanf(f[1], "%d", &period)
+			return quota, period, err
+		}
+	}
+	return 0, 0, fmt.Errorf("no cpu cgroup for process %d: %s", pid, b)
+}
+
 // TestAnotherSpawnerAdoptsAndCleans is a portal restart: a new spawner of
 // the same portal and replica lists the running container (so the portal
 // can adopt it) and a network a killed start left without a container.

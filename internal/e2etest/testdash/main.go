@@ -9,6 +9,8 @@
 //	PUT /file?name=N   writes the body to file N
 //	GET /eat?mb=N      allocates and touches N MiB (to meet a memory limit)
 //	GET /fork?n=N      starts N child processes that sleep; says how many started
+//	GET /burn?ms=N     keeps two CPUs busy for N ms of wall time; says the CPU
+//	                   time the process used meanwhile ("cpu_ms M")
 //	GET /dial?addr=A   tries a TCP connection to A; says "connected" or the error
 //
 // With PORTAL_CLIENT_ID set it logs its learner in through the portal as an
@@ -29,6 +31,8 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/caddyportal/caddyportal/internal/e2etest/echo"
@@ -56,7 +60,7 @@ func main() {
 	}
 	srv, err := echo.New(os.Getenv("SESSION_NAME"), echo.Listen(listen), echo.Wrap(wrap),
 		echo.Handle("/env", env), echo.Handle("/file", file), echo.Handle("/eat", eat),
-		echo.Handle("/fork", fork), echo.Handle("/dial", dial))
+		echo.Handle("/fork", fork), echo.Handle("/dial", dial), echo.Handle("/burn", burn))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "testdash:", err)
 		os.Exit(1)
@@ -125,6 +129,31 @@ func fork(w http.ResponseWriter, r *http.Request) {
 	if last != nil {
 		fmt.Fprintf(w, "error: %v\n", last)
 	}
+}
+
+// burn spins two goroutines (one per CPU of the test machines) for the
+// asked wall time, so a CPU limit shows as CPU time used below it.
+func burn(w http.ResponseWriter, r *http.Request) {
+	ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
+	before := cpuTime()
+	until := time.Now().Add(time.Duration(ms) * time.Millisecond)
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			for x := 0; time.Now().Before(until); x++ {
+				_ = x * x
+			}
+		})
+	}
+	wg.Wait()
+	fmt.Fprintf(w, "cpu_ms %d\n", (cpuTime() - before).Milliseconds())
+}
+
+// cpuTime is the user and system time this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func dial(w http.ResponseWriter, r *http.Request) {
