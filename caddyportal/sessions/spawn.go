@@ -339,7 +339,7 @@ func (s *Service) startOne(name string) {
 		got, err := sp.Start(ctx, spec, ps.report)
 		if err != nil {
 			ps.stop()
-			s.startFailed(name, e, begin, err)
+			s.startFailed(name, e, begin, err, startAttempt{claimed: sess.SpawningSince})
 			return
 		}
 		if !s.storeEnv(name, sp, got, ps.take()) {
@@ -351,7 +351,7 @@ func (s *Service) startOne(name string) {
 	err = spawner.WaitReady(ctx, sp, *env, ps.report)
 	ps.stop()
 	if err != nil {
-		s.startFailed(name, e, begin, err)
+		s.startFailed(name, e, begin, err, startAttempt{env: env})
 		return
 	}
 	s.readied(name, e, begin)
@@ -755,22 +755,43 @@ func (s *Service) readied(name string, e *Environment, begin time.Time) {
 	}
 }
 
+// startAttempt says which start of a session failed: the one claimed at
+// claimed whose Start failed, or the one waiting for env to be ready.
+type startAttempt struct {
+	claimed time.Time
+	env     *spawner.Env
+}
+
+// current reports whether the attempt is still the session's start. A
+// claim given back as abandoned can be claimed again while its first
+// worker still runs (a service that was never closed); that worker's late
+// failure must not end the session the second start serves.
+func (a startAttempt) current(sess *Session) bool {
+	if a.env != nil {
+		return sess.Env != nil && sess.Env.Addr == a.env.Addr && bytes.Equal(sess.Env.State, a.env.State)
+	}
+	return sess.Env == nil && sess.SpawningSince.Equal(a.claimed)
+}
+
 // startFailed ends a session whose environment did not start or become
 // ready: start-failed, its place freed once anything started is stopped.
 // A failed reserve makes its environment back off before the next one.
-func (s *Service) startFailed(name string, e *Environment, begin time.Time, cause error) {
+func (s *Service) startFailed(name string, e *Environment, begin time.Time, cause error, attempt startAttempt) {
 	if s.ctx.Err() != nil {
 		// Shutting down (a reload): the start is not failed, only cut
 		// short; the next start-up's reconciliation settles it.
 		return
 	}
-	s.log.Warn("environment start failed", zap.String("session", name), zap.Error(cause))
-	reserve := false
+	reserve, stale := false, false
 	err := s.update(s.ctx, func(t *txState) error {
-		reserve = false
+		reserve, stale = false, false
 		sess, err := t.session(name)
 		if err != nil || sess == nil || sess.State == lifecycle.Stopped {
 			return err
+		}
+		if !attempt.current(sess) {
+			stale = true
+			return nil
 		}
 		reserve = sess.Reserved()
 		sess.Spawning = false
@@ -781,6 +802,12 @@ func (s *Service) startFailed(name string, e *Environment, begin time.Time, caus
 		return t.finalize(sess, ReasonStartFailed)
 	})
 	s.cache.drop(name)
+	if stale {
+		s.log.Info("a start given back as abandoned failed; its session went on with another start",
+			zap.String("session", name), zap.Error(cause))
+		return
+	}
+	s.log.Warn("environment start failed", zap.String("session", name), zap.Error(cause))
 	if err != nil {
 		s.log.Warn("recording a failed start", zap.String("session", name), zap.Error(err))
 	}

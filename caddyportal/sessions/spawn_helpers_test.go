@@ -30,6 +30,7 @@ type loopSpawner struct {
 	failStart  error         // Start fails with it
 	hold       chan struct{} // Start waits for it to close (or ctx) when set
 	tokens     chan struct{} // when set, each Start waits for one token
+	failLater  chan error    // when set as a Start begins, that Start fails with what it receives
 	holdStop   chan struct{} // Stop waits for it to close when set
 	unsure     error         // Alive answers it when set: a backend that cannot tell
 	timeout    time.Duration
@@ -60,7 +61,7 @@ func (l *loopSpawner) Start(ctx context.Context, spec spawner.Spec, progress fun
 	l.starts = append(l.starts, spec.Session)
 	l.running++
 	l.maxRunning = max(l.maxRunning, l.running)
-	hold, fail, tokens := l.hold, l.failStart, l.tokens
+	hold, fail, tokens, later := l.hold, l.failStart, l.tokens, l.failLater
 	l.mu.Unlock()
 	defer func() {
 		l.mu.Lock()
@@ -68,6 +69,14 @@ func (l *loopSpawner) Start(ctx context.Context, spec spawner.Spec, progress fun
 		l.mu.Unlock()
 	}()
 	spawner.Report(progress, spawner.StepStarting, "starting a loopback server")
+	if later != nil {
+		select {
+		case err := <-later:
+			return spawner.Env{}, err
+		case <-ctx.Done():
+			return spawner.Env{}, ctx.Err()
+		}
+	}
 	if hold != nil {
 		select {
 		case <-hold:

@@ -610,6 +610,41 @@ func TestSpawnAbandonedClaimGivenBack(t *testing.T) {
 	eventually(t, "the unrecorded environment stopped", func() bool { return sp.count(name) == 1 })
 }
 
+// TestSpawnAbandonedClaimsLateFailureIgnored: a start given back as
+// abandoned is claimed again while its first worker still runs; the first
+// worker's Start fails only after the second start made the session
+// ready. That late failure belongs to a start the session no longer has:
+// the session goes on (it used to end as start-failed, its learner's
+// dashboard stopped under them).
+func TestSpawnAbandonedClaimsLateFailureIgnored(t *testing.T) {
+	sp := newLoopSpawner()
+	late := make(chan error)
+	sp.failLater = late
+	clk := newClock()
+	oldSvc, newSvc, name := reloadMidStart(t, sp, clk, true)
+	sp.mu.Lock()
+	sp.failLater = nil // the second start succeeds
+	sp.mu.Unlock()
+	clk.Advance(sp.ReadyTimeout() + 2*time.Minute)
+	if err := newSvc.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the second start ready", func() bool { return stateIs(newSvc, name, "WAITING") })
+	late <- errors.New("the first start failed late")
+	// The old service has one start worker: the start of another session
+	// it queues begins only once the failed one was dealt with.
+	next := request(t, oldSvc, "demo-w01", "u2").Session.Name
+	eventually(t, "the old service's worker free again", func() bool {
+		sp.mu.Lock()
+		defer sp.mu.Unlock()
+		return slices.Contains(sp.starts, next)
+	})
+	s := get(t, newSvc, name)
+	if s.State != lifecycle.Waiting || s.Reason != "" || dashboard(t, s) != "dashboard of "+name {
+		t.Fatalf("after the abandoned start's late failure: %s (%q)", s.State, s.Reason)
+	}
+}
+
 // TestSpawnRefillYieldsToLearners: while learners keep requesting
 // sessions, the refill of a taken reserve waits (its start would compete
 // with them for the machine); once they stop, it starts.
