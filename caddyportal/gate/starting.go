@@ -114,7 +114,6 @@ func (g *Gate) serveStarting(w http.ResponseWriter, r *http.Request, sess *sessi
 		Refresh, Position int
 		Step, Message     string
 	}{Refresh: startingRefresh, Position: g.svc.QueuePosition(sess.Name)}
-
 	if p := sess.Progress; p != nil && data.Position == 0 {
 		data.Step, data.Message = stepTitle(p.Step), p.Message
 	}
