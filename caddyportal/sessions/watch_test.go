@@ -58,6 +58,47 @@ func TestReplicaCacheFollowsWatch(t *testing.T) {
 	t.Fatalf("replica B still serves the session as %s after A terminated it", last.State)
 }
 
+// TestReplicaChangedFollowsWatch: a request held on replica B for a
+// session (the gate's wait for a starting environment) wakes when replica
+// A changes that session, through the store's watch, not only when B's
+// hold runs out.
+func TestReplicaChangedFollowsWatch(t *testing.T) {
+	srv := etcdtest.Start(t)
+	clk := newClock()
+	open := func() *etcdstore.Store {
+		st, err := etcdstore.Open(context.Background(), etcdstore.Options{Endpoints: srv.Endpoints(),
+			Prefix: "/changed-test/", Now: clk.Now, SweepInterval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = st.Close() })
+		return st
+	}
+	cfg := portal(workshop("lab", 3, 0))
+	a := newService(t, open(), clk, cfg)
+	b := newService(t, open(), clk, cfg)
+	res := request(t, a, "demo-w01", "alice")
+	// The watch delivers the request's own writes to B a moment later:
+	// wait for a quiet spell first.
+	var changed <-chan struct{}
+	for quiet := false; !quiet; {
+		changed = b.Changed(res.Session.Name)
+		select {
+		case <-changed:
+		case <-time.After(300 * time.Millisecond):
+			quiet = true
+		}
+	}
+	if _, err := a.Activate(context.Background(), res.Session.Name, res.Token); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-changed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("B's wait did not wake when A activated the session")
+	}
+}
+
 // TestBatchSplitWhenTooLarge: etcd refuses transactions with more than
 // --max-txn-ops operations. A burst of requests batched into one
 // transaction must then be split until it fits, never failed.
