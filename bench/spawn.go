@@ -28,11 +28,12 @@ const (
 	goalPoolP99    = 50 * time.Millisecond // activation to dashboard page with a warm pool
 )
 
-// spawnPoll is how often a learner of the spawn scenario reloads its
-// dashboard while the portal shows the starting page. A browser reloads
-// every 2 s (the page's meta refresh); the harness polls faster so the time
-// to the dashboard is measured to within 100 ms, at a load (N/0.1 s of
-// cheap starting pages) small next to the starts themselves.
+// spawnPoll is how long a learner of the spawn scenario waits to reload
+// its dashboard after the portal showed it the starting page. The gate
+// holds each request up to 2 s until the environment is ready, so most
+// learners never see that page; a browser then reloads after 2 s (the
+// page's meta refresh), the harness sooner, so the time to the dashboard
+// is measured to within 100 ms.
 const spawnPoll = 100 * time.Millisecond
 
 // directPoll is how often the direct baseline probes a process it started:
