@@ -13,17 +13,16 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/store/etcdstore/etcdtest"
 )
 
-// TestReplicaCacheFollowsWatch runs two services, as two replicas would, on
-// two clients of one real etcd. Replica B's gate cache holds a running
-// session; replica A terminates it. B's clock stands still, so the cache
-// entry would never expire by age: only the store's watch can make B see
-// the change.
-func TestReplicaCacheFollowsWatch(t *testing.T) {
+// twoReplicas runs two services of workshop "lab" (capacity 3), as two
+// replicas would, on two clients of one real etcd, with one clock that
+// stands still unless the test moves it.
+func twoReplicas(t *testing.T) (a, b *sessions.Service) {
+	t.Helper()
 	srv := etcdtest.Start(t)
 	clk := newClock()
 	open := func() *etcdstore.Store {
 		st, err := etcdstore.Open(context.Background(), etcdstore.Options{Endpoints: srv.Endpoints(),
-			Prefix: "/watch-test/", Now: clk.Now, SweepInterval: -1})
+			Prefix: "/replicas/", Now: clk.Now, SweepInterval: -1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -31,8 +30,16 @@ func TestReplicaCacheFollowsWatch(t *testing.T) {
 		return st
 	}
 	cfg := portal(workshop("lab", 3, 0))
-	a := newService(t, open(), clk, cfg)
-	b := newService(t, open(), clk, cfg)
+	return newService(t, open(), clk, cfg), newService(t, open(), clk, cfg)
+}
+
+// TestReplicaCacheFollowsWatch runs two services, as two replicas would, on
+// two clients of one real etcd. Replica B's gate cache holds a running
+// session; replica A terminates it. B's clock stands still, so the cache
+// entry would never expire by age: only the store's watch can make B see
+// the change.
+func TestReplicaCacheFollowsWatch(t *testing.T) {
+	a, b := twoReplicas(t)
 	ctx := context.Background()
 
 	res := request(t, a, "demo-w01", "alice")
@@ -63,20 +70,7 @@ func TestReplicaCacheFollowsWatch(t *testing.T) {
 // A changes that session, through the store's watch, not only when B's
 // hold runs out.
 func TestReplicaChangedFollowsWatch(t *testing.T) {
-	srv := etcdtest.Start(t)
-	clk := newClock()
-	open := func() *etcdstore.Store {
-		st, err := etcdstore.Open(context.Background(), etcdstore.Options{Endpoints: srv.Endpoints(),
-			Prefix: "/changed-test/", Now: clk.Now, SweepInterval: -1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = st.Close() })
-		return st
-	}
-	cfg := portal(workshop("lab", 3, 0))
-	a := newService(t, open(), clk, cfg)
-	b := newService(t, open(), clk, cfg)
+	a, b := twoReplicas(t)
 	res := request(t, a, "demo-w01", "alice")
 	// The watch delivers the request's own writes to B a moment later:
 	// wait for a quiet spell first.
