@@ -179,7 +179,7 @@ func parseFlags(args []string) (Options, error) {
 	flows := fs.Int("flows", 0, "scaling: request+activate flows measured per size [500]")
 	flowConns := fs.Int("flow-conns", 0, "scaling: concurrent clients for those flows [16]")
 	spawnUsers := fs.Int("spawn-users", 0, "spawn: learners arriving at once, capacity the same, reserved 0 [200]")
-	spawnPython := fs.Bool("spawn-python", false, "spawn: the dashboard is python3 -m http.server (about 100 ms of CPU to start) instead of bench/cmd/benchdash (a few ms)")
+	spawnPython := fs.Bool("spawn-python", false, "spawn: the dashboard is Debian's python3 -m http.server (tens of ms of CPU to start) instead of bench/cmd/benchdash (a few ms)")
 	spawnStarts := fs.Int("spawn-starts", 0, "spawn, pool: the portal's starts (environments started at once), also the direct baseline's bound [8]")
 	poolReserved := fs.Int("pool-reserved", 0, "pool: reserved environments, and learners taking them at once [50]")
 	contSess := fs.String("container-sessions", "", "container: sessions started at once, comma-separated sizes [1,20]")

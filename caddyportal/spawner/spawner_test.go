@@ -132,13 +132,20 @@ func TestProbe(t *testing.T) {
 }
 
 // fake is a Spawner whose Ready answers from a script, to test WaitReady.
+// Past the script it answers "not yet", or with hang set it holds each
+// probe until the deadline cuts it short, as a loaded machine can.
 type fake struct {
 	answers []error
 	timeout time.Duration
+	hang    bool
 }
 
 func (f *fake) Start(context.Context, Spec, func(Progress)) (Env, error) { return Env{}, nil }
-func (f *fake) Ready(context.Context, Env) error {
+func (f *fake) Ready(ctx context.Context, _ Env) error {
+	if len(f.answers) == 0 && f.hang {
+		<-ctx.Done()
+		return ctx.Err()
+	}
 	if len(f.answers) == 0 {
 		return errors.New("not yet")
 	}
@@ -171,24 +178,10 @@ func TestWaitReady(t *testing.T) {
 	}
 }
 
-// slowLast answers its first probe with HTTP 503 and holds every later one
-// until the deadline cuts it short, as a loaded machine can.
-type slowLast struct{ fake }
-
-func (f *slowLast) Ready(ctx context.Context, _ Env) error {
-	if len(f.answers) > 0 {
-		err := f.answers[0]
-		f.answers = f.answers[1:]
-		return err
-	}
-	<-ctx.Done()
-	return ctx.Err()
-}
-
 // A probe cut short by the deadline does not hide why the dashboard was
 // not ready: the timeout names the last probe that got an answer.
 func TestWaitReadyTimeoutKeepsLastAnswer(t *testing.T) {
-	f := &slowLast{fake{answers: []error{errors.New("HTTP 503")}, timeout: 100 * time.Millisecond}}
+	f := &fake{answers: []error{errors.New("HTTP 503")}, timeout: 100 * time.Millisecond, hang: true}
 	var te *TimeoutError
 	if err := WaitReady(context.Background(), f, Env{}, nil); !errors.As(err, &te) || !strings.Contains(err.Error(), "HTTP 503") {
 		t.Fatalf("WaitReady timeout after a cut-short probe = %v", err)
