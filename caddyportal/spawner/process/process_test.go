@@ -772,3 +772,63 @@ func TestSandboxAsUser(t *testing.T) {
 		t.Fatalf("uid inside the sandbox: %d %q", code, body)
 	}
 }
+
+// TestStateFileRewrittenInPlace: the second record of a start overwrites
+// the first in place; a shorter one is padded, and both List and Stop read
+// the record, not a mix of the two.
+func TestStateFileRewrittenInPlace(t *testing.T) {
+	cfg := helperConfig(t, "dashboard", "{host}:{port}")
+	s, _ := newSpawner(t, cfg)
+	long := State{PID: 123456, Start: 987654321, PGID: 123456, Port: 40000, Dir: s.sessionDir("pad-1"), Ready: "/a/long/ready/path",
+		Portal: cfg.Portal, Replica: cfg.Replica}
+	first, err := s.createState("pad-1", long)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.createState("pad-1", long); err == nil {
+		t.Fatal("a second createState overwrote an existing record")
+	}
+	short := State{Port: 40001, Dir: s.sessionDir("pad-1"), Portal: cfg.Portal, Replica: cfg.Replica}
+	second, err := s.updateState("pad-1", first, short)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(s.stateFile("pad-1"))
+	if err != nil || len(raw) != len(first) {
+		t.Fatalf("file is %d bytes (%v), want the first record's %d", len(raw), err, len(first))
+	}
+	envs, err := s.List(context.Background())
+	if err != nil || len(envs) != 1 || !bytes.Equal(envs[0].State, second) {
+		t.Fatalf("List = %+v, %v; want the second record %s", envs, err, second)
+	}
+	if got := stateOf(t, envs[0]); got.Port != 40001 || got.PID != 0 {
+		t.Fatalf("listed state %+v, want the second record", got)
+	}
+	if err := s.Stop(context.Background(), envs[0]); err != nil || exists(s.stateFile("pad-1")) {
+		t.Fatalf("Stop = %v, state file left: %v", err, exists(s.stateFile("pad-1")))
+	}
+}
+
+// TestEmptyStateFileIsCleanedUp: a portal killed between creating a state
+// file and writing it leaves it empty; the next run lists it and Stop
+// removes it with the session's directory.
+func TestEmptyStateFileIsCleanedUp(t *testing.T) {
+	cfg := helperConfig(t, "dashboard", "{host}:{port}")
+	s, _ := newSpawner(t, cfg)
+	if err := os.WriteFile(s.stateFile("torn-1"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(s.sessionDir("torn-1"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	envs, err := s.List(context.Background())
+	if err != nil || len(envs) != 1 || envs[0].Session != "torn-1" {
+		t.Fatalf("List = %+v, %v", envs, err)
+	}
+	if err := s.Stop(context.Background(), envs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if exists(s.stateFile("torn-1")) || exists(s.sessionDir("torn-1")) {
+		t.Fatal("Stop left the empty state file or the directory")
+	}
+}

@@ -1,6 +1,7 @@
 package process
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -71,7 +72,7 @@ func (s *Spawner) Stop(ctx context.Context, env spawner.Env) error {
 	if err := os.RemoveAll(s.sessionDir(session)); err != nil {
 		return fmt.Errorf("process spawner: removing %s: %w", session, err)
 	}
-	for _, f := range []string{s.pipeFile(session), s.stateFile(session), s.stateFile(session) + ".tmp"} {
+	for _, f := range []string{s.pipeFile(session), s.stateFile(session)} {
 		if err := os.Remove(f); err != nil && !os.IsNotExist(err) {
 			return fmt.Errorf("process spawner: removing %s: %w", session, err)
 		}
@@ -223,10 +224,12 @@ func (s *Spawner) List(ctx context.Context) ([]spawner.Env, error) {
 			}
 			return nil, err
 		}
+		b = bytes.TrimSpace(b) // updateState pads a shorter record
 		var st State
 		if err := json.Unmarshal(b, &st); err != nil {
-			// A state file cut short by a crash mid-write cannot be: it is
-			// written by rename. Still, list it so Stop cleans it up.
+			// Empty when the portal died between creating the file and
+			// writing it: nothing was started yet, but list it so Stop
+			// cleans it up.
 			st = State{Portal: s.cfg.Portal, Replica: s.cfg.Replica}
 			b, _ = json.Marshal(st)
 		}
