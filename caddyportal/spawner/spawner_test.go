@@ -98,6 +98,12 @@ func TestProbe(t *testing.T) {
 		// Following it would fail: a 3xx is an answer on its own.
 		http.Redirect(w, r, "http://127.0.0.1:1/", http.StatusFound)
 	})
+	mux.HandleFunc("/early", func(w http.ResponseWriter, r *http.Request) {
+		// An interim answer first: the probe waits for the real one.
+		w.Header().Set("Link", "</style.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		w.WriteHeader(http.StatusServiceUnavailable)
+	})
 	mux.HandleFunc("/missing", http.NotFound)
 	mux.HandleFunc("/broken", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) })
 	hang := make(chan struct{})
@@ -112,7 +118,7 @@ func TestProbe(t *testing.T) {
 	defer close(hang)
 	addr := strings.TrimPrefix(srv.URL, "http://")
 	ctx := context.Background()
-	for path, ok := range map[string]bool{"/ok": true, "ok": true, "/redirect": true, "/missing": false, "/broken": false} {
+	for path, ok := range map[string]bool{"/ok": true, "ok": true, "/redirect": true, "/missing": false, "/broken": false, "/early": false} {
 		if err := Probe(ctx, addr, path); (err == nil) != ok {
 			t.Errorf("Probe %s = %v", path, err)
 		}
@@ -122,6 +128,18 @@ func TestProbe(t *testing.T) {
 	began := time.Now()
 	if err := Probe(short, addr, "/hang"); err == nil || time.Since(began) > ProbeTimeout {
 		t.Fatalf("Probe of a hanging dashboard = %v after %v", err, time.Since(began))
+	}
+	if err := Probe(ctx, addr, "/early"); err == nil || !strings.Contains(err.Error(), "HTTP 503") {
+		t.Errorf("Probe past an interim answer = %v, want the final HTTP 503", err)
+	}
+	// A start given up cancels its probe: a hanging one ends at once.
+	gone, giveUp := context.WithCancel(ctx)
+	time.AfterFunc(100*time.Millisecond, giveUp)
+	began = time.Now()
+	// Without the cancellation reaching the connection, the probe would
+	// last its whole ProbeTimeout.
+	if err := Probe(gone, addr, "/hang"); !errors.Is(err, context.Canceled) || time.Since(began) >= ProbeTimeout {
+		t.Fatalf("Probe cancelled while the dashboard hangs = %v after %v", err, time.Since(began))
 	}
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	closed := l.Addr().String()
