@@ -522,7 +522,7 @@ func (s *Spawner) createState(session string, st State) (json.RawMessage, error)
 	if err != nil {
 		return nil, err
 	}
-	if err := writeAt(s.stateFile(session), os.O_CREATE|os.O_EXCL, b); err != nil {
+	if err := writeStateFile(s.stateFile(session), os.O_CREATE|os.O_EXCL, b); err != nil {
 		return nil, err
 	}
 	return b, nil
@@ -543,15 +543,15 @@ func (s *Spawner) updateState(session string, prev json.RawMessage, st State) (j
 	if len(b) < len(prev) {
 		out = append(append([]byte(nil), b...), bytes.Repeat([]byte(" "), len(prev)-len(b))...)
 	}
-	if err := writeAt(s.stateFile(session), 0, out); err != nil {
+	if err := writeStateFile(s.stateFile(session), 0, out); err != nil {
 		return nil, err
 	}
 	return b, nil
 }
 
-// writeAt writes b at the start of the state file path, opened write-only
+// writeStateFile writes b at the start of the state file path, opened write-only
 // with the extra flags, in one write.
-func writeAt(path string, flags int, b []byte) error {
+func writeStateFile(path string, flags int, b []byte) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|flags, 0o600)
 	if err != nil {
 		return fmt.Errorf("state file: %w", err)
