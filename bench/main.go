@@ -85,6 +85,9 @@ type Options struct {
 	// starts environments at most SpawnStarts at a time (the portal's
 	// `starts`, also used by pool); PoolReserved is pool's `reserved`.
 	SpawnUsers, SpawnStarts, PoolReserved int
+	// PoolRounds is how many times the pool scenario runs its class, each
+	// with a new portal; its goal is judged on the median round.
+	PoolRounds int
 	// SpawnPython makes the spawn scenario's dashboard python3 -m
 	// http.server instead of bench/cmd/benchdash.
 	SpawnPython bool
@@ -137,6 +140,7 @@ func defaultOptions() Options {
 		// about a second of CPU each) from thrashing the machine.
 		SpawnStarts:  8,
 		PoolReserved: 50,
+		PoolRounds:   5,
 		// Issue 15: one learner, and a class of 20.
 		ContainerSessions: []int{1, 20},
 		ContainerRounds:   5,
@@ -158,6 +162,7 @@ func quickOptions() Options {
 	o.ScaleConns = 8
 	o.SpawnUsers = 10
 	o.PoolReserved = 5
+	o.PoolRounds = 2
 	o.ContainerSessions = []int{1}
 	o.ContainerRounds = 1
 	return o
@@ -165,7 +170,7 @@ func quickOptions() Options {
 
 func parseFlags(args []string) (Options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	quick := fs.Bool("quick", false, "smoke-test sizes (storm 50, ws 50, sessions 1000, 1s gate time per proxy kind, spawn 10, pool 5, container 1 once); explicit size flags still apply")
+	quick := fs.Bool("quick", false, "smoke-test sizes (storm 50, ws 50, sessions 1000, 1s gate time per proxy kind, spawn 10, pool 5 twice, container 1 once); explicit size flags still apply")
 	scen := fs.String("scenario", "all", "scenarios to run: all, or a comma-separated list of "+strings.Join(allScenarios, ","))
 	users := fs.Int("users", 0, "storm: users requesting and activating at once (capacity is the same) [1000]")
 	gateConns := fs.Int("conns", 0, "gate: concurrent keep-alive clients [32]")
@@ -182,6 +187,7 @@ func parseFlags(args []string) (Options, error) {
 	spawnPython := fs.Bool("spawn-python", false, "spawn: the dashboard is Debian's python3 -m http.server (tens of ms of CPU to start) instead of bench/cmd/benchdash (a few ms)")
 	spawnStarts := fs.Int("spawn-starts", 0, "spawn, pool: the portal's starts (environments started at once), also the direct baseline's bound [8]")
 	poolReserved := fs.Int("pool-reserved", 0, "pool: reserved environments, and learners taking them at once [50]")
+	poolRounds := fs.Int("pool-rounds", 0, "pool: classes run, each with a new portal; the goal is judged on the median round's p99 [5]")
 	contSess := fs.String("container-sessions", "", "container: sessions started at once, comma-separated sizes [1,20]")
 	contRounds := fs.Int("container-rounds", 0, "container: rounds per size, alternating which of portal and CLI goes first [5]")
 	contNet := fs.String("container-network", "", "container: an existing network every session joins, the CLI's containers too (the spawner's network option; Podman's default network is \"podman\") [each its own namespace, slirp4netns]")
@@ -227,6 +233,7 @@ func parseFlags(args []string) (Options, error) {
 	setPos(&o.SpawnUsers, *spawnUsers)
 	setPos(&o.SpawnStarts, *spawnStarts)
 	setPos(&o.PoolReserved, *poolReserved)
+	setPos(&o.PoolRounds, *poolRounds)
 	o.SpawnPython = *spawnPython
 	setPos(&o.ContainerRounds, *contRounds)
 	setPos(&o.ContainerStarts, *contStarts)

@@ -207,6 +207,15 @@ func fmtDur(d time.Duration) string {
 	}
 }
 
+// fmtDurs formats ds with fmtDur, comma-separated.
+func fmtDurs(ds []time.Duration) string {
+	parts := make([]string, len(ds))
+	for i, d := range ds {
+		parts[i] = fmtDur(d)
+	}
+	return strings.Join(parts, ", ")
+}
+
 func fmtMB(kb int64) string { return fmt.Sprintf("%.1f MB", float64(kb)/1024) }
 
 func fmtRate(n int, d time.Duration) string {
