@@ -25,6 +25,7 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	_ "github.com/caddyportal/caddyportal/caddyportal"
+	"github.com/caddyportal/caddyportal/internal/e2etest/engine"
 )
 
 // The credentials, client and hub of DefaultBody (and of most test portals).
@@ -255,5 +256,9 @@ func Main(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(tmp)
+	if left := engine.Leftovers(); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "the tests left %v in the package directory\n", left)
+		code = max(code, 1)
+	}
 	os.Exit(code)
 }

@@ -1,6 +1,7 @@
 package container_test
 
 import (
+	"fmt"
 	"os"
 	"testing"
 
@@ -12,5 +13,9 @@ func TestMain(m *testing.M) {
 	release := engine.Exclusive(nil)
 	code := m.Run()
 	release()
+	if left := engine.Leftovers(); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "the tests left %v in the package directory\n", left)
+		code = max(code, 1)
+	}
 	os.Exit(code)
 }
