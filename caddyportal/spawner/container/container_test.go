@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"maps"
 	"math/big"
 	"net"
 	"net/http"
@@ -158,8 +159,22 @@ func TestStartServesStopsAndRemovesEverything(t *testing.T) {
 	if st.Container == "" {
 		t.Fatalf("state %+v lacks the container", st)
 	}
-	if ins.Container.HostConfig.NetworkMode != "slirp4netns" && !strings.HasPrefix(string(ins.Container.HostConfig.NetworkMode), "slirp4netns:") {
-		t.Errorf("network mode %q: on Podman a session's container has a network namespace of its own", ins.Container.HostConfig.NetworkMode)
+	// A network of the session's own: on Podman a network namespace with
+	// user-mode networking, on Docker a bridge network made for it (whose
+	// isolation TestSessionsAreIsolated checks on either engine).
+	mode := string(ins.Container.HostConfig.NetworkMode)
+	switch {
+	case s.OnPodman():
+		if mode != "slirp4netns" && !strings.HasPrefix(mode, "slirp4netns:") {
+			t.Errorf("network mode %q: on Podman a session's container has a network namespace of its own", mode)
+		}
+	case st.Network == "":
+		t.Errorf("network mode %q and the state names no network: on Docker a session's container has a bridge network of its own", mode)
+	default:
+		n, err := cli.NetworkInspect(context.Background(), st.Network, client.NetworkInspectOptions{})
+		if err != nil || n.Network.Name != mode || n.Network.Labels[container.LabelSession] != "s1" {
+			t.Errorf("network mode %q, the session's network %+v (%v): on Docker a session's container has a bridge network of its own", mode, n.Network, err)
+		}
 	}
 	if err := s.Stop(context.Background(), env); err != nil {
 		t.Fatal(err)
@@ -172,6 +187,11 @@ func TestStartServesStopsAndRemovesEverything(t *testing.T) {
 	}
 	if _, err := cli.VolumeInspect(context.Background(), volume, client.VolumeInspectOptions{}); err == nil {
 		t.Errorf("the container's anonymous volume %s is still there", volume)
+	}
+	if st.Network != "" {
+		if _, err := cli.NetworkInspect(context.Background(), st.Network, client.NetworkInspectOptions{}); err == nil {
+			t.Errorf("the session's network %s is still there", st.Network)
+		}
 	}
 }
 
@@ -325,6 +345,56 @@ func TestBridgeNetworkPerSession(t *testing.T) {
 	}
 	if _, err := cli.NetworkInspect(context.Background(), st.Network, client.NetworkInspectOptions{}); err == nil {
 		t.Error("the session's network is still there")
+	}
+}
+
+// TestCutShortCreateLeavesNoNetwork: a start cut short while the engine
+// creates the session's network (a reload, Close) still learns the network's
+// ID and removes it. It used to leave it behind under the session's name,
+// and on Docker, which lets two networks share a name, the session's next
+// start then failed: "network ... is ambiguous". A front before the engine
+// holds the create's answer until the start's context is cancelled.
+func TestCutShortCreateLeavesNoNetwork(t *testing.T) {
+	sock := strings.TrimPrefix(engine.Host(t), "unix://")
+	if sock == engine.Host(t) {
+		t.Fatalf("the front needs the engine on a unix socket, not %s", engine.Host(t))
+	}
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) { pr.Out.URL.Scheme, pr.Out.URL.Host = "http", "engine" },
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		}},
+	}
+	created, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/networks/create") {
+			proxy.ServeHTTP(w, r)
+			return
+		}
+		// The engine makes the network; its answer waits.
+		rec := httptest.NewRecorder()
+		proxy.ServeHTTP(rec, r.WithContext(context.WithoutCancel(r.Context())))
+		once.Do(func() { close(created) })
+		<-release
+		maps.Copy(w.Header(), rec.Header())
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(rec.Body.Bytes())
+	}))
+	t.Cleanup(front.Close)
+	s := newSpawner(t, func(c *container.Config) { c.Engine = "tcp://" + strings.TrimPrefix(front.URL, "http://") })
+	s.UseBridges()
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-created
+		cancel()
+		close(release)
+	}()
+	if _, err := s.Start(ctx, spec("cut1"), nil); err == nil {
+		t.Fatal("a start cancelled while its network was created succeeded")
+	}
+	if n, m := engine.Count(t, engine.Client(t), container.LabelSession+"=cut1"); n+m != 0 {
+		t.Fatalf("the cut-short start left %d containers and %d networks", n, m)
 	}
 }
 

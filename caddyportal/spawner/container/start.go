@@ -25,8 +25,9 @@ const (
 	StepCreating = "creating" // the network and container are created
 )
 
-// cleanupTimeout bounds the removal of what a failed start created: the
-// start's own context may be the reason it failed.
+// cleanupTimeout bounds the removal of what a failed start created, and the
+// creation of a session's network: the start's own context may be the reason
+// it failed, and cannot be what ends them.
 const cleanupTimeout = time.Minute
 
 // Start implements spawner.Spawner: it makes sure the image is there, creates
@@ -87,11 +88,21 @@ func (s *Spawner) Start(ctx context.Context, spec spawner.Spec, progress func(sp
 			// bridge networks from each other itself.
 			opts.Options = map[string]string{"isolate": "true"}
 		}
-		res, err := s.cli.NetworkCreate(ctx, netName, opts)
+		// The create runs to its answer even when the start is cut short
+		// meanwhile (a reload, Close): a network the engine made must be
+		// known by its ID to be removed. Docker lets two networks have one
+		// name, and one left behind under the session's name made the next
+		// start of that session fail ("network ... is ambiguous").
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		res, err := s.cli.NetworkCreate(cctx, netName, opts)
+		cancel()
 		if err != nil {
 			return fail(fmt.Errorf("creating the session's network: %w", err))
 		}
 		st.Network = res.ID
+		if err := ctx.Err(); err != nil {
+			return fail(err)
+		}
 	}
 	created, err := s.cli.ContainerCreate(ctx, s.createOptions(spec, st.Name, netName, cmd, env))
 	if err != nil {
