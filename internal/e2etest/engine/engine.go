@@ -110,7 +110,7 @@ func startServiceAt(addr string, up func() bool, env ...string) (string, func(),
 	}
 	// The service writes a file named "oom" into its working directory
 	// when a container is OOM-killed: a directory of its own keeps it out
-	// of the package under test (where it ended up committed twice). One
+	// of the source tree (where it was committed four times). One
 	// shared by every run, since a service started once per test process
 	// ends with it and cannot remove a directory of its own afterwards.
 	dir := filepath.Join(os.TempDir(), "caddyportal-podman-service")
