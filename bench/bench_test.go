@@ -127,3 +127,19 @@ func TestParseFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestFmtRatio(t *testing.T) {
+	for _, c := range []struct {
+		x, goal float64
+		want    string
+	}{
+		{0.7957, 0.8, "0.796×"}, // "0.80×" beside "missed" read as a contradiction
+		{0.8031, 0.8, "0.803×"},
+		{0.87, 0.95, "0.87×"},
+		{1.16, 1.1, "1.16×"},
+	} {
+		if got := fmtRatio(c.x, c.goal); got != c.want {
+			t.Errorf("fmtRatio(%v, %v) = %q, want %q", c.x, c.goal, got, c.want)
+		}
+	}
+}

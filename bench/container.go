@@ -252,7 +252,7 @@ func runContainer(ctx context.Context, o Options, bin, work string, rep *Report,
 		if len(all.toDash) > 0 && len(all.cli) > 0 {
 			r50 := float64(pct(all.toDash, 0.5)) / float64(pct(all.cli, 0.5))
 			r99 := float64(pct(all.toDash, 0.99)) / float64(pct(all.cli, 0.99))
-			rep.goal(label, "create-to-ready portal / CLI, p50 / p99", fmt.Sprintf("%.2f× / %.2f×", r50, r99),
+			rep.goal(label, "create-to-ready portal / CLI, p50 / p99", fmtRatio(r50, goalContainerRatio)+" / "+fmtRatio(r99, goalContainerRatio),
 				fmt.Sprintf("≤ %.1f×", goalContainerRatio), r50 <= goalContainerRatio && r99 <= goalContainerRatio)
 		}
 		if len(ratios) > 0 {

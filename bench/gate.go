@@ -248,15 +248,15 @@ func runGate(ctx context.Context, o Options, bin, work string, rep *Report, logf
 	g, pl, f := med["gated"], med["plain"], med["forward_auth"]
 	if pl.rate > 0 && pl.p99 > 0 {
 		rate := g.rate / pl.rate
-		rep.goal(label, "gated / plain: throughput", fmt.Sprintf("%.2f×", rate),
+		rep.goal(label, "gated / plain: throughput", fmtRatio(rate, goalGatedPlainRate),
 			fmt.Sprintf("≥ %.2f×", goalGatedPlainRate), rate >= goalGatedPlainRate)
 		p99 := float64(g.p99) / float64(pl.p99)
-		rep.goal(label, "gated / plain: p99", fmt.Sprintf("%.2f×", p99),
+		rep.goal(label, "gated / plain: p99", fmtRatio(p99, goalGatedPlainP99),
 			fmt.Sprintf("≤ %.1f×", goalGatedPlainP99), p99 <= goalGatedPlainP99)
 	}
 	if f.rate > 0 {
 		rate := g.rate / f.rate
-		rep.goal(label, "gated / forward_auth: throughput", fmt.Sprintf("%.2f×", rate),
+		rep.goal(label, "gated / forward_auth: throughput", fmtRatio(rate, goalGatedFARate),
 			fmt.Sprintf("≥ %.1f×", goalGatedFARate), rate >= goalGatedFARate)
 	}
 	rep.goal(label, "errors", fmt.Sprint(errs), "0", errs == 0)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"runtime"
@@ -205,6 +206,16 @@ func fmtDur(d time.Duration) string {
 	default:
 		return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond))
 	}
+}
+
+// fmtRatio formats ratio x against its goal with two decimals, or three when
+// two would round it onto the goal: "0.80× — missed" for 0.796 read as a
+// contradiction.
+func fmtRatio(x, goal float64) string {
+	if math.Abs(x-goal) < 0.005 {
+		return fmt.Sprintf("%.3f×", x)
+	}
+	return fmt.Sprintf("%.2f×", x)
 }
 
 // fmtDurs formats ds with fmtDur, comma-separated.

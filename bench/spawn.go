@@ -647,7 +647,7 @@ func runSpawn(ctx context.Context, o Options, bin, work string, rep *Report, log
 		directRate := float64(n) / directWall.Seconds()
 		ratio := portalRate / directRate
 		rep.goal(label, "spawn throughput: portal / direct (same command, same bound)",
-			fmt.Sprintf("%.1f /s / %.1f /s = %.2f×", portalRate, directRate, ratio),
+			fmt.Sprintf("%.1f /s / %.1f /s = %s", portalRate, directRate, fmtRatio(ratio, goalSpawnRatio)),
 			fmt.Sprintf("≥ %.1f×", goalSpawnRatio), ratio >= goalSpawnRatio && errs == 0)
 	}
 	if cpuErr == nil {
