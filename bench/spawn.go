@@ -707,7 +707,8 @@ func runPool(ctx context.Context, o Options, bin, work string, rep *Report, logf
 			return fmt.Errorf("round %d: %w", i+1, err)
 		}
 		all = append(all, r.toDash...)
-		p99s = append(p99s, pct(r.toDash, 0.99))
+		roundP99 := pct(r.toDash, 0.99)
+		p99s = append(p99s, roundP99)
 		fills, walls = append(fills, r.fill), append(walls, r.wall)
 		starting += r.starting
 		errs += r.errs
@@ -716,7 +717,7 @@ func runPool(ctx context.Context, o Options, bin, work string, rep *Report, logf
 			rep.note("pool round %d: first error: %v", i+1, r.first)
 		}
 		logf("pool round %d: %d reserves ready in %s; %d reached, p99 %s, %d errors, %d processes left",
-			i+1, k, fmtDur(r.fill), len(r.toDash), fmtDur(pct(r.toDash, 0.99)), r.errs, r.left)
+			i+1, k, fmtDur(r.fill), len(r.toDash), fmtDur(roundP99), r.errs, r.left)
 	}
 	rep.addErrors(sc, errs)
 	rep.count("pool.reached", len(all))

@@ -95,15 +95,25 @@ func waitState(t *testing.T, svc *sessions.Service, name string, want lifecycle.
 // sessionPage GETs a session's dashboard as the browser holding ck.
 func sessionPage(t *testing.T, srv *httptest.Server, name string, ck *http.Cookie) (int, string) {
 	t.Helper()
+	code, body, err := getSessionPage(srv, name, ck)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code, body
+}
+
+// getSessionPage is sessionPage for goroutines other than the test's, which
+// must not fail the test themselves.
+func getSessionPage(srv *httptest.Server, name string, ck *http.Cookie) (int, string, error) {
 	req, _ := http.NewRequest("GET", srv.URL+routes.SessionPath(name), nil)
 	req.AddCookie(ck)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return 0, "", err
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
+	return resp.StatusCode, string(body), nil
 }
 
 // A browser activated on a session whose environment could not start is
@@ -251,16 +261,11 @@ func TestGateHoldsStartingRequest(t *testing.T) {
 	page := func(srv *httptest.Server, name string, ck *http.Cookie) <-chan answer {
 		got := make(chan answer, 1)
 		go func() {
-			req, _ := http.NewRequest("GET", srv.URL+routes.SessionPath(name), nil)
-			req.AddCookie(ck)
-			res, err := http.DefaultClient.Do(req)
+			code, body, err := getSessionPage(srv, name, ck)
 			if err != nil {
-				got <- answer{0, err.Error()}
-				return
+				body = err.Error()
 			}
-			defer res.Body.Close()
-			body, _ := io.ReadAll(res.Body)
-			got <- answer{res.StatusCode, string(body)}
+			got <- answer{code, body}
 		}()
 		return got
 	}

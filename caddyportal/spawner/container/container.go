@@ -210,11 +210,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Spawner, error) {
 	}
 	s := &Spawner{cfg: cfg, log: log, cli: cli, pulls: map[string]*pull{},
 		port: network.MustParsePort(strconv.Itoa(cfg.Port) + "/tcp")}
-	for _, c := range v.Components {
-		if strings.Contains(strings.ToLower(c.Name), "podman") {
-			s.podman = true
-		}
-	}
+	s.podman = IsPodman(v)
 	s.bridges = !s.podman
 	// A local engine (a socket, or TCP on loopback) shares this machine's
 	// limits; a remote one is reached, and publishes, on its own host.
@@ -361,6 +357,18 @@ func (s *Spawner) labels(spec spawner.Spec) map[string]string {
 		LabelSession:  spec.Session,
 		LabelWorkshop: spec.Workshop,
 	}
+}
+
+// IsPodman reports whether an engine's version answer is Podman's: a
+// session's network of its own is then a network namespace with user-mode
+// networking, and on Docker a bridge network made for it.
+func IsPodman(v client.ServerVersionResult) bool {
+	for _, c := range v.Components {
+		if strings.Contains(strings.ToLower(c.Name), "podman") {
+			return true
+		}
+	}
+	return false
 }
 
 // ownFilter selects what this portal replica created.

@@ -25,6 +25,7 @@ import (
 
 	"github.com/moby/moby/client"
 
+	"github.com/caddyportal/caddyportal/caddyportal/spawner/container"
 	"github.com/caddyportal/caddyportal/internal/gotool"
 )
 
@@ -286,21 +287,15 @@ func readAll(r interface{ Read([]byte) (int, error) }) (string, error) {
 	return b.String(), err
 }
 
-// Podman reports whether the engine c talks to is Podman (as the container
-// spawner decides it): a session's own network is then a network namespace
-// with user-mode networking, and on Docker a bridge network made for it.
+// Podman reports whether the engine c talks to is Podman, as the container
+// spawner decides it (container.IsPodman).
 func Podman(t testing.TB, c *client.Client) bool {
 	t.Helper()
 	v, err := c.ServerVersion(context.Background(), client.ServerVersionOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, comp := range v.Components {
-		if strings.Contains(strings.ToLower(comp.Name), "podman") {
-			return true
-		}
-	}
-	return false
+	return container.IsPodman(v)
 }
 
 // Count returns how many containers and networks carry label (name=value).
