@@ -388,7 +388,7 @@ func (s *Spawner) Start(ctx context.Context, spec spawner.Spec, progress func(sp
 	c.pid, c.start = pid, st.Start
 	c.exited = make(chan struct{})
 	go func() {
-		werr := cmd.Wait()
+		werr := waitExited(cmd)
 		c.mu.Lock()
 		c.waitErr = werr
 		c.mu.Unlock()

@@ -832,3 +832,64 @@ func TestEmptyStateFileIsCleanedUp(t *testing.T) {
 		t.Fatal("Stop left the empty state file or the directory")
 	}
 }
+
+// TestRunningEnvironmentsHoldNoThreads: the spawner learns of its
+// processes' exits from the runtime's poller, not from a thread blocked in
+// wait per environment (which made a class of 200 cost the portal 200
+// threads, and would stop it at Go's limit of 10,000), and still learns at
+// once: a killed environment's exit status is reported.
+func TestRunningEnvironmentsHoldNoThreads(t *testing.T) {
+	s, _ := newSpawner(t, helperConfig(t, "sleeper"))
+	ctx := context.Background()
+	before := threadCount(t)
+	const n = 40
+	var envs []spawner.Env
+	for i := range n {
+		env, err := s.Start(ctx, specFor("idle"+strconv.Itoa(i)), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Stop(context.Background(), env) })
+		envs = append(envs, env)
+	}
+	for _, env := range envs {
+		if err := s.Alive(ctx, env); err != nil {
+			t.Fatalf("%s: %v", env.Session, err)
+		}
+	}
+	// The runtime keeps a few threads of its own (GC, sysmon, idle Ms); a
+	// thread per environment would add n.
+	if grew := threadCount(t) - before; grew >= n/2 {
+		t.Fatalf("%d running environments added %d threads to the portal", n, grew)
+	}
+	if err := syscall.Kill(stateOf(t, envs[0]).PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Alive to report the killed one gone", func() bool { return s.Alive(ctx, envs[0]) != nil })
+	if err := s.Alive(ctx, envs[0]); !errors.Is(err, spawner.ErrGone) || !strings.Contains(err.Error(), "killed") {
+		t.Fatalf("Alive after SIGKILL = %v", err)
+	}
+	if err := s.Alive(ctx, envs[1]); err != nil {
+		t.Fatalf("a neighbour of the killed one: %v", err)
+	}
+}
+
+// threadCount is the number of OS threads of this process.
+func threadCount(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Threads:"); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatal("/proc/self/status has no Threads line")
+	return 0
+}
