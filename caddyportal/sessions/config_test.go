@@ -3,8 +3,12 @@ package sessions_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"testing"
+	"time"
 
+	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
+	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 	"github.com/caddyportal/caddyportal/caddyportal/store"
 )
 
@@ -49,5 +53,40 @@ func TestConfigPassword(t *testing.T) {
 	}
 	if s, err := svc.Get(ctx, a.Session.Name); err != nil || s.ConfigPassword != first.ConfigPassword {
 		t.Fatalf("stored: %v %v", s, err)
+	}
+}
+
+// TestStoppedRecordKeepsNoCredentials: a STOPPED record is kept for the
+// retention period, but without the session's credentials (the config
+// password in clear, the link's seed); the hashes of its activation tokens
+// stay, so the owner's old link still learns the session ended.
+func TestStoppedRecordKeepsNoCredentials(t *testing.T) {
+	svc, st, clk := setup(t, portal(workshop("lab", 2, 0)))
+	ctx := context.Background()
+	r := request(t, svc, "demo-w01", "alice")
+	if _, err := svc.Activate(ctx, r.Session.Name, r.Token); err != nil {
+		t.Fatal(err)
+	}
+	if rec := rawSession(t, st, r.Session.Name); rec.ConfigPassword == "" || rec.LinkSeed == "" || len(rec.TokenHashes) == 0 {
+		t.Fatalf("running record lacks its credentials: %+v", rec)
+	}
+	if _, err := svc.Terminate(ctx, r.Session.Name, ""); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Hour)
+	reconcile(t, svc)
+	rec := rawSession(t, st, r.Session.Name)
+	if rec.State != lifecycle.Stopped {
+		t.Fatalf("stored state %s, want STOPPED", rec.State)
+	}
+	if rec.ConfigPassword != "" || rec.LinkSeed != "" || rec.ClientSecretHash != "" {
+		t.Errorf("STOPPED record keeps credentials: config password %q, link seed %q, client secret hash %q",
+			rec.ConfigPassword, rec.LinkSeed, rec.ClientSecretHash)
+	}
+	if _, err := svc.Activate(ctx, r.Session.Name, r.Token); !errors.Is(err, sessions.ErrSessionEnded) {
+		t.Errorf("the owner's old link: %v, want ErrSessionEnded", err)
+	}
+	if _, err := svc.ConfigPassword(ctx, r.Session.Name); !errors.Is(err, sessions.ErrSessionNotFound) {
+		t.Errorf("config password of a STOPPED session: %v, want ErrSessionNotFound", err)
 	}
 }

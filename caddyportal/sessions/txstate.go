@@ -331,6 +331,13 @@ func (t *txState) finalize(sess *Session, reason string) error {
 	if sess.Reason == "" {
 		sess.Reason = reason
 	}
+	// The record is kept for the retention period (history, the admin
+	// pages), but nothing may use its credentials any more: the config
+	// password (stored in clear), the secret of the session's OAuth
+	// client and the seed of its link go. The hashes of its activation
+	// tokens stay, so the owner's old link still gets the page that says
+	// where the session went.
+	sess.ConfigPassword, sess.ClientSecretHash, sess.LinkSeed = "", "", ""
 	if m, ok := t.live[sess.Environment]; ok {
 		delete(m, sess.Name)
 	}
