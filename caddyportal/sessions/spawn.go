@@ -920,6 +920,28 @@ func (s *Service) listedBy(ctx context.Context, session string) (listing, bool, 
 	return listing{}, false, errs
 }
 
+// stopStrays stops environments no live session holds, maxStops at a
+// time: after an outage that outlasted a class, every environment of it
+// is one, and stopping them one after another held up the portal's start
+// for a minute at a few hundred.
+func (s *Service) stopStrays(ctx context.Context, env string, sp spawner.Spawner, strays []spawner.Env) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, maxStops)
+	for _, stray := range strays {
+		s.log.Info("stopping an environment no live session holds", zap.String("environment", env), zap.String("session", stray.Session))
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := sp.Stop(ctx, stray); err != nil {
+				s.log.Warn("stopping a stray environment", zap.String("session", stray.Session), zap.Error(err))
+			}
+		}()
+	}
+	wg.Wait()
+}
+
 // recoverEnvironments is the reconciliation at start-up, before any start
 // or stop runs: every spawner lists what it finds; environments of live
 // sessions this replica owns that are still alive are adopted, every other
@@ -971,6 +993,7 @@ func (s *Service) recoverEnvironments(ctx context.Context) error {
 			}
 		}
 		lost := s.lostEnvironments(ctx, owned)
+		var strays []spawner.Env
 		for _, env := range listed[e.Name] {
 			if other, ok := envOf[env.Session]; ok && other != e.Name {
 				continue
@@ -982,11 +1005,9 @@ func (s *Service) recoverEnvironments(ctx context.Context) error {
 			if _, gone := lost[env.Session]; sess != nil && sess.Env != nil && sess.Env.Addr == env.Addr && !gone {
 				continue // adopted, another replica's to judge, or its backend cannot tell now
 			}
-			s.log.Info("stopping an environment no live session holds", zap.String("environment", e.Name), zap.String("session", env.Session))
-			if err := sp.Stop(ctx, env); err != nil {
-				s.log.Warn("stopping a stray environment", zap.String("session", env.Session), zap.Error(err))
-			}
+			strays = append(strays, env)
 		}
+		s.stopStrays(ctx, e.Name, sp, strays)
 		err = s.update(ctx, func(t *txState) error {
 			m, err := t.env(e.Name)
 			if err != nil {

@@ -6,6 +6,9 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
+	"time"
 )
 
 // procInfo is what /proc/<pid>/stat says about one process.
@@ -22,7 +25,8 @@ func (p procInfo) dead() bool { return p.state == 'Z' || p.state == 'X' }
 // readStat parses /proc/<pid>/stat. The command name (field 2) may contain
 // spaces and parentheses, so fields are counted from its last ')'.
 func readStat(pid int) (procInfo, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	var buf [512]byte
+	b, err := readProc("/proc/"+strconv.Itoa(pid)+"/stat", buf[:0])
 	if err != nil {
 		return procInfo{}, err
 	}
@@ -69,19 +73,48 @@ func pids() ([]int, error) {
 }
 
 // markerOf returns the value of the marker variable in the environment pid
-// started with, or "" (no marker, process gone, or not readable by us).
-func markerOf(pid int) string {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+// started with, or "" (no marker, process gone, or not readable by us),
+// reading it into buf; it returns buf, grown, for the next call.
+func markerOf(pid int, buf []byte) (string, []byte) {
+	b, err := readProc("/proc/"+strconv.Itoa(pid)+"/environ", buf[:0])
 	if err != nil {
-		return ""
+		return "", b
 	}
 	key := []byte(markerVar + "=")
-	for _, kv := range bytes.Split(b, []byte{0}) {
+	for kv := range bytes.SplitSeq(b, []byte{0}) {
 		if bytes.HasPrefix(kv, key) {
-			return string(kv[len(key):])
+			return string(kv[len(key):]), b
 		}
 	}
-	return ""
+	return "", b
+}
+
+// readProc appends the content of a /proc file to buf. It calls the
+// system directly: os.ReadFile would also stat the file and try to add it
+// to the runtime's poller, tripling the system calls of a pass over /proc,
+// which makes two such calls per process on the machine.
+func readProc(path string, buf []byte) ([]byte, error) {
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return buf, err
+	}
+	defer syscall.Close(fd)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := syscall.Read(fd, buf[len(buf):cap(buf)])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return buf, err
+		}
+		if n == 0 {
+			return buf, nil
+		}
+		buf = buf[:len(buf)+n]
+	}
 }
 
 // scanned is one live process of interest found in /proc.
@@ -90,15 +123,16 @@ type scanned struct {
 	marker string
 }
 
-// scan returns every live (not zombie) process whose marker starts with
-// prefix, or whose process group or session is in groups.
-func scan(prefix string, groups map[int]bool) ([]scanned, error) {
+// scanAll returns every live (not zombie) process but this one, with its
+// marker.
+func scanAll() ([]scanned, error) {
 	list, err := pids()
 	if err != nil {
 		return nil, err
 	}
 	self := os.Getpid()
-	var out []scanned
+	out := make([]scanned, 0, len(list))
+	env := make([]byte, 0, 8<<10) // reused: environments are up to a few hundred KB
 	for _, pid := range list {
 		if pid == self {
 			continue
@@ -107,12 +141,75 @@ func scan(prefix string, groups map[int]bool) ([]scanned, error) {
 		if err != nil || p.dead() {
 			continue
 		}
-		m := markerOf(pid)
-		if (m != "" && strings.HasPrefix(m, prefix)) || groups[p.pgid] || groups[p.sid] {
-			out = append(out, scanned{procInfo: p, marker: m})
-		}
+		var m string
+		m, env = markerOf(pid, env)
+		out = append(out, scanned{procInfo: p, marker: m})
 	}
 	return out, nil
+}
+
+// procScans shares passes over /proc between concurrent callers. A pass
+// reads the environment of every process on the machine, and each stop
+// needs one to find its environment's processes and one to confirm none
+// is left, so a class of N environments ending together cost 2N passes
+// over N processes. One pass runs at a time; callers that need a pass
+// while one is under way share the next.
+type procScans struct {
+	mu      sync.Mutex
+	running bool
+	last    *procScan // the newest pass begun
+	next    *procScan // the pass that begins when the running one ends
+}
+
+// procScan is one pass over /proc.
+type procScan struct {
+	begun time.Time // before /proc was listed
+	done  chan struct{}
+	procs []scanned // read-only once done is closed
+	err   error
+}
+
+// since returns the processes of a pass that listed /proc no earlier than
+// t: every process alive at t and still alive when the pass listed /proc
+// is in it. The slice is shared: callers must not modify it.
+func (ps *procScans) since(t time.Time) ([]scanned, error) {
+	ps.mu.Lock()
+	p := ps.last
+	switch {
+	case p != nil && !p.begun.Before(t):
+	case !ps.running:
+		p = &procScan{begun: time.Now(), done: make(chan struct{})}
+		ps.last, ps.running = p, true
+		ps.mu.Unlock()
+		ps.run(p)
+		return p.procs, p.err
+	default:
+		// The pass under way began too early: wait for the next one.
+		if ps.next == nil {
+			ps.next = &procScan{done: make(chan struct{})}
+		}
+		p = ps.next
+	}
+	ps.mu.Unlock()
+	<-p.done
+	return p.procs, p.err
+}
+
+// run makes pass p, then begins the pass callers queued for meanwhile.
+func (ps *procScans) run(p *procScan) {
+	p.procs, p.err = scanAll()
+	close(p.done)
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	n := ps.next
+	if n == nil {
+		ps.running = false
+		return
+	}
+	ps.next = nil
+	n.begun = time.Now()
+	ps.last = n
+	go ps.run(n)
 }
 
 // listeners returns the socket inodes listening on TCP port (any address,

@@ -120,6 +120,8 @@ type Spawner struct {
 	cred     *syscall.Credential
 	bwrap    string
 
+	scans procScans // passes over /proc, shared by concurrent stops
+
 	mu       sync.Mutex
 	ports    map[int]string    // ports handed out, so two starts never get the same one
 	children map[string]*child // environments started (or whose output is read) by this value

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -33,7 +34,7 @@ var testPortal = "testportal" + strconv.Itoa(os.Getpid())
 // waitFor bounds every poll: generous for a loaded machine, never a fixed sleep.
 const waitFor = 20 * time.Second
 
-func selfPath(t *testing.T) string {
+func selfPath(t testing.TB) string {
 	t.Helper()
 	p, err := os.Executable()
 	if err != nil {
@@ -51,7 +52,7 @@ func specFor(session string) spawner.Spec {
 }
 
 // helperConfig runs the test binary as the dashboard with args after the mode.
-func helperConfig(t *testing.T, args ...string) Config {
+func helperConfig(t testing.TB, args ...string) Config {
 	t.Helper()
 	return Config{
 		Command:      append([]string{selfPath(t)}, args...),
@@ -64,7 +65,7 @@ func helperConfig(t *testing.T, args ...string) Config {
 	}
 }
 
-func newSpawner(t *testing.T, cfg Config) (*Spawner, *observer.ObservedLogs) {
+func newSpawner(t testing.TB, cfg Config) (*Spawner, *observer.ObservedLogs) {
 	t.Helper()
 	core, logs := observer.New(zap.DebugLevel)
 	s, err := New(cfg, zap.New(core))
@@ -892,4 +893,69 @@ func threadCount(t *testing.T) int {
 	}
 	t.Fatal("/proc/self/status has no Threads line")
 	return 0
+}
+
+// TestSharedScansSeeProcessesStartedBefore: concurrent callers share
+// passes over /proc, but each gets a pass that listed /proc after it
+// asked, so a process started just before the call is always in it.
+func TestSharedScansSeeProcessesStartedBefore(t *testing.T) {
+	var ps procScans
+	const callers = 16
+	errs := make(chan error, callers)
+	for range callers {
+		go func() {
+			cmd := exec.Command(selfPath(t), "sleeper")
+			cmd.Env = []string{helperVar + "=1"}
+			if err := cmd.Start(); err != nil {
+				errs <- err
+				return
+			}
+			defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+			procs, err := ps.since(time.Now())
+			if err != nil {
+				errs <- err
+				return
+			}
+			for _, p := range procs {
+				if p.pid == cmd.Process.Pid {
+					errs <- nil
+					return
+				}
+			}
+			errs <- fmt.Errorf("a pass asked for after starting pid %d does not list it (%d processes)", cmd.Process.Pid, len(procs))
+		}()
+	}
+	for range callers {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// TestMarkerFoundInALargeEnvironment: the marker is read from the whole
+// environment of a process, however long, wherever it stands.
+func TestMarkerFoundInALargeEnvironment(t *testing.T) {
+	cmd := exec.Command(selfPath(t), "sleeper")
+	cmd.Env = []string{helperVar + "=1"}
+	for i := range 3 { // 300 KB; one variable may hold at most 128 KB
+		cmd.Env = append(cmd.Env, "FILLER"+strconv.Itoa(i)+"="+strings.Repeat("x", 100<<10))
+	}
+	cmd.Env = append(cmd.Env, markerVar+"=portal/r1/big-env")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	// The kernel fills /proc/<pid>/environ in at the end of the exec,
+	// a moment after Start returns.
+	var m string
+	eventually(t, "the marker to be read", func() bool {
+		m, _ = markerOf(cmd.Process.Pid, nil)
+		return m != ""
+	})
+	if m != "portal/r1/big-env" {
+		t.Fatalf("marker %q", m)
+	}
+	if m, _ := markerOf(os.Getpid(), make([]byte, 0, 4)); m != "" {
+		t.Fatalf("marker of the test itself %q", m)
+	}
 }

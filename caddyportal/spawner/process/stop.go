@@ -163,31 +163,27 @@ func stillAlive(list []scanned) []scanned {
 	return out
 }
 
-// victims scans /proc for the environment's live processes, widening groups
-// with the groups and sessions of marked processes.
+// victims returns the environment's live processes from a pass over /proc
+// that began after this call: those with its marker, and those in groups
+// or in the group or session of one with its marker (groups grows by
+// those).
 func (s *Spawner) victims(marker string, groups map[int]bool) ([]scanned, error) {
-	procs, err := scan(marker, groups)
+	procs, err := s.scans.since(time.Now())
 	if err != nil {
 		return nil, err
 	}
-	out := procs[:0]
-	grew := false
 	for _, p := range procs {
-		// scan matched by prefix; "<portal>/<replica>/s-1" must not take
-		// "<portal>/<replica>/s-10" with it.
 		if p.marker == marker {
-			for _, g := range []int{p.pgid, p.sid} {
-				if !groups[g] {
-					groups[g], grew = true, true
-				}
-			}
-		} else if !groups[p.pgid] && !groups[p.sid] {
-			continue
+			groups[p.pgid], groups[p.sid] = true, true
 		}
-		out = append(out, p)
 	}
-	if grew {
-		return s.victims(marker, groups)
+	var out []scanned
+	for _, p := range procs {
+		// An exact match: "<portal>/<replica>/s-1" must not take
+		// "<portal>/<replica>/s-10" with it.
+		if p.marker == marker || groups[p.pgid] || groups[p.sid] {
+			out = append(out, p)
+		}
 	}
 	return out, nil
 }
@@ -244,13 +240,13 @@ func (s *Spawner) List(ctx context.Context) ([]spawner.Env, error) {
 		out = append(out, env)
 	}
 	prefix := s.cfg.Portal + "/" + s.cfg.Replica + "/"
-	procs, err := scan(prefix, nil)
+	procs, err := s.scans.since(time.Now())
 	if err != nil {
 		return nil, err
 	}
 	for _, p := range procs {
-		session := strings.TrimPrefix(p.marker, prefix)
-		if seen[session] || !sessionName.MatchString(session) {
+		session, ours := strings.CutPrefix(p.marker, prefix)
+		if !ours || seen[session] || !sessionName.MatchString(session) {
 			continue
 		}
 		seen[session] = true
