@@ -64,7 +64,7 @@ func TestQuick(t *testing.T) {
 			t.Errorf("%s = %d, want %d", key, got, want)
 		}
 	}
-	for _, key := range []string{"gate.gated", "gate.plain", "gate.forward_auth"} {
+	for _, key := range []string{"gate.gated", "gate.plain", "gate.plain_headers", "gate.forward_auth"} {
 		if rep.Count(key) == 0 {
 			t.Errorf("%s: no requests were served", key)
 		}

@@ -100,8 +100,12 @@ func runGate(ctx context.Context, o Options, bin, work string, rep *Report, logf
 	if err != nil {
 		return err
 	}
+	headersPort, err := freePort()
+	if err != nil {
+		return err
+	}
 	extra := fmt.Sprintf("\nhttp://127.0.0.1:%d {\n\tbind 127.0.0.1\n\treverse_proxy %s\n}\n", plainPort, dash.Addrs[0]) +
-		forwardAuthSite(faPort, auth.Addr, dash.Addrs[0])
+		headersSite(headersPort, dash.Addrs[0]) + forwardAuthSite(faPort, auth.Addr, dash.Addrs[0])
 	spec := portalSpec{
 		Data: filepath.Join(work, "badger"), Maximum: 1, Capacity: 1, Upstreams: dash.Addrs, Extra: extra, Env: o.PortalEnv,
 	}
@@ -134,9 +138,14 @@ func runGate(ctx context.Context, o Options, bin, work string, rep *Report, logf
 	now := time.Now()
 	gated := &gateVariant{key: "gated", title: "gated", url: p.Base + "/workshops/session/" + name + "/", cookie: cookie}
 	plain := &gateVariant{key: "plain", title: "plain reverse_proxy", url: fmt.Sprintf("http://127.0.0.1:%d/", plainPort)}
+	// Not a goal's peer: the cost of what the gate's contract adds to
+	// every request (the learner's cookie, three identity headers) apart
+	// from the gate's own work.
+	headers := &gateVariant{key: "plain_headers", title: "plain reverse_proxy with the gate's cookie and headers",
+		url: fmt.Sprintf("http://127.0.0.1:%d/", headersPort), cookie: cookie}
 	fa := &gateVariant{key: "forward_auth", title: "forward_auth (HMAC cookie)", url: fmt.Sprintf("http://127.0.0.1:%d/", faPort),
 		cookie: authCookie + "=" + auth.sign(faSession, now.Add(time.Hour))}
-	variants := []*gateVariant{gated, plain, fa}
+	variants := []*gateVariant{gated, plain, headers, fa}
 	for _, v := range variants {
 		// One client per variant: each keeps its own warm connections
 		// instead of evicting the others' between rounds.
@@ -254,6 +263,10 @@ func runGate(ctx context.Context, o Options, bin, work string, rep *Report, logf
 		rep.goal(label, "gated / plain: p99", fmtRatio(p99, goalGatedPlainP99),
 			fmt.Sprintf("≤ %.1f×", goalGatedPlainP99), p99 <= goalGatedPlainP99)
 	}
+	if h := med["plain_headers"]; h.rate > 0 && pl.rate > 0 {
+		rep.metric(label, "plain with the gate's cookie and headers / plain; gated / plain with them: throughput",
+			fmt.Sprintf("%.2f×; %.2f×", h.rate/pl.rate, g.rate/h.rate))
+	}
 	if f.rate > 0 {
 		rate := g.rate / f.rate
 		rep.goal(label, "gated / forward_auth: throughput", fmtRatio(rate, goalGatedFARate),
@@ -262,6 +275,20 @@ func runGate(ctx context.Context, o Options, bin, work string, rep *Report, logf
 	rep.goal(label, "errors", fmt.Sprint(errs), "0", errs == 0)
 	logf("gate: median gated %.0f req/s, plain %.0f req/s, forward_auth %.0f req/s", g.rate, pl.rate, f.rate)
 	return nil
+}
+
+// headersSite is a plain reverse_proxy site on port that sets the three
+// headers the gate sets (values of the length the gate's would have).
+func headersSite(port int, upstream string) string {
+	return fmt.Sprintf(`
+http://127.0.0.1:%d {
+	bind 127.0.0.1
+	request_header X-Portal-Session bench-w01-s001
+	request_header X-Portal-User gate-user
+	request_header X-Forwarded-Prefix /workshops/session/bench-w01-s001
+	reverse_proxy %s
+}
+`, port, upstream)
 }
 
 // tamper changes one character in the middle of a "name=value" cookie's
