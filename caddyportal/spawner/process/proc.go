@@ -117,7 +117,7 @@ func readProc(path string, buf []byte) ([]byte, error) {
 	}
 }
 
-// scanned is one live process of interest found in /proc.
+// scanned is one live process found in /proc, with its marker ("" for none).
 type scanned struct {
 	procInfo
 	marker string
