@@ -15,8 +15,8 @@ import (
 // 209 threads, each created during the start it slowed), and Go aborts the
 // whole program at 10,000 threads. A pidfd becomes readable when its
 // process exits, and the runtime's poller waits for that on threads it
-// already has. Where pidfds are missing (Linux before 5.4, a seccomp
-// filter) cmd.Wait waits as before.
+// already has. Where that is missing (non-blocking pidfds came with Linux
+// 5.10; a seccomp filter may refuse them) cmd.Wait waits as before.
 func waitExited(cmd *exec.Cmd) error {
 	if fd, err := unix.PidfdOpen(cmd.Process.Pid, unix.PIDFD_NONBLOCK); err == nil {
 		// Non-blocking, so os.NewFile registers it with the poller.
