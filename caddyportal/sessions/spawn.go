@@ -925,18 +925,26 @@ func (s *Service) listedBy(ctx context.Context, session string) (listing, bool, 
 // is one, and stopping them one after another held up the portal's start
 // for a minute at a few hundred.
 func (s *Service) stopStrays(ctx context.Context, env string, sp spawner.Spawner, strays []spawner.Env) {
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, maxStops)
-	for _, stray := range strays {
+	eachAtMost(maxStops, strays, func(stray spawner.Env) {
 		s.log.Info("stopping an environment no live session holds", zap.String("environment", env), zap.String("session", stray.Session))
+		if err := sp.Stop(ctx, stray); err != nil {
+			s.log.Warn("stopping a stray environment", zap.String("session", stray.Session), zap.Error(err))
+		}
+	})
+}
+
+// eachAtMost calls fn for every item, at most limit at a time, and
+// returns when all calls have returned.
+func eachAtMost[T any](limit int, items []T, fn func(T)) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, limit)
+	for _, it := range items {
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if err := sp.Stop(ctx, stray); err != nil {
-				s.log.Warn("stopping a stray environment", zap.String("session", stray.Session), zap.Error(err))
-			}
+			fn(it)
 		}()
 	}
 	wg.Wait()
@@ -1071,31 +1079,22 @@ func (s *Service) lostEnvironments(ctx context.Context, list []*Session) map[str
 	defer cancel()
 	lost := map[string]string{}
 	var mu sync.Mutex
-	var wg sync.WaitGroup
 	var unsure []error
-	sem := make(chan struct{}, maxAliveChecks)
-	for _, sess := range list {
+	eachAtMost(maxAliveChecks, list, func(sess *Session) {
 		sp := s.spawnerOf(s.byEnv[sess.Environment])
 		if sp == nil || sess.Env == nil {
-			continue
+			return
 		}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			err := askAlive(ctx, sp, *sess.Env)
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case errors.Is(err, spawner.ErrGone):
-				lost[sess.Name] = err.Error()
-			case err != nil:
-				unsure = append(unsure, err)
-			}
-		}()
-	}
-	wg.Wait()
+		err := askAlive(ctx, sp, *sess.Env)
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case errors.Is(err, spawner.ErrGone):
+			lost[sess.Name] = err.Error()
+		case err != nil:
+			unsure = append(unsure, err)
+		}
+	})
 	if len(unsure) > 0 && ctx.Err() == nil {
 		// One line per pass, not one per session: an unreachable backend
 		// answers the same for all of them.
