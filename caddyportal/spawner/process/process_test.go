@@ -900,11 +900,12 @@ func threadCount(t *testing.T) int {
 // asked, so a process started just before the call is always in it.
 func TestSharedScansSeeProcessesStartedBefore(t *testing.T) {
 	var ps procScans
+	self := selfPath(t)
 	const callers = 16
 	errs := make(chan error, callers)
 	for range callers {
 		go func() {
-			cmd := exec.Command(selfPath(t), "sleeper")
+			cmd := exec.Command(self, "sleeper")
 			cmd.Env = []string{helperVar + "=1"}
 			if err := cmd.Start(); err != nil {
 				errs <- err
