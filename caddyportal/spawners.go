@@ -71,6 +71,10 @@ type ProcessSpawner struct {
 	// environment reaches it; default: the portal's url.
 	PortalLogin bool   `json:"portal_login,omitempty"`
 	PortalAPI   string `json:"portal_api,omitempty"`
+
+	// started are the spawners made for this config, closed at Cleanup;
+	// Caddy calls Spawner and Cleanup from one goroutine.
+	started []*process.Spawner
 }
 
 // CaddyModule returns the Caddy module information.
@@ -117,7 +121,22 @@ func (p *ProcessSpawner) Spawner(id spawner.Identity, log *zap.Logger) (spawner.
 	for _, k := range sortedKeys(p.Env) {
 		cfg.Env = append(cfg.Env, process.EnvVar{Name: k, Value: p.Env[k]})
 	}
-	return process.New(cfg, log)
+	s, err := process.New(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	p.started = append(p.started, s)
+	return s, nil
+}
+
+// Cleanup releases what the spawners keep open. The environments keep
+// running: a config reload or the next start of the portal adopts them.
+func (p *ProcessSpawner) Cleanup() error {
+	for _, s := range p.started {
+		s.Close()
+	}
+	p.started = nil
+	return nil
 }
 
 // UnmarshalCaddyfile sets up the process spawner from Caddyfile tokens.
@@ -308,6 +327,7 @@ func sortedKeys(m map[string]string) []string {
 // Interface guards.
 var (
 	_ caddy.Validator       = (*ProcessSpawner)(nil)
+	_ caddy.CleanerUpper    = (*ProcessSpawner)(nil)
 	_ caddyfile.Unmarshaler = (*ProcessSpawner)(nil)
 	_ spawner.Module        = (*ProcessSpawner)(nil)
 )

@@ -120,7 +120,9 @@ type Spawner struct {
 	cred     *syscall.Credential
 	bwrap    string
 
-	scans procScans // passes over /proc, shared by concurrent stops
+	scans  procScans // passes over /proc, shared by concurrent stops
+	diag   diagConn  // which socket answers on an environment's port
+	bindIP net.IP    // the address dialled for BindHost; nil when it is a name
 
 	mu       sync.Mutex
 	ports    map[int]string    // ports handed out, so two starts never get the same one
@@ -213,6 +215,7 @@ func New(cfg Config, log *zap.Logger) (*Spawner, error) {
 		stateDir: filepath.Join(cfg.Dir, stateDirName),
 		ports:    map[int]string{},
 		children: map[string]*child{},
+		bindIP:   dialedIP(cfg.BindHost),
 	}
 	switch cfg.Sandbox {
 	case "":
@@ -652,7 +655,11 @@ func (s *Spawner) ownChild(session string, pid int, start uint64) chan struct{} 
 // Only a process that is provably gone is reported gone: /proc that cannot
 // be read for another reason means it cannot tell.
 func (s *Spawner) Alive(ctx context.Context, env spawner.Env) error {
-	st := s.parseState(env)
+	return s.alive(ctx, env, s.parseState(env))
+}
+
+// alive is Alive with env's state already parsed.
+func (s *Spawner) alive(ctx context.Context, env spawner.Env, st State) error {
 	if st.PID <= 0 || st.Start == 0 {
 		return spawner.Gone("no dashboard process is recorded for this environment")
 	}
@@ -724,12 +731,18 @@ func (s *Spawner) exitReason(ctx context.Context, session string) string {
 // is shared) could have bound it first, and the learner must never be sent
 // to someone else's server.
 func (s *Spawner) Ready(ctx context.Context, env spawner.Env) error {
-	if err := s.Alive(ctx, env); errors.Is(err, spawner.ErrGone) {
+	st := s.parseState(env)
+	if err := s.alive(ctx, env, st); errors.Is(err, spawner.ErrGone) {
 		return s.goneError(env.Session)
 	} else if err != nil {
 		return err
 	}
-	st := s.parseState(env)
+	// While the dashboard starts, nothing listens on its port, and that is
+	// most probes' answer during a class start: asking the kernel costs a
+	// tenth of the connect that would be refused.
+	if inode, err := s.diag.listenerAt(s.bindIP, st.Port); err == nil && inode == 0 {
+		return fmt.Errorf("nothing listens on %s", env.Addr)
+	}
 	if err := spawner.Probe(ctx, env.Addr, st.Ready); err != nil {
 		return err
 	}
@@ -756,9 +769,11 @@ func (s *Spawner) Ready(ctx context.Context, env spawner.Env) error {
 }
 
 // verifyListener checks that a process of the environment holds the socket
-// listening on its port.
+// that answers on its address: the one a connection to BindHost and its
+// port reaches, or, when BindHost is a name, any socket listening on the
+// port.
 func (s *Spawner) verifyListener(session string, st State) error {
-	inodes := listeners(st.Port)
+	inodes := s.answering(st.Port)
 	if len(inodes) == 0 {
 		return fmt.Errorf("port %d answered but has no listening socket in this network namespace", st.Port)
 	}
@@ -780,6 +795,25 @@ func (s *Spawner) verifyListener(session string, st State) error {
 	}
 	return fmt.Errorf("port %d is served by a process outside this environment", st.Port)
 }
+
+// answering returns the inodes of the sockets that may have answered on
+// port: exactly the one the kernel hands a connection to BindHost:port,
+// or, where it cannot say (BindHost is a name, no sock_diag), every socket
+// listening on the port.
+func (s *Spawner) answering(port int) map[string]bool {
+	inode, err := s.diag.listenerAt(s.bindIP, port)
+	if err != nil {
+		return listeners(port)
+	}
+	if inode == 0 {
+		return nil
+	}
+	return map[string]bool{strconv.FormatUint(uint64(inode), 10): true}
+}
+
+// Close releases what the Spawner keeps open between calls. Environments
+// keep running: a later Spawner of the same portal adopts them.
+func (s *Spawner) Close() { s.diag.Close() }
 
 func (s *Spawner) goneError(session string) error {
 	s.mu.Lock()

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -496,7 +497,7 @@ func TestFailingStartsAreClear(t *testing.T) {
 		defer s.Stop(ctx, env)
 		err = spawner.WaitReady(ctx, s, env, nil)
 		var te *spawner.TimeoutError
-		if !errors.As(err, &te) || !strings.Contains(err.Error(), "connection refused") {
+		if !errors.As(err, &te) || !strings.Contains(err.Error(), "nothing listens on "+env.Addr) {
 			t.Fatalf("WaitReady = %v", err)
 		}
 	})
@@ -717,6 +718,50 @@ func TestReadyRefusesAForeignListener(t *testing.T) {
 	}
 	if err := squatter.Ready(ctx, other); err != nil {
 		t.Fatalf("Ready of the real owner = %v", err)
+	}
+}
+
+// TestReadyRefusesASquatterOnTheBindAddress: the environment listens on its
+// port, but on another address than the one the gate dials ([::1] where
+// the bind host is 127.0.0.1), and someone else listens on that one: the
+// connection reaches the stranger, so the environment is not ready, though
+// it does own a listener on the port.
+func TestReadyRefusesASquatterOnTheBindAddress(t *testing.T) {
+	if l, err := net.Listen("tcp6", "[::1]:0"); err != nil {
+		t.Fatalf("this test needs IPv6 loopback: %v", err)
+	} else {
+		l.Close()
+	}
+	ctx := context.Background()
+	s, _ := newSpawner(t, helperConfig(t, "dashboard", "[::1]:{port}"))
+	env, err := s.Start(ctx, specFor("squat-c"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop(ctx, env)
+	port := stateOf(t, env).Port
+	squatter, err := net.Listen("tcp4", env.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer squatter.Close()
+	go http.Serve(squatter, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "not yours") }))
+	// Wait until the environment's own listener is up, so its presence on
+	// the port cannot be what makes Ready refuse.
+	own := net.JoinHostPort("::1", strconv.Itoa(port))
+	for {
+		c, err := net.Dial("tcp6", own)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if err := s.Alive(ctx, env); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := s.Ready(ctx, env); err == nil || !strings.Contains(err.Error(), "outside this environment") {
+		t.Fatalf("Ready with a stranger answering on %s = %v", env.Addr, err)
 	}
 }
 
