@@ -589,7 +589,10 @@ func (s *Spawner) parseState(env spawner.Env) State {
 // SIGPIPE.
 func (s *Spawner) openPipe(session string) (out, in *os.File, err error) {
 	p := s.pipeFile(session)
-	os.Remove(p)
+	// None should be left (Stop removes the pipe before the state file,
+	// whose absence Start checked); unlink, not os.Remove, which also tries
+	// rmdir: two failing calls per start.
+	_ = syscall.Unlink(p)
 	if err := syscall.Mkfifo(p, 0o600); err != nil {
 		return nil, nil, fmt.Errorf("output pipe: %w", err)
 	}
