@@ -139,6 +139,8 @@ type child struct {
 	mu       sync.Mutex
 	last     []string // the last lines of output, for error messages
 	verified uint64   // the start time of the process whose listener was verified
+	raw      []byte   // the state last parsed for Ready, and what it said
+	parsed   State
 }
 
 var (
@@ -734,7 +736,10 @@ func (s *Spawner) exitReason(ctx context.Context, session string) string {
 // is shared) could have bound it first, and the learner must never be sent
 // to someone else's server.
 func (s *Spawner) Ready(ctx context.Context, env spawner.Env) error {
-	st := s.parseState(env)
+	s.mu.Lock()
+	c := s.children[env.Session]
+	s.mu.Unlock()
+	st := s.readyState(c, env)
 	if err := s.alive(ctx, env, st); errors.Is(err, spawner.ErrGone) {
 		return s.goneError(env.Session)
 	} else if err != nil {
@@ -749,9 +754,6 @@ func (s *Spawner) Ready(ctx context.Context, env spawner.Env) error {
 	if err := spawner.Probe(ctx, env.Addr, st.Ready); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	c := s.children[env.Session]
-	s.mu.Unlock()
 	if c != nil {
 		c.mu.Lock()
 		verified := c.verified == st.Start
@@ -769,6 +771,20 @@ func (s *Spawner) Ready(ctx context.Context, env spawner.Env) error {
 		c.mu.Unlock()
 	}
 	return nil
+}
+
+// readyState is parseState, remembered for an environment this Spawner
+// knows: a start probes the same state every few milliseconds.
+func (s *Spawner) readyState(c *child, env spawner.Env) State {
+	if c == nil {
+		return s.parseState(env)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.raw == nil || !bytes.Equal(c.raw, env.State) {
+		c.parsed, c.raw = s.parseState(env), bytes.Clone(env.State)
+	}
+	return c.parsed
 }
 
 // verifyListener checks that a process of the environment holds the socket
