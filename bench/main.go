@@ -87,7 +87,9 @@ type Options struct {
 	SpawnUsers, SpawnStarts, PoolReserved int
 	// PoolRounds is how many times the pool scenario runs its class, each
 	// with a new portal; its goal is judged on the median round.
-	PoolRounds int
+	// SpawnRounds is the same for the spawn scenario, each round with the
+	// direct starts it is compared with.
+	PoolRounds, SpawnRounds int
 	// SpawnPython makes the spawn scenario's dashboard python3 -m
 	// http.server instead of bench/cmd/benchdash.
 	SpawnPython bool
@@ -141,6 +143,7 @@ func defaultOptions() Options {
 		SpawnStarts:  8,
 		PoolReserved: 50,
 		PoolRounds:   5,
+		SpawnRounds:  3,
 		// Issue 15: one learner, and a class of 20.
 		ContainerSessions: []int{1, 20},
 		ContainerRounds:   5,
@@ -163,6 +166,7 @@ func quickOptions() Options {
 	o.SpawnUsers = 10
 	o.PoolReserved = 5
 	o.PoolRounds = 2
+	o.SpawnRounds = 2
 	o.ContainerSessions = []int{1}
 	o.ContainerRounds = 1
 	return o
@@ -170,7 +174,7 @@ func quickOptions() Options {
 
 func parseFlags(args []string) (Options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	quick := fs.Bool("quick", false, "smoke-test sizes (storm 50, ws 50, sessions 1000, 1s gate time per proxy kind, spawn 10, pool 5 twice, container 1 once); explicit size flags still apply")
+	quick := fs.Bool("quick", false, "smoke-test sizes (storm 50, ws 50, sessions 1000, 1s gate time per proxy kind, spawn 10 twice, pool 5 twice, container 1 once); explicit size flags still apply")
 	scen := fs.String("scenario", "all", "scenarios to run: all, or a comma-separated list of "+strings.Join(allScenarios, ","))
 	users := fs.Int("users", 0, "storm: users requesting and activating at once (capacity is the same) [1000]")
 	gateConns := fs.Int("conns", 0, "gate: concurrent keep-alive clients [32]")
@@ -185,6 +189,7 @@ func parseFlags(args []string) (Options, error) {
 	flowConns := fs.Int("flow-conns", 0, "scaling: concurrent clients for those flows [16]")
 	spawnUsers := fs.Int("spawn-users", 0, "spawn: learners arriving at once, capacity the same, reserved 0 [200]")
 	spawnPython := fs.Bool("spawn-python", false, "spawn: the dashboard is Debian's python3 -m http.server (tens of ms of CPU to start) instead of bench/cmd/benchdash (a few ms)")
+	spawnRounds := fs.Int("spawn-rounds", 0, "spawn: rounds, each starting the class directly and through a new portal (alternating which goes first); the goal is judged on the median round's ratio [3]")
 	spawnStarts := fs.Int("spawn-starts", 0, "spawn, pool: the portal's starts (environments started at once), also the direct baseline's bound [8]")
 	poolReserved := fs.Int("pool-reserved", 0, "pool: reserved environments, and learners taking them at once [50]")
 	poolRounds := fs.Int("pool-rounds", 0, "pool: classes run, each with a new portal; the goal is judged on the median round's p99 [5]")
@@ -232,6 +237,7 @@ func parseFlags(args []string) (Options, error) {
 	setPos(&o.ScaleConns, *flowConns)
 	setPos(&o.SpawnUsers, *spawnUsers)
 	setPos(&o.SpawnStarts, *spawnStarts)
+	setPos(&o.SpawnRounds, *spawnRounds)
 	setPos(&o.PoolReserved, *poolReserved)
 	setPos(&o.PoolRounds, *poolRounds)
 	o.SpawnPython = *spawnPython

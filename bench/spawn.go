@@ -567,58 +567,200 @@ func profileLearners(ctx context.Context, o Options, spec portalSpec, work, sc s
 // runSpawn: a class of N learners request and activate sessions of a
 // workshop with reserved 0 at once, so the portal starts N environments
 // (at most `starts` at a time); each learner reloads its dashboard until
-// it is served. The same N dashboards are first started directly with the
-// same bound, as the machine's own rate.
+// it is served. The same N dashboards are also started directly with the
+// same bound, as the machine's own rate. A round measures both, one right
+// after the other (which goes first alternates), and the goal is judged on
+// the median round's ratio: this machine's own start rate drifts by a
+// fifth within minutes, and a ratio of two measurements taken apart would
+// carry that drift.
 func runSpawn(ctx context.Context, o Options, bin, work string, rep *Report, logf func(string, ...any)) error {
 	const sc = "spawn"
-	n, starts := o.SpawnUsers, o.SpawnStarts
+	n, starts, rounds := o.SpawnUsers, o.SpawnStarts, max(1, o.SpawnRounds)
 	dash := benchDash(o.dashboard)
-	label := fmt.Sprintf("spawn (%d learners, reserved 0, starts %d)", n, starts)
+	label := fmt.Sprintf("spawn (%d learners, reserved 0, starts %d, %d rounds)", n, starts, rounds)
 	if o.SpawnPython {
 		var err error
 		if dash, err = pythonDash(); err != nil {
 			return fmt.Errorf("spawn: -spawn-python: %w", err)
 		}
-		label = fmt.Sprintf("spawn (%d learners, reserved 0, starts %d, %s)", n, starts, dash.title)
+		label = fmt.Sprintf("spawn (%d learners, reserved 0, starts %d, %d rounds, %s)", n, starts, rounds, dash.title)
 	}
-
-	// The machine's own rate first, on a quiet portal-less machine.
-	var directWall time.Duration
-	var cmds []*exec.Cmd
-	var derr error
-	directDir := filepath.Join(work, "direct")
-	directBusy, directShare, directCPUErr := machineBusy(func() { directWall, cmds, derr = directStarts(ctx, dash, directDir, n, starts) })
-	stopDirect(cmds)
-	_ = os.RemoveAll(directDir)
-	if derr != nil {
-		rep.addErrors(sc, 1)
-		rep.note("spawn: direct starts: %v", derr)
+	var (
+		outs                   []spawnOutcome
+		toDash                 []time.Duration
+		walls                  []time.Duration
+		ratioList              []float64
+		errs, reached, left    int
+		running                = n
+		pcpu, hcpu             time.Duration
+		directBusy, portalBusy time.Duration
+		directShares, pShares  []float64
+		cpuOK, busyOK          = true, true
+		rss, hwm               int64
+	)
+	for i := range rounds {
+		dir := work
+		if rounds > 1 {
+			dir = filepath.Join(work, fmt.Sprint("round", i+1))
+		}
+		// Only the first round is profiled, into the scenario's file.
+		profileAs := ""
+		if i == 0 {
+			profileAs = work
+		}
+		r, err := spawnRound(ctx, o, bin, dash, dir, profileAs, i%2 == 1, rep, logf)
+		if err != nil {
+			return fmt.Errorf("round %d: %w", i+1, err)
+		}
+		outs = append(outs, r)
+		toDash = append(toDash, r.toDash...)
+		reached += len(r.toDash)
+		errs += r.errs
+		left = max(left, r.left)
+		running = min(running, r.running)
+		walls = append(walls, r.wall)
+		if r.first != nil {
+			rep.note("spawn round %d: first error: %v", i+1, r.first)
+		}
+		if r.ratio > 0 {
+			ratioList = append(ratioList, r.ratio)
+		}
+		if r.cpuErr != nil {
+			cpuOK = false
+		}
+		pcpu, hcpu = pcpu+r.pcpu, hcpu+r.hcpu
+		if r.busyErr != nil {
+			busyOK = false
+		}
+		directBusy, portalBusy = directBusy+r.directBusy, portalBusy+r.portalBusy
+		directShares, pShares = append(directShares, r.directShare), append(pShares, r.portalShare)
+		rss, hwm = max(rss, r.mem.RSS), max(hwm, r.mem.HWM)
+		logf("spawn round %d: %d reached in %s (direct %s, ratio %s), %d errors, %d processes left", i+1, len(r.toDash),
+			r.wall.Round(time.Millisecond), r.directWall.Round(time.Millisecond), fmtRatio(r.ratio, goalSpawnRatio), r.errs, r.left)
 	}
-	logf("spawn: %d dashboards started directly in %s", n, directWall.Round(time.Millisecond))
+	rep.addErrors(sc, errs)
+	rep.count("spawn.reached", reached)
+	rep.count("spawn.running", running)
+	rep.goal(label, "reached their dashboard / errors, all rounds", fmt.Sprintf("%d / %d", reached, errs),
+		fmt.Sprintf("%d / 0", n*rounds), reached == n*rounds && errs == 0)
+	rep.metric(label, "time to dashboard from the request, all rounds' learners p50 / p99", latencies(toDash))
+	rep.metric(label, fmt.Sprintf("wall time, all %d (median round; starting pages seen in all, learners poll every %s)", n, spawnPoll),
+		fmt.Sprintf("%s (%d)", fmtDur(median(walls)), sumStarting(outs)))
+	if len(ratioList) == rounds {
+		each := make([]string, len(outs))
+		for i, r := range outs {
+			each[i] = fmt.Sprintf("%s (%.1f /s against %.1f /s)", fmtRatio(r.ratio, goalSpawnRatio), r.portalRate, r.directRate)
+		}
+		m := median(ratioList)
+		rep.goal(label, "spawn throughput: portal / direct (same command, same bound), each round (median)",
+			fmt.Sprintf("%s (%s)", strings.Join(each, ", "), fmtRatio(m, goalSpawnRatio)),
+			fmt.Sprintf("≥ %.1f×", goalSpawnRatio), m >= goalSpawnRatio && errs == 0)
+	}
+	envs := float64(n * rounds)
+	if cpuOK {
+		// On 2 cores the CPU the portal spends per environment bounds its
+		// rate; the harness's share is the learners' requests and polls.
+		rep.metric(label, "CPU used during the storms: portal / harness (per environment)",
+			fmt.Sprintf("%s / %s (%.1f ms / %.1f ms)", fmtDur(pcpu), fmtDur(hcpu),
+				float64(pcpu.Microseconds())/1000/envs, float64(hcpu.Microseconds())/1000/envs))
+	}
+	if busyOK {
+		// Both runs keep the machine's CPUs about as busy as they can: the
+		// rates are then the inverse of the CPU each environment costs the
+		// whole machine (dashboard, portal, harness).
+		rep.metric(label, "whole machine: CPU busy, direct / portal (CPU per environment)",
+			fmt.Sprintf("%.0f%% / %.0f%% (%.1f ms / %.1f ms)", 100*median(directShares), 100*median(pShares),
+				float64(directBusy.Microseconds())/1000/envs, float64(portalBusy.Microseconds())/1000/envs))
+	}
+	if rss > 0 {
+		rep.metric(label, "portal RSS with all running / peak (largest round)", fmtMB(rss)+" / "+fmtMB(hwm))
+	}
+	rep.goal(label, "environment processes running (fewest of a round) / left after ending the sessions and stopping the portal",
+		fmt.Sprintf("%d / %d", running, left), fmt.Sprintf("%d / 0", n), running == n && left == 0)
+	logf("spawn: median ratio %s over %d rounds, %d errors, %d processes left", fmtRatio(median(ratioList), goalSpawnRatio), rounds, errs, left)
+	return nil
+}
 
-	p, admin, spec, err := spawnPortal(ctx, o, bin, dash, work, n, 0, starts)
+// spawnOutcome is one round of the spawn scenario.
+type spawnOutcome struct {
+	directWall             time.Duration
+	toDash                 []time.Duration
+	wall                   time.Duration
+	portalRate, directRate float64
+	ratio                  float64 // 0 when either side failed
+	starting, errs         int
+	first                  error
+	pcpu, hcpu             time.Duration
+	cpuErr                 error
+	directBusy, portalBusy time.Duration
+	directShare            float64
+	portalShare            float64
+	busyErr                error
+	mem                    memInfo
+	running, left          int
+}
+
+func sumStarting(outs []spawnOutcome) int {
+	n := 0
+	for _, o := range outs {
+		n += o.starting
+	}
+	return n
+}
+
+// spawnRound starts the class's dashboards directly and then through a new
+// portal in work (the portal first when portalFirst), ends the sessions
+// and stops the portal. With -pprof, a non-empty profileAs is the scenario
+// work directory whose profile the round takes.
+func spawnRound(ctx context.Context, o Options, bin string, dash spawnDash, work, profileAs string, portalFirst bool, rep *Report, logf func(string, ...any)) (spawnOutcome, error) {
+	var out spawnOutcome
+	n := o.SpawnUsers
+	direct := func() {
+		var cmds []*exec.Cmd
+		var derr error
+		directDir := filepath.Join(work, "direct")
+		var busyErr error
+		out.directBusy, out.directShare, busyErr = machineBusy(func() { out.directWall, cmds, derr = directStarts(ctx, dash, directDir, n, o.SpawnStarts) })
+		out.busyErr = errors.Join(out.busyErr, busyErr)
+		stopDirect(cmds)
+		_ = os.RemoveAll(directDir)
+		if derr != nil {
+			out.errs++
+			rep.note("spawn: direct starts: %v", derr)
+			out.directWall = 0
+		}
+	}
+	if !portalFirst {
+		direct()
+	}
+	p, admin, spec, err := spawnPortal(ctx, o, bin, dash, work, n, 0, o.SpawnStarts)
 	if err != nil {
-		return err
+		return out, err
 	}
 	defer p.Stop()
 	client := newClient(n)
 	defer client.CloseIdleConnections()
 	r := &rest{base: p.Base, c: client}
 	if err := r.login(ctx); err != nil {
-		return err
+		return out, err
 	}
-	profiled := profileLearners(ctx, o, spec, work, sc, rep, logf)
+	profiled := func() {}
+	if profileAs != "" {
+		profiled = profileLearners(ctx, o, spec, profileAs, "spawn", rep, logf)
+	}
 	var res []learnerResult
-	var wall time.Duration
-	var pcpu, hcpu time.Duration
-	var cpuErr error
-	portalBusy, portalShare, portalCPUErr := machineBusy(func() {
-		pcpu, hcpu, cpuErr = cpuUsed(p, func() { res, wall = learners(ctx, r, "spawn", n, spawnPoll, false, dash.isDash) })
+	var busyErr error
+	out.portalBusy, out.portalShare, busyErr = machineBusy(func() {
+		out.pcpu, out.hcpu, out.cpuErr = cpuUsed(p, func() { res, out.wall = learners(ctx, r, "spawn", n, spawnPoll, false, dash.isDash) })
 	})
-	mem, _ := p.Mem()
+	out.busyErr = errors.Join(out.busyErr, busyErr)
+	out.mem, _ = p.Mem()
 	profiled()
-	toDash, at, starting, errs, first := learnerStats(res)
-	running := envProcesses(dash.exe)
+	var at []time.Duration
+	var errs int
+	out.toDash, at, out.starting, errs, out.first = learnerStats(res)
+	out.errs += errs
+	out.running = envProcesses(dash.exe)
 	left, endErr := endAll(ctx, p, admin, r, spec, work, func() int { return envProcesses(dash.exe) })
 	if endErr != nil {
 		rep.note("spawn: ending the sessions: %v", endErr)
@@ -626,53 +768,19 @@ func runSpawn(ctx context.Context, o Options, bin, work string, rep *Report, log
 	p.Stop()
 	// Stopping the portal must not leave anything behind either (it leaves
 	// running environments for the next start to adopt, but there are none).
-	left = max(left, envProcesses(dash.exe))
-	if left != 0 {
-		errs++
+	out.left = max(left, envProcesses(dash.exe))
+	if out.left != 0 {
+		out.errs++
 	}
-	rep.addErrors(sc, errs)
-	rep.count("spawn.reached", len(toDash))
-	rep.count("spawn.running", running)
-	if first != nil {
-		rep.note("spawn: first error: %v", first)
+	if portalFirst {
+		direct()
 	}
-	rep.goal(label, "reached their dashboard / errors", fmt.Sprintf("%d / %d", len(toDash), errs),
-		fmt.Sprintf("%d / 0", n), len(toDash) == n && errs == 0)
-	rep.metric(label, "time to dashboard from the request, p50 / p99", latencies(toDash))
-	rep.metric(label, fmt.Sprintf("wall time, all %d (starting pages seen, learners poll every %s)", n, spawnPoll),
-		fmt.Sprintf("%s (%d)", fmtDur(wall), starting))
-	if len(at) > 0 && directWall > 0 {
-		last := pct(at, 1)
-		portalRate := float64(len(at)) / last.Seconds()
-		directRate := float64(n) / directWall.Seconds()
-		ratio := portalRate / directRate
-		rep.goal(label, "spawn throughput: portal / direct (same command, same bound)",
-			fmt.Sprintf("%.1f /s / %.1f /s = %s", portalRate, directRate, fmtRatio(ratio, goalSpawnRatio)),
-			fmt.Sprintf("≥ %.1f×", goalSpawnRatio), ratio >= goalSpawnRatio && errs == 0)
+	if len(at) > 0 && out.directWall > 0 {
+		out.portalRate = float64(len(at)) / pct(at, 1).Seconds()
+		out.directRate = float64(n) / out.directWall.Seconds()
+		out.ratio = out.portalRate / out.directRate
 	}
-	if cpuErr == nil {
-		// On 2 cores the CPU the portal spends per environment bounds its
-		// rate; the harness's share is the learners' requests and polls.
-		rep.metric(label, "CPU used during the storm: portal / harness (per environment)",
-			fmt.Sprintf("%s / %s (%.1f ms / %.1f ms)", fmtDur(pcpu), fmtDur(hcpu),
-				float64(pcpu.Microseconds())/1000/float64(n), float64(hcpu.Microseconds())/1000/float64(n)))
-	}
-	if directCPUErr == nil && portalCPUErr == nil {
-		// Both runs keep the machine's CPUs about as busy as they can: the
-		// rates are then the inverse of the CPU each environment costs the
-		// whole machine (dashboard, portal, harness).
-		rep.metric(label, "whole machine: CPU busy, direct / portal (CPU per environment)",
-			fmt.Sprintf("%.0f%% / %.0f%% (%.1f ms / %.1f ms)", 100*directShare, 100*portalShare,
-				float64(directBusy.Microseconds())/1000/float64(n), float64(portalBusy.Microseconds())/1000/float64(n)))
-	}
-	if mem.RSS > 0 {
-		rep.metric(label, "portal RSS with all running / peak", fmtMB(mem.RSS)+" / "+fmtMB(mem.HWM))
-	}
-	rep.goal(label, "environment processes running / left after ending the sessions and stopping the portal",
-		fmt.Sprintf("%d / %d", running, left), fmt.Sprintf("%d / 0", n), running == n && left == 0)
-	logf("spawn: %d reached in %s (direct %s), %d errors, %d processes left", len(toDash), wall.Round(time.Millisecond),
-		directWall.Round(time.Millisecond), errs, left)
-	return nil
+	return out, nil
 }
 
 // runPool: with `reserved R`, once the R reserves are started and probed,
