@@ -599,15 +599,7 @@ func runSpawn(ctx context.Context, o Options, bin, work string, rep *Report, log
 		rss, hwm               int64
 	)
 	for i := range rounds {
-		dir := work
-		if rounds > 1 {
-			dir = filepath.Join(work, fmt.Sprint("round", i+1))
-		}
-		// Only the first round is profiled, into the scenario's file.
-		profileAs := ""
-		if i == 0 {
-			profileAs = work
-		}
+		dir, profileAs := roundDir(work, i, rounds)
 		r, err := spawnRound(ctx, o, bin, dash, dir, profileAs, i%2 == 1, rep, logf)
 		if err != nil {
 			return fmt.Errorf("round %d: %w", i+1, err)
@@ -679,6 +671,21 @@ func runSpawn(ctx context.Context, o Options, bin, work string, rep *Report, log
 		fmt.Sprintf("%d / %d", running, left), fmt.Sprintf("%d / 0", n), running == n && left == 0)
 	logf("spawn: median ratio %s over %d rounds, %d errors, %d processes left", fmtRatio(median(ratioList), goalSpawnRatio), rounds, errs, left)
 	return nil
+}
+
+// roundDir is where round i of n keeps its portal's data (work itself when
+// there is one round), and profileAs the work directory whose profile the
+// round takes: only the first round is profiled, so each scenario leaves
+// one profile file, in the work directory's parent like the others.
+func roundDir(work string, i, n int) (dir, profileAs string) {
+	dir = work
+	if n > 1 {
+		dir = filepath.Join(work, fmt.Sprint("round", i+1))
+	}
+	if i == 0 {
+		profileAs = work
+	}
+	return dir, profileAs
 }
 
 // spawnOutcome is one round of the spawn scenario.
@@ -800,16 +807,7 @@ func runPool(ctx context.Context, o Options, bin, work string, rep *Report, logf
 	var all, p99s, fills, walls []time.Duration
 	var starting, errs, left int
 	for i := range n {
-		dir := work
-		if n > 1 {
-			dir = filepath.Join(work, fmt.Sprint("round", i+1))
-		}
-		// Only the first round is profiled: one profile file per scenario,
-		// in the work directory's parent like the other scenarios' ones.
-		profileAs := ""
-		if i == 0 {
-			profileAs = work
-		}
+		dir, profileAs := roundDir(work, i, n)
 		r, err := poolRound(ctx, o, bin, dash, dir, profileAs, rep, logf)
 		if err != nil {
 			return fmt.Errorf("round %d: %w", i+1, err)
