@@ -1,6 +1,7 @@
 package caddyportal
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -76,4 +77,36 @@ func (p caddyProxy) Forward(w http.ResponseWriter, r *http.Request, upstream str
 	return err
 }
 
-var _ gate.Proxy = caddyProxy{}
+// Warm implements gate.Warmer: one GET of path to the dashboard at
+// upstream through the reverse proxy, its answer discarded, which leaves
+// the proxy's kept-alive connection to the dashboard in its pool. It runs
+// outside any server request, so it prepares the request as Caddy's server
+// does, with an empty server (the proxy reads its log settings); should a
+// later Caddy need more of it, the panic becomes this warm-up's error.
+func (p caddyProxy) Warm(ctx context.Context, upstream, path string) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("reverse proxy: %v", v)
+		}
+	}()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+upstream+path, nil)
+	if err != nil {
+		return err
+	}
+	w := &discardResponse{header: http.Header{}}
+	req = caddyhttp.PrepareRequest(req, caddy.NewReplacer(), w, &caddyhttp.Server{})
+	caddyhttp.SetVar(req.Context(), upstreamVar, upstream)
+	return p.rp.ServeHTTP(w, req, noNext)
+}
+
+// discardResponse is a ResponseWriter that keeps nothing.
+type discardResponse struct{ header http.Header }
+
+func (d *discardResponse) Header() http.Header         { return d.header }
+func (d *discardResponse) Write(b []byte) (int, error) { return len(b), nil }
+func (d *discardResponse) WriteHeader(int)             {}
+
+var (
+	_ gate.Proxy  = caddyProxy{}
+	_ gate.Warmer = caddyProxy{}
+)

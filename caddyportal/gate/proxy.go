@@ -1,6 +1,7 @@
 package gate
 
 import (
+	"context"
 	"errors"
 	"net/http"
 )
@@ -14,6 +15,14 @@ type Proxy interface {
 	// upstream (host:port). An error that stands for an HTTP status is a
 	// *ProxyError.
 	Forward(w http.ResponseWriter, r *http.Request, upstream string) error
+}
+
+// Warmer is a Proxy that can open its connection to a dashboard before
+// any learner needs it: Warm sends one GET of path to the dashboard at
+// upstream and discards the answer, leaving the connection open in the
+// proxy's pool for the next request.
+type Warmer interface {
+	Warm(ctx context.Context, upstream, path string) error
 }
 
 // ProxyError is a Proxy's failure with the HTTP status it stands for:

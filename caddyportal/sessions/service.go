@@ -86,6 +86,11 @@ type Options struct {
 	// OnStart is told how each start attempt ended (for metrics). It must
 	// not block.
 	OnStart func(StartResult)
+	// OnReserveReady is told the dashboard of a reserve that passed its
+	// readiness probe and waits for a learner: its dial address and the
+	// path the probe GETs ("/" when the spawner does not say). It must not
+	// block.
+	OnReserveReady func(addr, path string)
 }
 
 // Event names, as the Educates training portal sends them in analytics

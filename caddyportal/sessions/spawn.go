@@ -95,6 +95,21 @@ type StartResult struct {
 	Err    error
 }
 
+// reserveReady tells Options.OnReserveReady about a reserve's dashboard.
+func (s *Service) reserveReady(e *Environment, env spawner.Env) {
+	if s.opts.OnReserveReady == nil || env.Addr == "" {
+		return
+	}
+	path := ""
+	if rp, ok := s.spawnerOf(e).(spawner.ReadyPather); ok {
+		path = rp.ReadyPath(env)
+	}
+	if path == "" {
+		path = "/"
+	}
+	s.opts.OnReserveReady(env.Addr, path)
+}
+
 // workQueue is a FIFO of session names worked on by at most limit
 // goroutines. A name is in it at most once, waiting or being worked on.
 type workQueue struct {
@@ -705,6 +720,7 @@ func (s *Service) storeEnv(name string, sp spawner.Spawner, env spawner.Env, pro
 // activated while it started.
 func (s *Service) readied(name string, e *Environment, begin time.Time) {
 	reserve := false
+	var env spawner.Env
 	err := s.update(store.Volatile(s.ctx), func(t *txState) error {
 		reserve = false
 		sess, err := t.session(name)
@@ -722,6 +738,9 @@ func (s *Service) readied(name string, e *Environment, begin time.Time) {
 		switch {
 		case sess.Reserved():
 			reserve = true
+			if sess.Env != nil {
+				env = *sess.Env
+			}
 			sess.State = lifecycle.Waiting
 			c, err := t.count(sess.Environment)
 			if err != nil {
@@ -748,6 +767,7 @@ func (s *Service) readied(name string, e *Environment, begin time.Time) {
 	}
 	if reserve {
 		s.readyReserve(e.Name)
+		s.reserveReady(e, env)
 	}
 	s.log.Info("environment ready", zap.String("session", name), zap.Duration("took", time.Since(begin)))
 	if s.opts.OnStart != nil {

@@ -848,3 +848,69 @@ func TestSpawnRemovedWorkshopEnvironmentNobodyLists(t *testing.T) {
 		t.Fatal("the environment was stopped, yet no configured spawner could reach it (the test is wrong)")
 	}
 }
+
+// pathSpawner is a loopSpawner whose readiness probe has a path of its own
+// per environment (spawner.ReadyPather).
+type pathSpawner struct{ *loopSpawner }
+
+func (p pathSpawner) ReadyPath(env spawner.Env) string { return "/ready/" + env.Session }
+
+// A reserve whose dashboard passed its probe is reported once, with its
+// dial address and the spawner's probe path ("/" when the spawner names
+// none), so the portal can open its proxy's connection to it; an
+// environment started for a learner is not reported.
+func TestReserveReadyReported(t *testing.T) {
+	type report struct{ addr, path string }
+	for _, c := range []struct {
+		name     string
+		sp       spawner.Spawner
+		pathOf   func(session string) string
+		reserved int
+	}{
+		{"probe path", pathSpawner{newLoopSpawner()}, func(s string) string { return "/ready/" + s }, 1},
+		{"no probe path", newLoopSpawner(), func(string) string { return "/" }, 1},
+		{"no reserves", newLoopSpawner(), nil, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var got []report
+			ended := 0 // starts whose OnStart ran: it comes after the report
+			clk := newClock()
+			st := openStore(t, clk)
+			svc := newSpawnService(t, st, clk, portal(spawnWorkshop("lab", 4, c.reserved)), c.sp, sessions.Options{
+				OnReserveReady: func(addr, path string) {
+					mu.Lock()
+					defer mu.Unlock()
+					got = append(got, report{addr, path})
+				},
+				OnStart: func(sessions.StartResult) {
+					mu.Lock()
+					defer mu.Unlock()
+					ended++
+				}})
+			var want []report
+			if c.reserved > 0 {
+				rs := reserves(live(t, svc, "demo-w01"))
+				if len(rs) != 1 {
+					t.Fatalf("reserves %v", rs)
+				}
+				eventually(t, "the reserve WAITING", func() bool { return stateIs(svc, rs[0], "WAITING") })
+				sess := wantState(t, svc, rs[0], lifecycle.Waiting)
+				want = []report{{sess.Env.Addr, c.pathOf(rs[0])}}
+			} else {
+				own := request(t, svc, "demo-w01", "learner").Session
+				eventually(t, "the learner's session WAITING", func() bool { return stateIs(svc, own.Name, "WAITING") })
+			}
+			eventually(t, "the start to end", func() bool {
+				mu.Lock()
+				defer mu.Unlock()
+				return ended == 1
+			})
+			mu.Lock()
+			defer mu.Unlock()
+			if !slices.Equal(got, want) {
+				t.Fatalf("reported %v, want %v", got, want)
+			}
+		})
+	}
+}

@@ -55,6 +55,14 @@ type PortalLogin interface {
 	PortalLogin() (apiURL string, ok bool)
 }
 
+// ReadyPather is implemented by a spawner whose readiness probe GETs a path
+// of the dashboard: the portal sends the same GET through its own proxy
+// once a reserve is ready, so the first learner's request finds the proxy's
+// connection to the dashboard already open.
+type ReadyPather interface {
+	ReadyPath(env Env) string
+}
+
 // Env is a started environment as the portal stores it in the session record.
 type Env struct {
 	Session string `json:"session"`

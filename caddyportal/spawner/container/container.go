@@ -171,6 +171,7 @@ type Spawner struct {
 var (
 	_ spawner.Spawner     = (*Spawner)(nil)
 	_ spawner.PortalLogin = (*Spawner)(nil)
+	_ spawner.ReadyPather = (*Spawner)(nil)
 )
 
 var (

@@ -23,6 +23,16 @@ func decodeState(env spawner.Env) (State, error) {
 	return st, nil
 }
 
+// ReadyPath implements spawner.ReadyPather: the path the probe GETs, ""
+// when the state is unreadable.
+func (s *Spawner) ReadyPath(env spawner.Env) string {
+	st, err := decodeState(env)
+	if err != nil {
+		return ""
+	}
+	return st.Ready
+}
+
 // Ready implements spawner.Spawner: one HTTP probe of the dashboard; when it
 // fails and the container no longer runs, the error wraps spawner.ErrGone
 // with the engine's reason.

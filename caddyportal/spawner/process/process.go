@@ -146,6 +146,7 @@ type child struct {
 var (
 	_ spawner.Spawner     = (*Spawner)(nil)
 	_ spawner.PortalLogin = (*Spawner)(nil)
+	_ spawner.ReadyPather = (*Spawner)(nil)
 )
 
 // PortalLogin implements spawner.PortalLogin.
@@ -276,6 +277,9 @@ func lookupUser(name string) (*syscall.Credential, error) {
 	}
 	return cred, nil
 }
+
+// ReadyPath implements spawner.ReadyPather: the path the probe GETs.
+func (s *Spawner) ReadyPath(env spawner.Env) string { return s.parseState(env).Ready }
 
 // ReadyTimeout implements spawner.Spawner.
 func (s *Spawner) ReadyTimeout() time.Duration { return s.cfg.ReadyTimeout }
