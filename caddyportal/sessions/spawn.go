@@ -95,21 +95,6 @@ type StartResult struct {
 	Err    error
 }
 
-// reserveReady tells Options.OnReserveReady about a reserve's dashboard.
-func (s *Service) reserveReady(e *Environment, env spawner.Env) {
-	if s.opts.OnReserveReady == nil || env.Addr == "" {
-		return
-	}
-	path := ""
-	if rp, ok := s.spawnerOf(e).(spawner.ReadyPather); ok {
-		path = rp.ReadyPath(env)
-	}
-	if path == "" {
-		path = "/"
-	}
-	s.opts.OnReserveReady(env.Addr, path)
-}
-
 // workQueue is a FIFO of session names worked on by at most limit
 // goroutines. A name is in it at most once, waiting or being worked on.
 type workQueue struct {
@@ -722,7 +707,7 @@ func (s *Service) readied(name string, e *Environment, begin time.Time) {
 	reserve := false
 	var env spawner.Env
 	err := s.update(store.Volatile(s.ctx), func(t *txState) error {
-		reserve = false
+		reserve, env = false, spawner.Env{}
 		sess, err := t.session(name)
 		if err != nil || sess == nil || sess.State == lifecycle.Stopped {
 			return err
@@ -773,6 +758,21 @@ func (s *Service) readied(name string, e *Environment, begin time.Time) {
 	if s.opts.OnStart != nil {
 		s.opts.OnStart(StartResult{Environment: e.Name, Session: name, Duration: time.Since(begin)})
 	}
+}
+
+// reserveReady tells Options.OnReserveReady about a reserve's dashboard.
+func (s *Service) reserveReady(e *Environment, env spawner.Env) {
+	if s.opts.OnReserveReady == nil || env.Addr == "" {
+		return
+	}
+	path := ""
+	if rp, ok := s.spawnerOf(e).(spawner.ReadyPather); ok {
+		path = rp.ReadyPath(env)
+	}
+	if path == "" {
+		path = "/"
+	}
+	s.opts.OnReserveReady(env.Addr, path)
 }
 
 // startAttempt says which start of a session failed: the one claimed at
