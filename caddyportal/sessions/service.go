@@ -88,9 +88,15 @@ type Options struct {
 	OnStart func(StartResult)
 	// OnReserveReady is told the dashboard of a reserve that passed its
 	// readiness probe and waits for a learner: its dial address and the
-	// path the probe GETs ("/" when the spawner does not say). It must not
-	// block.
+	// path the probe GETs ("/" when the spawner does not say). It is told
+	// again every RewarmEvery while the reserve waits (this replica's
+	// reserves, at reconcile passes). It must not block.
 	OnReserveReady func(addr, path string)
+	// RewarmEvery is how often a waiting reserve is reported again.
+	// Default 90s: Caddy's reverse proxy closes a connection idle for 2
+	// minutes, and a pool is often filled long before its class comes.
+	// Wall time, not Now.
+	RewarmEvery time.Duration
 }
 
 // Event names, as the Educates training portal sends them in analytics
@@ -191,6 +197,10 @@ type Service struct {
 	// linkToken); it comes from the portal's stored secret, so every
 	// replica derives the same links.
 	linkKey []byte
+	// warmed is when each waiting reserve was last reported to
+	// OnReserveReady, under warmMu.
+	warmMu sync.Mutex
+	warmed map[string]time.Time
 }
 
 // New syncs the configured workshops with the stored environments and
@@ -205,6 +215,9 @@ func New(ctx context.Context, st store.Store, cfg config.Portal, opts Options) (
 	}
 	if opts.ReconcileInterval <= 0 {
 		opts.ReconcileInterval = 5 * time.Second
+	}
+	if opts.RewarmEvery <= 0 {
+		opts.RewarmEvery = 90 * time.Second
 	}
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 256

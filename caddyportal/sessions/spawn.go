@@ -752,7 +752,7 @@ func (s *Service) readied(name string, e *Environment, begin time.Time) {
 	}
 	if reserve {
 		s.readyReserve(e.Name)
-		s.reserveReady(e, env)
+		s.reserveReady(e, name, env)
 	}
 	s.log.Info("environment ready", zap.String("session", name), zap.Duration("took", time.Since(begin)))
 	if s.opts.OnStart != nil {
@@ -760,11 +760,18 @@ func (s *Service) readied(name string, e *Environment, begin time.Time) {
 	}
 }
 
-// reserveReady tells Options.OnReserveReady about a reserve's dashboard.
-func (s *Service) reserveReady(e *Environment, env spawner.Env) {
+// reserveReady tells Options.OnReserveReady about the dashboard of reserve
+// name.
+func (s *Service) reserveReady(e *Environment, name string, env spawner.Env) {
 	if s.opts.OnReserveReady == nil || env.Addr == "" {
 		return
 	}
+	s.warmMu.Lock()
+	if s.warmed == nil {
+		s.warmed = map[string]time.Time{}
+	}
+	s.warmed[name] = time.Now()
+	s.warmMu.Unlock()
 	path := ""
 	if rp, ok := s.spawnerOf(e).(spawner.ReadyPather); ok {
 		path = rp.ReadyPath(env)
@@ -773,6 +780,39 @@ func (s *Service) reserveReady(e *Environment, env spawner.Env) {
 		path = "/"
 	}
 	s.opts.OnReserveReady(env.Addr, path)
+}
+
+// rewarm reports again the waiting reserves among checked (this replica's
+// environments found running by a reconcile pass) whose last report is
+// RewarmEvery old, and forgets the reserves that stopped waiting.
+func (s *Service) rewarm(checked []*Session, lost map[string]string) {
+	if s.opts.OnReserveReady == nil {
+		return
+	}
+	now := time.Now()
+	waiting := map[string]bool{}
+	var due []*Session
+	s.warmMu.Lock()
+	for _, sess := range checked {
+		if _, gone := lost[sess.Name]; gone || !sess.Reserved() || sess.State != lifecycle.Waiting {
+			continue
+		}
+		waiting[sess.Name] = true
+		if now.Sub(s.warmed[sess.Name]) >= s.opts.RewarmEvery {
+			due = append(due, sess)
+		}
+	}
+	for name, at := range s.warmed {
+		// A reserve readied after the pass listed its environments is
+		// not among them yet: only a report that is due is forgotten.
+		if !waiting[name] && now.Sub(at) >= s.opts.RewarmEvery {
+			delete(s.warmed, name)
+		}
+	}
+	s.warmMu.Unlock()
+	for _, sess := range due {
+		s.reserveReady(s.byEnv[sess.Environment], sess.Name, *sess.Env)
+	}
 }
 
 // startAttempt says which start of a session failed: the one claimed at
@@ -1168,6 +1208,7 @@ func (s *Service) retireLost(ctx context.Context) error {
 		return err
 	}
 	lost := s.lostEnvironments(ctx, check)
+	s.rewarm(check, lost)
 	if len(lost) == 0 {
 		return nil
 	}

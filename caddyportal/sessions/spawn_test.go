@@ -914,3 +914,40 @@ func TestReserveReadyReported(t *testing.T) {
 		})
 	}
 }
+
+// A reserve that keeps waiting is reported again every RewarmEvery (the
+// proxy's idle connections do not last forever), at reconcile passes; once
+// a learner has taken it, it is not reported any more.
+func TestWaitingReserveReportedAgain(t *testing.T) {
+	var mu sync.Mutex
+	reports := map[string]int{} // by dial address
+	clk := newClock()
+	st := openStore(t, clk)
+	svc := newSpawnService(t, st, clk, portal(spawnWorkshop("lab", 4, 1)), newLoopSpawner(), sessions.Options{
+		ReconcileInterval: 20 * time.Millisecond,
+		RewarmEvery:       50 * time.Millisecond,
+		OnReserveReady: func(addr, _ string) {
+			mu.Lock()
+			defer mu.Unlock()
+			reports[addr]++
+		}})
+	count := func(addr string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return reports[addr]
+	}
+	rs := reserves(live(t, svc, "demo-w01"))
+	eventually(t, "the reserve WAITING", func() bool { return stateIs(svc, rs[0], "WAITING") })
+	addr := wantState(t, svc, rs[0], lifecycle.Waiting).Env.Addr
+	eventually(t, "the waiting reserve reported three times", func() bool { return count(addr) >= 3 })
+	if got := request(t, svc, "demo-w01", "learner").Session; got.Name != rs[0] {
+		t.Fatalf("the learner got %s, not the reserve %s", got.Name, rs[0])
+	}
+	// Reports already handed to the hook may still arrive: wait until the
+	// count holds still across several passes, then that it stays.
+	taken := count(addr)
+	time.Sleep(200 * time.Millisecond)
+	if after := count(addr); after > taken+1 {
+		t.Fatalf("the taken reserve was reported %d more times", after-taken)
+	}
+}
