@@ -590,7 +590,7 @@ func runSpawn(ctx context.Context, o Options, bin, work string, rep *Report, log
 		toDash                 []time.Duration
 		walls                  []time.Duration
 		ratioList              []float64
-		errs, reached, left    int
+		errs, left, starting   int
 		running                = n
 		pcpu, hcpu             time.Duration
 		directBusy, portalBusy time.Duration
@@ -606,8 +606,8 @@ func runSpawn(ctx context.Context, o Options, bin, work string, rep *Report, log
 		}
 		outs = append(outs, r)
 		toDash = append(toDash, r.toDash...)
-		reached += len(r.toDash)
 		errs += r.errs
+		starting += r.starting
 		left = max(left, r.left)
 		running = min(running, r.running)
 		walls = append(walls, r.wall)
@@ -631,13 +631,13 @@ func runSpawn(ctx context.Context, o Options, bin, work string, rep *Report, log
 			r.wall.Round(time.Millisecond), r.directWall.Round(time.Millisecond), fmtRatio(r.ratio, goalSpawnRatio), r.errs, r.left)
 	}
 	rep.addErrors(sc, errs)
-	rep.count("spawn.reached", reached)
+	rep.count("spawn.reached", len(toDash))
 	rep.count("spawn.running", running)
-	rep.goal(label, "reached their dashboard / errors, all rounds", fmt.Sprintf("%d / %d", reached, errs),
-		fmt.Sprintf("%d / 0", n*rounds), reached == n*rounds && errs == 0)
+	rep.goal(label, "reached their dashboard / errors, all rounds", fmt.Sprintf("%d / %d", len(toDash), errs),
+		fmt.Sprintf("%d / 0", n*rounds), len(toDash) == n*rounds && errs == 0)
 	rep.metric(label, "time to dashboard from the request, all rounds' learners p50 / p99", latencies(toDash))
 	rep.metric(label, fmt.Sprintf("wall time, all %d (median round; starting pages seen in all, learners poll every %s)", n, spawnPoll),
-		fmt.Sprintf("%s (%d)", fmtDur(median(walls)), sumStarting(outs)))
+		fmt.Sprintf("%s (%d)", fmtDur(median(walls)), starting))
 	if len(ratioList) == rounds {
 		each := make([]string, len(outs))
 		for i, r := range outs {
@@ -705,14 +705,6 @@ type spawnOutcome struct {
 	busyErr                error
 	mem                    memInfo
 	running, left          int
-}
-
-func sumStarting(outs []spawnOutcome) int {
-	n := 0
-	for _, o := range outs {
-		n += o.starting
-	}
-	return n
 }
 
 // spawnRound starts the class's dashboards directly and then through a new

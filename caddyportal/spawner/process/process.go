@@ -785,7 +785,7 @@ func (s *Spawner) readyState(c *child, env spawner.Env) State {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.raw == nil || !bytes.Equal(c.raw, env.State) {
+	if !bytes.Equal(c.raw, env.State) {
 		c.parsed, c.raw = s.parseState(env), bytes.Clone(env.State)
 	}
 	return c.parsed
