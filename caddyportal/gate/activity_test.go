@@ -64,8 +64,12 @@ func lastActivity(t *testing.T, svc *sessions.Service, name string) time.Time {
 func TestActivityCountsWebSocketMessages(t *testing.T) {
 	svc, clk, name := activitySetup(t)
 	act := newActivity(svc)
+	// The gate passes the record's last activity, as here: a zero time
+	// would make the opening request touch the session from a goroutine
+	// that a loaded machine can run after the clock below has moved on.
+	activated := lastActivity(t, svc, name)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		use, done := act.stream(name, time.Time{})
+		use, done := act.stream(name, activated)
 		defer done()
 		c, err := websocket.Accept(observeStream(w, r, use), r, nil)
 		if err != nil {
@@ -91,7 +95,6 @@ func TestActivityCountsWebSocketMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ws.CloseNow()
-	activated := lastActivity(t, svc, name)
 
 	clk.Advance(2 * time.Minute)
 	act.pass(ctx)
