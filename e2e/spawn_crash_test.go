@@ -573,7 +573,21 @@ func (sc *spawnCrash) checkSettled(p *portal, live map[string]adminSession) {
 	}
 	state, _ := os.ReadDir(filepath.Join(sc.sessDir, ".caddyportal"))
 	for _, e := range state {
+		if e.Name() == "spare" && e.IsDir() {
+			continue
+		}
 		dirs[strings.TrimSuffix(strings.TrimSuffix(e.Name(), ".json"), ".out")] = true
+	}
+	// Spares, kept for later starts, hold no record of their session.
+	spares, _ := os.ReadDir(filepath.Join(sc.sessDir, ".caddyportal", "spare"))
+	for _, e := range spares {
+		if !strings.HasSuffix(e.Name(), ".json") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(sc.sessDir, ".caddyportal", "spare", e.Name()))
+		if err != nil || len(bytes.TrimSpace(b)) != 0 {
+			t.Fatalf("spare state file %s holds %q (%v), want nothing but spaces", e.Name(), b, err)
+		}
 	}
 	for name := range dirs {
 		if _, ok := live[name]; ok {

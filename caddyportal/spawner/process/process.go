@@ -7,7 +7,9 @@
 //     so Stop finds all of it, grandchildren that left the group included;
 //   - a small state file per environment in <dir>/.caddyportal/ records PID,
 //     process start time, port and owner before anything else is created, so
-//     a portal killed at any instant leaves nothing List cannot find;
+//     a portal killed at any instant leaves nothing List cannot find (a
+//     stopped environment's state file and pipe are kept, blanked, for a
+//     later start: see spares);
 //   - output goes through a named pipe that outlives the portal, so a
 //     dashboard keeps running (and a later portal keeps logging it) after the
 //     portal that started it was killed: with a plain pipe its next log line
@@ -120,6 +122,7 @@ type Spawner struct {
 	cred     *syscall.Credential
 	bwrap    string
 
+	spare  *spares   // blanked state files and pipes of stopped environments
 	scans  procScans // passes over /proc, shared by concurrent stops
 	diag   diagConn  // which socket answers on an environment's port
 	bindIP net.IP    // the address dialled for BindHost; nil when it is a name
@@ -137,6 +140,7 @@ type child struct {
 	waitErr  error         // Wait's result, valid after exited closed
 	output   chan struct{} // closed once the output reader ended; nil when none
 	mu       sync.Mutex
+	eof      bool     // the output reader saw every writer of the pipe gone
 	last     []string // the last lines of output, for error messages
 	verified uint64   // the start time of the process whose listener was verified
 	raw      []byte   // the state last parsed for Ready, and what it said
@@ -246,6 +250,11 @@ func New(cfg Config, log *zap.Logger) (*Spawner, error) {
 	if err := os.MkdirAll(s.stateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("process spawner: %w", err)
 	}
+	sp, err := newSpares(filepath.Join(s.stateDir, spareDirName))
+	if err != nil {
+		return nil, fmt.Errorf("process spawner: %w", err)
+	}
+	s.spare = sp
 	return s, nil
 }
 
@@ -523,17 +532,26 @@ func (s *Spawner) forget(session string) {
 	}
 }
 
-// createState writes session's first state file, directly rather than
-// through a temporary file and a rename: on the ext4 disk measured, each
-// new file costs 0.2-0.5 ms of CPU under load, and a start already creates
-// three. A crash between create and write leaves an empty file, which List
-// still reports so that Stop cleans it up.
+// createState writes session's first state file into a spare (see spares)
+// or a new file, directly rather than through a temporary file and a
+// rename, which would cost another new file. A crash between the file's
+// appearance and the write leaves an empty file, which List still reports
+// so that Stop cleans it up.
 func (s *Spawner) createState(session string, st State) (json.RawMessage, error) {
 	b, err := json.Marshal(st)
 	if err != nil {
 		return nil, err
 	}
-	if err := writeStateFile(s.stateFile(session), os.O_CREATE|os.O_EXCL, b); err != nil {
+	path := s.stateFile(session)
+	flags := os.O_CREATE | os.O_EXCL
+	took, err := s.spare.take(spareState, path)
+	if err != nil {
+		return nil, fmt.Errorf("state file: %w", err)
+	}
+	if took {
+		flags = 0
+	}
+	if err := writeStateFile(path, flags, b); err != nil {
 		return nil, err
 	}
 	return b, nil
@@ -599,12 +617,22 @@ func (s *Spawner) openPipe(session string) (out, in *os.File, err error) {
 	// whose absence Start checked); unlink, not os.Remove, which also tries
 	// rmdir: two failing calls per start.
 	_ = syscall.Unlink(p)
-	if err := syscall.Mkfifo(p, 0o600); err != nil {
+	took, err := s.spare.take(sparePipe, p)
+	if err != nil {
 		return nil, nil, fmt.Errorf("output pipe: %w", err)
+	}
+	if !took {
+		if err := syscall.Mkfifo(p, 0o600); err != nil {
+			return nil, nil, fmt.Errorf("output pipe: %w", err)
+		}
 	}
 	out, err = os.OpenFile(p, os.O_RDWR, 0)
 	if err != nil {
 		return nil, nil, fmt.Errorf("output pipe: %w", err)
+	}
+	if fi, err := out.Stat(); err != nil || fi.Mode().Type() != os.ModeNamedPipe {
+		out.Close()
+		return nil, nil, fmt.Errorf("output pipe: %s is not a named pipe", p)
 	}
 	// F_SETPIPE_SZ (1031): 1 MiB is the unprivileged maximum; failing to
 	// raise it only means a smaller buffer.
@@ -638,7 +666,11 @@ func (s *Spawner) readOutput(session string, c *child, in *os.File) {
 				c.mu.Unlock()
 			}
 			if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
-				if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrClosed) {
+				if errors.Is(err, io.EOF) {
+					c.mu.Lock()
+					c.eof = true
+					c.mu.Unlock()
+				} else if !errors.Is(err, os.ErrClosed) {
 					s.log.Debug("reading environment output", zap.String("session", session), zap.Error(err))
 				}
 				return

@@ -72,10 +72,26 @@ func (s *Spawner) Stop(ctx context.Context, env spawner.Env) error {
 	if err := os.RemoveAll(s.sessionDir(session)); err != nil {
 		return fmt.Errorf("process spawner: removing %s: %w", session, err)
 	}
-	for _, f := range []string{s.pipeFile(session), s.stateFile(session)} {
-		if err := os.Remove(f); err != nil && !os.IsNotExist(err) {
-			return fmt.Errorf("process spawner: removing %s: %w", session, err)
-		}
+	// The pipe is kept for a later start only when this value saw its
+	// last writer go: a descriptor held by a process that escaped the stop
+	// could otherwise read or write the next environment's output.
+	pipeDone := false
+	var err error
+	if c != nil {
+		c.mu.Lock()
+		pipeDone = c.eof
+		c.mu.Unlock()
+	}
+	if pipeDone {
+		err = s.spare.put(sparePipe, s.pipeFile(session))
+	} else if err = os.Remove(s.pipeFile(session)); os.IsNotExist(err) {
+		err = nil
+	}
+	if err == nil {
+		err = s.spare.put(spareState, s.stateFile(session))
+	}
+	if err != nil {
+		return fmt.Errorf("process spawner: removing %s: %w", session, err)
 	}
 	s.forget(session)
 	s.log.Info("environment stopped", zap.String("session", session))
