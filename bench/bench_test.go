@@ -115,7 +115,7 @@ func TestParseFlags(t *testing.T) {
 		t.Fatalf("parsed %+v", o)
 	}
 	if o, _ := parseFlags(nil); o.Users != 1000 || o.WSConns != 2000 || len(o.Scenarios) != len(allScenarios) ||
-		o.SpawnUsers != 200 || o.SpawnRounds != 3 || o.PoolReserved != 50 || o.PoolRounds != 5 || o.SpawnStarts != 8 ||
+		o.SpawnUsers != 200 || o.SpawnRounds != 4 || o.PoolReserved != 50 || o.PoolRounds != 5 || o.SpawnStarts != 8 ||
 		len(o.ContainerSessions) != 2 || o.ContainerSessions[0] != 1 || o.ContainerSessions[1] != 20 || o.ContainerRounds != 5 {
 		t.Fatalf("defaults %+v", o)
 	}

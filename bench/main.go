@@ -143,7 +143,8 @@ func defaultOptions() Options {
 		SpawnStarts:  8,
 		PoolReserved: 50,
 		PoolRounds:   5,
-		SpawnRounds:  3,
+		// Even: each order of direct and portal runs equally often.
+		SpawnRounds: 4,
 		// Issue 15: one learner, and a class of 20.
 		ContainerSessions: []int{1, 20},
 		ContainerRounds:   5,
@@ -189,7 +190,7 @@ func parseFlags(args []string) (Options, error) {
 	flowConns := fs.Int("flow-conns", 0, "scaling: concurrent clients for those flows [16]")
 	spawnUsers := fs.Int("spawn-users", 0, "spawn: learners arriving at once, capacity the same, reserved 0 [200]")
 	spawnPython := fs.Bool("spawn-python", false, "spawn: the dashboard is Debian's python3 -m http.server (tens of ms of CPU to start) instead of bench/cmd/benchdash (a few ms)")
-	spawnRounds := fs.Int("spawn-rounds", 0, "spawn: rounds, each starting the class directly and through a new portal (alternating which goes first); the goal is judged on the median round's ratio [3]")
+	spawnRounds := fs.Int("spawn-rounds", 0, "spawn: rounds, each starting the class directly and through a new portal (alternating which goes first; an even count runs each order equally often); the goal is judged on the median round's ratio [4]")
 	spawnStarts := fs.Int("spawn-starts", 0, "spawn, pool: the portal's starts (environments started at once), also the direct baseline's bound [8]")
 	poolReserved := fs.Int("pool-reserved", 0, "pool: reserved environments, and learners taking them at once [50]")
 	poolRounds := fs.Int("pool-rounds", 0, "pool: classes run, each with a new portal; the goal is judged on the median round's p99 [5]")

@@ -390,6 +390,30 @@ func machineBusy(work func()) (time.Duration, float64, error) {
 	return b1 - b0, float64(b1-b0) / float64(wall*time.Duration(max(cpus, 1))), nil
 }
 
+// settle waits until the machine has been quiet (under quietShare of its
+// CPUs busy) for a quietWindow, or for at most maxSettle, so that a
+// measurement does not pay for the work the one before it left to the
+// kernel and other processes (exits, removals, write-back). It returns how
+// long it waited.
+func settle(ctx context.Context) time.Duration {
+	t0 := time.Now()
+	for time.Since(t0) < maxSettle && ctx.Err() == nil {
+		_, share, err := machineBusy(func() { time.Sleep(quietWindow) })
+		if err != nil || share < quietShare {
+			break
+		}
+	}
+	return time.Since(t0)
+}
+
+// What settle calls quiet: /proc/stat counts in 10 ms ticks, so a window
+// of 300 ms on 2 CPUs resolves 1.7% steps.
+const (
+	quietShare  = 0.10
+	quietWindow = 300 * time.Millisecond
+	maxSettle   = 10 * time.Second
+)
+
 // selfCPU is the CPU time the harness process has used so far.
 func selfCPU() (time.Duration, error) { return procCPU("/proc/self/stat") }
 

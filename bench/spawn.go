@@ -719,6 +719,7 @@ func spawnRound(ctx context.Context, o Options, bin string, dash spawnDash, work
 		var derr error
 		directDir := filepath.Join(work, "direct")
 		var busyErr error
+		settle(ctx)
 		out.directBusy, out.directShare, busyErr = machineBusy(func() { out.directWall, cmds, derr = directStarts(ctx, dash, directDir, n, o.SpawnStarts) })
 		out.busyErr = errors.Join(out.busyErr, busyErr)
 		stopDirect(cmds)
@@ -749,6 +750,7 @@ func spawnRound(ctx context.Context, o Options, bin string, dash spawnDash, work
 	}
 	var res []learnerResult
 	var busyErr error
+	settle(ctx)
 	out.portalBusy, out.portalShare, busyErr = machineBusy(func() {
 		out.pcpu, out.hcpu, out.cpuErr = cpuUsed(p, func() { res, out.wall = learners(ctx, r, "spawn", n, spawnPoll, false, dash.isDash) })
 	})
