@@ -393,17 +393,14 @@ func machineBusy(work func()) (time.Duration, float64, error) {
 // settle waits until the machine has been quiet (under quietShare of its
 // CPUs busy) for a quietWindow, or for at most maxSettle, so that a
 // measurement does not pay for the work the one before it left to the
-// kernel and other processes (exits, removals, write-back). It returns how
-// long it waited.
-func settle(ctx context.Context) time.Duration {
-	t0 := time.Now()
-	for time.Since(t0) < maxSettle && ctx.Err() == nil {
+// kernel and other processes (exits, removals, write-back).
+func settle(ctx context.Context) {
+	for t0 := time.Now(); time.Since(t0) < maxSettle && ctx.Err() == nil; {
 		_, share, err := machineBusy(func() { time.Sleep(quietWindow) })
 		if err != nil || share < quietShare {
-			break
+			return
 		}
 	}
-	return time.Since(t0)
 }
 
 // What settle calls quiet: /proc/stat counts in 10 ms ticks, so a window

@@ -579,12 +579,13 @@ func (sc *spawnCrash) checkSettled(p *portal, live map[string]adminSession) {
 		dirs[strings.TrimSuffix(strings.TrimSuffix(e.Name(), ".json"), ".out")] = true
 	}
 	// Spares, kept for later starts, hold no record of their session.
-	spares, _ := os.ReadDir(filepath.Join(sc.sessDir, ".caddyportal", "spare"))
+	spareDir := filepath.Join(sc.sessDir, ".caddyportal", "spare")
+	spares, _ := os.ReadDir(spareDir)
 	for _, e := range spares {
 		if !strings.HasSuffix(e.Name(), ".json") {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(sc.sessDir, ".caddyportal", "spare", e.Name()))
+		b, err := os.ReadFile(filepath.Join(spareDir, e.Name()))
 		if err != nil || len(bytes.TrimSpace(b)) != 0 {
 			t.Fatalf("spare state file %s holds %q (%v), want nothing but spaces", e.Name(), b, err)
 		}

@@ -535,8 +535,8 @@ func (s *Spawner) forget(session string) {
 // createState writes session's first state file into a spare (see spares)
 // or a new file, directly rather than through a temporary file and a
 // rename, which would cost another new file. A crash between the file's
-// appearance and the write leaves an empty file, which List still reports
-// so that Stop cleans it up.
+// appearance and the write leaves an empty (or blanked) file, which List
+// still reports so that Stop cleans it up.
 func (s *Spawner) createState(session string, st State) (json.RawMessage, error) {
 	b, err := json.Marshal(st)
 	if err != nil {
@@ -630,9 +630,13 @@ func (s *Spawner) openPipe(session string) (out, in *os.File, err error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("output pipe: %w", err)
 	}
-	if fi, err := out.Stat(); err != nil || fi.Mode().Type() != os.ModeNamedPipe {
-		out.Close()
-		return nil, nil, fmt.Errorf("output pipe: %s is not a named pipe", p)
+	if took {
+		// A spare is the portal's own, but a file of another type there
+		// must not become the dashboard's output.
+		if fi, err := out.Stat(); err != nil || fi.Mode().Type() != os.ModeNamedPipe {
+			out.Close()
+			return nil, nil, fmt.Errorf("output pipe: %s is not a named pipe", p)
+		}
 	}
 	// F_SETPIPE_SZ (1031): 1 MiB is the unprivileged maximum; failing to
 	// raise it only means a smaller buffer.

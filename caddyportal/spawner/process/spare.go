@@ -13,7 +13,7 @@ import (
 )
 
 // spareDirName is the directory under the state directory that keeps the
-// emptied state files and output pipes of stopped environments.
+// blanked state files and output pipes of stopped environments.
 const spareDirName = "spare"
 
 // maxSpares bounds how many files of each kind are kept: more than a class
@@ -43,9 +43,10 @@ const (
 // spaces before it is put back, which List reads as the empty file a
 // create leaves; a pipe is put back only when nothing holds it open, and
 // a pipe nobody holds keeps no data), so a file taken for a session and
-// left unwritten by a portal killed at that instant reads as an empty one. Several Spawner values (a config reload) may share the
-// directory: a rename is atomic, so a spare goes to one taker only, and
-// each value knows the spares it found at New or put back itself.
+// left unwritten by a portal killed at that instant reads as an empty
+// one. Several Spawner values (a config reload) may share the directory:
+// a rename is atomic, so a spare goes to one taker only, and each value
+// knows the spares it found at New or put back itself.
 type spares struct {
 	dir string
 

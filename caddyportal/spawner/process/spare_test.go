@@ -22,7 +22,7 @@ func inode(t *testing.T, path string) uint64 {
 }
 
 // TestStoppedFilesAreReused: a stopped environment's state file and output
-// pipe are kept, emptied, and the next start uses them instead of creating
+// pipe are kept (the state file blanked), and the next start uses them instead of creating
 // files (the same inodes), in the same Spawner value and in a new one on
 // the same directory; the next environment's state and output go through
 // them as through new ones, and nothing of the stopped record remains.
