@@ -108,7 +108,7 @@ func (p *ProcessSpawner) Spawner(id spawner.Identity, log *zap.Logger) (spawner.
 	cfg := process.Config{Command: p.Command, Dir: p.Dir, ReadyPath: p.ReadyPath,
 		ReadyTimeout: time.Duration(p.ReadyTimeout), StopTimeout: time.Duration(p.StopTimeout),
 		Sandbox: p.Sandbox, User: p.User, BindHost: p.BindHost, Portal: id.Portal, Replica: id.Replica,
-		PortalLogin: p.PortalLogin, PortalAPIURL: p.PortalAPI}
+		PortalLogin: p.PortalLogin, PortalAPIURL: p.PortalAPI, Prepare: id.Capacity}
 	if cfg.Dir == "" {
 		cfg.Dir = filepath.Join(caddy.AppDataDir(), "caddyportal", id.Portal, "sessions")
 	}
@@ -278,7 +278,8 @@ func parseDurationOption(d *caddyfile.Dispenser, module, name string, args []str
 // so the config still says the workshop is spawned.
 func (h *Handler) loadSpawners(ctx caddy.Context) (map[string]spawner.Spawner, error) {
 	var out map[string]spawner.Spawner
-	for _, w := range h.Workshops {
+	envs := h.Environments()
+	for i, w := range h.Workshops {
 		if !w.Spawned() {
 			continue
 		}
@@ -293,7 +294,7 @@ func (h *Handler) loadSpawners(ctx caddy.Context) (map[string]spawner.Spawner, e
 		if !ok {
 			return nil, fmt.Errorf("workshop %s: module %T is not a spawner", w.Name, mod)
 		}
-		s, err := m.Spawner(spawner.Identity{Portal: h.Name, Replica: h.Replica}, h.logger.Named("spawner").With(zap.String("workshop", w.Name)))
+		s, err := m.Spawner(spawner.Identity{Portal: h.Name, Replica: h.Replica, Capacity: envs[i].Capacity}, h.logger.Named("spawner").With(zap.String("workshop", w.Name)))
 		if err != nil {
 			return nil, fmt.Errorf("workshop %s: %w", w.Name, err)
 		}

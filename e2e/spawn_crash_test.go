@@ -578,10 +578,17 @@ func (sc *spawnCrash) checkSettled(p *portal, live map[string]adminSession) {
 		}
 		dirs[strings.TrimSuffix(strings.TrimSuffix(e.Name(), ".json"), ".out")] = true
 	}
-	// Spares, kept for later starts, hold no record of their session.
+	// Spares, kept or made for later starts, hold no record of a session.
 	spareDir := filepath.Join(sc.sessDir, ".caddyportal", "spare")
 	spares, _ := os.ReadDir(spareDir)
 	for _, e := range spares {
+		if strings.HasSuffix(e.Name(), ".dir") {
+			// Made ahead, never a session's: empty.
+			if inside, err := os.ReadDir(filepath.Join(spareDir, e.Name())); err != nil || len(inside) != 0 {
+				t.Fatalf("spare directory %s holds %d entries (%v), want none", e.Name(), len(inside), err)
+			}
+			continue
+		}
 		if !strings.HasSuffix(e.Name(), ".json") {
 			continue
 		}

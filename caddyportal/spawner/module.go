@@ -2,11 +2,16 @@ package spawner
 
 import "go.uber.org/zap"
 
-// Identity names the portal replica a spawner works for: List, Stop and
+// Identity names the portal replica a spawner works for (List, Stop and
 // reconciliation touch only the environments of this pair, so two portals
-// (or two replicas of one) on a machine never take each other's.
+// or two replicas of one on a machine never take each other's) and how
+// many environments it may have to run.
 type Identity struct {
 	Portal, Replica string
+	// Capacity is the most sessions of the workshop that may have an
+	// environment at once (reserves included): what a spawner may prepare
+	// for ahead of time.
+	Capacity int
 }
 
 // Module is what a spawner's configuration provides (in Caddy, a guest

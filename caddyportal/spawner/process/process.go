@@ -94,6 +94,11 @@ type Config struct {
 	// Portal and Replica identify this portal replica: List and Stop touch
 	// only environments carrying the same pair.
 	Portal, Replica string
+	// Prepare is how many spare state files, output pipes and session
+	// directories New makes in the background (at most maxSpares of each),
+	// so that a class starting takes them instead of creating files (see
+	// spares). The portal passes the workshop's capacity; 0 prepares none.
+	Prepare int
 	// PortalLogin gives each environment an OAuth client of its own
 	// (PORTAL_CLIENT_ID, ...), with which an Educates gateway logs the
 	// learner in through the portal; PortalAPIURL is the portal's address
@@ -122,10 +127,12 @@ type Spawner struct {
 	cred     *syscall.Credential
 	bwrap    string
 
-	spare  *spares   // blanked state files and pipes of stopped environments
+	spare  *spares   // state files, pipes and directories for later starts
 	scans  procScans // passes over /proc, shared by concurrent stops
 	diag   diagConn  // which socket answers on an environment's port
 	bindIP net.IP    // the address dialled for BindHost; nil when it is a name
+	// stopPrepare ends the preparation of spares New began, and waits for it.
+	stopPrepare func()
 
 	mu       sync.Mutex
 	ports    map[int]string    // ports handed out, so two starts never get the same one
@@ -255,6 +262,7 @@ func New(cfg Config, log *zap.Logger) (*Spawner, error) {
 		return nil, fmt.Errorf("process spawner: %w", err)
 	}
 	s.spare = sp
+	s.stopPrepare = sp.prepare(cfg.Prepare, log)
 	return s, nil
 }
 
@@ -366,7 +374,7 @@ func (s *Spawner) Start(ctx context.Context, spec spawner.Spec, progress func(sp
 	if env.State, err = s.createState(session, st); err != nil {
 		return env, err
 	}
-	if err := os.Mkdir(dir, 0o700); err != nil {
+	if err := s.makeSessionDir(dir); err != nil {
 		return env, fmt.Errorf("session directory: %w", err)
 	}
 	if s.cred != nil {
@@ -555,6 +563,16 @@ func (s *Spawner) createState(session string, st State) (json.RawMessage, error)
 		return nil, err
 	}
 	return b, nil
+}
+
+// makeSessionDir makes a session's directory (0700): a spare one made
+// ahead, or a new one.
+func (s *Spawner) makeSessionDir(dir string) error {
+	took, err := s.spare.take(spareDir, dir)
+	if err != nil || took {
+		return err
+	}
+	return os.Mkdir(dir, 0o700)
 }
 
 // updateState rewrites session's state file, whose current content is
@@ -872,7 +890,10 @@ func (s *Spawner) answering(port int) map[string]bool {
 
 // Close releases what the Spawner keeps open between calls. Environments
 // keep running: a later Spawner of the same portal adopts them.
-func (s *Spawner) Close() { s.diag.Close() }
+func (s *Spawner) Close() {
+	s.stopPrepare()
+	s.diag.Close()
+}
 
 func (s *Spawner) goneError(session string) error {
 	s.mu.Lock()

@@ -2,13 +2,18 @@ package process
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 
+	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 )
 
@@ -24,11 +29,16 @@ const maxSpares = 1024
 // hundred bytes).
 const maxStateSize = 64 << 10
 
-// Kinds of spare files, by the suffix their session's file has.
+// Kinds of spare files, by the suffix their session's file has (a
+// session directory has none: its spares are named with one).
 const (
 	spareState = ".json"
 	sparePipe  = ".out"
+	spareDir   = ".dir"
 )
+
+// spareKinds lists the kinds of spares.
+var spareKinds = []string{spareState, sparePipe, spareDir}
 
 // spares recycles the state files and output pipes of stopped environments
 // for later starts, by rename, instead of removing them and creating new
@@ -36,8 +46,10 @@ const (
 // (these machines) allocating one skips, one by one, every inode of the
 // group freed in the last minutes (recently_deleted): after a class ended a
 // create cost 100-600 µs of CPU, a rename 15-20 µs, and a start created
-// three. The session's own directory is never recycled: its owner,
-// permissions and attributes are the previous learner's to change.
+// three. A session's own directory is never recycled (its owner,
+// permissions and attributes are the previous learner's to change, and a
+// process that escaped a stop could still hold it as its working
+// directory): spare directories are new ones, made ahead (see prepare).
 //
 // A spare holds no record (a state file's bytes are overwritten with
 // spaces before it is put back, which List reads as the empty file a
@@ -50,9 +62,11 @@ const (
 type spares struct {
 	dir string
 
-	mu    sync.Mutex
-	off   bool                // renames without replacing are unsupported here
-	names map[string][]string // by kind: file names in dir, most recent last
+	mu     sync.Mutex
+	off    bool                // renames without replacing are unsupported here
+	names  map[string][]string // by kind: file names in dir, most recent last
+	target int                 // how many spare directories to keep made ahead
+	seq    atomic.Uint64       // numbers the spares this value makes
 }
 
 // newSpares makes dir and lists what earlier runs left in it.
@@ -67,7 +81,10 @@ func newSpares(dir string) (*spares, error) {
 	}
 	for _, e := range entries {
 		name := e.Name()
-		for _, kind := range []string{spareState, sparePipe} {
+		for _, kind := range spareKinds {
+			if kind == spareDir && !e.IsDir() {
+				continue
+			}
 			if base, ok := strings.CutSuffix(name, kind); ok && sessionName.MatchString(base) && len(sp.names[kind]) < maxSpares {
 				sp.names[kind] = append(sp.names[kind], name)
 			}
@@ -161,4 +178,109 @@ func (sp *spares) add(kind, name string) {
 	sp.mu.Lock()
 	sp.names[kind] = append(sp.names[kind], name)
 	sp.mu.Unlock()
+}
+
+// prepare creates, in the background, spares of each kind until the
+// directory holds n of it (at most maxSpares) as far as this value knows,
+// so that the first class after the portal starts renames files rather
+// than creating them; later classes reuse the state files and pipes
+// earlier ones put back, and Stop makes a new directory for each one it
+// removes (see renew). It counts only once, at the beginning: spares taken
+// meanwhile are not replaced, or a class starting at once would compete
+// with it. It returns a function that stops the preparation and waits for
+// it to end.
+func (sp *spares) prepare(n int, log *zap.Logger) (stop func()) {
+	n = max(0, min(n, maxSpares))
+	sp.mu.Lock()
+	sp.target = n
+	need := map[string]int{}
+	any := false
+	if !sp.off {
+		for _, kind := range spareKinds {
+			need[kind] = n - len(sp.names[kind])
+			any = any || need[kind] > 0
+		}
+	}
+	sp.mu.Unlock()
+	if !any {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		made, err := sp.create(ctx, need)
+		if err != nil {
+			log.Warn("preparing spare state files and output pipes; starts create their own", zap.Int("prepared", made), zap.Error(err))
+			return
+		}
+		log.Debug("prepared spare state files and output pipes", zap.Int("prepared", made))
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+// create makes need[kind] new spares of each kind in the directory and
+// returns how many it made.
+func (sp *spares) create(ctx context.Context, need map[string]int) (int, error) {
+	made := 0
+	for more := true; more; {
+		more = false
+		for _, kind := range spareKinds {
+			if need[kind] <= 0 {
+				continue
+			}
+			if ctx.Err() != nil {
+				return made, nil
+			}
+			if err := sp.make(kind); err != nil {
+				return made, err
+			}
+			need[kind]--
+			made++
+			more = more || need[kind] > 0
+		}
+	}
+	return made, nil
+}
+
+// renew makes a new spare of kind when fewer than prepare's target are
+// kept: Stop calls it for the session directory it removed, which is
+// never kept, so that the next class finds as many made ahead as the first.
+func (sp *spares) renew(kind string) error {
+	sp.mu.Lock()
+	short := !sp.off && len(sp.names[kind]) < sp.target
+	sp.mu.Unlock()
+	if !short {
+		return nil
+	}
+	return sp.make(kind)
+}
+
+// make creates one new spare of kind: an empty state file (which reads as
+// a blanked one), a pipe nobody opened (which holds no data), or an empty
+// directory (0700, as a session's is made).
+func (sp *spares) make(kind string) error {
+	// A name unlike any other's, matching what newSpares lists.
+	name := "new-" + strconv.FormatInt(time.Now().UnixNano(), 36) + "-" + strconv.FormatUint(sp.seq.Add(1), 36) + kind
+	path := filepath.Join(sp.dir, name)
+	var err error
+	switch kind {
+	case spareState:
+		var fd int
+		if fd, err = unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600); err == nil {
+			err = unix.Close(fd)
+		}
+	case sparePipe:
+		err = unix.Mkfifo(path, 0o600)
+	default:
+		err = unix.Mkdir(path, 0o700)
+	}
+	if err != nil {
+		return &os.PathError{Op: "create", Path: path, Err: err}
+	}
+	sp.add(kind, name)
+	return nil
 }

@@ -87,6 +87,92 @@ func TestStoppedFilesAreReused(t *testing.T) {
 	}
 }
 
+// TestSparesPreparedAhead: with Prepare set, New makes that many spare
+// state files, pipes and session directories in the background; the first
+// start takes one of each (their inodes) instead of creating them, its
+// stop makes a new directory in place of the one it removed, and a new
+// value on the same directory (a restart) makes only what is missing.
+func TestSparesPreparedAhead(t *testing.T) {
+	cfg := helperConfig(t, "dashboard", "{host}:{port}")
+	cfg.Prepare = 3
+	s, _ := newSpawner(t, cfg)
+	t.Cleanup(s.Close)
+	kept := filepath.Join(s.stateDir, spareDirName)
+	// spareInodes returns the inodes of the spares of each kind.
+	spareInodes := func() map[string]map[uint64]bool {
+		out := map[string]map[uint64]bool{spareState: {}, sparePipe: {}, spareDir: {}}
+		entries, _ := os.ReadDir(kept)
+		for _, e := range entries {
+			ino := inode(t, filepath.Join(kept, e.Name()))
+			switch {
+			case strings.HasSuffix(e.Name(), spareState) && e.Type().IsRegular():
+				out[spareState][ino] = true
+			case strings.HasSuffix(e.Name(), sparePipe) && e.Type() == os.ModeNamedPipe:
+				out[sparePipe][ino] = true
+			case strings.HasSuffix(e.Name(), spareDir) && e.IsDir():
+				out[spareDir][ino] = true
+			}
+		}
+		return out
+	}
+	counts := func(want int) func() bool {
+		return func() bool {
+			for _, inodes := range spareInodes() {
+				if len(inodes) != want {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	eventually(t, "three spares of each kind prepared", counts(3))
+	prepared := spareInodes()
+	a := start(t, s, specFor("prep-a"))
+	for kind, path := range map[string]string{spareState: s.stateFile("prep-a"), sparePipe: s.pipeFile("prep-a"), spareDir: s.sessionDir("prep-a")} {
+		if !prepared[kind][inode(t, path)] {
+			t.Errorf("the start made %s instead of taking a prepared one", path)
+		}
+	}
+	if fi, err := os.Stat(s.sessionDir("prep-a")); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("session directory: %v, %v; want mode 0700", fi.Mode(), err)
+	}
+	if st := stateOf(t, a); st.PID <= 0 {
+		t.Fatalf("state in the prepared file: %+v", st)
+	}
+	if code, _ := get(t, a, "/"); code != 200 {
+		t.Fatalf("GET = %d", code)
+	}
+	if !counts(2)() {
+		t.Fatalf("spares left after one start: %v; want two of each kind", spareInodes())
+	}
+	if err := s.Stop(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	// The state file and pipe came back; the directory was removed and a
+	// new one made in its place.
+	if !counts(3)() {
+		t.Fatalf("spares after the stop: %v; want three of each kind", spareInodes())
+	}
+
+	// A restart: one spare of each kind is taken, then a new value makes
+	// only that one of each kind.
+	b := start(t, s, specFor("prep-b"))
+	s2, logs := newSpawner(t, cfg)
+	eventually(t, "the new value's preparation logged", func() bool {
+		return logs.FilterMessage("prepared spare state files and output pipes").Len() == 1
+	})
+	s2.Close()
+	if made := logs.FilterMessage("prepared spare state files and output pipes").All()[0].ContextMap()["prepared"]; made != int64(3) {
+		t.Errorf("the new value prepared %v spares, want 3 (one of each kind missing)", made)
+	}
+	if !counts(3)() {
+		t.Fatalf("spares after the new value prepared: %v; want three of each kind", spareInodes())
+	}
+	if err := s.Stop(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestHeldPipeIsNotReused: a pipe that something still holds open when its
 // environment stops (a process that escaped the stop could read the next
 // environment's output through it) is removed, not kept for a later start.

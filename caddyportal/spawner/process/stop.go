@@ -72,6 +72,10 @@ func (s *Spawner) Stop(ctx context.Context, env spawner.Env) error {
 	if err := os.RemoveAll(s.sessionDir(session)); err != nil {
 		return fmt.Errorf("process spawner: removing %s: %w", session, err)
 	}
+	// Made now rather than by the next start, which is on a learner's way.
+	if err := s.spare.renew(spareDir); err != nil {
+		s.log.Warn("making a spare session directory; the next start makes its own", zap.Error(err))
+	}
 	// The pipe is kept for a later start only when this value saw its
 	// last writer go: a descriptor held by a process that escaped the stop
 	// could otherwise read or write the next environment's output.
