@@ -65,7 +65,7 @@ type spares struct {
 	mu     sync.Mutex
 	off    bool                // renames without replacing are unsupported here
 	names  map[string][]string // by kind: file names in dir, most recent last
-	target int                 // how many spare directories to keep made ahead
+	target int                 // prepare's count of each kind, to which renew keeps directories
 	seq    atomic.Uint64       // numbers the spares this value makes
 }
 
@@ -194,15 +194,15 @@ func (sp *spares) prepare(n int, log *zap.Logger) (stop func()) {
 	sp.mu.Lock()
 	sp.target = n
 	need := map[string]int{}
-	any := false
+	short := false
 	if !sp.off {
 		for _, kind := range spareKinds {
 			need[kind] = n - len(sp.names[kind])
-			any = any || need[kind] > 0
+			short = short || need[kind] > 0
 		}
 	}
 	sp.mu.Unlock()
-	if !any {
+	if !short {
 		return func() {}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -211,10 +211,10 @@ func (sp *spares) prepare(n int, log *zap.Logger) (stop func()) {
 		defer close(done)
 		made, err := sp.create(ctx, need)
 		if err != nil {
-			log.Warn("preparing spare state files and output pipes; starts create their own", zap.Int("prepared", made), zap.Error(err))
+			log.Warn("preparing spares; starts make their own files", zap.Int("prepared", made), zap.Error(err))
 			return
 		}
-		log.Debug("prepared spare state files and output pipes", zap.Int("prepared", made))
+		log.Debug("prepared spare state files, output pipes and session directories", zap.Int("prepared", made))
 	}()
 	return func() {
 		cancel()

@@ -159,10 +159,10 @@ func TestSparesPreparedAhead(t *testing.T) {
 	b := start(t, s, specFor("prep-b"))
 	s2, logs := newSpawner(t, cfg)
 	eventually(t, "the new value's preparation logged", func() bool {
-		return logs.FilterMessage("prepared spare state files and output pipes").Len() == 1
+		return logs.FilterMessage("prepared spare state files, output pipes and session directories").Len() == 1
 	})
 	s2.Close()
-	if made := logs.FilterMessage("prepared spare state files and output pipes").All()[0].ContextMap()["prepared"]; made != int64(3) {
+	if made := logs.FilterMessage("prepared spare state files, output pipes and session directories").All()[0].ContextMap()["prepared"]; made != int64(3) {
 		t.Errorf("the new value prepared %v spares, want 3 (one of each kind missing)", made)
 	}
 	if !counts(3)() {
