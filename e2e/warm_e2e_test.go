@@ -76,6 +76,9 @@ func TestReserveConnectionOpenedAhead(t *testing.T) {
 		return strings.Count(string(b), "/probe ") >= 2
 	})
 	name, ck, loc := p.Activate(tok, "demo-w01", "alice")
+	// The portal leaves running environments to its next start: end the
+	// session so its dashboard does not outlive the test.
+	t.Cleanup(func() { endSession(t, p, tok, name) })
 	if filepath.Base(filepath.Dir(log)) != name {
 		t.Fatalf("the learner got %s, not the reserve of %s", name, log)
 	}

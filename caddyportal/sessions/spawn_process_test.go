@@ -17,6 +17,7 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 	"github.com/caddyportal/caddyportal/caddyportal/spawner"
 	"github.com/caddyportal/caddyportal/caddyportal/spawner/process"
+	"github.com/caddyportal/caddyportal/internal/proctest"
 )
 
 // dashboardVar makes the test binary a dashboard for the process spawner
@@ -33,7 +34,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "dashboard:", err)
 		os.Exit(1)
 	}
-	os.Exit(m.Run())
+	proctest.Exit(m.Run(), process.MarkerVar)
 }
 
 // processSpawner is a process spawner of portal demo, replica r1, whose
@@ -120,7 +121,7 @@ func TestSpawnProcessEndToEnd(t *testing.T) {
 	if _, err := os.Stat(py); err != nil {
 		var lerr error
 		if py, lerr = exec.LookPath("python3"); lerr != nil {
-			t.Skip("python3 not installed")
+			t.Fatal("this test needs python3 (Debian's python3)")
 		}
 	}
 	sp := processSpawner(t, []string{py, "-m", "http.server", "{port}", "--bind", "127.0.0.1", "--directory", "{dir}"})
@@ -208,4 +209,13 @@ func TestSpawnProcessWorkshopsSharingADirSurviveARestart(t *testing.T) {
 			t.Fatalf("%s's dashboard says %q after the restart", name, body)
 		}
 	}
+	// Adopted environments are stopped when their sessions end, like any
+	// other (the portal leaves running ones to its next start, so without
+	// this the dashboards would outlive the test).
+	for _, name := range []string{a, b} {
+		if _, err := svc2.Terminate(context.Background(), name, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "both STOPPED", func() bool { return stateIs(svc2, a, "STOPPED") && stateIs(svc2, b, "STOPPED") })
 }

@@ -25,7 +25,9 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	_ "github.com/caddyportal/caddyportal/caddyportal"
+	"github.com/caddyportal/caddyportal/caddyportal/spawner/process"
 	"github.com/caddyportal/caddyportal/internal/e2etest/engine"
+	"github.com/caddyportal/caddyportal/internal/proctest"
 )
 
 // The credentials, client and hub of DefaultBody (and of most test portals).
@@ -245,8 +247,10 @@ func WaitOneListener(t testing.TB, port int) {
 }
 
 // Main is the TestMain of a package that uses the harness: it runs a
-// child portal when this process is one (see StartServeChild), and keeps
-// Caddy's own files (autosave, certificates) out of the home directory.
+// child portal when this process is one (see StartServeChild), keeps
+// Caddy's own files (autosave, certificates) out of the home directory,
+// and fails the run if a test left dashboard processes of its portals
+// running (see proctest.Exit).
 func Main(m *testing.M) {
 	runChildIfAsked()
 	tmp, err := os.MkdirTemp("", "caddyportal-test-home")
@@ -260,5 +264,5 @@ func Main(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "the tests left %v in the package directory\n", left)
 		code = max(code, 1)
 	}
-	os.Exit(code)
+	proctest.Exit(code, process.MarkerVar)
 }

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/caddyportal/caddyportal/internal/proctest"
 )
 
 // The test binary doubles as the dashboards and the "portal" these tests
@@ -24,7 +26,7 @@ func TestMain(m *testing.M) {
 		helperMain(os.Args[1:])
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	proctest.Exit(m.Run(), MarkerVar)
 }
 
 func helperMain(args []string) {

@@ -80,7 +80,7 @@ func markerOf(pid int, buf []byte) (string, []byte) {
 	if err != nil {
 		return "", b
 	}
-	key := []byte(markerVar + "=")
+	key := []byte(MarkerVar + "=")
 	for kv := range bytes.SplitSeq(b, []byte{0}) {
 		if bytes.HasPrefix(kv, key) {
 			return string(kv[len(key):]), b

@@ -42,9 +42,10 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/spawner"
 )
 
-// markerVar marks every process of an environment; its value is
-// <portal>/<replica>/<session>.
-const markerVar = "CADDYPORTAL_ENV"
+// MarkerVar marks every process of an environment; its value is
+// <portal>/<replica>/<session>. Reconciliation finds an environment's
+// processes by it, and so can an operator (or a test) looking for them.
+const MarkerVar = "CADDYPORTAL_ENV"
 
 // stateDirName is the directory under Config.Dir that holds the portal's own
 // files (state, output pipes); session names cannot start with a dot, and the
@@ -201,8 +202,8 @@ func New(cfg Config, log *zap.Logger) (*Spawner, error) {
 		if !varName.MatchString(e.Name) {
 			return nil, fmt.Errorf("process spawner: env: %q is not a variable name", e.Name)
 		}
-		if e.Name == markerVar {
-			return nil, fmt.Errorf("process spawner: env: %s is the portal's own", markerVar)
+		if e.Name == MarkerVar {
+			return nil, fmt.Errorf("process spawner: env: %s is the portal's own", MarkerVar)
 		}
 		if err := spawner.CheckTemplate(e.Value); err != nil {
 			return nil, fmt.Errorf("process spawner: env %s: %w", e.Name, err)
@@ -461,7 +462,7 @@ func (s *Spawner) environ(spec spawner.Spec, vars spawner.Vars, port int, dir st
 		}
 		env = append(env, e.Name+"="+v)
 	}
-	env = append(env, markerVar+"="+s.marker(spec.Session))
+	env = append(env, MarkerVar+"="+s.marker(spec.Session))
 	return dedupEnv(env), nil
 }
 

@@ -136,7 +136,7 @@ func countProcs(t *testing.T, leader int, marker string) int {
 		}
 		environ, _ := os.ReadFile("/proc/" + e.Name() + "/environ")
 		if f[3] == strconv.Itoa(leader) || f[2] == strconv.Itoa(leader) ||
-			bytes.Contains(environ, []byte(markerVar+"="+marker+"\x00")) {
+			bytes.Contains(environ, []byte(MarkerVar+"="+marker+"\x00")) {
 			n++
 		}
 		_ = pid
@@ -235,7 +235,7 @@ func TestPlaceholdersAndVariablesArrive(t *testing.T) {
 		"INGRESS_DOMAIN": "example.test", "INGRESS_PROTOCOL": "https", "PORTAL_USER": "alice",
 		"PORTAL_PREFIX": "/workshops/session/vars-1/", "HOME": st.Dir, "PORT": port,
 		"GREETING": "hello alice on " + port, "TRAINING_PORTAL": "overridden",
-		"COURSE": "k8s 101", "level": "2", markerVar: s.marker("vars-1"),
+		"COURSE": "k8s 101", "level": "2", MarkerVar: s.marker("vars-1"),
 	}
 	for k, v := range want {
 		if envs[k] != v {
@@ -986,7 +986,7 @@ func TestMarkerFoundInALargeEnvironment(t *testing.T) {
 	for i := range 3 { // 300 KB; one variable may hold at most 128 KB
 		cmd.Env = append(cmd.Env, "FILLER"+strconv.Itoa(i)+"="+strings.Repeat("x", 100<<10))
 	}
-	cmd.Env = append(cmd.Env, markerVar+"=portal/r1/big-env")
+	cmd.Env = append(cmd.Env, MarkerVar+"=portal/r1/big-env")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
