@@ -166,7 +166,7 @@ func python(t *testing.T) string {
 	}
 	p, err := exec.LookPath("python3")
 	if err != nil {
-		t.Skip("python3 not installed")
+		t.Fatal("this test needs python3 (Debian's python3; .ci/run installs it)")
 	}
 	return p
 }
@@ -583,7 +583,7 @@ func TestProgressSteps(t *testing.T) {
 
 func TestBubblewrapSandbox(t *testing.T) {
 	if _, err := exec.LookPath("bwrap"); err != nil {
-		t.Skip("bwrap not installed (Debian package bubblewrap; .ci/run installs it)")
+		t.Fatal("this test needs bwrap (Debian package bubblewrap; .ci/run installs it)")
 	}
 	// The test binary lives under /tmp, which the sandbox replaces: the
 	// sandboxed dashboard is a shell that records what it may do, then
@@ -797,7 +797,7 @@ func TestSandboxAsUser(t *testing.T) {
 		t.Skip("switching users needs root")
 	}
 	if _, err := exec.LookPath("bwrap"); err != nil {
-		t.Skip("bwrap not installed")
+		t.Fatal("this test needs bwrap (Debian package bubblewrap; .ci/run installs it)")
 	}
 	base, err := os.MkdirTemp("", "spawner-sbxuser-")
 	if err != nil {
