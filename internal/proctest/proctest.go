@@ -13,61 +13,33 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/caddyportal/caddyportal/internal/procfs"
 )
 
 // Marked returns the PIDs of this process's descendants whose environment
-// holds a variable named name (the process spawner's marker).
+// sets variable name, not empty (the process spawner's marker).
 func Marked(name string) []int {
-	entries, _ := os.ReadDir("/proc")
+	pids, _ := procfs.PIDs()
 	parent := map[int]int{}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if ppid, ok := parentOf(pid); ok {
-			parent[pid] = ppid
+	for _, pid := range pids {
+		if p, err := procfs.ReadStat(pid); err == nil {
+			parent[pid] = p.PPID
 		}
 	}
 	self := os.Getpid()
-	key := []byte(name + "=")
 	var out []int
+	var env []byte
 	for pid := range parent {
 		if !descends(pid, self, parent) {
 			continue
 		}
-		env, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "environ"))
-		if err != nil {
-			continue
-		}
-		for _, v := range bytes.Split(env, []byte{0}) {
-			if bytes.HasPrefix(v, key) {
-				out = append(out, pid)
-				break
-			}
+		var v string
+		if v, env = procfs.Env(pid, name, env); v != "" {
+			out = append(out, pid)
 		}
 	}
 	return out
-}
-
-// parentOf reads pid's parent from /proc/<pid>/stat; the command name
-// in parentheses may hold spaces and parentheses, so the fields are
-// counted from its last ')'.
-func parentOf(pid int) (int, bool) {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return 0, false
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, false
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 2 {
-		return 0, false
-	}
-	ppid, err := strconv.Atoi(f[1])
-	return ppid, err == nil
 }
 
 // descends reports whether pid has ancestor among its parents.

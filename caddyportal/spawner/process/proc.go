@@ -1,132 +1,25 @@
 package process
 
 import (
-	"bytes"
-	"errors"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/caddyportal/caddyportal/internal/procfs"
 )
-
-// procInfo is what /proc/<pid>/stat says about one process.
-type procInfo struct {
-	pid, pgid, sid int
-	state          byte   // R, S, D, Z, ...
-	start          uint64 // start time in clock ticks after boot (field 22)
-}
-
-// dead reports a process that has exited and only waits to be reaped: it
-// holds no resources and runs nothing, so it does not count as left over.
-func (p procInfo) dead() bool { return p.state == 'Z' || p.state == 'X' }
-
-// readStat parses /proc/<pid>/stat. The command name (field 2) may contain
-// spaces and parentheses, so fields are counted from its last ')'.
-func readStat(pid int) (procInfo, error) {
-	var buf [512]byte
-	b, err := readProc("/proc/"+strconv.Itoa(pid)+"/stat", buf[:0])
-	if err != nil {
-		return procInfo{}, err
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return procInfo{}, errors.New("malformed /proc stat")
-	}
-	f := strings.Fields(string(b[i+1:]))
-	// f[0] is field 3 (state), so field n is f[n-3].
-	if len(f) < 20 || len(f[0]) != 1 {
-		return procInfo{}, errors.New("malformed /proc stat")
-	}
-	p := procInfo{pid: pid, state: f[0][0]}
-	if p.pgid, err = strconv.Atoi(f[5-3]); err != nil {
-		return procInfo{}, err
-	}
-	if p.sid, err = strconv.Atoi(f[6-3]); err != nil {
-		return procInfo{}, err
-	}
-	if p.start, err = strconv.ParseUint(f[22-3], 10, 64); err != nil {
-		return procInfo{}, err
-	}
-	return p, nil
-}
-
-// pids lists the processes in /proc.
-func pids() ([]int, error) {
-	d, err := os.Open("/proc")
-	if err != nil {
-		return nil, err
-	}
-	defer d.Close()
-	names, err := d.Readdirnames(-1)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]int, 0, len(names))
-	for _, n := range names {
-		if pid, err := strconv.Atoi(n); err == nil && pid > 0 {
-			out = append(out, pid)
-		}
-	}
-	return out, nil
-}
-
-// markerOf returns the value of the marker variable in the environment pid
-// started with, or "" (no marker, process gone, or not readable by us),
-// reading it into buf; it returns buf, grown, for the next call.
-func markerOf(pid int, buf []byte) (string, []byte) {
-	b, err := readProc("/proc/"+strconv.Itoa(pid)+"/environ", buf[:0])
-	if err != nil {
-		return "", b
-	}
-	key := []byte(MarkerVar + "=")
-	for kv := range bytes.SplitSeq(b, []byte{0}) {
-		if bytes.HasPrefix(kv, key) {
-			return string(kv[len(key):]), b
-		}
-	}
-	return "", b
-}
-
-// readProc appends the content of a /proc file to buf. It calls the
-// system directly: os.ReadFile would also stat the file and try to add it
-// to the runtime's poller, tripling the system calls of a pass over /proc,
-// which makes two such calls per process on the machine.
-func readProc(path string, buf []byte) ([]byte, error) {
-	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		return buf, err
-	}
-	defer syscall.Close(fd)
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := syscall.Read(fd, buf[len(buf):cap(buf)])
-		if err == syscall.EINTR {
-			continue
-		}
-		if err != nil {
-			return buf, err
-		}
-		if n == 0 {
-			return buf, nil
-		}
-		buf = buf[:len(buf)+n]
-	}
-}
 
 // scanned is one live process found in /proc, with its marker ("" for none).
 type scanned struct {
-	procInfo
+	procfs.Stat
 	marker string
 }
 
 // scanAll returns every live (not zombie) process but this one, with its
 // marker.
 func scanAll() ([]scanned, error) {
-	list, err := pids()
+	list, err := procfs.PIDs()
 	if err != nil {
 		return nil, err
 	}
@@ -137,13 +30,13 @@ func scanAll() ([]scanned, error) {
 		if pid == self {
 			continue
 		}
-		p, err := readStat(pid)
-		if err != nil || p.dead() {
+		p, err := procfs.ReadStat(pid)
+		if err != nil || p.Dead() {
 			continue
 		}
 		var m string
-		m, env = markerOf(pid, env)
-		out = append(out, scanned{procInfo: p, marker: m})
+		m, env = procfs.Env(pid, MarkerVar, env)
+		out = append(out, scanned{Stat: p, marker: m})
 	}
 	return out, nil
 }

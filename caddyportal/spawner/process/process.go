@@ -40,6 +40,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddyportal/caddyportal/caddyportal/spawner"
+	"github.com/caddyportal/caddyportal/internal/procfs"
 )
 
 // MarkerVar marks every process of an environment; its value is
@@ -411,8 +412,8 @@ func (s *Spawner) Start(ctx context.Context, spec spawner.Spec, progress func(sp
 	st.PID, st.PGID = pid, pid
 	// Read before Wait can reap it: even a process that exited at once is
 	// still a zombie here, so its start time is always recorded.
-	if p, serr := readStat(pid); serr == nil {
-		st.Start = p.start
+	if p, serr := procfs.ReadStat(pid); serr == nil {
+		st.Start = p.Start
 	}
 	c.pid, c.start = pid, st.Start
 	c.exited = make(chan struct{})
@@ -737,15 +738,15 @@ func (s *Spawner) alive(ctx context.Context, env spawner.Env, st State) error {
 		}
 		return spawner.Gone(s.exitReason(ctx, env.Session))
 	}
-	p, err := readStat(st.PID)
+	p, err := procfs.ReadStat(st.PID)
 	switch {
 	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH):
 		return spawner.Gone(s.exitReason(ctx, env.Session))
 	case err != nil:
 		return fmt.Errorf("process spawner: checking process %d of %s: %w", st.PID, env.Session, err)
-	case p.start != st.Start:
+	case p.Start != st.Start:
 		return spawner.Gone("the dashboard process is gone: its process ID now belongs to another process")
-	case p.dead():
+	case p.Dead():
 		return spawner.Gone(s.exitReason(ctx, env.Session))
 	}
 	return nil
@@ -867,7 +868,7 @@ func (s *Spawner) verifyListener(session string, st State) error {
 		return err
 	}
 	for _, p := range procs {
-		if ownsSocket(p.pid, inodes) {
+		if ownsSocket(p.PID, inodes) {
 			return nil
 		}
 	}

@@ -25,6 +25,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddyportal/caddyportal/caddyportal/spawner"
+	"github.com/caddyportal/caddyportal/internal/procfs"
 )
 
 // testPortal names this run's portal: List and Stop find processes by a
@@ -963,7 +964,7 @@ func TestSharedScansSeeProcessesStartedBefore(t *testing.T) {
 				return
 			}
 			for _, p := range procs {
-				if p.pid == cmd.Process.Pid {
+				if p.PID == cmd.Process.Pid {
 					errs <- nil
 					return
 				}
@@ -995,13 +996,13 @@ func TestMarkerFoundInALargeEnvironment(t *testing.T) {
 	// a moment after Start returns.
 	var m string
 	eventually(t, "the marker to be read", func() bool {
-		m, _ = markerOf(cmd.Process.Pid, nil)
+		m, _ = procfs.Env(cmd.Process.Pid, MarkerVar, nil)
 		return m != ""
 	})
 	if m != "portal/r1/big-env" {
 		t.Fatalf("marker %q", m)
 	}
-	if m, _ := markerOf(os.Getpid(), make([]byte, 0, 4)); m != "" {
+	if m, _ := procfs.Env(os.Getpid(), MarkerVar, make([]byte, 0, 4)); m != "" {
 		t.Fatalf("marker of the test itself %q", m)
 	}
 }

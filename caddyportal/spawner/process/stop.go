@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddyportal/caddyportal/caddyportal/spawner"
+	"github.com/caddyportal/caddyportal/internal/procfs"
 )
 
 // Stop implements spawner.Spawner: SIGTERM to every process of the
@@ -113,7 +114,7 @@ func (s *Spawner) kill(ctx context.Context, session string, st State) error {
 	marker := s.marker(session)
 	groups := map[int]bool{}
 	if st.PGID > 0 && st.PID == st.PGID && st.Start != 0 {
-		if p, err := readStat(st.PID); err == nil && p.start == st.Start {
+		if p, err := procfs.ReadStat(st.PID); err == nil && p.Start == st.Start {
 			groups[st.PGID] = true
 		}
 	}
@@ -151,10 +152,10 @@ func (s *Spawner) kill(ctx context.Context, session string, st State) error {
 		for _, p := range known {
 			switch {
 			case killing:
-				_ = syscall.Kill(p.pid, syscall.SIGKILL)
-			case !termed[p.pid]:
-				termed[p.pid] = true
-				_ = syscall.Kill(p.pid, syscall.SIGTERM)
+				_ = syscall.Kill(p.PID, syscall.SIGKILL)
+			case !termed[p.PID]:
+				termed[p.PID] = true
+				_ = syscall.Kill(p.PID, syscall.SIGTERM)
 			}
 		}
 		if killing {
@@ -176,7 +177,7 @@ func (s *Spawner) kill(ctx context.Context, session string, st State) error {
 func stillAlive(list []scanned) []scanned {
 	out := list[:0]
 	for _, p := range list {
-		if q, err := readStat(p.pid); err == nil && !q.dead() && q.start == p.start {
+		if q, err := procfs.ReadStat(p.PID); err == nil && !q.Dead() && q.Start == p.Start {
 			out = append(out, p)
 		}
 	}
@@ -194,14 +195,14 @@ func (s *Spawner) victims(marker string, groups map[int]bool) ([]scanned, error)
 	}
 	for _, p := range procs {
 		if p.marker == marker {
-			groups[p.pgid], groups[p.sid] = true, true
+			groups[p.PGID], groups[p.SID] = true, true
 		}
 	}
 	var out []scanned
 	for _, p := range procs {
 		// An exact match: "<portal>/<replica>/s-1" must not take
 		// "<portal>/<replica>/s-10" with it.
-		if p.marker == marker || groups[p.pgid] || groups[p.sid] {
+		if p.marker == marker || groups[p.PGID] || groups[p.SID] {
 			out = append(out, p)
 		}
 	}
@@ -211,7 +212,7 @@ func (s *Spawner) victims(marker string, groups map[int]bool) ([]scanned, error)
 func pidList(ps []scanned) []int {
 	out := make([]int, len(ps))
 	for i, p := range ps {
-		out[i] = p.pid
+		out[i] = p.PID
 	}
 	sort.Ints(out)
 	return out
