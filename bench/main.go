@@ -31,6 +31,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/caddyportal/caddyportal/internal/e2etest/engine"
 )
 
 func main() {
@@ -45,6 +47,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	rep, err := run(ctx, opts)
+	// The container scenario's testdash build and engine service go with
+	// the run.
+	engine.Cleanup()
 	if rep != nil {
 		md := rep.Markdown()
 		fmt.Println()

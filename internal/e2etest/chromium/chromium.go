@@ -56,6 +56,11 @@ func New(t testing.TB, width, height int, limit time.Duration) context.Context {
 // start launches one Chromium and waits until it answers. stop ends it and
 // must be called either way.
 func start(t testing.TB, width, height int, limit time.Duration) (context.Context, func(), error) {
+	profile := profileDir(t)
+	tmp := filepath.Join(profile, "tmp")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		return nil, func() {}, err
+	}
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(ChromiumPath),
 		chromedp.Flag("headless", true),
@@ -67,7 +72,11 @@ func start(t testing.TB, width, height int, limit time.Duration) (context.Contex
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
 		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(profileDir(t)),
+		chromedp.UserDataDir(profile),
+		// Chromium makes a directory for its singleton socket in TMPDIR
+		// and removes it only on a clean exit; the allocator kills it,
+		// so in /tmp one was left behind per browser test.
+		chromedp.Env("TMPDIR=" + tmp),
 		chromedp.WindowSize(width, height),
 		chromedp.WSURLReadTimeout(startTimeout),
 	}

@@ -33,6 +33,10 @@ var (
 	hostOnce sync.Once
 	host     string
 	hostErr  error
+	// hostStop stops the service startHost started and hostDir is its
+	// socket's directory (both unset when DOCKER_HOST names an engine).
+	hostStop func()
+	hostDir  string
 
 	imageOnce sync.Once
 	image     string
@@ -67,8 +71,30 @@ func startHost() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	h, _, err := startService(filepath.Join(dir, "podman.sock"))
-	return h, err
+	h, stop, err := startService(filepath.Join(dir, "podman.sock"))
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", err
+	}
+	hostStop, hostDir = stop, dir
+	return h, nil
+}
+
+// Cleanup stops the engine service this process started and removes what
+// it built in the temporary directory (the service's socket directory, the
+// testdash build). Call it once, after the last test (TestMain) or at the
+// end of a program: without it every test run left a testdash binary
+// behind. Images and containers are not touched; tests remove their own.
+func Cleanup() {
+	if hostStop != nil {
+		hostStop()
+	}
+	if hostDir != "" {
+		os.RemoveAll(hostDir)
+	}
+	if dashPath != "" {
+		os.RemoveAll(filepath.Dir(dashPath))
+	}
 }
 
 // startService starts `podman --runtime runc system service` on sock with
