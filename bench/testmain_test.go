@@ -1,16 +1,13 @@
 package main
 
 import (
-	"os"
 	"testing"
 
-	"github.com/caddyportal/caddyportal/internal/e2etest/engine"
+	"github.com/caddyportal/caddyportal/internal/e2etest"
 )
 
-// TestMain removes what the harness built and started for the tests (the
-// testdash build, an engine service of its own) after the last test.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	engine.Cleanup()
-	os.Exit(code)
-}
+// TestMain is the test harness's (e2etest.Main): among other things it
+// removes what the benchmark harness built and started for the tests (the
+// testdash build, an engine service of its own) and fails the run if the
+// harness left dashboard processes running.
+func TestMain(m *testing.M) { e2etest.Main(m) }
