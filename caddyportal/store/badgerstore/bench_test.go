@@ -38,3 +38,44 @@ func BenchmarkUpdateSynced(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkReadModifyWrite measures the update every session change makes:
+// read a stored record and write it back changed, in one transaction, from
+// 8 writers at once (in memory, so no sync is measured and the machine's
+// CPU is the limit, as in a class start).
+func BenchmarkReadModifyWrite(b *testing.B) {
+	s, err := badgerstore.Open(badgerstore.Options{InMemory: true, SweepInterval: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	const keys = 1000
+	value := make([]byte, 400)
+	ctx := context.Background()
+	for i := range keys {
+		if err := s.Update(ctx, func(tx store.Txn) error { return tx.Set(fmt.Sprintf("bench/%d", i), value) }); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var next atomic.Int64
+	b.SetParallelism(4)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			key := fmt.Sprintf("bench/%d", next.Add(1)%keys)
+			err := s.Update(ctx, func(tx store.Txn) error {
+				v, err := tx.Get(key)
+				if err != nil {
+					return err
+				}
+				v[0]++
+				return tx.Set(key, v)
+			})
+			if err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}

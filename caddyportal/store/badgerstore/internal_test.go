@@ -130,6 +130,44 @@ func TestIndexEntriesFollowTheKey(t *testing.T) {
 			}
 			return tx.SetExpiring("b", nil, at)
 		}, 2},
+		// Within one transaction a write replaces what the transaction
+		// read or wrote last, not what was stored before it began.
+		{"read, then re-expire twice", func(tx store.Txn) error {
+			if _, err := tx.Get("a"); err != nil {
+				return err
+			}
+			if err := tx.SetExpiring("a", nil, at.Add(time.Minute)); err != nil {
+				return err
+			}
+			return tx.SetExpiring("a", nil, at.Add(2*time.Minute))
+		}, 2},
+		{"read missing, expire, delete, expire", func(tx store.Txn) error {
+			if _, err := tx.Get("c"); !errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("Get(c) = %v, want ErrNotFound", err)
+			}
+			if err := tx.SetExpiring("c", nil, at); err != nil {
+				return err
+			}
+			if err := tx.Delete("c"); err != nil {
+				return err
+			}
+			return tx.SetExpiring("c", nil, at.Add(time.Minute))
+		}, 3},
+		{"read, then clear the expiry", func(tx store.Txn) error {
+			if _, err := tx.Get("b"); err != nil {
+				return err
+			}
+			return tx.Set("b", nil)
+		}, 2},
+		{"blind writes", func(tx store.Txn) error {
+			if err := tx.SetExpiring("b", nil, at); err != nil {
+				return err
+			}
+			if err := tx.SetExpiring("b", nil, at.Add(time.Hour)); err != nil {
+				return err
+			}
+			return tx.Delete("a")
+		}, 2},
 	}
 	for _, st := range steps {
 		update(t, s, st.fn)
