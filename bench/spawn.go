@@ -800,6 +800,8 @@ func runPool(ctx context.Context, o Options, bin, work string, rep *Report, logf
 	label := fmt.Sprintf("pool (reserved %d, capacity %d, %d learners, %d rounds)", k, 2*k, k, n)
 	var all, p99s, fills, walls []time.Duration
 	var starting, errs, left int
+	var pcpu, hcpu, mcpu time.Duration
+	cpuOK := true
 	for i := range n {
 		dir, profileAs := roundDir(work, i, n)
 		r, err := poolRound(ctx, o, bin, dash, dir, profileAs, rep, logf)
@@ -813,6 +815,7 @@ func runPool(ctx context.Context, o Options, bin, work string, rep *Report, logf
 		starting += r.starting
 		errs += r.errs
 		left = max(left, r.left)
+		pcpu, hcpu, mcpu, cpuOK = pcpu+r.portalCPU, hcpu+r.harnessCPU, mcpu+r.machineCPU, cpuOK && r.cpuOK
 		if r.first != nil {
 			rep.note("pool round %d: first error: %v", i+1, r.first)
 		}
@@ -829,6 +832,14 @@ func runPool(ctx context.Context, o Options, bin, work string, rep *Report, logf
 		"median p99 ≤ "+fmtDur(goalPoolP99), len(all) == k*n && p99 <= goalPoolP99)
 	rep.metric(label, "activation to dashboard page, all rounds' learners p50 / p99", latencies(all))
 	rep.metric(label, "wall time, all request + activate + page (median round; starting pages seen)", fmt.Sprintf("%s (%d)", fmtDur(median(walls)), starting))
+	if cpuOK && len(all) > 0 {
+		// The p99 is how long the class's CPU takes on the machine's
+		// cores; these say whose CPU it is, steadier than the p99 itself
+		// from run to run (counted in 10 ms ticks, summed over rounds).
+		per := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(len(all)) }
+		rep.metric(label, "CPU used during the classes: portal / harness / whole machine (per learner)",
+			fmt.Sprintf("%s / %s / %s (%.1f ms / %.1f ms / %.1f ms)", fmtDur(pcpu), fmtDur(hcpu), fmtDur(mcpu), per(pcpu), per(hcpu), per(mcpu)))
+	}
 	rep.goal(label, "environment processes left after ending the sessions and stopping the portal", fmt.Sprint(left), "0", left == 0)
 	logf("pool: median p99 %s over %d rounds, %d errors, %d processes left", fmtDur(p99), n, errs, left)
 	return nil
@@ -841,6 +852,10 @@ type poolOutcome struct {
 	starting, errs int
 	left           int
 	first          error
+	// The CPU the portal, the harness and the whole machine spent while
+	// the class ran (the reserves' refills wait until it has gone quiet).
+	portalCPU, harnessCPU, machineCPU time.Duration
+	cpuOK                             bool
 }
 
 // poolRound starts a portal with `reserved k` in work, waits for the pool
@@ -879,7 +894,13 @@ func poolRound(ctx context.Context, o Options, bin string, dash spawnDash, work,
 	if profileAs != "" {
 		profiled = profileLearners(ctx, o, spec, profileAs, "pool", rep, logf)
 	}
-	res, wall := learners(ctx, r, "pool", k, spawnPoll, true, dash.isDash)
+	var res []learnerResult
+	var wall time.Duration
+	var cpuErr error
+	out.machineCPU, _, cpuErr = machineBusy(func() {
+		out.portalCPU, out.harnessCPU, cpuErr = cpuUsed(p, func() { res, wall = learners(ctx, r, "pool", k, spawnPoll, true, dash.isDash) })
+	})
+	out.cpuOK = cpuErr == nil
 	profiled()
 	out.wall = wall
 	out.toDash, _, out.starting, out.errs, out.first = learnerStats(res)
