@@ -21,21 +21,9 @@ func BenchmarkUpdateSynced(b *testing.B) {
 	}
 	b.Cleanup(func() { s.Close() })
 	value := make([]byte, 256)
-	var next atomic.Int64
-	b.SetParallelism(16)
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			key := fmt.Sprintf("bench/%d", next.Add(1))
-			err := s.Update(context.Background(), func(tx store.Txn) error {
-				return tx.Set(key, value)
-			})
-			if err != nil {
-				b.Error(err)
-				return
-			}
-		}
+	runUpdates(b, s, 16, func(i int64) func(store.Txn) error {
+		key := fmt.Sprintf("bench/%d", i)
+		return func(tx store.Txn) error { return tx.Set(key, value) }
 	})
 }
 
@@ -51,28 +39,34 @@ func BenchmarkReadModifyWrite(b *testing.B) {
 	b.Cleanup(func() { s.Close() })
 	const keys = 1000
 	value := make([]byte, 400)
-	ctx := context.Background()
 	for i := range keys {
-		if err := s.Update(ctx, func(tx store.Txn) error { return tx.Set(fmt.Sprintf("bench/%d", i), value) }); err != nil {
+		if err := s.Update(context.Background(), func(tx store.Txn) error { return tx.Set(fmt.Sprintf("bench/%d", i), value) }); err != nil {
 			b.Fatal(err)
 		}
 	}
+	runUpdates(b, s, 4, func(i int64) func(store.Txn) error {
+		key := fmt.Sprintf("bench/%d", i%keys)
+		return func(tx store.Txn) error {
+			v, err := tx.Get(key)
+			if err != nil {
+				return err
+			}
+			v[0]++
+			return tx.Set(key, v)
+		}
+	})
+}
+
+// runUpdates times b.N updates of s from parallelism writers per CPU; the
+// i-th update (counting from 1) runs update(i).
+func runUpdates(b *testing.B, s *badgerstore.Store, parallelism int, update func(i int64) func(store.Txn) error) {
 	var next atomic.Int64
-	b.SetParallelism(4)
+	b.SetParallelism(parallelism)
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			key := fmt.Sprintf("bench/%d", next.Add(1)%keys)
-			err := s.Update(ctx, func(tx store.Txn) error {
-				v, err := tx.Get(key)
-				if err != nil {
-					return err
-				}
-				v[0]++
-				return tx.Set(key, v)
-			})
-			if err != nil {
+			if err := s.Update(context.Background(), update(next.Add(1))); err != nil {
 				b.Error(err)
 				return
 			}
