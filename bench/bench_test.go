@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -141,5 +142,24 @@ func TestFmtRatio(t *testing.T) {
 		if got := fmtRatio(c.x, c.goal); got != c.want {
 			t.Errorf("fmtRatio(%v, %v) = %q, want %q", c.x, c.goal, got, c.want)
 		}
+	}
+}
+
+// TestRunSaysWhyItStopped: a scenario that cannot run ends the run with an
+// error, and the report (what -out writes) says which and why instead of
+// an empty table.
+func TestRunSaysWhyItStopped(t *testing.T) {
+	o := quickOptions()
+	o.Scenarios = []string{"storm"}
+	o.Binary = filepath.Join(t.TempDir(), "no-such-portal")
+	o.Workdir = t.TempDir()
+	o.Progress = t.Logf
+	rep, err := run(context.Background(), o)
+	if err == nil {
+		t.Fatal("run with a missing portal binary returned no error")
+	}
+	md := rep.Markdown()
+	if !strings.Contains(md, "the run stopped early") || !strings.Contains(md, err.Error()) {
+		t.Errorf("the report does not say why the run stopped (%v):\n%s", err, md)
 	}
 }

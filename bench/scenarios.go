@@ -19,9 +19,18 @@ import (
 )
 
 // run runs the selected scenarios and returns their report. A scenario
-// that cannot run at all (the portal does not start) is an error; failed
-// operations inside a scenario are counted in the report instead.
+// that cannot run at all (the portal does not start) is an error, which
+// the report's notes repeat (a results file that ended early says why);
+// failed operations inside a scenario are counted in the report instead.
 func run(ctx context.Context, o Options) (*Report, error) {
+	rep, err := runScenarios(ctx, o)
+	if err != nil && rep != nil {
+		rep.note("the run stopped early, without the rows of the scenario that failed and of those after it: %v", err)
+	}
+	return rep, err
+}
+
+func runScenarios(ctx context.Context, o Options) (*Report, error) {
 	logf := o.Progress
 	if logf == nil {
 		logf = func(format string, args ...any) { fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...) }
