@@ -896,11 +896,11 @@ func poolRound(ctx context.Context, o Options, bin string, dash spawnDash, work,
 	}
 	var res []learnerResult
 	var wall time.Duration
-	var cpuErr error
-	out.machineCPU, _, cpuErr = machineBusy(func() {
-		out.portalCPU, out.harnessCPU, cpuErr = cpuUsed(p, func() { res, wall = learners(ctx, r, "pool", k, spawnPoll, true, dash.isDash) })
+	var procErr, busyErr error
+	out.machineCPU, _, busyErr = machineBusy(func() {
+		out.portalCPU, out.harnessCPU, procErr = cpuUsed(p, func() { res, wall = learners(ctx, r, "pool", k, spawnPoll, true, dash.isDash) })
 	})
-	out.cpuOK = cpuErr == nil
+	out.cpuOK = procErr == nil && busyErr == nil
 	profiled()
 	out.wall = wall
 	out.toDash, _, out.starting, out.errs, out.first = learnerStats(res)
