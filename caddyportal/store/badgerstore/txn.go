@@ -26,10 +26,11 @@ type txn struct {
 	known map[string]expiry
 }
 
-// expiry is what a write needs to know of the value it replaces.
+// expiry is what a write needs to know of the value it replaces; a
+// missing key has no expiry (the zero value).
 type expiry struct {
-	exists, expiring bool
-	expires          int64 // Unix nanoseconds, when expiring
+	expiring bool
+	expires  int64 // Unix nanoseconds, when expiring
 }
 
 func newTxn(btx *badger.Txn, now time.Time, writable bool) *txn {
@@ -96,7 +97,7 @@ func (t *txn) load(key string) (record, error) {
 	}
 	r, err := decode(raw)
 	if err == nil {
-		t.remember(key, expiry{exists: true, expiring: r.Expiring, expires: r.Expires})
+		t.remember(key, expiry{expiring: r.Expiring, expires: r.Expires})
 	}
 	return r, err
 }
@@ -134,7 +135,7 @@ func (t *txn) Put(key string, value []byte, expiring bool, expires int64) error 
 	if err := t.btx.SetEntry(e); err != nil {
 		return fmt.Errorf("badgerstore: set %q: %w", key, err)
 	}
-	t.remember(key, expiry{exists: true, expiring: expiring, expires: expires})
+	t.remember(key, expiry{expiring: expiring, expires: expires})
 	return nil
 }
 
@@ -150,7 +151,7 @@ func (t *txn) dropIndexEntry(key string) error {
 		}
 		old = t.known[key]
 	}
-	if !old.exists || !old.expiring {
+	if !old.expiring {
 		return nil
 	}
 	if err := t.btx.Delete(indexKey(old.expires, key)); err != nil {
