@@ -246,12 +246,11 @@ func WaitOneListener(t testing.TB, port int) {
 	}
 }
 
-// Cleanup removes what this test process built once for all its tests (the
+// cleanup removes what this test process built once for all its tests (the
 // portal binary, about 90 MB, and the testdash binary) and stops the
-// container engine service it started (engine.Cleanup). TestMain calls it
-// after the last test: without it every test run left them in the
-// temporary directory.
-func Cleanup() {
+// container engine service it started (engine.Cleanup): without it every
+// test run left them in the temporary directory.
+func cleanup() {
 	if binPath != "" {
 		os.RemoveAll(filepath.Dir(binPath))
 	}
@@ -261,8 +260,8 @@ func Cleanup() {
 // Main is the TestMain of a package that uses the harness: it runs a
 // child portal when this process is one (see StartServeChild), keeps
 // Caddy's own files (autosave, certificates) out of the home directory,
-// removes what the tests built (Cleanup), and fails the run if a test left dashboard processes of its portals
-// running (see proctest.Exit).
+// removes what the tests built (cleanup), and fails the run if a test left
+// dashboard processes of its portals running (see proctest.Exit).
 func Main(m *testing.M) {
 	runChildIfAsked()
 	tmp, err := os.MkdirTemp("", "caddyportal-test-home")
@@ -272,7 +271,7 @@ func Main(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(tmp)
-	Cleanup()
+	cleanup()
 	if left := engine.Leftovers(); len(left) > 0 {
 		fmt.Fprintf(os.Stderr, "the tests left %v in the package directory\n", left)
 		code = max(code, 1)
