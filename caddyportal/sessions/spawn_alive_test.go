@@ -54,7 +54,7 @@ func TestSpawnLostEnvironmentEndsSession(t *testing.T) {
 		if s.Progress == nil || s.Progress.Step != sessions.StepFailed || s.Progress.Message != "the loopback server of "+name+" was closed" {
 			t.Fatalf("%s: progress %+v, want the spawner's words", name, s.Progress)
 		}
-		if ev := evs.find(sessions.EventSessionDeleted, name); ev == nil || ev.Data["reason"] != sessions.ReasonEnvironmentLost {
+		if ev := evs.await(t, sessions.EventSessionDeleted, name); ev == nil || ev.Data["reason"] != sessions.ReasonEnvironmentLost {
 			t.Fatalf("%s: Session/Deleted event %+v, want reason environment-lost", name, ev)
 		}
 		sp.mu.Lock()

@@ -108,6 +108,14 @@ func (l *eventLog) find(name, session string) *sessions.Event {
 	return nil
 }
 
+// await waits for the event find returns: events are sent after the change
+// they tell of is stored, so a reader of the store can be ahead of them.
+func (l *eventLog) await(t *testing.T, name, session string) *sessions.Event {
+	t.Helper()
+	eventually(t, name+" event of "+session, func() bool { return l.find(name, session) != nil })
+	return l.find(name, session)
+}
+
 // A start that fails ends the session with start-failed (an event with the
 // reason, OnStart told) and frees its place for the next request.
 func TestSpawnFailedStartEndsSessionAndFreesPlace(t *testing.T) {
@@ -129,15 +137,16 @@ func TestSpawnFailedStartEndsSessionAndFreesPlace(t *testing.T) {
 	if sess.Progress == nil || sess.Progress.Step != sessions.StepFailed || !strings.Contains(sess.Progress.Message, "boom") {
 		t.Fatalf("progress %+v, want the failure", sess.Progress)
 	}
-	ev := evs.find(sessions.EventSessionDeleted, first)
+	ev := evs.await(t, sessions.EventSessionDeleted, first)
 	if ev == nil || ev.Data["reason"] != sessions.ReasonStartFailed {
 		t.Fatalf("Session/Deleted event = %+v, want reason start-failed", ev)
 	}
-	mu.Lock()
-	if len(results) != 1 || results[0].Reason != sessions.ReasonStartFailed || !errors.Is(results[0].Err, errBoom) {
-		t.Fatalf("OnStart results %+v", results)
+	// OnStart runs after the failure is stored, so it may come after STOPPED is visible.
+	started := func() []sessions.StartResult { mu.Lock(); defer mu.Unlock(); return slices.Clone(results) }
+	eventually(t, "OnStart told", func() bool { return len(started()) > 0 })
+	if r := started(); len(r) != 1 || r[0].Reason != sessions.ReasonStartFailed || !errors.Is(r[0].Err, errBoom) {
+		t.Fatalf("OnStart results %+v", r)
 	}
-	mu.Unlock()
 	// The place is free: capacity 1 takes a new session.
 	sp.mu.Lock()
 	sp.failStart = nil
