@@ -34,7 +34,7 @@ import (
 var testPortal = "testportal" + strconv.Itoa(os.Getpid())
 
 // waitFor bounds every poll: generous for a loaded machine, never a fixed sleep.
-const waitFor = 20 * time.Second
+const waitFor = 2 * time.Minute
 
 func selfPath(t testing.TB) string {
 	t.Helper()
