@@ -79,7 +79,7 @@ func activated(t *testing.T, svc *sessions.Service, g *Gate, user string) (*sess
 // waitState waits until a session is in state want.
 func waitState(t *testing.T, svc *sessions.Service, name string, want lifecycle.State) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for {
 		s, err := svc.Get(context.Background(), name)
 		if err == nil && s.State == want {
@@ -205,7 +205,7 @@ func TestGateStartingPage(t *testing.T) {
 	}
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
+		deadline := time.Now().Add(time.Minute)
 		for !cond() {
 			if time.Now().After(deadline) {
 				t.Fatalf("timed out waiting for %s", what)

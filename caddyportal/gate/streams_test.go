@@ -25,7 +25,7 @@ func (s *stopped) within(t *testing.T, what string) {
 	t.Helper()
 	select {
 	case <-s.ch:
-	case <-time.After(5 * time.Second):
+	case <-time.After(time.Minute):
 		t.Fatalf("%s: the request was not stopped", what)
 	}
 }
@@ -127,7 +127,7 @@ func TestStreamsExpiry(t *testing.T) {
 	a.within(t, "expired session")
 	// b's check at its old expiry found it extended: wait until that read
 	// happened, then b must still be open.
-	for deadline := time.Now().Add(5 * time.Second); st.reads.Load() < 2; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(time.Minute); st.reads.Load() < 2; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the extended session was never checked")
 		}
@@ -157,7 +157,7 @@ func TestStreamsChanged(t *testing.T) {
 	s.Open("a", time.Time{}, a.stop)
 	s.Open("b", time.Time{}, b.stop)
 	s.Changed("a") // still live: e.g. its activity was recorded
-	for deadline := time.Now().Add(5 * time.Second); st.reads.Load() < 1; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(time.Minute); st.reads.Load() < 1; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the changed session was never read")
 		}
@@ -195,7 +195,7 @@ func TestStreamsChanged(t *testing.T) {
 	again := newStopped()
 	s.Open("d", time.Time{}, again.stop) // read 6: it changed lately
 	s.Changed("d")                       // read 7
-	for deadline := time.Now().Add(5 * time.Second); st.reads.Load() < 7; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(time.Minute); st.reads.Load() < 7; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d reads, want 7", st.reads.Load())
 		}

@@ -58,7 +58,7 @@ func TestPortalSpawner(t *testing.T) {
 	}
 	dashURL := res.Request.URL.String() // where the activation landed: the session's path
 	close(sp.Release)
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for {
 		if res, err = c.Get(dashURL); err != nil {
 			t.Fatal(err)
