@@ -502,10 +502,9 @@ func TestRequestAfterClose(t *testing.T) {
 func TestEventsEmitted(t *testing.T) {
 	clk := newClock()
 	st := openStore(t, clk)
-	var got []string
-	evCh := make(chan sessions.Event, 100)
+	var evs eventLog
 	svc, err := sessions.New(context.Background(), st, portal(workshop("lab", 5, 0)), sessions.Options{Now: clk.Now,
-		ReconcileInterval: time.Hour, OnEvent: func(e sessions.Event) { evCh <- e }})
+		ReconcileInterval: time.Hour, OnEvent: evs.add})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -517,8 +516,8 @@ func TestEventsEmitted(t *testing.T) {
 	if _, err := svc.Terminate(context.Background(), r.Session.Name, ""); err != nil {
 		t.Fatal(err)
 	}
-	close(evCh)
-	for e := range evCh {
+	var got []string
+	for _, e := range evs.all() {
 		got = append(got, e.Name)
 	}
 	joined := strings.Join(got, ",")
@@ -536,11 +535,11 @@ func TestEventsEmitted(t *testing.T) {
 func TestGrantStaff(t *testing.T) {
 	clk := newClock()
 	st := openStore(t, clk)
-	evCh := make(chan sessions.Event, 100)
+	var evs eventLog
 	w := workshop("lab", 5, 1)
 	w.Expires = config.Duration(2 * time.Hour)
 	svc, err := sessions.New(context.Background(), st, portal(w), sessions.Options{Now: clk.Now,
-		ReconcileInterval: time.Hour, OnEvent: func(e sessions.Event) { evCh <- e }})
+		ReconcileInterval: time.Hour, OnEvent: evs.add})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -563,8 +562,7 @@ func TestGrantStaff(t *testing.T) {
 		t.Errorf("a long grant ends at %v, the session at %v", g2.Until, sess.Expires)
 	}
 	found := false
-	for len(evCh) > 0 {
-		e := <-evCh
+	for _, e := range evs.all() {
 		if e.Name == sessions.EventSessionStaffAccess && e.Session == r.Session.Name && e.Data["staff"] == "admin" {
 			found = true
 		}

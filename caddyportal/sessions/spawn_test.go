@@ -89,7 +89,8 @@ func TestSpawnStartQueueIsBoundedAndFIFO(t *testing.T) {
 	}
 }
 
-// eventLog collects the service's events.
+// eventLog records a Service's events; unlike a channel it never blocks
+// the service, nor panics on an event sent after the test read it.
 type eventLog struct {
 	mu  sync.Mutex
 	evs []sessions.Event
@@ -106,6 +107,13 @@ func (l *eventLog) find(name, session string) *sessions.Event {
 		}
 	}
 	return nil
+}
+
+// all returns the events so far.
+func (l *eventLog) all() []sessions.Event {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.evs)
 }
 
 // await waits for the event find returns: events are sent after the change
