@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -267,6 +269,14 @@ func spawnWorkshop(name string, capacity, reserved int) config.Workshop {
 	return config.Workshop{Name: name, Title: "Title " + name, Capacity: intp(capacity), Reserved: intp(reserved)}
 }
 
+// testReplica is the replica of this run's services and process spawners.
+// The process spawner finds its processes by a marker <portal>/<replica>/
+// <session>, and reconciliation stops every marked process whose session is
+// not live in its own store: with a fixed name, two runs of this package on
+// one machine (a developer's and CI's, or a stress loop) killed each other's
+// dashboards.
+var testReplica = "r1-" + strconv.Itoa(os.Getpid())
+
 // newSpawnService starts a service whose workshop "lab" (if configured)
 // uses sp; opts may set more.
 func newSpawnService(t *testing.T, st store.Store, clk *fakeClock, cfg config.Portal, sp spawner.Spawner, opts sessions.Options) *sessions.Service {
@@ -276,7 +286,7 @@ func newSpawnService(t *testing.T, st store.Store, clk *fakeClock, cfg config.Po
 		opts.ReconcileInterval = time.Hour
 	}
 	if opts.Replica == "" {
-		opts.Replica = "r1"
+		opts.Replica = testReplica
 	}
 	if opts.Spawners == nil {
 		opts.Spawners = map[string]spawner.Spawner{"lab": sp}

@@ -46,7 +46,7 @@ func processSpawner(t *testing.T, command []string, env ...process.EnvVar) *proc
 		Env:          env,
 		Dir:          filepath.Join(t.TempDir(), "sessions"),
 		Portal:       "demo",
-		Replica:      "r1",
+		Replica:      testReplica,
 		ReadyTimeout: 2 * time.Minute,
 		StopTimeout:  2 * time.Second,
 	}, nil)
@@ -176,7 +176,7 @@ func TestSpawnProcessWorkshopsSharingADirSurviveARestart(t *testing.T) {
 	newSp := func() *process.Spawner {
 		sp, err := process.New(process.Config{
 			Command: []string{self, "{host}:{port}"}, Env: []process.EnvVar{{Name: dashboardVar, Value: "1"}},
-			Dir: dir, Portal: "demo", Replica: "r1", ReadyTimeout: 2 * time.Minute, StopTimeout: 2 * time.Second,
+			Dir: dir, Portal: "demo", Replica: testReplica, ReadyTimeout: 2 * time.Minute, StopTimeout: 2 * time.Second,
 		}, nil)
 		if err != nil {
 			t.Fatal(err)

@@ -80,7 +80,7 @@ func TestSpawnStartQueueIsBoundedAndFIFO(t *testing.T) {
 		if body := dashboard(t, sess); body != "dashboard of "+name {
 			t.Fatalf("dashboard of %s says %q", name, body)
 		}
-		if sess.Env == nil || sess.Env.Addr != sess.Upstream || sess.EnvOwner != "r1" {
+		if sess.Env == nil || sess.Env.Addr != sess.Upstream || sess.EnvOwner != testReplica {
 			t.Fatalf("%s: env %+v upstream %q owner %q", name, sess.Env, sess.Upstream, sess.EnvOwner)
 		}
 	}
