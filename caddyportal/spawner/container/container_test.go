@@ -22,6 +22,7 @@ import (
 	"net/http/httputil"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -35,11 +36,12 @@ import (
 )
 
 // newSpawner returns a container spawner of the test image for a portal
-// named after the test, so tests never see each other's containers, and
-// checks when the test ends that nothing of that portal is left.
+// named after the test and this run's process, so neither tests nor two runs
+// on one engine see each other's containers, and checks when the test ends
+// that nothing of that portal is left.
 func newSpawner(t *testing.T, change func(*container.Config)) *container.Spawner {
 	t.Helper()
-	portal := "t" + strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+	portal := "t" + strconv.Itoa(os.Getpid()) + "-" + strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
 	cfg := container.Config{
 		Engine: engine.Host(t), Image: engine.Image(t), Port: 8080, Pull: container.PullNever,
 		ReadyPath: "/env", StopTimeout: time.Second, Portal: portal, Replica: "r1",
