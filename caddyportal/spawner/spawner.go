@@ -156,6 +156,7 @@ const (
 func WaitReady(ctx context.Context, s Spawner, env Env, progress func(Progress)) error {
 	ctx, cancel := context.WithTimeout(ctx, s.ReadyTimeout())
 	defer cancel()
+	deadline, _ := ctx.Deadline()
 	Report(progress, StepWaiting, "waiting for the dashboard")
 	// Probe every fastProbe while a quick dashboard is expected (a start
 	// holds one of the portal's few start slots until its dashboard answers,
@@ -175,7 +176,12 @@ func WaitReady(ctx context.Context, s Spawner, env Env, progress func(Progress))
 		if errors.Is(err, ErrGone) {
 			return err
 		}
-		if ctx.Err() == nil || last == nil {
+		// A probe the deadline cut short says nothing about the dashboard.
+		// The clock decides, not only ctx.Err(): on a busy machine the
+		// connection's deadline can fire before the context's timer has
+		// run, and the learner would read "i/o timeout" instead of the
+		// dashboard's own answer.
+		if cut := ctx.Err() != nil || !time.Now().Before(deadline); !cut || last == nil {
 			last = err
 		}
 		t := time.NewTimer(interval)

@@ -156,6 +156,10 @@ type fake struct {
 	answers []error
 	timeout time.Duration
 	hang    bool
+	// late: once the answers are used up, a probe ends with "i/o timeout"
+	// when the clock reaches ctx's deadline, whether or not ctx says so
+	// yet (a connection deadline firing before the context's timer).
+	late bool
 }
 
 func (f *fake) Start(context.Context, Spec, func(Progress)) (Env, error) { return Env{}, nil }
@@ -163,6 +167,11 @@ func (f *fake) Ready(ctx context.Context, _ Env) error {
 	if len(f.answers) == 0 && f.hang {
 		<-ctx.Done()
 		return ctx.Err()
+	}
+	if len(f.answers) == 0 && f.late {
+		d, _ := ctx.Deadline()
+		time.Sleep(time.Until(d))
+		return errors.New("read tcp 127.0.0.1:1->127.0.0.1:2: i/o timeout")
 	}
 	if len(f.answers) == 0 {
 		return errors.New("not yet")
@@ -203,6 +212,42 @@ func TestWaitReadyTimeoutKeepsLastAnswer(t *testing.T) {
 	var te *TimeoutError
 	if err := WaitReady(context.Background(), f, Env{}, nil); !errors.As(err, &te) || !strings.Contains(err.Error(), "HTTP 503") {
 		t.Fatalf("WaitReady timeout after a cut-short probe = %v", err)
+	}
+}
+
+// The same when the context's timer runs late: a probe that ended at the
+// deadline by the clock, while ctx did not say so yet, is cut short too.
+func TestWaitReadyTimeoutKeepsLastAnswerWhenTheTimerIsLate(t *testing.T) {
+	ctx := newLateContext(100*time.Millisecond, 500*time.Millisecond)
+	f := &fake{answers: []error{errors.New("HTTP 404")}, timeout: time.Minute, late: true}
+	var te *TimeoutError
+	if err := WaitReady(ctx, f, Env{}, nil); !errors.As(err, &te) || !strings.Contains(err.Error(), "HTTP 404") {
+		t.Fatalf("WaitReady timeout after a probe cut short before ctx said so = %v", err)
+	}
+}
+
+// lateContext has a deadline but reports it only lag after it, as a
+// context whose timer a busy machine has not run yet does.
+type lateContext struct {
+	deadline time.Time
+	done     chan struct{}
+}
+
+func newLateContext(after, lag time.Duration) *lateContext {
+	c := &lateContext{deadline: time.Now().Add(after), done: make(chan struct{})}
+	time.AfterFunc(after+lag, func() { close(c.done) })
+	return c
+}
+
+func (c *lateContext) Deadline() (time.Time, bool) { return c.deadline, true }
+func (c *lateContext) Done() <-chan struct{}       { return c.done }
+func (c *lateContext) Value(any) any               { return nil }
+func (c *lateContext) Err() error {
+	select {
+	case <-c.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
 	}
 }
 

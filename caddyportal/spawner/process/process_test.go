@@ -489,7 +489,9 @@ func TestFailingStartsAreClear(t *testing.T) {
 	})
 	t.Run("never ready", func(t *testing.T) {
 		cfg := helperConfig(t, "silent")
-		cfg.ReadyTimeout = 300 * time.Millisecond
+		// The silent helper never listens, so nothing races this timeout
+		// but the first probe, which takes microseconds.
+		cfg.ReadyTimeout = time.Second
 		s, _ := newSpawner(t, cfg)
 		env, err := s.Start(ctx, specFor("fail-2"), nil)
 		if err != nil {
@@ -505,13 +507,21 @@ func TestFailingStartsAreClear(t *testing.T) {
 	t.Run("probe path answers 404", func(t *testing.T) {
 		cfg := helperConfig(t, "dashboard", "{host}:{port}")
 		cfg.ReadyPath = "/missing"
-		cfg.ReadyTimeout = 300 * time.Millisecond
+		cfg.ReadyTimeout = 2 * time.Second
 		s, _ := newSpawner(t, cfg)
 		env, err := s.Start(ctx, specFor("fail-3"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer s.Stop(ctx, env)
+		// Once the dashboard listens, not within the timeout: a start-up
+		// deadline is what a loaded machine misses (the race-built helper
+		// once took over 300 ms to bind, and the probe said "nothing
+		// listens" instead of 404).
+		eventually(t, "the dashboard listening", func() bool {
+			err := s.Ready(ctx, env)
+			return err != nil && strings.Contains(err.Error(), "HTTP 404")
+		})
 		if err := spawner.WaitReady(ctx, s, env, nil); err == nil || !strings.Contains(err.Error(), "HTTP 404") {
 			t.Fatalf("WaitReady = %v", err)
 		}
