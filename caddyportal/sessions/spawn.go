@@ -325,6 +325,15 @@ func (s *Service) startOne(name string) {
 		ctx, cancel = context.WithTimeout(ctx, e.Overdue)
 		defer cancel()
 	}
+	// failed ends the start with err, named as the overdue's when that is
+	// what ran out: the spawner's own words would be a bare "context
+	// deadline exceeded" or its ready timeout, which did not end it.
+	failed := func(err error, attempt startAttempt) {
+		if d, ok := ctx.Deadline(); ok && e.Overdue > 0 && !time.Now().Before(d) {
+			err = &overdueError{after: e.Overdue, cause: err}
+		}
+		s.startFailed(name, e, begin, err, attempt)
+	}
 	ps := s.newProgressSaver(name)
 	env := sess.Env
 	// A start this service cuts short as it closes (a reload, a stop) is
@@ -339,7 +348,7 @@ func (s *Service) startOne(name string) {
 		got, err := sp.Start(ctx, spec, ps.report)
 		if err != nil {
 			ps.stop()
-			s.startFailed(name, e, begin, err, startAttempt{claimed: sess.SpawningSince})
+			failed(err, startAttempt{claimed: sess.SpawningSince})
 			return
 		}
 		if !s.storeEnv(name, sp, got, ps.take()) {
@@ -351,11 +360,34 @@ func (s *Service) startOne(name string) {
 	err = spawner.WaitReady(ctx, sp, *env, ps.report)
 	ps.stop()
 	if err != nil {
-		s.startFailed(name, e, begin, err, startAttempt{env: env})
+		failed(err, startAttempt{env: env})
 		return
 	}
 	s.readied(name, e, begin)
 }
+
+// overdueError is a start's error when the workshop's overdue time ran out
+// before the environment was ready. It says so, with the last thing the
+// spawner knew (the dashboard's last answer to its probe) when that says
+// more than the deadline itself.
+type overdueError struct {
+	after time.Duration
+	cause error
+}
+
+func (e *overdueError) Error() string {
+	msg := "the environment was not ready within " + e.after.String() + ", the workshop's overdue time"
+	var te *spawner.TimeoutError
+	switch {
+	case errors.As(e.cause, &te):
+		return msg + ": " + te.Last.Error()
+	case errors.Is(e.cause, context.DeadlineExceeded):
+		return msg
+	}
+	return msg + ": " + e.cause.Error()
+}
+
+func (e *overdueError) Unwrap() error { return e.cause }
 
 // giveBackTimeout bounds the write that gives back a start cut short by
 // Close.

@@ -458,6 +458,43 @@ func TestSpawnNotReadyInTimeIsStartFailed(t *testing.T) {
 	}
 }
 
+// The workshop's overdue ends a start that outlasts it, while the
+// spawner's own ready timeout is far off, and the learner reads that the
+// overdue ran out: with the dashboard's last answer when the start got as
+// far as probing, and without "context deadline exceeded" when the
+// spawner's Start itself was cut short.
+func TestSpawnOverdueEndsTheStart(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		set    func(*loopSpawner)
+		detail string
+	}{
+		{"waiting for the dashboard", func(l *loopSpawner) { l.readyAfter = time.Hour }, ": readiness probe GET /: HTTP 503"},
+		{"in the spawner's start", func(l *loopSpawner) { l.hold = make(chan struct{}) }, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sp := newLoopSpawner()
+			sp.timeout = time.Hour
+			tc.set(sp)
+			clk := newClock()
+			st := openStore(t, clk)
+			w := spawnWorkshop("lab", 1, 0)
+			w.Overdue = config.Duration(300 * time.Millisecond)
+			svc := newSpawnService(t, st, clk, portal(w), sp, sessions.Options{})
+			name := request(t, svc, "demo-w01", "u1").Session.Name
+			eventually(t, "STOPPED", func() bool { return stateIs(svc, name, "STOPPED") })
+			sess := get(t, svc, name)
+			want := "the environment was not ready within 300ms, the workshop's overdue time" + tc.detail
+			if sess.Reason != sessions.ReasonStartFailed || sess.Progress == nil || sess.Progress.Message != want {
+				t.Fatalf("reason %q progress %+v; want the message %q", sess.Reason, sess.Progress, want)
+			}
+			if sp.has(name) {
+				t.Fatal("the environment of the overdue start was left running")
+			}
+		})
+	}
+}
+
 // Evicting a ready reserve under the portal maximum stops its
 // environment before its place is given to anyone: the request that
 // caused it is refused until then, and served after.
