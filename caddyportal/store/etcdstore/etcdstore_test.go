@@ -343,7 +343,9 @@ func TestMaxTxnOpsFallback(t *testing.T) {
 // watch work again without being reopened.
 func TestUnavailableAndRecovery(t *testing.T) {
 	srv := etcdtest.Start(t)
-	s := open(t, srv, etcdstore.Options{RequestTimeout: 500 * time.Millisecond})
+	// 2 s, not less: calls to the live etcd before the outage must finish
+	// within it on a loaded machine too.
+	s := open(t, srv, etcdstore.Options{RequestTimeout: 2 * time.Second})
 	set(t, s, "k", "1")
 
 	events := make(chan string, 64)

@@ -114,8 +114,10 @@ func TestFnErrorCheckedAgainstEtcd(t *testing.T) {
 func TestMirrorResumesAfterRestart(t *testing.T) {
 	srv := etcdtest.Start(t)
 	prefix := newPrefix()
-	a := open(t, srv, etcdstore.Options{Prefix: prefix, RequestTimeout: 500 * time.Millisecond})
-	b := open(t, srv, etcdstore.Options{Prefix: prefix, RequestTimeout: 500 * time.Millisecond})
+	// 2 s, not less: calls to the live etcd must finish within it on a
+	// loaded machine too.
+	a := open(t, srv, etcdstore.Options{Prefix: prefix, RequestTimeout: 2 * time.Second})
+	b := open(t, srv, etcdstore.Options{Prefix: prefix, RequestTimeout: 2 * time.Second})
 	events := make(chan string, 64)
 	wctx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
