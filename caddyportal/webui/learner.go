@@ -343,7 +343,14 @@ func (u *UI) catalog(w http.ResponseWriter, r *http.Request, _ string) {
 	case u.cfg.Catalog == config.CatalogPublic:
 		data.SignIn = u.learnersMayLogin()
 	default:
-		http.Redirect(w, r, routes.LoginPath+"?next="+url.QueryEscape(routes.CatalogPath), http.StatusFound)
+		// A learner sent back here with one of Educates' notifications
+		// (the portal's index is its own catalog) reads it above the
+		// sign-in form, not a bare form that hides why they are here.
+		target := routes.LoginPath + "?next=" + url.QueryEscape(routes.CatalogPath)
+		if n := r.URL.Query().Get("notification"); notice(n) != "" {
+			target += "&notice=" + url.QueryEscape(n)
+		}
+		http.Redirect(w, r, target, http.StatusFound)
 		return
 	}
 	live, err := u.svc.EnvironmentSessions(r.Context())

@@ -634,6 +634,23 @@ func TestCatalogExplainsNotifications(t *testing.T) {
 		t.Errorf("catalog with a made-up notification: %d shows a notice", r.status)
 	}
 
+	// With a private catalog, a learner who is not signed in reads the
+	// notification on the sign-in page it sends them to.
+	privCfg := portalConfig(config.RegistrationOneStep, "http://portal.test/workshops/catalog/")
+	privCfg.URL = "http://portal.test"
+	priv := newPortal(t, privCfg).browser()
+	r := priv.get("/workshops/catalog/?notification=startup-timeout")
+	if want := "/accounts/login/?next=%2Fworkshops%2Fcatalog%2F&notice=startup-timeout"; r.status != http.StatusFound || r.location() != want {
+		t.Fatalf("private catalog with a notification: %d %q, want %q", r.status, r.location(), want)
+	}
+	if login := priv.get(r.location()); login.status != http.StatusOK || !strings.Contains(login.body, `id="notice"`) ||
+		!strings.Contains(login.body, "could not be started in time") {
+		t.Errorf("sign-in page after a failed start: %d %.400s", login.status, login.body)
+	}
+	if r := priv.get("/workshops/catalog/?notification=%3Cscript%3E"); r.status != http.StatusFound || r.location() != "/accounts/login/?next=%2Fworkshops%2Fcatalog%2F" {
+		t.Errorf("private catalog with a made-up notification: %d %q", r.status, r.location())
+	}
+
 	other := newPortal(t, portalConfig(config.RegistrationOneStep, "https://hub.example.com/home"))
 	if r := other.browser().get("/workshops/catalog/?notification=session-deleted"); r.status != http.StatusFound || r.location() != "https://hub.example.com/home?notification=session-deleted" {
 		t.Errorf("catalog with another index: %d %q", r.status, r.location())
