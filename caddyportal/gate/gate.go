@@ -237,17 +237,17 @@ func (g *Gate) refuseEnded(w http.ResponseWriter, r *http.Request, sess *session
 	name := sess.Name
 	if startFailed(sess) {
 		// Its environment never became ready: Educates' notification for
-		// a session that did not start in time, and a page that says so
-		// and how to try again.
+		// a session that did not start in time, and a page that says so,
+		// why (the spawner's words) and how to try again.
 		g.refusedBecause(r, name, "the session ended: its environment did not start", notify(w, r, g.indexOf(sess), "startup-timeout", http.StatusGone, "Workshop could not start",
-			"The environment of this workshop session could not be started. Start the workshop again to get a new one."))
+			endedMessage(sess, "could not be started")))
 		return
 	}
 	if sess.Reason == sessions.ReasonEnvironmentLost {
 		// Its environment died under the learner: the page says why, in
 		// the spawner's words, and how to go on.
 		g.refusedBecause(r, name, "the session ended: its environment stopped", notify(w, r, g.indexOf(sess), "session-deleted", http.StatusGone, "Workshop environment stopped",
-			lostMessage(sess)))
+			endedMessage(sess, "stopped")))
 		return
 	}
 	g.audit.forget(name)

@@ -72,14 +72,15 @@ func startFailed(sess *sessions.Session) bool {
 	return sess.Reason == sessions.ReasonStartFailed || sess.Reason == sessions.ReasonStartInterrupted
 }
 
-// lostMessage tells the learner why a session's environment stopped (the
-// spawner's words, kept in its progress) and how to go on.
-func lostMessage(sess *sessions.Session) string {
+// endedMessage tells the learner what became of a session's environment
+// ("stopped", "could not be started"), why (the spawner's words, kept in
+// its progress) and how to go on.
+func endedMessage(sess *sessions.Session, what string) string {
 	why := ""
 	if p := sess.Progress; p != nil && p.Message != "" {
 		why = ": " + strings.TrimSuffix(p.Message, ".")
 	}
-	return "The environment of this workshop session stopped" + why + ". Start the workshop again to get a new one."
+	return "The environment of this workshop session " + what + why + ". Start the workshop again to get a new one."
 }
 
 var startingTmpl = template.Must(template.New("starting").Parse(`<!doctype html>
@@ -115,7 +116,7 @@ func (g *Gate) serveStarting(w http.ResponseWriter, r *http.Request, sess *sessi
 		Step, Message     string
 	}{Refresh: startingRefresh, Position: g.svc.QueuePosition(sess.Name)}
 	if p := sess.Progress; p != nil && data.Position == 0 {
-		data.Step, data.Message = stepTitle(p.Step), p.Message
+		data.Step, data.Message = stepLine(*p)
 	}
 	hdr.Set("Content-Type", "text/html; charset=utf-8")
 	hdr.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'")
@@ -124,6 +125,18 @@ func (g *Gate) serveStarting(w http.ResponseWriter, r *http.Request, sess *sessi
 	if r.Method == http.MethodGet {
 		_ = startingTmpl.Execute(w, data)
 	}
+}
+
+// stepTitle names a progress step for the learner.
+// stepLine is the starting page's line for a progress step: its title and
+// the backend's message, left out when it only repeats the title (the
+// readiness wait's "waiting for the dashboard").
+func stepLine(p spawner.Progress) (title, message string) {
+	title, message = stepTitle(p.Step), p.Message
+	if strings.EqualFold(title, message) {
+		message = ""
+	}
+	return title, message
 }
 
 // stepTitle names a progress step for the learner.

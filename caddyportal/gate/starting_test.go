@@ -117,7 +117,8 @@ func getSessionPage(srv *httptest.Server, name string, ck *http.Cookie) (int, st
 }
 
 // A browser activated on a session whose environment could not start is
-// told so (and how to try again), not that the session merely ended.
+// told so, why (the spawner's words) and how to try again, not that the
+// session merely ended.
 func TestGateStartFailedPage(t *testing.T) {
 	sp := spawnertest.New()
 	sp.Fail = errors.New("no such image")
@@ -125,7 +126,7 @@ func TestGateStartFailedPage(t *testing.T) {
 	sess, ck := activated(t, svc, g, "u1")
 	close(sp.Release) // the start fails now
 	waitState(t, svc, sess.Name, lifecycle.Stopped)
-	if code, body := sessionPage(t, srv, sess.Name, ck); code != http.StatusGone || !strings.Contains(body, "could not be started") {
+	if code, body := sessionPage(t, srv, sess.Name, ck); code != http.StatusGone || !strings.Contains(body, "could not be started: no such image. Start the workshop again") {
 		t.Fatalf("failed start: %d %s", code, body)
 	}
 }
@@ -311,5 +312,23 @@ func TestGateHoldsStartingRequest(t *testing.T) {
 	close(sp2.Release)
 	if a := <-got; a.code != http.StatusGone || !strings.Contains(a.body, "could not be started") {
 		t.Fatalf("held request whose start failed: %d %s", a.code, a.body)
+	}
+}
+
+// The starting page's step line leaves out a message that only repeats the
+// step's title ("Waiting for the dashboard: waiting for the dashboard"),
+// and keeps one that says more.
+func TestStepLine(t *testing.T) {
+	for _, tc := range []struct {
+		p              spawner.Progress
+		title, message string
+	}{
+		{spawner.Progress{Step: spawner.StepWaiting, Message: "waiting for the dashboard"}, "Waiting for the dashboard", ""},
+		{spawner.Progress{Step: spawner.StepStarting, Message: "creating the test dashboard"}, "Starting", "creating the test dashboard"},
+		{spawner.Progress{Step: spawner.StepWaiting, Message: "waiting for the dashboard: HTTP 503"}, "Waiting for the dashboard", "waiting for the dashboard: HTTP 503"},
+	} {
+		if title, message := stepLine(tc.p); title != tc.title || message != tc.message {
+			t.Errorf("stepLine(%+v) = %q, %q; want %q, %q", tc.p, title, message, tc.title, tc.message)
+		}
 	}
 }
