@@ -127,7 +127,6 @@ func (g *Gate) serveStarting(w http.ResponseWriter, r *http.Request, sess *sessi
 	}
 }
 
-// stepTitle names a progress step for the learner.
 // stepLine is the starting page's line for a progress step: its title and
 // the backend's message, left out when it only repeats the title (the
 // readiness wait's "waiting for the dashboard").
