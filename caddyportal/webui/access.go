@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddyportal/caddyportal/caddyportal/loginlimit"
+	"github.com/caddyportal/caddyportal/caddyportal/redirects"
 	"github.com/caddyportal/caddyportal/caddyportal/routes"
 	"github.com/caddyportal/caddyportal/caddyportal/tokens"
 )
@@ -62,8 +63,24 @@ func (u *UI) eventDoor(w http.ResponseWriter, r *http.Request, back string) bool
 		u.fail(w, r, http.StatusForbidden, "Access code required", "Enter the event's access code first.")
 		return false
 	}
+	// A learner sent back with one of Educates' notifications (a session
+	// ended, a start failed) keeps it through the door: the form shows it,
+	// and the page behind the door gets it too.
+	if n := r.URL.Query().Get("notification"); notice(n) != "" {
+		back = redirects.WithNotification(back, n)
+	}
 	http.Redirect(w, r, routes.AccessPath+"?redirect_url="+url.QueryEscape(back), http.StatusFound)
 	return false
+}
+
+// targetNotice is the fixed message for a known notification that target
+// carries, or "".
+func targetNotice(target string) string {
+	t, err := url.Parse(target)
+	if err != nil {
+		return ""
+	}
+	return notice(t.Query().Get("notification"))
 }
 
 // accessTarget checks a redirect_url: required, and an address the
@@ -106,7 +123,7 @@ func (u *UI) accessPage(w http.ResponseWriter, r *http.Request, _ string) {
 		u.unavailable(w, r, err)
 		return
 	}
-	u.render(w, r, http.StatusOK, "access", id, view{Title: "Access code", CSRF: u.csrfToken(id), Data: accessData{RedirectURL: target}})
+	u.render(w, r, http.StatusOK, "access", id, view{Title: "Access code", CSRF: u.csrfToken(id), Notice: targetNotice(target), Data: accessData{RedirectURL: target}})
 }
 
 // access is the form's POST.

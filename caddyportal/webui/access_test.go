@@ -104,6 +104,46 @@ func TestAccessCode(t *testing.T) {
 	}
 }
 
+// TestAccessCodeKeepsNotification: a learner sent back to the catalog
+// with one of Educates' notifications, who has not entered the event's
+// code in this browser (they came in through a front end's start link),
+// reads why above the access form and still has it behind the door; a
+// made-up notification goes nowhere.
+func TestAccessCodeKeepsNotification(t *testing.T) {
+	cfg := portalConfig(config.RegistrationOneStep, "")
+	cfg.Password = accessCode
+	p := newPortal(t, cfg)
+	b := p.browser()
+	back := "/workshops/catalog/?notification=session-deleted"
+	r := b.get(back)
+	if want := "/workshops/access/?redirect_url=" + url.QueryEscape(back); r.status != http.StatusFound || r.location() != want {
+		t.Fatalf("catalog with a notification: %d %q, want %q", r.status, r.location(), want)
+	}
+	form := b.get(r.location())
+	if form.status != http.StatusOK || !strings.Contains(form.body, `id="notice"`) || !strings.Contains(form.body, "Your workshop session has ended") ||
+		!strings.Contains(form.body, `id="access-form"`) {
+		t.Fatalf("access form after a session ended: %d %.600s", form.status, form.body)
+	}
+	tok := b.csrf(r.location())
+	in := b.post("/workshops/access/", url.Values{"csrf": {tok}, "redirect_url": {back}, "password": {accessCode}})
+	if in.status != http.StatusFound || in.location() != back {
+		t.Fatalf("right code: %d %q, want %q", in.status, in.location(), back)
+	}
+	// Behind the door the private catalog passes it on to the sign-in page.
+	login := b.get(b.get(back).location())
+	if login.status != http.StatusOK || !strings.Contains(login.body, "Your workshop session has ended") {
+		t.Fatalf("sign-in page behind the door: %d %.600s", login.status, login.body)
+	}
+
+	made := p.browser().get("/workshops/catalog/?notification=%3Cscript%3E")
+	if want := "/workshops/access/?redirect_url=" + url.QueryEscape("/workshops/catalog/"); made.status != http.StatusFound || made.location() != want {
+		t.Fatalf("catalog with a made-up notification: %d %q", made.status, made.location())
+	}
+	if f := p.browser().get(made.location()); f.status != http.StatusOK || strings.Contains(f.body, `id="notice"`) {
+		t.Fatalf("access form without a notification shows a notice: %d", f.status)
+	}
+}
+
 // TestAccessCodeGuessesLimited: wrong codes count against the client
 // address like failed logins.
 func TestAccessCodeGuessesLimited(t *testing.T) {
