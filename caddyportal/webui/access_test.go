@@ -22,14 +22,19 @@ func accessCookie(r response) *http.Cookie {
 	return nil
 }
 
+// accessPortal is a portal whose front door asks for accessCode.
+func accessPortal(t *testing.T) *portal {
+	cfg := portalConfig(config.RegistrationOneStep, "")
+	cfg.Password = accessCode
+	return newPortal(t, cfg)
+}
+
 // TestAccessCode: with a `password`, `/` and the catalog send a browser
 // to the access form first, which comes back once the code is right
 // (posted, or in the link's query as Educates allows); wrong codes and
 // bad redirect URLs are refused; the admin needs no code.
 func TestAccessCode(t *testing.T) {
-	cfg := portalConfig(config.RegistrationOneStep, "")
-	cfg.Password = accessCode
-	p := newPortal(t, cfg)
+	p := accessPortal(t)
 	b := p.browser()
 
 	toAccess := func(back string) string { return "/workshops/access/?redirect_url=" + url.QueryEscape(back) }
@@ -110,9 +115,7 @@ func TestAccessCode(t *testing.T) {
 // reads why above the access form and still has it behind the door; a
 // made-up notification goes nowhere.
 func TestAccessCodeKeepsNotification(t *testing.T) {
-	cfg := portalConfig(config.RegistrationOneStep, "")
-	cfg.Password = accessCode
-	p := newPortal(t, cfg)
+	p := accessPortal(t)
 	b := p.browser()
 	back := "/workshops/catalog/?notification=session-deleted"
 	r := b.get(back)
@@ -147,9 +150,7 @@ func TestAccessCodeKeepsNotification(t *testing.T) {
 // TestAccessCodeGuessesLimited: wrong codes count against the client
 // address like failed logins.
 func TestAccessCodeGuessesLimited(t *testing.T) {
-	cfg := portalConfig(config.RegistrationOneStep, "")
-	cfg.Password = accessCode
-	p := newPortal(t, cfg)
+	p := accessPortal(t)
 	b := p.browser()
 	link := "/workshops/access/?redirect_url=%2F&password="
 	for i := 0; i < loginlimit.Burst; i++ {
