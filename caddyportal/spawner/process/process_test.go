@@ -350,6 +350,36 @@ func TestListFindsEnvironmentsOfAPreviousRun(t *testing.T) {
 	}
 }
 
+// TestListWarnsOfMarkedProcessesWithoutStateFile: a second spawner with the
+// same portal name and replica but another dir (a second portal on the
+// host, or a changed dir) lists the first one's running environment, which
+// reconciliation will stop, and says why in the log.
+func TestListWarnsOfMarkedProcessesWithoutStateFile(t *testing.T) {
+	cfg := helperConfig(t, "dashboard", "{host}:{port}")
+	first, _ := newSpawner(t, cfg)
+	env := start(t, first, specFor("twin-1"))
+	if envs, err := first.List(context.Background()); err != nil || len(envs) != 1 {
+		t.Fatalf("first.List = %v, %v", envs, err)
+	}
+	other := cfg
+	other.Dir = filepath.Join(t.TempDir(), "sessions")
+	second, logs := newSpawner(t, other)
+	envs, err := second.List(context.Background())
+	if err != nil || len(envs) != 1 || envs[0].Session != "twin-1" {
+		t.Fatalf("second.List = %+v, %v; want twin-1", envs, err)
+	}
+	warned := logs.FilterMessageSnippet("without a state file").FilterField(zap.String("session", "twin-1")).All()
+	if len(warned) != 1 || warned[0].Level != zap.WarnLevel || !strings.Contains(warned[0].Message, "same name and replica") {
+		t.Fatalf("warnings: %+v", logs.All())
+	}
+	// The spawner that started it lists it from its state file: no warning.
+	third, thirdLogs := newSpawner(t, cfg)
+	if envs, err := third.List(context.Background()); err != nil || len(envs) != 1 || thirdLogs.FilterMessageSnippet("without a state file").Len() != 0 {
+		t.Fatalf("a restart with the same dir: %v, %v, logs %+v", envs, err, thirdLogs.All())
+	}
+	_ = first.Stop(context.Background(), env)
+}
+
 // TestAdoptAfterKill9 kills a real portal process (the test binary in portal
 // mode) with SIGKILL: its dashboard keeps serving and logging, and a new
 // spawner lists, probes, logs and stops it.

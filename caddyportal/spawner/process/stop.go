@@ -271,6 +271,15 @@ func (s *Spawner) List(ctx context.Context) ([]spawner.Env, error) {
 			continue
 		}
 		seen[session] = true
+		// Start writes the state file before it starts anything, and Stop
+		// removes it only once nothing runs, so a marked process without
+		// one was not started with this dir. Reconciliation stops it unless
+		// its session is live: say why, for the operator whose second
+		// portal on this host (same name and replica) just lost a dashboard.
+		s.log.Warn("processes marked as this portal replica's run without a state file in its dir: "+
+			"left by a run with another dir, or another portal on this host has the same name and replica "+
+			"(give each its own replica); they are stopped unless their session is live",
+			zap.String("session", session), zap.Int("pid", p.PID), zap.String("marker", p.marker), zap.String("dir", s.cfg.Dir))
 		b, _ := json.Marshal(State{Dir: s.sessionDir(session), Portal: s.cfg.Portal, Replica: s.cfg.Replica})
 		out = append(out, spawner.Env{Session: session, State: b})
 	}
