@@ -8,10 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/caddyportal/caddyportal/internal/procfs"
 )
 
 // ChromiumPath is where the browser tests expect Chromium: the Debian
@@ -56,11 +59,7 @@ func New(t testing.TB, width, height int, limit time.Duration) context.Context {
 // start launches one Chromium and waits until it answers. stop ends it and
 // must be called either way.
 func start(t testing.TB, width, height int, limit time.Duration) (context.Context, func(), error) {
-	profile := profileDir(t)
-	tmp := filepath.Join(profile, "tmp")
-	if err := os.Mkdir(tmp, 0o700); err != nil {
-		return nil, func() {}, err
-	}
+	profile, tmp := profileDir(t)
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(ChromiumPath),
 		chromedp.Flag("headless", true),
@@ -91,27 +90,54 @@ func start(t testing.TB, width, height int, limit time.Duration) (context.Contex
 	return bctx, stop, nil
 }
 
-// profileDir is a Chromium profile directory removed after the test. It is
-// neither t.TempDir nor the allocator's own temporary profile: Chromium's
-// helper processes can still write into it for a moment after the browser
-// exits, which failed TempDir's cleanup and made the allocator's removal
-// leave directories behind. Removal is retried for a few seconds instead.
-func profileDir(t testing.TB) string {
+// profileDir is a Chromium profile directory removed after the test, with
+// the TMPDIR its processes get inside it. It is neither t.TempDir nor the
+// allocator's own temporary profile: Chromium's helper processes can still
+// write into it for a moment after the browser exits, which failed
+// TempDir's cleanup, made the allocator's removal leave directories behind,
+// and on a loaded machine recreated the profile after a removal that had
+// succeeded. So the cleanup first kills every process that still carries
+// this TMPDIR (each of Chromium's processes inherits it), and removes the
+// directory once none is left.
+func profileDir(t testing.TB) (dir, tmp string) {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "portal-chromium-")
 	if err != nil {
 		t.Fatal(err)
 	}
+	tmp = filepath.Join(dir, "tmp")
 	t.Cleanup(func() {
 		for range 50 {
-			if os.RemoveAll(dir) == nil {
+			if killHolders(tmp) == 0 && os.RemoveAll(dir) == nil {
 				return
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
 		t.Logf("leaving Chromium profile %s behind", dir)
 	})
-	return dir
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return dir, tmp
+}
+
+// killHolders sends SIGKILL to every process whose TMPDIR is tmp and says
+// how many there were (a zombie has no environment left and is not one).
+func killHolders(tmp string) int {
+	pids, err := procfs.PIDs()
+	if err != nil {
+		return 0
+	}
+	n := 0
+	var buf []byte
+	for _, pid := range pids {
+		var v string
+		if v, buf = procfs.Env(pid, "TMPDIR", buf); v == tmp {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			n++
+		}
+	}
+	return n
 }
 
 // ArtifactDir is where screenshots go, for a human to look at after a run:
