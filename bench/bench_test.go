@@ -105,19 +105,19 @@ func TestPercentile(t *testing.T) {
 
 func TestParseFlags(t *testing.T) {
 	o, err := parseFlags([]string{"-quick", "-scenario", "storm,ws,spawn", "-users", "70", "-sessions", "10,20", "-live", "0",
-		"-spawn-users", "30", "-spawn-rounds", "4", "-pool-reserved", "7", "-pool-rounds", "3", "-container-sessions", "2,5", "-container-rounds", "4", "-container-network", "podman"})
+		"-spawn-users", "30", "-spawn-rounds", "4", "-pool-reserved", "7", "-pool-rounds", "3", "-container-sessions", "2,5", "-container-rounds", "4", "-container-network", "podman", "-perf"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if o.Users != 70 || o.WSConns != quickOptions().WSConns || len(o.Scenarios) != 3 ||
 		len(o.Sessions) != 2 || o.Sessions[1] != 20 || o.LiveFraction != 0 ||
 		o.SpawnUsers != 30 || o.SpawnRounds != 4 || o.PoolReserved != 7 || o.PoolRounds != 3 || o.SpawnStarts != 8 ||
-		len(o.ContainerSessions) != 2 || o.ContainerSessions[1] != 5 || o.ContainerRounds != 4 || o.ContainerNetwork != "podman" {
+		len(o.ContainerSessions) != 2 || o.ContainerSessions[1] != 5 || o.ContainerRounds != 4 || o.ContainerNetwork != "podman" || !o.Perf {
 		t.Fatalf("parsed %+v", o)
 	}
 	if o, _ := parseFlags(nil); o.Users != 1000 || o.WSConns != 2000 || len(o.Scenarios) != len(allScenarios) ||
 		o.SpawnUsers != 200 || o.SpawnRounds != 4 || o.PoolReserved != 50 || o.PoolRounds != 5 || o.SpawnStarts != 8 ||
-		len(o.ContainerSessions) != 2 || o.ContainerSessions[0] != 1 || o.ContainerSessions[1] != 20 || o.ContainerRounds != 5 {
+		len(o.ContainerSessions) != 2 || o.ContainerSessions[0] != 1 || o.ContainerSessions[1] != 20 || o.ContainerRounds != 5 || o.Perf {
 		t.Fatalf("defaults %+v", o)
 	}
 	for _, bad := range [][]string{

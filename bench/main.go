@@ -112,6 +112,10 @@ type Options struct {
 	Workdir          string
 	Keep             bool
 	Profile          time.Duration
+	// Perf records `perf record -g` of the portal process (children
+	// included) during each class of spawn and pool into the round's
+	// directory as perf.data.
+	Perf bool
 	// PortalEnv is added to the portal process's environment (KEY=VALUE).
 	PortalEnv []string
 	Out       string
@@ -207,6 +211,7 @@ func parseFlags(args []string) (Options, error) {
 	work := fs.String("workdir", "", "directory for binaries, data and logs (default: a new temp dir)")
 	keep := fs.Bool("keep", false, "keep the work directory (Caddyfiles, logs, data, seeded stores) after the run; a later run with the same -workdir reuses the seeded stores")
 	prof := fs.Duration("pprof", 0, "storm, gate, memory, scaling, spawn, pool: enable the portal's admin API and save CPU profiles of this length taken under load (and heap profiles for memory) into the work directory; use with -keep")
+	perf := fs.Bool("perf", false, "spawn, pool: record Linux perf (perf record -g, children included) of the portal process during each class into the round's directory as perf.data; needs perf; use with -keep")
 	penv := fs.String("portal-env", "", "extra environment for the portal process, comma-separated KEY=VALUE (e.g. GOMEMLIMIT=64MiB)")
 	out := fs.String("out", "", "also write the Markdown results to this file")
 	if err := fs.Parse(args); err != nil {
@@ -280,7 +285,7 @@ func parseFlags(args []string) (Options, error) {
 		}
 	}
 	o.ContainerNetwork = *contNet
-	o.Binary, o.Workdir, o.Keep, o.Out, o.Profile = *bin, *work, *keep, *out, *prof
+	o.Binary, o.Workdir, o.Keep, o.Out, o.Profile, o.Perf = *bin, *work, *keep, *out, *prof, *perf
 	if *penv != "" {
 		for _, kv := range strings.Split(*penv, ",") {
 			if !strings.Contains(kv, "=") {

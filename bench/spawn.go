@@ -564,6 +564,70 @@ func profileLearners(ctx context.Context, o Options, spec portalSpec, work, sc s
 	}
 }
 
+// perfFreq is -perf's sampling rate: enough samples in a class of 100 ms
+// to see its parts, and the same for every scenario so runs compare.
+const perfFreq = "4000"
+
+// perfClass, with -perf, starts `perf record` of process pid (and the
+// children it starts) into dir/perf.data and returns the func that ends
+// it once the class is over; at once without -perf. perf starts with its
+// events off and turns them on when asked, and it acknowledges that: the
+// class is released only after the ack, so its start is never missed
+// (attaching to the portal's threads took longer than a whole small class).
+func perfClass(o Options, pid int, dir string, rep *Report, logf func(string, ...any)) func() {
+	if !o.Perf {
+		return func() {}
+	}
+	file := filepath.Join(dir, "perf.data")
+	ctlR, ctlW, err := os.Pipe()
+	if err != nil {
+		rep.note("-perf: %v", err)
+		return func() {}
+	}
+	ackR, ackW, err := os.Pipe()
+	if err != nil {
+		ctlR.Close()
+		ctlW.Close()
+		rep.note("-perf: %v", err)
+		return func() {}
+	}
+	defer ctlR.Close()
+	defer ackW.Close()
+	// The child's fds 3 and 4 are ExtraFiles[0] and [1].
+	cmd := exec.Command("perf", "record", "-q", "-g", "-F", perfFreq, "-p", strconv.Itoa(pid), "-o", file, "-D", "-1", "--control", "fd:3,4")
+	cmd.ExtraFiles = []*os.File{ctlR, ackW}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		ctlW.Close()
+		ackR.Close()
+		rep.note("-perf: %v (Debian: apt-get install -y linux-perf)", err)
+		return func() {}
+	}
+	stop := func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		// perf ends itself with the signal it got, after writing the file.
+		if err := cmd.Wait(); err != nil && !strings.Contains(err.Error(), "signal: interrupt") {
+			logf("perf record: %v: %s", err, out.String())
+		}
+		ctlW.Close()
+		ackR.Close()
+	}
+	ack := make([]byte, 4)
+	if _, err := ctlW.WriteString("enable\n"); err != nil {
+		stop()
+		rep.note("-perf: perf record did not start: %s", out.String())
+		return func() {}
+	}
+	if _, err := io.ReadFull(ackR, ack); err != nil || string(ack) != "ack\n" {
+		stop()
+		rep.note("-perf: perf record did not acknowledge (%v): %s", err, out.String())
+		return func() {}
+	}
+	rep.note("-perf: a class recorded in %s (perf costs CPU while the learners arrive); read it with `perf report -i %s --comm caddyportal`", file, file)
+	return stop
+}
+
 // runSpawn: a class of N learners request and activate sessions of a
 // workshop with reserved 0 at once, so the portal starts N environments
 // (at most `starts` at a time); each learner reloads its dashboard until
@@ -751,9 +815,11 @@ func spawnRound(ctx context.Context, o Options, bin string, dash spawnDash, work
 	var res []learnerResult
 	var busyErr error
 	settle(ctx)
+	perfDone := perfClass(o, p.cmd.Process.Pid, work, rep, logf)
 	out.portalBusy, out.portalShare, busyErr = machineBusy(func() {
 		out.pcpu, out.hcpu, out.cpuErr = cpuUsed(p, func() { res, out.wall = learners(ctx, r, "spawn", n, spawnPoll, false, dash.isDash) })
 	})
+	perfDone()
 	out.busyErr = errors.Join(out.busyErr, busyErr)
 	out.mem, _ = p.Mem()
 	profiled()
@@ -897,9 +963,13 @@ func poolRound(ctx context.Context, o Options, bin string, dash spawnDash, work,
 	var res []learnerResult
 	var wall time.Duration
 	var procErr, busyErr error
+	// Ended as soon as the class is: the refills wait until it has gone
+	// quiet, so the recording is the class alone.
+	perfDone := perfClass(o, p.cmd.Process.Pid, work, rep, logf)
 	out.machineCPU, _, busyErr = machineBusy(func() {
 		out.portalCPU, out.harnessCPU, procErr = cpuUsed(p, func() { res, wall = learners(ctx, r, "pool", k, spawnPoll, true, dash.isDash) })
 	})
+	perfDone()
 	out.cpuOK = procErr == nil && busyErr == nil
 	profiled()
 	out.wall = wall
