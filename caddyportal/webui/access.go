@@ -157,8 +157,9 @@ func (u *UI) checkAccess(w http.ResponseWriter, r *http.Request, pw string) bool
 			u.unavailable(w, r, err)
 			return
 		}
+		back := strings.TrimSpace(r.FormValue("redirect_url"))
 		u.render(w, r, status, "access", id, view{Title: "Access code", CSRF: u.csrfToken(id), Error: msg,
-			Data: accessData{RedirectURL: strings.TrimSpace(r.FormValue("redirect_url"))}})
+			Notice: targetNotice(back), Data: accessData{RedirectURL: back}})
 	}
 	// Counted per address only: one shared code has no account whose
 	// counter a stranger could exhaust for everyone.

@@ -128,6 +128,12 @@ func TestAccessCodeKeepsNotification(t *testing.T) {
 		t.Fatalf("access form after a session ended: %d %.600s", form.status, form.body)
 	}
 	tok := b.csrf(r.location())
+	// A wrong code: the error, and still the reason they are here.
+	wrong := b.post("/workshops/access/", url.Values{"csrf": {tok}, "redirect_url": {back}, "password": {"guess"}})
+	if wrong.status != http.StatusForbidden || !strings.Contains(wrong.body, "The access code is not correct") ||
+		!strings.Contains(wrong.body, "Your workshop session has ended") {
+		t.Fatalf("wrong code after a session ended: %d %.600s", wrong.status, wrong.body)
+	}
 	in := b.post("/workshops/access/", url.Values{"csrf": {tok}, "redirect_url": {back}, "password": {accessCode}})
 	if in.status != http.StatusFound || in.location() != back {
 		t.Fatalf("right code: %d %q, want %q", in.status, in.location(), back)
