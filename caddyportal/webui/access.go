@@ -66,7 +66,7 @@ func (u *UI) eventDoor(w http.ResponseWriter, r *http.Request, back string) bool
 	// A learner sent back with one of Educates' notifications (a session
 	// ended, a start failed) keeps it through the door: the form shows it,
 	// and the page behind the door gets it too.
-	if n := r.URL.Query().Get("notification"); notice(n) != "" {
+	if n := knownNotification(r.URL.Query()); n != "" {
 		back = redirects.WithNotification(back, n)
 	}
 	http.Redirect(w, r, routes.AccessPath+"?redirect_url="+url.QueryEscape(back), http.StatusFound)

@@ -305,6 +305,15 @@ var notices = map[string]string{
 
 func notice(code string) string { return notices[code] }
 
+// knownNotification is the Educates notification q carries when it is one
+// with a message here, else "": a made-up one is passed on nowhere.
+func knownNotification(q url.Values) string {
+	if n := q.Get("notification"); notice(n) != "" {
+		return n
+	}
+	return ""
+}
+
 // event is one entry of a session's timeline.
 type event struct {
 	At   time.Time

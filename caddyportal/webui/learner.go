@@ -318,10 +318,7 @@ type catalogData struct {
 // when one is configured (reference §3.3); a private catalog needs a login.
 func (u *UI) catalog(w http.ResponseWriter, r *http.Request, _ string) {
 	id := u.current(r)
-	note := r.URL.Query().Get("notification")
-	if notice(note) == "" {
-		note = ""
-	}
+	note := knownNotification(r.URL.Query())
 	if !id.admin() && u.cfg.Index != "" && !u.indexIsCatalog() {
 		target := u.cfg.Index
 		if note != "" {
@@ -347,8 +344,8 @@ func (u *UI) catalog(w http.ResponseWriter, r *http.Request, _ string) {
 		// (the portal's index is its own catalog) reads it above the
 		// sign-in form, not a bare form that hides why they are here.
 		target := routes.LoginPath + "?next=" + url.QueryEscape(routes.CatalogPath)
-		if n := r.URL.Query().Get("notification"); notice(n) != "" {
-			target += "&notice=" + url.QueryEscape(n)
+		if note != "" {
+			target += "&notice=" + url.QueryEscape(note)
 		}
 		http.Redirect(w, r, target, http.StatusFound)
 		return
