@@ -8,13 +8,13 @@ package caddyportal
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/caddyportal/caddyportal/caddyportal/clientip"
 	"github.com/caddyportal/caddyportal/caddyportal/config"
 	"github.com/caddyportal/caddyportal/caddyportal/metrics"
 	"github.com/caddyportal/caddyportal/caddyportal/portal"
@@ -133,11 +133,7 @@ func clientIP(r *http.Request) string {
 	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
 		return ip
 	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
+	return clientip.Remote(r)
 }
 
 // Validate checks the configuration.

@@ -12,7 +12,6 @@ package api
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddyportal/caddyportal/caddyportal/assertion"
+	"github.com/caddyportal/caddyportal/caddyportal/clientip"
 	"github.com/caddyportal/caddyportal/caddyportal/config"
 	"github.com/caddyportal/caddyportal/caddyportal/httperr"
 	"github.com/caddyportal/caddyportal/caddyportal/loginlimit"
@@ -95,13 +95,7 @@ func New(opts Options) *API {
 		opts.Logger = zap.NewNop()
 	}
 	if opts.ClientIP == nil {
-		opts.ClientIP = func(r *http.Request) string {
-			host, _, err := net.SplitHostPort(r.RemoteAddr)
-			if err != nil {
-				return r.RemoteAddr
-			}
-			return host
-		}
+		opts.ClientIP = clientip.Remote
 	}
 	if opts.OnActivate == nil {
 		opts.OnActivate = func(_ http.ResponseWriter, _ *http.Request, sess *sessions.Session) (string, error) {

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddyportal/caddyportal/caddyportal/assertion"
+	"github.com/caddyportal/caddyportal/caddyportal/clientip"
 	"github.com/caddyportal/caddyportal/caddyportal/loginlimit"
 	"github.com/caddyportal/caddyportal/caddyportal/metrics"
 	"github.com/caddyportal/caddyportal/caddyportal/redirects"
@@ -100,7 +101,7 @@ func New(o Options) (*Gate, error) {
 		o.Streams = NewStreams(o.Service.Now)
 	}
 	if o.ClientIP == nil {
-		o.ClientIP = remoteIP
+		o.ClientIP = clientip.Remote
 	}
 	g := &Gate{o: o, svc: o.Service, log: o.Logger, metrics: o.Metrics, streams: o.Streams,
 		activity: newActivity(o.Service), audit: newAudit(o.Logger)}
@@ -369,15 +370,6 @@ func (g *Gate) indexOf(sess *sessions.Session) string {
 		return sess.IndexURL
 	}
 	return g.o.Index
-}
-
-// remoteIP is the client address when no ClientIP func is given.
-func remoteIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 // Run turns WebSocket traffic into session activity until ctx ends.

@@ -18,7 +18,6 @@ package webui
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -26,6 +25,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddyportal/caddyportal/caddyportal/clientip"
 	"github.com/caddyportal/caddyportal/caddyportal/config"
 	"github.com/caddyportal/caddyportal/caddyportal/health"
 	"github.com/caddyportal/caddyportal/caddyportal/loginlimit"
@@ -119,13 +119,7 @@ func New(opts Options) (*UI, error) {
 		opts.Logger = zap.NewNop()
 	}
 	if opts.ClientIP == nil {
-		opts.ClientIP = func(r *http.Request) string {
-			host, _, err := net.SplitHostPort(r.RemoteAddr)
-			if err != nil {
-				return r.RemoteAddr
-			}
-			return host
-		}
+		opts.ClientIP = clientip.Remote
 	}
 	if opts.Logins == nil {
 		opts.Logins = loginlimit.New(opts.Service.Now)
