@@ -132,7 +132,7 @@ func runContainer(ctx context.Context, o Options, bin, work string, rep *Report,
 	for _, n := range o.ContainerSessions {
 		largest = max(largest, n)
 	}
-	port, err := freePort()
+	adminAt, err := adminAddr()
 	if err != nil {
 		return err
 	}
@@ -145,7 +145,7 @@ func runContainer(ctx context.Context, o Options, bin, work string, rep *Report,
 	spec := portalSpec{
 		Data: filepath.Join(work, "badger"), Maximum: largest, Capacity: largest, Env: o.PortalEnv,
 		SpawnerKind: "container", Spawner: containerBlock(host, image, o.ContainerNetwork), Starts: starts,
-		Admin: fmt.Sprintf("127.0.0.1:%d", port),
+		Admin: adminAt,
 	}
 	p, err := startPortal(ctx, bin, work, spec)
 	if err != nil {

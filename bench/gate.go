@@ -110,11 +110,10 @@ func runGate(ctx context.Context, o Options, bin, work string, rep *Report, logf
 		Data: filepath.Join(work, "badger"), Maximum: 1, Capacity: 1, Upstreams: dash.Addrs, Extra: extra, Env: o.PortalEnv,
 	}
 	if o.Profile > 0 {
-		port, err := freePort()
-		if err != nil {
+		var err error
+		if spec.Admin, err = adminAddr(); err != nil {
 			return err
 		}
-		spec.Admin = fmt.Sprintf("127.0.0.1:%d", port)
 	}
 	p, err := startPortal(ctx, bin, work, spec)
 	if err != nil {

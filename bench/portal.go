@@ -295,6 +295,16 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
+// adminAddr is a free loopback address for the portal's admin API (the
+// portal admin API, /metrics and pprof).
+func adminAddr() (string, error) {
+	port, err := freePort()
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("127.0.0.1:%d", port), nil
+}
+
 // raiseFileLimit lifts the soft open-file limit to the hard one. Setting
 // it explicitly (rather than relying on the Go runtime's own raise) makes
 // child processes inherit it too, so the portal can hold thousands of

@@ -123,11 +123,10 @@ func runStorm(ctx context.Context, o Options, bin, work string, rep *Report, log
 		Data: filepath.Join(work, "badger"), Maximum: n, Capacity: n, Upstreams: []string{templateUpstream}, Env: o.PortalEnv,
 	}
 	if o.Profile > 0 {
-		port, err := freePort()
-		if err != nil {
+		var err error
+		if spec.Admin, err = adminAddr(); err != nil {
 			return err
 		}
-		spec.Admin = fmt.Sprintf("127.0.0.1:%d", port)
 	}
 	p, err := startPortal(ctx, bin, work, spec)
 	if err != nil {
@@ -449,11 +448,10 @@ func runStored(ctx context.Context, o Options, bin, work string, rep *Report, lo
 			Env: o.PortalEnv,
 		}
 		if o.Profile > 0 {
-			port, err := freePort()
-			if err != nil {
+			var err error
+			if spec.Admin, err = adminAddr(); err != nil {
 				return err
 			}
-			spec.Admin = fmt.Sprintf("127.0.0.1:%d", port)
 		}
 		p, err := startPortal(ctx, bin, dir, spec)
 		if err != nil {

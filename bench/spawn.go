@@ -123,14 +123,14 @@ func spawnerBlock(command string) string {
 // spawnPortal starts a portal whose one workshop spawns dash per session,
 // with Caddy's admin API on (for the portal admin API and /metrics).
 func spawnPortal(ctx context.Context, o Options, bin string, dash spawnDash, work string, capacity, reserved, starts int) (*proc, *adminClient, portalSpec, error) {
-	port, err := freePort()
+	admin, err := adminAddr()
 	if err != nil {
 		return nil, nil, portalSpec{}, err
 	}
 	spec := portalSpec{
 		Data: filepath.Join(work, "badger"), Maximum: capacity, Capacity: capacity, Env: o.PortalEnv,
 		Spawner: spawnerBlock(dash.command), Reserved: reserved, Initial: reserved, Starts: starts,
-		Admin: fmt.Sprintf("127.0.0.1:%d", port),
+		Admin: admin,
 	}
 	p, err := startPortal(ctx, bin, work, spec)
 	if err != nil {
