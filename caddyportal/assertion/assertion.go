@@ -80,7 +80,6 @@ type Signer struct {
 	keys      []*key // newest first
 	readAt    time.Time
 	cache     map[string]cached
-	cacheSize int
 }
 
 type cached struct {
@@ -153,8 +152,12 @@ func (s *Signer) JWKS(ctx context.Context) ([]byte, error) {
 		Keys []jwk `json:"keys"`
 	}{Keys: []jwk{}}
 	for _, k := range s.keys {
-		pub := k.priv.PublicKey
-		set.Keys = append(set.Keys, jwk{Kty: "EC", Crv: "P-256", X: b64(pad32(pub.X)), Y: b64(pad32(pub.Y)),
+		// 0x04 || X || Y, each coordinate the 32 bytes RFC 7518 wants.
+		pub, err := k.priv.PublicKey.Bytes()
+		if err != nil {
+			return nil, fmt.Errorf("assertion: key %s: %w", k.ID, err)
+		}
+		set.Keys = append(set.Keys, jwk{Kty: "EC", Crv: "P-256", X: b64(pub[1:33]), Y: b64(pub[33:]),
 			Kid: k.ID, Use: "sig", Alg: "ES256"})
 	}
 	return json.Marshal(set)
@@ -286,13 +289,22 @@ func Verify(token string, jwks []byte, audience string, now time.Time) (Claims, 
 	}
 	var pub *ecdsa.PublicKey
 	for _, k := range set.Keys {
-		if k.Kid == header.Kid && k.Kty == "EC" && k.Crv == "P-256" {
-			x, errX := base64.RawURLEncoding.DecodeString(k.X)
-			y, errY := base64.RawURLEncoding.DecodeString(k.Y)
-			if errX == nil && errY == nil {
-				pub = &ecdsa.PublicKey{Curve: elliptic.P256(), X: new(big.Int).SetBytes(x), Y: new(big.Int).SetBytes(y)}
-			}
+		if k.Kid != header.Kid || k.Kty != "EC" || k.Crv != "P-256" {
+			continue
 		}
+		x, errX := base64.RawURLEncoding.DecodeString(k.X)
+		y, errY := base64.RawURLEncoding.DecodeString(k.Y)
+		if errX != nil || errY != nil || len(x) != 32 || len(y) != 32 {
+			return c, fmt.Errorf("assertion: JWKS key %q: coordinates are not 32-byte base64url (RFC 7518 §6.2.1)", k.Kid)
+		}
+		// Parsing checks the point is on the curve, so a made-up key is
+		// refused by name rather than failing every signature.
+		p, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, x...), y...))
+		if err != nil {
+			return c, fmt.Errorf("assertion: JWKS key %q: %w", k.Kid, err)
+		}
+		pub = p
+		break
 	}
 	if pub == nil {
 		return c, errors.New("assertion: signed by a key the JWKS does not hold")

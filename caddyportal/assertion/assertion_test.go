@@ -125,3 +125,39 @@ func TestKeysRotate(t *testing.T) {
 		t.Errorf("%d keys published long after a rotation, want 1", n)
 	}
 }
+
+// TestVerifyRefusesMalformedJWKSKeys: a JWKS key whose coordinates are
+// short, or not a point on P-256, is refused by name instead of being
+// used to check the signature.
+func TestVerifyRefusesMalformedJWKSKeys(t *testing.T) {
+	clk, newSigner := setup(t)
+	s := newSigner(0)
+	tok, err := s.Assert(context.Background(), claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var set struct {
+		Keys []map[string]string `json:"keys"`
+	}
+	if err := json.Unmarshal(jwks(t, s), &set); err != nil || len(set.Keys) != 1 {
+		t.Fatalf("JWKS: %v, %d keys", err, len(set.Keys))
+	}
+	kid := set.Keys[0]["kid"]
+	y, err := base64.RawURLEncoding.DecodeString(set.Keys[0]["y"])
+	if err != nil || len(y) != 32 {
+		t.Fatalf("published y: %d bytes, %v", len(y), err)
+	}
+	offCurve := append([]byte(nil), y...)
+	offCurve[31] ^= 1
+	for name, tc := range map[string]struct{ y, want string }{
+		"short y":       {base64.RawURLEncoding.EncodeToString(y[1:]), "not 32-byte"},
+		"off the curve": {base64.RawURLEncoding.EncodeToString(offCurve), "not on curve"},
+	} {
+		set.Keys[0]["y"] = tc.y
+		bad, _ := json.Marshal(set)
+		_, err := assertion.Verify(tok, bad, claims.Audience, clk.Now())
+		if err == nil || !strings.Contains(err.Error(), kid) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: Verify = %v, want an error naming key %s and %q", name, err, kid, tc.want)
+		}
+	}
+}
