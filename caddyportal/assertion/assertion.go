@@ -72,14 +72,14 @@ type key struct {
 // Signer signs assertions and publishes its keys. It is safe for concurrent
 // use.
 type Signer struct {
-	st        store.Store
-	storeKey  string
-	now       func() time.Time
-	rotate    time.Duration
-	mu        sync.Mutex
-	keys      []*key // newest first
-	readAt    time.Time
-	cache     map[string]cached
+	st       store.Store
+	storeKey string
+	now      func() time.Time
+	rotate   time.Duration
+	mu       sync.Mutex
+	keys     []*key // newest first
+	readAt   time.Time
+	cache    map[string]cached
 }
 
 type cached struct {
