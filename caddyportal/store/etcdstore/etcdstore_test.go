@@ -72,56 +72,6 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-func set(t testing.TB, s store.Store, kv ...string) {
-	t.Helper()
-	err := s.Update(context.Background(), func(tx store.Txn) error {
-		for i := 0; i+1 < len(kv); i += 2 {
-			if err := tx.Set(kv[i], []byte(kv[i+1])); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("Update: %v", err)
-	}
-}
-
-// get returns key's value, or ok false for store.ErrNotFound.
-func get(t testing.TB, s store.Store, key string) (value string, ok bool) {
-	t.Helper()
-	err := s.View(context.Background(), func(tx store.Txn) error {
-		v, err := tx.Get(key)
-		if errors.Is(err, store.ErrNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		value, ok = string(v), true
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("View Get %q: %v", key, err)
-	}
-	return value, ok
-}
-
-func scanKeys(t testing.TB, s store.Store, prefix string) []string {
-	t.Helper()
-	var keys []string
-	err := s.View(context.Background(), func(tx store.Txn) error {
-		return tx.Scan(prefix, func(k string, _ []byte) error {
-			keys = append(keys, k)
-			return nil
-		})
-	})
-	if err != nil {
-		t.Fatalf("Scan %q: %v", prefix, err)
-	}
-	return keys
-}
-
 // increment adds one to the decimal counter at key.
 func increment(s store.Store, key string) error {
 	return s.Update(context.Background(), func(tx store.Txn) error {
@@ -174,7 +124,7 @@ func TestReplicasConcurrentIncrements(t *testing.T) {
 	}
 	want := strconv.Itoa(len(replicas) * perStore * perWorker)
 	for i, s := range replicas {
-		if got, _ := get(t, s, "counter"); got != want {
+		if got, _ := storetest.Get(t, s, "counter"); got != want {
 			t.Errorf("replica %d reads counter = %q, want %s", i, got, want)
 		}
 	}
@@ -188,7 +138,7 @@ func TestConflictRetriesOnChangedRead(t *testing.T) {
 	prefix := newPrefix()
 	a := open(t, srv, etcdstore.Options{Prefix: prefix})
 	b := open(t, srv, etcdstore.Options{Prefix: prefix})
-	set(t, a, "k", "1", "p/1", "x", "p/2", "x")
+	storetest.Set(t, a, "k", "1", "p/1", "x", "p/2", "x")
 
 	tests := []struct {
 		name      string
@@ -250,7 +200,7 @@ func TestBlindWriteDoesNotConflict(t *testing.T) {
 		if err := tx.Set("k", []byte("a")); err != nil {
 			return err
 		}
-		set(t, b, "k", "b")
+		storetest.Set(t, b, "k", "b")
 		return nil
 	})
 	if err != nil {
@@ -259,7 +209,7 @@ func TestBlindWriteDoesNotConflict(t *testing.T) {
 	if calls != 1 {
 		t.Fatalf("fn ran %d times, want 1", calls)
 	}
-	if got, _ := get(t, b, "k"); got != "a" {
+	if got, _ := storetest.Get(t, b, "k"); got != "a" {
 		t.Fatalf("k = %q, want the later commit's a", got)
 	}
 }
@@ -275,9 +225,9 @@ func TestMaxTxnOpsFallback(t *testing.T) {
 	a := open(t, srv, etcdstore.Options{Prefix: prefix, MaxTxnOps: limit})
 	b := open(t, srv, etcdstore.Options{Prefix: prefix, MaxTxnOps: limit})
 	for i := range 20 {
-		set(t, a, fmt.Sprintf("p/%02d", i), "x")
+		storetest.Set(t, a, fmt.Sprintf("p/%02d", i), "x")
 	}
-	set(t, a, "counter", "0")
+	storetest.Set(t, a, "counter", "0")
 
 	calls := 0
 	err := a.Update(context.Background(), func(tx store.Txn) error {
@@ -290,7 +240,7 @@ func TestMaxTxnOpsFallback(t *testing.T) {
 			return err
 		}
 		if calls == 1 {
-			set(t, b, "p/99", "inserted")
+			storetest.Set(t, b, "p/99", "inserted")
 		}
 		return tx.Set("count", []byte(strconv.Itoa(n)))
 	})
@@ -300,7 +250,7 @@ func TestMaxTxnOpsFallback(t *testing.T) {
 	if calls != 2 {
 		t.Fatalf("fn ran %d times, want 2: the range compare must catch the inserted key", calls)
 	}
-	if got, _ := get(t, a, "count"); got != "21" {
+	if got, _ := storetest.Get(t, a, "count"); got != "21" {
 		t.Fatalf("count = %q, want 21", got)
 	}
 
@@ -332,7 +282,7 @@ func TestMaxTxnOpsFallback(t *testing.T) {
 	if !errors.Is(err, etcdstore.ErrTxnTooLarge) {
 		t.Fatalf("Update with %d writes = %v, want ErrTxnTooLarge", limit+1, err)
 	}
-	if keys := scanKeys(t, a, "big/"); keys != nil {
+	if keys := storetest.Keys(t, a, "big/"); keys != nil {
 		t.Fatalf("a rejected transaction left %q", keys)
 	}
 }
@@ -346,7 +296,7 @@ func TestUnavailableAndRecovery(t *testing.T) {
 	// 2 s, not less: calls to the live etcd before the outage must finish
 	// within it on a loaded machine too.
 	s := open(t, srv, etcdstore.Options{RequestTimeout: 2 * time.Second})
-	set(t, s, "k", "1")
+	storetest.Set(t, s, "k", "1")
 
 	events := make(chan string, 64)
 	wctx, stopWatch := context.WithCancel(context.Background())
@@ -406,10 +356,10 @@ func TestUnavailableAndRecovery(t *testing.T) {
 	if lastErr != nil {
 		t.Fatalf("store did not recover after etcd came back: %v", lastErr)
 	}
-	if got, _ := get(t, s, "k"); got != "2" {
+	if got, _ := storetest.Get(t, s, "k"); got != "2" {
 		t.Fatalf("k = %q after recovery, want 2 (the failed Update must not have applied)", got)
 	}
-	set(t, s, "w/after", "x")
+	storetest.Set(t, s, "w/after", "x")
 	expectEvents(t, events, "w/after")
 }
 
@@ -506,9 +456,9 @@ func TestWatchOtherReplica(t *testing.T) {
 	expectEvents(t, sEvents, "")
 	expectEvents(t, allEvents, "")
 
-	set(t, b, "s/1", "v")
-	set(t, b, "x/1", "v")
-	set(t, other, "s/1", "v")
+	storetest.Set(t, b, "s/1", "v")
+	storetest.Set(t, b, "x/1", "v")
+	storetest.Set(t, other, "s/1", "v")
 	if err := b.Update(context.Background(), func(tx store.Txn) error { return tx.Delete("s/1") }); err != nil {
 		t.Fatal(err)
 	}
@@ -521,7 +471,7 @@ func TestWatchOtherReplica(t *testing.T) {
 	if n, err := b.Sweep(context.Background()); err != nil || n != 1 {
 		t.Fatalf("Sweep = %d, %v; want 1 deleted", n, err)
 	}
-	set(t, b, "s/2", "v")
+	storetest.Set(t, b, "s/2", "v")
 
 	expectEvents(t, sEvents, "s/1", "s/1", "s/e", "s/e", "s/2")
 	expectEvents(t, allEvents, "s/1", "x/1", "s/1", "s/e", "s/e", "s/2")
@@ -584,7 +534,7 @@ func TestSweepTwoReplicas(t *testing.T) {
 	}
 	clock.Set(due)
 	// Rewritten by the other replica after expiring, before any sweep.
-	set(t, b, "rewritten", "new")
+	storetest.Set(t, b, "rewritten", "new")
 	if err := b.Update(context.Background(), func(tx store.Txn) error {
 		return tx.SetExpiring("reexpired", []byte("new"), start.Add(time.Hour))
 	}); err != nil {
@@ -614,11 +564,11 @@ func TestSweepTwoReplicas(t *testing.T) {
 	}
 	// Rewind: a key that was only hidden would show again.
 	clock.Set(start)
-	if keys := scanKeys(t, b, "e/"); keys != nil {
+	if keys := storetest.Keys(t, b, "e/"); keys != nil {
 		t.Fatalf("expired keys left after sweeping: %q", keys)
 	}
 	for key, want := range map[string]string{"rewritten": "new", "reexpired": "new", "later": "v"} {
-		if got, ok := get(t, a, key); !ok || got != want {
+		if got, ok := storetest.Get(t, a, key); !ok || got != want {
 			t.Errorf("%s = %q (found %v), want %q", key, got, ok, want)
 		}
 	}
@@ -682,7 +632,7 @@ func TestReservedKeysInvisible(t *testing.T) {
 	if _, err := cli.Put(context.Background(), prefix+"~other", "\x00v"); err != nil {
 		t.Fatal(err)
 	}
-	set(t, s, "z", "v")
+	storetest.Set(t, s, "z", "v")
 
 	resp, err := cli.Get(context.Background(), prefix+"~x/", clientv3.WithPrefix(), clientv3.WithCountOnly())
 	if err != nil {
@@ -691,13 +641,13 @@ func TestReservedKeysInvisible(t *testing.T) {
 	if resp.Count != 1 {
 		t.Fatalf("expiry index holds %d entries in etcd, want 1", resp.Count)
 	}
-	if _, ok := get(t, s, "~other"); ok {
+	if _, ok := storetest.Get(t, s, "~other"); ok {
 		t.Error("Get of a reserved key found it")
 	}
-	if keys := scanKeys(t, s, ""); !slices.Equal(keys, []string{"e", "z"}) {
+	if keys := storetest.Keys(t, s, ""); !slices.Equal(keys, []string{"e", "z"}) {
 		t.Errorf("Scan(\"\") = %q, want [e z]", keys)
 	}
-	if keys := scanKeys(t, s, "~"); keys != nil {
+	if keys := storetest.Keys(t, s, "~"); keys != nil {
 		t.Errorf("Scan(~) = %q, want none", keys)
 	}
 	expectEvents(t, events, "e", "z")
@@ -800,8 +750,8 @@ func TestAuth(t *testing.T) {
 	}
 
 	s := open(t, srv, etcdstore.Options{Username: "root", Password: "rootpw"})
-	set(t, s, "k", "v")
-	if got, _ := get(t, s, "k"); got != "v" {
+	storetest.Set(t, s, "k", "v")
+	if got, _ := storetest.Get(t, s, "k"); got != "v" {
 		t.Fatalf("k = %q, want v", got)
 	}
 

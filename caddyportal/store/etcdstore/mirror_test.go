@@ -12,6 +12,7 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/store"
 	"github.com/caddyportal/caddyportal/caddyportal/store/etcdstore"
 	"github.com/caddyportal/caddyportal/caddyportal/store/etcdstore/etcdtest"
+	"github.com/caddyportal/caddyportal/caddyportal/store/storetest"
 )
 
 // TestMirrorSeesOtherReplica: transactions read the local mirror, yet a
@@ -26,12 +27,12 @@ func TestMirrorSeesOtherReplica(t *testing.T) {
 	b := open(t, srv, etcdstore.Options{Prefix: prefix})
 	for i := range 30 {
 		k := fmt.Sprintf("k/%d", i)
-		set(t, b, k, "1")
-		if v, ok := get(t, a, k); !ok || v != "1" {
+		storetest.Set(t, b, k, "1")
+		if v, ok := storetest.Get(t, a, k); !ok || v != "1" {
 			t.Fatalf("View of %s right after the other store created it = %q, %v; want 1", k, v, ok)
 		}
-		set(t, b, k, "2")
-		if v, _ := get(t, a, k); v != "2" {
+		storetest.Set(t, b, k, "2")
+		if v, _ := storetest.Get(t, a, k); v != "2" {
 			t.Fatalf("View of %s right after the other store changed it = %q, want 2", k, v)
 		}
 	}
@@ -60,7 +61,7 @@ func TestMirrorSeesOtherReplica(t *testing.T) {
 	if len(seen) != 2 || seen[0] != "2" || seen[1] != "3" {
 		t.Fatalf("attempts read %q, want [2 3]: a conflict, then a retry on the other store's value", seen)
 	}
-	if v, _ := get(t, b, "k/0"); v != "30" {
+	if v, _ := storetest.Get(t, b, "k/0"); v != "30" {
 		t.Fatalf("k/0 = %q, want 30", v)
 	}
 }
@@ -73,7 +74,7 @@ func TestFnErrorCheckedAgainstEtcd(t *testing.T) {
 	prefix := newPrefix()
 	a := open(t, srv, etcdstore.Options{Prefix: prefix})
 	b := open(t, srv, etcdstore.Options{Prefix: prefix})
-	set(t, a, "state", "closed")
+	storetest.Set(t, a, "state", "closed")
 	errClosed := errors.New("closed")
 	calls := 0
 	err := a.Update(context.Background(), func(tx store.Txn) error {
@@ -83,7 +84,7 @@ func TestFnErrorCheckedAgainstEtcd(t *testing.T) {
 			return err
 		}
 		if calls == 1 {
-			set(t, b, "state", "open")
+			storetest.Set(t, b, "state", "open")
 		}
 		if string(v) == "closed" {
 			return errClosed
@@ -124,7 +125,7 @@ func TestMirrorResumesAfterRestart(t *testing.T) {
 	go func() { defer close(done); a.Watch(wctx, "", func(k string) { events <- k }) }()
 	t.Cleanup(func() { stop(); <-done })
 	expectEvents(t, events, "")
-	set(t, b, "k", "1")
+	storetest.Set(t, b, "k", "1")
 	expectEvents(t, events, "k")
 
 	srv.Stop()
@@ -175,9 +176,9 @@ func TestCollapsedComparesDetectChanges(t *testing.T) {
 	a := open(t, srv, etcdstore.Options{Prefix: prefix, MaxTxnOps: limit})
 	b := open(t, srv, etcdstore.Options{Prefix: prefix, MaxTxnOps: limit})
 	for i := range 20 {
-		set(t, a, fmt.Sprintf("s/%02d", i), "x")
+		storetest.Set(t, a, fmt.Sprintf("s/%02d", i), "x")
 	}
-	set(t, a, "alloc", "0", "u/alice", "x")
+	storetest.Set(t, a, "alloc", "0", "u/alice", "x")
 
 	for _, tc := range []struct {
 		name      string
@@ -238,7 +239,7 @@ func TestMirrorMemory(t *testing.T) {
 		for i := lo; i < lo+100; i++ {
 			kv = append(kv, fmt.Sprintf("s/demo-w01-s%05d", i), value)
 		}
-		set(t, w, kv...)
+		storetest.Set(t, w, kv...)
 	}
 	// The heap with a second store open, minus the heap once it is
 	// closed: its mirror, plus a client's small fixed cost.
@@ -247,7 +248,7 @@ func TestMirrorMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if keys := scanKeys(t, r, "s/"); len(keys) != n {
+	if keys := storetest.Keys(t, r, "s/"); len(keys) != n {
 		t.Fatalf("mirror holds %d keys, want %d", len(keys), n)
 	}
 	var open, closed runtime.MemStats

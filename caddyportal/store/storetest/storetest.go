@@ -130,9 +130,11 @@ func update(t *testing.T, s store.Store, fn func(tx store.Txn) error) {
 	}
 }
 
-func set(t *testing.T, s store.Store, kv ...string) {
+// Set writes the pairs key, value, ... in one transaction, failing t on
+// an error.
+func Set(t testing.TB, s store.Store, kv ...string) {
 	t.Helper()
-	update(t, s, func(tx store.Txn) error {
+	err := s.Update(context.Background(), func(tx store.Txn) error {
 		for i := 0; i+1 < len(kv); i += 2 {
 			if err := tx.Set(kv[i], []byte(kv[i+1])); err != nil {
 				return err
@@ -140,10 +142,14 @@ func set(t *testing.T, s store.Store, kv ...string) {
 		}
 		return nil
 	})
+	if err != nil {
+		t.Fatalf("Update: %v", err)
+	}
 }
 
-// get returns key's value, or ok false for store.ErrNotFound.
-func get(t *testing.T, s store.Store, key string) (value string, ok bool) {
+// Get returns key's value, or ok false for store.ErrNotFound, failing t
+// on any other error.
+func Get(t testing.TB, s store.Store, key string) (value string, ok bool) {
 	t.Helper()
 	err := s.View(context.Background(), func(tx store.Txn) error {
 		v, err := tx.Get(key)
@@ -164,7 +170,7 @@ func get(t *testing.T, s store.Store, key string) (value string, ok bool) {
 
 func wantValue(t *testing.T, s store.Store, key, want string) {
 	t.Helper()
-	got, ok := get(t, s, key)
+	got, ok := Get(t, s, key)
 	if !ok {
 		t.Fatalf("Get %q: not found, want %q", key, want)
 	}
@@ -175,9 +181,26 @@ func wantValue(t *testing.T, s store.Store, key, want string) {
 
 func wantMissing(t *testing.T, s store.Store, key string) {
 	t.Helper()
-	if got, ok := get(t, s, key); ok {
+	if got, ok := Get(t, s, key); ok {
 		t.Fatalf("Get %q = %q, want not found", key, got)
 	}
+}
+
+// Keys returns the keys Scan(prefix) visits, in its order, failing t on
+// an error.
+func Keys(t testing.TB, s store.Store, prefix string) []string {
+	t.Helper()
+	var keys []string
+	err := s.View(context.Background(), func(tx store.Txn) error {
+		return tx.Scan(prefix, func(k string, _ []byte) error {
+			keys = append(keys, k)
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatalf("Scan %q: %v", prefix, err)
+	}
+	return keys
 }
 
 // scan returns the keys and values Scan(prefix) visits, as "k=v".
@@ -212,10 +235,10 @@ func sweep(t *testing.T, s store.Store) int {
 func testGetSetDelete(t *testing.T, open OpenFunc) {
 	s, _ := openClocked(t, open)
 	wantMissing(t, s, "a")
-	set(t, s, "a", "1", "b", "")
+	Set(t, s, "a", "1", "b", "")
 	wantValue(t, s, "a", "1")
 	wantValue(t, s, "b", "") // an empty value is a value, not a missing key
-	set(t, s, "a", "2")
+	Set(t, s, "a", "2")
 	wantValue(t, s, "a", "2")
 	update(t, s, func(tx store.Txn) error { return tx.Delete("a") })
 	wantMissing(t, s, "a")
@@ -256,7 +279,7 @@ func testValuesAreCopies(t *testing.T, open OpenFunc) {
 func testScanPrefixOrder(t *testing.T, open OpenFunc) {
 	s, _ := openClocked(t, open)
 	// Written out of order, with neighbours on both sides of the prefix.
-	set(t, s, "p/c", "3", "o/z", "x", "p/a", "1", "p", "x", "q/a", "x", "p/b/1", "2", "p0", "x", "p/", "0")
+	Set(t, s, "p/c", "3", "o/z", "x", "p/a", "1", "p", "x", "q/a", "x", "p/b/1", "2", "p0", "x", "p/", "0")
 	got := scan(t, s, "p/")
 	want := []string{"p/=0", "p/a=1", "p/b/1=2", "p/c=3"}
 	if !slices.Equal(got, want) {
@@ -292,7 +315,7 @@ func testScanPrefixOrder(t *testing.T, open OpenFunc) {
 
 func testScanStopsOnError(t *testing.T, open OpenFunc) {
 	s, _ := openClocked(t, open)
-	set(t, s, "k/1", "", "k/2", "", "k/3", "", "k/4", "")
+	Set(t, s, "k/1", "", "k/2", "", "k/3", "", "k/4", "")
 	errStop := errors.New("stop")
 	var seen []string
 	err := s.View(context.Background(), func(tx store.Txn) error {
@@ -379,7 +402,7 @@ func testEmptyKeyRejected(t *testing.T, open OpenFunc) {
 
 func testViewIsReadOnly(t *testing.T, open OpenFunc) {
 	s, c := openClocked(t, open)
-	set(t, s, "k", "v")
+	Set(t, s, "k", "v")
 	writes := []struct {
 		name string
 		fn   func(tx store.Txn) error
@@ -407,7 +430,7 @@ func testViewIsReadOnly(t *testing.T, open OpenFunc) {
 
 func testUpdateRollback(t *testing.T, open OpenFunc) {
 	s, _ := openClocked(t, open)
-	set(t, s, "keep", "1", "gone", "1")
+	Set(t, s, "keep", "1", "gone", "1")
 	errBoom := errors.New("boom")
 	calls := 0
 	err := s.Update(context.Background(), func(tx store.Txn) error {
@@ -605,7 +628,7 @@ func testSetClearsExpiry(t *testing.T, open OpenFunc) {
 	now := c.Now()
 	at := now.Add(time.Second)
 	update(t, s, func(tx store.Txn) error { return tx.SetExpiring("k", []byte("old"), at) })
-	set(t, s, "k", "new")
+	Set(t, s, "k", "new")
 	c.Set(at.Add(time.Hour))
 	wantValue(t, s, "k", "new")
 	if n := sweep(t, s); n != 0 {
@@ -662,13 +685,13 @@ func testDeleteExpiring(t *testing.T, open OpenFunc) {
 		t.Fatalf("Sweep after Delete deleted %d keys, want 0", n)
 	}
 	// The key can be written again, without the old expiry.
-	set(t, s, "k", "again")
+	Set(t, s, "k", "again")
 	wantValue(t, s, "k", "again")
 }
 
 func testUseAfterClose(t *testing.T, open OpenFunc) {
 	s, _ := openClocked(t, open)
-	set(t, s, "k", "v")
+	Set(t, s, "k", "v")
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
