@@ -123,7 +123,7 @@ func openClocked(t *testing.T, open OpenFunc) (store.Store, *Clock) {
 	return open(t, c.Now), c
 }
 
-func update(t *testing.T, s store.Store, fn func(tx store.Txn) error) {
+func update(t testing.TB, s store.Store, fn func(tx store.Txn) error) {
 	t.Helper()
 	if err := s.Update(context.Background(), fn); err != nil {
 		t.Fatalf("Update: %v", err)
@@ -134,7 +134,7 @@ func update(t *testing.T, s store.Store, fn func(tx store.Txn) error) {
 // an error.
 func Set(t testing.TB, s store.Store, kv ...string) {
 	t.Helper()
-	err := s.Update(context.Background(), func(tx store.Txn) error {
+	update(t, s, func(tx store.Txn) error {
 		for i := 0; i+1 < len(kv); i += 2 {
 			if err := tx.Set(kv[i], []byte(kv[i+1])); err != nil {
 				return err
@@ -142,9 +142,6 @@ func Set(t testing.TB, s store.Store, kv ...string) {
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatalf("Update: %v", err)
-	}
 }
 
 // Get returns key's value, or ok false for store.ErrNotFound, failing t
