@@ -9,7 +9,6 @@ import (
 
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
-	"github.com/caddyportal/caddyportal/caddyportal/spawner"
 )
 
 // startingRefresh is how often the starting page reloads itself.
@@ -116,7 +115,7 @@ func (g *Gate) serveStarting(w http.ResponseWriter, r *http.Request, sess *sessi
 		Step, Message     string
 	}{Refresh: startingRefresh, Position: g.svc.QueuePosition(sess.Name)}
 	if p := sess.Progress; p != nil && data.Position == 0 {
-		data.Step, data.Message = stepLine(*p)
+		data.Step, data.Message = sessions.StepLine(*p)
 	}
 	hdr.Set("Content-Type", "text/html; charset=utf-8")
 	hdr.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'")
@@ -125,32 +124,4 @@ func (g *Gate) serveStarting(w http.ResponseWriter, r *http.Request, sess *sessi
 	if r.Method == http.MethodGet {
 		_ = startingTmpl.Execute(w, data)
 	}
-}
-
-// stepLine is the starting page's line for a progress step: its title and
-// the backend's message, left out when it only repeats the title (the
-// readiness wait's "waiting for the dashboard").
-func stepLine(p spawner.Progress) (title, message string) {
-	title, message = stepTitle(p.Step), p.Message
-	if strings.EqualFold(title, message) {
-		message = ""
-	}
-	return title, message
-}
-
-// stepTitle names a progress step for the learner.
-func stepTitle(step string) string {
-	switch step {
-	case sessions.StepQueued:
-		return "Queued"
-	case spawner.StepStarting:
-		return "Starting"
-	case spawner.StepStarted:
-		return "Started"
-	case spawner.StepWaiting:
-		return "Waiting for the dashboard"
-	case spawner.StepReady:
-		return "Ready"
-	}
-	return step
 }

@@ -314,21 +314,3 @@ func TestGateHoldsStartingRequest(t *testing.T) {
 		t.Fatalf("held request whose start failed: %d %s", a.code, a.body)
 	}
 }
-
-// The starting page's step line leaves out a message that only repeats the
-// step's title ("Waiting for the dashboard: waiting for the dashboard"),
-// and keeps one that says more.
-func TestStepLine(t *testing.T) {
-	for _, tc := range []struct {
-		p              spawner.Progress
-		title, message string
-	}{
-		{spawner.Progress{Step: spawner.StepWaiting, Message: "waiting for the dashboard"}, "Waiting for the dashboard", ""},
-		{spawner.Progress{Step: spawner.StepStarting, Message: "creating the test dashboard"}, "Starting", "creating the test dashboard"},
-		{spawner.Progress{Step: spawner.StepWaiting, Message: "waiting for the dashboard: HTTP 503"}, "Waiting for the dashboard", "waiting for the dashboard: HTTP 503"},
-	} {
-		if title, message := stepLine(tc.p); title != tc.title || message != tc.message {
-			t.Errorf("stepLine(%+v) = %q, %q; want %q, %q", tc.p, title, message, tc.title, tc.message)
-		}
-	}
-}

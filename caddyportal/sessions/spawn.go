@@ -56,6 +56,37 @@ const (
 	StepFailed = "failed"
 )
 
+// StepLine is how a progress step reads for people: its title and the
+// backend's message, left out when it only repeats the title (the
+// readiness wait's "waiting for the dashboard").
+func StepLine(p spawner.Progress) (title, message string) {
+	title, message = StepTitle(p.Step), p.Message
+	if strings.EqualFold(title, message) {
+		message = ""
+	}
+	return title, message
+}
+
+// StepTitle names a progress step for people (the learner's starting page,
+// the admin's session page); a step a backend added is shown as it is.
+func StepTitle(step string) string {
+	switch step {
+	case StepQueued:
+		return "Queued"
+	case spawner.StepStarting:
+		return "Starting"
+	case spawner.StepStarted:
+		return "Started"
+	case spawner.StepWaiting:
+		return "Waiting for the dashboard"
+	case spawner.StepReady:
+		return "Ready"
+	case StepFailed:
+		return "Failed"
+	}
+	return step
+}
+
 // Reasons a spawned session ends with, besides the common ones.
 const (
 	ReasonStartFailed      = "start-failed"
