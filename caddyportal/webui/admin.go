@@ -1,6 +1,7 @@
 package webui
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -322,6 +323,7 @@ type event struct {
 
 type sessionData struct {
 	S         *sessions.Session
+	Env       *envView
 	Timeline  []event
 	Schedule  lifecycle.Schedule
 	Countdown string
@@ -345,7 +347,7 @@ func (u *UI) sessionPage(w http.ResponseWriter, r *http.Request, name string) {
 		u.unavailable(w, r, err)
 		return
 	}
-	d := sessionData{S: s, Timeline: timeline(s), Live: !s.State.Ending(), CanAct: !s.State.Ending() && !s.Reserved(),
+	d := sessionData{S: s, Env: u.envOf(s), Timeline: timeline(s), Live: !s.State.Ending(), CanAct: !s.State.Ending() && !s.Reserved(),
 		CanOpen: u.openAs != nil}
 	if s.Owner != "" {
 		if usr, err := u.svc.GetUser(r.Context(), s.Owner); err == nil {
@@ -364,6 +366,71 @@ func (u *UI) sessionPage(w http.ResponseWriter, r *http.Request, name string) {
 	u.render(w, r, http.StatusOK, "session", id, view{Title: "Session " + s.Name, Notice: notice(q.Get("notice")), Data: d})
 }
 
+// envView is what the admin's session page shows of a session's own
+// environment (a workshop with a spawner): where its start stands or why
+// it failed, which replica runs it, and what the spawner recorded of it
+// (a PID, a container), so an instructor can tell why a learner waits and
+// an operator can find the process.
+type envView struct {
+	Step, Message string
+	// Position is the session's place in the start queue, 0 when it is
+	// not queued here.
+	Position int
+	Replica  string
+	Details  []envDetail
+}
+
+// envDetail is one field of the spawner's record of an environment.
+type envDetail struct{ Name, Value string }
+
+// envOf describes s's environment, or returns nil for a session of a
+// workshop without a spawner.
+func (u *UI) envOf(s *sessions.Session) *envView {
+	if s.Env == nil && !s.Spawning && s.Progress == nil && s.EnvOwner == "" {
+		return nil
+	}
+	v := &envView{Replica: s.EnvOwner}
+	if p := s.Progress; p != nil {
+		v.Step, v.Message = sessions.StepLine(*p)
+		if p.Step == sessions.StepQueued && s.State == lifecycle.Starting {
+			v.Position = u.svc.QueuePosition(s.Name)
+		}
+	}
+	if s.Env != nil {
+		v.Details = envDetails(s.Env.State)
+	}
+	return v
+}
+
+// envDetails lists the top-level fields of a spawner's opaque record of an
+// environment, sorted by name, leaving out empty ones. The record belongs
+// to the backend, so nothing here knows its fields: a record that is not a
+// JSON object is shown whole.
+func envDetails(state json.RawMessage) []envDetail {
+	if len(state) == 0 {
+		return nil
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(state, &fields); err != nil {
+		return []envDetail{{Name: "record", Value: string(state)}}
+	}
+	out := make([]envDetail, 0, len(fields))
+	for name, raw := range fields {
+		var str string
+		value := string(raw)
+		if json.Unmarshal(raw, &str) == nil {
+			value = str
+		}
+		switch value {
+		case "", "0", "null", "false", "{}", "[]":
+			continue
+		}
+		out = append(out, envDetail{Name: name, Value: value})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
 // timeline derives a session's history from the instants its record keeps.
 func timeline(s *sessions.Session) []event {
 	var out []event
@@ -376,7 +443,12 @@ func timeline(s *sessions.Session) []event {
 	if s.Owner != "" {
 		add(s.Allocated, "Allocated to "+s.Owner)
 	}
-	add(s.Started, "Activated, dashboard running")
+	if !s.Activated.IsZero() && !s.Activated.Equal(s.Started) {
+		add(s.Activated, "Activated while its environment was starting")
+		add(s.Started, "Environment ready, dashboard running")
+	} else {
+		add(s.Started, "Activated, dashboard running")
+	}
 	for _, g := range s.StaffGrants {
 		from := ""
 		if g.Client != "" {

@@ -80,6 +80,14 @@ type portal struct {
 
 func newPortal(t *testing.T, cfg config.Portal) *portal {
 	t.Helper()
+	return newPortalWith(t, cfg, sessions.Options{})
+}
+
+// newPortalWith is newPortal with service options of the test's own (its
+// spawners, its bound on starts); the clock, the stopping grace, the
+// reconcile interval and the failure hook are the helper's.
+func newPortalWith(t *testing.T, cfg config.Portal, opts sessions.Options) *portal {
+	t.Helper()
 	clk := storetest.NewClock(time.Now().UTC())
 	st, err := badgerstore.Open(badgerstore.Options{InMemory: true, Now: clk.Now, SweepInterval: -1})
 	if err != nil {
@@ -88,12 +96,13 @@ func newPortal(t *testing.T, cfg config.Portal) *portal {
 	t.Cleanup(func() { _ = st.Close() })
 	var mu sync.Mutex
 	failed := &[]string{}
-	svc, err := sessions.New(context.Background(), st, cfg, sessions.Options{Now: clk.Now, StopGrace: 2 * time.Second,
-		ReconcileInterval: time.Hour, OnRequestFailed: func(env string, err error) {
-			mu.Lock()
-			defer mu.Unlock()
-			*failed = append(*failed, env+" "+err.Error())
-		}})
+	opts.Now, opts.StopGrace, opts.ReconcileInterval = clk.Now, 2*time.Second, time.Hour
+	opts.OnRequestFailed = func(env string, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		*failed = append(*failed, env+" "+err.Error())
+	}
+	svc, err := sessions.New(context.Background(), st, cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,12 +283,18 @@ func (p *portal) robotToken() string {
 	return m["access_token"].(string)
 }
 
-// restRequest requests a session through the REST API, as a front end
-// would, and returns its name.
+// restRequest requests a session of env1 through the REST API, as a front
+// end would, and returns its name.
 func (p *portal) restRequest(user string) string {
 	p.t.Helper()
+	return p.restRequestTo(env1, user)
+}
+
+// restRequestTo is restRequest for the environment env.
+func (p *portal) restRequestTo(env, user string) string {
+	p.t.Helper()
 	q := url.Values{"user": {user}, "index_url": {hubIndex}, "email": {user + "@example.org"}}
-	req, _ := http.NewRequest("POST", p.srv.URL+"/workshops/environment/"+env1+"/request/?"+q.Encode(), nil)
+	req, _ := http.NewRequest("POST", p.srv.URL+"/workshops/environment/"+env+"/request/?"+q.Encode(), nil)
 	req.Header.Set("Authorization", "Bearer "+p.robotToken())
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
