@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/caddyportal/caddyportal/caddyportal/health"
@@ -397,7 +398,13 @@ func (u *UI) envOf(s *sessions.Session) *envView {
 		}
 	}
 	if s.Env != nil {
-		v.Details = envDetails(s.Env.State)
+		for _, d := range envDetails(s.Env.State) {
+			// The card already names the replica.
+			if strings.EqualFold(d.Name, "replica") && d.Value == v.Replica {
+				continue
+			}
+			v.Details = append(v.Details, d)
+		}
 	}
 	return v
 }

@@ -117,6 +117,9 @@ func TestAdminSessionPageShowsEnvironment(t *testing.T) {
 			t.Errorf("ready session's page lacks %q:\n%s", want, body)
 		}
 	}
+	if strings.Count(body, replica) != 1 {
+		t.Errorf("the replica is named more than once:\n%s", body)
+	}
 
 	// Failed: why, in the spawner's words, which the learner's page also
 	// shows.
