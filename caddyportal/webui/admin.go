@@ -144,8 +144,10 @@ func problems(all []*sessions.Session, since time.Time, max int) []problem {
 // sessionRow is a session in the sessions list.
 type sessionRow struct {
 	Name, Environment, Workshop, Owner, Reason string
-	State                                      lifecycle.State
-	Created, Started, Expires                  time.Time
+	// Step is where a STARTING session's start stands.
+	Step                      string
+	State                     lifecycle.State
+	Created, Started, Expires time.Time
 }
 
 type sessionsData struct {
@@ -225,8 +227,12 @@ func (u *UI) filtered(w http.ResponseWriter, r *http.Request, q url.Values) (ses
 			continue
 		}
 		match = append(match, s)
-		d.Rows = append(d.Rows, sessionRow{Name: s.Name, Environment: s.Environment, Workshop: s.Workshop,
-			Owner: s.Owner, Reason: s.Reason, State: s.State, Created: s.Created, Started: s.Started, Expires: s.Expires})
+		row := sessionRow{Name: s.Name, Environment: s.Environment, Workshop: s.Workshop,
+			Owner: s.Owner, Reason: s.Reason, State: s.State, Created: s.Created, Started: s.Started, Expires: s.Expires}
+		if s.State == lifecycle.Starting && s.Progress != nil {
+			row.Step = sessions.StepTitle(s.Progress.Step)
+		}
+		d.Rows = append(d.Rows, row)
 		if !s.State.Ending() && !s.Reserved() {
 			d.Actionable++
 		}

@@ -149,4 +149,16 @@ func TestAdminSessionPageShowsEnvironment(t *testing.T) {
 	if body := page(second); !strings.Contains(body, `<dd id="env-step">Queued (position 1 in the start queue)`) {
 		t.Errorf("queued session's page:\n%s", body)
 	}
+	// The sessions list says where each start stands.
+	list := admin.get(routes.AdminSessionsPath + "?environment=demo-w04")
+	for name, step := range map[string]string{first: "Waiting for the dashboard", second: "Queued"} {
+		_, row, ok := strings.Cut(list.body, `id="row-`+name+`"`)
+		row, _, _ = strings.Cut(row, "</tr>")
+		if !ok {
+			t.Errorf("%s is not in the sessions list:\n%s", name, list.body)
+		}
+		if !strings.Contains(row, `<span class="muted step">`+step+`</span>`) {
+			t.Errorf("%s's row in the sessions list lacks %q: %s", name, step, row)
+		}
+	}
 }
