@@ -3,8 +3,6 @@ package sessions_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,20 +18,9 @@ import (
 	"github.com/caddyportal/caddyportal/internal/proctest"
 )
 
-// dashboardVar makes the test binary a dashboard for the process spawner
-// (the helper-process pattern): run as `<binary> <host:port>` with it set,
-// it serves "dashboard of <SESSION_NAME>" there until it is killed.
-const dashboardVar = "SESSIONS_TEST_DASHBOARD"
-
 func TestMain(m *testing.M) {
-	if os.Getenv(dashboardVar) == "1" {
-		page := "dashboard of " + os.Getenv(spawner.EnvSessionName)
-		err := http.ListenAndServe(os.Args[1], http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			fmt.Fprint(w, page)
-		}))
-		fmt.Fprintln(os.Stderr, "dashboard:", err)
-		os.Exit(1)
-	}
+	// The process spawner's tests run this binary as their dashboards.
+	proctest.Dashboard()
 	proctest.Exit(m.Run(), process.MarkerVar)
 }
 
@@ -63,7 +50,7 @@ func selfDashboard(t *testing.T) *process.Spawner {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return processSpawner(t, []string{self, "{host}:{port}"}, process.EnvVar{Name: dashboardVar, Value: "1"})
+	return processSpawner(t, []string{self, "{host}:{port}"}, process.EnvVar{Name: proctest.DashboardVar, Value: proctest.DashboardServe})
 }
 
 // A RUNNING session whose dashboard process is killed (kill -9 of its
@@ -175,7 +162,7 @@ func TestSpawnProcessWorkshopsSharingADirSurviveARestart(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "sessions")
 	newSp := func() *process.Spawner {
 		sp, err := process.New(process.Config{
-			Command: []string{self, "{host}:{port}"}, Env: []process.EnvVar{{Name: dashboardVar, Value: "1"}},
+			Command: []string{self, "{host}:{port}"}, Env: []process.EnvVar{{Name: proctest.DashboardVar, Value: proctest.DashboardServe}},
 			Dir: dir, Portal: "demo", Replica: testReplica, ReadyTimeout: 2 * time.Minute, StopTimeout: 2 * time.Second,
 		}, nil)
 		if err != nil {

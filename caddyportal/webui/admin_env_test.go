@@ -17,6 +17,7 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 	"github.com/caddyportal/caddyportal/caddyportal/spawner"
 	"github.com/caddyportal/caddyportal/caddyportal/spawner/process"
+	"github.com/caddyportal/caddyportal/internal/proctest"
 )
 
 // TestAdminSessionPageShowsEnvironment: the admin's page of a session
@@ -36,7 +37,7 @@ func TestAdminSessionPageShowsEnvironment(t *testing.T) {
 	spawnerOf := func(mode string) spawner.Spawner {
 		sp, err := process.New(process.Config{
 			Command:      []string{self, "{host}:{port}"},
-			Env:          []process.EnvVar{{Name: dashboardVar, Value: mode}},
+			Env:          []process.EnvVar{{Name: proctest.DashboardVar, Value: mode}},
 			Dir:          filepath.Join(t.TempDir(), "sessions"),
 			Portal:       "demo",
 			Replica:      replica,
@@ -56,7 +57,8 @@ func TestAdminSessionPageShowsEnvironment(t *testing.T) {
 	// One start at a time: a second session of lab-slow waits in the queue
 	// behind the first, whose dashboard never answers.
 	p := newPortalWith(t, cfg, sessions.Options{Starts: 1, Replica: replica, Spawners: map[string]spawner.Spawner{
-		"lab-ready": spawnerOf("serve"), "lab-broken": spawnerOf("exit"), "lab-slow": spawnerOf("hang")}})
+		"lab-ready": spawnerOf(proctest.DashboardServe), "lab-broken": spawnerOf(proctest.DashboardExit),
+		"lab-slow": spawnerOf(proctest.DashboardHang)}})
 	admin := p.browser()
 	admin.login(adminUser, adminPass, "/admin/")
 	page := func(name string) string {
