@@ -28,6 +28,7 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/httperr"
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+	"github.com/caddyportal/caddyportal/caddyportal/spawner"
 )
 
 // Portals finds the running portals by name.
@@ -78,6 +79,21 @@ type SessionJSON struct {
 	Expires      lifecycle.Time  `json:"expires,omitzero"`
 	LastActivity lifecycle.Time  `json:"last_activity,omitzero"`
 	Extended     *bool           `json:"extended,omitempty"`
+
+	// The fields below are set only for a workshop with a spawner.
+
+	// Progress is where the start of the session's environment stands, or
+	// why it failed (step "failed").
+	Progress *spawner.Progress `json:"progress,omitempty"`
+	// QueuePosition is the session's place in this replica's start queue
+	// while its progress is "queued".
+	QueuePosition int `json:"queue_position,omitempty"`
+	// Replica runs the environment: only it stops and reconciles it.
+	Replica string `json:"replica,omitempty"`
+	// Env is the spawner's record of the running environment: its dial
+	// address and the backend's own state (a process's PID, a container's
+	// ID), as kept in the session.
+	Env *spawner.Env `json:"env,omitempty"`
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -154,7 +170,7 @@ func (h *Handler) sessions(w http.ResponseWriter, r *http.Request, svc *sessions
 			continue
 		}
 		for _, s := range list {
-			sj := sessionJSON(s, now)
+			sj := sessionJSON(svc, s, now)
 			if state != "" && !strings.EqualFold(string(sj.State), state) || user != "" && s.Owner != user {
 				continue
 			}
@@ -171,7 +187,7 @@ func (h *Handler) session(w http.ResponseWriter, r *http.Request, svc *sessions.
 		fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, sessionJSON(s, svc.Now()))
+	writeJSON(w, http.StatusOK, sessionJSON(svc, s, svc.Now()))
 }
 
 func (h *Handler) act(w http.ResponseWriter, r *http.Request, svc *sessions.Service, name, action string) {
@@ -195,19 +211,23 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request, svc *sessions.Serv
 		fail(w, err)
 		return
 	}
-	sj := sessionJSON(s, svc.Now())
+	sj := sessionJSON(svc, s, svc.Now())
 	if action == "extend" {
 		sj.Extended = &extended
 	}
 	writeJSON(w, http.StatusOK, sj)
 }
 
-func sessionJSON(s *sessions.Session, now time.Time) SessionJSON {
+func sessionJSON(svc *sessions.Service, s *sessions.Session, now time.Time) SessionJSON {
 	state, reason := s.Effective(now)
-	return SessionJSON{Name: s.Name, Environment: s.Environment, Workshop: s.Workshop, State: state,
+	sj := SessionJSON{Name: s.Name, Environment: s.Environment, Workshop: s.Workshop, State: state,
 		Reason: reason, Owner: s.Owner, Slot: s.Slot, Upstream: s.Upstream, Created: lifecycle.Time(s.Created),
 		Started: lifecycle.Time(s.Started), Expires: lifecycle.Time(s.Expires),
-		LastActivity: lifecycle.Time(s.LastActivity)}
+		LastActivity: lifecycle.Time(s.LastActivity), Progress: s.Progress, Replica: s.EnvOwner, Env: s.Env}
+	if s.Progress != nil && s.Progress.Step == sessions.StepQueued && state == lifecycle.Starting {
+		sj.QueuePosition = svc.QueuePosition(s.Name)
+	}
+	return sj
 }
 
 // fail answers a service error with httperr's status: a missing session is

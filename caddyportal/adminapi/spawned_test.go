@@ -1,0 +1,167 @@
+package adminapi_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyportal/caddyportal/caddyportal/adminapi"
+	"github.com/caddyportal/caddyportal/caddyportal/config"
+	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
+	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+	"github.com/caddyportal/caddyportal/caddyportal/spawner"
+	"github.com/caddyportal/caddyportal/caddyportal/spawner/process"
+	"github.com/caddyportal/caddyportal/caddyportal/store/badgerstore"
+	"github.com/caddyportal/caddyportal/caddyportal/store/storetest"
+	"github.com/caddyportal/caddyportal/internal/proctest"
+)
+
+func TestMain(m *testing.M) {
+	// The process spawner's tests run this binary as their dashboards.
+	proctest.Dashboard()
+	proctest.Exit(m.Run(), process.MarkerVar)
+}
+
+// TestSpawnedSessions: for a workshop with a spawner, a session's JSON
+// says where its environment's start stands (ready, queued and where),
+// which replica runs it and the spawner's record of it, so that an
+// operator's script can find a learner's process; a session of a static
+// pool has none of it. Real dashboard processes.
+func TestSpawnedSessions(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Its own replica name: reconciliation stops the marked processes of
+	// its replica that its store does not know, and a fixed name would
+	// let two runs of this package on one machine stop each other's.
+	replica := "r1-" + strconv.Itoa(os.Getpid())
+	spawnerOf := func(mode string) spawner.Spawner {
+		sp, err := process.New(process.Config{
+			Command:      []string{self, "{host}:{port}"},
+			Env:          []process.EnvVar{{Name: proctest.DashboardVar, Value: mode}},
+			Dir:          filepath.Join(t.TempDir(), "sessions"),
+			Portal:       "demo",
+			Replica:      replica,
+			ReadyTimeout: 10 * time.Minute,
+			StopTimeout:  2 * time.Second,
+		}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sp
+	}
+	clk := storetest.NewClock(time.Now().UTC())
+	st, err := badgerstore.Open(badgerstore.Options{InMemory: true, Now: clk.Now, SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	cfg := config.Portal{Name: "demo", Robot: config.Credentials{Password: "pw"}, Client: config.Client{ID: "c", Secret: "s"},
+		Workshops: []config.Workshop{
+			{Name: "lab-static", Capacity: intp(2), Reserved: intp(0), Upstreams: []string{"a-{session}:80"}},
+			{Name: "lab-ready", Capacity: intp(2), Reserved: intp(0), Initial: intp(0)},
+			{Name: "lab-slow", Capacity: intp(2), Reserved: intp(0), Initial: intp(0)},
+		}}
+	// One start at a time: the second session of lab-slow waits behind
+	// the first, whose dashboard never answers.
+	svc, err := sessions.New(context.Background(), st, cfg, sessions.Options{Now: clk.Now, ReconcileInterval: time.Hour,
+		StopGrace: time.Second, Starts: 1, Replica: replica, Spawners: map[string]spawner.Spawner{
+			"lab-ready": spawnerOf(proctest.DashboardServe), "lab-slow": spawnerOf(proctest.DashboardHang)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(svc.Close)
+	srv := httptest.NewServer(adminapi.New("/portal", portals{"demo": svc}))
+	t.Cleanup(srv.Close)
+
+	get := func(name string) (adminapi.SessionJSON, map[string]json.RawMessage) {
+		t.Helper()
+		var sj adminapi.SessionJSON
+		call(t, srv, "GET", "/portal/demo/sessions/"+name+"/", 200, &sj)
+		var raw map[string]json.RawMessage
+		call(t, srv, "GET", "/portal/demo/sessions/"+name+"/", 200, &raw)
+		return sj, raw
+	}
+	waitFor := func(name, what string, cond func(adminapi.SessionJSON) bool) adminapi.SessionJSON {
+		t.Helper()
+		// The limit only keeps a broken test from hanging.
+		for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(20 * time.Millisecond) {
+			sj, _ := get(name)
+			if cond(sj) {
+				return sj
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not %s: %+v", name, what, sj)
+			}
+		}
+	}
+	var live []string
+	defer func() {
+		// Environments outlive a service that closes (a restart adopts
+		// them): end the sessions so that their processes are stopped.
+		for _, name := range live {
+			if _, err := svc.Terminate(context.Background(), name, ""); err != nil {
+				t.Errorf("terminate %s: %v", name, err)
+			}
+		}
+		clk.Advance(time.Minute)
+		for _, name := range live {
+			waitFor(name, "STOPPED", func(sj adminapi.SessionJSON) bool { return sj.State == lifecycle.Stopped })
+		}
+	}()
+
+	static := request(t, svc, "demo-w01", "pat").Session.Name
+	if _, raw := get(static); raw["env"] != nil || raw["progress"] != nil || raw["replica"] != nil || raw["queue_position"] != nil {
+		t.Errorf("a session of a static pool: %v", raw)
+	}
+
+	ready := request(t, svc, "demo-w02", "ann").Session.Name
+	live = append(live, ready)
+	sj := waitFor(ready, "WAITING", func(sj adminapi.SessionJSON) bool { return sj.State == lifecycle.Waiting })
+	if sj.Progress == nil || sj.Progress.Step != spawner.StepReady || sj.Replica != replica || sj.Env == nil ||
+		sj.Env.Addr != sj.Upstream || sj.QueuePosition != 0 {
+		t.Fatalf("ready session: %+v (env %+v)", sj, sj.Env)
+	}
+	// The record names the process the portal started for this session.
+	var ps process.State
+	if err := json.Unmarshal(sj.Env.State, &ps); err != nil || ps.PID == 0 {
+		t.Fatalf("process record %s: %v", sj.Env.State, err)
+	}
+	environ, err := os.ReadFile("/proc/" + strconv.Itoa(ps.PID) + "/environ")
+	if err != nil || !slices.Contains(strings.Split(string(environ), "\x00"), "SESSION_NAME="+ready) {
+		t.Fatalf("PID %d is not %s's dashboard: %v", ps.PID, ready, err)
+	}
+
+	first := request(t, svc, "demo-w03", "bob").Session.Name
+	live = append(live, first)
+	waitFor(first, "waiting for its dashboard", func(sj adminapi.SessionJSON) bool {
+		return sj.Progress != nil && sj.Progress.Step == spawner.StepWaiting
+	})
+	second := request(t, svc, "demo-w03", "cat").Session.Name
+	live = append(live, second)
+	sj = waitFor(second, "queued", func(sj adminapi.SessionJSON) bool {
+		return sj.Progress != nil && sj.Progress.Step == sessions.StepQueued
+	})
+	if sj.QueuePosition != 1 || sj.State != lifecycle.Starting || sj.Env != nil {
+		t.Fatalf("queued session: %+v", sj)
+	}
+	// The list carries the same.
+	var list []adminapi.SessionJSON
+	call(t, srv, "GET", "/portal/demo/sessions/?environment=demo-w03", 200, &list)
+	if len(list) != 2 {
+		t.Fatalf("demo-w03's sessions: %+v", list)
+	}
+	for _, s := range list {
+		if s.Name == second && s.QueuePosition != 1 || s.Name == first && (s.Env == nil || s.Progress.Step != spawner.StepWaiting) {
+			t.Errorf("listed: %+v (env %+v)", s, s.Env)
+		}
+	}
+}
