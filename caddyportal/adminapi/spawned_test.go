@@ -130,6 +130,10 @@ func TestSpawnedSessions(t *testing.T) {
 		sj.Env.Addr != sj.Upstream || sj.QueuePosition != 0 {
 		t.Fatalf("ready session: %+v (env %+v)", sj, sj.Env)
 	}
+	// Its progress says how long the start took.
+	if took, err := time.ParseDuration(strings.TrimPrefix(sj.Progress.Message, "started in ")); err != nil || took <= 0 {
+		t.Errorf("ready progress %q: %v", sj.Progress.Message, err)
+	}
 	// The record names the process the portal started for this session.
 	var ps process.State
 	if err := json.Unmarshal(sj.Env.State, &ps); err != nil || ps.PID == 0 {

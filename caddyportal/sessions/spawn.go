@@ -769,6 +769,10 @@ func (s *Service) storeEnv(name string, sp spawner.Spawner, env spawner.Env, pro
 func (s *Service) readied(name string, e *Environment, begin time.Time) {
 	reserve := false
 	var env spawner.Env
+	// How long the start took, for the people who look at it (the admin's
+	// session page, the admin API); the metric has its own measurement.
+	took := time.Since(begin)
+	ready := &spawner.Progress{Step: spawner.StepReady, Message: "started in " + took.Round(time.Millisecond).String()}
 	err := s.update(store.Volatile(s.ctx), func(t *txState) error {
 		reserve, env = false, spawner.Env{}
 		sess, err := t.session(name)
@@ -782,7 +786,7 @@ func (s *Service) readied(name string, e *Environment, begin time.Time) {
 		default:
 			return nil // made ready by another worker already
 		}
-		sess.Progress = &spawner.Progress{Step: spawner.StepReady, Message: "the dashboard is ready"}
+		sess.Progress = ready
 		switch {
 		case sess.Reserved():
 			reserve = true
