@@ -97,6 +97,9 @@ func runJupyter(t *testing.T, mode jupyterMode, base func(p *portal, name string
 	tok := p.Token(e2etest.RobotUser, e2etest.RobotPass)
 	m := p.Request(tok, "demo-w01", "user=learner&index_url=https://hub.example.com/").JSON(t)
 	name := m["name"].(string)
+	// A portal that stops leaves its environments running for the next
+	// start to adopt: end the session, so Jupyter and its kernel go.
+	t.Cleanup(func() { endSession(t, p, tok, name) })
 	root := base(p, name)
 
 	bctx := chromium.New(t, 1280, 800, 3*time.Minute)
