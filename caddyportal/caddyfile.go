@@ -104,11 +104,12 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			spawner     <module> { ... }   # instead of upstream, e.g. spawner process { command ... }
 //			                               # (upstream <addresses...> is short for spawner static { to <addresses...> })
 //			health_check off | tcp|<path> [interval <duration>] [timeout <duration>]
+//			ingresses   <names...>         # host mode: <name>-<session>.<domain> to the same dashboard
 //		}
 //	}
 //
 // `redirects`, `workshop` and, inside a workshop, `authors`, `tags`,
-// `labels` and `upstream` may be repeated and accumulate; every other
+// `labels`, `upstream` and `ingresses` may be repeated and accumulate; every other
 // option may be given once. `robot` and `client` are required and at least
 // one workshop is expected. Counts are non-negative integers; durations use
 // Caddy's syntax (90s, 60m, 2h, 1d).
@@ -655,7 +656,7 @@ func parseWorkshop(d *caddyfile.Dispenser, taken map[string]bool) (config.Worksh
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
 		switch opt {
-		case "authors", "tags", "labels", "upstream":
+		case "authors", "tags", "labels", "upstream", "ingresses":
 		default:
 			if seen[opt] {
 				return config.Workshop{}, d.Errf("workshop option %q given twice", opt)
@@ -684,6 +685,8 @@ func parseWorkshop(d *caddyfile.Dispenser, taken map[string]bool) (config.Worksh
 			w.Authors, err = appendArgs(d, opt, w.Authors)
 		case "tags":
 			w.Tags, err = appendArgs(d, opt, w.Tags)
+		case "ingresses":
+			w.Ingresses, err = appendArgs(d, opt, w.Ingresses)
 		case "labels":
 			err = pairs(d, opt, func(key, val string) error {
 				if key == "" {

@@ -393,6 +393,14 @@ type Workshop struct {
 	// slot), or a single address template containing `{session}`.
 	Upstreams []string `json:"upstreams,omitempty"`
 
+	// Ingresses name the extra host names of each session in host mode,
+	// `<name>-<session>.<domain>`, for dashboards that serve several
+	// applications by host name (Educates' gateway: the editor, the
+	// console and a workshop's session ingresses). They are gated like the
+	// session host and proxied to the same dashboard with their own Host.
+	// Each is a DNS label.
+	Ingresses []string `json:"ingresses,omitempty"`
+
 	// HealthCheck says how the dashboards are probed before they are
 	// handed out and periodically: a pool slot or reserve whose probe
 	// fails is skipped (and shown unhealthy in the admin pages and
@@ -526,6 +534,9 @@ func (p *Portal) Validate() error {
 		if err := w.validate(); err != nil {
 			return fmt.Errorf("workshop %q: %w", w.Name, err)
 		}
+		if len(w.Ingresses) > 0 && p.Dashboards.Mode != DashboardsHost {
+			return fmt.Errorf("workshop %q: ingresses are host names of a session: they need `dashboards host <domain>`", w.Name)
+		}
 		if seen[w.Name] {
 			return fmt.Errorf("workshop %q: declared twice (workshop %d)", w.Name, i+1)
 		}
@@ -581,6 +592,16 @@ func (w Workshop) validate() error {
 		if strings.Contains(u, SessionPlaceholder) && len(w.Upstreams) > 1 {
 			return fmt.Errorf("upstream: a {session} template must be the only address")
 		}
+	}
+	ingress := map[string]bool{}
+	for _, name := range w.Ingresses {
+		if !nameRE.MatchString(name) || len(name) > 32 {
+			return fmt.Errorf("ingresses: %q is not a host name label (lowercase letters, digits and dashes, at most 32)", name)
+		}
+		if ingress[name] {
+			return fmt.Errorf("ingresses: %q given twice", name)
+		}
+		ingress[name] = true
 	}
 	if w.Capacity != nil && w.Reserved != nil && *w.Reserved > *w.Capacity {
 		return fmt.Errorf("reserved (%d) is larger than capacity (%d)", *w.Reserved, *w.Capacity)

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -87,6 +88,11 @@ type Gate struct {
 	audit    *audit
 	// suffix is "."+Domain in lower case, for host-mode matching.
 	suffix string
+	// ingresses are every workshop's ingress names, longest first, and
+	// sessionPrefix begins every session name of this portal: together
+	// they tell an ingress host from a session host (hostLabel).
+	ingresses     []string
+	sessionPrefix string
 }
 
 // New returns a gate. Call Run to record WebSocket activity.
@@ -108,32 +114,58 @@ func New(o Options) (*Gate, error) {
 	if o.Domain != "" {
 		g.suffix = "." + strings.ToLower(o.Domain)
 	}
+	cfg := o.Service.Config()
+	g.sessionPrefix = cfg.Name + "-w"
+	for _, w := range cfg.Workshops {
+		for _, n := range w.Ingresses {
+			if !slices.Contains(g.ingresses, n) {
+				g.ingresses = append(g.ingresses, n)
+			}
+		}
+	}
+	slices.SortFunc(g.ingresses, func(a, b string) int { return len(b) - len(a) })
 	return g, nil
 }
 
 // HostMode reports whether each session has a host of its own.
 func (g *Gate) HostMode() bool { return g.o.Domain != "" }
 
-// SessionHost returns the session named by a host-mode request's Host, or "".
-func (g *Gate) SessionHost(r *http.Request) string {
+// SessionHost returns the session named by a host-mode request's Host, or
+// "", and for one of the session's ingress hosts the ingress.
+func (g *Gate) SessionHost(r *http.Request) (name, ingress string) {
 	if g.suffix == "" {
-		return ""
+		return "", ""
 	}
 	host := r.Host
 	if hh, _, err := net.SplitHostPort(host); err == nil {
 		host = hh
 	}
 	host = strings.ToLower(strings.TrimSuffix(host, "."))
-	name, ok := strings.CutSuffix(host, g.suffix)
-	if !ok || name == "" || strings.Contains(name, ".") {
-		return ""
+	label, ok := strings.CutSuffix(host, g.suffix)
+	if !ok || label == "" || strings.Contains(label, ".") {
+		return "", ""
 	}
-	return name
+	return g.hostLabel(label)
 }
 
 // ServeSessionHost serves a host-mode session host: the ticket hand-off,
-// the delete link and the dashboard itself.
-func (g *Gate) ServeSessionHost(w http.ResponseWriter, r *http.Request, name string) {
+// the delete link, the hand-off to the session's ingress hosts and the
+// dashboard itself; for an ingress host (ingress not empty), the ticket
+// hand-off and the dashboard.
+func (g *Gate) ServeSessionHost(w http.ResponseWriter, r *http.Request, name, ingress string) {
+	if ingress != "" {
+		// A host the session's workshop does not list is nobody's.
+		sess, err := g.svc.GetCached(r.Context(), name)
+		if err != nil && !errors.Is(err, sessions.ErrSessionNotFound) {
+			g.log.Warn("gate: loading session", zap.String("session", name), zap.Error(err))
+			g.refused(page(w, http.StatusServiceUnavailable, "Portal unavailable", "The portal cannot check this session right now. Try again in a moment."))
+			return
+		}
+		if err != nil || !g.allowsIngress(sess, ingress) {
+			g.refused(page(w, http.StatusNotFound, "Unknown host", "This workshop session has no such host."))
+			return
+		}
+	}
 	if ticket := r.URL.Query().Get(ticketParam); ticket != "" {
 		g.exchangeTicket(w, r, name, ticket)
 		return
@@ -141,6 +173,14 @@ func (g *Gate) ServeSessionHost(w http.ResponseWriter, r *http.Request, name str
 	if err := CheckSessionHost(r); err != nil {
 		g.metrics.GateRequest("", http.StatusForbidden)
 		g.refuseInitiator(w, r, err, false)
+		return
+	}
+	if ingress != "" {
+		g.serveIngress(w, r, name, ingress)
+		return
+	}
+	if r.URL.Path == routes.IngressPath(name) {
+		g.ingressHandoff(w, r, name)
 		return
 	}
 	if g.serveConfig(w, r, name, r.URL.EscapedPath()) {

@@ -54,8 +54,8 @@ type hostHandler Gate
 
 func (h *hostHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g := (*Gate)(h)
-	if name := g.SessionHost(r); name != "" {
-		g.ServeSessionHost(w, r, name)
+	if name, ingress := g.SessionHost(r); name != "" {
+		g.ServeSessionHost(w, r, name, ingress)
 		return
 	}
 	http.NotFound(w, r)

@@ -2,7 +2,6 @@ package gate
 
 import (
 	"errors"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -64,26 +63,18 @@ func (g *Gate) ActivatedAs(w http.ResponseWriter, r *http.Request, sess *session
 	if err != nil {
 		return "", err
 	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	host := sess.Name + "." + g.o.Domain
-	if _, port, err := net.SplitHostPort(r.Host); err == nil {
-		host = net.JoinHostPort(host, port)
-	}
 	q := url.Values{ticketParam: {g.o.Cookies.IssueTicket(sess.Name, user, nonce, now)}}
-	return scheme + "://" + host + "/?" + q.Encode(), nil
+	return g.hostURL(r, sess.Name) + "/?" + q.Encode(), nil
 }
 
 // ServeAsk answers Caddy's on_demand_tls `ask`: 200 only for the host of a
-// live session in host mode.
+// live session in host mode, or one of its workshop's ingress hosts.
 func (g *Gate) ServeAsk(w http.ResponseWriter, r *http.Request) {
 	domain := r.URL.Query().Get("domain")
 	req := &http.Request{Host: domain}
-	name := g.SessionHost(req)
+	name, ingress := g.SessionHost(req)
 	if name != "" {
-		if sess, err := g.svc.Get(r.Context(), name); err == nil && !sess.State.Ending() {
+		if sess, err := g.svc.Get(r.Context(), name); err == nil && !sess.State.Ending() && (ingress == "" || g.allowsIngress(sess, ingress)) {
 			w.WriteHeader(http.StatusOK)
 			return
 		}

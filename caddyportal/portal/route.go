@@ -11,7 +11,7 @@ import (
 // dashboard entirely: its paths may look like portal routes but are the
 // dashboard's own. Everything else goes through the route table.
 func (p *Portal) Route(r *http.Request) http.Handler {
-	if p.gate.SessionHost(r) != "" {
+	if name, _ := p.gate.SessionHost(r); name != "" {
 		return p.gate.HostHandler()
 	}
 	m, ok := routes.Match(r)

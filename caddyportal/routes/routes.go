@@ -147,6 +147,10 @@ func ActivatePath(name string) string { return SessionPath(name) + "activate/" }
 // DeletePath is the learner's link that ends the session.
 func DeletePath(name string) string { return SessionPath(name) + "delete/" }
 
+// IngressPath is, on a host-mode session host, the hand-off that signs the
+// browser in to one of the session's ingress hosts.
+func IngressPath(name string) string { return SessionPath(name) + "ingress/" }
+
 // EnvironmentPath is the web start link of a workshop environment
 // (Educates' catalog links there).
 func EnvironmentPath(env string) string { return EnvironmentPrefix + url.PathEscape(env) + "/" }
