@@ -1,0 +1,23 @@
+package gate
+
+import "testing"
+
+// A host label is an ingress host only for a listed ingress name followed
+// by a name of this portal's sessions; the longest listed name wins, and
+// an ingress named like the portal does not take its sessions' own hosts.
+func TestHostLabel(t *testing.T) {
+	g := &Gate{ingresses: []string{"app-x", "demo", "app"}, sessionPrefix: "demo-w"}
+	for label, want := range map[string][2]string{
+		"demo-w01-s001":        {"demo-w01-s001", ""},
+		"app-demo-w01-s001":    {"demo-w01-s001", "app"},
+		"app-x-demo-w01-s001":  {"demo-w01-s001", "app-x"},
+		"demo-demo-w01-s001":   {"demo-w01-s001", "demo"},
+		"editor-demo-w01-s001": {"editor-demo-w01-s001", ""},
+		"app-other-w01-s001":   {"app-other-w01-s001", ""},
+		"app-":                 {"app-", ""},
+	} {
+		if name, ingress := g.hostLabel(label); name != want[0] || ingress != want[1] {
+			t.Errorf("hostLabel(%q) = %q, %q; want %q, %q", label, name, ingress, want[0], want[1])
+		}
+	}
+}
