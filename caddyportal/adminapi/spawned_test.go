@@ -4,10 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +16,9 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/spawner/process"
 	"github.com/caddyportal/caddyportal/caddyportal/store/badgerstore"
 	"github.com/caddyportal/caddyportal/caddyportal/store/storetest"
+	"github.com/caddyportal/caddyportal/internal/procfs"
 	"github.com/caddyportal/caddyportal/internal/proctest"
+	"github.com/caddyportal/caddyportal/internal/spawntest"
 )
 
 func TestMain(m *testing.M) {
@@ -35,29 +33,8 @@ func TestMain(m *testing.M) {
 // operator's script can find a learner's process; a session of a static
 // pool has none of it. Real dashboard processes.
 func TestSpawnedSessions(t *testing.T) {
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Its own replica name: reconciliation stops the marked processes of
-	// its replica that its store does not know, and a fixed name would
-	// let two runs of this package on one machine stop each other's.
-	replica := "r1-" + strconv.Itoa(os.Getpid())
-	spawnerOf := func(mode string) spawner.Spawner {
-		sp, err := process.New(process.Config{
-			Command:      []string{self, "{host}:{port}"},
-			Env:          []process.EnvVar{{Name: proctest.DashboardVar, Value: mode}},
-			Dir:          filepath.Join(t.TempDir(), "sessions"),
-			Portal:       "demo",
-			Replica:      replica,
-			ReadyTimeout: 10 * time.Minute,
-			StopTimeout:  2 * time.Second,
-		}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return sp
-	}
+	replica := spawntest.Replica()
+	spawnerOf := func(mode string) spawner.Spawner { return spawntest.Dashboards(t, mode, replica) }
 	clk := storetest.NewClock(time.Now().UTC())
 	st, err := badgerstore.Open(badgerstore.Options{InMemory: true, Now: clk.Now, SweepInterval: -1})
 	if err != nil {
@@ -139,9 +116,8 @@ func TestSpawnedSessions(t *testing.T) {
 	if err := json.Unmarshal(sj.Env.State, &ps); err != nil || ps.PID == 0 {
 		t.Fatalf("process record %s: %v", sj.Env.State, err)
 	}
-	environ, err := os.ReadFile("/proc/" + strconv.Itoa(ps.PID) + "/environ")
-	if err != nil || !slices.Contains(strings.Split(string(environ), "\x00"), "SESSION_NAME="+ready) {
-		t.Fatalf("PID %d is not %s's dashboard: %v", ps.PID, ready, err)
+	if got, _ := procfs.Env(ps.PID, "SESSION_NAME", nil); got != ready {
+		t.Fatalf("PID %d is not %s's dashboard (its SESSION_NAME is %q)", ps.PID, ready, got)
 	}
 
 	first := request(t, svc, "demo-w03", "bob").Session.Name

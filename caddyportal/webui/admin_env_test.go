@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"html"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,6 +16,7 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/spawner"
 	"github.com/caddyportal/caddyportal/caddyportal/spawner/process"
 	"github.com/caddyportal/caddyportal/internal/proctest"
+	"github.com/caddyportal/caddyportal/internal/spawntest"
 )
 
 // TestAdminSessionPageShowsEnvironment: the admin's page of a session
@@ -26,29 +25,8 @@ import (
 // and what the spawner recorded of it (the PID an operator looks for), with
 // real dashboard processes. A session of a static pool has no such card.
 func TestAdminSessionPageShowsEnvironment(t *testing.T) {
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Its own replica name: reconciliation stops every marked process of
-	// the replica that its store does not know, so a fixed name would let
-	// two runs of this package on one machine stop each other's.
-	replica := "r1-" + strconv.Itoa(os.Getpid())
-	spawnerOf := func(mode string) spawner.Spawner {
-		sp, err := process.New(process.Config{
-			Command:      []string{self, "{host}:{port}"},
-			Env:          []process.EnvVar{{Name: proctest.DashboardVar, Value: mode}},
-			Dir:          filepath.Join(t.TempDir(), "sessions"),
-			Portal:       "demo",
-			Replica:      replica,
-			ReadyTimeout: 10 * time.Minute,
-			StopTimeout:  2 * time.Second,
-		}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return sp
-	}
+	replica := spawntest.Replica()
+	spawnerOf := func(mode string) spawner.Spawner { return spawntest.Dashboards(t, mode, replica) }
 	cfg := portalConfig(config.RegistrationOneStep, "")
 	for _, name := range []string{"lab-ready", "lab-broken", "lab-slow"} {
 		cfg.Workshops = append(cfg.Workshops, config.Workshop{Name: name, Title: name, Capacity: intp(3), Reserved: intp(0),
