@@ -97,6 +97,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.storeKey = spec.key
 	h.streamsAt = spec.key + "|" + h.Name
 	streams := acquireStreams(h.streamsAt)
+	limits := acquireLimits(h.streamsAt)
 	proxy, err := h.loadProxy(ctx)
 	if err != nil {
 		return fmt.Errorf("portal %s: %w", h.Name, err)
@@ -110,6 +111,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Logger:         h.logger,
 		Metrics:        m,
 		Streams:        streams,
+		Limits:         limits,
 		ClientIP:       clientIP,
 		AdminListeners: adminListeners(ctx),
 		Spawners:       spawners,
@@ -155,6 +157,7 @@ func (h *Handler) Cleanup() error {
 	}
 	if h.streamsAt != "" {
 		releaseStreams(h.streamsAt)
+		releaseLimits(h.streamsAt)
 	}
 	if h.storeKey != "" {
 		releaseStore(h.storeKey)

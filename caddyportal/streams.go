@@ -1,9 +1,12 @@
 package caddyportal
 
 import (
+	"time"
+
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddyportal/caddyportal/caddyportal/gate"
+	"github.com/caddyportal/caddyportal/caddyportal/portal"
 )
 
 // streamsPool keeps one registry of open dashboard requests per portal and
@@ -32,4 +35,27 @@ func acquireStreams(key string) *gate.Streams {
 
 func releaseStreams(key string) {
 	_, _ = streamsPool.Delete(key)
+}
+
+// limitsPool keeps one set of abuse limits per portal and store, so that a
+// config reload does not forgive an address its failed logins (or its
+// sign-ups, revocations and anonymous starts).
+var limitsPool = caddy.NewUsagePool()
+
+type pooledLimits struct{ *portal.Limits }
+
+// Destruct has nothing to free: the counters are memory only.
+func (pooledLimits) Destruct() error { return nil }
+
+// acquireLimits returns the portal's limits. Each call must be matched by
+// one releaseLimits(key).
+func acquireLimits(key string) *portal.Limits {
+	v, _, _ := limitsPool.LoadOrNew(key, func() (caddy.Destructor, error) {
+		return pooledLimits{portal.NewLimits(time.Now)}, nil
+	})
+	return v.(pooledLimits).Limits
+}
+
+func releaseLimits(key string) {
+	_, _ = limitsPool.Delete(key)
 }

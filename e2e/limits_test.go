@@ -242,6 +242,32 @@ func (p *portal) refresh(tok string) resp {
 	return p.grant("", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok}})
 }
 
+// TestLoginLimitsSurviveAReload: a config reload does not forgive an
+// address its failed logins: the limits are kept per portal across
+// configs, not made afresh with each.
+func TestLoginLimitsSurviveAReload(t *testing.T) {
+	body := pagesBody("one-step", "127.0.0.1:1")
+	p := startProxiedPortal(t, t.TempDir(), body)
+	const a = "203.0.113.9"
+	for i := range 10 {
+		if r := p.passwordGrant(a, e2etest.AdminUser, fmt.Sprint("guess-", i)); r.Status != http.StatusBadRequest {
+			t.Fatalf("guess %d: %d %s", i, r.Status, r.Body)
+		}
+	}
+	wantLimited(t, "robot login after 10 failures", p.passwordGrant(a, e2etest.RobotUser, e2etest.RobotPass))
+
+	p.Load(strings.Replace(body, `"Gate lab"`, `"Gate lab, reloaded"`, 1))
+	if r := p.Do("GET", "/workshops/catalog/environments/", p.Token(e2etest.RobotUser, e2etest.RobotPass), nil, nil); !strings.Contains(string(r.Body), "Gate lab, reloaded") {
+		t.Fatalf("the reload did not apply: %d %s", r.Status, r.Body)
+	}
+	wantLimited(t, "robot login after 10 failures and a reload", p.passwordGrant(a, e2etest.RobotUser, e2etest.RobotPass))
+	wantPageLimited(t, "web login after 10 failures and a reload", p.webLogin(a, "ann@example.com", "whatever"))
+	// Another address is not affected.
+	if r := p.passwordGrant("203.0.113.10", e2etest.RobotUser, e2etest.RobotPass); r.Status != http.StatusOK {
+		t.Fatalf("robot login from another address after the reload: %d %s", r.Status, r.Body)
+	}
+}
+
 // TestPasswordChangeEndsTokensOnCaddy: access and refresh tokens are bound
 // to the password they were issued under. A reload that keeps the
 // passwords keeps them working; a reload that changes the robot's password

@@ -57,6 +57,9 @@ type Options struct {
 	// web pages, so guesses at either door count against both; default: a
 	// Limiter of the API's own.
 	Logins *loginlimit.Limiter
+	// Revokes limits token revocations per client address; default: a
+	// Rate of the API's own.
+	Revokes *loginlimit.Rate
 	// OnActivate is called after a successful activation, before the
 	// redirect: the gate issues its cookie here and returns where the
 	// browser goes. Default: the path-mode dashboard entry.
@@ -105,9 +108,12 @@ func New(opts Options) *API {
 	if opts.Logins == nil {
 		opts.Logins = loginlimit.New(opts.Service.Now)
 	}
+	if opts.Revokes == nil {
+		opts.Revokes = loginlimit.NewRate(opts.Service.Now, RevokeBurst, RevokeEvery)
+	}
 	return &API{svc: opts.Service, cfg: opts.Service.Config(), issuer: opts.Issuer, redirect: opts.Redirects,
 		log: opts.Logger, clientIP: opts.ClientIP, logins: opts.Logins,
-		revokes: loginlimit.NewRate(opts.Service.Now, RevokeBurst, RevokeEvery), opts: opts}
+		revokes: opts.Revokes, opts: opts}
 }
 
 // route is a matched API route: a handler and the path segments it uses.

@@ -21,7 +21,6 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/config"
 	"github.com/caddyportal/caddyportal/caddyportal/gate"
 	"github.com/caddyportal/caddyportal/caddyportal/health"
-	"github.com/caddyportal/caddyportal/caddyportal/loginlimit"
 	"github.com/caddyportal/caddyportal/caddyportal/metrics"
 	"github.com/caddyportal/caddyportal/caddyportal/oauth"
 	"github.com/caddyportal/caddyportal/caddyportal/redirects"
@@ -64,6 +63,10 @@ type Deps struct {
 	Now func() time.Time
 	// ReconcileInterval overrides the service's reconcile period (tests).
 	ReconcileInterval time.Duration
+	// Limits are the portal's abuse limits. They must outlive a config
+	// reload (a reload must not forgive an address its failed logins), so
+	// the host keeps them per portal; nil makes fresh ones.
+	Limits *Limits
 	// Spawners start the session environments of the workshops that have
 	// one, keyed by workshop name; a workshop without one keeps its static
 	// pool or template.
@@ -201,9 +204,10 @@ func (p *Portal) assemble(secret []byte, st store.Store, guard *webhooks.Guard, 
 	if err != nil {
 		return fmt.Errorf("redirects: %w", err)
 	}
-	// Failed logins count for both doors, the REST API's token endpoint
-	// and the web login, so guesses at one count at the other.
-	logins := loginlimit.New(p.svc.Now)
+	limits := d.Limits
+	if limits == nil {
+		limits = NewLimits(p.svc.Now)
+	}
 	domain := ""
 	if cfg.Dashboards.Mode == config.DashboardsHost {
 		domain = cfg.Dashboards.Domain
@@ -223,7 +227,7 @@ func (p *Portal) assemble(secret []byte, st store.Store, guard *webhooks.Guard, 
 		Origins: gate.NewOrigins(cfg.URL), Proxy: d.Proxy, Streams: d.Streams, Domain: domain,
 		KeepPrefix: cfg.Dashboards.KeepPrefix,
 		Index:      cfg.Index, Anonymous: cfg.Registration == config.RegistrationAnonymous,
-		Redirects: policy, Creates: loginlimit.NewRate(p.svc.Now, gate.CreateBurst, gate.CreateEvery),
+		Redirects: policy, Creates: limits.Creates,
 		ClientIP: d.ClientIP, Metrics: d.Metrics, Logger: d.Logger})
 	if err != nil {
 		return err
@@ -234,7 +238,7 @@ func (p *Portal) assemble(secret []byte, st store.Store, guard *webhooks.Guard, 
 	}
 	p.ui, err = webui.New(webui.Options{Service: p.svc, Key: tokens.DeriveKey(secret, "webui"),
 		CookiePrefix: cookiePrefix, Redirects: policy, Logger: d.Logger, ClientIP: d.ClientIP,
-		Logins: logins, Health: p.health.Statuses, OpenAs: openAs, StaffGrant: cfg.StaffAccess.D()})
+		Logins: limits.Logins, Signups: limits.Signups, Health: p.health.Statuses, OpenAs: openAs, StaffGrant: cfg.StaffAccess.D()})
 	if err != nil {
 		return err
 	}
@@ -245,7 +249,8 @@ func (p *Portal) assemble(secret []byte, st store.Store, guard *webhooks.Guard, 
 		Redirects:         policy,
 		Logger:            d.Logger,
 		ClientIP:          d.ClientIP,
-		Logins:            logins,
+		Logins:            limits.Logins,
+		Revokes:           limits.Revokes,
 		OnActivate:        p.gate.Activated,
 		PortalUID:         p.uid,
 		OnToken:           d.Metrics.TokenGrant,

@@ -57,6 +57,9 @@ type Options struct {
 	// here, so guesses at either door count against both; default: a
 	// Limiter of the pages' own.
 	Logins *loginlimit.Limiter
+	// Signups limits sign-ups per client address; default: a Rate of the
+	// pages' own.
+	Signups *loginlimit.Rate
 	// PasswordCost is the bcrypt cost for new learner passwords; 0 means
 	// bcrypt.DefaultCost. Tests lower it to stay fast.
 	PasswordCost int
@@ -124,6 +127,9 @@ func New(opts Options) (*UI, error) {
 	if opts.Logins == nil {
 		opts.Logins = loginlimit.New(opts.Service.Now)
 	}
+	if opts.Signups == nil {
+		opts.Signups = loginlimit.NewRate(opts.Service.Now, SignupBurst, SignupEvery)
+	}
 	pages, err := loadTemplates()
 	if err != nil {
 		return nil, fmt.Errorf("webui: %w", err)
@@ -133,7 +139,7 @@ func New(opts Options) (*UI, error) {
 		accessCookie: opts.CookiePrefix + "access",
 		redirect:     opts.Redirects, log: opts.Logger, clientIP: opts.ClientIP,
 		health: opts.Health,
-		logins: opts.Logins, signups: loginlimit.NewRate(opts.Service.Now, SignupBurst, SignupEvery),
+		logins: opts.Logins, signups: opts.Signups,
 		cost: opts.PasswordCost, pages: pages,
 		bindKey: tokens.DeriveKey(opts.Key, "webui-bind")}
 	if u.dummyHash, err = hashPassword("not a password of anyone", u.cost); err != nil {
