@@ -274,9 +274,13 @@ func TestSpawnedSessionsSurviveAReload(t *testing.T) {
 		return r.Status == http.StatusOK && strings.Contains(string(r.Body), "Directory listing")
 	}
 	a, ckA, locA := p.Activate(tok, "demo-w01", "alice")
+	// A portal that stops leaves its environments running for the next
+	// start to adopt: end the sessions, so their dashboards go.
+	t.Cleanup(func() { endSession(t, p, tok, a) })
 	waitFor(t, "alice's dashboard", func() bool { return ready(ckA, locA) })
 	pidsA := dashboardProcesses(t, a)
 	b, ckB, locB := p.Activate(tok, "demo-w02", "bob")
+	t.Cleanup(func() { endSession(t, p, tok, b) })
 	if r := page(ckB, locB); r.Status != http.StatusOK || !strings.Contains(string(r.Body), "Starting your workshop") {
 		t.Fatalf("bob's page right after the request: %d %.200s", r.Status, r.Body)
 	}
