@@ -68,6 +68,9 @@ func TestDashboardLogsInThroughThePortal(t *testing.T) {
 	open := func(user string) (string, *http.Client, string) {
 		m := p.Request(tok, "demo-w01", "user="+user+"&index_url=https://hub.example.com/").JSON(t)
 		name := m["name"].(string)
+		// A portal that stops leaves its environments running for the
+		// next start to adopt: end the session, so its dashboard goes.
+		t.Cleanup(func() { endSession(t, p, tok, name) })
 		host := fmt.Sprintf("http://%s.demo.test:%d", name, p.Port)
 		b := browserFor(p)
 		waitFor(t, name+"'s dashboard through the gateway's login", func() bool {
