@@ -34,15 +34,16 @@ const startTimeout = 2 * time.Minute
 // and returns its browser context. Everything ends with the test; limit
 // bounds a hung browser once it runs and is not a timed assertion (the
 // start-up has its own, longer bound and retries). A missing Chromium
-// fails the test with the command that installs it.
-func New(t testing.TB, width, height int, limit time.Duration) context.Context {
+// fails the test with the command that installs it. extra adds options,
+// such as flags, to the defaults.
+func New(t testing.TB, width, height int, limit time.Duration, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	if _, err := os.Stat(ChromiumPath); err != nil {
 		t.Fatalf("browser test needs Chromium at %s (%v): install it with `apt-get install -y chromium chromium-driver` (.ci/run does this)", ChromiumPath, err)
 	}
 	var errs []error
 	for attempt := 1; attempt <= startAttempts; attempt++ {
-		bctx, stop, err := start(t, width, height, limit)
+		bctx, stop, err := start(t, width, height, limit, extra)
 		if err == nil {
 			t.Cleanup(stop)
 			return bctx
@@ -58,7 +59,7 @@ func New(t testing.TB, width, height int, limit time.Duration) context.Context {
 
 // start launches one Chromium and waits until it answers. stop ends it and
 // must be called either way.
-func start(t testing.TB, width, height int, limit time.Duration) (context.Context, func(), error) {
+func start(t testing.TB, width, height int, limit time.Duration, extra []chromedp.ExecAllocatorOption) (context.Context, func(), error) {
 	profile, tmp := profileDir(t)
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(ChromiumPath),
@@ -79,6 +80,7 @@ func start(t testing.TB, width, height int, limit time.Duration) (context.Contex
 		chromedp.WindowSize(width, height),
 		chromedp.WSURLReadTimeout(startTimeout),
 	}
+	opts = append(opts, extra...)
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout+limit)
 	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
 	bctx, cancelBrowser := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
