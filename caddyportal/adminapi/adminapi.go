@@ -220,14 +220,11 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request, svc *sessions.Serv
 
 func sessionJSON(svc *sessions.Service, s *sessions.Session, now time.Time) SessionJSON {
 	state, reason := s.Effective(now)
-	sj := SessionJSON{Name: s.Name, Environment: s.Environment, Workshop: s.Workshop, State: state,
+	return SessionJSON{Name: s.Name, Environment: s.Environment, Workshop: s.Workshop, State: state,
 		Reason: reason, Owner: s.Owner, Slot: s.Slot, Upstream: s.Upstream, Created: lifecycle.Time(s.Created),
 		Started: lifecycle.Time(s.Started), Expires: lifecycle.Time(s.Expires),
-		LastActivity: lifecycle.Time(s.LastActivity), Progress: s.Progress, Replica: s.EnvOwner, Env: s.Env}
-	if s.Progress != nil && s.Progress.Step == sessions.StepQueued && state == lifecycle.Starting {
-		sj.QueuePosition = svc.QueuePosition(s.Name)
-	}
-	return sj
+		LastActivity: lifecycle.Time(s.LastActivity), Progress: s.Progress, QueuePosition: svc.QueuedAt(s),
+		Replica: s.EnvOwner, Env: s.Env}
 }
 
 // fail answers a service error with httperr's status: a missing session is

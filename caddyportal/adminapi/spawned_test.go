@@ -89,6 +89,12 @@ func TestSpawnedSessions(t *testing.T) {
 				t.Errorf("terminate %s: %v", name, err)
 			}
 		}
+		// An ended session keeps its last step, but no place in the queue.
+		for _, name := range live {
+			if sj, _ := get(name); sj.QueuePosition != 0 {
+				t.Errorf("%s ended, still at %d in the queue", name, sj.QueuePosition)
+			}
+		}
 		clk.Advance(time.Minute)
 		for _, name := range live {
 			waitFor(name, "STOPPED", func(sj adminapi.SessionJSON) bool { return sj.State == lifecycle.Stopped })

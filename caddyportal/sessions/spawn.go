@@ -268,6 +268,20 @@ func (s *Service) queueStops(names []string) {
 // not a spawned session).
 func (s *Service) QueuePosition(name string) int { return s.startQ.position(name) }
 
+// QueuedAt is sess's position in this replica's start queue while it
+// waits there (STARTING now, its progress "queued"), else 0 without
+// looking at the queue: the admin pages and API ask it of every session
+// they list, and an ended session keeps its last step.
+func (s *Service) QueuedAt(sess *Session) int {
+	if sess.Progress == nil || sess.Progress.Step != StepQueued {
+		return 0
+	}
+	if st, _ := sess.Effective(s.now()); st != lifecycle.Starting {
+		return 0
+	}
+	return s.QueuePosition(sess.Name)
+}
+
 // spawnerOf returns the spawner of an environment's workshop, or nil for a
 // workshop with a static pool or template.
 func (s *Service) spawnerOf(e *Environment) spawner.Spawner {

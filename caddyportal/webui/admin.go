@@ -396,12 +396,9 @@ func (u *UI) envOf(s *sessions.Session) *envView {
 	if s.Env == nil && !s.Spawning && s.Progress == nil && s.EnvOwner == "" {
 		return nil
 	}
-	v := &envView{Replica: s.EnvOwner}
+	v := &envView{Replica: s.EnvOwner, Position: u.svc.QueuedAt(s)}
 	if p := s.Progress; p != nil {
 		v.Step, v.Message = sessions.StepLine(*p)
-		if p.Step == sessions.StepQueued && s.State == lifecycle.Starting {
-			v.Position = u.svc.QueuePosition(s.Name)
-		}
 	}
 	if s.Env != nil {
 		for _, d := range envDetails(s.Env.State) {
