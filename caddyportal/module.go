@@ -45,11 +45,11 @@ type Handler struct {
 
 	logger *zap.Logger
 	portal *portal.Portal
-	// streamsAt and storeKey are the pool keys of the stream registry and
-	// the store, once acquired.
-	streamsAt string
-	storeKey  string
-	listed    *runningPortal
+	// keptAt and storeKey are the pool keys of what the portal keeps
+	// across configs (kept) and of the store, once acquired.
+	keptAt   string
+	storeKey string
+	listed   *runningPortal
 	// metrics are the process-wide collectors (see metricspool.go);
 	// metricsHeld says this handler holds a reference to them.
 	metrics     *metrics.Metrics
@@ -95,9 +95,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("portal %s: opening store in %s: %w", h.Name, spec.where, err)
 	}
 	h.storeKey = spec.key
-	h.streamsAt = spec.key + "|" + h.Name
-	streams := acquireStreams(h.streamsAt)
-	limits := acquireLimits(h.streamsAt)
+	h.keptAt = spec.key + "|" + h.Name
+	kept := acquireKept(h.keptAt)
 	proxy, err := h.loadProxy(ctx)
 	if err != nil {
 		return fmt.Errorf("portal %s: %w", h.Name, err)
@@ -110,8 +109,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Proxy:          proxy,
 		Logger:         h.logger,
 		Metrics:        m,
-		Streams:        streams,
-		Limits:         limits,
+		Streams:        kept.streams,
+		Limits:         kept.limits,
 		ClientIP:       clientIP,
 		AdminListeners: adminListeners(ctx),
 		Spawners:       spawners,
@@ -155,9 +154,8 @@ func (h *Handler) Cleanup() error {
 	if h.portal != nil {
 		h.portal.Close()
 	}
-	if h.streamsAt != "" {
-		releaseStreams(h.streamsAt)
-		releaseLimits(h.streamsAt)
+	if h.keptAt != "" {
+		releaseKept(h.keptAt)
 	}
 	if h.storeKey != "" {
 		releaseStore(h.storeKey)
