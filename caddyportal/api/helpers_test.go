@@ -21,6 +21,7 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/redirects"
 	"github.com/caddyportal/caddyportal/caddyportal/routes"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+	"github.com/caddyportal/caddyportal/caddyportal/spawner"
 	"github.com/caddyportal/caddyportal/caddyportal/store"
 	"github.com/caddyportal/caddyportal/caddyportal/store/badgerstore"
 	"github.com/caddyportal/caddyportal/caddyportal/store/etcdstore"
@@ -92,6 +93,9 @@ type harnessOpts struct {
 	wrap func(store.Store) store.Store
 	// onEvent is the service's OnEvent.
 	onEvent func(sessions.Event)
+	// spawners and starts are the service's Spawners and Starts.
+	spawners map[string]spawner.Spawner
+	starts   int
 }
 
 func newHarness(t *testing.T, o harnessOpts) *harness {
@@ -110,7 +114,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 		st = o.wrap(st)
 	}
 	sopts := sessions.Options{Now: clk.Now, StopGrace: o.stopGrace, ReconcileInterval: time.Hour,
-		OnRequestFailed: o.onRequestFailed, OnEvent: o.onEvent}
+		OnRequestFailed: o.onRequestFailed, OnEvent: o.onEvent, Spawners: o.spawners, Starts: o.starts}
 	if o.before != nil {
 		prev, err := sessions.New(context.Background(), st, *o.before, sopts)
 		if err != nil {

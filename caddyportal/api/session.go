@@ -394,7 +394,7 @@ func (a *API) progressOf(sess *sessions.Session) progressJSON {
 	st, reason := sess.Effective(a.svc.Now())
 	out := progressJSON{Name: sess.Name, State: st, Reason: reason,
 		Ready:    (st == lifecycle.Waiting || st == lifecycle.Running) && sess.Upstream != "",
-		Position: a.svc.QueuePosition(sess.Name)}
+		Position: a.svc.QueuedAt(sess)}
 	if p := sess.Progress; p != nil {
 		out.Step, out.Message = p.Step, p.Message
 	}
