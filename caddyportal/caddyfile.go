@@ -104,7 +104,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			spawner     <module> { ... }   # instead of upstream, e.g. spawner process { command ... }
 //			                               # (upstream <addresses...> is short for spawner static { to <addresses...> })
 //			health_check off | tcp|<path> [interval <duration>] [timeout <duration>]
-//			ingresses   <names...>         # host mode: <name>-<session>.<domain> to the same dashboard
+//			ingresses   <names...>         # host mode: <name>-<session>.<domain> (and <session>-<name>) to the same dashboard
 //		}
 //	}
 //

@@ -74,7 +74,7 @@ func TestGateIngressHosts(t *testing.T) {
 	t.Run("the learner's browser reaches the ingress host", func(t *testing.T) {
 		// The first request goes to the session host for a ticket.
 		first := get(t, raw, editorA+"/files/x?q=1", nil)
-		want := host(a) + "/workshops/session/" + a + "/ingress/?" + url.Values{"path": {"/files/x?q=1"}, "to": {"editor"}}.Encode()
+		want := host(a) + "/workshops/session/" + a + "/ingress/?" + url.Values{"path": {"/files/x?q=1"}, "to": {"editor-" + a}}.Encode()
 		wantRedirect(t, first, want)
 		res, body := browse(alice, editorA+"/files/x?q=1")
 		var s echo.Seen
@@ -105,6 +105,25 @@ func TestGateIngressHosts(t *testing.T) {
 		}
 		wantEcho(t, c, "hello editor")
 	})
+	t.Run("Educates' older suffixed form", func(t *testing.T) {
+		// <session>-<ingress>: the browser stays on the host it asked for.
+		old := host(a + "-editor")
+		first := get(t, raw, old+"/old?q=2", nil)
+		wantRedirect(t, first, host(a)+"/workshops/session/"+a+"/ingress/?"+url.Values{"path": {"/old?q=2"}, "to": {a + "-editor"}}.Encode())
+		res, body := browse(alice, old+"/old?q=2")
+		var s echo.Seen
+		if err := json.Unmarshal(body, &s); err != nil || res.StatusCode != 200 {
+			t.Fatalf("suffixed editor host: %d %s (%v)", res.StatusCode, body, err)
+		}
+		if res.Request.URL.String() != old+"/old?q=2" || s.Upstream != "alpha" || s.Path != "/old" ||
+			s.Host != fmt.Sprintf("%s-editor.demo.test:%d", a, p.Port) || s.Header.Get("X-Portal-Session") != a || s.Header.Get("X-Portal-User") != "alice" {
+			t.Fatalf("at %s the dashboard saw %+v", res.Request.URL, s)
+		}
+		if res, _ := browse(bob, old+"/"); res.StatusCode != http.StatusForbidden {
+			t.Fatalf("bob at A's suffixed editor host: %d at %s", res.StatusCode, res.Request.URL)
+		}
+		wantPage(t, get(t, raw, host(a+"-console")+"/", nil), http.StatusNotFound, "Unknown host")
+	})
 	t.Run("nobody else gets in", func(t *testing.T) {
 		// Bob's browser is sent to A's session host, which does not know it.
 		res, _ := browse(bob, editorA+"/")
@@ -127,7 +146,7 @@ func TestGateIngressHosts(t *testing.T) {
 		if len(bc) != 1 {
 			t.Fatalf("bob's cookies: %v", bc)
 		}
-		wantPage(t, get(t, raw, host(a)+"/workshops/session/"+a+"/ingress/?to=editor&path=/", cookieHdr(bc[0])), http.StatusForbidden, "Not signed in to this session")
+		wantPage(t, get(t, raw, host(a)+"/workshops/session/"+a+"/ingress/?to=editor-"+a+"&path=/", cookieHdr(bc[0])), http.StatusForbidden, "Not signed in to this session")
 	})
 	t.Run("unlisted hosts serve nothing", func(t *testing.T) {
 		// console is the other workshop's ingress, not lab's.
@@ -138,13 +157,19 @@ func TestGateIngressHosts(t *testing.T) {
 		}
 		u, _ := url.Parse(host(a))
 		ac := aliceJar.Cookies(u)
-		wantPage(t, get(t, raw, host(a)+"/workshops/session/"+a+"/ingress/?to=console&path=/", cookieHdr(ac[0])), http.StatusNotFound, "Unknown host")
+		// Nor does the hand-off send a browser to a host that is not one
+		// of its session's: not an unlisted one, not another session's,
+		// not a bare name.
+		for _, to := range []string{"console-" + a, "editor-" + b, "console-" + b, b + "-console", "editor", b, ""} {
+			wantPage(t, get(t, raw, host(a)+"/workshops/session/"+a+"/ingress/?"+url.Values{"to": {to}, "path": {"/"}}.Encode(), cookieHdr(ac[0])),
+				http.StatusNotFound, "Unknown host")
+		}
 	})
 	t.Run("the hand-off stays on the ingress host", func(t *testing.T) {
 		u, _ := url.Parse(host(a))
 		ac := aliceJar.Cookies(u)
 		for _, path := range []string{"//evil.example/x", "https://evil.example/", "/\\evil.example/", "x", ""} {
-			r := get(t, raw, host(a)+"/workshops/session/"+a+"/ingress/?"+url.Values{"to": {"editor"}, "path": {path}}.Encode(), cookieHdr(ac[0]))
+			r := get(t, raw, host(a)+"/workshops/session/"+a+"/ingress/?"+url.Values{"to": {"editor-" + a}, "path": {path}}.Encode(), cookieHdr(ac[0]))
 			loc, err := url.Parse(r.Header.Get("Location"))
 			if r.Status != http.StatusFound || err != nil || loc.Host != strings.TrimPrefix(editorA, "http://") ||
 				!strings.HasPrefix(loc.Path, "/") || strings.HasPrefix(loc.Path, "//") || loc.Query().Get("portal_ticket") == "" {
@@ -160,6 +185,10 @@ func TestGateIngressHosts(t *testing.T) {
 			"console-" + a + ".demo.test":    404,
 			"nope-" + a + ".demo.test":       404,
 			"editor-demo-w01-s999.demo.test": 404,
+			a + "-editor.demo.test":          200,
+			a + "-app-x.demo.test":           200,
+			a + "-console.demo.test":         404,
+			b + "-console.demo.test":         200,
 		} {
 			if got := p.Do("GET", "/workshops/tls/ask?domain="+url.QueryEscape(domain), "", nil, nil).Status; got != want {
 				t.Errorf("ask %q: %d, want %d", domain, got, want)

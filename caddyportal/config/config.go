@@ -394,7 +394,8 @@ type Workshop struct {
 	Upstreams []string `json:"upstreams,omitempty"`
 
 	// Ingresses name the extra host names of each session in host mode,
-	// `<name>-<session>.<domain>`, for dashboards that serve several
+	// `<name>-<session>.<domain>` (and Educates' older
+	// `<session>-<name>.<domain>`), for dashboards that serve several
 	// applications by host name (Educates' gateway: the editor, the
 	// console and a workshop's session ingresses). They are gated like the
 	// session host and proxied to the same dashboard with their own Host.

@@ -133,8 +133,18 @@ func (g *Gate) HostMode() bool { return g.o.Domain != "" }
 // SessionHost returns the session named by a host-mode request's Host, or
 // "", and for one of the session's ingress hosts the ingress.
 func (g *Gate) SessionHost(r *http.Request) (name, ingress string) {
-	if g.suffix == "" {
+	label := g.domainLabel(r)
+	if label == "" {
 		return "", ""
+	}
+	return g.hostLabel(label)
+}
+
+// domainLabel is the first label of r's Host when the rest is the
+// dashboards domain (host mode), else "".
+func (g *Gate) domainLabel(r *http.Request) string {
+	if g.suffix == "" {
+		return ""
 	}
 	host := r.Host
 	if hh, _, err := net.SplitHostPort(host); err == nil {
@@ -142,10 +152,10 @@ func (g *Gate) SessionHost(r *http.Request) (name, ingress string) {
 	}
 	host = strings.ToLower(strings.TrimSuffix(host, "."))
 	label, ok := strings.CutSuffix(host, g.suffix)
-	if !ok || label == "" || strings.Contains(label, ".") {
-		return "", ""
+	if !ok || strings.Contains(label, ".") {
+		return ""
 	}
-	return g.hostLabel(label)
+	return label
 }
 
 // ServeSessionHost serves a host-mode session host: the ticket hand-off,
@@ -176,7 +186,7 @@ func (g *Gate) ServeSessionHost(w http.ResponseWriter, r *http.Request, name, in
 		return
 	}
 	if ingress != "" {
-		g.serveIngress(w, r, name, ingress)
+		g.serveIngress(w, r, name, g.domainLabel(r))
 		return
 	}
 	if r.URL.Path == routes.IngressPath(name) {

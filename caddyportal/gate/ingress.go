@@ -14,15 +14,18 @@ import (
 
 // Ingress hosts are a session's extra host names in host mode,
 // `<ingress>-<session>.<domain>` for the ingress names its workshop lists
-// (config.Workshop.Ingresses), as Educates names them. They go to the
-// session's own dashboard with their Host, which decides what each serves
-// (Educates' gateway proxies them to its editor, console or a session
-// ingress). A browser signs in to each with the same one-time ticket as
-// to the session host, which it gets from the session host: a browser
-// holding the session there is sent on with a ticket (ingressHandoff).
+// (config.Workshop.Ingresses), as Educates names them, and the suffixed
+// `<session>-<ingress>.<domain>` that Educates' gateway still serves for
+// older workshop content. They go to the session's own dashboard with
+// their Host, which decides what each serves (Educates' gateway proxies
+// them to its editor, console or a session ingress). A browser signs in
+// to each with the same one-time ticket as to the session host, which it
+// gets from the session host: a browser holding the session there is sent
+// on with a ticket (ingressHandoff).
 
-// ingressParam names the ingress the session host's hand-off sends a
-// browser to; pathParam the path (and query) it asked for there.
+// ingressParam names the ingress host (its first label) the session
+// host's hand-off sends a browser to; pathParam the path (and query) it
+// asked for there.
 const (
 	ingressParam = "to"
 	pathParam    = "path"
@@ -30,20 +33,50 @@ const (
 
 // hostLabel splits a host-mode session host's first label into the
 // session's name and, for an ingress host, the ingress. A label that is
-// not `<ingress>-<session>` for a configured ingress name and a name of
-// this portal's shape is a session's own host.
+// neither `<ingress>-<session>` nor `<session>-<ingress>` for a configured
+// ingress name and a name of this portal's shape is a session's own host.
 func (g *Gate) hostLabel(label string) (name, ingress string) {
 	for _, n := range g.ingresses {
-		rest, ok := strings.CutPrefix(label, n+"-")
 		// Names are sorted longest first, so "app-x" wins over "app";
-		// the rest must look like a session of this portal, or an
+		// the rest must be a whole session name of this portal, or an
 		// ingress named like the portal would take its own sessions'
 		// hosts.
-		if ok && strings.HasPrefix(rest, g.sessionPrefix) {
+		if rest, ok := strings.CutPrefix(label, n+"-"); ok && rest != "" && g.sessionLen(rest) == len(rest) {
 			return rest, n
 		}
 	}
+	if k := g.sessionLen(label); k > 0 && k < len(label) && label[k] == '-' && slices.Contains(g.ingresses, label[k+1:]) {
+		return label[:k], label[k+1:]
+	}
 	return label, ""
+}
+
+// sessionLen is the length of the session name of this portal that label
+// begins with, `<portal>-w<digits>-s<digits>` (see sessions' names), or 0.
+// Digits only: that is what keeps `<session>-<ingress>` unambiguous.
+func (g *Gate) sessionLen(label string) int {
+	rest, ok := strings.CutPrefix(label, g.sessionPrefix)
+	if !ok {
+		return 0
+	}
+	env := leadingDigits(rest)
+	if env == 0 || !strings.HasPrefix(rest[env:], "-s") {
+		return 0
+	}
+	num := leadingDigits(rest[env+2:])
+	if num == 0 {
+		return 0
+	}
+	return len(g.sessionPrefix) + env + 2 + num
+}
+
+// leadingDigits is how many ASCII digits s begins with.
+func leadingDigits(s string) int {
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	return i
 }
 
 // allowsIngress reports whether sess's workshop lists ingress.
@@ -52,12 +85,13 @@ func (g *Gate) allowsIngress(sess *sessions.Session, ingress string) bool {
 	return e != nil && slices.Contains(e.Workshop.Ingresses, ingress)
 }
 
-// serveIngress serves an ingress host of session name: its dashboard,
-// to the browser that holds the session, with the host it asked for. A
-// GET without the host's cookie is sent to the session host to get one.
-func (g *Gate) serveIngress(w http.ResponseWriter, r *http.Request, name, ingress string) {
+// serveIngress serves an ingress host of session name (label is the
+// host's first label): its dashboard, to the browser that holds the
+// session, with the host it asked for. A GET without the host's cookie is
+// sent to the session host to get one.
+func (g *Gate) serveIngress(w http.ResponseWriter, r *http.Request, name, label string) {
 	if _, err := g.o.Cookies.Verify(r, name, g.svc.Now()); err != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) && !webSocket(r) {
-		q := url.Values{ingressParam: {ingress}, pathParam: {r.URL.RequestURI()}}
+		q := url.Values{ingressParam: {label}, pathParam: {r.URL.RequestURI()}}
 		http.Redirect(w, r, g.hostURL(r, name)+routes.IngressPath(name)+"?"+q.Encode(), http.StatusFound)
 		return
 	}
@@ -77,8 +111,8 @@ func (g *Gate) ingressHandoff(w http.ResponseWriter, r *http.Request, name strin
 		return
 	}
 	q := r.URL.Query()
-	ingress := q.Get(ingressParam)
-	if !g.allowsIngress(sess, ingress) {
+	label := q.Get(ingressParam)
+	if owner, ingress := g.hostLabel(label); owner != sess.Name || ingress == "" || !g.allowsIngress(sess, ingress) {
 		g.refused(page(w, http.StatusNotFound, "Unknown host", "This workshop session has no such host."))
 		return
 	}
@@ -97,7 +131,7 @@ func (g *Gate) ingressHandoff(w http.ResponseWriter, r *http.Request, name strin
 	tq.Set(ticketParam, g.o.Cookies.IssueTicket(sess.Name, user, nonce, g.svc.Now()))
 	target.RawQuery = tq.Encode()
 	target.Fragment = ""
-	http.Redirect(w, r, g.hostURL(r, ingress+"-"+sess.Name)+target.RequestURI(), http.StatusFound)
+	http.Redirect(w, r, g.hostURL(r, label)+target.RequestURI(), http.StatusFound)
 }
 
 // hostURL is the origin of the session-domain host with first label

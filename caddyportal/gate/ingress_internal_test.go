@@ -15,6 +15,19 @@ func TestHostLabel(t *testing.T) {
 		"editor-demo-w01-s001": {"editor-demo-w01-s001", ""},
 		"app-other-w01-s001":   {"app-other-w01-s001", ""},
 		"app-":                 {"app-", ""},
+		// Educates' older suffixed form.
+		"demo-w01-s001-app":     {"demo-w01-s001", "app"},
+		"demo-w01-s001-app-x":   {"demo-w01-s001", "app-x"},
+		"demo-w01-s001-demo":    {"demo-w01-s001", "demo"},
+		"demo-w1234-s10000-app": {"demo-w1234-s10000", "app"},
+		"demo-w01-s001-editor":  {"demo-w01-s001-editor", ""},
+		"demo-w01-s001-":        {"demo-w01-s001-", ""},
+		"demo-wx-s001-app":      {"demo-wx-s001-app", ""},
+		"demo-w01-s-app":        {"demo-w01-s-app", ""},
+		"app-demo-w01-s001-app": {"app-demo-w01-s001-app", ""},
+		// Only a whole session name follows an ingress prefix.
+		"app-demo-w01-s001x": {"app-demo-w01-s001x", ""},
+		"app-demo-w01":       {"app-demo-w01", ""},
 	} {
 		if name, ingress := g.hostLabel(label); name != want[0] || ingress != want[1] {
 			t.Errorf("hostLabel(%q) = %q, %q; want %q, %q", label, name, ingress, want[0], want[1])
