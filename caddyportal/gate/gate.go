@@ -89,10 +89,10 @@ type Gate struct {
 	// suffix is "."+Domain in lower case, for host-mode matching.
 	suffix string
 	// ingresses are every workshop's ingress names, longest first, and
-	// sessionPrefix begins every session name of this portal: together
-	// they tell an ingress host from a session host (hostLabel).
-	ingresses     []string
-	sessionPrefix string
+	// portal names this portal's sessions: together they tell an ingress
+	// host from a session host (hostLabel).
+	ingresses []string
+	portal    string
 }
 
 // New returns a gate. Call Run to record WebSocket activity.
@@ -115,7 +115,7 @@ func New(o Options) (*Gate, error) {
 		g.suffix = "." + strings.ToLower(o.Domain)
 	}
 	cfg := o.Service.Config()
-	g.sessionPrefix = cfg.Name + "-w"
+	g.portal = cfg.Name
 	for _, w := range cfg.Workshops {
 		for _, n := range w.Ingresses {
 			if !slices.Contains(g.ingresses, n) {

@@ -52,32 +52,9 @@ func (g *Gate) hostLabel(label string) (name, ingress string) {
 }
 
 // sessionLen is the length of the session name of this portal that label
-// begins with, `<portal>-w<digits>-s<digits>` (see sessions' names), or 0.
-// Digits only: that is what keeps `<session>-<ingress>` unambiguous.
-func (g *Gate) sessionLen(label string) int {
-	rest, ok := strings.CutPrefix(label, g.sessionPrefix)
-	if !ok {
-		return 0
-	}
-	env := leadingDigits(rest)
-	if env == 0 || !strings.HasPrefix(rest[env:], "-s") {
-		return 0
-	}
-	num := leadingDigits(rest[env+2:])
-	if num == 0 {
-		return 0
-	}
-	return len(g.sessionPrefix) + env + 2 + num
-}
-
-// leadingDigits is how many ASCII digits s begins with.
-func leadingDigits(s string) int {
-	i := 0
-	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-		i++
-	}
-	return i
-}
+// begins with, or 0. Its digits-only numbers keep `<session>-<ingress>`
+// unambiguous.
+func (g *Gate) sessionLen(label string) int { return sessions.NameLen(g.portal, label) }
 
 // allowsIngress reports whether sess's workshop lists ingress.
 func (g *Gate) allowsIngress(sess *sessions.Session, ingress string) bool {

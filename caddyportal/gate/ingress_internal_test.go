@@ -6,7 +6,7 @@ import "testing"
 // by a name of this portal's sessions; the longest listed name wins, and
 // an ingress named like the portal does not take its sessions' own hosts.
 func TestHostLabel(t *testing.T) {
-	g := &Gate{ingresses: []string{"app-x", "demo", "app"}, sessionPrefix: "demo-w"}
+	g := &Gate{ingresses: []string{"app-x", "demo", "app"}, portal: "demo"}
 	for label, want := range map[string][2]string{
 		"demo-w01-s001":        {"demo-w01-s001", ""},
 		"app-demo-w01-s001":    {"demo-w01-s001", "app"},

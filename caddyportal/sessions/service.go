@@ -484,6 +484,35 @@ func newUserID() (string, error) {
 // sessionName formats `<env>-sNNN`.
 func sessionName(env string, n int) string { return env + "-s" + fmt.Sprintf("%03d", n) }
 
+// NameLen is the length of the session name of portal that s begins with,
+// `<portal>-w<digits>-s<digits>` (environments are `<portal>-wNN`, see
+// config; sessions sessionName), or 0. The gate tells a session's host
+// names from its ingress hosts' by it.
+func NameLen(portal, s string) int {
+	rest, ok := strings.CutPrefix(s, portal+"-w")
+	if !ok {
+		return 0
+	}
+	env := leadingDigits(rest)
+	if env == 0 || !strings.HasPrefix(rest[env:], "-s") {
+		return 0
+	}
+	num := leadingDigits(rest[env+2:])
+	if num == 0 {
+		return 0
+	}
+	return len(s) - len(rest) + env + 2 + num
+}
+
+// leadingDigits is how many ASCII digits s begins with.
+func leadingDigits(s string) int {
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	return i
+}
+
 func parseInt(b []byte) int {
 	n, _ := strconv.Atoi(string(b))
 	return n
