@@ -56,6 +56,12 @@ const (
 	StepFailed = "failed"
 )
 
+// queued is the progress of a session waiting in the start queue: new,
+// or its start given back.
+func queued() *spawner.Progress {
+	return &spawner.Progress{Step: StepQueued, Message: "waiting for a free start"}
+}
+
 // StepLine is how a progress step reads for people: its title and the
 // backend's message, left out when it only repeats the title (the
 // readiness wait's "waiting for the dashboard").
@@ -455,7 +461,7 @@ func (s *Service) giveBackIfClosing(name string) {
 			return err
 		}
 		sess.Spawning = false
-		sess.Progress = &spawner.Progress{Step: StepQueued, Message: "waiting for a free start"}
+		sess.Progress = queued()
 		return t.put(sess)
 	})
 	s.cache.drop(name)
@@ -1368,6 +1374,11 @@ func (s *Service) requeueStarts(t *txState, e *Environment, sp spawner.Spawner, 
 		}
 		s.log.Warn("giving back a start no worker holds", zap.String("session", sess.Name))
 		sess.Spawning = false
+		if sess.Env == nil {
+			// It waits for a start again; one that recorded its
+			// environment waits for the dashboard, as it said.
+			sess.Progress = queued()
+		}
 		if err := t.put(sess); err != nil {
 			return err
 		}

@@ -664,6 +664,42 @@ func TestSpawnAbandonedClaimGivenBack(t *testing.T) {
 	eventually(t, "the unrecorded environment stopped", func() bool { return sp.count(name) == 1 })
 }
 
+// TestSpawnAbandonedClaimWaitsAsQueued: a claim given back as abandoned
+// while the service's one start slot is busy waits in the queue again, and
+// says so: its progress is "queued" and it has a queue position (it used
+// to keep the hung start's last step, so the learner's page and the
+// progress route showed a start under way that was not).
+func TestSpawnAbandonedClaimWaitsAsQueued(t *testing.T) {
+	sp := newLoopSpawner()
+	sp.tokens = make(chan struct{}, 3)
+	clk := newClock()
+	_, newSvc, name := reloadMidStart(t, sp, clk, true)
+	// Its start takes the new service's one slot (its link lasts past
+	// the clock's jump below).
+	res, err := newSvc.RequestSession(context.Background(), sessions.Request{Environment: "demo-w01", User: "u2",
+		IndexURL: "https://hub.example.com/", Timeout: durp(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy := res.Session.Name
+	eventually(t, "the new service's own start under way", func() bool { return sp.runningStarts() == 2 })
+
+	clk.Advance(sp.ReadyTimeout() + 2*time.Minute)
+	if err := newSvc.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s := wantState(t, newSvc, name, lifecycle.Starting)
+	if s.Spawning || s.Progress == nil || s.Progress.Step != sessions.StepQueued || newSvc.QueuedAt(s) != 1 {
+		t.Fatalf("the given-back claim: spawning %v, progress %+v, queued at %d; want unclaimed, queued at 1", s.Spawning, s.Progress, newSvc.QueuedAt(s))
+	}
+	for range 3 {
+		sp.tokens <- struct{}{}
+	}
+	for _, n := range []string{busy, name} {
+		eventually(t, n+" started", func() bool { return stateIs(newSvc, n, "WAITING") })
+	}
+}
+
 // TestSpawnAbandonedClaimsLateFailureIgnored: a start given back as
 // abandoned is claimed again while its first worker still runs; the first
 // worker's Start fails only after the second start made the session

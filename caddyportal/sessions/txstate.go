@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
-	"github.com/caddyportal/caddyportal/caddyportal/spawner"
 	"github.com/caddyportal/caddyportal/caddyportal/store"
 	"github.com/caddyportal/caddyportal/caddyportal/tokens"
 )
@@ -534,7 +533,7 @@ func (t *txState) newSession(e *Environment, owner string) (*Session, error) {
 	if spawned {
 		sess.State = lifecycle.Starting
 		sess.EnvOwner = t.s.replica
-		sess.Progress = &spawner.Progress{Step: StepQueued, Message: "waiting for a free start"}
+		sess.Progress = queued()
 		t.starts = append(t.starts, name)
 	}
 	// Read the counters before the session enters the live index (see
