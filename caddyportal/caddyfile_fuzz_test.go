@@ -31,30 +31,38 @@ func FuzzUnmarshalCaddyfile(f *testing.F) {
 	for _, s := range seeds {
 		f.Add([]byte(s))
 	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		tokens, err := caddyfile.Tokenize(data, "Caddyfile")
-		if err != nil {
-			return
-		}
-		var h Handler
-		if err := h.UnmarshalCaddyfile(caddyfile.NewDispenser(tokens)); err != nil {
-			return
-		}
-		if err := h.Validate(); err != nil {
-			t.Fatalf("accepted a config that fails Validate: %v", err)
-		}
-		b, err := json.Marshal(&h)
-		if err != nil {
-			t.Fatalf("marshal: %v", err)
-		}
-		var again Handler
-		if err := json.Unmarshal(b, &again); err != nil {
-			t.Fatalf("unmarshal %s: %v", b, err)
-		}
-		if !reflect.DeepEqual(normalize(h), normalize(again)) {
-			t.Fatalf("JSON round trip changed the config:\n%+v\n%+v", h.Portal, again.Portal)
-		}
-	})
+	f.Fuzz(func(t *testing.T, data []byte) { checkCaddyfile(t, data) })
+}
+
+// checkCaddyfile parses data as a portal block: it must never panic, and
+// whatever it accepts must pass Validate and survive the JSON round trip
+// that Caddy performs before provisioning. It reports whether the parser
+// accepted data.
+func checkCaddyfile(t testing.TB, data []byte) bool {
+	t.Helper()
+	tokens, err := caddyfile.Tokenize(data, "Caddyfile")
+	if err != nil {
+		return false
+	}
+	var h Handler
+	if err := h.UnmarshalCaddyfile(caddyfile.NewDispenser(tokens)); err != nil {
+		return false
+	}
+	if err := h.Validate(); err != nil {
+		t.Fatalf("accepted a config that fails Validate: %v\n%s", err, data)
+	}
+	b, err := json.Marshal(&h)
+	if err != nil {
+		t.Fatalf("marshal: %v", err)
+	}
+	var again Handler
+	if err := json.Unmarshal(b, &again); err != nil {
+		t.Fatalf("unmarshal %s: %v", b, err)
+	}
+	if !reflect.DeepEqual(normalize(h), normalize(again)) {
+		t.Fatalf("JSON round trip changed the config:\n%+v\n%+v\n%s", h.Portal, again.Portal, data)
+	}
+	return true
 }
 
 // normalize makes empty and nil collections compare equal, since JSON's
