@@ -163,15 +163,14 @@ func (g *Gate) domainLabel(r *http.Request) string {
 // dashboard itself; for an ingress host (ingress not empty), the ticket
 // hand-off and the dashboard.
 func (g *Gate) ServeSessionHost(w http.ResponseWriter, r *http.Request, name, ingress string) {
+	var sess *sessions.Session
 	if ingress != "" {
 		// A host the session's workshop does not list is nobody's.
-		sess, err := g.svc.GetCached(r.Context(), name)
-		if err != nil && !errors.Is(err, sessions.ErrSessionNotFound) {
-			g.log.Warn("gate: loading session", zap.String("session", name), zap.Error(err))
-			g.refused(page(w, http.StatusServiceUnavailable, "Portal unavailable", "The portal cannot check this session right now. Try again in a moment."))
+		var ok bool
+		if sess, ok = g.load(w, r, name); !ok {
 			return
 		}
-		if err != nil || !g.allowsIngress(sess, ingress) {
+		if sess == nil || !g.allowsIngress(sess, ingress) {
 			g.refused(page(w, http.StatusNotFound, "Unknown host", "This workshop session has no such host."))
 			return
 		}
@@ -186,7 +185,7 @@ func (g *Gate) ServeSessionHost(w http.ResponseWriter, r *http.Request, name, in
 		return
 	}
 	if ingress != "" {
-		g.serveIngress(w, r, name, g.domainLabel(r))
+		g.serveIngress(w, r, sess, g.domainLabel(r))
 		return
 	}
 	if r.URL.Path == routes.IngressPath(name) {
@@ -246,20 +245,36 @@ func (g *Gate) servePath(w http.ResponseWriter, r *http.Request, name, tail stri
 // Refusals are counted as gate requests without an environment: the
 // session name came from the client and must not create label values.
 func (g *Gate) admit(w http.ResponseWriter, r *http.Request, name string) (*sessions.Session, string) {
+	sess, ok := g.load(w, r, name)
+	if !ok {
+		return nil, ""
+	}
+	user, cerr := g.o.Cookies.Verify(r, name, g.svc.Now())
+	return g.admitLoaded(w, r, name, sess, user, cerr)
+}
+
+// load reads session name for the gate: nil if there is none. When the
+// store cannot tell, it writes the refusal and returns false.
+func (g *Gate) load(w http.ResponseWriter, r *http.Request, name string) (*sessions.Session, bool) {
 	sess, err := g.svc.GetCached(r.Context(), name)
 	if err != nil && !errors.Is(err, sessions.ErrSessionNotFound) {
 		g.log.Warn("gate: loading session", zap.String("session", name), zap.Error(err))
 		g.refusedBecause(r, name, "the portal's state is unavailable", page(w, http.StatusServiceUnavailable, "Portal unavailable", "The portal cannot check this session right now. Try again in a moment."))
-		return nil, ""
+		return nil, false
 	}
 	if err != nil {
 		sess = nil
 	}
+	return sess, true
+}
+
+// admitLoaded is admit once session name is loaded (sess, nil if there is
+// none) and the request's cookie verified (user, or cerr).
+func (g *Gate) admitLoaded(w http.ResponseWriter, r *http.Request, name string, sess *sessions.Session, user string, cerr error) (*sessions.Session, string) {
 	// Only a browser that held the session learns how it ended and where
 	// its index is (the stored index_url, query included, is the
 	// requester's); every other browser gets one answer whether the
 	// session is live, ended or unknown, so names cannot be probed.
-	user, cerr := g.o.Cookies.Verify(r, name, g.svc.Now())
 	if cerr != nil || sess != nil && !sess.Admits(user, g.svc.Now()) {
 		why := "no valid cookie for the session"
 		if cerr == nil {

@@ -9,7 +9,6 @@ import (
 
 	"github.com/caddyportal/caddyportal/caddyportal/routes"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
-	"github.com/caddyportal/caddyportal/caddyportal/tokens"
 )
 
 // Ingress hosts are a session's extra host names in host mode,
@@ -62,17 +61,19 @@ func (g *Gate) allowsIngress(sess *sessions.Session, ingress string) bool {
 	return e != nil && slices.Contains(e.Workshop.Ingresses, ingress)
 }
 
-// serveIngress serves an ingress host of session name (label is the
-// host's first label): its dashboard, to the browser that holds the
-// session, with the host it asked for. A GET without the host's cookie is
-// sent to the session host to get one.
-func (g *Gate) serveIngress(w http.ResponseWriter, r *http.Request, name, label string) {
-	if _, err := g.o.Cookies.Verify(r, name, g.svc.Now()); err != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) && !webSocket(r) {
+// serveIngress serves an ingress host (label is its first label) of sess,
+// already loaded to check the host: its dashboard, to the browser that
+// holds the session, with the host it asked for. A GET without the host's
+// cookie is sent to the session host to get one.
+func (g *Gate) serveIngress(w http.ResponseWriter, r *http.Request, sess *sessions.Session, label string) {
+	name := sess.Name
+	user, cerr := g.o.Cookies.Verify(r, name, g.svc.Now())
+	if cerr != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) && !webSocket(r) {
 		q := url.Values{ingressParam: {label}, pathParam: {r.URL.RequestURI()}}
 		http.Redirect(w, r, g.hostURL(r, name)+routes.IngressPath(name)+"?"+q.Encode(), http.StatusFound)
 		return
 	}
-	sess, user := g.admit(w, r, name)
+	sess, user = g.admitLoaded(w, r, name, sess, user, cerr)
 	if sess == nil {
 		return
 	}
@@ -99,16 +100,12 @@ func (g *Gate) ingressHandoff(w http.ResponseWriter, r *http.Request, name strin
 	if err != nil || target.Scheme != "" || target.Host != "" || !strings.HasPrefix(target.Path, "/") || strings.HasPrefix(target.Path, "//") {
 		target = &url.URL{Path: "/"}
 	}
-	nonce, err := tokens.New()
+	to, err := g.ticketURL(r, label, target, sess.Name, user)
 	if err != nil {
 		g.refused(page(w, http.StatusServiceUnavailable, "Portal unavailable", "Try again in a moment."))
 		return
 	}
-	tq := target.Query()
-	tq.Set(ticketParam, g.o.Cookies.IssueTicket(sess.Name, user, nonce, g.svc.Now()))
-	target.RawQuery = tq.Encode()
-	target.Fragment = ""
-	http.Redirect(w, r, g.hostURL(r, label)+target.RequestURI(), http.StatusFound)
+	http.Redirect(w, r, to, http.StatusFound)
 }
 
 // hostURL is the origin of the session-domain host with first label

@@ -59,12 +59,20 @@ func (g *Gate) ActivatedAs(w http.ResponseWriter, r *http.Request, sess *session
 		http.SetCookie(w, g.o.Cookies.Issue(sess.Name, user, entry, r.TLS != nil, now))
 		return entry, nil
 	}
+	return g.ticketURL(r, sess.Name, &url.URL{Path: "/"}, sess.Name, user)
+}
+
+// ticketURL is target (a path and query) on the session-domain host with
+// first label label, with a one-time ticket that signs the browser in to
+// session name there as user.
+func (g *Gate) ticketURL(r *http.Request, label string, target *url.URL, name, user string) (string, error) {
 	nonce, err := tokens.New()
 	if err != nil {
 		return "", err
 	}
-	q := url.Values{ticketParam: {g.o.Cookies.IssueTicket(sess.Name, user, nonce, now)}}
-	return g.hostURL(r, sess.Name) + "/?" + q.Encode(), nil
+	q := target.Query()
+	q.Set(ticketParam, g.o.Cookies.IssueTicket(name, user, nonce, g.svc.Now()))
+	return g.hostURL(r, label) + (&url.URL{Path: target.Path, RawPath: target.RawPath, RawQuery: q.Encode()}).RequestURI(), nil
 }
 
 // ServeAsk answers Caddy's on_demand_tls `ask`: 200 only for the host of a
