@@ -47,7 +47,7 @@ func TestQuick(t *testing.T) {
 		"storm.served":  o.Users,
 		"ws.open":       o.WSConns,
 		"ws.echoes":     o.WSConns * o.WSMessages,
-		"scaling.flows": o.ScaleFlows * len(o.Sessions),
+		"scaling.flows": o.ScaleFlows * len(o.Sessions) * o.StoredRounds,
 		"memory.sizes":  len(o.Sessions),
 		// Every learner reached its own dashboard, started for it (spawn)
 		// or taken from the warm pool (pool), and every environment the
@@ -72,7 +72,7 @@ func TestQuick(t *testing.T) {
 	}
 	for _, row := range []string{"| gated / plain: throughput |", "| gated / plain: p99 |", "| gated / forward_auth: throughput |",
 		"| spawn throughput: portal / direct (same command, same bound), each round (median) |", "| activation to dashboard page, p99 of each round (median) |",
-		"| create-to-ready portal / CLI, p50 / p99 |", "| containers and networks of the portal / of the CLI left on the engine at the end | 0 / 0 |"} {
+		"| create-to-ready portal / CLI, p50 / p99 |", "| peak RSS (VmHWM), each round (median) |", "| containers and networks of the portal / of the CLI left on the engine at the end | 0 / 0 |"} {
 		if !strings.Contains(md, row) {
 			t.Errorf("the gate rows have no %q", row)
 		}
@@ -105,18 +105,18 @@ func TestPercentile(t *testing.T) {
 
 func TestParseFlags(t *testing.T) {
 	o, err := parseFlags([]string{"-quick", "-scenario", "storm,ws,spawn", "-users", "70", "-sessions", "10,20", "-live", "0",
-		"-spawn-users", "30", "-spawn-rounds", "4", "-pool-reserved", "7", "-pool-rounds", "3", "-container-sessions", "2,5", "-container-rounds", "4", "-container-network", "podman", "-perf"})
+		"-spawn-users", "30", "-spawn-rounds", "4", "-pool-reserved", "7", "-pool-rounds", "3", "-stored-rounds", "4", "-container-sessions", "2,5", "-container-rounds", "4", "-container-network", "podman", "-perf"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if o.Users != 70 || o.WSConns != quickOptions().WSConns || len(o.Scenarios) != 3 ||
 		len(o.Sessions) != 2 || o.Sessions[1] != 20 || o.LiveFraction != 0 ||
-		o.SpawnUsers != 30 || o.SpawnRounds != 4 || o.PoolReserved != 7 || o.PoolRounds != 3 || o.SpawnStarts != 8 ||
+		o.SpawnUsers != 30 || o.SpawnRounds != 4 || o.PoolReserved != 7 || o.PoolRounds != 3 || o.StoredRounds != 4 || o.SpawnStarts != 8 ||
 		len(o.ContainerSessions) != 2 || o.ContainerSessions[1] != 5 || o.ContainerRounds != 4 || o.ContainerNetwork != "podman" || !o.Perf {
 		t.Fatalf("parsed %+v", o)
 	}
 	if o, _ := parseFlags(nil); o.Users != 1000 || o.WSConns != 2000 || len(o.Scenarios) != len(allScenarios) ||
-		o.SpawnUsers != 200 || o.SpawnRounds != 4 || o.PoolReserved != 50 || o.PoolRounds != 5 || o.SpawnStarts != 8 ||
+		o.SpawnUsers != 200 || o.SpawnRounds != 4 || o.PoolReserved != 50 || o.PoolRounds != 5 || o.StoredRounds != 3 || o.SpawnStarts != 8 ||
 		len(o.ContainerSessions) != 2 || o.ContainerSessions[0] != 1 || o.ContainerSessions[1] != 20 || o.ContainerRounds != 5 || o.Perf {
 		t.Fatalf("defaults %+v", o)
 	}

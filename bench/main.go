@@ -86,6 +86,10 @@ type Options struct {
 	LiveFraction float64
 	ScaleFlows   int
 	ScaleConns   int
+	// StoredRounds is how many times memory and scaling start the portal
+	// on a fresh copy of each seeded store; memory's goals are judged on
+	// the median round.
+	StoredRounds int
 	// SpawnUsers learners arrive at once in the spawn scenario, which
 	// starts environments at most SpawnStarts at a time (the portal's
 	// `starts`, also used by pool); PoolReserved is pool's `reserved`.
@@ -143,6 +147,7 @@ func defaultOptions() Options {
 		LiveFraction: 0.05,
 		ScaleFlows:   500,
 		ScaleConns:   16,
+		StoredRounds: 3,
 		SpawnUsers:   200,
 		// Eight starts at once (four per core here): a start is mostly
 		// waiting (fork and exec, the dashboard binding its port, the
@@ -173,6 +178,7 @@ func quickOptions() Options {
 	o.Sessions = []int{1000}
 	o.ScaleFlows = 50
 	o.ScaleConns = 8
+	o.StoredRounds = 2
 	o.SpawnUsers = 10
 	o.PoolReserved = 5
 	o.PoolRounds = 2
@@ -184,7 +190,7 @@ func quickOptions() Options {
 
 func parseFlags(args []string) (Options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	quick := fs.Bool("quick", false, "smoke-test sizes (storm 50, ws 50, sessions 1000, 1s gate time per proxy kind, spawn 10 twice, pool 5 twice, container 1 once); explicit size flags still apply")
+	quick := fs.Bool("quick", false, "smoke-test sizes (storm 50, ws 50, sessions 1000 twice, 1s gate time per proxy kind, spawn 10 twice, pool 5 twice, container 1 once); explicit size flags still apply")
 	scen := fs.String("scenario", "all", "scenarios to run: all, or a comma-separated list of "+strings.Join(allScenarios, ","))
 	users := fs.Int("users", 0, "storm: users requesting and activating at once (capacity is the same) [1000]")
 	gateConns := fs.Int("conns", 0, "gate: concurrent keep-alive clients [32]")
@@ -197,6 +203,7 @@ func parseFlags(args []string) (Options, error) {
 	live := fs.Float64("live", defaultOptions().LiveFraction, "memory, scaling: fraction of seeded sessions left running, the rest STOPPED")
 	flows := fs.Int("flows", 0, "scaling: request+activate flows measured per size [500]")
 	flowConns := fs.Int("flow-conns", 0, "scaling: concurrent clients for those flows [16]")
+	storedRounds := fs.Int("stored-rounds", 0, "memory, scaling: rounds per stored-session size, each a new portal on a fresh copy of the seeded store; memory's goals are judged on the median round [3]")
 	spawnUsers := fs.Int("spawn-users", 0, "spawn: learners arriving at once, capacity the same, reserved 0 [200]")
 	spawnPython := fs.Bool("spawn-python", false, "spawn: the dashboard is Debian's python3 -m http.server (tens of ms of CPU to start) instead of bench/cmd/benchdash (a few ms)")
 	spawnRounds := fs.Int("spawn-rounds", 0, "spawn: rounds, each starting the class directly and through a new portal (alternating which goes first; an even count runs each order equally often); the goal is judged on the median round's ratio [4]")
@@ -246,6 +253,7 @@ func parseFlags(args []string) (Options, error) {
 	setPos(&o.WSMessages, *wsMsgs)
 	setPos(&o.ScaleFlows, *flows)
 	setPos(&o.ScaleConns, *flowConns)
+	setPos(&o.StoredRounds, *storedRounds)
 	setPos(&o.SpawnUsers, *spawnUsers)
 	setPos(&o.SpawnStarts, *spawnStarts)
 	setPos(&o.SpawnRounds, *spawnRounds)
