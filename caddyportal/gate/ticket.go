@@ -77,7 +77,14 @@ func (g *Gate) ticketURL(r *http.Request, label string, target *url.URL, name, u
 
 // ServeAsk answers Caddy's on_demand_tls `ask`: 200 only for the host of a
 // live session in host mode, or one of its workshop's ingress hosts.
+// Caddy reads only the status; refusals carry a JSON error like every
+// other route under the portal's prefixes.
 func (g *Gate) ServeAsk(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		jsonRefusal(w, http.StatusMethodNotAllowed, "Method \""+r.Method+"\" not allowed")
+		return
+	}
 	domain := r.URL.Query().Get("domain")
 	req := &http.Request{Host: domain}
 	name, ingress := g.SessionHost(req)
@@ -87,5 +94,5 @@ func (g *Gate) ServeAsk(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	http.Error(w, "not a live session host", http.StatusNotFound)
+	jsonRefusal(w, http.StatusNotFound, "Not the host of a live session")
 }
