@@ -93,7 +93,7 @@ func TestBinary(t *testing.T) {
 // are, nothing warns before the portal serves, and the portal answers.
 func runExample(t *testing.T, bin string) {
 	dir := t.TempDir()
-	cmd := exec.Command(bin, "run", "--config", filepath.Join("..", "..", "Caddyfile.example"))
+	cmd := exec.Command(bin, "run", "--config", exampleOwnReplica(t, dir))
 	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir, "HOME="+dir)
 	logs, err := cmd.StderrPipe()
 	if err != nil {
@@ -170,6 +170,31 @@ func runExample(t *testing.T, bin string) {
 			t.Errorf("the hub with notification %s: %d %.400s", note, res.StatusCode, body)
 		}
 	}
+}
+
+// exampleOwnReplica writes Caddyfile.example into dir with one line more,
+// a replica name no one else uses, and returns its path. A process spawner
+// stops the processes marked with its portal's name and replica that it
+// did not start from its own directory (see process.Spawner.List): run
+// unchanged, the example would stop, with a warning, the dashboards that a
+// developer's own run of the quick start left running for its next start,
+// and this test would fail for it.
+func exampleOwnReplica(t *testing.T, dir string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "Caddyfile.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const at = "\t\tname demo\n"
+	if !bytes.Contains(b, []byte(at)) {
+		t.Fatalf("Caddyfile.example has no %q line to add the test's replica after", at)
+	}
+	b = bytes.Replace(b, []byte(at), []byte(at+"\t\treplica example-test\n"), 1)
+	path := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // killUnder kills the processes whose HOME is under dir: the example's
