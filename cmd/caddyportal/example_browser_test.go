@@ -11,13 +11,12 @@ import (
 )
 
 // walkExample is a newcomer's path through the running Caddyfile.example
-// in Chromium, as README's quick start tells it: the catalog asks them to
+// (its portal at base) in Chromium, as README's quick start tells it: the catalog asks them to
 // sign in, they sign up and sign in, start the workshop whose sessions get
 // a dashboard process of their own, work in it under the session frame,
 // end the session, and are back at the catalog, which says the session
 // ended.
-func walkExample(t *testing.T) {
-	const base = "http://localhost:8080"
+func walkExample(t *testing.T, base string) {
 	ctx := chromium.New(t, 1100, 700, 90*time.Second)
 	inFrame := func(id, js string) string { return `document.getElementById("` + id + `").contentDocument.` + js }
 	var location, listing, notice string

@@ -5,10 +5,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -88,12 +90,14 @@ func TestBinary(t *testing.T) {
 	t.Run("run example", func(t *testing.T) { runExample(t, bin) })
 }
 
-// runExample runs the quick start's command on Caddyfile.example as a
-// newcomer would and reads its log: one line says where the portal's pages
+// runExample runs the quick start's command on Caddyfile.example (a copy
+// with its own replica and ports, see exampleCopy) as a newcomer would and
+// reads its log: one line says where the portal's pages
 // are, nothing warns before the portal serves, and the portal answers.
 func runExample(t *testing.T, bin string) {
 	dir := t.TempDir()
-	cmd := exec.Command(bin, "run", "--config", exampleOwnReplica(t, dir))
+	caddyfile, base := exampleCopy(t, dir)
+	cmd := exec.Command(bin, "run", "--config", caddyfile)
 	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir, "HOME="+dir)
 	logs, err := cmd.StderrPipe()
 	if err != nil {
@@ -125,7 +129,7 @@ func runExample(t *testing.T, bin string) {
 		if line.Level == "warn" || line.Level == "error" {
 			t.Errorf("the example logs a %s at start-up: %s", line.Level, sc.Text())
 		}
-		if line.Msg == "portal ready" && line.Admin != "http://localhost:8080/admin/" {
+		if line.Msg == "portal ready" && line.Admin != base+"/admin/" {
 			t.Errorf("the start-up line names the admin pages %q: %s", line.Admin, sc.Text())
 		}
 		ready = line.Msg == "serving initial configuration"
@@ -134,12 +138,12 @@ func runExample(t *testing.T, bin string) {
 		t.Fatalf("the example did not start and say where the portal is; its log:\n%s", strings.Join(seen, "\n"))
 	}
 	go func() { _, _ = io.Copy(io.Discard, logs) }()
-	// The site is http://localhost:8080: another host name would reach no
-	// site at all (and Caddy's empty 200).
+	// The site is http://localhost:<port>: another host name would reach
+	// no site at all (and Caddy's empty 200).
 	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	// A visitor's path: the catalog asks them to log in (or sign up), and
 	// the login page has its form.
-	res, err := noRedirect.Get("http://localhost:8080/workshops/catalog/")
+	res, err := noRedirect.Get(base + "/workshops/catalog/")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +151,7 @@ func runExample(t *testing.T, bin string) {
 	if loc := res.Header.Get("Location"); res.StatusCode != http.StatusFound || !strings.HasPrefix(loc, "/accounts/login/") {
 		t.Errorf("the example's catalog for a visitor: %d to %q, want the login page", res.StatusCode, loc)
 	}
-	res, err = noRedirect.Get("http://localhost:8080/accounts/login/")
+	res, err = noRedirect.Get(base + "/accounts/login/")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,11 +160,11 @@ func runExample(t *testing.T, bin string) {
 	if res.StatusCode != http.StatusOK || !strings.Contains(string(body), "<form") {
 		t.Errorf("the example's login page: %d %.300s", res.StatusCode, body)
 	}
-	walkExample(t)
+	walkExample(t, base)
 	// The stand-in hub explains the portal's notifications and never
 	// prints a value it does not know.
 	for note, want := range map[string]string{"session-deleted": "Your workshop session has ended", "%3Cb%3Ex": "sent you back here"} {
-		res, err = noRedirect.Get("http://localhost:8080/hub/?notification=" + note)
+		res, err = noRedirect.Get(base + "/hub/?notification=" + note)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -172,29 +176,57 @@ func runExample(t *testing.T, bin string) {
 	}
 }
 
-// exampleOwnReplica writes Caddyfile.example into dir with one line more,
-// a replica name no one else uses, and returns its path. A process spawner
-// stops the processes marked with its portal's name and replica that it
-// did not start from its own directory (see process.Spawner.List): run
-// unchanged, the example would stop, with a warning, the dashboards that a
-// developer's own run of the quick start left running for its next start,
-// and this test would fail for it.
-func exampleOwnReplica(t *testing.T, dir string) string {
+// exampleCopy writes Caddyfile.example into dir as the test runs it, and
+// returns its path and the portal's base URL. Two things differ:
+//   - a replica name no one else uses: a process spawner stops the
+//     processes marked with its portal's name and replica that it did not
+//     start from its own directory (see process.Spawner.List), so the
+//     example run unchanged stopped, with a warning, the dashboard that a
+//     developer's own run of the quick start left for its next start;
+//   - every port is a free one: Caddy listens with SO_REUSEPORT, so with
+//     the developer's demo running the two would share localhost:8080 and
+//     the stand-in dashboards' ports, each answering some of the other's
+//     requests.
+func exampleCopy(t *testing.T, dir string) (path, base string) {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "..", "Caddyfile.example"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	s := string(b)
 	const at = "\t\tname demo\n"
-	if !bytes.Contains(b, []byte(at)) {
+	if !strings.Contains(s, at) {
 		t.Fatalf("Caddyfile.example has no %q line to add the test's replica after", at)
 	}
-	b = bytes.Replace(b, []byte(at), []byte(at+"\t\treplica example-test\n"), 1)
-	path := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(path, b, 0o600); err != nil {
+	s = strings.Replace(s, at, at+"\t\treplica example-test\n", 1)
+	// The portal, Caddy's admin API and the five stand-in dashboards.
+	re := regexp.MustCompile(`:(8080|2019|9001|9002|9003|9011|9012)\b`)
+	ports := map[string]string{}
+	for _, m := range re.FindAllStringSubmatch(s, -1) {
+		if ports[m[1]] == "" {
+			ports[m[1]] = strconv.Itoa(freePort(t))
+		}
+	}
+	if len(ports) != 7 {
+		t.Fatalf("Caddyfile.example's ports changed (found %v); update this test", ports)
+	}
+	s = re.ReplaceAllStringFunc(s, func(m string) string { return ":" + ports[m[1:]] })
+	path = filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return path
+	return path, "http://localhost:" + ports["8080"]
+}
+
+// freePort is a loopback port nothing listens on now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
 
 // killUnder kills the processes whose HOME is under dir: the example's
