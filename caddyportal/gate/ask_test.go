@@ -12,11 +12,14 @@ import (
 )
 
 // TestAskAnswersLiveSessionHostsOnly: Caddy's on-demand TLS `ask` gets 200
-// for a live session's host only; every refusal, including a method other
-// than GET or HEAD, is a JSON error like every other route under the
-// portal's prefixes (it was a plain-text 404 for any method).
+// for a live session's host and the portal's own host only (README's site
+// serves both with one on-demand policy, and Caddy asks for the portal's
+// host too: it was refused, so the portal got no certificate); every
+// refusal, including a method other than GET or HEAD, is a JSON error like
+// every other route under the portal's prefixes (it was a plain-text 404
+// for any method).
 func TestAskAnswersLiveSessionHostsOnly(t *testing.T) {
-	g, svc, name, _ := gateSetupWith(t, "127.0.0.1:1", Options{Domain: "sessions.test"})
+	g, svc, name, _ := gateSetupWith(t, "127.0.0.1:1", Options{Domain: "sessions.test", Origins: NewOrigins("https://portal.test:8443/")})
 	ask := func(method, domain string) *httptest.ResponseRecorder {
 		t.Helper()
 		r := httptest.NewRequest(method, "http://portal.test"+routes.TLSAskPath+"?domain="+url.QueryEscape(domain), nil)
@@ -43,6 +46,13 @@ func TestAskAnswersLiveSessionHostsOnly(t *testing.T) {
 			t.Errorf("%s for the live session's host: %d %s", m, rec.Code, rec.Body)
 		}
 	}
+	for _, portal := range []string{"portal.test", "Portal.Test."} {
+		if rec := ask("GET", portal); rec.Code != http.StatusOK {
+			t.Errorf("the portal's own host %q: %d %s", portal, rec.Code, rec.Body)
+		}
+	}
+	refused("another host of the portal's parent domain", ask("GET", "other.test"), http.StatusNotFound)
+	refused("the session domain itself", ask("GET", "sessions.test"), http.StatusNotFound)
 	refused("another session's host", ask("GET", "demo-w01-s999.sessions.test"), http.StatusNotFound)
 	refused("a host outside the session domain", ask("GET", "evil.example"), http.StatusNotFound)
 	for _, m := range []string{"POST", "PUT", "DELETE", "OPTIONS"} {

@@ -2,6 +2,7 @@ package gate
 
 import (
 	"errors"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -42,6 +43,21 @@ func NewOrigins(publicURL string) Origins {
 		o.hosts = append(o.hosts, origin[strings.Index(origin, "://")+3:])
 	}
 	return o
+}
+
+// PortalHost reports whether name, a host name as Caddy's on-demand TLS
+// `ask` gives it (no port), is the host of the portal's public URL.
+func (o Origins) PortalHost(name string) bool {
+	name = strings.TrimSuffix(name, ".")
+	for _, h := range o.hosts {
+		if host, _, err := net.SplitHostPort(h); err == nil {
+			h = host
+		}
+		if strings.EqualFold(name, h) {
+			return true
+		}
+	}
+	return false
 }
 
 func (o Origins) own(r *http.Request, host string) bool {

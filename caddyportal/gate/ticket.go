@@ -76,7 +76,9 @@ func (g *Gate) ticketURL(r *http.Request, label string, target *url.URL, name, u
 }
 
 // ServeAsk answers Caddy's on_demand_tls `ask`: 200 only for the host of a
-// live session in host mode, or one of its workshop's ingress hosts.
+// live session in host mode, one of its workshop's ingress hosts, or the
+// host of the portal's own public URL (a site that serves the portal and
+// its session hosts with one on-demand policy asks for that one too).
 // Caddy reads only the status; refusals carry a JSON error like every
 // other route under the portal's prefixes.
 func (g *Gate) ServeAsk(w http.ResponseWriter, r *http.Request) {
@@ -86,6 +88,10 @@ func (g *Gate) ServeAsk(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	domain := r.URL.Query().Get("domain")
+	if g.o.Origins.PortalHost(domain) {
+		w.WriteHeader(http.StatusOK)
+		return
+	}
 	req := &http.Request{Host: domain}
 	name, ingress := g.SessionHost(req)
 	if name != "" {
