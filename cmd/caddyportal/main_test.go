@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +17,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/caddyportal/caddyportal/internal/e2etest"
 	"github.com/caddyportal/caddyportal/internal/gotool"
 )
 
@@ -204,7 +204,7 @@ func exampleCopy(t *testing.T, dir string) (path, base string) {
 	ports := map[string]string{}
 	for _, m := range re.FindAllStringSubmatch(s, -1) {
 		if ports[m[1]] == "" {
-			ports[m[1]] = strconv.Itoa(freePort(t))
+			ports[m[1]] = strconv.Itoa(e2etest.FreePort(t))
 		}
 	}
 	if len(ports) != 7 {
@@ -216,17 +216,6 @@ func exampleCopy(t *testing.T, dir string) (path, base string) {
 		t.Fatal(err)
 	}
 	return path, "http://localhost:" + ports["8080"]
-}
-
-// freePort is a loopback port nothing listens on now.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // killUnder kills the processes whose HOME is under dir: the example's
