@@ -20,6 +20,7 @@ package adminapi
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"sort"
 	"strings"
@@ -156,6 +157,15 @@ func (h *Handler) sessions(w http.ResponseWriter, r *http.Request, svc *sessions
 	env, state, user := q.Get("environment"), q.Get("state"), q.Get("user")
 	if env != "" && svc.Environment(env) == nil {
 		writeError(w, http.StatusNotFound, "no environment named "+env)
+		return
+	}
+	if _, ok := lifecycle.ParseState(state); state != "" && !ok {
+		// A misspelt filter would list nothing, as if no session matched.
+		names := make([]string, len(lifecycle.States))
+		for i, st := range lifecycle.States {
+			names[i] = strings.ToLower(string(st))
+		}
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown state %q; use one of %s", state, strings.Join(names, ", ")))
 		return
 	}
 	all, err := svc.EnvironmentSessions(r.Context())

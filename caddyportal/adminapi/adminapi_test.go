@@ -130,6 +130,12 @@ func TestListing(t *testing.T) {
 	if len(running) != 1 || running[0].Name != a.Session.Name || time.Time(running[0].Started).IsZero() {
 		t.Fatalf("running sessions %+v", running)
 	}
+	// A misspelt state is a 400 that names the states, not an empty list.
+	var refused map[string]string
+	call(t, srv, "GET", "/portal/demo/sessions/?state=runing", 400, &refused)
+	if !strings.Contains(refused["error"], `"runing"`) || !strings.Contains(refused["error"], "running") {
+		t.Fatalf("unknown state: %v", refused)
+	}
 	var bobs []adminapi.SessionJSON
 	call(t, srv, "GET", "/portal/demo/sessions/?user=bob&environment=demo-w02", 200, &bobs)
 	if len(bobs) != 1 || bobs[0].Name != b.Session.Name || bobs[0].Upstream != "b-"+b.Session.Name+":80" {
