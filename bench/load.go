@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -181,6 +182,16 @@ func summarise(results []flowResult, wall time.Duration) flowStats {
 		s.total = append(s.total, r.request+r.activate)
 	}
 	return s
+}
+
+// add pools o's flows into s, as if one run had made them all (walls add
+// up, so the rate stays flows per second of load).
+func (s *flowStats) add(o flowStats) {
+	s.n, s.errors, s.wall = s.n+o.n, s.errors+o.errors, s.wall+o.wall
+	s.firstErr = cmp.Or(s.firstErr, o.firstErr)
+	s.request = append(s.request, o.request...)
+	s.activate = append(s.activate, o.activate...)
+	s.total = append(s.total, o.total...)
 }
 
 // runFlows runs n flows for users prefix0..prefix(n-1) with conc clients

@@ -447,9 +447,7 @@ func runStored(ctx context.Context, o Options, bin, work string, rep *Report, lo
 				return err
 			}
 			rounds = append(rounds, r)
-			s.request, s.activate = append(s.request, r.flows.request...), append(s.activate, r.flows.activate...)
-			s.n, s.errors, s.wall = s.n+r.flows.n, s.errors+r.flows.errors, s.wall+r.flows.wall
-			s.firstErr = cmp.Or(s.firstErr, r.flows.firstErr)
+			s.add(r.flows)
 			logf("%d stored, round %d: ready in %s, peak RSS %s, request p50 %s, %d errors", n, i+1, r.ready.Round(time.Millisecond),
 				fmtMB(r.settled.HWM), fmtDur(pct(r.flows.request, 0.5)), r.flows.errors)
 		}
@@ -472,11 +470,7 @@ func runStored(ctx context.Context, o Options, bin, work string, rep *Report, lo
 		}
 		if contains(o.Scenarios, "scaling") {
 			label := fmt.Sprintf("scaling, %s", stored)
-			of := fmt.Sprintf("%d flows, %d clients", o.ScaleFlows, o.ScaleConns)
-			if len(rounds) > 1 {
-				of += fmt.Sprintf(", %d rounds", len(rounds))
-			}
-			rep.metric(label, "request p50 / p99 ("+of+")", latencies(s.request))
+			rep.metric(label, fmt.Sprintf("request p50 / p99 (%d flows, %d clients, %d rounds)", o.ScaleFlows, o.ScaleConns, len(rounds)), latencies(s.request))
 			rep.metric(label, "activate p50 / p99", latencies(s.activate))
 			rep.goal(label, "throughput / errors", fmtRate(s.n, s.wall)+" flows / "+fmt.Sprint(s.errors), "0 errors", s.errors == 0)
 		}
@@ -593,20 +587,12 @@ func reportStoredMemory(rep *Report, label string, rounds []storedOutcome) {
 	}
 	ready := median(readies)
 	rep.addErrors("memory", 0)
-	if len(rounds) == 1 {
-		rep.goal(label, "start to ready", fmtDur(ready), "< 2 s", ready < 2*time.Second)
-		rep.goal(label, "peak RSS (VmHWM)", fmtMB(mid.settled.HWM), "< 100 MB", mid.settled.HWM < 100*1024)
-	} else {
-		rep.goal(label, "start to ready, each round (median)", fmt.Sprintf("%s (%s)", fmtDurs(readies), fmtDur(ready)), "median < 2 s", ready < 2*time.Second)
-		rep.goal(label, "peak RSS (VmHWM), each round (median)", fmt.Sprintf("%s (%s)", strings.Join(peaks, ", "), fmtMB(mid.settled.HWM)),
-			"median < 100 MB", mid.settled.HWM < 100*1024)
-	}
-	of := ""
-	if len(rounds) > 1 {
-		of = " (the median peak's round)"
-	}
-	rep.metric(label, "RSS after ready / after load / 2 s later"+of, fmtMB(mid.atReady.RSS)+" / "+fmtMB(mid.loaded.RSS)+" / "+fmtMB(mid.settled.RSS))
-	rep.metric(label, "2 s later: private (anon) + file-backed (code, mmapped tables)"+of,
+	// The same rows for one round as for several, as pool and spawn do.
+	rep.goal(label, "start to ready, each round (median)", fmt.Sprintf("%s (%s)", fmtDurs(readies), fmtDur(ready)), "median < 2 s", ready < 2*time.Second)
+	rep.goal(label, "peak RSS (VmHWM), each round (median)", fmt.Sprintf("%s (%s)", strings.Join(peaks, ", "), fmtMB(mid.settled.HWM)),
+		"median < 100 MB", mid.settled.HWM < 100*1024)
+	rep.metric(label, "RSS after ready / after load / 2 s later (the median peak's round)", fmtMB(mid.atReady.RSS)+" / "+fmtMB(mid.loaded.RSS)+" / "+fmtMB(mid.settled.RSS))
+	rep.metric(label, "2 s later: private (anon) + file-backed (code, mmapped tables) (the median peak's round)",
 		fmtMB(mid.settled.Anon)+" + "+fmtMB(mid.settled.File))
 	rep.metric(label, "data on disk", fmt.Sprintf("%.1f MB", float64(rounds[0].disk)/(1<<20)))
 }
