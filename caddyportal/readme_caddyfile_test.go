@@ -15,10 +15,15 @@ import (
 // are all written out passes Validate; a fragment of a portal block (an
 // option line, a workshop) parses and validates inside a minimal portal
 // block. Options a snippet leaves out with a "# ..." comment are filled
-// in with the required ones. The reference blocks, which list alternatives and placeholders
-// rather than one config, are recognised by their placeholders; there are
-// two, so a new one is not passed over unnoticed.
+// in with the required ones. The reference blocks, which list alternatives
+// and placeholders rather than one config, are recognised by their
+// placeholders; there are two, so a new one is not passed over unnoticed.
 func TestReadmeCaddyfiles(t *testing.T) {
+	// What a portal block needs besides its name, indented by indent.
+	required := func(indent string) string {
+		return strings.ReplaceAll("robot robot@portal robot-pass\nclient c c-secret\nworkshop base {\n\tupstream 127.0.0.1:9001\n}\n",
+			"\n", "\n"+indent)
+	}
 	elided := regexp.MustCompile(`(?m)^(\t+)# (\.\.\.|same portal block).*$`)
 	readme, err := os.ReadFile("../README.md")
 	if err != nil {
@@ -39,8 +44,10 @@ func TestReadmeCaddyfiles(t *testing.T) {
 			whole++
 			// A portal block that says it leaves options out ("# ...")
 			// gets the required ones in their place.
-			filled := elided.ReplaceAllString(block, "${1}robot robot@portal robot-pass\n${1}client c c-secret\n"+
-				"${1}workshop base {\n${1}\tupstream 127.0.0.1:9001\n${1}}")
+			filled := elided.ReplaceAllStringFunc(block, func(line string) string {
+				indent := line[:strings.IndexByte(line, '#')]
+				return indent + required(indent)
+			})
 			raws := portalHandlers(t, filled)
 			if len(raws) == 0 {
 				t.Errorf("a README config without a portal block:\n%s", block)
@@ -52,11 +59,8 @@ func TestReadmeCaddyfiles(t *testing.T) {
 			}
 		default:
 			fragments++
-			wrapped := "portal {\n\tname demo\n\trobot robot@portal robot-pass\n\tclient c c-secret\n" + block
-			if !strings.Contains(block, "workshop ") {
-				wrapped += "\tworkshop base {\n\t\tupstream 127.0.0.1:9001\n\t}\n"
-			}
-			wrapped += "}\n"
+			// A fragment's own workshop is named differently from base.
+			wrapped := "portal {\n\tname demo\n" + block + "\t" + required("\t") + "}\n"
 			var h Handler
 			tokens, err := caddyfile.Tokenize([]byte(wrapped), "README")
 			if err == nil {

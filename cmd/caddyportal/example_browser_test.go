@@ -11,8 +11,9 @@ import (
 )
 
 // walkExample is a newcomer's path through the running Caddyfile.example
-// (its portal at base) in Chromium, as README's quick start tells it: the catalog asks them to
-// sign in, they sign up and sign in, start the workshop whose sessions get
+// (its portal at base) in Chromium, as README's quick start tells it: the
+// catalog asks them to sign in, they sign up and sign in, start the
+// workshop whose sessions get
 // a dashboard process of their own, work in it under the session frame,
 // end the session, and are back at the catalog, which says the session
 // ended.
