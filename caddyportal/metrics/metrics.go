@@ -37,9 +37,15 @@ const (
 	// ResultAllocated is a session handed to a user (a reserve or one
 	// created on demand).
 	ResultAllocated = "allocated"
-	// ResultNoSession is a refusal for lack of capacity or the user's cap
-	// (the service does not tell the two apart: both are ErrNoSession).
+	// ResultNoSession is a refusal for lack of capacity: every session of
+	// the workshop, or the portal's maximum, is in use.
 	ResultNoSession = "no-session"
+	// ResultSessionLimit is a refusal because the user already has as many
+	// sessions as they may have at once (ErrSessionLimit). The REST API
+	// answers it as Educates does, "No session available"; the metric
+	// tells an operator whether learners are turned away for capacity or
+	// by their own cap.
+	ResultSessionLimit = "session-limit"
 	// ResultCannotReacquire is a refused reacquire of a session whose link
 	// cannot be handed out again.
 	ResultCannotReacquire = "cannot-reacquire"
@@ -343,6 +349,8 @@ func (m *Metrics) AllocationFailed(env string, err error) {
 	switch {
 	case errors.Is(err, sessions.ErrNoEnvironment):
 		env, result = "", ResultNoEnvironment
+	case errors.Is(err, sessions.ErrSessionLimit):
+		result = ResultSessionLimit
 	case errors.Is(err, sessions.ErrNoSession):
 		result = ResultNoSession
 	case errors.Is(err, sessions.ErrCannotReacquire):

@@ -159,6 +159,11 @@ func TestCountersFollowSessionLifecycle(t *testing.T) {
 	}
 	m.AllocationFailed(env, err)
 	want(t, reg, "caddyportal_allocations_total", map[string]string{"environment": env, "result": "no-session"}, 1)
+	// A user's own cap is counted apart from capacity, though both are
+	// ErrNoSession to the REST API.
+	m.AllocationFailed(env, sessions.ErrSessionLimit)
+	want(t, reg, "caddyportal_allocations_total", map[string]string{"environment": env, "result": "session-limit"}, 1)
+	want(t, reg, "caddyportal_allocations_total", map[string]string{"environment": env, "result": "no-session"}, 1)
 
 	// A client-chosen environment name never becomes a label value.
 	_, err = svc.RequestSession(ctx, sessions.Request{Environment: "no-such-env", User: "dave", IndexURL: "https://hub.example.com/"})

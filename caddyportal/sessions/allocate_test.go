@@ -204,8 +204,11 @@ func TestPerUserCap(t *testing.T) {
 				if i < tt.want && err != nil {
 					t.Fatalf("session %d: %v", i+1, err)
 				}
-				if i >= tt.want && err != sessions.ErrNoSession {
-					t.Fatalf("session %d beyond cap: %v", i+1, err)
+				// The cap is told apart from capacity (the pages and
+				// metrics say which), and the REST API still sees
+				// Educates' "No session available".
+				if i >= tt.want && (err != sessions.ErrSessionLimit || !errors.Is(err, sessions.ErrNoSession)) {
+					t.Fatalf("session %d beyond cap: %v, want ErrSessionLimit", i+1, err)
 				}
 			}
 			// The existing session is still handed back at the cap.
@@ -214,6 +217,21 @@ func TestPerUserCap(t *testing.T) {
 			}
 			// Another user is not affected.
 			request(t, svc, "demo-w02", "bob")
+			if tt.want >= len(envs) {
+				return
+			}
+			// A session that is ending (STOPPING until its grace is
+			// over) no longer counts against the user's cap.
+			if _, err := svc.Terminate(context.Background(), "demo-w01-s001", ""); err != nil {
+				t.Fatal(err)
+			}
+			if s, err := svc.Get(context.Background(), "demo-w01-s001"); err != nil || s.State != lifecycle.Stopping {
+				t.Fatalf("terminated session: %v, %v; want STOPPING", s, err)
+			}
+			if _, err := svc.RequestSession(context.Background(), sessions.Request{Environment: envs[tt.want],
+				User: "alice", Group: tt.group, IndexURL: "/"}); err != nil {
+				t.Fatalf("request with one session ending: %v", err)
+			}
 		})
 	}
 }

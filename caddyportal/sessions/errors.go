@@ -35,6 +35,13 @@ var (
 	// ErrBadClient means a session's OAuth client gave a wrong secret.
 	ErrBadClient = errors.New("invalid client credentials")
 
+	// ErrSessionLimit is the refusal of a new session to a user who already
+	// has as many as their group may have at once (`sessions registered N`
+	// or `anonymous N`). It is an ErrNoSession, which is all the REST API
+	// says (Educates does not tell the two apart); the portal's own pages
+	// and metrics do, since the learner can do something about it.
+	ErrSessionLimit = fmt.Errorf("%w: the user has as many sessions as they may have at once", ErrNoSession)
+
 	// ErrUserNotFound is returned by GetUser and FindUserByEmail for a user
 	// that is not stored.
 	ErrUserNotFound = errors.New("user not found")

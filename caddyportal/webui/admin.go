@@ -301,6 +301,7 @@ var notices = map[string]string{
 	"bulk-extend":    "The sessions that could be extended were extended.",
 	"extended":       "The session was extended.",
 	"not-extended":   "The session was not extended: it can only be extended shortly before it expires, and not past its deadline.",
+	"session-limit":  "You already have as many workshop sessions as you may have at once. Resume yours below, or end it with its End session button before you start another workshop.",
 	"signed-up":      "If this email address was new, your account has been created. Sign in with your email address and password.",
 	// Educates' notifications (reference §3.2), which the catalog shows
 	// when it is where the portal sends a browser back.

@@ -169,6 +169,27 @@ func TestBrowserLearnerStarts(t *testing.T) {
 		t.Fatalf("session is %s after the landing", owned[0].State)
 	}
 	screenshot(t, ctx, "learner-dashboard")
+
+	// Back in the catalog, the learner's card offers End session, which
+	// ends the session and says so.
+	var notice string
+	err = chromedp.Run(ctx,
+		chromedp.Navigate(base+"/workshops/catalog/"),
+		chromedp.WaitVisible("#end-"+env1, chromedp.ByID),
+		chromedp.Click("#end-"+env1, chromedp.ByID),
+		chromedp.WaitVisible("#notice", chromedp.ByID),
+		chromedp.Text("#notice", &notice, chromedp.ByID),
+	)
+	if err != nil {
+		t.Fatalf("end session from the catalog: %v", err)
+	}
+	if !strings.Contains(notice, "Your workshop session has ended") {
+		t.Errorf("notice after End session: %q", notice)
+	}
+	if s := p.session(name); !s.State.Ending() {
+		t.Errorf("session is %s after End session", s.State)
+	}
+	screenshot(t, ctx, "learner-ended")
 }
 
 // TestBrowserLoginDisabled: with registration disabled the login form

@@ -301,7 +301,8 @@ type catalogItem struct {
 	Mine string
 	// Status says whether a session can be had now: ready (a reserve or a
 	// fixed dashboard waits), starts (an environment starts on request),
-	// queued (starts are busy: a new one waits its turn) or full.
+	// queued (starts are busy: a new one waits its turn), full, or limit
+	// (the learner has as many sessions as they may have at once).
 	Status string
 	// CreateURL is the anonymous-mode start link.
 	CreateURL string
@@ -312,13 +313,25 @@ type catalogData struct {
 	// CanStart shows Start forms (a logged-in learner); Anonymous shows
 	// the anonymous start links; otherwise SignIn says how to start.
 	CanStart, Anonymous, SignIn bool
+	// Limit is how many sessions the learner may have at once (0: no
+	// limit), for the cards of status limit.
+	Limit int
 }
+
+// sessionLimitNotice is the catalog's notice code for a Start refused by the
+// learner's own cap: the catalog, which shows the session they have and
+// its Resume button, is the page where they can act on it.
+const sessionLimitNotice = "session-limit"
 
 // catalog serves the HTML catalog. Non-admin users go to the portal index
 // when one is configured (reference §3.3); a private catalog needs a login.
 func (u *UI) catalog(w http.ResponseWriter, r *http.Request, _ string) {
 	id := u.current(r)
 	note := knownNotification(r.URL.Query())
+	own := ""
+	if r.URL.Query().Get("notice") == sessionLimitNotice {
+		own = sessionLimitNotice
+	}
 	if !id.admin() && u.cfg.Index != "" && !u.indexIsCatalog() {
 		target := u.cfg.Index
 		if note != "" {
@@ -355,6 +368,21 @@ func (u *UI) catalog(w http.ResponseWriter, r *http.Request, _ string) {
 		u.unavailable(w, r, err)
 		return
 	}
+	atLimit := false
+	if id.learner() && id.Learner != nil {
+		// Counted as the service counts the cap: every session the
+		// learner holds in any workshop, those ending left out.
+		data.Limit = u.svc.SessionLimit(id.Learner.Group)
+		held := 0
+		for _, list := range live {
+			for _, s := range list {
+				if s.Owner == id.User && !s.State.Ending() {
+					held++
+				}
+			}
+		}
+		atLimit = data.Limit > 0 && held >= data.Limit
+	}
 	for _, e := range u.svc.Environments() {
 		if e.State != sessions.EnvRunning {
 			continue
@@ -379,11 +407,18 @@ func (u *UI) catalog(w http.ResponseWriter, r *http.Request, _ string) {
 			queued = queued || s.State == lifecycle.Starting && s.Progress != nil && s.Progress.Step == sessions.StepQueued
 		}
 		it.Status = catalogStatus(u.svc.Spawned(e), it.Available, allocated, e.Capacity, queued)
+		if atLimit && it.Mine == "" {
+			it.Status = "limit"
+		}
 		data.Items = append(data.Items, it)
 	}
 	// A start that failed, or a session that ended, comes back here with
 	// Educates' notification.
-	u.render(w, r, http.StatusOK, "catalog", id, view{Title: "Workshops", Notice: notice(note), Data: data})
+	text := notice(note)
+	if own != "" {
+		text = notice(own)
+	}
+	u.render(w, r, http.StatusOK, "catalog", id, view{Title: "Workshops", Notice: text, Data: data})
 }
 
 // catalogStatus is whether a learner can have a session of a workshop now.
@@ -426,6 +461,10 @@ func (u *UI) start(w http.ResponseWriter, r *http.Request, _ string) {
 		u.csrfFail(w, r)
 		return
 	}
+	if name := r.PostFormValue("end"); name != "" {
+		u.end(w, r, id, name)
+		return
+	}
 	env := r.PostFormValue("environment")
 	e := u.svc.Environment(env)
 	if e == nil || e.State != sessions.EnvRunning {
@@ -444,10 +483,15 @@ func (u *UI) start(w http.ResponseWriter, r *http.Request, _ string) {
 	res, err := u.svc.RequestSession(r.Context(), req)
 	// Refusals get httperr's status and the page's own words.
 	switch {
+	case errors.Is(err, sessions.ErrSessionLimit):
+		// Not "try again later": the learner must end a session first.
+		// The catalog shows which one, with its Resume button.
+		http.Redirect(w, r, routes.CatalogPath+"?notice="+sessionLimitNotice, http.StatusSeeOther)
+		return
 	case errors.Is(err, sessions.ErrNoSession), errors.Is(err, sessions.ErrCannotReacquire):
 		w.Header().Set("Retry-After", "30")
 		u.fail(w, r, httperr.Status(err), "No session available",
-			"All sessions of this workshop are in use, or you have reached your limit of sessions. Try again later.")
+			"All sessions of this workshop are in use. Try again later.")
 		return
 	case errors.Is(err, sessions.ErrUserNotPermitted):
 		u.fail(w, r, httperr.Status(err), "Not permitted", "This account cannot start workshop sessions.")
@@ -460,6 +504,32 @@ func (u *UI) start(w http.ResponseWriter, r *http.Request, _ string) {
 		return
 	}
 	http.Redirect(w, r, ActivationPath(res.Session.Name, res.Token, index), http.StatusSeeOther)
+}
+
+// end is the catalog's End session form: a learner ends a session of their
+// own from the portal, in any browser they are signed in with (the
+// dashboard's own End session needs the browser that holds the session's
+// cookie). Someone else's session, or one that does not exist, gets the
+// same 404, so the form cannot be used to learn session names.
+func (u *UI) end(w http.ResponseWriter, r *http.Request, id identity, name string) {
+	sess, err := u.svc.Get(r.Context(), name)
+	switch {
+	case errors.Is(err, sessions.ErrSessionNotFound) || err == nil && (sess.Owner != id.User || sess.Reserved()):
+		u.fail(w, r, http.StatusNotFound, "No such session", "You have no session of that name.")
+		return
+	case err != nil:
+		u.unavailable(w, r, err)
+		return
+	}
+	if !sess.State.Ending() {
+		if _, err := u.svc.Terminate(r.Context(), name, "deleted"); err != nil &&
+			!errors.Is(err, sessions.ErrSessionEnded) && !errors.Is(err, sessions.ErrSessionNotFound) {
+			u.unavailable(w, r, err)
+			return
+		}
+		u.log.Info("webui: learner ended session", zap.String("session", name), zap.String("user", id.User))
+	}
+	http.Redirect(w, r, routes.CatalogPath+"?notification=session-deleted", http.StatusSeeOther)
 }
 
 // ActivationPath is the session's activation link, in the same form as the
@@ -475,7 +545,8 @@ func ActivationPath(session, token, index string) string {
 // dashboard. Anyone else signs in first and comes back here. A failure
 // goes to the `index_url` given, else the portal index, else the catalog,
 // with Educates' notification: workshop-invalid for an unknown
-// environment, session-unavailable when no session can be had.
+// environment, session-unavailable when no session can be had (or, when
+// that is the catalog, its notice of the learner's own session limit).
 func (u *UI) environmentStart(w http.ResponseWriter, r *http.Request, env string) {
 	id := u.current(r)
 	switch {
@@ -528,6 +599,11 @@ func (u *UI) environmentStart(w http.ResponseWriter, r *http.Request, env string
 	switch {
 	case errors.Is(err, sessions.ErrNoEnvironment):
 		notify("workshop-invalid")
+		return
+	case errors.Is(err, sessions.ErrSessionLimit) && (back == routes.CatalogPath || back == u.cfg.Index && u.indexIsCatalog()):
+		// The portal's own catalog can say why, which Educates'
+		// notifications cannot; a hub gets session-unavailable.
+		http.Redirect(w, r, routes.CatalogPath+"?notice="+sessionLimitNotice, http.StatusFound)
 		return
 	case errors.Is(err, sessions.ErrNoSession), errors.Is(err, sessions.ErrCannotReacquire),
 		errors.Is(err, sessions.ErrUserNotPermitted):

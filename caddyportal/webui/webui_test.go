@@ -705,3 +705,96 @@ func TestBulkTerminate(t *testing.T) {
 		t.Error("the bulk terminate ended the reserve too")
 	}
 }
+
+// TestSessionLimitInCatalog: a learner at their own cap (`sessions
+// registered 1`) is told so, not "no session available, try again later":
+// Start of another workshop brings them back to the catalog with a notice,
+// whose other cards say why, and whose card of their session offers
+// Resume and End session. Ending it there lets them start another at once,
+// and nobody else can end it.
+func TestSessionLimitInCatalog(t *testing.T) {
+	cfg := portalConfig(config.RegistrationOneStep, "")
+	cfg.Sessions.Registered = 1
+	second := cfg.Workshops[0]
+	second.Name, second.Title = "lab-python", "Python"
+	cfg.Workshops = append(cfg.Workshops, second)
+	p := newPortal(t, cfg)
+	const env2 = "demo-w02"
+	b := p.browser()
+	b.signup("ann@example.com", "ann-password")
+	tok := b.csrf("/workshops/catalog/")
+	r := b.post("/workshops/catalog/", url.Values{"environment": {env1}, "csrf": {tok}})
+	if r.status != http.StatusSeeOther || !strings.HasPrefix(r.location(), "/workshops/session/"+env1+"-s") {
+		t.Fatalf("first start: %d %q", r.status, r.location())
+	}
+	mine := strings.Split(r.location(), "/")[3]
+
+	r = b.post("/workshops/catalog/", url.Values{"environment": {env2}, "csrf": {tok}})
+	if r.status != http.StatusSeeOther || r.location() != "/workshops/catalog/?notice=session-limit" {
+		t.Fatalf("start beyond the cap: %d %q, want 303 to the catalog's notice; %s", r.status, r.location(), r.body)
+	}
+	// Educates' web start link says the same when it comes back to the
+	// catalog; a hub gets Educates' session-unavailable.
+	if r := b.get("/workshops/environment/" + env2 + "/"); r.status != http.StatusFound || r.location() != "/workshops/catalog/?notice=session-limit" {
+		t.Errorf("web start beyond the cap: %d %q", r.status, r.location())
+	}
+	if r := b.get("/workshops/environment/" + env2 + "/?index_url=" + url.QueryEscape(hubIndex)); r.status != http.StatusFound ||
+		r.location() != hubIndex+"?notification=session-unavailable" {
+		t.Errorf("web start beyond the cap, hub index: %d %q", r.status, r.location())
+	}
+	cat := b.get(r.location())
+	for _, want := range []string{
+		`id="notice">You already have as many workshop sessions as you may have at once.`,
+		`class="availability limit" id="status-` + env2 + `">You may have 1 session at once: end yours to start this one.`,
+		`id="status-` + env1 + `">You have a session of this workshop.`,
+		`name="end" value="` + mine + `"`,
+	} {
+		if !strings.Contains(cat.body, want) {
+			t.Errorf("catalog at the cap lacks %q:\n%s", want, cat.body)
+		}
+	}
+	if strings.Contains(cat.body, `name="end" value="`+env2) {
+		t.Errorf("catalog offers to end a session the learner does not have")
+	}
+	// The notice comes only from the code, and only this code.
+	if c := b.get("/workshops/catalog/?notice=terminated"); strings.Contains(c.body, `id="notice"`) {
+		t.Errorf("catalog shows an admin notice: %s", c.body)
+	}
+
+	// Nobody else ends it: another learner, a forged form, a reserve.
+	eve := p.browser()
+	eve.signup("eve@example.com", "eve-password")
+	etok := eve.csrf("/workshops/catalog/")
+	for _, name := range []string{mine, env1 + "-s999", "x"} {
+		if r := eve.post("/workshops/catalog/", url.Values{"end": {name}, "csrf": {etok}}); r.status != http.StatusNotFound {
+			t.Errorf("eve ends %s: %d, want 404", name, r.status)
+		}
+	}
+	if r := b.post("/workshops/catalog/", url.Values{"end": {mine}}); r.status != http.StatusForbidden {
+		t.Errorf("end without CSRF: %d, want 403", r.status)
+	}
+	if s := p.session(mine); s.State.Ending() {
+		t.Fatalf("refused ends ended the session: %s", s.State)
+	}
+
+	r = b.post("/workshops/catalog/", url.Values{"end": {mine}, "csrf": {tok}})
+	if r.status != http.StatusSeeOther || r.location() != "/workshops/catalog/?notification=session-deleted" {
+		t.Fatalf("end: %d %q; %s", r.status, r.location(), r.body)
+	}
+	if s := p.session(mine); !s.State.Ending() {
+		t.Fatalf("after End session: %s", s.State)
+	}
+	cat = b.get(r.location())
+	if !strings.Contains(cat.body, "Your workshop session has ended.") || strings.Contains(cat.body, `availability limit`) {
+		t.Errorf("catalog after ending: %s", cat.body)
+	}
+	// Still stopping, it no longer counts against the learner's cap.
+	r = b.post("/workshops/catalog/", url.Values{"environment": {env2}, "csrf": {tok}})
+	if r.status != http.StatusSeeOther || !strings.HasPrefix(r.location(), "/workshops/session/"+env2+"-s") {
+		t.Fatalf("start after ending: %d %q; %s", r.status, r.location(), r.body)
+	}
+	// Ending twice is harmless.
+	if r := b.post("/workshops/catalog/", url.Values{"end": {mine}, "csrf": {tok}}); r.status != http.StatusSeeOther {
+		t.Errorf("second end: %d", r.status)
+	}
+}
