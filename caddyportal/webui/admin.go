@@ -144,6 +144,9 @@ func problems(all []*sessions.Session, since time.Time, max int) []problem {
 // sessionRow is a session in the sessions list.
 type sessionRow struct {
 	Name, Environment, Workshop, Owner, Reason string
+	// OwnerEmail is the owner's email address, when they have one: what
+	// an instructor knows a learner by, where Owner is an id.
+	OwnerEmail string
 	// Step is where a STARTING session's start stands.
 	Step                      string
 	State                     lifecycle.State
@@ -184,7 +187,7 @@ func (u *UI) sessionsPage(w http.ResponseWriter, r *http.Request, _ string) {
 }
 
 // filtered applies the sessions list's filters in q (environment, state,
-// user) and returns the page's data and the matching sessions, newest
+// user: an id, or an email address in any case) and returns the page's data and the matching sessions, newest
 // first; a bad filter is answered with a 400 page (ok false).
 func (u *UI) filtered(w http.ResponseWriter, r *http.Request, q url.Values) (sessionsData, []*sessions.Session, bool) {
 	d := sessionsData{Env: q.Get("environment"), State: q.Get("state"), User: q.Get("user"), States: stateFilters}
@@ -215,20 +218,33 @@ func (u *UI) filtered(w http.ResponseWriter, r *http.Request, q url.Values) (ses
 		return d, nil, false
 	}
 	d.Total = len(all)
+	// One scan of the users, not a read per row: the list is a scan of
+	// every stored session already.
+	users, err := u.svc.Users(r.Context())
+	if err != nil {
+		u.unavailable(w, r, err)
+		return d, nil, false
+	}
+	email := make(map[string]string, len(users))
+	for _, usr := range users {
+		if usr.Email != "" {
+			email[usr.ID] = usr.Email
+		}
+	}
 	var match []*sessions.Session
 	// Newest first: the admin usually looks for what just happened.
 	for i := len(all) - 1; i >= 0; i-- {
 		s := all[i]
 		switch {
 		case d.Env != "" && s.Environment != d.Env,
-			d.User != "" && s.Owner != d.User,
+			d.User != "" && s.Owner != d.User && !strings.EqualFold(email[s.Owner], d.User),
 			d.State == "active" && s.State.Ending(),
 			want != "" && s.State != want:
 			continue
 		}
 		match = append(match, s)
 		row := sessionRow{Name: s.Name, Environment: s.Environment, Workshop: s.Workshop,
-			Owner: s.Owner, Reason: s.Reason, State: s.State, Created: s.Created, Started: s.Started, Expires: s.Expires}
+			Owner: s.Owner, OwnerEmail: email[s.Owner], Reason: s.Reason, State: s.State, Created: s.Created, Started: s.Started, Expires: s.Expires}
 		if s.State == lifecycle.Starting && s.Progress != nil {
 			row.Step = sessions.StepTitle(s.Progress.Step)
 		}

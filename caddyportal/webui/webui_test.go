@@ -538,7 +538,13 @@ func TestAdminPages(t *testing.T) {
 	if !strings.Contains(list.body, `id="row-`+name+`"`) {
 		t.Fatalf("sessions list lacks %s: %s", name, list.body)
 	}
+	// The owner is shown by email, what an instructor knows a learner by,
+	// and the user filter takes an email in any case as well as the id.
+	if !strings.Contains(list.body, `title="bob">bob@example.org</a>`) {
+		t.Errorf("sessions list does not show the owner's email: %s", list.body)
+	}
 	for q, want := range map[string]bool{"user=bob": true, "user=nobody": false, "environment=demo-w01&state=WAITING": true,
+		"user=Bob@Example.org": true, "user=bob@example.com": false,
 		"state=stopped": false, "state=all": true, "environment=other": false} {
 		r := admin.get("/admin/sessions/?" + q)
 		if r.status != http.StatusOK || strings.Contains(r.body, `id="row-`+name+`"`) != want {
