@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html"
 	"io"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -745,5 +747,103 @@ func TestGateReloadKeepsWebSocket(t *testing.T) {
 	wantEcho(t, c, "old socket still")
 	if err := c.Close(websocket.StatusNormalClosure, ""); err != nil && !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("closing the old socket: %v", err)
+	}
+}
+
+// TestGateAnonymousLearnerRemembered: as Educates' create view logs the
+// anonymous user in, the first start link signs the browser in as its
+// anonymous learner. The same link again resumes that session instead of
+// making a new user with a new session each time (which let one browser
+// take sessions past `sessions anonymous 1` and lost the first one); a
+// second workshop is refused by the learner's cap; the catalog shows their
+// session with End session, which frees the cap; another browser is
+// another learner.
+func TestGateAnonymousLearnerRemembered(t *testing.T) {
+	a1, a2, b1 := echo.Start(t, "alpha-1"), echo.Start(t, "alpha-2"), echo.Start(t, "beta")
+	p := startPortal(t, t.TempDir(), `
+		name demo
+		storage badger {dir}
+		registration anonymous
+		sessions maximum 10 anonymous 1
+		robot robot@portal robot-pass
+		client test-client test-secret
+		workshop alpha {
+			reserved 0
+			upstream `+a1.Addr+` `+a2.Addr+`
+			health_check off
+		}
+		workshop beta {
+			reserved 0
+			upstream `+b1.Addr+`
+			health_check off
+		}
+`)
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+	get := func(c *http.Client, path string) (*http.Response, string) {
+		t.Helper()
+		res, err := c.Get(p.Base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		return res, string(body)
+	}
+	start := func(c *http.Client, env string) (int, string, string) {
+		t.Helper()
+		res, body := get(c, "/workshops/environment/"+env+"/create/")
+		return res.StatusCode, strings.Trim(strings.TrimPrefix(res.Request.URL.Path, "/workshops/session/"), "/"), body
+	}
+	status, first, body := start(browser, "demo-w01")
+	if status != 200 || !strings.HasPrefix(first, "demo-w01-s") || !strings.Contains(body, "Workshop dashboard alpha") {
+		t.Fatalf("first start: %d at %s: %s", status, first, body)
+	}
+	if status, again, body := start(browser, "demo-w01"); status != 200 || again != first {
+		t.Fatalf("the same start link again: %d at %s, want the session %s: %s", status, again, first, body)
+	}
+	if status, _, body := start(browser, "demo-w02"); status != http.StatusServiceUnavailable || !strings.Contains(body, "Session limit reached") {
+		t.Fatalf("a second workshop past the cap: %d: %s", status, body)
+	}
+
+	// The catalog knows the learner: their session, with End session.
+	_, cat := get(browser, "/workshops/catalog/")
+	for _, want := range []string{`id="status-demo-w01">You have a session of this workshop.`,
+		`id="status-demo-w02">You may have 1 session at once`, `name="end" value="` + first + `"`} {
+		if !strings.Contains(cat, want) {
+			t.Fatalf("catalog lacks %q:\n%s", want, cat)
+		}
+	}
+	csrf := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(cat)
+	if csrf == nil {
+		t.Fatalf("no CSRF token in the catalog: %s", cat)
+	}
+	res, err := browser.PostForm(p.Base+"/workshops/catalog/", url.Values{"csrf": {html.UnescapeString(csrf[1])}, "end": {first}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.Request.URL.RawQuery != "notification=session-deleted" {
+		t.Fatalf("End session landed at %s (%d)", res.Request.URL, res.StatusCode)
+	}
+	if status, second, body := start(browser, "demo-w02"); status != 200 || !strings.HasPrefix(second, "demo-w02-s") ||
+		!strings.Contains(body, "Workshop dashboard beta") {
+		t.Fatalf("start after ending the first: %d at %s: %s", status, second, body)
+	}
+	// Its workshop is now full, yet the learner's own card reads as theirs,
+	// not in the colour of "full".
+	if _, cat := get(browser, "/workshops/catalog/"); !strings.Contains(cat, `class="availability ready" id="status-demo-w02">You have a session`) {
+		t.Fatalf("catalog with the learner's session in a full workshop: %s", cat)
+	}
+
+	// Another browser is another anonymous learner with a session of its
+	// own, and its catalog shows nothing of the first browser's.
+	jar2, _ := cookiejar.New(nil)
+	other := &http.Client{Jar: jar2, Timeout: 10 * time.Second}
+	if status, s, body := start(other, "demo-w01"); status != 200 || !strings.HasPrefix(s, "demo-w01-s") || s == first {
+		t.Fatalf("another browser: %d at %s: %s", status, s, body)
+	}
+	if _, cat := get(other, "/workshops/catalog/"); strings.Contains(cat, `id="end-demo-w02"`) || !strings.Contains(cat, `id="end-demo-w01"`) {
+		t.Fatalf("the other browser's catalog: %s", cat)
 	}
 }

@@ -1,11 +1,13 @@
 package gate
 
 import (
+	"errors"
 	"net/http"
 	"time"
 
 	"github.com/caddyportal/caddyportal/caddyportal/loginlimit"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+	"go.uber.org/zap"
 )
 
 // Limits on anonymous session starts per client address: CreateBurst at
@@ -50,11 +52,25 @@ func (g *Gate) ServeCreate(w http.ResponseWriter, r *http.Request, env string) {
 		notify(w, r, index, "workshop-invalid", http.StatusNotFound, "Unknown workshop", "There is no such workshop.")
 		return
 	}
-	res, err := g.svc.RequestSession(r.Context(), sessions.Request{Environment: env, Group: sessions.GroupAnonymous, IndexURL: index})
-	if err != nil {
+	req := sessions.Request{Environment: env, Group: sessions.GroupAnonymous, IndexURL: index}
+	if g.o.AnonymousLogins != nil {
+		req.User = g.o.AnonymousLogins.AnonymousUser(r)
+	}
+	res, err := g.svc.RequestSession(r.Context(), req)
+	switch {
+	case errors.Is(err, sessions.ErrSessionLimit):
+		notify(w, r, index, "session-unavailable", http.StatusServiceUnavailable, "Session limit reached",
+			"You already have as many workshop sessions as you may have at once. End yours before you start another workshop.")
+		return
+	case err != nil:
 		notify(w, r, index, "session-unavailable", http.StatusServiceUnavailable, "No session available",
 			"All workshop sessions are in use. Try again later.")
 		return
+	}
+	if g.o.AnonymousLogins != nil && req.User == "" {
+		if err := g.o.AnonymousLogins.RememberAnonymous(w, r, res.Session.Owner); err != nil {
+			g.log.Warn("gate: remembering an anonymous learner", zap.Error(err))
+		}
 	}
 	sess, err := g.svc.Activate(r.Context(), res.Session.Name, res.Token)
 	if err != nil {

@@ -21,6 +21,17 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 )
 
+// AnonymousLogins remembers the anonymous learner of a browser; the web
+// pages implement it with their login cookie.
+type AnonymousLogins interface {
+	// AnonymousUser is the id of the anonymous learner r's browser is
+	// signed in as, "" for none.
+	AnonymousUser(r *http.Request) string
+	// RememberAnonymous signs w's browser in as the anonymous learner
+	// user.
+	RememberAnonymous(w http.ResponseWriter, r *http.Request, user string) error
+}
+
 // Options configure a Gate. Service, Cookies and Proxy are required.
 type Options struct {
 	// Service holds the sessions the gate admits browsers to.
@@ -56,6 +67,12 @@ type Options struct {
 	Index string
 	// Anonymous enables the anonymous start link.
 	Anonymous bool
+	// AnonymousLogins knows which anonymous learner a browser already is.
+	// With it, a second start link from the same browser resumes that
+	// learner's session, or counts against their `sessions anonymous`
+	// cap, as Educates' does (its create view logs the anonymous user
+	// in). Nil makes every start a new anonymous user.
+	AnonymousLogins AnonymousLogins
 	// Redirects checks the index_url a start link carries.
 	Redirects *redirects.Policy
 	// Creates limits anonymous starts per client address; nil means no limit.

@@ -227,7 +227,7 @@ func (p *Portal) assemble(secret []byte, st store.Store, guard *webhooks.Guard, 
 		Origins: gate.NewOrigins(cfg.URL), Proxy: d.Proxy, Streams: d.Streams, Domain: domain,
 		KeepPrefix: cfg.Dashboards.KeepPrefix,
 		Index:      cfg.Index, Anonymous: cfg.Registration == config.RegistrationAnonymous,
-		Redirects: policy, Creates: limits.Creates,
+		Redirects: policy, Creates: limits.Creates, AnonymousLogins: pagesLogins{p},
 		ClientIP: d.ClientIP, Metrics: d.Metrics, Logger: d.Logger})
 	if err != nil {
 		return err
@@ -258,6 +258,22 @@ func (p *Portal) assemble(secret []byte, st store.Store, guard *webhooks.Guard, 
 		Assertions:        asserts,
 	})
 	return nil
+}
+
+var (
+	_ gate.AnonymousLogins = pagesLogins{}
+	_ gate.AnonymousLogins = (*webui.UI)(nil)
+)
+
+// pagesLogins lends the gate the pages' anonymous logins. The pages are
+// built after the gate (they open dashboards through it) and before any
+// request arrives, so the gate reaches them through the portal.
+type pagesLogins struct{ p *Portal }
+
+func (l pagesLogins) AnonymousUser(r *http.Request) string { return l.p.ui.AnonymousUser(r) }
+
+func (l pagesLogins) RememberAnonymous(w http.ResponseWriter, r *http.Request, user string) error {
+	return l.p.ui.RememberAnonymous(w, r, user)
 }
 
 // framed says which workshops' sessions get the session frame.

@@ -32,6 +32,10 @@ const (
 	roleVisitor = "visitor" // not logged in; holds the CSRF id for the login and sign-up forms
 	roleAdmin   = "admin"
 	roleLearner = "learner"
+	// roleAnonymous is an anonymous learner (registration anonymous),
+	// signed in by their first start link so that the next one resumes
+	// their session, as Educates' create view logs them in.
+	roleAnonymous = "anonymous"
 )
 
 // identity is what the login cookie says about the browser.
@@ -51,6 +55,9 @@ type identity struct {
 
 func (id identity) admin() bool   { return id.Role == roleAdmin }
 func (id identity) learner() bool { return id.Role == roleLearner }
+
+// anonymous says id is an anonymous learner.
+func (id identity) anonymous() bool { return id.Role == roleAnonymous }
 
 // newSID returns 128 random bits, base64url.
 func newSID() (string, error) {
@@ -106,8 +113,45 @@ func (u *UI) current(r *http.Request) identity {
 		}
 		id.Learner = usr
 		return id
+	case roleAnonymous:
+		// Valid while the portal is anonymous and the user exists: an
+		// anonymous user is purged once its sessions are long gone, and
+		// the browser then gets a new one.
+		if u.cfg.Registration != config.RegistrationAnonymous {
+			return identity{}
+		}
+		usr, err := u.svc.GetUser(r.Context(), id.User)
+		if err != nil || usr.Group != sessions.GroupAnonymous || !tokens.Equal(id.Bind, u.fingerprint(anonymousBind+usr.ID)) {
+			return identity{}
+		}
+		id.Learner = usr
+		return id
 	}
 	return identity{}
+}
+
+// anonymousBind prefixes what an anonymous login's fingerprint is made of:
+// the user has no credential to bind to.
+const anonymousBind = "anonymous\n"
+
+// AnonymousUser is the anonymous learner r's browser is signed in as, ""
+// for none (gate.AnonymousLogins).
+func (u *UI) AnonymousUser(r *http.Request) string {
+	if id := u.current(r); id.anonymous() {
+		return id.User
+	}
+	return ""
+}
+
+// RememberAnonymous signs w's browser in as the anonymous learner user
+// (gate.AnonymousLogins). An admin's login in the same browser is kept:
+// the admin tries workshops from the catalog instead.
+func (u *UI) RememberAnonymous(w http.ResponseWriter, r *http.Request, user string) error {
+	if u.current(r).admin() {
+		return nil
+	}
+	_, err := u.setLogin(w, r, roleAnonymous, user, u.fingerprint(anonymousBind+user))
+	return err
 }
 
 // setLogin writes a fresh login cookie for role and user with a new SID

@@ -369,7 +369,7 @@ func (u *UI) catalog(w http.ResponseWriter, r *http.Request, _ string) {
 		return
 	}
 	atLimit := false
-	if id.learner() && id.Learner != nil {
+	if (id.learner() || id.anonymous()) && id.Learner != nil {
 		// Counted as the service counts the cap: every session the
 		// learner holds in any workshop, those ending left out.
 		data.Limit = u.svc.SessionLimit(id.Learner.Group)
@@ -398,7 +398,7 @@ func (u *UI) catalog(w http.ResponseWriter, r *http.Request, _ string) {
 			switch {
 			case s.Reserved() && s.State == lifecycle.Waiting:
 				it.Available++
-			case (id.learner() || id.admin()) && s.Owner == id.User && !s.State.Ending():
+			case (id.learner() || id.admin() || id.anonymous()) && s.Owner == id.User && !s.State.Ending():
 				it.Mine = s.Name
 			}
 			if !s.Reserved() {
@@ -453,7 +453,7 @@ func (u *UI) indexIsCatalog() bool {
 // same link the REST API hands out, so the gate issues its cookie there.
 func (u *UI) start(w http.ResponseWriter, r *http.Request, _ string) {
 	id := u.current(r)
-	if !id.learner() && !id.admin() {
+	if !id.learner() && !id.admin() && !(id.anonymous() && r.PostFormValue("end") != "") {
 		u.fail(w, r, http.StatusForbidden, "Sign in first", "Sign in to start a workshop.")
 		return
 	}
@@ -462,6 +462,8 @@ func (u *UI) start(w http.ResponseWriter, r *http.Request, _ string) {
 		return
 	}
 	if name := r.PostFormValue("end"); name != "" {
+		// An anonymous learner starts through the start links, but ends
+		// here like any other.
 		u.end(w, r, id, name)
 		return
 	}

@@ -103,7 +103,7 @@ func (u *UI) render(w http.ResponseWriter, r *http.Request, status int, name str
 	case v.Learner && id.Learner != nil:
 		v.Who = id.Learner.Email
 	}
-	if v.CSRF == "" && (v.Admin || v.Learner) {
+	if v.CSRF == "" && (v.Admin || v.Learner || id.anonymous()) {
 		v.CSRF = u.csrfToken(id)
 	}
 	v.Signup = u.learnersMayLogin() && !v.Admin && !v.Learner
