@@ -814,6 +814,11 @@ func TestGateAnonymousLearnerRemembered(t *testing.T) {
 			t.Fatalf("catalog lacks %q:\n%s", want, cat)
 		}
 	}
+	// Sent back with Educates' session-unavailable, a learner at the cap
+	// reads that the cap is why.
+	if _, c := get(browser, "/workshops/catalog/?notification=session-unavailable"); !strings.Contains(c, `id="notice">You already have as many workshop sessions`) {
+		t.Fatalf("catalog with session-unavailable at the cap: %s", c)
+	}
 	csrf := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(cat)
 	if csrf == nil {
 		t.Fatalf("no CSRF token in the catalog: %s", cat)

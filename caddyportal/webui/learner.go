@@ -383,6 +383,12 @@ func (u *UI) catalog(w http.ResponseWriter, r *http.Request, _ string) {
 		}
 		atLimit = data.Limit > 0 && held >= data.Limit
 	}
+	if note == "session-unavailable" && atLimit {
+		// Educates' notification cannot say that the cap was the
+		// reason (the anonymous start link sends it); the cap is
+		// checked first, so for a learner at it, it was.
+		own = sessionLimitNotice
+	}
 	for _, e := range u.svc.Environments() {
 		if e.State != sessions.EnvRunning {
 			continue
