@@ -187,8 +187,9 @@ func (u *UI) sessionsPage(w http.ResponseWriter, r *http.Request, _ string) {
 }
 
 // filtered applies the sessions list's filters in q (environment, state,
-// user: an id, or an email address in any case) and returns the page's data and the matching sessions, newest
-// first; a bad filter is answered with a 400 page (ok false).
+// user: an id, or an email address in any case) and returns the page's
+// data and the matching sessions, newest first; a bad filter is answered
+// with a 400 page (ok false).
 func (u *UI) filtered(w http.ResponseWriter, r *http.Request, q url.Values) (sessionsData, []*sessions.Session, bool) {
 	d := sessionsData{Env: q.Get("environment"), State: q.Get("state"), User: q.Get("user"), States: stateFilters}
 	if d.State == "" {
