@@ -126,7 +126,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		sessions: newSessionsCollector(),
 		allocations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "allocations_total",
-			Help: "Session requests by environment and result (allocated, no-session, cannot-reacquire, not-permitted, no-environment, error).",
+			Help: "Session requests by environment and result (allocated, no-session, session-limit, cannot-reacquire, not-permitted, no-environment, error).",
 		}, []string{"environment", "result"}),
 		activation: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: Namespace, Name: "activation_latency_seconds",
