@@ -318,6 +318,7 @@ var notices = map[string]string{
 	"bulk-extend":    "The sessions that could be extended were extended.",
 	"extended":       "The session was extended.",
 	"not-extended":   "The session was not extended: it can only be extended shortly before it expires, and not past its deadline.",
+	"password-set":   "The learner's password was changed. Give them the new one: their earlier sign-ins have ended.",
 	"session-limit":  "You already have as many workshop sessions as you may have at once. Resume yours below, or end it with its End session button before you start another workshop.",
 	"signed-up":      "If this email address was new, your account has been created. Sign in with your email address and password.",
 	// Educates' notifications (reference §3.2), which the catalog shows
@@ -638,5 +639,34 @@ func (u *UI) usersPage(w http.ResponseWriter, r *http.Request, _ string) {
 		}
 		rows = append(rows, row)
 	}
-	u.render(w, r, http.StatusOK, "users", id, view{Title: "Users", Data: rows})
+	u.render(w, r, http.StatusOK, "users", id, view{Title: "Users", Notice: notice(r.URL.Query().Get("notice")), Data: rows})
+}
+
+// setPassword is the users page's Set password form: the admin gives a
+// learner who forgot their password a new one (there is no email to send
+// a reset link with). Only users who signed up on the web have a password.
+func (u *UI) setPassword(w http.ResponseWriter, r *http.Request, _ string) {
+	if !u.action(w, r) {
+		return
+	}
+	user, pw := r.PostFormValue("user"), r.PostFormValue("password")
+	if len(pw) < minPassword || len(pw) > maxPassword {
+		u.fail(w, r, http.StatusBadRequest, "Password not set", "The password must be 8 to 72 bytes long.")
+		return
+	}
+	hash, err := hashPassword(pw, u.cost)
+	if err != nil {
+		u.unavailable(w, r, err)
+		return
+	}
+	switch err := u.svc.SetPassword(r.Context(), user, string(hash)); {
+	case isNotFound(err):
+		u.fail(w, r, http.StatusNotFound, "No such learner", "There is no learner with a web sign-up and that id.")
+		return
+	case err != nil:
+		u.unavailable(w, r, err)
+		return
+	}
+	u.log.Info("webui: admin set a learner's password", zap.String("admin", u.current(r).User), zap.String("user", user))
+	http.Redirect(w, r, routes.AdminUsersPath+"?notice=password-set", http.StatusSeeOther)
 }

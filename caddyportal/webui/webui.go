@@ -185,7 +185,7 @@ var pageRoutes = map[routes.ID]route{
 	routes.Access:           {get: (*UI).accessPage, post: (*UI).access},
 	routes.AdminOverview:    {get: (*UI).overview},
 	routes.AdminSessions:    {get: (*UI).sessionsPage},
-	routes.AdminUsers:       {get: (*UI).usersPage},
+	routes.AdminUsers:       {get: (*UI).usersPage, post: (*UI).setPassword},
 	routes.AdminSession:     {get: (*UI).sessionPage},
 	routes.AdminTerminate:   {post: (*UI).terminate},
 	routes.AdminExtend:      {post: (*UI).extend},

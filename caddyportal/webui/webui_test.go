@@ -804,3 +804,71 @@ func TestSessionLimitInCatalog(t *testing.T) {
 		t.Errorf("second end: %d", r.status)
 	}
 }
+
+// TestAdminSetsPassword: the admin gives a learner who forgot their
+// password a new one from the users page. The learner's earlier logins end,
+// the new password works and the old one does not; only the admin, with
+// the form's token and from the portal's own origin, can do it, and only
+// for a learner who has a web password.
+func TestAdminSetsPassword(t *testing.T) {
+	p := newPortal(t, portalConfig(config.RegistrationOneStep, ""))
+	p.restRequest("bob") // a REST user: no password to set
+	learner := p.browser()
+	learner.signup("ann@example.com", "ann-password")
+	ann, err := p.svc.FindUserByEmail(context.Background(), "ann@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	learnerTok := learner.csrf("/workshops/catalog/")
+	admin := p.browser()
+	admin.login(adminUser, adminPass, "/admin/")
+	users := admin.get("/admin/users/")
+	if !strings.Contains(users.body, `id="password-`+ann.ID+`"`) || strings.Contains(users.body, `id="password-bob"`) {
+		t.Fatalf("users page: Set password for ann only: %s", users.body)
+	}
+	tok := admin.csrf("/admin/users/")
+	set := func(b *browser, csrf, user, pw string, hdr ...string) response {
+		return b.post("/admin/users/", url.Values{"csrf": {csrf}, "user": {user}, "password": {pw}}, hdr...)
+	}
+	for _, c := range []struct {
+		what   string
+		r      response
+		status int
+	}{
+		{"a learner", set(learner, learnerTok, ann.ID, "new-password-1"), http.StatusForbidden},
+		{"admin without token", set(admin, "", ann.ID, "new-password-1"), http.StatusForbidden},
+		{"admin, cross-origin", set(admin, tok, ann.ID, "new-password-1", "Origin", "https://evil.example"), http.StatusForbidden},
+		{"too short", set(admin, tok, ann.ID, "short"), http.StatusBadRequest},
+		{"too long", set(admin, tok, ann.ID, strings.Repeat("p", 73)), http.StatusBadRequest},
+		{"unknown user", set(admin, tok, "nobody", "new-password-1"), http.StatusNotFound},
+		{"a REST user", set(admin, tok, "bob", "new-password-1"), http.StatusNotFound},
+	} {
+		if c.r.status != c.status || !strings.Contains(c.r.body, `id="error"`) {
+			t.Errorf("%s: %d, want a %d page", c.what, c.r.status, c.status)
+		}
+	}
+	if u, _ := p.svc.GetUser(context.Background(), "bob"); u == nil || u.PasswordHash != "" {
+		t.Fatalf("the REST user got a password: %+v", u)
+	}
+	if r := learner.get("/workshops/catalog/"); r.status != http.StatusOK { // refused attempts changed nothing
+		t.Fatalf("the learner's login after refused attempts: %d", r.status)
+	}
+
+	r := set(admin, tok, ann.ID, "new-password-1")
+	if r.status != http.StatusSeeOther || r.location() != "/admin/users/?notice=password-set" {
+		t.Fatalf("set: %d %q %s", r.status, r.location(), r.body)
+	}
+	if page := admin.get(r.location()); !strings.Contains(page.body, `id="notice">The learner&#39;s password was changed.`) {
+		t.Errorf("users page after setting: %s", page.body)
+	}
+	// The learner's login made with the old password has ended.
+	if r := learner.get("/workshops/catalog/"); r.status != http.StatusFound || !strings.HasPrefix(r.location(), "/accounts/login/") {
+		t.Errorf("old login after the change: %d %q", r.status, r.location())
+	}
+	b := p.browser()
+	btok := b.csrf("/accounts/login/")
+	if r := b.post("/accounts/login/", url.Values{"csrf": {btok}, "username": {"ann@example.com"}, "password": {"ann-password"}}); r.status == http.StatusSeeOther {
+		t.Errorf("the old password still signs in")
+	}
+	p.browser().login("ann@example.com", "new-password-1", "/workshops/catalog/")
+}
