@@ -207,7 +207,7 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request, svc *sessions.Serv
 		err      error
 	)
 	if action == "terminate" {
-		s, err = svc.Terminate(r.Context(), name, "terminated")
+		s, err = svc.Terminate(r.Context(), name, sessions.ReasonTerminated)
 	} else {
 		s, _, extended, err = svc.Extend(r.Context(), name)
 	}

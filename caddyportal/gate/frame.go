@@ -193,7 +193,7 @@ func (g *Gate) serveFrameAction(w http.ResponseWriter, r *http.Request, name, ac
 		return
 	}
 	if action == "end" {
-		if _, err := g.svc.Terminate(r.Context(), name, "deleted"); err != nil && !errors.Is(err, sessions.ErrSessionNotFound) {
+		if _, err := g.svc.Terminate(r.Context(), name, sessions.ReasonDeleted); err != nil && !errors.Is(err, sessions.ErrSessionNotFound) {
 			page(w, http.StatusServiceUnavailable, "Portal unavailable", "The session could not be ended right now. Try again.")
 			return
 		}

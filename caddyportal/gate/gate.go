@@ -318,23 +318,24 @@ func (g *Gate) admitLoaded(w http.ResponseWriter, r *http.Request, name string, 
 // browser that held it: how it ended and where to go on.
 func (g *Gate) refuseEnded(w http.ResponseWriter, r *http.Request, sess *sessions.Session) {
 	name := sess.Name
+	index := g.endedIndex(sess)
 	if startFailed(sess) {
 		// Its environment never became ready: Educates' notification for
 		// a session that did not start in time, and a page that says so,
 		// why (the spawner's words) and how to try again.
-		g.refusedBecause(r, name, "the session ended: its environment did not start", notify(w, r, g.indexOf(sess), "startup-timeout", http.StatusGone, "Workshop could not start",
+		g.refusedBecause(r, name, "the session ended: its environment did not start", notify(w, r, index, "startup-timeout", http.StatusGone, "Workshop could not start",
 			endedMessage(sess, "could not be started")))
 		return
 	}
 	if sess.Reason == sessions.ReasonEnvironmentLost {
 		// Its environment died under the learner: the page says why, in
 		// the spawner's words, and how to go on.
-		g.refusedBecause(r, name, "the session ended: its environment stopped", notify(w, r, g.indexOf(sess), "session-deleted", http.StatusGone, "Workshop environment stopped",
+		g.refusedBecause(r, name, "the session ended: its environment stopped", notify(w, r, index, "session-deleted", http.StatusGone, "Workshop environment stopped",
 			endedMessage(sess, "stopped")))
 		return
 	}
 	g.audit.forget(name)
-	g.refusedBecause(r, name, "the session ended ("+sess.Reason+")", notify(w, r, g.indexOf(sess), "session-deleted", http.StatusGone, "Session ended",
+	g.refusedBecause(r, name, "the session ended ("+sess.Reason+")", notify(w, r, index, "session-deleted", http.StatusGone, "Session ended",
 		"This workshop session has ended."))
 }
 
@@ -452,6 +453,22 @@ func (g *Gate) indexOf(sess *sessions.Session) string {
 		return sess.IndexURL
 	}
 	return g.o.Index
+}
+
+// endedIndex is where a browser goes from a session that has ended: its
+// index, which, when it is the portal's own catalog, also names the
+// session (`session=`), so the catalog can tell its owner why it ended.
+// A hub's index gets Educates' notification alone.
+func (g *Gate) endedIndex(sess *sessions.Session) string {
+	index := g.indexOf(sess)
+	u, err := url.Parse(index)
+	if err != nil || u.Path != routes.CatalogPath || u.Host != "" && !g.o.Origins.PortalHost(u.Hostname()) {
+		return index
+	}
+	q := u.Query()
+	q.Set("session", sess.Name)
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // Run turns WebSocket traffic into session activity until ctx ends.

@@ -250,3 +250,49 @@ func TestGateKeepsPrefix(t *testing.T) {
 		t.Errorf("cookies through the gate: %v, want only the one scoped to the session", names)
 	}
 }
+
+// TestEndedSessionNamedToOwnCatalog: a browser of an ended session goes to
+// its index with Educates' notification; when that index is the portal's
+// own catalog, the session is named too, so the catalog can tell its owner
+// why it ended. A hub's index, even at the same path, gets no more than
+// Educates gives.
+func TestEndedSessionNamedToOwnCatalog(t *testing.T) {
+	for _, tc := range []struct {
+		index   string
+		ownPage bool
+	}{
+		{"http://portal.test/workshops/catalog/", true},
+		{"http://PORTAL.test:8443/workshops/catalog/?x=1", true},
+		{"/workshops/catalog/", true},
+		{"https://hub.example.com/workshops/catalog/", false},
+		{"http://portal.test/hub/", false},
+	} {
+		g, svc, name, srv := gateSetupWith(t, "127.0.0.1:1", Options{Index: tc.index, Origins: NewOrigins("http://portal.test")})
+		sess, err := svc.Get(context.Background(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := httptest.NewRecorder()
+		if _, err := g.Activated(rec, httptest.NewRequest("GET", "/", nil), sess); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := svc.Terminate(context.Background(), name, sessions.ReasonTerminated); err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest("GET", srv.URL+routes.SessionPath(name), nil)
+		req.AddCookie(rec.Result().Cookies()[0])
+		res, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		loc, err := url.Parse(res.Header.Get("Location"))
+		if res.StatusCode != http.StatusFound || err != nil {
+			t.Fatalf("index %s: %d to %q", tc.index, res.StatusCode, res.Header.Get("Location"))
+		}
+		q := loc.Query()
+		if q.Get("notification") != "session-deleted" || (q.Get("session") == name) != tc.ownPage || !tc.ownPage && q.Has("session") {
+			t.Errorf("index %s: sent to %s", tc.index, loc)
+		}
+	}
+}

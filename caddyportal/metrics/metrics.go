@@ -541,7 +541,7 @@ func (m *Metrics) ObserveEvent(ev sessions.Event) {
 		}
 		m.terminates[ev.Session] = true
 		m.mu.Unlock()
-		m.Termination(ev.Environment, "terminated")
+		m.Termination(ev.Environment, sessions.ReasonTerminated)
 	case sessions.EventSessionExpired, sessions.EventSessionOrphaned, sessions.EventSessionDeleted:
 		m.mu.Lock()
 		delete(m.pendingAt, ev.Session)
@@ -560,9 +560,9 @@ func (m *Metrics) ObserveEvent(ev sessions.Event) {
 func endReason(ev sessions.Event) string {
 	switch ev.Name {
 	case sessions.EventSessionExpired:
-		return "expired"
+		return sessions.ReasonExpired
 	case sessions.EventSessionOrphaned:
-		return "orphaned"
+		return sessions.ReasonOrphaned
 	}
 	if r, ok := ev.Data["reason"].(string); ok && r != "" {
 		return r

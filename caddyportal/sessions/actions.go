@@ -207,7 +207,7 @@ func (s *Service) GrantStaff(ctx context.Context, name, staff, client string, tt
 // Terminating a STOPPING session again is not an error.
 func (s *Service) Terminate(ctx context.Context, name, reason string) (*Session, error) {
 	if reason == "" {
-		reason = "terminated"
+		reason = ReasonTerminated
 	}
 	sess, err := s.mutate(ctx, name, func(sess *Session, now time.Time) (bool, []Event, error) {
 		if sess.Reserved() {
@@ -370,9 +370,9 @@ func (s *Service) reconcilePass(ctx context.Context) (capped bool, err error) {
 				idle := e.Orphaned > 0 && sess.State == lifecycle.Running && !sess.LastActivity.IsZero() &&
 					!t.now.Before(sess.LastActivity.Add(e.Orphaned))
 				if (idle || e.State != EnvRunning && sess.Reserved()) && t.spend() {
-					reason := "orphaned"
+					reason := ReasonOrphaned
 					if !idle {
-						reason = "environment-removed"
+						reason = ReasonEnvironmentRemoved
 					}
 					sess.Reason = reason
 					if err := t.finalize(sess, reason); err != nil {

@@ -50,6 +50,36 @@ type User struct {
 	Expires time.Time `json:"expires,omitzero"`
 }
 
+// Reasons a session ends with (Session.Reason): what the admin pages, the
+// admin API, the metrics and the webhooks show, and what the catalog
+// explains to the learner.
+const (
+	// ReasonTerminated: ended through the REST API or by an admin.
+	ReasonTerminated = "terminated"
+	// ReasonDeleted: ended by its learner (the delete link, End session).
+	ReasonDeleted = "deleted"
+	// ReasonExpired: its time, extensions included, was up.
+	ReasonExpired = "expired"
+	// ReasonActivationTimeout: handed out but never activated in time.
+	ReasonActivationTimeout = "activation-timeout"
+	// ReasonOrphaned: unused for the workshop's `orphaned` time.
+	ReasonOrphaned = "orphaned"
+	// ReasonEvicted: a reserve that gave way to a request under the
+	// portal's maximum.
+	ReasonEvicted = "evicted"
+	// ReasonUnhealthy: its fixed dashboard failed its health checks.
+	ReasonUnhealthy = "unhealthy"
+	// ReasonEnvironmentRemoved: its workshop left the config.
+	ReasonEnvironmentRemoved = "environment-removed"
+	// ReasonStartFailed: its environment did not start or become ready.
+	ReasonStartFailed = "start-failed"
+	// ReasonStartInterrupted: the portal stopped while its environment
+	// started, and the next start found nothing ready.
+	ReasonStartInterrupted = "start-interrupted"
+	// ReasonEnvironmentLost: its environment stopped while it ran.
+	ReasonEnvironmentLost = "environment-lost"
+)
+
 // Param is a request parameter passed to the workshop.
 type Param struct {
 	Name  string `json:"name"`
@@ -93,10 +123,7 @@ type Session struct {
 	// STOPPING it is the end of the stopping grace.
 	Stopped      time.Time `json:"stopped,omitzero"`
 	LastActivity time.Time `json:"last_activity,omitzero"`
-	// Reason says why the session stopped: terminated, expired,
-	// activation-timeout, orphaned, evicted, environment-removed, and for
-	// a spawned environment start-failed, start-interrupted,
-	// environment-lost.
+	// Reason says why the session stopped: one of the Reason constants.
 	Reason string `json:"reason,omitempty"`
 
 	// The fields below are set only for a workshop with a spawner.
@@ -248,9 +275,9 @@ func (s *Session) deadlines(now time.Time) (lifecycle.State, string) {
 	}
 	switch {
 	case s.State == lifecycle.Running:
-		return lifecycle.Stopped, "expired"
+		return lifecycle.Stopped, ReasonExpired
 	case s.Pending():
-		return lifecycle.Stopped, "activation-timeout"
+		return lifecycle.Stopped, ReasonActivationTimeout
 	}
 	return s.State, s.Reason
 }

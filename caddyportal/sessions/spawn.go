@@ -93,13 +93,6 @@ func StepTitle(step string) string {
 	return step
 }
 
-// Reasons a spawned session ends with, besides the common ones.
-const (
-	ReasonStartFailed      = "start-failed"
-	ReasonStartInterrupted = "start-interrupted"
-	ReasonEnvironmentLost  = "environment-lost"
-)
-
 // DefaultStarts is how many environments start at once when neither the
 // portal's `starts` nor Options.Starts says.
 const DefaultStarts = config.DefaultStarts

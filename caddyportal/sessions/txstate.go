@@ -362,9 +362,9 @@ func (t *txState) finalize(sess *Session, reason string) error {
 	name := EventSessionDeleted
 	var data map[string]any
 	switch sess.Reason {
-	case "expired":
+	case ReasonExpired:
 		name = EventSessionExpired
-	case "orphaned":
+	case ReasonOrphaned:
 		name = EventSessionOrphaned
 	default:
 		// Deleted covers several causes (terminated, evicted, environment
@@ -580,13 +580,13 @@ func (t *txState) evictOldestReserve() (bool, error) {
 	}
 	if oldest == nil {
 		if oldestHeld != nil {
-			oldestHeld.Reason = "evicted"
-			return false, t.retire(oldestHeld, "evicted")
+			oldestHeld.Reason = ReasonEvicted
+			return false, t.retire(oldestHeld, ReasonEvicted)
 		}
 		return false, nil
 	}
-	oldest.Reason = "evicted"
-	return true, t.finalize(oldest, "evicted")
+	oldest.Reason = ReasonEvicted
+	return true, t.finalize(oldest, ReasonEvicted)
 }
 
 // topUp creates reserves in e up to its reserved count, within the
@@ -648,8 +648,8 @@ func (t *txState) takeReserve(e *Environment) (*Session, error) {
 			if sess.Env == nil && !t.s.healthy(sess.Upstream) {
 				// Its dashboard is down: retire it, which frees its place
 				// for a reserve on a healthy slot.
-				sess.Reason = "unhealthy"
-				if err := t.finalize(sess, "unhealthy"); err != nil {
+				sess.Reason = ReasonUnhealthy
+				if err := t.finalize(sess, ReasonUnhealthy); err != nil {
 					return nil, err
 				}
 				continue

@@ -424,7 +424,47 @@ func (u *UI) catalog(w http.ResponseWriter, r *http.Request, _ string) {
 	if own != "" {
 		text = notice(own)
 	}
+	if note == "session-deleted" || note == "startup-timeout" {
+		text += u.whyEnded(r, id, r.URL.Query().Get("session"))
+	}
 	u.render(w, r, http.StatusOK, "catalog", id, view{Title: "Workshops", Notice: text, Data: data})
+}
+
+// whyEnded is, for the ended session name of the learner id, a sentence
+// that says why it ended, to follow the notification's; "" for anyone
+// else's session or none, and for one the learner ended themselves. The
+// gate names the session when it sends its owner back here.
+func (u *UI) whyEnded(r *http.Request, id identity, name string) string {
+	if name == "" || id.User == "" || !(id.learner() || id.anonymous() || id.admin()) {
+		return ""
+	}
+	sess, err := u.svc.Get(r.Context(), name)
+	if err != nil || sess.Owner != id.User || !sess.State.Ending() {
+		return ""
+	}
+	detail := ""
+	if p := sess.Progress; p != nil && p.Message != "" {
+		detail = ": " + strings.TrimSuffix(p.Message, ".")
+	}
+	switch sess.Reason {
+	case sessions.ReasonExpired:
+		return " It had reached its time limit."
+	case sessions.ReasonOrphaned:
+		return " It had been left unused for too long."
+	case sessions.ReasonTerminated:
+		return " It was ended by an instructor."
+	case sessions.ReasonUnhealthy:
+		return " Its dashboard had stopped answering."
+	case sessions.ReasonEvicted:
+		return " The portal needed its place for another session."
+	case sessions.ReasonEnvironmentRemoved:
+		return " Its workshop was removed from this portal."
+	case sessions.ReasonEnvironmentLost:
+		return " Its environment stopped" + detail + "."
+	case sessions.ReasonStartFailed, sessions.ReasonStartInterrupted:
+		return " Its environment could not be started" + detail + "."
+	}
+	return ""
 }
 
 // catalogStatus is whether a learner can have a session of a workshop now.
@@ -530,7 +570,7 @@ func (u *UI) end(w http.ResponseWriter, r *http.Request, id identity, name strin
 		return
 	}
 	if !sess.State.Ending() {
-		if _, err := u.svc.Terminate(r.Context(), name, "deleted"); err != nil &&
+		if _, err := u.svc.Terminate(r.Context(), name, sessions.ReasonDeleted); err != nil &&
 			!errors.Is(err, sessions.ErrSessionEnded) && !errors.Is(err, sessions.ErrSessionNotFound) {
 			u.unavailable(w, r, err)
 			return

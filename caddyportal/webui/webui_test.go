@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"html"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -871,4 +873,61 @@ func TestAdminSetsPassword(t *testing.T) {
 		t.Errorf("the old password still signs in")
 	}
 	p.browser().login("ann@example.com", "new-password-1", "/workshops/catalog/")
+}
+
+// TestCatalogSaysWhySessionEnded: sent back to the catalog with the session
+// the gate names, its owner reads why it ended; anyone else, or a session
+// that has not ended, adds nothing to Educates' notification.
+func TestCatalogSaysWhySessionEnded(t *testing.T) {
+	p := newPortal(t, portalConfig(config.RegistrationOneStep, ""))
+	ann := p.browser()
+	ann.signup("ann@example.com", "ann-password")
+	eve := p.browser()
+	eve.signup("eve@example.com", "eve-password")
+	start := func(b *browser) string {
+		t.Helper()
+		tok := b.csrf("/workshops/catalog/")
+		r := b.post("/workshops/catalog/", url.Values{"environment": {env1}, "csrf": {tok}})
+		if r.status != http.StatusSeeOther {
+			t.Fatalf("start: %d %s", r.status, r.body)
+		}
+		if a := b.get(r.location()); a.status != http.StatusFound { // activates it
+			t.Fatalf("activation: %d %s", a.status, a.body)
+		}
+		return strings.Split(r.location(), "/")[3]
+	}
+	back := func(b *browser, name string) string {
+		t.Helper()
+		r := b.get("/workshops/catalog/?notification=session-deleted&session=" + name)
+		m := regexp.MustCompile(`id="notice">([^<]*)<`).FindStringSubmatch(r.body)
+		if m == nil {
+			t.Fatalf("no notice: %s", r.body)
+		}
+		return html.UnescapeString(m[1])
+	}
+	const ended = "Your workshop session has ended. Start the workshop again for a new session."
+
+	mine := start(ann)
+	if got := back(ann, mine); got != ended {
+		t.Errorf("a live session: %q", got)
+	}
+	if _, err := p.svc.Terminate(context.Background(), mine, sessions.ReasonTerminated); err != nil {
+		t.Fatal(err)
+	}
+	if got := back(ann, mine); got != ended+" It was ended by an instructor." {
+		t.Errorf("terminated, to its owner: %q", got)
+	}
+	for _, name := range []string{mine, "demo-w01-s999", "x"} {
+		if got := back(eve, name); got != ended {
+			t.Errorf("eve sent back with %s: %q", name, got)
+		}
+	}
+
+	// Its time ran out.
+	p.clk.Advance(2 * time.Second) // the first one is STOPPED
+	other := start(eve)
+	p.clk.Advance(61 * time.Minute)
+	if got := back(eve, other); got != ended+" It had reached its time limit." {
+		t.Errorf("expired: %q", got)
+	}
 }
