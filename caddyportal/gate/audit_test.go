@@ -27,15 +27,7 @@ func TestAccessAudit(t *testing.T) {
 	client := "192.0.2.1"
 	g, svc, name, srv := gateSetupWith(t, strings.TrimPrefix(dash.URL, "http://"), Options{Logger: zap.New(core),
 		ClientIP: func(*http.Request) string { return client }})
-	sess, err := svc.Get(context.Background(), name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := httptest.NewRecorder()
-	if _, err := g.Activated(rec, httptest.NewRequest("GET", "/", nil), sess); err != nil {
-		t.Fatal(err)
-	}
-	cookie := rec.Result().Cookies()[0]
+	cookie, sess := activate(t, g, svc, name)
 	get := func(withCookie bool) int {
 		req, _ := http.NewRequest("GET", srv.URL+routes.SessionPath(name), nil)
 		if withCookie {
@@ -95,15 +87,7 @@ func TestAccessAuditWebSocket(t *testing.T) {
 	t.Cleanup(dash.Close)
 	core, logs := observer.New(zap.InfoLevel)
 	g, svc, name, srv := gateSetupWith(t, strings.TrimPrefix(dash.URL, "http://"), Options{Logger: zap.New(core)})
-	sess, err := svc.Get(context.Background(), name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := httptest.NewRecorder()
-	if _, err := g.Activated(rec, httptest.NewRequest("GET", "/", nil), sess); err != nil {
-		t.Fatal(err)
-	}
-	cookie := rec.Result().Cookies()[0]
+	cookie, _ := activate(t, g, svc, name)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+routes.SessionPath(name)+"ws",

@@ -21,15 +21,7 @@ func TestFrame(t *testing.T) {
 	t.Cleanup(dash.Close)
 	framed := true
 	g, svc, name, srv := gateSetupWith(t, strings.TrimPrefix(dash.URL, "http://"), Options{Framed: func(string) bool { return framed }})
-	sess, err := svc.Get(context.Background(), name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := httptest.NewRecorder()
-	if _, err := g.Activated(rec, httptest.NewRequest("GET", "/", nil), sess); err != nil {
-		t.Fatal(err)
-	}
-	cookie := rec.Result().Cookies()[0]
+	cookie, _ := activate(t, g, svc, name)
 	do := func(method, path string, withCookie bool, hdr ...string) (int, string) {
 		req, _ := http.NewRequest(method, srv.URL+path, nil)
 		if withCookie {
@@ -105,14 +97,7 @@ func TestHumanLeft(t *testing.T) {
 // idle past its orphaned timeout) has a bar that says so and leads back.
 func TestFrameSaysAnIdleSessionEnded(t *testing.T) {
 	g, svc, clk, name, srv := gateSetupClock(t, "127.0.0.1:1", Options{Framed: func(string) bool { return true }})
-	sess, err := svc.Get(context.Background(), name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := httptest.NewRecorder()
-	if _, err := g.Activated(rec, httptest.NewRequest("GET", "/", nil), sess); err != nil {
-		t.Fatal(err)
-	}
+	cookie, _ := activate(t, g, svc, name)
 	clk.Advance(6 * time.Minute)
 	// The idle timeout is applied by the service's reconcile pass (every
 	// few seconds in a running portal).
@@ -120,7 +105,7 @@ func TestFrameSaysAnIdleSessionEnded(t *testing.T) {
 		t.Fatal(err)
 	}
 	req, _ := http.NewRequest("GET", srv.URL+routes.SessionPath(name)+"portal-frame/bar", nil)
-	req.AddCookie(rec.Result().Cookies()[0])
+	req.AddCookie(cookie)
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -77,6 +77,22 @@ func gateSetupClock(t *testing.T, upstream string, o Options) (*Gate, *sessions.
 	return g, svc, clk, name, srv
 }
 
+// activate activates the session name of g's service as the gate's
+// activation does and returns the dashboard cookie it sets, and the
+// session.
+func activate(t *testing.T, g *Gate, svc *sessions.Service, name string) (*http.Cookie, *sessions.Session) {
+	t.Helper()
+	sess, err := svc.Get(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	if _, err := g.Activated(rec, httptest.NewRequest("GET", "/", nil), sess); err != nil {
+		t.Fatal(err)
+	}
+	return rec.Result().Cookies()[0], sess
+}
+
 // upstreamOf sends every request to one address: the test session's
 // stored upstream is a pool address, the test's dashboard another.
 type upstreamOf struct {
@@ -216,16 +232,9 @@ func TestGateKeepsPrefix(t *testing.T) {
 	}))
 	t.Cleanup(dash.Close)
 	g, svc, name, srv := gateSetupWith(t, strings.TrimPrefix(dash.URL, "http://"), Options{KeepPrefix: true})
-	sess, err := svc.Get(context.Background(), name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := httptest.NewRecorder()
-	if _, err := g.Activated(rec, httptest.NewRequest("GET", "/", nil), sess); err != nil {
-		t.Fatal(err)
-	}
+	cookie, _ := activate(t, g, svc, name)
 	req, _ := http.NewRequest("GET", srv.URL+routes.SessionPath(name)+"api/contents/a%2Fb?x=1", nil)
-	req.AddCookie(rec.Result().Cookies()[0])
+	req.AddCookie(cookie)
 	req.Header.Set("X-Forwarded-Prefix", "/evil")
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -268,19 +277,12 @@ func TestEndedSessionNamedToOwnCatalog(t *testing.T) {
 		{"http://portal.test/hub/", false},
 	} {
 		g, svc, name, srv := gateSetupWith(t, "127.0.0.1:1", Options{Index: tc.index, Origins: NewOrigins("http://portal.test")})
-		sess, err := svc.Get(context.Background(), name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rec := httptest.NewRecorder()
-		if _, err := g.Activated(rec, httptest.NewRequest("GET", "/", nil), sess); err != nil {
-			t.Fatal(err)
-		}
+		cookie, _ := activate(t, g, svc, name)
 		if _, err := svc.Terminate(context.Background(), name, sessions.ReasonTerminated); err != nil {
 			t.Fatal(err)
 		}
 		req, _ := http.NewRequest("GET", srv.URL+routes.SessionPath(name), nil)
-		req.AddCookie(rec.Result().Cookies()[0])
+		req.AddCookie(cookie)
 		res, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
 		if err != nil {
 			t.Fatal(err)
