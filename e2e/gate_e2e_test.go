@@ -756,8 +756,8 @@ func TestGateReloadKeepsWebSocket(t *testing.T) {
 // making a new user with a new session each time (which let one browser
 // take sessions past `sessions anonymous 1` and lost the first one); a
 // second workshop is refused by the learner's cap; the catalog shows their
-// session with End session, which frees the cap; another browser is
-// another learner.
+// session with End session, which frees the cap once it has stopped;
+// another browser is another learner.
 func TestGateAnonymousLearnerRemembered(t *testing.T) {
 	a1, a2, b1 := echo.Start(t, "alpha-1"), echo.Start(t, "alpha-2"), echo.Start(t, "beta")
 	p := startPortal(t, t.TempDir(), `
@@ -831,9 +831,20 @@ func TestGateAnonymousLearnerRemembered(t *testing.T) {
 	if res.Request.URL.RawQuery != "notification=session-deleted" {
 		t.Fatalf("End session landed at %s (%d)", res.Request.URL, res.StatusCode)
 	}
+	// It counts against the cap until it has stopped (the stopping grace,
+	// which the webui tests follow on a clock of their own).
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		_, cat := get(browser, "/workshops/catalog/")
+		if strings.Contains(cat, `class="availability ready" id="status-demo-w02"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the ended session never stopped: %s", cat)
+		}
+	}
 	if status, second, body := start(browser, "demo-w02"); status != 200 || !strings.HasPrefix(second, "demo-w02-s") ||
 		!strings.Contains(body, "Workshop dashboard beta") {
-		t.Fatalf("start after ending the first: %d at %s: %s", status, second, body)
+		t.Fatalf("start after the first stopped: %d at %s: %s", status, second, body)
 	}
 	// Its workshop is now full, yet the learner's own card reads as theirs,
 	// not in the colour of "full".

@@ -264,10 +264,9 @@ func (t *txState) allocate(req Request) (Result, error) {
 	if req.Session != "" {
 		return Result{}, ErrNoSession
 	}
-	// 3. Per-user cap. A session that is ending is no longer the user's
-	// to use: it counts against capacity until STOPPED, not against
-	// the user, who may start another at once.
-	if limit := t.s.SessionLimit(user.Group); limit > 0 && holding(owned) >= limit {
+	// 3. Per-user cap: every session the user owns that is not STOPPED,
+	// one still stopping included, as Educates counts it.
+	if limit := t.s.SessionLimit(user.Group); limit > 0 && len(owned) >= limit {
 		return Result{}, ErrSessionLimit
 	}
 	// A removed (STOPPING) environment has capacity 0: it only hands back
@@ -565,17 +564,6 @@ func (t *txState) owned(user string) ([]*Session, error) {
 		return nil, err
 	}
 	return out, nil
-}
-
-// holding counts the sessions of owned that are not ending.
-func holding(owned []*Session) int {
-	n := 0
-	for _, sess := range owned {
-		if !sess.State.Ending() {
-			n++
-		}
-	}
-	return n
 }
 
 // SessionLimit is how many sessions a user of group may have at once, 0 for

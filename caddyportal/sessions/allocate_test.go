@@ -196,7 +196,7 @@ func TestPerUserCap(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := portal(workshop("a", 5, 0), workshop("b", 5, 0), workshop("c", 5, 0))
 			cfg.Sessions = config.SessionLimits{Registered: tt.registered, Anonymous: tt.anonymous}
-			svc, _, _ := setup(t, cfg)
+			svc, _, clk := setup(t, cfg)
 			envs := []string{"demo-w01", "demo-w02", "demo-w03"}
 			for i, env := range envs {
 				_, err := svc.RequestSession(context.Background(), sessions.Request{Environment: env, User: "alice",
@@ -220,17 +220,21 @@ func TestPerUserCap(t *testing.T) {
 			if tt.want >= len(envs) {
 				return
 			}
-			// A session that is ending (STOPPING until its grace is
-			// over) no longer counts against the user's cap.
+			// A session that is ending counts against the cap until it is
+			// STOPPED, as Educates counts it (reference §2.5).
 			if _, err := svc.Terminate(context.Background(), "demo-w01-s001", ""); err != nil {
 				t.Fatal(err)
 			}
 			if s, err := svc.Get(context.Background(), "demo-w01-s001"); err != nil || s.State != lifecycle.Stopping {
 				t.Fatalf("terminated session: %v, %v; want STOPPING", s, err)
 			}
-			if _, err := svc.RequestSession(context.Background(), sessions.Request{Environment: envs[tt.want],
-				User: "alice", Group: tt.group, IndexURL: "/"}); err != nil {
-				t.Fatalf("request with one session ending: %v", err)
+			next := sessions.Request{Environment: envs[tt.want], User: "alice", Group: tt.group, IndexURL: "/"}
+			if _, err := svc.RequestSession(context.Background(), next); err != sessions.ErrSessionLimit {
+				t.Fatalf("request with one session stopping: %v, want ErrSessionLimit", err)
+			}
+			clk.Advance(3 * time.Second) // past the stopping grace
+			if _, err := svc.RequestSession(context.Background(), next); err != nil {
+				t.Fatalf("request once the session stopped: %v", err)
 			}
 		})
 	}

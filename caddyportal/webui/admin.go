@@ -319,6 +319,7 @@ var notices = map[string]string{
 	"extended":       "The session was extended.",
 	"not-extended":   "The session was not extended: it can only be extended shortly before it expires, and not past its deadline.",
 	"password-set":   "The learner's password was changed. Give them the new one: their earlier sign-ins have ended.",
+	"session-ending": "Your last workshop session is still ending. You can start the next one in a few seconds: this page reloads itself.",
 	"session-limit":  "You already have as many workshop sessions as you may have at once. Resume yours below, or end it with its End session button before you start another workshop.",
 	"signed-up":      "If this email address was new, your account has been created. Sign in with your email address and password.",
 	// Educates' notifications (reference §3.2), which the catalog shows

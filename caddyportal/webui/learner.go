@@ -301,8 +301,10 @@ type catalogItem struct {
 	Mine string
 	// Status says whether a session can be had now: ready (a reserve or a
 	// fixed dashboard waits), starts (an environment starts on request),
-	// queued (starts are busy: a new one waits its turn), full, or limit
-	// (the learner has as many sessions as they may have at once).
+	// queued (starts are busy: a new one waits its turn), full, limit
+	// (the learner has as many sessions as they may have at once), or
+	// ending (they will not once their session that is ending has
+	// stopped).
 	Status string
 	// CreateURL is the anonymous-mode start link.
 	CreateURL string
@@ -368,26 +370,39 @@ func (u *UI) catalog(w http.ResponseWriter, r *http.Request, _ string) {
 		u.unavailable(w, r, err)
 		return
 	}
-	atLimit := false
+	limitStatus := ""
 	if (id.learner() || id.anonymous()) && id.Learner != nil {
 		// Counted as the service counts the cap: every session the
-		// learner holds in any workshop, those ending left out.
+		// learner holds in any workshop that is not STOPPED. One that
+		// is stopping still counts, for a few seconds.
 		data.Limit = u.svc.SessionLimit(id.Learner.Group)
-		held := 0
+		held, ending := 0, 0
 		for _, list := range live {
 			for _, s := range list {
-				if s.Owner == id.User && !s.State.Ending() {
+				if s.Owner == id.User && s.State != lifecycle.Stopped {
 					held++
+					if s.State == lifecycle.Stopping {
+						ending++
+					}
 				}
 			}
 		}
-		atLimit = data.Limit > 0 && held >= data.Limit
+		switch {
+		case data.Limit == 0 || held < data.Limit:
+		case held-ending < data.Limit:
+			limitStatus = "ending"
+		default:
+			limitStatus = "limit"
+		}
 	}
-	if note == "session-unavailable" && atLimit {
+	if note == "session-unavailable" && limitStatus != "" {
 		// Educates' notification cannot say that the cap was the
 		// reason (the anonymous start link sends it); the cap is
 		// checked first, so for a learner at it, it was.
 		own = sessionLimitNotice
+	}
+	if own == sessionLimitNotice && limitStatus == "ending" {
+		own = "session-ending"
 	}
 	for _, e := range u.svc.Environments() {
 		if e.State != sessions.EnvRunning {
@@ -413,8 +428,8 @@ func (u *UI) catalog(w http.ResponseWriter, r *http.Request, _ string) {
 			queued = queued || s.State == lifecycle.Starting && s.Progress != nil && s.Progress.Step == sessions.StepQueued
 		}
 		it.Status = catalogStatus(u.svc.Spawned(e), it.Available, allocated, e.Capacity, queued)
-		if atLimit && it.Mine == "" {
-			it.Status = "limit"
+		if limitStatus != "" && it.Mine == "" {
+			it.Status = limitStatus
 		}
 		data.Items = append(data.Items, it)
 	}
@@ -427,7 +442,13 @@ func (u *UI) catalog(w http.ResponseWriter, r *http.Request, _ string) {
 	if note == "session-deleted" || note == "startup-timeout" {
 		text += u.whyEnded(r, id, r.URL.Query().Get("session"))
 	}
-	u.render(w, r, http.StatusOK, "catalog", id, view{Title: "Workshops", Notice: text, Data: data})
+	v := view{Title: "Workshops", Notice: text, Data: data}
+	if limitStatus == "ending" {
+		// Reloads until the session has stopped and the cards say
+		// "ready" again.
+		v.Refresh = 3
+	}
+	u.render(w, r, http.StatusOK, "catalog", id, v)
 }
 
 // whyEnded is, for the ended session name of the learner id, a sentence

@@ -88,7 +88,10 @@ type view struct {
 	Notice string
 	Error  string
 	Status int
-	Data   any
+	// Refresh, when not 0, reloads the page after this many seconds
+	// (pages carry no scripts).
+	Refresh int
+	Data    any
 }
 
 // render writes page name with status. The page is rendered into a buffer

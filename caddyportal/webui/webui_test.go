@@ -718,8 +718,8 @@ func TestBulkTerminate(t *testing.T) {
 // registered 1`) is told so, not "no session available, try again later":
 // Start of another workshop brings them back to the catalog with a notice,
 // whose other cards say why, and whose card of their session offers
-// Resume and End session. Ending it there lets them start another at once,
-// and nobody else can end it.
+// Resume and End session. Ending it there lets them start another once it
+// has stopped (the catalog says so meanwhile), and nobody else can end it.
 func TestSessionLimitInCatalog(t *testing.T) {
 	cfg := portalConfig(config.RegistrationOneStep, "")
 	cfg.Sessions.Registered = 1
@@ -792,14 +792,30 @@ func TestSessionLimitInCatalog(t *testing.T) {
 	if s := p.session(mine); !s.State.Ending() {
 		t.Fatalf("after End session: %s", s.State)
 	}
+	// While it stops (the stopping grace) it still counts against the cap,
+	// as Educates counts it: the catalog says so and reloads itself.
 	cat = b.get(r.location())
-	if !strings.Contains(cat.body, "Your workshop session has ended.") || strings.Contains(cat.body, `availability limit`) {
-		t.Errorf("catalog after ending: %s", cat.body)
+	for _, want := range []string{"Your workshop session has ended.", `<meta http-equiv="refresh" content="3">`,
+		`class="availability ending" id="status-` + env2 + `">Your last session is still ending`} {
+		if !strings.Contains(cat.body, want) {
+			t.Errorf("catalog after ending lacks %q: %s", want, cat.body)
+		}
 	}
-	// Still stopping, it no longer counts against the learner's cap.
+	r = b.post("/workshops/catalog/", url.Values{"environment": {env2}, "csrf": {tok}})
+	if r.status != http.StatusSeeOther || r.location() != "/workshops/catalog/?notice=session-limit" {
+		t.Fatalf("start while the other stops: %d %q; %s", r.status, r.location(), r.body)
+	}
+	if c := b.get(r.location()); !strings.Contains(c.body, `id="notice">Your last workshop session is still ending.`) {
+		t.Errorf("the notice while the other stops: %s", c.body)
+	}
+	p.clk.Advance(3 * time.Second) // past the stopping grace
+	cat = b.get("/workshops/catalog/")
+	if strings.Contains(cat.body, `http-equiv="refresh"`) || !strings.Contains(cat.body, `class="availability ready" id="status-`+env2) {
+		t.Errorf("catalog once stopped: %s", cat.body)
+	}
 	r = b.post("/workshops/catalog/", url.Values{"environment": {env2}, "csrf": {tok}})
 	if r.status != http.StatusSeeOther || !strings.HasPrefix(r.location(), "/workshops/session/"+env2+"-s") {
-		t.Fatalf("start after ending: %d %q; %s", r.status, r.location(), r.body)
+		t.Fatalf("start once the other stopped: %d %q; %s", r.status, r.location(), r.body)
 	}
 	// Ending twice is harmless.
 	if r := b.post("/workshops/catalog/", url.Values{"end": {mine}, "csrf": {tok}}); r.status != http.StatusSeeOther {
