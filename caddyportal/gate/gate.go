@@ -335,8 +335,11 @@ func (g *Gate) refuseEnded(w http.ResponseWriter, r *http.Request, sess *session
 		return
 	}
 	g.audit.forget(name)
-	g.refusedBecause(r, name, "the session ended ("+sess.Reason+")", notify(w, r, index, "session-deleted", http.StatusGone, "Session ended",
-		"This workshop session has ended."))
+	msg := "This workshop session has ended."
+	if why := sessions.EndedBecause(sess); why != "" {
+		msg = "This workshop session has ended: " + why + "."
+	}
+	g.refusedBecause(r, name, "the session ended ("+sess.Reason+")", notify(w, r, index, "session-deleted", http.StatusGone, "Session ended", msg))
 }
 
 // refused counts a refused dashboard request.

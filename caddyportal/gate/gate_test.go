@@ -297,4 +297,22 @@ func TestEndedSessionNamedToOwnCatalog(t *testing.T) {
 			t.Errorf("index %s: sent to %s", tc.index, loc)
 		}
 	}
+
+	// Without an index the gate's own page says why.
+	g, svc, name, srv := gateSetupWith(t, "127.0.0.1:1", Options{})
+	cookie, _ := activate(t, g, svc, name)
+	if _, err := svc.Terminate(context.Background(), name, sessions.ReasonTerminated); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("GET", srv.URL+routes.SessionPath(name), nil)
+	req.AddCookie(cookie)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusGone || !strings.Contains(string(body), "This workshop session has ended: it was ended by an instructor or the training site.") {
+		t.Errorf("no index: %d %s", res.StatusCode, body)
+	}
 }

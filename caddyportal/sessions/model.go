@@ -16,6 +16,7 @@ package sessions
 import (
 	"encoding/json"
 	"slices"
+	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -79,6 +80,40 @@ const (
 	// ReasonEnvironmentLost: its environment stopped while it ran.
 	ReasonEnvironmentLost = "environment-lost"
 )
+
+// EndedBecause says in a learner's words why sess ended, as a clause ("it
+// reached its time limit"), with the spawner's own words for an
+// environment that stopped or did not start; "" when the learner ended it
+// themselves or it has not ended. The pages and the gate's refusals show
+// it to the session's owner.
+func EndedBecause(sess *Session) string {
+	if !sess.State.Ending() {
+		return ""
+	}
+	detail := ""
+	if p := sess.Progress; p != nil && p.Message != "" {
+		detail = ": " + strings.TrimSuffix(p.Message, ".")
+	}
+	switch sess.Reason {
+	case ReasonExpired:
+		return "it reached its time limit"
+	case ReasonOrphaned:
+		return "it was left unused for too long"
+	case ReasonTerminated:
+		return "it was ended by an instructor or the training site"
+	case ReasonUnhealthy:
+		return "its dashboard stopped answering"
+	case ReasonEvicted:
+		return "the portal needed its place for another session"
+	case ReasonEnvironmentRemoved:
+		return "its workshop was removed from this portal"
+	case ReasonEnvironmentLost:
+		return "its environment stopped" + detail
+	case ReasonStartFailed, ReasonStartInterrupted:
+		return "its environment could not be started" + detail
+	}
+	return ""
+}
 
 // Param is a request parameter passed to the workshop.
 type Param struct {

@@ -460,32 +460,14 @@ func (u *UI) whyEnded(r *http.Request, id identity, name string) string {
 		return ""
 	}
 	sess, err := u.svc.Get(r.Context(), name)
-	if err != nil || sess.Owner != id.User || !sess.State.Ending() {
+	if err != nil || sess.Owner != id.User {
 		return ""
 	}
-	detail := ""
-	if p := sess.Progress; p != nil && p.Message != "" {
-		detail = ": " + strings.TrimSuffix(p.Message, ".")
+	why := sessions.EndedBecause(sess)
+	if why == "" {
+		return ""
 	}
-	switch sess.Reason {
-	case sessions.ReasonExpired:
-		return " It had reached its time limit."
-	case sessions.ReasonOrphaned:
-		return " It had been left unused for too long."
-	case sessions.ReasonTerminated:
-		return " It was ended by an instructor."
-	case sessions.ReasonUnhealthy:
-		return " Its dashboard had stopped answering."
-	case sessions.ReasonEvicted:
-		return " The portal needed its place for another session."
-	case sessions.ReasonEnvironmentRemoved:
-		return " Its workshop was removed from this portal."
-	case sessions.ReasonEnvironmentLost:
-		return " Its environment stopped" + detail + "."
-	case sessions.ReasonStartFailed, sessions.ReasonStartInterrupted:
-		return " Its environment could not be started" + detail + "."
-	}
-	return ""
+	return " " + strings.ToUpper(why[:1]) + why[1:] + "."
 }
 
 // catalogStatus is whether a learner can have a session of a workshop now.

@@ -930,7 +930,7 @@ func TestCatalogSaysWhySessionEnded(t *testing.T) {
 	if _, err := p.svc.Terminate(context.Background(), mine, sessions.ReasonTerminated); err != nil {
 		t.Fatal(err)
 	}
-	if got := back(ann, mine); got != ended+" It was ended by an instructor." {
+	if got := back(ann, mine); got != ended+" It was ended by an instructor or the training site." {
 		t.Errorf("terminated, to its owner: %q", got)
 	}
 	for _, name := range []string{mine, "demo-w01-s999", "x"} {
@@ -943,7 +943,7 @@ func TestCatalogSaysWhySessionEnded(t *testing.T) {
 	p.clk.Advance(2 * time.Second) // the first one is STOPPED
 	other := start(eve)
 	p.clk.Advance(61 * time.Minute)
-	if got := back(eve, other); got != ended+" It had reached its time limit." {
+	if got := back(eve, other); got != ended+" It reached its time limit." {
 		t.Errorf("expired: %q", got)
 	}
 }
