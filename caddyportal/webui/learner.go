@@ -370,31 +370,8 @@ func (u *UI) catalog(w http.ResponseWriter, r *http.Request, _ string) {
 		u.unavailable(w, r, err)
 		return
 	}
-	limitStatus := ""
-	if (id.learner() || id.anonymous()) && id.Learner != nil {
-		// Counted as the service counts the cap: every session the
-		// learner holds in any workshop that is not STOPPED. One that
-		// is stopping still counts, for a few seconds.
-		data.Limit = u.svc.SessionLimit(id.Learner.Group)
-		held, ending := 0, 0
-		for _, list := range live {
-			for _, s := range list {
-				if s.Owner == id.User && s.State != lifecycle.Stopped {
-					held++
-					if s.State == lifecycle.Stopping {
-						ending++
-					}
-				}
-			}
-		}
-		switch {
-		case data.Limit == 0 || held < data.Limit:
-		case held-ending < data.Limit:
-			limitStatus = "ending"
-		default:
-			limitStatus = "limit"
-		}
-	}
+	var limitStatus string
+	data.Limit, limitStatus = u.sessionLimit(id, live)
 	if note == "session-unavailable" && limitStatus != "" {
 		// Educates' notification cannot say that the cap was the
 		// reason (the anonymous start link sends it); the cap is
@@ -449,6 +426,36 @@ func (u *UI) catalog(w http.ResponseWriter, r *http.Request, _ string) {
 		v.Refresh = 3
 	}
 	u.render(w, r, http.StatusOK, "catalog", id, v)
+}
+
+// sessionLimit is how many sessions learner id may have at once (0: no
+// limit) and, when they have that many, the status of the catalog's other
+// cards: limit, or ending when one of theirs is still stopping. It counts
+// as the service counts the cap: every session of theirs in any workshop
+// that is not STOPPED.
+func (u *UI) sessionLimit(id identity, live map[string][]*sessions.Session) (int, string) {
+	if !id.learner() && !id.anonymous() || id.Learner == nil {
+		return 0, ""
+	}
+	limit := u.svc.SessionLimit(id.Learner.Group)
+	held, ending := 0, 0
+	for _, list := range live {
+		for _, s := range list {
+			if s.Owner == id.User && s.State != lifecycle.Stopped {
+				held++
+				if s.State == lifecycle.Stopping {
+					ending++
+				}
+			}
+		}
+	}
+	switch {
+	case limit == 0 || held < limit:
+		return limit, ""
+	case held-ending < limit:
+		return limit, "ending"
+	}
+	return limit, "limit"
 }
 
 // whyEnded is, for the ended session name of the learner id, a sentence
