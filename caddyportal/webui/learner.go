@@ -2,6 +2,7 @@ package webui
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/mail"
 	"net/url"
@@ -297,8 +298,12 @@ type catalogItem struct {
 	// sessions can be created on demand up to capacity.
 	Available int
 	Capacity  int
-	// Mine is the learner's live session in this environment, if any.
-	Mine string
+	// Mine is the learner's live session in this environment, if any;
+	// MineLeft its time left, once it runs ("25 min"), and MineStarting
+	// whether its environment is still starting.
+	Mine         string
+	MineLeft     string
+	MineStarting bool
 	// Status says whether a session can be had now: ready (a reserve or a
 	// fixed dashboard waits), starts (an environment starts on request),
 	// queued (starts are busy: a new one waits its turn), full, limit
@@ -397,7 +402,10 @@ func (u *UI) catalog(w http.ResponseWriter, r *http.Request, _ string) {
 			case s.Reserved() && s.State == lifecycle.Waiting:
 				it.Available++
 			case (id.learner() || id.admin() || id.anonymous()) && s.Owner == id.User && !s.State.Ending():
-				it.Mine = s.Name
+				it.Mine, it.MineStarting = s.Name, s.State == lifecycle.Starting
+				if s.State == lifecycle.Running && !s.Expires.IsZero() {
+					it.MineLeft = minutesLeft(s.Expires.Sub(u.svc.Now()))
+				}
 			}
 			if !s.Reserved() {
 				allocated++
@@ -475,6 +483,21 @@ func (u *UI) whyEnded(r *http.Request, id identity, name string) string {
 		return ""
 	}
 	return " " + strings.ToUpper(why[:1]) + why[1:] + "."
+}
+
+// minutesLeft says a session's time left in the catalog, which does not
+// count down as the session frame does: "25 min", "1 h 5 min".
+func minutesLeft(d time.Duration) string {
+	m := int(d / time.Minute)
+	switch {
+	case m < 1:
+		return "less than a minute"
+	case m < 60:
+		return fmt.Sprintf("%d min", m)
+	case m%60 == 0:
+		return fmt.Sprintf("%d h", m/60)
+	}
+	return fmt.Sprintf("%d h %d min", m/60, m%60)
 }
 
 // catalogStatus is whether a learner can have a session of a workshop now.

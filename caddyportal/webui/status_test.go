@@ -46,3 +46,18 @@ func TestProblems(t *testing.T) {
 		t.Fatalf("problems with max 1 = %+v", got)
 	}
 }
+
+func TestMinutesLeft(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		-time.Second:                    "less than a minute",
+		59 * time.Second:                "less than a minute",
+		time.Minute:                     "1 min",
+		25*time.Minute + 59*time.Second: "25 min",
+		time.Hour:                       "1 h",
+		65 * time.Minute:                "1 h 5 min",
+	} {
+		if got := minutesLeft(d); got != want {
+			t.Errorf("minutesLeft(%v) = %q, want %q", d, got, want)
+		}
+	}
+}

@@ -450,8 +450,10 @@ func TestStartWorkshop(t *testing.T) {
 	if s := p.session(name); s.State != lifecycle.Running {
 		t.Fatalf("after activation: %s", s.State)
 	}
-	// The catalog now offers to resume it.
-	if cat := b.get("/workshops/catalog/"); !strings.Contains(cat.body, "Resume workshop") {
+	// The catalog now offers to resume it, and says how long it has.
+	p.clk.Advance(90 * time.Second)
+	if cat := b.get("/workshops/catalog/"); !strings.Contains(cat.body, "Resume workshop") ||
+		!strings.Contains(cat.body, "You have a session of this workshop, with 58 min left.") {
 		t.Fatalf("catalog does not offer resume: %s", cat.body)
 	}
 }
