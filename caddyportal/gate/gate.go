@@ -324,22 +324,19 @@ func (g *Gate) refuseEnded(w http.ResponseWriter, r *http.Request, sess *session
 		// a session that did not start in time, and a page that says so,
 		// why (the spawner's words) and how to try again.
 		g.refusedBecause(r, name, "the session ended: its environment did not start", notify(w, r, index, "startup-timeout", http.StatusGone, "Workshop could not start",
-			endedMessage(sess, "could not be started")))
+			endedMessage(sess)))
 		return
 	}
 	if sess.Reason == sessions.ReasonEnvironmentLost {
 		// Its environment died under the learner: the page says why, in
 		// the spawner's words, and how to go on.
 		g.refusedBecause(r, name, "the session ended: its environment stopped", notify(w, r, index, "session-deleted", http.StatusGone, "Workshop environment stopped",
-			endedMessage(sess, "stopped")))
+			endedMessage(sess)))
 		return
 	}
 	g.audit.forget(name)
-	msg := "This workshop session has ended."
-	if why := sessions.EndedBecause(sess); why != "" {
-		msg = "This workshop session has ended: " + why + "."
-	}
-	g.refusedBecause(r, name, "the session ended ("+sess.Reason+")", notify(w, r, index, "session-deleted", http.StatusGone, "Session ended", msg))
+	g.refusedBecause(r, name, "the session ended ("+sess.Reason+")", notify(w, r, index, "session-deleted", http.StatusGone, "Session ended",
+		endedMessage(sess)))
 }
 
 // refused counts a refused dashboard request.

@@ -312,7 +312,7 @@ func TestEndedSessionNamedToOwnCatalog(t *testing.T) {
 	}
 	body, _ := io.ReadAll(res.Body)
 	res.Body.Close()
-	if res.StatusCode != http.StatusGone || !strings.Contains(string(body), "This workshop session has ended: it was ended by an instructor or the training site.") {
+	if res.StatusCode != http.StatusGone || !strings.Contains(string(body), "This workshop session has ended: it was ended by an instructor or the training site. Start the workshop again") {
 		t.Errorf("no index: %d %s", res.StatusCode, body)
 	}
 }

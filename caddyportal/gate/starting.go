@@ -4,7 +4,6 @@ import (
 	"html/template"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
@@ -71,15 +70,15 @@ func startFailed(sess *sessions.Session) bool {
 	return sess.Reason == sessions.ReasonStartFailed || sess.Reason == sessions.ReasonStartInterrupted
 }
 
-// endedMessage tells the learner what became of a session's environment
-// ("stopped", "could not be started"), why (the spawner's words, kept in
-// its progress) and how to go on.
-func endedMessage(sess *sessions.Session, what string) string {
-	why := ""
-	if p := sess.Progress; p != nil && p.Message != "" {
-		why = ": " + strings.TrimSuffix(p.Message, ".")
+// endedMessage tells the learner that their session ended, why (for an
+// environment, in the spawner's words, kept in its progress) and how to go
+// on.
+func endedMessage(sess *sessions.Session) string {
+	msg := "This workshop session has ended"
+	if why := sessions.EndedBecause(sess); why != "" {
+		msg += ": " + why
 	}
-	return "The environment of this workshop session " + what + why + ". Start the workshop again to get a new one."
+	return msg + ". Start the workshop again to get a new one."
 }
 
 var startingTmpl = template.Must(template.New("starting").Parse(`<!doctype html>
