@@ -55,8 +55,9 @@ func (u *UI) localNext(raw string) (string, bool) {
 type loginData struct {
 	Username string
 	Next     string
-	// AdminOnly says that only the admin can log in here.
-	AdminOnly bool
+	// AdminOnly says that only the admin can log in here; Anonymous that
+	// learners start workshops from the catalog without signing in.
+	AdminOnly, Anonymous bool
 }
 
 func (u *UI) loginPage(w http.ResponseWriter, r *http.Request, _ string) {
@@ -75,7 +76,8 @@ func (u *UI) loginPage(w http.ResponseWriter, r *http.Request, _ string) {
 		return
 	}
 	u.render(w, r, http.StatusOK, "login", id, view{Title: "Sign in", CSRF: u.csrfToken(id),
-		Notice: notice(r.URL.Query().Get("notice")), Data: loginData{Next: next, AdminOnly: !u.learnersMayLogin()}})
+		Notice: notice(r.URL.Query().Get("notice")), Data: loginData{Next: next, AdminOnly: !u.learnersMayLogin(),
+		Anonymous: u.cfg.Registration == config.RegistrationAnonymous}})
 }
 
 func (u *UI) afterLogin(id identity, next string) string {
@@ -103,7 +105,8 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request, _ string) {
 	}
 	user := strings.TrimSpace(r.PostFormValue("username"))
 	pw := r.PostFormValue("password")
-	form := loginData{Username: user, Next: next, AdminOnly: !u.learnersMayLogin()}
+	form := loginData{Username: user, Next: next, AdminOnly: !u.learnersMayLogin(),
+		Anonymous: u.cfg.Registration == config.RegistrationAnonymous}
 	ip := u.clientIP(r)
 	// The attempt takes its slot before the password is checked, so
 	// concurrent guesses count.

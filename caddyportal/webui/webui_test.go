@@ -212,8 +212,14 @@ func TestRegistrationDisabled(t *testing.T) {
 	}
 	b := p.browser()
 	page := b.get("/accounts/login/")
-	if page.status != http.StatusOK || !strings.Contains(page.body, "Only the portal administrator") || strings.Contains(page.body, "/accounts/signup/") {
+	if page.status != http.StatusOK || !strings.Contains(page.body, "Only the portal administrator") || strings.Contains(page.body, "/accounts/signup/") ||
+		!strings.Contains(page.body, "the link their training site gives them") {
 		t.Fatalf("login page: %d %s", page.status, page.body)
+	}
+	// With anonymous registration, learners start from the catalog.
+	anon := newPortal(t, portalConfig(config.RegistrationAnonymous, "")).browser().get("/accounts/login/")
+	if !strings.Contains(anon.body, `Learners start their workshops from the <a href="/workshops/catalog/">workshop catalog</a>`) {
+		t.Errorf("login page of an anonymous portal: %s", anon.body)
 	}
 	tok := b.csrf("/accounts/login/")
 	r := b.post("/accounts/login/", url.Values{"csrf": {tok}, "username": {"ann@example.com"}, "password": {"ann-password"}})
