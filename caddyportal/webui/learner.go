@@ -77,7 +77,7 @@ func (u *UI) loginPage(w http.ResponseWriter, r *http.Request, _ string) {
 	}
 	u.render(w, r, http.StatusOK, "login", id, view{Title: "Sign in", CSRF: u.csrfToken(id),
 		Notice: notice(r.URL.Query().Get("notice")), Data: loginData{Next: next, AdminOnly: !u.learnersMayLogin(),
-		Anonymous: u.cfg.Registration == config.RegistrationAnonymous}})
+			Anonymous: u.cfg.Registration == config.RegistrationAnonymous}})
 }
 
 func (u *UI) afterLogin(id identity, next string) string {
