@@ -39,7 +39,9 @@ var funcs = template.FuncMap{
 		}
 		return t.UTC().Format("Jan 2 15:04:05")
 	},
-	"seconds": func(n int) string { return (time.Duration(n) * time.Second).String() },
+	// endedBecause is why a session ended as its learner is told it.
+	"endedBecause": sessions.EndedBecause,
+	"seconds":      func(n int) string { return (time.Duration(n) * time.Second).String() },
 	"dur": func(d time.Duration) string {
 		if d == 0 {
 			return "unlimited"

@@ -941,6 +941,13 @@ func TestCatalogSaysWhySessionEnded(t *testing.T) {
 	if got := back(ann, mine); got != ended+" It was ended by an instructor or the training site." {
 		t.Errorf("terminated, to its owner: %q", got)
 	}
+	// The admin's session page gives the same words beside the reason.
+	admin := p.browser()
+	admin.login(adminUser, adminPass, "/admin/")
+	if page := admin.get("/admin/sessions/" + mine + "/"); !strings.Contains(page.body,
+		`id="reason">terminated <span class="muted">(it was ended by an instructor or the training site)</span>`) {
+		t.Errorf("admin session page: %s", page.body)
+	}
 	for _, name := range []string{mine, "demo-w01-s999", "x"} {
 		if got := back(eve, name); got != ended {
 			t.Errorf("eve sent back with %s: %q", name, got)
