@@ -781,10 +781,23 @@ func TestSessionLimitInCatalog(t *testing.T) {
 	eve := p.browser()
 	eve.signup("eve@example.com", "eve-password")
 	etok := eve.csrf("/workshops/catalog/")
-	for _, name := range []string{mine, env1 + "-s999", "x"} {
+	var reserve string
+	live, _ := p.svc.EnvironmentSessions(context.Background())
+	for _, s := range live[env1] {
+		if s.Reserved() {
+			reserve = s.Name
+		}
+	}
+	if reserve == "" {
+		t.Fatal("no reserve")
+	}
+	for _, name := range []string{mine, reserve, env1 + "-s999", "x"} {
 		if r := eve.post("/workshops/catalog/", url.Values{"end": {name}, "csrf": {etok}}); r.status != http.StatusNotFound {
 			t.Errorf("eve ends %s: %d, want 404", name, r.status)
 		}
+	}
+	if s := p.session(reserve); s.State.Ending() {
+		t.Fatalf("a refused end ended the reserve: %s", s.State)
 	}
 	if r := b.post("/workshops/catalog/", url.Values{"end": {mine}}); r.status != http.StatusForbidden {
 		t.Errorf("end without CSRF: %d, want 403", r.status)
