@@ -308,6 +308,22 @@ func (p *portal) restRequestTo(env, user string) string {
 	return m["name"].(string)
 }
 
+// reserve is the name of a reserve of env that nobody holds.
+func (p *portal) reserve(env string) string {
+	p.t.Helper()
+	live, err := p.svc.EnvironmentSessions(context.Background())
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	for _, s := range live[env] {
+		if s.Reserved() {
+			return s.Name
+		}
+	}
+	p.t.Fatalf("%s has no reserve", env)
+	return ""
+}
+
 func (p *portal) session(name string) *sessions.Session {
 	p.t.Helper()
 	s, err := p.svc.Get(context.Background(), name)

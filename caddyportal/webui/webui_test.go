@@ -581,16 +581,7 @@ func TestAdminPages(t *testing.T) {
 		t.Fatalf("extend: %d %q", r.status, r.location())
 	}
 	// A reserve cannot be terminated.
-	var reserve string
-	live, _ := p.svc.EnvironmentSessions(context.Background())
-	for _, s := range live[env1] {
-		if s.Reserved() {
-			reserve = s.Name
-		}
-	}
-	if reserve == "" {
-		t.Fatal("no reserve")
-	}
+	reserve := p.reserve(env1)
 	if r := admin.post("/admin/sessions/"+reserve+"/terminate/", url.Values{"csrf": {tok}}); r.status != http.StatusConflict {
 		t.Fatalf("terminate reserve: %d", r.status)
 	}
@@ -781,16 +772,7 @@ func TestSessionLimitInCatalog(t *testing.T) {
 	eve := p.browser()
 	eve.signup("eve@example.com", "eve-password")
 	etok := eve.csrf("/workshops/catalog/")
-	var reserve string
-	live, _ := p.svc.EnvironmentSessions(context.Background())
-	for _, s := range live[env1] {
-		if s.Reserved() {
-			reserve = s.Name
-		}
-	}
-	if reserve == "" {
-		t.Fatal("no reserve")
-	}
+	reserve := p.reserve(env1)
 	for _, name := range []string{mine, reserve, env1 + "-s999", "x"} {
 		if r := eve.post("/workshops/catalog/", url.Values{"end": {name}, "csrf": {etok}}); r.status != http.StatusNotFound {
 			t.Errorf("eve ends %s: %d, want 404", name, r.status)
