@@ -59,6 +59,10 @@ func (id identity) learner() bool { return id.Role == roleLearner }
 // anonymous says id is an anonymous learner.
 func (id identity) anonymous() bool { return id.Role == roleAnonymous }
 
+// holdsSessions says id can own sessions the pages show: a learner, an
+// anonymous learner, or the admin trying a workshop.
+func (id identity) holdsSessions() bool { return id.learner() || id.anonymous() || id.admin() }
+
 // newSID returns 128 random bits, base64url.
 func newSID() (string, error) {
 	var b [16]byte

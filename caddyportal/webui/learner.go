@@ -60,6 +60,13 @@ type loginData struct {
 	AdminOnly, Anonymous bool
 }
 
+// loginForm is the sign-in page's data for the login being made by user,
+// going to next, in this portal's registration mode.
+func (u *UI) loginForm(user, next string) loginData {
+	return loginData{Username: user, Next: next, AdminOnly: !u.learnersMayLogin(),
+		Anonymous: u.cfg.Registration == config.RegistrationAnonymous}
+}
+
 func (u *UI) loginPage(w http.ResponseWriter, r *http.Request, _ string) {
 	next, ok := u.localNext(r.URL.Query().Get("next"))
 	if !ok {
@@ -76,8 +83,7 @@ func (u *UI) loginPage(w http.ResponseWriter, r *http.Request, _ string) {
 		return
 	}
 	u.render(w, r, http.StatusOK, "login", id, view{Title: "Sign in", CSRF: u.csrfToken(id),
-		Notice: notice(r.URL.Query().Get("notice")), Data: loginData{Next: next, AdminOnly: !u.learnersMayLogin(),
-			Anonymous: u.cfg.Registration == config.RegistrationAnonymous}})
+		Notice: notice(r.URL.Query().Get("notice")), Data: u.loginForm("", next)})
 }
 
 func (u *UI) afterLogin(id identity, next string) string {
@@ -105,8 +111,7 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request, _ string) {
 	}
 	user := strings.TrimSpace(r.PostFormValue("username"))
 	pw := r.PostFormValue("password")
-	form := loginData{Username: user, Next: next, AdminOnly: !u.learnersMayLogin(),
-		Anonymous: u.cfg.Registration == config.RegistrationAnonymous}
+	form := u.loginForm(user, next)
 	ip := u.clientIP(r)
 	// The attempt takes its slot before the password is checked, so
 	// concurrent guesses count.
@@ -404,7 +409,7 @@ func (u *UI) catalog(w http.ResponseWriter, r *http.Request, _ string) {
 			switch {
 			case s.Reserved() && s.State == lifecycle.Waiting:
 				it.Available++
-			case (id.learner() || id.admin() || id.anonymous()) && s.Owner == id.User && !s.State.Ending():
+			case id.holdsSessions() && s.Owner == id.User && !s.State.Ending():
 				it.Mine, it.MineStarting = s.Name, s.State == lifecycle.Starting
 				if s.State == lifecycle.Running && !s.Expires.IsZero() {
 					it.MineLeft = minutesLeft(s.Expires.Sub(u.svc.Now()))
@@ -474,7 +479,7 @@ func (u *UI) sessionLimit(id identity, live map[string][]*sessions.Session) (int
 // else's session or none, and for one the learner ended themselves. The
 // gate names the session when it sends its owner back here.
 func (u *UI) whyEnded(r *http.Request, id identity, name string) string {
-	if name == "" || id.User == "" || !(id.learner() || id.anonymous() || id.admin()) {
+	if name == "" || !id.holdsSessions() {
 		return ""
 	}
 	sess, err := u.svc.Get(r.Context(), name)
