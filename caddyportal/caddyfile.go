@@ -649,8 +649,7 @@ func parseWorkshop(d *caddyfile.Dispenser, taken map[string]bool) (config.Worksh
 	// Kept across upstream lines so a pool spread over many lines parses
 	// in linear time (rebuilding it per line was quadratic: 16000 lines
 	// took 30 s, enough to time out the fuzzer).
-	upstreamSeen := map[string]bool{}
-
+	var upstreams config.UpstreamChecker
 	seen := map[string]bool{}
 	labels := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
@@ -724,7 +723,7 @@ func parseWorkshop(d *caddyfile.Dispenser, taken map[string]bool) (config.Worksh
 			}
 			w.Frame = true
 		case "upstream":
-			w.Upstreams, err = parseUpstream(d, w.Upstreams, upstreamSeen)
+			w.Upstreams, err = parseUpstream(d, w.Upstreams, &upstreams)
 		case "health_check":
 			w.HealthCheck, err = parseHealthCheck(d)
 		case "spawner":
@@ -785,9 +784,9 @@ func oneCount(d *caddyfile.Dispenser, opt string) (*int, error) {
 	return &n, nil
 }
 
-// parseUpstream reads one upstream line and appends its addresses to pool.
-// seen holds every address already in pool, for this workshop.
-func parseUpstream(d *caddyfile.Dispenser, pool []string, seen map[string]bool) ([]string, error) {
+// parseUpstream reads one upstream line and appends its addresses to pool;
+// check holds the pool's earlier lines.
+func parseUpstream(d *caddyfile.Dispenser, pool []string, check *config.UpstreamChecker) ([]string, error) {
 	args, err := lineArgs(d, "upstream")
 	if err != nil {
 		return nil, err
@@ -795,26 +794,9 @@ func parseUpstream(d *caddyfile.Dispenser, pool []string, seen map[string]bool) 
 	if len(args) == 0 {
 		return nil, d.Err("upstream or spawner: at least one dashboard address, or a spawner that starts one per session, is required (usage: upstream <addresses...> | upstream <template containing {session}>)")
 	}
-	for _, u := range args {
-		if u == "" {
-			return nil, d.Err("upstream: empty address")
-		}
-		if seen[u] {
-			// Each address is one session slot; listing it twice would
-			// hand one dashboard to two learners.
-			return nil, d.Errf("upstream: %q listed twice", u)
-		}
-		seen[u] = true
-	}
-	// Every earlier line passed this check, so a template can only be the
-	// sole address of the pool so far: pool[0] and the new args suffice.
-	if len(pool)+len(args) > 1 {
-		tmpl := len(pool) == 1 && strings.Contains(pool[0], config.SessionPlaceholder)
-		for _, u := range args {
-			tmpl = tmpl || strings.Contains(u, config.SessionPlaceholder)
-		}
-		if tmpl {
-			return nil, d.Errf("upstream: a %s template must be the only address, not part of a pool", config.SessionPlaceholder)
+	for _, a := range args {
+		if err := check.Add(a); err != nil {
+			return nil, d.Errf("upstream: %v", err)
 		}
 	}
 	return append(pool, args...), nil

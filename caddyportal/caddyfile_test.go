@@ -267,6 +267,13 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"template after pool line", ws("upstream a:1 a:2\nupstream {session}:80"), `upstream: a {session} template must be the only address, not part of a pool, at Testfile:6`},
 		{"pool after template line", ws("upstream {session}:80\nupstream a:1"), `upstream: a {session} template must be the only address, not part of a pool, at Testfile:6`},
 		{"upstream twice across lines", ws("upstream a:1 a:2\nupstream a:3\nupstream a:2"), `upstream: "a:2" listed twice, at Testfile:7`},
+		{"upstream with scheme", ws("upstream http://127.0.0.1:9001"), `upstream: "http://127.0.0.1:9001" is not a dial address host:port (such as 127.0.0.1:9001, without a scheme or path), at Testfile:5`},
+		{"upstream without port", ws("upstream a:1\nupstream dash.internal"), `upstream: "dash.internal" is not a dial address host:port (such as 127.0.0.1:9001, without a scheme or path), at Testfile:6`},
+		{"upstream with path", ws("upstream a:1/x"), `upstream: "a:1/x": the port must be a number 1-65535`},
+		{"upstream port too large", ws("upstream 127.0.0.1:99999"), `upstream: "127.0.0.1:99999": the port must be a number 1-65535`},
+		{"upstream port zero", ws("upstream a:0"), `upstream: "a:0": the port must be a number 1-65535`},
+		{"upstream template without port", ws("upstream {session}.lab.internal"), `upstream: "{session}.lab.internal" is not a dial address host:port`},
+		{"upstream without host", ws("upstream :9001"), `upstream: ":9001" is not a dial address host:port`},
 		{"labels odd", ws("labels a\nupstream a:1"), `labels: expected <key> <value> pairs, got 1 arguments`},
 		{"labels twice", ws("labels a b a c\nupstream a:1"), `labels: "a" given twice`},
 		{"labels empty key", ws("labels \"\" b\nupstream a:1"), `labels: empty label name`},
@@ -353,7 +360,7 @@ func TestUnmarshalCaddyfileUpstreamLinesLinear(t *testing.T) {
 		var b strings.Builder
 		b.WriteString("portal {\nrobot r p\nclient i s\nworkshop w {\n")
 		for i := 0; i < lines; i++ {
-			fmt.Fprintf(&b, "upstream a:%d\n", i)
+			fmt.Fprintf(&b, "upstream a:%d\n", i+1)
 		}
 		b.WriteString("}\n}")
 		tokens, err := caddyfile.Tokenize([]byte(b.String()), "Caddyfile")

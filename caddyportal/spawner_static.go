@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -50,15 +49,8 @@ func (s *StaticSpawner) Validate() error {
 	if len(s.To) == 0 {
 		return fmt.Errorf("spawner static: at least one address is required (to <addresses...> | to <template containing %s>)", config.SessionPlaceholder)
 	}
-	for i, a := range s.To {
-		switch {
-		case a == "":
-			return fmt.Errorf("spawner static: empty address")
-		case slices.Contains(s.To[:i], a):
-			return fmt.Errorf("spawner static: %q listed twice", a)
-		case strings.Contains(a, config.SessionPlaceholder) && len(s.To) > 1:
-			return fmt.Errorf("spawner static: a %s template must be the only address, not part of a pool", config.SessionPlaceholder)
-		}
+	if err := config.CheckUpstreams(s.To); err != nil {
+		return fmt.Errorf("spawner static: %w", err)
 	}
 	return nil
 }

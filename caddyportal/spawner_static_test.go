@@ -27,6 +27,8 @@ func TestStaticPoolsFromJSON(t *testing.T) {
 		`{"spawner":"static"}`:                                  "at least one address is required",
 		`{"spawner":"static","to":["a:1"],"addresses":["b:1"]}`: `unknown field "addresses"`,
 		`{"spawner":"static","to":["{session}.x:1","a:1"]}`:     "template must be the only address",
+		`{"spawner":"static","to":["a:1","a:1"]}`:               `"a:1" listed twice`,
+		`{"spawner":"static","to":["http://a:1"]}`:              "is not a dial address host:port",
 	} {
 		if _, err := staticPools(ws(raw)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: error %v, want %q", raw, err, want)

@@ -7,6 +7,7 @@ package config
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"regexp"
 	"strconv"
 	"strings"
@@ -428,6 +429,56 @@ const SessionPlaceholder = "{session}"
 
 var nameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 
+// CheckUpstreams reports the first problem with a workshop's fixed dashboard
+// addresses (see UpstreamChecker).
+func CheckUpstreams(addrs []string) error {
+	var c UpstreamChecker
+	for _, a := range addrs {
+		if err := c.Add(a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// UpstreamChecker checks a workshop's fixed dashboard addresses one at a
+// time, for the Caddyfile's `upstream` lines, the static spawner's `to` and
+// JSON alike: each must be a TCP dial address host:port (the gate and the
+// health checker dial nothing else), none may be listed twice (one address
+// is one session slot, so a repeat would hand one dashboard to two
+// learners), and a {session} template must be the pool's only address. A
+// pool spread over many Caddyfile lines is checked in linear time.
+type UpstreamChecker struct {
+	seen     map[string]bool
+	template bool
+}
+
+// Add checks a, the next address of the pool.
+func (c *UpstreamChecker) Add(a string) error {
+	switch {
+	case a == "":
+		return fmt.Errorf("empty address")
+	case c.seen[a]:
+		return fmt.Errorf("%q listed twice", a)
+	case len(c.seen) > 0 && (c.template || strings.Contains(a, SessionPlaceholder)):
+		return fmt.Errorf("a %s template must be the only address, not part of a pool", SessionPlaceholder)
+	}
+	// A template is checked as the address of a session would be.
+	host, port, err := net.SplitHostPort(strings.ReplaceAll(a, SessionPlaceholder, "s"))
+	if err != nil || host == "" || strings.ContainsAny(host, "/?#@ ") {
+		return fmt.Errorf("%q is not a dial address host:port (such as 127.0.0.1:9001, without a scheme or path)", a)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%q: the port must be a number 1-65535", a)
+	}
+	if c.seen == nil {
+		c.seen = map[string]bool{}
+	}
+	c.seen[a] = true
+	c.template = c.template || strings.Contains(a, SessionPlaceholder)
+	return nil
+}
+
 // Template reports whether the workshop's upstream is a `{session}` address
 // template rather than a fixed pool, and returns it.
 func (w Workshop) Template() (string, bool) {
@@ -586,13 +637,8 @@ func (w Workshop) validate() error {
 			return fmt.Errorf("health_check: durations must not be negative")
 		}
 	}
-	for _, u := range w.Upstreams {
-		if u == "" {
-			return fmt.Errorf("upstream: empty address")
-		}
-		if strings.Contains(u, SessionPlaceholder) && len(w.Upstreams) > 1 {
-			return fmt.Errorf("upstream: a {session} template must be the only address")
-		}
+	if err := CheckUpstreams(w.Upstreams); err != nil {
+		return fmt.Errorf("upstream: %w", err)
 	}
 	ingress := map[string]bool{}
 	for _, name := range w.Ingresses {

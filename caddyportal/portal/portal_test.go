@@ -42,10 +42,10 @@ func newPortal(t *testing.T, upstream string) (*portal.Portal, *httptest.Server)
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	capacity := 2
+	capacity := 1
 	cfg := config.Portal{Name: "demo", Index: "https://hub.example.com/", Robot: config.Credentials{Username: "robot@portal", Password: "robot-pass"},
 		Client: config.Client{ID: "cid", Secret: "csecret"},
-		Workshops: []config.Workshop{{Name: "lab", Capacity: &capacity, Upstreams: []string{upstream, upstream},
+		Workshops: []config.Workshop{{Name: "lab", Capacity: &capacity, Upstreams: []string{upstream},
 			HealthCheck: &config.HealthCheck{Disabled: true}}}}
 	p, err := portal.New(context.Background(), cfg, st, portal.Deps{Proxy: proxy{}})
 	if err != nil {

@@ -1,0 +1,48 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestCheckUpstreams: the dashboard addresses a workshop may list are the
+// ones the gate and the health checker can dial, each once; a JSON config
+// is held to the same rules as the Caddyfile.
+func TestCheckUpstreams(t *testing.T) {
+	for _, ok := range [][]string{
+		{"127.0.0.1:9001"},
+		{"127.0.0.1:9001", "127.0.0.1:9002", "dash.internal:8080"},
+		{"[::1]:9001"},
+		{"{session}.lab.internal:8080"},
+		{"dash-{session}:80"},
+	} {
+		if err := CheckUpstreams(ok); err != nil {
+			t.Errorf("%q refused: %v", ok, err)
+		}
+	}
+	for _, c := range []struct {
+		addrs []string
+		want  string
+	}{
+		{[]string{""}, "empty address"},
+		{[]string{"a:1", "b:1", "a:1"}, `"a:1" listed twice`},
+		{[]string{"a:1", "{session}:1"}, "template must be the only address"},
+		{[]string{"{session}:1", "a:1"}, "template must be the only address"},
+		{[]string{"http://a:1"}, "not a dial address"},
+		{[]string{"a"}, "not a dial address"},
+		{[]string{"::1"}, "not a dial address"},
+		{[]string{"a:b"}, "the port must be a number"},
+		{[]string{"a:65536"}, "the port must be a number"},
+		{[]string{"a@b:1"}, "not a dial address"},
+	} {
+		if err := CheckUpstreams(c.addrs); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: error %v, want %q", c.addrs, err, c.want)
+		}
+	}
+	// The JSON config's workshop: the same slot twice would hand one
+	// dashboard to two learners.
+	w := Workshop{Name: "lab", Upstreams: []string{"127.0.0.1:9001", "127.0.0.1:9001"}}
+	if err := w.Validate(); err == nil || !strings.Contains(err.Error(), `upstream: "127.0.0.1:9001" listed twice`) {
+		t.Errorf("a JSON pool with one address twice: %v", err)
+	}
+}
