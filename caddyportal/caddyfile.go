@@ -166,7 +166,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.Storage, err = parseStorage(d)
 		case "url":
 			var u string
-			if u, err = oneURL(d, opt, "url <public base url>", checkOrigin); err == nil {
+			if u, err = oneURL(d, opt, "url <public base url>", config.CheckBaseURL); err == nil {
 				// The portal appends its own paths to the base URL.
 				h.URL = strings.TrimRight(u, "/")
 			}
@@ -327,8 +327,9 @@ func checkOrigin(u string) error {
 	return err
 }
 
-// oneURL reads a URL that check accepts: checkOrigin for the URLs whose
-// origin the portal trusts (url, index), config.CheckLink for a link it
+// oneURL reads a URL that check accepts: config.CheckBaseURL for the
+// portal's url, checkOrigin for an index whose origin the portal trusts,
+// config.CheckLink for a link it
 // only shows (a workshop's url).
 func oneURL(d *caddyfile.Dispenser, opt, usage string, check func(string) error) (string, error) {
 	u, err := oneArg(d, opt, usage)

@@ -222,6 +222,7 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"workshop option twice", ws("upstream a:1\ntitle a\ntitle b"), `workshop option "title" given twice`},
 		{"url without scheme", "portal {\nurl example.com\n" + required + oneWorkshop + "}", `url: "example.com" is not an absolute http(s) URL, at Testfile:2`},
 		{"url two args", "portal {\nurl https://a https://b\n" + required + oneWorkshop + "}", `url: wrong argument count (usage: url <public base url>), at Testfile:2`},
+		{"url with path", "portal {\nurl https://portal.example.com/training/\n" + required + oneWorkshop + "}", `url: "https://portal.example.com/training/": the portal is served at the root of its host; give scheme://host[:port] only, without a path or query, at Testfile:2`},
 		{"option with block", "portal {\nname a {\nx\n}\n" + required + oneWorkshop + "}", `name: unexpected block, at Testfile:2`},
 		{"redirects empty", "portal {\nredirects\n" + required + oneWorkshop + "}", `redirects: wrong argument count`},
 		{"bad catalog", "portal {\ncatalog open\n" + required + oneWorkshop + "}", `catalog: unknown value "open" (use private, public)`},

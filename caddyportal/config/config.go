@@ -135,7 +135,8 @@ type Portal struct {
 	// Default: Badger under Caddy's data directory, in `caddyportal/<name>`.
 	Storage *Storage `json:"storage,omitempty"`
 
-	// URL is the public base URL of the portal, without a trailing slash.
+	// URL is the public base URL of the portal: an origin (scheme://host[:port]),
+	// since the portal serves its routes at the root of its host.
 	// Default: derived from each request's scheme and host.
 	URL string `json:"url,omitempty"`
 
@@ -516,12 +517,14 @@ func (p *Portal) Validate() error {
 			return fmt.Errorf("storage %q: unknown backend (use badger or etcd)", p.Storage.Backend)
 		}
 	}
-	for _, u := range []string{p.URL, p.Index} {
-		if u == "" {
-			continue
+	if p.URL != "" {
+		if err := CheckBaseURL(p.URL); err != nil {
+			return fmt.Errorf("url: %w", err)
 		}
-		if _, err := Origin(u); err != nil {
-			return err
+	}
+	if p.Index != "" {
+		if _, err := Origin(p.Index); err != nil {
+			return fmt.Errorf("index: %w", err)
 		}
 	}
 	for _, u := range p.Redirects {

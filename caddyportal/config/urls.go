@@ -54,6 +54,21 @@ func ascii(s string) bool {
 	return true
 }
 
+// CheckBaseURL accepts the portal's public base URL: an origin, with at most
+// a trailing slash. The portal's routes, redirects and cookies are at the
+// root of its host, so a base URL with a path (or a query) would give
+// activation links that lead nowhere.
+func CheckBaseURL(raw string) error {
+	if _, err := Origin(raw); err != nil {
+		return err
+	}
+	u, _ := url.Parse(raw)
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(raw, "?") || strings.Contains(raw, "#") {
+		return fmt.Errorf("%q: the portal is served at the root of its host; give scheme://host[:port] only, without a path or query", raw)
+	}
+	return nil
+}
+
 // CheckLink accepts an absolute http(s) URL without user info: a link the
 // portal only shows (a workshop's home page), never trusts as an origin.
 func CheckLink(raw string) error {

@@ -82,3 +82,30 @@ func TestValidateRedirects(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckBaseURL: the portal's url is an origin; a path or query would
+// put every activation link where no route of the portal answers.
+func TestCheckBaseURL(t *testing.T) {
+	for _, ok := range []string{"https://portal.example.com", "https://portal.example.com/", "http://localhost:8080"} {
+		if err := CheckBaseURL(ok); err != nil {
+			t.Errorf("%q refused: %v", ok, err)
+		}
+	}
+	for raw, msg := range map[string]string{
+		"https://portal.example.com/sub/": "served at the root of its host",
+		"https://portal.example.com/sub":  "served at the root of its host",
+		"https://portal.example.com/?x=1": "served at the root of its host",
+		"https://portal.example.com/#top": "served at the root of its host",
+		"https://portal.example.com?":     "served at the root of its host",
+		"portal.example.com":              "is not an absolute http(s) URL",
+		"https://u:p@portal.example.com/": "is not an absolute http(s) URL",
+	} {
+		if err := CheckBaseURL(raw); err == nil || !strings.Contains(err.Error(), msg) {
+			t.Errorf("CheckBaseURL(%q) error %v, want %q", raw, err, msg)
+		}
+	}
+	p := Portal{Name: "p", URL: "https://portal.example.com/sub/"}
+	if err := p.Validate(); err == nil || !strings.Contains(err.Error(), `url: "https://portal.example.com/sub/": the portal is served at the root`) {
+		t.Errorf("a JSON config's url with a path: %v", err)
+	}
+}
