@@ -8,7 +8,8 @@
 //	GET  /                                  {"portals": [names]}
 //	GET  /<portal>/environments/            environments with capacity and use
 //	GET  /<portal>/sessions/[?environment=&state=&user=]
-//	                                        live sessions (reserves included)
+//	                                        live sessions (reserves included);
+//	                                        user is an id or an email address
 //	GET  /<portal>/sessions/<session>/      one session, STOPPED ones too
 //	POST /<portal>/sessions/<session>/terminate/
 //	POST /<portal>/sessions/<session>/extend/
@@ -19,6 +20,7 @@
 package adminapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -67,19 +69,22 @@ type EnvironmentJSON struct {
 
 // SessionJSON is a session as operators see it.
 type SessionJSON struct {
-	Name         string          `json:"name"`
-	Environment  string          `json:"environment"`
-	Workshop     string          `json:"workshop"`
-	State        lifecycle.State `json:"state"`
-	Reason       string          `json:"reason,omitempty"`
-	Owner        string          `json:"owner,omitempty"`
-	Slot         int             `json:"slot"`
-	Upstream     string          `json:"upstream"`
-	Created      lifecycle.Time  `json:"created"`
-	Started      lifecycle.Time  `json:"started,omitzero"`
-	Expires      lifecycle.Time  `json:"expires,omitzero"`
-	LastActivity lifecycle.Time  `json:"last_activity,omitzero"`
-	Extended     *bool           `json:"extended,omitempty"`
+	Name        string          `json:"name"`
+	Environment string          `json:"environment"`
+	Workshop    string          `json:"workshop"`
+	State       lifecycle.State `json:"state"`
+	Reason      string          `json:"reason,omitempty"`
+	Owner       string          `json:"owner,omitempty"`
+	// OwnerEmail is the owner's email address when they signed up on the
+	// web (front ends' users have only an id).
+	OwnerEmail   string         `json:"owner_email,omitempty"`
+	Slot         int            `json:"slot"`
+	Upstream     string         `json:"upstream"`
+	Created      lifecycle.Time `json:"created"`
+	Started      lifecycle.Time `json:"started,omitzero"`
+	Expires      lifecycle.Time `json:"expires,omitzero"`
+	LastActivity lifecycle.Time `json:"last_activity,omitzero"`
+	Extended     *bool          `json:"extended,omitempty"`
 
 	// The fields below are set only for a workshop with a spawner.
 
@@ -173,6 +178,11 @@ func (h *Handler) sessions(w http.ResponseWriter, r *http.Request, svc *sessions
 		fail(w, err)
 		return
 	}
+	emails, err := svc.UserEmails(r.Context())
+	if err != nil {
+		fail(w, err)
+		return
+	}
 	now := svc.Now()
 	out := []SessionJSON{}
 	for name, list := range all {
@@ -180,8 +190,8 @@ func (h *Handler) sessions(w http.ResponseWriter, r *http.Request, svc *sessions
 			continue
 		}
 		for _, s := range list {
-			sj := sessionJSON(svc, s, now)
-			if state != "" && !strings.EqualFold(string(sj.State), state) || user != "" && s.Owner != user {
+			sj := sessionJSON(svc, s, now, emails[s.Owner])
+			if state != "" && !strings.EqualFold(string(sj.State), state) || user != "" && !sessions.OwnedBy(s, user, emails) {
 				continue
 			}
 			out = append(out, sj)
@@ -197,7 +207,7 @@ func (h *Handler) session(w http.ResponseWriter, r *http.Request, svc *sessions.
 		fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, sessionJSON(svc, s, svc.Now()))
+	writeJSON(w, http.StatusOK, sessionJSON(svc, s, svc.Now(), ownerEmail(r.Context(), svc, s)))
 }
 
 func (h *Handler) act(w http.ResponseWriter, r *http.Request, svc *sessions.Service, name, action string) {
@@ -221,20 +231,33 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request, svc *sessions.Serv
 		fail(w, err)
 		return
 	}
-	sj := sessionJSON(svc, s, svc.Now())
+	sj := sessionJSON(svc, s, svc.Now(), ownerEmail(r.Context(), svc, s))
 	if action == "extend" {
 		sj.Extended = &extended
 	}
 	writeJSON(w, http.StatusOK, sj)
 }
 
-func sessionJSON(svc *sessions.Service, s *sessions.Session, now time.Time) SessionJSON {
+func sessionJSON(svc *sessions.Service, s *sessions.Session, now time.Time, ownerEmail string) SessionJSON {
 	state, reason := s.Effective(now)
 	return SessionJSON{Name: s.Name, Environment: s.Environment, Workshop: s.Workshop, State: state,
-		Reason: reason, Owner: s.Owner, Slot: s.Slot, Upstream: s.Upstream, Created: lifecycle.Time(s.Created),
+		Reason: reason, Owner: s.Owner, OwnerEmail: ownerEmail, Slot: s.Slot, Upstream: s.Upstream, Created: lifecycle.Time(s.Created),
 		Started: lifecycle.Time(s.Started), Expires: lifecycle.Time(s.Expires),
 		LastActivity: lifecycle.Time(s.LastActivity), Progress: s.Progress, QueuePosition: svc.QueuedAt(s),
 		Replica: s.EnvOwner, Env: s.Env}
+}
+
+// ownerEmail is the email address of s's owner, if they have one. It only
+// labels the session, so a failed read leaves it out rather than failing
+// the answer.
+func ownerEmail(ctx context.Context, svc *sessions.Service, s *sessions.Session) string {
+	if s.Owner == "" {
+		return ""
+	}
+	if u, err := svc.GetUser(ctx, s.Owner); err == nil {
+		return u.Email
+	}
+	return ""
 }
 
 // fail answers a service error with httperr's status: a missing session is

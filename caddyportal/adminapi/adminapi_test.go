@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -144,7 +145,37 @@ func TestListing(t *testing.T) {
 
 	var one adminapi.SessionJSON
 	call(t, srv, "GET", "/portal/demo/sessions/"+a.Session.Name+"/", 200, &one)
-	if one.Owner != "alice" || one.Environment != "demo-w01" || one.Workshop != "lab-a" || one.State != "RUNNING" {
+	if one.Owner != "alice" || one.Environment != "demo-w01" || one.Workshop != "lab-a" || one.State != "RUNNING" || one.OwnerEmail != "" {
+		t.Fatalf("session detail %+v", one)
+	}
+}
+
+// TestSessionsByEmail: a learner who signed up on the web is known to an
+// operator by email address: the list names it and filters by it in any
+// case, as the admin pages do; a front end's id still filters.
+func TestSessionsByEmail(t *testing.T) {
+	srv, svc, _ := setup(t)
+	ann, err := svc.CreateUser(context.Background(), sessions.User{Email: "ann@example.com", Group: sessions.GroupRegistered})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine := request(t, svc, "demo-w02", ann.ID)
+	request(t, svc, "demo-w02", "bob")
+	for _, who := range []string{"ann@example.com", "ANN@Example.COM", ann.ID} {
+		var got []adminapi.SessionJSON
+		call(t, srv, "GET", "/portal/demo/sessions/?user="+url.QueryEscape(who), 200, &got)
+		if len(got) != 1 || got[0].Name != mine.Session.Name || got[0].Owner != ann.ID || got[0].OwnerEmail != "ann@example.com" {
+			t.Fatalf("user=%s: %+v", who, got)
+		}
+	}
+	var none []adminapi.SessionJSON
+	call(t, srv, "GET", "/portal/demo/sessions/?user=nobody@example.com", 200, &none)
+	if len(none) != 0 {
+		t.Fatalf("an unknown address matched %+v", none)
+	}
+	var one adminapi.SessionJSON
+	call(t, srv, "GET", "/portal/demo/sessions/"+mine.Session.Name+"/", 200, &one)
+	if one.OwnerEmail != "ann@example.com" {
 		t.Fatalf("session detail %+v", one)
 	}
 }

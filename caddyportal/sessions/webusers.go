@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"sort"
+	"strings"
 
 	"github.com/caddyportal/caddyportal/caddyportal/store"
 )
@@ -108,6 +109,30 @@ func (s *Service) FindUserByEmail(ctx context.Context, email string) (*User, err
 		return nil, userNotFound(err)
 	}
 	return u, nil
+}
+
+// UserEmails maps the id of every user with an email address (learners who
+// signed up on the web) to that address, from one scan of the users: what
+// lists of sessions show and filter their owners by.
+func (s *Service) UserEmails(ctx context.Context) (map[string]string, error) {
+	users, err := s.Users(ctx)
+	if err != nil {
+		return nil, err
+	}
+	emails := make(map[string]string, len(users))
+	for _, u := range users {
+		if u.Email != "" {
+			emails[u.ID] = u.Email
+		}
+	}
+	return emails, nil
+}
+
+// OwnedBy reports whether sess belongs to the user who names: their id, or
+// the email address they signed up with, in any case (emails is UserEmails).
+// Instructors know learners by address, front ends by id.
+func OwnedBy(sess *Session, who string, emails map[string]string) bool {
+	return sess.Owner == who || sess.Owner != "" && strings.EqualFold(emails[sess.Owner], who)
 }
 
 // Users returns every stored user, oldest first (ties by id). Corrupt

@@ -221,16 +221,10 @@ func (u *UI) filtered(w http.ResponseWriter, r *http.Request, q url.Values) (ses
 	d.Total = len(all)
 	// One scan of the users, not a read per row: the list is a scan of
 	// every stored session already.
-	users, err := u.svc.Users(r.Context())
+	email, err := u.svc.UserEmails(r.Context())
 	if err != nil {
 		u.unavailable(w, r, err)
 		return d, nil, false
-	}
-	email := make(map[string]string, len(users))
-	for _, usr := range users {
-		if usr.Email != "" {
-			email[usr.ID] = usr.Email
-		}
 	}
 	var match []*sessions.Session
 	// Newest first: the admin usually looks for what just happened.
@@ -238,7 +232,7 @@ func (u *UI) filtered(w http.ResponseWriter, r *http.Request, q url.Values) (ses
 		s := all[i]
 		switch {
 		case d.Env != "" && s.Environment != d.Env,
-			d.User != "" && s.Owner != d.User && !strings.EqualFold(email[s.Owner], d.User),
+			d.User != "" && !sessions.OwnedBy(s, d.User, email),
 			d.State == "active" && s.State.Ending(),
 			want != "" && s.State != want:
 			continue
