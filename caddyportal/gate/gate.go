@@ -462,7 +462,7 @@ func (g *Gate) indexOf(sess *sessions.Session) string {
 func (g *Gate) endedIndex(sess *sessions.Session) string {
 	index := g.indexOf(sess)
 	u, err := url.Parse(index)
-	if err != nil || u.Path != routes.CatalogPath || u.Host != "" && !g.o.Origins.PortalHost(u.Hostname()) {
+	if err != nil || !routes.IsCatalogURL(index, g.o.Origins.PortalHost) {
 		return index
 	}
 	q := u.Query()

@@ -273,7 +273,10 @@ func TestEndedSessionNamedToOwnCatalog(t *testing.T) {
 		{"http://portal.test/workshops/catalog/", true},
 		{"http://PORTAL.test:8443/workshops/catalog/?x=1", true},
 		{"/workshops/catalog/", true},
+		// The catalog's route answers without its trailing slash too.
+		{"http://portal.test/workshops/catalog", true},
 		{"https://hub.example.com/workshops/catalog/", false},
+		{"//hub.example.com/workshops/catalog/", false},
 		{"http://portal.test/hub/", false},
 	} {
 		g, svc, name, srv := gateSetupWith(t, "127.0.0.1:1", Options{Index: tc.index, Origins: NewOrigins("http://portal.test")})

@@ -268,6 +268,22 @@ func Match(r *http.Request) (Route, bool) {
 	return Route{}, false
 }
 
+// IsCatalogURL reports whether index, an index URL, is the portal's own
+// catalog page: relative or on a host portalHost accepts (host names only:
+// behind a TLS-terminating proxy the scheme and port a browser sees are not
+// Caddy's), at a path the route table names Catalog. The gate then tells
+// the catalog which session ended; the catalog does not send learners on
+// to an index that is itself.
+func IsCatalogURL(index string, portalHost func(hostname string) bool) bool {
+	u, err := url.Parse(index)
+	if err != nil || u.Host != "" && !portalHost(u.Hostname()) {
+		return false
+	}
+	p := parse(u)
+	rt, ok := p.pages()
+	return ok && rt.ID == Catalog
+}
+
 // ConfigTypes are the session config files Educates' workshop gateway
 // serves at <session URL>/config/<type>?token=<config password>.
 var ConfigTypes = []string{"environment", "variables", "kubeconfig", "id_rsa", "id_rsa.pub"}

@@ -2,6 +2,7 @@ package routes
 
 import (
 	"net/http/httptest"
+	"strings"
 	"testing"
 )
 
@@ -134,6 +135,30 @@ func TestConfigType(t *testing.T) {
 		got, ok := ConfigType(tail)
 		if got != want || ok != (want != "") {
 			t.Errorf("ConfigType(%q) = %q, %v; want %q", tail, got, ok, want)
+		}
+	}
+}
+
+// TestIsCatalogURL: an index is the portal's catalog when the route table
+// would serve it the catalog, on the portal's host (any scheme or port).
+func TestIsCatalogURL(t *testing.T) {
+	portal := func(name string) bool { return strings.EqualFold(name, "portal.test") }
+	for index, want := range map[string]bool{
+		"/workshops/catalog/":                          true,
+		"/workshops/catalog":                           true,
+		"http://portal.test/workshops/catalog/":        true,
+		"https://PORTAL.test:8443/workshops/catalog?x": true,
+		"http://portal.test//workshops/catalog/":       true,
+		"http://hub.test/workshops/catalog/":           false,
+		"//hub.test/workshops/catalog/":                false,
+		"http://portal.test/workshops/":                false,
+		"http://portal.test/workshops/catalog/x/":      false,
+		"http://portal.test/":                          false,
+		"":                                             false,
+		"http://portal.test/%zz":                       false,
+	} {
+		if got := IsCatalogURL(index, portal); got != want {
+			t.Errorf("IsCatalogURL(%q) = %v, want %v", index, got, want)
 		}
 	}
 }

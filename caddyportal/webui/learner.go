@@ -526,13 +526,10 @@ func catalogStatus(spawned bool, available, allocated, capacity int, queued bool
 // indexIsCatalog reports whether the portal's index is its own catalog
 // page, which then must not send learners to itself.
 func (u *UI) indexIsCatalog() bool {
-	idx, err := url.Parse(u.cfg.Index)
-	if err != nil {
-		return false
-	}
-	own, _ := url.Parse(u.cfg.URL)
-	sameOrigin := idx.Host == "" || own != nil && strings.EqualFold(idx.Host, own.Host) && idx.Scheme == own.Scheme
-	return sameOrigin && strings.TrimSuffix(idx.Path, "/") == strings.TrimSuffix(routes.CatalogPath, "/")
+	return routes.IsCatalogURL(u.cfg.Index, func(name string) bool {
+		own, err := url.Parse(u.cfg.URL)
+		return err == nil && own.Host != "" && strings.EqualFold(strings.TrimSuffix(name, "."), strings.TrimSuffix(own.Hostname(), "."))
+	})
 }
 
 // start is the catalog's Start form: it requests a session for the
