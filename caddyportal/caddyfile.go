@@ -285,7 +285,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if !seen["client"] {
 		return d.Err("portal: missing `client <id> <secret>` (the OAuth2 client of the REST API)")
 	}
-	if err := h.Portal.Validate(); err != nil {
+	if err := validate(h.Portal); err != nil {
 		return d.Errf("portal: %v", err)
 	}
 	return nil

@@ -167,6 +167,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 					upstream b:2
 				}
 				workshop tmpl {
+					capacity 4
 					upstream {session}.svc:80
 					health_check /api/status interval 30s timeout 2s
 				}
@@ -181,7 +182,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 					Expires: dur(time.Hour), Overtime: dur(10 * time.Minute), Deadline: dur(3 * time.Hour),
 					Overdue: dur(5 * time.Minute), Upstreams: []string{"a:1", "b:2"},
 				},
-				{Name: "tmpl", Upstreams: []string{"{session}.svc:80"}, HealthCheck: &config.HealthCheck{
+				{Name: "tmpl", Capacity: intp(4), Upstreams: []string{"{session}.svc:80"}, HealthCheck: &config.HealthCheck{
 					Path: "/api/status", Interval: dur(30 * time.Second), Timeout: dur(2 * time.Second)}},
 			}}),
 		},
@@ -275,6 +276,8 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"upstream port zero", ws("upstream a:0"), `upstream: "a:0": the port must be a number 1-65535`},
 		{"upstream template without port", ws("upstream {session}.lab.internal"), `upstream: "{session}.lab.internal" is not a dial address host:port`},
 		{"upstream without host", ws("upstream :9001"), `upstream: ":9001" is not a dial address host:port`},
+		{"template without capacity", ws("upstream {session}.lab:80"), "portal: workshop \"lab\": capacity: its dashboards are started per session (a spawner or a {session} template), so there is no pool to count: set `capacity <n>`, or the portal's `sessions maximum <n>`"},
+		{"spawner without capacity", ws("spawner process {\ncommand x {port}\n}"), "workshop \"lab\": capacity: its dashboards are started per session"},
 		{"labels odd", ws("labels a\nupstream a:1"), `labels: expected <key> <value> pairs, got 1 arguments`},
 		{"labels twice", ws("labels a b a c\nupstream a:1"), `labels: "a" given twice`},
 		{"labels empty key", ws("labels \"\" b\nupstream a:1"), `labels: empty label name`},

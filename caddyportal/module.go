@@ -139,10 +139,20 @@ func clientIP(r *http.Request) string {
 
 // Validate checks the configuration.
 func (h *Handler) Validate() error {
-	if err := h.Portal.Validate(); err != nil {
+	if err := validate(h.Portal); err != nil {
 		return fmt.Errorf("portal: %w", err)
 	}
 	return nil
+}
+
+// validate checks p as Provision runs it: static spawners as the pools they
+// become (a pool's size is its workshop's default capacity).
+func validate(p config.Portal) error {
+	pooled, err := staticPools(p)
+	if err != nil {
+		return err
+	}
+	return pooled.Validate()
 }
 
 // Cleanup stops the portal and releases the pooled store, streams and

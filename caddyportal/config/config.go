@@ -369,7 +369,8 @@ type Workshop struct {
 	// the module name in the "spawner" key.
 	Spawner json.RawMessage `json:"spawner,omitempty" caddy:"namespace=http.handlers.portal.spawners inline_key=spawner"`
 	// Capacity caps the environment's sessions, reserved ones included.
-	// Default: the upstream pool size, else sessions.maximum, else 0.
+	// Default: the upstream pool size, else sessions.maximum; a workshop
+	// with a spawner or an address template needs one of them.
 	Capacity *int `json:"capacity,omitempty"`
 	// Reserved sessions kept ready. Default 1, clamped to 0..capacity.
 	Reserved *int `json:"reserved,omitempty"`
@@ -588,6 +589,11 @@ func (p *Portal) Validate() error {
 	for i, w := range p.Workshops {
 		if err := w.validate(); err != nil {
 			return fmt.Errorf("workshop %q: %w", w.Name, err)
+		}
+		if _, tmpl := w.Template(); w.Capacity == nil && p.Sessions.Maximum == 0 && (tmpl || w.Spawned()) {
+			// Its capacity would default to 0: a workshop that never gives
+			// a session, which nothing else would explain.
+			return fmt.Errorf("workshop %q: capacity: its dashboards are started per session (a spawner or a {session} template), so there is no pool to count: set `capacity <n>`, or the portal's `sessions maximum <n>`", w.Name)
 		}
 		if len(w.Ingresses) > 0 && p.Dashboards.Mode != DashboardsHost {
 			return fmt.Errorf("workshop %q: ingresses are host names of a session: they need `dashboards host <domain>`", w.Name)

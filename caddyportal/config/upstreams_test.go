@@ -46,3 +46,35 @@ func TestCheckUpstreams(t *testing.T) {
 		t.Errorf("a JSON pool with one address twice: %v", err)
 	}
 }
+
+// TestCapacityNeeded: a workshop whose dashboards are started per session
+// has no pool to default its capacity to; without a capacity or the
+// portal's sessions maximum it could never give a session, so it is refused.
+func TestCapacityNeeded(t *testing.T) {
+	zero, four := 0, 4
+	spawned := Workshop{Name: "lab", Spawner: []byte(`{"spawner":"process","command":["x"]}`)}
+	tmpl := Workshop{Name: "lab", Upstreams: []string{"{session}.lab:80"}}
+	pool := Workshop{Name: "lab", Upstreams: []string{"a:1", "b:1"}}
+	valid := func(max int, w Workshop) error {
+		p := Portal{Name: "p", Robot: Credentials{Username: "r", Password: "pw"}, Client: Client{ID: "c", Secret: "s"},
+			Sessions: SessionLimits{Maximum: max}, Workshops: []Workshop{w}}
+		return p.Validate()
+	}
+	for _, w := range []Workshop{spawned, tmpl} {
+		if err := valid(0, w); err == nil || !strings.Contains(err.Error(), "set `capacity <n>`, or the portal's `sessions maximum <n>`") {
+			t.Errorf("%+v without a capacity: %v", w, err)
+		}
+		if err := valid(10, w); err != nil {
+			t.Errorf("%+v under sessions maximum 10: %v", w, err)
+		}
+		for _, c := range []*int{&four, &zero} {
+			w.Capacity = c
+			if err := valid(0, w); err != nil {
+				t.Errorf("%+v with capacity %d: %v", w, *c, err)
+			}
+		}
+	}
+	if err := valid(0, pool); err != nil {
+		t.Errorf("a pool without a capacity: %v", err)
+	}
+}
