@@ -78,6 +78,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.Portal.Validate(); err != nil {
 		return fmt.Errorf("portal: %w", err)
 	}
+	for _, msg := range h.Portal.Adjusted() {
+		h.logger.Warn(msg, zap.String("portal", h.Name))
+	}
 	m, err := acquireMetrics()
 	if err != nil {
 		return fmt.Errorf("portal %s: metrics: %w", h.Name, err)

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
 )
 
 // Environment is a workshop as the portal runs it: named, with every
@@ -115,6 +117,31 @@ func (p Portal) Environments() []Environment {
 		envs = append(envs, resolveWorkshop(fmt.Sprintf("%s-w%02d", name, i+1), w, p.Sessions.Maximum))
 	}
 	return envs
+}
+
+// Adjusted lists the workshop settings the portal runs otherwise than they
+// are written, worded for the operator's log at start-up. None is an error
+// (Educates accepts them too), but each would surprise someone who reads
+// the Caddyfile and then watches the portal.
+func (p Portal) Adjusted() []string {
+	var out []string
+	for _, e := range p.Environments() {
+		w := e.Workshop
+		step := lifecycle.Policy{Expires: e.Expires, Overtime: e.Overtime, Deadline: e.Deadline}.Step()
+		if e.Overtime > 0 && step != e.Overtime {
+			out = append(out, fmt.Sprintf("workshop %q: overtime %v is shorter than the shortest extension step: each extension adds %v", w.Name, e.Overtime, step))
+		}
+		if w.Deadline > 0 && w.Deadline.D() < e.Expires {
+			out = append(out, fmt.Sprintf("workshop %q: deadline %v is before expires %v: sessions last %v and cannot be extended", w.Name, w.Deadline.D(), e.Expires, e.Expires))
+		}
+		if w.Reserved != nil && *w.Reserved != e.Reserved {
+			out = append(out, fmt.Sprintf("workshop %q: reserved %d is more than its capacity: %d are kept ready", w.Name, *w.Reserved, e.Reserved))
+		}
+		if w.Initial != nil && *w.Initial > e.Capacity {
+			out = append(out, fmt.Sprintf("workshop %q: initial %d is more than its capacity: %d are started at start-up", w.Name, *w.Initial, e.Initial))
+		}
+	}
+	return out
 }
 
 func resolveWorkshop(name string, w Workshop, maximum int) Environment {

@@ -1,8 +1,10 @@
 package config
 
 import (
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestCheckUpstreams: the dashboard addresses a workshop may list are the
@@ -76,5 +78,27 @@ func TestCapacityNeeded(t *testing.T) {
 	}
 	if err := valid(0, pool); err != nil {
 		t.Errorf("a pool without a capacity: %v", err)
+	}
+}
+
+// TestAdjusted: settings the portal runs otherwise than written are named
+// for the log, each with what the portal does instead; plain ones are not.
+func TestAdjusted(t *testing.T) {
+	n := func(v int) *int { return &v }
+	mins := func(m int) Duration { return Duration(time.Duration(m) * time.Minute) }
+	p := Portal{Sessions: SessionLimits{Maximum: 3}, Workshops: []Workshop{
+		{Name: "plain", Upstreams: []string{"a:1", "b:1"}, Reserved: n(1), Initial: n(2), Expires: mins(30), Overtime: mins(10), Deadline: mins(60)},
+		{Name: "short", Upstreams: []string{"{session}:80"}, Expires: mins(30), Overtime: mins(1)},
+		{Name: "early", Upstreams: []string{"{session}:80"}, Expires: mins(10), Deadline: mins(5)},
+		{Name: "many", Upstreams: []string{"{session}:80"}, Reserved: n(5), Initial: n(9)},
+	}}
+	want := []string{
+		`workshop "short": overtime 1m0s is shorter than the shortest extension step: each extension adds 5m0s`,
+		`workshop "early": deadline 5m0s is before expires 10m0s: sessions last 10m0s and cannot be extended`,
+		`workshop "many": reserved 5 is more than its capacity: 3 are kept ready`,
+		`workshop "many": initial 9 is more than its capacity: 3 are started at start-up`,
+	}
+	if got := p.Adjusted(); !slices.Equal(got, want) {
+		t.Errorf("Adjusted() =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
