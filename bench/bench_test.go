@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -161,5 +162,37 @@ func TestRunSaysWhyItStopped(t *testing.T) {
 	md := rep.Markdown()
 	if !strings.Contains(md, "the run stopped early") || !strings.Contains(md, err.Error()) {
 		t.Errorf("the report does not say why the run stopped (%v):\n%s", err, md)
+	}
+}
+
+// TestBuildsTheRelease: the harness measures the binary the release build
+// makes (xcaddy.json's tags), not one that links the database drivers
+// Caddy's releases leave out, whose code alone is several MB of RSS.
+func TestBuildsTheRelease(t *testing.T) {
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, err := buildBinary(context.Background(), root, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("go", "version", "-m", bin).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go version -m: %v\n%s", err, out)
+	}
+	deps := map[string]bool{}
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "dep" {
+			deps[f[1]] = true
+		}
+	}
+	if !deps["github.com/dgraph-io/badger/v4"] || !deps["github.com/caddyserver/caddy/v2"] {
+		t.Fatalf("the binary lacks the portal's own store or Caddy:\n%s", out)
+	}
+	for _, driver := range []string{"github.com/dgraph-io/badger", "github.com/dgraph-io/badger/v2", "github.com/go-sql-driver/mysql", "github.com/jackc/pgx/v5"} {
+		if deps[driver] {
+			t.Errorf("the harness's binary links %s, which the release build leaves out", driver)
+		}
 	}
 }

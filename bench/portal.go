@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -35,16 +36,56 @@ const (
 	templateUpstream = "{session}.lab.invalid:80"
 )
 
-// buildBinary builds ./cmd/caddyportal of the module at root into dir.
+// buildBinary builds ./cmd/caddyportal of the module at root into dir, with
+// the release's build tags (releaseTags), so the harness measures the
+// binary operators run.
 func buildBinary(ctx context.Context, root, dir string) (string, error) {
+	tags, err := releaseTags(root)
+	if err != nil {
+		return "", err
+	}
 	bin := filepath.Join(dir, "caddyportal")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/caddyportal")
+	args := []string{"build", "-o", bin}
+	if tags != "" {
+		args = append(args, "-tags", tags)
+	}
+	cmd := exec.CommandContext(ctx, "go", append(args, "./cmd/caddyportal")...)
 	cmd.Dir = root
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return "", fmt.Errorf("go build ./cmd/caddyportal: %v\n%s", err, out)
+		return "", fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return bin, nil
+}
+
+// releaseTags returns the -tags of the release build, from the build
+// manifest xcaddy.json's build_flags (Caddy's own release tags: they leave
+// out database drivers of smallstep's ACME server that Caddy never uses,
+// about 7 MB of resident code). Its -trimpath and -ldflags are not taken:
+// they change only file paths and the symbol table, not what is linked or
+// resident, and -trimpath would compile all of Caddy a second time beside
+// the tests' own build.
+func releaseTags(root string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(root, "xcaddy.json"))
+	if err != nil {
+		return "", err
+	}
+	var m struct {
+		BuildFlags string `json:"build_flags"`
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return "", fmt.Errorf("xcaddy.json: %w", err)
+	}
+	f := strings.Fields(m.BuildFlags)
+	for i, flag := range f {
+		if v, ok := strings.CutPrefix(flag, "-tags="); ok {
+			return v, nil
+		}
+		if flag == "-tags" && i+1 < len(f) {
+			return f[i+1], nil
+		}
+	}
+	return "", nil
 }
 
 // moduleRoot finds the caddyportal module directory from the working
