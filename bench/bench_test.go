@@ -196,3 +196,24 @@ func TestBuildsTheRelease(t *testing.T) {
 		}
 	}
 }
+
+// TestSeedFreshness: a cached seed is reused only while its live sessions
+// have most of their time left; an older one would have them all expire as
+// the measured portal starts.
+func TestSeedFreshness(t *testing.T) {
+	now := time.Now()
+	for _, c := range []struct {
+		created time.Time
+		want    bool
+	}{
+		{time.Time{}, false}, // a seed.json from before Created was recorded
+		{now.Add(-time.Minute), true},
+		{now.Add(-seedSessionLife/2 + time.Minute), true},
+		{now.Add(-seedSessionLife / 2), false},
+		{now.Add(-4 * time.Hour), false},
+	} {
+		if got := (seedStats{Total: 1, Created: c.created}).fresh(now); got != c.want {
+			t.Errorf("seeded %v ago: fresh %v, want %v", now.Sub(c.created), got, c.want)
+		}
+	}
+}

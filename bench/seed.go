@@ -43,16 +43,32 @@ func seedConfig() config.Portal {
 			Reserved:  &zero,
 			Initial:   &zero,
 			Capacity:  &capacity,
-			Expires:   config.Duration(60 * time.Minute),
+			Expires:   config.Duration(seedSessionLife),
 			Upstreams: []string{templateUpstream},
 		}},
 	}
 }
 
+// seedSessionLife is how long a seeded live session runs (the workshop's
+// expires). A cached seed is reused only for the first half of it: an older
+// one's live sessions would all expire as the portal starts, and the
+// memory scenario would measure thousands of expiries instead of a portal
+// at rest (stop 43 found its figures taken so, from a seed four hours old).
+const seedSessionLife = 60 * time.Minute
+
 // seedStats describes a seeded data directory.
 type seedStats struct {
 	Total, Live, Stopped int
 	Took                 time.Duration
+	// Created is when the seeding began; live sessions expire
+	// seedSessionLife after it.
+	Created time.Time
+}
+
+// fresh reports whether a cached seed's live sessions are still live for
+// a while at now.
+func (ss seedStats) fresh(now time.Time) bool {
+	return !ss.Created.IsZero() && now.Sub(ss.Created) < seedSessionLife/2
 }
 
 // seed writes total sessions of distinct users into the Badger directory
@@ -97,7 +113,7 @@ func seed(ctx context.Context, dir string, total int, liveFraction float64) (see
 	if err := st.Close(); err != nil {
 		return seedStats{}, err
 	}
-	return seedStats{Total: total, Live: live, Stopped: stopBefore, Took: time.Since(t0)}, nil
+	return seedStats{Total: total, Live: live, Stopped: stopBefore, Took: time.Since(t0), Created: t0}, nil
 }
 
 // seedRange creates sessions lo..hi-1 (user "seed<i>"), activating each and
@@ -160,8 +176,8 @@ func seededStore(ctx context.Context, work, dst string, total int, liveFraction 
 	cache := filepath.Join(work, fmt.Sprintf("seed-%d-live%g", total, liveFraction))
 	marker := filepath.Join(cache, "seed.json")
 	var ss seedStats
-	if b, err := os.ReadFile(marker); err == nil && json.Unmarshal(b, &ss) == nil && ss.Total == total {
-		logf("reusing %d seeded sessions from %s", total, cache)
+	if b, err := os.ReadFile(marker); err == nil && json.Unmarshal(b, &ss) == nil && ss.Total == total && ss.fresh(time.Now()) {
+		logf("reusing %d seeded sessions from %s (seeded %s ago)", total, cache, time.Since(ss.Created).Round(time.Second))
 	} else {
 		if err := os.RemoveAll(cache); err != nil {
 			return ss, err
