@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -154,15 +155,74 @@ type sessionRow struct {
 }
 
 type sessionsData struct {
+	// Rows are the page's sessions (Pager says which of the matching).
 	Rows []sessionRow
 	// Filters as given, for the form.
 	Env, State, User string
 	Envs             []string
 	States           []string
-	Total            int
-	// Actionable counts the shown sessions a bulk action would touch
-	// (learners' sessions that have not ended).
+	// Total counts the stored sessions, matching or not.
+	Total int
+	Pager pager
+	// Actionable counts the matching sessions, on every page, a bulk
+	// action would touch (learners' sessions that have not ended).
 	Actionable int
+}
+
+// pageRows is how many rows a page of the admin lists shows. Unpaged, a
+// portal with 100,000 stored sessions answered 35 MB for its users and
+// 43 MB for all its sessions, and its RSS went to 400 MB.
+const pageRows = 100
+
+// pager places one page of a long list: rows From to To (counting from 1)
+// of Of, with links to the pages before and after ("" at either end).
+type pager struct {
+	From, To, Of int
+	Prev, Next   string
+}
+
+// Paged reports whether the list is longer than a page.
+func (p pager) Paged() bool { return p.Of > pageRows }
+
+// paginate returns the half-open range of the rows of the page q asks for
+// (page=N, from 1; past the last page, the last) out of n, and its pager,
+// whose links keep q's other parameters. ok is false, and a 400 page sent,
+// when page is not a positive number.
+func (u *UI) paginate(w http.ResponseWriter, r *http.Request, n int, q url.Values, path string) (lo, hi int, p pager, ok bool) {
+	pages := max(1, (n+pageRows-1)/pageRows)
+	page := 1
+	if v := q.Get("page"); v != "" {
+		var err error
+		if page, err = strconv.Atoi(v); err != nil || page < 1 {
+			u.fail(w, r, http.StatusBadRequest, "Bad request", "The page number must be a positive whole number.")
+			return 0, 0, p, false
+		}
+	}
+	page = min(page, pages)
+	lo, hi = (page-1)*pageRows, min(page*pageRows, n)
+	p = pager{From: min(lo+1, n), To: hi, Of: n}
+	link := func(to int) string {
+		v := url.Values{}
+		for k, vs := range q {
+			if k != "page" && k != "csrf" {
+				v[k] = vs
+			}
+		}
+		if to > 1 {
+			v.Set("page", strconv.Itoa(to))
+		}
+		if len(v) == 0 {
+			return path
+		}
+		return path + "?" + v.Encode()
+	}
+	if page > 1 {
+		p.Prev = link(page - 1)
+	}
+	if page < pages {
+		p.Next = link(page + 1)
+	}
+	return lo, hi, p, true
 }
 
 // stateFilters are the state filter's choices: "active" (the default)
@@ -238,15 +298,22 @@ func (u *UI) filtered(w http.ResponseWriter, r *http.Request, q url.Values) (ses
 			continue
 		}
 		match = append(match, s)
+		if !s.State.Ending() && !s.Reserved() {
+			d.Actionable++
+		}
+	}
+	lo, hi, pg, ok := u.paginate(w, r, len(match), q, routes.AdminSessionsPath)
+	if !ok {
+		return d, nil, false
+	}
+	d.Pager = pg
+	for _, s := range match[lo:hi] {
 		row := sessionRow{Name: s.Name, Environment: s.Environment, Workshop: s.Workshop,
 			Owner: s.Owner, OwnerEmail: email[s.Owner], Reason: s.Reason, State: s.State, Created: s.Created, Started: s.Started, Expires: s.Expires}
 		if s.State == lifecycle.Starting && s.Progress != nil {
 			row.Step = sessions.StepTitle(s.Progress.Step)
 		}
 		d.Rows = append(d.Rows, row)
-		if !s.State.Ending() && !s.Reserved() {
-			d.Actionable++
-		}
 	}
 	return d, match, true
 }
@@ -623,8 +690,24 @@ func (u *UI) usersPage(w http.ResponseWriter, r *http.Request, _ string) {
 			byOwner[s.Owner] = append(byOwner[s.Owner], s)
 		}
 	}
-	var rows []userRow
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil || len(q.Get("q")) > 256 {
+		u.fail(w, r, http.StatusBadRequest, "Bad request", "The search in the address is malformed or too long.")
+		return
+	}
+	d := usersData{Query: q.Get("q"), Total: len(users)}
+	var match []*sessions.User
 	for _, usr := range users {
+		if userMatches(usr, d.Query) {
+			match = append(match, usr)
+		}
+	}
+	lo, hi, pg, ok := u.paginate(w, r, len(match), q, routes.AdminUsersPath)
+	if !ok {
+		return
+	}
+	d.Pager = pg
+	for _, usr := range match[lo:hi] {
 		row := userRow{ID: usr.ID, Email: usr.Email, FirstName: usr.FirstName, LastName: usr.LastName, Group: usr.Group,
 			Created: usr.Created, Total: len(byOwner[usr.ID]), Password: usr.PasswordHash != ""}
 		for _, s := range byOwner[usr.ID] {
@@ -632,9 +715,33 @@ func (u *UI) usersPage(w http.ResponseWriter, r *http.Request, _ string) {
 				row.Live = append(row.Live, s.Name)
 			}
 		}
-		rows = append(rows, row)
+		d.Rows = append(d.Rows, row)
 	}
-	u.render(w, r, http.StatusOK, "users", id, view{Title: "Users", Notice: notice(r.URL.Query().Get("notice")), Data: rows})
+	u.render(w, r, http.StatusOK, "users", id, view{Title: "Users", Notice: notice(q.Get("notice")), Data: d})
+}
+
+// usersData is the users page: one page of the users the search matches.
+type usersData struct {
+	Rows []userRow
+	// Query is the search as given; Total counts every user.
+	Query string
+	Total int
+	Pager pager
+}
+
+// userMatches reports whether the users page's search q finds usr: a part
+// of their id, email address or name, in any case; "" finds everyone.
+func userMatches(usr *sessions.User, q string) bool {
+	if q == "" {
+		return true
+	}
+	q = strings.ToLower(q)
+	for _, field := range []string{usr.ID, usr.Email, usr.FirstName + " " + usr.LastName} {
+		if strings.Contains(strings.ToLower(field), q) {
+			return true
+		}
+	}
+	return false
 }
 
 // setPassword is the users page's Set password form: the admin gives a

@@ -957,3 +957,93 @@ func TestCatalogSaysWhySessionEnded(t *testing.T) {
 		t.Errorf("expired: %q", got)
 	}
 }
+
+// TestAdminListsArePaged: the sessions and users lists show a page of rows
+// at a time, with links that keep the filter, so a busy portal's lists stay
+// a page an instructor can open (unpaged, 100,000 stored sessions made
+// 35-43 MB pages); a bulk action still covers every matching session, and
+// the users page finds a learner by part of their address or name.
+func TestAdminListsArePaged(t *testing.T) {
+	cfg := portalConfig(config.RegistrationOneStep, "")
+	cfg.Workshops[0].Capacity, cfg.Workshops[0].Reserved = intp(300), intp(0)
+	p := newPortal(t, cfg)
+	ctx := context.Background()
+	const n = 230
+	for i := range n {
+		usr, err := p.svc.CreateUser(ctx, sessions.User{Email: fmt.Sprintf("learner-%03d@example.com", i), Group: sessions.GroupRegistered})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.svc.RequestSession(ctx, sessions.Request{Environment: env1, User: usr.ID}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	admin := p.browser()
+	admin.login(adminUser, adminPass, "/admin/")
+	rows := regexp.MustCompile(`<tr class="session" id="row-([^"]+)"`)
+	seen := map[string]bool{}
+	path := "/admin/sessions/?environment=" + env1
+	for page, want := range []int{100, 100, 30} {
+		r := admin.get(path)
+		got := rows.FindAllStringSubmatch(r.body, -1)
+		if r.status != http.StatusOK || len(got) != want {
+			t.Fatalf("page %d (%s): %d, %d rows, want %d", page+1, path, r.status, len(got), want)
+		}
+		for _, m := range got {
+			if seen[m[1]] {
+				t.Fatalf("session %s on two pages", m[1])
+			}
+			seen[m[1]] = true
+		}
+		from := page*100 + 1
+		if !strings.Contains(r.body, fmt.Sprintf("%d–%d of %d matching", from, from+want-1, n)) ||
+			!strings.Contains(r.body, fmt.Sprintf("Terminate the %d matching, on every page", n)) {
+			t.Fatalf("page %d does not say where it is or what a bulk action covers: %s", page+1, r.body)
+		}
+		if hasPrev := strings.Contains(r.body, `rel="prev"`); hasPrev != (page > 0) {
+			t.Fatalf("page %d: previous link %v", page+1, hasPrev)
+		}
+		next := regexp.MustCompile(`<a href="([^"]+)" rel="next">`).FindStringSubmatch(r.body)
+		if page == 2 {
+			if next != nil {
+				t.Fatalf("the last page links to %s", next[1])
+			}
+			break
+		}
+		wantNext := fmt.Sprintf("/admin/sessions/?environment=%s&amp;page=%d", env1, page+2)
+		if next == nil || next[1] != wantNext {
+			t.Fatalf("page %d: next link %v, want %s", page+1, next, wantNext)
+		}
+		path = html.UnescapeString(next[1])
+	}
+	if len(seen) != n {
+		t.Fatalf("the pages showed %d sessions of %d", len(seen), n)
+	}
+	// Past the end is the last page; a page that is not a number is a 400.
+	if r := admin.get("/admin/sessions/?page=99"); len(rows.FindAllString(r.body, -1)) != 30 {
+		t.Errorf("page 99: %d rows, want the last page's 30", len(rows.FindAllString(r.body, -1)))
+	}
+	for _, bad := range []string{"0", "-1", "two", "1e3"} {
+		if r := admin.get("/admin/sessions/?page=" + bad); r.status != http.StatusBadRequest {
+			t.Errorf("page=%s: %d, want 400", bad, r.status)
+		}
+	}
+
+	users := regexp.MustCompile(`<tr class="user" id="user-`)
+	all, err := p.svc.Users(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := admin.get("/admin/users/")
+	if got := len(users.FindAllString(r.body, -1)); got != 100 || !strings.Contains(r.body, fmt.Sprintf("1–100 of %d matching of %d users", len(all), len(all))) {
+		t.Fatalf("users page 1: %d rows: %s", got, r.body)
+	}
+	r = admin.get("/admin/users/?q=LEARNER-01")
+	if got := len(users.FindAllString(r.body, -1)); got != 10 || !strings.Contains(r.body, "learner-015@example.com") || strings.Contains(r.body, `rel="next"`) {
+		t.Fatalf("search LEARNER-01: %d rows, want learner-010 to 019: %s", got, r.body)
+	}
+	r = admin.get("/admin/users/?q=" + url.QueryEscape("<nobody>"))
+	if !strings.Contains(r.body, `id="no-users">No user matches.`) || !strings.Contains(r.body, `value="&lt;nobody&gt;"`) {
+		t.Fatalf("a search that finds nobody: %s", r.body)
+	}
+}
