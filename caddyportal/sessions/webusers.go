@@ -164,19 +164,7 @@ func (s *Service) Users(ctx context.Context) ([]*User, error) {
 // deadlines become durable in the next read-write pass.
 func (s *Service) AllSessions(ctx context.Context) ([]*Session, error) {
 	var out []*Session
-	err := s.st.View(ctx, func(tx store.Txn) error {
-		out = nil
-		now := s.now()
-		return tx.Scan(prefixSession, func(_ string, v []byte) error {
-			sess := &Session{}
-			if unmarshal(v, sess) != nil {
-				return nil
-			}
-			sess.State, sess.Reason = sess.Effective(now)
-			out = append(out, sess)
-			return nil
-		})
-	})
+	err := s.EachSession(ctx, func(sess *Session) { out = append(out, sess) })
 	sort.Slice(out, func(i, j int) bool {
 		if !out[i].Created.Equal(out[j].Created) {
 			return out[i].Created.Before(out[j].Created)
@@ -184,4 +172,24 @@ func (s *Service) AllSessions(ctx context.Context) ([]*Session, error) {
 		return out[i].Name < out[j].Name
 	})
 	return out, err
+}
+
+// EachSession calls fn with every stored session record, as AllSessions
+// returns them but in no particular order and without holding them: the
+// admin pages keep what they show, not 100,000 decoded records. fn runs
+// inside one read transaction (a View runs once), so it must not call the
+// service.
+func (s *Service) EachSession(ctx context.Context, fn func(*Session)) error {
+	return s.st.View(ctx, func(tx store.Txn) error {
+		now := s.now()
+		return tx.Scan(prefixSession, func(_ string, v []byte) error {
+			sess := &Session{}
+			if unmarshal(v, sess) != nil {
+				return nil
+			}
+			sess.State, sess.Reason = sess.Effective(now)
+			fn(sess)
+			return nil
+		})
+	})
 }

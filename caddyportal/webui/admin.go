@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -81,7 +82,17 @@ func (u *UI) overview(w http.ResponseWriter, r *http.Request, _ string) {
 		u.unavailable(w, r, err)
 		return
 	}
-	all, err := u.svc.AllSessions(r.Context())
+	// The chart and the problems cover the last 6 hours: a session that
+	// ended before then is not kept (most of what a busy portal stores).
+	now := u.svc.Now()
+	since := now.Add(-6 * time.Hour)
+	var recent []*sessions.Session
+	err = u.svc.EachSession(r.Context(), func(s *sessions.Session) {
+		if s.State.Ending() && !s.Stopped.IsZero() && s.Stopped.Before(since) && s.Expires.Before(since) {
+			return
+		}
+		recent = append(recent, s)
+	})
 	if err != nil {
 		u.unavailable(w, r, err)
 		return
@@ -109,8 +120,8 @@ func (u *UI) overview(w http.ResponseWriter, r *http.Request, _ string) {
 		d.Live += row.Live
 		d.Envs = append(d.Envs, row)
 	}
-	d.Chart = sessionChart(all, u.svc.Now(), 6*time.Hour, 12)
-	d.Problems = problems(all, u.svc.Now().Add(-6*time.Hour), 20)
+	d.Chart = sessionChart(recent, now, now.Sub(since), 12)
+	d.Problems = problems(recent, since, 20)
 	if u.health != nil {
 		d.Upstreams = u.health()
 	}
@@ -152,6 +163,9 @@ type sessionRow struct {
 	Step                      string
 	State                     lifecycle.State
 	Created, Started, Expires time.Time
+	// actionable: a bulk action would touch it (a learner's session that
+	// has not ended).
+	actionable bool
 }
 
 type sessionsData struct {
@@ -248,9 +262,10 @@ func (u *UI) sessionsPage(w http.ResponseWriter, r *http.Request, _ string) {
 
 // filtered applies the sessions list's filters in q (environment, state,
 // user: an id, or an email address in any case) and returns the page's
-// data and the matching sessions, newest first; a bad filter is answered
-// with a 400 page (ok false).
-func (u *UI) filtered(w http.ResponseWriter, r *http.Request, q url.Values) (sessionsData, []*sessions.Session, bool) {
+// data and the names of the matching sessions a bulk action would touch
+// (learners' sessions that have not ended, on every page); a bad filter is
+// answered with a 400 page (ok false).
+func (u *UI) filtered(w http.ResponseWriter, r *http.Request, q url.Values) (sessionsData, []string, bool) {
 	d := sessionsData{Env: q.Get("environment"), State: q.Get("state"), User: q.Get("user"), States: stateFilters}
 	if d.State == "" {
 		d.State = "active"
@@ -273,12 +288,6 @@ func (u *UI) filtered(w http.ResponseWriter, r *http.Request, q url.Values) (ses
 	for _, e := range u.svc.Environments() {
 		d.Envs = append(d.Envs, e.Name)
 	}
-	all, err := u.svc.AllSessions(r.Context())
-	if err != nil {
-		u.unavailable(w, r, err)
-		return d, nil, false
-	}
-	d.Total = len(all)
 	// One scan of the users, not a read per row: the list is a scan of
 	// every stored session already.
 	email, err := u.svc.UserEmails(r.Context())
@@ -286,36 +295,50 @@ func (u *UI) filtered(w http.ResponseWriter, r *http.Request, q url.Values) (ses
 		u.unavailable(w, r, err)
 		return d, nil, false
 	}
-	var match []*sessions.Session
-	// Newest first: the admin usually looks for what just happened.
-	for i := len(all) - 1; i >= 0; i-- {
-		s := all[i]
+	// Only a row of each matching session is kept, not the record: with
+	// 100,000 stored, the records held the portal's RSS over 300 MB.
+	var match []sessionRow
+	err = u.svc.EachSession(r.Context(), func(s *sessions.Session) {
+		d.Total++
 		switch {
 		case d.Env != "" && s.Environment != d.Env,
 			d.User != "" && !sessions.OwnedBy(s, d.User, email),
 			d.State == "active" && s.State.Ending(),
 			want != "" && s.State != want:
-			continue
+			return
 		}
-		match = append(match, s)
-		if !s.State.Ending() && !s.Reserved() {
-			d.Actionable++
-		}
-	}
-	lo, hi, pg, ok := u.paginate(w, r, len(match), q, routes.AdminSessionsPath)
-	if !ok {
-		return d, nil, false
-	}
-	d.Pager = pg
-	for _, s := range match[lo:hi] {
 		row := sessionRow{Name: s.Name, Environment: s.Environment, Workshop: s.Workshop,
 			Owner: s.Owner, OwnerEmail: email[s.Owner], Reason: s.Reason, State: s.State, Created: s.Created, Started: s.Started, Expires: s.Expires}
 		if s.State == lifecycle.Starting && s.Progress != nil {
 			row.Step = sessions.StepTitle(s.Progress.Step)
 		}
-		d.Rows = append(d.Rows, row)
+		row.actionable = !s.State.Ending() && !s.Reserved()
+		match = append(match, row)
+	})
+	if err != nil {
+		u.unavailable(w, r, err)
+		return d, nil, false
 	}
-	return d, match, true
+	// Newest first: the admin usually looks for what just happened.
+	sort.Slice(match, func(i, j int) bool {
+		if !match[i].Created.Equal(match[j].Created) {
+			return match[i].Created.After(match[j].Created)
+		}
+		return match[i].Name > match[j].Name
+	})
+	var actionable []string
+	for _, row := range match {
+		if row.actionable {
+			actionable = append(actionable, row.Name)
+		}
+	}
+	d.Actionable = len(actionable)
+	lo, hi, pg, ok := u.paginate(w, r, len(match), q, routes.AdminSessionsPath)
+	if !ok {
+		return d, nil, false
+	}
+	d.Pager, d.Rows = pg, match[lo:hi]
+	return d, actionable, true
 }
 
 // bulkData is the bulk action's confirmation page.
@@ -338,15 +361,9 @@ func (u *UI) bulk(w http.ResponseWriter, r *http.Request, _ string) {
 		u.fail(w, r, http.StatusBadRequest, "Bad request", "Unknown action: terminate or extend.")
 		return
 	}
-	d, match, ok := u.filtered(w, r, r.PostForm)
+	d, names, ok := u.filtered(w, r, r.PostForm)
 	if !ok {
 		return
-	}
-	var names []string
-	for _, s := range match {
-		if !s.State.Ending() && !s.Reserved() {
-			names = append(names, s.Name)
-		}
 	}
 	if r.PostFormValue("confirm") != "yes" {
 		u.render(w, r, http.StatusOK, "bulk", u.current(r), view{Title: "Confirm", Data: bulkData{sessionsData: d, Action: action, Names: names}})
@@ -674,25 +691,14 @@ func (u *UI) usersPage(w http.ResponseWriter, r *http.Request, _ string) {
 	if !ok {
 		return
 	}
-	users, err := u.svc.Users(r.Context())
-	if err != nil {
-		u.unavailable(w, r, err)
-		return
-	}
-	all, err := u.svc.AllSessions(r.Context())
-	if err != nil {
-		u.unavailable(w, r, err)
-		return
-	}
-	byOwner := map[string][]*sessions.Session{}
-	for _, s := range all {
-		if s.Owner != "" {
-			byOwner[s.Owner] = append(byOwner[s.Owner], s)
-		}
-	}
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil || len(q.Get("q")) > 256 {
 		u.fail(w, r, http.StatusBadRequest, "Bad request", "The search in the address is malformed or too long.")
+		return
+	}
+	users, err := u.svc.Users(r.Context())
+	if err != nil {
+		u.unavailable(w, r, err)
 		return
 	}
 	d := usersData{Query: q.Get("q"), Total: len(users)}
@@ -707,15 +713,31 @@ func (u *UI) usersPage(w http.ResponseWriter, r *http.Request, _ string) {
 		return
 	}
 	d.Pager = pg
+	rows := map[string]*userRow{} // the page's users, by id
 	for _, usr := range match[lo:hi] {
-		row := userRow{ID: usr.ID, Email: usr.Email, FirstName: usr.FirstName, LastName: usr.LastName, Group: usr.Group,
-			Created: usr.Created, Total: len(byOwner[usr.ID]), Password: usr.PasswordHash != ""}
-		for _, s := range byOwner[usr.ID] {
-			if !s.State.Ending() {
-				row.Live = append(row.Live, s.Name)
-			}
+		d.Rows = append(d.Rows, userRow{ID: usr.ID, Email: usr.Email, FirstName: usr.FirstName, LastName: usr.LastName,
+			Group: usr.Group, Created: usr.Created, Password: usr.PasswordHash != ""})
+	}
+	for i := range d.Rows {
+		rows[d.Rows[i].ID] = &d.Rows[i]
+	}
+	// Only the page's users' sessions are counted, not every record kept.
+	err = u.svc.EachSession(r.Context(), func(s *sessions.Session) {
+		row := rows[s.Owner]
+		if s.Owner == "" || row == nil {
+			return
 		}
-		d.Rows = append(d.Rows, row)
+		row.Total++
+		if !s.State.Ending() {
+			row.Live = append(row.Live, s.Name)
+		}
+	})
+	if err != nil {
+		u.unavailable(w, r, err)
+		return
+	}
+	for _, row := range rows {
+		slices.Sort(row.Live)
 	}
 	u.render(w, r, http.StatusOK, "users", id, view{Title: "Users", Notice: notice(q.Get("notice")), Data: d})
 }
