@@ -703,7 +703,8 @@ func (u *UI) usersPage(w http.ResponseWriter, r *http.Request, _ string) {
 	}
 	d := usersData{Query: q.Get("q"), Total: len(users)}
 	var match []*sessions.User
-	for _, usr := range users {
+	// Newest first, as the sessions: recent sign-ups are on the first page.
+	for _, usr := range slices.Backward(users) {
 		if userMatches(usr, d.Query) {
 			match = append(match, usr)
 		}

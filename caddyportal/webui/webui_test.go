@@ -996,7 +996,7 @@ func TestAdminListsArePaged(t *testing.T) {
 			seen[m[1]] = true
 		}
 		from := page*100 + 1
-		if !strings.Contains(r.body, fmt.Sprintf("%d–%d of %d matching", from, from+want-1, n)) ||
+		if !strings.Contains(r.body, fmt.Sprintf("Sessions %d–%d of the %d that match", from, from+want-1, n)) ||
 			!strings.Contains(r.body, fmt.Sprintf("Terminate the %d matching, on every page", n)) {
 			t.Fatalf("page %d does not say where it is or what a bulk action covers: %s", page+1, r.body)
 		}
@@ -1035,8 +1035,14 @@ func TestAdminListsArePaged(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := admin.get("/admin/users/")
-	if got := len(users.FindAllString(r.body, -1)); got != 100 || !strings.Contains(r.body, fmt.Sprintf("1–100 of %d matching of %d users", len(all), len(all))) {
-		t.Fatalf("users page 1: %d rows: %s", got, r.body)
+	newest := all[len(all)-1]
+	if got := len(users.FindAllString(r.body, -1)); got != 100 || !strings.Contains(r.body, fmt.Sprintf("Users 1–100 of %d, newest first.", len(all))) ||
+		!strings.Contains(r.body, `<tr class="user" id="user-`+newest.ID+`">`) {
+		t.Fatalf("users page 1: %d rows, want 100 from the newest, %s: %s", got, newest.Email, r.body)
+	}
+	r = admin.get("/admin/users/?q=learner")
+	if !strings.Contains(r.body, fmt.Sprintf("Users 1–100 of the %d that match (%d in all).", n, len(all))) || !strings.Contains(r.body, `href="/admin/users/?page=2&amp;q=learner" rel="next"`) {
+		t.Fatalf("search learner, page 1: %s", r.body)
 	}
 	r = admin.get("/admin/users/?q=LEARNER-01")
 	if got := len(users.FindAllString(r.body, -1)); got != 10 || !strings.Contains(r.body, "learner-015@example.com") || strings.Contains(r.body, `rel="next"`) {
