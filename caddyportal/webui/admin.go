@@ -218,7 +218,8 @@ func (u *UI) paginate(w http.ResponseWriter, r *http.Request, n int, q url.Value
 	link := func(to int) string {
 		v := url.Values{}
 		for k, vs := range q {
-			if k != "page" && k != "csrf" {
+			// Not the form's token, nor a notice of what was just done.
+			if k != "page" && k != "csrf" && k != "notice" {
 				v[k] = vs
 			}
 		}

@@ -1019,6 +1019,10 @@ func TestAdminListsArePaged(t *testing.T) {
 	if len(seen) != n {
 		t.Fatalf("the pages showed %d sessions of %d", len(seen), n)
 	}
+	// A notice of what was just done is not carried to the next page.
+	if r := admin.get("/admin/sessions/?notice=terminated&state=all"); !strings.Contains(r.body, `<a href="/admin/sessions/?page=2&amp;state=all" rel="next">`) {
+		t.Errorf("the next link after a notice: %s", regexp.MustCompile(`<a href="[^"]*" rel="next">`).FindString(r.body))
+	}
 	// Past the end is the last page; a page that is not a number is a 400.
 	if r := admin.get("/admin/sessions/?page=99"); len(rows.FindAllString(r.body, -1)) != 30 {
 		t.Errorf("page 99: %d rows, want the last page's 30", len(rows.FindAllString(r.body, -1)))
