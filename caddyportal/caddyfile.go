@@ -329,8 +329,7 @@ func checkOrigin(u string) error {
 
 // oneURL reads a URL that check accepts: config.CheckBaseURL for the
 // portal's url, checkOrigin for an index whose origin the portal trusts,
-// config.CheckLink for a link it
-// only shows (a workshop's url).
+// config.CheckLink for a link it only shows (a workshop's url).
 func oneURL(d *caddyfile.Dispenser, opt, usage string, check func(string) error) (string, error) {
 	u, err := oneArg(d, opt, usage)
 	if err != nil {
