@@ -75,8 +75,8 @@ type SessionJSON struct {
 	State       lifecycle.State `json:"state"`
 	Reason      string          `json:"reason,omitempty"`
 	Owner       string          `json:"owner,omitempty"`
-	// OwnerEmail is the owner's email address when they signed up on the
-	// web (front ends' users have only an id).
+	// OwnerEmail is the owner's email address, when the portal has one (a
+	// learner's sign-up, or the front end's request that gave it).
 	OwnerEmail   string         `json:"owner_email,omitempty"`
 	Slot         int            `json:"slot"`
 	Upstream     string         `json:"upstream"`
@@ -183,6 +183,13 @@ func (h *Handler) sessions(w http.ResponseWriter, r *http.Request, svc *sessions
 		fail(w, err)
 		return
 	}
+	var owners map[string]bool
+	if user != "" {
+		if owners, err = svc.OwnersNamed(r.Context(), user); err != nil {
+			fail(w, err)
+			return
+		}
+	}
 	now := svc.Now()
 	out := []SessionJSON{}
 	for name, list := range all {
@@ -191,7 +198,7 @@ func (h *Handler) sessions(w http.ResponseWriter, r *http.Request, svc *sessions
 		}
 		for _, s := range list {
 			sj := sessionJSON(svc, s, now, emails[s.Owner])
-			if state != "" && !strings.EqualFold(string(sj.State), state) || user != "" && !sessions.OwnedBy(s, user, emails) {
+			if state != "" && !strings.EqualFold(string(sj.State), state) || user != "" && !owners[s.Owner] {
 				continue
 			}
 			out = append(out, sj)

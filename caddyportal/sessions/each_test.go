@@ -1,0 +1,85 @@
+package sessions_test
+
+import (
+	"context"
+	"maps"
+	"testing"
+	"time"
+
+	"github.com/caddyportal/caddyportal/caddyportal/config"
+	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
+	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+)
+
+// TestEachLiveSessionIsTheLiveOnes: the live indexes hold every session
+// whose state, passed deadlines applied, is not STOPPED (waiting, running,
+// stopping, reserves), so the admin list may read them alone for every
+// filter but STOPPED and "all"; a session past its expiry that no write
+// pass has finalized yet reads as STOPPED from both; and CountSessions
+// counts what EachSession reads.
+func TestEachLiveSessionIsTheLiveOnes(t *testing.T) {
+	w := workshop("lab", 10, 1)
+	w.Expires = config.Duration(10 * time.Minute)
+	svc, _, clk := setup(t, portal(w))
+	ctx := context.Background()
+	env := svc.Environments()[0].Name
+	activate := func(user string) string {
+		res := request(t, svc, env, user)
+		if _, err := svc.Activate(ctx, res.Session.Name, res.Token); err != nil {
+			t.Fatal(err)
+		}
+		return res.Session.Name
+	}
+	stopped := activate("gone")
+	if _, err := svc.Terminate(ctx, stopped, ""); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(grace + time.Second)
+	if err := svc.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	expired := activate("late")
+	clk.Advance(10*time.Minute + time.Second) // past its expiry, no write pass since
+	request(t, svc, env, "waiting")
+	activate("running")
+	stopping := activate("ending")
+	if _, err := svc.Terminate(ctx, stopping, ""); err != nil {
+		t.Fatal(err)
+	}
+
+	all, live := map[string]lifecycle.State{}, map[string]lifecycle.State{}
+	count, reserves := 0, 0
+	if err := svc.EachSession(ctx, func(s *sessions.Session) {
+		count++
+		if s.State != lifecycle.Stopped {
+			all[s.Name] = s.State
+			if s.Reserved() {
+				reserves++
+			}
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var lateState lifecycle.State
+	if err := svc.EachLiveSession(ctx, func(s *sessions.Session) {
+		if s.Name == expired {
+			lateState = s.State
+		}
+		if s.State != lifecycle.Stopped {
+			live[s.Name] = s.State
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(all, live) {
+		t.Fatalf("not STOPPED, read from every record: %v\nfrom the live indexes: %v", all, live)
+	}
+	// The cases above all happened: a reserve, waiting, running and
+	// stopping; the expired one is still indexed but reads as STOPPED.
+	if _, ok := all[stopped]; ok || reserves != 1 || len(all) != 4 || all[stopping] != lifecycle.Stopping || lateState != lifecycle.Stopped {
+		t.Fatalf("the sessions are not in the states the test sets up (%d reserves, the expired one %q): %v", reserves, lateState, all)
+	}
+	if n, err := svc.CountSessions(ctx); err != nil || n != count {
+		t.Fatalf("CountSessions = %d, %v; EachSession read %d", n, err, count)
+	}
+}
