@@ -9,6 +9,7 @@ import (
 	"errors"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/caddyportal/caddyportal/caddyportal/store"
 )
@@ -208,13 +209,7 @@ func (s *Service) EachLiveSession(ctx context.Context, fn func(*Session)) error 
 				if err != nil {
 					return err
 				}
-				sess := &Session{}
-				if unmarshal(v, sess) != nil {
-					return nil
-				}
-				sess.State, sess.Reason = sess.Effective(now)
-				fn(sess)
-				return nil
+				return handOver(v, now, fn)
 			})
 			if err != nil {
 				return err
@@ -247,13 +242,20 @@ func (s *Service) EachSession(ctx context.Context, fn func(*Session)) error {
 	return s.st.View(ctx, func(tx store.Txn) error {
 		now := s.now()
 		return tx.Scan(prefixSession, func(_ string, v []byte) error {
-			sess := &Session{}
-			if unmarshal(v, sess) != nil {
-				return nil
-			}
-			sess.State, sess.Reason = sess.Effective(now)
-			fn(sess)
-			return nil
+			return handOver(v, now, fn)
 		})
 	})
+}
+
+// handOver decodes a stored session record, applies the deadlines passed
+// at now (as Get does) and gives it to fn; a corrupt record is skipped, so
+// one bad value cannot hide the rest.
+func handOver(v []byte, now time.Time, fn func(*Session)) error {
+	sess := &Session{}
+	if unmarshal(v, sess) != nil {
+		return nil
+	}
+	sess.State, sess.Reason = sess.Effective(now)
+	fn(sess)
+	return nil
 }
