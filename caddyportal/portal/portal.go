@@ -222,9 +222,11 @@ func (p *Portal) assemble(secret []byte, st store.Store, guard *webhooks.Guard, 
 	if cfg.Assertion {
 		asserts = assertion.New(sessions.WrapStore(st), sessions.KeyAssertionKeys, 0, d.Now)
 	}
+	// The gate and the pages know the portal's own host by one rule.
+	origins := gate.NewOrigins(cfg.URL)
 	p.gate, err = gate.New(gate.Options{Service: p.svc, Cookies: gate.NewCookies(signer, cookiePrefix), Codes: issuer,
 		Assertions: asserts, Issuer: cfg.URL, Framed: framed(cfg),
-		Origins: gate.NewOrigins(cfg.URL), Proxy: d.Proxy, Streams: d.Streams, Domain: domain,
+		Origins: origins, Proxy: d.Proxy, Streams: d.Streams, Domain: domain,
 		KeepPrefix: cfg.Dashboards.KeepPrefix,
 		Index:      cfg.Index, Anonymous: cfg.Registration == config.RegistrationAnonymous,
 		Redirects: policy, Creates: limits.Creates, AnonymousLogins: pagesLogins{p},
@@ -238,7 +240,8 @@ func (p *Portal) assemble(secret []byte, st store.Store, guard *webhooks.Guard, 
 	}
 	p.ui, err = webui.New(webui.Options{Service: p.svc, Key: tokens.DeriveKey(secret, "webui"),
 		CookiePrefix: cookiePrefix, Redirects: policy, Logger: d.Logger, ClientIP: d.ClientIP,
-		Logins: limits.Logins, Signups: limits.Signups, Health: p.health.Statuses, OpenAs: openAs, StaffGrant: cfg.StaffAccess.D()})
+		Logins: limits.Logins, Signups: limits.Signups, Health: p.health.Statuses, OpenAs: openAs, StaffGrant: cfg.StaffAccess.D(),
+		PortalHost: origins.PortalHost})
 	if err != nil {
 		return err
 	}

@@ -131,7 +131,7 @@ func newPortalWith(t *testing.T, cfg config.Portal, opts sessions.Options) *port
 			return entry, nil
 		}})
 	ui, err := webui.New(webui.Options{Service: svc, Key: tokens.DeriveKey(secret, "webui"), CookiePrefix: "portal-demo-",
-		Redirects: pol, PasswordCost: bcrypt.MinCost})
+		Redirects: pol, PasswordCost: bcrypt.MinCost, PortalHost: gate.NewOrigins(cfg.URL).PortalHost})
 	if err != nil {
 		t.Fatal(err)
 	}

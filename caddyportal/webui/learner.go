@@ -526,10 +526,7 @@ func catalogStatus(spawned bool, available, allocated, capacity int, queued bool
 // indexIsCatalog reports whether the portal's index is its own catalog
 // page, which then must not send learners to itself.
 func (u *UI) indexIsCatalog() bool {
-	return routes.IsCatalogURL(u.cfg.Index, func(name string) bool {
-		own, err := url.Parse(u.cfg.URL)
-		return err == nil && own.Host != "" && strings.EqualFold(strings.TrimSuffix(name, "."), strings.TrimSuffix(own.Hostname(), "."))
-	})
+	return routes.IsCatalogURL(u.cfg.Index, func(name string) bool { return u.portalHost != nil && u.portalHost(name) })
 }
 
 // start is the catalog's Start form: it requests a session for the

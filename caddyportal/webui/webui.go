@@ -72,6 +72,10 @@ type Options struct {
 	OpenAs func(w http.ResponseWriter, r *http.Request, sess *sessions.Session, user string) (string, error)
 	// StaffGrant is how long such access lasts; 0 means an hour.
 	StaffGrant time.Duration
+	// PortalHost reports whether a host name is the portal's own (the
+	// gate's Origins.PortalHost), for telling whether the index is the
+	// portal's catalog; nil counts only a relative index as that.
+	PortalHost func(hostname string) bool
 }
 
 // UI serves the web pages.
@@ -88,6 +92,7 @@ type UI struct {
 	health       func() []health.Status
 	openAs       func(w http.ResponseWriter, r *http.Request, sess *sessions.Session, user string) (string, error)
 	staffGrant   time.Duration
+	portalHost   func(hostname string) bool
 	logins       *loginlimit.Limiter
 	signups      *loginlimit.Rate
 	cost         int
@@ -138,7 +143,7 @@ func New(opts Options) (*UI, error) {
 		svc: opts.Service, cfg: opts.Service.Config(), signer: signer, cookie: opts.CookiePrefix + "login",
 		accessCookie: opts.CookiePrefix + "access",
 		redirect:     opts.Redirects, log: opts.Logger, clientIP: opts.ClientIP,
-		health: opts.Health,
+		health: opts.Health, portalHost: opts.PortalHost,
 		logins: opts.Logins, signups: opts.Signups,
 		cost: opts.PasswordCost, pages: pages,
 		bindKey: tokens.DeriveKey(opts.Key, "webui-bind")}
