@@ -9,7 +9,6 @@ import (
 	"errors"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/caddyportal/caddyportal/caddyportal/store"
 )
@@ -112,8 +111,8 @@ func (s *Service) FindUserByEmail(ctx context.Context, email string) (*User, err
 	return u, nil
 }
 
-// UserEmails maps the id of every user with an email address (learners who
-// signed up on the web) to that address, from one scan of the users: what
+// UserEmails maps the id of every user with an email address (from a
+// learner's sign-up, or the front end's request) to that address, from one scan of the users: what
 // lists of sessions show and filter their owners by.
 func (s *Service) UserEmails(ctx context.Context) (map[string]string, error) {
 	users, err := s.Users(ctx)
@@ -174,22 +173,6 @@ func (s *Service) Users(ctx context.Context) ([]*User, error) {
 	return out, err
 }
 
-// AllSessions returns every stored session record, live ones and STOPPED
-// ones still within the retention period, with passed deadlines applied
-// (as Get does), oldest first (ties by name). It reads only; passed
-// deadlines become durable in the next read-write pass.
-func (s *Service) AllSessions(ctx context.Context) ([]*Session, error) {
-	var out []*Session
-	err := s.EachSession(ctx, func(sess *Session) { out = append(out, sess) })
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].Created.Equal(out[j].Created) {
-			return out[i].Created.Before(out[j].Created)
-		}
-		return out[i].Name < out[j].Name
-	})
-	return out, err
-}
-
 // EachLiveSession calls fn, as EachSession does, with every session not
 // yet finalized STOPPED (reserves included): those the environments' live
 // indexes hold, and only those are read. Every session whose state, with
@@ -198,21 +181,15 @@ func (s *Service) AllSessions(ctx context.Context) ([]*Session, error) {
 // the 100,000 it keeps.
 func (s *Service) EachLiveSession(ctx context.Context, fn func(*Session)) error {
 	return s.st.View(ctx, func(tx store.Txn) error {
-		now := s.now()
+		t := s.viewState(tx)
 		for _, e := range s.envs {
-			prefix := prefixLive(e.Name)
-			err := tx.Scan(prefix, func(k string, _ []byte) error {
-				v, err := tx.Get(keySession(strings.TrimPrefix(k, prefix)))
-				if errors.Is(err, store.ErrNotFound) {
-					return nil // an index entry a later write pass drops
-				}
-				if err != nil {
-					return err
-				}
-				return handOver(v, now, fn)
-			})
+			live, err := t.scanLive(e.Name)
 			if err != nil {
 				return err
+			}
+			for _, sess := range live {
+				sess.State, sess.Reason = sess.Effective(t.now)
+				fn(sess)
 			}
 		}
 		return nil
@@ -233,29 +210,23 @@ func (s *Service) CountSessions(ctx context.Context) (int, error) {
 	return n, err
 }
 
-// EachSession calls fn with every stored session record, as AllSessions
-// returns them but in no particular order and without holding them: the
-// admin pages keep what they show, not 100,000 decoded records. fn runs
+// EachSession calls fn with every stored session record, live ones and
+// STOPPED ones still within the retention period, with passed deadlines
+// applied (as Get does), in no particular order and without holding them:
+// the admin pages keep what they show, not 100,000 decoded records. fn runs
 // inside one read transaction (a View runs once), so it must not call the
 // service.
 func (s *Service) EachSession(ctx context.Context, fn func(*Session)) error {
 	return s.st.View(ctx, func(tx store.Txn) error {
 		now := s.now()
 		return tx.Scan(prefixSession, func(_ string, v []byte) error {
-			return handOver(v, now, fn)
+			sess := &Session{}
+			if unmarshal(v, sess) != nil {
+				return nil // one bad value must not hide the rest
+			}
+			sess.State, sess.Reason = sess.Effective(now)
+			fn(sess)
+			return nil
 		})
 	})
-}
-
-// handOver decodes a stored session record, applies the deadlines passed
-// at now (as Get does) and gives it to fn; a corrupt record is skipped, so
-// one bad value cannot hide the rest.
-func handOver(v []byte, now time.Time, fn func(*Session)) error {
-	sess := &Session{}
-	if unmarshal(v, sess) != nil {
-		return nil
-	}
-	sess.State, sess.Reason = sess.Effective(now)
-	fn(sess)
-	return nil
 }

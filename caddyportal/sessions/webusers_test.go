@@ -84,7 +84,7 @@ func TestCreateUserRace(t *testing.T) {
 	}
 }
 
-func TestUsersAndAllSessions(t *testing.T) {
+func TestUsersAndEachSession(t *testing.T) {
 	svc, _, clk := setup(t, portal(workshop("lab", 3, 0)))
 	ctx := context.Background()
 	a := request(t, svc, "demo-w01", "alice")
@@ -102,19 +102,20 @@ func TestUsersAndAllSessions(t *testing.T) {
 	if len(users) != 2 || users[0].ID != "alice" || users[1].ID != "bob" {
 		t.Fatalf("Users = %v", users)
 	}
-	all, err := svc.AllSessions(ctx)
-	if err != nil {
+	all := map[string]*sessions.Session{}
+	if err := svc.EachSession(ctx, func(s *sessions.Session) { all[s.Name] = s }); err != nil {
 		t.Fatal(err)
 	}
-	if got := names(all); len(got) != 2 || got[0] != a.Session.Name || got[1] != b.Session.Name {
-		t.Fatalf("AllSessions = %v", got)
+	alices, bobs := all[a.Session.Name], all[b.Session.Name]
+	if len(all) != 2 || alices == nil || bobs == nil {
+		t.Fatalf("EachSession read %v", all)
 	}
 	// The terminated one is STOPPED (its stopping grace has passed) and
-	// still listed; the other is live.
-	if all[0].State != lifecycle.Stopped || all[0].Reason != "terminated" {
-		t.Fatalf("terminated session: %s %q", all[0].State, all[0].Reason)
+	// still read; the other is live.
+	if alices.State != lifecycle.Stopped || alices.Reason != "terminated" {
+		t.Fatalf("terminated session: %s %q", alices.State, alices.Reason)
 	}
-	if !all[1].Live(clk.Now()) {
-		t.Fatalf("bob's session is %s", all[1].State)
+	if !bobs.Live(clk.Now()) {
+		t.Fatalf("bob's session is %s", bobs.State)
 	}
 }
