@@ -290,14 +290,13 @@ func (u *UI) filtered(w http.ResponseWriter, r *http.Request, q url.Values) (ses
 		d.Envs = append(d.Envs, e.Name)
 	}
 	var owners map[string]bool
+	var err error
 	if d.User != "" {
-		var err error
 		if owners, err = u.svc.OwnersNamed(r.Context(), d.User); err != nil {
 			u.unavailable(w, r, err)
 			return d, nil, false
 		}
 	}
-	var err error
 	if d.Total, err = u.svc.CountSessions(r.Context()); err != nil {
 		u.unavailable(w, r, err)
 		return d, nil, false
