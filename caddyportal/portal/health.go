@@ -6,7 +6,6 @@ import (
 
 	"github.com/caddyportal/caddyportal/caddyportal/config"
 	"github.com/caddyportal/caddyportal/caddyportal/health"
-	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 )
 
@@ -37,18 +36,15 @@ func healthTargets(svc *sessions.Service) []health.Target {
 			out = append(out, health.Target{Environment: e.Name, Addr: u, Probe: p})
 		}
 	}
-	if len(templates) > 0 {
+	for env, p := range templates {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		byEnv, err := svc.EnvironmentSessions(ctx)
-		if err == nil {
-			for env, p := range templates {
-				for _, s := range byEnv[env] {
-					if s.State != lifecycle.Stopped {
-						out = append(out, health.Target{Environment: env, Addr: s.Upstream, Probe: p})
-					}
-				}
-			}
+		addrs, err := svc.LiveUpstreams(ctx, env)
+		cancel()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			out = append(out, health.Target{Environment: env, Addr: a, Probe: p})
 		}
 	}
 	return out

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"runtime/debug"
 	"sort"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -262,6 +263,40 @@ func (s *Service) EnvironmentSessions(ctx context.Context) (map[string][]*Sessio
 			out[e.Name] = sortedSessions(m)
 		}
 		return nil
+	})
+	return out, err
+}
+
+// LiveUpstreams returns the dashboard addresses of env's sessions not yet
+// STOPPED, in name order, skipping those with none yet (a spawned
+// environment still starting). It reads the live index alone, where each
+// entry holds its session's address, rather than every live record: the
+// health checker lists these every round, and at thousands of live
+// sessions reading their records was most of the portal's allocation. A
+// session whose deadline has passed is listed until its stop is written.
+func (s *Service) LiveUpstreams(ctx context.Context, env string) ([]string, error) {
+	var out []string
+	err := s.st.View(ctx, func(tx store.Txn) error {
+		var t *txState
+		prefix := prefixLive(env)
+		return tx.Scan(prefix, func(k string, v []byte) error {
+			if len(v) > 0 {
+				out = append(out, string(v))
+				return nil
+			}
+			// Written before the index held addresses, or none yet.
+			if t == nil {
+				t = s.viewState(tx)
+			}
+			sess, err := t.session(strings.TrimPrefix(k, prefix))
+			if err != nil || sess == nil {
+				return err
+			}
+			if sess.Upstream != "" && sess.State != lifecycle.Stopped {
+				out = append(out, sess.Upstream)
+			}
+			return nil
+		})
 	})
 	return out, err
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/config"
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+	"github.com/caddyportal/caddyportal/caddyportal/store"
 )
 
 // TestEachLiveSessionIsTheLiveOnes: the live indexes hold every session
@@ -81,5 +82,64 @@ func TestEachLiveSessionIsTheLiveOnes(t *testing.T) {
 	}
 	if n, err := svc.CountSessions(ctx); err != nil || n != count {
 		t.Fatalf("CountSessions = %d, %v; EachSession read %d", n, err, count)
+	}
+}
+
+// TestLiveUpstreams: the addresses the health checker probes, read from the
+// live index alone, are those of every session not finalized (reserves,
+// waiting, running, stopping), as their records hold them; an index entry
+// written before the index held addresses (empty) is read from its record.
+func TestLiveUpstreams(t *testing.T) {
+	w := workshop("lab", 10, 2)
+	svc, st, clk := setup(t, portal(w))
+	ctx := context.Background()
+	env := svc.Environments()[0].Name
+	gone := request(t, svc, env, "gone").Session.Name
+	if _, err := svc.Terminate(ctx, gone, ""); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(grace + time.Second)
+	if err := svc.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	old := request(t, svc, env, "old").Session.Name
+	request(t, svc, env, "waiting")
+	ending := request(t, svc, env, "ending").Session.Name
+	if _, err := svc.Terminate(ctx, ending, ""); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	oldAddr := ""
+	if err := svc.EachSession(ctx, func(s *sessions.Session) {
+		if s.State != lifecycle.Stopped {
+			want[s.Upstream] = true
+		}
+		if s.Name == old {
+			oldAddr = s.Upstream
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// As a store written before the index held addresses has it.
+	if err := st.Update(ctx, func(tx store.Txn) error { return tx.Set("l/"+env+"/"+old, nil) }); err != nil {
+		t.Fatal(err)
+	}
+	got, err := svc.LiveUpstreams(ctx, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotSet := map[string]bool{}
+	for _, a := range got {
+		gotSet[a] = true
+	}
+	// A reserve, waiting, old and ending at least; none of the finalized
+	// session's.
+	if len(got) != len(gotSet) || !maps.Equal(gotSet, want) || len(want) < 4 || !gotSet[oldAddr] {
+		t.Fatalf("LiveUpstreams = %v\nlive records hold %v (%q from its record)", got, want, oldAddr)
+	}
+	for a := range gotSet {
+		if a == "" {
+			t.Fatalf("an empty address was listed: %v", got)
+		}
 	}
 }

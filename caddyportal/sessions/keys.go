@@ -26,7 +26,11 @@ package sessions
 //	                      the key never contains a bare '/'
 //	s/<session>           Session record; once STOPPED it expires after the
 //	                      retention period and the store's sweeper purges it
-//	l/<env>/<session>     live index: sessions not yet STOPPED (reserves included)
+//	l/<env>/<session>     live index: sessions not yet STOPPED (reserves included);
+//	                      raw bytes: the session's dashboard address, empty until
+//	                      known (and in stores written before it was kept here),
+//	                      so the health checker lists addresses without reading
+//	                      every live record
 //	c/<env>               the environment's counters: how many keys its live index
 //	                      holds, and its reserves ready to hand out, oldest first;
 //	                      allocation decides from these instead of reading every
