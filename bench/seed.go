@@ -110,6 +110,9 @@ func seed(ctx context.Context, dir string, total int, liveFraction float64) (see
 		}
 	}
 	svc.Close()
+	if err := st.Flatten(); err != nil {
+		return seedStats{}, err
+	}
 	if err := st.Close(); err != nil {
 		return seedStats{}, err
 	}

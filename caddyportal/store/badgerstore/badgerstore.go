@@ -192,6 +192,13 @@ func Open(opts Options) (*Store, error) {
 	// 4 MB memtables take transactions of about 600 KB, room for an
 	// allocation batch and for the API's largest session request; values
 	// up to 512 KB stay in the tree, which in-memory stores require.
+	// The base level is 1 MB instead of Badger's 10 MB: every level-0
+	// table spans the whole key space (a session's keys sit under several
+	// prefixes), so each level-0 compaction rewrites all of the base level,
+	// with a table builder per 256 KB in flight at once. On a store of
+	// 100,000 sessions opened right after a burst of writes, that took the
+	// peak RSS from about 190 MB to 130 MB; on a settled one from 96-100 to
+	// 94-95 MB; a 1,000-learner storm is as fast.
 	bopts := badger.DefaultOptions(opts.Dir).
 		WithInMemory(opts.InMemory).
 		WithSyncWrites(false). // the store syncs, once per group of commits (groupsync.go)
@@ -205,7 +212,8 @@ func Open(opts Options) (*Store, error) {
 		WithCompression(options.Snappy).
 		WithBlockCacheSize(4 << 20).
 		WithValueLogFileSize(64 << 20).
-		WithNumCompactors(2)
+		WithNumCompactors(2).
+		WithBaseLevelSize(1 << 20)
 	if !opts.InMemory {
 		if err := checkDir(opts.Dir, bopts); err != nil {
 			return nil, err
@@ -296,6 +304,19 @@ func (s *Store) Close() error {
 		}
 		return nil
 	})
+}
+
+// Flatten merges every level of the store's tree of tables into one,
+// pausing background compactions meanwhile. A store written in one burst
+// (the benchmark harness seeds 100,000 sessions in under a minute) is left
+// with compactions owed, which the next open pays for at once; a store that
+// grew over weeks has paid as it went. The harness flattens its seeds so
+// that the memory scenario measures the portal, not that debt.
+func (s *Store) Flatten() error {
+	if err := s.db.Flatten(1); err != nil {
+		return fmt.Errorf("badgerstore: flattening: %w", err)
+	}
+	return nil
 }
 
 // Update runs fn in a read-write transaction and commits it. When the commit

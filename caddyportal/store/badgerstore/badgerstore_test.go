@@ -330,3 +330,56 @@ func TestOpenAfterFailedMemtable(t *testing.T) {
 		t.Fatalf("after reopening: %q, %v", got, err)
 	}
 }
+
+// TestFlattenKeepsData: flattening a store written in a burst (several
+// memtables' worth, with overwrites and deletes across tables) keeps the
+// newest value of every key and no deleted key, across a reopen.
+func TestFlattenKeepsData(t *testing.T) {
+	dir := t.TempDir()
+	opts := badgerstore.DefaultOptions(dir)
+	opts.SweepInterval = -1
+	s, err := badgerstore.Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{}
+	value := strings.Repeat("v", 200)
+	for round := range 3 {
+		for batch := range 20 {
+			err := s.Update(context.Background(), func(tx store.Txn) error {
+				for i := range 500 {
+					k := fmt.Sprintf("k/%02d/%03d", batch, i)
+					if round == 2 && i%7 == 0 {
+						delete(want, k)
+						if err := tx.Delete(k); err != nil {
+							return err
+						}
+						continue
+					}
+					v := fmt.Sprintf("%d:%s", round, value)
+					want[k] = v
+					if err := tx.Set(k, []byte(v)); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := s.Flatten(); err != nil {
+		t.Fatal(err)
+	}
+	if got := getAll(t, s); !equalMaps(got, want) {
+		t.Fatalf("after Flatten: %d keys, want %d", len(got), len(want))
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, opts)
+	if got := getAll(t, s); !equalMaps(got, want) {
+		t.Fatalf("after reopen: %d keys, want %d", len(got), len(want))
+	}
+}
