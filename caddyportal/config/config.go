@@ -431,6 +431,9 @@ const SessionPlaceholder = "{session}"
 
 var nameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 
+// replicaRE admits host names, the default replica name.
+var replicaRE = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9._]*[A-Za-z0-9])?$`)
+
 // CheckUpstreams reports the first problem with a workshop's fixed dashboard
 // addresses (see UpstreamChecker).
 func CheckUpstreams(addrs []string) error {
@@ -503,6 +506,12 @@ func (w Workshop) PublishedName() string {
 func (p *Portal) Validate() error {
 	if p.Name != "" && (!nameRE.MatchString(p.Name) || len(p.Name) > 40) {
 		return fmt.Errorf("name %q: use lowercase letters, digits and dashes (at most 40)", p.Name)
+	}
+	if p.Replica != "" && (!replicaRE.MatchString(p.Replica) || len(p.Replica) > 253) {
+		// It is part of the marks and labels by which a replica finds its
+		// own environments: a '/' would let replica "a" take "a/b"'s.
+		return fmt.Errorf("replica %q: use letters, digits, dots, dashes and underscores (at most 253), "+
+			"such as a host name; the default is this host's name", p.Replica)
 	}
 	if p.Storage != nil {
 		switch p.Storage.Backend {
