@@ -367,13 +367,28 @@ func (u *UI) filtered(w http.ResponseWriter, r *http.Request, q url.Values) (ses
 type bulkData struct {
 	sessionsData
 	Action string
-	Names  []string
+	// Names are every session the action covers; the form carries them
+	// all, and the page lists the first bulkListed.
+	Names []string
 }
+
+// bulkListed bounds the names the confirmation page shows: a filter may
+// match thousands.
+const bulkListed = 100
+
+// Listed is the head of Names the page shows, and More how many follow.
+func (d bulkData) Listed() []string { return d.Names[:min(len(d.Names), bulkListed)] }
+
+// More is how many of Names the page does not show.
+func (d bulkData) More() int { return len(d.Names) - len(d.Listed()) }
 
 // bulk terminates or extends every learner's session the sessions list's
 // filter matches: a first POST shows what would be done and asks to
 // confirm; the confirmed POST does it, one session at a time, each with
-// its own event (log and webhooks) as if ended or extended by hand.
+// its own event (log and webhooks) as if ended or extended by hand. It
+// covers only the sessions the confirmation named that the filter still
+// matches: a learner who started a session meanwhile was not shown to the
+// admin, so it is not ended with the others.
 func (u *UI) bulk(w http.ResponseWriter, r *http.Request, _ string) {
 	if !u.action(w, r) {
 		return
@@ -391,8 +406,15 @@ func (u *UI) bulk(w http.ResponseWriter, r *http.Request, _ string) {
 		u.render(w, r, http.StatusOK, "bulk", u.current(r), view{Title: "Confirm", Data: bulkData{sessionsData: d, Action: action, Names: names}})
 		return
 	}
+	confirmed := map[string]bool{}
+	for _, n := range r.PostForm["name"] {
+		confirmed[n] = true
+	}
 	done := 0
 	for _, name := range names {
+		if !confirmed[name] {
+			continue
+		}
 		var err error
 		if action == "terminate" {
 			_, err = u.svc.Terminate(r.Context(), name, "")

@@ -692,14 +692,15 @@ func TestBulkTerminate(t *testing.T) {
 	if r := learner.post("/admin/bulk/", lform); r.status == http.StatusSeeOther || p.session(bob).State.Ending() {
 		t.Fatalf("a learner's bulk terminate: %d", r.status)
 	}
-	form.Set("confirm", "yes")
-	if r := admin.post("/admin/bulk/", form); r.status != http.StatusSeeOther || !strings.Contains(r.location(), "notice=bulk-terminate") {
-		t.Fatalf("confirmed: %d %q", r.status, r.location())
+	// The form names what the page listed, the learners' sessions and not
+	// the reserve; a learner who starts a session after the admin saw the
+	// list (here taking that reserve) is not ended with the others.
+	shown := regexp.MustCompile(`<input type="hidden" name="name" value="([^"]+)">`).FindAllStringSubmatch(confirm.body, -1)
+	if len(shown) != 2 || !strings.Contains(confirm.body, `value="`+bob+`"`) || !strings.Contains(confirm.body, `value="`+carol+`"`) {
+		t.Fatalf("the confirmation's form names %d sessions, want bob's and carol's: %s", len(shown), confirm.body)
 	}
-	for _, name := range []string{bob, carol} {
-		if s := p.session(name); !s.State.Ending() {
-			t.Errorf("%s is %s after the bulk terminate", name, s.State)
-		}
+	for _, m := range shown {
+		form.Add("name", m[1])
 	}
 	all, _ := p.svc.EnvironmentSessions(context.Background())
 	reserves := 0
@@ -709,7 +710,20 @@ func TestBulkTerminate(t *testing.T) {
 		}
 	}
 	if reserves == 0 {
-		t.Error("the bulk terminate ended the reserve too")
+		t.Fatal("no reserve to leave alone")
+	}
+	dave := p.restRequest("dave")
+	form.Set("confirm", "yes")
+	if r := admin.post("/admin/bulk/", form); r.status != http.StatusSeeOther || !strings.Contains(r.location(), "notice=bulk-terminate") {
+		t.Fatalf("confirmed: %d %q", r.status, r.location())
+	}
+	for _, name := range []string{bob, carol} {
+		if s := p.session(name); !s.State.Ending() {
+			t.Errorf("%s is %s after the bulk terminate", name, s.State)
+		}
+	}
+	if s := p.session(dave); s.State.Ending() {
+		t.Errorf("dave's session, started after the confirmation was shown, is %s", s.State)
 	}
 }
 
@@ -1018,6 +1032,14 @@ func TestAdminListsArePaged(t *testing.T) {
 	}
 	if len(seen) != n {
 		t.Fatalf("the pages showed %d sessions of %d", len(seen), n)
+	}
+	// The bulk confirmation lists the first 100 and carries all of them.
+	confirm := admin.post("/admin/bulk/", url.Values{"csrf": {admin.csrf("/admin/sessions/")}, "action": {"extend"}, "environment": {env1}, "state": {"active"}})
+	listed := regexp.MustCompile(`<li>[^<]+</li>`).FindAllString(confirm.body, -1)
+	carried := regexp.MustCompile(`<input type="hidden" name="name" value="([^"]+)">`).FindAllStringSubmatch(confirm.body, -1)
+	if confirm.status != http.StatusOK || len(listed) != 100 || len(carried) != n ||
+		!strings.Contains(confirm.body, fmt.Sprintf("and %d more.", n-100)) || !strings.Contains(confirm.body, fmt.Sprintf("Extend %d sessions", n)) {
+		t.Errorf("bulk confirmation of %d: %d, %d listed, %d in the form: %.600s", n, confirm.status, len(listed), len(carried), confirm.body)
 	}
 	// A notice of what was just done is not carried to the next page.
 	if r := admin.get("/admin/sessions/?notice=terminated&state=all"); !strings.Contains(r.body, `<a href="/admin/sessions/?page=2&amp;state=all" rel="next">`) {
