@@ -429,7 +429,14 @@ func (u *UI) bulk(w http.ResponseWriter, r *http.Request, _ string) {
 	}
 	u.log.Info("webui: bulk "+action, zap.String("admin", u.current(r).User), zap.Int("sessions", done),
 		zap.String("environment", d.Env), zap.String("state", d.State), zap.String("user", d.User))
-	http.Redirect(w, r, routes.AdminSessionsPath+"?notice=bulk-"+action, http.StatusSeeOther)
+	// Back to the list as it was filtered, with the notice.
+	back := url.Values{"notice": {"bulk-" + action}}
+	for k, v := range map[string]string{"environment": d.Env, "state": d.State, "user": d.User} {
+		if v != "" {
+			back.Set(k, v)
+		}
+	}
+	http.Redirect(w, r, routes.AdminSessionsPath+"?"+back.Encode(), http.StatusSeeOther)
 }
 
 // notices are the fixed messages that actions pass back by code, so the

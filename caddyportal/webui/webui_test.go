@@ -714,7 +714,8 @@ func TestBulkTerminate(t *testing.T) {
 	}
 	dave := p.restRequest("dave")
 	form.Set("confirm", "yes")
-	if r := admin.post("/admin/bulk/", form); r.status != http.StatusSeeOther || !strings.Contains(r.location(), "notice=bulk-terminate") {
+	// Back to the list as it was filtered.
+	if r := admin.post("/admin/bulk/", form); r.status != http.StatusSeeOther || r.location() != "/admin/sessions/?environment=demo-w01&notice=bulk-terminate&state=active" {
 		t.Fatalf("confirmed: %d %q", r.status, r.location())
 	}
 	for _, name := range []string{bob, carol} {
