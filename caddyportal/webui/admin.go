@@ -3,6 +3,7 @@ package webui
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -258,7 +259,7 @@ func (u *UI) sessionsPage(w http.ResponseWriter, r *http.Request, _ string) {
 	if !ok {
 		return
 	}
-	u.render(w, r, http.StatusOK, "sessions", id, view{Title: "Sessions", Notice: notice(q.Get("notice")), Data: d})
+	u.render(w, r, http.StatusOK, "sessions", id, view{Title: "Sessions", Notice: bulkNotice(q), Data: d})
 }
 
 // filtered applies the sessions list's filters in q (environment, state,
@@ -416,21 +417,24 @@ func (u *UI) bulk(w http.ResponseWriter, r *http.Request, _ string) {
 			continue
 		}
 		var err error
+		extended := true
 		if action == "terminate" {
 			_, err = u.svc.Terminate(r.Context(), name, "")
 		} else {
-			_, _, _, err = u.svc.Extend(r.Context(), name)
+			_, _, extended, err = u.svc.Extend(r.Context(), name)
 		}
 		if err != nil {
 			u.log.Warn("webui: bulk "+action, zap.String("session", name), zap.Error(err))
 			continue
 		}
-		done++
+		if extended {
+			done++
+		}
 	}
 	u.log.Info("webui: bulk "+action, zap.String("admin", u.current(r).User), zap.Int("sessions", done),
 		zap.String("environment", d.Env), zap.String("state", d.State), zap.String("user", d.User))
 	// Back to the list as it was filtered, with the notice.
-	back := url.Values{"notice": {"bulk-" + action}}
+	back := url.Values{"notice": {"bulk-" + action}, "done": {strconv.Itoa(done)}, "of": {strconv.Itoa(len(confirmed))}}
 	for k, v := range map[string]string{"environment": d.Env, "state": d.State, "user": d.User} {
 		if v != "" {
 			back.Set(k, v)
@@ -461,6 +465,34 @@ var notices = map[string]string{
 }
 
 func notice(code string) string { return notices[code] }
+
+// bulkNotice is the sessions list's notice: after a bulk action, how many
+// of the sessions its confirmation listed it terminated or extended (the
+// counts are numbers, so the address bar still cannot inject text); else
+// the notice q names.
+func bulkNotice(q url.Values) string {
+	code := q.Get("notice")
+	done, err1 := strconv.Atoi(q.Get("done"))
+	of, err2 := strconv.Atoi(q.Get("of"))
+	if err1 != nil || err2 != nil || done < 0 || done > of {
+		return notice(code)
+	}
+	switch code {
+	case "bulk-terminate":
+		text := fmt.Sprintf("%d of the %d sessions listed were terminated (each is recorded in the log and sent to the webhooks).", done, of)
+		if done < of {
+			text += " The others had ended meanwhile or could not be ended; the log says which."
+		}
+		return text
+	case "bulk-extend":
+		text := fmt.Sprintf("%d of the %d sessions listed were extended.", done, of)
+		if done < of {
+			text += " The others could not be: a session can only be extended shortly before it expires, and not past its deadline."
+		}
+		return text
+	}
+	return notice(code)
+}
 
 // knownNotification is the Educates notification q carries when it is one
 // with a message here, else "": a made-up one is passed on nowhere.

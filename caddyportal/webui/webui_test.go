@@ -714,9 +714,17 @@ func TestBulkTerminate(t *testing.T) {
 	}
 	dave := p.restRequest("dave")
 	form.Set("confirm", "yes")
-	// Back to the list as it was filtered.
-	if r := admin.post("/admin/bulk/", form); r.status != http.StatusSeeOther || r.location() != "/admin/sessions/?environment=demo-w01&notice=bulk-terminate&state=active" {
+	// Back to the list as it was filtered, saying how many were ended.
+	r := admin.post("/admin/bulk/", form)
+	if r.status != http.StatusSeeOther || r.location() != "/admin/sessions/?done=2&environment=demo-w01&notice=bulk-terminate&of=2&state=active" {
 		t.Fatalf("confirmed: %d %q", r.status, r.location())
+	}
+	if back := admin.get(r.location()); !strings.Contains(back.body, "2 of the 2 sessions listed were terminated") {
+		t.Errorf("the list after the bulk terminate: %s", back.body)
+	}
+	// The counts are read as numbers or not at all.
+	if r := admin.get("/admin/sessions/?notice=bulk-terminate&done=%3Cb%3E&of=2"); !strings.Contains(r.body, "The sessions were terminated") || strings.Contains(r.body, "<b>") {
+		t.Errorf("a bulk notice with a made-up count: %s", r.body)
 	}
 	for _, name := range []string{bob, carol} {
 		if s := p.session(name); !s.State.Ending() {
@@ -1041,6 +1049,17 @@ func TestAdminListsArePaged(t *testing.T) {
 	if confirm.status != http.StatusOK || len(listed) != 100 || len(carried) != n ||
 		!strings.Contains(confirm.body, fmt.Sprintf("and %d more.", n-100)) || !strings.Contains(confirm.body, fmt.Sprintf("Extend %d sessions", n)) {
 		t.Errorf("bulk confirmation of %d: %d, %d listed, %d in the form: %.600s", n, confirm.status, len(listed), len(carried), confirm.body)
+	}
+	// Confirmed, none of them can be extended yet (their expiry is an hour
+	// away), and the list says so.
+	ext := url.Values{"csrf": {admin.csrf("/admin/sessions/")}, "action": {"extend"}, "environment": {env1}, "state": {"active"}, "confirm": {"yes"}}
+	for _, m := range carried {
+		ext.Add("name", m[1])
+	}
+	if r := admin.post("/admin/bulk/", ext); r.status != http.StatusSeeOther {
+		t.Errorf("bulk extend: %d", r.status)
+	} else if back := admin.get(r.location()); !strings.Contains(back.body, fmt.Sprintf("0 of the %d sessions listed were extended. The others could not be", n)) {
+		t.Errorf("the list after a bulk extend of sessions far from their expiry (%s): %.300s", r.location(), back.body)
 	}
 	// A notice of what was just done is not carried to the next page.
 	if r := admin.get("/admin/sessions/?notice=terminated&state=all"); !strings.Contains(r.body, `<a href="/admin/sessions/?page=2&amp;state=all" rel="next">`) {
