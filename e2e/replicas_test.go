@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyportal/caddyportal/caddyportal/loginlimit"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 	"github.com/caddyportal/caddyportal/caddyportal/store/etcdstore"
 	"github.com/caddyportal/caddyportal/caddyportal/store/etcdstore/etcdtest"
@@ -293,4 +294,25 @@ func TestEtcdOutage(t *testing.T) {
 		}
 	}
 	t.Fatalf("the portal did not recover after etcd came back: %v %d %s", err, last.Status, last.Body)
+}
+
+// TestReplicasShareLoginLimits: password guesses spread over two replicas
+// behind a load balancer count together (they keep their counts in etcd),
+// so the guesser gets loginlimit.Burst in all, not that many per replica:
+// after five wrong robot passwords on each, the right one is refused on
+// both until the window has passed.
+func TestReplicasShareLoginLimits(t *testing.T) {
+	srv := etcdtest.Start(t)
+	up := echo.Start(t, "shared")
+	reps := replicas(t, 2, replicaBody(srv.Endpoints()[0], "/limits/", 1, up.Addr))
+	for i := range loginlimit.Burst {
+		p := remote(t, reps[i%2].Base, 0, "")
+		if r := p.passwordGrant("", e2etest.RobotUser, fmt.Sprint("guess-", i)); r.Status != http.StatusBadRequest {
+			t.Fatalf("guess %d on replica %d: %d %s", i, i%2, r.Status, r.Body)
+		}
+	}
+	for i, rep := range reps {
+		wantLimited(t, fmt.Sprintf("the right password on replica %d after %d guesses over both", i, loginlimit.Burst),
+			remote(t, rep.Base, 0, "").passwordGrant("", e2etest.RobotUser, e2etest.RobotPass))
+	}
 }

@@ -11,11 +11,20 @@
 // cannot clear their address by logging in to an account of their own. The
 // REST API's token endpoint and the web login are given the same Limiter.
 //
+// With several replicas of a portal behind a load balancer, each counting
+// alone would give a guesser Burst attempts per replica. Share gives the
+// Limiter a store every replica reads and writes: failures are recorded
+// there too, and an attempt is refused when the failures recorded there
+// for its account or address, with this process's attempts in flight,
+// fill Burst. If that store cannot be read in time, the count in memory
+// still applies.
+//
 // Rate is a plain per-address token bucket for requests that are not logins
 // (sign-up, token revocation, anonymous session creation).
 package loginlimit
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"strconv"
@@ -23,6 +32,22 @@ import (
 	"sync"
 	"time"
 )
+
+// Shared keeps failure counts where every replica of a portal sees them
+// (package sessions' Service on a shared store).
+type Shared interface {
+	// LoginFailures returns the failures recorded for key within window
+	// of now, and when the last was.
+	LoginFailures(ctx context.Context, key string, window time.Duration) (int, time.Time, error)
+	// AddLoginFailure records one more failure for key.
+	AddLoginFailure(ctx context.Context, key string, window time.Duration) error
+	// ClearLoginFailures forgets key's failures.
+	ClearLoginFailures(ctx context.Context, key string) error
+}
+
+// sharedTimeout bounds each call to the shared store: a login is not held
+// up for long by a slow store, which then counts in memory only.
+const sharedTimeout = time.Second
 
 // Limits.
 const (
@@ -38,9 +63,48 @@ const (
 
 // Limiter counts failed logins per account and per client address.
 type Limiter struct {
-	mu    sync.Mutex
-	now   func() time.Time
-	fails map[string]*failures
+	mu     sync.Mutex
+	now    func() time.Time
+	fails  map[string]*failures
+	shared Shared
+}
+
+// Share makes the Limiter count failures in s as well, for every replica
+// that shares it; nil counts in this process only.
+func (l *Limiter) Share(s Shared) {
+	l.mu.Lock()
+	l.shared = s
+	l.mu.Unlock()
+}
+
+func (l *Limiter) sharedStore() Shared {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.shared
+}
+
+// sharedCount is what the shared store records for one key.
+type sharedCount struct {
+	count int
+	last  time.Time
+}
+
+// readShared returns the shared counts of keys; a key the store could not
+// answer for is left out.
+func (l *Limiter) readShared(keys []string) map[string]sharedCount {
+	sh := l.sharedStore()
+	if sh == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
+	defer cancel()
+	out := map[string]sharedCount{}
+	for _, k := range keys {
+		if n, last, err := sh.LoginFailures(ctx, k, Window); err == nil && n > 0 {
+			out[k] = sharedCount{n, last}
+		}
+	}
+	return out
 }
 
 type failures struct {
@@ -92,12 +156,13 @@ func (l *Limiter) Reserve(account, addr string) (*Attempt, time.Duration) {
 	if strings.TrimSpace(account) != "" {
 		keys = append(keys, accountKey(account))
 	}
+	shared := l.readShared(keys)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
 	var wait time.Duration
 	for _, k := range keys {
-		if w := l.waitLocked(k, now); w > wait {
+		if w := l.waitLocked(k, now, shared[k]); w > wait {
 			wait = w
 		}
 	}
@@ -111,27 +176,36 @@ func (l *Limiter) Reserve(account, addr string) (*Attempt, time.Duration) {
 }
 
 // waitLocked is how long key must wait, counting reserved attempts as
-// failures; stale entries are dropped.
-func (l *Limiter) waitLocked(key string, now time.Time) time.Duration {
+// failures, and the failures the shared store recorded (every replica's,
+// this one's included) when there are more of those than in memory; stale
+// entries are dropped.
+func (l *Limiter) waitLocked(key string, now time.Time, shared sharedCount) time.Duration {
 	f := l.fails[key]
 	if f == nil {
-		return 0
+		if shared.count < Burst {
+			return 0
+		}
+		f = &failures{}
 	}
 	if f.count > 0 && now.Sub(f.last) >= Window {
 		f.count = 0
 	}
-	if f.count+f.pending < Burst {
+	count, last := f.count, f.last
+	if shared.count > count {
+		count, last = shared.count, shared.last
+	}
+	if count+f.pending < Burst {
 		if f.count == 0 && f.pending == 0 {
 			delete(l.fails, key)
 		}
 		return 0
 	}
-	if f.count == 0 {
+	if count == 0 {
 		// Only attempts in flight fill the slots: they end within a
 		// password check.
 		return time.Second
 	}
-	if wait := f.last.Add(Window).Sub(now); wait > 0 {
+	if wait := last.Add(Window).Sub(now); wait > 0 {
 		return wait
 	}
 	return time.Second
@@ -151,40 +225,70 @@ func (l *Limiter) entry(key string, now time.Time) *failures {
 }
 
 // Fail records that the attempt failed: it counts against the account and
-// the address for Window.
+// the address for Window, in the shared store too.
 func (a *Attempt) Fail() {
-	a.end(func(k string, f *failures, now time.Time) {
+	if !a.end(func(k string, f *failures, now time.Time) {
 		if now.Sub(f.last) >= Window {
 			f.count = 0
 		}
 		f.count++
 		f.last = now
+	}) {
+		return
+	}
+	a.l.toShared(a.keys, func(ctx context.Context, sh Shared, k string) error {
+		return sh.AddLoginFailure(ctx, k, Window)
 	})
 }
 
 // Succeed records a successful login: it clears the account's failures,
 // but not the address's, which only time clears.
 func (a *Attempt) Succeed() {
-	a.end(func(k string, f *failures, _ time.Time) {
-		if strings.HasPrefix(k, "a:") {
+	if !a.end(func(k string, f *failures, _ time.Time) {
+		if isAccount(k) {
 			f.count = 0
 		}
+	}) {
+		return
+	}
+	a.l.toShared(a.keys, func(ctx context.Context, sh Shared, k string) error {
+		if !isAccount(k) {
+			return nil
+		}
+		return sh.ClearLoginFailures(ctx, k)
 	})
+}
+
+func isAccount(key string) bool { return strings.HasPrefix(key, "a:") }
+
+// toShared applies write to the shared store for each key, if there is one;
+// a store that does not answer in time leaves the count in memory alone.
+func (l *Limiter) toShared(keys []string, write func(context.Context, Shared, string) error) {
+	sh := l.sharedStore()
+	if sh == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
+	defer cancel()
+	for _, k := range keys {
+		_ = write(ctx, sh, k)
+	}
 }
 
 // Release gives the slot back without an outcome, for an attempt that was
 // not decided (the store was unavailable).
 func (a *Attempt) Release() { a.end(func(string, *failures, time.Time) {}) }
 
-func (a *Attempt) end(apply func(k string, f *failures, now time.Time)) {
+// end applies the outcome once; it reports whether this call did.
+func (a *Attempt) end(apply func(k string, f *failures, now time.Time)) bool {
 	if a == nil {
-		return
+		return false
 	}
 	l := a.l
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if a.done {
-		return
+		return false
 	}
 	a.done = true
 	now := l.now()
@@ -198,6 +302,7 @@ func (a *Attempt) end(apply func(k string, f *failures, now time.Time)) {
 			delete(l.fails, k)
 		}
 	}
+	return true
 }
 
 // prune drops stale entries, and if that is not enough, half of those with

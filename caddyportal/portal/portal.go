@@ -11,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -92,6 +93,9 @@ type Portal struct {
 	// stop ends the background loops New started.
 	stop         context.CancelFunc
 	releaseGauge func()
+	// started runs shareLogins once the config serves (ResumeHealth).
+	started     sync.Once
+	shareLogins func()
 }
 
 // New starts a portal for cfg (defaults applied and validated here) on
@@ -207,6 +211,20 @@ func (p *Portal) assemble(secret []byte, st store.Store, guard *webhooks.Guard, 
 	limits := d.Limits
 	if limits == nil {
 		limits = NewLimits(p.svc.Now)
+	}
+	// The login limits outlive a reload: they count in the store of the
+	// config that serves, once it does (a reload that fails leaves them
+	// with the config that goes on serving). Replicas count together.
+	svc := p.svc
+	p.shareLogins = func() {
+		if svc.SharedStore() {
+			limits.Logins.Share(svc)
+		} else {
+			limits.Logins.Share(nil)
+		}
+	}
+	if !d.HealthPaused {
+		p.started.Do(p.shareLogins)
 	}
 	domain := ""
 	if cfg.Dashboards.Mode == config.DashboardsHost {
@@ -336,9 +354,15 @@ func (p *Portal) Service() *sessions.Service { return p.svc }
 // UID is the portal's uid.
 func (p *Portal) UID() string { return p.uid }
 
-// ResumeHealth starts dashboard probes held by Deps.HealthPaused. It is
-// cheap after the first call.
-func (p *Portal) ResumeHealth() { p.health.Resume() }
+// ResumeHealth starts dashboard probes held by Deps.HealthPaused, and from
+// then on the login limits count in this portal's store when replicas
+// share it. It is cheap after the first call.
+func (p *Portal) ResumeHealth() {
+	if p.shareLogins != nil {
+		p.started.Do(p.shareLogins)
+	}
+	p.health.Resume()
+}
 
 // Close stops the portal: the service first (nothing more is queued),
 // then the probes and activity, then the webhooks deliver what is left in

@@ -42,6 +42,9 @@ package sessions
 //	                      after the grace, and until then the slot is not reused,
 //	                      so every replica has closed the old session's streams.
 //	                      The value is the old session's name.
+//	f/<hash>              failed logins of one account or client address on a
+//	                      store shared by replicas (package loginlimit's key,
+//	                      SHA-256): {"count","last"}, expiring with its window
 //	n/<hash>              a one-time value already used (UseOnce), empty, expiring
 //	                      with the value; <hash> is the SHA-256 of the value with
 //	                      its kind, for example OnceTicket + the ticket's nonce
@@ -72,6 +75,7 @@ const (
 	prefixOwner      = "o/"
 	prefixQuiet      = "q/"
 	prefixOnce       = "n/"
+	prefixFailures   = "f/"
 
 	// TokenPrefix starts the keys of package oauth's token records
 	// (t/a/<hash> and t/r/<hash>).
@@ -84,7 +88,7 @@ const OnceTicket = "ticket:"
 
 // keySpace lists every key and key prefix of the schema, for TestKeySpace.
 var keySpace = []string{keyAlloc, keySecret, KeyAssertionKeys, prefixEnv, prefixSeq, prefixUser, prefixUserEmail,
-	prefixSession, prefixLiveIndex, prefixCount, prefixOwner, prefixQuiet, prefixOnce, TokenPrefix}
+	prefixSession, prefixLiveIndex, prefixCount, prefixOwner, prefixQuiet, prefixOnce, prefixFailures, TokenPrefix}
 
 func keyEnv(env string) string        { return prefixEnv + env }
 func keySeq(env string) string        { return prefixSeq + env }
@@ -99,6 +103,7 @@ func keyQuiet(env string, slot int) string {
 func keyOwned(user, name string) string { return prefixOwned(user) + name }
 func prefixOwned(user string) string    { return prefixOwner + url.PathEscape(user) + "/" }
 func keyOnce(value string) string       { return prefixOnce + tokens.Hash(value) }
+func keyFailures(key string) string     { return prefixFailures + tokens.Hash(key) }
 
 func keyUserEmail(email string) string {
 	return prefixUserEmail + url.PathEscape(strings.ToLower(strings.TrimSpace(email)))

@@ -1,0 +1,98 @@
+package loginlimit
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/caddyportal/caddyportal/caddyportal/config"
+	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+	"github.com/caddyportal/caddyportal/caddyportal/store/badgerstore"
+	"github.com/caddyportal/caddyportal/caddyportal/store/storetest"
+)
+
+// replicas returns n Limiters that share one real store through the
+// portal's session service, as replicas on one etcd do, on clock clk; and
+// a func that closes the store.
+func replicas(t *testing.T, n int, clk *storetest.Clock) ([]*Limiter, func()) {
+	t.Helper()
+	st, err := badgerstore.Open(badgerstore.Options{InMemory: true, Now: clk.Now, SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	closeStore := func() {
+		if !closed {
+			closed = true
+			_ = st.Close()
+		}
+	}
+	t.Cleanup(closeStore)
+	cfg := config.Portal{Name: "demo", Robot: config.Credentials{Password: "pw"}, Client: config.Client{ID: "c", Secret: "s"},
+		Workshops: []config.Workshop{{Name: "lab", Upstreams: []string{"127.0.0.1:9001"}}}}
+	var out []*Limiter
+	for range n {
+		svc, err := sessions.New(context.Background(), st, cfg, sessions.Options{Now: clk.Now, ReconcileInterval: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(svc.Close)
+		l := New(clk.Now)
+		l.Share(svc)
+		out = append(out, l)
+	}
+	return out, closeStore
+}
+
+// TestSharedFailuresAddUp: failed logins on two replicas count together,
+// so a guesser spreading attempts over them gets Burst in all, not Burst
+// each; the window still ends them; a success on one replica clears the
+// account for a replica that has no count of its own.
+func TestSharedFailuresAddUp(t *testing.T) {
+	clk := storetest.NewClock(time.Now())
+	ls, _ := replicas(t, 3, clk)
+	a, b, c := ls[0], ls[1], ls[2]
+	for i := range Burst / 2 {
+		fail(t, a, "alice", fmt.Sprint("10.0.0.", i))
+		fail(t, b, "alice", fmt.Sprint("10.0.1.", i))
+	}
+	for name, l := range map[string]*Limiter{"a": a, "b": b, "c": c} {
+		if w := blocked(l, "alice", "10.9.9.9"); w != Window {
+			t.Errorf("replica %s after %d failures spread over two: wait %v, want %v", name, Burst, w, Window)
+		}
+	}
+	if w := blocked(c, "bob", "10.9.9.9"); w != 0 {
+		t.Errorf("another account is blocked: %v", w)
+	}
+	clk.Advance(Window)
+	if w := blocked(c, "alice", "10.9.9.9"); w != 0 {
+		t.Errorf("after the window: wait %v", w)
+	}
+
+	for i := range Burst - 1 {
+		fail(t, a, "carol", fmt.Sprint("10.0.2.", i))
+	}
+	ok, wait := b.Reserve("carol", "10.0.3.1")
+	if ok == nil {
+		t.Fatalf("carol's login on b refused after %d failures: %v", Burst-1, wait)
+	}
+	ok.Succeed()
+	for i := range Burst - 1 {
+		fail(t, c, "carol", fmt.Sprint("10.0.4.", i))
+	}
+}
+
+// TestSharedStoreDown: with the shared store gone, logins go on, limited
+// by each replica's own count.
+func TestSharedStoreDown(t *testing.T) {
+	clk := storetest.NewClock(time.Now())
+	ls, closeStore := replicas(t, 1, clk)
+	closeStore()
+	for i := range Burst {
+		fail(t, ls[0], "dave", fmt.Sprint("10.0.5.", i))
+	}
+	if w := blocked(ls[0], "dave", "10.9.9.9"); w != Window {
+		t.Errorf("after %d failures with the store down: wait %v, want %v", Burst, w, Window)
+	}
+}
