@@ -78,7 +78,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.Portal.Validate(); err != nil {
 		return fmt.Errorf("portal: %w", err)
 	}
-	for _, msg := range h.Portal.Adjusted() {
+	for _, msg := range append(h.Portal.Adjusted(), h.Portal.WeakSecrets()...) {
 		h.logger.Warn(msg, zap.String("portal", h.Name))
 	}
 	m, err := acquireMetrics()

@@ -2,7 +2,10 @@ package config
 
 import (
 	"fmt"
+	"net"
+	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
@@ -117,6 +120,46 @@ func (p Portal) Environments() []Environment {
 		envs = append(envs, resolveWorkshop(fmt.Sprintf("%s-w%02d", name, i+1), w, p.Sessions.Maximum))
 	}
 	return envs
+}
+
+// MinSecretLength is the length below which WeakSecrets warns of a
+// password or client secret: these guard every learner's session.
+const MinSecretLength = 12
+
+// exampleSecrets are Caddyfile.example's demo values, which an operator
+// who started from it must change.
+var exampleSecrets = map[string]bool{"demo-admin-password": true, "demo-robot-password": true, "demo-client-secret": true}
+
+// WeakSecrets lists, for the operator's log at start-up, the secrets of
+// the configuration (as expanded) that anyone could guess: the example
+// Caddyfile's demo values, and ones shorter than MinSecretLength. The robot
+// and the client can create and enter any learner's session; the admin can
+// end them all. None is an error, and a portal whose url is on this machine
+// (localhost, a loopback address: the example's, a laptop's) gets none: it
+// may use anything.
+func (p Portal) WeakSecrets() []string {
+	if u, err := url.Parse(p.URL); err == nil && p.URL != "" {
+		h := u.Hostname()
+		if ip := net.ParseIP(h); strings.EqualFold(h, "localhost") || ip != nil && ip.IsLoopback() {
+			return nil
+		}
+	}
+	var out []string
+	check := func(what, secret string) {
+		switch {
+		case secret == "":
+		case exampleSecrets[secret]:
+			out = append(out, fmt.Sprintf("%s is the example Caddyfile's demo value: change it before anyone else can reach this portal", what))
+		case len(secret) < MinSecretLength:
+			out = append(out, fmt.Sprintf("%s has %d characters: use at least %d, such as the output of `openssl rand -base64 18`", what, len(secret), MinSecretLength))
+		}
+	}
+	check("the robot's password", p.Robot.Password)
+	check("the client secret", p.Client.Secret)
+	if p.Admin != nil {
+		check("the admin's password", p.Admin.Password)
+	}
+	return out
 }
 
 // Adjusted lists the workshop settings the portal runs otherwise than they

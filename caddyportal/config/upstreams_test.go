@@ -102,3 +102,34 @@ func TestAdjusted(t *testing.T) {
 		t.Errorf("Adjusted() =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestWeakSecrets: the example Caddyfile's demo values and short secrets
+// are named for the log; long ones, and an admin that is not configured,
+// are not.
+func TestWeakSecrets(t *testing.T) {
+	p := Portal{Robot: Credentials{Password: "demo-robot-password"}, Client: Client{ID: "c", Secret: "short"},
+		Admin: &Credentials{Password: "a-long-enough-admin-password"}}
+	want := []string{
+		"the robot's password is the example Caddyfile's demo value: change it before anyone else can reach this portal",
+		"the client secret has 5 characters: use at least 12, such as the output of `openssl rand -base64 18`",
+	}
+	if got := p.WeakSecrets(); !slices.Equal(got, want) {
+		t.Errorf("WeakSecrets() =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	p = Portal{Robot: Credentials{Password: "0123456789ab"}, Client: Client{Secret: "kq3J9vX2mP0zR7tY"}}
+	if got := p.WeakSecrets(); len(got) != 0 {
+		t.Errorf("strong secrets and no admin: %v", got)
+	}
+	p.Admin = &Credentials{Password: "demo-admin-password"}
+	p.URL = "https://training.example.com"
+	if got := p.WeakSecrets(); len(got) != 1 || !strings.HasPrefix(got[0], "the admin's password is the example") {
+		t.Errorf("the example's admin password at %s: %v", p.URL, got)
+	}
+	// A portal whose url is on this machine is somebody's laptop.
+	for _, local := range []string{"http://localhost:8080", "http://LOCALHOST", "http://127.0.0.1:8080", "http://[::1]:8080"} {
+		p.URL = local
+		if got := p.WeakSecrets(); len(got) != 0 {
+			t.Errorf("at %s: %v", local, got)
+		}
+	}
+}
