@@ -145,6 +145,9 @@ type Attempt struct {
 	l    *Limiter
 	keys []string
 	done bool
+	// sharedFailures says the shared store held failures of the account
+	// when the attempt began: only then does a success write to clear them.
+	sharedFailures bool
 }
 
 // Reserve takes a slot for one login attempt on account from addr, before
@@ -169,10 +172,14 @@ func (l *Limiter) Reserve(account, addr string) (*Attempt, time.Duration) {
 	if wait > 0 {
 		return nil, wait
 	}
+	a := &Attempt{l: l, keys: keys}
 	for _, k := range keys {
 		l.entry(k, now).pending++
+		if isAccount(k) && shared[k].count > 0 {
+			a.sharedFailures = true
+		}
 	}
-	return &Attempt{l: l, keys: keys}, 0
+	return a, 0
 }
 
 // waitLocked is how long key must wait, counting reserved attempts as
@@ -250,6 +257,9 @@ func (a *Attempt) Succeed() {
 		}
 	}) {
 		return
+	}
+	if !a.sharedFailures {
+		return // nothing to clear: a login is not a write to the store
 	}
 	a.l.toShared(a.keys, func(ctx context.Context, sh Shared, k string) error {
 		if !isAccount(k) {

@@ -96,3 +96,37 @@ func TestSharedStoreDown(t *testing.T) {
 		t.Errorf("after %d failures with the store down: wait %v, want %v", Burst, w, Window)
 	}
 }
+
+// countingShared passes every call on to the real shared store and counts
+// the clears, which are writes.
+type countingShared struct {
+	Shared
+	clears int
+}
+
+func (c *countingShared) ClearLoginFailures(ctx context.Context, key string) error {
+	c.clears++
+	return c.Shared.ClearLoginFailures(ctx, key)
+}
+
+// TestSuccessWritesOnlyToClear: a successful login is not a write to the
+// shared store unless the account had failures recorded there, which it
+// then clears for every replica.
+func TestSuccessWritesOnlyToClear(t *testing.T) {
+	clk := storetest.NewClock(time.Now())
+	ls, _ := replicas(t, 2, clk)
+	c := &countingShared{Shared: ls[0].sharedStore()}
+	ls[0].Share(c)
+	ok, _ := ls[0].Reserve("erin", "10.0.6.1")
+	ok.Succeed()
+	if c.clears != 0 {
+		t.Fatalf("a success with no failures on record wrote %d clears", c.clears)
+	}
+	fail(t, ls[1], "erin", "10.0.6.2")
+	fail(t, ls[1], "erin", "10.0.6.3")
+	ok, _ = ls[0].Reserve("erin", "10.0.6.4")
+	ok.Succeed()
+	if n, _, err := c.LoginFailures(context.Background(), accountKey("erin"), Window); c.clears != 1 || err != nil || n != 0 {
+		t.Fatalf("after failures on another replica, a success cleared %d times; %d failures left (%v)", c.clears, n, err)
+	}
+}
