@@ -713,14 +713,29 @@ func TestBulkTerminate(t *testing.T) {
 		t.Fatal("no reserve to leave alone")
 	}
 	dave := p.restRequest("dave")
+	// A form naming a thousand more sessions is past the other forms'
+	// 16 KB; names the filter does not match are counted as listed but
+	// not acted on.
+	for i := range 1000 {
+		form.Add("name", fmt.Sprintf("demo-w01-s%05d", 10000+i))
+	}
+	if n := len(form.Encode()); n <= 16<<10 {
+		t.Fatalf("the form is only %d bytes", n)
+	}
 	form.Set("confirm", "yes")
 	// Back to the list as it was filtered, saying how many were ended.
 	r := admin.post("/admin/bulk/", form)
-	if r.status != http.StatusSeeOther || r.location() != "/admin/sessions/?done=2&environment=demo-w01&notice=bulk-terminate&of=2&state=active" {
+	if r.status != http.StatusSeeOther || r.location() != "/admin/sessions/?done=2&environment=demo-w01&notice=bulk-terminate&of=1002&state=active" {
 		t.Fatalf("confirmed: %d %q", r.status, r.location())
 	}
-	if back := admin.get(r.location()); !strings.Contains(back.body, "2 of the 2 sessions listed were terminated") {
+	if back := admin.get(r.location()); !strings.Contains(back.body, "2 of the 1002 sessions listed were terminated") {
 		t.Errorf("the list after the bulk terminate: %s", back.body)
+	}
+	// A form past the bulk action's bound is refused whole.
+	huge := url.Values{"csrf": {tok}, "action": {"terminate"}, "environment": {"demo-w01"}, "state": {"active"}, "confirm": {"yes"},
+		"name": {strings.Repeat("x", 1<<20)}}
+	if r := admin.post("/admin/bulk/", huge); r.status != http.StatusBadRequest {
+		t.Errorf("a 1 MB bulk form: %d, want 400", r.status)
 	}
 	// The counts are read as numbers or not at all.
 	if r := admin.get("/admin/sessions/?notice=bulk-terminate&done=%3Cb%3E&of=2"); !strings.Contains(r.body, "The sessions were terminated") || strings.Contains(r.body, "<b>") {
