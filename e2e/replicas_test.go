@@ -17,6 +17,7 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 	"github.com/caddyportal/caddyportal/caddyportal/store/etcdstore"
 	"github.com/caddyportal/caddyportal/caddyportal/store/etcdstore/etcdtest"
+	"github.com/caddyportal/caddyportal/caddyportal/webui"
 	"github.com/caddyportal/caddyportal/internal/e2etest"
 	"github.com/caddyportal/caddyportal/internal/e2etest/echo"
 )
@@ -300,11 +301,27 @@ func TestEtcdOutage(t *testing.T) {
 // behind a load balancer count together (they keep their counts in etcd),
 // so the guesser gets loginlimit.Burst in all, not that many per replica:
 // after five wrong robot passwords on each, the right one is refused on
-// both until the window has passed.
+// both until the window has passed. Sign-ups from one address likewise get
+// webui.SignupBurst in all.
 func TestReplicasShareLoginLimits(t *testing.T) {
 	srv := etcdtest.Start(t)
 	up := echo.Start(t, "shared")
-	reps := replicas(t, 2, replicaBody(srv.Endpoints()[0], "/limits/", 1, up.Addr))
+	reps := replicas(t, 2, replicaBody(srv.Endpoints()[0], "/limits/", 1, up.Addr)+"registration one-step\n")
+	signup := func(i int) resp {
+		p := remote(t, reps[i%2].Base, 0, "")
+		return p.postForm(formClient(t), "", "/accounts/signup/", url.Values{"email": {fmt.Sprintf("u%d@example.com", i)},
+			"first_name": {"U"}, "last_name": {fmt.Sprint(i)}, "password": {"a-password-of-u"}, "password2": {"a-password-of-u"}})
+	}
+	for i := range webui.SignupBurst {
+		if r := signup(i); r.Status != http.StatusSeeOther {
+			t.Fatalf("sign-up %d on replica %d: %d %s", i, i%2, r.Status, r.Body)
+		}
+	}
+	for i := range 2 {
+		if r := signup(webui.SignupBurst + i); r.Status != http.StatusTooManyRequests || r.Header.Get("Retry-After") == "" {
+			t.Errorf("sign-up on replica %d after %d over both: %d (Retry-After %q)", i, webui.SignupBurst, r.Status, r.Header.Get("Retry-After"))
+		}
+	}
 	for i := range loginlimit.Burst {
 		p := remote(t, reps[i%2].Base, 0, "")
 		if r := p.passwordGrant("", e2etest.RobotUser, fmt.Sprint("guess-", i)); r.Status != http.StatusBadRequest {

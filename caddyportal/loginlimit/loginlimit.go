@@ -20,7 +20,8 @@
 // still applies.
 //
 // Rate is a plain per-address token bucket for requests that are not logins
-// (sign-up, token revocation, anonymous session creation).
+// (sign-up, token revocation, anonymous session creation); Share puts its
+// buckets in the replicas' store in the same way.
 package loginlimit
 
 import (
@@ -343,6 +344,42 @@ type Rate struct {
 	burst   float64
 	every   time.Duration
 	buckets map[string]*bucket
+	shared  SharedRate
+	name    string
+}
+
+// SharedRate keeps token buckets where every replica of a portal sees them
+// (package sessions' Service on a shared store).
+type SharedRate interface {
+	// TakeToken takes a token from the bucket of key, which holds burst
+	// tokens and gains one every every: 0 if it took one, else how long
+	// until there is one (and it took none).
+	TakeToken(ctx context.Context, key string, burst int, every time.Duration) (time.Duration, error)
+}
+
+// Share makes the Rate take its tokens from s, for every replica that
+// shares it, under name (which keeps the buckets of different rates
+// apart); nil takes them in this process only. If s does not answer in
+// time, the bucket in memory is used.
+func (r *Rate) Share(s SharedRate, name string) {
+	r.mu.Lock()
+	r.shared, r.name = s, name
+	r.mu.Unlock()
+}
+
+// allowShared asks the shared store; ok is false when there is none or it
+// did not answer.
+func (r *Rate) allowShared(key string) (wait time.Duration, ok bool) {
+	r.mu.Lock()
+	sh, name := r.shared, r.name
+	r.mu.Unlock()
+	if sh == nil {
+		return 0, false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
+	defer cancel()
+	wait, err := sh.TakeToken(ctx, name+":"+key, int(r.burst), r.every)
+	return wait, err == nil
 }
 
 type bucket struct {
@@ -359,6 +396,9 @@ func NewRate(now func() time.Time, burst int, every time.Duration) *Rate {
 // Allow takes one request for key: 0 if it may go ahead, else how long
 // until it may (and nothing is taken).
 func (r *Rate) Allow(key string) time.Duration {
+	if wait, ok := r.allowShared(key); ok {
+		return wait
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.now()

@@ -17,6 +17,16 @@ import (
 // a func that closes the store.
 func replicas(t *testing.T, n int, clk *storetest.Clock) ([]*Limiter, func()) {
 	t.Helper()
+	ls, svcs, closeStore := replicaServices(t, n, clk)
+	for i, l := range ls {
+		l.Share(svcs[i])
+	}
+	return ls, closeStore
+}
+
+// replicaServices is replicas with the services, not yet shared.
+func replicaServices(t *testing.T, n int, clk *storetest.Clock) ([]*Limiter, []*sessions.Service, func()) {
+	t.Helper()
 	st, err := badgerstore.Open(badgerstore.Options{InMemory: true, Now: clk.Now, SweepInterval: -1})
 	if err != nil {
 		t.Fatal(err)
@@ -32,17 +42,17 @@ func replicas(t *testing.T, n int, clk *storetest.Clock) ([]*Limiter, func()) {
 	cfg := config.Portal{Name: "demo", Robot: config.Credentials{Password: "pw"}, Client: config.Client{ID: "c", Secret: "s"},
 		Workshops: []config.Workshop{{Name: "lab", Upstreams: []string{"127.0.0.1:9001"}}}}
 	var out []*Limiter
+	var svcs []*sessions.Service
 	for range n {
 		svc, err := sessions.New(context.Background(), st, cfg, sessions.Options{Now: clk.Now, ReconcileInterval: time.Hour})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(svc.Close)
-		l := New(clk.Now)
-		l.Share(svc)
-		out = append(out, l)
+		out = append(out, New(clk.Now))
+		svcs = append(svcs, svc)
 	}
-	return out, closeStore
+	return out, svcs, closeStore
 }
 
 // TestSharedFailuresAddUp: failed logins on two replicas count together,
@@ -128,5 +138,56 @@ func TestSuccessWritesOnlyToClear(t *testing.T) {
 	ok.Succeed()
 	if n, _, err := c.LoginFailures(context.Background(), accountKey("erin"), Window); c.clears != 1 || err != nil || n != 0 {
 		t.Fatalf("after failures on another replica, a success cleared %d times; %d failures left (%v)", c.clears, n, err)
+	}
+}
+
+// TestSharedRate: two replicas' rates of one name take from one bucket per
+// address, so an address gets the burst once in all; another rate's name,
+// and another address, have their own; the bucket refills with time; with
+// the store gone, each replica's bucket in memory applies.
+func TestSharedRate(t *testing.T) {
+	clk := storetest.NewClock(time.Now())
+	_, svcs, closeStore := replicaServices(t, 2, clk)
+	const burst, every = 4, 10 * time.Second
+	a, b := NewRate(clk.Now, burst, every), NewRate(clk.Now, burst, every)
+	a.Share(svcs[0], "signup")
+	b.Share(svcs[1], "signup")
+	other := NewRate(clk.Now, burst, every)
+	other.Share(svcs[1], "create")
+	for i := range burst {
+		r := a
+		if i%2 == 1 {
+			r = b
+		}
+		if w := r.Allow("10.1.0.1"); w != 0 {
+			t.Fatalf("request %d of the burst refused: %v", i, w)
+		}
+	}
+	for name, r := range map[string]*Rate{"a": a, "b": b} {
+		if w := r.Allow("10.1.0.1"); w != every {
+			t.Errorf("replica %s after the burst over both: wait %v, want %v", name, w, every)
+		}
+	}
+	if w := other.Allow("10.1.0.1"); w != 0 {
+		t.Errorf("another rate for the same address: wait %v", w)
+	}
+	if w := b.Allow("10.1.0.2"); w != 0 {
+		t.Errorf("another address: wait %v", w)
+	}
+	clk.Advance(every)
+	if w := b.Allow("10.1.0.1"); w != 0 {
+		t.Errorf("a token after %v: wait %v", every, w)
+	}
+	if w := a.Allow("10.1.0.1"); w == 0 {
+		t.Error("two tokens after one refill period")
+	}
+	closeStore()
+	for i := range burst {
+		if w := a.Allow("10.1.0.3"); w != 0 {
+			t.Fatalf("with the store down, request %d refused: %v", i, w)
+		}
+	}
+	if w := a.Allow("10.1.0.3"); w != every {
+		t.Errorf("with the store down, after the burst: wait %v, want %v", w, every)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/config"
 	"github.com/caddyportal/caddyportal/caddyportal/gate"
 	"github.com/caddyportal/caddyportal/caddyportal/health"
+	"github.com/caddyportal/caddyportal/caddyportal/loginlimit"
 	"github.com/caddyportal/caddyportal/caddyportal/metrics"
 	"github.com/caddyportal/caddyportal/caddyportal/oauth"
 	"github.com/caddyportal/caddyportal/caddyportal/redirects"
@@ -93,7 +94,8 @@ type Portal struct {
 	// stop ends the background loops New started.
 	stop         context.CancelFunc
 	releaseGauge func()
-	// started runs shareLogins once the config serves (ResumeHealth).
+	// started runs shareLogins (all the limits) once the config serves
+	// (ResumeHealth).
 	started     sync.Once
 	shareLogins func()
 }
@@ -212,15 +214,22 @@ func (p *Portal) assemble(secret []byte, st store.Store, guard *webhooks.Guard, 
 	if limits == nil {
 		limits = NewLimits(p.svc.Now)
 	}
-	// The login limits outlive a reload: they count in the store of the
-	// config that serves, once it does (a reload that fails leaves them
-	// with the config that goes on serving). Replicas count together.
+	// The limits outlive a reload: they count in the store of the config
+	// that serves, once it does (a reload that fails leaves them with the
+	// config that goes on serving). Replicas count together.
 	svc := p.svc
 	p.shareLogins = func() {
 		if svc.SharedStore() {
+			// Revokes stay per process: a revoke of an unknown token
+			// writes nothing, and sharing its bucket would be a write.
 			limits.Logins.Share(svc)
+			limits.Signups.Share(svc, "signup")
+			limits.Creates.Share(svc, "create")
 		} else {
 			limits.Logins.Share(nil)
+			for _, r := range []*loginlimit.Rate{limits.Signups, limits.Creates} {
+				r.Share(nil, "")
+			}
 		}
 	}
 	if !d.HealthPaused {

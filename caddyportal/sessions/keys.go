@@ -45,6 +45,9 @@ package sessions
 //	f/<hash>              failed logins of one account or client address on a
 //	                      store shared by replicas (package loginlimit's key,
 //	                      SHA-256): {"count","last"}, expiring with its window
+//	r/<hash>              a rate's token bucket for one client address on a store
+//	                      shared by replicas (package loginlimit's rate name and
+//	                      key, SHA-256): {"tokens","at"}, expiring once full again
 //	n/<hash>              a one-time value already used (UseOnce), empty, expiring
 //	                      with the value; <hash> is the SHA-256 of the value with
 //	                      its kind, for example OnceTicket + the ticket's nonce
@@ -76,6 +79,7 @@ const (
 	prefixQuiet      = "q/"
 	prefixOnce       = "n/"
 	prefixFailures   = "f/"
+	prefixBucket     = "r/"
 
 	// TokenPrefix starts the keys of package oauth's token records
 	// (t/a/<hash> and t/r/<hash>).
@@ -88,7 +92,7 @@ const OnceTicket = "ticket:"
 
 // keySpace lists every key and key prefix of the schema, for TestKeySpace.
 var keySpace = []string{keyAlloc, keySecret, KeyAssertionKeys, prefixEnv, prefixSeq, prefixUser, prefixUserEmail,
-	prefixSession, prefixLiveIndex, prefixCount, prefixOwner, prefixQuiet, prefixOnce, prefixFailures, TokenPrefix}
+	prefixSession, prefixLiveIndex, prefixCount, prefixOwner, prefixQuiet, prefixOnce, prefixFailures, prefixBucket, TokenPrefix}
 
 func keyEnv(env string) string        { return prefixEnv + env }
 func keySeq(env string) string        { return prefixSeq + env }
@@ -104,6 +108,7 @@ func keyOwned(user, name string) string { return prefixOwned(user) + name }
 func prefixOwned(user string) string    { return prefixOwner + url.PathEscape(user) + "/" }
 func keyOnce(value string) string       { return prefixOnce + tokens.Hash(value) }
 func keyFailures(key string) string     { return prefixFailures + tokens.Hash(key) }
+func keyBucket(key string) string       { return prefixBucket + tokens.Hash(key) }
 
 func keyUserEmail(email string) string {
 	return prefixUserEmail + url.PathEscape(strings.ToLower(strings.TrimSpace(email)))

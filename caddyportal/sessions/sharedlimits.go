@@ -84,3 +84,54 @@ func readFailures(tx store.Txn, key string) (loginFailures, error) {
 	}
 	return f, nil
 }
+
+// bucket is the record of r/<hash>: a token bucket every replica sharing
+// the store takes from.
+type bucket struct {
+	Tokens float64   `json:"tokens"`
+	At     time.Time `json:"at"`
+}
+
+// TakeToken takes a token from key's bucket, which holds burst tokens and
+// gains one every every: 0 if it took one, else how long until there is
+// one (taking none, and writing nothing). It implements
+// loginlimit.SharedRate.
+func (s *Service) TakeToken(ctx context.Context, key string, burst int, every time.Duration) (time.Duration, error) {
+	if burst < 1 || every <= 0 {
+		return 0, errors.New("sessions: a token bucket needs a burst and a refill period")
+	}
+	var wait time.Duration
+	err := s.st.Update(ctx, func(tx store.Txn) error {
+		wait = 0
+		now := s.now()
+		b := bucket{Tokens: float64(burst), At: now}
+		v, err := tx.Get(keyBucket(key))
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			return err
+		default:
+			var stored bucket
+			if json.Unmarshal(v, &stored) == nil && !stored.At.IsZero() {
+				b = stored
+			}
+		}
+		if d := now.Sub(b.At); d > 0 {
+			b.Tokens = min(float64(burst), b.Tokens+float64(d)/float64(every))
+			b.At = now
+		}
+		if b.Tokens < 1 {
+			wait = time.Duration((1 - b.Tokens) * float64(every))
+			return nil
+		}
+		b.Tokens--
+		raw, err := json.Marshal(b)
+		if err != nil {
+			return err
+		}
+		// Forgotten once it would be full again.
+		full := now.Add(time.Duration((float64(burst) - b.Tokens) * float64(every)))
+		return tx.SetExpiring(keyBucket(key), raw, full)
+	})
+	return wait, err
+}
