@@ -6,6 +6,7 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/api"
 	"github.com/caddyportal/caddyportal/caddyportal/gate"
 	"github.com/caddyportal/caddyportal/caddyportal/loginlimit"
+	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 	"github.com/caddyportal/caddyportal/caddyportal/webui"
 )
 
@@ -28,4 +29,19 @@ func NewLimits(now func() time.Time) *Limits {
 		Revokes: loginlimit.NewRate(now, api.RevokeBurst, api.RevokeEvery),
 		Creates: loginlimit.NewRate(now, gate.CreateBurst, gate.CreateEvery),
 	}
+}
+
+// shareIn makes the limits count in svc's store when replicas share it
+// (etcd), so they count together, and in this process otherwise. Revokes
+// stay per process: a revoke of an unknown token writes nothing, and
+// sharing its bucket would make each one a write.
+func (l *Limits) shareIn(svc *sessions.Service) {
+	var logins loginlimit.Shared
+	var rates loginlimit.SharedRate
+	if svc.SharedStore() {
+		logins, rates = svc, svc
+	}
+	l.Logins.Share(logins)
+	l.Signups.Share(rates, "signup")
+	l.Creates.Share(rates, "create")
 }

@@ -22,7 +22,6 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/config"
 	"github.com/caddyportal/caddyportal/caddyportal/gate"
 	"github.com/caddyportal/caddyportal/caddyportal/health"
-	"github.com/caddyportal/caddyportal/caddyportal/loginlimit"
 	"github.com/caddyportal/caddyportal/caddyportal/metrics"
 	"github.com/caddyportal/caddyportal/caddyportal/oauth"
 	"github.com/caddyportal/caddyportal/caddyportal/redirects"
@@ -94,10 +93,10 @@ type Portal struct {
 	// stop ends the background loops New started.
 	stop         context.CancelFunc
 	releaseGauge func()
-	// started runs shareLogins (all the limits) once the config serves
-	// (ResumeHealth).
-	started     sync.Once
-	shareLogins func()
+	// limits are shared in the store once the config serves
+	// (ResumeHealth, once: started).
+	limits  *Limits
+	started sync.Once
 }
 
 // New starts a portal for cfg (defaults applied and validated here) on
@@ -216,24 +215,10 @@ func (p *Portal) assemble(secret []byte, st store.Store, guard *webhooks.Guard, 
 	}
 	// The limits outlive a reload: they count in the store of the config
 	// that serves, once it does (a reload that fails leaves them with the
-	// config that goes on serving). Replicas count together.
-	svc := p.svc
-	p.shareLogins = func() {
-		if svc.SharedStore() {
-			// Revokes stay per process: a revoke of an unknown token
-			// writes nothing, and sharing its bucket would be a write.
-			limits.Logins.Share(svc)
-			limits.Signups.Share(svc, "signup")
-			limits.Creates.Share(svc, "create")
-		} else {
-			limits.Logins.Share(nil)
-			for _, r := range []*loginlimit.Rate{limits.Signups, limits.Creates} {
-				r.Share(nil, "")
-			}
-		}
-	}
+	// config that goes on serving).
+	p.limits = limits
 	if !d.HealthPaused {
-		p.started.Do(p.shareLogins)
+		p.shareLimits()
 	}
 	domain := ""
 	if cfg.Dashboards.Mode == config.DashboardsHost {
@@ -364,13 +349,18 @@ func (p *Portal) Service() *sessions.Service { return p.svc }
 func (p *Portal) UID() string { return p.uid }
 
 // ResumeHealth starts dashboard probes held by Deps.HealthPaused, and from
-// then on the login limits count in this portal's store when replicas
+// then on the abuse limits count in this portal's store when replicas
 // share it. It is cheap after the first call.
 func (p *Portal) ResumeHealth() {
-	if p.shareLogins != nil {
-		p.started.Do(p.shareLogins)
+	if p.limits != nil {
+		p.shareLimits()
 	}
 	p.health.Resume()
+}
+
+// shareLimits points the limits at this portal's store, once.
+func (p *Portal) shareLimits() {
+	p.started.Do(func() { p.limits.shareIn(p.svc) })
 }
 
 // Close stops the portal: the service first (nothing more is queued),

@@ -277,7 +277,7 @@ func (s *Service) EnvironmentSessions(ctx context.Context) (map[string][]*Sessio
 func (s *Service) LiveUpstreams(ctx context.Context, env string) ([]string, error) {
 	var out []string
 	err := s.st.View(ctx, func(tx store.Txn) error {
-		var t *txState
+		t := s.viewState(tx)
 		prefix := prefixLive(env)
 		return tx.Scan(prefix, func(k string, v []byte) error {
 			if len(v) > 0 {
@@ -285,9 +285,6 @@ func (s *Service) LiveUpstreams(ctx context.Context, env string) ([]string, erro
 				return nil
 			}
 			// Written before the index held addresses, or none yet.
-			if t == nil {
-				t = s.viewState(tx)
-			}
 			sess, err := t.session(strings.TrimPrefix(k, prefix))
 			if err != nil || sess == nil {
 				return err
