@@ -20,7 +20,6 @@
 package adminapi
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -214,7 +213,7 @@ func (h *Handler) session(w http.ResponseWriter, r *http.Request, svc *sessions.
 		fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, sessionJSON(svc, s, svc.Now(), ownerEmail(r.Context(), svc, s)))
+	writeJSON(w, http.StatusOK, sessionJSON(svc, s, svc.Now(), svc.OwnerEmail(r.Context(), s.Owner)))
 }
 
 func (h *Handler) act(w http.ResponseWriter, r *http.Request, svc *sessions.Service, name, action string) {
@@ -238,7 +237,7 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request, svc *sessions.Serv
 		fail(w, err)
 		return
 	}
-	sj := sessionJSON(svc, s, svc.Now(), ownerEmail(r.Context(), svc, s))
+	sj := sessionJSON(svc, s, svc.Now(), svc.OwnerEmail(r.Context(), s.Owner))
 	if action == "extend" {
 		sj.Extended = &extended
 	}
@@ -252,19 +251,6 @@ func sessionJSON(svc *sessions.Service, s *sessions.Session, now time.Time, owne
 		Started: lifecycle.Time(s.Started), Expires: lifecycle.Time(s.Expires),
 		LastActivity: lifecycle.Time(s.LastActivity), Progress: s.Progress, QueuePosition: svc.QueuedAt(s),
 		Replica: s.EnvOwner, Env: s.Env}
-}
-
-// ownerEmail is the email address of s's owner, if they have one. It only
-// labels the session, so a failed read leaves it out rather than failing
-// the answer.
-func ownerEmail(ctx context.Context, svc *sessions.Service, s *sessions.Session) string {
-	if s.Owner == "" {
-		return ""
-	}
-	if u, err := svc.GetUser(ctx, s.Owner); err == nil {
-		return u.Email
-	}
-	return ""
 }
 
 // fail answers a service error with httperr's status: a missing session is

@@ -128,6 +128,19 @@ func (s *Service) UserEmails(ctx context.Context) (map[string]string, error) {
 	return emails, nil
 }
 
+// OwnerEmail is the email address of the user owner, if they have one: it
+// only labels a session in a list, so a user who cannot be read (or none,
+// for a reserve) gives "" rather than an error.
+func (s *Service) OwnerEmail(ctx context.Context, owner string) string {
+	if owner == "" {
+		return ""
+	}
+	if u, err := s.GetUser(ctx, owner); err == nil {
+		return u.Email
+	}
+	return ""
+}
+
 // OwnersNamed returns the ids of the users a filter names: who itself, as
 // an id, and, when who is an email address, every user with that address
 // in any case (learners who signed up, and front ends' users whose request
