@@ -142,14 +142,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) environments(w http.ResponseWriter, r *http.Request, svc *sessions.Service) {
-	all, err := svc.EnvironmentSessions(r.Context())
+	all, err := svc.Usage(r.Context())
 	if err != nil {
 		fail(w, err)
 		return
 	}
 	out := []EnvironmentJSON{}
 	for _, e := range svc.Environments() {
-		use := sessions.UsageOf(all[e.Name])
+		use := all[e.Name]
 		out = append(out, EnvironmentJSON{Name: e.Name, Workshop: e.Workshop.Name, State: e.State,
 			Capacity: e.Capacity, Reserved: e.Reserved, Allocated: use.Allocated, Available: use.Available})
 	}

@@ -170,9 +170,8 @@ func (a *API) catalogEnvironments(w http.ResponseWriter, r *http.Request, _ stri
 			labels[m[1]] = v[len(v)-1]
 		}
 	}
-	all, err := a.svc.EnvironmentSessions(r.Context())
-	if err != nil {
-		a.unavailable(w, err)
+	use, all, ok := a.usage(w, r, withSessions)
+	if !ok {
 		return
 	}
 	envs := []catalogEnvironmentJSON{}
@@ -180,7 +179,7 @@ func (a *API) catalogEnvironments(w http.ResponseWriter, r *http.Request, _ stri
 		if !states[e.State] || !nameMatches(e, names) || !labelsMatch(e, labels) {
 			continue
 		}
-		ej := a.environment(e, all[e.Name], withSessions, true)
+		ej := a.environment(e, use[e.Name], all[e.Name], withSessions, true)
 		envs = append(envs, catalogEnvironmentJSON{Name: ej.Name, State: ej.State, Workshop: ej.Workshop,
 			Duration: ej.Duration, Capacity: ej.Capacity, Reserved: ej.Reserved, Allocated: ej.Allocated,
 			Available: ej.Available, Sessions: ej.Sessions})
@@ -188,7 +187,7 @@ func (a *API) catalogEnvironments(w http.ResponseWriter, r *http.Request, _ stri
 	writeJSON(w, http.StatusOK, struct {
 		Portal       portalJSON               `json:"portal"`
 		Environments []catalogEnvironmentJSON `json:"environments"`
-	}{a.portal(r, all), envs})
+	}{a.portal(r, use), envs})
 }
 
 // catalogWorkshops serves /workshops/catalog/workshops/: running
@@ -197,9 +196,8 @@ func (a *API) catalogWorkshops(w http.ResponseWriter, r *http.Request, _ string)
 	if _, ok := a.catalogAccess(w, r); !ok {
 		return
 	}
-	all, err := a.svc.EnvironmentSessions(r.Context())
-	if err != nil {
-		a.unavailable(w, err)
+	use, _, ok := a.usage(w, r, false)
+	if !ok {
 		return
 	}
 	items := []workshopItemJSON{}
@@ -207,7 +205,7 @@ func (a *API) catalogWorkshops(w http.ResponseWriter, r *http.Request, _ string)
 		if e.State != sessions.EnvRunning {
 			continue
 		}
-		ej := a.environment(e, all[e.Name], false, true)
+		ej := a.environment(e, use[e.Name], nil, false, true)
 		items = append(items, workshopItemJSON{workshopJSON: ej.Workshop, Environment: envSummaryJSON{
 			Name: ej.Name, State: ej.State, Duration: ej.Duration, Capacity: ej.Capacity,
 			Reserved: ej.Reserved, Allocated: ej.Allocated, Available: ej.Available}})
@@ -215,7 +213,7 @@ func (a *API) catalogWorkshops(w http.ResponseWriter, r *http.Request, _ string)
 	writeJSON(w, http.StatusOK, struct {
 		Portal    portalJSON         `json:"portal"`
 		Workshops []workshopItemJSON `json:"workshops"`
-	}{a.portal(r, all), items})
+	}{a.portal(r, use), items})
 }
 
 // environmentStatus serves /workshops/environment/<env>/status/.
@@ -234,22 +232,18 @@ func (a *API) environmentStatus(w http.ResponseWriter, r *http.Request, env stri
 		writeError(w, http.StatusForbidden, "Environment does not exist")
 		return
 	}
-	all, err := a.svc.EnvironmentSessions(r.Context())
-	if err != nil {
-		a.unavailable(w, err)
+	withSessions := truthy(q.Get("sessions"))
+	use, all, ok := a.usage(w, r, withSessions)
+	if !ok {
 		return
 	}
-	writeJSON(w, http.StatusOK, a.environment(e, all[e.Name], truthy(q.Get("sessions")), false))
+	writeJSON(w, http.StatusOK, a.environment(e, use[e.Name], all[e.Name], withSessions, false))
 }
 
-func (a *API) portal(r *http.Request, all map[string][]*sessions.Session) portalJSON {
+func (a *API) portal(r *http.Request, use map[string]sessions.Usage) portalJSON {
 	allocated := 0
-	for _, list := range all {
-		for _, s := range list {
-			if !s.Reserved() {
-				allocated++
-			}
-		}
+	for _, u := range use {
+		allocated += u.Allocated
 	}
 	s := a.cfg.Sessions
 	return portalJSON{Name: a.cfg.Name, Labels: map[string]string{}, UID: a.opts.PortalUID, Generation: 1,
@@ -257,9 +251,10 @@ func (a *API) portal(r *http.Request, all map[string][]*sessions.Session) portal
 			Anonymous: s.Anonymous, Allocated: allocated}}
 }
 
-// environment builds the JSON of one environment. catalog selects the
-// catalog form (workshop name is the alias, resource present).
-func (a *API) environment(e *sessions.Environment, live []*sessions.Session, withSessions, catalog bool) environmentJSON {
+// environment builds the JSON of one environment from its usage, and with
+// withSessions its session list from live (its live sessions). catalog
+// selects the catalog form (workshop name is the alias, resource present).
+func (a *API) environment(e *sessions.Environment, use sessions.Usage, live []*sessions.Session, withSessions, catalog bool) environmentJSON {
 	ws := e.Workshop
 	wj := workshopJSON{Name: ws.Name, ID: workshopID(ws.Name), Title: ws.Title, Description: ws.Description,
 		Vendor: ws.Vendor, Authors: nonNil(ws.Authors), Difficulty: ws.Difficulty, Duration: ws.Duration,
@@ -270,27 +265,48 @@ func (a *API) environment(e *sessions.Environment, live []*sessions.Session, wit
 	if catalog {
 		wj.Name, wj.Resource = ws.PublishedName(), ws.Name
 	}
-	ej := environmentJSON{Name: e.Name, State: e.State, Workshop: wj, Duration: int(e.Expires.Seconds())}
+	ej := environmentJSON{Name: e.Name, State: e.State, Workshop: wj, Duration: int(e.Expires.Seconds()),
+		Allocated: use.Allocated, Available: use.Available}
 	if e.State == sessions.EnvRunning {
 		ej.Capacity, ej.Reserved = e.Capacity, e.Reserved
+	}
+	if !withSessions {
+		return ej
 	}
 	now := now(a)
 	items := []sessionItemJSON{}
 	for _, s := range live {
-		if s.Reserved() {
-			if s.State == lifecycle.Waiting {
-				ej.Available++
-			}
-			continue
+		if !s.Reserved() {
+			items = append(items, sessionItemJSON{Name: s.Name, State: s.State, Namespace: s.Name, User: s.Owner,
+				Started: lifecycle.Time(s.StartedAt()), expiryJSON: expiry(e.Policy, s, now)})
 		}
-		ej.Allocated++
-		items = append(items, sessionItemJSON{Name: s.Name, State: s.State, Namespace: s.Name, User: s.Owner,
-			Started: lifecycle.Time(s.StartedAt()), expiryJSON: expiry(e.Policy, s, now)})
 	}
-	if withSessions {
-		ej.Sessions = &items
-	}
+	ej.Sessions = &items
 	return ej
+}
+
+// usage reads what environments() builds from: each environment's usage,
+// and with withSessions its live sessions, counted from those so that the
+// counts and the list agree; without, only the live index is read.
+func (a *API) usage(w http.ResponseWriter, r *http.Request, withSessions bool) (map[string]sessions.Usage, map[string][]*sessions.Session, bool) {
+	if !withSessions {
+		use, err := a.svc.Usage(r.Context())
+		if err != nil {
+			a.unavailable(w, err)
+			return nil, nil, false
+		}
+		return use, nil, true
+	}
+	all, err := a.svc.EnvironmentSessions(r.Context())
+	if err != nil {
+		a.unavailable(w, err)
+		return nil, nil, false
+	}
+	use := make(map[string]sessions.Usage, len(all))
+	for env, list := range all {
+		use[env] = sessions.UsageOf(list)
+	}
+	return use, all, true
 }
 
 // nameMatches implements the repeatable name= filter; it matches the

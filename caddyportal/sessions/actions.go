@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"runtime/debug"
+	"slices"
 	"sort"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -64,7 +64,10 @@ func (s *Service) mutate(ctx context.Context, name string, fn func(sess *Session
 			return err
 		}
 		events = evs
-		return tx.Set(keySession(name), marshal(sess))
+		if err := tx.Set(keySession(name), marshal(sess)); err != nil {
+			return err
+		}
+		return setLiveEntry(tx, sess)
 	})
 	if err == nil {
 		s.emit(events)
@@ -269,31 +272,45 @@ func (s *Service) EnvironmentSessions(ctx context.Context) (map[string][]*Sessio
 
 // LiveUpstreams returns the dashboard addresses of env's sessions not yet
 // STOPPED, in name order, skipping those with none yet (a spawned
-// environment still starting). It reads the live index alone, where each
-// entry holds its session's address, rather than every live record: the
-// health checker lists these every round, and at thousands of live
-// sessions reading their records was most of the portal's allocation. A
-// session whose deadline has passed is listed until its stop is written.
+// environment still starting). It reads the live index alone (liveEntry)
+// rather than every live record: the health checker lists these every
+// round, and at thousands of live sessions reading their records was most
+// of the portal's allocation. A session whose deadline has passed is listed
+// until its stop is written.
 func (s *Service) LiveUpstreams(ctx context.Context, env string) ([]string, error) {
 	var out []string
 	err := s.st.View(ctx, func(tx store.Txn) error {
-		t := s.viewState(tx)
-		prefix := prefixLive(env)
-		return tx.Scan(prefix, func(k string, v []byte) error {
-			if len(v) > 0 {
-				out = append(out, string(v))
-				return nil
+		return s.viewState(tx).eachEntry(env, func(e liveEntry) {
+			if e.Upstream != "" && e.State != lifecycle.Stopped {
+				out = append(out, e.Upstream)
 			}
-			// Written before the index held addresses, or none yet.
-			sess, err := t.session(strings.TrimPrefix(k, prefix))
-			if err != nil || sess == nil {
+		})
+	})
+	return out, err
+}
+
+// Usage counts each environment's live sessions as UsageOf does, keyed by
+// environment name, from the live index alone (liveEntry): the catalogs
+// ask for this on every view, and reading every live record cost about
+// 65 ms of CPU per request at 5,000 live sessions.
+func (s *Service) Usage(ctx context.Context) (map[string]Usage, error) {
+	out := make(map[string]Usage, len(s.envs))
+	err := s.st.View(ctx, func(tx store.Txn) error {
+		t := s.viewState(tx)
+		for _, e := range s.envs {
+			var u Usage
+			err := t.eachEntry(e.Name, func(le liveEntry) {
+				if !le.live(t.now) {
+					return
+				}
+				u.count(le.Owned, le.State, le.Queued)
+			})
+			if err != nil {
 				return err
 			}
-			if sess.Upstream != "" && sess.State != lifecycle.Stopped {
-				out = append(out, sess.Upstream)
-			}
-			return nil
-		})
+			out[e.Name] = u
+		}
+		return nil
 	})
 	return out, err
 }
@@ -301,14 +318,18 @@ func (s *Service) LiveUpstreams(ctx context.Context, env string) ([]string, erro
 // UserSessions returns the user's sessions that are neither STOPPING nor
 // STOPPED, pending ones included (reference §2.11).
 func (s *Service) UserSessions(ctx context.Context, user string) ([]*Session, error) {
+	held, err := s.HeldSessions(ctx, user)
+	return slices.DeleteFunc(held, func(sess *Session) bool { return sess.State == lifecycle.Stopping }), err
+}
+
+// HeldSessions returns the user's sessions not yet STOPPED, in name order:
+// STOPPING ones too, which still count against the user's cap. It reads
+// the user's own records only.
+func (s *Service) HeldSessions(ctx context.Context, user string) ([]*Session, error) {
 	var out []*Session
 	err := s.st.View(ctx, func(tx store.Txn) error {
-		owned, err := s.viewState(tx).owned(user)
-		for _, sess := range owned {
-			if sess.State != lifecycle.Stopping {
-				out = append(out, sess)
-			}
-		}
+		var err error
+		out, err = s.viewState(tx).owned(user)
 		return err
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })

@@ -143,3 +143,89 @@ func TestLiveUpstreams(t *testing.T) {
 		}
 	}
 }
+
+// TestUsageReadsTheIndex: the catalogs' counts, read from the live index
+// alone, are what counting the live records gives, at every step of a
+// class: reserves, pending, running and terminated sessions, extensions,
+// an activation deadline and expiries passing with no write since, a write
+// pass, and entries written by earlier versions (empty, or the address
+// alone), which are read from their record.
+func TestUsageReadsTheIndex(t *testing.T) {
+	w := workshop("lab", 10, 2)
+	w.Expires, w.Deadline = config.Duration(10*time.Minute), config.Duration(30*time.Minute)
+	other := workshop("other", 5, 0)
+	svc, st, clk := setup(t, portal(w, other))
+	ctx := context.Background()
+	env, env2 := svc.Environments()[0].Name, svc.Environments()[1].Name
+	step := 0
+	same := func(want map[string]sessions.Usage) {
+		t.Helper()
+		step++
+		got, err := svc.Usage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all, err := svc.EnvironmentSessions(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		counted := map[string]sessions.Usage{}
+		for e, list := range all {
+			counted[e] = sessions.UsageOf(list)
+		}
+		if !maps.Equal(got, counted) {
+			t.Fatalf("step %d: from the index %+v\nfrom the records %+v", step, got, counted)
+		}
+		if want != nil && !maps.Equal(got, want) {
+			t.Fatalf("step %d: %+v, want %+v", step, got, want)
+		}
+	}
+	same(map[string]sessions.Usage{env: {Available: 2, Live: 2}, env2: {}})
+	pending := request(t, svc, env2, "pending").Session.Name
+	activate := func(e, user string) string {
+		res := request(t, svc, e, user)
+		if _, err := svc.Activate(ctx, res.Session.Name, res.Token); err != nil {
+			t.Fatal(err)
+		}
+		return res.Session.Name
+	}
+	activate(env, "ada")
+	extended := activate(env, "bob")
+	ending := activate(env2, "cy")
+	if _, err := svc.Terminate(ctx, ending, ""); err != nil {
+		t.Fatal(err)
+	}
+	same(nil)
+	clk.Advance(time.Second)
+	same(nil)
+	clk.Advance(grace) // the terminated one's stop time has passed, unwritten
+	same(nil)
+	clk.Advance(time.Minute) // past the pending one's activation deadline
+	same(map[string]sessions.Usage{env: {Allocated: 2, Available: 2, Live: 4}, env2: {}})
+	// As stores written by earlier versions hold them: no entry value, and
+	// the address alone.
+	if err := st.Update(ctx, func(tx store.Txn) error {
+		if err := tx.Set("l/"+env2+"/"+pending, nil); err != nil {
+			return err
+		}
+		s, err := svc.Get(ctx, extended)
+		if err != nil {
+			return err
+		}
+		return tx.Set("l/"+env+"/"+extended, []byte(s.Upstream))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	same(nil)
+	clk.Advance(7 * time.Minute)
+	if _, _, ok, err := svc.Extend(ctx, extended); err != nil || !ok {
+		t.Fatalf("extending %s: %v, %v", extended, ok, err)
+	}
+	same(nil)
+	clk.Advance(2 * time.Minute) // the first expires, the extended one not
+	same(nil)
+	if err := svc.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	same(map[string]sessions.Usage{env: {Allocated: 1, Available: 2, Live: 3}, env2: {}})
+}

@@ -27,10 +27,12 @@ package sessions
 //	s/<session>           Session record; once STOPPED it expires after the
 //	                      retention period and the store's sweeper purges it
 //	l/<env>/<session>     live index: sessions not yet STOPPED (reserves included);
-//	                      raw bytes: the session's dashboard address, empty until
-//	                      known (and in stores written before it was kept here),
-//	                      so the health checker lists addresses without reading
-//	                      every live record
+//	                      the value is a liveEntry (liveentry.go: state, owner or
+//	                      not, when a deadline stops it, the dashboard address),
+//	                      written with every write of the record, so the catalogs
+//	                      and the health checker read the index, not every live
+//	                      record. Stores written before hold the address alone or
+//	                      nothing; those entries are read from their record.
 //	c/<env>               the environment's counters: how many keys its live index
 //	                      holds, and its reserves ready to hand out, oldest first;
 //	                      allocation decides from these instead of reading every

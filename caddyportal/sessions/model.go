@@ -237,20 +237,39 @@ type Usage struct {
 	Allocated int
 	// Available counts reserves ready to be handed out.
 	Available int
+	// Live counts every live session, reserves included.
+	Live int
+	// Starting counts sessions whose environment is starting, queued ones
+	// included.
+	Starting int
+	// Queued counts sessions waiting for a free start.
+	Queued int
 }
 
 // UsageOf counts the live sessions of one environment.
 func UsageOf(live []*Session) Usage {
 	var u Usage
 	for _, s := range live {
-		switch {
-		case !s.Reserved():
-			u.Allocated++
-		case s.State == lifecycle.Waiting:
-			u.Available++
-		}
+		u.count(!s.Reserved(), s.State, s.State == lifecycle.Starting && s.Progress != nil && s.Progress.Step == StepQueued)
 	}
 	return u
+}
+
+// count adds one live session to u.
+func (u *Usage) count(owned bool, st lifecycle.State, queued bool) {
+	u.Live++
+	if st == lifecycle.Starting {
+		u.Starting++
+	}
+	switch {
+	case owned:
+		u.Allocated++
+	case st == lifecycle.Waiting:
+		u.Available++
+	}
+	if queued {
+		u.Queued++
+	}
 }
 
 // StartedAt is the session's start as Educates reports it: when it was

@@ -44,3 +44,52 @@ func BenchmarkRequestWithLive(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCatalogCounts measures what a catalog view costs to count an
+// environment's live sessions, with 5,000 of them: from the live index
+// (Usage, what the catalogs do) against counting the decoded records
+// (UsageOf of EnvironmentSessions, what they did), in the same run.
+func BenchmarkCatalogCounts(b *testing.B) {
+	const live = 5000
+	clk := newClock()
+	st, err := badgerstore.Open(badgerstore.Options{InMemory: true, Now: clk.Now, SweepInterval: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	svc, err := sessions.New(context.Background(), st, portal(workshop("lab", live, 0)),
+		sessions.Options{Now: clk.Now, ReconcileInterval: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer svc.Close()
+	ctx := context.Background()
+	for i := range live {
+		if _, err := svc.RequestSession(ctx, sessions.Request{Environment: "demo-w01", User: fmt.Sprint("seed-", i)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	check := func(b *testing.B, u sessions.Usage) {
+		if u.Allocated != live {
+			b.Fatalf("%d allocated, want %d", u.Allocated, live)
+		}
+	}
+	b.Run("index", func(b *testing.B) {
+		for b.Loop() {
+			use, err := svc.Usage(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			check(b, use["demo-w01"])
+		}
+	})
+	b.Run("records", func(b *testing.B) {
+		for b.Loop() {
+			all, err := svc.EnvironmentSessions(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			check(b, sessions.UsageOf(all["demo-w01"]))
+		}
+	})
+}

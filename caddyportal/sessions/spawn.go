@@ -693,7 +693,10 @@ func (p *progressSaver) flush() {
 			return err
 		}
 		sess.Progress = &pr
-		return tx.Set(keySession(p.name), marshal(sess))
+		if err := tx.Set(keySession(p.name), marshal(sess)); err != nil {
+			return err
+		}
+		return setLiveEntry(tx, sess)
 	})
 	if err != nil && p.s.ctx.Err() == nil {
 		p.s.log.Debug("saving start progress", zap.String("session", p.name), zap.Error(err))

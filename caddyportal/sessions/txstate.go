@@ -404,7 +404,7 @@ func (t *txState) put(sess *Session) error {
 	if err := t.tx.Set(keySession(sess.Name), marshal(sess)); err != nil {
 		return err
 	}
-	if err := t.tx.Set(keyLive(sess.Environment, sess.Name), []byte(sess.Upstream)); err != nil {
+	if err := setLiveEntry(t.tx, sess); err != nil {
 		return err
 	}
 	if sess.Owner != "" {

@@ -78,7 +78,7 @@ func (u *UI) overview(w http.ResponseWriter, r *http.Request, _ string) {
 	if !ok {
 		return
 	}
-	live, err := u.svc.EnvironmentSessions(r.Context())
+	usage, err := u.svc.Usage(r.Context())
 	if err != nil {
 		u.unavailable(w, r, err)
 		return
@@ -107,16 +107,8 @@ func (u *UI) overview(w http.ResponseWriter, r *http.Request, _ string) {
 		row := envRow{Name: e.Name, Workshop: e.Workshop.Name, Title: e.Workshop.Title, State: e.State,
 			Capacity: e.Capacity, Reserved: e.Reserved, Expires: e.Expires, Overtime: e.Overtime,
 			Deadline: e.Deadline, Orphan: e.Orphaned}
-		use := sessions.UsageOf(live[e.Name])
-		row.Live, row.Allocated, row.Available = len(live[e.Name]), use.Allocated, use.Available
-		for _, s := range live[e.Name] {
-			if s.State == lifecycle.Starting {
-				row.Starting++
-				if s.Progress != nil && s.Progress.Step == sessions.StepQueued {
-					row.Queued++
-				}
-			}
-		}
+		use := usage[e.Name]
+		row.Live, row.Allocated, row.Available, row.Starting, row.Queued = use.Live, use.Allocated, use.Available, use.Starting, use.Queued
 		d.Allocated += row.Allocated
 		d.Live += row.Live
 		d.Envs = append(d.Envs, row)

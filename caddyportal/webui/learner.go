@@ -378,13 +378,20 @@ func (u *UI) catalog(w http.ResponseWriter, r *http.Request, _ string) {
 		http.Redirect(w, r, target, http.StatusFound)
 		return
 	}
-	live, err := u.svc.EnvironmentSessions(r.Context())
+	usage, err := u.svc.Usage(r.Context())
 	if err != nil {
 		u.unavailable(w, r, err)
 		return
 	}
+	var held []*sessions.Session
+	if id.holdsSessions() {
+		if held, err = u.svc.HeldSessions(r.Context(), id.User); err != nil {
+			u.unavailable(w, r, err)
+			return
+		}
+	}
 	var limitStatus string
-	data.Limit, limitStatus = u.sessionLimit(id, live)
+	data.Limit, limitStatus = u.sessionLimit(id, held)
 	if note == "session-unavailable" && limitStatus != "" {
 		// Educates' notification cannot say that the cap was the
 		// reason (the anonymous start link sends it); the cap is
@@ -404,23 +411,17 @@ func (u *UI) catalog(w http.ResponseWriter, r *http.Request, _ string) {
 		if it.Title == "" {
 			it.Title = e.Workshop.PublishedName()
 		}
-		allocated, queued := 0, false
-		for _, s := range live[e.Name] {
-			switch {
-			case s.Reserved() && s.State == lifecycle.Waiting:
-				it.Available++
-			case id.holdsSessions() && s.Owner == id.User && !s.State.Ending():
+		use := usage[e.Name]
+		it.Available = use.Available
+		for _, s := range held {
+			if s.Environment == e.Name && !s.State.Ending() {
 				it.Mine, it.MineStarting = s.Name, s.State == lifecycle.Starting
 				if s.State == lifecycle.Running && !s.Expires.IsZero() {
 					it.MineLeft = minutesLeft(s.Expires.Sub(u.svc.Now()))
 				}
 			}
-			if !s.Reserved() {
-				allocated++
-			}
-			queued = queued || s.State == lifecycle.Starting && s.Progress != nil && s.Progress.Step == sessions.StepQueued
 		}
-		it.Status = catalogStatus(u.svc.Spawned(e), it.Available, allocated, e.Capacity, queued)
+		it.Status = catalogStatus(u.svc.Spawned(e), it.Available, use.Allocated, e.Capacity, use.Queued > 0)
 		if limitStatus != "" && it.Mine == "" {
 			it.Status = limitStatus
 		}
@@ -449,19 +450,17 @@ func (u *UI) catalog(w http.ResponseWriter, r *http.Request, _ string) {
 // cards: limit, or ending when one of theirs is still stopping. It counts
 // as the service counts the cap: every session of theirs in any workshop
 // that is not STOPPED.
-func (u *UI) sessionLimit(id identity, live map[string][]*sessions.Session) (int, string) {
+func (u *UI) sessionLimit(id identity, own []*sessions.Session) (int, string) {
 	if !id.learner() && !id.anonymous() || id.Learner == nil {
 		return 0, ""
 	}
 	limit := u.svc.SessionLimit(id.Learner.Group)
 	held, ending := 0, 0
-	for _, list := range live {
-		for _, s := range list {
-			if s.Owner == id.User && s.State != lifecycle.Stopped {
-				held++
-				if s.State == lifecycle.Stopping {
-					ending++
-				}
+	for _, s := range own {
+		if s.State != lifecycle.Stopped {
+			held++
+			if s.State == lifecycle.Stopping {
+				ending++
 			}
 		}
 	}
