@@ -282,39 +282,34 @@ func (m *Metrics) SetSessionsSource(src SessionsSource) (release func()) {
 
 // ServiceSessions returns a SessionsSource that reads the live sessions of
 // svc once per call, with each session's effective state at the service's
-// clock, and zero-fills every state of every known environment.
+// clock, and zero-fills every state of every known environment. It reads
+// the live index alone (EachLiveSummary), not every live record.
 func ServiceSessions(svc *sessions.Service) SessionsSource {
 	return func(ctx context.Context) (map[SessionKey]int, error) {
-		byEnv, err := svc.EnvironmentSessions(ctx)
+		envs := svc.Environments()
+		out := make(map[SessionKey]int, len(envs)*len(sessionStates))
+		for _, e := range envs {
+			for _, st := range sessionStates {
+				out[SessionKey{e.Name, st}] = 0
+			}
+		}
+		err := svc.EachLiveSummary(ctx, "", func(env string, ls sessions.LiveSummary) {
+			st := bucket(ls)
+			if st == StateStarting && svc.QueuePosition(ls.Name) > 0 {
+				st = StateQueued
+			}
+			out[SessionKey{env, st}]++
+		})
 		if err != nil {
 			return nil, err
-		}
-		now := svc.Now()
-		out := make(map[SessionKey]int, len(byEnv)*len(sessionStates))
-		for env, list := range byEnv {
-			for _, st := range sessionStates {
-				out[SessionKey{env, st}] = 0
-			}
-			for _, s := range list {
-				st := bucket(s, now)
-				if st == StateStarting && svc.QueuePosition(s.Name) > 0 {
-					st = StateQueued
-				}
-				if st != "" {
-					out[SessionKey{env, st}]++
-				}
-			}
 		}
 		return out, nil
 	}
 }
 
-// bucket maps a session to its gauge bucket, or "" once it is stopped.
-func bucket(s *sessions.Session, now time.Time) string {
-	st, _ := s.Effective(now)
-	switch st {
-	case lifecycle.Stopped:
-		return ""
+// bucket maps a live session to its gauge bucket.
+func bucket(ls sessions.LiveSummary) string {
+	switch ls.State {
 	case lifecycle.Stopping:
 		return StateStopping
 	case lifecycle.Running:
@@ -322,7 +317,7 @@ func bucket(s *sessions.Session, now time.Time) string {
 	case lifecycle.Starting:
 		return StateStarting
 	}
-	if s.Reserved() {
+	if ls.Reserved {
 		return StateReserved
 	}
 	return StatePending

@@ -8,11 +8,10 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/spawner"
 )
 
-// TestEntryLiveIsEffective: an index entry says a session is live at a
-// time exactly when its record, deadlines applied, does, for every state,
-// with and without an owner, an environment, a start under way, an expiry
-// and a stop time, at times around each deadline; and the entry survives
-// its encoding.
+// TestEntryLiveIsEffective: the state an index entry gives a session at a
+// time, through its stored form, is the one its record, deadlines applied,
+// has, for every state, with and without an owner, an environment, a start
+// under way, an expiry and a stop time, at times around each deadline.
 func TestEntryLiveIsEffective(t *testing.T) {
 	base := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
 	expires, stopped := base.Add(10*time.Minute), base.Add(2*time.Second)
@@ -41,10 +40,10 @@ func TestEntryLiveIsEffective(t *testing.T) {
 						}
 						for _, now := range times {
 							eff, _ := sess.Effective(now)
-							if e.live(now) != (eff != lifecycle.Stopped) {
-								t.Fatalf("%+v at %s: entry says live %v, Effective says %s", sess, now.Sub(base), e.live(now), eff)
+							if got := e.effective(now); got != eff {
+								t.Fatalf("%+v at %s: the entry says %s, Effective says %s", sess, now.Sub(base), got, eff)
 							}
-							if eff == lifecycle.Stopped && st != lifecycle.Stopped {
+							if eff != st {
 								stops++
 							}
 							checked++
@@ -54,9 +53,9 @@ func TestEntryLiveIsEffective(t *testing.T) {
 			}
 		}
 	}
-	// Some of the cases are ones whose deadline makes them STOPPED.
+	// Some of the cases are ones whose deadline changes their state.
 	if stops == 0 || checked < 1000 {
-		t.Fatalf("%d cases, %d stopped by a deadline", checked, stops)
+		t.Fatalf("%d cases, %d changed by a deadline", checked, stops)
 	}
 }
 
@@ -67,19 +66,21 @@ func TestEntryLiveIsEffective(t *testing.T) {
 func TestEntryEncoding(t *testing.T) {
 	at := time.Unix(0, 1765098000123456789)
 	for _, e := range []liveEntry{
-		{Upstream: "127.0.0.1:8080", State: lifecycle.Running, Owned: true, StopsAt: at},
-		{Upstream: "http://dash host/x y", State: lifecycle.Starting, Queued: true},
+		{Upstream: "127.0.0.1:8080", State: lifecycle.Running, Owned: true, Expires: at},
+		{Upstream: "http://dash host/x y", State: lifecycle.Starting, Queued: true, HoldsEnv: true},
+		{State: lifecycle.Stopping, Owned: true, HoldsEnv: true, Expires: at, Stopped: at.Add(time.Second)},
 		{State: lifecycle.Waiting},
 	} {
 		got, ok := decodeEntry(e.encode())
 		if !ok || got.Upstream != e.Upstream || got.State != e.State || got.Owned != e.Owned ||
-			got.Queued != e.Queued || !got.StopsAt.Equal(e.StopsAt) {
+			got.Queued != e.Queued || got.HoldsEnv != e.HoldsEnv || !got.Expires.Equal(e.Expires) || !got.Stopped.Equal(e.Stopped) {
 			t.Fatalf("%+v came back as %+v, %v", e, got, ok)
 		}
 	}
 	good := liveEntry{Upstream: "a:1", State: lifecycle.Running}.encode()
 	for _, v := range [][]byte{nil, []byte("127.0.0.1:8080"), []byte("\x01"), good[:len(good)-len("RUNNING a:1")],
-		append([]byte("\x01x"), good[2:]...), []byte("\x010 12 RUN a:1"), []byte("\x010 z RUNNING a:1")} {
+		append([]byte("\x01x"), good[2:]...), append([]byte("\x018"), good[2:]...), []byte("\x010 12 0 RUN a:1"),
+		[]byte("\x010 z 0 RUNNING a:1"), []byte("\x010 0 RUNNING a:1")} {
 		if e, ok := decodeEntry(v); ok {
 			t.Fatalf("%q was read as an entry: %+v", v, e)
 		}
