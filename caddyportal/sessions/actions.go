@@ -370,8 +370,9 @@ func sortedSessions(m map[string]*Session) []*Session {
 
 // Reconcile runs one background pass: sessions whose spawned environment
 // died end (environment-lost), passed deadlines and idle timeouts become
-// durable STOPPED records, reserves are topped up, and removed environments
-// drain.
+// durable STOPPED records, reserves are topped up, removed environments
+// drain, and live index entries written by an earlier version are brought
+// up to date.
 func (s *Service) Reconcile(ctx context.Context) error {
 	lost := s.retireLost(ctx)
 	// Each pass makes at most a budget of stops durable; an expiry wave
@@ -420,6 +421,9 @@ func (s *Service) reconcilePass(ctx context.Context) (capped bool, err error) {
 						return err
 					}
 				}
+			}
+			if err := t.upgradeEntries(); err != nil {
+				return err
 			}
 			switch {
 			case e.State == EnvRunning && !s.isLazy(e):

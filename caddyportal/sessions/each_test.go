@@ -3,6 +3,7 @@ package sessions_test
 import (
 	"context"
 	"maps"
+	"strings"
 	"testing"
 	"time"
 
@@ -202,6 +203,11 @@ func TestUsageReadsTheIndex(t *testing.T) {
 	same(nil)
 	clk.Advance(time.Minute) // past the pending one's activation deadline
 	same(map[string]sessions.Usage{env: {Allocated: 2, Available: 2, Live: 4}, env2: {}})
+	same(nil)
+	clk.Advance(7 * time.Minute)
+	if _, _, ok, err := svc.Extend(ctx, extended); err != nil || !ok {
+		t.Fatalf("extending %s: %v, %v", extended, ok, err)
+	}
 	// As stores written by earlier versions hold them: no entry value, and
 	// the address alone.
 	if err := st.Update(ctx, func(tx store.Txn) error {
@@ -217,15 +223,26 @@ func TestUsageReadsTheIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	same(nil)
-	clk.Advance(7 * time.Minute)
-	if _, _, ok, err := svc.Extend(ctx, extended); err != nil || !ok {
-		t.Fatalf("extending %s: %v, %v", extended, ok, err)
-	}
-	same(nil)
 	clk.Advance(2 * time.Minute) // the first expires, the extended one not
 	same(nil)
 	if err := svc.Reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
 	same(map[string]sessions.Usage{env: {Allocated: 1, Available: 2, Live: 3}, env2: {}})
+	// The write pass brought the old entry up to date: more than the
+	// address alone now.
+	s, err := svc.Get(ctx, extended)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v []byte
+	if err := st.View(ctx, func(tx store.Txn) error {
+		v, err = tx.Get("l/" + env + "/" + extended)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if string(v) == s.Upstream || !strings.HasSuffix(string(v), " "+s.Upstream) {
+		t.Fatalf("after a write pass the entry of %s is %q (its address %q)", extended, v, s.Upstream)
+	}
 }

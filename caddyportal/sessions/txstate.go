@@ -27,7 +27,11 @@ type txState struct {
 	loaded map[string]*Session
 	// counts holds the environments' counters this transaction has read.
 	counts map[string]*envCount
-	events []Event
+	// oldEntries are live sessions whose index entry was written by an
+	// earlier version, as scanLive found them, for the write pass to
+	// bring up to date (upgradeEntries).
+	oldEntries []*Session
+	events     []Event
 	// readOnly states (View transactions) apply passed deadlines to what
 	// they return but leave writing them to the next read-write pass.
 	readOnly bool
@@ -148,8 +152,9 @@ func (t *txState) env(name string) (map[string]*Session, error) {
 func (t *txState) scanLive(name string) (map[string]*Session, error) {
 	m := map[string]*Session{}
 	var stale []string
+	var old []*Session
 	indexed := 0
-	err := t.tx.Scan(prefixLive(name), func(k string, _ []byte) error {
+	err := t.tx.Scan(prefixLive(name), func(k string, v []byte) error {
 		sn := strings.TrimPrefix(k, prefixLive(name))
 		sess, err := t.session(sn)
 		if err != nil {
@@ -162,6 +167,9 @@ func (t *txState) scanLive(name string) (map[string]*Session, error) {
 		indexed++
 		if sess.State != lifecycle.Stopped { // finalized earlier in this transaction
 			m[sn] = sess
+			if _, ok := decodeEntry(v); !ok {
+				old = append(old, sess)
+			}
 		}
 		return nil
 	})
@@ -171,6 +179,7 @@ func (t *txState) scanLive(name string) (map[string]*Session, error) {
 	if err := t.dropStale(stale); err != nil {
 		return nil, err
 	}
+	t.oldEntries = append(t.oldEntries, old...)
 	// Recount in place, so callers holding the counters see the result.
 	c := t.counts[name]
 	if c == nil {
@@ -718,4 +727,26 @@ func (t *txState) retire(sess *Session, reason string) error {
 	}
 	c.dropReserve(sess.Name)
 	return t.put(sess)
+}
+
+// upgradeEntries rewrites the index entries written by an earlier version
+// that scanLive found, as far as the finalize budget goes (one write each;
+// the pass is capped and runs again for the rest): the first write passes
+// after an upgrade bring the index up to date, so its readers stop reading
+// these records. Only the reconcile pass calls it, so that no request's
+// transaction spends its budget on them.
+func (t *txState) upgradeEntries() error {
+	for len(t.oldEntries) > 0 {
+		sess := t.oldEntries[0]
+		if sess.State != lifecycle.Stopped {
+			if !t.spend() {
+				return nil
+			}
+			if err := setLiveEntry(t.tx, sess); err != nil {
+				return err
+			}
+		}
+		t.oldEntries = t.oldEntries[1:]
+	}
+	return nil
 }
