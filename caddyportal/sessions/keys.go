@@ -28,11 +28,13 @@ package sessions
 //	                      retention period and the store's sweeper purges it
 //	l/<env>/<session>     live index: sessions not yet STOPPED (reserves included);
 //	                      the value is a liveEntry (liveentry.go: state, owner or
-//	                      not, when a deadline stops it, the dashboard address),
-//	                      written with every write of the record, so the catalogs
-//	                      and the health checker read the index, not every live
-//	                      record. Stores written before hold the address alone or
-//	                      nothing; those entries are read from their record.
+//	                      not, deadlines, creation and last activity, the
+//	                      dashboard address), written with every write of the
+//	                      record, so the catalogs, the health checker and most
+//	                      reconcile passes read the index, not every live record.
+//	                      Entries of earlier versions (the address alone, nothing,
+//	                      or version 1) are read from their record until the
+//	                      reconcile pass rewrites them.
 //	c/<env>               the environment's counters: how many keys its live index
 //	                      holds, and its reserves ready to hand out, oldest first;
 //	                      allocation decides from these instead of reading every

@@ -31,13 +31,16 @@ type liveEntry struct {
 	HoldsEnv bool
 	// Expires and Stopped are the record's deadlines.
 	Expires, Stopped time.Time
+	// Created orders reserves (oldest first); LastActivity is the idle
+	// clock's start.
+	Created, LastActivity time.Time
 }
 
-// liveEntryVersion starts an encoded entry. Entries written before the
-// index held more than the address are that address alone (or empty),
-// which never starts with a control character; those are read from their
-// record.
-const liveEntryVersion = '\x01'
+// liveEntryVersion starts an encoded entry. Entries written by earlier
+// versions are read from their record: the address alone (or empty),
+// which never starts with a control character, and version 1, which had
+// no Created or LastActivity.
+const liveEntryVersion = '\x02'
 
 // Flags of an encoded entry, added to '0'.
 const (
@@ -50,7 +53,8 @@ const (
 func entryOf(sess *Session) liveEntry {
 	return liveEntry{Upstream: sess.Upstream, State: sess.State, Owned: !sess.Reserved(),
 		Queued:   sess.State == lifecycle.Starting && sess.Progress != nil && sess.Progress.Step == StepQueued,
-		HoldsEnv: sess.holdsEnv(), Expires: sess.Expires, Stopped: sess.Stopped}
+		HoldsEnv: sess.holdsEnv(), Expires: sess.Expires, Stopped: sess.Stopped, Created: sess.Created,
+		LastActivity: sess.LastActivity}
 }
 
 // effective is the session's state at now, as Session.Effective says of
@@ -65,9 +69,9 @@ func (e liveEntry) effective(now time.Time) lifecycle.State {
 	return st
 }
 
-// encode is the stored form: the version, the flags, Expires and Stopped
-// in Unix nanoseconds (0 for none), the state and the address,
-// space-separated, the address last because nothing bounds what it holds.
+// encode is the stored form: the version, the flags, the times in Unix
+// nanoseconds (0 for none), the state and the address, space-separated,
+// the address last because nothing bounds what it holds.
 func (e liveEntry) encode() []byte {
 	flags := byte('0')
 	for _, f := range []struct {
@@ -80,7 +84,7 @@ func (e liveEntry) encode() []byte {
 	}
 	b := make([]byte, 0, 64+len(e.Upstream))
 	b = append(b, liveEntryVersion, flags)
-	for _, t := range []time.Time{e.Expires, e.Stopped} {
+	for _, t := range e.times() {
 		var at int64
 		if !t.IsZero() {
 			at = t.UnixNano()
@@ -102,11 +106,11 @@ func decodeEntry(v []byte) (e liveEntry, ok bool) {
 	if len(v) < 3 || v[0] != liveEntryVersion || v[1] < '0' || v[1] > '0'+allFlags || v[2] != ' ' {
 		return e, false
 	}
-	f := strings.SplitN(string(v[3:]), " ", 4)
-	if len(f) != 4 || !lifecycle.State(f[2]).Valid() {
+	f := strings.SplitN(string(v[3:]), " ", entryTimes+2)
+	if len(f) != entryTimes+2 || !lifecycle.State(f[entryTimes]).Valid() {
 		return e, false
 	}
-	var at [2]time.Time
+	var at [entryTimes]time.Time
 	for i := range at {
 		n, err := strconv.ParseInt(f[i], 10, 64)
 		if err != nil {
@@ -117,8 +121,17 @@ func decodeEntry(v []byte) (e liveEntry, ok bool) {
 		}
 	}
 	flags := v[1] - '0'
-	return liveEntry{Upstream: f[3], State: lifecycle.State(f[2]), Owned: flags&entryOwned != 0,
-		Queued: flags&entryQueued != 0, HoldsEnv: flags&entryHoldsEnv != 0, Expires: at[0], Stopped: at[1]}, true
+	return liveEntry{Upstream: f[entryTimes+1], State: lifecycle.State(f[entryTimes]), Owned: flags&entryOwned != 0,
+		Queued: flags&entryQueued != 0, HoldsEnv: flags&entryHoldsEnv != 0,
+		Expires: at[0], Stopped: at[1], Created: at[2], LastActivity: at[3]}, true
+}
+
+// entryTimes is how many times an encoded entry holds, in times' order.
+const entryTimes = 4
+
+// times are the entry's times in their stored order.
+func (e liveEntry) times() [entryTimes]time.Time {
+	return [entryTimes]time.Time{e.Expires, e.Stopped, e.Created, e.LastActivity}
 }
 
 // setLiveEntry writes the live index entry of sess, which tx has just

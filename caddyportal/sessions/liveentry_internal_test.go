@@ -68,19 +68,21 @@ func TestEntryEncoding(t *testing.T) {
 	for _, e := range []liveEntry{
 		{Upstream: "127.0.0.1:8080", State: lifecycle.Running, Owned: true, Expires: at},
 		{Upstream: "http://dash host/x y", State: lifecycle.Starting, Queued: true, HoldsEnv: true},
-		{State: lifecycle.Stopping, Owned: true, HoldsEnv: true, Expires: at, Stopped: at.Add(time.Second)},
+		{State: lifecycle.Stopping, Owned: true, HoldsEnv: true, Expires: at, Stopped: at.Add(time.Second),
+			Created: at.Add(-time.Hour), LastActivity: at.Add(-time.Minute)},
 		{State: lifecycle.Waiting},
 	} {
 		got, ok := decodeEntry(e.encode())
 		if !ok || got.Upstream != e.Upstream || got.State != e.State || got.Owned != e.Owned ||
-			got.Queued != e.Queued || got.HoldsEnv != e.HoldsEnv || !got.Expires.Equal(e.Expires) || !got.Stopped.Equal(e.Stopped) {
+			got.Queued != e.Queued || got.HoldsEnv != e.HoldsEnv || got.times() != e.times() {
 			t.Fatalf("%+v came back as %+v, %v", e, got, ok)
 		}
 	}
 	good := liveEntry{Upstream: "a:1", State: lifecycle.Running}.encode()
-	for _, v := range [][]byte{nil, []byte("127.0.0.1:8080"), []byte("\x01"), good[:len(good)-len("RUNNING a:1")],
-		append([]byte("\x01x"), good[2:]...), append([]byte("\x018"), good[2:]...), []byte("\x010 12 0 RUN a:1"),
-		[]byte("\x010 z 0 RUNNING a:1"), []byte("\x010 0 RUNNING a:1")} {
+	for _, v := range [][]byte{nil, []byte("127.0.0.1:8080"), []byte("\x02"), good[:len(good)-len("RUNNING a:1")],
+		append([]byte("\x02x"), good[2:]...), append([]byte("\x028"), good[2:]...), []byte("\x020 12 0 0 0 RUN a:1"),
+		[]byte("\x020 z 0 0 0 RUNNING a:1"), []byte("\x020 0 0 0 RUNNING a:1"),
+		[]byte("\x010 0 0 RUNNING a:1")} {
 		if e, ok := decodeEntry(v); ok {
 			t.Fatalf("%q was read as an entry: %+v", v, e)
 		}

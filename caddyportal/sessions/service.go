@@ -171,6 +171,8 @@ type Service struct {
 	// durable (see txState.spend); it halves when the store refuses a
 	// transaction as too large.
 	finalizeCap atomic.Int64
+	// reconciles counts Reconcile calls (see fullReconcileEvery).
+	reconciles atomic.Int64
 	// shared says other processes use the store too (it is a
 	// store.Watcher): their streams of a session are closed only once the
 	// watch tells them, so slots are held briefly after a stop (keyQuiet).

@@ -3,6 +3,7 @@ package sessions
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -117,13 +118,24 @@ func (t *txState) env(name string) (map[string]*Session, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := t.settle(m); err != nil {
+		return nil, err
+	}
+	t.live[name] = m
+	return m, nil
+}
+
+// settle applies passed deadlines to the live sessions in m: a session
+// whose end came while its environment runs is retired, one that is
+// STOPPED now is finalized (within the budget) and taken out of m.
+func (t *txState) settle(m map[string]*Session) error {
 	for sn, sess := range m {
 		st, reason := sess.Effective(t.now)
 		if st == lifecycle.Stopping && sess.holdsEnv() {
 			// Its end came but its environment still runs: it keeps its
 			// place until the environment is stopped.
 			if err := t.retire(sess, reason); err != nil {
-				return nil, err
+				return err
 			}
 			continue
 		}
@@ -136,12 +148,95 @@ func (t *txState) env(name string) (map[string]*Session, error) {
 				continue // already STOPPED for every reader; a later pass writes it
 			}
 			if err := t.finalize(sess, reason); err != nil {
-				return nil, err
+				return err
 			}
 		}
 	}
-	t.live[name] = m
-	return m, nil
+	return nil
+}
+
+// needing returns the live sessions of an environment whose index entry
+// says the pass must look at them (need), with passed deadlines applied as
+// env applies them, reading those records only; the counters are recounted
+// from the entries, as scanLive recounts them from the records. Sessions
+// whose deadline has passed are always read. It falls back to env when an
+// entry of an earlier version makes the index not enough. What it returns
+// is not the whole live set, so it is not kept for env.
+func (t *txState) needing(name string, need func(sn string, e liveEntry) bool) (map[string]*Session, error) {
+	if m, ok := t.live[name]; ok {
+		return m, nil
+	}
+	type named struct {
+		name    string
+		created time.Time
+	}
+	var pick []string
+	var reserves, starting []named
+	live, legacy := 0, false
+	err := t.tx.Scan(prefixLive(name), func(k string, v []byte) error {
+		e, ok := decodeEntry(v)
+		if !ok {
+			legacy = true
+			return nil
+		}
+		sn := strings.TrimPrefix(k, prefixLive(name))
+		live++
+		switch {
+		case !e.Owned && e.State == lifecycle.Waiting:
+			reserves = append(reserves, named{sn, e.Created})
+		case !e.Owned && e.State == lifecycle.Starting:
+			starting = append(starting, named{sn, e.Created})
+		}
+		if st := e.effective(t.now); st == lifecycle.Stopped || st == lifecycle.Stopping && e.HoldsEnv || need(sn, e) {
+			pick = append(pick, sn)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if legacy {
+		return t.env(name)
+	}
+	// The order scanLive counts in (sortedSessions): oldest first.
+	older := func(a, b named) int {
+		if c := a.created.Compare(b.created); c != 0 {
+			return c
+		}
+		return strings.Compare(a.name, b.name)
+	}
+	slices.SortFunc(reserves, older)
+	slices.SortFunc(starting, older)
+	c := t.counts[name]
+	if c == nil {
+		c = &envCount{}
+		t.counts[name] = c
+	}
+	*c = envCount{Live: live, dirty: true}
+	for _, r := range reserves {
+		c.Reserves = append(c.Reserves, r.name)
+	}
+	for _, r := range starting {
+		c.Starting = append(c.Starting, r.name)
+	}
+	m := map[string]*Session{}
+	var stale []string
+	for _, sn := range pick {
+		sess, err := t.session(sn)
+		if err != nil {
+			return nil, err
+		}
+		if sess == nil {
+			stale = append(stale, keyLive(name, sn))
+			c.leave(sn)
+			continue
+		}
+		m[sn] = sess
+	}
+	if err := t.dropStale(stale); err != nil {
+		return nil, err
+	}
+	return m, t.settle(m)
 }
 
 // scanLive reads the live index of an environment and every record it
