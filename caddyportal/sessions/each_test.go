@@ -2,6 +2,7 @@ package sessions_test
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"strings"
 	"testing"
@@ -244,5 +245,105 @@ func TestUsageReadsTheIndex(t *testing.T) {
 	}
 	if string(v) == s.Upstream || !strings.HasSuffix(string(v), " "+s.Upstream) {
 		t.Fatalf("after a write pass the entry of %s is %q (its address %q)", extended, v, s.Upstream)
+	}
+}
+
+// TestEachRecent: the admin overview's window of the last hours gets every
+// live session and every one that stopped (or would have expired) within
+// it, with their reasons, and not the sessions that ended before it, which
+// EachSession still reads; a window from before the service first ran, or
+// longer than the ended index keeps, gets every record.
+func TestEachRecent(t *testing.T) {
+	w := workshop("lab", 10, 0)
+	w.Expires = config.Duration(2 * time.Hour)
+	svc, st, clk := setup(t, portal(w))
+	ctx := context.Background()
+	started := clk.Now()
+	env := svc.Environments()[0].Name
+	activate := func(user string) string {
+		res := request(t, svc, env, user)
+		if _, err := svc.Activate(ctx, res.Session.Name, res.Token); err != nil {
+			t.Fatal(err)
+		}
+		return res.Session.Name
+	}
+	terminate := func(name string) {
+		if _, err := svc.Terminate(ctx, name, ""); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(grace)
+		reconcile(t, svc)
+	}
+	collect := func(each func(context.Context, func(*sessions.Session)) error) map[string]string {
+		t.Helper()
+		got := map[string]string{}
+		// What the admin overview shows of a session.
+		show := func(s *sessions.Session) string {
+			return fmt.Sprintf("%s %s|%s %s %s|%v %v %v %v", s.State, s.Reason, s.Environment, s.Workshop, s.Owner,
+				s.Created.UTC(), s.Allocated.UTC(), s.Expires.UTC(), s.Stopped.UTC())
+		}
+		if err := each(ctx, func(s *sessions.Session) { got[s.Name] = show(s) }); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	recent := func(since time.Time) map[string]string {
+		return collect(func(ctx context.Context, fn func(*sessions.Session)) error { return svc.EachRecent(ctx, since, fn) })
+	}
+
+	old := activate("old")         // terminated at once
+	expired := activate("expired") // expires two hours in
+	terminate(old)
+	clk.Advance(8 * time.Hour)
+	reconcile(t, svc)
+	late := activate("late")
+	terminate(late)
+	running := activate("running")
+	clk.Advance(time.Hour)
+	all := collect(svc.EachSession)
+	if len(all) != 4 || !strings.HasPrefix(all[expired], "STOPPED expired|") || !strings.HasPrefix(all[late], "STOPPED terminated|") ||
+		!strings.HasPrefix(all[running], "RUNNING |") || !strings.Contains(all[late], "late") {
+		t.Fatalf("the records: %v", all)
+	}
+	// Six hours back: the running one and the one terminated two hours
+	// ago, as EachSession has them; the two that ended eight hours ago are
+	// not read.
+	got := recent(clk.Now().Add(-6 * time.Hour))
+	want := map[string]string{late: all[late], running: all[running]}
+	if !maps.Equal(got, want) {
+		t.Fatalf("the last six hours: %v, want %v", got, want)
+	}
+	// The index of a new portal covers the whole day; a longer window
+	// reads every record.
+	if got := recent(started.Add(-time.Minute)); !maps.Equal(got, all) {
+		t.Fatalf("since the start: %v, want every record %v", got, all)
+	}
+	if got := recent(clk.Now().Add(-25 * time.Hour)); !maps.Equal(got, all) {
+		t.Fatalf("the last 25 hours: %v, want every record %v", got, all)
+	}
+	// A session expiring within the window is in it, though its expiry
+	// has not been written yet.
+	clk.Advance(time.Hour + time.Second)
+	got = recent(clk.Now().Add(-time.Minute))
+	if _, ok := got[old]; ok || !strings.HasPrefix(got[running], "STOPPED expired|") {
+		t.Fatalf("the last minute after the running one's expiry: %v", got)
+	}
+
+	// A store that holds sessions from a version without the ended index
+	// (no "ended-since" key) is served from every record until a window
+	// starts after the first start of this version.
+	svc.Close()
+	if err := st.Update(ctx, func(tx store.Txn) error { return tx.Delete("ended-since") }); err != nil {
+		t.Fatal(err)
+	}
+	svc = newService(t, st, clk, portal(w))
+	all = collect(svc.EachSession)
+	if got := recent(clk.Now().Add(-time.Minute)); !maps.Equal(got, all) || len(all) != 4 {
+		t.Fatalf("after an upgrade: %v, want every record %v", got, all)
+	}
+	reconcile(t, svc) // the expired one leaves the live index
+	clk.Advance(time.Minute)
+	if got := recent(clk.Now().Add(-time.Second)); len(got) != 0 {
+		t.Fatalf("a window after the upgrade: %v, want no session", got)
 	}
 }

@@ -35,6 +35,14 @@ package sessions
 //	                      Entries of earlier versions (the address alone, nothing,
 //	                      or version 1) are read from their record until the
 //	                      reconcile pass rewrites them.
+//	e/<hour>/<session>    ended index: STOPPED sessions by the hour (Unix hours,
+//	                      10 digits) of the later of their stop and expiry times;
+//	                      the value summarises the session for the admin overview
+//	                      (recent.go: endedSummary); it expires a day after that
+//	                      time, or with the record if that goes first, so the
+//	                      overview reads the last hours' ends, not every record
+//	ended-since           when this store began to write e/ (Unix nanoseconds,
+//	                      decimal): windows that start earlier read every record
 //	c/<env>               the environment's counters: how many keys its live index
 //	                      holds, and its reserves ready to hand out, oldest first;
 //	                      allocation decides from these instead of reading every
@@ -84,6 +92,8 @@ const (
 	prefixOnce       = "n/"
 	prefixFailures   = "f/"
 	prefixBucket     = "r/"
+	prefixEnded      = "e/"
+	keyEndedSince    = "ended-since"
 
 	// TokenPrefix starts the keys of package oauth's token records
 	// (t/a/<hash> and t/r/<hash>).
@@ -96,7 +106,7 @@ const OnceTicket = "ticket:"
 
 // keySpace lists every key and key prefix of the schema, for TestKeySpace.
 var keySpace = []string{keyAlloc, keySecret, KeyAssertionKeys, prefixEnv, prefixSeq, prefixUser, prefixUserEmail,
-	prefixSession, prefixLiveIndex, prefixCount, prefixOwner, prefixQuiet, prefixOnce, prefixFailures, prefixBucket, TokenPrefix}
+	prefixSession, prefixLiveIndex, prefixCount, prefixOwner, prefixQuiet, prefixOnce, prefixFailures, prefixBucket, prefixEnded, keyEndedSince, TokenPrefix}
 
 func keyEnv(env string) string        { return prefixEnv + env }
 func keySeq(env string) string        { return prefixSeq + env }

@@ -408,6 +408,9 @@ func (s *Service) syncEnvironments(ctx context.Context) error {
 			}
 			envs = append(envs, &Environment{Environment: config.Environment{Name: r.Name, Workshop: config.Workshop{Name: r.Workshop}}, State: r.State, Number: r.Number, Lazy: true})
 		}
+		if err := markEndedIndex(tx, now); err != nil {
+			return err
+		}
 		if _, err := tx.Get(keySecret); errors.Is(err, store.ErrNotFound) {
 			secret := make([]byte, 32)
 			if _, err := rand.Read(secret); err != nil {

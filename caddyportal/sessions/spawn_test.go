@@ -145,6 +145,18 @@ func TestSpawnFailedStartEndsSessionAndFreesPlace(t *testing.T) {
 	if sess.Progress == nil || sess.Progress.Step != sessions.StepFailed || !strings.Contains(sess.Progress.Message, "boom") {
 		t.Fatalf("progress %+v, want the failure", sess.Progress)
 	}
+	// The admin overview's list of problems has the failure, read from the
+	// ended index's summary.
+	var seen *sessions.Session
+	err := svc.EachRecent(context.Background(), clk.Now(), func(s *sessions.Session) {
+		if s.Name == first {
+			seen = s
+		}
+	})
+	if err != nil || seen == nil || seen.Reason != sessions.ReasonStartFailed || seen.Progress == nil ||
+		seen.Progress.Message != sess.Progress.Message {
+		t.Fatalf("the recent sessions have %+v (%v), want the failure", seen, err)
+	}
 	ev := evs.await(t, sessions.EventSessionDeleted, first)
 	if ev == nil || ev.Data["reason"] != sessions.ReasonStartFailed {
 		t.Fatalf("Session/Deleted event = %+v, want reason start-failed", ev)

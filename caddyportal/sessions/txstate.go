@@ -463,6 +463,9 @@ func (t *txState) finalize(sess *Session, reason string) error {
 	if err := t.tx.SetExpiring(keySession(sess.Name), marshal(sess), retain); err != nil {
 		return err
 	}
+	if err := t.indexEnded(sess, retain); err != nil {
+		return err
+	}
 	name := EventSessionDeleted
 	var data map[string]any
 	switch sess.Reason {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/caddyportal/caddyportal/caddyportal/store"
 )
@@ -230,16 +231,18 @@ func (s *Service) CountSessions(ctx context.Context) (int, error) {
 // inside one read transaction (a View runs once), so it must not call the
 // service.
 func (s *Service) EachSession(ctx context.Context, fn func(*Session)) error {
-	return s.st.View(ctx, func(tx store.Txn) error {
-		now := s.now()
-		return tx.Scan(prefixSession, func(_ string, v []byte) error {
-			sess := &Session{}
-			if unmarshal(v, sess) != nil {
-				return nil // one bad value must not hide the rest
-			}
-			sess.State, sess.Reason = sess.Effective(now)
-			fn(sess)
-			return nil
-		})
+	return s.st.View(ctx, func(tx store.Txn) error { return eachRecord(tx, s.now(), fn) })
+}
+
+// eachRecord is EachSession inside tx, deadlines applied at now.
+func eachRecord(tx store.Txn, now time.Time, fn func(*Session)) error {
+	return tx.Scan(prefixSession, func(_ string, v []byte) error {
+		sess := &Session{}
+		if unmarshal(v, sess) != nil {
+			return nil // one bad value must not hide the rest
+		}
+		sess.State, sess.Reason = sess.Effective(now)
+		fn(sess)
+		return nil
 	})
 }

@@ -88,7 +88,7 @@ func (u *UI) overview(w http.ResponseWriter, r *http.Request, _ string) {
 	now := u.svc.Now()
 	since := now.Add(-6 * time.Hour)
 	var recent []*sessions.Session
-	err = u.svc.EachSession(r.Context(), func(s *sessions.Session) {
+	err = u.svc.EachRecent(r.Context(), since, func(s *sessions.Session) {
 		if s.State.Ending() && !s.Stopped.IsZero() && s.Stopped.Before(since) && s.Expires.Before(since) {
 			return
 		}

@@ -1,0 +1,172 @@
+package sessions
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
+	"github.com/caddyportal/caddyportal/caddyportal/spawner"
+	"github.com/caddyportal/caddyportal/caddyportal/store"
+)
+
+// endedKept is how long the ended index (e/) holds a session after it
+// stopped counting: EachRecent answers windows up to this long from the
+// index.
+const endedKept = 24 * time.Hour
+
+// prefixEndedHour starts the ended-index keys of one hour (Unix hours,
+// zero-padded): a window reads the hours it spans and no others.
+func prefixEndedHour(hour int64) string { return fmt.Sprintf("%s%010d/", prefixEnded, hour) }
+
+func unixHour(t time.Time) int64 { return t.Unix() / 3600 }
+
+// endedAt is when a STOPPED session last counted for the admin overview:
+// the later of its stop and its expiry (a session terminated early keeps
+// the expiry it had).
+func endedAt(sess *Session) time.Time {
+	if sess.Expires.After(sess.Stopped) {
+		return sess.Expires
+	}
+	return sess.Stopped
+}
+
+// endedSummary is the value of an ended-index key: what the admin overview
+// shows of a session that ended (its chart and its list of problems), so
+// that it reads no record of one.
+type endedSummary struct {
+	Environment string    `json:"e"`
+	Workshop    string    `json:"w"`
+	Owner       string    `json:"o,omitempty"`
+	Created     time.Time `json:"c"`
+	Allocated   time.Time `json:"a,omitzero"`
+	Expires     time.Time `json:"x,omitzero"`
+	Stopped     time.Time `json:"s"`
+	Reason      string    `json:"r,omitempty"`
+	// Message is the last progress message (why a start failed).
+	Message string `json:"m,omitempty"`
+}
+
+// session is the STOPPED session the summary describes, with only the
+// summary's fields set.
+func (e endedSummary) session(name string) *Session {
+	sess := &Session{Name: name, Environment: e.Environment, Workshop: e.Workshop, Owner: e.Owner,
+		State: lifecycle.Stopped, Created: e.Created, Allocated: e.Allocated, Expires: e.Expires,
+		Stopped: e.Stopped, Reason: e.Reason}
+	if e.Message != "" {
+		sess.Progress = &spawner.Progress{Message: e.Message}
+	}
+	return sess
+}
+
+// indexEnded writes the ended-index key of sess, which finalize has just
+// made STOPPED with its record kept until retain. The key goes with the
+// record if that goes first.
+func (t *txState) indexEnded(sess *Session, retain time.Time) error {
+	at := endedAt(sess)
+	until := at.Add(endedKept)
+	if retain.Before(until) {
+		until = retain
+	}
+	if !until.After(t.now) {
+		return nil
+	}
+	sum := endedSummary{Environment: sess.Environment, Workshop: sess.Workshop, Owner: sess.Owner,
+		Created: sess.Created, Allocated: sess.Allocated, Expires: sess.Expires, Stopped: sess.Stopped, Reason: sess.Reason}
+	if sess.Progress != nil {
+		sum.Message = sess.Progress.Message
+	}
+	return t.tx.SetExpiring(prefixEndedHour(unixHour(at))+sess.Name, marshal(sum), until)
+}
+
+// markEndedIndex records, in a store that does not have it yet, that the
+// ended index is written from now on: EachRecent trusts the index for
+// windows that start later. A store without any session record yet (a new
+// portal) has had it all along.
+func markEndedIndex(tx store.Txn, now time.Time) error {
+	if _, err := tx.Get(keyEndedSince); !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	var from int64
+	err := tx.Scan(prefixSession, func(string, []byte) error { return errSessionFound })
+	switch {
+	case errors.Is(err, errSessionFound):
+		from = now.UnixNano()
+	case err != nil:
+		return err
+	}
+	return tx.Set(keyEndedSince, []byte(strconv.FormatInt(from, 10)))
+}
+
+// errSessionFound ends markEndedIndex's scan at the first record.
+var errSessionFound = errors.New("a session record exists")
+
+// endedCovers reports whether the ended index holds every session that
+// stopped counting at since or later.
+func (t *txState) endedCovers(since time.Time) (bool, error) {
+	if since.Before(t.now.Add(-endedKept)) {
+		return false, nil
+	}
+	v, err := t.tx.Get(keyEndedSince)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	from, err := strconv.ParseInt(string(v), 10, 64)
+	return err == nil && !time.Unix(0, from).After(since), nil
+}
+
+// EachRecent calls fn with every session that is not STOPPED or that
+// stopped (or would have expired) at since or later, and possibly others,
+// deadlines applied as EachSession applies them. It reads the live
+// sessions' records and, for the ended ones, the ended index's summary of
+// each (endedSummary: the record's name, environment, workshop, owner,
+// times, reason and last progress message; nothing else is set), not every
+// record kept: the admin overview's last hours at a portal that keeps
+// 100,000 records. A window the index does not cover (longer than
+// endedKept, or from before this version wrote it) reads every record, as
+// EachSession does.
+func (s *Service) EachRecent(ctx context.Context, since time.Time, fn func(*Session)) error {
+	return s.st.View(ctx, func(tx store.Txn) error {
+		t := s.viewState(tx)
+		covered, err := t.endedCovers(since)
+		if err != nil {
+			return err
+		}
+		if !covered {
+			return eachRecord(tx, t.now, fn)
+		}
+		for _, e := range s.envs {
+			live, err := t.scanLive(e.Name)
+			if err != nil {
+				return err
+			}
+			for _, sess := range live {
+				sess.State, sess.Reason = sess.Effective(t.now)
+				fn(sess)
+			}
+		}
+		for h := unixHour(since); h <= unixHour(t.now); h++ {
+			prefix := prefixEndedHour(h)
+			err := tx.Scan(prefix, func(k string, v []byte) error {
+				var sum endedSummary
+				if unmarshal(v, &sum) != nil {
+					return nil // one bad value must not hide the rest
+				}
+				if sess := sum.session(strings.TrimPrefix(k, prefix)); !endedAt(sess).Before(since) {
+					fn(sess)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
