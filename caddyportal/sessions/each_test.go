@@ -26,13 +26,7 @@ func TestEachLiveSessionIsTheLiveOnes(t *testing.T) {
 	svc, _, clk := setup(t, portal(w))
 	ctx := context.Background()
 	env := svc.Environments()[0].Name
-	activate := func(user string) string {
-		res := request(t, svc, env, user)
-		if _, err := svc.Activate(ctx, res.Session.Name, res.Token); err != nil {
-			t.Fatal(err)
-		}
-		return res.Session.Name
-	}
+	activate := activator(t, svc, env)
 	stopped := activate("gone")
 	if _, err := svc.Terminate(ctx, stopped, ""); err != nil {
 		t.Fatal(err)
@@ -260,13 +254,7 @@ func TestEachRecent(t *testing.T) {
 	ctx := context.Background()
 	started := clk.Now()
 	env := svc.Environments()[0].Name
-	activate := func(user string) string {
-		res := request(t, svc, env, user)
-		if _, err := svc.Activate(ctx, res.Session.Name, res.Token); err != nil {
-			t.Fatal(err)
-		}
-		return res.Session.Name
-	}
+	activate := activator(t, svc, env)
 	terminate := func(name string) {
 		if _, err := svc.Terminate(ctx, name, ""); err != nil {
 			t.Fatal(err)
@@ -345,5 +333,18 @@ func TestEachRecent(t *testing.T) {
 	clk.Advance(time.Minute)
 	if got := recent(clk.Now().Add(-time.Second)); len(got) != 0 {
 		t.Fatalf("a window after the upgrade: %v, want no session", got)
+	}
+}
+
+// activator returns a function that requests a session of env for a user
+// and activates it, returning its name.
+func activator(t *testing.T, svc *sessions.Service, env string) func(user string) string {
+	return func(user string) string {
+		t.Helper()
+		res := request(t, svc, env, user)
+		if _, err := svc.Activate(context.Background(), res.Session.Name, res.Token); err != nil {
+			t.Fatal(err)
+		}
+		return res.Session.Name
 	}
 }

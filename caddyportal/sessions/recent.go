@@ -141,15 +141,8 @@ func (s *Service) EachRecent(ctx context.Context, since time.Time, fn func(*Sess
 		if !covered {
 			return eachRecord(tx, t.now, fn)
 		}
-		for _, e := range s.envs {
-			live, err := t.scanLive(e.Name)
-			if err != nil {
-				return err
-			}
-			for _, sess := range live {
-				sess.State, sess.Reason = sess.Effective(t.now)
-				fn(sess)
-			}
+		if err := t.eachLive(fn); err != nil {
+			return err
 		}
 		for h := unixHour(since); h <= unixHour(t.now); h++ {
 			prefix := prefixEndedHour(h)

@@ -194,20 +194,22 @@ func (s *Service) Users(ctx context.Context) ([]*User, error) {
 // of active sessions reads the 5,000 live records of a busy portal, not
 // the 100,000 it keeps.
 func (s *Service) EachLiveSession(ctx context.Context, fn func(*Session)) error {
-	return s.st.View(ctx, func(tx store.Txn) error {
-		t := s.viewState(tx)
-		for _, e := range s.envs {
-			live, err := t.scanLive(e.Name)
-			if err != nil {
-				return err
-			}
-			for _, sess := range live {
-				sess.State, sess.Reason = sess.Effective(t.now)
-				fn(sess)
-			}
+	return s.st.View(ctx, func(tx store.Txn) error { return s.viewState(tx).eachLive(fn) })
+}
+
+// eachLive is EachLiveSession inside t's transaction.
+func (t *txState) eachLive(fn func(*Session)) error {
+	for _, e := range t.s.envs {
+		live, err := t.scanLive(e.Name)
+		if err != nil {
+			return err
 		}
-		return nil
-	})
+		for _, sess := range live {
+			sess.State, sess.Reason = sess.Effective(t.now)
+			fn(sess)
+		}
+	}
+	return nil
 }
 
 // CountSessions counts the stored session records, live and STOPPED,
