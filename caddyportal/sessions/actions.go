@@ -450,10 +450,11 @@ func (s *Service) reconcilePass(ctx context.Context, full bool) (capped bool, er
 					return err
 				}
 			case e.State == EnvStopping:
-				if c, err := t.count(e.Name); err != nil || c.Live > 0 {
-					if err != nil {
-						return err
-					}
+				c, err := t.count(e.Name)
+				if err != nil {
+					return err
+				}
+				if c.Live > 0 {
 					continue
 				}
 				// Drained: the stored record becomes STOPPED, so the next

@@ -173,13 +173,14 @@ func (t *txState) needing(name string, need func(sn string, e liveEntry) bool) (
 	var pick []string
 	var reserves, starting []named
 	live, legacy := 0, false
-	err := t.tx.Scan(prefixLive(name), func(k string, v []byte) error {
+	prefix := prefixLive(name)
+	err := t.tx.Scan(prefix, func(k string, v []byte) error {
 		e, ok := decodeEntry(v)
 		if !ok {
 			legacy = true
 			return nil
 		}
-		sn := strings.TrimPrefix(k, prefixLive(name))
+		sn := strings.TrimPrefix(k, prefix)
 		live++
 		switch {
 		case !e.Owned && e.State == lifecycle.Waiting:
@@ -207,12 +208,7 @@ func (t *txState) needing(name string, need func(sn string, e liveEntry) bool) (
 	}
 	slices.SortFunc(reserves, older)
 	slices.SortFunc(starting, older)
-	c := t.counts[name]
-	if c == nil {
-		c = &envCount{}
-		t.counts[name] = c
-	}
-	*c = envCount{Live: live, dirty: true}
+	c := t.recount(name, live)
 	for _, r := range reserves {
 		c.Reserves = append(c.Reserves, r.name)
 	}
@@ -275,13 +271,7 @@ func (t *txState) scanLive(name string) (map[string]*Session, error) {
 		return nil, err
 	}
 	t.oldEntries = append(t.oldEntries, old...)
-	// Recount in place, so callers holding the counters see the result.
-	c := t.counts[name]
-	if c == nil {
-		c = &envCount{}
-		t.counts[name] = c
-	}
-	*c = envCount{Live: indexed, dirty: true}
+	c := t.recount(name, indexed)
 	for _, sess := range sortedSessions(m) {
 		switch {
 		case sess.spare():
@@ -291,6 +281,18 @@ func (t *txState) scanLive(name string) (map[string]*Session, error) {
 		}
 	}
 	return m, nil
+}
+
+// recount starts env's counters afresh at live sessions and no reserves,
+// in place, so callers holding the counters see the result.
+func (t *txState) recount(env string, live int) *envCount {
+	c := t.counts[env]
+	if c == nil {
+		c = &envCount{}
+		t.counts[env] = c
+	}
+	*c = envCount{Live: live, dirty: true}
+	return c
 }
 
 // session returns a session record as this transaction sees it, or nil if
