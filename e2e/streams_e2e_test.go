@@ -269,6 +269,83 @@ func TestStreamsEndOnEveryReplica(t *testing.T) {
 	wantClosed(t, c, "expiry on a replica that made no write")
 }
 
+// TestStreamsEndOnAPartitionedReplica: replica B reaches etcd through a
+// relay that the test cuts, as a network partition would. A learner's
+// WebSocket to a pooled dashboard is open through B; the session is
+// terminated through replica A, and once its slot is free A hands it to the
+// next learner. B never hears of the end, yet it must not keep the old
+// learner's socket open into the next learner's dashboard: it closes
+// requests to shared dashboards as soon as it cannot prove it is current,
+// and serves them again once the link is mended.
+func TestStreamsEndOnAPartitionedReplica(t *testing.T) {
+	srv := etcdtest.Start(t)
+	relay := etcdtest.NewRelay(t, srv.Endpoints()[0])
+	term := echo.Start(t, "terminal")
+	const prefix = "/partition/"
+	start := func(endpoint string) *portal {
+		dir, port := t.TempDir(), e2etest.FreePort(t)
+		p := e2etest.StartProcess(t, dir, port, e2etest.ProcessCaddyfile(port, "off", dir, replicaBody(endpoint, prefix, 1, term.Addr)))
+		return remote(t, p.Base, 0, "")
+	}
+	a, b := start(srv.Endpoints()[0]), start(relay.Endpoint())
+	tok := a.Token(e2etest.RobotUser, e2etest.RobotPass)
+
+	old, ckOld, _ := a.Activate(tok, "demo-w02", "alice")
+	c := openSocket(t, b.Base, old, ckOld)
+	relay.Cut()
+	if r := a.Do("GET", "/workshops/session/"+old+"/terminate/", tok, nil, nil); r.Status != 200 {
+		t.Fatalf("terminate on replica A: %d %s", r.Status, r.Body)
+	}
+	// The next learner asks replica A until the slot is free (after the
+	// stopping grace) and activates the session that gets it.
+	var next string
+	var ckNext *http.Cookie
+	for deadline := time.Now().Add(30 * time.Second); next == ""; time.Sleep(50 * time.Millisecond) {
+		r := a.Request(tok, "demo-w02", "user=bob&index_url=https://hub.example.com/bob")
+		if r.Status == 200 {
+			// Asked again, the REST API returns the learner's session.
+			next, ckNext, _ = a.Activate(tok, "demo-w02", "bob")
+			if want := r.JSON(t)["name"]; next != want {
+				t.Fatalf("bob's second request got %s, want his session %v", next, want)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the slot never came free: %d %s", r.Status, r.Body)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), closeBound)
+	defer cancel()
+	_ = c.Write(ctx, websocket.MessageText, []byte("rm -rf ~ # typed by alice through the partitioned replica"))
+	wantClosed(t, c, "a socket on a partitioned replica after its slot was handed on")
+	for _, got := range term.Received() {
+		if strings.Contains(got, "typed by alice") {
+			t.Fatalf("the old session's socket on the partitioned replica reached the next learner's dashboard: %q", got)
+		}
+	}
+
+	// Mended, replica B serves the pooled dashboard again: the next
+	// learner's socket through it opens and echoes.
+	relay.Mend()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		c, _, err := dialWS(t, nil, wsURL(b.Base, next, "ws"), cookieHdr(ckNext))
+		if err == nil {
+			wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err = c.Write(wctx, websocket.MessageText, []byte("bob is back"))
+			if err == nil {
+				_, _, err = c.Read(wctx)
+			}
+			wcancel()
+			if err == nil {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica B did not serve the pooled dashboard again after the partition: %v", err)
+		}
+	}
+}
+
 // TestStreamsEndAfterReload: a config reload keeps open WebSockets (see
 // TestGateReloadKeepsWebSocket), so a socket admitted by the old config
 // must still end with its session when the new config ends it.

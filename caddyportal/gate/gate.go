@@ -426,7 +426,7 @@ func (g *Gate) forward(w http.ResponseWriter, r *http.Request, sess *sessions.Se
 	} else {
 		g.activity.request(sess.Name, sess.LastActivity)
 	}
-	st := g.streams.Open(sess.Name, sess.Expires, stop)
+	st := g.streams.Open(sess.Name, sess.Expires, sess.SharedDashboard(), stop)
 	defer st.Done()
 	err := g.o.Proxy.Forward(out, r, sess.Upstream)
 	status := dw.Status(err)
@@ -471,8 +471,13 @@ func (g *Gate) endedIndex(sess *sessions.Session) string {
 	return u.String()
 }
 
-// Run turns WebSocket traffic into session activity until ctx ends.
-func (g *Gate) Run(ctx context.Context) { g.activity.run(ctx) }
+// Run turns WebSocket traffic into session activity and, on a store shared
+// by replicas, closes requests to shared dashboards while this replica
+// cannot vouch for them (guardShared), until ctx ends.
+func (g *Gate) Run(ctx context.Context) {
+	go g.guardShared(ctx)
+	g.activity.run(ctx)
+}
 
 // assert adds the signed assertion of who the request is for. A request
 // that cannot get one (the store is down) goes without: a dashboard that

@@ -50,6 +50,10 @@ type Streams struct {
 	changed  map[string]time.Time // sessions Changed reported, and when
 	pruned   time.Time
 	closed   bool
+	// distrusted is set while this process cannot prove that it has heard
+	// of every change other processes made (Distrust): requests of shared
+	// sessions are stopped as they register.
+	distrusted bool
 }
 
 // sessionStreams is one session's open requests and its check timer.
@@ -60,6 +64,8 @@ type sessionStreams struct {
 	// checking is set while a check runs; again asks it to run once more,
 	// because something changed while it was reading.
 	checking, again bool
+	// shared is set when a request was opened as shared (see Open).
+	shared bool
 }
 
 // Stream is a request registered with Open; call Done when it ends by
@@ -106,16 +112,18 @@ func (s *Streams) SetCheck(check CheckFunc) {
 }
 
 // Open registers a request of session that the gate admitted as live until
-// until (the session's expiry; zero for none). stop must end the request
-// and its connection; it is called at most once, from any goroutine, and
-// must not block. The caller calls Done on the result when the request
-// ends by itself.
-func (s *Streams) Open(session string, until time.Time, stop func()) *Stream {
+// until (the session's expiry; zero for none). shared says that its
+// dashboard serves other sessions after this one (a slot of a fixed pool),
+// so the request must not outlive what this process can vouch for (see
+// Distrust). stop must end the request and its connection; it is called at
+// most once, from any goroutine, and must not block. The caller calls Done
+// on the result when the request ends by itself.
+func (s *Streams) Open(session string, until time.Time, shared bool, stop func()) *Stream {
 	st := &Stream{stop: stop, s: s, session: session}
 	now := s.now()
 	s.mu.Lock()
 	_, ended := s.ended[session]
-	if ended || s.closed || !until.IsZero() && !now.Before(until) {
+	if ended || s.closed || shared && s.distrusted || !until.IsZero() && !now.Before(until) {
 		s.mu.Unlock()
 		stop()
 		return st
@@ -125,6 +133,7 @@ func (s *Streams) Open(session string, until time.Time, stop func()) *Stream {
 		e = &sessionStreams{open: map[*Stream]struct{}{}}
 		s.sessions[session] = e
 	}
+	e.shared = e.shared || shared
 	e.open[st] = struct{}{}
 	st.e = e
 	recheck := false
@@ -200,6 +209,32 @@ func (s *Streams) CloseAll() {
 	for _, stop := range stops {
 		stop()
 	}
+}
+
+// Distrust tells the registry whether this process can vouch for what it
+// admitted: stale is true while it cannot prove that it has heard of every
+// change other processes made lately (its store's watch is cut off, see
+// store.Current). Until a call with false, the requests of shared sessions
+// are stopped, those open now and those that register: another process
+// may have ended the session and handed its dashboard on, and this one
+// would not know. Their browsers reconnect through the gate, which reads
+// the session afresh. It returns how many requests it stopped.
+func (s *Streams) Distrust(stale bool) int {
+	var stops []func()
+	s.mu.Lock()
+	s.distrusted = stale
+	if stale {
+		for name, e := range s.sessions {
+			if e.shared {
+				stops = append(stops, s.takeLocked(name)...)
+			}
+		}
+	}
+	s.mu.Unlock()
+	for _, stop := range stops {
+		stop()
+	}
+	return len(stops)
 }
 
 // Count reports how many requests of session are open.

@@ -12,7 +12,7 @@ import (
 func TestStreamsArmOncePerExpiry(t *testing.T) {
 	s := NewStreams(nil)
 	until := time.Now().Add(time.Hour)
-	first := s.Open("a", until, func() {})
+	first := s.Open("a", until, false, func() {})
 	defer first.Done()
 	s.mu.Lock()
 	timer, at := s.sessions["a"].timer, s.sessions["a"].at
@@ -21,7 +21,7 @@ func TestStreamsArmOncePerExpiry(t *testing.T) {
 		t.Fatalf("after the first request: timer %v armed for %v, want one for %v", timer, at, until)
 	}
 	for range 10 {
-		st := s.Open("a", until, func() {})
+		st := s.Open("a", until, false, func() {})
 		s.mu.Lock()
 		same := s.sessions["a"].timer == timer
 		s.mu.Unlock()
@@ -32,7 +32,7 @@ func TestStreamsArmOncePerExpiry(t *testing.T) {
 	}
 	// An earlier expiry (the session was shortened) re-arms.
 	sooner := until.Add(-time.Minute)
-	st := s.Open("a", sooner, func() {})
+	st := s.Open("a", sooner, false, func() {})
 	defer st.Done()
 	s.mu.Lock()
 	rearmed, at := s.sessions["a"].timer != timer, s.sessions["a"].at

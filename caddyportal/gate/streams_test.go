@@ -83,10 +83,10 @@ func newRegistry() (*gate.Streams, *sessionState) {
 func TestStreamsEnd(t *testing.T) {
 	s, _ := newRegistry()
 	a1, a2, b, gone := newStopped(), newStopped(), newStopped(), newStopped()
-	s.Open("a", time.Time{}, a1.stop)
-	s.Open("a", time.Time{}, a2.stop)
-	s.Open("b", time.Time{}, b.stop)
-	done := s.Open("a", time.Time{}, gone.stop)
+	s.Open("a", time.Time{}, false, a1.stop)
+	s.Open("a", time.Time{}, false, a2.stop)
+	s.Open("b", time.Time{}, false, b.stop)
+	done := s.Open("a", time.Time{}, false, gone.stop)
 	done.Done()
 	if n := s.Count("a"); n != 2 {
 		t.Fatalf("%d requests of a open, want 2", n)
@@ -100,7 +100,7 @@ func TestStreamsEnd(t *testing.T) {
 		t.Fatalf("%d requests of a still registered", n)
 	}
 	late := newStopped()
-	s.Open("a", time.Time{}, late.stop)
+	s.Open("a", time.Time{}, false, late.stop)
 	late.within(t, "a request registering after the end")
 	if n := s.Count("b"); n != 1 {
 		t.Fatalf("%d requests of b, want 1", n)
@@ -119,8 +119,8 @@ func TestStreamsExpiry(t *testing.T) {
 	st.set("a", true, until)
 	st.set("b", true, until)
 	a, b := newStopped(), newStopped()
-	s.Open("a", until, a.stop)
-	s.Open("b", until, b.stop)
+	s.Open("a", until, false, a.stop)
+	s.Open("b", until, false, b.stop)
 	later := until.Add(time.Hour)
 	st.set("b", true, later) // extended
 	st.set("a", false, time.Time{})
@@ -140,7 +140,7 @@ func TestStreamsExpiry(t *testing.T) {
 	// A request admitted with an expiry already past (the gate read the
 	// session an instant before it expired) is stopped as it registers.
 	past := newStopped()
-	s.Open("c", time.Now().Add(-time.Millisecond), past.stop)
+	s.Open("c", time.Now().Add(-time.Millisecond), false, past.stop)
 	past.within(t, "admitted at the expiry instant")
 }
 
@@ -154,8 +154,8 @@ func TestStreamsChanged(t *testing.T) {
 	st.set("a", true, time.Time{})
 	st.set("b", true, time.Time{})
 	a, b := newStopped(), newStopped()
-	s.Open("a", time.Time{}, a.stop)
-	s.Open("b", time.Time{}, b.stop)
+	s.Open("a", time.Time{}, false, a.stop)
+	s.Open("b", time.Time{}, false, b.stop)
 	s.Changed("a") // still live: e.g. its activity was recorded
 	for deadline := time.Now().Add(time.Minute); st.reads.Load() < 1; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -171,7 +171,7 @@ func TestStreamsChanged(t *testing.T) {
 	// "c" to check then, so it checks when "c" registers.
 	s.Changed("c")
 	c := newStopped()
-	s.Open("c", time.Time{}, c.stop)
+	s.Open("c", time.Time{}, false, c.stop)
 	c.within(t, "admitted on a stale record")
 
 	// "" means anything may have changed.
@@ -183,7 +183,7 @@ func TestStreamsChanged(t *testing.T) {
 	// ended: a reconnect is not refused by the registry.
 	st.set("d", true, time.Time{})
 	d := newStopped()
-	s.Open("d", time.Time{}, d.stop)
+	s.Open("d", time.Time{}, false, d.stop)
 	st.mu.Lock()
 	st.err = errors.New("store unavailable")
 	st.mu.Unlock()
@@ -193,8 +193,8 @@ func TestStreamsChanged(t *testing.T) {
 	st.err = nil
 	st.mu.Unlock()
 	again := newStopped()
-	s.Open("d", time.Time{}, again.stop) // read 6: it changed lately
-	s.Changed("d")                       // read 7
+	s.Open("d", time.Time{}, false, again.stop) // read 6: it changed lately
+	s.Changed("d")                              // read 7
 	for deadline := time.Now().Add(time.Minute); st.reads.Load() < 7; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d reads, want 7", st.reads.Load())
@@ -204,4 +204,46 @@ func TestStreamsChanged(t *testing.T) {
 	if s.Count("d") != 1 {
 		t.Fatal("the reconnect was dropped")
 	}
+}
+
+// TestStreamsDistrust: while the process cannot vouch for what it admitted
+// (Distrust(true)), the requests of shared dashboards are stopped, those
+// open and those that register, and nobody else's; once it can again,
+// shared requests stay open.
+func TestStreamsDistrust(t *testing.T) {
+	s, _ := newRegistry()
+	shared, mixed, own := newStopped(), newStopped(), newStopped()
+	s.Open("pool", time.Time{}, true, shared.stop)
+	// One shared request makes the whole session's requests shared: they
+	// all reach the same dashboard.
+	s.Open("pool", time.Time{}, false, mixed.stop)
+	s.Open("spawned", time.Time{}, false, own.stop)
+	if n := s.Distrust(true); n != 2 {
+		t.Fatalf("Distrust stopped %d requests, want the shared session's 2", n)
+	}
+	shared.within(t, "a shared request while distrusted")
+	mixed.within(t, "another request of the shared session")
+	own.not(t, "a request to a session's own dashboard")
+
+	late, lateOwn := newStopped(), newStopped()
+	s.Open("pool2", time.Time{}, true, late.stop)
+	late.within(t, "a shared request registering while distrusted")
+	s.Open("spawned2", time.Time{}, false, lateOwn.stop)
+	lateOwn.not(t, "a request to its own dashboard registering while distrusted")
+	if n := s.Distrust(true); n != 0 {
+		t.Fatalf("a second Distrust stopped %d requests, want none", n)
+	}
+
+	s.Distrust(false)
+	again := newStopped()
+	s.Open("pool3", time.Time{}, true, again.stop)
+	if n := s.Distrust(false); n != 0 {
+		t.Fatalf("Distrust(false) stopped %d requests", n)
+	}
+	again.not(t, "a shared request once trusted again")
+	if n := s.Count("pool3"); n != 1 {
+		t.Fatalf("%d requests of pool3 registered, want 1", n)
+	}
+	s.CloseAll()
+	own.within(t, "CloseAll")
 }

@@ -224,6 +224,11 @@ func (s *Session) StaffAllowed(user string, now time.Time) bool {
 // environment that must be stopped before the session is STOPPED.
 func (s *Session) holdsEnv() bool { return s.Env != nil || s.Spawning }
 
+// SharedDashboard reports whether the session's dashboard is a slot of a
+// workshop's fixed upstream list, which serves the next session once this
+// one ends (a template or spawned dashboard is the session's alone).
+func (s *Session) SharedDashboard() bool { return s.Slot >= 0 }
+
 // Reserved reports whether the session is an unowned spare.
 func (s *Session) Reserved() bool { return s.Owner == "" }
 

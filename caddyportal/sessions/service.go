@@ -177,6 +177,9 @@ type Service struct {
 	// store.Watcher): their streams of a session are closed only once the
 	// watch tells them, so slots are held briefly after a stop (keyQuiet).
 	shared bool
+	// current proves how up to date the watch of a shared store is; nil
+	// when the store cannot (see CurrentAsOf).
+	current store.Current
 
 	reqs   chan *allocReq
 	ctx    context.Context
@@ -241,6 +244,7 @@ func New(ctx context.Context, st store.Store, cfg config.Portal, opts Options) (
 	s.startQ.limit, s.stopQ.limit = opts.Starts, maxStops
 	s.finalizeCap.Store(defaultFinalizeCap)
 	_, s.shared = st.(store.Watcher)
+	s.current, _ = st.(store.Current)
 	// The workers' context exists before the first transaction, which may
 	// queue starts (initial reserves); the queues stay closed until the
 	// reconciliation below has run.
@@ -324,6 +328,20 @@ func (s *Service) Config() config.Portal { return s.cfg }
 
 // Now returns the service clock's current time.
 func (s *Service) Now() time.Time { return s.now() }
+
+// CurrentAsOf returns the store's proof of how up to date this process is
+// with other processes' changes (store.Current), and false when the store
+// offers none: a store that only this process writes needs none.
+func (s *Service) CurrentAsOf() (time.Time, bool) {
+	if s.current == nil {
+		return time.Time{}, false
+	}
+	return s.current.CurrentAsOf(), true
+}
+
+// StopGrace is how long a stopped session keeps its dashboard slot on a
+// shared store before another session may get it (Options.StopGrace).
+func (s *Service) StopGrace() time.Duration { return s.opts.StopGrace }
 
 // Environments returns every known environment in creation order.
 func (s *Service) Environments() []*Environment { return s.envs }

@@ -138,3 +138,17 @@ type Watcher interface {
 	// compacted): drop everything cached under prefix.
 	Watch(ctx context.Context, prefix string, fn func(key string))
 }
+
+// Current is implemented by a Watcher that can prove how up to date its
+// watch is. A process cut off from the others (a network partition) hears
+// of nothing they change, yet may still hold what it admitted earlier (an
+// open WebSocket of a session another process has ended); with this it can
+// tell that it no longer knows.
+type Current interface {
+	// CurrentAsOf returns the latest instant t, on this process's clock,
+	// such that every change committed by anyone before t has been passed
+	// to this store's Watch subscribers (their fn called or queued); zero
+	// until the first proof. It advances every fraction of a second while
+	// the store is reachable and stops while it is not.
+	CurrentAsOf() time.Time
+}

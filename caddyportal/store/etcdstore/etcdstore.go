@@ -18,6 +18,7 @@
 // Get reports them missing, Scan and Watch never show them. The schema is:
 //
 //	~x/<8-byte expiry><user key>   expiry index entry, empty value
+//	~h/<instance>                  this store's heartbeat (heartbeat.go)
 //
 // where <8-byte expiry> is the Unix nanoseconds as a big-endian uint64 with
 // the sign bit flipped, so byte order is time order. SetExpiring adds an
@@ -41,6 +42,15 @@
 // Memory: the mirror holds the whole prefix, about 150 bytes per key on
 // top of the key and value (TestMirrorMemory logs about 750 bytes for a
 // 600-byte session record), so 10,000 sessions take some 8 MB per replica.
+//
+// # Heartbeats
+//
+// Every quarter second each Store writes its own heartbeat key and notes when
+// it sent the write; when its mirror's watch brings the write back, every
+// change committed before that instant has come through the watch first.
+// CurrentAsOf (store.Current) returns the newest such instant, so a replica
+// behind a network partition can tell that it no longer hears of the others'
+// changes (the gate then closes requests to shared dashboards).
 //
 // # Transactions
 //
@@ -221,6 +231,8 @@ type Store struct {
 
 	// mirror serves the reads of transactions.
 	mirror *mirror
+	// beats proves how current the mirror's watch is (heartbeat.go).
+	beats *heartbeats
 	// lastCommit is the revision of this store's latest commit; an Update
 	// waits until the mirror's watch has caught up with it, so that its
 	// range compares do not fail on this store's own writes.
@@ -321,6 +333,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("etcdstore: reading from etcd at %s: %w", where, err)
 	}
 
+	if s.beats, err = newHeartbeats(s.prefix); err != nil {
+		cli.Close()
+		return nil, fmt.Errorf("etcdstore: %w", err)
+	}
 	s.life = kvcore.NewLife(log)
 	s.retry = &kvcore.Retrier{Life: s.life, MaxAttempts: s.maxAttempts, ExclusiveAfter: exclusiveAfter, Pause: pause}
 	s.mirror = newMirror(s)
@@ -339,6 +355,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("etcdstore: etcd at %s: %w", where, err)
 	}
 	s.life.Go(s.mirror.run)
+	if err := s.dropStaleBeats(ctx); err != nil {
+		log.Warn("stale heartbeat keys of stopped replicas left in etcd", zap.Error(err))
+	}
+	s.life.Go(s.beat)
 	sweepEvery := orDefault(opts.SweepInterval, DefaultSweepInterval)
 	if sweepEvery > 0 {
 		s.life.SweepEvery(sweepEvery, s.Sweep)
@@ -396,6 +416,7 @@ func clientTLS(opts Options) (*tls.Config, error) {
 // inside an Update or View function.
 func (s *Store) Close() error {
 	return s.life.Close(func() error {
+		s.dropBeat()
 		if err := s.cli.Close(); err != nil && !errors.Is(err, context.Canceled) {
 			return fmt.Errorf("etcdstore: closing: %w", err)
 		}

@@ -230,7 +230,12 @@ func (m *mirror) apply(events []*clientv3.Event, rev int64) {
 	old := m.cur.Load()
 	root, count := old.root, int64(old.count)
 	var changed []string
+	var beat []byte
 	for _, ev := range events {
+		if string(ev.Kv.Key) == m.s.beats.key && ev.Type == clientv3.EventTypePut {
+			beat = ev.Kv.Value
+			continue
+		}
 		key := strings.TrimPrefix(string(ev.Kv.Key), m.s.prefix)
 		if strings.HasPrefix(key, store.ReservedPrefix) {
 			continue
@@ -260,6 +265,11 @@ func (m *mirror) apply(events []*clientv3.Event, rev int64) {
 		for _, k := range changed {
 			sub.add(k)
 		}
+	}
+	// Only now that every change before it is queued for the
+	// subscribers does the heartbeat count (heartbeat.go).
+	if beat != nil {
+		m.s.beats.echoed(beat)
 	}
 }
 
