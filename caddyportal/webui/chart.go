@@ -35,11 +35,17 @@ const (
 // sessionChart counts, for each of n buckets covering span up to now, the
 // owned sessions in use at some point of the bucket: allocated before its
 // end and not stopped before its start. Reserves are left out: they are
-// capacity, not use.
+// capacity, not use. The buckets keep to the clock (the last one is the
+// current half hour, for 30-minute buckets), so the labels read 07:00,
+// 08:00 rather than whatever minute the page was opened at.
 func sessionChart(all []*sessions.Session, now time.Time, span time.Duration, n int) chart {
 	c := chart{Width: chartWidth, Height: chartHeight, Base: chartBase}
 	step := span / time.Duration(n)
-	start := now.Add(-span)
+	end := now.Truncate(step)
+	if end.Before(now) {
+		end = end.Add(step)
+	}
+	start := end.Add(-span)
 	counts := make([]int, n)
 	for _, s := range all {
 		if s.Owner == "" {

@@ -48,3 +48,33 @@ func TestSessionChart(t *testing.T) {
 		t.Fatalf("labels %q %q", c.Bars[0].Label, c.Bars[1].Label)
 	}
 }
+
+// TestSessionChartKeepsToTheClock: opened at 12:59:30, the chart's
+// buckets still start on the half hour (07:00 to 13:00), so its labels
+// read as times of day; the session allocated a moment ago is in the
+// last bucket, and one that ended at 06:59 is before the first.
+func TestSessionChartKeepsToTheClock(t *testing.T) {
+	now := time.Date(2026, 5, 1, 12, 59, 30, 0, time.UTC)
+	all := []*sessions.Session{
+		{Owner: "a", State: lifecycle.Running, Allocated: now.Add(-30 * time.Second)},
+		{Owner: "b", State: lifecycle.Stopped, Allocated: now.Add(-7 * time.Hour), Stopped: time.Date(2026, 5, 1, 6, 59, 0, 0, time.UTC)},
+	}
+	c := sessionChart(all, now, 6*time.Hour, 12)
+	var labels []string
+	total := 0
+	for _, b := range c.Bars {
+		if b.Label != "" {
+			labels = append(labels, b.Label)
+		}
+		total += b.Count
+	}
+	if want := []string{"07:00", "08:00", "09:00", "10:00", "11:00", "12:00"}; !slices.Equal(labels, want) {
+		t.Fatalf("labels %q, want %q", labels, want)
+	}
+	if last := c.Bars[len(c.Bars)-1]; last.Count != 1 || last.Title != "12:30–13:00 UTC" {
+		t.Fatalf("last bucket %+v, want the session allocated at 12:59 in 12:30–13:00", last)
+	}
+	if total != 1 {
+		t.Fatalf("%d sessions counted in all, want only the running one", total)
+	}
+}
