@@ -54,6 +54,23 @@ func wantClosed(t *testing.T, c *websocket.Conn, what string) {
 	}
 }
 
+// wantCutOff types into alice's socket c after her dashboard slot was
+// handed to the next learner: c must already be closed (the read fails at
+// once or within closeBound), and what she typed must not reach the
+// terminal.
+func wantCutOff(t *testing.T, c *websocket.Conn, term *echo.Server, what string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), closeBound)
+	defer cancel()
+	_ = c.Write(ctx, websocket.MessageText, []byte("rm -rf ~ # typed by alice after her session ended"))
+	wantClosed(t, c, what)
+	for _, got := range term.Received() {
+		if strings.Contains(got, "typed by alice") {
+			t.Fatalf("%s: the old session's socket reached the dashboard after its slot was handed on: %q", what, got)
+		}
+	}
+}
+
 // openEvents opens the terminal's event stream of session name through the
 // gate and reads its first event.
 func openEvents(t *testing.T, p *portal, name string, ck *http.Cookie) *bufio.Reader {
@@ -212,18 +229,8 @@ func TestStreamsNotHandedOn(t *testing.T) {
 	if next == old {
 		t.Fatalf("session name reused: %s", next)
 	}
-	// The slot is now the next session's. The old socket must already be
-	// closed (the read fails at once or within the bound) and anything
-	// written on it must not arrive.
-	ctx, cancel := context.WithTimeout(context.Background(), closeBound)
-	defer cancel()
-	_ = c.Write(ctx, websocket.MessageText, []byte("rm -rf ~ # typed by alice after her session ended"))
-	wantClosed(t, c, "slot reuse")
-	for _, got := range term.Received() {
-		if strings.Contains(got, "typed by alice") {
-			t.Fatalf("the old session's socket reached the dashboard after its slot was handed on: %q", got)
-		}
-	}
+	// The slot is now the next session's.
+	wantCutOff(t, c, term, "slot reuse")
 	if got := term.Received(); len(got) != 1 || got[0] != old+": hello from "+old {
 		t.Fatalf("the terminal received %q, want only the old session's greeting", got)
 	}
@@ -314,15 +321,7 @@ func TestStreamsEndOnAPartitionedReplica(t *testing.T) {
 			t.Fatalf("the slot never came free: %d %s", r.Status, r.Body)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), closeBound)
-	defer cancel()
-	_ = c.Write(ctx, websocket.MessageText, []byte("rm -rf ~ # typed by alice through the partitioned replica"))
-	wantClosed(t, c, "a socket on a partitioned replica after its slot was handed on")
-	for _, got := range term.Received() {
-		if strings.Contains(got, "typed by alice") {
-			t.Fatalf("the old session's socket on the partitioned replica reached the next learner's dashboard: %q", got)
-		}
-	}
+	wantCutOff(t, c, term, "a socket on a partitioned replica")
 
 	// Mended, replica B serves the pooled dashboard again: the next
 	// learner's socket through it opens and echoes.

@@ -54,17 +54,6 @@ func open(t testing.TB, srv *etcdtest.Server, opts etcdstore.Options) *etcdstore
 	return storetest.Opened(t, s, err)
 }
 
-// rawClient is a plain etcd client, to look behind the store's back.
-func rawClient(t testing.TB, srv *etcdtest.Server) *clientv3.Client {
-	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: srv.Endpoints(), DialTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	return cli
-}
-
 func TestConformance(t *testing.T) {
 	srv := etcdtest.Start(t)
 	storetest.Run(t, func(t *testing.T, now func() time.Time) store.Store {
@@ -584,7 +573,7 @@ func TestSweepTwoReplicas(t *testing.T) {
 func TestBackgroundSweeper(t *testing.T) {
 	srv := etcdtest.Start(t)
 	prefix := newPrefix()
-	cli := rawClient(t, srv)
+	cli := srv.Client(t)
 	clock := storetest.NewClock(time.Now())
 	s := open(t, srv, etcdstore.Options{Prefix: prefix, Now: clock.Now, SweepInterval: 10 * time.Millisecond})
 	if err := s.Update(context.Background(), func(tx store.Txn) error {
@@ -613,7 +602,7 @@ func TestBackgroundSweeper(t *testing.T) {
 func TestReservedKeysInvisible(t *testing.T) {
 	srv := etcdtest.Start(t)
 	prefix := newPrefix()
-	cli := rawClient(t, srv)
+	cli := srv.Client(t)
 	clock := storetest.NewClock(time.Now())
 	s := open(t, srv, etcdstore.Options{Prefix: prefix, Now: clock.Now})
 
@@ -737,7 +726,7 @@ func firstDiff(a, b []string) string {
 // ones fail Open with an error that is not mistaken for an outage.
 func TestAuth(t *testing.T) {
 	srv := etcdtest.Start(t)
-	cli := rawClient(t, srv)
+	cli := srv.Client(t)
 	ctx := context.Background()
 	if _, err := cli.UserAdd(ctx, "root", "rootpw"); err != nil {
 		t.Fatal(err)

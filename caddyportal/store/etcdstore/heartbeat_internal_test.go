@@ -73,7 +73,7 @@ func TestCurrentAsOf(t *testing.T) {
 
 	// Heartbeat keys: both stores' now; a dead replica's is dropped by the
 	// next Open, and a closing store deletes its own.
-	cli := etcdClient(t, srv)
+	cli := srv.Client(t)
 	dead := prefix + heartbeatPrefix + "dead"
 	old := strconv.Itoa(1) + " " + strconv.FormatInt(time.Now().Add(-2*heartbeatStale).UnixNano(), 10)
 	if _, err := cli.Put(context.Background(), dead, old); err != nil {
@@ -123,15 +123,4 @@ func openAt(t *testing.T, opts Options) *Store {
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
-}
-
-// etcdClient is a plain etcd client, to look behind the stores' backs.
-func etcdClient(t *testing.T, srv *etcdtest.Server) *clientv3.Client {
-	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: srv.Endpoints(), DialTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	return cli
 }

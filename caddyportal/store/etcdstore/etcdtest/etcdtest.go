@@ -22,6 +22,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // DefaultBinary is where the Debian package etcd-server installs etcd. The
@@ -88,6 +90,18 @@ func Start(t testing.TB, extraArgs ...string) *Server {
 
 // Endpoints returns the client URLs to give the etcd client.
 func (s *Server) Endpoints() []string { return []string{s.clientURL} }
+
+// Client returns a plain etcd client of the server, closed on cleanup, for
+// tests to look behind a store's back.
+func (s *Server) Client(t testing.TB) *clientv3.Client {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: s.Endpoints(), DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
 
 // Stop kills the server (SIGKILL, like a crash) and waits for it to exit.
 // Its data stays, so Restart brings back the same cluster. Stopping a
