@@ -31,12 +31,13 @@ func (g *Gate) guardShared(ctx context.Context) {
 		select {
 		case <-t.C:
 		case <-ctx.Done():
-			g.streams.Distrust(false)
+			// Another config's gate, if one serves now, speaks for itself.
+			g.streams.Distrust(g, false)
 			return
 		}
 		at, _ := g.svc.CurrentAsOf()
 		stale := time.Since(at) > staleAfter
-		stopped := g.streams.Distrust(stale)
+		stopped := g.streams.Distrust(g, stale)
 		switch {
 		case stale && !wasStale:
 			g.log.Warn("gate: cannot confirm that this replica has heard of other replicas' changes; "+

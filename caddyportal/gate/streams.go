@@ -50,10 +50,11 @@ type Streams struct {
 	changed  map[string]time.Time // sessions Changed reported, and when
 	pruned   time.Time
 	closed   bool
-	// distrusted is set while this process cannot prove that it has heard
-	// of every change other processes made (Distrust): requests of shared
-	// sessions are stopped as they register.
-	distrusted bool
+	// distrusting holds whoever said, through Distrust, that this process
+	// cannot prove it has heard of every change other processes made (the
+	// gate of each config running, during a reload two): while it is not
+	// empty, requests of shared sessions are stopped as they register.
+	distrusting map[any]bool
 }
 
 // sessionStreams is one session's open requests and its check timer.
@@ -100,7 +101,7 @@ func NewStreams(now func() time.Time) *Streams {
 		now = time.Now
 	}
 	return &Streams{now: now, sessions: map[string]*sessionStreams{},
-		ended: map[string]time.Time{}, changed: map[string]time.Time{}}
+		ended: map[string]time.Time{}, changed: map[string]time.Time{}, distrusting: map[any]bool{}}
 }
 
 // SetCheck sets how sessions are read afresh. The latest config's service
@@ -123,7 +124,7 @@ func (s *Streams) Open(session string, until time.Time, shared bool, stop func()
 	now := s.now()
 	s.mu.Lock()
 	_, ended := s.ended[session]
-	if ended || s.closed || shared && s.distrusted || !until.IsZero() && !now.Before(until) {
+	if ended || s.closed || shared && len(s.distrusting) > 0 || !until.IsZero() && !now.Before(until) {
 		s.mu.Unlock()
 		stop()
 		return st
@@ -211,18 +212,23 @@ func (s *Streams) CloseAll() {
 	}
 }
 
-// Distrust tells the registry whether this process can vouch for what it
-// admitted: stale is true while it cannot prove that it has heard of every
-// change other processes made lately (its store's watch is cut off, see
-// store.Current). Until a call with false, the requests of shared sessions
-// are stopped, those open now and those that register: another process
-// may have ended the session and handed its dashboard on, and this one
-// would not know. Their browsers reconnect through the gate, which reads
-// the session afresh. It returns how many requests it stopped.
-func (s *Streams) Distrust(stale bool) int {
+// Distrust tells the registry, on behalf of by (a gate), whether this
+// process can vouch for what it admitted: stale is true while it cannot
+// prove that it has heard of every change other processes made lately (its
+// store's watch is cut off, see store.Current). Until by calls again with
+// false, the requests of shared sessions are stopped, those open now and
+// those that register: another process may have ended the session and
+// handed its dashboard on, and this one would not know. Their browsers
+// reconnect through the gate, which reads the session afresh. It returns
+// how many requests it stopped.
+func (s *Streams) Distrust(by any, stale bool) int {
 	var stops []func()
 	s.mu.Lock()
-	s.distrusted = stale
+	if stale {
+		s.distrusting[by] = true
+	} else {
+		delete(s.distrusting, by)
+	}
 	if stale {
 		for name, e := range s.sessions {
 			if e.shared {

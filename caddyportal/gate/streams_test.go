@@ -209,7 +209,8 @@ func TestStreamsChanged(t *testing.T) {
 // TestStreamsDistrust: while the process cannot vouch for what it admitted
 // (Distrust(true)), the requests of shared dashboards are stopped, those
 // open and those that register, and nobody else's; once it can again,
-// shared requests stay open.
+// shared requests stay open. Each gate (two during a reload) speaks for
+// itself.
 func TestStreamsDistrust(t *testing.T) {
 	s, _ := newRegistry()
 	shared, mixed, own := newStopped(), newStopped(), newStopped()
@@ -218,7 +219,7 @@ func TestStreamsDistrust(t *testing.T) {
 	// all reach the same dashboard.
 	s.Open("pool", time.Time{}, false, mixed.stop)
 	s.Open("spawned", time.Time{}, false, own.stop)
-	if n := s.Distrust(true); n != 2 {
+	if n := s.Distrust("gate", true); n != 2 {
 		t.Fatalf("Distrust stopped %d requests, want the shared session's 2", n)
 	}
 	shared.within(t, "a shared request while distrusted")
@@ -230,14 +231,21 @@ func TestStreamsDistrust(t *testing.T) {
 	late.within(t, "a shared request registering while distrusted")
 	s.Open("spawned2", time.Time{}, false, lateOwn.stop)
 	lateOwn.not(t, "a request to its own dashboard registering while distrusted")
-	if n := s.Distrust(true); n != 0 {
+	if n := s.Distrust("gate", true); n != 0 {
 		t.Fatalf("a second Distrust stopped %d requests, want none", n)
 	}
 
-	s.Distrust(false)
+	// During a reload two gates speak: the old one's all-clear (it is
+	// stopping) does not overrule the new one that cannot vouch.
+	s.Distrust("new gate", true)
+	s.Distrust("gate", false)
+	overruled := newStopped()
+	s.Open("pool4", time.Time{}, true, overruled.stop)
+	overruled.within(t, "a shared request while another gate distrusts")
+	s.Distrust("new gate", false)
 	again := newStopped()
 	s.Open("pool3", time.Time{}, true, again.stop)
-	if n := s.Distrust(false); n != 0 {
+	if n := s.Distrust("gate", false); n != 0 {
 		t.Fatalf("Distrust(false) stopped %d requests", n)
 	}
 	again.not(t, "a shared request once trusted again")
