@@ -289,12 +289,16 @@ func TestStreamsEndOnAPartitionedReplica(t *testing.T) {
 	relay := etcdtest.NewRelay(t, srv.Endpoints()[0])
 	term := echo.Start(t, "terminal")
 	const prefix = "/partition/"
-	start := func(endpoint string) *portal {
+	start := func(endpoint, admin string) *portal {
 		dir, port := t.TempDir(), e2etest.FreePort(t)
-		p := e2etest.StartProcess(t, dir, port, e2etest.ProcessCaddyfile(port, "off", dir, replicaBody(endpoint, prefix, 1, term.Addr)))
+		p := e2etest.StartProcess(t, dir, port, e2etest.ProcessCaddyfile(port, admin, dir, replicaBody(endpoint, prefix, 1, term.Addr)))
 		return remote(t, p.Base, 0, "")
 	}
-	a, b := start(srv.Endpoints()[0]), start(relay.Endpoint())
+	// Replica B's metrics tell whether it can vouch for its streams.
+	adminB := fmt.Sprintf("127.0.0.1:%d", e2etest.FreePort(t))
+	current := obsKey("replica_current", "portal", "demo")
+	a, b := start(srv.Endpoints()[0], "off"), start(relay.Endpoint(), adminB)
+	obsWait(t, "replica B reports itself current", func() bool { return obsScrape(t, adminB)[current] == 1 })
 	tok := a.Token(e2etest.RobotUser, e2etest.RobotPass)
 
 	old, ckOld, _ := a.Activate(tok, "demo-w02", "alice")
@@ -322,6 +326,9 @@ func TestStreamsEndOnAPartitionedReplica(t *testing.T) {
 		}
 	}
 	wantCutOff(t, c, term, "a socket on a partitioned replica")
+	if v, ok := obsScrape(t, adminB)[current]; !ok || v != 0 {
+		t.Fatalf("partitioned replica B: %s = %v (present %v), want 0", current, v, ok)
+	}
 
 	// Mended, replica B serves the pooled dashboard again: the next
 	// learner's socket through it opens and echoes.
@@ -342,6 +349,9 @@ func TestStreamsEndOnAPartitionedReplica(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("replica B did not serve the pooled dashboard again after the partition: %v", err)
 		}
+	}
+	if v := obsScrape(t, adminB)[current]; v != 1 {
+		t.Fatalf("mended replica B: %s = %v, want 1", current, v)
 	}
 }
 

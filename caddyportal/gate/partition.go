@@ -37,6 +37,9 @@ func (g *Gate) guardShared(ctx context.Context) {
 		}
 		at, _ := g.svc.CurrentAsOf()
 		stale := time.Since(at) > staleAfter
+		// The gauge first: whoever sees the requests closed, or served
+		// again, sees it agree.
+		g.metrics.ReplicaCurrent(g.svc.Config().Name, !stale)
 		stopped := g.streams.Distrust(g, stale)
 		switch {
 		case stale && !wasStale:

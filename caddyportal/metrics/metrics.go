@@ -107,6 +107,7 @@ type Metrics struct {
 	webhooks    *prometheus.CounterVec
 	upstreams   *prometheus.GaugeVec
 	spawnStarts *prometheus.HistogramVec
+	current     *prometheus.GaugeVec
 	// gateCounters caches the gate counter of each environment and
 	// status class: the gate counts every proxied request, and the vec's
 	// label lookup hashes both labels each time.
@@ -169,6 +170,10 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			// seconds, images being pulled in minutes.
 			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300},
 		}, []string{"environment", "result"}),
+		current: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "replica_current",
+			Help: "On a store shared by replicas (etcd), whether this replica can prove it has heard of every change the others made within half the stopping grace (1), or cannot, being cut off from the store, and closes requests to fixed-list dashboards (0); by portal.",
+		}, []string{"portal"}),
 		pendingAt:  map[string]time.Time{},
 		terminates: map[string]bool{},
 	}
@@ -209,6 +214,9 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	if m.spawnStarts, err = adopt(reg, m.spawnStarts); err != nil {
 		return nil, err
 	}
+	if m.current, err = adopt(reg, m.current); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 
@@ -232,7 +240,7 @@ func adopt[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
 // collectors lists every collector in a fixed order.
 func (m *Metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.sessions, m.allocations, m.activation, m.extensions,
-		m.terminated, m.tokens, m.gate, m.websockets, m.webhooks, m.upstreams, m.spawnStarts}
+		m.terminated, m.tokens, m.gate, m.websockets, m.webhooks, m.upstreams, m.spawnStarts, m.current}
 }
 
 // Register exposes the same collectors, with their current values, on
@@ -466,6 +474,20 @@ func (m *Metrics) UpstreamHealth(env, upstream string, healthy bool) {
 		v = 1
 	}
 	m.upstreams.WithLabelValues(env, upstream).Set(v)
+}
+
+// ReplicaCurrent records whether this replica of portal can prove that it
+// has heard of the other replicas' changes lately (see gate.Streams'
+// Distrust).
+func (m *Metrics) ReplicaCurrent(portal string, current bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if current {
+		v = 1
+	}
+	m.current.WithLabelValues(portal).Set(v)
 }
 
 // SpawnStart observes one start of a session environment: its duration

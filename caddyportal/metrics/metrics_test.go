@@ -372,6 +372,7 @@ func TestNilMetricsIsNoOp(t *testing.T) {
 	m.WebSocketClosed(env)
 	m.WebhookDelivery(true)
 	m.WebhookDropped()
+	m.ReplicaCurrent("demo", false)
 	release := m.SetSessionsSource(func(context.Context) (map[metrics.SessionKey]int, error) { return nil, nil })
 	if release == nil {
 		t.Fatal("nil Metrics returned a nil release func")
