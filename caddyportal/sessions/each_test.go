@@ -336,6 +336,107 @@ func TestEachRecent(t *testing.T) {
 	}
 }
 
+// TestEachSessionOf: a user's sessions, live and ended, are read from that
+// user's owner and history indexes, and are exactly what every record says
+// the user has. A record whose history key is missing (as a version before
+// the index wrote none) shows that the index is what is read; a store
+// upgraded from such a version reads every record until the records it
+// kept from before have expired.
+func TestEachSessionOf(t *testing.T) {
+	w := workshop("lab", 10, 1)
+	svc, st, clk := setup(t, portal(w))
+	ctx := context.Background()
+	env := svc.Environments()[0].Name
+	activate := activator(t, svc, env)
+	terminate := func(name string) {
+		t.Helper()
+		if _, err := svc.Terminate(ctx, name, ""); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(grace)
+		reconcile(t, svc)
+	}
+	show := func(s *sessions.Session) string { return fmt.Sprintf("%s %s %s", s.State, s.Reason, s.Owner) }
+	of := func(owners ...string) map[string]string {
+		t.Helper()
+		got := map[string]string{}
+		if err := svc.EachSessionOf(ctx, owners, func(s *sessions.Session) { got[s.Name] = show(s) }); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	fromRecords := func(owners ...string) map[string]string {
+		t.Helper()
+		got := map[string]string{}
+		err := svc.EachSession(ctx, func(s *sessions.Session) {
+			for _, o := range owners {
+				if s.Owner == o {
+					got[s.Name] = show(s)
+				}
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	dropHistory := func(user, name string) {
+		t.Helper()
+		if err := st.Update(ctx, func(tx store.Txn) error { return tx.Delete("h/" + user + "/" + name) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	ann1 := activate("ann")
+	terminate(ann1)
+	ann2 := activate("ann")
+	bob1 := activate("bob")
+	terminate(bob1)
+	bob2 := activate("bob")
+	for _, owners := range [][]string{{"ann"}, {"bob"}, {"ann", "bob"}, {"nobody"}} {
+		if got, want := of(owners...), fromRecords(owners...); !maps.Equal(got, want) {
+			t.Fatalf("sessions of %v: %v, want what the records say: %v", owners, got, want)
+		}
+	}
+	if got := of("ann"); len(got) != 2 || !strings.HasPrefix(got[ann1], "STOPPED terminated") || !strings.HasPrefix(got[ann2], "RUNNING") {
+		t.Fatalf("ann's sessions: %v", got)
+	}
+	if got := of("bob"); len(got) != 2 || !strings.HasPrefix(got[bob1], "STOPPED") || !strings.HasPrefix(got[bob2], "RUNNING") {
+		t.Fatalf("bob's sessions: %v", got)
+	}
+
+	dropHistory("ann", ann1)
+	if got := of("ann"); len(got) != 1 || got[ann2] == "" {
+		t.Fatalf("with ann's ended session missing from the index: %v, want only the live one (the index is read)", got)
+	}
+
+	// An upgrade from a version without the history index: every record
+	// is read, for as long as records from before may be kept.
+	svc.Close()
+	if err := st.Update(ctx, func(tx store.Txn) error { return tx.Delete("history-since") }); err != nil {
+		t.Fatal(err)
+	}
+	upgraded := clk.Now()
+	svc = newService(t, st, clk, portal(w))
+	if got, want := of("ann"), fromRecords("ann"); !maps.Equal(got, want) || len(got) != 2 {
+		t.Fatalf("after an upgrade: %v, want every record's %v", got, want)
+	}
+	clk.Advance(time.Hour)
+	terminate(ann2)
+	dropHistory("ann", ann2)
+	clk.Advance(upgraded.Add(config.DefaultRetention - time.Minute).Sub(clk.Now()))
+	if got, want := of("ann"), fromRecords("ann"); !maps.Equal(got, want) || len(got) != 2 {
+		t.Fatalf("a minute before the records from before the upgrade have expired: %v, want every record's %v", got, want)
+	}
+	clk.Advance(time.Minute)
+	if got := of("ann"); len(got) != 0 {
+		t.Fatalf("once the records from before the upgrade have expired: %v, want the index's (none)", got)
+	}
+	if got := fromRecords("ann"); len(got) != 1 || got[ann2] == "" {
+		t.Fatalf("ann's records: %v, want the one ended after the upgrade", got)
+	}
+}
+
 // activator returns a function that requests a session of env for a user
 // and activates it, returning its name.
 func activator(t *testing.T, svc *sessions.Service, env string) func(user string) string {

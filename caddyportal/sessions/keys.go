@@ -43,6 +43,13 @@ package sessions
 //	                      overview reads the last hours' ends, not every record
 //	ended-since           when this store began to write e/ (Unix nanoseconds,
 //	                      decimal): windows that start earlier read every record
+//	h/<user>/<session>    history index: a user's STOPPED sessions whose records are
+//	                      still kept (<user> path-escaped); empty, expiring with the
+//	                      record, so a user's sessions are o/ and h/ of that user
+//	                      and the admin pages read those records, not every one
+//	history-since         when this store began to write h/ (as ended-since):
+//	                      until every record finalized before then has expired,
+//	                      a user's sessions are found by reading every record
 //	c/<env>               the environment's counters: how many keys its live index
 //	                      holds, and its reserves ready to hand out, oldest first;
 //	                      allocation decides from these instead of reading every
@@ -93,7 +100,9 @@ const (
 	prefixFailures   = "f/"
 	prefixBucket     = "r/"
 	prefixEnded      = "e/"
+	prefixHistory    = "h/"
 	keyEndedSince    = "ended-since"
+	keyHistorySince  = "history-since"
 
 	// TokenPrefix starts the keys of package oauth's token records
 	// (t/a/<hash> and t/r/<hash>).
@@ -106,7 +115,8 @@ const OnceTicket = "ticket:"
 
 // keySpace lists every key and key prefix of the schema, for TestKeySpace.
 var keySpace = []string{keyAlloc, keySecret, KeyAssertionKeys, prefixEnv, prefixSeq, prefixUser, prefixUserEmail,
-	prefixSession, prefixLiveIndex, prefixCount, prefixOwner, prefixQuiet, prefixOnce, prefixFailures, prefixBucket, prefixEnded, keyEndedSince, TokenPrefix}
+	prefixSession, prefixLiveIndex, prefixCount, prefixOwner, prefixQuiet, prefixOnce, prefixFailures, prefixBucket, prefixEnded, keyEndedSince,
+	prefixHistory, keyHistorySince, TokenPrefix}
 
 func keyEnv(env string) string        { return prefixEnv + env }
 func keySeq(env string) string        { return prefixSeq + env }
@@ -118,11 +128,13 @@ func keyCount(env string) string      { return prefixCount + env }
 func keyQuiet(env string, slot int) string {
 	return prefixQuiet + env + "/" + strconv.Itoa(slot)
 }
-func keyOwned(user, name string) string { return prefixOwned(user) + name }
-func prefixOwned(user string) string    { return prefixOwner + url.PathEscape(user) + "/" }
-func keyOnce(value string) string       { return prefixOnce + tokens.Hash(value) }
-func keyFailures(key string) string     { return prefixFailures + tokens.Hash(key) }
-func keyBucket(key string) string       { return prefixBucket + tokens.Hash(key) }
+func keyOwned(user, name string) string   { return prefixOwned(user) + name }
+func keyHistory(user, name string) string { return prefixHistoryOf(user) + name }
+func prefixHistoryOf(user string) string  { return prefixHistory + url.PathEscape(user) + "/" }
+func prefixOwned(user string) string      { return prefixOwner + url.PathEscape(user) + "/" }
+func keyOnce(value string) string         { return prefixOnce + tokens.Hash(value) }
+func keyFailures(key string) string       { return prefixFailures + tokens.Hash(key) }
+func keyBucket(key string) string         { return prefixBucket + tokens.Hash(key) }
 
 func keyUserEmail(email string) string {
 	return prefixUserEmail + url.PathEscape(strings.ToLower(strings.TrimSpace(email)))

@@ -82,26 +82,38 @@ func (t *txState) indexEnded(sess *Session, retain time.Time) error {
 	return t.tx.SetExpiring(prefixEndedHour(unixHour(at))+sess.Name, marshal(sum), until)
 }
 
-// markEndedIndex records, in a store that does not have it yet, that the
-// ended index is written from now on: EachRecent trusts the index for
-// windows that start later. A store without any session record yet (a new
-// portal) has had it all along.
-func markEndedIndex(tx store.Txn, now time.Time) error {
-	if _, err := tx.Get(keyEndedSince); !errors.Is(err, store.ErrNotFound) {
-		return err
+// markIndexes records, in a store that does not have them yet, that the
+// ended index (e/, marked by ended-since) and the history index (h/,
+// history-since) are written from now on: their readers trust them for
+// what ended later. A store without any session record yet (a new portal)
+// has had them all along.
+func markIndexes(tx store.Txn, now time.Time) error {
+	var from *int64
+	for _, key := range []string{keyEndedSince, keyHistorySince} {
+		if _, err := tx.Get(key); !errors.Is(err, store.ErrNotFound) {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		if from == nil {
+			from = new(int64)
+			err := tx.Scan(prefixSession, func(string, []byte) error { return errSessionFound })
+			switch {
+			case errors.Is(err, errSessionFound):
+				*from = now.UnixNano()
+			case err != nil:
+				return err
+			}
+		}
+		if err := tx.Set(key, []byte(strconv.FormatInt(*from, 10))); err != nil {
+			return err
+		}
 	}
-	var from int64
-	err := tx.Scan(prefixSession, func(string, []byte) error { return errSessionFound })
-	switch {
-	case errors.Is(err, errSessionFound):
-		from = now.UnixNano()
-	case err != nil:
-		return err
-	}
-	return tx.Set(keyEndedSince, []byte(strconv.FormatInt(from, 10)))
+	return nil
 }
 
-// errSessionFound ends markEndedIndex's scan at the first record.
+// errSessionFound ends markIndexes' scan at the first record.
 var errSessionFound = errors.New("a session record exists")
 
 // endedCovers reports whether the ended index holds every session that

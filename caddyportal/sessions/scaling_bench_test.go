@@ -99,43 +99,8 @@ func BenchmarkCatalogCounts(b *testing.B) {
 // the default retention's last 30 hours): EachRecent, from the live and
 // ended indexes, against every record (EachSession, what it read before).
 func BenchmarkOverviewWindow(b *testing.B) {
-	const live, ended, batches = 5000, 95000, 95
-	clk := newClock()
-	st, err := badgerstore.Open(badgerstore.Options{InMemory: true, Now: clk.Now, SweepInterval: -1})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
-	svc, err := sessions.New(context.Background(), st, portal(workshop("lab", live+ended/batches, 0)),
-		sessions.Options{Now: clk.Now, StopGrace: grace, ReconcileInterval: time.Hour})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer svc.Close()
+	svc, clk := seedStored(b)
 	ctx := context.Background()
-	n := 0
-	for range batches {
-		for range ended / batches {
-			res, err := svc.RequestSession(ctx, sessions.Request{Environment: "demo-w01", User: fmt.Sprint("u", n)})
-			if err == nil {
-				_, err = svc.Terminate(ctx, res.Session.Name, "")
-			}
-			if err != nil {
-				b.Fatal(err)
-			}
-			n++
-		}
-		clk.Advance(30 * time.Hour / batches)
-		if err := svc.Reconcile(ctx); err != nil {
-			b.Fatal(err)
-		}
-	}
-	for range live {
-		if _, err := svc.RequestSession(ctx, sessions.Request{Environment: "demo-w01", User: fmt.Sprint("u", n)}); err != nil {
-			b.Fatal(err)
-		}
-		n++
-	}
 	since := clk.Now().Add(-6 * time.Hour)
 	// inWindow is the overview's own filter (webui), applied to both.
 	inWindow := func(s *sessions.Session) bool {
@@ -162,8 +127,102 @@ func BenchmarkOverviewWindow(b *testing.B) {
 				if want == 0 {
 					want = got
 				}
-				if got != want || got < live {
+				if got != want || got < seededLive {
 					b.Fatalf("%d sessions in the window, want %d", got, want)
+				}
+			}
+		})
+	}
+}
+
+// seededLive and seededEnded are seedStored's sessions: users u0 to u94999
+// each had one that ended, u95000 to u99999 each hold a live one.
+const seededLive, seededEnded = 5000, 95000
+
+// seedStored returns a service over an in-memory store holding 100,000
+// sessions: 95,000 ended over the default retention's last 30 hours and
+// 5,000 live.
+func seedStored(b *testing.B) (*sessions.Service, *fakeClock) {
+	b.Helper()
+	const batches = 95
+	clk := newClock()
+	st, err := badgerstore.Open(badgerstore.Options{InMemory: true, Now: clk.Now, SweepInterval: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	svc, err := sessions.New(context.Background(), st, portal(workshop("lab", seededLive+seededEnded/batches, 0)),
+		sessions.Options{Now: clk.Now, StopGrace: grace, ReconcileInterval: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { svc.Close() })
+	ctx := context.Background()
+	n := 0
+	for range batches {
+		for range seededEnded / batches {
+			res, err := svc.RequestSession(ctx, sessions.Request{Environment: "demo-w01", User: fmt.Sprint("u", n)})
+			if err == nil {
+				_, err = svc.Terminate(ctx, res.Session.Name, "")
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			n++
+		}
+		clk.Advance(30 * time.Hour / batches)
+		if err := svc.Reconcile(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for range seededLive {
+		if _, err := svc.RequestSession(ctx, sessions.Request{Environment: "demo-w01", User: fmt.Sprint("u", n)}); err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
+	return svc, clk
+}
+
+// BenchmarkUsersPage measures what the admin users page reads to count the
+// sessions of its 100 users at 100,000 stored sessions (seedStored; 50 of
+// the users had a session that ended, 50 hold a live one): EachSessionOf,
+// from those users' owner and history indexes, against every record
+// (EachSession, what it read before).
+func BenchmarkUsersPage(b *testing.B) {
+	svc, _ := seedStored(b)
+	ctx := context.Background()
+	var users []string
+	for i := range 50 {
+		users = append(users, fmt.Sprint("u", i*1900), fmt.Sprint("u", seededEnded+i*100))
+	}
+	page := map[string]bool{}
+	for _, u := range users {
+		page[u] = true
+	}
+	for _, bm := range []struct {
+		name string
+		each func(func(*sessions.Session)) error
+	}{
+		{"records", func(fn func(*sessions.Session)) error { return svc.EachSession(ctx, fn) }},
+		{"index", func(fn func(*sessions.Session)) error { return svc.EachSessionOf(ctx, users, fn) }},
+	} {
+		b.Run(bm.name, func(b *testing.B) {
+			for b.Loop() {
+				total, live := 0, 0
+				if err := bm.each(func(s *sessions.Session) {
+					if !page[s.Owner] {
+						return
+					}
+					total++
+					if !s.State.Ending() {
+						live++
+					}
+				}); err != nil {
+					b.Fatal(err)
+				}
+				if total != 100 || live != 50 {
+					b.Fatalf("%d sessions of the page's users, %d live; want 100 and 50", total, live)
 				}
 			}
 		})

@@ -426,7 +426,7 @@ func (s *Service) syncEnvironments(ctx context.Context) error {
 			}
 			envs = append(envs, &Environment{Environment: config.Environment{Name: r.Name, Workshop: config.Workshop{Name: r.Workshop}}, State: r.State, Number: r.Number, Lazy: true})
 		}
-		if err := markEndedIndex(tx, now); err != nil {
+		if err := markIndexes(tx, now); err != nil {
 			return err
 		}
 		if _, err := tx.Get(keySecret); errors.Is(err, store.ErrNotFound) {

@@ -468,6 +468,11 @@ func (t *txState) finalize(sess *Session, reason string) error {
 	if err := t.indexEnded(sess, retain); err != nil {
 		return err
 	}
+	if sess.Owner != "" && retain.After(t.now) {
+		if err := t.tx.SetExpiring(keyHistory(sess.Owner, sess.Name), nil, retain); err != nil {
+			return err
+		}
+	}
 	name := EventSessionDeleted
 	var data map[string]any
 	switch sess.Reason {

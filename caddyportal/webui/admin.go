@@ -1,9 +1,11 @@
 package webui
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -296,9 +298,15 @@ func (u *UI) filtered(w http.ResponseWriter, r *http.Request, q url.Values) (ses
 	}
 	// Every filter but "all" and STOPPED shows only sessions the live
 	// indexes hold: the 5,000 live ones of a busy portal, not the 100,000
-	// records it keeps.
+	// records it keeps. A user's sessions are read from that user's
+	// indexes, whatever the state.
 	each := u.svc.EachLiveSession
-	if d.State == "all" || want == lifecycle.Stopped {
+	switch {
+	case d.User != "":
+		each = func(ctx context.Context, fn func(*sessions.Session)) error {
+			return u.svc.EachSessionOf(ctx, slices.Collect(maps.Keys(owners)), fn)
+		}
+	case d.State == "all" || want == lifecycle.Stopped:
 		each = u.svc.EachSession
 	}
 	// Only a row of each matching session is kept, not the record: with
@@ -792,8 +800,9 @@ func (u *UI) usersPage(w http.ResponseWriter, r *http.Request, _ string) {
 	for i := range d.Rows {
 		rows[d.Rows[i].ID] = &d.Rows[i]
 	}
-	// Only the page's users' sessions are counted, not every record kept.
-	err = u.svc.EachSession(r.Context(), func(s *sessions.Session) {
+	// Only the page's users' sessions are read and counted, not every
+	// record kept.
+	err = u.svc.EachSessionOf(r.Context(), slices.Collect(maps.Keys(rows)), func(s *sessions.Session) {
 		row := rows[s.Owner]
 		if s.Owner == "" || row == nil {
 			return
