@@ -589,6 +589,32 @@ func TestAdminPages(t *testing.T) {
 	if !strings.Contains(users.body, `id="user-bob"`) || !strings.Contains(users.body, "bob@example.org") || strings.Contains(users.body, "$2a$") {
 		t.Fatalf("users page: %s", users.body)
 	}
+	// Once bob's session has ended and he has another, the users page
+	// counts both and lists the live one, and his sessions of every state
+	// are listed by the user filter (both read from his own records).
+	if _, err := p.svc.Terminate(context.Background(), name, ""); err != nil {
+		t.Fatal(err)
+	}
+	p.clk.Advance(time.Minute)
+	if err := p.svc.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	next := p.restRequest("bob")
+	users = admin.get("/admin/users/")
+	row := users.body[strings.Index(users.body, `id="user-bob"`):]
+	row = row[:strings.Index(row, "</tr>")]
+	if !strings.Contains(row, `href="/admin/sessions/`+next+`/"`) || strings.Contains(row, `href="/admin/sessions/`+name+`/"`) ||
+		!strings.Contains(row, `state=all">2</a>`) {
+		t.Fatalf("bob's row after a second session: %s", row)
+	}
+	for q, want := range map[string][]string{"user=bob&state=all": {name, next}, "user=bob&state=STOPPED": {name}, "user=bob": {next}} {
+		r := admin.get("/admin/sessions/?" + q)
+		for _, n := range []string{name, next} {
+			if listed := strings.Contains(r.body, `id="row-`+n+`"`); listed != slices.Contains(want, n) {
+				t.Errorf("filter %s: %s listed = %v, want %v", q, n, listed, !listed)
+			}
+		}
+	}
 }
 
 // TestRootLeftToHubOnSameHost: when the portal index is the portal host's
