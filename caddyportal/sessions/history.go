@@ -2,10 +2,7 @@ package sessions
 
 import (
 	"context"
-	"errors"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/caddyportal/caddyportal/caddyportal/store"
 )
@@ -76,16 +73,6 @@ func (s *Service) EachSessionOf(ctx context.Context, owners []string, fn func(*S
 // kept for the retention period; one kept longer under an earlier, longer
 // retention is missed until it expires.
 func (t *txState) historyCovers() (bool, error) {
-	v, err := t.tx.Get(keyHistorySince)
-	if errors.Is(err, store.ErrNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	from, err := strconv.ParseInt(string(v), 10, 64)
-	if err != nil {
-		return false, nil
-	}
-	return from == 0 || !t.now.Before(time.Unix(0, from).Add(t.s.cfg.Retention.D())), nil
+	from, ok, err := t.indexedSince(keyHistorySince)
+	return ok && !t.now.Before(from.Add(t.s.cfg.Retention.D())), err
 }

@@ -122,15 +122,26 @@ func (t *txState) endedCovers(since time.Time) (bool, error) {
 	if since.Before(t.now.Add(-endedKept)) {
 		return false, nil
 	}
-	v, err := t.tx.Get(keyEndedSince)
+	from, ok, err := t.indexedSince(keyEndedSince)
+	return ok && !from.After(since), err
+}
+
+// indexedSince returns when the store began to write the index that marker
+// (ended-since, history-since) stands for: the Unix epoch for a store that
+// has had it from its first session on, and false when it has not begun.
+func (t *txState) indexedSince(marker string) (time.Time, bool, error) {
+	v, err := t.tx.Get(marker)
 	if errors.Is(err, store.ErrNotFound) {
-		return false, nil
+		return time.Time{}, false, nil
 	}
 	if err != nil {
-		return false, err
+		return time.Time{}, false, err
 	}
 	from, err := strconv.ParseInt(string(v), 10, 64)
-	return err == nil && !time.Unix(0, from).After(since), nil
+	if err != nil {
+		return time.Time{}, false, nil
+	}
+	return time.Unix(0, from), true, nil
 }
 
 // EachRecent calls fn with every session that is not STOPPED or that
