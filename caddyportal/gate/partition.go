@@ -20,11 +20,10 @@ import (
 // session's alone and are left open. Stores no other process writes offer
 // no proof and need none: then it returns at once.
 func (g *Gate) guardShared(ctx context.Context) {
-	if _, ok := g.svc.CurrentAsOf(); !ok {
+	if _, _, shared := g.svc.Current(); !shared {
 		return
 	}
-	staleAfter := g.svc.StopGrace() / 2
-	t := time.NewTicker(staleAfter / 4)
+	t := time.NewTicker(g.svc.StopGrace() / 8)
 	defer t.Stop()
 	wasStale := false
 	for {
@@ -35,11 +34,11 @@ func (g *Gate) guardShared(ctx context.Context) {
 			g.streams.Distrust(g, false)
 			return
 		}
-		at, _ := g.svc.CurrentAsOf()
-		stale := time.Since(at) > staleAfter
+		current, at, _ := g.svc.Current()
+		stale := !current
 		// The gauge first: whoever sees the requests closed, or served
 		// again, sees it agree.
-		g.metrics.ReplicaCurrent(g.svc.Config().Name, !stale)
+		g.metrics.ReplicaCurrent(g.svc.Config().Name, current)
 		stopped := g.streams.Distrust(g, stale)
 		switch {
 		case stale && !wasStale:

@@ -329,14 +329,18 @@ func (s *Service) Config() config.Portal { return s.cfg }
 // Now returns the service clock's current time.
 func (s *Service) Now() time.Time { return s.now() }
 
-// CurrentAsOf returns the store's proof of how up to date this process is
-// with other processes' changes (store.Current), and false when the store
-// offers none: a store that only this process writes needs none.
-func (s *Service) CurrentAsOf() (time.Time, bool) {
+// Current reports whether this process can prove that it has heard of
+// every change other processes made to the store within half the stopping
+// grace (the store's store.Current): the bound within which a replica must
+// close requests to a dashboard another replica may hand on after that
+// grace. asOf is the instant it can prove, on this process's clock. shared
+// is false for a store only this process writes, which needs no proof.
+func (s *Service) Current() (current bool, asOf time.Time, shared bool) {
 	if s.current == nil {
-		return time.Time{}, false
+		return true, time.Time{}, false
 	}
-	return s.current.CurrentAsOf(), true
+	asOf = s.current.CurrentAsOf()
+	return time.Since(asOf) <= s.opts.StopGrace/2, asOf, true
 }
 
 // StopGrace is how long a stopped session keeps its dashboard slot on a
