@@ -224,16 +224,15 @@ func (s *Streams) CloseAll() {
 func (s *Streams) Distrust(by any, stale bool) int {
 	var stops []func()
 	s.mu.Lock()
-	if stale {
-		s.distrusting[by] = true
-	} else {
+	if !stale {
 		delete(s.distrusting, by)
+		s.mu.Unlock()
+		return 0
 	}
-	if stale {
-		for name, e := range s.sessions {
-			if e.shared {
-				stops = append(stops, s.takeLocked(name)...)
-			}
+	s.distrusting[by] = true
+	for name, e := range s.sessions {
+		if e.shared {
+			stops = append(stops, s.takeLocked(name)...)
 		}
 	}
 	s.mu.Unlock()

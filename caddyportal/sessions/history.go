@@ -53,8 +53,8 @@ func (s *Service) EachSessionOf(ctx context.Context, owners []string, fn func(*S
 					if err != nil {
 						return err
 					}
-					// An index key outlives nothing it should, but a record
-					// read is the truth: a stale key is skipped.
+					// The record decides: a key whose record is gone or
+					// belongs to someone else is skipped.
 					if sess == nil || sess.Owner != owner {
 						continue
 					}

@@ -88,25 +88,26 @@ func (t *txState) indexEnded(sess *Session, retain time.Time) error {
 // what ended later. A store without any session record yet (a new portal)
 // has had them all along.
 func markIndexes(tx store.Txn, now time.Time) error {
-	var from *int64
+	from := int64(-1) // not looked for yet
 	for _, key := range []string{keyEndedSince, keyHistorySince} {
-		if _, err := tx.Get(key); !errors.Is(err, store.ErrNotFound) {
-			if err != nil {
-				return err
-			}
+		_, err := tx.Get(key)
+		if err == nil {
 			continue
 		}
-		if from == nil {
-			from = new(int64)
+		if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if from < 0 {
+			from = 0
 			err := tx.Scan(prefixSession, func(string, []byte) error { return errSessionFound })
 			switch {
 			case errors.Is(err, errSessionFound):
-				*from = now.UnixNano()
+				from = now.UnixNano()
 			case err != nil:
 				return err
 			}
 		}
-		if err := tx.Set(key, []byte(strconv.FormatInt(*from, 10))); err != nil {
+		if err := tx.Set(key, []byte(strconv.FormatInt(from, 10))); err != nil {
 			return err
 		}
 	}
