@@ -137,9 +137,10 @@ func (s *Store) beat() {
 }
 
 // dropBeat deletes this store's heartbeat key; Close calls it, before the
-// client closes.
+// client closes. It waits half a second at most: with etcd unreachable, Caddy's
+// stop must not wait for it, and the next Open elsewhere drops the key.
 func (s *Store) dropBeat() {
-	ctx, cancel := context.WithTimeout(context.Background(), s.reqTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), min(s.reqTimeout, 500*time.Millisecond))
 	defer cancel()
 	if _, err := s.cli.Delete(ctx, s.beats.key); err != nil {
 		s.log.Debug("heartbeat key not deleted", zap.Error(err))
