@@ -137,10 +137,15 @@ func (s *Store) beat() {
 }
 
 // dropBeat deletes this store's heartbeat key; Close calls it, before the
-// client closes. It waits half a second at most: with etcd unreachable, Caddy's
-// stop must not wait for it, and the next Open elsewhere drops the key.
+// client closes. When the heartbeats show etcd unreachable, it hardly
+// waits: Caddy's stop must not be held up for RequestTimeout, and the next
+// Open elsewhere drops the key.
 func (s *Store) dropBeat() {
-	ctx, cancel := context.WithTimeout(context.Background(), min(s.reqTimeout, 500*time.Millisecond))
+	timeout := s.reqTimeout
+	if time.Since(s.beats.current()) > time.Second {
+		timeout = min(timeout, 100*time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if _, err := s.cli.Delete(ctx, s.beats.key); err != nil {
 		s.log.Debug("heartbeat key not deleted", zap.Error(err))
