@@ -524,14 +524,11 @@ func (t *txState) releaseUser(id string, stoppedAt time.Time) error {
 // owned returns the user's live sessions, finalizing passed deadlines. It
 // reads only the user's own records, whatever else is live.
 func (t *txState) owned(user string) ([]*Session, error) {
-	var names, stale []string
-	err := t.tx.Scan(prefixOwned(user), func(k string, _ []byte) error {
-		names = append(names, k[len(prefixOwned(user)):])
-		return nil
-	})
+	names, err := t.namesUnder(prefixOwned(user))
 	if err != nil {
 		return nil, err
 	}
+	var stale []string
 	var out []*Session
 	for _, name := range names {
 		sess, err := t.session(name)

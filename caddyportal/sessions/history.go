@@ -35,36 +35,45 @@ func (s *Service) EachSessionOf(ctx context.Context, owners []string, fn func(*S
 		}
 		seen := map[string]bool{}
 		for _, owner := range owners {
-			for _, prefix := range []string{prefixOwned(owner), prefixHistoryOf(owner)} {
-				var names []string
-				err := tx.Scan(prefix, func(k string, _ []byte) error {
-					names = append(names, strings.TrimPrefix(k, prefix))
-					return nil
-				})
+			live, err := t.namesUnder(prefixOwned(owner))
+			if err != nil {
+				return err
+			}
+			ended, err := t.namesUnder(prefixHistoryOf(owner))
+			if err != nil {
+				return err
+			}
+			for _, name := range append(live, ended...) {
+				if seen[name] {
+					continue
+				}
+				seen[name] = true
+				sess, err := t.session(name)
 				if err != nil {
 					return err
 				}
-				for _, name := range names {
-					if seen[name] {
-						continue
-					}
-					seen[name] = true
-					sess, err := t.session(name)
-					if err != nil {
-						return err
-					}
-					// The record decides: a key whose record is gone or
-					// belongs to someone else is skipped.
-					if sess == nil || sess.Owner != owner {
-						continue
-					}
-					sess.State, sess.Reason = sess.Effective(t.now)
-					fn(sess)
+				// The record decides: a key whose record is gone or
+				// belongs to someone else is skipped.
+				if sess == nil || sess.Owner != owner {
+					continue
 				}
+				sess.State, sess.Reason = sess.Effective(t.now)
+				fn(sess)
 			}
 		}
 		return nil
 	})
+}
+
+// namesUnder returns the session names that an index's keys under prefix
+// end in (o/<user>/, h/<user>/), in key order.
+func (t *txState) namesUnder(prefix string) ([]string, error) {
+	var names []string
+	err := t.tx.Scan(prefix, func(k string, _ []byte) error {
+		names = append(names, strings.TrimPrefix(k, prefix))
+		return nil
+	})
+	return names, err
 }
 
 // historyCovers reports whether the history index holds every kept STOPPED
