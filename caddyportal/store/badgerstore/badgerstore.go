@@ -357,6 +357,9 @@ func (s *Store) tryUpdate(fn func(tx store.Txn) error, synced bool) error {
 	tx := newTxn(btx, s.now(), true)
 	err := fn(tx)
 	tx.End()
+	if err == nil {
+		err = tx.flush()
+	}
 	if errors.Is(err, badger.ErrTxnTooBig) {
 		// Badger's limit follows the memtable size: callers split the work.
 		return fmt.Errorf("badgerstore: %w: %w", store.ErrTooLarge, err)

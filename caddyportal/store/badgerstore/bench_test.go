@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/caddyportal/caddyportal/caddyportal/store"
 	"github.com/caddyportal/caddyportal/caddyportal/store/badgerstore"
@@ -72,4 +73,47 @@ func runUpdates(b *testing.B, s *badgerstore.Store, parallelism int, update func
 			}
 		}
 	})
+}
+
+// BenchmarkBatchScans measures what one transaction of the portal's
+// allocation batch does for each request in it: scan the learner's index
+// (which holds nothing yet), then write the session, its index entries and
+// an expiring key. One op is one transaction of 200 such requests, a class
+// arriving at once (in memory: the CPU, not the disk, is measured).
+func BenchmarkBatchScans(b *testing.B) {
+	s, err := badgerstore.Open(badgerstore.Options{InMemory: true, SweepInterval: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	const requests = 200
+	value := make([]byte, 400)
+	b.ReportAllocs()
+	for n := 0; b.Loop(); n++ {
+		err := s.Update(context.Background(), func(tx store.Txn) error {
+			for i := range requests {
+				user := fmt.Sprintf("u%d-%d", n, i)
+				found := 0
+				if err := tx.Scan("o/"+user+"/", func(string, []byte) error { found++; return nil }); err != nil {
+					return err
+				}
+				if found != 0 {
+					return fmt.Errorf("%s already owns %d", user, found)
+				}
+				name := fmt.Sprintf("s%d-%d", n, i)
+				for _, k := range []string{"s/" + name, "o/" + user + "/" + name, "l/" + name, "u/" + user} {
+					if err := tx.Set(k, value); err != nil {
+						return err
+					}
+				}
+				if err := tx.SetExpiring("t/"+name, value[:32], time.Now().Add(time.Hour)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
 }

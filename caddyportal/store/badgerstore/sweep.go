@@ -3,7 +3,6 @@ package badgerstore
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -70,14 +69,10 @@ func sweepOnce(t *txn) (deleted, seen int, err error) {
 		case err != nil:
 			return 0, 0, err
 		case r.Expiring && r.Expires == d.nanos:
-			if err := t.btx.Delete([]byte(d.key)); err != nil {
-				return 0, 0, fmt.Errorf("badgerstore: sweep %q: %w", d.key, err)
-			}
+			t.deleteKey(d.key)
 			deleted++
 		}
-		if err := t.btx.Delete(indexKey(d.nanos, d.key)); err != nil {
-			return 0, 0, fmt.Errorf("badgerstore: sweep %q: %w", d.key, err)
-		}
+		t.deleteKey(string(indexKey(d.nanos, d.key)))
 	}
 	return deleted, len(batch), nil
 }

@@ -93,6 +93,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"ViewIsReadOnly", testViewIsReadOnly},
 		{"UpdateRollback", testUpdateRollback},
 		{"UpdateSeesOwnWrites", testUpdateSeesOwnWrites},
+		{"ScanSeesOwnWrites", testScanSeesOwnWrites},
 		{"CanceledContext", testCanceledContext},
 		{"ConcurrentIncrements", testConcurrentIncrements},
 		{"ExpiryExact", testExpiryExact},
@@ -475,6 +476,68 @@ func testUpdateSeesOwnWrites(t *testing.T, open OpenFunc) {
 		}
 		return nil
 	})
+}
+
+// testScanSeesOwnWrites checks that Scan in an Update merges the
+// transaction's own writes with what is stored: new keys in order, its
+// values over stored ones, its deletions hidden, a key written and deleted
+// again absent, expiring keys visible until they expire (and their expiry
+// bookkeeping never), and values that are copies.
+func testScanSeesOwnWrites(t *testing.T, open OpenFunc) {
+	s, clock := openClocked(t, open)
+	Set(t, s, "a/1", "v1", "a/3", "v3", "a/5", "v5", "b/x", "bx")
+	var got, all []string
+	update(t, s, func(tx store.Txn) error {
+		for _, kv := range [][2]string{{"a/2", "n2"}, {"a/3", "n3"}, {"a/7", "n7"}, {"a/0", "n0"}} {
+			if err := tx.Set(kv[0], []byte(kv[1])); err != nil {
+				return err
+			}
+		}
+		if err := tx.SetExpiring("a/6", []byte("n6"), clock.Now().Add(time.Minute)); err != nil {
+			return err
+		}
+		if err := tx.SetExpiring("a/8", []byte("n8"), clock.Now().Add(time.Nanosecond)); err != nil {
+			return err
+		}
+		for _, k := range []string{"a/5", "a/7"} {
+			if err := tx.Delete(k); err != nil {
+				return err
+			}
+		}
+		err := tx.Scan("a/", func(k string, v []byte) error {
+			got = append(got, k+"="+string(v))
+			v[0] = 'X' // must not reach the store
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return tx.Scan("", func(k string, v []byte) error {
+			all = append(all, k)
+			return nil
+		})
+	})
+	want := []string{"a/0=n0", "a/1=v1", "a/2=n2", "a/3=n3", "a/6=n6", "a/8=n8"}
+	if !slices.Equal(got, want) {
+		t.Errorf("Scan(a/) in the Update = %q, want %q", got, want)
+	}
+	if wantAll := []string{"a/0", "a/1", "a/2", "a/3", "a/6", "a/8", "b/x"}; !slices.Equal(all, wantAll) {
+		t.Errorf("Scan(\"\") in the Update = %q, want %q", all, wantAll)
+	}
+	if got, want := scan(t, s, "a/"), want; !slices.Equal(got, want) {
+		t.Errorf("Scan(a/) after the commit = %q, want %q", got, want)
+	}
+	clock.Advance(time.Second)
+	update(t, s, func(tx store.Txn) error {
+		got = got[:0]
+		return tx.Scan("a/", func(k string, v []byte) error {
+			got = append(got, k)
+			return nil
+		})
+	})
+	if want := []string{"a/0", "a/1", "a/2", "a/3", "a/6"}; !slices.Equal(got, want) {
+		t.Errorf("Scan(a/) a second later = %q, want %q (a/8 expired)", got, want)
+	}
 }
 
 func testCanceledContext(t *testing.T, open OpenFunc) {
