@@ -588,6 +588,33 @@ func (s *Service) isLazy(e *Environment) bool {
 	return e.Lazy
 }
 
+// topUpKnown tops up the reserves of the environments that already had
+// sessions, once New has settled them. A restarted or reloaded portal
+// creates initial reserves only for environments new to the store; without
+// this the others' warm pools stayed as the previous process left them
+// (empty after a restart that ended them) until the first reconcile pass,
+// ReconcileInterval later, and every learner meanwhile waited for a cold
+// start.
+func (s *Service) topUpKnown(ctx context.Context) error {
+	var known []*Environment
+	for _, e := range s.envs {
+		if e.State == EnvRunning && e.Reserved > 0 && !s.isLazy(e) {
+			known = append(known, e)
+		}
+	}
+	if len(known) == 0 {
+		return nil
+	}
+	return s.update(ctx, func(t *txState) error {
+		for _, e := range known {
+			if err := t.topUp(e, e.Reserved); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // createInitial creates an environment's initial reserves.
 func (s *Service) createInitial(ctx context.Context, e *Environment) error {
 	return s.update(ctx, func(t *txState) error { return t.topUp(e, e.Initial) })

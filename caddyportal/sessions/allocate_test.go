@@ -380,6 +380,28 @@ func TestInitialZeroStaysActiveAfterRestart(t *testing.T) {
 	}
 }
 
+// TestRestartTopsUpReservesAtOnce: a portal restarted (or reloaded) on a
+// store whose environment exists creates no initial reserves, so New tops
+// its warm pool up itself rather than leaving it to the first reconcile
+// pass, a ReconcileInterval later (an hour here): the place a learner left
+// and the reserves a larger `reserved` asks for are there at once.
+func TestRestartTopsUpReservesAtOnce(t *testing.T) {
+	w := workshop("lab", 4, 1)
+	svc, st, clk := setup(t, portal(w))
+	request(t, svc, "demo-w01", "alice") // takes s001; reserve s002
+	bob := request(t, svc, "demo-w01", "bob")
+	if _, err := svc.Terminate(context.Background(), bob.Session.Name, ""); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(grace + time.Second)
+	svc.Close()
+	w.Reserved = intp(2)
+	svc = newService(t, st, clk, portal(w))
+	if got := reserves(live(t, svc, "demo-w01")); len(got) != 2 {
+		t.Fatalf("reserves right after the restart with reserved 2 = %v, want two", got)
+	}
+}
+
 func TestPortalMaximumEvictsOldestReserve(t *testing.T) {
 	lazy := workshop("a", 3, 1)
 	lazy.Initial = intp(0)

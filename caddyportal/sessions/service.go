@@ -263,6 +263,10 @@ func New(ctx context.Context, st store.Store, cfg config.Portal, opts Options) (
 		s.cancel()
 		return nil, fmt.Errorf("reconciling environments: %w", err)
 	}
+	if err := s.topUpKnown(ctx); err != nil {
+		s.cancel()
+		return nil, fmt.Errorf("topping up reserves: %w", err)
+	}
 	s.startQ.setOpen(true)
 	s.stopQ.setOpen(true)
 	s.pump(&s.stopQ, s.stopOne)
