@@ -821,13 +821,15 @@ func spawnRound(ctx context.Context, o Options, bin string, dash spawnDash, work
 	if err := r.login(ctx); err != nil {
 		return out, err
 	}
+	// Settled first: the profile is of the class, not of the new
+	// portal's start-up work (its spares, its first reconcile).
+	settle(ctx)
 	profiled := func() {}
 	if profileAs != "" {
 		profiled = profileLearners(ctx, o, spec, profileAs, "spawn", rep, logf)
 	}
 	var res []learnerResult
 	var busyErr error
-	settle(ctx)
 	perfDone := perfClass(o, p.cmd.Process.Pid, work, rep, logf)
 	out.portalBusy, out.portalShare, busyErr = machineBusy(func() {
 		out.pcpu, out.hcpu, out.cpuErr = cpuUsed(p, func() { res, out.wall = learners(ctx, r, "spawn", n, spawnPoll, false, dash.isDash) })
