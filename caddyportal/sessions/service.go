@@ -264,8 +264,9 @@ func New(ctx context.Context, st store.Store, cfg config.Portal, opts Options) (
 		return nil, fmt.Errorf("reconciling environments: %w", err)
 	}
 	if err := s.topUpKnown(ctx); err != nil {
-		s.cancel()
-		return nil, fmt.Errorf("topping up reserves: %w", err)
+		// Not worth failing the start-up for: the reconcile passes top up
+		// too (replicas starting together on etcd can conflict here).
+		s.log.Warn("topping up reserves at start-up; the next reconcile pass will", zap.Error(err))
 	}
 	s.startQ.setOpen(true)
 	s.stopQ.setOpen(true)
