@@ -247,7 +247,6 @@ func (t *txn) Scan(prefix string, fn func(key string, value []byte) error) error
 	if visit, err := t.CheckScan(prefix); !visit {
 		return err
 	}
-	pend := t.pendingUnder(prefix)
 	// visit calls fn for one visible record, stored or pending.
 	visit := func(key string, raw []byte) error {
 		r, err := decode(raw)
@@ -259,21 +258,13 @@ func (t *txn) Scan(prefix string, fn func(key string, value []byte) error) error
 		}
 		return fn(key, r.Value)
 	}
-	// emitPending visits the pending writes before key (through key when
-	// through; all of them when key is nil).
-	emitPending := func(key []byte, through bool) error {
-		for len(pend) > 0 && (key == nil || strings.Compare(pend[0].key, string(key)) < 0 || through && pend[0].key == string(key)) {
-			p := pend[0]
-			pend = pend[1:]
+	pending := kvcore.NewPendingMerge(t.pendingUnder(prefix), func(p keyedWrite) string { return p.key },
+		func(p keyedWrite) error {
 			if p.w.del {
-				continue
+				return nil
 			}
-			if err := visit(p.key, bytes.Clone(p.w.raw)); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
+			return visit(p.key, bytes.Clone(p.w.raw))
+		})
 	opts := badger.DefaultIteratorOptions
 	opts.Prefix = []byte(prefix)
 	// Values are small and kept in the LSM tree; prefetching them starts
@@ -290,14 +281,11 @@ func (t *txn) Scan(prefix string, fn func(key string, value []byte) error) error
 			it.Seek([]byte{store.ReservedPrefix[0] + 1})
 			continue
 		}
-		if err := emitPending(k, false); err != nil {
+		key := string(k)
+		// The transaction's own write to key shadows the stored value.
+		if shadowed, err := pending.Stored(key); err != nil {
 			return err
-		}
-		if len(pend) > 0 && pend[0].key == string(k) {
-			// The transaction's own write shadows the stored value.
-			if err := emitPending(k, true); err != nil {
-				return err
-			}
+		} else if shadowed {
 			it.Next()
 			continue
 		}
@@ -305,11 +293,10 @@ func (t *txn) Scan(prefix string, fn func(key string, value []byte) error) error
 		if err != nil {
 			return fmt.Errorf("badgerstore: scan %q: %w", k, err)
 		}
-		if err := visit(string(k), raw); err != nil {
+		if err := visit(key, raw); err != nil {
 			return err
 		}
 		it.Next()
 	}
-	// Pending keys after the last stored one.
-	return emitPending(nil, false)
+	return pending.Rest()
 }

@@ -223,41 +223,29 @@ func (t *txn) Scan(prefix string, fn func(key string, value []byte) error) error
 	}
 
 	// The buffered writes under the prefix, in key order, to merge in.
-	var pending []string
+	var keys []string
 	for k := range t.writes {
 		if strings.HasPrefix(k, prefix) {
-			pending = append(pending, k)
+			keys = append(keys, k)
 		}
 	}
-	slices.Sort(pending)
-	// emitPending visits the pending keys before upTo (through upTo when
-	// inclusive; all of them when upTo is nil).
-	emitPending := func(upTo *string, inclusive bool) error {
-		for len(pending) > 0 && (upTo == nil || pending[0] < *upTo || inclusive && pending[0] == *upTo) {
-			k := pending[0]
-			pending = pending[1:]
-			v, err := t.writes[k].visible(t.now)
-			if errors.Is(err, store.ErrNotFound) {
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			if err := fn(k, v); err != nil {
-				return err
-			}
+	slices.Sort(keys)
+	pending := kvcore.NewPendingMerge(keys, func(k string) string { return k }, func(k string) error {
+		v, err := t.writes[k].visible(t.now)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
 		}
-		return nil
-	}
+		if err != nil {
+			return err
+		}
+		return fn(k, v)
+	})
 
 	err := t.stored(prefix, func(key string, raw []byte, modRev int64) error {
 		t.scanned[key] = modRev
-		if err := emitPending(&key, false); err != nil {
+		// The transaction's own write shadows the stored value.
+		if shadowed, err := pending.Stored(key); shadowed || err != nil {
 			return err
-		}
-		if len(pending) > 0 && pending[0] == key {
-			// The transaction's own write shadows the stored value.
-			return emitPending(&key, true)
 		}
 		rec, err := decode(raw)
 		if err != nil {
@@ -272,7 +260,7 @@ func (t *txn) Scan(prefix string, fn func(key string, value []byte) error) error
 		return err
 	}
 	// Buffered keys after the last stored one.
-	return emitPending(nil, false)
+	return pending.Rest()
 }
 
 // stored calls visit for every stored user key under prefix in key order,
