@@ -588,11 +588,12 @@ func (s *Service) isLazy(e *Environment) bool {
 	return e.Lazy
 }
 
-// topUpKnown tops up the reserves of the environments that already had
-// sessions, once New has settled them. A restarted or reloaded portal
-// creates initial reserves only for environments new to the store; without
-// this the others' warm pools stayed as the previous process left them
-// (empty after a restart that ended them) until the first reconcile pass,
+// topUpKnown tops up the reserves of every running environment once New
+// has settled them. A restarted or reloaded portal creates initial reserves
+// only for environments new to the store (createInitial; those already
+// hold at least `reserved`, so here they need nothing); without this the
+// others' warm pools stayed as the previous process left them (empty after
+// a restart that ended them) until the first reconcile pass,
 // ReconcileInterval later, and every learner meanwhile waited for a cold
 // start.
 func (s *Service) topUpKnown(ctx context.Context) error {
