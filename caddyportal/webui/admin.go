@@ -801,12 +801,9 @@ func (u *UI) usersPage(w http.ResponseWriter, r *http.Request, _ string) {
 		rows[d.Rows[i].ID] = &d.Rows[i]
 	}
 	// Only the page's users' sessions are read and counted, not every
-	// record kept.
+	// record kept; EachSessionOf returns none of anyone else.
 	err = u.svc.EachSessionOf(r.Context(), slices.Collect(maps.Keys(rows)), func(s *sessions.Session) {
 		row := rows[s.Owner]
-		if s.Owner == "" || row == nil {
-			return
-		}
 		row.Total++
 		if !s.State.Ending() {
 			row.Live = append(row.Live, s.Name)
