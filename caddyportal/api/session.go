@@ -22,6 +22,12 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/spawner"
 )
 
+// msgInvalidUserID answers a user id that sessions.ValidUserID refuses:
+// invalid UTF-8 (which a client sends as percent-escapes) is refused as
+// much as a control character is, and the learner's front end should say
+// which rule the id broke.
+const msgInvalidUserID = "Invalid user id: it must be valid UTF-8 without control characters"
+
 // requestResponse is the session request response, keys in the order of
 // reference §2.5.
 type requestResponse struct {
@@ -111,7 +117,7 @@ func (a *API) request(w http.ResponseWriter, r *http.Request, env string) {
 		}
 	}
 	if !sessions.ValidUserID(req.User) {
-		writeError(w, http.StatusBadRequest, "Invalid user id: control characters are not allowed")
+		writeError(w, http.StatusBadRequest, msgInvalidUserID)
 		return
 	}
 	for _, v := range []string{req.User, req.Email, req.FirstName, req.LastName, req.Session} {
@@ -470,7 +476,7 @@ func (a *API) userSessions(w http.ResponseWriter, r *http.Request, user string) 
 		return
 	}
 	if !sessions.ValidUserID(user) {
-		writeError(w, http.StatusBadRequest, "Invalid user id: control characters are not allowed")
+		writeError(w, http.StatusBadRequest, msgInvalidUserID)
 		return
 	}
 	list, err := a.svc.UserSessions(r.Context(), user)
