@@ -36,7 +36,7 @@ package sessions
 //	                      or version 1) are read from their record until the
 //	                      reconcile pass rewrites them.
 //	e/<hour>/<session>    ended index: STOPPED sessions by the hour (Unix hours,
-//	                      10 digits) of the later of their stop and expiry times;
+//	                      10 digits) of their stop time (Session.EndedAt);
 //	                      the value summarises the session for the admin overview
 //	                      (recent.go: endedSummary); it expires a day after that
 //	                      time, or with the record if that goes first, so the

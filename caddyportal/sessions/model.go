@@ -232,6 +232,18 @@ func (s *Session) SharedDashboard() bool { return s.Slot >= 0 }
 // Reserved reports whether the session is an unowned spare.
 func (s *Session) Reserved() bool { return s.Owner == "" }
 
+// EndedAt is when a session that ended stopped counting for the admin
+// overview: its stop time, or its expiry on a record without one. Not the
+// later of the two: a session that ends before its expiry (a failed start,
+// a pending session deleted) keeps that expiry, which may be hours ahead,
+// and the ended index, kept by this instant's hour, is read only up to now.
+func (s *Session) EndedAt() time.Time {
+	if s.Stopped.IsZero() {
+		return s.Expires
+	}
+	return s.Stopped
+}
+
 // spare reports whether the session is a reserve ready to hand out.
 func (s *Session) spare() bool { return s.Reserved() && s.State == lifecycle.Waiting }
 

@@ -24,16 +24,6 @@ func prefixEndedHour(hour int64) string { return fmt.Sprintf("%s%010d/", prefixE
 
 func unixHour(t time.Time) int64 { return t.Unix() / 3600 }
 
-// endedAt is when a STOPPED session last counted for the admin overview:
-// the later of its stop and its expiry (a session terminated early keeps
-// the expiry it had).
-func endedAt(sess *Session) time.Time {
-	if sess.Expires.After(sess.Stopped) {
-		return sess.Expires
-	}
-	return sess.Stopped
-}
-
 // endedSummary is the value of an ended-index key: what the admin overview
 // shows of a session that ended (its chart and its list of problems), so
 // that it reads no record of one.
@@ -66,7 +56,7 @@ func (e endedSummary) session(name string) *Session {
 // made STOPPED with its record kept until retain. The key goes with the
 // record if that goes first.
 func (t *txState) indexEnded(sess *Session, retain time.Time) error {
-	at := endedAt(sess)
+	at := sess.EndedAt()
 	until := at.Add(endedKept)
 	if retain.Before(until) {
 		until = retain
@@ -175,7 +165,7 @@ func (s *Service) EachRecent(ctx context.Context, since time.Time, fn func(*Sess
 				if unmarshal(v, &sum) != nil {
 					return nil // one bad value must not hide the rest
 				}
-				if sess := sum.session(strings.TrimPrefix(k, prefix)); !endedAt(sess).Before(since) {
+				if sess := sum.session(strings.TrimPrefix(k, prefix)); !sess.EndedAt().Before(since) {
 					fn(sess)
 				}
 				return nil

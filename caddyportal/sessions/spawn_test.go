@@ -124,6 +124,37 @@ func (l *eventLog) await(t *testing.T, name, session string) *sessions.Event {
 	return l.find(name, session)
 }
 
+// A session that ends hours before its expiry (here a failed start, three
+// hours into an activation window) is among the admin overview's recent
+// ends at once, not only once the hour of that expiry has come: the ended
+// index files it under its stop.
+func TestEndedBeforeExpiryIsRecentAtOnce(t *testing.T) {
+	sp := newLoopSpawner()
+	sp.failStart = errBoom
+	clk := newClock()
+	st := openStore(t, clk)
+	svc := newSpawnService(t, st, clk, portal(spawnWorkshop("lab", 1, 0)), sp, sessions.Options{})
+	res, err := svc.RequestSession(context.Background(), sessions.Request{Environment: "demo-w01", User: "u1", IndexURL: "/",
+		Timeout: durp(3 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := res.Session.Name
+	eventually(t, "the failed session STOPPED", func() bool { return stateIs(svc, name, "STOPPED") })
+	if sess := get(t, svc, name); !sess.Expires.After(clk.Now().Add(2 * time.Hour)) {
+		t.Fatalf("the session expires at %v: the test needs an expiry hours ahead", sess.Expires)
+	}
+	var seen *sessions.Session
+	err = svc.EachRecent(context.Background(), clk.Now().Add(-time.Minute), func(s *sessions.Session) {
+		if s.Name == name {
+			seen = s
+		}
+	})
+	if err != nil || seen == nil || seen.Reason != sessions.ReasonStartFailed || !seen.EndedAt().Equal(clk.Now()) {
+		t.Fatalf("the last minute's ends have %+v (%v), want %s ended now with start-failed", seen, err, name)
+	}
+}
+
 // A start that fails ends the session with start-failed (an event with the
 // reason, OnStart told) and frees its place for the next request.
 func TestSpawnFailedStartEndsSessionAndFreesPlace(t *testing.T) {

@@ -91,7 +91,7 @@ func (u *UI) overview(w http.ResponseWriter, r *http.Request, _ string) {
 	since := now.Add(-6 * time.Hour)
 	var recent []*sessions.Session
 	err = u.svc.EachRecent(r.Context(), since, func(s *sessions.Session) {
-		if s.State.Ending() && !s.Stopped.IsZero() && s.Stopped.Before(since) && s.Expires.Before(since) {
+		if s.State.Ending() && s.EndedAt().Before(since) {
 			return
 		}
 		recent = append(recent, s)
@@ -128,14 +128,10 @@ func (u *UI) overview(w http.ResponseWriter, r *http.Request, _ string) {
 func problems(all []*sessions.Session, since time.Time, max int) []problem {
 	var out []problem
 	for _, s := range all {
-		if !problemReasons[s.Reason] || s.Stopped.Before(since) && s.Expires.Before(since) {
+		if !problemReasons[s.Reason] || s.EndedAt().Before(since) {
 			continue
 		}
-		at := s.Stopped
-		if at.IsZero() {
-			at = s.Expires
-		}
-		p := problem{At: at, Session: s.Name, Environment: s.Environment, Reason: s.Reason}
+		p := problem{At: s.EndedAt(), Session: s.Name, Environment: s.Environment, Reason: s.Reason}
 		if s.Progress != nil {
 			p.Message = s.Progress.Message
 		}
