@@ -121,6 +121,12 @@ func TestSpawnedSessionLifecycle(t *testing.T) {
 	if bad.Status != http.StatusBadRequest || !strings.Contains(string(bad.Body), "LD_PRELOAD") {
 		t.Fatalf("a reserved parameter name: %d %s", bad.Status, bad.Body)
 	}
+	// Nor can a variable hold a NUL byte (JSON can: \u0000).
+	bad = p.Do(http.MethodPost, "/workshops/environment/demo-w01/request/?user=mallory&index_url=https://hub.example.com/",
+		tok, strings.NewReader(`{"parameters":[{"name":"GREETING","value":"hi\u0000there"}]}`), map[string]string{"Content-Type": "application/json"})
+	if bad.Status != http.StatusBadRequest || !strings.Contains(string(bad.Body), "NUL") {
+		t.Fatalf("a parameter value with a NUL byte: %d %s", bad.Status, bad.Body)
+	}
 
 	name, ck, loc := p.Activate(tok, "demo-w01", "alice")
 	if ck == nil || loc != "/workshops/session/"+name+"/" {

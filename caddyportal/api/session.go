@@ -64,10 +64,10 @@ func (a *API) request(w http.ResponseWriter, r *http.Request, env string) {
 	}
 	if e.Workshop.Spawned() {
 		// A spawned environment gets the parameters as environment
-		// variables: refuse a name it could not take now, not when the
+		// variables: refuse one it could not take now, not when the
 		// start fails later.
 		for _, p := range params {
-			if err := spawner.ValidParameterName(p.Name); err != nil {
+			if err := spawner.ValidParameter(p.Name, p.Value); err != nil {
 				writeError(w, http.StatusBadRequest, "Invalid parameter: "+err.Error())
 				return
 			}

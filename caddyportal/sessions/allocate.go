@@ -43,7 +43,11 @@ type Request struct {
 	Timeout *time.Duration
 	// Session, when set, makes the request reacquire-only.
 	Session string
-	Params  []Param
+	// Params are the request's parameters, kept in the session record. A
+	// spawned environment gets them as variables only when it starts for
+	// this request, not when a reserve started ahead is handed out
+	// (Result.StartedAhead).
+	Params []Param
 	// NoToken creates a session that needs no activation link (web flows);
 	// it starts RUNNING at once.
 	NoToken bool
@@ -55,6 +59,11 @@ type Result struct {
 	Session *Session
 	User    string
 	Token   string
+	// StartedAhead says the request was given a reserve of a spawned
+	// workshop whose environment had been started (or had begun to start)
+	// before the request: that environment did not get the request's
+	// parameters.
+	StartedAhead bool
 }
 
 type allocReq struct {
@@ -75,6 +84,14 @@ func (s *Service) RequestSession(ctx context.Context, req Request) (Result, erro
 	res, err := s.requestSession(ctx, req)
 	if err != nil && s.opts.OnRequestFailed != nil {
 		s.opts.OnRequestFailed(req.Environment, err)
+	}
+	if err == nil && res.StartedAhead && len(req.Params) > 0 {
+		// Not the learner's fault, and the session is good otherwise:
+		// the operator is told, once per such request.
+		s.log.Warn("request parameters not passed to the environment: it was started ahead as a reserve "+
+			"(a workshop whose environments need request parameters should have reserved 0)",
+			zap.String("session", res.Session.Name), zap.String("environment", req.Environment),
+			zap.Int("parameters", len(req.Params)))
 	}
 	return res, err
 }
@@ -330,10 +347,15 @@ func (t *txState) allocate(req Request) (Result, error) {
 	if err := t.holdUser(user); err != nil {
 		return Result{}, err
 	}
+	// A start reads the session record when it begins, so a reserve still
+	// queued starts with this request's parameters; one begun already
+	// cannot take them any more.
+	startedAhead := t.s.spawnerOf(e) != nil && (reserve.Env != nil || reserve.Spawning)
 	res, err := t.handOut(reserve, user.ID, req)
 	if err != nil {
 		return Result{}, err
 	}
+	res.StartedAhead = startedAhead
 	t.event(EventSessionPending, reserve, nil)
 	// Replace the reserve that was taken.
 	return res, t.topUp(e, e.Reserved)

@@ -36,9 +36,10 @@ type loopSpawner struct {
 	holdStop   chan struct{} // Stop waits for it to close when set
 	unsure     error         // Alive answers it when set: a backend that cannot tell
 	timeout    time.Duration
-	starts     []string // sessions in the order Start was called
-	stops      []string // sessions in the order Stop removed them
-	running    int      // Start calls under way
+	starts     []string                     // sessions in the order Start was called
+	params     map[string]map[string]string // each start's request parameters, by session
+	stops      []string                     // sessions in the order Stop removed them
+	running    int                          // Start calls under way
 	maxRunning int
 }
 
@@ -61,6 +62,10 @@ func newLoopSpawner() *loopSpawner {
 func (l *loopSpawner) Start(ctx context.Context, spec spawner.Spec, progress func(spawner.Progress)) (spawner.Env, error) {
 	l.mu.Lock()
 	l.starts = append(l.starts, spec.Session)
+	if l.params == nil {
+		l.params = map[string]map[string]string{}
+	}
+	l.params[spec.Session] = spec.Parameters
 	l.running++
 	l.maxRunning = max(l.maxRunning, l.running)
 	hold, fail, tokens, later := l.hold, l.failStart, l.tokens, l.failLater
@@ -113,6 +118,13 @@ func (l *loopSpawner) Start(ctx context.Context, spec spawner.Spec, progress fun
 	l.envs[e.id] = e
 	spawner.Report(progress, spawner.StepStarted, "the server runs")
 	return l.envOf(spec.Session, e), nil
+}
+
+// paramsOf returns the parameters session's last start was given.
+func (l *loopSpawner) paramsOf(session string) map[string]string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.params[session]
 }
 
 // makeReady makes session's dashboard answer from now on.

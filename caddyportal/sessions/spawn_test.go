@@ -1084,3 +1084,64 @@ func TestWaitingReserveReportedAgain(t *testing.T) {
 		t.Fatalf("the taken reserve was reported %d more times", after-taken)
 	}
 }
+
+// A request's parameters reach an environment started for it, and a reserve
+// still queued (its start reads the record when it begins); a reserve whose
+// environment began before the request cannot take them, which the result
+// says and the log tells the operator, naming the session.
+func TestRequestParametersAndReserves(t *testing.T) {
+	sp := newLoopSpawner()
+	sp.tokens = make(chan struct{})
+	core, logs := observer.New(zapcore.WarnLevel)
+	clk := newClock()
+	st := openStore(t, clk)
+	// Two reserves, one start at a time: the first starts, the second waits.
+	svc := newSpawnService(t, st, clk, portal(spawnWorkshop("lab", 2, 2)), sp, sessions.Options{Starts: 1, Logger: zap.New(core)})
+	rs := reserves(live(t, svc, "demo-w01"))
+	if len(rs) != 2 {
+		t.Fatalf("reserves %v, want 2", rs)
+	}
+	eventually(t, "one start under way", func() bool { return sp.runningStarts() == 1 })
+	begun := sp.startOrder()[0]
+	queued := rs[0]
+	if queued == begun {
+		queued = rs[1]
+	}
+	ask := func(user, value string) sessions.Result {
+		t.Helper()
+		res, err := svc.RequestSession(context.Background(), sessions.Request{Environment: "demo-w01", User: user, IndexURL: "/",
+			Params: []sessions.Param{{Name: "GREETING", Value: value}}})
+		if err != nil {
+			t.Fatalf("request for %s: %v", user, err)
+		}
+		return res
+	}
+	warned := func(session string) int {
+		return logs.FilterMessageSnippet("request parameters not passed").FilterField(zap.String("session", session)).Len()
+	}
+	// The workshop is full: the oldest starting reserve, begun already.
+	a := ask("alice", "hello alice")
+	if a.Session.Name != begun || !a.StartedAhead || warned(begun) != 1 {
+		t.Fatalf("alice got %s (started ahead %v, warnings %d), want the begun reserve %s, started ahead, one warning",
+			a.Session.Name, a.StartedAhead, warned(begun), begun)
+	}
+	// Then the queued one: it starts with bob's parameters.
+	b := ask("bob", "hello bob")
+	if b.Session.Name != queued || b.StartedAhead || warned(queued) != 0 {
+		t.Fatalf("bob got %s (started ahead %v, warnings %d), want the queued reserve %s, not started ahead, no warning",
+			b.Session.Name, b.StartedAhead, warned(queued), queued)
+	}
+	sp.tokens <- struct{}{}
+	sp.tokens <- struct{}{}
+	eventually(t, "both sessions WAITING", func() bool { return stateIs(svc, begun, "WAITING") && stateIs(svc, queued, "WAITING") })
+	if got := sp.paramsOf(queued); got["GREETING"] != "hello bob" {
+		t.Errorf("bob's environment got parameters %v, want GREETING=hello bob", got)
+	}
+	if got := sp.paramsOf(begun); len(got) != 0 {
+		t.Errorf("alice's reserve, started before her request, got parameters %v", got)
+	}
+	// Sessions keep the request's parameters either way (the admin API shows them).
+	if p := get(t, svc, begun).Params; len(p) != 1 || p[0].Value != "hello alice" {
+		t.Errorf("alice's session record holds parameters %v", p)
+	}
+}

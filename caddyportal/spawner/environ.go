@@ -52,8 +52,7 @@ var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
 
 // ValidParameterName reports why a request parameter cannot become an
 // environment variable: not a portable variable name ([A-Za-z_][A-Za-z0-9_]*,
-// at most 128 characters), or a reserved one. The portal can call it when a
-// request arrives, to refuse it with a 400 instead of failing the start.
+// at most 128 characters), or a reserved one.
 func ValidParameterName(name string) error {
 	if !envName.MatchString(name) {
 		return fmt.Errorf("parameter name %q is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)", name)
@@ -70,10 +69,25 @@ func ValidParameterName(name string) error {
 	return nil
 }
 
+// ValidParameter reports why a request parameter cannot become an
+// environment variable: its name fails ValidParameterName, or its value
+// holds a NUL byte, which no environment variable can carry. The portal
+// calls it when a request arrives, to refuse it with a 400 instead of
+// failing the start.
+func ValidParameter(name, value string) error {
+	if err := ValidParameterName(name); err != nil {
+		return err
+	}
+	if strings.IndexByte(value, 0) >= 0 {
+		return fmt.Errorf("parameter %q contains a NUL byte", name)
+	}
+	return nil
+}
+
 // Environment returns the variables a workshop expects for spec, as
 // KEY=VALUE strings in a stable order: the Educates-named ones above, then
-// the request parameters sorted by name. A parameter whose name fails
-// ValidParameterName is an error, never silently dropped or allowed to
+// the request parameters sorted by name. A parameter that fails
+// ValidParameter is an error, never silently dropped or allowed to
 // override the portal's own values.
 func Environment(spec Spec) ([]string, error) {
 	host := ""
@@ -102,12 +116,9 @@ func Environment(spec Spec) ([]string, error) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		if err := ValidParameterName(n); err != nil {
-			return nil, err
-		}
 		v := spec.Parameters[n]
-		if strings.IndexByte(v, 0) >= 0 {
-			return nil, fmt.Errorf("parameter %q contains a NUL byte", n)
+		if err := ValidParameter(n, v); err != nil {
+			return nil, err
 		}
 		env = append(env, n+"="+v)
 	}

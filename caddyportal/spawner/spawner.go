@@ -27,7 +27,7 @@ type Spec struct {
 	// (Educates' INGRESS_DOMAIN and INGRESS_PROTOCOL).
 	Domain, Protocol string
 	// Parameters are the request's parameters, when the environment is
-	// started for a request; names must pass ValidParameterName.
+	// started for a request; each must pass ValidParameter.
 	Parameters map[string]string
 	// Login is the OAuth client the dashboard logs the learner in with,
 	// for a spawner that asks for one (see PortalLogin); nil otherwise.

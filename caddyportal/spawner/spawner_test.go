@@ -77,8 +77,8 @@ func TestEnvironment(t *testing.T) {
 	for _, bad := range []string{"", "1A", "A-B", "A B", "SESSION_NAME", "session_name", "PATH", "LD_PRELOAD",
 		"PORTAL_CLIENT_SECRET", "portal_api_url",
 		"ld_library_path", "BASH_FUNC_x%%", "CADDYPORTAL_ENV", strings.Repeat("A", 129)} {
-		if ValidParameterName(bad) == nil {
-			t.Errorf("ValidParameterName(%q) accepted", bad)
+		if ValidParameterName(bad) == nil || ValidParameter(bad, "v") == nil {
+			t.Errorf("ValidParameterName or ValidParameter accepted %q", bad)
 		}
 		spec.Parameters = map[string]string{bad: "v"}
 		if _, err := Environment(spec); err == nil {
@@ -88,6 +88,13 @@ func TestEnvironment(t *testing.T) {
 	spec.Parameters = map[string]string{"OK": "a\x00b"}
 	if _, err := Environment(spec); err == nil {
 		t.Error("Environment accepted a NUL byte")
+	}
+	if ValidParameter("OK", "a\x00b") == nil {
+		t.Error("ValidParameter accepted a NUL byte")
+	}
+	// Any other value is the learner's: spaces, newlines, '=' and Unicode.
+	if err := ValidParameter("OK", "a b\nc=d ü"); err != nil {
+		t.Errorf("ValidParameter refused an ordinary value: %v", err)
 	}
 }
 
