@@ -1140,8 +1140,14 @@ func TestRequestParametersAndReserves(t *testing.T) {
 	if got := sp.paramsOf(begun); len(got) != 0 {
 		t.Errorf("alice's reserve, started before her request, got parameters %v", got)
 	}
-	// Sessions keep the request's parameters either way (the admin API shows them).
-	if p := get(t, svc, begun).Params; len(p) != 1 || p[0].Value != "hello alice" {
+	// Sessions keep the request's parameters either way: the admin API
+	// shows them, and the session's config/environment, which alice's
+	// dashboard can read at run time, lists them.
+	sess := get(t, svc, begun)
+	if p := sess.Params; len(p) != 1 || p[0].Value != "hello alice" {
 		t.Errorf("alice's session record holds parameters %v", p)
+	}
+	if env, err := svc.EnvironmentOf(sess); err != nil || !slices.Contains(env, "GREETING=hello alice") {
+		t.Errorf("alice's config/environment = %v (%v), want GREETING=hello alice in it", env, err)
 	}
 }
