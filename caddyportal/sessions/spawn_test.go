@@ -127,7 +127,7 @@ func (l *eventLog) await(t *testing.T, name, session string) *sessions.Event {
 // A session that ends hours before its expiry (here a failed start, three
 // hours into an activation window) is among the admin overview's recent
 // ends at once, not only once the hour of that expiry has come: the ended
-// index files it under its stop.
+// index files it under its stop, and its record's expiry becomes its stop.
 func TestEndedBeforeExpiryIsRecentAtOnce(t *testing.T) {
 	sp := newLoopSpawner()
 	sp.failStart = errBoom
@@ -140,9 +140,14 @@ func TestEndedBeforeExpiryIsRecentAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	name := res.Session.Name
+	if !res.Session.Expires.After(clk.Now().Add(2 * time.Hour)) {
+		t.Fatalf("the session expires at %v: the test needs an expiry hours ahead", res.Session.Expires)
+	}
 	eventually(t, "the failed session STOPPED", func() bool { return stateIs(svc, name, "STOPPED") })
-	if sess := get(t, svc, name); !sess.Expires.After(clk.Now().Add(2 * time.Hour)) {
-		t.Fatalf("the session expires at %v: the test needs an expiry hours ahead", sess.Expires)
+	// Its record says it ended now, not at the deadline it no longer has
+	// (the admin pages show it as the session's expiry).
+	if sess := get(t, svc, name); !sess.Expires.Equal(clk.Now()) || !sess.Stopped.Equal(clk.Now()) {
+		t.Errorf("the failed session expires %v, stopped %v; want both now (%v)", sess.Expires, sess.Stopped, clk.Now())
 	}
 	var seen *sessions.Session
 	err = svc.EachRecent(context.Background(), clk.Now().Add(-time.Minute), func(s *sessions.Session) {

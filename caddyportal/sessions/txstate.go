@@ -433,6 +433,13 @@ func (t *txState) finalize(sess *Session, reason string) error {
 	}
 	sess.State = lifecycle.Stopped
 	sess.Stopped = stoppedAt
+	if sess.Expires.After(stoppedAt) {
+		// It ended before its deadline (a failed start in a long
+		// activation window): the record says when it ended, as retire
+		// and Terminate leave theirs, not a deadline that no longer holds
+		// (the admin pages show it as the session's expiry).
+		sess.Expires = stoppedAt
+	}
 	if sess.Reason == "" {
 		sess.Reason = reason
 	}
