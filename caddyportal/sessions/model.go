@@ -234,9 +234,9 @@ func (s *Session) Reserved() bool { return s.Owner == "" }
 
 // EndedAt is when a session that ended stopped counting for the admin
 // overview: its stop time, or its expiry on a record without one. Not the
-// later of the two: a session that ends before its expiry (a failed start,
-// a pending session deleted) keeps that expiry, which may be hours ahead,
-// and the ended index, kept by this instant's hour, is read only up to now.
+// later of the two: a record finalized by an earlier version after a failed
+// start kept the deadline it no longer had, hours ahead, and the ended
+// index, kept by this instant's hour, is read only up to the current hour.
 func (s *Session) EndedAt() time.Time {
 	if s.Stopped.IsZero() {
 		return s.Expires
