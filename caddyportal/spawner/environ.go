@@ -50,10 +50,10 @@ var reservedPrefixes = []string{"LD_", "DYLD_", "BASH_FUNC_", "CADDYPORTAL_"}
 
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
 
-// ValidParameterName reports why a request parameter cannot become an
+// validParameterName reports why a request parameter's name cannot become an
 // environment variable: not a portable variable name ([A-Za-z_][A-Za-z0-9_]*,
 // at most 128 characters), or a reserved one.
-func ValidParameterName(name string) error {
+func validParameterName(name string) error {
 	if !envName.MatchString(name) {
 		return fmt.Errorf("parameter name %q is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)", name)
 	}
@@ -70,12 +70,12 @@ func ValidParameterName(name string) error {
 }
 
 // ValidParameter reports why a request parameter cannot become an
-// environment variable: its name fails ValidParameterName, or its value
+// environment variable: its name fails validParameterName, or its value
 // holds a NUL byte, which no environment variable can carry. The portal
 // calls it when a request arrives, to refuse it with a 400 instead of
 // failing the start.
 func ValidParameter(name, value string) error {
-	if err := ValidParameterName(name); err != nil {
+	if err := validParameterName(name); err != nil {
 		return err
 	}
 	if strings.IndexByte(value, 0) >= 0 {

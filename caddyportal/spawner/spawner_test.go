@@ -77,8 +77,8 @@ func TestEnvironment(t *testing.T) {
 	for _, bad := range []string{"", "1A", "A-B", "A B", "SESSION_NAME", "session_name", "PATH", "LD_PRELOAD",
 		"PORTAL_CLIENT_SECRET", "portal_api_url",
 		"ld_library_path", "BASH_FUNC_x%%", "CADDYPORTAL_ENV", strings.Repeat("A", 129)} {
-		if ValidParameterName(bad) == nil || ValidParameter(bad, "v") == nil {
-			t.Errorf("ValidParameterName or ValidParameter accepted %q", bad)
+		if validParameterName(bad) == nil || ValidParameter(bad, "v") == nil {
+			t.Errorf("validParameterName or ValidParameter accepted %q", bad)
 		}
 		spec.Parameters = map[string]string{bad: "v"}
 		if _, err := Environment(spec); err == nil {
