@@ -28,6 +28,10 @@ import (
 // which rule the id broke.
 const msgInvalidUserID = "Invalid user id: it must be valid UTF-8 without control characters"
 
+// msgInvalidName answers a first or last name that sessions.ValidName
+// refuses, by the same rules.
+const msgInvalidName = "Invalid name: first_name and last_name must be valid UTF-8 without control characters"
+
 // requestResponse is the session request response, keys in the order of
 // reference §2.5.
 type requestResponse struct {
@@ -118,6 +122,10 @@ func (a *API) request(w http.ResponseWriter, r *http.Request, env string) {
 	}
 	if !sessions.ValidUserID(req.User) {
 		writeError(w, http.StatusBadRequest, msgInvalidUserID)
+		return
+	}
+	if !sessions.ValidName(req.FirstName) || !sessions.ValidName(req.LastName) {
+		writeError(w, http.StatusBadRequest, msgInvalidName)
 		return
 	}
 	for _, v := range []string{req.User, req.Email, req.FirstName, req.LastName, req.Session} {

@@ -408,6 +408,40 @@ func saysInvalidUserID(msg any) bool {
 	return strings.HasPrefix(s, "Invalid user id") && strings.Contains(s, "UTF-8") && strings.Contains(s, "control characters")
 }
 
+// TestNameControlCharacters: a first or last name with a control
+// character or invalid UTF-8 is refused with a 400 naming the rule, under
+// either spelling of the parameter, and no user is created or changed;
+// names in any script are stored as sent.
+func TestNameControlCharacters(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	request := func(q url.Values) response {
+		return h.get("/workshops/environment/demo-w01/request/?"+q.Encode(), h.robot)
+	}
+	for _, name := range []string{"Ann\nMarie", "tab\tname", "nul\x00", "c1\u0085", "line\u2028sep", "Lee\xff"} {
+		for _, param := range []string{"first_name", "firstname", "last_name", "lastname"} {
+			r := request(url.Values{"user": {"ann"}, param: {name}})
+			msg, _ := r.json(t)["error"].(string)
+			if r.status != 400 || !strings.HasPrefix(msg, "Invalid name") || !strings.Contains(msg, "control characters") {
+				t.Errorf("%s=%q: %d %s", param, name, r.status, r.body)
+			}
+		}
+	}
+	if _, err := h.svc.GetUser(context.Background(), "ann"); err == nil {
+		t.Fatal("a refused request created its user")
+	}
+	if r := request(url.Values{"user": {"ann"}, "first_name": {"Zoë"}, "last_name": {"Ångström 李"}}); r.status != 200 {
+		t.Fatalf("names in other scripts: %d %s", r.status, r.body)
+	}
+	// A bad name later must not change the stored one either.
+	if r := request(url.Values{"user": {"ann"}, "first_name": {"Zoë\r"}}); r.status != 400 {
+		t.Fatalf("bad name for an existing user: %d %s", r.status, r.body)
+	}
+	u, err := h.svc.GetUser(context.Background(), "ann")
+	if err != nil || u.FirstName != "Zoë" || u.LastName != "Ångström 李" {
+		t.Fatalf("stored names: %+v %v", u, err)
+	}
+}
+
 // TestUserIDControlCharacters: a user id with control characters could
 // never reach its dashboard (it is carried in newline-separated signed
 // payloads and headers), so it is refused with a 400 and a JSON error when

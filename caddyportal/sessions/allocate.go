@@ -435,7 +435,7 @@ func (t *txState) activationDeadline(e *Environment, timeout *time.Duration) tim
 // created says the user had no record before.
 func (t *txState) user(req Request) (_ *User, created bool, _ error) {
 	id := req.User
-	if !ValidUserID(id) {
+	if !ValidUserID(id) || !ValidName(req.FirstName) || !ValidName(req.LastName) {
 		// The API refuses these first with a clearer message; this holds
 		// for every door.
 		return nil, false, ErrUserNotPermitted

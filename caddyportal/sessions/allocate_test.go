@@ -554,5 +554,13 @@ func TestRequestRefusesControlCharacterUsers(t *testing.T) {
 	if sessions.ValidUserID("a\tb") || !sessions.ValidUserID("") || !sessions.ValidUserID("Zoë 李") {
 		t.Fatal("ValidUserID")
 	}
+	// Names too: they are stored with the user and sent in webhooks.
+	for _, name := range []string{"Ann\nMarie", "Lee\xff", "x\u2029"} {
+		requestErr(t, svc, sessions.Request{Environment: "demo-w01", User: "bob", FirstName: name}, sessions.ErrUserNotPermitted)
+		requestErr(t, svc, sessions.Request{Environment: "demo-w01", User: "bob", LastName: name}, sessions.ErrUserNotPermitted)
+	}
+	if _, err := svc.GetUser(context.Background(), "bob"); err == nil {
+		t.Fatal("a refused request created its user")
+	}
 	request(t, svc, "demo-w01", "alice")
 }

@@ -445,11 +445,22 @@ func (c *envCount) dropReserve(name string) {
 // tickets), log lines and headers to the dashboard (X-Portal-User), where
 // such characters would split or end it: a user named so could never reach
 // their dashboard. The empty id (a new anonymous user) is valid.
-func ValidUserID(id string) bool {
-	if !utf8.ValidString(id) {
+func ValidUserID(id string) bool { return plainText(id) }
+
+// ValidName reports whether name may be a user's first or last name: the
+// same rule as ValidUserID. Names are stored as JSON, shown on the admin's
+// users page and matched by its search: invalid UTF-8 would be stored
+// changed (JSON turns it into U+FFFD) and a control character would be
+// searched for and shown as nothing, so both are refused where they enter.
+func ValidName(name string) bool { return plainText(name) }
+
+// plainText reports whether s is valid UTF-8 without control characters
+// or line and paragraph separators.
+func plainText(s string) bool {
+	if !utf8.ValidString(s) {
 		return false
 	}
-	for _, r := range id {
+	for _, r := range s {
 		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
 			return false
 		}

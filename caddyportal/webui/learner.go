@@ -256,6 +256,9 @@ func (u *UI) signup(w http.ResponseWriter, r *http.Request, _ string) {
 	case utf8.RuneCountInString(form.FirstName) > maxName || utf8.RuneCountInString(form.LastName) > maxName:
 		bad(http.StatusBadRequest, "Names can be at most 100 characters long.")
 		return
+	case !sessions.ValidName(form.FirstName) || !sessions.ValidName(form.LastName):
+		bad(http.StatusBadRequest, "Names cannot contain tabs, line breaks or other control characters.")
+		return
 	case len(pw) < minPassword || len(pw) > maxPassword:
 		bad(http.StatusBadRequest, "The password must be 8 to 72 bytes long.")
 		return

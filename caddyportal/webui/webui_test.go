@@ -260,12 +260,23 @@ func TestSignupAndLogin(t *testing.T) {
 		"long password":  {"email": {"ann@example.com"}, "password": {strings.Repeat("x", 73)}, "password2": {strings.Repeat("x", 73)}},
 		"mismatch":       {"email": {"ann@example.com"}, "password": {"long-enough"}, "password2": {"long-enough2"}},
 		"long name":      {"email": {"ann@example.com"}, "first_name": {strings.Repeat("n", 101)}, "password": {"long-enough"}, "password2": {"long-enough"}},
+		"tab in a name":  {"email": {"ann@example.com"}, "first_name": {"Ann\tMarie"}, "password": {"long-enough"}, "password2": {"long-enough"}},
+		"not UTF-8":      {"email": {"ann@example.com"}, "last_name": {"Lee\xff"}, "password": {"long-enough"}, "password2": {"long-enough"}},
+		"line separator": {"email": {"ann@example.com"}, "last_name": {"Lee\u2028Jones"}, "password": {"long-enough"}, "password2": {"long-enough"}},
 	} {
 		form.Set("csrf", tok)
 		r := b.post("/accounts/signup/", form)
 		if r.status != http.StatusBadRequest || !strings.Contains(r.body, `id="error"`) {
 			t.Errorf("%s: %d", what, r.status)
 		}
+		if (form.Get("first_name") != "" && !strings.Contains(what, "long")) || form.Get("last_name") != "" {
+			if !strings.Contains(r.body, "control characters") {
+				t.Errorf("%s: the page does not say what is wrong with the name: %s", what, r.body)
+			}
+		}
+	}
+	if _, err := p.svc.FindUserByEmail(context.Background(), "ann@example.com"); err == nil {
+		t.Fatal("a refused sign-up created the account")
 	}
 	if r := b.post("/accounts/signup/", url.Values{"email": {"ann@example.com"}, "password": {"ann-password"}, "password2": {"ann-password"}}); r.status != http.StatusForbidden {
 		t.Fatalf("signup without CSRF: %d", r.status)
