@@ -199,6 +199,9 @@ func New(cfg Config, log *zap.Logger) (*Spawner, error) {
 			return nil, fmt.Errorf("process spawner: command: %w", err)
 		}
 	}
+	if err := checkProgram(cfg.Command[0]); err != nil {
+		return nil, fmt.Errorf("process spawner: command: %w", err)
+	}
 	for _, e := range cfg.Env {
 		if !varName.MatchString(e.Name) {
 			return nil, fmt.Errorf("process spawner: env: %q is not a variable name", e.Name)
@@ -266,6 +269,19 @@ func New(cfg Config, log *zap.Logger) (*Spawner, error) {
 	s.spare = sp
 	s.stopPrepare = sp.prepare(cfg.Prepare, log)
 	return s, nil
+}
+
+// checkProgram refuses a command whose program cannot be found now, so
+// that a typo fails the config's load (a reload keeps the running config)
+// instead of every session's start. A program named with a placeholder,
+// or by a path relative to the session's directory (where it runs), can
+// only be found at start.
+func checkProgram(name string) error {
+	if strings.Contains(name, "{") || strings.Contains(name, "/") && !filepath.IsAbs(name) {
+		return nil
+	}
+	_, err := exec.LookPath(name)
+	return err
 }
 
 func lookupUser(name string) (*syscall.Credential, error) {

@@ -557,11 +557,26 @@ func TestFailingStartsAreClear(t *testing.T) {
 		}
 	})
 	t.Run("no such command", func(t *testing.T) {
+		for _, name := range []string{"/nonexistent/dashboard", "no-such-dashboard-on-path"} {
+			cfg := helperConfig(t)
+			cfg.Command = []string{name, "{port}"}
+			if _, err := New(cfg, nil); err == nil || !strings.Contains(err.Error(), name) {
+				t.Fatalf("New with command %s = %v", name, err)
+			}
+		}
+		// A program gone after the config was loaded fails the start.
 		cfg := helperConfig(t)
-		cfg.Command = []string{"/nonexistent/dashboard", "{port}"}
+		prog := filepath.Join(t.TempDir(), "dashboard")
+		if err := os.WriteFile(prog, []byte("#!/bin/sh\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		cfg.Command = []string{prog, "{port}"}
 		s, _ := newSpawner(t, cfg)
+		if err := os.Remove(prog); err != nil {
+			t.Fatal(err)
+		}
 		_, err := s.Start(ctx, specFor("fail-4"), nil)
-		if err == nil || !strings.Contains(err.Error(), "/nonexistent/dashboard") {
+		if err == nil || !strings.Contains(err.Error(), prog) {
 			t.Fatalf("Start = %v", err)
 		}
 		if exists(filepath.Join(cfg.Dir, "fail-4")) || exists(s.stateFile("fail-4")) {
@@ -581,14 +596,20 @@ func TestFailingStartsAreClear(t *testing.T) {
 	})
 	t.Run("bad configuration", func(t *testing.T) {
 		for _, cfg := range []Config{
-			{Command: []string{"x", "{prot}"}, Dir: t.TempDir(), Portal: "p"},
-			{Command: []string{"x"}, Dir: "relative", Portal: "p"},
-			{Command: []string{"x"}, Dir: t.TempDir(), Portal: "p", Sandbox: "docker"},
-			{Command: []string{"x"}, Dir: t.TempDir(), Portal: "p", Env: []EnvVar{{Name: "A-B", Value: "1"}}},
-			{Command: []string{"x"}, Dir: t.TempDir(), Portal: "p/q"},
+			{Command: []string{"true", "{prot}"}, Dir: t.TempDir(), Portal: "p"},
+			{Command: []string{"true"}, Dir: "relative", Portal: "p"},
+			{Command: []string{"true"}, Dir: t.TempDir(), Portal: "p", Sandbox: "docker"},
+			{Command: []string{"true"}, Dir: t.TempDir(), Portal: "p", Env: []EnvVar{{Name: "A-B", Value: "1"}}},
+			{Command: []string{"true"}, Dir: t.TempDir(), Portal: "p/q"},
 		} {
 			if _, err := New(cfg, nil); err == nil {
 				t.Errorf("New(%+v) accepted", cfg)
+			}
+		}
+		// Programs found only at start are not looked for now.
+		for _, name := range []string{"{dir}/start.sh", "./start.sh", "bin/start"} {
+			if _, err := New(Config{Command: []string{name}, Dir: t.TempDir(), Portal: "p"}, nil); err != nil {
+				t.Errorf("New with command %s: %v", name, err)
 			}
 		}
 	})
