@@ -228,6 +228,13 @@ func New(cfg Config, log *zap.Logger) (*Spawner, error) {
 	if cfg.BindHost == "" {
 		cfg.BindHost = DefaultBindHost
 	}
+	// An address this machine does not have would fail every start (each
+	// picks its port there): fail the config's load instead.
+	l, err := net.Listen("tcp", net.JoinHostPort(cfg.BindHost, "0"))
+	if err != nil {
+		return nil, fmt.Errorf("process spawner: bind %s: %w", cfg.BindHost, err)
+	}
+	l.Close()
 	s := &Spawner{
 		cfg:      cfg,
 		log:      log,

@@ -601,6 +601,8 @@ func TestFailingStartsAreClear(t *testing.T) {
 			{Command: []string{"true"}, Dir: t.TempDir(), Portal: "p", Sandbox: "docker"},
 			{Command: []string{"true"}, Dir: t.TempDir(), Portal: "p", Env: []EnvVar{{Name: "A-B", Value: "1"}}},
 			{Command: []string{"true"}, Dir: t.TempDir(), Portal: "p/q"},
+			// TEST-NET-1: not an address of this machine.
+			{Command: []string{"true"}, Dir: t.TempDir(), Portal: "p", BindHost: "192.0.2.1"},
 		} {
 			if _, err := New(cfg, nil); err == nil {
 				t.Errorf("New(%+v) accepted", cfg)
