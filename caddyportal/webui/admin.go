@@ -551,6 +551,9 @@ func (u *UI) sessionPage(w http.ResponseWriter, r *http.Request, name string) {
 // (a PID, a container), so an instructor can tell why a learner waits and
 // an operator can find the process.
 type envView struct {
+	// Label heads the step: "Start", or "Ended" for an environment that
+	// stopped while its session ran (its start had succeeded).
+	Label         string
 	Step, Message string
 	// Position is the session's place in the start queue, 0 when it is
 	// not queued here.
@@ -568,9 +571,14 @@ func (u *UI) envOf(s *sessions.Session) *envView {
 	if s.Env == nil && !s.Spawning && s.Progress == nil && s.EnvOwner == "" {
 		return nil
 	}
-	v := &envView{Replica: s.EnvOwner, Position: u.svc.QueuedAt(s)}
+	v := &envView{Label: "Start", Replica: s.EnvOwner, Position: u.svc.QueuedAt(s)}
 	if p := s.Progress; p != nil {
 		v.Step, v.Message = sessions.StepLine(*p)
+	}
+	if s.Reason == sessions.ReasonEnvironmentLost {
+		// Its progress says "failed" with why, for the learner's page; the
+		// start had not failed: the environment died after it.
+		v.Label, v.Step = "Ended", "Stopped while running"
 	}
 	if s.Env != nil {
 		for _, d := range envDetails(s.Env.State) {

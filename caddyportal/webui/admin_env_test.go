@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"html"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -101,6 +103,25 @@ func TestAdminSessionPageShowsEnvironment(t *testing.T) {
 		t.Errorf("the replica is named more than once:\n%s", body)
 	}
 
+	// Lost: its dashboard dies under the learner. The card says that the
+	// environment stopped while it ran, and why; its start did not fail.
+	if err := syscall.Kill(ps.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	s = waitFor(ready, "ended environment-lost", func(s *sessions.Session) bool {
+		if s.Reason == sessions.ReasonEnvironmentLost {
+			return true
+		}
+		_ = p.svc.Reconcile(context.Background())
+		return false
+	})
+	live = slices.DeleteFunc(live, func(name string) bool { return name == ready })
+	body = page(ready)
+	if want := `<dt>Ended</dt><dd id="env-step">Stopped while running: ` + html.EscapeString(s.Progress.Message) + `</dd>`; !strings.Contains(body, want) ||
+		!strings.Contains(s.Progress.Message, "signal") {
+		t.Errorf("lost session's page lacks %q:\n%s", want, body)
+	}
+
 	// Failed: why, in the spawner's words, which the learner's page also
 	// shows.
 	broken := p.restRequestTo("demo-w03", "bob")
@@ -108,7 +129,7 @@ func TestAdminSessionPageShowsEnvironment(t *testing.T) {
 	if s.Reason != sessions.ReasonStartFailed || s.Progress == nil || !strings.Contains(s.Progress.Message, "status 3") {
 		t.Fatalf("broken start: reason %q progress %+v", s.Reason, s.Progress)
 	}
-	if body := page(broken); !strings.Contains(body, `<dd id="env-step">Failed: `+html.EscapeString(s.Progress.Message)+`</dd>`) {
+	if body := page(broken); !strings.Contains(body, `<dt>Start</dt><dd id="env-step">Failed: `+html.EscapeString(s.Progress.Message)+`</dd>`) {
 		t.Errorf("failed session's page lacks why:\n%s", body)
 	}
 
