@@ -202,6 +202,12 @@ func New(cfg Config, log *zap.Logger) (*Spawner, error) {
 	if err := checkProgram(cfg.Command[0]); err != nil {
 		return nil, fmt.Errorf("process spawner: command: %w", err)
 	}
+	if !mentionsPort(cfg) {
+		// Legitimate for a dashboard that reads $PORT; otherwise every
+		// start but the first waits out its ready timeout on the wrong port.
+		log.Warn("process spawner: the command does not pass {port}: the dashboard must listen on the port in $PORT",
+			zap.Strings("command", cfg.Command))
+	}
 	for _, e := range cfg.Env {
 		if !varName.MatchString(e.Name) {
 			return nil, fmt.Errorf("process spawner: env: %q is not a variable name", e.Name)
@@ -276,6 +282,22 @@ func New(cfg Config, log *zap.Logger) (*Spawner, error) {
 	s.spare = sp
 	s.stopPrepare = sp.prepare(cfg.Prepare, log)
 	return s, nil
+}
+
+// mentionsPort reports whether cfg passes the dashboard its port through
+// the {port} placeholder, in the command or a variable.
+func mentionsPort(cfg Config) bool {
+	for _, a := range cfg.Command {
+		if strings.Contains(a, "{port}") {
+			return true
+		}
+	}
+	for _, e := range cfg.Env {
+		if strings.Contains(e.Value, "{port}") {
+			return true
+		}
+	}
+	return false
 }
 
 // checkProgram refuses a command whose program cannot be found now, so

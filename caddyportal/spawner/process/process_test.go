@@ -1069,3 +1069,31 @@ func TestMarkerFoundInALargeEnvironment(t *testing.T) {
 		t.Fatalf("marker of the test itself %q", m)
 	}
 }
+
+// TestCommandWithoutPortIsWarned: a command that passes the dashboard no
+// {port} (in its arguments or a variable) loads, since the dashboard may
+// read $PORT, but the log says so once per load; one that passes it does
+// not warn.
+func TestCommandWithoutPortIsWarned(t *testing.T) {
+	for name, tc := range map[string]struct {
+		cfg  Config
+		warn bool
+	}{
+		"no port":          {Config{Command: []string{"true", "--serve"}}, true},
+		"port in argument": {Config{Command: []string{"true", "--listen=127.0.0.1:{port}"}}, false},
+		"port in variable": {Config{Command: []string{"true"}, Env: []EnvVar{{Name: "LISTEN", Value: ":{port}"}}}, false},
+	} {
+		core, logs := observer.New(zap.WarnLevel)
+		cfg := tc.cfg
+		cfg.Dir, cfg.Portal = t.TempDir(), testPortal
+		s, err := New(cfg, zap.New(core))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		s.Close()
+		warned := logs.FilterMessageSnippet("$PORT").Len()
+		if tc.warn && warned != 1 || !tc.warn && warned != 0 {
+			t.Errorf("%s: %d warnings about $PORT, want warn=%v", name, warned, tc.warn)
+		}
+	}
+}
