@@ -232,6 +232,14 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Spawner, error) {
 	}
 	log.Info("container engine", zap.String("engine", cli.DaemonHost()), zap.String("version", v.Version),
 		zap.String("api", cli.ClientVersion()), zap.Bool("podman", s.podman))
+	if s.cfg.Pull == PullNever {
+		// Not an error: the image may be loaded into the engine after the
+		// portal starts. But a typo in its name would fail every start.
+		if _, err := cli.ImageInspect(ctx, s.cfg.Image); notFound(err) {
+			log.Warn("container spawner: the image is not on the engine and the pull policy is never: every start fails until it is loaded",
+				zap.String("image", s.cfg.Image))
+		}
+	}
 	return s, nil
 }
 

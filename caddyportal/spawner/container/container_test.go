@@ -29,6 +29,8 @@ import (
 	"time"
 
 	"github.com/moby/moby/client"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddyportal/caddyportal/caddyportal/spawner"
 	"github.com/caddyportal/caddyportal/caddyportal/spawner/container"
@@ -664,6 +666,25 @@ func TestConfigErrors(t *testing.T) {
 				t.Fatalf("error %v, want one saying %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestMissingImageIsWarnedAtLoad: with pull never, an image the engine
+// does not have loads (it may be loaded later) with a warning naming it;
+// the test image, which the engine has, gives none.
+func TestMissingImageIsWarnedAtLoad(t *testing.T) {
+	for image, warn := range map[string]bool{"localhost/absent:1": true, engine.Image(t): false} {
+		core, logs := observer.New(zap.WarnLevel)
+		s, err := container.New(context.Background(), container.Config{Engine: engine.Host(t), Image: image, Port: 80,
+			Portal: "p", Pull: container.PullNever}, zap.New(core))
+		if err != nil {
+			t.Fatalf("%s: %v", image, err)
+		}
+		s.Close()
+		got := logs.FilterMessageSnippet("not on the engine").FilterField(zap.String("image", image)).Len()
+		if warn && got != 1 || !warn && got != 0 {
+			t.Errorf("%s: %d warnings, want warn=%v", image, got, warn)
+		}
 	}
 }
 
