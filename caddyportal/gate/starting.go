@@ -1,6 +1,7 @@
 package gate
 
 import (
+	"fmt"
 	"html/template"
 	"net/http"
 	"strconv"
@@ -88,7 +89,7 @@ var startingTmpl = template.Must(template.New("starting").Parse(`<!doctype html>
 <style>body{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}
 h1{font-size:1.4rem}p{line-height:1.5}.step{color:#555}</style></head>
 <body><h1>Starting your workshop</h1>
-{{if .Position}}<p>Your workshop is queued at position {{.Position}}: it starts as soon as the ones before it have.</p>
+{{if .Position}}<p>Your workshop is queued at position {{.Position}}: it starts as soon as the ones before it have{{if .Wait}}, in {{.Wait}} at the pace of the last starts{{end}}.</p>
 {{else}}<p>Your workshop environment is being prepared.</p>
 {{if .Step}}<p class="step">{{.Step}}{{if .Message}}: {{.Message}}{{end}}</p>{{end}}
 {{end}}<p>This page reloads itself and opens the workshop once it is ready.</p></body></html>
@@ -110,9 +111,14 @@ func (g *Gate) serveStarting(w http.ResponseWriter, r *http.Request, sess *sessi
 		return
 	}
 	data := struct {
-		Refresh, Position int
-		Step, Message     string
-	}{Refresh: startingRefresh, Position: g.svc.QueuePosition(sess.Name)}
+		Refresh, Position   int
+		Wait, Step, Message string
+	}{Refresh: startingRefresh}
+	var wait time.Duration
+	data.Position, wait = g.svc.QueueWait(sess.Name)
+	if wait > 0 {
+		data.Wait = aboutWait(wait)
+	}
 	if p := sess.Progress; p != nil && data.Position == 0 {
 		data.Step, data.Message = sessions.StepLine(*p)
 	}
@@ -123,4 +129,20 @@ func (g *Gate) serveStarting(w http.ResponseWriter, r *http.Request, sess *sessi
 	if r.Method == http.MethodGet {
 		_ = startingTmpl.Execute(w, data)
 	}
+}
+
+// aboutWait says roughly how long d is, for a learner: an estimate, so
+// rounded up to 5 seconds under a minute and to minutes above.
+func aboutWait(d time.Duration) string {
+	switch {
+	case d <= 5*time.Second:
+		return "a few seconds"
+	case d < 55*time.Second:
+		return fmt.Sprintf("about %d seconds", int((d+5*time.Second-1)/(5*time.Second))*5)
+	case d < 90*time.Second:
+		return "about a minute"
+	case d < time.Hour:
+		return fmt.Sprintf("about %d minutes", int((d+30*time.Second)/time.Minute))
+	}
+	return "more than an hour"
 }

@@ -223,6 +223,10 @@ func TestGateStartingPage(t *testing.T) {
 		strings.Contains(body, "<script") || res.Header.Get("Cache-Control") != "no-store" {
 		t.Fatalf("queued session's page: %d %v\n%s", res.StatusCode, res.Header, body)
 	}
+	// No start has ended yet: no pace, so no estimate.
+	if strings.Contains(body, "pace") {
+		t.Fatalf("an estimate before any start ended:\n%s", body)
+	}
 	waitFor("the first page's step", func() bool {
 		_, body = do(0, "GET")
 		return strings.Contains(body, "Starting: creating the test dashboard")
@@ -312,5 +316,30 @@ func TestGateHoldsStartingRequest(t *testing.T) {
 	close(sp2.Release)
 	if a := <-got; a.code != http.StatusGone || !strings.Contains(a.body, "could not be started") {
 		t.Fatalf("held request whose start failed: %d %s", a.code, a.body)
+	}
+}
+
+// TestStartingPageWait: the queued page says roughly how long the wait is
+// when the service can estimate it, rounded as a person would say it.
+func TestStartingPageWait(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		800 * time.Millisecond: "a few seconds", 5 * time.Second: "a few seconds",
+		5100 * time.Millisecond: "about 10 seconds", 21 * time.Second: "about 25 seconds", 50 * time.Second: "about 50 seconds",
+		70 * time.Second: "about a minute", 150 * time.Second: "about 3 minutes", 2 * time.Hour: "more than an hour",
+	} {
+		if got := aboutWait(d); got != want {
+			t.Errorf("aboutWait(%v) = %q, want %q", d, got, want)
+		}
+	}
+	var b strings.Builder
+	data := struct {
+		Refresh, Position   int
+		Wait, Step, Message string
+	}{Refresh: 2, Position: 12, Wait: aboutWait(21 * time.Second)}
+	if err := startingTmpl.Execute(&b, data); err != nil {
+		t.Fatal(err)
+	}
+	if want := "queued at position 12: it starts as soon as the ones before it have, in about 25 seconds at the pace of the last starts."; !strings.Contains(b.String(), want) {
+		t.Fatalf("page lacks %q:\n%s", want, b.String())
 	}
 }

@@ -137,6 +137,46 @@ type workQueue struct {
 	// spares holds the active names that are reserves' starts (nobody's
 	// session yet): refills yield to learners while only these wait.
 	spares map[string]bool
+	// finished holds when the last works ended, oldest first (at most
+	// paceKept): the pace of the queue, for the wait estimate.
+	finished []time.Time
+}
+
+// The wait estimate of a queued start: the pace at which starts ended in
+// the last paceWindow, from at least paceMin of them (fewer say nothing
+// about a class), at most paceKept.
+const (
+	paceWindow = 2 * time.Minute
+	paceMin    = 3
+	paceKept   = 32
+)
+
+// finishLocked records, with q.mu held, that a work ended at now.
+func (q *workQueue) finishLocked(now time.Time) {
+	q.finished = append(q.finished, now)
+	if len(q.finished) > paceKept {
+		q.finished = slices.Delete(q.finished, 0, len(q.finished)-paceKept)
+	}
+}
+
+// wait estimates how long the work at 1-based position waits for a worker
+// at the queue's recent pace: position works must end before it begins.
+// ok is false without a recent pace.
+func (q *workQueue) wait(position int, now time.Time) (time.Duration, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	recent := q.finished
+	for len(recent) > 0 && now.Sub(recent[0]) > paceWindow {
+		recent = recent[1:]
+	}
+	if position <= 0 || len(recent) < paceMin {
+		return 0, false
+	}
+	span := recent[len(recent)-1].Sub(recent[0])
+	if span <= 0 {
+		return 0, false
+	}
+	return time.Duration(position) * span / time.Duration(len(recent)-1), true
 }
 
 func (q *workQueue) add(names []string) {
@@ -227,6 +267,7 @@ func (s *Service) pump(q *workQueue, run func(string)) {
 				q.running--
 				delete(q.active, name)
 				delete(q.spares, name)
+				q.finishLocked(s.now())
 				q.mu.Unlock()
 				s.pump(q, run)
 			}()
@@ -266,6 +307,16 @@ func (s *Service) queueStops(names []string) {
 // environment to start, 0 when it is not waiting (started, starting, or
 // not a spawned session).
 func (s *Service) QueuePosition(name string) int { return s.startQ.position(name) }
+
+// QueueWait is name's position in this replica's start queue (0 when it
+// is not waiting there) and an estimate of how long it waits for its start
+// to begin, at the pace starts ended lately; wait is 0 when there is no
+// such pace (the first starts of a class).
+func (s *Service) QueueWait(name string) (position int, wait time.Duration) {
+	position = s.startQ.position(name)
+	wait, _ = s.startQ.wait(position, s.now())
+	return position, wait
+}
 
 // QueuedAt is sess's position in this replica's start queue while it
 // waits there (STARTING now, its progress "queued"), else 0 without

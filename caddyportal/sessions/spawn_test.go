@@ -89,6 +89,43 @@ func TestSpawnStartQueueIsBoundedAndFIFO(t *testing.T) {
 	}
 }
 
+// TestQueueWaitFollowsThePace: a queued start's wait is estimated from the
+// pace at which the starts before it ended (here one every 2 s), once
+// three have; a start under way has none.
+func TestQueueWaitFollowsThePace(t *testing.T) {
+	sp := newLoopSpawner()
+	sp.tokens = make(chan struct{})
+	clk := newClock()
+	st := openStore(t, clk)
+	svc := newSpawnService(t, st, clk, portal(spawnWorkshop("lab", 10, 0)), sp, sessions.Options{Starts: 1})
+	var got []string
+	for i := range 6 {
+		got = append(got, request(t, svc, "demo-w01", fmt.Sprintf("u%d", i)).Session.Name)
+	}
+	eventually(t, "the first start under way", func() bool { return sp.runningStarts() == 1 })
+	for i := range 3 {
+		if pos, wait := svc.QueueWait(got[5]); pos != 5-i || wait != 0 {
+			t.Fatalf("after %d starts ended: QueueWait = %d, %v; want %d and no estimate", i, pos, wait, 5-i)
+		}
+		sp.tokens <- struct{}{}
+		// The next start begins once the worker has recorded the end.
+		eventually(t, "the next start", func() bool { return len(sp.startOrder()) == i+2 })
+		clk.Advance(2 * time.Second)
+	}
+	for name, want := range map[string]struct {
+		pos  int
+		wait time.Duration
+	}{got[3]: {0, 0}, got[4]: {1, 2 * time.Second}, got[5]: {2, 4 * time.Second}} {
+		if pos, wait := svc.QueueWait(name); pos != want.pos || wait != want.wait {
+			t.Errorf("QueueWait(%s) = %d, %v; want %d, %v", name, pos, wait, want.pos, want.wait)
+		}
+	}
+	close(sp.tokens)
+	for _, name := range got {
+		eventually(t, name+" WAITING", func() bool { return stateIs(svc, name, "WAITING") })
+	}
+}
+
 // eventLog records a Service's events; unlike a channel it never blocks
 // the service, nor panics on an event sent after the test read it.
 type eventLog struct {
