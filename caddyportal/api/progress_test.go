@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -67,6 +68,8 @@ func TestProgressRoute(t *testing.T) {
 	}
 	if second := progress(names[1]); second["state"] != string(lifecycle.Starting) || second["position"] != 1.0 || second["ready"] != false {
 		t.Errorf("queued session's progress: %v", second)
+	} else if _, has := second["wait"]; has {
+		t.Errorf("a wait estimated before any start ended: %v", second)
 	}
 
 	if r := h.do("POST", "/workshops/session/"+names[1]+"/terminate/", h.robot, nil); r.status != 200 {
@@ -82,5 +85,58 @@ func TestProgressRoute(t *testing.T) {
 	ready := waitProgress(names[0], "ready", func(m map[string]any) bool { return m["ready"] == true })
 	if ready["state"] != string(lifecycle.Running) || ready["position"] != 0.0 {
 		t.Errorf("ready session's progress: %v", ready)
+	}
+}
+
+// TestProgressRouteWait: once starts have ended at a pace, a queued
+// session's progress says about how long it waits (whole seconds, rounded
+// up); one whose start is under way says nothing of a wait. Starts of
+// every workshop share the one start slot: three of a workshop whose
+// environments start at once end 2 s apart on the portal's clock, then one
+// of a held workshop takes the slot and the next waits behind it.
+func TestProgressRouteWait(t *testing.T) {
+	quick, held := spawnertest.New(), spawnertest.New()
+	close(quick.Release)
+	capacity, reserved := 5, 0
+	cfg := testPortal()
+	cfg.Replica = "r1"
+	cfg.Workshops = []config.Workshop{{Name: "lab-quick", Capacity: &capacity, Reserved: &reserved},
+		{Name: "lab-held", Capacity: &capacity, Reserved: &reserved}}
+	h := newHarness(t, harnessOpts{cfg: cfg, spawners: map[string]spawner.Spawner{"lab-quick": quick, "lab-held": held}, starts: 1})
+	t.Cleanup(func() { close(held.Release) })
+	progress := func(name string) map[string]any {
+		t.Helper()
+		r := h.get("/workshops/session/"+name+"/progress/", h.robot)
+		if r.status != 200 {
+			t.Fatalf("progress of %s: %d %s", name, r.status, r.body)
+		}
+		return r.json(t)
+	}
+	until := func(name, what string, ok func(map[string]any) bool) map[string]any {
+		t.Helper()
+		for deadline := time.Now().Add(defaultWait); ; time.Sleep(5 * time.Millisecond) {
+			m := progress(name)
+			if ok(m) {
+				return m
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: timed out waiting for %s; last %v", name, what, m)
+			}
+		}
+	}
+	for i := range 3 {
+		name := h.request("demo-w01", map[string][]string{"user": {fmt.Sprint("q", i)}}).Name
+		until(name, "ready", func(m map[string]any) bool { return m["ready"] == true })
+		h.clk.Advance(2 * time.Second)
+	}
+	blocking := h.request("demo-w02", map[string][]string{"user": {"h0"}}).Name
+	until(blocking, "its start under way", func(m map[string]any) bool { return m["step"] == spawner.StepStarting })
+	queued := h.request("demo-w02", map[string][]string{"user": {"h1"}}).Name
+	m := progress(queued)
+	if wait, _ := m["wait"].(float64); m["position"] != 1.0 || wait < 1 || wait > 3 {
+		t.Errorf("queued session's progress: %v, want position 1 and a wait of 1 to 3 s (one end every 1 to 3 s)", m)
+	}
+	if m := progress(blocking); m["wait"] != nil {
+		t.Errorf("a start under way has a wait: %v", m)
 	}
 }

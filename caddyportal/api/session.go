@@ -339,10 +339,14 @@ type progressJSON struct {
 	// Ready says the dashboard answers: the learner can be sent in.
 	Ready bool `json:"ready"`
 	// Position is the place in the start queue, 0 when not waiting.
-	Position int    `json:"position"`
-	Step     string `json:"step,omitempty"`
-	Message  string `json:"message,omitempty"`
-	Reason   string `json:"reason,omitempty"`
+	Position int `json:"position"`
+	// Wait estimates, in whole seconds, how long a queued session waits
+	// for its start to begin, at the pace the last starts ended; absent
+	// when not queued or without such a pace.
+	Wait    int    `json:"wait,omitempty"`
+	Step    string `json:"step,omitempty"`
+	Message string `json:"message,omitempty"`
+	Reason  string `json:"reason,omitempty"`
 }
 
 // progressEvery is how often a progress stream looks at its session, and
@@ -409,6 +413,11 @@ func (a *API) progressOf(sess *sessions.Session) progressJSON {
 	out := progressJSON{Name: sess.Name, State: st, Reason: reason,
 		Ready:    (st == lifecycle.Waiting || st == lifecycle.Running) && sess.Upstream != "",
 		Position: a.svc.QueuedAt(sess)}
+	if out.Position > 0 {
+		if _, wait := a.svc.QueueWait(sess.Name); wait > 0 {
+			out.Wait = int((wait + time.Second - 1) / time.Second)
+		}
+	}
 	if p := sess.Progress; p != nil {
 		out.Step, out.Message = p.Step, p.Message
 	}
