@@ -1,7 +1,6 @@
 package gate
 
 import (
-	"fmt"
 	"html/template"
 	"net/http"
 	"strconv"
@@ -117,7 +116,7 @@ func (g *Gate) serveStarting(w http.ResponseWriter, r *http.Request, sess *sessi
 	var wait time.Duration
 	data.Position, wait = g.svc.QueueWait(sess.Name)
 	if wait > 0 {
-		data.Wait = aboutWait(wait)
+		data.Wait = sessions.AboutWait(wait)
 	}
 	if p := sess.Progress; p != nil && data.Position == 0 {
 		data.Step, data.Message = sessions.StepLine(*p)
@@ -129,20 +128,4 @@ func (g *Gate) serveStarting(w http.ResponseWriter, r *http.Request, sess *sessi
 	if r.Method == http.MethodGet {
 		_ = startingTmpl.Execute(w, data)
 	}
-}
-
-// aboutWait says roughly how long d is, for a learner: an estimate, so
-// rounded up to 5 seconds under a minute and to minutes above.
-func aboutWait(d time.Duration) string {
-	switch {
-	case d <= 5*time.Second:
-		return "a few seconds"
-	case d < 55*time.Second:
-		return fmt.Sprintf("about %d seconds", int((d+5*time.Second-1)/(5*time.Second))*5)
-	case d < 90*time.Second:
-		return "about a minute"
-	case d < time.Hour:
-		return fmt.Sprintf("about %d minutes", int((d+30*time.Second)/time.Minute))
-	}
-	return "more than an hour"
 }

@@ -58,3 +58,17 @@ func TestQueueWaitEstimate(t *testing.T) {
 		t.Errorf("after %d quick ends: %v %v, want 1s", paceKept, got, ok)
 	}
 }
+
+// TestAboutWait: estimates are said as a person would: rounded up to 5
+// seconds under a minute, to minutes above.
+func TestAboutWait(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		800 * time.Millisecond: "a few seconds", 5 * time.Second: "a few seconds",
+		5100 * time.Millisecond: "about 10 seconds", 21 * time.Second: "about 25 seconds", 50 * time.Second: "about 50 seconds",
+		70 * time.Second: "about a minute", 150 * time.Second: "about 3 minutes", 2 * time.Hour: "more than an hour",
+	} {
+		if got := AboutWait(d); got != want {
+			t.Errorf("AboutWait(%v) = %q, want %q", d, got, want)
+		}
+	}
+}

@@ -93,6 +93,23 @@ func StepTitle(step string) string {
 	return step
 }
 
+// AboutWait says roughly how long d is, for people (the starting page,
+// the admin's session page): an estimate, so rounded up to 5 seconds under
+// a minute and to minutes above.
+func AboutWait(d time.Duration) string {
+	switch {
+	case d <= 5*time.Second:
+		return "a few seconds"
+	case d < 55*time.Second:
+		return fmt.Sprintf("about %d seconds", int((d+5*time.Second-1)/(5*time.Second))*5)
+	case d < 90*time.Second:
+		return "about a minute"
+	case d < time.Hour:
+		return fmt.Sprintf("about %d minutes", int((d+30*time.Second)/time.Minute))
+	}
+	return "more than an hour"
+}
+
 // DefaultStarts is how many environments start at once when neither the
 // portal's `starts` nor Options.Starts says.
 const DefaultStarts = config.DefaultStarts

@@ -556,8 +556,10 @@ type envView struct {
 	Label         string
 	Step, Message string
 	// Position is the session's place in the start queue, 0 when it is
-	// not queued here.
+	// not queued here, and Wait about how long it waits there ("" when
+	// there is no recent pace to tell).
 	Position int
+	Wait     string
 	Replica  string
 	Details  []envDetail
 }
@@ -574,6 +576,11 @@ func (u *UI) envOf(s *sessions.Session) *envView {
 	v := &envView{Label: "Start", Replica: s.EnvOwner, Position: u.svc.QueuedAt(s)}
 	if p := s.Progress; p != nil {
 		v.Step, v.Message = sessions.StepLine(*p)
+	}
+	if v.Position > 0 {
+		if _, wait := u.svc.QueueWait(s.Name); wait > 0 {
+			v.Wait = sessions.AboutWait(wait)
+		}
 	}
 	if s.Reason == sessions.ReasonEnvironmentLost {
 		// Its progress says "failed" with why, for the learner's page; the

@@ -88,6 +88,10 @@ func TestAdminSessionPageShowsEnvironment(t *testing.T) {
 	ready := p.restRequestTo("demo-w02", "ann")
 	live = append(live, ready)
 	s := waitFor(ready, "WAITING", func(s *sessions.Session) bool { return s.State == lifecycle.Waiting })
+	// Starts end a second apart on the portal's clock from here, so that
+	// a queued session's page below can estimate its wait. (One start at a
+	// time: each begins only once the one before has ended.)
+	p.clk.Advance(time.Second)
 	var ps process.State
 	if s.Env == nil || json.Unmarshal(s.Env.State, &ps) != nil || ps.PID == 0 {
 		t.Fatalf("no process recorded: %+v", s.Env)
@@ -132,6 +136,11 @@ func TestAdminSessionPageShowsEnvironment(t *testing.T) {
 	if body := page(broken); !strings.Contains(body, `<dt>Start</dt><dd id="env-step">Failed: `+html.EscapeString(s.Progress.Message)+`</dd>`) {
 		t.Errorf("failed session's page lacks why:\n%s", body)
 	}
+	p.clk.Advance(time.Second)
+	// A third start that ends: now there is a pace.
+	third := p.restRequestTo("demo-w02", "eve")
+	live = append(live, third)
+	waitFor(third, "WAITING", func(s *sessions.Session) bool { return s.State == lifecycle.Waiting })
 
 	// Queued: the second start waits behind the first, which waits for a
 	// dashboard that never answers.
@@ -147,7 +156,8 @@ func TestAdminSessionPageShowsEnvironment(t *testing.T) {
 	if !strings.Contains(body, `<dd id="env-step">Waiting for the dashboard</dd>`) {
 		t.Errorf("starting session's page:\n%s", body)
 	}
-	if body := page(second); !strings.Contains(body, `<dd id="env-step">Queued (position 1 in the start queue)`) {
+	// Its wait: one start ahead of it, at one end every 0.5 to 1 s.
+	if body := page(second); !strings.Contains(body, `<dd id="env-step">Queued (position 1 in the start queue, in a few seconds)`) {
 		t.Errorf("queued session's page:\n%s", body)
 	}
 	// The sessions list says where each start stands.
