@@ -39,27 +39,9 @@ func TestProgressRoute(t *testing.T) {
 		}
 		names = append(names, req.Name)
 	}
-	progress := func(name string) map[string]any {
-		t.Helper()
-		r := h.get("/workshops/session/"+name+"/progress/", h.robot)
-		if r.status != 200 {
-			t.Fatalf("progress of %s: %d %s", name, r.status, r.body)
-		}
-		return r.json(t)
-	}
+	progress := func(name string) map[string]any { return getProgress(t, h, name) }
 	waitProgress := func(name, what string, ok func(map[string]any) bool) map[string]any {
-		t.Helper()
-		deadline := time.Now().Add(defaultWait)
-		for {
-			m := progress(name)
-			if ok(m) {
-				return m
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: timed out waiting for %s; last %v", name, what, m)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		return awaitProgress(t, h, name, what, ok)
 	}
 
 	first := waitProgress(names[0], "its start under way", func(m map[string]any) bool { return m["step"] == spawner.StepStarting })
@@ -104,25 +86,9 @@ func TestProgressRouteWait(t *testing.T) {
 		{Name: "lab-held", Capacity: &capacity, Reserved: &reserved}}
 	h := newHarness(t, harnessOpts{cfg: cfg, spawners: map[string]spawner.Spawner{"lab-quick": quick, "lab-held": held}, starts: 1})
 	t.Cleanup(func() { close(held.Release) })
-	progress := func(name string) map[string]any {
-		t.Helper()
-		r := h.get("/workshops/session/"+name+"/progress/", h.robot)
-		if r.status != 200 {
-			t.Fatalf("progress of %s: %d %s", name, r.status, r.body)
-		}
-		return r.json(t)
-	}
+	progress := func(name string) map[string]any { return getProgress(t, h, name) }
 	until := func(name, what string, ok func(map[string]any) bool) map[string]any {
-		t.Helper()
-		for deadline := time.Now().Add(defaultWait); ; time.Sleep(5 * time.Millisecond) {
-			m := progress(name)
-			if ok(m) {
-				return m
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: timed out waiting for %s; last %v", name, what, m)
-			}
-		}
+		return awaitProgress(t, h, name, what, ok)
 	}
 	for i := range 3 {
 		name := h.request("demo-w01", map[string][]string{"user": {fmt.Sprint("q", i)}}).Name
@@ -138,5 +104,30 @@ func TestProgressRouteWait(t *testing.T) {
 	}
 	if m := progress(blocking); m["wait"] != nil {
 		t.Errorf("a start under way has a wait: %v", m)
+	}
+}
+
+// getProgress GETs a session's progress as the robot.
+func getProgress(t *testing.T, h *harness, name string) map[string]any {
+	t.Helper()
+	r := h.get("/workshops/session/"+name+"/progress/", h.robot)
+	if r.status != 200 {
+		t.Fatalf("progress of %s: %d %s", name, r.status, r.body)
+	}
+	return r.json(t)
+}
+
+// awaitProgress polls a session's progress until ok holds (the limit only
+// keeps a broken test from hanging).
+func awaitProgress(t *testing.T, h *harness, name, what string, ok func(map[string]any) bool) map[string]any {
+	t.Helper()
+	for deadline := time.Now().Add(defaultWait); ; time.Sleep(5 * time.Millisecond) {
+		m := getProgress(t, h, name)
+		if ok(m) {
+			return m
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: timed out waiting for %s; last %v", name, what, m)
+		}
 	}
 }
