@@ -123,8 +123,11 @@ type State struct {
 
 // Spawner runs dashboards as local processes. It is safe for concurrent use.
 type Spawner struct {
-	cfg      Config
-	log      *zap.Logger
+	cfg Config
+	log *zap.Logger
+	// outLog logs the dashboards' output, under a name of its own so that
+	// an operator can leave it out of Caddy's logs (`exclude`).
+	outLog   *zap.Logger
 	stateDir string
 	cred     *syscall.Credential
 	bwrap    string
@@ -244,6 +247,7 @@ func New(cfg Config, log *zap.Logger) (*Spawner, error) {
 	s := &Spawner{
 		cfg:      cfg,
 		log:      log,
+		outLog:   log.Named("output"),
 		stateDir: filepath.Join(cfg.Dir, stateDirName),
 		ports:    map[int]string{},
 		children: map[string]*child{},
@@ -726,7 +730,7 @@ func (s *Spawner) readOutput(session string, c *child, in *os.File) {
 			line, err := r.ReadSlice('\n')
 			if len(line) > 0 {
 				text := strings.TrimRight(string(line), "\r\n")
-				s.log.Info("environment output", zap.String("session", session), zap.String("line", text))
+				s.outLog.Info("environment output", zap.String("session", session), zap.String("line", text))
 				c.mu.Lock()
 				c.last = append(c.last, text)
 				if len(c.last) > 5 {

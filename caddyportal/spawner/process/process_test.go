@@ -184,10 +184,15 @@ func TestPythonHTTPServerBecomesReady(t *testing.T) {
 	if code, body := get(t, env, "/hello.txt"); code != 200 || body != "hi" {
 		t.Fatalf("GET /hello.txt = %d %q", code, body)
 	}
-	// http.server logs each request on stderr: it reaches the log with the session.
+	// http.server logs each request on stderr: it reaches the log with the
+	// session, from a logger of its own (which Caddy's log options can
+	// exclude by name).
 	eventually(t, "the request's log line", func() bool {
 		for _, e := range logs.FilterMessage("environment output").All() {
 			if e.ContextMap()["session"] == "py-1" && strings.Contains(e.ContextMap()["line"].(string), "GET /hello.txt") {
+				if e.LoggerName != "output" {
+					t.Fatalf("output logged by %q, want the spawner's logger named output", e.LoggerName)
+				}
 				return true
 			}
 		}
