@@ -620,17 +620,20 @@ func newSpawnerLike(t *testing.T, like *container.Spawner, change func(*containe
 // exit status.
 func TestExitedDashboardIsGoneWithItsStatus(t *testing.T) {
 	s := newSpawner(t, func(c *container.Config) { c.Command = []string{"/testdash", "not-a-port"} })
+	// The reason quotes what the dashboard said before it exited, whether
+	// Start or the readiness wait sees it gone.
+	const want = "status 1; last output: testdash: "
 	env, err := s.Start(context.Background(), spec("x1"), nil)
 	if err != nil {
 		// The container may already have exited when Start looked.
-		if !errors.Is(err, spawner.ErrGone) {
-			t.Fatal(err)
+		if !errors.Is(err, spawner.ErrGone) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("Start = %v, want ErrGone saying %q", err, want)
 		}
 		return
 	}
 	err = spawner.WaitReady(context.Background(), s, env, nil)
-	if !errors.Is(err, spawner.ErrGone) || !strings.Contains(err.Error(), "status 1") {
-		t.Errorf("WaitReady = %v, want ErrGone with exit status 1", err)
+	if !errors.Is(err, spawner.ErrGone) || !strings.Contains(err.Error(), want) {
+		t.Errorf("WaitReady = %v, want ErrGone saying %q", err, want)
 	}
 	if err := s.Stop(context.Background(), env); err != nil {
 		t.Fatal(err)

@@ -194,7 +194,7 @@ func (s *Spawner) publishedAddr(ctx context.Context, id string) (string, error) 
 	}
 	c := res.Container
 	if c.State != nil && !c.State.Running {
-		return "", spawner.Gone(stoppedReason(c.State, s.cfg.Memory))
+		return "", s.gone(ctx, id, c.State)
 	}
 	if c.NetworkSettings != nil {
 		for _, b := range c.NetworkSettings.Ports[s.port] {

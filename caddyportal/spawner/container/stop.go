@@ -1,14 +1,18 @@
 package container
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
+	"strings"
 
 	"github.com/dustin/go-humanize"
+	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
@@ -72,9 +76,54 @@ func (s *Spawner) Alive(ctx context.Context, env spawner.Env) error {
 		return fmt.Errorf("asking the engine about the container: %w", err)
 	}
 	if c := res.Container; c.State == nil || !c.State.Running {
-		return spawner.Gone(stoppedReason(c.State, s.cfg.Memory))
+		return s.gone(ctx, ref, c.State)
 	}
 	return nil
+}
+
+// gone is the ErrGone of container ref, stopped in state st: why, in a
+// learner's words, and for a container that ended by itself (not killed)
+// its last output, which usually says why.
+func (s *Spawner) gone(ctx context.Context, ref string, st *container.State) error {
+	why := stoppedReason(st, s.cfg.Memory)
+	if st != nil && !st.OOMKilled && st.ExitCode != 137 {
+		if out := s.lastOutput(ctx, ref); len(out) > 0 {
+			why += "; last output: " + strings.Join(out, " | ")
+		}
+	}
+	return spawner.Gone(why)
+}
+
+// outputLines is how many of a stopped container's last output lines its
+// reason quotes, and outputLine how long each may be.
+const (
+	outputLines = 5
+	outputLine  = 200
+)
+
+// lastOutput returns the last lines a container wrote on stdout and stderr
+// (none when the engine keeps no logs for it).
+func (s *Spawner) lastOutput(ctx context.Context, ref string) []string {
+	rc, err := s.cli.ContainerLogs(ctx, ref, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true,
+		Tail: strconv.Itoa(outputLines)})
+	if err != nil {
+		return nil
+	}
+	defer rc.Close()
+	// Containers run without a TTY, so the stream is multiplexed; a
+	// broken stream still gives what was read before it broke.
+	var buf bytes.Buffer
+	_, _ = stdcopy.StdCopy(&buf, &buf, io.LimitReader(rc, 64<<10))
+	var lines []string
+	for _, l := range strings.Split(buf.String(), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			if len(l) > outputLine {
+				l = l[:outputLine] + "…"
+			}
+			lines = append(lines, l)
+		}
+	}
+	return lines[max(0, len(lines)-outputLines):]
 }
 
 // stoppedReason says in a learner's words why the engine stopped a
