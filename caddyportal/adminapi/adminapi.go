@@ -93,6 +93,9 @@ type SessionJSON struct {
 	// QueuePosition is the session's place in this replica's start queue
 	// while its progress is "queued".
 	QueuePosition int `json:"queue_position,omitempty"`
+	// QueueWait estimates, in whole seconds, how long it waits there, at
+	// the pace the last starts ended (absent without such a pace).
+	QueueWait int `json:"queue_wait,omitempty"`
 	// Replica runs the environment: only it stops and reconciles it.
 	Replica string `json:"replica,omitempty"`
 	// Env is the spawner's record of the running environment: its dial
@@ -246,11 +249,16 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request, svc *sessions.Serv
 
 func sessionJSON(svc *sessions.Service, s *sessions.Session, now time.Time, ownerEmail string) SessionJSON {
 	state, reason := s.Effective(now)
-	return SessionJSON{Name: s.Name, Environment: s.Environment, Workshop: s.Workshop, State: state,
+	out := SessionJSON{Name: s.Name, Environment: s.Environment, Workshop: s.Workshop, State: state,
 		Reason: reason, Owner: s.Owner, OwnerEmail: ownerEmail, Slot: s.Slot, Upstream: s.Upstream, Created: lifecycle.Time(s.Created),
 		Started: lifecycle.Time(s.Started), Expires: lifecycle.Time(s.Expires),
 		LastActivity: lifecycle.Time(s.LastActivity), Progress: s.Progress, QueuePosition: svc.QueuedAt(s),
 		Replica: s.EnvOwner, Env: s.Env}
+	if out.QueuePosition > 0 {
+		_, wait := svc.QueueWait(s.Name)
+		out.QueueWait = sessions.WaitSeconds(wait)
+	}
+	return out
 }
 
 // fail answers a service error with httperr's status: a missing session is

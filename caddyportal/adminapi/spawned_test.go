@@ -44,7 +44,7 @@ func TestSpawnedSessions(t *testing.T) {
 	cfg := config.Portal{Name: "demo", Robot: config.Credentials{Password: "pw"}, Client: config.Client{ID: "c", Secret: "s"},
 		Workshops: []config.Workshop{
 			{Name: "lab-static", Capacity: intp(2), Reserved: intp(0), Upstreams: []string{"a-{session}:80"}},
-			{Name: "lab-ready", Capacity: intp(2), Reserved: intp(0), Initial: intp(0)},
+			{Name: "lab-ready", Capacity: intp(3), Reserved: intp(0), Initial: intp(0)},
 			{Name: "lab-slow", Capacity: intp(2), Reserved: intp(0), Initial: intp(0)},
 		}}
 	// One start at a time: the second session of lab-slow waits behind
@@ -126,6 +126,16 @@ func TestSpawnedSessions(t *testing.T) {
 		t.Fatalf("PID %d is not %s's dashboard (its SESSION_NAME is %q)", ps.PID, ready, got)
 	}
 
+	// Two more starts that end, a second apart on the portal's clock, so
+	// that the queued session below has a pace to estimate its wait from
+	// (one start at a time: each begins once the one before has ended).
+	for _, user := range []string{"dan", "eve"} {
+		clk.Advance(time.Second)
+		name := request(t, svc, "demo-w02", user).Session.Name
+		live = append(live, name)
+		waitFor(name, "WAITING", func(sj adminapi.SessionJSON) bool { return sj.State == lifecycle.Waiting })
+	}
+
 	first := request(t, svc, "demo-w03", "bob").Session.Name
 	live = append(live, first)
 	waitFor(first, "waiting for its dashboard", func(sj adminapi.SessionJSON) bool {
@@ -136,7 +146,8 @@ func TestSpawnedSessions(t *testing.T) {
 	sj = waitFor(second, "queued", func(sj adminapi.SessionJSON) bool {
 		return sj.Progress != nil && sj.Progress.Step == sessions.StepQueued
 	})
-	if sj.QueuePosition != 1 || sj.State != lifecycle.Starting || sj.Env != nil {
+	// One end every 0.5 to 1 s: a second at most, rounded up.
+	if sj.QueuePosition != 1 || sj.QueueWait != 1 || sj.State != lifecycle.Starting || sj.Env != nil {
 		t.Fatalf("queued session: %+v", sj)
 	}
 	// The list carries the same.

@@ -415,7 +415,7 @@ func (a *API) progressOf(sess *sessions.Session) progressJSON {
 		Position: a.svc.QueuedAt(sess)}
 	if out.Position > 0 {
 		if _, wait := a.svc.QueueWait(sess.Name); wait > 0 {
-			out.Wait = int((wait + time.Second - 1) / time.Second)
+			out.Wait = sessions.WaitSeconds(wait)
 		}
 	}
 	if p := sess.Progress; p != nil {

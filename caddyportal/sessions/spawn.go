@@ -110,6 +110,10 @@ func AboutWait(d time.Duration) string {
 	return "more than an hour"
 }
 
+// WaitSeconds is a wait estimate in whole seconds, rounded up, for the
+// APIs: 0 means none.
+func WaitSeconds(d time.Duration) int { return int((d + time.Second - 1) / time.Second) }
+
 // DefaultStarts is how many environments start at once when neither the
 // portal's `starts` nor Options.Starts says.
 const DefaultStarts = config.DefaultStarts
