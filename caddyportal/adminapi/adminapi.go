@@ -252,12 +252,10 @@ func sessionJSON(svc *sessions.Service, s *sessions.Session, now time.Time, owne
 	out := SessionJSON{Name: s.Name, Environment: s.Environment, Workshop: s.Workshop, State: state,
 		Reason: reason, Owner: s.Owner, OwnerEmail: ownerEmail, Slot: s.Slot, Upstream: s.Upstream, Created: lifecycle.Time(s.Created),
 		Started: lifecycle.Time(s.Started), Expires: lifecycle.Time(s.Expires),
-		LastActivity: lifecycle.Time(s.LastActivity), Progress: s.Progress, QueuePosition: svc.QueuedAt(s),
+		LastActivity: lifecycle.Time(s.LastActivity), Progress: s.Progress,
 		Replica: s.EnvOwner, Env: s.Env}
-	if out.QueuePosition > 0 {
-		_, wait := svc.QueueWait(s.Name)
-		out.QueueWait = sessions.WaitSeconds(wait)
-	}
+	position, wait := svc.QueuedAt(s)
+	out.QueuePosition, out.QueueWait = position, sessions.WaitSeconds(wait)
 	return out
 }
 

@@ -411,13 +411,10 @@ func (a *API) progress(w http.ResponseWriter, r *http.Request, name string) {
 func (a *API) progressOf(sess *sessions.Session) progressJSON {
 	st, reason := sess.Effective(a.svc.Now())
 	out := progressJSON{Name: sess.Name, State: st, Reason: reason,
-		Ready:    (st == lifecycle.Waiting || st == lifecycle.Running) && sess.Upstream != "",
-		Position: a.svc.QueuedAt(sess)}
-	if out.Position > 0 {
-		if _, wait := a.svc.QueueWait(sess.Name); wait > 0 {
-			out.Wait = sessions.WaitSeconds(wait)
-		}
-	}
+		Ready: (st == lifecycle.Waiting || st == lifecycle.Running) && sess.Upstream != ""}
+	var wait time.Duration
+	out.Position, wait = a.svc.QueuedAt(sess)
+	out.Wait = sessions.WaitSeconds(wait)
 	if p := sess.Progress; p != nil {
 		out.Step, out.Message = p.Step, p.Message
 	}

@@ -339,18 +339,18 @@ func (s *Service) QueueWait(name string) (position int, wait time.Duration) {
 	return position, wait
 }
 
-// QueuedAt is sess's position in this replica's start queue while it
-// waits there (STARTING now, its progress "queued"), else 0 without
+// QueuedAt is QueueWait for sess while it waits in this replica's start
+// queue (STARTING now, its progress "queued"), else 0 and 0 without
 // looking at the queue: the admin pages and API ask it of every session
 // they list, and an ended session keeps its last step.
-func (s *Service) QueuedAt(sess *Session) int {
+func (s *Service) QueuedAt(sess *Session) (position int, wait time.Duration) {
 	if sess.Progress == nil || sess.Progress.Step != StepQueued {
-		return 0
+		return 0, 0
 	}
 	if st, _ := sess.Effective(s.now()); st != lifecycle.Starting {
-		return 0
+		return 0, 0
 	}
-	return s.QueuePosition(sess.Name)
+	return s.QueueWait(sess.Name)
 }
 
 // spawnerOf returns the spawner of an environment's workshop, or nil for a

@@ -573,14 +573,13 @@ func (u *UI) envOf(s *sessions.Session) *envView {
 	if s.Env == nil && !s.Spawning && s.Progress == nil && s.EnvOwner == "" {
 		return nil
 	}
-	v := &envView{Label: "Start", Replica: s.EnvOwner, Position: u.svc.QueuedAt(s)}
+	v := &envView{Label: "Start", Replica: s.EnvOwner}
 	if p := s.Progress; p != nil {
 		v.Step, v.Message = sessions.StepLine(*p)
 	}
-	if v.Position > 0 {
-		if _, wait := u.svc.QueueWait(s.Name); wait > 0 {
-			v.Wait = sessions.AboutWait(wait)
-		}
+	var wait time.Duration
+	if v.Position, wait = u.svc.QueuedAt(s); wait > 0 {
+		v.Wait = sessions.AboutWait(wait)
 	}
 	if s.Reason == sessions.ReasonEnvironmentLost {
 		// Its progress says "failed" with why, for the learner's page; the
