@@ -313,6 +313,9 @@ func check(cfg *Config) error {
 	if cfg.BindHost != "" && net.ParseIP(cfg.BindHost) == nil {
 		return fmt.Errorf("container spawner: bind %q must be an IP address", cfg.BindHost)
 	}
+	if err := spawner.CheckBindHost(cfg.BindHost); err != nil {
+		return fmt.Errorf("container spawner: %w", err)
+	}
 	return nil
 }
 

@@ -652,6 +652,8 @@ func TestConfigErrors(t *testing.T) {
 		"placeholder":  {container.Config{Image: "x", Port: 80, Portal: "p", Command: []string{"{prot}"}}, "unknown placeholder"},
 		"volume":       {container.Config{Image: "x", Port: 80, Portal: "p", Mounts: []container.Mount{{Source: "rel", Target: "/x"}}}, "absolute"},
 		"bind":         {container.Config{Image: "x", Port: 80, Portal: "p", BindHost: "localhost"}, "IP address"},
+		"bind all":     {container.Config{Image: "x", Port: 80, Portal: "p", BindHost: "0.0.0.0"}, "unspecified address"},
+		"bind all v6":  {container.Config{Image: "x", Port: 80, Portal: "p", BindHost: "::"}, "unspecified address"},
 		"dead engine":  {container.Config{Image: "x", Port: 80, Portal: "p", Engine: "unix:///nonexistent.sock"}, "does not answer"},
 		"missing pull": {container.Config{Image: "localhost/absent:1", Port: 80, Portal: "p", Pull: "never", Engine: "HOST"}, "not on the engine"},
 	} {

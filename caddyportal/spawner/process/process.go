@@ -237,6 +237,9 @@ func New(cfg Config, log *zap.Logger) (*Spawner, error) {
 	if cfg.BindHost == "" {
 		cfg.BindHost = DefaultBindHost
 	}
+	if err := spawner.CheckBindHost(cfg.BindHost); err != nil {
+		return nil, fmt.Errorf("process spawner: %w", err)
+	}
 	// An address this machine does not have would fail every start (each
 	// picks its port there): fail the config's load instead.
 	l, err := net.Listen("tcp", net.JoinHostPort(cfg.BindHost, "0"))

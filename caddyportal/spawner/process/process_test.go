@@ -613,6 +613,14 @@ func TestFailingStartsAreClear(t *testing.T) {
 				t.Errorf("New(%+v) accepted", cfg)
 			}
 		}
+		// A wildcard address is one every replica dials as its own
+		// loopback, and it opens the dashboards past the gate.
+		for _, host := range []string{"0.0.0.0", "::"} {
+			_, err := New(Config{Command: []string{"true"}, Dir: t.TempDir(), Portal: "p", BindHost: host}, nil)
+			if err == nil || !strings.Contains(err.Error(), "bind "+host+": an unspecified address") {
+				t.Errorf("New with bind %s: %v, want the unspecified address refused", host, err)
+			}
+		}
 		// Programs found only at start are not looked for now.
 		for _, name := range []string{"{dir}/start.sh", "./start.sh", "bin/start"} {
 			if _, err := New(Config{Command: []string{name}, Dir: t.TempDir(), Portal: "p"}, nil); err != nil {
