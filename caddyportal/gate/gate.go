@@ -385,6 +385,18 @@ func (g *Gate) forward(w http.ResponseWriter, r *http.Request, sess *sessions.Se
 			return
 		}
 	}
+	if !g.svc.Dialable(sess) {
+		// Dialled here, its address would reach this machine's own socket
+		// of that port: another learner's dashboard, or nothing.
+		g.log.Error("gate: the session's dashboard listens on a loopback address of the replica that started it, "+
+			"which this replica cannot reach; give the workshop's spawner a bind address every replica reaches",
+			zap.String("session", sess.Name), zap.String("upstream", sess.Upstream), zap.String("owner", sess.EnvOwner))
+		g.metrics.GateRequest(sess.Environment, http.StatusBadGateway)
+		page(w, http.StatusBadGateway, "Dashboard not reachable",
+			"Your workshop runs on another server of this portal, which this one cannot reach. Reload the page to "+
+				"try again; if this message stays, tell the workshop's organiser.")
+		return
+	}
 	// prefix scopes the dashboard's cookies (path mode); forwarded tells
 	// the dashboard the prefix it was stripped of.
 	prefix, forwarded := "", ""

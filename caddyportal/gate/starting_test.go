@@ -25,21 +25,43 @@ import (
 // (environment sp-w01, capacity 2) uses sp, one start at a time.
 func startingSetup(t *testing.T, sp spawner.Spawner) (*sessions.Service, *Gate, *httptest.Server) {
 	t.Helper()
+	st, clk := startingStore(t)
+	svc := startingService(t, st, sp, sessions.Options{Replica: "r1", Now: clk.Now})
+	g, srv := startingGate(t, svc)
+	return svc, g, srv
+}
+
+// startingStore is an in-memory store on a clock of its own.
+func startingStore(t *testing.T) (*badgerstore.Store, *storetest.Clock) {
+	t.Helper()
 	clk := storetest.NewClock(time.Now().UTC().Truncate(time.Second))
 	st, err := badgerstore.Open(badgerstore.Options{InMemory: true, Now: clk.Now, SweepInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
+	return st, clk
+}
+
+// startingService is startingSetup's service on st, with opts (its
+// clock, a replica, a network) besides.
+func startingService(t *testing.T, st *badgerstore.Store, sp spawner.Spawner, opts sessions.Options) *sessions.Service {
+	t.Helper()
 	capacity, reserved := 2, 0
 	cfg := config.Portal{Name: "sp", Robot: config.Credentials{Password: "pw"}, Client: config.Client{ID: "c", Secret: "s"},
 		Workshops: []config.Workshop{{Name: "lab", Capacity: &capacity, Reserved: &reserved}}}
-	svc, err := sessions.New(context.Background(), st, cfg, sessions.Options{Now: clk.Now, ReconcileInterval: time.Hour,
-		Spawners: map[string]spawner.Spawner{"lab": sp}, Starts: 1, Replica: "r1"})
+	opts.ReconcileInterval, opts.Spawners, opts.Starts = time.Hour, map[string]spawner.Spawner{"lab": sp}, 1
+	svc, err := sessions.New(context.Background(), st, cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(svc.Close)
+	return svc
+}
+
+// startingGate is startingSetup's gate over svc, and a server running it.
+func startingGate(t *testing.T, svc *sessions.Service) (*Gate, *httptest.Server) {
+	t.Helper()
 	signer, err := tokens.NewSigner(tokens.DeriveKey([]byte("0123456789abcdef0123456789abcdef"), "cookies"))
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +76,7 @@ func startingSetup(t *testing.T, sp spawner.Spawner) (*sessions.Service, *Gate, 
 		g.Handler(m).ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
-	return svc, g, srv
+	return g, srv
 }
 
 // activated requests a session of sp-w01 for user, activates it in a
@@ -165,6 +187,36 @@ func TestGateEnvironmentLostPage(t *testing.T) {
 	check("as soon as it is found gone")
 	waitState(t, svc, sess.Name, lifecycle.Stopped)
 	check("once STOPPED")
+}
+
+// A replica in another network than the one that started an environment
+// on a loopback address does not dial it: there the address is its own
+// socket of that port, another learner's dashboard or nothing. It says so
+// to the learner and the operator, and a replica in the owner's network
+// serves the dashboard.
+func TestGateRefusesAnotherNetworksLoopback(t *testing.T) {
+	sp := spawnertest.New()
+	close(sp.Release)
+	st, clk := startingStore(t)
+	owner := startingService(t, st, sp, sessions.Options{Replica: "a", Network: "boot-1/net:[1]", Now: clk.Now})
+	ownerGate, ownerSrv := startingGate(t, owner)
+	sess, ck := activated(t, owner, ownerGate, "u1")
+	waitState(t, owner, sess.Name, lifecycle.Running)
+	if code, body := sessionPage(t, ownerSrv, sess.Name, ck); code != http.StatusOK || body != "dashboard of "+sess.Name {
+		t.Fatalf("through the owner: %d %s", code, body)
+	}
+	for network, want := range map[string]int{"boot-1/net:[1]": http.StatusOK, "boot-2/net:[1]": http.StatusBadGateway} {
+		other := startingService(t, st, sp, sessions.Options{Replica: "b", Network: network, Now: clk.Now})
+		_, srv := startingGate(t, other)
+		code, body := sessionPage(t, srv, sess.Name, ck)
+		if code != want {
+			t.Fatalf("through a replica in network %s: %d %s, want %d", network, code, body, want)
+		}
+		if want == http.StatusBadGateway && (strings.Contains(body, "dashboard of") ||
+			!strings.Contains(body, "runs on another server of this portal")) {
+			t.Fatalf("through another network: %s", body)
+		}
+	}
 }
 
 // A browser activated on a session whose environment is still starting

@@ -180,6 +180,10 @@ type Session struct {
 	// EnvOwner is the replica that starts, stops and reconciles the
 	// session's environment.
 	EnvOwner string `json:"env_owner,omitempty"`
+	// EnvNetwork is the network the owner dialled its environment's
+	// address in (procfs.NetworkID): a loopback address means something
+	// only there, so no other replica dials it.
+	EnvNetwork string `json:"env_network,omitempty"`
 	// Progress is the last step of the start, for the starting page; for
 	// a session that ended start-failed or environment-lost, step
 	// StepFailed and why, for the page that says it ended.

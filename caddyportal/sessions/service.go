@@ -19,6 +19,7 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/spawner"
 	"github.com/caddyportal/caddyportal/caddyportal/store"
 	"github.com/caddyportal/caddyportal/caddyportal/tokens"
+	"github.com/caddyportal/caddyportal/internal/procfs"
 )
 
 // Options tune a Service. The zero value is usable.
@@ -74,6 +75,10 @@ type Options struct {
 	// owns the environments it starts, and only it stops and reconciles
 	// them. Default: the portal's `replica` (config.Portal.Replica).
 	Replica string
+	// Network names the network this process dials in, recorded with the
+	// environments it starts (Session.EnvNetwork). Default:
+	// procfs.NetworkID(), this machine's boot and network namespace.
+	Network string
 	// Overlap says another Service of this process works on the same store
 	// (the old config while a reload brings up the new one): starts it has
 	// claimed may be under way, so the reconciliation at New leaves them
@@ -237,6 +242,9 @@ func New(ctx context.Context, st store.Store, cfg config.Portal, opts Options) (
 	}
 	if opts.Starts <= 0 {
 		opts.Starts = max(cfg.Starts, 1)
+	}
+	if opts.Network == "" {
+		opts.Network = procfs.NetworkID()
 	}
 	st = unwrapStore(st)
 	s := &Service{st: WrapStore(st), cfg: cfg, opts: opts, now: opts.Now, log: opts.Logger, byEnv: map[string]*Environment{},

@@ -33,6 +33,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"slices"
 	"strings"
@@ -1459,4 +1460,25 @@ func (s *Service) requeueStarts(t *txState, e *Environment, sp spawner.Spawner, 
 	}
 	t.starts = append(t.starts, sess.Name)
 	return nil
+}
+
+// Dialable reports whether this replica may dial sess's upstream. An
+// environment that listens on a loopback address (the process spawner's
+// default bind) is reachable only in the network its owner recorded: from
+// another machine, or another network namespace, the same address and
+// port is that replica's own socket, another learner's dashboard or
+// nothing.
+func (s *Service) Dialable(sess *Session) bool {
+	if sess.EnvNetwork == "" || sess.EnvNetwork == s.opts.Network {
+		return true
+	}
+	host, _, err := net.SplitHostPort(sess.Upstream)
+	if err != nil {
+		host = sess.Upstream
+	}
+	if strings.EqualFold(host, "localhost") {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip == nil || !ip.IsLoopback() && !ip.IsUnspecified()
 }

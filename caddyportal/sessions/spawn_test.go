@@ -508,6 +508,46 @@ func TestSpawnRestartLeavesOtherReplica(t *testing.T) {
 	}
 }
 
+// An environment's loopback address is dialled only in the network its
+// owner recorded: another machine's (or namespace's) replica would reach
+// its own socket of that port. Other addresses, and records from before
+// the network was recorded, are dialled anywhere.
+func TestDialableOnlyInTheOwnersNetwork(t *testing.T) {
+	sp := newLoopSpawner()
+	clk := newClock()
+	st := openStore(t, clk)
+	cfg := portal(spawnWorkshop("lab", 5, 0))
+	owner := newSpawnService(t, st, clk, cfg, sp, sessions.Options{Replica: "a", Network: "boot-1/net:[1]"})
+	name := request(t, owner, "demo-w01", "u1").Session.Name
+	eventually(t, "WAITING", func() bool { return stateIs(owner, name, "WAITING") })
+	sess := get(t, owner, name)
+	if sess.EnvNetwork != "boot-1/net:[1]" || !strings.HasPrefix(sess.Upstream, "127.0.0.1:") {
+		t.Fatalf("recorded network %q, upstream %q", sess.EnvNetwork, sess.Upstream)
+	}
+	sameMachine := newSpawnService(t, st, clk, cfg, sp, sessions.Options{Replica: "b", Network: "boot-1/net:[1]"})
+	otherMachine := newSpawnService(t, st, clk, cfg, sp, sessions.Options{Replica: "c", Network: "boot-2/net:[1]"})
+	for _, svc := range []*sessions.Service{owner, sameMachine} {
+		if !svc.Dialable(sess) {
+			t.Fatalf("a replica in the owner's network may not dial %s", sess.Upstream)
+		}
+	}
+	for upstream, want := range map[string]bool{
+		sess.Upstream: false, "localhost:8080": false, "[::1]:8080": false, "0.0.0.0:8080": false,
+		"10.0.0.5:8080": true, "dash.internal:8080": true,
+	} {
+		s := *sess
+		s.Upstream = upstream
+		if got := otherMachine.Dialable(&s); got != want {
+			t.Errorf("from another network, Dialable(%s) = %v, want %v", upstream, got, want)
+		}
+	}
+	old := *sess
+	old.EnvNetwork = ""
+	if !otherMachine.Dialable(&old) {
+		t.Error("a record without a network is not dialled")
+	}
+}
+
 // A workshop without a spawner is unchanged next to one with a spawner.
 func TestSpawnOtherWorkshopUnchanged(t *testing.T) {
 	sp := newLoopSpawner()

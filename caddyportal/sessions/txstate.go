@@ -653,7 +653,7 @@ func (t *txState) newSession(e *Environment, owner string) (*Session, error) {
 		Owner: owner, Slot: slot, Upstream: upstream, Created: t.now, ConfigPassword: password}
 	if spawned {
 		sess.State = lifecycle.Starting
-		sess.EnvOwner = t.s.replica
+		sess.EnvOwner, sess.EnvNetwork = t.s.replica, t.s.opts.Network
 		sess.Progress = queued()
 		t.starts = append(t.starts, name)
 	}

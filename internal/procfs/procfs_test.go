@@ -3,6 +3,7 @@ package procfs
 import (
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -57,5 +58,25 @@ func TestEnv(t *testing.T) {
 	}
 	if v, _ := Env(cmd.Process.Pid, "PROCFS", nil); v != "" {
 		t.Fatalf("Env of a prefix of a name = %q, want empty", v)
+	}
+}
+
+// TestNetworkID: the ID is this boot's and this network namespace's, the
+// same each time, and a process in another network namespace has another.
+func TestNetworkID(t *testing.T) {
+	id := NetworkID()
+	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(id, strings.TrimSpace(string(boot))+"/net:[") || NetworkID() != id {
+		t.Fatalf("NetworkID() = %q, want this boot's ID and a network namespace", id)
+	}
+	other, err := exec.Command("unshare", "--net", "readlink", "/proc/self/ns/net").Output()
+	if err != nil {
+		t.Fatalf("unshare --net (util-linux, as root): %v", err)
+	}
+	if ns := strings.TrimSpace(string(other)); strings.HasSuffix(id, "/"+ns) {
+		t.Fatalf("another network namespace (%s) has this process's ID %q", ns, id)
 	}
 }
