@@ -1467,9 +1467,11 @@ func (s *Service) requeueStarts(t *txState, e *Environment, sp spawner.Spawner, 
 // default bind) is reachable only in the network its owner recorded: from
 // another machine, or another network namespace, the same address and
 // port is that replica's own socket, another learner's dashboard or
-// nothing.
+// nothing. The owner itself dials what its spawner keeps (a container that
+// outlived a reboot of its machine has a new boot's network), and records
+// from before the network was recorded are dialled as they were.
 func (s *Service) Dialable(sess *Session) bool {
-	if sess.EnvNetwork == "" || sess.EnvNetwork == s.opts.Network {
+	if sess.EnvNetwork == "" || sess.EnvNetwork == s.opts.Network || sess.EnvOwner == s.replica {
 		return true
 	}
 	host, _, err := net.SplitHostPort(sess.Upstream)

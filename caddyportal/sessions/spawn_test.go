@@ -546,6 +546,12 @@ func TestDialableOnlyInTheOwnersNetwork(t *testing.T) {
 	if !otherMachine.Dialable(&old) {
 		t.Error("a record without a network is not dialled")
 	}
+	// The owner after a reboot of its machine (a new boot's network)
+	// dials what its spawner adopted.
+	rebooted := newSpawnService(t, st, clk, cfg, sp, sessions.Options{Replica: "a", Network: "boot-3/net:[1]"})
+	if !rebooted.Dialable(sess) {
+		t.Error("the owner in a new network may not dial its own environment")
+	}
 }
 
 // A workshop without a spawner is unchanged next to one with a spawner.
