@@ -308,11 +308,14 @@ func (h *Handler) loadSpawners(ctx caddy.Context) (map[string]spawner.Spawner, e
 
 // spawnerPlaceholders undoes the Caddyfile adapter's shorthands for the
 // spawner placeholders that share a name with one of Caddy's request
-// placeholders: the adapter has already turned {port} and {dir} into
-// {http.request.port} and {http.request.uri.path.dir}, which mean nothing
-// when a process is started.
+// placeholders: the adapter has already turned {port}, {host} and {dir}
+// into {http.request.port}, {http.request.host} and
+// {http.request.uri.path.dir}, which mean nothing when a process is
+// started (and are not spawner placeholders, so they would reach the
+// dashboard's command line as written).
 var spawnerPlaceholders = strings.NewReplacer(
 	"{http.request.port}", "{port}",
+	"{http.request.host}", "{host}",
 	"{http.request.uri.path.dir}", "{dir}",
 )
 
