@@ -18,6 +18,7 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/config"
 	"github.com/caddyportal/caddyportal/caddyportal/metrics"
 	"github.com/caddyportal/caddyportal/caddyportal/portal"
+	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 )
 
 func init() {
@@ -98,6 +99,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("portal %s: opening store in %s: %w", h.Name, spec.where, err)
 	}
 	h.storeKey = spec.key
+	if pooled.Replica == "" {
+		// On Badger, the name its first start kept, not the host's
+		// current one (see sessions.StoredReplica).
+		if h.Portal.Replica, err = sessions.StoredReplica(ctx, st, h.Portal.Replica); err != nil {
+			return fmt.Errorf("portal %s: reading the replica name kept in the store: %w", h.Name, err)
+		}
+	}
 	h.keptAt = spec.key + "|" + h.Name
 	kept := acquireKept(h.keptAt)
 	proxy, err := h.loadProxy(ctx)

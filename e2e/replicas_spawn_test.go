@@ -41,12 +41,12 @@ type replicaLearner struct {
 	cookie *http.Cookie
 }
 
-// activateOn requests a session for user on base and opens its activation
-// link on act, the way a front end and a learner behind a load balancer
-// may reach two replicas.
-func activateOn(t *testing.T, base, act, token, user string) *replicaLearner {
+// activateOn requests a session of portal's first workshop for user on
+// base and opens its activation link on act, the way a front end and a
+// learner behind a load balancer may reach two replicas.
+func activateOn(t *testing.T, base, act, token, user, portal string) *replicaLearner {
 	t.Helper()
-	r := remote(t, base, 0, "").Request(token, "demo-w01", "user="+user+"&index_url=https://hub.example.com/")
+	r := remote(t, base, 0, "").Request(token, portal+"-w01", "user="+user+"&index_url=https://hub.example.com/")
 	if r.Status != http.StatusOK {
 		t.Fatalf("request for %s on %s: %d %s", user, base, r.Status, r.Body)
 	}
@@ -57,7 +57,7 @@ func activateOn(t *testing.T, base, act, token, user string) *replicaLearner {
 		t.Fatalf("activation of %s on %s: %d %s", l.name, act, res.Status, res.Body)
 	}
 	for _, c := range (&http.Response{Header: res.Header}).Cookies() {
-		if c.Name == "portal-demo-"+l.name {
+		if c.Name == "portal-"+portal+"-"+l.name {
 			l.cookie = c
 		}
 	}
@@ -146,7 +146,7 @@ func TestReplicasShareSpawnedSessions(t *testing.T) {
 	}
 
 	// Requested on a, activated and served through b.
-	alice := activateOn(t, a.Base, b.Base, token, "alice")
+	alice := activateOn(t, a.Base, b.Base, token, "alice", "demo")
 	aliceMark := mark("a", alice.name)
 	alice.awaitDashboard(b.Base, aliceMark)
 	alice.awaitDashboard(a.Base, aliceMark)
@@ -163,7 +163,7 @@ func TestReplicasShareSpawnedSessions(t *testing.T) {
 
 	// Ended through b: a stops the process and removes the directory, and
 	// only then is the session STOPPED.
-	bob := activateOn(t, a.Base, a.Base, token, "bob")
+	bob := activateOn(t, a.Base, a.Base, token, "bob", "demo")
 	bob.awaitDashboard(a.Base, mark("a", bob.name))
 	bobPIDs := owned("a", bob.name)
 	if r := remote(t, b.Base, 0, "").Do("GET", "/workshops/session/"+bob.name+"/terminate/", token, nil, nil); r.Status != http.StatusOK {
@@ -181,7 +181,7 @@ func TestReplicasShareSpawnedSessions(t *testing.T) {
 	}
 
 	// dave's session lives on across its owner's crash.
-	dave := activateOn(t, a.Base, a.Base, token, "dave")
+	dave := activateOn(t, a.Base, a.Base, token, "dave", "demo")
 	daveMark := mark("a", dave.name)
 	dave.awaitDashboard(a.Base, daveMark)
 	davePIDs := owned("a", dave.name)
@@ -194,7 +194,7 @@ func TestReplicasShareSpawnedSessions(t *testing.T) {
 	a.Kill()
 	alice.awaitDashboard(b.Base, aliceMark)
 	dave.awaitDashboard(b.Base, daveMark)
-	carol := activateOn(t, b.Base, b.Base, token, "carol")
+	carol := activateOn(t, b.Base, b.Base, token, "carol", "demo")
 	carolMark := mark("b", carol.name)
 	carol.awaitDashboard(b.Base, carolMark)
 	if got := stored(carol.name); got != "RUNNING/b/" {

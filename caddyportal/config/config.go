@@ -242,7 +242,9 @@ type Portal struct {
 	// store (etcd): an environment a spawner starts belongs to the replica
 	// that started it, which alone reconciles it after a restart. It must
 	// stay the same across restarts of that replica and differ between
-	// replicas. Default: the host name.
+	// replicas. Default: the host name; on a store only one process uses
+	// (Badger), the name the store kept from its first start, so a host
+	// that is renamed keeps what it started.
 	Replica string `json:"replica,omitempty"`
 
 	// Workshops are the workshops offered, one environment each, in order.

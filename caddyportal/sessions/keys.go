@@ -15,6 +15,9 @@ package sessions
 //	                      conflict detection covers keys read, not ranges scanned)
 //	secret                the portal's random signing secret (cookies, tickets);
 //	                      raw bytes
+//	replica               on a store no other process shares (Badger), the replica
+//	                      name of a portal block that names none, kept from its
+//	                      first start (StoredReplica); raw bytes
 //	assertion-keys        package assertion's ECDSA keys (JSON), newest first
 //	env/<env>             Environment record: workshop name, state, number
 //	seq/<env>             the environment's session counter (names never repeat)
@@ -85,6 +88,9 @@ import (
 const (
 	keyAlloc  = "alloc"
 	keySecret = "secret"
+	// keyReplica keeps the replica name of a store no other process
+	// shares.
+	keyReplica = "replica"
 	// KeyAssertionKeys holds package assertion's signing keys.
 	KeyAssertionKeys = "assertion-keys"
 	prefixEnv        = "env/"
@@ -114,7 +120,7 @@ const (
 const OnceTicket = "ticket:"
 
 // keySpace lists every key and key prefix of the schema, for TestKeySpace.
-var keySpace = []string{keyAlloc, keySecret, KeyAssertionKeys, prefixEnv, prefixSeq, prefixUser, prefixUserEmail,
+var keySpace = []string{keyAlloc, keySecret, keyReplica, KeyAssertionKeys, prefixEnv, prefixSeq, prefixUser, prefixUserEmail,
 	prefixSession, prefixLiveIndex, prefixCount, prefixOwner, prefixQuiet, prefixOnce, prefixFailures, prefixBucket, prefixEnded, keyEndedSince,
 	prefixHistory, keyHistorySince, TokenPrefix}
 

@@ -43,6 +43,7 @@ func TestKeyBytes(t *testing.T) {
 	for got, want := range map[string]string{
 		keyAlloc:                          "alloc",
 		keySecret:                         "secret",
+		keyReplica:                        "replica",
 		keyEnv("demo-w01"):                "env/demo-w01",
 		keySeq("demo-w01"):                "seq/demo-w01",
 		keyUser("a b/c"):                  "u/a%20b%2Fc",

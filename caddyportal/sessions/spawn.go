@@ -33,6 +33,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"slices"
@@ -1210,6 +1211,7 @@ func (s *Service) recoverEnvironments(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	s.warnForeignOwners(liveOf)
 	for _, e := range s.envs {
 		sp := s.spawnerOf(e)
 		if sp == nil {
@@ -1483,4 +1485,28 @@ func (s *Service) Dialable(sess *Session) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip == nil || !ip.IsLoopback() && !ip.IsUnspecified()
+}
+
+// warnForeignOwners says at start-up which live sessions another replica
+// owns when no other process can use this store (Badger): that replica is
+// this portal under a former `replica` name, and until it runs under that
+// name again nothing checks, stops or frees their environments.
+func (s *Service) warnForeignOwners(liveOf map[string]map[string]*Session) {
+	if s.shared {
+		return
+	}
+	count := map[string]int{}
+	for _, live := range liveOf {
+		for _, sess := range live {
+			if sess.EnvOwner != "" && sess.EnvOwner != s.replica {
+				count[sess.EnvOwner]++
+			}
+		}
+	}
+	for _, owner := range slices.Sorted(maps.Keys(count)) {
+		s.log.Error("live sessions belong to another replica name, which on this store can only be this portal's "+
+			"former one: their environments are not checked or stopped and their places are not freed until the "+
+			"portal runs as that replica again (`replica "+owner+"` in the portal block)",
+			zap.String("replica", owner), zap.Int("sessions", count[owner]), zap.String("this_replica", s.replica))
+	}
 }
