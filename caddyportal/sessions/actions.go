@@ -381,6 +381,7 @@ func sortedSessions(m map[string]*Session) []*Session {
 // fullReconcileEvery-th call (the first included) reads them all, as env
 // does, so that an index key whose record went missing is still dropped.
 func (s *Service) Reconcile(ctx context.Context) error {
+	s.beat(ctx)
 	lost := s.retireLost(ctx)
 	full := s.reconciles.Add(1)%fullReconcileEvery == 1
 	// Each pass makes at most a budget of stops durable; an expiry wave

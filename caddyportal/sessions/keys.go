@@ -13,6 +13,10 @@ package sessions
 //	                      capacity reads and writes it, so concurrent allocations
 //	                      conflict and retry instead of overbooking (the store's
 //	                      conflict detection covers keys read, not ranges scanned)
+//	p/<replica>           on a store replicas share, when that replica last began a
+//	                      reconcile pass (its clock, Unix nanoseconds, decimal),
+//	                      expiring after a day: another replica takes over the
+//	                      starts still queued on one that has stopped beating
 //	secret                the portal's random signing secret (cookies, tickets);
 //	                      raw bytes
 //	replica               on a store no other process shares (Badger), the replica
@@ -105,6 +109,7 @@ const (
 	prefixOnce       = "n/"
 	prefixFailures   = "f/"
 	prefixBucket     = "r/"
+	prefixBeat       = "p/"
 	prefixEnded      = "e/"
 	prefixHistory    = "h/"
 	keyEndedSince    = "ended-since"
@@ -121,7 +126,7 @@ const OnceTicket = "ticket:"
 
 // keySpace lists every key and key prefix of the schema, for TestKeySpace.
 var keySpace = []string{keyAlloc, keySecret, keyReplica, KeyAssertionKeys, prefixEnv, prefixSeq, prefixUser, prefixUserEmail,
-	prefixSession, prefixLiveIndex, prefixCount, prefixOwner, prefixQuiet, prefixOnce, prefixFailures, prefixBucket, prefixEnded, keyEndedSince,
+	prefixSession, prefixLiveIndex, prefixCount, prefixOwner, prefixQuiet, prefixOnce, prefixFailures, prefixBucket, prefixBeat, prefixEnded, keyEndedSince,
 	prefixHistory, keyHistorySince, TokenPrefix}
 
 func keyEnv(env string) string        { return prefixEnv + env }
@@ -141,6 +146,7 @@ func prefixOwned(user string) string      { return prefixOwner + url.PathEscape(
 func keyOnce(value string) string         { return prefixOnce + tokens.Hash(value) }
 func keyFailures(key string) string       { return prefixFailures + tokens.Hash(key) }
 func keyBucket(key string) string         { return prefixBucket + tokens.Hash(key) }
+func keyBeat(replica string) string       { return prefixBeat + replica }
 
 func keyUserEmail(email string) string {
 	return prefixUserEmail + url.PathEscape(strings.ToLower(strings.TrimSpace(email)))

@@ -44,6 +44,7 @@ func TestKeyBytes(t *testing.T) {
 		keyAlloc:                          "alloc",
 		keySecret:                         "secret",
 		keyReplica:                        "replica",
+		keyBeat("node-a"):                 "p/node-a",
 		keyEnv("demo-w01"):                "env/demo-w01",
 		keySeq("demo-w01"):                "seq/demo-w01",
 		keyUser("a b/c"):                  "u/a%20b%2Fc",

@@ -3,8 +3,11 @@ package sessions_test
 import (
 	"context"
 	"testing"
+	"time"
 
+	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+	"github.com/caddyportal/caddyportal/caddyportal/spawner/spawnertest"
 	"github.com/caddyportal/caddyportal/caddyportal/store"
 	"github.com/caddyportal/caddyportal/caddyportal/store/etcdstore"
 	"github.com/caddyportal/caddyportal/caddyportal/store/etcdstore/etcdtest"
@@ -54,6 +57,64 @@ func TestStoredReplica(t *testing.T) {
 	for _, host := range []string{"node-a", "node-b"} {
 		if got := stored(shared, host); got != host {
 			t.Fatalf("replica on %s of a shared store: %q", host, got)
+		}
+	}
+}
+
+// Starts still queued on a replica that stopped (no reconcile pass begun
+// for 30 s) are taken over by another one on the same etcd, which starts
+// them; while the replica beats, its queue is left alone.
+func TestQueuedStartsOfAStoppedReplicaAreTakenOver(t *testing.T) {
+	ctx := context.Background()
+	srv := etcdtest.Start(t)
+	clk := newClock()
+	open := func() store.Store {
+		st, err := etcdstore.Open(ctx, etcdstore.Options{Endpoints: srv.Endpoints(), Prefix: "/takeover/", Now: clk.Now, SweepInterval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = st.Close() })
+		return st
+	}
+	cfg := portal(spawnWorkshop("lab", 5, 0))
+	stuck := spawnertest.New() // a's starts never finish
+	a := newSpawnService(t, open(), clk, cfg, stuck, sessions.Options{Replica: "a", Starts: 1})
+	ready := spawnertest.New()
+	close(ready.Release)
+	b := newSpawnService(t, open(), clk, cfg, ready, sessions.Options{Replica: "b"})
+
+	var names []string
+	for _, user := range []string{"u1", "u2"} {
+		names = append(names, request(t, a, "demo-w01", user).Session.Name)
+	}
+	owners := func() string {
+		var out string
+		for _, n := range names {
+			s := get(t, b, n)
+			out += string(s.State) + "/" + s.EnvOwner + " "
+		}
+		return out
+	}
+	if err := a.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(20 * time.Second)
+	if err := b.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := owners(); got != "STARTING/a STARTING/a " {
+		t.Fatalf("with a beating, its queue became %s", got)
+	}
+
+	a.Close() // as if killed: its starts stay queued on it
+	clk.Advance(11 * time.Second)
+	if err := b.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "b to start a's sessions", func() bool { return owners() == "WAITING/b WAITING/b " })
+	for _, n := range names {
+		if s := get(t, b, n); s.State != lifecycle.Waiting || s.Env == nil {
+			t.Fatalf("%s: %+v", n, s)
 		}
 	}
 }

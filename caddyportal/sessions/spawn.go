@@ -37,6 +37,7 @@ import (
 	"net"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -1439,6 +1440,9 @@ const abandonedClaimGrace = time.Minute
 // ready, or a start released). Without it such a session would hold its
 // place, STARTING, until the next restart.
 func (s *Service) requeueStarts(t *txState, e *Environment, sp spawner.Spawner, sess *Session) error {
+	if sess.State == lifecycle.Starting && sess.EnvOwner != s.replica {
+		return s.takeOverStart(t, sess)
+	}
 	if sess.State != lifecycle.Starting || sess.EnvOwner != s.replica || s.startQ.has(sess.Name) {
 		return nil
 	}
@@ -1462,6 +1466,82 @@ func (s *Service) requeueStarts(t *txState, e *Environment, sp spawner.Spawner, 
 	}
 	t.starts = append(t.starts, sess.Name)
 	return nil
+}
+
+// beatTimeout is how long a replica may go without beginning a reconcile
+// pass (every 5 s by default) before the others take over the starts
+// still queued on it.
+const beatTimeout = 30 * time.Second
+
+// beatTTL is how long a replica's beat is kept once it stopped.
+const beatTTL = 24 * time.Hour
+
+// beat records, on a store replicas share, that this replica is running
+// its passes (p/<replica>). A failure is left to the next pass: a replica
+// that cannot write cannot start anything either.
+func (s *Service) beat(ctx context.Context) {
+	if !s.shared {
+		return
+	}
+	now := s.now()
+	err := s.st.Update(store.Volatile(ctx), func(tx store.Txn) error {
+		return tx.SetExpiring(keyBeat(s.replica), []byte(strconv.FormatInt(now.UnixNano(), 10)), now.Add(beatTTL))
+	})
+	if err != nil && ctx.Err() == nil {
+		s.log.Warn("recording this replica's beat", zap.Error(err))
+	}
+}
+
+// takeOverStart makes this replica the owner of sess, a session of another
+// replica still waiting for its environment, once that replica has not
+// beaten for beatTimeout (or ever, within beatTTL): stopped or cut off,
+// it will not start it, and its learner would wait until it returns. A
+// session with an environment stays its owner's, whose machine holds it.
+// Should the owner still be working after all, its claim finds the session
+// owned by another replica and leaves it; anything it had begun is a stray
+// its next start-up stops.
+func (s *Service) takeOverStart(t *txState, sess *Session) error {
+	if sess.Env != nil || !s.shared || sess.EnvOwner == "" {
+		return nil
+	}
+	if st, _ := sess.Effective(t.now); st != lifecycle.Starting {
+		return nil
+	}
+	if alive, err := t.beating(sess.EnvOwner); err != nil || alive {
+		return err
+	}
+	s.log.Warn("taking over the start of a session whose replica has stopped",
+		zap.String("session", sess.Name), zap.String("replica", sess.EnvOwner))
+	sess.EnvOwner, sess.EnvNetwork = s.replica, s.opts.Network
+	sess.Spawning, sess.SpawningSince = false, time.Time{}
+	sess.Progress = queued()
+	if err := t.put(sess); err != nil {
+		return err
+	}
+	t.starts = append(t.starts, sess.Name)
+	return nil
+}
+
+// beating reports whether replica has begun a reconcile pass within
+// beatTimeout of this transaction's time, read once per transaction.
+func (t *txState) beating(replica string) (bool, error) {
+	if alive, ok := t.beats[replica]; ok {
+		return alive, nil
+	}
+	v, err := t.tx.Get(keyBeat(replica))
+	alive := false
+	switch {
+	case err == nil:
+		ns, perr := strconv.ParseInt(string(v), 10, 64)
+		alive = perr != nil || t.now.Sub(time.Unix(0, ns)) < beatTimeout
+	case !errors.Is(err, store.ErrNotFound):
+		return false, err
+	}
+	if t.beats == nil {
+		t.beats = map[string]bool{}
+	}
+	t.beats[replica] = alive
+	return alive, nil
 }
 
 // Dialable reports whether this replica may dial sess's upstream. An

@@ -50,6 +50,8 @@ type txState struct {
 	// startingPut are the sessions this transaction wrote as STARTING:
 	// the start queue learns which of them are reserves (see startKinds).
 	startingPut []string
+	// beats caches which replicas are beating (takeOverStart).
+	beats map[string]bool
 }
 
 func (s *Service) viewState(tx store.Txn) *txState {
