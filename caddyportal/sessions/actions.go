@@ -430,6 +430,11 @@ func (s *Service) reconcilePass(ctx context.Context, full bool) (capped bool, er
 						return err
 					}
 				}
+				if full {
+					if err := s.dropStrandedReserve(t, sess); err != nil {
+						return err
+					}
+				}
 				orphaned := idle(e, sess.State, sess.LastActivity, t.now)
 				if (orphaned || e.State != EnvRunning && sess.Reserved()) && t.spend() {
 					reason := ReasonOrphaned

@@ -2,6 +2,8 @@ package sessions_test
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"testing"
 	"time"
 
@@ -116,5 +118,78 @@ func TestQueuedStartsOfAStoppedReplicaAreTakenOver(t *testing.T) {
 		if s := get(t, b, n); s.State != lifecycle.Waiting || s.Env == nil {
 			t.Fatalf("%s: %+v", n, s)
 		}
+	}
+}
+
+// A ready reserve whose replica stopped lives where nobody else can check
+// or reach it: another replica ends it (a full reconcile pass reads
+// reserves) and keeps a reserve of its own in its place, which the next
+// learner gets.
+func TestReservesOfAStoppedReplicaAreReplaced(t *testing.T) {
+	ctx := context.Background()
+	srv := etcdtest.Start(t)
+	clk := newClock()
+	open := func() store.Store {
+		st, err := etcdstore.Open(ctx, etcdstore.Options{Endpoints: srv.Endpoints(), Prefix: "/stranded/", Now: clk.Now, SweepInterval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = st.Close() })
+		return st
+	}
+	cfg := portal(spawnWorkshop("lab", 3, 1))
+	spA, spB := spawnertest.New(), spawnertest.New()
+	close(spA.Release)
+	close(spB.Release)
+	a := newSpawnService(t, open(), clk, cfg, spA, sessions.Options{Replica: "a"})
+	reserves := func(svc *sessions.Service) map[string]string {
+		all, err := svc.EnvironmentSessions(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for _, s := range all["demo-w01"] {
+			if s.Reserved() {
+				out[s.Name] = string(s.State) + "/" + s.EnvOwner
+			}
+		}
+		return out
+	}
+	eventually(t, "a's reserve", func() bool {
+		return len(reserves(a)) == 1 && slices.Contains(slices.Collect(maps.Values(reserves(a))), "WAITING/a")
+	})
+	var aReserve string
+	for n := range reserves(a) {
+		aReserve = n
+	}
+	if err := a.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b := newSpawnService(t, open(), clk, cfg, spB, sessions.Options{Replica: "b"})
+	for range 12 { // a full pass among them, with a beating
+		if err := b.Reconcile(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := reserves(b); len(got) != 1 || got[aReserve] != "WAITING/a" {
+		t.Fatalf("with a beating, the reserves are %v", got)
+	}
+
+	a.Close()
+	clk.Advance(31 * time.Second)
+	for range 12 {
+		if err := b.Reconcile(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := get(t, b, aReserve); s.State != lifecycle.Stopped || s.Reason != sessions.ReasonEnvironmentLost {
+		t.Fatalf("a's reserve after a stopped: %s %s", s.State, s.Reason)
+	}
+	eventually(t, "b's own reserve", func() bool {
+		got := reserves(b)
+		return len(got) == 1 && slices.Contains(slices.Collect(maps.Values(got)), "WAITING/b")
+	})
+	if s := request(t, b, "demo-w01", "u1").Session; s.EnvOwner != "b" || s.Name == aReserve {
+		t.Fatalf("the next learner got %s of %s", s.Name, s.EnvOwner)
 	}
 }

@@ -1522,6 +1522,25 @@ func (s *Service) takeOverStart(t *txState, sess *Session) error {
 	return nil
 }
 
+// dropStrandedReserve ends a reserve whose environment belongs to a
+// replica that has stopped beating: it lives on that replica's machine,
+// which nobody else can check or reach, and would be handed to the next
+// learner. It ends at once (the place is free for this replica's own
+// reserve); the stopped replica, should it return, finds its environment
+// without a live session and stops it as a stray.
+func (s *Service) dropStrandedReserve(t *txState, sess *Session) error {
+	if !s.shared || !sess.Reserved() || sess.Env == nil || sess.EnvOwner == s.replica || sess.EnvOwner == "" || sess.State.Ending() {
+		return nil
+	}
+	if alive, err := t.beating(sess.EnvOwner); err != nil || alive || !t.spend() {
+		return err
+	}
+	s.log.Warn("ending a reserve whose replica has stopped", zap.String("session", sess.Name), zap.String("replica", sess.EnvOwner))
+	sess.Env, sess.Spawning = nil, false
+	sess.Progress = &spawner.Progress{Step: StepFailed, Message: "the portal replica that started it (" + sess.EnvOwner + ") has stopped"}
+	return t.finalize(sess, ReasonEnvironmentLost)
+}
+
 // beating reports whether replica has begun a reconcile pass within
 // beatTimeout of this transaction's time, read once per transaction.
 func (t *txState) beating(replica string) (bool, error) {
