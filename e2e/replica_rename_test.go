@@ -51,7 +51,7 @@ func TestRenamedHostKeepsItsEnvironments(t *testing.T) {
 
 	first := e2etest.StartBinary(t, e2etest.Binary(t), dataDir, cf, base, e2etest.NoRedirect)
 	token := robotToken(t, base)
-	alice := activateOn(t, base, base, token, "alice", name)
+	alice := activateOn(t, base, base, token, "alice", name+"-w01")
 	mark := "mark-" + alice.name + ".txt"
 	waitFor(t, "alice's directory", func() bool {
 		return os.WriteFile(filepath.Join(sessionsDir, alice.name, mark), nil, 0o644) == nil
@@ -86,7 +86,7 @@ func TestRenamedHostKeepsItsEnvironments(t *testing.T) {
 	})
 	// Her place is free again: with capacity 2, two more learners start.
 	for _, user := range []string{"bob", "carol"} {
-		l := activateOn(t, base, base, token, user, name)
+		l := activateOn(t, base, base, token, user, name+"-w01")
 		if r := l.page(base); r.Status >= 500 {
 			t.Fatalf("%s's dashboard: %d %s", user, r.Status, r.Body)
 		}

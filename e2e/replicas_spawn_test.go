@@ -8,16 +8,16 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/caddyportal/caddyportal/caddyportal/store/etcdstore/etcdtest"
 	"github.com/caddyportal/caddyportal/internal/e2etest"
 )
 
-// spawnReplicaBody is replica's portal on etcd (prefix) with one workshop
+// spawnReplicaBody is replica's portal on etcd (prefix) with a workshop
 // whose sessions each start Python's file server in their own directory
-// under sessions, as two machines would each have their own.
-func spawnReplicaBody(endpoint, prefix, replica, sessions string) string {
+// under sessions, as two machines would each have their own, and a second
+// one (demo-w02) whose dashboards start only once the file gate exists.
+func spawnReplicaBody(endpoint, prefix, replica, sessions, gate string) string {
 	return `
 		name demo
 		storage etcd ` + endpoint + ` {
@@ -29,7 +29,8 @@ func spawnReplicaBody(endpoint, prefix, replica, sessions string) string {
 		robot robot@portal robot-pass
 		client test-client test-secret
 		replica ` + replica + `
-` + strings.Replace(processWorkshop("lab-proc", "", pythonDashboard, sessions), "capacity 2", "capacity 4", 1)
+` + strings.Replace(processWorkshop("lab-proc", "", pythonDashboard, sessions), "capacity 2", "capacity 4", 1) +
+		processWorkshop("lab-gated", "", `/bin/sh -c "while [ ! -e `+gate+` ]; do sleep 0.1; done; exec `+pythonDashboard+`"`, sessions)
 }
 
 // replicaLearner is a learner's browser on a portal of several replicas:
@@ -41,12 +42,13 @@ type replicaLearner struct {
 	cookie *http.Cookie
 }
 
-// activateOn requests a session of portal's first workshop for user on
-// base and opens its activation link on act, the way a front end and a
-// learner behind a load balancer may reach two replicas.
-func activateOn(t *testing.T, base, act, token, user, portal string) *replicaLearner {
+// activateOn requests a session of env (<portal>-wNN) for user on base and
+// opens its activation link on act, the way a front end and a learner
+// behind a load balancer may reach two replicas.
+func activateOn(t *testing.T, base, act, token, user, env string) *replicaLearner {
 	t.Helper()
-	r := remote(t, base, 0, "").Request(token, portal+"-w01", "user="+user+"&index_url=https://hub.example.com/")
+	portal := env[:strings.LastIndex(env, "-w")]
+	r := remote(t, base, 0, "").Request(token, env, "user="+user+"&index_url=https://hub.example.com/")
 	if r.Status != http.StatusOK {
 		t.Fatalf("request for %s on %s: %d %s", user, base, r.Status, r.Body)
 	}
@@ -104,9 +106,10 @@ func TestReplicasShareSpawnedSessions(t *testing.T) {
 	// The replicas' names are this run's own: dashboards are told apart by
 	// the marker that names them, and other tests may run beside this one.
 	dirs := map[string]string{"a": t.TempDir(), "b": t.TempDir()}
+	gate := filepath.Join(t.TempDir(), "gate")
 	replicaName := func(r string) string { return e2eReplica + "-" + r }
 	start := func(replica, dataDir string, port int) *e2etest.Process {
-		body := spawnReplicaBody(srv.Endpoints()[0], prefix, replicaName(replica), dirs[replica])
+		body := spawnReplicaBody(srv.Endpoints()[0], prefix, replicaName(replica), dirs[replica], gate)
 		return e2etest.StartProcess(t, dataDir, port, e2etest.ProcessCaddyfile(port, "off", dataDir, body))
 	}
 	aDir, aPort := t.TempDir(), e2etest.FreePort(t)
@@ -146,7 +149,7 @@ func TestReplicasShareSpawnedSessions(t *testing.T) {
 	}
 
 	// Requested on a, activated and served through b.
-	alice := activateOn(t, a.Base, b.Base, token, "alice", "demo")
+	alice := activateOn(t, a.Base, b.Base, token, "alice", "demo-w01")
 	aliceMark := mark("a", alice.name)
 	alice.awaitDashboard(b.Base, aliceMark)
 	alice.awaitDashboard(a.Base, aliceMark)
@@ -163,7 +166,7 @@ func TestReplicasShareSpawnedSessions(t *testing.T) {
 
 	// Ended through b: a stops the process and removes the directory, and
 	// only then is the session STOPPED.
-	bob := activateOn(t, a.Base, a.Base, token, "bob", "demo")
+	bob := activateOn(t, a.Base, a.Base, token, "bob", "demo-w01")
 	bob.awaitDashboard(a.Base, mark("a", bob.name))
 	bobPIDs := owned("a", bob.name)
 	if r := remote(t, b.Base, 0, "").Do("GET", "/workshops/session/"+bob.name+"/terminate/", token, nil, nil); r.Status != http.StatusOK {
@@ -181,20 +184,26 @@ func TestReplicasShareSpawnedSessions(t *testing.T) {
 	}
 
 	// dave's session lives on across its owner's crash.
-	dave := activateOn(t, a.Base, a.Base, token, "dave", "demo")
+	dave := activateOn(t, a.Base, a.Base, token, "dave", "demo-w01")
 	daveMark := mark("a", dave.name)
 	dave.awaitDashboard(a.Base, daveMark)
 	davePIDs := owned("a", dave.name)
 
+	// erin's start on a waits for the gate, which opens only once a is
+	// gone.
+	erin := activateOn(t, a.Base, a.Base, token, "erin", "demo-w02")
+	waitFor(t, "erin's start under way on a", func() bool { return len(owned("a", erin.name)) > 0 })
+
 	// The owner is killed: b goes on serving a's dashboards and starts new
 	// sessions itself. alice's session, ended through b meanwhile, is
 	// refused at once but its environment is left to its owner: b's
-	// background passes (every 5 s; two run before the checks) stop
-	// neither it nor dave's.
+	// background passes (every 5 s) stop neither it nor dave's. erin's
+	// start, which a had not finished, is b's once a has been silent for
+	// 30 s.
 	a.Kill()
 	alice.awaitDashboard(b.Base, aliceMark)
 	dave.awaitDashboard(b.Base, daveMark)
-	carol := activateOn(t, b.Base, b.Base, token, "carol", "demo")
+	carol := activateOn(t, b.Base, b.Base, token, "carol", "demo-w01")
 	carolMark := mark("b", carol.name)
 	carol.awaitDashboard(b.Base, carolMark)
 	if got := stored(carol.name); got != "RUNNING/b/" {
@@ -206,7 +215,11 @@ func TestReplicasShareSpawnedSessions(t *testing.T) {
 	if r := alice.page(b.Base); r.Status == http.StatusOK {
 		t.Fatalf("alice's ended session still serves its dashboard through b: %s", r.Body)
 	}
-	time.Sleep(2*5*time.Second + time.Second)
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "b to take over erin's start", func() bool { return stored(erin.name) == "RUNNING/b/" })
+	erin.awaitDashboard(b.Base, mark("b", erin.name))
 	if got := stored(alice.name); !strings.HasPrefix(got, "STOPPING/a/") {
 		t.Fatalf("with its owner gone, alice's ended session is %s, want STOPPING until a stops it", got)
 	}
@@ -233,6 +246,10 @@ func TestReplicasShareSpawnedSessions(t *testing.T) {
 	if now := owned("a", dave.name); strings.Join(now, ",") != strings.Join(davePIDs, ",") {
 		t.Fatalf("after its owner's restart, dave's processes changed from %v to %v", davePIDs, now)
 	}
+	// What a had begun for erin went on without it; erin's session is
+	// b's now, so a stops it as a stray, and erin keeps b's dashboard.
+	waitFor(t, "a to stop its stray start of erin's", func() bool { return len(owned("a", erin.name)) == 0 })
+	erin.awaitDashboard(a.Base, "mark-"+erin.name+".txt")
 	if r := remote(t, a.Base, 0, "").Do("GET", "/workshops/session/"+carol.name+"/terminate/", token, nil, nil); r.Status != http.StatusOK {
 		t.Fatalf("terminating carol's session through a: %d %s", r.Status, r.Body)
 	}

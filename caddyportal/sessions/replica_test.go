@@ -2,6 +2,7 @@ package sessions_test
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"slices"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+	"github.com/caddyportal/caddyportal/caddyportal/spawner"
 	"github.com/caddyportal/caddyportal/caddyportal/spawner/spawnertest"
 	"github.com/caddyportal/caddyportal/caddyportal/store"
 	"github.com/caddyportal/caddyportal/caddyportal/store/etcdstore"
@@ -63,9 +65,10 @@ func TestStoredReplica(t *testing.T) {
 	}
 }
 
-// Starts still queued on a replica that stopped (no reconcile pass begun
-// for 30 s) are taken over by another one on the same etcd, which starts
-// them; while the replica beats, its queue is left alone.
+// Starts still queued or under way on a replica that stopped (no
+// reconcile pass begun for 30 s) are taken over by another one on the same
+// etcd, which starts them; while the replica beats, its queue is left
+// alone, and should it finish a start after all, it stops what it started.
 func TestQueuedStartsOfAStoppedReplicaAreTakenOver(t *testing.T) {
 	ctx := context.Background()
 	srv := etcdtest.Start(t)
@@ -108,16 +111,27 @@ func TestQueuedStartsOfAStoppedReplicaAreTakenOver(t *testing.T) {
 		t.Fatalf("with a beating, its queue became %s", got)
 	}
 
-	a.Close() // as if killed: its starts stay queued on it
+	// a falls silent (cut off, say) with one start under way and one
+	// queued: b takes both over and starts them.
 	clk.Advance(11 * time.Second)
 	if err := b.Reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "b to start a's sessions", func() bool { return owners() == "WAITING/b WAITING/b " })
+	// a's start goes on after all: what it started is stopped, and the
+	// sessions keep b's environments.
+	close(stuck.Release)
+	eventually(t, "a's late start stopped", func() bool {
+		return errors.Is(stuck.Alive(ctx, spawner.Env{Session: names[0]}), spawner.ErrGone)
+	})
 	for _, n := range names {
-		if s := get(t, b, n); s.State != lifecycle.Waiting || s.Env == nil {
-			t.Fatalf("%s: %+v", n, s)
+		s := get(t, b, n)
+		if s.State != lifecycle.Waiting || s.Env == nil || s.EnvOwner != "b" || ready.Alive(ctx, *s.Env) != nil {
+			t.Fatalf("%s after a's late start: %+v", n, s)
 		}
+	}
+	if err := stuck.Alive(ctx, spawner.Env{Session: names[1]}); !errors.Is(err, spawner.ErrGone) {
+		t.Fatalf("a started %s, queued when b took it over: %v", names[1], err)
 	}
 }
 

@@ -824,8 +824,10 @@ func (s *Service) storeEnv(name string, sp spawner.Spawner, env spawner.Env, pro
 			orphan = true // nothing records it: stop it here
 			return nil
 		}
-		if sess.Env != nil {
-			orphan = true // recorded another start's environment meanwhile
+		if sess.Env != nil || sess.EnvOwner != s.replica {
+			// Recorded another start's environment meanwhile, or taken
+			// over by another replica (takeOverStart).
+			orphan = true
 			return nil
 		}
 		sess.Env = &env
@@ -867,8 +869,8 @@ func (s *Service) readied(name string, e *Environment, begin time.Time) {
 	err := s.update(store.Volatile(s.ctx), func(t *txState) error {
 		reserve, env = false, spawner.Env{}
 		sess, err := t.session(name)
-		if err != nil || sess == nil || sess.State == lifecycle.Stopped {
-			return err
+		if err != nil || sess == nil || sess.State == lifecycle.Stopped || sess.EnvOwner != s.replica {
+			return err // ended, or taken over by another replica
 		}
 		switch st, reason := sess.Effective(t.now); st {
 		case lifecycle.Stopping:
@@ -1007,7 +1009,7 @@ func (s *Service) startFailed(name string, e *Environment, begin time.Time, caus
 		if err != nil || sess == nil || sess.State == lifecycle.Stopped {
 			return err
 		}
-		if !attempt.current(sess) {
+		if !attempt.current(sess) || sess.EnvOwner != s.replica {
 			stale = true
 			return nil
 		}
@@ -1493,15 +1495,15 @@ func (s *Service) beat(ctx context.Context) {
 }
 
 // takeOverStart makes this replica the owner of sess, a session of another
-// replica still waiting for its environment, once that replica has not
-// beaten for beatTimeout (or ever, within beatTTL): stopped or cut off,
-// it will not start it, and its learner would wait until it returns. A
-// session with an environment stays its owner's, whose machine holds it.
-// Should the owner still be working after all, its claim finds the session
-// owned by another replica and leaves it; anything it had begun is a stray
-// its next start-up stops.
+// replica still starting, once that replica has not beaten for beatTimeout
+// (or ever, within beatTTL): stopped or cut off, it will not finish the
+// start, and its learner would wait until it returns. What it had begun
+// (an environment not ready yet, on its machine) is forgotten: nobody uses
+// it, and its owner's next start-up stops it as a stray. Should the owner
+// still be working after all, its writes find the session owned by another
+// replica and leave it.
 func (s *Service) takeOverStart(t *txState, sess *Session) error {
-	if sess.Env != nil || !s.shared || sess.EnvOwner == "" {
+	if !s.shared || sess.EnvOwner == "" {
 		return nil
 	}
 	if st, _ := sess.Effective(t.now); st != lifecycle.Starting {
@@ -1514,6 +1516,7 @@ func (s *Service) takeOverStart(t *txState, sess *Session) error {
 		zap.String("session", sess.Name), zap.String("replica", sess.EnvOwner))
 	sess.EnvOwner, sess.EnvNetwork = s.replica, s.opts.Network
 	sess.Spawning, sess.SpawningSince = false, time.Time{}
+	sess.Env, sess.Upstream = nil, ""
 	sess.Progress = queued()
 	if err := t.put(sess); err != nil {
 		return err
