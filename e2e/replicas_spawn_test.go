@@ -148,6 +148,28 @@ func TestReplicasShareSpawnedSessions(t *testing.T) {
 		return file
 	}
 
+	// stoppedAndClean waits until who's session is STOPPED and checks
+	// that its owner had stopped every process and removed the directory,
+	// which must come first.
+	stoppedAndClean := func(who *replicaLearner, owner string) {
+		t.Helper()
+		waitFor(t, who.name+" STOPPED", func() bool { return strings.HasPrefix(stored(who.name), "STOPPED/") })
+		if left := owned(owner, who.name); len(left) != 0 {
+			t.Fatalf("%s is STOPPED but its processes %v still run", who.name, left)
+		}
+		if _, err := os.Stat(filepath.Join(dirs[owner], who.name)); !os.IsNotExist(err) {
+			t.Fatalf("%s is STOPPED but its directory is still there: %v", who.name, err)
+		}
+	}
+	// terminate ends who's session through base; owner stops it.
+	terminate := func(who *replicaLearner, base, owner string) {
+		t.Helper()
+		if r := remote(t, base, 0, "").Do("GET", "/workshops/session/"+who.name+"/terminate/", token, nil, nil); r.Status != http.StatusOK {
+			t.Fatalf("terminating %s through %s: %d %s", who.name, base, r.Status, r.Body)
+		}
+		stoppedAndClean(who, owner)
+	}
+
 	// Requested on a, activated and served through b.
 	alice := activateOn(t, a.Base, b.Base, token, "alice", "demo-w01")
 	aliceMark := mark("a", alice.name)
@@ -168,17 +190,7 @@ func TestReplicasShareSpawnedSessions(t *testing.T) {
 	// only then is the session STOPPED.
 	bob := activateOn(t, a.Base, a.Base, token, "bob", "demo-w01")
 	bob.awaitDashboard(a.Base, mark("a", bob.name))
-	bobPIDs := owned("a", bob.name)
-	if r := remote(t, b.Base, 0, "").Do("GET", "/workshops/session/"+bob.name+"/terminate/", token, nil, nil); r.Status != http.StatusOK {
-		t.Fatalf("terminating bob's session through b: %d %s", r.Status, r.Body)
-	}
-	waitFor(t, "bob's session STOPPED", func() bool { return strings.HasPrefix(stored(bob.name), "STOPPED/") })
-	if left := owned("a", bob.name); len(left) != 0 {
-		t.Fatalf("bob's session is STOPPED but its processes %v (were %v) still run", left, bobPIDs)
-	}
-	if _, err := os.Stat(filepath.Join(dirs["a"], bob.name)); !os.IsNotExist(err) {
-		t.Fatalf("bob's session is STOPPED but its directory is still there: %v", err)
-	}
+	terminate(bob, b.Base, "a")
 	if r := bob.page(b.Base); r.Status == http.StatusOK {
 		t.Fatalf("bob's ended session still serves its dashboard through b: %s", r.Body)
 	}
@@ -235,13 +247,7 @@ func TestReplicasShareSpawnedSessions(t *testing.T) {
 	// a again, under its name: it finishes alice's stop, adopts dave's
 	// processes, and leaves carol's, which b owns, to b.
 	a = start("a", aDir, aPort)
-	waitFor(t, "alice's session STOPPED", func() bool { return strings.HasPrefix(stored(alice.name), "STOPPED/") })
-	if left := owned("a", alice.name); len(left) != 0 {
-		t.Fatalf("alice's session is STOPPED but its processes %v still run", left)
-	}
-	if _, err := os.Stat(filepath.Join(dirs["a"], alice.name)); !os.IsNotExist(err) {
-		t.Fatalf("alice's session is STOPPED but its directory is still there: %v", err)
-	}
+	stoppedAndClean(alice, "a")
 	dave.awaitDashboard(a.Base, daveMark)
 	if now := owned("a", dave.name); strings.Join(now, ",") != strings.Join(davePIDs, ",") {
 		t.Fatalf("after its owner's restart, dave's processes changed from %v to %v", davePIDs, now)
@@ -250,15 +256,6 @@ func TestReplicasShareSpawnedSessions(t *testing.T) {
 	// b's now, so a stops it as a stray, and erin keeps b's dashboard.
 	waitFor(t, "a to stop its stray start of erin's", func() bool { return len(owned("a", erin.name)) == 0 })
 	erin.awaitDashboard(a.Base, "mark-"+erin.name+".txt")
-	if r := remote(t, a.Base, 0, "").Do("GET", "/workshops/session/"+carol.name+"/terminate/", token, nil, nil); r.Status != http.StatusOK {
-		t.Fatalf("terminating carol's session through a: %d %s", r.Status, r.Body)
-	}
-	waitFor(t, "carol's session STOPPED", func() bool { return strings.HasPrefix(stored(carol.name), "STOPPED/") })
-	if left := owned("b", carol.name); len(left) != 0 {
-		t.Fatalf("carol's session is STOPPED but its processes %v still run", left)
-	}
-	if _, err := os.Stat(filepath.Join(dirs["b"], carol.name)); !os.IsNotExist(err) {
-		t.Fatalf("carol's session is STOPPED but its directory is still there: %v", err)
-	}
+	terminate(carol, a.Base, "b")
 	dave.awaitDashboard(b.Base, daveMark)
 }

@@ -71,16 +71,8 @@ func TestStoredReplica(t *testing.T) {
 // alone, and should it finish a start after all, it stops what it started.
 func TestQueuedStartsOfAStoppedReplicaAreTakenOver(t *testing.T) {
 	ctx := context.Background()
-	srv := etcdtest.Start(t)
 	clk := newClock()
-	open := func() store.Store {
-		st, err := etcdstore.Open(ctx, etcdstore.Options{Endpoints: srv.Endpoints(), Prefix: "/takeover/", Now: clk.Now, SweepInterval: -1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = st.Close() })
-		return st
-	}
+	open := etcdClients(t, clk)
 	cfg := portal(spawnWorkshop("lab", 5, 0))
 	stuck := spawnertest.New() // a's starts never finish
 	a := newSpawnService(t, open(), clk, cfg, stuck, sessions.Options{Replica: "a", Starts: 1})
@@ -141,16 +133,8 @@ func TestQueuedStartsOfAStoppedReplicaAreTakenOver(t *testing.T) {
 // learner gets.
 func TestReservesOfAStoppedReplicaAreReplaced(t *testing.T) {
 	ctx := context.Background()
-	srv := etcdtest.Start(t)
 	clk := newClock()
-	open := func() store.Store {
-		st, err := etcdstore.Open(ctx, etcdstore.Options{Endpoints: srv.Endpoints(), Prefix: "/stranded/", Now: clk.Now, SweepInterval: -1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = st.Close() })
-		return st
-	}
+	open := etcdClients(t, clk)
 	cfg := portal(spawnWorkshop("lab", 3, 1))
 	spA, spB := spawnertest.New(), spawnertest.New()
 	close(spA.Release)
@@ -205,5 +189,20 @@ func TestReservesOfAStoppedReplicaAreReplaced(t *testing.T) {
 	})
 	if s := request(t, b, "demo-w01", "u1").Session; s.EnvOwner != "b" || s.Name == aReserve {
 		t.Fatalf("the next learner got %s of %s", s.Name, s.EnvOwner)
+	}
+}
+
+// etcdClients starts a real etcd and returns a function that opens a new
+// client of it on clk, as each replica has its own.
+func etcdClients(t *testing.T, clk *fakeClock) func() store.Store {
+	t.Helper()
+	srv := etcdtest.Start(t)
+	return func() store.Store {
+		st, err := etcdstore.Open(context.Background(), etcdstore.Options{Endpoints: srv.Endpoints(), Prefix: "/replicas/", Now: clk.Now, SweepInterval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = st.Close() })
+		return st
 	}
 }

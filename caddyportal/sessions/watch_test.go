@@ -18,17 +18,8 @@ import (
 // stands still unless the test moves it.
 func twoReplicas(t *testing.T) (a, b *sessions.Service) {
 	t.Helper()
-	srv := etcdtest.Start(t)
 	clk := newClock()
-	open := func() *etcdstore.Store {
-		st, err := etcdstore.Open(context.Background(), etcdstore.Options{Endpoints: srv.Endpoints(),
-			Prefix: "/replicas/", Now: clk.Now, SweepInterval: -1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = st.Close() })
-		return st
-	}
+	open := etcdClients(t, clk)
 	cfg := portal(workshop("lab", 3, 0))
 	return newService(t, open(), clk, cfg), newService(t, open(), clk, cfg)
 }
