@@ -40,6 +40,7 @@ type ackedSession struct {
 // held by two live sessions and that capacity holds; then that the
 // restarted portal still activates the acknowledged links.
 func TestCrashStorm(t *testing.T) {
+	t.Parallel() // separate processes only (see doc.go)
 	rounds, rng := crashRounds(t, crashRoundsDefault)
 
 	var pool []string

@@ -19,6 +19,7 @@ import (
 // environments it started: it serves them, and ending a session stops its
 // process, removes its directory and frees its place.
 func TestRenamedHostKeepsItsEnvironments(t *testing.T) {
+	t.Parallel() // separate binaries only (see doc.go)
 	if _, err := os.Stat("/usr/bin/python3"); err != nil {
 		t.Fatal("this test needs /usr/bin/python3 (Debian's python3)")
 	}

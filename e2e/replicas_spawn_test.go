@@ -98,6 +98,7 @@ func (l *replicaLearner) awaitDashboard(base, mark string) {
 // new sessions itself; the owner, started again under its name, adopts
 // the same processes.
 func TestReplicasShareSpawnedSessions(t *testing.T) {
+	t.Parallel() // separate binaries only (see doc.go)
 	if _, err := os.Stat("/usr/bin/python3"); err != nil {
 		t.Fatal("this test needs /usr/bin/python3 (Debian's python3)")
 	}

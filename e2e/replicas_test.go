@@ -150,6 +150,7 @@ func checkSlots(t *testing.T, stored map[string]sessions.Session, slots int) int
 // distinct names and slots; a session requested on one replica is
 // activated on a second and its dashboard proxied by the third.
 func TestReplicasShareCapacity(t *testing.T) {
+	t.Parallel() // separate binaries only (see doc.go)
 	srv := etcdtest.Start(t)
 	up := echo.Start(t, "shared")
 	const prefix = "/replicas/"
@@ -220,6 +221,7 @@ func TestReplicasShareCapacity(t *testing.T) {
 // is stored and its token still activates, on a surviving replica), slots
 // stay unique, and the survivors keep allocating.
 func TestReplicaKilledDuringStorm(t *testing.T) {
+	t.Parallel() // separate binaries only (see doc.go)
 	srv := etcdtest.Start(t)
 	const prefix = "/killed/"
 	const slots = 500
@@ -267,6 +269,7 @@ func TestReplicaKilledDuringStorm(t *testing.T) {
 // with an error naming the endpoint; one whose etcd goes away later answers
 // 503 quickly and recovers by itself when etcd is back.
 func TestEtcdOutage(t *testing.T) {
+	t.Parallel() // separate binaries only (see doc.go)
 	verdict, out, _ := e2etest.StartOnce(t, t.TempDir(), replicaBody("http://127.0.0.1:1", "/down/", 2, "127.0.0.1:1"))
 	if !strings.HasPrefix(verdict, e2etest.ChildLoadFail) || !strings.Contains(verdict, "127.0.0.1:1") {
 		t.Fatalf("start with etcd unreachable: verdict %q, want a load error naming the endpoint\n%s", verdict, out)
@@ -304,6 +307,7 @@ func TestEtcdOutage(t *testing.T) {
 // both until the window has passed. Sign-ups from one address likewise get
 // webui.SignupBurst in all.
 func TestReplicasShareLoginLimits(t *testing.T) {
+	t.Parallel() // separate binaries only (see doc.go)
 	srv := etcdtest.Start(t)
 	up := echo.Start(t, "shared")
 	reps := replicas(t, 2, replicaBody(srv.Endpoints()[0], "/limits/", 1, up.Addr)+"registration one-step\n")

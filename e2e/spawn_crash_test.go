@@ -81,6 +81,7 @@ type spawnCrash struct {
 // exist only for live sessions; and the live sessions never exceed the
 // capacity, at every observation.
 func TestSpawnCrash(t *testing.T) {
+	t.Parallel() // separate processes only (see doc.go)
 	if _, err := os.Stat("/usr/bin/python3"); err != nil {
 		t.Fatal("this test needs /usr/bin/python3 (Debian's python3)")
 	}
