@@ -429,6 +429,9 @@ func (s *Service) reconcilePass(ctx context.Context, full bool) (capped bool, er
 					if err := s.requeueStarts(t, e, sp, sess); err != nil {
 						return err
 					}
+					if err := s.takeOverStart(t, sess); err != nil {
+						return err
+					}
 				}
 				if full {
 					if err := s.dropStrandedReserve(t, sess); err != nil {
@@ -483,8 +486,9 @@ func (s *Service) reconcilePass(ctx context.Context, full bool) (capped bool, er
 
 // passNeeds says from its index entry whether a reconcile pass at now has
 // something to do with a session of e besides applying its deadlines (which
-// needing sees to): give back a start no worker holds (requeueStarts), end
-// it as orphaned, or end a reserve of an environment being removed.
+// needing sees to): give back a start no worker holds (requeueStarts), take
+// over one of a replica that stopped (takeOverStart), end it as orphaned,
+// or end a reserve of an environment being removed.
 func (s *Service) passNeeds(e *Environment, now time.Time) func(sn string, le liveEntry) bool {
 	spawned := s.spawnerOf(e) != nil
 	return func(sn string, le liveEntry) bool {

@@ -1442,9 +1442,6 @@ const abandonedClaimGrace = time.Minute
 // ready, or a start released). Without it such a session would hold its
 // place, STARTING, until the next restart.
 func (s *Service) requeueStarts(t *txState, e *Environment, sp spawner.Spawner, sess *Session) error {
-	if sess.State == lifecycle.Starting && sess.EnvOwner != s.replica {
-		return s.takeOverStart(t, sess)
-	}
 	if sess.State != lifecycle.Starting || sess.EnvOwner != s.replica || s.startQ.has(sess.Name) {
 		return nil
 	}
@@ -1503,7 +1500,7 @@ func (s *Service) beat(ctx context.Context) {
 // still be working after all, its writes find the session owned by another
 // replica and leave it.
 func (s *Service) takeOverStart(t *txState, sess *Session) error {
-	if !s.shared || sess.EnvOwner == "" {
+	if !s.shared || sess.State != lifecycle.Starting || sess.EnvOwner == "" || sess.EnvOwner == s.replica {
 		return nil
 	}
 	if st, _ := sess.Effective(t.now); st != lifecycle.Starting {
