@@ -130,8 +130,10 @@ func TestReplicasShareSpawnedSessions(t *testing.T) {
 	owned := func(replica, session string) []string {
 		return markedProcesses(t, "demo/"+replicaName(replica)+"/"+session)
 	}
+	// One client reads the records, which the test polls many times.
+	records := etcdRecords(t, srv, prefix)
 	stored := func(session string) string {
-		s, ok := storedOn(t, srv, prefix)[session]
+		s, ok := e2etest.StoredSessions(t, records)[session]
 		if !ok {
 			t.Fatalf("session %s is not in etcd", session)
 		}

@@ -68,12 +68,19 @@ func replicas(t testing.TB, n int, body string) []*e2etest.Process {
 // storedOn reads every session record under prefix straight from etcd.
 func storedOn(t *testing.T, srv *etcdtest.Server, prefix string) map[string]sessions.Session {
 	t.Helper()
+	return e2etest.StoredSessions(t, etcdRecords(t, srv, prefix))
+}
+
+// etcdRecords is a client of the test's own for the records under prefix,
+// closed when the test ends.
+func etcdRecords(t *testing.T, srv *etcdtest.Server, prefix string) *etcdstore.Store {
+	t.Helper()
 	st, err := etcdstore.Open(context.Background(), etcdstore.Options{Endpoints: srv.Endpoints(), Prefix: prefix, SweepInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
-	return e2etest.StoredSessions(t, st)
+	t.Cleanup(func() { _ = st.Close() })
+	return st
 }
 
 // robotToken gets a token from one replica's token endpoint.
