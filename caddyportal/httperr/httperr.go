@@ -33,6 +33,8 @@ var refusals = []Override{
 	{sessions.ErrSessionNotFound, http.StatusNotFound},
 	{sessions.ErrUserNotFound, http.StatusNotFound},
 	{sessions.ErrNoEnvironment, http.StatusNotFound},
+	{sessions.ErrReplicaNotFound, http.StatusNotFound},
+	{sessions.ErrReplicaRunning, http.StatusConflict},
 	{sessions.ErrNotInUse, http.StatusConflict},
 	{sessions.ErrSessionEnded, http.StatusConflict},
 	{sessions.ErrUserExists, http.StatusConflict},

@@ -29,6 +29,8 @@ func TestStatus(t *testing.T) {
 		{sessions.ErrUserNotFound, http.StatusNotFound, "user not found", true, false},
 		{sessions.ErrNoEnvironment, http.StatusNotFound, "Environment does not exist", true, false},
 		{sessions.ErrNotInUse, http.StatusConflict, "Session is not currently in use", true, false},
+		{sessions.ErrReplicaNotFound, http.StatusNotFound, "replica not found", true, false},
+		{sessions.ErrReplicaRunning, http.StatusConflict, "replica is running", true, false},
 		{sessions.ErrSessionEnded, http.StatusConflict, "Session has ended", true, false},
 		{sessions.ErrUserExists, http.StatusConflict, sessions.ErrUserExists.Error(), true, false},
 		{sessions.ErrUserNotPermitted, http.StatusForbidden, "Session requests not permitted for user", true, false},

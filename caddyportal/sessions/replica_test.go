@@ -3,8 +3,11 @@ package sessions_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -205,4 +208,170 @@ func etcdClients(t *testing.T, clk *fakeClock) func() store.Store {
 		t.Cleanup(func() { _ = st.Close() })
 		return st
 	}
+}
+
+// A replica gone for good leaves sessions that wait for it: learners'
+// sessions on its machine and ended ones whose environment only it can
+// stop, each holding its place. Releasing it ends them at once; a running
+// replica cannot be released.
+func TestReleaseReplica(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	open := etcdClients(t, clk)
+	cfg := portal(spawnWorkshop("lab", 3, 0))
+	spA, spB := spawnertest.New(), spawnertest.New()
+	close(spA.Release)
+	close(spB.Release)
+	a := newSpawnService(t, open(), clk, cfg, spA, sessions.Options{Replica: "a"})
+	var mu sync.Mutex
+	deleted := map[string]string{}
+	b := newSpawnService(t, open(), clk, cfg, spB, sessions.Options{Replica: "b", OnEvent: func(ev sessions.Event) {
+		if ev.Name == sessions.EventSessionDeleted {
+			mu.Lock()
+			deleted[ev.Session], _ = ev.Data["reason"].(string)
+			mu.Unlock()
+		}
+	}})
+	running := request(t, a, "demo-w01", "u1").Session.Name
+	ending := request(t, a, "demo-w01", "u2").Session.Name
+	eventually(t, "a's environments", func() bool {
+		return stateIs(b, running, "WAITING") && stateIs(b, ending, "WAITING")
+	})
+	if err := a.Reconcile(ctx); err != nil { // a beats
+		t.Fatal(err)
+	}
+	if got := replicas(t, b); got["a"] != "silent=false run=2 res=0 start=0 stop=0" || got["b"] != "this silent=false run=0 res=0 start=0 stop=0" || len(got) != 2 {
+		t.Fatalf("replicas with a beating: %v", got)
+	}
+	for _, c := range []struct {
+		name string
+		want error
+	}{{"a", sessions.ErrReplicaRunning}, {"b", sessions.ErrReplicaRunning}, {"c", sessions.ErrReplicaNotFound}} {
+		if _, err := b.ReleaseReplica(ctx, c.name); !errors.Is(err, c.want) {
+			t.Fatalf("releasing %s: %v, want %v", c.name, err, c.want)
+		}
+	}
+	if s := get(t, b, running); s.State != lifecycle.Waiting || s.EnvOwner != "a" {
+		t.Fatalf("a refused release changed %s: %s of %s", running, s.State, s.EnvOwner)
+	}
+
+	// a goes for good. A learner ends their session through b: it waits
+	// for a to stop its environment, and keeps its place.
+	a.Close()
+	if _, err := b.Terminate(ctx, ending, ""); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(31 * time.Second)
+	for range 3 {
+		if err := b.Reconcile(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := get(t, b, ending); s.State != lifecycle.Stopping {
+		t.Fatalf("the ended session with a gone: %s", s.State)
+	}
+	if got := replicas(t, b); got["a"] != "silent=true run=1 res=0 start=0 stop=1" {
+		t.Fatalf("replicas with a gone: %v", got)
+	}
+	request(t, b, "demo-w01", "u3")
+	requestErr(t, b, sessions.Request{Environment: "demo-w01", User: "u4"}, sessions.ErrNoSession)
+
+	done, err := b.ReleaseReplica(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if done != (sessions.Released{Ended: 2}) {
+		t.Fatalf("released %+v", done)
+	}
+	s := get(t, b, running)
+	if s.State != lifecycle.Stopped || s.Reason != sessions.ReasonEnvironmentLost || s.Progress == nil || !strings.Contains(s.Progress.Message, "(a) is gone") {
+		t.Fatalf("a's learner session after the release: %s %s %+v", s.State, s.Reason, s.Progress)
+	}
+	if s := get(t, b, ending); s.State != lifecycle.Stopped || s.Reason != sessions.ReasonTerminated {
+		t.Fatalf("the ended session after the release: %s %s", s.State, s.Reason)
+	}
+	mu.Lock()
+	if deleted[running] != sessions.ReasonEnvironmentLost || deleted[ending] != sessions.ReasonTerminated {
+		t.Fatalf("Session/Deleted events: %v", deleted)
+	}
+	mu.Unlock()
+	// Nothing of a's was stopped: only a reaches its environments, and
+	// stops them as strays should it start again.
+	if err := spA.Alive(ctx, spawner.Env{Session: running}); err != nil {
+		t.Fatalf("a's environment after the release: %v", err)
+	}
+	if got := replicas(t, b); len(got) != 1 || got["b"] != "this silent=false run=1 res=0 start=0 stop=0" {
+		t.Fatalf("replicas after the release: %v", got)
+	}
+	request(t, b, "demo-w01", "u4")
+	request(t, b, "demo-w01", "u5")
+	if _, err := b.ReleaseReplica(ctx, "a"); !errors.Is(err, sessions.ErrReplicaNotFound) {
+		t.Fatalf("releasing a again: %v", err)
+	}
+}
+
+// On a store only one process uses, the replica an explicit `replica` line
+// named before a rename never returns: its sessions are released, and a
+// start it had not finished is started by the replica running now.
+func TestReleaseRenamedReplica(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	st := openStore(t, clk)
+	cfg := portal(spawnWorkshop("lab", 3, 0))
+	sp := spawnertest.New()
+	close(sp.Release)
+	// The old replica's start of u2's session never finishes: it is given
+	// back, queued, as the replica closes.
+	old := newSpawnService(t, st, clk, cfg, holdUser{sp, "u2"}, sessions.Options{Replica: "old"})
+	waiting := request(t, old, "demo-w01", "u1").Session.Name
+	eventually(t, "old's environment", func() bool { return stateIs(old, waiting, "WAITING") })
+	starting := request(t, old, "demo-w01", "u2").Session.Name
+	old.Close()
+
+	cur := newSpawnService(t, st, clk, cfg, sp, sessions.Options{Replica: "new"})
+	if got := replicas(t, cur); got["old"] != "silent=true run=1 res=0 start=1 stop=0" || got["new"] != "this silent=false run=0 res=0 start=0 stop=0" {
+		t.Fatalf("replicas after the rename: %v", got)
+	}
+	done, err := cur.ReleaseReplica(ctx, "old")
+	if err != nil || done != (sessions.Released{Ended: 1, Restarted: 1}) {
+		t.Fatalf("released %+v, %v", done, err)
+	}
+	wantState(t, cur, waiting, lifecycle.Stopped)
+	eventually(t, "the new replica to start the old one's queued session", func() bool {
+		s := get(t, cur, starting)
+		return s.State == lifecycle.Waiting && s.EnvOwner == "new" && s.Env != nil
+	})
+}
+
+// replicas lists svc's replicas as "[this ]silent=… run=… res=… start=…
+// stop=…" by name.
+func replicas(t *testing.T, svc *sessions.Service) map[string]string {
+	t.Helper()
+	list, err := svc.Replicas(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, r := range list {
+		this := ""
+		if r.This {
+			this = "this "
+		}
+		out[r.Name] = fmt.Sprintf("%ssilent=%v run=%d res=%d start=%d stop=%d", this, r.Silent, r.Running, r.Reserves, r.Starting, r.Stopping)
+	}
+	return out
+}
+
+// holdUser is a spawner whose starts for one user never finish.
+type holdUser struct {
+	*spawnertest.Held
+	user string
+}
+
+func (h holdUser) Start(ctx context.Context, spec spawner.Spec, progress func(spawner.Progress)) (spawner.Env, error) {
+	if spec.User == h.user {
+		<-ctx.Done()
+		return spawner.Env{}, ctx.Err()
+	}
+	return h.Held.Start(ctx, spec, progress)
 }

@@ -1511,7 +1511,13 @@ func (s *Service) takeOverStart(t *txState, sess *Session) error {
 	}
 	s.log.Warn("taking over the start of a session whose replica has stopped",
 		zap.String("session", sess.Name), zap.String("replica", sess.EnvOwner))
-	sess.EnvOwner, sess.EnvNetwork = s.replica, s.opts.Network
+	return t.restartHere(sess)
+}
+
+// restartHere makes this replica the owner of sess, a STARTING session of
+// another replica, and queues its start afresh.
+func (t *txState) restartHere(sess *Session) error {
+	sess.EnvOwner, sess.EnvNetwork = t.s.replica, t.s.opts.Network
 	sess.Spawning, sess.SpawningSince = false, time.Time{}
 	sess.Env, sess.Upstream = nil, ""
 	sess.Progress = queued()
