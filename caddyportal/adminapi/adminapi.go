@@ -13,6 +13,11 @@
 //	GET  /<portal>/sessions/<session>/      one session, STOPPED ones too
 //	POST /<portal>/sessions/<session>/terminate/
 //	POST /<portal>/sessions/<session>/extend/
+//	GET  /<portal>/replicas/                this replica and the others the
+//	                                        store knows, with what waits for them
+//	POST /<portal>/replicas/<replica>/release/
+//	                                        ends the sessions of a replica gone
+//	                                        for good (409 while it runs)
 //
 // Errors are JSON {"error": "..."} with a 4xx status (503 when the store
 // cannot be reached). The admin API has no authentication of its own:
@@ -139,6 +144,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if allow(w, r, http.MethodPost) {
 			h.act(w, r, svc, parts[2], parts[3])
 		}
+	case len(parts) == 2 && parts[1] == "replicas":
+		if allow(w, r, http.MethodGet) {
+			h.replicas(w, r, svc)
+		}
+	case len(parts) == 4 && parts[1] == "replicas" && parts[3] == "release":
+		if allow(w, r, http.MethodPost) {
+			h.release(w, r, svc, parts[2])
+		}
 	default:
 		writeError(w, http.StatusNotFound, "unknown portal admin route "+r.URL.Path)
 	}
@@ -245,6 +258,59 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request, svc *sessions.Serv
 		sj.Extended = &extended
 	}
 	writeJSON(w, http.StatusOK, sj)
+}
+
+// ReplicaJSON is a replica in the replicas listing (sessions.ReplicaStatus).
+type ReplicaJSON struct {
+	Name string `json:"name"`
+	// This is the replica answering.
+	This bool `json:"this,omitempty"`
+	// LastBeat is when it last began a reconcile pass (stores replicas
+	// share only).
+	LastBeat lifecycle.Time `json:"last_beat,omitzero"`
+	// Silent: another replica that has not reported for 30 s or more.
+	Silent bool `json:"silent"`
+	// The live sessions that wait for it.
+	Running  int `json:"running"`
+	Reserves int `json:"reserves"`
+	Starting int `json:"starting"`
+	Stopping int `json:"stopping"`
+}
+
+// ReleasedJSON answers a release.
+type ReleasedJSON struct {
+	Replica   string `json:"replica"`
+	Ended     int    `json:"ended"`
+	Restarted int    `json:"restarted"`
+}
+
+func (h *Handler) replicas(w http.ResponseWriter, r *http.Request, svc *sessions.Service) {
+	list, err := svc.Replicas(r.Context())
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	out := make([]ReplicaJSON, 0, len(list))
+	for _, rs := range list {
+		out = append(out, ReplicaJSON{Name: rs.Name, This: rs.This, LastBeat: lifecycle.Time(rs.LastBeat), Silent: rs.Silent,
+			Running: rs.Running, Reserves: rs.Reserves, Starting: rs.Starting, Stopping: rs.Stopping})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (h *Handler) release(w http.ResponseWriter, r *http.Request, svc *sessions.Service, name string) {
+	done, err := svc.ReleaseReplica(r.Context(), name)
+	switch {
+	case errors.Is(err, sessions.ErrReplicaNotFound):
+		writeError(w, http.StatusNotFound, "no replica named "+name+" owns a live session or reported within the last day")
+	case errors.Is(err, sessions.ErrReplicaRunning):
+		writeError(w, http.StatusConflict, "replica "+name+" is running (it is the one answering, or it reported within the last 30 s): "+
+			"only a replica that is gone for good may be released")
+	case err != nil:
+		fail(w, err)
+	default:
+		writeJSON(w, http.StatusOK, ReleasedJSON{Replica: name, Ended: done.Ended, Restarted: done.Restarted})
+	}
 }
 
 func sessionJSON(svc *sessions.Service, s *sessions.Session, now time.Time, ownerEmail string) SessionJSON {

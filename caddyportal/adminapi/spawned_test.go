@@ -3,7 +3,9 @@ package adminapi_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -161,4 +163,110 @@ func TestSpawnedSessions(t *testing.T) {
 			t.Errorf("listed: %+v (env %+v)", s, s.Env)
 		}
 	}
+}
+
+// TestReleaseReplica: a replica the store knows from its sessions but that
+// no longer runs (here renamed) is listed as silent with what waits for it;
+// releasing it ends its session and frees the place, without touching its
+// dashboard process, which the replica stops as a stray once it starts
+// again. The replica answering and unknown replicas are refused. Real
+// dashboard processes.
+func TestReleaseReplica(t *testing.T) {
+	oldName, newName := spawntest.Replica()+"-old", spawntest.Replica()+"-new"
+	clk := storetest.NewClock(time.Now().UTC())
+	st, err := badgerstore.Open(badgerstore.Options{InMemory: true, Now: clk.Now, SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	cfg := config.Portal{Name: "demo", Robot: config.Credentials{Password: "pw"}, Client: config.Client{ID: "c", Secret: "s"},
+		Workshops: []config.Workshop{{Name: "lab", Capacity: intp(1), Reserved: intp(0), Initial: intp(0)}}}
+	spawners := map[string]spawner.Spawner{
+		oldName: spawntest.Dashboards(t, proctest.DashboardServe, oldName),
+		newName: spawntest.Dashboards(t, proctest.DashboardServe, newName),
+	}
+	open := func(replica string) *sessions.Service {
+		svc, err := sessions.New(context.Background(), st, cfg, sessions.Options{Now: clk.Now, ReconcileInterval: time.Hour,
+			StopGrace: time.Second, Replica: replica, Spawners: map[string]spawner.Spawner{"lab": spawners[replica]}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(svc.Close)
+		return svc
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		// The limit only keeps a broken test from hanging.
+		for deadline := time.Now().Add(2 * time.Minute); !cond(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+		}
+	}
+
+	old := open(oldName)
+	name := request(t, old, "demo-w01", "ann").Session.Name
+	var sess *sessions.Session
+	waitFor("ann's dashboard", func() bool {
+		sess, err = old.Get(context.Background(), name)
+		return err == nil && sess.State == lifecycle.Waiting
+	})
+	var ps process.State
+	if err := json.Unmarshal(sess.Env.State, &ps); err != nil || ps.PID == 0 {
+		t.Fatalf("process record %s: %v", sess.Env.State, err)
+	}
+	runs := func() bool { got, _ := procfs.Env(ps.PID, "SESSION_NAME", nil); return got == name }
+	old.Close()
+
+	cur := open(newName)
+	srv := httptest.NewServer(adminapi.New("/portal", portals{"demo": cur}))
+	t.Cleanup(srv.Close)
+	var list []adminapi.ReplicaJSON
+	call(t, srv, "GET", "/portal/demo/replicas/", 200, &list)
+	want := []adminapi.ReplicaJSON{{Name: newName, This: true}, {Name: oldName, Silent: true, Running: 1}}
+	if !slices.Equal(list, want) {
+		t.Fatalf("replicas: %+v, want %+v", list, want)
+	}
+	requestErr := func(user string, want error) {
+		t.Helper()
+		if _, err := cur.RequestSession(context.Background(), sessions.Request{Environment: "demo-w01", User: user}); !errors.Is(err, want) {
+			t.Fatalf("request for %s: %v, want %v", user, err, want)
+		}
+	}
+	requestErr("bob", sessions.ErrNoSession)
+
+	var e map[string]string
+	call(t, srv, "POST", "/portal/demo/replicas/"+newName+"/release/", 409, &e)
+	if !strings.Contains(e["error"], "is running") {
+		t.Fatalf("releasing the replica answering: %v", e)
+	}
+	call(t, srv, "POST", "/portal/demo/replicas/nobody/release/", 404, &e)
+	call(t, srv, "GET", "/portal/demo/replicas/"+oldName+"/release/", 405, &e)
+	if got, _ := cur.Get(context.Background(), name); got.State != lifecycle.Waiting {
+		t.Fatalf("%s after refused releases: %s", name, got.State)
+	}
+
+	var done adminapi.ReleasedJSON
+	call(t, srv, "POST", "/portal/demo/replicas/"+oldName+"/release/", 200, &done)
+	if done != (adminapi.ReleasedJSON{Replica: oldName, Ended: 1}) {
+		t.Fatalf("released: %+v", done)
+	}
+	var sj adminapi.SessionJSON
+	call(t, srv, "GET", "/portal/demo/sessions/"+name+"/", 200, &sj)
+	if sj.State != lifecycle.Stopped || sj.Reason != sessions.ReasonEnvironmentLost {
+		t.Fatalf("ann's session after the release: %+v", sj)
+	}
+	call(t, srv, "GET", "/portal/demo/replicas/", 200, &list)
+	if len(list) != 1 || list[0].Name != newName {
+		t.Fatalf("replicas after the release: %+v", list)
+	}
+	requestErr("bob", nil)
+	if !runs() {
+		t.Fatalf("the released session's process %d was stopped by a replica that does not own it", ps.PID)
+	}
+	// The old replica starts again: its dashboard belongs to no live
+	// session any more.
+	cur.Close()
+	open(oldName)
+	waitFor("the old replica to stop its stray dashboard", func() bool { return !runs() })
 }
