@@ -61,6 +61,9 @@ const (
 	AdminOpen
 	// AdminBulk terminates or extends the sessions a filter matches.
 	AdminBulk
+	// AdminRelease releases the sessions of a replica gone for good
+	// (Arg: the replica).
+	AdminRelease
 	// EnvironmentStart is Educates' web start route of a workshop
 	// environment, /workshops/environment/<env>/: a logged-in learner's
 	// session there, else the login page.
@@ -393,7 +396,7 @@ func (p *path) pages() (Route, bool) {
 		}
 	case p.is(0, "admin"):
 		rt.ID = p.admin()
-		if rt.ID == AdminSession || rt.ID == AdminTerminate || rt.ID == AdminExtend || rt.ID == AdminOpen {
+		if rt.ID == AdminSession || rt.ID == AdminTerminate || rt.ID == AdminExtend || rt.ID == AdminOpen || rt.ID == AdminRelease {
 			rt.Arg = p.seg[2]
 		}
 	case p.n == 2 && p.is(0, "workshops") && p.is(1, "catalog"):
@@ -411,7 +414,7 @@ func (p *path) pages() (Route, bool) {
 	}
 	// Pages without a trailing slash redirect to it; a 404 and the
 	// form targets have no page to redirect to.
-	if !p.slash && rt.ID != PageNotFound && rt.ID != AdminTerminate && rt.ID != AdminExtend && rt.ID != AdminOpen && rt.ID != AdminBulk {
+	if !p.slash && rt.ID != PageNotFound && rt.ID != AdminTerminate && rt.ID != AdminExtend && rt.ID != AdminOpen && rt.ID != AdminBulk && rt.ID != AdminRelease {
 		rt.Slash = p.escaped + "/"
 	}
 	return rt, true
@@ -428,6 +431,8 @@ func (p *path) admin() ID {
 		return AdminUsers
 	case p.n == 2 && p.is(1, "bulk"):
 		return AdminBulk
+	case p.n == 4 && p.is(1, "replicas") && p.is(3, "release") && validReplica(p.seg[2]):
+		return AdminRelease
 	case p.n < 3 || p.n > 4 || !p.is(1, "sessions") || !validName(p.seg[2]):
 		return PageNotFound
 	case p.n == 3:
@@ -456,6 +461,24 @@ func validName(s string) bool {
 	}
 	return true
 }
+
+// validReplica accepts the characters of replica names (host names), so a
+// name never needs escaping in the paths the pages build.
+func validReplica(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// AdminReleasePath is the form target that releases a replica's sessions.
+func AdminReleasePath(replica string) string { return AdminPath + "replicas/" + replica + "/release/" }
 
 // gate matches the gate's routes on the portal host.
 func (p *path) gate() (Route, bool) {

@@ -55,6 +55,11 @@ func TestMatch(t *testing.T) {
 		{"/admin/sessions/s1/extend", Route{ID: AdminExtend, Arg: "s1"}, true},
 		{"/admin/sessions/s1/extend/x/", Route{ID: PageNotFound}, true},
 		{"/admin/sessions/s1/extend/x/y/z/", Route{ID: PageNotFound}, true},
+		{"/admin/replicas/Host-2.example_a/release/", Route{ID: AdminRelease, Arg: "Host-2.example_a"}, true},
+		{"/admin/replicas/r1/release", Route{ID: AdminRelease, Arg: "r1"}, true},
+		{"/admin/replicas/r%2F1/release/", Route{ID: PageNotFound}, true},
+		{"/admin/replicas/r1/", Route{ID: PageNotFound}, true},
+		{"/admin/replicas/r1/stop/", Route{ID: PageNotFound}, true},
 		{"/oauth2/token/a/b/c/d/e", Route{ID: APINotFound}, true},
 		{"/oauth2/authorize/", Route{ID: APINotFound}, true},
 		{"/oauth2", Route{ID: APINotFound}, true},
@@ -120,7 +125,7 @@ func TestPaths(t *testing.T) {
 		SessionPath("s1"): SessionDashboard, CreatePath("e1"): EnvironmentCreate, CatalogPath: Catalog,
 		LoginPath: Login, LogoutPath: Logout, SignupPath: Signup, AdminPath: AdminOverview,
 		AdminSessionsPath: AdminSessions, AdminUsersPath: AdminUsers, AdminSessionPath("s1"): AdminSession,
-		TLSAskPath: TLSAsk} {
+		AdminReleasePath("r1.example.com"): AdminRelease, TLSAskPath: TLSAsk} {
 		if m, ok := Match(httptest.NewRequest("GET", path, nil)); !ok || m.ID != want || m.Slash != "" {
 			t.Errorf("%s matches %+v, %v; want %d", path, m, ok, want)
 		}

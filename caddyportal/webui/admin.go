@@ -73,6 +73,69 @@ type overviewData struct {
 	// Problems are the last hours' failed starts and lost environments,
 	// newest first.
 	Problems []problem
+	// Replicas are this replica and the others the store knows, listed
+	// when there is more than this one.
+	Replicas []replicaRow
+	// Stranded are the silent replicas that live sessions wait for: the
+	// overview says so at its top.
+	Stranded []replicaRow
+}
+
+// replicaRow is a replica on the overview.
+type replicaRow struct {
+	sessions.ReplicaStatus
+	// Ago is how long ago it last reported, to the second; "" when not
+	// known.
+	Ago string
+}
+
+// Waiting says what waits for the replica: "1 learner's session and 2
+// ended sessions".
+func (r replicaRow) Waiting() string {
+	var parts []string
+	for _, c := range []struct {
+		n         int
+		one, many string
+	}{{r.Running, "learner's session", "learners' sessions"}, {r.Reserves, "reserve", "reserves"},
+		{r.Starting, "session starting", "sessions starting"}, {r.Stopping, "ended session", "ended sessions"}} {
+		if c.n > 0 {
+			parts = append(parts, counted(c.n, c.one, c.many))
+		}
+	}
+	switch len(parts) {
+	case 0:
+		return "nothing"
+	case 1:
+		return parts[0]
+	}
+	return strings.Join(parts[:len(parts)-1], ", ") + " and " + parts[len(parts)-1]
+}
+
+// counted is "1 one" or "n many".
+func counted(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return strconv.Itoa(n) + " " + many
+}
+
+// replicaRows reads the replicas for the overview.
+func (u *UI) replicaRows(r *http.Request, now time.Time) (all, stranded []replicaRow, err error) {
+	list, err := u.svc.Replicas(r.Context())
+	if err != nil || len(list) < 2 {
+		return nil, nil, err
+	}
+	for _, rs := range list {
+		row := replicaRow{ReplicaStatus: rs}
+		if !rs.LastBeat.IsZero() {
+			row.Ago = now.Sub(rs.LastBeat).Truncate(time.Second).String()
+		}
+		all = append(all, row)
+		if rs.Silent && rs.Holds() > 0 {
+			stranded = append(stranded, row)
+		}
+	}
+	return all, stranded, nil
 }
 
 func (u *UI) overview(w http.ResponseWriter, r *http.Request, _ string) {
@@ -117,10 +180,14 @@ func (u *UI) overview(w http.ResponseWriter, r *http.Request, _ string) {
 	}
 	d.Chart = sessionChart(recent, now, now.Sub(since), 12)
 	d.Problems = problems(recent, since, 20)
+	if d.Replicas, d.Stranded, err = u.replicaRows(r, now); err != nil {
+		u.unavailable(w, r, err)
+		return
+	}
 	if u.health != nil {
 		d.Upstreams = u.health()
 	}
-	u.render(w, r, http.StatusOK, "overview", id, view{Title: "Portal overview", Data: d})
+	u.render(w, r, http.StatusOK, "overview", id, view{Title: "Portal overview", Notice: releasedNotice(r.URL.Query()), Data: d})
 }
 
 // problems lists the sessions that ended since since because their
@@ -745,6 +812,72 @@ func (u *UI) open(w http.ResponseWriter, r *http.Request, name string) {
 		return
 	}
 	http.Redirect(w, r, target, http.StatusSeeOther)
+}
+
+// release releases the sessions of a replica gone for good: a first POST
+// (the overview's button) says what would end and asks to confirm; the
+// confirmed POST does it.
+func (u *UI) release(w http.ResponseWriter, r *http.Request, name string) {
+	if !u.action(w, r) {
+		return
+	}
+	if r.PostFormValue("confirm") != "yes" {
+		list, err := u.svc.Replicas(r.Context())
+		if err != nil {
+			u.unavailable(w, r, err)
+			return
+		}
+		for _, rs := range list {
+			if rs.Name != name {
+				continue
+			}
+			if !rs.Silent {
+				u.releaseError(w, r, name, sessions.ErrReplicaRunning)
+				return
+			}
+			u.render(w, r, http.StatusOK, "release", u.current(r), view{Title: "Release replica " + name, Data: replicaRow{ReplicaStatus: rs}})
+			return
+		}
+		u.releaseError(w, r, name, sessions.ErrReplicaNotFound)
+		return
+	}
+	done, err := u.svc.ReleaseReplica(r.Context(), name)
+	if err != nil {
+		u.releaseError(w, r, name, err)
+		return
+	}
+	u.log.Warn("webui: released a replica's sessions", zap.String("admin", u.current(r).User), zap.String("replica", name),
+		zap.Int("ended", done.Ended), zap.Int("restarted", done.Restarted))
+	back := url.Values{"notice": {"replica-released"}, "ended": {strconv.Itoa(done.Ended)}, "restarted": {strconv.Itoa(done.Restarted)}}
+	http.Redirect(w, r, routes.AdminPath+"?"+back.Encode(), http.StatusSeeOther)
+}
+
+func (u *UI) releaseError(w http.ResponseWriter, r *http.Request, name string, err error) {
+	switch {
+	case errors.Is(err, sessions.ErrReplicaRunning):
+		u.fail(w, r, http.StatusConflict, "Replica still running",
+			"Replica "+name+" is the one answering, or it reported within the last 30 seconds. Only a replica that is gone for good can be released.")
+	case errors.Is(err, sessions.ErrReplicaNotFound):
+		u.fail(w, r, http.StatusNotFound, "Replica not found", "No live session waits for replica "+name+", and it has not reported within the last day.")
+	default:
+		u.unavailable(w, r, err)
+	}
+}
+
+// releasedNotice is the overview's notice after a release, with its counts
+// (numbers, so the address bar cannot inject text), else the notice q
+// names.
+func releasedNotice(q url.Values) string {
+	ended, err1 := strconv.Atoi(q.Get("ended"))
+	restarted, err2 := strconv.Atoi(q.Get("restarted"))
+	if q.Get("notice") != "replica-released" || err1 != nil || err2 != nil || ended < 0 || restarted < 0 {
+		return notice(q.Get("notice"))
+	}
+	text := "The replica was released: " + counted(ended, "of its sessions ended and its place is free.", "of its sessions ended and their places are free.")
+	if restarted > 0 {
+		text += " " + counted(restarted, "session it had not started yet is being started by this replica.", "sessions it had not started yet are being started by this replica.")
+	}
+	return text
 }
 
 // actionError writes the page for a failed session action and reports

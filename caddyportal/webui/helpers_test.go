@@ -25,6 +25,7 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/redirects"
 	"github.com/caddyportal/caddyportal/caddyportal/routes"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+	"github.com/caddyportal/caddyportal/caddyportal/store"
 	"github.com/caddyportal/caddyportal/caddyportal/store/badgerstore"
 	"github.com/caddyportal/caddyportal/caddyportal/store/storetest"
 	"github.com/caddyportal/caddyportal/caddyportal/tokens"
@@ -70,6 +71,8 @@ type portal struct {
 	t   *testing.T
 	srv *httptest.Server
 	svc *sessions.Service
+	// st is the service's store, for another replica's service.
+	st  store.Store
 	clk *storetest.Clock
 	ui  *webui.UI
 	cfg config.Portal
@@ -161,7 +164,7 @@ func newPortalWith(t *testing.T, cfg config.Portal, opts sessions.Options) *port
 		http.NotFound(w, r)
 	}))
 	t.Cleanup(srv.Close)
-	return &portal{t: t, srv: srv, svc: svc, clk: clk, ui: ui, cfg: cfg, failed: failed}
+	return &portal{t: t, srv: srv, svc: svc, st: st, clk: clk, ui: ui, cfg: cfg, failed: failed}
 }
 
 // browser is an HTTP client with its own cookie jar that does not follow

@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddyportal/caddyportal/caddyportal/routes"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 )
 
@@ -22,7 +23,7 @@ var templateFS embed.FS
 type pageTemplate = template.Template
 
 // pageNames are the page templates; each defines "content" for base.html.
-var pageNames = []string{"error", "login", "logout", "signup", "catalog", "access", "overview", "sessions", "session", "users", "bulk"}
+var pageNames = []string{"error", "login", "logout", "signup", "catalog", "access", "overview", "sessions", "session", "users", "bulk", "release"}
 
 var funcs = template.FuncMap{
 	// when formats an instant for people: UTC, to the second.
@@ -39,6 +40,10 @@ var funcs = template.FuncMap{
 		}
 		return t.UTC().Format("Jan 2 15:04:05")
 	},
+	// counted is "1 <one>" or "<n> <many>".
+	"counted": counted,
+	// releasePath is the form target that releases a replica.
+	"releasePath": routes.AdminReleasePath,
 	// endedBecause is why a session ended as its learner is told it.
 	"endedBecause": sessions.EndedBecause,
 	"seconds":      func(n int) string { return (time.Duration(n) * time.Second).String() },

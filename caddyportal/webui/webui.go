@@ -198,6 +198,7 @@ var pageRoutes = map[routes.ID]route{
 	routes.AdminExtend:      {post: (*UI).extend},
 	routes.AdminOpen:        {post: (*UI).open},
 	routes.AdminBulk:        {post: (*UI).bulk, maxForm: maxBulkFormBytes},
+	routes.AdminRelease:     {post: (*UI).release},
 }
 
 // indexIsRoot reports whether the portal index is this host's own `/`
