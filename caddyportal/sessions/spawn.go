@@ -1612,7 +1612,7 @@ func (s *Service) warnForeignOwners(liveOf map[string]map[string]*Session) {
 		s.log.Error("live sessions belong to another replica name, which on this store can only be this portal's "+
 			"former one: their environments are not checked or stopped and their places are not freed until the "+
 			"portal runs as that replica again (`replica "+owner+"` in the portal block), or they are released "+
-			"(the admin overview's Release…, or POST /portal/<portal>/replicas/"+owner+"/release/ on the admin API)",
+			"(the admin overview's Release…, or POST /portal/"+s.cfg.Name+"/replicas/"+owner+"/release/ on the admin API)",
 			zap.String("replica", owner), zap.Int("sessions", count[owner]), zap.String("this_replica", s.replica))
 	}
 }
