@@ -14,6 +14,7 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/adminapi"
 	"github.com/caddyportal/caddyportal/caddyportal/config"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
+	"github.com/caddyportal/caddyportal/caddyportal/store"
 	"github.com/caddyportal/caddyportal/caddyportal/store/badgerstore"
 	"github.com/caddyportal/caddyportal/caddyportal/store/storetest"
 )
@@ -37,11 +38,7 @@ func intp(n int) *int { return &n }
 func setup(t *testing.T) (*httptest.Server, *sessions.Service, *storetest.Clock) {
 	t.Helper()
 	clk := storetest.NewClock(time.Now().UTC().Truncate(time.Second))
-	st, err := badgerstore.Open(badgerstore.Options{InMemory: true, Now: clk.Now, SweepInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
+	st := memStore(t, clk)
 	cfg := config.Portal{Name: "demo", Robot: config.Credentials{Password: "pw"},
 		Client: config.Client{ID: "c", Secret: "s"},
 		Workshops: []config.Workshop{
@@ -58,6 +55,17 @@ func setup(t *testing.T) (*httptest.Server, *sessions.Service, *storetest.Clock)
 	srv := httptest.NewServer(adminapi.New("/portal", portals{"demo": svc}))
 	t.Cleanup(srv.Close)
 	return srv, svc, clk
+}
+
+// memStore opens an in-memory Badger store on clk.
+func memStore(t *testing.T, clk *storetest.Clock) store.Store {
+	t.Helper()
+	st, err := badgerstore.Open(badgerstore.Options{InMemory: true, Now: clk.Now, SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return st
 }
 
 func call(t *testing.T, srv *httptest.Server, method, path string, want int, v any) {

@@ -16,7 +16,6 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 	"github.com/caddyportal/caddyportal/caddyportal/spawner"
 	"github.com/caddyportal/caddyportal/caddyportal/spawner/process"
-	"github.com/caddyportal/caddyportal/caddyportal/store/badgerstore"
 	"github.com/caddyportal/caddyportal/caddyportal/store/storetest"
 	"github.com/caddyportal/caddyportal/internal/procfs"
 	"github.com/caddyportal/caddyportal/internal/proctest"
@@ -38,11 +37,7 @@ func TestSpawnedSessions(t *testing.T) {
 	replica := spawntest.Replica()
 	spawnerOf := func(mode string) spawner.Spawner { return spawntest.Dashboards(t, mode, replica) }
 	clk := storetest.NewClock(time.Now().UTC())
-	st, err := badgerstore.Open(badgerstore.Options{InMemory: true, Now: clk.Now, SweepInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
+	st := memStore(t, clk)
 	cfg := config.Portal{Name: "demo", Robot: config.Credentials{Password: "pw"}, Client: config.Client{ID: "c", Secret: "s"},
 		Workshops: []config.Workshop{
 			{Name: "lab-static", Capacity: intp(2), Reserved: intp(0), Upstreams: []string{"a-{session}:80"}},
@@ -174,11 +169,7 @@ func TestSpawnedSessions(t *testing.T) {
 func TestReleaseReplica(t *testing.T) {
 	oldName, newName := spawntest.Replica()+"-old", spawntest.Replica()+"-new"
 	clk := storetest.NewClock(time.Now().UTC())
-	st, err := badgerstore.Open(badgerstore.Options{InMemory: true, Now: clk.Now, SweepInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
+	st := memStore(t, clk)
 	cfg := config.Portal{Name: "demo", Robot: config.Credentials{Password: "pw"}, Client: config.Client{ID: "c", Secret: "s"},
 		Workshops: []config.Workshop{{Name: "lab", Capacity: intp(1), Reserved: intp(0), Initial: intp(0)}}}
 	spawners := map[string]spawner.Spawner{
@@ -207,6 +198,7 @@ func TestReleaseReplica(t *testing.T) {
 	old := open(oldName)
 	name := request(t, old, "demo-w01", "ann").Session.Name
 	var sess *sessions.Session
+	var err error
 	waitFor("ann's dashboard", func() bool {
 		sess, err = old.Get(context.Background(), name)
 		return err == nil && sess.State == lifecycle.Waiting

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyportal/caddyportal/caddyportal/config"
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 	"github.com/caddyportal/caddyportal/caddyportal/spawner"
@@ -136,12 +137,7 @@ func TestQueuedStartsOfAStoppedReplicaAreTakenOver(t *testing.T) {
 // learner gets.
 func TestReservesOfAStoppedReplicaAreReplaced(t *testing.T) {
 	ctx := context.Background()
-	clk := newClock()
-	open := etcdClients(t, clk)
-	cfg := portal(spawnWorkshop("lab", 3, 1))
-	spA, spB := spawnertest.New(), spawnertest.New()
-	close(spA.Release)
-	close(spB.Release)
+	clk, open, cfg, spA, spB := replicaPair(t, 1)
 	a := newSpawnService(t, open(), clk, cfg, spA, sessions.Options{Replica: "a"})
 	reserves := func(svc *sessions.Service) map[string]string {
 		all, err := svc.EnvironmentSessions(ctx)
@@ -195,6 +191,19 @@ func TestReservesOfAStoppedReplicaAreReplaced(t *testing.T) {
 	}
 }
 
+// replicaPair starts a real etcd for two replicas of a workshop "lab" of
+// capacity 3 with reserved reserves, each replica with a spawner of its own
+// whose starts finish at once.
+func replicaPair(t *testing.T, reserved int) (clk *fakeClock, open func() store.Store, cfg config.Portal, spA, spB *spawnertest.Held) {
+	t.Helper()
+	clk = newClock()
+	open = etcdClients(t, clk)
+	spA, spB = spawnertest.New(), spawnertest.New()
+	close(spA.Release)
+	close(spB.Release)
+	return clk, open, portal(spawnWorkshop("lab", 3, reserved)), spA, spB
+}
+
 // etcdClients starts a real etcd and returns a function that opens a new
 // client of it on clk, as each replica has its own.
 func etcdClients(t *testing.T, clk *fakeClock) func() store.Store {
@@ -216,12 +225,7 @@ func etcdClients(t *testing.T, clk *fakeClock) func() store.Store {
 // replica cannot be released.
 func TestReleaseReplica(t *testing.T) {
 	ctx := context.Background()
-	clk := newClock()
-	open := etcdClients(t, clk)
-	cfg := portal(spawnWorkshop("lab", 3, 0))
-	spA, spB := spawnertest.New(), spawnertest.New()
-	close(spA.Release)
-	close(spB.Release)
+	clk, open, cfg, spA, spB := replicaPair(t, 0)
 	a := newSpawnService(t, open(), clk, cfg, spA, sessions.Options{Replica: "a"})
 	var mu sync.Mutex
 	deleted := map[string]string{}

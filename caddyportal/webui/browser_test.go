@@ -33,6 +33,18 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	chromium.KeepScreenshot(t, png, "webui-"+name+".png")
 }
 
+// adminSignIn opens page, which sends a browser that is not signed in to
+// the login form with next pointing back, and signs in as the admin.
+func adminSignIn(page string) chromedp.Tasks {
+	return chromedp.Tasks{
+		chromedp.Navigate(page),
+		chromedp.WaitVisible("#login-form", chromedp.ByQuery),
+		chromedp.SendKeys("#username", adminUser, chromedp.ByQuery),
+		chromedp.SendKeys("#password", adminPass, chromedp.ByQuery),
+		chromedp.Click("#submit", chromedp.ByQuery),
+	}
+}
+
 // TestBrowserAdminTerminates: a REST client requests a session; the admin
 // logs in through the form, finds the session in the list, opens it,
 // clicks Terminate, and the list no longer shows it.
@@ -44,12 +56,7 @@ func TestBrowserAdminTerminates(t *testing.T) {
 
 	var overview string
 	err := chromedp.Run(ctx,
-		chromedp.Navigate(base+"/admin/sessions/"),
-		// Not logged in: the login form, with next pointing back.
-		chromedp.WaitVisible("#login-form", chromedp.ByQuery),
-		chromedp.SendKeys("#username", adminUser, chromedp.ByQuery),
-		chromedp.SendKeys("#password", adminPass, chromedp.ByQuery),
-		chromedp.Click("#submit", chromedp.ByQuery),
+		adminSignIn(base+"/admin/sessions/"),
 		chromedp.WaitVisible("#row-"+name, chromedp.ByID),
 	)
 	if err != nil {

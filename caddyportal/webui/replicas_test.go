@@ -69,11 +69,7 @@ func TestBrowserAdminReleasesAGoneReplica(t *testing.T) {
 	base := p.srv.URL
 	var banner, row string
 	err := chromedp.Run(ctx,
-		chromedp.Navigate(base+"/admin/"),
-		chromedp.WaitVisible("#login-form", chromedp.ByQuery),
-		chromedp.SendKeys("#username", adminUser, chromedp.ByQuery),
-		chromedp.SendKeys("#password", adminPass, chromedp.ByQuery),
-		chromedp.Click("#submit", chromedp.ByQuery),
+		adminSignIn(base+"/admin/"),
 		chromedp.WaitVisible("#stranded-old", chromedp.ByID),
 		chromedp.Text("#stranded-old", &banner, chromedp.ByID),
 		chromedp.Text("#replica-old", &row, chromedp.ByID),
