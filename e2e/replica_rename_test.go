@@ -93,3 +93,100 @@ func TestRenamedHostKeepsItsEnvironments(t *testing.T) {
 		}
 	}
 }
+
+// TestReleaseAReplicaThatIsGone: a portal on Badger whose `replica` line is
+// changed leaves the sessions of the old name waiting for a replica that
+// never runs: it says so at start-up, and through the real admin API the
+// operator sees the old replica and releases it. The learner's session
+// ends and her place is free at once; her dashboard process is left alone
+// (another machine's, as far as the portal knows) until the portal runs
+// under the old name again, which stops it as a stray and removes its
+// directory.
+func TestReleaseAReplicaThatIsGone(t *testing.T) {
+	t.Parallel() // separate binaries only (see doc.go)
+	if _, err := os.Stat("/usr/bin/python3"); err != nil {
+		t.Fatal("this test needs /usr/bin/python3 (Debian's python3)")
+	}
+	name := fmt.Sprintf("release%d", os.Getpid())
+	sessionsDir, dataDir, port := t.TempDir(), t.TempDir(), e2etest.FreePort(t)
+	admin := fmt.Sprintf("127.0.0.1:%d", e2etest.FreePort(t))
+	t.Cleanup(func() {
+		for _, pids := range dashboardsOf(name + "/") {
+			for _, pid := range pids {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	caddyfile := func(replica string) string {
+		return e2etest.ProcessCaddyfile(port, admin, dataDir, `
+		name `+name+`
+		replica `+replica+`
+		storage badger {dir}
+		index https://hub.example.com/
+		redirects https://hub.example.com
+		robot robot@portal robot-pass
+		client test-client test-secret
+`+processWorkshop("lab-proc", "", pythonDashboard, sessionsDir))
+	}
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	routes := "/portal/" + name + "/replicas/"
+
+	one := e2etest.StartBinary(t, e2etest.Binary(t), dataDir, caddyfile("one"), base, e2etest.NoRedirect)
+	token := robotToken(t, base)
+	alice := activateOn(t, base, base, token, "alice", name+"-w01")
+	mark := "mark-" + alice.name + ".txt"
+	waitFor(t, "alice's directory", func() bool {
+		return os.WriteFile(filepath.Join(sessionsDir, alice.name, mark), nil, 0o644) == nil
+	})
+	alice.awaitDashboard(base, mark)
+	marker := name + "/one/" + alice.name
+	pids := markedProcesses(t, marker)
+	if len(pids) == 0 {
+		t.Fatalf("no dashboard process marked %s", marker)
+	}
+	one.Kill()
+
+	two := e2etest.StartBinary(t, e2etest.Binary(t), dataDir, caddyfile("two"), base, e2etest.NoRedirect)
+	if log := two.Logs.String(); !strings.Contains(log, "live sessions belong to another replica name") || !strings.Contains(log, routes+"one/release/") {
+		t.Fatalf("the renamed portal did not say what waits for the old name:\n%s", log)
+	}
+	var list []map[string]any
+	adminCall(t, admin, "GET", routes, 200, &list)
+	if len(list) != 2 || list[0]["name"] != "two" || list[0]["this"] != true ||
+		list[1]["name"] != "one" || list[1]["silent"] != true || list[1]["running"] != float64(1) {
+		t.Fatalf("replicas: %v", list)
+	}
+	// The workshop's two places: alice's, and one for bob.
+	activateOn(t, base, base, token, "bob", name+"-w01")
+	if r := remote(t, base, 0, "").Request(token, name+"-w01", "user=carol&index_url=https://hub.example.com/"); r.Status == http.StatusOK {
+		t.Fatalf("carol got a session beside alice's and bob's: %s", r.Body)
+	}
+
+	var refused map[string]string
+	adminCall(t, admin, "POST", routes+"two/release/", 409, &refused)
+	var done map[string]any
+	adminCall(t, admin, "POST", routes+"one/release/", 200, &done)
+	if done["ended"] != float64(1) || done["restarted"] != float64(0) {
+		t.Fatalf("released: %v", done)
+	}
+	// Alice is sent back to her hub, told her session ended.
+	if r := alice.page(base); r.Status != http.StatusFound && r.Status != http.StatusSeeOther || !strings.Contains(r.Header.Get("Location"), "hub.example.com") {
+		t.Fatalf("alice's dashboard after the release: %d %v %s", r.Status, r.Header, r.Body)
+	}
+	carol := activateOn(t, base, base, token, "carol", name+"-w01")
+	if r := carol.page(base); r.Status >= 500 {
+		t.Fatalf("carol's dashboard: %d %s", r.Status, r.Body)
+	}
+	if now := markedProcesses(t, marker); strings.Join(now, ",") != strings.Join(pids, ",") {
+		t.Fatalf("the release touched alice's processes: %v, then %v", pids, now)
+	}
+
+	// Back under its old name, the portal stops what it finds of alice's.
+	two.Kill()
+	e2etest.StartBinary(t, e2etest.Binary(t), dataDir, caddyfile("one"), base, e2etest.NoRedirect)
+	waitFor(t, "alice's processes to stop", func() bool { return len(markedProcesses(t, marker)) == 0 })
+	waitFor(t, "alice's directory to go", func() bool {
+		_, err := os.Stat(filepath.Join(sessionsDir, alice.name))
+		return os.IsNotExist(err)
+	})
+}
