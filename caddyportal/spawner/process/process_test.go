@@ -1110,3 +1110,66 @@ func TestCommandWithoutPortIsWarned(t *testing.T) {
 		}
 	}
 }
+
+// TestStopRemovesTheFilesOfAFormerDir: after a reload that changed `dir`,
+// stopping an environment started under the old one removes its session
+// directory (the learner's files) and its state there too; a record whose
+// directory is not a process spawner's session directory is left alone.
+func TestStopRemovesTheFilesOfAFormerDir(t *testing.T) {
+	cfg := helperConfig(t, "dashboard", "{host}:{port}")
+	before, _ := newSpawner(t, cfg)
+	env := start(t, before, specFor("moved-1"))
+	if code, _ := get(t, env, "/write?path=notes.txt"); code != 200 {
+		t.Fatal("could not write in the session directory")
+	}
+	st := stateOf(t, env)
+	oldState := filepath.Join(cfg.Dir, stateDirName, "moved-1.json")
+	if !exists(filepath.Join(st.Dir, "notes.txt")) || !exists(oldState) {
+		t.Fatalf("before the reload: no notes in %s or no state file", st.Dir)
+	}
+	moved := cfg
+	moved.Dir = filepath.Join(t.TempDir(), "elsewhere")
+	after, logs := newSpawner(t, moved)
+	if err := after.Stop(context.Background(), env); err != nil {
+		t.Fatal(err)
+	}
+	if n := countProcs(t, st.PID, after.marker("moved-1")); n != 0 || exists(st.Dir) || exists(oldState) {
+		t.Fatalf("after Stop: %d processes, dir exists %v, state file exists %v", n, exists(st.Dir), exists(oldState))
+	}
+
+	// An environment of the former dir whose session ended while the
+	// portal was down: listed as a stray from its marked process, it is
+	// stopped and its files go too.
+	stray := start(t, before, specFor("moved-4"))
+	strayDir := stateOf(t, stray).Dir
+	listed, err := after.List(context.Background())
+	if err != nil || len(listed) != 1 || listed[0].Session != "moved-4" {
+		t.Fatalf("List after the reload = %+v, %v", listed, err)
+	}
+	if err := after.Stop(context.Background(), listed[0]); err != nil {
+		t.Fatal(err)
+	}
+	if n := countProcs(t, stateOf(t, stray).PID, after.marker("moved-4")); n != 0 || exists(strayDir) ||
+		exists(filepath.Join(cfg.Dir, stateDirName, "moved-4.json")) {
+		t.Fatalf("after stopping the stray: %d processes, dir exists %v", n, exists(strayDir))
+	}
+
+	// Records that point elsewhere: a directory of the same name outside
+	// any spawner's dir, and a spawner's dir itself.
+	outside := filepath.Join(t.TempDir(), "moved-2")
+	if err := os.MkdirAll(outside, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for session, dir := range map[string]string{"moved-2": outside, "moved-3": cfg.Dir} {
+		b, _ := json.Marshal(State{Dir: dir, Portal: cfg.Portal, Replica: cfg.Replica})
+		if err := after.Stop(context.Background(), spawner.Env{Session: session, State: b}); err != nil {
+			t.Fatal(err)
+		}
+		if !exists(dir) {
+			t.Fatalf("Stop of %s removed %s", session, dir)
+		}
+	}
+	if n := logs.FilterMessage("not removing a session directory outside this spawner's dir that no process spawner made").Len(); n != 2 {
+		t.Fatalf("%d warnings of records pointing elsewhere, want 2", n)
+	}
+}

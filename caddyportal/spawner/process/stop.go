@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -73,6 +74,7 @@ func (s *Spawner) Stop(ctx context.Context, env spawner.Env) error {
 	if err := os.RemoveAll(s.sessionDir(session)); err != nil {
 		return fmt.Errorf("process spawner: removing %s: %w", session, err)
 	}
+	s.removeFormerDir(session, st)
 	// Made now rather than by the next start, which is on a learner's way.
 	if err := s.spare.renew(spareDir); err != nil {
 		s.log.Warn("making a spare session directory; the next start makes its own", zap.Error(err))
@@ -101,6 +103,39 @@ func (s *Spawner) Stop(ctx context.Context, env spawner.Env) error {
 	s.forget(session)
 	s.log.Info("environment stopped", zap.String("session", session))
 	return nil
+}
+
+// removeFormerDir removes the directory and files of an environment started
+// under another `dir` of this portal's process spawners: a config reload
+// that changes `dir` keeps the sessions started under the old one, and their
+// learners' files would otherwise outlive them. The record is trusted only
+// as far as it names <dir>/<session> of a directory that holds the state
+// directory every process spawner makes in its own: a record that points
+// anywhere else is left alone, with a warning.
+func (s *Spawner) removeFormerDir(session string, st State) {
+	if st.Dir == "" || st.Dir == s.sessionDir(session) {
+		return
+	}
+	parent := filepath.Dir(st.Dir)
+	state := filepath.Join(parent, stateDirName)
+	if fi, err := os.Lstat(state); !filepath.IsAbs(st.Dir) || filepath.Clean(st.Dir) != st.Dir ||
+		filepath.Base(st.Dir) != session || err != nil || !fi.IsDir() {
+		s.log.Warn("not removing a session directory outside this spawner's dir that no process spawner made",
+			zap.String("session", session), zap.String("dir", st.Dir))
+		return
+	}
+	var errs []error
+	for _, p := range []string{filepath.Join(state, session+".json"), filepath.Join(state, session+".out")} {
+		if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
+			errs = append(errs, err)
+		}
+	}
+	errs = append(errs, os.RemoveAll(st.Dir))
+	if err := errors.Join(errs...); err != nil {
+		s.log.Warn("removing a session directory of a former dir", zap.String("session", session), zap.Error(err))
+		return
+	}
+	s.log.Info("removed a session directory of a former dir", zap.String("session", session), zap.String("dir", st.Dir))
 }
 
 // kill ends every process of the environment. Its processes are: those
@@ -280,7 +315,13 @@ func (s *Spawner) List(ctx context.Context) ([]spawner.Env, error) {
 			"left by a run with another dir, or another portal on this host has the same name and replica "+
 			"(give each its own replica); they are stopped unless their session is live",
 			zap.String("session", session), zap.Int("pid", p.PID), zap.String("marker", p.marker), zap.String("dir", s.cfg.Dir))
-		b, _ := json.Marshal(State{Dir: s.sessionDir(session), Portal: s.cfg.Portal, Replica: s.cfg.Replica})
+		// Its directory is where it runs: Stop removes it there too when it
+		// is a session directory of a process spawner's former dir.
+		dir := s.sessionDir(session)
+		if cwd, err := os.Readlink("/proc/" + strconv.Itoa(p.PID) + "/cwd"); err == nil && filepath.Base(cwd) == session {
+			dir = cwd
+		}
+		b, _ := json.Marshal(State{Dir: dir, Portal: s.cfg.Portal, Replica: s.cfg.Replica})
 		out = append(out, spawner.Env{Session: session, State: b})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Session < out[j].Session })
