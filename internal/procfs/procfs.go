@@ -125,3 +125,36 @@ func Read(path string, buf []byte) ([]byte, error) {
 		buf = buf[:len(buf)+n]
 	}
 }
+
+// Capabilities Linux numbers, for HasCapabilities.
+const (
+	CapSetGID = 6
+	CapSetUID = 7
+)
+
+// HasCapabilities reports whether this process holds every capability
+// named (by number) in its effective set: what decides, rather than being
+// root, whether it may switch users (a container's root often lacks them).
+func HasCapabilities(caps ...int) (bool, error) {
+	b, err := Read("/proc/self/status", nil)
+	if err != nil {
+		return false, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		hex, ok := strings.CutPrefix(line, "CapEff:")
+		if !ok {
+			continue
+		}
+		set, err := strconv.ParseUint(strings.TrimSpace(hex), 16, 64)
+		if err != nil {
+			return false, err
+		}
+		for _, c := range caps {
+			if set&(1<<c) == 0 {
+				return false, nil
+			}
+		}
+		return true, nil
+	}
+	return false, errors.New("procfs: no CapEff in /proc/self/status")
+}

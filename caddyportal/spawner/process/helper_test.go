@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyportal/caddyportal/caddyportal/spawner"
 	"github.com/caddyportal/caddyportal/internal/proctest"
 )
 
@@ -57,6 +58,8 @@ func helperMain(args []string) {
 		select {}
 	case "portal": // portal <config json>: starts one environment, prints it, waits to be killed
 		portalHelper(args[1])
+	case "load": // load <config json>: loads the config, starts and stops one environment, prints ok
+		loadHelper(args[1])
 	default:
 		fmt.Fprintln(os.Stderr, "helper: unknown mode", args[0])
 		os.Exit(2)
@@ -147,4 +150,32 @@ func portalHelper(cfgJSON string) {
 	}
 	_ = json.NewEncoder(os.Stdout).Encode(env)
 	select {}
+}
+
+// loadHelper plays a portal loading a config: New, then one environment
+// started, probed and stopped. It prints "ok", or the error and exits 2.
+func loadHelper(cfgJSON string) {
+	fail := func(err error) {
+		fmt.Fprintln(os.Stderr, "helper:", err)
+		os.Exit(2)
+	}
+	var cfg Config
+	if err := json.Unmarshal([]byte(cfgJSON), &cfg); err != nil {
+		fail(err)
+	}
+	s, err := New(cfg, nil)
+	if err != nil {
+		fail(err)
+	}
+	env, err := s.Start(context.Background(), specFor("load-1"), nil)
+	if err != nil {
+		fail(err)
+	}
+	if err := spawner.WaitReady(context.Background(), s, env, nil); err != nil {
+		fail(err)
+	}
+	if err := s.Stop(context.Background(), env); err != nil {
+		fail(err)
+	}
+	fmt.Println("ok")
 }

@@ -272,6 +272,9 @@ func New(cfg Config, log *zap.Logger) (*Spawner, error) {
 		if err != nil {
 			return nil, fmt.Errorf("process spawner: user: %w", err)
 		}
+		if cred, err = switchableTo(cfg.User, cred); err != nil {
+			return nil, err
+		}
 		s.cred = cred
 	}
 	// 0711: a user the dashboards run as may enter its own session directory
@@ -318,6 +321,25 @@ func checkProgram(name string) error {
 	}
 	_, err := exec.LookPath(name)
 	return err
+}
+
+// switchableTo returns the credential to start dashboards with for user
+// (cred): none when it is the user this process runs as, which needs no
+// switch, and an error at load when this process may not switch users, so
+// that the config is refused rather than every session's start failing.
+func switchableTo(name string, cred *syscall.Credential) (*syscall.Credential, error) {
+	if cred.Uid == uint32(os.Geteuid()) && cred.Gid == uint32(os.Getegid()) {
+		return nil, nil
+	}
+	ok, err := procfs.HasCapabilities(procfs.CapSetUID, procfs.CapSetGID)
+	if err != nil {
+		return nil, fmt.Errorf("process spawner: user %s: cannot tell whether this process may switch users: %w", name, err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("process spawner: user %s: the portal may not switch users; run it as root, "+
+			"or grant it CAP_SETUID and CAP_SETGID (a container's root often lacks them), or remove `user`", name)
+	}
+	return cred, nil
 }
 
 func lookupUser(name string) (*syscall.Credential, error) {

@@ -1173,3 +1173,62 @@ func TestStopRemovesTheFilesOfAFormerDir(t *testing.T) {
 		t.Fatalf("%d warnings of records pointing elsewhere, want 2", n)
 	}
 }
+
+// TestUserNeedsTheRightToSwitch: a portal that may not switch users (here
+// root without CAP_SETUID and CAP_SETGID, as in many containers) refuses
+// `user` at load with what to do, instead of failing every start; with the
+// capabilities it loads and runs a dashboard as that user, and a `user`
+// that is the portal's own needs none. Each case is a real portal process
+// (the test binary in load mode) started through util-linux's setpriv.
+func TestUserNeedsTheRightToSwitch(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test drops capabilities from root: run it as root (CI does)")
+	}
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Fatal("this test needs setpriv (Debian's util-linux)")
+	}
+	// nobody must reach the binary and the directory: a world-readable
+	// tree of our own (t.TempDir's parents are 0700).
+	base, err := os.MkdirTemp("", "spawner-caps-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(base, "helper")
+	src, err := os.ReadFile(selfPath(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	load := func(user string, dropCaps bool) string {
+		t.Helper()
+		cfg := helperConfig(t, "dashboard", "{host}:{port}")
+		cfg.Command[0] = bin
+		cfg.Dir = filepath.Join(base, "sessions-"+user+strconv.FormatBool(dropCaps))
+		cfg.User = user
+		cfgJSON, _ := json.Marshal(cfg)
+		args := []string{bin, "load", string(cfgJSON)}
+		if dropCaps {
+			args = append([]string{setpriv, "--bounding-set", "-setuid,-setgid", "--inh-caps", "-setuid,-setgid"}, args...)
+		}
+		cmd := exec.Command(args[0], args[1:]...)
+		cmd.Env = append(os.Environ(), helperVar+"=1")
+		out, _ := cmd.CombinedOutput()
+		return strings.TrimSpace(string(out))
+	}
+	if got := load("nobody", true); !strings.Contains(got, "user nobody: the portal may not switch users") || !strings.Contains(got, "CAP_SETUID") {
+		t.Fatalf("without the capabilities: %q", got)
+	}
+	if got := load("nobody", false); got != "ok" {
+		t.Fatalf("with them: %q", got)
+	}
+	if got := load("root", true); got != "ok" {
+		t.Fatalf("the portal's own user without the capabilities: %q", got)
+	}
+}
