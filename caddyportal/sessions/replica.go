@@ -250,7 +250,7 @@ func (s *Service) ReleaseReplica(ctx context.Context, name string) (Released, er
 	if !beat && len(names) == 0 {
 		return done, ErrReplicaNotFound
 	}
-	why := "the portal replica that ran it (" + name + ") is gone: an administrator released its sessions"
+	why := "the server it ran on (portal replica " + name + ") is no longer available; an administrator ended the sessions that ran there"
 	for _, n := range names {
 		var ended, restarted bool
 		err := s.update(ctx, func(t *txState) error {

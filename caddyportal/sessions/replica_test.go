@@ -288,7 +288,7 @@ func TestReleaseReplica(t *testing.T) {
 		t.Fatalf("released %+v", done)
 	}
 	s := get(t, b, running)
-	if s.State != lifecycle.Stopped || s.Reason != sessions.ReasonEnvironmentLost || s.Progress == nil || !strings.Contains(s.Progress.Message, "(a) is gone") {
+	if s.State != lifecycle.Stopped || s.Reason != sessions.ReasonEnvironmentLost || s.Progress == nil || !strings.Contains(s.Progress.Message, "(portal replica a) is no longer available") {
 		t.Fatalf("a's learner session after the release: %s %s %+v", s.State, s.Reason, s.Progress)
 	}
 	if s := get(t, b, ending); s.State != lifecycle.Stopped || s.Reason != sessions.ReasonTerminated {
