@@ -156,6 +156,11 @@ func TestReleaseAReplicaThatIsGone(t *testing.T) {
 		list[1]["name"] != "one" || list[1]["silent"] != true || list[1]["running"] != float64(1) {
 		t.Fatalf("replicas: %v", list)
 	}
+	// Operators alert on it.
+	metrics := get(t, e2etest.NoRedirect, "http://"+admin+"/metrics", nil)
+	if line := `caddyportal_stranded_sessions{portal="` + name + `",replica="one"} 1`; !strings.Contains(string(metrics.Body), line) {
+		t.Fatalf("/metrics lacks %s", line)
+	}
 	// The workshop's two places: alice's, and one for bob.
 	activateOn(t, base, base, token, "bob", name+"-w01")
 	if r := remote(t, base, 0, "").Request(token, name+"-w01", "user=carol&index_url=https://hub.example.com/"); r.Status == http.StatusOK {

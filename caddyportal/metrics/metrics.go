@@ -288,6 +288,49 @@ func (m *Metrics) SetSessionsSource(src SessionsSource) (release func()) {
 	return m.sessions.add(src)
 }
 
+// StrandedSource returns, by replica, how many live sessions of a portal
+// wait for a replica that is not running; replicas nothing waits for are
+// left out.
+type StrandedSource func(ctx context.Context) (map[string]int, error)
+
+// SetStrandedSource adds src as portal's source of the
+// caddyportal_stranded_sessions gauge and returns a function that removes
+// it again; the most recently added source of a portal wins.
+func (m *Metrics) SetStrandedSource(portal string, src StrandedSource) (release func()) {
+	if m == nil || src == nil {
+		return func() {}
+	}
+	return m.sessions.strandedBy.add(&m.sessions.mu, portalStranded{portal: portal, src: src})
+}
+
+// ServiceStranded returns a StrandedSource over svc's replicas. Telling
+// which replica owns a session takes reading every live record, so a
+// snapshot is kept for every (0: read at each scrape).
+func ServiceStranded(svc *sessions.Service, every time.Duration) StrandedSource {
+	var mu sync.Mutex
+	var last map[string]int
+	var at time.Time
+	return func(ctx context.Context) (map[string]int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if last != nil && time.Since(at) < every {
+			return last, nil
+		}
+		list, err := svc.Replicas(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out := map[string]int{}
+		for _, r := range list {
+			if r.Silent && r.Holds() > 0 {
+				out[r.Name] = r.Holds()
+			}
+		}
+		last, at = out, time.Now()
+		return out, nil
+	}
+}
+
 // ServiceSessions returns a SessionsSource that reads the live sessions of
 // svc once per call, with each session's effective state at the service's
 // clock, and zero-fills every state of every known environment. It reads
@@ -594,12 +637,19 @@ func endReason(ev sessions.Event) string {
 // asks its sources for one snapshot each instead of being kept up to date
 // on every state change.
 type sessionsCollector struct {
-	desc   *prometheus.Desc
-	errors prometheus.Counter
+	desc     *prometheus.Desc
+	stranded *prometheus.Desc
+	errors   prometheus.Counter
 
-	mu      sync.Mutex
-	next    uint64
-	sources map[uint64]SessionsSource
+	mu         sync.Mutex
+	sources    sourceList[SessionsSource]
+	strandedBy sourceList[portalStranded]
+}
+
+// portalStranded is a portal's source of the stranded sessions gauge.
+type portalStranded struct {
+	portal string
+	src    StrandedSource
 }
 
 func newSessionsCollector() *sessionsCollector {
@@ -607,33 +657,64 @@ func newSessionsCollector() *sessionsCollector {
 		desc: prometheus.NewDesc(prometheus.BuildFQName(Namespace, "", "sessions"),
 			"Live sessions by environment and state (queued, starting, reserved, pending, running, stopping).",
 			[]string{"environment", "state"}, nil),
+		stranded: prometheus.NewDesc(prometheus.BuildFQName(Namespace, "", "stranded_sessions"),
+			"Live sessions that wait for a replica that is not running (its environments, or their stop), by portal and replica.",
+			[]string{"portal", "replica"}, nil),
 		errors: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "sessions_scrape_errors_total",
 			Help: "Scrapes where a sessions snapshot could not be read.",
 		}),
-		sources: map[uint64]SessionsSource{},
 	}
 }
 
-func (c *sessionsCollector) add(src SessionsSource) func() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.next++
-	id := c.next
-	c.sources[id] = src
+// sourceList holds the sources added to a gauge, each under an id of its
+// own so that it can be removed again; its lock is the collector's.
+type sourceList[T any] struct {
+	next uint64
+	byID map[uint64]T
+}
+
+// add adds v under mu and returns a function that removes it again.
+func (l *sourceList[T]) add(mu *sync.Mutex, v T) func() {
+	mu.Lock()
+	defer mu.Unlock()
+	if l.byID == nil {
+		l.byID = map[uint64]T{}
+	}
+	l.next++
+	id := l.next
+	l.byID[id] = v
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			c.mu.Lock()
-			delete(c.sources, id)
-			c.mu.Unlock()
+			mu.Lock()
+			delete(l.byID, id)
+			mu.Unlock()
 		})
 	}
 }
 
+// newestFirst lists the sources, the most recently added first; the caller
+// holds the lock.
+func (l *sourceList[T]) newestFirst() []T {
+	ids := make([]uint64, 0, len(l.byID))
+	for id := range l.byID {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] > ids[j] })
+	out := make([]T, len(ids))
+	for i, id := range ids {
+		out[i] = l.byID[id]
+	}
+	return out
+}
+
+func (c *sessionsCollector) add(src SessionsSource) func() { return c.sources.add(&c.mu, src) }
+
 // Describe implements prometheus.Collector.
 func (c *sessionsCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.desc
+	ch <- c.stranded
 	c.errors.Describe(ch)
 }
 
@@ -644,15 +725,8 @@ const scrapeTimeout = 5 * time.Second
 // ones for the same environment and state.
 func (c *sessionsCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
-	ids := make([]uint64, 0, len(c.sources))
-	for id := range c.sources {
-		ids = append(ids, id)
-	}
-	srcs := make([]SessionsSource, len(ids))
-	sort.Slice(ids, func(i, j int) bool { return ids[i] > ids[j] })
-	for i, id := range ids {
-		srcs[i] = c.sources[id]
-	}
+	srcs := c.sources.newestFirst()
+	stranded := c.strandedBy.newestFirst()
 	c.mu.Unlock()
 
 	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
@@ -671,6 +745,21 @@ func (c *sessionsCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 			seen[k] = true
 			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), k.Environment, k.State)
+		}
+	}
+	portals := map[string]bool{}
+	for _, ps := range stranded {
+		if portals[ps.portal] {
+			continue // an older config's, during a reload
+		}
+		portals[ps.portal] = true
+		byReplica, err := ps.src(ctx)
+		if err != nil {
+			c.errors.Inc()
+			continue
+		}
+		for replica, n := range byReplica {
+			ch <- prometheus.MustNewConstMetric(c.stranded, prometheus.GaugeValue, float64(n), ps.portal, replica)
 		}
 	}
 	c.errors.Collect(ch)

@@ -55,27 +55,18 @@ func newService(t *testing.T, m *metrics.Metrics, capacity int) (*sessions.Servi
 // nil.
 func find(t *testing.T, g prometheus.Gatherer, name string, want map[string]string) *dto.Metric {
 	t.Helper()
-	families, err := g.Gather()
-	if err != nil {
-		t.Fatalf("Gather: %v", err)
-	}
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
+next:
+	for _, m := range findAll(t, g, name) {
+		have := map[string]string{}
+		for _, l := range m.GetLabel() {
+			have[l.GetName()] = l.GetValue()
 		}
-	next:
-		for _, m := range f.GetMetric() {
-			have := map[string]string{}
-			for _, l := range m.GetLabel() {
-				have[l.GetName()] = l.GetValue()
+		for k, v := range want {
+			if have[k] != v {
+				continue next
 			}
-			for k, v := range want {
-				if have[k] != v {
-					continue next
-				}
-			}
-			return m
 		}
+		return m
 	}
 	return nil
 }
@@ -394,4 +385,19 @@ func TestNameClashIsAnError(t *testing.T) {
 	if _, err := metrics.New(reg); err == nil {
 		t.Fatal("New adopted a collector of another type")
 	}
+}
+
+// findAll returns every gathered sample of name.
+func findAll(t *testing.T, g prometheus.Gatherer, name string) []*dto.Metric {
+	t.Helper()
+	families, err := g.Gather()
+	if err != nil {
+		t.Fatalf("Gather: %v", err)
+	}
+	for _, f := range families {
+		if f.GetName() == name {
+			return f.GetMetric()
+		}
+	}
+	return nil
 }

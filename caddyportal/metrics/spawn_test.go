@@ -76,3 +76,58 @@ func waitGauge(t *testing.T, reg prometheus.Gatherer, want map[string]float64) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestStrandedSessionsGauge: sessions that wait for a replica that is not
+// running (here the store's former replica name) show per replica, until
+// they are released; a portal's newest source wins.
+func TestStrandedSessionsGauge(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	m, err := metrics.New(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := badgerstore.Open(badgerstore.Options{InMemory: true, SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	cfg := portal(3)
+	cfg.Workshops[0].Upstreams = nil
+	sp := spawnertest.New()
+	close(sp.Release)
+	open := func(replica string) *sessions.Service {
+		svc, err := sessions.New(context.Background(), st, cfg, sessions.Options{ReconcileInterval: time.Hour,
+			Spawners: map[string]spawner.Spawner{"lab": sp}, Replica: replica})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(svc.Close)
+		return svc
+	}
+	old := open("old")
+	for _, u := range []string{"alice", "bob"} {
+		request(t, old, u)
+	}
+	cur := open("new")
+	release := m.SetStrandedSource("demo", metrics.ServiceStranded(cur, 0))
+	defer release()
+	stranded := map[string]string{"portal": "demo", "replica": "old"}
+	// Until old has started both environments, some of its sessions wait
+	// in its queue; they wait for old all the same.
+	want(t, reg, "caddyportal_stranded_sessions", stranded, 2)
+	want(t, reg, "caddyportal_stranded_sessions", map[string]string{"replica": "new"}, 0)
+	old.Close()
+	if _, err := cur.ReleaseReplica(context.Background(), "old"); err != nil {
+		t.Fatal(err)
+	}
+	if find(t, reg, "caddyportal_stranded_sessions", stranded) != nil {
+		t.Fatal("released sessions still show as stranded")
+	}
+	// A newer config of the same portal replaces the source, not adds to it.
+	releaseNewer := m.SetStrandedSource("demo", func(context.Context) (map[string]int, error) { return map[string]int{"x": 7}, nil })
+	defer releaseNewer()
+	want(t, reg, "caddyportal_stranded_sessions", map[string]string{"portal": "demo", "replica": "x"}, 7)
+	if n := len(findAll(t, reg, "caddyportal_stranded_sessions")); n != 1 {
+		t.Fatalf("%d stranded samples, want the newest source's one", n)
+	}
+}
