@@ -318,9 +318,9 @@ type catalogItem struct {
 	// Status says whether a session can be had now: ready (a reserve or a
 	// fixed dashboard waits), starts (an environment starts on request),
 	// queued (starts are busy: a new one waits its turn), full, limit
-	// (the learner has as many sessions as they may have at once), or
+	// (the learner has as many sessions as they may have at once),
 	// ending (they will not once their session that is ending has
-	// stopped).
+	// stopped), or closed (capacity 0: no Start button).
 	Status string
 	// CreateURL is the anonymous-mode start link.
 	CreateURL string
@@ -513,9 +513,12 @@ func minutesLeft(d time.Duration) string {
 // catalogStatus is whether a learner can have a session of a workshop now.
 func catalogStatus(spawned bool, available, allocated, capacity int, queued bool) string {
 	switch {
+	case capacity <= 0:
+		// `capacity 0`: the workshop is listed but takes no sessions.
+		return "closed"
 	case available > 0:
 		return "ready"
-	case capacity > 0 && allocated >= capacity:
+	case allocated >= capacity:
 		return "full"
 	case !spawned:
 		return "ready"
@@ -572,6 +575,9 @@ func (u *UI) start(w http.ResponseWriter, r *http.Request, _ string) {
 		// Not "try again later": the learner must end a session first.
 		// The catalog shows which one, with its Resume button.
 		http.Redirect(w, r, routes.CatalogPath+"?notice="+sessionLimitNotice, http.StatusSeeOther)
+		return
+	case errors.Is(err, sessions.ErrNoSession) && e.Capacity <= 0:
+		u.fail(w, r, http.StatusConflict, "Workshop closed", "This workshop takes no sessions at the moment.")
 		return
 	case errors.Is(err, sessions.ErrNoSession), errors.Is(err, sessions.ErrCannotReacquire):
 		w.Header().Set("Retry-After", "30")

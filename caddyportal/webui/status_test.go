@@ -21,7 +21,8 @@ func TestCatalogStatus(t *testing.T) {
 		{true, 0, 1, 3, false, "starts"},
 		{true, 0, 1, 3, true, "queued"},
 		{true, 0, 3, 3, true, "full"},
-		{true, 0, 5, 0, false, "starts"}, // no capacity limit
+		{true, 0, 0, 0, false, "closed"}, // capacity 0 takes no sessions
+		{false, 0, 0, 0, false, "closed"},
 	} {
 		if got := catalogStatus(tc.spawned, tc.available, tc.allocated, tc.capacity, tc.queued); got != tc.want {
 			t.Errorf("catalogStatus(%+v) = %q, want %q", tc, got, tc.want)

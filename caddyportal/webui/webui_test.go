@@ -1151,3 +1151,30 @@ func TestAdminListsArePaged(t *testing.T) {
 		t.Fatalf("a search that finds nobody: %s", r.body)
 	}
 }
+
+// TestClosedWorkshop: a workshop with `capacity 0` takes no sessions, and
+// the catalog says so without a Start button, instead of promising a start
+// that would only bring the learner back with "no session available".
+func TestClosedWorkshop(t *testing.T) {
+	cfg := portalConfig(config.RegistrationOneStep, "")
+	cfg.Workshops = append(cfg.Workshops, config.Workshop{Name: "lab-closed", Title: "Closed lab", Capacity: intp(0),
+		Upstreams: []string{"closed-{session}.svc:8080"}})
+	p := newPortal(t, cfg)
+	ann := p.browser()
+	ann.signup("ann@example.com", "ann-password")
+	r := ann.get("/workshops/catalog/")
+	status := regexp.MustCompile(`id="status-demo-w02">([^<]*)<`).FindStringSubmatch(r.body)
+	if status == nil || !strings.HasPrefix(status[1], "Closed:") || strings.Contains(r.body, `id="start-demo-w02"`) {
+		t.Fatalf("the closed workshop in the catalog: %v\n%s", status, r.body)
+	}
+	if !strings.Contains(r.body, `id="start-demo-w01"`) {
+		t.Fatal("the open workshop lost its Start button")
+	}
+	// A start posted anyway (from a page loaded before it closed) is
+	// refused in the same words.
+	tok := ann.csrf("/workshops/catalog/")
+	if r := ann.post("/workshops/catalog/", url.Values{"environment": {"demo-w02"}, "csrf": {tok}}); r.status != http.StatusConflict ||
+		!strings.Contains(r.body, "This workshop takes no sessions at the moment.") {
+		t.Fatalf("a start of the closed workshop: %d %s", r.status, r.body)
+	}
+}
