@@ -52,12 +52,7 @@ func TestRenamedHostKeepsItsEnvironments(t *testing.T) {
 
 	first := e2etest.StartBinary(t, e2etest.Binary(t), dataDir, cf, base, e2etest.NoRedirect)
 	token := robotToken(t, base)
-	alice := activateOn(t, base, base, token, "alice", name+"-w01")
-	mark := "mark-" + alice.name + ".txt"
-	waitFor(t, "alice's directory", func() bool {
-		return os.WriteFile(filepath.Join(sessionsDir, alice.name, mark), nil, 0o644) == nil
-	})
-	alice.awaitDashboard(base, mark)
+	alice, mark := markedLearner(t, base, token, "alice", name+"-w01", sessionsDir)
 	pids := markedProcesses(t, name+"/"+host+"/"+alice.name)
 	if len(pids) == 0 {
 		t.Fatalf("no dashboard process marked as %s's on replica %s", alice.name, host)
@@ -133,12 +128,7 @@ func TestReleaseAReplicaThatIsGone(t *testing.T) {
 
 	one := e2etest.StartBinary(t, e2etest.Binary(t), dataDir, caddyfile("one"), base, e2etest.NoRedirect)
 	token := robotToken(t, base)
-	alice := activateOn(t, base, base, token, "alice", name+"-w01")
-	mark := "mark-" + alice.name + ".txt"
-	waitFor(t, "alice's directory", func() bool {
-		return os.WriteFile(filepath.Join(sessionsDir, alice.name, mark), nil, 0o644) == nil
-	})
-	alice.awaitDashboard(base, mark)
+	alice, _ := markedLearner(t, base, token, "alice", name+"-w01", sessionsDir)
 	marker := name + "/one/" + alice.name
 	pids := markedProcesses(t, marker)
 	if len(pids) == 0 {
@@ -194,4 +184,19 @@ func TestReleaseAReplicaThatIsGone(t *testing.T) {
 		_, err := os.Stat(filepath.Join(sessionsDir, alice.name))
 		return os.IsNotExist(err)
 	})
+}
+
+// markedLearner requests and activates a session of env for user on base,
+// writes a file into the session's directory under sessionsDir, and waits
+// until the learner's dashboard lists it: the learner's own environment
+// serves them. It returns the learner and the file's name.
+func markedLearner(t *testing.T, base, token, user, env, sessionsDir string) (*replicaLearner, string) {
+	t.Helper()
+	l := activateOn(t, base, base, token, user, env)
+	mark := "mark-" + l.name + ".txt"
+	waitFor(t, user+"'s directory", func() bool {
+		return os.WriteFile(filepath.Join(sessionsDir, l.name, mark), nil, 0o644) == nil
+	})
+	l.awaitDashboard(base, mark)
+	return l, mark
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
 	"github.com/caddyportal/caddyportal/caddyportal/spawner"
 	"github.com/caddyportal/caddyportal/caddyportal/spawner/spawnertest"
+	"github.com/caddyportal/caddyportal/caddyportal/store"
 	"github.com/caddyportal/caddyportal/caddyportal/store/badgerstore"
 )
 
@@ -19,16 +20,7 @@ import (
 // they wait for a start slot, as starting while their environment starts,
 // and as pending once it is ready.
 func TestStartQueueGauge(t *testing.T) {
-	reg := prometheus.NewPedanticRegistry()
-	m, err := metrics.New(reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := badgerstore.Open(badgerstore.Options{InMemory: true, SweepInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
+	reg, m, st := spawnSetup(t)
 	cfg := portal(3)
 	cfg.Workshops[0].Upstreams = nil
 	cfg.Workshops[0].Spawner = []byte(`{"spawner":"held"}`)
@@ -81,16 +73,7 @@ func waitGauge(t *testing.T, reg prometheus.Gatherer, want map[string]float64) {
 // running (here the store's former replica name) show per replica, until
 // they are released; a portal's newest source wins.
 func TestStrandedSessionsGauge(t *testing.T) {
-	reg := prometheus.NewPedanticRegistry()
-	m, err := metrics.New(reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := badgerstore.Open(badgerstore.Options{InMemory: true, SweepInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
+	reg, m, st := spawnSetup(t)
 	cfg := portal(3)
 	cfg.Workshops[0].Upstreams = nil
 	sp := spawnertest.New()
@@ -130,4 +113,21 @@ func TestStrandedSessionsGauge(t *testing.T) {
 	if n := len(findAll(t, reg, "caddyportal_stranded_sessions")); n != 1 {
 		t.Fatalf("%d stranded samples, want the newest source's one", n)
 	}
+}
+
+// spawnSetup returns a registry with the portal's metrics on it and an
+// in-memory store for a service.
+func spawnSetup(t *testing.T) (*prometheus.Registry, *metrics.Metrics, store.Store) {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	m, err := metrics.New(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := badgerstore.Open(badgerstore.Options{InMemory: true, SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return reg, m, st
 }

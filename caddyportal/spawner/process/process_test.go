@@ -729,24 +729,7 @@ func TestRunsAsUser(t *testing.T) {
 	if _, err := user.Lookup("nobody"); err != nil {
 		t.Skip("no user nobody")
 	}
-	// nobody must reach the binary and the directory: a world-readable tree
-	// of our own (t.TempDir's parents are 0700).
-	base, err := os.MkdirTemp("", "spawner-user-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	if err := os.Chmod(base, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(base, "helper")
-	src, err := os.ReadFile(selfPath(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, src, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	base, bin := publicHelper(t)
 	cfg := helperConfig(t, "dashboard", "{host}:{port}")
 	cfg.Command[0] = bin
 	cfg.Dir = filepath.Join(base, "sessions")
@@ -1188,24 +1171,7 @@ func TestUserNeedsTheRightToSwitch(t *testing.T) {
 	if err != nil {
 		t.Fatal("this test needs setpriv (Debian's util-linux)")
 	}
-	// nobody must reach the binary and the directory: a world-readable
-	// tree of our own (t.TempDir's parents are 0700).
-	base, err := os.MkdirTemp("", "spawner-caps-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	if err := os.Chmod(base, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(base, "helper")
-	src, err := os.ReadFile(selfPath(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, src, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	base, bin := publicHelper(t)
 	load := func(user string, dropCaps bool) string {
 		t.Helper()
 		cfg := helperConfig(t, "dashboard", "{host}:{port}")
@@ -1231,4 +1197,28 @@ func TestUserNeedsTheRightToSwitch(t *testing.T) {
 	if got := load("root", true); got != "ok" {
 		t.Fatalf("the portal's own user without the capabilities: %q", got)
 	}
+}
+
+// publicHelper copies the test binary into a world-readable directory of
+// its own and returns both: a user the dashboards run as must reach the
+// binary and the sessions directory (t.TempDir's parents are 0700).
+func publicHelper(t *testing.T) (base, bin string) {
+	t.Helper()
+	base, err := os.MkdirTemp("", "spawner-user-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin = filepath.Join(base, "helper")
+	src, err := os.ReadFile(selfPath(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return base, bin
 }
