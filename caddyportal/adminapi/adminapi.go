@@ -7,9 +7,10 @@
 //
 //	GET  /                                  {"portals": [names]}
 //	GET  /<portal>/environments/            environments with capacity and use
-//	GET  /<portal>/sessions/[?environment=&state=&user=]
+//	GET  /<portal>/sessions/[?environment=&state=&user=&replica=]
 //	                                        live sessions (reserves included);
-//	                                        user is an id or an email address
+//	                                        user is an id or an email address,
+//	                                        replica the one that runs them
 //	GET  /<portal>/sessions/<session>/      one session, STOPPED ones too
 //	POST /<portal>/sessions/<session>/terminate/
 //	POST /<portal>/sessions/<session>/extend/
@@ -174,7 +175,7 @@ func (h *Handler) environments(w http.ResponseWriter, r *http.Request, svc *sess
 
 func (h *Handler) sessions(w http.ResponseWriter, r *http.Request, svc *sessions.Service) {
 	q := r.URL.Query()
-	env, state, user := q.Get("environment"), q.Get("state"), q.Get("user")
+	env, state, user, replica := q.Get("environment"), q.Get("state"), q.Get("user"), q.Get("replica")
 	if env != "" && svc.Environment(env) == nil {
 		writeError(w, http.StatusNotFound, "no environment named "+env)
 		return
@@ -213,7 +214,8 @@ func (h *Handler) sessions(w http.ResponseWriter, r *http.Request, svc *sessions
 		}
 		for _, s := range list {
 			sj := sessionJSON(svc, s, now, emails[s.Owner])
-			if state != "" && !strings.EqualFold(string(sj.State), state) || user != "" && !owners[s.Owner] {
+			if state != "" && !strings.EqualFold(string(sj.State), state) || user != "" && !owners[s.Owner] ||
+				replica != "" && s.EnvOwner != replica {
 				continue
 			}
 			out = append(out, sj)

@@ -226,6 +226,15 @@ func TestReleaseReplica(t *testing.T) {
 		}
 	}
 	requestErr("bob", sessions.ErrNoSession)
+	var of []adminapi.SessionJSON
+	call(t, srv, "GET", "/portal/demo/sessions/?replica="+oldName, 200, &of)
+	if len(of) != 1 || of[0].Name != name || of[0].Replica != oldName {
+		t.Fatalf("the old replica's sessions: %+v", of)
+	}
+	call(t, srv, "GET", "/portal/demo/sessions/?replica="+newName, 200, &of)
+	if len(of) != 0 {
+		t.Fatalf("the new replica's sessions: %+v", of)
+	}
 
 	var e map[string]string
 	call(t, srv, "POST", "/portal/demo/replicas/"+newName+"/release/", 409, &e)

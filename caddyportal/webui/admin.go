@@ -229,10 +229,11 @@ type sessionRow struct {
 type sessionsData struct {
 	// Rows are the page's sessions (Pager says which of the matching).
 	Rows []sessionRow
-	// Filters as given, for the form.
-	Env, State, User string
-	Envs             []string
-	States           []string
+	// Filters as given, for the form. Replica keeps the sessions whose
+	// environment that replica started (the overview links there).
+	Env, State, User, Replica string
+	Envs                      []string
+	States                    []string
 	// Total counts the stored sessions, matching or not.
 	Total int
 	Pager pager
@@ -325,7 +326,8 @@ func (u *UI) sessionsPage(w http.ResponseWriter, r *http.Request, _ string) {
 // (learners' sessions that have not ended, on every page); a bad filter is
 // answered with a 400 page (ok false).
 func (u *UI) filtered(w http.ResponseWriter, r *http.Request, q url.Values) (sessionsData, []string, bool) {
-	d := sessionsData{Env: q.Get("environment"), State: q.Get("state"), User: q.Get("user"), States: stateFilters}
+	d := sessionsData{Env: q.Get("environment"), State: q.Get("state"), User: q.Get("user"), Replica: q.Get("replica"),
+		States: stateFilters}
 	if d.State == "" {
 		d.State = "active"
 	}
@@ -340,7 +342,7 @@ func (u *UI) filtered(w http.ResponseWriter, r *http.Request, q url.Values) (ses
 		}
 		want, d.State = st, string(st)
 	}
-	if len(d.User) > 256 || len(d.Env) > 128 {
+	if len(d.User) > 256 || len(d.Env) > 128 || len(d.Replica) > 253 {
 		u.fail(w, r, http.StatusBadRequest, "Bad request", "The filter is too long.")
 		return d, nil, false
 	}
@@ -379,6 +381,7 @@ func (u *UI) filtered(w http.ResponseWriter, r *http.Request, q url.Values) (ses
 	err = each(r.Context(), func(s *sessions.Session) {
 		switch {
 		case d.Env != "" && s.Environment != d.Env,
+			d.Replica != "" && s.EnvOwner != d.Replica,
 			d.State == "active" && s.State.Ending(),
 			want != "" && s.State != want:
 			return
@@ -490,10 +493,10 @@ func (u *UI) bulk(w http.ResponseWriter, r *http.Request, _ string) {
 		}
 	}
 	u.log.Info("webui: bulk "+action, zap.String("admin", u.current(r).User), zap.Int("sessions", done),
-		zap.String("environment", d.Env), zap.String("state", d.State), zap.String("user", d.User))
+		zap.String("environment", d.Env), zap.String("state", d.State), zap.String("user", d.User), zap.String("replica", d.Replica))
 	// Back to the list as it was filtered, with the notice.
 	back := url.Values{"notice": {"bulk-" + action}, "done": {strconv.Itoa(done)}, "of": {strconv.Itoa(len(confirmed))}}
-	for k, v := range map[string]string{"environment": d.Env, "state": d.State, "user": d.User} {
+	for k, v := range map[string]string{"environment": d.Env, "state": d.State, "user": d.User, "replica": d.Replica} {
 		if v != "" {
 			back.Set(k, v)
 		}

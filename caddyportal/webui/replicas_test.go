@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -24,7 +26,7 @@ import (
 func strandedPortal(t *testing.T) (p *portal, running, ending string) {
 	t.Helper()
 	cfg := portalConfig(config.RegistrationOneStep, "")
-	cfg.Workshops = append(cfg.Workshops, config.Workshop{Name: "lab", Title: "Lab", Capacity: intp(2), Reserved: intp(0),
+	cfg.Workshops = append(cfg.Workshops, config.Workshop{Name: "lab", Title: "Lab", Capacity: intp(3), Reserved: intp(0),
 		Initial: intp(0), Expires: config.Duration(time.Hour)})
 	sp := spawnertest.New()
 	close(sp.Release)
@@ -161,3 +163,48 @@ func TestReleaseRefusals(t *testing.T) {
 		t.Fatalf("%s after refused releases: %s of %s", running, s.State, s.EnvOwner)
 	}
 }
+
+// TestSessionsOfAReplica: the overview's links list the sessions whose
+// environment a replica started, and a bulk action from that list covers
+// those alone.
+func TestSessionsOfAReplica(t *testing.T) {
+	p, running, ending := strandedPortal(t)
+	reserve := p.reserve("demo-w01") // another workshop's, of no replica
+	mine := p.restRequestTo("demo-w02", "cat")
+	admin := p.browser()
+	admin.login(adminUser, adminPass, "/admin/")
+	overview := admin.get("/admin/")
+	if !strings.Contains(overview.body, `href="/admin/sessions/?replica=old&amp;state=all"`) || !strings.Contains(overview.body, `href="/admin/sessions/?replica=old"`) {
+		t.Fatalf("the overview does not link to old's sessions:\n%s", overview.body)
+	}
+	rows := func(path string) []string {
+		t.Helper()
+		r := admin.get(path)
+		if r.status != http.StatusOK {
+			t.Fatalf("GET %s: %d", path, r.status)
+		}
+		var out []string
+		for _, m := range regexp.MustCompile(`id="row-([a-z0-9-]+)"`).FindAllStringSubmatch(r.body, -1) {
+			out = append(out, m[1])
+		}
+		slices.Sort(out)
+		return out
+	}
+	if got := rows("/admin/sessions/?replica=old&state=all"); !slices.Equal(got, sorted(running, ending)) {
+		t.Fatalf("old's sessions: %v, want %s and %s", got, running, ending)
+	}
+	if got := rows("/admin/sessions/?replica=old"); !slices.Equal(got, []string{running}) {
+		t.Fatalf("old's active sessions: %v, want %s", got, running)
+	}
+	if got := rows("/admin/sessions/?replica=new&state=all"); !slices.Equal(got, []string{mine}) {
+		t.Fatalf("new's sessions: %v, want %s (not the static reserve %s)", got, mine, reserve)
+	}
+	tok := admin.csrf("/admin/sessions/?replica=old")
+	confirm := admin.post("/admin/bulk/", url.Values{"csrf": {tok}, "action": {"terminate"}, "replica": {"old"}})
+	if confirm.status != http.StatusOK || !strings.Contains(confirm.body, "replica: old") ||
+		!strings.Contains(confirm.body, `name="name" value="`+running+`"`) || strings.Contains(confirm.body, `value="`+mine+`"`) {
+		t.Fatalf("bulk confirmation for old's sessions: %d\n%s", confirm.status, confirm.body)
+	}
+}
+
+func sorted(s ...string) []string { slices.Sort(s); return s }
