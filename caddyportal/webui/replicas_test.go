@@ -86,8 +86,25 @@ func TestBrowserAdminReleasesAGoneReplica(t *testing.T) {
 	if !strings.Contains(row, "not reporting") {
 		t.Fatalf("replica row: %q", row)
 	}
+	// Whose sessions they are: the warning's link lists them.
+	var listed, filter string
+	err = chromedp.Run(ctx,
+		chromedp.Click("#stranded-sessions-old", chromedp.ByID),
+		chromedp.WaitVisible("#sessions", chromedp.ByID),
+		chromedp.Text("#sessions", &listed, chromedp.ByID),
+		chromedp.Value("#replica-filter", &filter, chromedp.ByID),
+	)
+	if err != nil {
+		t.Fatalf("the sessions of old: %v", err)
+	}
+	screenshot(t, ctx, "replica-sessions")
+	if !strings.Contains(listed, running) || !strings.Contains(listed, ending) || filter != "old" {
+		t.Fatalf("the sessions of old: filter %q, list %q", filter, listed)
+	}
 	var confirm string
 	err = chromedp.Run(ctx,
+		chromedp.Navigate(base+"/admin/"),
+		chromedp.WaitVisible("#release-old", chromedp.ByID),
 		chromedp.Click("#release-old", chromedp.ByID),
 		chromedp.WaitVisible("#release-confirm", chromedp.ByID),
 		chromedp.Text("main", &confirm, chromedp.ByQuery),
