@@ -281,6 +281,10 @@ func (s *Service) ReleaseReplica(ctx context.Context, name string) (Released, er
 		})
 		s.cache.drop(n)
 		if err != nil {
+			if done != (Released{}) {
+				s.log.Warn("released part of a replica's sessions", zap.String("replica", name),
+					zap.Int("ended", done.Ended), zap.Int("restarted", done.Restarted), zap.Error(err))
+			}
 			return done, vocabulary(err)
 		}
 		if ended {

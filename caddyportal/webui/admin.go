@@ -128,7 +128,8 @@ func (u *UI) replicaRows(r *http.Request, now time.Time) (all, stranded []replic
 	for _, rs := range list {
 		row := replicaRow{ReplicaStatus: rs}
 		if !rs.LastBeat.IsZero() {
-			row.Ago = now.Sub(rs.LastBeat).Truncate(time.Second).String()
+			// Clocks of replicas may disagree by a little: never "-2s ago".
+			row.Ago = max(now.Sub(rs.LastBeat), 0).Truncate(time.Second).String()
 		}
 		all = append(all, row)
 		if rs.Silent && rs.Holds() > 0 {

@@ -62,3 +62,20 @@ func TestMinutesLeft(t *testing.T) {
 		}
 	}
 }
+
+func TestReplicaWaiting(t *testing.T) {
+	for _, c := range []struct {
+		rs   sessions.ReplicaStatus
+		want string
+	}{
+		{sessions.ReplicaStatus{}, "nothing"},
+		{sessions.ReplicaStatus{Running: 1}, "1 learner's session"},
+		{sessions.ReplicaStatus{Running: 2, Stopping: 1}, "2 learners' sessions and 1 ended session"},
+		{sessions.ReplicaStatus{Running: 1, Reserves: 3, Starting: 1, Stopping: 2},
+			"1 learner's session, 3 reserves, 1 session starting and 2 ended sessions"},
+	} {
+		if got := (replicaRow{ReplicaStatus: c.rs}).Waiting(); got != c.want {
+			t.Errorf("Waiting(%+v) = %q, want %q", c.rs, got, c.want)
+		}
+	}
+}
