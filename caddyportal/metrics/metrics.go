@@ -285,7 +285,7 @@ func (m *Metrics) SetSessionsSource(src SessionsSource) (release func()) {
 	if m == nil || src == nil {
 		return func() {}
 	}
-	return m.sessions.add(src)
+	return m.sessions.sources.add(&m.sessions.mu, src)
 }
 
 // StrandedSource returns, by replica, how many live sessions of a portal
@@ -322,7 +322,7 @@ func ServiceStranded(svc *sessions.Service, every time.Duration) StrandedSource 
 		}
 		out := map[string]int{}
 		for _, r := range list {
-			if r.Silent && r.Holds() > 0 {
+			if r.Stranded() {
 				out[r.Name] = r.Holds()
 			}
 		}
@@ -708,8 +708,6 @@ func (l *sourceList[T]) newestFirst() []T {
 	}
 	return out
 }
-
-func (c *sessionsCollector) add(src SessionsSource) func() { return c.sources.add(&c.mu, src) }
 
 // Describe implements prometheus.Collector.
 func (c *sessionsCollector) Describe(ch chan<- *prometheus.Desc) {

@@ -4,14 +4,12 @@ import (
 	"context"
 	"errors"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
-	"github.com/caddyportal/caddyportal/caddyportal/spawner"
 	"github.com/caddyportal/caddyportal/caddyportal/store"
 )
 
@@ -105,6 +103,11 @@ type ReplicaStatus struct {
 // Holds counts the live sessions that wait for the replica.
 func (r ReplicaStatus) Holds() int { return r.Running + r.Reserves + r.Starting + r.Stopping }
 
+// Stranded reports a replica that is not running while sessions wait for
+// it: what the admin overview warns of and the stranded sessions gauge
+// counts.
+func (r ReplicaStatus) Stranded() bool { return r.Silent && r.Holds() > 0 }
+
 // Replicas lists this replica, every replica that beat within the last
 // day, and every replica that owns a live session's environment: this one
 // first, then by name.
@@ -118,15 +121,15 @@ func (s *Service) Replicas(ctx context.Context) ([]ReplicaStatus, error) {
 		}
 		return r
 	}
+	var beating map[string]bool
 	err := s.st.View(ctx, func(tx store.Txn) error {
 		now := s.now()
 		byName = map[string]*ReplicaStatus{s.replica: {Name: s.replica, This: true}}
+		beating = map[string]bool{}
 		if s.shared {
 			err := tx.Scan(prefixBeat, func(key string, v []byte) error {
 				r := of(strings.TrimPrefix(key, prefixBeat))
-				if ns, err := strconv.ParseInt(string(v), 10, 64); err == nil {
-					r.LastBeat = time.Unix(0, ns)
-				}
+				r.LastBeat, beating[r.Name] = beatAt(v, now)
 				return nil
 			})
 			if err != nil {
@@ -150,7 +153,7 @@ func (s *Service) Replicas(ctx context.Context) ([]ReplicaStatus, error) {
 			}
 		})
 		for _, r := range byName {
-			r.Silent = !r.This && (r.LastBeat.IsZero() || now.Sub(r.LastBeat) >= beatTimeout)
+			r.Silent = !r.This && !beating[r.Name]
 		}
 		return err
 	})
@@ -265,19 +268,12 @@ func (s *Service) ReleaseReplica(ctx context.Context, name string) (Released, er
 			if err != nil || sess == nil || sess.EnvOwner != name || sess.State == lifecycle.Stopped || !waitsForOwner(sess, t.now) {
 				return err
 			}
-			st, reason := sess.Effective(t.now)
-			if st == lifecycle.Starting {
+			if st, _ := sess.Effective(t.now); st == lifecycle.Starting {
 				restarted = true
 				return t.restartHere(sess)
 			}
-			sess.Env, sess.Spawning = nil, false
-			if !st.Ending() {
-				reason = ReasonEnvironmentLost
-				sess.Reason = reason
-				sess.Progress = &spawner.Progress{Step: StepFailed, Message: why}
-			}
 			ended = true
-			return t.finalize(sess, reason)
+			return t.abandon(sess, why)
 		})
 		s.cache.drop(n)
 		if err != nil {

@@ -1542,9 +1542,24 @@ func (s *Service) dropStrandedReserve(t *txState, sess *Session) error {
 		return err
 	}
 	s.log.Warn("ending a reserve whose replica has stopped", zap.String("session", sess.Name), zap.String("replica", sess.EnvOwner))
+	return t.abandon(sess, "the portal replica that started it ("+sess.EnvOwner+") has stopped")
+}
+
+// abandon ends sess at once without stopping its environment, which lives
+// where this replica cannot reach it (on a replica that stopped or is
+// gone), so its place is free now; its owner, should it return, finds the
+// environment without a live session and stops it as a stray. A session
+// that had already ended keeps its reason; any other ends
+// environment-lost, with why as its progress.
+func (t *txState) abandon(sess *Session, why string) error {
+	st, reason := sess.Effective(t.now)
 	sess.Env, sess.Spawning = nil, false
-	sess.Progress = &spawner.Progress{Step: StepFailed, Message: "the portal replica that started it (" + sess.EnvOwner + ") has stopped"}
-	return t.finalize(sess, ReasonEnvironmentLost)
+	if !st.Ending() {
+		reason = ReasonEnvironmentLost
+		sess.Reason = reason
+		sess.Progress = &spawner.Progress{Step: StepFailed, Message: why}
+	}
+	return t.finalize(sess, reason)
 }
 
 // beating reports whether replica has begun a reconcile pass within
@@ -1557,8 +1572,7 @@ func (t *txState) beating(replica string) (bool, error) {
 	alive := false
 	switch {
 	case err == nil:
-		ns, perr := strconv.ParseInt(string(v), 10, 64)
-		alive = perr != nil || t.now.Sub(time.Unix(0, ns)) < beatTimeout
+		_, alive = beatAt(v, t.now)
 	case !errors.Is(err, store.ErrNotFound):
 		return false, err
 	}
@@ -1567,6 +1581,19 @@ func (t *txState) beating(replica string) (bool, error) {
 	}
 	t.beats[replica] = alive
 	return alive, nil
+}
+
+// beatAt reads a replica's beat: when it began its last pass, and whether
+// that was within beatTimeout of now. A value that does not parse counts
+// as alive: no replica's starts are taken over, nor its sessions listed as
+// stranded, on a record nobody can read.
+func beatAt(v []byte, now time.Time) (at time.Time, alive bool) {
+	ns, err := strconv.ParseInt(string(v), 10, 64)
+	if err != nil {
+		return time.Time{}, true
+	}
+	at = time.Unix(0, ns)
+	return at, now.Sub(at) < beatTimeout
 }
 
 // Dialable reports whether this replica may dial sess's upstream. An

@@ -132,7 +132,7 @@ func (u *UI) replicaRows(r *http.Request, now time.Time) (all, stranded []replic
 			row.Ago = max(now.Sub(rs.LastBeat), 0).Truncate(time.Second).String()
 		}
 		all = append(all, row)
-		if rs.Silent && rs.Holds() > 0 {
+		if rs.Stranded() {
 			stranded = append(stranded, row)
 		}
 	}
