@@ -6,8 +6,6 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyevents"
 	"go.uber.org/zap"
-
-	"github.com/caddyportal/caddyportal/caddyportal/portal"
 )
 
 // resumeHealthOnStart begins dashboard probes at Caddy's "started" event,
@@ -17,7 +15,7 @@ func (h *Handler) resumeHealthOnStart(ctx caddy.Context) {
 	app, err := ctx.App("events")
 	if err == nil {
 		if events, ok := app.(*caddyevents.App); ok {
-			err = events.On("started", resumeHealth{h.portal})
+			err = events.On("started", resumeHealth{h})
 		}
 	}
 	if err != nil {
@@ -25,11 +23,18 @@ func (h *Handler) resumeHealthOnStart(ctx caddy.Context) {
 	}
 }
 
-// resumeHealth begins probing when Caddy has started the config.
-type resumeHealth struct{ p *portal.Portal }
+// resumeHealth begins probing when Caddy has started the config, whose
+// apps, startApp among them, have all started by then.
+type resumeHealth struct{ h *Handler }
 
 // Handle implements caddyevents.Handler.
 func (r resumeHealth) Handle(context.Context, caddy.Event) error {
-	r.p.ResumeHealth()
+	select {
+	case <-r.h.started:
+		if r.h.portal != nil {
+			r.h.portal.ResumeHealth()
+		}
+	default:
+	}
 	return nil
 }

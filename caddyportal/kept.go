@@ -1,11 +1,14 @@
 package caddyportal
 
 import (
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddyportal/caddyportal/caddyportal/gate"
+	"github.com/caddyportal/caddyportal/caddyportal/hostlock"
 	"github.com/caddyportal/caddyportal/caddyportal/portal"
 )
 
@@ -41,4 +44,43 @@ func acquireKept(key string) kept {
 
 func releaseKept(key string) {
 	_, _ = keptPool.Delete(key)
+}
+
+// hostLocks holds, per portal and replica name, the machine-wide lock that
+// a portal with spawned workshops takes (see package hostlock): its
+// configs share it across reloads, and another process is refused it.
+var hostLocks = caddy.NewUsagePool()
+
+// heldLock is a pooled hostlock.Lock.
+type heldLock struct{ *hostlock.Lock }
+
+// Destruct frees the name when no config of this process uses it.
+func (l heldLock) Destruct() error { return l.Close() }
+
+// acquireHostLock takes portal/replica for this process; each success must
+// be matched by one releaseHostLock with the key it returns.
+func acquireHostLock(portal, replica string) (string, error) {
+	key := portal + "/" + replica
+	_, _, err := hostLocks.LoadOrNew(key, func() (caddy.Destructor, error) {
+		lk, err := hostlock.Acquire(key)
+		if err != nil {
+			return nil, err
+		}
+		return heldLock{lk}, nil
+	})
+	var held *hostlock.HeldError
+	if errors.As(err, &held) {
+		who := "another process"
+		if held.PID > 0 {
+			who = fmt.Sprintf("process %d", held.PID)
+		}
+		return "", fmt.Errorf("%s on this machine already runs portal %s as replica %s: the two would take "+
+			"each other's dashboards for strays and stop them. Stop it, or give this portal another replica name (or name)",
+			who, portal, replica)
+	}
+	return key, err
+}
+
+func releaseHostLock(key string) {
+	_, _ = hostLocks.Delete(key)
 }

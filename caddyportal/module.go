@@ -16,6 +16,8 @@ import (
 
 	"github.com/caddyportal/caddyportal/caddyportal/clientip"
 	"github.com/caddyportal/caddyportal/caddyportal/config"
+	"github.com/caddyportal/caddyportal/caddyportal/gate"
+	"github.com/caddyportal/caddyportal/caddyportal/httperr"
 	"github.com/caddyportal/caddyportal/caddyportal/metrics"
 	"github.com/caddyportal/caddyportal/caddyportal/portal"
 	"github.com/caddyportal/caddyportal/caddyportal/sessions"
@@ -45,11 +47,20 @@ type Handler struct {
 	DashboardTimeout caddy.Duration `json:"dashboard_timeout,omitempty"`
 
 	logger *zap.Logger
-	portal *portal.Portal
+	// proxy and spawners are loaded in Provision, for start.
+	proxy    gate.Proxy
+	spawners []workshopSpawner
+	// started is closed once start has run: portal is set then, unless
+	// the start failed.
+	started chan struct{}
+	portal  *portal.Portal
 	// keptAt and storeKey are the pool keys of what the portal keeps
 	// across configs (kept) and of the store, once acquired.
 	keptAt   string
 	storeKey string
+	// hostLock is the key of the portal replica's machine-wide lock, when
+	// it has spawned workshops.
+	hostLock string
 	listed   *runningPortal
 	// metrics are the process-wide collectors (see metricspool.go);
 	// metricsHeld says this handler holds a reference to them.
@@ -65,11 +76,14 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision expands placeholders in secrets, opens (or shares) the state
-// store and the process's metrics, loads the dashboard proxy and starts
-// the portal.
+// Provision expands placeholders in secrets, checks the configuration and
+// its spawners, loads the dashboard proxy and the process's metrics, and
+// queues the portal's start for when Caddy runs the config (startApp):
+// `caddy validate` and a config that fails to load start nothing, open no
+// store and touch no environment.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	h.started = make(chan struct{})
 	repl := caddy.NewReplacer()
 	pooled, err := staticPools(h.Portal)
 	if err != nil {
@@ -94,49 +108,92 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("portal: %w", err)
 	}
+	if h.proxy, err = h.loadProxy(ctx); err != nil {
+		return fmt.Errorf("portal %s: %w", h.Name, err)
+	}
+	if h.spawners, err = h.loadSpawners(ctx); err != nil {
+		return fmt.Errorf("portal %s: %w", h.Name, err)
+	}
+	app, err := ctx.App(startAppID)
+	if err != nil {
+		return fmt.Errorf("portal %s: %w", h.Name, err)
+	}
+	app.(*startApp).add(func() error { return h.start(ctx, spec, pooled.Replica == "") })
+	h.resumeHealthOnStart(ctx)
+	return nil
+}
+
+// start opens (or shares) the state store, makes the workshops' spawners
+// and starts the portal; storedReplica says the replica name is the one
+// the store kept (no replica line). It runs when Caddy runs the config.
+func (h *Handler) start(ctx caddy.Context, spec storeSpec, storedReplica bool) (err error) {
+	defer close(h.started)
 	st, shared, err := acquireStore(spec)
 	if err != nil {
 		return fmt.Errorf("portal %s: opening store in %s: %w", h.Name, spec.where, err)
 	}
 	h.storeKey = spec.key
-	if pooled.Replica == "" {
+	if storedReplica {
 		// On Badger, the name its first start kept, not the host's
 		// current one (see sessions.StoredReplica).
 		if h.Portal.Replica, err = sessions.StoredReplica(ctx, st, h.Portal.Replica); err != nil {
 			return fmt.Errorf("portal %s: reading the replica name kept in the store: %w", h.Name, err)
 		}
 	}
+	if len(h.spawners) > 0 {
+		// Spawners mark what they start with the portal's and the
+		// replica's names, and stop what they find so marked as strays.
+		if h.hostLock, err = acquireHostLock(h.Name, h.Replica); err != nil {
+			return fmt.Errorf("portal %s: %w", h.Name, err)
+		}
+	}
 	h.keptAt = spec.key + "|" + h.Name
 	kept := acquireKept(h.keptAt)
-	proxy, err := h.loadProxy(ctx)
+	spawners, err := h.makeSpawners(h.spawners)
 	if err != nil {
 		return fmt.Errorf("portal %s: %w", h.Name, err)
 	}
-	spawners, err := h.loadSpawners(ctx)
-	if err != nil {
-		return fmt.Errorf("portal %s: %w", h.Name, err)
-	}
-	h.portal, err = portal.New(ctx, h.Portal, st, portal.Deps{
-		Proxy:          proxy,
+	p, err := portal.New(ctx, h.Portal, st, portal.Deps{
+		Proxy:          h.proxy,
 		Logger:         h.logger,
-		Metrics:        m,
+		Metrics:        h.metrics,
 		Streams:        kept.streams,
 		Limits:         kept.limits,
 		ClientIP:       clientIP,
 		AdminListeners: adminListeners(ctx),
 		Spawners:       spawners,
 		Overlap:        shared,
-		// Dashboards served by this Caddy listen only once provisioning
-		// is over: probes wait for Caddy's "started" event or the first
-		// request (ServeHTTP).
+		// Dashboards served by this Caddy listen only once every app of
+		// the config has started: probes wait for Caddy's "started" event
+		// or the first request (ServeHTTP).
 		HealthPaused: true,
 	})
 	if err != nil {
 		return fmt.Errorf("portal %s: %w", h.Name, err)
 	}
-	h.resumeHealthOnStart(ctx)
-	h.listed = register(h.Name, h.portal.Service())
+	h.portal = p
+	h.listed = register(h.Name, p.Service())
 	return nil
+}
+
+// running returns the portal once its start has run: Caddy may pass a
+// request between the start of its http app and of startApp. Without a
+// portal (the start failed, or the client left while it ran) the answer
+// has been written and running returns nil.
+func (h *Handler) running(w http.ResponseWriter, r *http.Request) *portal.Portal {
+	select {
+	case <-h.started:
+	default:
+		select {
+		case <-h.started:
+		case <-r.Context().Done():
+			return nil
+		}
+	}
+	if h.portal == nil {
+		httperr.Write(w, http.StatusServiceUnavailable, "The portal did not start; its log says why.")
+	}
+	return h.portal
 }
 
 // clientIP is the address limits count a request against: Caddy's client
@@ -167,7 +224,8 @@ func validate(p config.Portal) error {
 }
 
 // Cleanup stops the portal and releases the pooled store, streams and
-// metrics. It copes with a Provision that failed part-way.
+// metrics. It copes with a Provision or a start that failed part-way, and
+// with a config that never ran.
 func (h *Handler) Cleanup() error {
 	if h.listed != nil {
 		unregister(h.Name, h.listed, h.portal.Service())
@@ -181,6 +239,9 @@ func (h *Handler) Cleanup() error {
 	if h.storeKey != "" {
 		releaseStore(h.storeKey)
 	}
+	if h.hostLock != "" {
+		releaseHostLock(h.hostLock)
+	}
 	// Caddy drops this config's registry with the config, so the
 	// collectors need no Unregister; only the pool reference goes.
 	if h.metricsHeld {
@@ -192,8 +253,12 @@ func (h *Handler) Cleanup() error {
 
 // ServeHTTP serves the portal's routes and passes anything else on.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	h.portal.ResumeHealth() // the servers listen now (see resumeHealthOnStart)
-	if hh := h.portal.Route(r); hh != nil {
+	p := h.running(w, r)
+	if p == nil {
+		return nil
+	}
+	p.ResumeHealth() // the servers listen now (see resumeHealthOnStart)
+	if hh := p.Route(r); hh != nil {
 		hh.ServeHTTP(w, r)
 		return nil
 	}

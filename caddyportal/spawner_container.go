@@ -183,6 +183,13 @@ func (c *ContainerSpawner) Spawner(id spawner.Identity, log *zap.Logger) (spawne
 	return s, nil
 }
 
+// Check implements spawner.Checker: the engine is contacted only once the
+// config runs.
+func (c *ContainerSpawner) Check(id spawner.Identity, _ *zap.Logger) error {
+	_, err := c.config(id)
+	return err
+}
+
 // Cleanup closes the engine connections. The containers keep running: a
 // config reload or the next start of the portal adopts them.
 func (c *ContainerSpawner) Cleanup() error {
@@ -331,4 +338,5 @@ var (
 	_ caddy.CleanerUpper    = (*ContainerSpawner)(nil)
 	_ caddyfile.Unmarshaler = (*ContainerSpawner)(nil)
 	_ spawner.Module        = (*ContainerSpawner)(nil)
+	_ spawner.Checker       = (*ContainerSpawner)(nil)
 )

@@ -105,6 +105,22 @@ func (p *ProcessSpawner) Validate() error {
 // Spawner implements spawner.Module: the process spawner of one workshop
 // for one portal replica.
 func (p *ProcessSpawner) Spawner(id spawner.Identity, log *zap.Logger) (spawner.Spawner, error) {
+	s, err := process.New(p.config(id), log)
+	if err != nil {
+		return nil, err
+	}
+	p.started = append(p.started, s)
+	return s, nil
+}
+
+// Check implements spawner.Checker.
+func (p *ProcessSpawner) Check(id spawner.Identity, log *zap.Logger) error {
+	_, err := process.Check(p.config(id), log)
+	return err
+}
+
+// config is the process spawner's configuration for id, defaults applied.
+func (p *ProcessSpawner) config(id spawner.Identity) process.Config {
 	cfg := process.Config{Command: p.Command, Dir: p.Dir, ReadyPath: p.ReadyPath,
 		ReadyTimeout: time.Duration(p.ReadyTimeout), StopTimeout: time.Duration(p.StopTimeout),
 		Sandbox: p.Sandbox, User: p.User, BindHost: p.BindHost, Portal: id.Portal, Replica: id.Replica,
@@ -121,12 +137,7 @@ func (p *ProcessSpawner) Spawner(id spawner.Identity, log *zap.Logger) (spawner.
 	for _, k := range sortedKeys(p.Env) {
 		cfg.Env = append(cfg.Env, process.EnvVar{Name: k, Value: p.Env[k]})
 	}
-	s, err := process.New(cfg, log)
-	if err != nil {
-		return nil, err
-	}
-	p.started = append(p.started, s)
-	return s, nil
+	return cfg
 }
 
 // Cleanup releases what the spawners keep open. The environments keep
@@ -272,12 +283,20 @@ func parseDurationOption(d *caddyfile.Dispenser, module, name string, args []str
 	return nil
 }
 
-// loadSpawners loads the spawner module of every workshop that has one
-// and returns each workshop's Spawner for this portal replica. The
-// workshop's JSON stays as it is (Caddy clears the field it loads from),
-// so the config still says the workshop is spawned.
-func (h *Handler) loadSpawners(ctx caddy.Context) (map[string]spawner.Spawner, error) {
-	var out map[string]spawner.Spawner
+// workshopSpawner is a workshop's loaded spawner module.
+type workshopSpawner struct {
+	workshop string
+	capacity int
+	module   spawner.Module
+}
+
+// loadSpawners loads the spawner module of every workshop that has one and
+// checks it for this portal replica (spawner.Checker), creating nothing:
+// the Spawners are made at start (makeSpawners). The workshop's JSON stays
+// as it is (Caddy clears the field it loads from), so the config still
+// says the workshop is spawned.
+func (h *Handler) loadSpawners(ctx caddy.Context) ([]workshopSpawner, error) {
+	var out []workshopSpawner
 	envs := h.Environments()
 	for i, w := range h.Workshops {
 		if !w.Spawned() {
@@ -294,16 +313,40 @@ func (h *Handler) loadSpawners(ctx caddy.Context) (map[string]spawner.Spawner, e
 		if !ok {
 			return nil, fmt.Errorf("workshop %s: module %T is not a spawner", w.Name, mod)
 		}
-		s, err := m.Spawner(spawner.Identity{Portal: h.Name, Replica: h.Replica, Capacity: envs[i].Capacity}, h.logger.Named("spawner").With(zap.String("workshop", w.Name)))
+		ws := workshopSpawner{workshop: w.Name, capacity: envs[i].Capacity, module: m}
+		if c, ok := m.(spawner.Checker); ok {
+			if err := c.Check(h.spawnerIdentity(ws), h.spawnerLog(ws)); err != nil {
+				return nil, fmt.Errorf("workshop %s: %w", w.Name, err)
+			}
+		}
+		out = append(out, ws)
+	}
+	return out, nil
+}
+
+// makeSpawners returns each spawned workshop's Spawner for this portal
+// replica, once the config runs.
+func (h *Handler) makeSpawners(loaded []workshopSpawner) (map[string]spawner.Spawner, error) {
+	var out map[string]spawner.Spawner
+	for _, ws := range loaded {
+		s, err := ws.module.Spawner(h.spawnerIdentity(ws), h.spawnerLog(ws))
 		if err != nil {
-			return nil, fmt.Errorf("workshop %s: %w", w.Name, err)
+			return nil, fmt.Errorf("workshop %s: %w", ws.workshop, err)
 		}
 		if out == nil {
 			out = map[string]spawner.Spawner{}
 		}
-		out[w.Name] = s
+		out[ws.workshop] = s
 	}
 	return out, nil
+}
+
+func (h *Handler) spawnerIdentity(ws workshopSpawner) spawner.Identity {
+	return spawner.Identity{Portal: h.Name, Replica: h.Replica, Capacity: ws.capacity}
+}
+
+func (h *Handler) spawnerLog(ws workshopSpawner) *zap.Logger {
+	return h.logger.Named("spawner").With(zap.String("workshop", ws.workshop))
 }
 
 // spawnerPlaceholders undoes the Caddyfile adapter's shorthands for the
@@ -334,4 +377,5 @@ var (
 	_ caddy.CleanerUpper    = (*ProcessSpawner)(nil)
 	_ caddyfile.Unmarshaler = (*ProcessSpawner)(nil)
 	_ spawner.Module        = (*ProcessSpawner)(nil)
+	_ spawner.Checker       = (*ProcessSpawner)(nil)
 )

@@ -20,3 +20,11 @@ type Identity struct {
 type Module interface {
 	Spawner(id Identity, log *zap.Logger) (Spawner, error)
 }
+
+// Checker is implemented by a Module that can check its configuration for
+// a portal replica without creating or contacting anything: the portal
+// calls it when a config is loaded (also by `caddy validate`, and for a
+// reload that may still fail), and calls Spawner only once the config runs.
+type Checker interface {
+	Check(id Identity, log *zap.Logger) error
+}

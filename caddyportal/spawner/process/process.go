@@ -173,37 +173,17 @@ var (
 	varName     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
 
-// New checks cfg, creates Dir and its state directory, and returns the
-// spawner. log may be nil.
-func New(cfg Config, log *zap.Logger) (*Spawner, error) {
+// Check checks cfg as New does, without creating anything: what `caddy
+// validate` and a config that is loaded but not yet run may do. It returns
+// cfg with its defaults applied and warns through log (which may be nil)
+// about what is legal but probably a mistake.
+func Check(cfg Config, log *zap.Logger) (Config, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	if len(cfg.Command) == 0 || cfg.Command[0] == "" {
-		return nil, errors.New("process spawner: command is required")
-	}
-	if cfg.Dir == "" || !filepath.IsAbs(cfg.Dir) {
-		return nil, fmt.Errorf("process spawner: dir must be an absolute path, got %q", cfg.Dir)
-	}
-	cfg.Dir = filepath.Clean(cfg.Dir)
-	if cfg.Portal == "" {
-		return nil, errors.New("process spawner: portal name is required")
-	}
-	if cfg.Replica == "" {
-		cfg.Replica = "local"
-	}
-	for _, id := range []string{cfg.Portal, cfg.Replica} {
-		if strings.ContainsAny(id, "/\x00=") {
-			return nil, fmt.Errorf("process spawner: portal and replica names cannot contain '/', '=' or NUL: %q", id)
-		}
-	}
-	for _, a := range cfg.Command {
-		if err := spawner.CheckTemplate(a); err != nil {
-			return nil, fmt.Errorf("process spawner: command: %w", err)
-		}
-	}
-	if err := checkProgram(cfg.Command[0]); err != nil {
-		return nil, fmt.Errorf("process spawner: command: %w", err)
+	cfg, err := check(cfg)
+	if err != nil {
+		return cfg, err
 	}
 	if !mentionsPort(cfg) {
 		// Legitimate for a dashboard that reads $PORT; otherwise every
@@ -211,42 +191,20 @@ func New(cfg Config, log *zap.Logger) (*Spawner, error) {
 		log.Warn("process spawner: the command does not pass {port}: the dashboard must listen on the port in $PORT",
 			zap.Strings("command", cfg.Command))
 	}
-	for _, e := range cfg.Env {
-		if !varName.MatchString(e.Name) {
-			return nil, fmt.Errorf("process spawner: env: %q is not a variable name", e.Name)
-		}
-		if e.Name == MarkerVar {
-			return nil, fmt.Errorf("process spawner: env: %s is the portal's own", MarkerVar)
-		}
-		if err := spawner.CheckTemplate(e.Value); err != nil {
-			return nil, fmt.Errorf("process spawner: env %s: %w", e.Name, err)
-		}
+	return cfg, nil
+}
+
+// New checks cfg (see Check, whose warnings it does not repeat), creates
+// Dir and its state directory, begins making spares, and returns the
+// spawner. log may be nil.
+func New(cfg Config, log *zap.Logger) (*Spawner, error) {
+	if log == nil {
+		log = zap.NewNop()
 	}
-	if cfg.ReadyPath == "" {
-		cfg.ReadyPath = "/"
-	}
-	if err := spawner.CheckTemplate(cfg.ReadyPath); err != nil {
-		return nil, fmt.Errorf("process spawner: ready path: %w", err)
-	}
-	if cfg.ReadyTimeout <= 0 {
-		cfg.ReadyTimeout = DefaultReadyTimeout
-	}
-	if cfg.StopTimeout <= 0 {
-		cfg.StopTimeout = DefaultStopTimeout
-	}
-	if cfg.BindHost == "" {
-		cfg.BindHost = DefaultBindHost
-	}
-	if err := spawner.CheckBindHost(cfg.BindHost); err != nil {
-		return nil, fmt.Errorf("process spawner: %w", err)
-	}
-	// An address this machine does not have would fail every start (each
-	// picks its port there): fail the config's load instead.
-	l, err := net.Listen("tcp", net.JoinHostPort(cfg.BindHost, "0"))
+	cfg, err := check(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("process spawner: bind %s: %w", cfg.BindHost, err)
+		return nil, err
 	}
-	l.Close()
 	s := &Spawner{
 		cfg:      cfg,
 		log:      log,
@@ -256,26 +214,15 @@ func New(cfg Config, log *zap.Logger) (*Spawner, error) {
 		children: map[string]*child{},
 		bindIP:   dialedIP(cfg.BindHost),
 	}
-	switch cfg.Sandbox {
-	case "":
-	case "bubblewrap":
-		p, err := exec.LookPath("bwrap")
-		if err != nil {
-			return nil, errors.New("process spawner: sandbox bubblewrap needs bwrap on PATH (Debian package bubblewrap)")
+	if cfg.Sandbox != "" {
+		if s.bwrap, err = exec.LookPath("bwrap"); err != nil {
+			return nil, errBwrap
 		}
-		s.bwrap = p
-	default:
-		return nil, fmt.Errorf("process spawner: unknown sandbox %q (want bubblewrap)", cfg.Sandbox)
 	}
 	if cfg.User != "" {
-		cred, err := lookupUser(cfg.User)
-		if err != nil {
-			return nil, fmt.Errorf("process spawner: user: %w", err)
-		}
-		if cred, err = switchableTo(cfg.User, cred); err != nil {
+		if s.cred, err = credentials(cfg.User); err != nil {
 			return nil, err
 		}
-		s.cred = cred
 	}
 	// 0711: a user the dashboards run as may enter its own session directory
 	// but not list the others'.
@@ -292,6 +239,100 @@ func New(cfg Config, log *zap.Logger) (*Spawner, error) {
 	s.spare = sp
 	s.stopPrepare = sp.prepare(cfg.Prepare, log)
 	return s, nil
+}
+
+// errBwrap is the sandbox's missing program.
+var errBwrap = errors.New("process spawner: sandbox bubblewrap needs bwrap on PATH (Debian package bubblewrap)")
+
+// credentials returns what a dashboard started as user runs with, or an
+// error when the user is unknown or the portal may not switch to it.
+func credentials(user string) (*syscall.Credential, error) {
+	cred, err := lookupUser(user)
+	if err != nil {
+		return nil, fmt.Errorf("process spawner: user: %w", err)
+	}
+	return switchableTo(user, cred)
+}
+
+// check is Check without its warnings.
+func check(cfg Config) (Config, error) {
+	if len(cfg.Command) == 0 || cfg.Command[0] == "" {
+		return cfg, errors.New("process spawner: command is required")
+	}
+	if cfg.Dir == "" || !filepath.IsAbs(cfg.Dir) {
+		return cfg, fmt.Errorf("process spawner: dir must be an absolute path, got %q", cfg.Dir)
+	}
+	cfg.Dir = filepath.Clean(cfg.Dir)
+	if cfg.Portal == "" {
+		return cfg, errors.New("process spawner: portal name is required")
+	}
+	if cfg.Replica == "" {
+		cfg.Replica = "local"
+	}
+	for _, id := range []string{cfg.Portal, cfg.Replica} {
+		if strings.ContainsAny(id, "/\x00=") {
+			return cfg, fmt.Errorf("process spawner: portal and replica names cannot contain '/', '=' or NUL: %q", id)
+		}
+	}
+	for _, a := range cfg.Command {
+		if err := spawner.CheckTemplate(a); err != nil {
+			return cfg, fmt.Errorf("process spawner: command: %w", err)
+		}
+	}
+	if err := checkProgram(cfg.Command[0]); err != nil {
+		return cfg, fmt.Errorf("process spawner: command: %w", err)
+	}
+	for _, e := range cfg.Env {
+		if !varName.MatchString(e.Name) {
+			return cfg, fmt.Errorf("process spawner: env: %q is not a variable name", e.Name)
+		}
+		if e.Name == MarkerVar {
+			return cfg, fmt.Errorf("process spawner: env: %s is the portal's own", MarkerVar)
+		}
+		if err := spawner.CheckTemplate(e.Value); err != nil {
+			return cfg, fmt.Errorf("process spawner: env %s: %w", e.Name, err)
+		}
+	}
+	if cfg.ReadyPath == "" {
+		cfg.ReadyPath = "/"
+	}
+	if err := spawner.CheckTemplate(cfg.ReadyPath); err != nil {
+		return cfg, fmt.Errorf("process spawner: ready path: %w", err)
+	}
+	if cfg.ReadyTimeout <= 0 {
+		cfg.ReadyTimeout = DefaultReadyTimeout
+	}
+	if cfg.StopTimeout <= 0 {
+		cfg.StopTimeout = DefaultStopTimeout
+	}
+	if cfg.BindHost == "" {
+		cfg.BindHost = DefaultBindHost
+	}
+	if err := spawner.CheckBindHost(cfg.BindHost); err != nil {
+		return cfg, fmt.Errorf("process spawner: %w", err)
+	}
+	// An address this machine does not have would fail every start (each
+	// picks its port there): fail the config's load instead.
+	l, err := net.Listen("tcp", net.JoinHostPort(cfg.BindHost, "0"))
+	if err != nil {
+		return cfg, fmt.Errorf("process spawner: bind %s: %w", cfg.BindHost, err)
+	}
+	l.Close()
+	switch cfg.Sandbox {
+	case "":
+	case "bubblewrap":
+		if _, err := exec.LookPath("bwrap"); err != nil {
+			return cfg, errBwrap
+		}
+	default:
+		return cfg, fmt.Errorf("process spawner: unknown sandbox %q (want bubblewrap)", cfg.Sandbox)
+	}
+	if cfg.User != "" {
+		if _, err := credentials(cfg.User); err != nil {
+			return cfg, err
+		}
+	}
+	return cfg, nil
 }
 
 // mentionsPort reports whether cfg passes the dashboard its port through

@@ -1068,8 +1068,9 @@ func TestMarkerFoundInALargeEnvironment(t *testing.T) {
 
 // TestCommandWithoutPortIsWarned: a command that passes the dashboard no
 // {port} (in its arguments or a variable) loads, since the dashboard may
-// read $PORT, but the log says so once per load; one that passes it does
-// not warn.
+// read $PORT, but the config's check says so, once: New, when the config
+// runs, does not say it again. One that passes it does not warn. The check
+// creates nothing, not even the spawner's directory.
 func TestCommandWithoutPortIsWarned(t *testing.T) {
 	for name, tc := range map[string]struct {
 		cfg  Config
@@ -1081,7 +1082,13 @@ func TestCommandWithoutPortIsWarned(t *testing.T) {
 	} {
 		core, logs := observer.New(zap.WarnLevel)
 		cfg := tc.cfg
-		cfg.Dir, cfg.Portal = t.TempDir(), testPortal
+		cfg.Dir, cfg.Portal = filepath.Join(t.TempDir(), "sessions"), testPortal
+		if _, err := Check(cfg, zap.New(core)); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if _, err := os.Stat(cfg.Dir); !os.IsNotExist(err) {
+			t.Fatalf("%s: the check made the spawner's directory: %v", name, err)
+		}
 		s, err := New(cfg, zap.New(core))
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)

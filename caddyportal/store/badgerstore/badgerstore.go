@@ -245,8 +245,8 @@ func Open(opts Options) (*Store, error) {
 			return nil, fmt.Errorf("badgerstore: %w: %q is in use by another process or by a second open "+
 				"in this process; to change a running Caddy's configuration use `caddy reload` "+
 				"instead of starting a second instance (it checks the new configuration as it loads it "+
-				"and keeps the running one if that fails; `caddy validate` cannot open a store that a "+
-				"running portal holds): %w", ErrLocked, opts.Dir, err)
+				"and keeps the running one if that fails; `caddy validate` checks one without opening "+
+				"the store): %w", ErrLocked, opts.Dir, err)
 		}
 		return nil, fmt.Errorf("badgerstore: opening %q: %w", opts.Dir, err)
 	}

@@ -1,0 +1,156 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/caddyportal/caddyportal/internal/e2etest"
+)
+
+// TestConfigsThatDoNotRunTouchNothing: with a portal running a learner's
+// dashboard process, what Caddy loads without running (`caddy validate`,
+// a reload that fails) starts no environment, stops none and writes
+// nothing to the store; a second portal process with the same portal and
+// replica names on this machine is refused at its start, naming the first.
+// Each of them used to start reserves nobody stopped, and validate with
+// another store stopped the learner's dashboard as a stray.
+func TestConfigsThatDoNotRunTouchNothing(t *testing.T) {
+	t.Parallel() // separate binaries only (see doc.go)
+	if _, err := os.Stat("/usr/bin/python3"); err != nil {
+		t.Fatal("this test needs /usr/bin/python3 (Debian's python3)")
+	}
+	name := fmt.Sprintf("check%d", os.Getpid())
+	sessionsDir, dataDir, port := t.TempDir(), t.TempDir(), e2etest.FreePort(t)
+	admin := fmt.Sprintf("127.0.0.1:%d", e2etest.FreePort(t))
+	t.Cleanup(func() {
+		for _, pids := range dashboardsOf(name + "/") {
+			for _, pid := range pids {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	// body is the portal with reserved reserves and the Badger store in
+	// store ({dir}: the one under the data directory).
+	body := func(reserved int, store string) string {
+		return `
+		name ` + name + `
+		replica one
+		storage badger ` + store + `
+		index https://hub.example.com/
+		redirects https://hub.example.com
+		robot robot@portal robot-pass
+		client test-client test-secret
+` + strings.Replace(processWorkshop("lab-proc", "", pythonDashboard, sessionsDir), "reserved 0", fmt.Sprintf("reserved %d", reserved), 1)
+	}
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	running := e2etest.StartBinary(t, e2etest.Binary(t), dataDir, e2etest.ProcessCaddyfile(port, admin, dataDir, body(0, "{dir}")), base, e2etest.NoRedirect)
+	token := robotToken(t, base)
+	alice, mark := markedLearner(t, base, token, "alice", name+"-w01", sessionsDir)
+	before := dashboardsOf(name + "/one/")
+	if len(before) != 1 {
+		t.Fatalf("dashboards before: %v, want alice's only", before)
+	}
+	// unchanged checks that the dashboards are alice's alone, the same
+	// processes, and that the store holds her session alone.
+	unchanged := func(after string) {
+		t.Helper()
+		now := dashboardsOf(name + "/one/")
+		if len(now) != 1 || !slices.Equal(now[alice.name], before[alice.name]) {
+			t.Fatalf("after %s, the dashboards are %v; were %v", after, now, before)
+		}
+		alice.awaitDashboard(base, mark)
+		var list []map[string]any
+		adminCall(t, admin, "GET", "/portal/"+name+"/sessions/", 200, &list)
+		if len(list) != 1 || list[0]["name"] != alice.name {
+			t.Fatalf("after %s, the store holds %v; want alice's session alone", after, list)
+		}
+	}
+
+	// validate runs `caddyportal validate` on the Caddyfile text cf on
+	// this machine's data directory, and returns its output.
+	validate := func(cf string) string {
+		t.Helper()
+		path := filepath.Join(t.TempDir(), "Caddyfile")
+		if err := os.WriteFile(path, []byte(cf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(e2etest.Binary(t), "validate", "--config", path, "--adapter", "caddyfile")
+		cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+dataDir, "XDG_CONFIG_HOME="+dataDir, "HOME="+dataDir)
+		out, err := cmd.CombinedOutput()
+		if err != nil || !bytes.Contains(out, []byte("Valid configuration")) {
+			t.Fatalf("validate: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	// The running portal's own config with a reserve: its store is in use.
+	validate(e2etest.ProcessCaddyfile(port, admin, dataDir, body(1, "{dir}")))
+	unchanged("validate")
+	// The same with a store of its own, which it must not even create.
+	other := filepath.Join(t.TempDir(), "other-store")
+	validate(e2etest.ProcessCaddyfile(port, admin, dataDir, body(1, other)))
+	if _, err := os.Stat(other); !os.IsNotExist(err) {
+		t.Fatalf("validate created the store it names: %v", err)
+	}
+	unchanged("validate with another store")
+
+	// A reload that fails: a reserve for this portal, and a second site
+	// whose dashboard program does not exist.
+	failing := e2etest.ProcessCaddyfile(port, admin, dataDir, body(1, "{dir}")) + fmt.Sprintf(`
+http://127.0.0.1:%d {
+	bind 127.0.0.1
+	portal {
+		name %s-broken
+		workshop lab {
+			capacity 1
+			spawner process {
+				command /nonexistent/dashboard {port}
+			}
+		}
+	}
+}
+`, e2etest.FreePort(t), name)
+	res, err := http.Post("http://"+admin+"/load", "text/caddyfile", strings.NewReader(failing))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusBadRequest {
+		t.Fatalf("the failing reload: %d, want 400", res.StatusCode)
+	}
+	unchanged("a reload that failed")
+
+	// A second process with the same names, its own store and port.
+	secondDir, secondPort := t.TempDir(), e2etest.FreePort(t)
+	path := filepath.Join(secondDir, "Caddyfile")
+	if err := os.WriteFile(path, []byte(e2etest.ProcessCaddyfile(secondPort, "off", secondDir, body(1, "{dir}"))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	second := exec.Command(e2etest.Binary(t), "run", "--config", path, "--adapter", "caddyfile")
+	second.Env = append(os.Environ(), "XDG_DATA_HOME="+secondDir, "XDG_CONFIG_HOME="+secondDir, "HOME="+secondDir)
+	exited := make(chan []byte, 1)
+	go func() {
+		out, _ := second.CombinedOutput()
+		exited <- out
+	}()
+	var out []byte
+	select {
+	case out = <-exited:
+	case <-time.After(2 * time.Minute):
+		_ = second.Process.Kill()
+		t.Fatalf("a second portal process with the same names kept running:\n%s", <-exited)
+	}
+	want := fmt.Sprintf("process %d on this machine already runs portal %s as replica one", running.Cmd.Process.Pid, name)
+	if second.ProcessState.Success() || !bytes.Contains(out, []byte(want)) {
+		t.Fatalf("the second portal process: %v, want it refused with %q:\n%s", second.ProcessState, want, out)
+	}
+	unchanged("a second process was refused")
+}
