@@ -23,11 +23,17 @@ import (
 )
 
 // requireAdmin returns the admin identity, or sends a browser that is not
-// logged in as the admin to the login page (GET) or refuses it (POST).
+// signed in to the login page (GET) and refuses anyone else: a learner
+// sent to the login page would be sent straight back, in a loop.
 func (u *UI) requireAdmin(w http.ResponseWriter, r *http.Request) (identity, bool) {
 	id := u.current(r)
 	if id.admin() {
 		return id, true
+	}
+	if id.learner() {
+		u.fail(w, r, http.StatusForbidden, "Administrators only",
+			"You are signed in as a learner. To open this page, sign out and sign in as the portal administrator.")
+		return identity{}, false
 	}
 	if r.Method == http.MethodPost {
 		u.fail(w, r, http.StatusForbidden, "Administrators only", "Sign in as the portal administrator to do this.")
