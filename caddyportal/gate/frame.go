@@ -50,15 +50,18 @@ var barTmpl = template.Must(template.New("bar").Parse(`<!doctype html>
 <title>Session</title>
 <style>body{margin:0;height:44px;display:flex;align-items:center;gap:.9rem;padding:0 .8rem;background:#1f2937;color:#f9fafb;
 font:14px system-ui,sans-serif;overflow:hidden;white-space:nowrap}strong{font-weight:600}
+body>*{flex:none}#title,.warn,.staff{flex:0 1 auto;min-width:0;overflow:hidden;text-overflow:ellipsis}#title{min-width:3em}
 form{margin:0}button{font:inherit;padding:.25rem .7rem;border-radius:4px;border:1px solid #9ca3af;background:#374151;color:#fff;cursor:pointer}
 button.end{background:#991b1b;border-color:#991b1b}.warn{color:#fbbf24;font-weight:600}.staff{color:#93c5fd}
-.spacer{flex:1}a{color:#93c5fd}</style></head>
+.spacer{flex:1 1 0}a{color:#93c5fd}
+@media (max-width:36rem){body{gap:.5rem;padding:0 .5rem;font-size:13px}button{padding:.2rem .45rem}}</style></head>
 <body><strong id="title">{{.Title}}</strong>
-{{if .Ended}}<span id="ended" class="warn">This session has ended{{with .Reason}} ({{.}}){{end}}.</span>
+{{if .Ended}}<span id="ended" class="warn">This session has ended{{with .Reason}}: {{.}}{{end}}.</span>
 <a href="{{.Index}}" target="_top" id="back">Back to the workshops</a>
 {{else}}<span id="countdown">{{.Left}}</span>{{if .Expiring}}<span class="warn" id="expiring">Ends soon: save your work{{if .Extendable}} or extend{{end}}.</span>{{end}}
 {{range .Staff}}<span class="staff">Staff connected: {{.}}</span>{{end}}
 <span class="spacer"></span>
+<a href="{{.Index}}" target="_top" id="workshops">Workshops</a>
 {{if .Extendable}}<form method="post" action="extend"><input type="hidden" name="csrf" value="{{.Token}}"><button type="submit" id="extend">Extend</button></form>{{end}}
 <form method="post" action="end" target="_top"><input type="hidden" name="csrf" value="{{.Token}}"><button type="submit" class="end" id="end">End session</button></form>
 {{end}}</body></html>
@@ -123,6 +126,7 @@ func writeFramePage(w http.ResponseWriter, status int) {
 
 // barData is what the bar shows.
 type barData struct {
+	// Reason says why an ended session ended, in the learner's words.
 	Title, Left, Index, Reason string
 	Token                      string // the forms' CSRF token
 	Refresh                    int
@@ -149,7 +153,11 @@ func (g *Gate) serveBar(w http.ResponseWriter, r *http.Request, name string) {
 		Token: g.o.Cookies.FormToken(name, user, now.Add(formTokenTTL))}
 	st, reason := sess.Effective(now)
 	if st.Ending() {
-		d.Ended, d.Reason = true, reason
+		// In the learner's words, as the catalog says it; a deadline
+		// passed but not yet stored counts as stored.
+		ended := *sess
+		ended.State, ended.Reason = st, reason
+		d.Ended, d.Reason = true, sessions.EndedBecause(&ended)
 		writeFramePage(w, http.StatusOK)
 		_ = barTmpl.Execute(w, d)
 		return

@@ -112,7 +112,7 @@ func TestFrameSaysAnIdleSessionEnded(t *testing.T) {
 	}
 	defer res.Body.Close()
 	body, _ := io.ReadAll(res.Body)
-	if res.StatusCode != 200 || !strings.Contains(string(body), "This session has ended (orphaned)") || !strings.Contains(string(body), `id="back"`) {
+	if res.StatusCode != 200 || !strings.Contains(string(body), "This session has ended: it was left unused for too long.") || !strings.Contains(string(body), `id="back"`) {
 		t.Fatalf("bar of an idle session: %d %.600s", res.StatusCode, body)
 	}
 }

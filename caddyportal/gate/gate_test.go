@@ -301,15 +301,37 @@ func TestEndedSessionNamedToOwnCatalog(t *testing.T) {
 		}
 	}
 
-	// Without an index the gate's own page says why.
-	g, svc, name, srv := gateSetupWith(t, "127.0.0.1:1", Options{})
+	// In a frame (the session frame's dashboard, a front end's), the
+	// index would open inside the frame: the page says why and links
+	// there for the whole window.
+	g, svc, name, srv := gateSetupWith(t, "127.0.0.1:1", Options{Index: "http://portal.test/workshops/catalog/", Origins: NewOrigins("http://portal.test")})
 	cookie, _ := activate(t, g, svc, name)
 	if _, err := svc.Terminate(context.Background(), name, sessions.ReasonTerminated); err != nil {
 		t.Fatal(err)
 	}
-	req, _ := http.NewRequest("GET", srv.URL+routes.SessionPath(name), nil)
+	req, _ := http.NewRequest("GET", srv.URL+routes.SessionPath(name)+"files/", nil)
 	req.AddCookie(cookie)
+	req.Header.Set("Sec-Fetch-Dest", "iframe")
 	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	framed, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	link := `href="http://portal.test/workshops/catalog/?notification=session-deleted&amp;session=` + name + `" target="_top"`
+	if res.StatusCode != http.StatusGone || !strings.Contains(string(framed), "it was ended by an instructor") || !strings.Contains(string(framed), link) {
+		t.Errorf("in a frame: %d %s", res.StatusCode, framed)
+	}
+
+	// Without an index the gate's own page says why.
+	g, svc, name, srv = gateSetupWith(t, "127.0.0.1:1", Options{})
+	cookie, _ = activate(t, g, svc, name)
+	if _, err := svc.Terminate(context.Background(), name, sessions.ReasonTerminated); err != nil {
+		t.Fatal(err)
+	}
+	req, _ = http.NewRequest("GET", srv.URL+routes.SessionPath(name), nil)
+	req.AddCookie(cookie)
+	res, err = http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

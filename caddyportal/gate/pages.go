@@ -16,6 +16,13 @@ func notify(w http.ResponseWriter, r *http.Request, target, note string, status 
 	if target == "" {
 		return page(w, status, title, msg)
 	}
+	if r.Header.Get("Sec-Fetch-Dest") == "iframe" {
+		// The dashboard's frame (the session frame's, or a front end's):
+		// the index would open inside it, and refuse to be asked by the
+		// dashboard's page. The page says what happened and leads the
+		// whole window there.
+		return linkPage(w, status, title, msg, redirects.WithNotification(target, note))
+	}
 	http.Redirect(w, r, redirects.WithNotification(target, note), http.StatusFound)
 	return http.StatusFound
 }
@@ -25,7 +32,7 @@ var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
 <title>{{.Title}}</title>
 <style>body{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}
 h1{font-size:1.4rem}p{line-height:1.5}.code{color:#888}</style></head>
-<body><h1>{{.Title}}</h1><p>{{.Message}}</p><p class="code">HTTP {{.Status}}</p></body></html>
+<body><h1>{{.Title}}</h1><p>{{.Message}}</p>{{with .Link}}<p><a href="{{.}}" target="_top" id="back">Back to the workshops</a></p>{{end}}<p class="code">HTTP {{.Status}}</p></body></html>
 `))
 
 // jsonRefusal answers a request that is not a browser navigation (a HEAD or
@@ -36,13 +43,18 @@ func jsonRefusal(w http.ResponseWriter, status int, msg string) { httperr.Write(
 // page writes a small, clear HTML page for browser-facing refusals and
 // returns its status.
 func page(w http.ResponseWriter, status int, title, msg string) int {
+	return linkPage(w, status, title, msg, "")
+}
+
+// linkPage is page with a link (if not "") that opens in the whole window.
+func linkPage(w http.ResponseWriter, status int, title, msg, link string) int {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_ = pageTmpl.Execute(w, struct {
-		Title, Message string
-		Status         int
-	}{title, msg, status})
+		Title, Message, Link string
+		Status               int
+	}{title, msg, link, status})
 	return status
 }
 
