@@ -63,6 +63,25 @@ func TestBrowserSessionFrame(t *testing.T) {
 	}
 	chromium.KeepScreenshot(t, png, "session-frame.png")
 
+	// On a phone the bar, warning and all, still shows its links and
+	// buttons whole: the title and the warning give way.
+	var fits bool
+	if err := chromedp.Run(bctx,
+		chromedp.EmulateViewport(390, 844),
+		chromedp.Poll(`document.getElementById("bar").contentDocument.documentElement.clientWidth <= 390`, nil),
+		chromedp.Evaluate(`(() => { const d = document.getElementById("bar").contentDocument, w = d.documentElement.clientWidth;
+			return ["workshops", "extend", "end"].every(id => { const r = d.getElementById(id).getBoundingClientRect();
+				return r.width > 0 && r.left >= 0 && r.right <= w }) })()`, &fits),
+		chromedp.CaptureScreenshot(&png),
+		chromedp.EmulateViewport(1100, 760),
+	); err != nil {
+		t.Fatal(err)
+	}
+	chromium.KeepScreenshot(t, png, "session-frame-phone.png")
+	if !fits {
+		t.Fatal("on a 390-pixel screen the bar cuts off Workshops, Extend or End session (session-frame-phone.png)")
+	}
+
 	// The countdown goes down at the bar's next load.
 	time.Sleep(1100 * time.Millisecond)
 	var later string

@@ -149,6 +149,23 @@ func TestBrowserLearnerStarts(t *testing.T) {
 		t.Fatalf("catalog shows user %q", who)
 	}
 	screenshot(t, ctx, "learner-catalog")
+	// On a phone the catalog fits the screen: nothing to scroll sideways.
+	var fits bool
+	err = chromedp.Run(ctx,
+		chromedp.EmulateViewport(390, 844),
+		chromedp.Poll(`document.documentElement.clientWidth <= 390`, nil),
+		chromedp.Evaluate(`document.documentElement.scrollWidth <= document.documentElement.clientWidth`, &fits),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	screenshot(t, ctx, "learner-catalog-phone")
+	if !fits {
+		t.Fatal("on a 390-pixel screen the catalog is wider than the screen (learner-catalog-phone.png)")
+	}
+	if err := chromedp.Run(ctx, chromedp.EmulateViewport(1100, 760)); err != nil {
+		t.Fatal(err)
+	}
 	var heading, user, location string
 	err = chromedp.Run(ctx,
 		chromedp.Click("#start-"+env1, chromedp.ByID),
