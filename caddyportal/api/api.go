@@ -134,7 +134,7 @@ type route struct {
 // routes.Match, or nil for a route of another face.
 func (a *API) Handler(m routes.Route) http.Handler {
 	if m.ID == routes.APINotFound {
-		return http.HandlerFunc(notFound)
+		return http.HandlerFunc(a.notFound)
 	}
 	rt, ok := apiRoutes[m.ID]
 	if !ok {

@@ -262,3 +262,37 @@ func TestErrorMatrix(t *testing.T) {
 		t.Errorf("at capacity: %d %s", r.status, r.body)
 	}
 }
+
+// TestBrowsersGetPages: an activation link that does not work, and an
+// address under the REST API's prefix that is nothing, followed by a
+// browser (fetch metadata of a top-level navigation), answer a page that
+// says what happened and leads back to the portal's index, with the
+// status clients get; without that metadata the answer is the JSON error.
+func TestBrowsersGetPages(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	alice := h.request("demo-w01", url.Values{"user": {"alice"}})
+	browser := []string{"Sec-Fetch-Mode", "navigate", "Sec-Fetch-Dest", "document"}
+	for _, tc := range []struct {
+		path, title string
+		status      int
+	}{
+		{"/workshops/session/" + alice.Name + "/activate/?token=wrong", "This workshop link does not work", 400},
+		{"/workshops/session/" + alice.Name + "/activate/", "This workshop link does not work", 400},
+		{"/workshops/session/demo-w01-s999/activate/?token=x", "This workshop session has ended", 400},
+		{"/workshops/nothing-here/", "Page not found", 404},
+	} {
+		page := h.do("GET", tc.path, "", nil, browser...)
+		if page.status != tc.status || !strings.HasPrefix(page.header.Get("Content-Type"), "text/html") ||
+			!strings.Contains(string(page.body), "<h1>"+tc.title+"</h1>") || !strings.Contains(string(page.body), `href="`+hubIndex+`"`) {
+			t.Errorf("%s in a browser: %d %s %s", tc.path, page.status, page.header.Get("Content-Type"), page.body)
+		}
+		client := h.do("GET", tc.path, "", nil)
+		if client.status != tc.status || client.json(t)["error"] == "" {
+			t.Errorf("%s for a client: %d %s", tc.path, client.status, client.body)
+		}
+	}
+	// The link still works.
+	if r := h.do("GET", alice.URL, "", nil, browser...); r.status != 302 {
+		t.Errorf("alice's link: %d %s", r.status, r.body)
+	}
+}

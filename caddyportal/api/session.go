@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/caddyportal/caddyportal/caddyportal/config"
+	"github.com/caddyportal/caddyportal/caddyportal/httperr"
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
 	"github.com/caddyportal/caddyportal/caddyportal/redirects"
 	"github.com/caddyportal/caddyportal/caddyportal/routes"
@@ -241,7 +242,7 @@ func (a *API) activate(w http.ResponseWriter, r *http.Request, name string) {
 	}
 	token := q.Get("token")
 	if token == "" {
-		writeError(w, http.StatusBadRequest, "No access token supplied")
+		a.refuseLink(w, r, http.StatusBadRequest, "No access token supplied", linkBroken)
 		return
 	}
 	sess, err := a.svc.Activate(r.Context(), name, token)
@@ -252,13 +253,16 @@ func (a *API) activate(w http.ResponseWriter, r *http.Request, name string) {
 			index = sess.IndexURL
 		}
 		if index == "" {
-			writeError(w, http.StatusBadRequest, "Invalid session name supplied")
+			a.refuseLink(w, r, http.StatusBadRequest, "Invalid session name supplied", linkEnded)
 			return
 		}
 		http.Redirect(w, r, redirects.WithNotification(index, "session-deleted"), http.StatusFound)
 		return
 	case errors.Is(err, sessions.ErrSessionNotFound):
-		writeError(w, http.StatusBadRequest, "Invalid session name supplied")
+		a.refuseLink(w, r, http.StatusBadRequest, "Invalid session name supplied", linkEnded)
+		return
+	case errors.Is(err, sessions.ErrBadToken):
+		a.refuseLink(w, r, httperr.Status(err), httperr.Message(err), linkBroken)
 		return
 	case err != nil:
 		a.serviceError(w, err)
@@ -270,6 +274,35 @@ func (a *API) activate(w http.ResponseWriter, r *http.Request, name string) {
 		return
 	}
 	http.Redirect(w, r, target, http.StatusFound)
+}
+
+// What a learner who followed an activation link that does not work is
+// told: a title and a message.
+var (
+	linkBroken = [2]string{"This workshop link does not work",
+		"The link is incomplete or has been changed. Open the workshop again from the page that gave you the link."}
+	linkEnded = [2]string{"This workshop session has ended",
+		"The link is for a workshop session that has ended. Start the workshop again for a new session."}
+)
+
+// refuseLink refuses an activation: with Educates' JSON error (status,
+// msg) for a client, with a page a learner reads (page: its title and
+// message) and a way back for a browser that followed the link.
+func (a *API) refuseLink(w http.ResponseWriter, r *http.Request, status int, msg string, page [2]string) {
+	if !httperr.Navigation(r) {
+		writeError(w, status, msg)
+		return
+	}
+	httperr.WritePage(w, status, page[0], page[1], a.indexLink())
+}
+
+// indexLink is where a page the REST API shows a learner leads back to:
+// the portal's index, or its own root.
+func (a *API) indexLink() string {
+	if a.cfg.Index != "" {
+		return a.cfg.Index
+	}
+	return "/"
 }
 
 // sessionFor loads a session for a protected session route and checks that
@@ -643,8 +676,12 @@ func (a *API) event(w http.ResponseWriter, r *http.Request, name string) {
 }
 
 // notFound answers a path under the portal's own prefixes that no route
-// serves.
-func notFound(w http.ResponseWriter, _ *http.Request) {
+// serves: a page for a browser that navigated there (a mistyped address).
+func (a *API) notFound(w http.ResponseWriter, r *http.Request) {
+	if httperr.Navigation(r) {
+		httperr.WritePage(w, http.StatusNotFound, "Page not found", "There is no page at this address of the training portal.", a.indexLink())
+		return
+	}
 	w.Header().Set("Access-Control-Allow-Origin", "*")
 	writeError(w, http.StatusNotFound, "Not found")
 }

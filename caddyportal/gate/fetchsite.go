@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/caddyportal/caddyportal/caddyportal/config"
+	"github.com/caddyportal/caddyportal/caddyportal/httperr"
 	"github.com/caddyportal/caddyportal/caddyportal/routes"
 )
 
@@ -99,10 +100,7 @@ func (o Origins) RefererSession(r *http.Request) string {
 // navigation (a link, a typed address, a redirect, a form): its response
 // replaces a whole tab, which the page that started it cannot read unless
 // it holds the window (see CheckPathDashboard).
-func topLevelNavigation(r *http.Request) bool {
-	return r.Header.Get("Sec-Fetch-Mode") == "navigate" &&
-		(r.Header.Get("Sec-Fetch-Dest") == "document" || r.Header.Get("Sec-Fetch-Dest") == "")
-}
+func topLevelNavigation(r *http.Request) bool { return httperr.Navigation(r) }
 
 // webSocket reports whether r is a WebSocket handshake.
 func webSocket(r *http.Request) bool {

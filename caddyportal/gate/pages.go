@@ -1,7 +1,6 @@
 package gate
 
 import (
-	"html/template"
 	"net/http"
 
 	"go.uber.org/zap"
@@ -27,14 +26,6 @@ func notify(w http.ResponseWriter, r *http.Request, target, note string, status 
 	return http.StatusFound
 }
 
-var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{.Title}}</title>
-<style>body{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}
-h1{font-size:1.4rem}p{line-height:1.5}.code{color:#888}</style></head>
-<body><h1>{{.Title}}</h1><p>{{.Message}}</p>{{with .Link}}<p><a href="{{.}}" target="_top" id="back">Back to the workshops</a></p>{{end}}<p class="code">HTTP {{.Status}}</p></body></html>
-`))
-
 // jsonRefusal answers a request that is not a browser navigation (a HEAD or
 // POST to a start link, a dashboard page's call to the REST API) with the
 // REST API's {"error": ...} body, written by the same writer.
@@ -48,13 +39,7 @@ func page(w http.ResponseWriter, status int, title, msg string) int {
 
 // linkPage is page with a link (if not "") that opens in the whole window.
 func linkPage(w http.ResponseWriter, status int, title, msg, link string) int {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = pageTmpl.Execute(w, struct {
-		Title, Message, Link string
-		Status               int
-	}{title, msg, link, status})
+	httperr.WritePage(w, status, title, msg, link)
 	return status
 }
 
