@@ -34,7 +34,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
 //
 //	portal [<matcher>] {
-//		name      <name>
+//		name      <name>                 # default: portal
 //		storage   badger [<dir>] {
 //			min_free_space <size>|off
 //		}
@@ -99,6 +99,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			deadline    <duration>
 //			orphaned    <duration>
 //			overdue     <duration>
+//			frame                          # the session frame for this workshop only
 //			upstream    <addresses...>
 //			upstream    <template containing {session}>
 //			spawner     <module> { ... }   # instead of upstream, e.g. spawner process { command ... }
