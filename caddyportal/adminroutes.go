@@ -41,11 +41,14 @@ func register(name string, svc *sessions.Service) *runningPortal {
 	return p
 }
 
-func unregister(name string, p *runningPortal, svc *sessions.Service) {
+// unregister undoes register; last says no service serves the name now.
+func unregister(name string, p *runningPortal, svc *sessions.Service) (last bool) {
 	p.mu.Lock()
 	p.svcs = slices.DeleteFunc(p.svcs, func(s *sessions.Service) bool { return s == svc })
+	last = len(p.svcs) == 0
 	p.mu.Unlock()
 	_, _ = running.Delete(name)
+	return last
 }
 
 // runningPortals adapts the pool to adminapi.Portals.

@@ -7,8 +7,10 @@
 package caddyportal
 
 import (
+	"context"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -228,7 +230,12 @@ func validate(p config.Portal) error {
 // with a config that never ran.
 func (h *Handler) Cleanup() error {
 	if h.listed != nil {
-		unregister(h.Name, h.listed, h.portal.Service())
+		svc := h.portal.Service()
+		if unregister(h.Name, h.listed, svc) && !caddy.Exiting() {
+			// A reload that renamed or removed the portal: nothing will
+			// serve or end its live sessions, nor stop their environments.
+			h.warnLeftBehind(svc)
+		}
 	}
 	if h.portal != nil {
 		h.portal.Close()
@@ -249,6 +256,30 @@ func (h *Handler) Cleanup() error {
 		releaseMetrics()
 	}
 	return nil
+}
+
+// warnLeftBehind logs what a portal that left the config leaves behind
+// in its store: its live sessions.
+func (h *Handler) warnLeftBehind(svc *sessions.Service) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	learners, reserves := 0, 0
+	// Sessions of its own workshops only, on a store it may share.
+	err := svc.EachLiveSession(ctx, func(s *sessions.Session) {
+		if s.Reserved() {
+			reserves++
+		} else {
+			learners++
+		}
+	})
+	if err != nil || learners+reserves == 0 {
+		return
+	}
+	h.logger.Warn("a portal with live sessions is no longer in the config (renamed or removed): nothing serves or "+
+		"ends them, and their environments keep running, until a portal of that name starts again on the same "+
+		"store and replica. To retire a portal, end its sessions first (admin pages or admin API), or let them "+
+		"expire with each workshop's capacity at 0",
+		zap.String("portal", h.Name), zap.String("replica", h.Replica), zap.Int("learners_sessions", learners), zap.Int("reserves", reserves))
 }
 
 // ServeHTTP serves the portal's routes and passes anything else on.

@@ -154,3 +154,65 @@ http://127.0.0.1:%d {
 	}
 	unchanged("a second process was refused")
 }
+
+// TestRenamedPortalWarns: a reload that renames a portal with a live
+// session says what it leaves behind; the old name, loaded again, serves
+// the session as before, and dropping the other name, which has no
+// session of its own on the shared store, says nothing.
+func TestRenamedPortalWarns(t *testing.T) {
+	t.Parallel() // separate binaries only (see doc.go)
+	if _, err := os.Stat("/usr/bin/python3"); err != nil {
+		t.Fatal("this test needs /usr/bin/python3 (Debian's python3)")
+	}
+	name := fmt.Sprintf("renamed%d", os.Getpid())
+	sessionsDir, dataDir, port := t.TempDir(), t.TempDir(), e2etest.FreePort(t)
+	admin := fmt.Sprintf("127.0.0.1:%d", e2etest.FreePort(t))
+	t.Cleanup(func() {
+		for _, pids := range dashboardsOf(name + "/") {
+			for _, pid := range pids {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	caddyfile := func(portal string) string {
+		return e2etest.ProcessCaddyfile(port, admin, dataDir, `
+		name `+portal+`
+		replica one
+		storage badger {dir}
+		index https://hub.example.com/
+		redirects https://hub.example.com
+		robot robot@portal robot-pass
+		client test-client test-secret
+`+processWorkshop("lab-proc", "", pythonDashboard, sessionsDir))
+	}
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	p := e2etest.StartBinary(t, e2etest.Binary(t), dataDir, caddyfile(name), base, e2etest.NoRedirect)
+	alice, mark := markedLearner(t, base, robotToken(t, base), "alice", name+"-w01", sessionsDir)
+	load := func(cf string) {
+		t.Helper()
+		res, err := http.Post("http://"+admin+"/load", "text/caddyfile", strings.NewReader(cf))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("reload: %d", res.StatusCode)
+		}
+	}
+	load(caddyfile(name + "x"))
+	waitFor(t, "the warning", func() bool {
+		return strings.Contains(p.Logs.String(), "a portal with live sessions is no longer in the config")
+	})
+	logs := p.Logs.String()
+	line := logs[strings.Index(logs, "a portal with live sessions"):]
+	line = line[:strings.IndexByte(line, '\n')]
+	if !strings.Contains(line, `"portal":"`+name+`"`) || !strings.Contains(line, `"learners_sessions":1`) {
+		t.Fatalf("the warning does not name the portal and its session: %s", line)
+	}
+	// Back under its name; the other name, dropped now, held no session.
+	load(caddyfile(name))
+	alice.awaitDashboard(base, mark)
+	if n := strings.Count(p.Logs.String(), "no longer in the config"); n != 1 {
+		t.Fatalf("%d warnings about a portal left behind, want 1:\n%s", n, p.Logs)
+	}
+}
