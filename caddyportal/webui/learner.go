@@ -260,7 +260,7 @@ func (u *UI) signup(w http.ResponseWriter, r *http.Request, _ string) {
 		bad(http.StatusBadRequest, "Names cannot contain tabs, line breaks or other control characters.")
 		return
 	case len(pw) < minPassword || len(pw) > maxPassword:
-		bad(http.StatusBadRequest, "The password must be 8 to 72 bytes long.")
+		bad(http.StatusBadRequest, "The password must be 8 to 72 characters long; accented letters and other symbols count as two or more.")
 		return
 	case pw != pw2:
 		bad(http.StatusBadRequest, "The two passwords do not match.")

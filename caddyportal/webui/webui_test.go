@@ -94,6 +94,22 @@ func TestAdminPagesNeedAdmin(t *testing.T) {
 	}
 }
 
+// TestSignInFirst: a visitor's Start (an old catalog page, signed out in
+// another tab) is refused with a page that links to the login; a learner's
+// refusals do not offer one.
+func TestSignInFirst(t *testing.T) {
+	p := newPortal(t, portalConfig(config.RegistrationOneStep, ""))
+	r := p.browser().post("/workshops/catalog/", url.Values{"environment": {"demo-w01"}})
+	if r.status != http.StatusForbidden || !strings.Contains(r.body, `id="sign-in"`) {
+		t.Fatalf("a visitor's Start: %d %s", r.status, r.body)
+	}
+	learner := p.browser()
+	learner.signup("ann@example.com", "ann-password")
+	if r := learner.get("/admin/"); r.status != http.StatusForbidden || strings.Contains(r.body, `id="sign-in"`) {
+		t.Fatalf("a learner's refusal: %d %s", r.status, r.body)
+	}
+}
+
 // TestAdminActionsRefused: every admin POST without an admin login, without
 // a valid CSRF token of that login, or from another origin is refused and
 // changes nothing.
