@@ -3,12 +3,15 @@ package api_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/caddyportal/caddyportal/caddyportal/config"
 	"github.com/caddyportal/caddyportal/caddyportal/lifecycle"
 	"github.com/caddyportal/caddyportal/caddyportal/spawner"
+	"github.com/caddyportal/caddyportal/caddyportal/spawner/process"
 	"github.com/caddyportal/caddyportal/caddyportal/spawner/spawnertest"
 )
 
@@ -129,5 +132,29 @@ func awaitProgress(t *testing.T, h *harness, name, what string, ok func(map[stri
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: timed out waiting for %s; last %v", name, what, m)
 		}
+	}
+}
+
+// TestActivateAfterAFailedStart: the activation link of a session whose
+// environment could not start sends the browser to its index with
+// notification=startup-timeout, what the gate sends a browser of the
+// session, not session-deleted. The dashboard is a real process that
+// exits at once.
+func TestActivateAfterAFailedStart(t *testing.T) {
+	sp, err := process.New(process.Config{Command: []string{"/bin/false", "{port}"}, Dir: t.TempDir(), Portal: "demo",
+		Replica: fmt.Sprintf("api-test-%d", os.Getpid())}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sp.Close)
+	capacity, reserved := 1, 0
+	cfg := testPortal()
+	cfg.Workshops = []config.Workshop{{Name: "lab-fails", Capacity: &capacity, Reserved: &reserved}}
+	h := newHarness(t, harnessOpts{cfg: cfg, spawners: map[string]spawner.Spawner{"lab-fails": sp}, starts: 1})
+	req := h.request("demo-w01", map[string][]string{"user": {"u1"}})
+	awaitProgress(t, h, req.Name, "the start to fail", func(m map[string]any) bool { return m["state"] != string(lifecycle.Starting) })
+	r := h.get(req.URL, "")
+	if loc := r.header.Get("Location"); r.status != 302 || !strings.Contains(loc, "notification=startup-timeout") {
+		t.Fatalf("the activation link after a failed start: %d to %q", r.status, loc)
 	}
 }

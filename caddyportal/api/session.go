@@ -256,7 +256,12 @@ func (a *API) activate(w http.ResponseWriter, r *http.Request, name string) {
 			a.refuseLink(w, r, http.StatusBadRequest, "Invalid session name supplied", linkEnded)
 			return
 		}
-		http.Redirect(w, r, redirects.WithNotification(index, "session-deleted"), http.StatusFound)
+		// What the gate tells a browser of the session (see gate.refuseEnded).
+		note := "session-deleted"
+		if sess != nil && sess.StartFailed() {
+			note = "startup-timeout"
+		}
+		http.Redirect(w, r, redirects.WithNotification(index, note), http.StatusFound)
 		return
 	case errors.Is(err, sessions.ErrSessionNotFound):
 		a.refuseLink(w, r, http.StatusBadRequest, "Invalid session name supplied", linkEnded)

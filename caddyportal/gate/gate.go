@@ -319,7 +319,7 @@ func (g *Gate) admitLoaded(w http.ResponseWriter, r *http.Request, name string, 
 func (g *Gate) refuseEnded(w http.ResponseWriter, r *http.Request, sess *sessions.Session) {
 	name := sess.Name
 	index := g.endedIndex(sess)
-	if startFailed(sess) {
+	if sess.StartFailed() {
 		// Its environment never became ready: Educates' notification for
 		// a session that did not start in time, and a page that says so,
 		// why (the spawner's words) and how to try again.

@@ -64,12 +64,6 @@ func notReady(sess *sessions.Session) bool {
 	return sess.State == lifecycle.Starting || sess.Upstream == ""
 }
 
-// startFailed reports whether a session ended because its environment
-// could not be started.
-func startFailed(sess *sessions.Session) bool {
-	return sess.Reason == sessions.ReasonStartFailed || sess.Reason == sessions.ReasonStartInterrupted
-}
-
 // endedMessage tells the learner that their session ended, why (for an
 // environment, in the spawner's words, kept in its progress) and how to go
 // on.

@@ -115,6 +115,13 @@ func EndedBecause(sess *Session) string {
 	return ""
 }
 
+// StartFailed says the session ended because its environment did not
+// start or become ready: what Educates' clients are told with
+// notification=startup-timeout.
+func (s *Session) StartFailed() bool {
+	return s.Reason == ReasonStartFailed || s.Reason == ReasonStartInterrupted
+}
+
 // Param is a request parameter passed to the workshop.
 type Param struct {
 	Name  string `json:"name"`
