@@ -54,11 +54,11 @@ body>*{flex:none}#title,.warn,.staff{flex:0 1 auto;min-width:0;overflow:hidden;t
 form{margin:0}button{font:inherit;padding:.25rem .7rem;border-radius:4px;border:1px solid #9ca3af;background:#374151;color:#fff;cursor:pointer}
 button.end{background:#991b1b;border-color:#991b1b}.warn{color:#fbbf24;font-weight:600}.staff{color:#93c5fd}
 .spacer{flex:1 1 0}a{color:#93c5fd}
-@media (max-width:36rem){body{gap:.5rem;padding:0 .5rem;font-size:13px}button{padding:.2rem .45rem}}</style></head>
+@media (max-width:36rem){body{gap:.5rem;padding:0 .5rem;font-size:13px}button{padding:.2rem .45rem}.label{display:none}}</style></head>
 <body><strong id="title">{{.Title}}</strong>
 {{if .Ended}}<span id="ended" class="warn">This session has ended{{with .Reason}}: {{.}}{{end}}.</span>
 <a href="{{.Index}}" target="_top" id="back">Back to the workshops</a>
-{{else}}<span id="countdown">{{.Left}}</span>{{if .Expiring}}<span class="warn" id="expiring">Ends soon: save your work{{if .Extendable}} or extend{{end}}.</span>{{end}}
+{{else}}<span id="countdown">{{with .LeftLabel}}<span class="label">{{.}}</span>{{end}}{{.Left}}</span>{{if .Expiring}}<span class="warn" id="expiring">Ends soon: save your work{{if .Extendable}} or extend{{end}}.</span>{{end}}
 {{range .Staff}}<span class="staff">Staff connected: {{.}}</span>{{end}}
 <span class="spacer"></span>
 <a href="{{.Index}}" target="_top" id="workshops">Workshops</a>
@@ -128,11 +128,13 @@ func writeFramePage(w http.ResponseWriter, status int) {
 type barData struct {
 	// Reason says why an ended session ended, in the learner's words.
 	Title, Left, Index, Reason string
-	Token                      string // the forms' CSRF token
-	Refresh                    int
-	Ended, Expiring            bool
-	Extendable                 bool
-	Staff                      []string
+	// LeftLabel introduces Left, except on a phone's narrow bar.
+	LeftLabel       string
+	Token           string // the forms' CSRF token
+	Refresh         int
+	Ended, Expiring bool
+	Extendable      bool
+	Staff           []string
 }
 
 // serveBar shows the session's bar to a browser that holds the session
@@ -163,7 +165,7 @@ func (g *Gate) serveBar(w http.ResponseWriter, r *http.Request, name string) {
 		return
 	}
 	if _, sch, err := g.svc.Schedule(r.Context(), name); err == nil && sch.HasExpiry {
-		d.Left = "Time left: " + humanLeft(time.Duration(sch.Countdown)*time.Second)
+		d.LeftLabel, d.Left = "Time left: ", humanLeft(time.Duration(sch.Countdown)*time.Second)
 		d.Expiring, d.Extendable = sch.Expiring, sch.Extendable
 	} else if st == lifecycle.Starting {
 		d.Left = "Starting…"
