@@ -104,6 +104,7 @@ func TestBrowserAdminTerminatesOnCaddy(t *testing.T) {
 		chromedp.Click("#submit", chromedp.ByQuery),
 		chromedp.WaitVisible("#row-"+name, chromedp.ByID),
 		chromedp.Click(`#row-`+name+` a`, chromedp.ByQuery),
+		chromedp.Click("#terminate-ask", chromedp.ByQuery),
 		chromedp.WaitVisible("#terminate", chromedp.ByQuery),
 		chromedp.Click("#terminate", chromedp.ByQuery),
 		chromedp.WaitVisible("#notice", chromedp.ByQuery),

@@ -66,7 +66,7 @@ func TestBrowserAdminTerminates(t *testing.T) {
 	var owner, state string
 	err = chromedp.Run(ctx,
 		chromedp.Click(`#row-`+name+` a`, chromedp.ByQuery),
-		chromedp.WaitVisible("#terminate", chromedp.ByQuery),
+		chromedp.WaitVisible("#terminate-ask", chromedp.ByQuery),
 		chromedp.Text("#owner", &owner, chromedp.ByQuery),
 		chromedp.Text("#state", &state, chromedp.ByQuery),
 	)
@@ -79,6 +79,18 @@ func TestBrowserAdminTerminates(t *testing.T) {
 	screenshot(t, ctx, "admin-session-detail")
 	var notice, location string
 	var gone bool
+	// Terminate asks first: one click shows what it does and the button
+	// that does it.
+	var hidden bool
+	err = chromedp.Run(ctx,
+		chromedp.Evaluate(`!document.getElementById("terminate").checkVisibility()`, &hidden),
+		chromedp.Click("#terminate-ask", chromedp.ByQuery),
+		chromedp.WaitVisible("#terminate", chromedp.ByQuery),
+	)
+	if err != nil || !hidden {
+		t.Fatalf("terminate's confirmation: hidden at first %v, %v", hidden, err)
+	}
+	screenshot(t, ctx, "admin-session-terminate")
 	err = chromedp.Run(ctx,
 		chromedp.Click("#terminate", chromedp.ByQuery),
 		chromedp.WaitVisible("#notice", chromedp.ByQuery),

@@ -603,10 +603,15 @@ func TestAdminPages(t *testing.T) {
 		}
 	}
 	det := admin.get("/admin/sessions/" + name + "/")
-	for _, want := range []string{"bob@example.org", `id="terminate"`, `id="extend"`, "Allocated to bob", "Activation deadline", "dash-" + name + ".svc:8080"} {
+	// Extend is offered only once the session can be extended: not to a
+	// session that waits for its activation.
+	for _, want := range []string{"bob@example.org", `id="terminate-ask"`, `id="terminate"`, "Allocated to bob", "Activation deadline", "dash-" + name + ".svc:8080"} {
 		if !strings.Contains(det.body, want) {
 			t.Errorf("detail lacks %q", want)
 		}
+	}
+	if strings.Contains(det.body, `id="extend"`) {
+		t.Errorf("detail offers Extend for a session that cannot be extended yet")
 	}
 	if r := admin.get("/admin/sessions/demo-w01-s999/"); r.status != http.StatusNotFound {
 		t.Fatalf("unknown session: %d", r.status)
