@@ -142,13 +142,14 @@ func TestBrowserLearnerStarts(t *testing.T) {
 		t.Fatalf("sign-up form: %v", err)
 	}
 	screenshot(t, ctx, "learner-signup")
-	var who string
+	var who, prefilled string
 	err = chromedp.Run(ctx,
 		chromedp.Click("#submit", chromedp.ByQuery),
 		// Sign-up does not sign in (that would tell a new address from an
-		// existing one): the login page says so, and the learner signs in.
+		// existing one): the login page says so, with the address filled
+		// in, and the learner signs in.
 		chromedp.WaitVisible("#notice", chromedp.ByQuery),
-		chromedp.SendKeys("#username", "ann@example.com", chromedp.ByQuery),
+		chromedp.Value("#username", &prefilled, chromedp.ByQuery),
 		chromedp.SendKeys("#password", "ann-password", chromedp.ByQuery),
 		chromedp.Click("#submit", chromedp.ByQuery),
 		chromedp.WaitVisible("#start-"+env1, chromedp.ByID),
@@ -157,8 +158,8 @@ func TestBrowserLearnerStarts(t *testing.T) {
 	if err != nil {
 		t.Fatalf("catalog after sign-up: %v", err)
 	}
-	if who != "ann@example.com" {
-		t.Fatalf("catalog shows user %q", who)
+	if who != "ann@example.com" || prefilled != "ann@example.com" {
+		t.Fatalf("catalog shows user %q (the login page had %q filled in)", who, prefilled)
 	}
 	screenshot(t, ctx, "learner-catalog")
 	// On a phone the catalog fits the screen: nothing to scroll sideways.

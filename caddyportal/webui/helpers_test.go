@@ -251,9 +251,11 @@ func (b *browser) login(user, pass, wantLocation string) {
 	}
 }
 
-// signedUp is where a sign-up sends the browser, for a new address and an
-// existing one alike.
-const signedUp = "/accounts/login/?notice=signed-up"
+// signedUp is where a sign-up of email sends the browser, for a new
+// address and an existing one alike: the login page, the address filled in.
+func signedUp(email string) string {
+	return "/accounts/login/?" + url.Values{"notice": {"signed-up"}, "username": {email}}.Encode()
+}
 
 // signup creates a learner account through the form and signs in with it.
 func (b *browser) signup(email, pass string) {
@@ -261,7 +263,7 @@ func (b *browser) signup(email, pass string) {
 	tok := b.csrf("/accounts/signup/")
 	r := b.post("/accounts/signup/", url.Values{"csrf": {tok}, "email": {email}, "first_name": {"Ann"},
 		"last_name": {"Lee"}, "password": {pass}, "password2": {pass}})
-	if r.status != http.StatusSeeOther || r.location() != signedUp {
+	if r.status != http.StatusSeeOther || r.location() != signedUp(email) {
 		b.p.t.Fatalf("signup %s: %d to %q; body %s", email, r.status, r.location(), r.body)
 	}
 	b.login(email, pass, "/workshops/catalog/")

@@ -82,8 +82,10 @@ func (u *UI) loginPage(w http.ResponseWriter, r *http.Request, _ string) {
 		http.Redirect(w, r, u.afterLogin(id, next), http.StatusFound)
 		return
 	}
+	// username: the address a sign-up just took, so the learner types
+	// only the password.
 	u.render(w, r, http.StatusOK, "login", id, view{Title: "Sign in", CSRF: u.csrfToken(id),
-		Notice: notice(r.URL.Query().Get("notice")), Data: u.loginForm("", next)})
+		Notice: notice(r.URL.Query().Get("notice")), Data: u.loginForm(r.URL.Query().Get("username"), next)})
 }
 
 func (u *UI) afterLogin(id identity, next string) string {
@@ -206,8 +208,12 @@ func (u *UI) logout(w http.ResponseWriter, r *http.Request, _ string) {
 	http.Redirect(w, r, routes.LoginPath, http.StatusSeeOther)
 }
 
+// signupData is the sign-up form; Next is where the learner was going
+// when the login page sent them here (a workshop's start link), kept for
+// the sign-in that follows.
 type signupData struct {
 	Email, FirstName, LastName string
+	Next                       string
 }
 
 func (u *UI) signupPage(w http.ResponseWriter, r *http.Request, _ string) {
@@ -215,12 +221,17 @@ func (u *UI) signupPage(w http.ResponseWriter, r *http.Request, _ string) {
 		u.fail(w, r, http.StatusForbidden, "Registration disabled", "This portal does not accept new accounts.")
 		return
 	}
+	next, ok := u.localNext(r.URL.Query().Get("next"))
+	if !ok {
+		u.fail(w, r, http.StatusBadRequest, "Bad redirect", "The address to return to after signing in is not on this portal.")
+		return
+	}
 	id, err := u.visitor(w, r)
 	if err != nil {
 		u.unavailable(w, r, err)
 		return
 	}
-	u.render(w, r, http.StatusOK, "signup", id, view{Title: "Create an account", CSRF: u.csrfToken(id), Data: signupData{}})
+	u.render(w, r, http.StatusOK, "signup", id, view{Title: "Create an account", CSRF: u.csrfToken(id), Data: signupData{Next: next}})
 }
 
 // Limits on sign-up fields. bcrypt reads at most 72 bytes of a password;
@@ -244,6 +255,7 @@ func (u *UI) signup(w http.ResponseWriter, r *http.Request, _ string) {
 	}
 	form := signupData{Email: strings.TrimSpace(r.PostFormValue("email")),
 		FirstName: strings.TrimSpace(r.PostFormValue("first_name")), LastName: strings.TrimSpace(r.PostFormValue("last_name"))}
+	form.Next, _ = u.localNext(r.PostFormValue("next")) // one that is not the portal's is dropped
 	pw, pw2 := r.PostFormValue("password"), r.PostFormValue("password2")
 	bad := func(status int, msg string) {
 		u.render(w, r, status, "signup", id, view{Title: "Create an account", CSRF: u.csrfToken(id), Error: msg, Data: form})
@@ -295,7 +307,11 @@ func (u *UI) signup(w http.ResponseWriter, r *http.Request, _ string) {
 	}
 	// Neither answer signs in: signing the new account in straight away
 	// would tell it apart from an existing one.
-	http.Redirect(w, r, routes.LoginPath+"?notice=signed-up", http.StatusSeeOther)
+	q := url.Values{"notice": {"signed-up"}, "username": {form.Email}}
+	if form.Next != "" {
+		q.Set("next", form.Next)
+	}
+	http.Redirect(w, r, routes.LoginPath+"?"+q.Encode(), http.StatusSeeOther)
 }
 
 // catalogItem is one workshop in the HTML catalog.

@@ -94,6 +94,44 @@ func TestAdminPagesNeedAdmin(t *testing.T) {
 	}
 }
 
+// TestSignupKeepsWhereTheLearnerWasGoing: a visitor sent to the login
+// page on the way to a workshop (next) who creates an account there is
+// taken there once signed in; a next that is not the portal's is dropped.
+func TestSignupKeepsWhereTheLearnerWasGoing(t *testing.T) {
+	p := newPortal(t, portalConfig(config.RegistrationOneStep, ""))
+	b := p.browser()
+	const next = "/workshops/environment/demo-w01/"
+	login := b.get("/accounts/login/?next=" + url.QueryEscape(next))
+	link := `href="/accounts/signup/?next=` + url.QueryEscape(next) + `"`
+	if login.status != http.StatusOK || !strings.Contains(strings.ToLower(login.body), strings.ToLower(link)) {
+		t.Fatalf("the login page's sign-up link lacks the next: %s", login.body)
+	}
+	form := b.get("/accounts/signup/?next=" + url.QueryEscape(next))
+	if form.status != http.StatusOK || !strings.Contains(form.body, `name="next" value="`+next+`"`) {
+		t.Fatalf("the sign-up form does not carry the next: %s", form.body)
+	}
+	r := b.post("/accounts/signup/", url.Values{"csrf": {b.csrf("/accounts/signup/")}, "email": {"ann@example.com"},
+		"password": {"ann-password"}, "password2": {"ann-password"}, "next": {next}})
+	want := "/accounts/login/?" + url.Values{"notice": {"signed-up"}, "username": {"ann@example.com"}, "next": {next}}.Encode()
+	if r.status != http.StatusSeeOther || r.location() != want {
+		t.Fatalf("sign-up: %d to %q, want %q", r.status, r.location(), want)
+	}
+	in := b.post("/accounts/login/", url.Values{"csrf": {b.csrf(r.location())}, "username": {"ann@example.com"},
+		"password": {"ann-password"}, "next": {next}})
+	if in.status != http.StatusSeeOther || in.location() != next {
+		t.Fatalf("sign-in after sign-up: %d to %q, want %q", in.status, in.location(), next)
+	}
+	if r := p.browser().get("/accounts/signup/?next=https://evil.example/"); r.status != http.StatusBadRequest {
+		t.Fatalf("a sign-up form with another site's next: %d", r.status)
+	}
+	other := p.browser()
+	r = other.post("/accounts/signup/", url.Values{"csrf": {other.csrf("/accounts/signup/")}, "email": {"bob@example.com"},
+		"password": {"bob-password"}, "password2": {"bob-password"}, "next": {"https://evil.example/"}})
+	if r.status != http.StatusSeeOther || r.location() != signedUp("bob@example.com") {
+		t.Fatalf("a sign-up posting another site's next: %d to %q", r.status, r.location())
+	}
+}
+
 // TestSignInFirst: a visitor's Start (an old catalog page, signed out in
 // another tab) is refused with a page that links to the login; a learner's
 // refusals do not offer one.
@@ -308,10 +346,11 @@ func TestSignupAndLogin(t *testing.T) {
 	}
 	first := b.post("/accounts/signup/", url.Values{"csrf": {tok}, "email": {"ann@example.com"}, "first_name": {"Ann"},
 		"password": {"ann-password"}, "password2": {"ann-password"}})
-	if first.status != http.StatusSeeOther || first.location() != signedUp {
+	if first.status != http.StatusSeeOther || first.location() != signedUp("ann@example.com") {
 		t.Fatalf("signup: %d %q", first.status, first.location())
 	}
-	if page := b.get(first.location()); page.status != http.StatusOK || !strings.Contains(page.body, `id="notice"`) {
+	if page := b.get(first.location()); page.status != http.StatusOK || !strings.Contains(page.body, `id="notice"`) ||
+		!strings.Contains(page.body, `value="ann@example.com"`) {
 		t.Fatalf("login page after sign-up: %d without the notice: %s", page.status, page.body)
 	}
 	r := b.post("/accounts/login/", url.Values{"csrf": {b.csrf("/accounts/login/")}, "username": {"ann@example.com"}, "password": {"ann-password"}})

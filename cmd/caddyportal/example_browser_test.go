@@ -38,7 +38,7 @@ func walkExample(t *testing.T, base string) {
 		chromedp.SendKeys("#password2", "newcomer-pass", chromedp.ByID),
 		chromedp.Click("#submit", chromedp.ByID),
 		chromedp.WaitReady("#notice", chromedp.ByID),
-		chromedp.SendKeys("#username", "newcomer@example.com", chromedp.ByID),
+		// The login page has the address filled in.
 		chromedp.SendKeys("#password", "newcomer-pass", chromedp.ByID),
 		chromedp.Click("#submit", chromedp.ByID),
 		// lab-files is the example's third workshop: demo-w03.
