@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -222,16 +223,16 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "tokens":
 			err = parseTokens(d, &h.Tokens)
 		case "activation_timeout":
-			h.ActivationTimeout, err = oneDuration(d, opt)
+			h.ActivationTimeout, err = positiveDuration(d, opt, config.DefaultActivationTimeout)
 		case "retention":
-			h.Retention, err = oneDuration(d, opt)
+			h.Retention, err = positiveDuration(d, opt, config.DefaultRetention)
 		case "stream_close_delay":
 			var v config.Duration
-			v, err = oneDuration(d, opt)
+			v, err = positiveDuration(d, opt, defaultStreamCloseDelay)
 			h.StreamCloseDelay = caddy.Duration(v)
 		case "dashboard_timeout":
 			var v config.Duration
-			v, err = oneDuration(d, opt)
+			v, err = positiveDuration(d, opt, defaultDashboardTimeout)
 			h.DashboardTimeout = caddy.Duration(v)
 		case "analytics":
 			var u string
@@ -362,6 +363,22 @@ func oneDuration(d *caddyfile.Dispenser, opt string) (config.Duration, error) {
 		return 0, err
 	}
 	return duration(d, opt, v)
+}
+
+// positiveDuration is oneDuration for an option whose 0 would mean its
+// default, as a JSON config that leaves it out does: an operator who
+// writes 0 means something else (none, at once), so it is refused.
+func positiveDuration(d *caddyfile.Dispenser, opt string, def time.Duration) (config.Duration, error) {
+	v, err := oneDuration(d, opt)
+	if err == nil && v == 0 {
+		return 0, zeroDuration(d, opt, def)
+	}
+	return v, err
+}
+
+// zeroDuration is the refusal of a 0 that would mean the default def.
+func zeroDuration(d *caddyfile.Dispenser, opt string, def time.Duration) error {
+	return d.Errf("%s 0 would mean the default (%s): give a duration above 0, or leave it out", opt, def)
 }
 
 // duration parses a duration as the JSON config does (config.ParseDuration:
@@ -587,6 +604,13 @@ func parseTokens(d *caddyfile.Dispenser, t *config.TokenLifetimes) error {
 		}
 		seen[key] = true
 		v, err := duration(d, "tokens "+key, val)
+		if err == nil && v == 0 {
+			def := config.DefaultAccessTokenTTL
+			if key == "refresh" {
+				def = config.DefaultRefreshTokenTTL
+			}
+			return zeroDuration(d, "tokens "+key, def)
+		}
 		*dst = v
 		return err
 	})

@@ -260,8 +260,11 @@ func parseEnvOption(d *caddyfile.Dispenser, module string, args []string, env *m
 
 // parseReadyOption reads `ready <path> [<timeout>]`.
 func parseReadyOption(d *caddyfile.Dispenser, module string, args []string, path *string, timeout *caddy.Duration) error {
-	if len(args) < 1 || len(args) > 2 || !strings.HasPrefix(args[0], "/") && !strings.HasPrefix(args[0], "{") {
+	if len(args) < 1 || len(args) > 2 {
 		return d.Errf("spawner %s: ready <path> [<timeout>]", module)
+	}
+	if !strings.HasPrefix(args[0], "/") && !strings.HasPrefix(args[0], "{") {
+		return d.Errf("spawner %s: ready: the path %q must begin with / (or a placeholder such as {prefix}); usage: ready <path> [<timeout>]", module, args[0])
 	}
 	*path = args[0]
 	if len(args) == 2 {
