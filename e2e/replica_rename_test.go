@@ -20,35 +20,13 @@ import (
 // process, removes its directory and frees its place.
 func TestRenamedHostKeepsItsEnvironments(t *testing.T) {
 	t.Parallel() // separate binaries only (see doc.go)
-	if _, err := os.Stat("/usr/bin/python3"); err != nil {
-		t.Fatal("this test needs /usr/bin/python3 (Debian's python3)")
-	}
+	o := newOwnPortal(t, "rename")
 	host, err := os.Hostname()
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A portal name of this run's own: its dashboards are told apart by
-	// the marker that names the portal, and other tests may run beside.
-	name := fmt.Sprintf("rename%d", os.Getpid())
-	sessionsDir, dataDir, port := t.TempDir(), t.TempDir(), e2etest.FreePort(t)
-	t.Cleanup(func() {
-		for _, pids := range dashboardsOf(name + "/") {
-			for _, pid := range pids {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-	})
-	body := `
-		name ` + name + `
-		storage badger {dir}
-		index https://hub.example.com/
-		redirects https://hub.example.com
-		sessions registered 1
-		robot robot@portal robot-pass
-		client test-client test-secret
-` + processWorkshop("lab-proc", "", pythonDashboard, sessionsDir)
-	cf := e2etest.ProcessCaddyfile(port, "off", dataDir, body)
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	name, sessionsDir, dataDir, base := o.name, o.sessions, o.data, o.base
+	cf := o.caddyfile(name, 0, "storage badger {dir}", "sessions registered 1")
 
 	first := e2etest.StartBinary(t, e2etest.Binary(t), dataDir, cf, base, e2etest.NoRedirect)
 	token := robotToken(t, base)
@@ -99,31 +77,9 @@ func TestRenamedHostKeepsItsEnvironments(t *testing.T) {
 // directory.
 func TestReleaseAReplicaThatIsGone(t *testing.T) {
 	t.Parallel() // separate binaries only (see doc.go)
-	if _, err := os.Stat("/usr/bin/python3"); err != nil {
-		t.Fatal("this test needs /usr/bin/python3 (Debian's python3)")
-	}
-	name := fmt.Sprintf("release%d", os.Getpid())
-	sessionsDir, dataDir, port := t.TempDir(), t.TempDir(), e2etest.FreePort(t)
-	admin := fmt.Sprintf("127.0.0.1:%d", e2etest.FreePort(t))
-	t.Cleanup(func() {
-		for _, pids := range dashboardsOf(name + "/") {
-			for _, pid := range pids {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-	})
-	caddyfile := func(replica string) string {
-		return e2etest.ProcessCaddyfile(port, admin, dataDir, `
-		name `+name+`
-		replica `+replica+`
-		storage badger {dir}
-		index https://hub.example.com/
-		redirects https://hub.example.com
-		robot robot@portal robot-pass
-		client test-client test-secret
-`+processWorkshop("lab-proc", "", pythonDashboard, sessionsDir))
-	}
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	o := newOwnPortal(t, "release")
+	name, sessionsDir, dataDir, base, admin := o.name, o.sessions, o.data, o.base, o.admin
+	caddyfile := func(replica string) string { return o.caddyfile(name, 0, "replica "+replica, "storage badger {dir}") }
 	routes := "/portal/" + name + "/replicas/"
 
 	one := e2etest.StartBinary(t, e2etest.Binary(t), dataDir, caddyfile("one"), base, e2etest.NoRedirect)
@@ -199,4 +155,49 @@ func markedLearner(t *testing.T, base, token, user, env, sessionsDir string) (*r
 	})
 	l.awaitDashboard(base, mark)
 	return l, mark
+}
+
+// ownPortal is what a test that runs the portal binary on a process
+// workshop of its own needs: a portal name no other test uses (dashboards
+// are told apart by the marker that names the portal, and other tests run
+// beside), a sessions directory, a data directory, a port and an admin
+// address. The dashboards marked with its name are killed when the test
+// ends, whatever it left.
+type ownPortal struct {
+	name, sessions, data, admin, base string
+	port                              int
+}
+
+func newOwnPortal(t *testing.T, prefix string) *ownPortal {
+	t.Helper()
+	if _, err := os.Stat("/usr/bin/python3"); err != nil {
+		t.Fatal("this test needs /usr/bin/python3 (Debian's python3)")
+	}
+	o := &ownPortal{name: fmt.Sprintf("%s%d", prefix, os.Getpid()), sessions: t.TempDir(), data: t.TempDir(),
+		port: e2etest.FreePort(t)}
+	o.admin = fmt.Sprintf("127.0.0.1:%d", e2etest.FreePort(t))
+	o.base = fmt.Sprintf("http://127.0.0.1:%d", o.port)
+	t.Cleanup(func() {
+		for _, pids := range dashboardsOf(o.name + "/") {
+			for _, pid := range pids {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	return o
+}
+
+// caddyfile is the Caddyfile of portal (its name, or another) with lines
+// (replica, storage, sessions, …) and the workshop lab-proc: Python's file
+// server in a directory of its own under the test's sessions directory,
+// capacity 2, reserved as given.
+func (o *ownPortal) caddyfile(portal string, reserved int, lines ...string) string {
+	return e2etest.ProcessCaddyfile(o.port, o.admin, o.data, `
+		name `+portal+`
+		`+strings.Join(lines, "\n\t\t")+`
+		index https://hub.example.com/
+		redirects https://hub.example.com
+		robot robot@portal robot-pass
+		client test-client test-secret
+`+strings.Replace(processWorkshop("lab-proc", "", pythonDashboard, o.sessions), "reserved 0", fmt.Sprintf("reserved %d", reserved), 1))
 }

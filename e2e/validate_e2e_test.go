@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,34 +24,15 @@ import (
 // another store stopped the learner's dashboard as a stray.
 func TestConfigsThatDoNotRunTouchNothing(t *testing.T) {
 	t.Parallel() // separate binaries only (see doc.go)
-	if _, err := os.Stat("/usr/bin/python3"); err != nil {
-		t.Fatal("this test needs /usr/bin/python3 (Debian's python3)")
-	}
-	name := fmt.Sprintf("check%d", os.Getpid())
-	sessionsDir, dataDir, port := t.TempDir(), t.TempDir(), e2etest.FreePort(t)
-	admin := fmt.Sprintf("127.0.0.1:%d", e2etest.FreePort(t))
-	t.Cleanup(func() {
-		for _, pids := range dashboardsOf(name + "/") {
-			for _, pid := range pids {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-	})
-	// body is the portal with reserved reserves and the Badger store in
+	o := newOwnPortal(t, "check")
+	name, sessionsDir, dataDir, admin := o.name, o.sessions, o.data, o.admin
+	// cf is the Caddyfile with reserved reserves and the Badger store in
 	// store ({dir}: the one under the data directory).
-	body := func(reserved int, store string) string {
-		return `
-		name ` + name + `
-		replica one
-		storage badger ` + store + `
-		index https://hub.example.com/
-		redirects https://hub.example.com
-		robot robot@portal robot-pass
-		client test-client test-secret
-` + strings.Replace(processWorkshop("lab-proc", "", pythonDashboard, sessionsDir), "reserved 0", fmt.Sprintf("reserved %d", reserved), 1)
+	cf := func(reserved int, store string) string {
+		return o.caddyfile(name, reserved, "replica one", "storage badger "+store)
 	}
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	running := e2etest.StartBinary(t, e2etest.Binary(t), dataDir, e2etest.ProcessCaddyfile(port, admin, dataDir, body(0, "{dir}")), base, e2etest.NoRedirect)
+	base := o.base
+	running := e2etest.StartBinary(t, e2etest.Binary(t), dataDir, cf(0, "{dir}"), base, e2etest.NoRedirect)
 	token := robotToken(t, base)
 	alice, mark := markedLearner(t, base, token, "alice", name+"-w01", sessionsDir)
 	before := dashboardsOf(name + "/one/")
@@ -92,11 +72,11 @@ func TestConfigsThatDoNotRunTouchNothing(t *testing.T) {
 		return string(out)
 	}
 	// The running portal's own config with a reserve: its store is in use.
-	validate(e2etest.ProcessCaddyfile(port, admin, dataDir, body(1, "{dir}")))
+	validate(cf(1, "{dir}"))
 	unchanged("validate")
 	// The same with a store of its own, which it must not even create.
 	other := filepath.Join(t.TempDir(), "other-store")
-	validate(e2etest.ProcessCaddyfile(port, admin, dataDir, body(1, other)))
+	validate(cf(1, other))
 	if _, err := os.Stat(other); !os.IsNotExist(err) {
 		t.Fatalf("validate created the store it names: %v", err)
 	}
@@ -104,7 +84,7 @@ func TestConfigsThatDoNotRunTouchNothing(t *testing.T) {
 
 	// A reload that fails: a reserve for this portal, and a second site
 	// whose dashboard program does not exist.
-	failing := e2etest.ProcessCaddyfile(port, admin, dataDir, body(1, "{dir}")) + fmt.Sprintf(`
+	failing := cf(1, "{dir}") + fmt.Sprintf(`
 http://127.0.0.1:%d {
 	bind 127.0.0.1
 	portal {
@@ -131,26 +111,27 @@ http://127.0.0.1:%d {
 	// A second process with the same names, its own store and port.
 	secondDir, secondPort := t.TempDir(), e2etest.FreePort(t)
 	path := filepath.Join(secondDir, "Caddyfile")
-	if err := os.WriteFile(path, []byte(e2etest.ProcessCaddyfile(secondPort, "off", secondDir, body(1, "{dir}"))), 0o600); err != nil {
+	second := &ownPortal{name: name, sessions: o.sessions, data: secondDir, port: secondPort, admin: "off"}
+	if err := os.WriteFile(path, []byte(second.caddyfile(name, 1, "replica one", "storage badger {dir}")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	second := exec.Command(e2etest.Binary(t), "run", "--config", path, "--adapter", "caddyfile")
-	second.Env = append(os.Environ(), "XDG_DATA_HOME="+secondDir, "XDG_CONFIG_HOME="+secondDir, "HOME="+secondDir)
+	cmd := exec.Command(e2etest.Binary(t), "run", "--config", path, "--adapter", "caddyfile")
+	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+secondDir, "XDG_CONFIG_HOME="+secondDir, "HOME="+secondDir)
 	exited := make(chan []byte, 1)
 	go func() {
-		out, _ := second.CombinedOutput()
+		out, _ := cmd.CombinedOutput()
 		exited <- out
 	}()
 	var out []byte
 	select {
 	case out = <-exited:
 	case <-time.After(2 * time.Minute):
-		_ = second.Process.Kill()
+		_ = cmd.Process.Kill()
 		t.Fatalf("a second portal process with the same names kept running:\n%s", <-exited)
 	}
 	want := fmt.Sprintf("process %d on this machine already runs portal %s as replica one", running.Cmd.Process.Pid, name)
-	if second.ProcessState.Success() || !bytes.Contains(out, []byte(want)) {
-		t.Fatalf("the second portal process: %v, want it refused with %q:\n%s", second.ProcessState, want, out)
+	if cmd.ProcessState.Success() || !bytes.Contains(out, []byte(want)) {
+		t.Fatalf("the second portal process: %v, want it refused with %q:\n%s", cmd.ProcessState, want, out)
 	}
 	unchanged("a second process was refused")
 }
@@ -161,31 +142,9 @@ http://127.0.0.1:%d {
 // session of its own on the shared store, says nothing.
 func TestRenamedPortalWarns(t *testing.T) {
 	t.Parallel() // separate binaries only (see doc.go)
-	if _, err := os.Stat("/usr/bin/python3"); err != nil {
-		t.Fatal("this test needs /usr/bin/python3 (Debian's python3)")
-	}
-	name := fmt.Sprintf("renamed%d", os.Getpid())
-	sessionsDir, dataDir, port := t.TempDir(), t.TempDir(), e2etest.FreePort(t)
-	admin := fmt.Sprintf("127.0.0.1:%d", e2etest.FreePort(t))
-	t.Cleanup(func() {
-		for _, pids := range dashboardsOf(name + "/") {
-			for _, pid := range pids {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-	})
-	caddyfile := func(portal string) string {
-		return e2etest.ProcessCaddyfile(port, admin, dataDir, `
-		name `+portal+`
-		replica one
-		storage badger {dir}
-		index https://hub.example.com/
-		redirects https://hub.example.com
-		robot robot@portal robot-pass
-		client test-client test-secret
-`+processWorkshop("lab-proc", "", pythonDashboard, sessionsDir))
-	}
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	o := newOwnPortal(t, "renamed")
+	name, sessionsDir, dataDir, base, admin := o.name, o.sessions, o.data, o.base, o.admin
+	caddyfile := func(portal string) string { return o.caddyfile(portal, 0, "replica one", "storage badger {dir}") }
 	p := e2etest.StartBinary(t, e2etest.Binary(t), dataDir, caddyfile(name), base, e2etest.NoRedirect)
 	alice, mark := markedLearner(t, base, robotToken(t, base), "alice", name+"-w01", sessionsDir)
 	load := func(cf string) {
