@@ -147,7 +147,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name
 	if d.NextArg() {
-		return d.Errf("portal: unexpected argument %q (options go in the portal { ... } block)", d.Val())
+		return d.Errf("unexpected argument %q (options go in the portal { ... } block)", d.Val())
 	}
 
 	seen := map[string]bool{}
@@ -282,13 +282,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	// The cursor is now on the portal block's closing brace (or on the
 	// directive when there is no block), which is the line these refer to.
 	if !seen["robot"] {
-		return d.Err("portal: missing `robot <username> <password>` (the REST API user)")
+		return d.Err("missing `robot <username> <password>` (the REST API user)")
 	}
 	if !seen["client"] {
-		return d.Err("portal: missing `client <id> <secret>` (the OAuth2 client of the REST API)")
+		return d.Err("missing `client <id> <secret>` (the OAuth2 client of the REST API)")
 	}
+	// Caddy's error already begins "parsing caddyfile tokens for 'portal'".
 	if err := validate(h.Portal); err != nil {
-		return d.Errf("portal: %v", err)
+		return d.Errf("%v", err)
 	}
 	return nil
 }
