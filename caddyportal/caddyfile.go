@@ -2,6 +2,8 @@ package caddyportal
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -152,6 +154,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 	seen := map[string]bool{}
 	workshopAt := map[string]bool{}
+	// workshopLines are the lines of the workshop blocks, in order: a
+	// workshop that validation refuses is pointed at there.
+	var workshopLines []int
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
 		if opt != "redirects" && opt != "workshop" && opt != "analytics_allow" {
@@ -268,8 +273,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "workshop":
 			var w config.Workshop
+			line := d.Line()
 			if w, err = parseWorkshop(d, workshopAt); err == nil {
 				h.Workshops = append(h.Workshops, w)
+				workshopLines = append(workshopLines, line)
 			}
 		default:
 			return d.Errf("unrecognized portal option %q", opt)
@@ -289,6 +296,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	// Caddy's error already begins "parsing caddyfile tokens for 'portal'".
 	if err := validate(h.Portal); err != nil {
+		var we *config.WorkshopError
+		if errors.As(err, &we) && we.Index < len(workshopLines) {
+			return fmt.Errorf("%w, at %s:%d", err, d.File(), workshopLines[we.Index])
+		}
 		return d.Errf("%v", err)
 	}
 	return nil

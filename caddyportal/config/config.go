@@ -6,6 +6,7 @@ package config
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"regexp"
@@ -599,23 +600,36 @@ func (p *Portal) Validate() error {
 	seen := map[string]bool{}
 	for i, w := range p.Workshops {
 		if err := w.validate(); err != nil {
-			return fmt.Errorf("workshop %q: %w", w.Name, err)
+			return &WorkshopError{Index: i, Name: w.Name, Err: err}
 		}
 		if _, tmpl := w.Template(); w.Capacity == nil && p.Sessions.Maximum == 0 && (tmpl || w.Spawned()) {
 			// Its capacity would default to 0: a workshop that never gives
 			// a session, which nothing else would explain.
-			return fmt.Errorf("workshop %q: capacity: its dashboards are started per session (a spawner or a {session} template), so there is no pool to count: set `capacity <n>`, or the portal's `sessions maximum <n>`", w.Name)
+			return &WorkshopError{Index: i, Name: w.Name, Err: errors.New("capacity: its dashboards are started per session (a spawner or a {session} template), so there is no pool to count: set `capacity <n>`, or the portal's `sessions maximum <n>`")}
 		}
 		if len(w.Ingresses) > 0 && p.Dashboards.Mode != DashboardsHost {
-			return fmt.Errorf("workshop %q: ingresses are host names of a session: they need `dashboards host <domain>`", w.Name)
+			return &WorkshopError{Index: i, Name: w.Name, Err: errors.New("ingresses are host names of a session: they need `dashboards host <domain>`")}
 		}
 		if seen[w.Name] {
-			return fmt.Errorf("workshop %q: declared twice (workshop %d)", w.Name, i+1)
+			return &WorkshopError{Index: i, Name: w.Name, Err: fmt.Errorf("declared twice (workshop %d)", i+1)}
 		}
 		seen[w.Name] = true
 	}
 	return nil
 }
+
+// WorkshopError is Validate's refusal of one workshop, the Index-th: the
+// Caddyfile adapter points at that workshop's block with it.
+type WorkshopError struct {
+	Index int
+	Name  string
+	Err   error
+}
+
+func (e *WorkshopError) Error() string { return fmt.Sprintf("workshop %q: %v", e.Name, e.Err) }
+
+// Unwrap returns the workshop's own error.
+func (e *WorkshopError) Unwrap() error { return e.Err }
 
 // Spawned reports whether the workshop starts an environment per session
 // (a spawner) instead of using fixed dashboard addresses.
