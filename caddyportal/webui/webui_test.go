@@ -609,14 +609,16 @@ func TestIndexRules(t *testing.T) {
 // TestAdminPages: what the admin sees of a REST-created session, filters,
 // extend, and the users list.
 func TestAdminPages(t *testing.T) {
-	p := newPortal(t, portalConfig(config.RegistrationOneStep, ""))
+	cfg := portalConfig(config.RegistrationOneStep, "")
+	cfg.Workshops[0].Orphaned = config.Duration(15 * time.Minute)
+	p := newPortal(t, cfg)
 	name := p.restRequest("bob")
 	admin := p.browser()
 	admin.login(adminUser, adminPass, "/admin/")
 
 	ov := admin.get("/admin/")
 	if ov.status != http.StatusOK || !strings.Contains(ov.body, `<dd id="allocated">1</dd>`) || !strings.Contains(ov.body, `<svg`) ||
-		!strings.Contains(ov.body, `id="env-demo-w01"`) || !strings.Contains(ov.body, "1h / 10m / 1h30m") {
+		!strings.Contains(ov.body, `id="env-demo-w01"`) || !strings.Contains(ov.body, "1h / 10m / 1h30m") || !strings.Contains(ov.body, "<td>15m</td>") {
 		t.Fatalf("overview: %d %s", ov.status, ov.body)
 	}
 	list := admin.get("/admin/sessions/")
