@@ -201,3 +201,17 @@ func (o *ownPortal) caddyfile(portal string, reserved int, lines ...string) stri
 		client test-client test-secret
 `+strings.Replace(processWorkshop("lab-proc", "", pythonDashboard, o.sessions), "reserved 0", fmt.Sprintf("reserved %d", reserved), 1))
 }
+
+// load posts the Caddyfile cf to the portal's admin endpoint, a reload,
+// and checks Caddy's answer is want.
+func (o *ownPortal) load(t *testing.T, cf string, want int) {
+	t.Helper()
+	res, err := http.Post("http://"+o.admin+"/load", "text/caddyfile", strings.NewReader(cf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != want {
+		t.Fatalf("reload: %d, want %d", res.StatusCode, want)
+	}
+}

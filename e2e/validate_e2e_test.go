@@ -98,14 +98,7 @@ http://127.0.0.1:%d {
 	}
 }
 `, e2etest.FreePort(t), name)
-	res, err := http.Post("http://"+admin+"/load", "text/caddyfile", strings.NewReader(failing))
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusBadRequest {
-		t.Fatalf("the failing reload: %d, want 400", res.StatusCode)
-	}
+	o.load(t, failing, http.StatusBadRequest)
 	unchanged("a reload that failed")
 
 	// A second process with the same names, its own store and port.
@@ -143,21 +136,11 @@ http://127.0.0.1:%d {
 func TestRenamedPortalWarns(t *testing.T) {
 	t.Parallel() // separate binaries only (see doc.go)
 	o := newOwnPortal(t, "renamed")
-	name, sessionsDir, dataDir, base, admin := o.name, o.sessions, o.data, o.base, o.admin
+	name, sessionsDir, dataDir, base := o.name, o.sessions, o.data, o.base
 	caddyfile := func(portal string) string { return o.caddyfile(portal, 0, "replica one", "storage badger {dir}") }
 	p := e2etest.StartBinary(t, e2etest.Binary(t), dataDir, caddyfile(name), base, e2etest.NoRedirect)
 	alice, mark := markedLearner(t, base, robotToken(t, base), "alice", name+"-w01", sessionsDir)
-	load := func(cf string) {
-		t.Helper()
-		res, err := http.Post("http://"+admin+"/load", "text/caddyfile", strings.NewReader(cf))
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Body.Close()
-		if res.StatusCode != http.StatusOK {
-			t.Fatalf("reload: %d", res.StatusCode)
-		}
-	}
+	load := func(cf string) { t.Helper(); o.load(t, cf, http.StatusOK) }
 	load(caddyfile(name + "x"))
 	waitFor(t, "the warning", func() bool {
 		return strings.Contains(p.Logs.String(), "a portal with live sessions is no longer in the config")
