@@ -603,13 +603,18 @@ func (u *UI) sessionPage(w http.ResponseWriter, r *http.Request, name string) {
 		u.unavailable(w, r, err)
 		return
 	}
-	d := sessionData{S: s, Env: u.envOf(s), Timeline: timeline(s), Live: !s.State.Ending(), CanAct: !s.State.Ending() && !s.Reserved(),
+	d := sessionData{S: s, Env: u.envOf(s), Live: !s.State.Ending(), CanAct: !s.State.Ending() && !s.Reserved(),
 		CanOpen: u.openAs != nil}
+	owner := s.Owner
 	if s.Owner != "" {
 		if usr, err := u.svc.GetUser(r.Context(), s.Owner); err == nil {
 			d.Owner = usr
+			if usr.Email != "" {
+				owner = usr.Email // what an instructor knows a learner by
+			}
 		}
 	}
+	d.Timeline = timeline(s, owner)
 	if d.Live {
 		if e := u.svc.Environment(s.Environment); e != nil {
 			d.Schedule = e.Policy.Schedule(u.svc.Now(), lifecycle.Times{State: s.State, Started: s.Started, Expires: s.Expires})
@@ -704,8 +709,9 @@ func envDetails(state json.RawMessage) []envDetail {
 	return out
 }
 
-// timeline derives a session's history from the instants its record keeps.
-func timeline(s *sessions.Session) []event {
+// timeline derives a session's history from the instants its record
+// keeps; owner names the session's owner.
+func timeline(s *sessions.Session, owner string) []event {
 	var out []event
 	add := func(t time.Time, what string) {
 		if !t.IsZero() {
@@ -714,7 +720,7 @@ func timeline(s *sessions.Session) []event {
 	}
 	add(s.Created, "Created (as a reserve)")
 	if s.Owner != "" {
-		add(s.Allocated, "Allocated to "+s.Owner)
+		add(s.Allocated, "Allocated to "+owner)
 	}
 	if !s.Activated.IsZero() && !s.Activated.Equal(s.Started) {
 		add(s.Activated, "Activated while its environment was starting")

@@ -646,7 +646,7 @@ func TestAdminPages(t *testing.T) {
 	det := admin.get("/admin/sessions/" + name + "/")
 	// Extend is offered only once the session can be extended: not to a
 	// session that waits for its activation.
-	for _, want := range []string{"bob@example.org", `id="terminate-ask"`, `id="terminate"`, "Allocated to bob", "Activation deadline", "dash-" + name + ".svc:8080"} {
+	for _, want := range []string{"bob@example.org", `id="terminate-ask"`, `id="terminate"`, "Allocated to bob@example.org", "Activation deadline", "dash-" + name + ".svc:8080"} {
 		if !strings.Contains(det.body, want) {
 			t.Errorf("detail lacks %q", want)
 		}
