@@ -16,6 +16,7 @@ import (
 	"github.com/dustin/go-humanize"
 
 	"github.com/caddyportal/caddyportal/caddyportal/config"
+	"github.com/caddyportal/caddyportal/caddyportal/health"
 )
 
 func init() {
@@ -873,17 +874,21 @@ func parseHealthCheck(d *caddyfile.Dispenser) (*config.HealthCheck, error) {
 		}
 		seen[key] = true
 		var dst *config.Duration
+		var def time.Duration
 		switch key {
 		case "interval":
-			dst = &hc.Interval
+			dst, def = &hc.Interval, health.DefaultInterval
 		case "timeout":
-			dst = &hc.Timeout
+			dst, def = &hc.Timeout, health.DefaultTimeout
 		default:
 			return nil, d.Errf("health_check: unknown setting %q (use interval, timeout)", key)
 		}
 		v, err := duration(d, "health_check "+key, rest[i+1])
 		if err != nil {
 			return nil, err
+		}
+		if v == 0 {
+			return nil, zeroDuration(d, "health_check "+key, def)
 		}
 		*dst = v
 	}

@@ -284,6 +284,8 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"upstream without host", ws("upstream :9001"), `upstream: ":9001" is not a dial address host:port`},
 		{"template without capacity", ws("upstream {session}.lab:80"), "workshop \"lab\": capacity: its dashboards are started per session (a spawner or a {session} template), so there is no pool to count: set `capacity <n>`, or the portal's `sessions maximum <n>`"},
 		{"spawner without capacity", ws("spawner process {\ncommand x {port}\n}"), "workshop \"lab\": capacity: its dashboards are started per session"},
+		{"health_check interval 0", ws("upstream a:1\nhealth_check tcp interval 0s"), `health_check interval 0 would mean the default (10s)`},
+		{"health_check timeout 0", ws("upstream a:1\nhealth_check /x timeout 0"), `health_check timeout 0 would mean the default (5s)`},
 		{"second workshop refused at its line", "portal {" + required + "workshop a {\nupstream a:1\n}\nworkshop b {\nupstream {session}.b:80\n}\n}", "workshop \"b\": capacity: its dashboards are started per session (a spawner or a {session} template), so there is no pool to count: set `capacity <n>`, or the portal's `sessions maximum <n>`, at Testfile:7"},
 		{"ready path without a slash", ws("capacity 1\nspawner process {\ncommand x {port}\nready healthz 5s\n}"), `spawner process: ready: the path "healthz" must begin with / (or a placeholder such as {prefix})`},
 		{"ready without a path", ws("capacity 1\nspawner container {\nimage x\nport 80\nready\n}"), `spawner container: ready <path> [<timeout>]`},

@@ -183,6 +183,10 @@ func (p Portal) Adjusted() []string {
 		if w.Initial != nil && *w.Initial > e.Capacity {
 			out = append(out, fmt.Sprintf("workshop %q: initial %d is more than its capacity: %d are started at start-up", w.Name, *w.Initial, e.Initial))
 		}
+		if hc := w.HealthCheck; hc != nil && hc.Interval > 0 && hc.Timeout > hc.Interval {
+			out = append(out, fmt.Sprintf("workshop %q: health_check timeout %v is longer than its interval %v: a dashboard that hangs holds each probe round up to %v, so dashboards are probed less often than every %v",
+				w.Name, hc.Timeout.D(), hc.Interval.D(), hc.Timeout.D(), hc.Interval.D()))
+		}
 	}
 	return out
 }

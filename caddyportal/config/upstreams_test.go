@@ -91,12 +91,15 @@ func TestAdjusted(t *testing.T) {
 		{Name: "short", Upstreams: []string{"{session}:80"}, Expires: mins(30), Overtime: mins(1)},
 		{Name: "early", Upstreams: []string{"{session}:80"}, Expires: mins(10), Deadline: mins(5)},
 		{Name: "many", Upstreams: []string{"{session}:80"}, Reserved: n(5), Initial: n(9)},
+		{Name: "probed", Upstreams: []string{"a:1"}, HealthCheck: &HealthCheck{Interval: Duration(time.Second), Timeout: Duration(5 * time.Second)}},
+		{Name: "probed-fine", Upstreams: []string{"a:1"}, HealthCheck: &HealthCheck{Interval: Duration(10 * time.Second), Timeout: Duration(5 * time.Second)}},
 	}}
 	want := []string{
 		`workshop "short": overtime 1m0s is shorter than the shortest extension step: each extension adds 5m0s`,
 		`workshop "early": deadline 5m0s is before expires 10m0s: sessions last 10m0s and cannot be extended`,
 		`workshop "many": reserved 5 is more than its capacity: 3 are kept ready`,
 		`workshop "many": initial 9 is more than its capacity: 3 are started at start-up`,
+		`workshop "probed": health_check timeout 5s is longer than its interval 1s: a dashboard that hangs holds each probe round up to 5s, so dashboards are probed less often than every 1s`,
 	}
 	if got := p.Adjusted(); !slices.Equal(got, want) {
 		t.Errorf("Adjusted() =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
