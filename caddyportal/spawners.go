@@ -115,8 +115,7 @@ func (p *ProcessSpawner) Spawner(id spawner.Identity, log *zap.Logger) (spawner.
 
 // Check implements spawner.Checker.
 func (p *ProcessSpawner) Check(id spawner.Identity, log *zap.Logger) error {
-	_, err := process.Check(p.config(id), log)
-	return err
+	return process.Check(p.config(id), log)
 }
 
 // config is the process spawner's configuration for id, defaults applied.

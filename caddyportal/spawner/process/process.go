@@ -174,24 +174,24 @@ var (
 )
 
 // Check checks cfg as New does, without creating anything: what `caddy
-// validate` and a config that is loaded but not yet run may do. It returns
-// cfg with its defaults applied and warns through log (which may be nil)
-// about what is legal but probably a mistake.
-func Check(cfg Config, log *zap.Logger) (Config, error) {
+// validate` and a config that is loaded but not yet run may do. It warns
+// through log (which may be nil) about what is legal but probably a
+// mistake.
+func Check(cfg Config, log *zap.Logger) error {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	cfg, err := check(cfg)
+	c, err := check(cfg)
 	if err != nil {
-		return cfg, err
+		return err
 	}
-	if !mentionsPort(cfg) {
+	if !mentionsPort(c.Config) {
 		// Legitimate for a dashboard that reads $PORT; otherwise every
 		// start but the first waits out its ready timeout on the wrong port.
 		log.Warn("process spawner: the command does not pass {port}: the dashboard must listen on the port in $PORT",
-			zap.Strings("command", cfg.Command))
+			zap.Strings("command", c.Command))
 	}
-	return cfg, nil
+	return nil
 }
 
 // New checks cfg (see Check, whose warnings it does not repeat), creates
@@ -201,10 +201,11 @@ func New(cfg Config, log *zap.Logger) (*Spawner, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	cfg, err := check(cfg)
+	c, err := check(cfg)
 	if err != nil {
 		return nil, err
 	}
+	cfg = c.Config
 	s := &Spawner{
 		cfg:      cfg,
 		log:      log,
@@ -213,16 +214,8 @@ func New(cfg Config, log *zap.Logger) (*Spawner, error) {
 		ports:    map[int]string{},
 		children: map[string]*child{},
 		bindIP:   dialedIP(cfg.BindHost),
-	}
-	if cfg.Sandbox != "" {
-		if s.bwrap, err = exec.LookPath("bwrap"); err != nil {
-			return nil, errBwrap
-		}
-	}
-	if cfg.User != "" {
-		if s.cred, err = credentials(cfg.User); err != nil {
-			return nil, err
-		}
+		bwrap:    c.bwrap,
+		cred:     c.cred,
 	}
 	// 0711: a user the dashboards run as may enter its own session directory
 	// but not list the others'.
@@ -241,63 +234,60 @@ func New(cfg Config, log *zap.Logger) (*Spawner, error) {
 	return s, nil
 }
 
-// errBwrap is the sandbox's missing program.
-var errBwrap = errors.New("process spawner: sandbox bubblewrap needs bwrap on PATH (Debian package bubblewrap)")
-
-// credentials returns what a dashboard started as user runs with, or an
-// error when the user is unknown or the portal may not switch to it.
-func credentials(user string) (*syscall.Credential, error) {
-	cred, err := lookupUser(user)
-	if err != nil {
-		return nil, fmt.Errorf("process spawner: user: %w", err)
-	}
-	return switchableTo(user, cred)
+// checked is a configuration check passed, with what it found: the
+// configuration with its defaults applied, the sandbox's program and the
+// credential to start dashboards with (nil: this process's own).
+type checked struct {
+	Config
+	bwrap string
+	cred  *syscall.Credential
 }
 
 // check is Check without its warnings.
-func check(cfg Config) (Config, error) {
+func check(cfg Config) (checked, error) {
+	var c checked
 	if len(cfg.Command) == 0 || cfg.Command[0] == "" {
-		return cfg, errors.New("process spawner: command is required")
+		return c, errors.New("process spawner: command is required")
 	}
 	if cfg.Dir == "" || !filepath.IsAbs(cfg.Dir) {
-		return cfg, fmt.Errorf("process spawner: dir must be an absolute path, got %q", cfg.Dir)
+		return c, fmt.Errorf("process spawner: dir must be an absolute path, got %q", cfg.Dir)
 	}
 	cfg.Dir = filepath.Clean(cfg.Dir)
 	if cfg.Portal == "" {
-		return cfg, errors.New("process spawner: portal name is required")
+		return c, errors.New("process spawner: portal name is required")
 	}
 	if cfg.Replica == "" {
 		cfg.Replica = "local"
 	}
 	for _, id := range []string{cfg.Portal, cfg.Replica} {
 		if strings.ContainsAny(id, "/\x00=") {
-			return cfg, fmt.Errorf("process spawner: portal and replica names cannot contain '/', '=' or NUL: %q", id)
+			return c, fmt.Errorf("process spawner: portal and replica names cannot contain '/', '=' or NUL: %q", id)
 		}
 	}
 	for _, a := range cfg.Command {
 		if err := spawner.CheckTemplate(a); err != nil {
-			return cfg, fmt.Errorf("process spawner: command: %w", err)
+			return c, fmt.Errorf("process spawner: command: %w", err)
 		}
 	}
 	if err := checkProgram(cfg.Command[0]); err != nil {
-		return cfg, fmt.Errorf("process spawner: command: %w", err)
+		return c, fmt.Errorf("process spawner: command: %w", err)
 	}
 	for _, e := range cfg.Env {
 		if !varName.MatchString(e.Name) {
-			return cfg, fmt.Errorf("process spawner: env: %q is not a variable name", e.Name)
+			return c, fmt.Errorf("process spawner: env: %q is not a variable name", e.Name)
 		}
 		if e.Name == MarkerVar {
-			return cfg, fmt.Errorf("process spawner: env: %s is the portal's own", MarkerVar)
+			return c, fmt.Errorf("process spawner: env: %s is the portal's own", MarkerVar)
 		}
 		if err := spawner.CheckTemplate(e.Value); err != nil {
-			return cfg, fmt.Errorf("process spawner: env %s: %w", e.Name, err)
+			return c, fmt.Errorf("process spawner: env %s: %w", e.Name, err)
 		}
 	}
 	if cfg.ReadyPath == "" {
 		cfg.ReadyPath = "/"
 	}
 	if err := spawner.CheckTemplate(cfg.ReadyPath); err != nil {
-		return cfg, fmt.Errorf("process spawner: ready path: %w", err)
+		return c, fmt.Errorf("process spawner: ready path: %w", err)
 	}
 	if cfg.ReadyTimeout <= 0 {
 		cfg.ReadyTimeout = DefaultReadyTimeout
@@ -309,30 +299,35 @@ func check(cfg Config) (Config, error) {
 		cfg.BindHost = DefaultBindHost
 	}
 	if err := spawner.CheckBindHost(cfg.BindHost); err != nil {
-		return cfg, fmt.Errorf("process spawner: %w", err)
+		return c, fmt.Errorf("process spawner: %w", err)
 	}
 	// An address this machine does not have would fail every start (each
 	// picks its port there): fail the config's load instead.
 	l, err := net.Listen("tcp", net.JoinHostPort(cfg.BindHost, "0"))
 	if err != nil {
-		return cfg, fmt.Errorf("process spawner: bind %s: %w", cfg.BindHost, err)
+		return c, fmt.Errorf("process spawner: bind %s: %w", cfg.BindHost, err)
 	}
 	l.Close()
 	switch cfg.Sandbox {
 	case "":
 	case "bubblewrap":
-		if _, err := exec.LookPath("bwrap"); err != nil {
-			return cfg, errBwrap
+		if c.bwrap, err = exec.LookPath("bwrap"); err != nil {
+			return c, errors.New("process spawner: sandbox bubblewrap needs bwrap on PATH (Debian package bubblewrap)")
 		}
 	default:
-		return cfg, fmt.Errorf("process spawner: unknown sandbox %q (want bubblewrap)", cfg.Sandbox)
+		return c, fmt.Errorf("process spawner: unknown sandbox %q (want bubblewrap)", cfg.Sandbox)
 	}
 	if cfg.User != "" {
-		if _, err := credentials(cfg.User); err != nil {
-			return cfg, err
+		cred, err := lookupUser(cfg.User)
+		if err != nil {
+			return c, fmt.Errorf("process spawner: user: %w", err)
+		}
+		if c.cred, err = switchableTo(cfg.User, cred); err != nil {
+			return c, err
 		}
 	}
-	return cfg, nil
+	c.Config = cfg
+	return c, nil
 }
 
 // mentionsPort reports whether cfg passes the dashboard its port through

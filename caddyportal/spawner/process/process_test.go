@@ -1083,7 +1083,7 @@ func TestCommandWithoutPortIsWarned(t *testing.T) {
 		core, logs := observer.New(zap.WarnLevel)
 		cfg := tc.cfg
 		cfg.Dir, cfg.Portal = filepath.Join(t.TempDir(), "sessions"), testPortal
-		if _, err := Check(cfg, zap.New(core)); err != nil {
+		if err := Check(cfg, zap.New(core)); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
 		if _, err := os.Stat(cfg.Dir); !os.IsNotExist(err) {
