@@ -70,13 +70,9 @@ func acquireHostLock(portal, replica string) (string, error) {
 	})
 	var held *hostlock.HeldError
 	if errors.As(err, &held) {
-		who := "another process"
-		if held.PID > 0 {
-			who = fmt.Sprintf("process %d", held.PID)
-		}
 		return "", fmt.Errorf("%s on this machine already runs portal %s as replica %s: the two would take "+
 			"each other's dashboards for strays and stop them. Stop it, or give this portal another replica name (or name)",
-			who, portal, replica)
+			held.Holder(), portal, replica)
 	}
 	return key, err
 }

@@ -183,6 +183,8 @@ func (h *Handler) start(ctx caddy.Context, spec storeSpec, storedReplica bool) (
 // portal (the start failed, or the client left while it ran) the answer
 // has been written and running returns nil.
 func (h *Handler) running(w http.ResponseWriter, r *http.Request) *portal.Portal {
+	// Every request passes here: once started, do not even ask for the
+	// request's Done channel, which its context makes on first use.
 	select {
 	case <-h.started:
 	default:

@@ -35,10 +35,16 @@ type HeldError struct {
 }
 
 func (e *HeldError) Error() string {
+	return fmt.Sprintf("%s is held by %s on this machine", e.Name, e.Holder())
+}
+
+// Holder names the holder for a message: "process 4242", or "another
+// process" when its id is not known.
+func (e *HeldError) Holder() string {
 	if e.PID > 0 {
-		return fmt.Sprintf("%s is held by process %d on this machine", e.Name, e.PID)
+		return fmt.Sprintf("process %d", e.PID)
 	}
-	return fmt.Sprintf("%s is held by another process on this machine", e.Name)
+	return "another process"
 }
 
 // socketName is the abstract socket that stands for name (`ss -xl` lists
