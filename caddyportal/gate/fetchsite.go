@@ -96,12 +96,6 @@ func (o Origins) RefererSession(r *http.Request) string {
 	return name
 }
 
-// topLevelNavigation reports whether a browser said r is a top-level
-// navigation (a link, a typed address, a redirect, a form): its response
-// replaces a whole tab, which the page that started it cannot read unless
-// it holds the window (see CheckPathDashboard).
-func topLevelNavigation(r *http.Request) bool { return httperr.Navigation(r) }
-
 // webSocket reports whether r is a WebSocket handshake.
 func webSocket(r *http.Request) bool {
 	return r.Header.Get("Sec-Fetch-Mode") == "websocket" || strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
@@ -134,7 +128,7 @@ func (o Origins) CheckPathDashboard(r *http.Request, session string) error {
 	if ref == session || r.Header.Get("Sec-Fetch-Site") != "same-origin" {
 		return nil
 	}
-	if topLevelNavigation(r) || webSocket(r) {
+	if httperr.Navigation(r) || webSocket(r) {
 		return nil
 	}
 	return ErrUnattributed
@@ -146,7 +140,7 @@ func (o Origins) CheckPathDashboard(r *http.Request, session string) error {
 // background. Requests without fetch metadata pass (the pages' CSRF checks
 // and the API's bearer tokens still apply).
 func (o Origins) CheckPortal(r *http.Request) error {
-	if r.Header.Get("Sec-Fetch-Mode") == "" || topLevelNavigation(r) {
+	if r.Header.Get("Sec-Fetch-Mode") == "" || httperr.Navigation(r) {
 		return nil
 	}
 	if o.RefererSession(r) != "" {
@@ -164,7 +158,7 @@ func (o Origins) CheckPortal(r *http.Request) error {
 // no Origin, or pass as navigations.
 func CheckSessionHost(r *http.Request) error {
 	origin := r.Header.Get("Origin")
-	if origin == "" || topLevelNavigation(r) && !webSocket(r) {
+	if origin == "" || httperr.Navigation(r) && !webSocket(r) {
 		return nil
 	}
 	u, err := url.Parse(origin)

@@ -8,7 +8,9 @@ import (
 // Navigation reports whether a browser said r is a top-level navigation (a
 // link followed, an address typed, a redirect, a form): its answer
 // replaces a whole tab, so a person reads it, and a refusal is a page
-// (WritePage) rather than the REST API's JSON.
+// (WritePage) rather than the REST API's JSON. The page that started it
+// cannot read that answer unless it holds the window, which the gate's
+// checks of who made a request rely on (gate.CheckPathDashboard).
 func Navigation(r *http.Request) bool {
 	return r.Header.Get("Sec-Fetch-Mode") == "navigate" &&
 		(r.Header.Get("Sec-Fetch-Dest") == "document" || r.Header.Get("Sec-Fetch-Dest") == "")
