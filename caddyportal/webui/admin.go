@@ -1011,7 +1011,7 @@ func (u *UI) setPassword(w http.ResponseWriter, r *http.Request, _ string) {
 	}
 	user, pw := r.PostFormValue("user"), r.PostFormValue("password")
 	if len(pw) < minPassword || len(pw) > maxPassword {
-		u.fail(w, r, http.StatusBadRequest, "Password not set", "The password must be 8 to 72 characters long; accented letters and other symbols count as two or more.")
+		u.fail(w, r, http.StatusBadRequest, "Password not set", passwordRule)
 		return
 	}
 	hash, err := hashPassword(pw, u.cost)

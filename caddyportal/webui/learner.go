@@ -52,6 +52,11 @@ func (u *UI) localNext(raw string) (string, bool) {
 	return raw, true
 }
 
+// badNext refuses a sign-in or sign-up whose next is not on this portal.
+func (u *UI) badNext(w http.ResponseWriter, r *http.Request) {
+	u.fail(w, r, http.StatusBadRequest, "Bad redirect", "The address to return to after signing in is not on this portal.")
+}
+
 type loginData struct {
 	Username string
 	Next     string
@@ -70,7 +75,7 @@ func (u *UI) loginForm(user, next string) loginData {
 func (u *UI) loginPage(w http.ResponseWriter, r *http.Request, _ string) {
 	next, ok := u.localNext(r.URL.Query().Get("next"))
 	if !ok {
-		u.fail(w, r, http.StatusBadRequest, "Bad redirect", "The address to return to after signing in is not on this portal.")
+		u.badNext(w, r)
 		return
 	}
 	id, err := u.visitor(w, r)
@@ -108,7 +113,7 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request, _ string) {
 	}
 	next, ok := u.localNext(r.PostFormValue("next"))
 	if !ok {
-		u.fail(w, r, http.StatusBadRequest, "Bad redirect", "The address to return to after signing in is not on this portal.")
+		u.badNext(w, r)
 		return
 	}
 	user := strings.TrimSpace(r.PostFormValue("username"))
@@ -223,7 +228,7 @@ func (u *UI) signupPage(w http.ResponseWriter, r *http.Request, _ string) {
 	}
 	next, ok := u.localNext(r.URL.Query().Get("next"))
 	if !ok {
-		u.fail(w, r, http.StatusBadRequest, "Bad redirect", "The address to return to after signing in is not on this portal.")
+		u.badNext(w, r)
 		return
 	}
 	id, err := u.visitor(w, r)
@@ -233,6 +238,10 @@ func (u *UI) signupPage(w http.ResponseWriter, r *http.Request, _ string) {
 	}
 	u.render(w, r, http.StatusOK, "signup", id, view{Title: "Create an account", CSRF: u.csrfToken(id), Data: signupData{Next: next}})
 }
+
+// passwordRule is what a password too short or too long is refused with,
+// in the sign-up form's words (characters; bcrypt counts bytes).
+const passwordRule = "The password must be 8 to 72 characters long; accented letters and other symbols count as two or more."
 
 // Limits on sign-up fields. bcrypt reads at most 72 bytes of a password;
 // refusing longer ones avoids silently ignoring the rest.
@@ -272,7 +281,7 @@ func (u *UI) signup(w http.ResponseWriter, r *http.Request, _ string) {
 		bad(http.StatusBadRequest, "Names cannot contain tabs, line breaks or other control characters.")
 		return
 	case len(pw) < minPassword || len(pw) > maxPassword:
-		bad(http.StatusBadRequest, "The password must be 8 to 72 characters long; accented letters and other symbols count as two or more.")
+		bad(http.StatusBadRequest, passwordRule)
 		return
 	case pw != pw2:
 		bad(http.StatusBadRequest, "The two passwords do not match.")
