@@ -112,7 +112,7 @@ func (r ReplicaStatus) Stranded() bool { return r.Silent && r.Holds() > 0 }
 // day, and every replica that owns a live session's environment: this one
 // first, then by name.
 func (s *Service) Replicas(ctx context.Context) ([]ReplicaStatus, error) {
-	byName := map[string]*ReplicaStatus{s.replica: {Name: s.replica, This: true}}
+	var byName map[string]*ReplicaStatus // made afresh by each try of the view
 	of := func(name string) *ReplicaStatus {
 		r := byName[name]
 		if r == nil {
